@@ -1,0 +1,118 @@
+/*
+ * evlm.h - public C API of evlm, an engine for small, fast vision-language models.
+ *
+ * Objects are opaque and come in new/load + free pairs; configuration goes through
+ * the *_default_params() structs. Every call that can fail returns an evlm_status; the reason,
+ * naming the file / field / tensor at fault, is in evlm_last_error() (thread-local).
+ * The library never prints to stdout and never exits the process.
+ *
+ * Not here: internal tensor views, kernels and file readers live in src/ (see
+ * docs/ARCHITECTURE.md).
+ */
+#ifndef EVLM_H
+#define EVLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum evlm_status {
+    EVLM_OK = 0,
+    EVLM_ERR_ARG,         /* invalid argument from the caller */
+    EVLM_ERR_IO,          /* file missing, unreadable, unwritable */
+    EVLM_ERR_FORMAT,      /* malformed, truncated or hostile file content */
+    EVLM_ERR_UNSUPPORTED, /* valid input evlm does not handle (architecture, dtype, template) */
+    EVLM_ERR_NOMEM,       /* allocation failed or a size limit was exceeded */
+    EVLM_ERR_RANGE,       /* out of range at run time (context full, token id >= vocab) */
+} evlm_status;
+
+/* Last error message of the calling thread ("" when none). */
+const char *evlm_last_error(void);
+const char *evlm_status_str(evlm_status st);
+
+/* ---- model ------------------------------------------------------------------------------ */
+
+typedef struct evlm_model evlm_model;     /* weights + config + tokenizer + chat template */
+typedef struct evlm_context evlm_context; /* KV cache and scratch for one sequence */
+
+typedef struct evlm_model_params {
+    int n_threads; /* 0 = physical cores */
+} evlm_model_params;
+
+typedef struct evlm_context_params {
+    int n_ctx;       /* KV cache length; 0 = min(model max positions, 4096) */
+    int n_batch;     /* most tokens evaluated in one forward call; 0 = 512 */
+    int n_threads;   /* 0 = the model's */
+} evlm_context_params;
+
+evlm_model_params evlm_model_default_params(void);
+evlm_context_params evlm_context_default_params(void);
+
+/* Loads a Hugging Face model folder (config.json, *.safetensors, tokenizer.json, ...). */
+evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out);
+void evlm_model_free(evlm_model *model);
+
+int evlm_model_n_vocab(const evlm_model *model);
+int evlm_model_n_ctx_train(const evlm_model *model);
+/* End-of-generation ids (generation_config.json, config.json, tokenizer eos). */
+int evlm_model_eos_ids(const evlm_model *model, const int32_t **ids);
+bool evlm_model_is_eos(const evlm_model *model, int32_t id);
+
+evlm_status evlm_context_new(evlm_model *model, const evlm_context_params *params,
+                             evlm_context **out);
+void evlm_context_free(evlm_context *ctx);
+int evlm_context_n_past(const evlm_context *ctx);
+/* Drops the cache from position n_past on (n_past <= current). */
+evlm_status evlm_context_truncate(evlm_context *ctx, int n_past);
+
+/* Evaluates n tokens at positions n_past..n_past+n-1 and appends them to the cache.
+ * logits: NULL, [n_vocab] (last position) or [n][n_vocab] when all_logits. */
+evlm_status evlm_decode(evlm_context *ctx, const int32_t *ids, int n, float *logits,
+                        bool all_logits);
+
+/* ---- text ------------------------------------------------------------------------------- */
+
+/* Token ids of text. parse_special: "<|im_start|>" and other added tokens in the text become
+ * their ids. add_special: apply the tokenizer's post-processor (e.g. a BOS token).
+ * *ids is malloc'd; free() it. */
+evlm_status evlm_tokenize(const evlm_model *model, const char *text, size_t len,
+                          bool parse_special, bool add_special, int32_t **ids, size_t *n_ids);
+/* Text of ids (malloc'd, NUL-terminated). skip_special drops special added tokens. */
+evlm_status evlm_detokenize(const evlm_model *model, const int32_t *ids, size_t n_ids,
+                            bool skip_special, char **text);
+
+/* The chat template wrapping one user turn with the generation prompt (malloc'd).
+ * n_images: how many images the turn carries (each becomes the template's image marker). */
+evlm_status evlm_chat_prompt(const evlm_model *model, const char *user_text, int n_images,
+                             char **prompt);
+
+/* ---- sampling --------------------------------------------------------------------------- */
+
+typedef struct evlm_sampler evlm_sampler;
+
+typedef struct evlm_sampler_params {
+    float temp;           /* 0 = greedy */
+    int top_k;            /* 0 = off */
+    float top_p;          /* 1 = off */
+    float min_p;          /* 0 = off */
+    float repeat_penalty; /* 1 = off */
+    int repeat_last_n;    /* window of the repetition penalty */
+    uint64_t seed;
+} evlm_sampler_params;
+
+evlm_sampler_params evlm_sampler_default_params(void);
+evlm_status evlm_sampler_new(const evlm_sampler_params *params, int n_vocab, evlm_sampler **out);
+void evlm_sampler_free(evlm_sampler *s);
+/* Picks the next id from logits [n_vocab]; history = ids so far (for the repetition penalty).
+ * May modify logits. */
+int32_t evlm_sampler_sample(evlm_sampler *s, float *logits, const int32_t *history,
+                            size_t n_history);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,73 @@
+/* json.c - cJSON wrappers with file/field errors (see json.h). */
+#include "core/json.h"
+#include "core/file.h"
+#include "core/status.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+evlm_status evlm_json_parse(const char *what, const char *data, size_t len, cJSON **out) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (!*out) {
+        size_t off = end && end >= data ? (size_t)(end - data) : 0;
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: invalid JSON near byte %zu", what, off);
+    }
+    return EVLM_OK;
+}
+
+evlm_status evlm_json_load(const char *path, cJSON **out) {
+    char *data;
+    size_t n;
+    *out = NULL;
+    EVLM_TRY(evlm_read_file(path, EVLM_JSON_MAX_FILE, &data, &n));
+    evlm_status st = evlm_json_parse(path, data, n, out);
+    free(data);
+    return st;
+}
+
+static const cJSON *field(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return (v && !cJSON_IsNull(v)) ? v : NULL;
+}
+
+evlm_status evlm_json_int(const char *file, const cJSON *obj, const char *key, int64_t lo,
+                          int64_t hi, int64_t *out) {
+    const cJSON *v = field(obj, key);
+    if (!v) return EVLM_OK;
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d != floor(d))
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\" must be an integer", file, key);
+    if (d < (double)lo || d > (double)hi)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\" = %.0f is out of range [%lld, %lld]",
+                          file, key, d, (long long)lo, (long long)hi);
+    *out = (int64_t)d;
+    return EVLM_OK;
+}
+
+evlm_status evlm_json_num(const char *file, const cJSON *obj, const char *key, double *out) {
+    const cJSON *v = field(obj, key);
+    if (!v) return EVLM_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\" must be a finite number", file, key);
+    *out = v->valuedouble;
+    return EVLM_OK;
+}
+
+evlm_status evlm_json_bool(const char *file, const cJSON *obj, const char *key, bool *out) {
+    const cJSON *v = field(obj, key);
+    if (!v) return EVLM_OK;
+    if (!cJSON_IsBool(v))
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\" must be true or false", file, key);
+    *out = cJSON_IsTrue(v);
+    return EVLM_OK;
+}
+
+evlm_status evlm_json_str(const char *file, const cJSON *obj, const char *key, const char **out) {
+    const cJSON *v = field(obj, key);
+    if (!v) return EVLM_OK;
+    if (!cJSON_IsString(v))
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\" must be a string", file, key);
+    *out = v->valuestring;
+    return EVLM_OK;
+}

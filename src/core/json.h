@@ -1,0 +1,29 @@
+/*
+ * json.h - cJSON with errors that name the file and field.
+ *
+ * Getters take the file name only for messages. Missing optional fields leave *out untouched
+ * and return OK; present fields of the wrong type are errors.
+ */
+#ifndef EVLM_CORE_JSON_H
+#define EVLM_CORE_JSON_H
+
+#include "evlm.h"
+
+#include <cjson/cJSON.h>
+
+#define EVLM_JSON_MAX_FILE (256u << 20) /* 256 MiB: larger "JSON" is hostile */
+
+/* Parses a file; error names the file and the byte offset of the syntax error. */
+evlm_status evlm_json_load(const char *path, cJSON **out);
+/* Parses a buffer; `what` names it in errors. */
+evlm_status evlm_json_parse(const char *what, const char *data, size_t len, cJSON **out);
+
+/* Optional fields (ok when absent or null). */
+evlm_status evlm_json_int(const char *file, const cJSON *obj, const char *key, int64_t lo,
+                          int64_t hi, int64_t *out);
+evlm_status evlm_json_num(const char *file, const cJSON *obj, const char *key, double *out);
+evlm_status evlm_json_bool(const char *file, const cJSON *obj, const char *key, bool *out);
+/* *out points into the cJSON tree. */
+evlm_status evlm_json_str(const char *file, const cJSON *obj, const char *key, const char **out);
+
+#endif
