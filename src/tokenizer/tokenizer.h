@@ -32,7 +32,9 @@ evlm_status evlm_tokenizer_from_json(const char *what, const char *json, size_t 
 void evlm_tokenizer_free(evlm_tokenizer *tok);
 
 /* Appends the ids of text to out. parse_special: added tokens in text are recognized;
- * add_special: the post-processor's tokens (e.g. BOS) are added. */
+ * when false, special added tokens are plain text (tokenizers' split_special_tokens) while
+ * non-special added tokens are still matched, as the reference does.
+ * add_special: the post-processor's tokens (e.g. BOS) are added. On error out is unchanged. */
 evlm_status evlm_tokenizer_encode(const evlm_tokenizer *tok, const char *text, size_t len,
                                   bool parse_special, bool add_special, evlm_ids *out);
 /* Appends the text of ids to out (tokenizers' decode with the configured decoder).

@@ -1,0 +1,43 @@
+/*
+ * kernels.h - the table of compute kernels, chosen once at start-up.
+ *
+ * `ref` (ref.c) is the scalar ground truth and is always built; SIMD tables (per-ISA files
+ * compiled with their own flags) plug into the same struct and are compared against it in
+ * tests. EVLM_ISA=ref|avx2|avx512|neon overrides the choice. Kernels are single-threaded and
+ * work on a row range; callers split rows across the thread pool so results do not depend on
+ * the thread count. Not here: threading, memory planning (src/model).
+ */
+#ifndef EVLM_KERNELS_KERNELS_H
+#define EVLM_KERNELS_KERNELS_H
+
+#include "core/tensor.h"
+
+#include <stddef.h>
+
+typedef struct evlm_kernels {
+    const char *name;
+    /* Y (m, n) = X (m, k) @ W^T for W rows [n0, n1), W (n, k) of type wt (F32/F16/BF16) with a
+     * row stride of ldw bytes. ldx / ldy in floats. scratch: k floats. */
+    void (*gemm)(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
+                 evlm_type wt, int m, int n0, int n1, int k, float *scratch);
+    /* y (n) = x * rsqrt(mean(x^2) + eps) * w */
+    void (*rmsnorm)(float *y, const float *x, const float *w, int n, float eps);
+    /* g (n) = silu(g) * u */
+    void (*silu_mul)(float *g, const float *u, int n);
+    /* Rotary embedding, rotate-half convention (HF Llama): x (n_heads, head_dim) in place with
+     * cos / sin (head_dim / 2) of this position. */
+    void (*rope)(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
+    /* One query row against n_kv cached keys / values (rows of head_dim floats, stride ld):
+     * out (head_dim) = softmax(q . K^T * scale) @ V. scores: n_kv floats. */
+    void (*attn_row)(float *out, const float *q, const float *k, const float *v, int n_kv,
+                     int head_dim, size_t ld, float scale, float *scores);
+} evlm_kernels;
+
+/* The table in use (set at first call from cpuid / hwcaps and EVLM_ISA). */
+const evlm_kernels *evlm_kernels_get(void);
+/* A table by name ("ref", ...), or NULL if not built / not supported by this CPU. */
+const evlm_kernels *evlm_kernels_by_name(const char *name);
+
+extern const evlm_kernels evlm_kernels_ref;
+
+#endif

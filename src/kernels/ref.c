@@ -1,0 +1,98 @@
+/*
+ * ref.c - scalar reference kernels: the ground truth every SIMD kernel is tested against.
+ *
+ * Plain C with float accumulation in index order, so results are reproducible and
+ * independent of the thread count. Exponentials and square roots use libm in float.
+ */
+#include "kernels/kernels.h"
+
+#include <math.h>
+
+/* One weight row as float32 (F32 rows are used in place). */
+static const float *row_f32(const void *w, size_t ldw, evlm_type wt, int r, int k, float *tmp) {
+    const char *p = (const char *)w + (size_t)r * ldw;
+    switch (wt) {
+    case EVLM_TYPE_F32: return (const float *)(const void *)p;
+    case EVLM_TYPE_F16: {
+        const uint16_t *h = (const uint16_t *)(const void *)p;
+        for (int i = 0; i < k; i++) tmp[i] = evlm_f16_to_f32(h[i]);
+        return tmp;
+    }
+    case EVLM_TYPE_BF16: {
+        const uint16_t *h = (const uint16_t *)(const void *)p;
+        for (int i = 0; i < k; i++) tmp[i] = evlm_bf16_to_f32(h[i]);
+        return tmp;
+    }
+    default: return NULL;
+    }
+}
+
+static void gemm_ref(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
+                     evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
+    for (int n = n0; n < n1; n++) {
+        const float *wr = row_f32(w, ldw, wt, n, k, scratch);
+        for (int i = 0; i < m; i++) {
+            const float *xr = x + (size_t)i * ldx;
+            float s = 0.0f;
+            for (int j = 0; j < k; j++) s += xr[j] * wr[j];
+            y[(size_t)i * ldy + n] = s;
+        }
+    }
+}
+
+static void rmsnorm_ref(float *y, const float *x, const float *w, int n, float eps) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) y[i] = w[i] * (x[i] * inv);
+}
+
+static void silu_mul_ref(float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void rope_ref(float *x, int n_heads, int head_dim, const float *cos, const float *sin) {
+    int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            float a = v[i], b = v[i + half];
+            v[i] = a * cos[i] - b * sin[i];
+            v[i + half] = b * cos[i] + a * sin[i];
+        }
+    }
+}
+
+static void attn_row_ref(float *out, const float *q, const float *k, const float *v, int n_kv,
+                         int head_dim, size_t ld, float scale, float *scores) {
+    float mx = -INFINITY;
+    for (int t = 0; t < n_kv; t++) {
+        const float *kr = k + (size_t)t * ld;
+        float s = 0.0f;
+        for (int i = 0; i < head_dim; i++) s += q[i] * kr[i];
+        s *= scale;
+        scores[t] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_kv; t++) {
+        scores[t] = expf(scores[t] - mx);
+        sum += scores[t];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
+    for (int t = 0; t < n_kv; t++) {
+        const float *vr = v + (size_t)t * ld;
+        float p = scores[t] * inv;
+        for (int i = 0; i < head_dim; i++) out[i] += p * vr[i];
+    }
+}
+
+const evlm_kernels evlm_kernels_ref = {
+    .name = "ref",
+    .gemm = gemm_ref,
+    .rmsnorm = rmsnorm_ref,
+    .silu_mul = silu_mul_ref,
+    .rope = rope_ref,
+    .attn_row = attn_row_ref,
+};

@@ -1,0 +1,405 @@
+/*
+ * llama.c - Llama-family decoder: weight binding and the batched float32 forward pass
+ * (see llama.h). Numerics follow transformers' LlamaModel: RMSNorm in float32, rotate-half
+ * RoPE with inv_freq computed as torch does in float32, softmax attention scaled by
+ * head_dim^-0.5, SwiGLU MLP.
+ */
+#include "model/llama.h"
+#include "core/status.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- weight binding ----------------------------------------------------------------------- */
+
+static const char *k_prefixes[] = {"model.text_model.", "model.language_model.", "model.", ""};
+
+static evlm_status get_matrix(const evlm_weights *w, const char *name, int64_t cols, int64_t rows,
+                              const evlm_tensor **out) {
+    int64_t ne[2] = {cols, rows};
+    EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
+    evlm_type t = (*out)->type;
+    if (t != EVLM_TYPE_F32 && t != EVLM_TYPE_F16 && t != EVLM_TYPE_BF16)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
+                          evlm_weights_path(w), name, evlm_type_name(t));
+    return EVLM_OK;
+}
+
+/* Widens a vector tensor of n elements into dst (F32/F16/BF16). */
+static evlm_status get_vector(const evlm_weights *w, const char *name, int64_t n, float *dst) {
+    const evlm_tensor *t;
+    EVLM_TRY(evlm_weights_get(w, name, 1, &n, &t));
+    for (int64_t i = 0; i < n; i++) {
+        switch (t->type) {
+        case EVLM_TYPE_F32: memcpy(&dst[i], (const char *)t->data + 4 * i, 4); break;
+        case EVLM_TYPE_F16: {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, 2);
+            dst[i] = evlm_f16_to_f32(h);
+            break;
+        }
+        case EVLM_TYPE_BF16: {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, 2);
+            dst[i] = evlm_bf16_to_f32(h);
+            break;
+        }
+        default:
+            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected a float type)",
+                              evlm_weights_path(w), name, evlm_type_name(t->type));
+        }
+    }
+    return EVLM_OK;
+}
+
+static bool has(const evlm_weights *w, const char *name) { return evlm_weights_find(w, name) != NULL; }
+
+evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const evlm_weights *w) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    const int H = cfg->hidden_size, F = cfg->intermediate_size, L = cfg->n_layers;
+    const int QD = cfg->n_heads * cfg->head_dim, KD = cfg->n_kv_heads * cfg->head_dim;
+    char name[256];
+
+    const char *prefix = NULL;
+    for (size_t i = 0; i < sizeof k_prefixes / sizeof *k_prefixes && !prefix; i++) {
+        snprintf(name, sizeof name, "%sembed_tokens.weight", k_prefixes[i]);
+        if (has(w, name)) prefix = k_prefixes[i];
+    }
+    if (!prefix)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: no token embedding tensor (looked for '*embed_tokens.weight')",
+                          evlm_weights_path(w));
+    snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
+
+    size_t per_layer = 2 * (size_t)H + (cfg->attention_bias ? (size_t)QD + 2 * KD + H : 0) +
+                       (cfg->mlp_bias ? 2 * (size_t)F + H : 0);
+    m->f32_store = malloc(sizeof(float) * (per_layer * (size_t)L + H));
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    if (!m->f32_store || !m->layers) {
+        evlm_llama_release(m);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding weights");
+    }
+    float *p = m->f32_store;
+    evlm_status st = EVLM_OK;
+#define GETM(field, suffix, cols, rows)                                                            \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "%slayers.%d.%s", prefix, l, suffix);                         \
+        if ((st = get_matrix(w, name, cols, rows, &ly->field)) != EVLM_OK) goto fail;              \
+    } while (0)
+#define GETV(field, suffix, n)                                                                     \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "%slayers.%d.%s", prefix, l, suffix);                         \
+        if ((st = get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
+        ly->field = p;                                                                             \
+        p += n;                                                                                    \
+    } while (0)
+    for (int l = 0; l < L; l++) {
+        evlm_llama_layer *ly = &m->layers[l];
+        GETV(attn_norm, "input_layernorm.weight", H);
+        GETV(ffn_norm, "post_attention_layernorm.weight", H);
+        GETM(wq, "self_attn.q_proj.weight", H, QD);
+        GETM(wk, "self_attn.k_proj.weight", H, KD);
+        GETM(wv, "self_attn.v_proj.weight", H, KD);
+        GETM(wo, "self_attn.o_proj.weight", QD, H);
+        GETM(w_gate, "mlp.gate_proj.weight", H, F);
+        GETM(w_up, "mlp.up_proj.weight", H, F);
+        GETM(w_down, "mlp.down_proj.weight", F, H);
+        if (cfg->attention_bias) {
+            GETV(bq, "self_attn.q_proj.bias", QD);
+            GETV(bk, "self_attn.k_proj.bias", KD);
+            GETV(bv, "self_attn.v_proj.bias", KD);
+            /* Qwen2 has q/k/v biases but no o_proj bias; Llama's attention_bias has all four */
+            snprintf(name, sizeof name, "%slayers.%d.self_attn.o_proj.bias", prefix, l);
+            if (has(w, name)) GETV(bo, "self_attn.o_proj.bias", H);
+        }
+        if (cfg->mlp_bias) {
+            GETV(b_gate, "mlp.gate_proj.bias", F);
+            GETV(b_up, "mlp.up_proj.bias", F);
+            GETV(b_down, "mlp.down_proj.bias", H);
+        }
+    }
+#undef GETM
+#undef GETV
+    snprintf(name, sizeof name, "%snorm.weight", prefix);
+    if ((st = get_vector(w, name, H, p)) != EVLM_OK) goto fail;
+    m->out_norm = p;
+
+    snprintf(name, sizeof name, "%sembed_tokens.weight", prefix);
+    if ((st = get_matrix(w, name, H, cfg->vocab_size, &m->tok_embd)) != EVLM_OK) goto fail;
+    if (has(w, "lm_head.weight")) {
+        if ((st = get_matrix(w, "lm_head.weight", H, cfg->vocab_size, &m->lm_head)) != EVLM_OK) goto fail;
+    } else if (cfg->tie_word_embeddings) {
+        m->lm_head = m->tok_embd;
+    } else {
+        st = evlm__fail(EVLM_ERR_FORMAT, "%s: no 'lm_head.weight' and tie_word_embeddings is false",
+                        evlm_weights_path(w));
+        goto fail;
+    }
+    return EVLM_OK;
+fail:
+    evlm_llama_release(m);
+    return st;
+}
+
+void evlm_llama_release(evlm_llama *m) {
+    free(m->f32_store);
+    free(m->layers);
+    m->f32_store = NULL;
+    m->layers = NULL;
+}
+
+/* ---- state -------------------------------------------------------------------------------- */
+
+/* inv_freq exactly as transformers computes it in float32, then the rope_type adjustments. */
+static void rope_inv_freq(const evlm_llama_config *c, float *inv, int half) {
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)c->head_dim;
+        float pw = (float)pow(c->rope_theta, (double)e);
+        inv[i] = 1.0f / pw;
+    }
+    if (c->rope_type == EVLM_ROPE_LINEAR) {
+        for (int i = 0; i < half; i++) inv[i] /= c->rope_factor;
+    } else if (c->rope_type == EVLM_ROPE_LLAMA3) {
+        const double pi = 3.14159265358979323846;
+        double old = c->rope_original_max_pos, lo = c->rope_low_freq_factor,
+               hi = c->rope_high_freq_factor, factor = c->rope_factor;
+        double low_wl = old / lo, high_wl = old / hi;
+        for (int i = 0; i < half; i++) {
+            double f = inv[i], wl = 2 * pi / f;
+            double r = wl > low_wl ? f / factor : f;
+            if (!(wl < high_wl) && !(wl > low_wl)) {
+                double smooth = (old / wl - lo) / (hi - lo);
+                r = (1 - smooth) * r / factor + smooth * r;
+            }
+            inv[i] = (float)r;
+        }
+    }
+}
+
+evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int n_ctx, int n_batch,
+                                  int n_threads) {
+    memset(s, 0, sizeof *s);
+    const evlm_llama_config *c = &m->cfg;
+    if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
+        return evlm__fail(EVLM_ERR_ARG, "context size, batch and threads must be positive");
+    const size_t H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
+    const size_t QD = (size_t)c->n_heads * HD, KD = (size_t)c->n_kv_heads * HD;
+    const size_t B = (size_t)n_batch, C = (size_t)n_ctx, L = (size_t)c->n_layers;
+    size_t maxk = H > F ? H : F;
+    if (QD > maxk) maxk = QD;
+    s->scratch_per_thread = maxk + C;
+    size_t n_floats = 2 * L * KD * C          /* k, v cache */
+                      + C * HD                /* cos + sin */
+                      + 2 * B * H + 2 * B * QD + 2 * B * KD + 2 * B * F /* activations */
+                      + s->scratch_per_thread * (size_t)n_threads;
+    if (n_floats > ((size_t)1 << 40) / sizeof(float))
+        return evlm__fail(EVLM_ERR_NOMEM, "context of %d tokens needs too much memory", n_ctx);
+    s->arena_bytes = n_floats * sizeof(float);
+    s->arena = calloc(n_floats, sizeof(float));
+    if (!s->arena)
+        return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate %zu MB for the context", s->arena_bytes >> 20);
+    float *p = s->arena;
+#define CARVE(field, count)                                                                        \
+    do {                                                                                           \
+        s->field = p;                                                                              \
+        p += (count);                                                                              \
+    } while (0)
+    CARVE(k_cache, L * KD * C);
+    CARVE(v_cache, L * KD * C);
+    CARVE(rope_cos, C * HD / 2);
+    CARVE(rope_sin, C * HD / 2);
+    CARVE(x, B * H);
+    CARVE(xb, B * H);
+    CARVE(q, B * QD);
+    CARVE(att, B * QD);
+    CARVE(k, B * KD);
+    CARVE(v, B * KD);
+    CARVE(hb, B * F);
+    CARVE(hb2, B * F);
+    CARVE(scratch, s->scratch_per_thread * (size_t)n_threads);
+#undef CARVE
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    int half = c->head_dim / 2;
+    float inv[512];
+    rope_inv_freq(c, inv, half);
+    for (int pos = 0; pos < n_ctx; pos++) {
+        for (int i = 0; i < half; i++) {
+            float a = (float)pos * inv[i]; /* torch: float32 product */
+            s->rope_cos[(size_t)pos * half + i] = (float)cos((double)a);
+            s->rope_sin[(size_t)pos * half + i] = (float)sin((double)a);
+        }
+    }
+    return EVLM_OK;
+}
+
+void evlm_llama_state_release(evlm_llama_state *s) {
+    free(s->arena);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- parallel tasks ------------------------------------------------------------------------ */
+
+typedef struct {
+    const evlm_kernels *kn;
+    float *y;
+    size_t ldy;
+    const float *x;
+    size_t ldx;
+    const evlm_tensor *w;
+    const float *bias;
+    int m, n, k;
+    float *scratch;
+    size_t scratch_stride;
+} gemm_task;
+
+static void gemm_fn(void *arg, int ith, int nth) {
+    const gemm_task *t = arg;
+    int n0, n1;
+    evlm_split_rows(t->n, ith, nth, &n0, &n1);
+    if (n0 >= n1) return;
+    t->kn->gemm(t->y, t->ldy, t->x, t->ldx, t->w->data, t->w->nb[1], t->w->type, t->m, n0, n1, t->k,
+                t->scratch + (size_t)ith * t->scratch_stride);
+    if (t->bias)
+        for (int i = 0; i < t->m; i++)
+            for (int j = n0; j < n1; j++) t->y[(size_t)i * t->ldy + j] += t->bias[j];
+}
+
+/* y (m, w rows) = x (m, w cols) @ w^T + bias */
+static void matmul(const evlm_kernels *kn, evlm_pool *pool, evlm_llama_state *s, float *y,
+                   size_t ldy, const float *x, size_t ldx, const evlm_tensor *w, const float *bias,
+                   int m) {
+    gemm_task t = {kn, y, ldy, x, ldx, w, bias, m, (int)w->ne[1], (int)w->ne[0], s->scratch,
+                   s->scratch_per_thread};
+    evlm_pool_run(pool, gemm_fn, &t);
+}
+
+typedef struct {
+    const evlm_kernels *kn;
+    const evlm_llama_config *c;
+    evlm_llama_state *s;
+    int layer, n, pos0;
+} attn_task;
+
+static void attn_fn(void *arg, int ith, int nth) {
+    const attn_task *t = arg;
+    const evlm_llama_config *c = t->c;
+    evlm_llama_state *s = t->s;
+    const int HD = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, group = NH / NKV;
+    const size_t QD = (size_t)NH * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *scores = s->scratch + (size_t)ith * s->scratch_per_thread;
+    int r0, r1;
+    evlm_split_rows(t->n * NH, ith, nth, &r0, &r1);
+    for (int r = r0; r < r1; r++) {
+        int i = r / NH, h = r % NH, kvh = h / group;
+        size_t base = (((size_t)t->layer * NKV + kvh) * s->n_ctx) * HD;
+        t->kn->attn_row(s->att + i * QD + (size_t)h * HD, s->q + i * QD + (size_t)h * HD,
+                        s->k_cache + base, s->v_cache + base, t->pos0 + i + 1, HD, HD, scale,
+                        scores);
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------------- */
+
+static void embed_row(const evlm_tensor *e, int32_t id, float *out, int H) {
+    const char *row = (const char *)e->data + (size_t)id * e->nb[1];
+    for (int i = 0; i < H; i++) {
+        uint16_t h;
+        switch (e->type) {
+        case EVLM_TYPE_F32: memcpy(&out[i], row + 4 * (size_t)i, 4); break;
+        case EVLM_TYPE_F16:
+            memcpy(&h, row + 2 * (size_t)i, 2);
+            out[i] = evlm_f16_to_f32(h);
+            break;
+        default:
+            memcpy(&h, row + 2 * (size_t)i, 2);
+            out[i] = evlm_bf16_to_f32(h);
+            break;
+        }
+    }
+}
+
+static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
+                                 const int32_t *ids, const float *embd, int n, float *logits,
+                                 bool all_logits) {
+    const evlm_kernels *kn = evlm_kernels_get();
+    const evlm_llama_config *c = &m->cfg;
+    const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
+    const int QD = c->n_heads * HD, KD = c->n_kv_heads * HD, half = HD / 2;
+    const int pos0 = s->n_past;
+
+    for (int i = 0; i < n; i++) {
+        if (ids) {
+            if (ids[i] < 0 || ids[i] >= c->vocab_size)
+                return evlm__fail(EVLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
+                                  ids[i], c->vocab_size);
+            embed_row(m->tok_embd, ids[i], s->x + (size_t)i * H, H);
+        } else {
+            memcpy(s->x + (size_t)i * H, embd + (size_t)i * H, sizeof(float) * H);
+        }
+    }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const evlm_llama_layer *ly = &m->layers[l];
+        for (int i = 0; i < n; i++)
+            kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H, c->rms_norm_eps);
+        matmul(kn, pool, s, s->q, QD, s->xb, H, ly->wq, ly->bq, n);
+        matmul(kn, pool, s, s->k, KD, s->xb, H, ly->wk, ly->bk, n);
+        matmul(kn, pool, s, s->v, KD, s->xb, H, ly->wv, ly->bv, n);
+        for (int i = 0; i < n; i++) {
+            const float *cs = s->rope_cos + (size_t)(pos0 + i) * half;
+            const float *sn = s->rope_sin + (size_t)(pos0 + i) * half;
+            kn->rope(s->q + (size_t)i * QD, c->n_heads, HD, cs, sn);
+            kn->rope(s->k + (size_t)i * KD, c->n_kv_heads, HD, cs, sn);
+            for (int h = 0; h < c->n_kv_heads; h++) {
+                size_t dst = ((((size_t)l * c->n_kv_heads + h) * s->n_ctx) + pos0 + i) * HD;
+                memcpy(s->k_cache + dst, s->k + (size_t)i * KD + (size_t)h * HD, sizeof(float) * HD);
+                memcpy(s->v_cache + dst, s->v + (size_t)i * KD + (size_t)h * HD, sizeof(float) * HD);
+            }
+        }
+        attn_task at = {kn, c, s, l, n, pos0};
+        evlm_pool_run(pool, attn_fn, &at);
+        matmul(kn, pool, s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
+        for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
+
+        for (int i = 0; i < n; i++)
+            kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->ffn_norm, H, c->rms_norm_eps);
+        matmul(kn, pool, s, s->hb, F, s->xb, H, ly->w_gate, ly->b_gate, n);
+        matmul(kn, pool, s, s->hb2, F, s->xb, H, ly->w_up, ly->b_up, n);
+        for (int i = 0; i < n; i++) kn->silu_mul(s->hb + (size_t)i * F, s->hb2 + (size_t)i * F, F);
+        matmul(kn, pool, s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
+        for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
+    }
+    s->n_past += n;
+
+    if (!logits) return EVLM_OK;
+    int first = all_logits ? 0 : n - 1;
+    for (int i = first; i < n; i++)
+        kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, m->out_norm, H, c->rms_norm_eps);
+    matmul(kn, pool, s, logits, (size_t)c->vocab_size, s->xb + (size_t)first * H, H, m->lm_head, NULL,
+           n - first);
+    return EVLM_OK;
+}
+
+evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
+                               const int32_t *ids, const float *embd, int n, float *logits,
+                               bool all_logits) {
+    if (n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
+    if (s->n_past + n > s->n_ctx)
+        return evlm__fail(EVLM_ERR_RANGE, "context is full: %d + %d tokens exceed n_ctx = %d",
+                          s->n_past, n, s->n_ctx);
+    const size_t V = (size_t)m->cfg.vocab_size, H = (size_t)m->cfg.hidden_size;
+    for (int done = 0; done < n;) {
+        int chunk = n - done < s->n_batch ? n - done : s->n_batch;
+        bool last = done + chunk == n;
+        float *lg = NULL;
+        if (logits && all_logits) lg = logits + (size_t)done * V;
+        else if (logits && last) lg = logits;
+        EVLM_TRY(forward_chunk(m, s, pool, ids ? ids + done : NULL, embd ? embd + (size_t)done * H : NULL,
+                               chunk, lg, all_logits));
+        done += chunk;
+    }
+    return EVLM_OK;
+}

@@ -1,0 +1,219 @@
+/*
+ * model.c - the public model / context / text API of include/evlm.h, gluing the readers
+ * (src/io), the tokenizer and chat template (src/tokenizer) and the decoder (src/model).
+ *
+ * A model folder is looked up by architecture: Llama-family causal LMs and, for their text
+ * half, Idefics3 / SmolVLM and Qwen2 checkpoints. A missing chat template is not a load error:
+ * it is reported when a chat prompt is asked for.
+ */
+#include "core/file.h"
+#include "core/status.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "model/llama.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct evlm_model {
+    evlm_llama_config cfg;
+    evlm_weights *weights;
+    evlm_llama llama;
+    evlm_tokenizer *tok;
+    evlm_chat_template *tmpl;
+    char tmpl_error[512]; /* why there is no template */
+    evlm_pool *pool;
+    int n_threads;
+    int32_t eos[EVLM_MAX_EOS];
+    int n_eos;
+};
+
+struct evlm_context {
+    evlm_model *model;
+    evlm_llama_state state;
+};
+
+evlm_model_params evlm_model_default_params(void) {
+    evlm_model_params p = {0};
+    return p;
+}
+
+evlm_context_params evlm_context_default_params(void) {
+    evlm_context_params p = {0};
+    return p;
+}
+
+static const char *k_architectures[] = {
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+    "Idefics3ForConditionalGeneration", "SmolVLMForConditionalGeneration",
+};
+
+static evlm_status check_architecture(const char *dir, const evlm_llama_config *cfg) {
+    for (size_t i = 0; i < sizeof k_architectures / sizeof *k_architectures; i++)
+        if (strcmp(cfg->architecture, k_architectures[i]) == 0) return EVLM_OK;
+    return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s/config.json: architecture \"%s\" is not supported",
+                      dir, cfg->architecture);
+}
+
+evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out) {
+    *out = NULL;
+    if (!path || !*path) return evlm__fail(EVLM_ERR_ARG, "no model path given");
+    evlm_model_params p = params ? *params : evlm_model_default_params();
+    char file[4096];
+    EVLM_TRY(evlm_path_join(file, sizeof file, path, "config.json"));
+    if (!evlm_file_exists(file))
+        return evlm__fail(EVLM_ERR_IO, "%s: not a model folder (no config.json)", path);
+
+    evlm_model *m = calloc(1, sizeof *m);
+    if (!m) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    evlm_status st;
+    if ((st = evlm_llama_config_load(path, &m->cfg)) != EVLM_OK) goto fail;
+    if ((st = check_architecture(path, &m->cfg)) != EVLM_OK) goto fail;
+    if ((st = evlm_weights_open(path, &m->weights)) != EVLM_OK) goto fail;
+    if ((st = evlm_llama_init(&m->llama, &m->cfg, m->weights)) != EVLM_OK) goto fail;
+    if ((st = evlm_path_join(file, sizeof file, path, "tokenizer.json")) != EVLM_OK) goto fail;
+    if ((st = evlm_tokenizer_load(file, &m->tok)) != EVLM_OK) goto fail;
+    if (evlm_tokenizer_n_vocab(m->tok) > m->cfg.vocab_size) {
+        st = evlm__fail(EVLM_ERR_FORMAT, "%s: tokenizer has %d tokens but the model's vocab_size is %d",
+                        file, evlm_tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
+        goto fail;
+    }
+    if (evlm_chat_template_load(path, &m->tmpl) != EVLM_OK) {
+        snprintf(m->tmpl_error, sizeof m->tmpl_error, "%s", evlm_last_error());
+        m->tmpl = NULL;
+    }
+    m->n_eos = m->cfg.n_eos;
+    memcpy(m->eos, m->cfg.eos_token_ids, sizeof m->eos);
+    m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
+    if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
+    evlm__clear_error();
+    *out = m;
+    return EVLM_OK;
+fail:
+    evlm_model_free(m);
+    return st;
+}
+
+void evlm_model_free(evlm_model *m) {
+    if (!m) return;
+    evlm_pool_free(m->pool);
+    evlm_chat_template_free(m->tmpl);
+    evlm_tokenizer_free(m->tok);
+    evlm_llama_release(&m->llama);
+    evlm_weights_free(m->weights);
+    free(m);
+}
+
+int evlm_model_n_vocab(const evlm_model *m) { return m->cfg.vocab_size; }
+int evlm_model_n_ctx_train(const evlm_model *m) { return m->cfg.max_position_embeddings; }
+
+int evlm_model_eos_ids(const evlm_model *m, const int32_t **ids) {
+    *ids = m->eos;
+    return m->n_eos;
+}
+
+bool evlm_model_is_eos(const evlm_model *m, int32_t id) {
+    for (int i = 0; i < m->n_eos; i++)
+        if (m->eos[i] == id) return true;
+    return false;
+}
+
+/* ---- context ------------------------------------------------------------------------------ */
+
+evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, evlm_context **out) {
+    *out = NULL;
+    evlm_context_params p = params ? *params : evlm_context_default_params();
+    int n_ctx = p.n_ctx;
+    if (n_ctx <= 0) {
+        n_ctx = m->cfg.max_position_embeddings > 0 ? m->cfg.max_position_embeddings : 4096;
+        if (n_ctx > 4096) n_ctx = 4096;
+    }
+    int n_batch = p.n_batch > 0 ? p.n_batch : 512;
+    if (n_batch > n_ctx) n_batch = n_ctx;
+    evlm_context *c = calloc(1, sizeof *c);
+    if (!c) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    c->model = m;
+    evlm_status st = evlm_llama_state_init(&c->state, &m->llama, n_ctx, n_batch, evlm_pool_size(m->pool));
+    if (st != EVLM_OK) {
+        free(c);
+        return st;
+    }
+    *out = c;
+    return EVLM_OK;
+}
+
+void evlm_context_free(evlm_context *c) {
+    if (!c) return;
+    evlm_llama_state_release(&c->state);
+    free(c);
+}
+
+int evlm_context_n_past(const evlm_context *c) { return c->state.n_past; }
+
+evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
+    if (n_past < 0 || n_past > c->state.n_past)
+        return evlm__fail(EVLM_ERR_ARG, "cannot truncate the context to %d (it holds %d)", n_past,
+                          c->state.n_past);
+    c->state.n_past = n_past;
+    return EVLM_OK;
+}
+
+evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logits, bool all_logits) {
+    if (!ids) return evlm__fail(EVLM_ERR_ARG, "no token ids");
+    return evlm_llama_forward(&c->model->llama, &c->state, c->model->pool, ids, NULL, n, logits,
+                              all_logits);
+}
+
+/* ---- text ----------------------------------------------------------------------------------- */
+
+evlm_status evlm_tokenize(const evlm_model *m, const char *text, size_t len, bool parse_special,
+                          bool add_special, int32_t **ids, size_t *n_ids) {
+    evlm_ids v = {0};
+    *ids = NULL;
+    *n_ids = 0;
+    evlm_status st = evlm_tokenizer_encode(m->tok, text, len, parse_special, add_special, &v);
+    if (st != EVLM_OK) {
+        evlm_ids_free(&v);
+        return st;
+    }
+    if (!v.data) v.data = malloc(sizeof(int32_t)); /* a valid pointer even when empty */
+    *ids = v.data;
+    *n_ids = v.len;
+    return EVLM_OK;
+}
+
+evlm_status evlm_detokenize(const evlm_model *m, const int32_t *ids, size_t n_ids, bool skip_special,
+                            char **text) {
+    evlm_str s = {0};
+    *text = NULL;
+    evlm_status st = evlm_tokenizer_decode(m->tok, ids, n_ids, skip_special, &s);
+    if (st == EVLM_OK && !s.data) st = evlm_str_append(&s, "", 0);
+    if (st != EVLM_OK) {
+        evlm_str_free(&s);
+        return st;
+    }
+    *text = s.data;
+    return EVLM_OK;
+}
+
+evlm_status evlm_chat_prompt(const evlm_model *m, const char *user_text, int n_images, char **prompt) {
+    *prompt = NULL;
+    if (!m->tmpl) return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s", m->tmpl_error);
+    if (n_images < 0 || n_images > 64) return evlm__fail(EVLM_ERR_ARG, "bad image count %d", n_images);
+    evlm_chat_part parts[65];
+    for (int i = 0; i < n_images; i++) parts[i] = (evlm_chat_part){EVLM_PART_IMAGE, NULL};
+    parts[n_images] = (evlm_chat_part){EVLM_PART_TEXT, user_text};
+    evlm_chat_msg msg = {"user", parts, n_images + 1};
+    evlm_str s = {0};
+    evlm_status st = evlm_chat_template_apply(m->tmpl, &msg, 1, true, &s);
+    if (st != EVLM_OK) {
+        evlm_str_free(&s);
+        return st;
+    }
+    *prompt = s.data;
+    return EVLM_OK;
+}
+
+/* Internal accessors for tools (evlm info) are in model_info.c. */
