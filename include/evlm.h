@@ -58,6 +58,7 @@ void evlm_model_free(evlm_model *model);
 
 int evlm_model_n_vocab(const evlm_model *model);
 int evlm_model_n_ctx_train(const evlm_model *model);
+int evlm_model_n_threads(const evlm_model *model);
 /* End-of-generation ids (generation_config.json, config.json, tokenizer eos). */
 int evlm_model_eos_ids(const evlm_model *model, const int32_t **ids);
 bool evlm_model_is_eos(const evlm_model *model, int32_t id);
@@ -66,6 +67,7 @@ evlm_status evlm_context_new(evlm_model *model, const evlm_context_params *param
                              evlm_context **out);
 void evlm_context_free(evlm_context *ctx);
 int evlm_context_n_past(const evlm_context *ctx);
+int evlm_context_n_ctx(const evlm_context *ctx);
 /* Drops the cache from position n_past on (n_past <= current). */
 evlm_status evlm_context_truncate(evlm_context *ctx, int n_past);
 
@@ -111,6 +113,49 @@ void evlm_sampler_free(evlm_sampler *s);
  * May modify logits. */
 int32_t evlm_sampler_sample(evlm_sampler *s, float *logits, const int32_t *history,
                             size_t n_history);
+
+/* ---- generation ------------------------------------------------------------------------- */
+
+#define EVLM_MAX_STOP 8
+
+typedef enum evlm_stop_reason {
+    EVLM_STOP_LENGTH = 0, /* n_predict tokens generated */
+    EVLM_STOP_EOS,        /* an end-of-generation id */
+    EVLM_STOP_STRING,     /* a stop string appeared in the text */
+    EVLM_STOP_CALLBACK,   /* the callback asked to stop */
+    EVLM_STOP_CONTEXT,    /* the context is full */
+} evlm_stop_reason;
+
+typedef struct evlm_gen_params {
+    int n_predict; /* most tokens to generate */
+    evlm_sampler_params sampling;
+    const char *stop[EVLM_MAX_STOP]; /* stop strings (NULL-terminated list) */
+} evlm_gen_params;
+
+typedef struct evlm_gen_result {
+    int32_t *ids; /* generated ids, malloc'd (the eos id included when it ended the answer) */
+    int n_prompt, n_gen;
+    char *text; /* answer text (special tokens skipped, cut before a stop string), malloc'd */
+    evlm_stop_reason stop_reason;
+    double ttft_ms;    /* prefill + first sampled token */
+    double prefill_ms; /* prompt evaluation only */
+    double decode_ms;  /* from the first to the last generated token */
+    double cpu_ms;     /* process CPU time over the whole call */
+    double wall_ms;
+} evlm_gen_result;
+
+/* Called with each new piece of stable text (complete UTF-8, not part of a possible stop
+ * string); return false to stop. */
+typedef bool (*evlm_text_cb)(void *user, const char *text, size_t len);
+
+evlm_gen_params evlm_gen_default_params(void);
+/* Evaluates the prompt after what ctx already holds, then samples up to n_predict tokens. */
+evlm_status evlm_generate(evlm_context *ctx, const int32_t *prompt, size_t n_prompt,
+                          const evlm_gen_params *params, evlm_text_cb cb, void *user,
+                          evlm_gen_result *res);
+void evlm_gen_result_free(evlm_gen_result *res);
+/* The model a context belongs to. */
+evlm_model *evlm_context_model(evlm_context *ctx);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,46 @@
-/* main.c - the evlm command: dispatches to subcommands (placeholder until the CLI lands). */
-#include "evlm.h"
+/*
+ * main.c - the evlm command: dispatches to its subcommands.
+ */
+#include "cli/cli.h"
 
 #include <stdio.h>
+#include <string.h>
 
-int main(void) {
-    fprintf(stderr, "evlm: no subcommands yet\n");
+static const struct {
+    const char *name;
+    evlm_cmd_fn fn;
+    const char *help;
+} k_cmds[] = {
+    {"run", evlm_cmd_run, "generate an answer: run -m DIR -p TEXT [--raw] [-n N] [--temp T] ... [--json]"},
+    {"logits", evlm_cmd_logits, "dump prompt logits: logits -m DIR -p TEXT [--raw] --out FILE"},
+    {"tokenize", evlm_cmd_tokenize, "JSON strings on stdin to id arrays: tokenize -m DIR [--decode]"},
+    {"info", evlm_cmd_info, "describe a model: info -m PATH [--json]"},
+    {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: evlm COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof k_cmds / sizeof *k_cmds; i++)
+        fprintf(f, "  %-9s %s\n", k_cmds[i].name, k_cmds[i].help);
+    fprintf(f, "\n`evlm COMMAND --help` describes the options of a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof k_cmds / sizeof *k_cmds; i++) {
+        if (!strcmp(argv[1], k_cmds[i].name)) {
+            cli_cmd = k_cmds[i].name;
+            return k_cmds[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "evlm: unknown command '%s'\n", argv[1]);
+    usage(stderr);
     return 1;
 }

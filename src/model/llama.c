@@ -127,6 +127,7 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
 
     snprintf(name, sizeof name, "%sembed_tokens.weight", prefix);
     if ((st = get_matrix(w, name, H, cfg->vocab_size, &m->tok_embd)) != EVLM_OK) goto fail;
+    m->rope_bf16 = m->tok_embd->type == EVLM_TYPE_BF16;
     if (has(w, "lm_head.weight")) {
         if ((st = get_matrix(w, "lm_head.weight", H, cfg->vocab_size, &m->lm_head)) != EVLM_OK) goto fail;
     } else if (cfg->tie_word_embeddings) {
@@ -151,8 +152,11 @@ void evlm_llama_release(evlm_llama *m) {
 
 /* ---- state -------------------------------------------------------------------------------- */
 
-/* inv_freq exactly as transformers computes it in float32, then the rope_type adjustments. */
-static void rope_inv_freq(const evlm_llama_config *c, float *inv, int half) {
+/* inv_freq exactly as transformers computes it in float32, then the rope_type adjustments.
+ * bf16: transformers keeps inv_freq as a floating buffer, so a model cast to bfloat16 (how bf16
+ * checkpoints run there, and how the reference fixtures were made: .to(bfloat16).float())
+ * carries bf16-rounded frequencies; we follow the checkpoint's dtype to match it. */
+static void rope_inv_freq(const evlm_llama_config *c, bool bf16, float *inv, int half) {
     for (int i = 0; i < half; i++) {
         float e = (float)(2 * i) / (float)c->head_dim;
         float pw = (float)pow(c->rope_theta, (double)e);
@@ -175,6 +179,8 @@ static void rope_inv_freq(const evlm_llama_config *c, float *inv, int half) {
             inv[i] = (float)r;
         }
     }
+    if (bf16)
+        for (int i = 0; i < half; i++) inv[i] = evlm_bf16_to_f32(evlm_f32_to_bf16(inv[i]));
 }
 
 evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int n_ctx, int n_batch,
@@ -223,7 +229,7 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     s->n_batch = n_batch;
     int half = c->head_dim / 2;
     float inv[512];
-    rope_inv_freq(c, inv, half);
+    rope_inv_freq(c, m->rope_bf16, inv, half);
     for (int pos = 0; pos < n_ctx; pos++) {
         for (int i = 0; i < half; i++) {
             float a = (float)pos * inv[i]; /* torch: float32 product */

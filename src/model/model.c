@@ -108,6 +108,7 @@ void evlm_model_free(evlm_model *m) {
 
 int evlm_model_n_vocab(const evlm_model *m) { return m->cfg.vocab_size; }
 int evlm_model_n_ctx_train(const evlm_model *m) { return m->cfg.max_position_embeddings; }
+int evlm_model_n_threads(const evlm_model *m) { return m->n_threads; }
 
 int evlm_model_eos_ids(const evlm_model *m, const int32_t **ids) {
     *ids = m->eos;
@@ -151,6 +152,9 @@ void evlm_context_free(evlm_context *c) {
 }
 
 int evlm_context_n_past(const evlm_context *c) { return c->state.n_past; }
+
+evlm_model *evlm_context_model(evlm_context *c) { return c->model; }
+int evlm_context_n_ctx(const evlm_context *c) { return c->state.n_ctx; }
 
 evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
     if (n_past < 0 || n_past > c->state.n_past)
@@ -215,5 +219,3 @@ evlm_status evlm_chat_prompt(const evlm_model *m, const char *user_text, int n_i
     *prompt = s.data;
     return EVLM_OK;
 }
-
-/* Internal accessors for tools (evlm info) are in model_info.c. */

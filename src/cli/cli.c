@@ -1,0 +1,108 @@
+/* cli.c - argument helpers and the shared model options (see cli.h). */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cli_cmd = "";
+
+_Noreturn void cli_die(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "evlm%s%s: ", *cli_cmd ? " " : "", cli_cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+void cli_check(evlm_status st) {
+    if (st != EVLM_OK) cli_die("%s", *evlm_last_error() ? evlm_last_error() : evlm_status_str(st));
+}
+
+const char *cli_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) cli_die("option %s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+int cli_int(int argc, char **argv, int *i, int lo, int hi) {
+    const char *opt = argv[*i], *v = cli_value(argc, argv, i);
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        cli_die("option %s needs an integer in [%d, %d], got '%s'", opt, lo, hi, v);
+    return (int)x;
+}
+
+double cli_double(int argc, char **argv, int *i, double lo, double hi) {
+    const char *opt = argv[*i], *v = cli_value(argc, argv, i);
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi)
+        cli_die("option %s needs a number in [%g, %g], got '%s'", opt, lo, hi, v);
+    return x;
+}
+
+char *cli_read_stdin(size_t *len) {
+    const size_t max = (size_t)1 << 30;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) cli_die("out of memory");
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap >= max) cli_die("standard input is larger than 1 GiB");
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) cli_die("out of memory");
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, stdin);
+        n += r;
+        if (r == 0) break;
+    }
+    if (ferror(stdin)) cli_die("cannot read standard input");
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = cli_value(argc, argv, i);
+    else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = cli_value(argc, argv, i);
+    else if (!strcmp(a, "--raw")) o->raw = true;
+    else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_int(argc, argv, i, 1, 512);
+    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = cli_int(argc, argv, i, 1, 1 << 20);
+    else return false;
+    return true;
+}
+
+evlm_model *cli_load_model(const cli_model_opts *o) {
+    if (!o->model) cli_die("no model given (-m DIR)");
+    evlm_model_params mp = evlm_model_default_params();
+    mp.n_threads = o->threads;
+    evlm_model *m;
+    cli_check(evlm_model_load(o->model, &mp, &m));
+    return m;
+}
+
+void cli_prompt_ids(const evlm_model *m, const cli_model_opts *o, int32_t **ids, size_t *n) {
+    if (!o->prompt) cli_die("no prompt given (-p TEXT)");
+    if (o->raw) {
+        cli_check(evlm_tokenize(m, o->prompt, strlen(o->prompt), true, true, ids, n));
+    } else {
+        char *text;
+        cli_check(evlm_chat_prompt(m, o->prompt, 0, &text));
+        /* the template already holds the special tokens it wants (HF: add_special_tokens=False) */
+        cli_check(evlm_tokenize(m, text, strlen(text), true, false, ids, n));
+        free(text);
+    }
+    if (*n == 0) cli_die("the prompt is empty after tokenization");
+}

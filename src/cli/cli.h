@@ -1,0 +1,58 @@
+/*
+ * cli.h - shared pieces of the evlm command: argument parsing helpers and error exits.
+ *
+ * Only the CLI prints and exits: every failure is one line "evlm <cmd>: <reason>" on stderr
+ * and exit code 1. Results go to stdout.
+ */
+#ifndef EVLM_CLI_CLI_H
+#define EVLM_CLI_CLI_H
+
+#include "evlm.h"
+
+#include <stdbool.h>
+
+typedef int (*evlm_cmd_fn)(int argc, char **argv);
+
+int evlm_cmd_tokenize(int argc, char **argv);
+int evlm_cmd_logits(int argc, char **argv);
+int evlm_cmd_run(int argc, char **argv);
+int evlm_cmd_info(int argc, char **argv);
+int evlm_cmd_convert(int argc, char **argv);
+
+/* Name of the running subcommand, for messages. */
+extern const char *cli_cmd;
+
+/* Prints "evlm CMD: message" and exits 1. */
+_Noreturn void cli_die(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Exits with evlm_last_error() when st != OK. */
+void cli_check(evlm_status st);
+
+/* The value after option argv[*i] (advances *i). */
+const char *cli_value(int argc, char **argv, int *i);
+int cli_int(int argc, char **argv, int *i, int lo, int hi);
+double cli_double(int argc, char **argv, int *i, double lo, double hi);
+/* Reads all of stdin (bounded). */
+char *cli_read_stdin(size_t *len);
+
+/* Options shared by the commands that run a model. */
+typedef struct cli_model_opts {
+    const char *model;
+    const char *prompt;
+    bool raw;
+    int threads;
+    int n_ctx;
+} cli_model_opts;
+
+/* Consumes -m/--model, -p/--prompt, --raw, -t/--threads, -c/--ctx at argv[*i]; true if used. */
+bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
+/* The prompt ids: --raw tokenizes the text as written (special tokens parsed, the tokenizer's
+ * post-processor applied, e.g. BOS); otherwise the chat template wraps it as a user turn. */
+void cli_prompt_ids(const evlm_model *m, const cli_model_opts *o, int32_t **ids, size_t *n);
+/* Loads the model with the options' thread count. */
+evlm_model *cli_load_model(const cli_model_opts *o);
+
+#endif

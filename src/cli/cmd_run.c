@@ -1,0 +1,106 @@
+/*
+ * cmd_run.c - `evlm run -m DIR -p TEXT [--raw] [-n N] [--temp T] [--top-k K] [--top-p P]
+ * [--min-p P] [--repeat-penalty R] [--seed S] [--stop STR] [-t THREADS] [-c CTX] [--json]`:
+ * streams the answer to stdout; with --json prints one object at the end instead.
+ */
+#include "cli/cli.h"
+#include "core/sysinfo.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool print_piece(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+static const char *k_stop_names[] = {"length", "eos", "stop_string", "callback", "context"};
+
+static void usage(void) {
+    printf("usage: evlm run -m DIR -p TEXT [options]\n"
+           "  --raw               use the prompt as written (default: chat template, one user turn)\n"
+           "  -n N                most tokens to generate (256)\n"
+           "  --temp T            temperature; 0 = greedy (0)\n"
+           "  --top-k K, --top-p P, --min-p P, --repeat-penalty R   sampling filters (off)\n"
+           "  --seed S            random seed (0 = fixed default)\n"
+           "  --stop STR          stop when STR appears (up to %d)\n"
+           "  -t THREADS          threads (physical cores)\n"
+           "  -c CTX              context length (prompt + n)\n"
+           "  --json              print one JSON object with ids, text and timings at the end\n",
+           EVLM_MAX_STOP);
+}
+
+int evlm_cmd_run(int argc, char **argv) {
+    cli_model_opts o = {0};
+    evlm_gen_params gp = evlm_gen_default_params();
+    bool json = false;
+    int n_stop = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_model_opt(&o, argc, argv, &i)) continue;
+        if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) gp.n_predict = cli_int(argc, argv, &i, 0, 1 << 20);
+        else if (!strcmp(a, "--temp")) gp.sampling.temp = (float)cli_double(argc, argv, &i, 0, 100);
+        else if (!strcmp(a, "--top-k")) gp.sampling.top_k = cli_int(argc, argv, &i, 0, 1 << 24);
+        else if (!strcmp(a, "--top-p")) gp.sampling.top_p = (float)cli_double(argc, argv, &i, 1e-6, 1);
+        else if (!strcmp(a, "--min-p")) gp.sampling.min_p = (float)cli_double(argc, argv, &i, 0, 1);
+        else if (!strcmp(a, "--repeat-penalty")) gp.sampling.repeat_penalty = (float)cli_double(argc, argv, &i, 1e-3, 100);
+        else if (!strcmp(a, "--seed")) gp.sampling.seed = (uint64_t)cli_double(argc, argv, &i, 0, 9007199254740991.0);
+        else if (!strcmp(a, "--stop")) {
+            if (n_stop >= EVLM_MAX_STOP - 1) cli_die("at most %d stop strings", EVLM_MAX_STOP - 1);
+            gp.stop[n_stop++] = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return 0;
+        } else cli_die("unknown option '%s'", a);
+    }
+    evlm_model *m = cli_load_model(&o);
+    double t_request = evlm_time_ms(); /* the request: template, tokenization, context, generation */
+    int32_t *ids;
+    size_t n;
+    cli_prompt_ids(m, &o, &ids, &n);
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n + gp.n_predict;
+    if ((size_t)cp.n_ctx < n + 1) cli_die("the prompt has %zu tokens, the context only %d", n, cp.n_ctx);
+    evlm_context *ctx;
+    cli_check(evlm_context_new(m, &cp, &ctx));
+    double setup_ms = evlm_time_ms() - t_request;
+
+    evlm_gen_result r;
+    cli_check(evlm_generate(ctx, ids, n, &gp, json ? NULL : print_piece, NULL, &r));
+    if (!json) {
+        fputc('\n', stdout);
+    } else {
+        int threads = evlm_model_n_threads(m);
+        cJSON *j = cJSON_CreateObject();
+        cJSON *pi = cJSON_AddArrayToObject(j, "prompt_ids");
+        for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(pi, cJSON_CreateNumber(ids[i]));
+        cJSON *oi = cJSON_AddArrayToObject(j, "output_ids");
+        for (int i = 0; i < r.n_gen; i++) cJSON_AddItemToArray(oi, cJSON_CreateNumber(r.ids[i]));
+        cJSON_AddStringToObject(j, "text", r.text);
+        cJSON_AddNumberToObject(j, "n_prompt", r.n_prompt);
+        cJSON_AddNumberToObject(j, "n_gen", r.n_gen);
+        cJSON_AddStringToObject(j, "stop_reason", k_stop_names[r.stop_reason]);
+        cJSON_AddNumberToObject(j, "ttft_ms", setup_ms + r.ttft_ms);
+        cJSON_AddNumberToObject(j, "prefill_tok_s", r.prefill_ms > 0 ? r.n_prompt * 1e3 / r.prefill_ms : 0);
+        cJSON_AddNumberToObject(j, "decode_tok_s",
+                                r.n_gen > 1 && r.decode_ms > 0 ? (r.n_gen - 1) * 1e3 / r.decode_ms : 0);
+        cJSON_AddNumberToObject(j, "peak_rss_mb", evlm_peak_rss_mb());
+        cJSON_AddNumberToObject(j, "cpu_util", r.wall_ms > 0 ? r.cpu_ms / r.wall_ms / threads : 0);
+        cJSON_AddNumberToObject(j, "threads", threads);
+        char *s = cJSON_PrintUnformatted(j);
+        if (!s) cli_die("out of memory");
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    }
+    evlm_gen_result_free(&r);
+    free(ids);
+    evlm_context_free(ctx);
+    evlm_model_free(m);
+    return 0;
+}
