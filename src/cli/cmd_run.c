@@ -64,7 +64,7 @@ int evlm_cmd_run(int argc, char **argv) {
     size_t n;
     cli_prompt_ids(m, &o, &ids, &n);
     evlm_context_params cp = evlm_context_default_params();
-    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n + gp.n_predict;
+    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n + (gp.n_predict > 0 ? gp.n_predict : 1);
     if ((size_t)cp.n_ctx < n + 1) cli_die("the prompt has %zu tokens, the context only %d", n, cp.n_ctx);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
