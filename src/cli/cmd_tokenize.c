@@ -12,7 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void print_string(const char *s, size_t len) {
+static void append(evlm_str *out, const char *s) {
+    if (evlm_str_appendz(out, s) != EVLM_OK) cli_die("out of memory");
+}
+
+static void print_string(evlm_str *dst, const char *s, size_t len) {
     cJSON *j = cJSON_CreateString("");
     if (!j) cli_die("out of memory");
     /* cJSON strings are NUL-terminated: refuse embedded NULs rather than truncating */
@@ -20,7 +24,7 @@ static void print_string(const char *s, size_t len) {
     cJSON_SetValuestring(j, s);
     char *out = cJSON_PrintUnformatted(j);
     if (!out) cli_die("out of memory");
-    fputs(out, stdout);
+    append(dst, out);
     free(out);
     cJSON_Delete(j);
 }
@@ -51,19 +55,24 @@ int evlm_cmd_tokenize(int argc, char **argv) {
     if (!arr || !cJSON_IsArray(arr))
         cli_die("standard input: expected a JSON array of %s", decode ? "id arrays" : "strings");
 
-    fputc('[', stdout);
+    evlm_str res = {0};
+    char num[16];
+    append(&res, "[");
     int idx = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, arr) {
-        if (idx) fputs(", ", stdout);
+        if (idx) append(&res, ", ");
         if (!decode) {
             if (!cJSON_IsString(item)) cli_die("standard input: item %d is not a string", idx);
             evlm_ids ids = {0};
             cli_check(evlm_tokenizer_encode(tok, item->valuestring, strlen(item->valuestring), true,
                                             false, &ids));
-            fputc('[', stdout);
-            for (size_t k = 0; k < ids.len; k++) printf(k ? ", %d" : "%d", ids.data[k]);
-            fputc(']', stdout);
+            append(&res, "[");
+            for (size_t k = 0; k < ids.len; k++) {
+                snprintf(num, sizeof num, k ? ", %d" : "%d", ids.data[k]);
+                append(&res, num);
+            }
+            append(&res, "]");
             evlm_ids_free(&ids);
         } else {
             if (!cJSON_IsArray(item)) cli_die("standard input: item %d is not an array of ids", idx);
@@ -77,13 +86,15 @@ int evlm_cmd_tokenize(int argc, char **argv) {
             }
             evlm_str s = {0};
             cli_check(evlm_tokenizer_decode(tok, ids.data, ids.len, false, &s));
-            print_string(s.data ? s.data : "", s.len);
+            print_string(&res, s.data ? s.data : "", s.len);
             evlm_str_free(&s);
             evlm_ids_free(&ids);
         }
         idx++;
     }
-    fputs("]\n", stdout);
+    append(&res, "]\n");
+    fputs(res.data, stdout);
+    evlm_str_free(&res);
     cJSON_Delete(arr);
     evlm_tokenizer_free(tok);
     return 0;

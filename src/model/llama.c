@@ -278,7 +278,10 @@ static void matmul(const evlm_kernels *kn, evlm_pool *pool, evlm_llama_state *s,
                    int m) {
     gemm_task t = {kn, y, ldy, x, ldx, w, bias, m, (int)w->ne[1], (int)w->ne[0], s->scratch,
                    s->scratch_per_thread};
-    evlm_pool_run(pool, gemm_fn, &t);
+    /* below ~64k multiply-adds the hand-off to the pool costs more than it saves; the split
+     * does not change any result (each element is computed the same way by one thread) */
+    if ((double)m * (double)t.n * (double)t.k < 65536.0) gemm_fn(&t, 0, 1);
+    else evlm_pool_run(pool, gemm_fn, &t);
 }
 
 typedef struct {
