@@ -31,6 +31,10 @@ typedef struct evlm_kernels {
      * out (head_dim) = softmax(q . K^T * scale) @ V. scores: n_kv floats. */
     void (*attn_row)(float *out, const float *q, const float *k, const float *v, int n_kv,
                      int head_dim, size_t ld, float scale, float *scores);
+    /* y (n) = (x - mean) * rsqrt(var + eps) * w + b, biased variance over n (LayerNorm) */
+    void (*layernorm)(float *y, const float *x, const float *w, const float *b, int n, float eps);
+    /* x (n) = gelu(x) in place, tanh approximation (transformers' gelu_pytorch_tanh) */
+    void (*gelu_tanh)(float *x, int n);
 } evlm_kernels;
 
 /* The table in use (set at first call from cpuid / hwcaps and EVLM_ISA). */

@@ -88,6 +88,27 @@ static void attn_row_ref(float *out, const float *q, const float *k, const float
     }
 }
 
+/* Two passes (mean, then centred variance) in float, as torch's CPU LayerNorm computes the
+ * moments in float; the centred form avoids the cancellation of E[x^2] - E[x]^2. */
+static void layernorm_ref(float *y, const float *x, const float *w, const float *b, int n,
+                          float eps) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) sum += x[i];
+    float mean = sum / (float)n, ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+/* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), torch's gelu(approximate="tanh") in float */
+static void gelu_tanh_ref(float *x, int n) {
+    const float k = 0.7978845608028654f, c = 0.044715f;
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + c * v * v * v)));
+    }
+}
+
 const evlm_kernels evlm_kernels_ref = {
     .name = "ref",
     .gemm = gemm_ref,
@@ -95,4 +116,6 @@ const evlm_kernels evlm_kernels_ref = {
     .silu_mul = silu_mul_ref,
     .rope = rope_ref,
     .attn_row = attn_row_ref,
+    .layernorm = layernorm_ref,
+    .gelu_tanh = gelu_tanh_ref,
 };

@@ -1,0 +1,592 @@
+/*
+ * siglip.c - Idefics3 / SmolVLM vision tower and connector: weight binding and the batched
+ * float32 forward pass over tiles (see siglip.h).
+ *
+ * Numerics. Everything runs in float32, the way transformers runs the tower in the reference
+ * fixtures (weights rounded to bf16 once, activations float32): the patch Conv2d (kernel =
+ * stride = patch) is a gemm over patches flattened in the weight's (c, ky, kx) order, plus its
+ * bias, plus the position embedding row; each pre-LN encoder block is LayerNorm (biased variance,
+ * eps from the config) -> q/k/v projections with bias -> full bidirectional softmax attention
+ * per head with scale head_dim^-0.5 (the softmax in float with the row max subtracted) -> out
+ * projection -> residual, then LayerNorm -> fc1 -> gelu tanh approximation (gelu_pytorch_tanh)
+ * -> fc2 -> residual; then post_layernorm, Idefics3Connector.pixel_shuffle (the exact
+ * view / permute / reshape sequence, so the element order of each shuffled row is (dy, dx, d))
+ * and the bias-free modality projection. Sums run in index order in float (the ref kernels), so
+ * results differ from torch's blocked BLAS / oneDNN reductions only by rounding: on the
+ * smolvlm-tiny fixture max |ours - ref| = 8.6e-6 for max |ref| = 11, far inside the 1e-3 bound.
+ *
+ * Position ids reproduce Idefics3VisionEmbeddings in float32: the patch mask is "any real pixel
+ * in the patch"; nb_h / nb_w = real patches in column 0 / row 0; coordinate i = float32(i *
+ * float32(1 / nb)) (what both torch.arange(0, 1 - 1e-6, 1 / nb) of transformers <= 4.54 and the
+ * h_indices * step form of later releases give); boundaries torch.arange(1/G, 1, 1/G) as torch's
+ * scalar CPU loop computes them (start + i * step in double, rounded to float; its AVX2 vector
+ * loop, used from 16 elements on, rounds differently, which changes no id for the grids of real
+ * models: 24, 26, 27, 32, 36); bucketize(right=True) counts boundaries <= coordinate; the ids go
+ * to the real patches in row-major order and padding patches keep id 0. So a full tile gets
+ * 0..N-1 on those grids (on some odd ones, e.g. 25, transformers itself repeats ids, and so do
+ * we). The smolvlm-tiny fixture pins this for a full 8 x 8 grid.
+ *
+ * Padding patches are masked as keys only (their queries still run, as in transformers, and feed
+ * the connector); instead of adding float32's minimum to their scores we leave them out of the
+ * softmax, which gives the same weights since exp() of such a score is exactly 0. Results are
+ * bit-identical for any thread count and any chunking of the tiles (every output element is
+ * computed by one thread in a fixed order).
+ *
+ * Not here: image preprocessing, the text decoder, SIMD (the kernel table provides it).
+ */
+#include "vision/siglip.h"
+#include "core/status.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- weight binding ----------------------------------------------------------------------- */
+
+static const char *k_prefixes[] = {"model.", ""};
+
+static evlm_status check_float(const evlm_weights *w, const char *name, const evlm_tensor *t) {
+    if (t->type != EVLM_TYPE_F32 && t->type != EVLM_TYPE_F16 && t->type != EVLM_TYPE_BF16)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
+                          evlm_weights_path(w), name, evlm_type_name(t->type));
+    return EVLM_OK;
+}
+
+static evlm_status get_matrix(const evlm_weights *w, const char *name, int64_t cols, int64_t rows,
+                              const evlm_tensor **out) {
+    int64_t ne[2] = {cols, rows};
+    EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
+    return check_float(w, name, *out);
+}
+
+/* Widens a float tensor of n_dims / ne into dst (n elements, contiguous). */
+static evlm_status get_floats(const evlm_weights *w, const char *name, int n_dims,
+                              const int64_t *ne, size_t n, float *dst) {
+    const evlm_tensor *t;
+    EVLM_TRY(evlm_weights_get(w, name, n_dims, ne, &t));
+    EVLM_TRY(check_float(w, name, t));
+    const char *src = t->data;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        switch (t->type) {
+        case EVLM_TYPE_F32:
+            memcpy(&dst[i], src + 4 * i, 4);
+            break;
+        case EVLM_TYPE_F16:
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = evlm_f16_to_f32(h);
+            break;
+        default:
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = evlm_bf16_to_f32(h);
+            break;
+        }
+    }
+    return EVLM_OK;
+}
+
+static evlm_status get_vector(const evlm_weights *w, const char *name, int64_t n, float *dst) {
+    return get_floats(w, name, 1, &n, (size_t)n, dst);
+}
+
+evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, const evlm_weights *w) {
+    if (!m || !cfg || !w) return evlm__fail(EVLM_ERR_ARG, "evlm_siglip_init: NULL argument");
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    const evlm_vision_config *c = &m->cfg;
+    const int64_t D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
+    const int64_t N = c->num_patches, P = c->patch_size, C = c->num_channels;
+    const int64_t S2 = (int64_t)c->scale_factor * c->scale_factor;
+    char name[256];
+
+    const char *prefix = NULL;
+    for (size_t i = 0; i < sizeof k_prefixes / sizeof *k_prefixes && !prefix; i++) {
+        snprintf(name, sizeof name, "%svision_model.embeddings.patch_embedding.weight",
+                 k_prefixes[i]);
+        if (evlm_weights_find(w, name)) prefix = k_prefixes[i];
+    }
+    if (!prefix)
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor 'model.vision_model.embeddings.patch_embedding.weight' not "
+                          "found (no vision tower)",
+                          evlm_weights_path(w));
+    snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
+
+    size_t per_layer = 9 * (size_t)D + (size_t)F;
+    size_t n_store = per_layer * (size_t)L + 3 * (size_t)D + (size_t)N * (size_t)D;
+    m->f32_store = malloc(sizeof(float) * n_store);
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    if (!m->f32_store || !m->layers) {
+        evlm_siglip_release(m);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding the vision tower");
+    }
+    float *p = m->f32_store;
+    evlm_status st = EVLM_OK;
+
+    /* embeddings: Conv2d weight [D, C, p, p] -> (D, C*p*p) rows in (c, ky, kx) order */
+    const evlm_tensor *pw;
+    int64_t ne4[4] = {P, P, C, D};
+    snprintf(name, sizeof name, "%svision_model.embeddings.patch_embedding.weight", prefix);
+    if ((st = evlm_weights_get(w, name, 4, ne4, &pw)) != EVLM_OK) goto fail;
+    if ((st = check_float(w, name, pw)) != EVLM_OK) goto fail;
+    m->patch_w = *pw;
+    m->patch_w.n_dims = 2;
+    m->patch_w.ne[0] = C * P * P;
+    m->patch_w.ne[1] = D;
+    m->patch_w.ne[2] = m->patch_w.ne[3] = 1;
+    evlm_tensor_set_contiguous(&m->patch_w);
+
+#define VEC(dst, n, ...)                                                                           \
+    do {                                                                                           \
+        snprintf(name, sizeof name, __VA_ARGS__);                                                  \
+        if ((st = get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
+        dst = p;                                                                                   \
+        p += n;                                                                                    \
+    } while (0)
+#define MAT(dst, cols, rows, ...)                                                                  \
+    do {                                                                                           \
+        snprintf(name, sizeof name, __VA_ARGS__);                                                  \
+        if ((st = get_matrix(w, name, cols, rows, &dst)) != EVLM_OK) goto fail;                    \
+    } while (0)
+
+    VEC(m->patch_b, D, "%svision_model.embeddings.patch_embedding.bias", prefix);
+    {
+        int64_t ne[2] = {D, N};
+        snprintf(name, sizeof name, "%svision_model.embeddings.position_embedding.weight", prefix);
+        if ((st = get_floats(w, name, 2, ne, (size_t)(N * D), p)) != EVLM_OK) goto fail;
+        m->pos_embd = p;
+        p += N * D;
+    }
+    for (int l = 0; l < (int)L; l++) {
+        evlm_siglip_layer *ly = &m->layers[l];
+        const char *pf = prefix;
+#define LNAME "%svision_model.encoder.layers.%d."
+        VEC(ly->ln1_w, D, LNAME "layer_norm1.weight", pf, l);
+        VEC(ly->ln1_b, D, LNAME "layer_norm1.bias", pf, l);
+        VEC(ly->ln2_w, D, LNAME "layer_norm2.weight", pf, l);
+        VEC(ly->ln2_b, D, LNAME "layer_norm2.bias", pf, l);
+        MAT(ly->wq, D, D, LNAME "self_attn.q_proj.weight", pf, l);
+        MAT(ly->wk, D, D, LNAME "self_attn.k_proj.weight", pf, l);
+        MAT(ly->wv, D, D, LNAME "self_attn.v_proj.weight", pf, l);
+        MAT(ly->wo, D, D, LNAME "self_attn.out_proj.weight", pf, l);
+        VEC(ly->bq, D, LNAME "self_attn.q_proj.bias", pf, l);
+        VEC(ly->bk, D, LNAME "self_attn.k_proj.bias", pf, l);
+        VEC(ly->bv, D, LNAME "self_attn.v_proj.bias", pf, l);
+        VEC(ly->bo, D, LNAME "self_attn.out_proj.bias", pf, l);
+        MAT(ly->fc1, D, F, LNAME "mlp.fc1.weight", pf, l);
+        MAT(ly->fc2, F, D, LNAME "mlp.fc2.weight", pf, l);
+        VEC(ly->b_fc1, F, LNAME "mlp.fc1.bias", pf, l);
+        VEC(ly->b_fc2, D, LNAME "mlp.fc2.bias", pf, l);
+#undef LNAME
+    }
+    VEC(m->post_ln_w, D, "%svision_model.post_layernorm.weight", prefix);
+    VEC(m->post_ln_b, D, "%svision_model.post_layernorm.bias", prefix);
+    MAT(m->proj, D * S2, c->text_hidden_size, "%sconnector.modality_projection.proj.weight",
+        prefix);
+#undef VEC
+#undef MAT
+    EVLM_ASSERT((size_t)(p - m->f32_store) == n_store);
+    return EVLM_OK;
+fail:
+    evlm_siglip_release(m);
+    return st;
+}
+
+void evlm_siglip_release(evlm_siglip *m) {
+    if (!m) return;
+    free(m->f32_store);
+    free(m->layers);
+    m->f32_store = NULL;
+    m->layers = NULL;
+}
+
+/* ---- state -------------------------------------------------------------------------------- */
+
+evlm_status evlm_siglip_state_init(evlm_siglip_state *s, const evlm_siglip *m, int max_tiles,
+                                   int n_threads) {
+    if (!s || !m) return evlm__fail(EVLM_ERR_ARG, "evlm_siglip_state_init: NULL argument");
+    memset(s, 0, sizeof *s);
+    if (max_tiles < 1 || max_tiles > 4096 || n_threads < 1 || n_threads > 1024)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "vision state: tiles per pass (%d) must be in [1, 4096] and threads "
+                          "(%d) in [1, 1024]",
+                          max_tiles, n_threads);
+    const evlm_vision_config *c = &m->cfg;
+    const size_t T = (size_t)max_tiles, N = (size_t)c->num_patches, M = T * N;
+    const size_t D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
+    const size_t CPP = (size_t)c->num_channels * c->patch_size * c->patch_size;
+    const size_t DS = D * (size_t)c->scale_factor * (size_t)c->scale_factor;
+    size_t maxk = D > F ? D : F;
+    if (CPP > maxk) maxk = CPP;
+    if (DS > maxk) maxk = DS;
+    s->scratch_per_thread = maxk + N;
+    /* all terms are bounded by the config limits, so these products cannot overflow */
+    size_t n_floats =
+        M * CPP + 6 * M * D + M * F + M * D + s->scratch_per_thread * (size_t)n_threads;
+    size_t n_ints = M + T;
+    size_t bytes = n_floats * sizeof(float) + n_ints * sizeof(int32_t) + M;
+    if (bytes > ((size_t)1 << 40) || M > (size_t)1 << 30)
+        return evlm__fail(EVLM_ERR_NOMEM, "vision state for %d tiles needs too much memory",
+                          max_tiles);
+    s->arena = calloc(bytes, 1);
+    if (!s->arena)
+        return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate %zu MB for the vision state",
+                          bytes >> 20);
+    s->arena_bytes = bytes;
+    float *p = s->arena;
+#define CARVE(field, count)                                                                        \
+    do {                                                                                           \
+        s->field = p;                                                                              \
+        p += (count);                                                                              \
+    } while (0)
+    CARVE(patches, M * CPP);
+    CARVE(x, M * D);
+    CARVE(xb, M * D);
+    CARVE(q, M * D);
+    CARVE(k, M * D);
+    CARVE(v, M * D);
+    CARVE(att, M * D);
+    CARVE(hb, M * F);
+    CARVE(shuf, M * D);
+    CARVE(scratch, s->scratch_per_thread * (size_t)n_threads);
+#undef CARVE
+    int32_t *ip = (int32_t *)(void *)p;
+    s->pos_ids = ip;
+    s->n_valid = ip + M;
+    s->patch_mask = (uint8_t *)(void *)(ip + M + T);
+    s->max_tiles = max_tiles;
+    s->n_threads = n_threads;
+    return EVLM_OK;
+}
+
+void evlm_siglip_state_release(evlm_siglip_state *s) {
+    if (!s) return;
+    free(s->arena);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- position ids (Idefics3VisionEmbeddings) ----------------------------------------------- */
+
+/* torch.arange(start, end, step) in float32 on the CPU: size ceil((end - start) / step) in
+ * double, element i = float(start + i * step) with the accumulation type double. (Vectorized
+ * chunks, used from 16 elements on with AVX2, round start + idx * step to float first; with at
+ * most 15 coordinates or boundaries, or AVX-512 and 31, every element takes the scalar path.) */
+static int torch_arange(double start, double end, double step, float *out, int cap) {
+    double size = ceil((end - start) / step);
+    if (!(size >= 0.0) || size > (double)cap) return -1;
+    int n = (int)size;
+    for (int i = 0; i < n; i++) out[i] = (float)(start + step * (double)i);
+    return n;
+}
+
+/* torch.bucketize(x, boundaries, right=True): the number of boundaries <= x (sorted). */
+static int bucketize_right(float x, const float *b, int nb) {
+    int i = 0;
+    while (i < nb && b[i] <= x) i++;
+    return i;
+}
+
+int evlm_siglip_position_ids(const evlm_vision_config *cfg, const uint8_t *patch_mask,
+                             int32_t *pos_ids) {
+    const int G = cfg->patches_per_side, N = cfg->num_patches;
+    float bound[2 * 256 + 2], ch[2 * 256 + 2], cw[2 * 256 + 2];
+    int nbound = torch_arange(1.0 / G, 1.0, 1.0 / G, bound, 2 * 256 + 2);
+    int nb_h = 0, nb_w = 0, total = 0;
+    for (int i = 0; i < G; i++) {
+        nb_h += patch_mask[i * G] != 0;
+        nb_w += patch_mask[i] != 0;
+    }
+    for (int i = 0; i < N; i++) total += patch_mask[i] != 0;
+    if (total == 0) {
+        evlm__fail(EVLM_ERR_ARG, "the pixel attention mask of a tile has no real pixel");
+        return -1;
+    }
+    if (total != nb_h * nb_w || nb_h == 0 || nb_w == 0) {
+        evlm__fail(EVLM_ERR_ARG,
+                   "the pixel attention mask of a tile has %d real patches, not the %d x %d "
+                   "rectangle its first row and column imply",
+                   total, nb_h, nb_w);
+        return -1;
+    }
+    /* 1 / nb_patches is a float32 tensor in transformers; arange reads it back as a double */
+    double step_h = (double)(1.0f / (float)nb_h), step_w = (double)(1.0f / (float)nb_w);
+    int n_h = torch_arange(0.0, 1.0 - 1e-6, step_h, ch, 2 * 256 + 2);
+    int n_w = torch_arange(0.0, 1.0 - 1e-6, step_w, cw, 2 * 256 + 2);
+    if (nbound < 0 || n_h != nb_h || n_w != nb_w) {
+        evlm__fail(EVLM_ERR_ARG, "position buckets of a %d x %d tile do not match its mask", nb_h,
+                   nb_w);
+        return -1;
+    }
+    int k = 0;
+    for (int i = 0; i < N; i++) {
+        pos_ids[i] = 0;
+        if (!patch_mask[i]) continue;
+        int bh = bucketize_right(ch[k / nb_w], bound, nbound);
+        int bw = bucketize_right(cw[k % nb_w], bound, nbound);
+        int id = bh * G + bw;
+        pos_ids[i] = id < N ? id : N - 1; /* cannot exceed: coordinates are < 1 */
+        k++;
+    }
+    return total;
+}
+
+/* ---- parallel tasks ------------------------------------------------------------------------ */
+
+typedef struct {
+    const evlm_kernels *kn;
+    float *y;
+    size_t ldy;
+    const float *x;
+    size_t ldx;
+    const evlm_tensor *w;
+    const float *bias;
+    int m, n, k;
+    float *scratch;
+    size_t scratch_stride;
+} gemm_task;
+
+static void gemm_fn(void *arg, int ith, int nth) {
+    const gemm_task *t = arg;
+    int n0, n1;
+    evlm_split_rows(t->n, ith, nth, &n0, &n1);
+    if (n0 >= n1) return;
+    t->kn->gemm(t->y, t->ldy, t->x, t->ldx, t->w->data, t->w->nb[1], t->w->type, t->m, n0, n1, t->k,
+                t->scratch + (size_t)ith * t->scratch_stride);
+    if (t->bias)
+        for (int i = 0; i < t->m; i++)
+            for (int j = n0; j < n1; j++) t->y[(size_t)i * t->ldy + j] += t->bias[j];
+}
+
+/* y (m, w rows) = x (m, w cols) @ w^T + bias; rows of x and y are contiguous. */
+static void matmul(const evlm_kernels *kn, evlm_pool *pool, evlm_siglip_state *s, float *y,
+                   const float *x, const evlm_tensor *w, const float *bias, int m) {
+    gemm_task t = {kn,
+                   y,
+                   (size_t)w->ne[1],
+                   x,
+                   (size_t)w->ne[0],
+                   w,
+                   bias,
+                   m,
+                   (int)w->ne[1],
+                   (int)w->ne[0],
+                   s->scratch,
+                   s->scratch_per_thread};
+    evlm_pool_run(pool, gemm_fn, &t);
+}
+
+typedef enum {
+    ROW_PATCH,     /* patches[r] = pixels of patch r in (c, ky, kx) order */
+    ROW_POS,       /* x[r] += pos_embd[pos_ids[r]] */
+    ROW_LAYERNORM, /* y[r] = LN(x[r]) */
+    ROW_GELU,      /* y[r] = gelu(y[r]) */
+    ROW_ADD,       /* x[r] += y[r] */
+    ROW_SHUFFLE,   /* y[r] = pixel-shuffled row r of x */
+} row_op;
+
+typedef struct {
+    const evlm_kernels *kn;
+    const evlm_siglip *m;
+    evlm_siglip_state *s;
+    row_op op;
+    int rows, width;
+    float *x, *y;
+    const float *w, *b, *pixels;
+} rows_task;
+
+static void rows_fn(void *arg, int ith, int nth) {
+    const rows_task *t = arg;
+    const evlm_vision_config *c = &t->m->cfg;
+    const size_t W = (size_t)t->width;
+    int r0, r1;
+    evlm_split_rows(t->rows, ith, nth, &r0, &r1);
+    for (int r = r0; r < r1; r++) {
+        float *xr = t->x ? t->x + (size_t)r * W : NULL;
+        float *yr = t->y ? t->y + (size_t)r * W : NULL;
+        switch (t->op) {
+        case ROW_PATCH: {
+            const int G = c->patches_per_side, P = c->patch_size, S = c->image_size;
+            const int N = c->num_patches, tile = r / N, py = (r % N) / G, px = (r % N) % G;
+            const float *img = t->pixels + (size_t)tile * c->num_channels * S * S;
+            float *dst = yr;
+            for (int ch = 0; ch < c->num_channels; ch++)
+                for (int ky = 0; ky < P; ky++) {
+                    const float *src =
+                        img + ((size_t)ch * S + (size_t)py * P + ky) * S + (size_t)px * P;
+                    memcpy(dst, src, sizeof(float) * (size_t)P);
+                    dst += P;
+                }
+            break;
+        }
+        case ROW_POS: {
+            const float *pe = t->m->pos_embd + (size_t)t->s->pos_ids[r] * W;
+            for (size_t i = 0; i < W; i++) xr[i] += pe[i];
+            break;
+        }
+        case ROW_LAYERNORM:
+            t->kn->layernorm(yr, xr, t->w, t->b, t->width, c->layer_norm_eps);
+            break;
+        case ROW_GELU:
+            t->kn->gelu_tanh(yr, t->width);
+            break;
+        case ROW_ADD:
+            for (size_t i = 0; i < W; i++) xr[i] += yr[i];
+            break;
+        case ROW_SHUFFLE: {
+            /* Idefics3Connector.pixel_shuffle: row (h2, w2) of the (G/s)^2 grid holds, for
+             * k = (dy * s + dx) * D + d, element d of patch (h2 * s + dy, w2 * s + dx). */
+            const int G = c->patches_per_side, sf = c->scale_factor, D = c->hidden_size;
+            const int GS = G / sf, TPT = c->tokens_per_tile;
+            const int tile = r / TPT, h2 = (r % TPT) / GS, w2 = (r % TPT) % GS;
+            const float *src = t->x + (size_t)tile * c->num_patches * D;
+            float *dst = yr;
+            for (int dy = 0; dy < sf; dy++)
+                for (int dx = 0; dx < sf; dx++) {
+                    size_t patch = (size_t)(h2 * sf + dy) * G + (size_t)(w2 * sf + dx);
+                    memcpy(dst, src + patch * D, sizeof(float) * (size_t)D);
+                    dst += D;
+                }
+            break;
+        }
+        }
+    }
+}
+
+static void run_rows(evlm_pool *pool, const evlm_kernels *kn, const evlm_siglip *m,
+                     evlm_siglip_state *s, row_op op, int rows, int width, float *x, float *y,
+                     const float *w, const float *b, const float *pixels) {
+    rows_task t = {kn, m, s, op, rows, width, x, y, w, b, pixels};
+    evlm_pool_run(pool, rows_fn, &t);
+}
+
+typedef struct {
+    const evlm_kernels *kn;
+    const evlm_siglip *m;
+    evlm_siglip_state *s;
+    int n_tiles;
+} attn_task;
+
+/* One (tile, head, query) row per step; keys / values of masked tiles were compacted to the
+ * tile's first n_valid rows. */
+static void attn_fn(void *arg, int ith, int nth) {
+    const attn_task *t = arg;
+    const evlm_vision_config *c = &t->m->cfg;
+    evlm_siglip_state *s = t->s;
+    const int N = c->num_patches, NH = c->n_heads, HD = c->head_dim;
+    const size_t D = (size_t)c->hidden_size;
+    const float scale = (float)(1.0 / sqrt((double)HD));
+    float *scores = s->scratch + (size_t)ith * s->scratch_per_thread;
+    int r0, r1;
+    evlm_split_rows(t->n_tiles * NH * N, ith, nth, &r0, &r1);
+    for (int r = r0; r < r1; r++) {
+        int tile = r / (NH * N), h = (r / N) % NH, i = r % N;
+        size_t row = (size_t)tile * N + (size_t)i, base = (size_t)tile * N * D + (size_t)h * HD;
+        t->kn->attn_row(s->att + row * D + (size_t)h * HD, s->q + row * D + (size_t)h * HD,
+                        s->k + base, s->v + base, s->n_valid[tile], HD, D, scale, scores);
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------------- */
+
+static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm_pool *pool,
+                                const float *pixels, const uint8_t *mask, int T, int first,
+                                float *out) {
+    const evlm_kernels *kn = evlm_kernels_get();
+    const evlm_vision_config *c = &m->cfg;
+    const int N = c->num_patches, G = c->patches_per_side, P = c->patch_size, S = c->image_size;
+    const int D = c->hidden_size, F = c->intermediate_size, M = T * N;
+    const int CPP = c->num_channels * P * P;
+
+    /* patch masks and position ids */
+    for (int t = 0; t < T; t++) {
+        uint8_t *pm = s->patch_mask + (size_t)t * N;
+        if (!mask) {
+            memset(pm, 1, (size_t)N);
+        } else {
+            const uint8_t *pxm = mask + (size_t)t * S * S;
+            for (int py = 0; py < G; py++)
+                for (int px = 0; px < G; px++) {
+                    uint8_t any = 0;
+                    for (int ky = 0; ky < P && !any; ky++) {
+                        const uint8_t *row = pxm + ((size_t)py * P + ky) * S + (size_t)px * P;
+                        for (int kx = 0; kx < P; kx++) any |= row[kx];
+                    }
+                    pm[py * G + px] = any != 0;
+                }
+        }
+        int nv = evlm_siglip_position_ids(c, pm, s->pos_ids + (size_t)t * N);
+        if (nv < 0) return evlm__fail_prefix(EVLM_ERR_ARG, "vision tile %d", first + t);
+        s->n_valid[t] = nv;
+    }
+
+    /* embeddings: conv as gemm over flattened patches, + bias, + position embedding */
+    run_rows(pool, kn, m, s, ROW_PATCH, M, CPP, NULL, s->patches, NULL, NULL, pixels);
+    matmul(kn, pool, s, s->x, s->patches, &m->patch_w, m->patch_b, M);
+    run_rows(pool, kn, m, s, ROW_POS, M, D, s->x, NULL, NULL, NULL, NULL);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const evlm_siglip_layer *ly = &m->layers[l];
+        run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, ly->ln1_w, ly->ln1_b, NULL);
+        matmul(kn, pool, s, s->q, s->xb, ly->wq, ly->bq, M);
+        matmul(kn, pool, s, s->k, s->xb, ly->wk, ly->bk, M);
+        matmul(kn, pool, s, s->v, s->xb, ly->wv, ly->bv, M);
+        /* padding patches are no keys: move the real ones to the front of their tile */
+        for (int t = 0; t < T; t++) {
+            if (s->n_valid[t] == N) continue;
+            const uint8_t *pm = s->patch_mask + (size_t)t * N;
+            float *kt = s->k + (size_t)t * N * D, *vt = s->v + (size_t)t * N * D;
+            for (int i = 0, j = 0; i < N; i++) {
+                if (!pm[i]) continue;
+                if (i != j) {
+                    memcpy(kt + (size_t)j * D, kt + (size_t)i * D, sizeof(float) * (size_t)D);
+                    memcpy(vt + (size_t)j * D, vt + (size_t)i * D, sizeof(float) * (size_t)D);
+                }
+                j++;
+            }
+        }
+        attn_task at = {kn, m, s, T};
+        evlm_pool_run(pool, attn_fn, &at);
+        matmul(kn, pool, s, s->xb, s->att, ly->wo, ly->bo, M);
+        run_rows(pool, kn, m, s, ROW_ADD, M, D, s->x, s->xb, NULL, NULL, NULL);
+
+        run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, ly->ln2_w, ly->ln2_b, NULL);
+        matmul(kn, pool, s, s->hb, s->xb, ly->fc1, ly->b_fc1, M);
+        run_rows(pool, kn, m, s, ROW_GELU, M, F, NULL, s->hb, NULL, NULL, NULL);
+        matmul(kn, pool, s, s->xb, s->hb, ly->fc2, ly->b_fc2, M);
+        run_rows(pool, kn, m, s, ROW_ADD, M, D, s->x, s->xb, NULL, NULL, NULL);
+    }
+    run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, m->post_ln_w, m->post_ln_b, NULL);
+
+    /* connector: pixel shuffle, then the bias-free projection straight into out */
+    const int rows = T * c->tokens_per_tile;
+    const int DS = D * c->scale_factor * c->scale_factor;
+    run_rows(pool, kn, m, s, ROW_SHUFFLE, rows, DS, s->xb, s->shuf, NULL, NULL, NULL);
+    matmul(kn, pool, s, out, s->shuf, m->proj, NULL, rows);
+    return EVLM_OK;
+}
+
+evlm_status evlm_siglip_encode(const evlm_siglip *m, evlm_siglip_state *s, evlm_pool *pool,
+                               const float *pixels, const uint8_t *mask, int n_tiles, float *out) {
+    if (!m || !s || !pool || !pixels || !out || !s->arena)
+        return evlm__fail(EVLM_ERR_ARG, "evlm_siglip_encode: NULL argument");
+    if (n_tiles < 1) return evlm__fail(EVLM_ERR_ARG, "evlm_siglip_encode: no tile to encode");
+    if (evlm_pool_size(pool) > s->n_threads)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "evlm_siglip_encode: pool of %d threads, state planned for %d",
+                          evlm_pool_size(pool), s->n_threads);
+    const evlm_vision_config *c = &m->cfg;
+    const size_t px_per_tile = (size_t)c->num_channels * c->image_size * c->image_size;
+    const size_t mask_per_tile = (size_t)c->image_size * c->image_size;
+    const size_t out_per_tile = (size_t)c->tokens_per_tile * c->text_hidden_size;
+    for (int done = 0; done < n_tiles;) {
+        int chunk = n_tiles - done < s->max_tiles ? n_tiles - done : s->max_tiles;
+        evlm_status st = encode_chunk(m, s, pool, pixels + (size_t)done * px_per_tile,
+                                      mask ? mask + (size_t)done * mask_per_tile : NULL, chunk,
+                                      done, out + (size_t)done * out_per_tile);
+        if (st != EVLM_OK) return st;
+        done += chunk;
+    }
+    return EVLM_OK;
+}
