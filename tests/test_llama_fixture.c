@@ -7,18 +7,7 @@
 #include "core/json.h"
 #include "io/safetensors.h"
 #include "test.h"
-
-static float max_abs(const float *a, size_t n) {
-    float m = 0;
-    for (size_t i = 0; i < n; i++) m = fabsf(a[i]) > m ? fabsf(a[i]) : m;
-    return m;
-}
-
-static float max_diff(const float *a, const float *b, size_t n) {
-    float m = 0;
-    for (size_t i = 0; i < n; i++) m = fabsf(a[i] - b[i]) > m ? fabsf(a[i] - b[i]) : m;
-    return m;
-}
+#include "test_ref.h"
 
 /* Greedy decoding with the cache: prefill, then one token per step. */
 static void greedy(evlm_model *m, const int32_t *ids, int n, int steps, int32_t *out, int n_batch) {

@@ -331,8 +331,8 @@ static void embed_row(const evlm_tensor *e, int32_t id, float *out, int H) {
 }
 
 static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                                 const int32_t *ids, const float *embd, int n, float *logits,
-                                 bool all_logits) {
+                                 const int32_t *ids, const float *embd, evlm_llama_inject *inj,
+                                 int n, float *logits, bool all_logits) {
     const evlm_kernels *kn = evlm_kernels_get();
     const evlm_llama_config *c = &m->cfg;
     const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
@@ -340,7 +340,12 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     const int pos0 = s->n_past;
 
     for (int i = 0; i < n; i++) {
-        if (ids) {
+        if (ids && inj && ids[i] == inj->image_token) {
+            if (inj->used >= inj->n_rows)
+                return evlm__fail(EVLM_ERR_ARG, "more image tokens in the prompt than image features (%d)",
+                                  inj->n_rows);
+            memcpy(s->x + (size_t)i * H, inj->rows + (size_t)inj->used++ * H, sizeof(float) * H);
+        } else if (ids) {
             if (ids[i] < 0 || ids[i] >= c->vocab_size)
                 return evlm__fail(EVLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
                                   ids[i], c->vocab_size);
@@ -393,8 +398,8 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
 }
 
 evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                               const int32_t *ids, const float *embd, int n, float *logits,
-                               bool all_logits) {
+                               const int32_t *ids, const float *embd, evlm_llama_inject *inject,
+                               int n, float *logits, bool all_logits) {
     if (n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
     if (s->n_past + n > s->n_ctx)
         return evlm__fail(EVLM_ERR_RANGE, "context is full: %d + %d tokens exceed n_ctx = %d",
@@ -407,7 +412,7 @@ evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_po
         if (logits && all_logits) lg = logits + (size_t)done * V;
         else if (logits && last) lg = logits;
         EVLM_TRY(forward_chunk(m, s, pool, ids ? ids + done : NULL, embd ? embd + (size_t)done * H : NULL,
-                               chunk, lg, all_logits));
+                               inject, chunk, lg, all_logits));
         done += chunk;
     }
     return EVLM_OK;

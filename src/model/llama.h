@@ -56,11 +56,20 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
                                   int n_threads);
 void evlm_llama_state_release(evlm_llama_state *s);
 
+/* Image features that replace the embeddings of image-token positions: the i-th occurrence
+ * of image_token in ids takes row i of rows [n_rows][hidden]. */
+typedef struct evlm_llama_inject {
+    int32_t image_token;
+    const float *rows;
+    int n_rows;
+    int used; /* rows consumed so far (advanced by the forward pass) */
+} evlm_llama_inject;
+
 /* Evaluates n tokens (ids, or embd [n][hidden] when ids is NULL) at positions n_past.. and
- * appends them to the cache. logits: NULL, [n_vocab] for the last token, or [n][n_vocab] when
- * all_logits. */
+ * appends them to the cache. inject (nullable) supplies image features for ids. logits: NULL,
+ * [n_vocab] for the last token, or [n][n_vocab] when all_logits. */
 evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                               const int32_t *ids, const float *embd, int n, float *logits,
-                               bool all_logits);
+                               const int32_t *ids, const float *embd, evlm_llama_inject *inject,
+                               int n, float *logits, bool all_logits);
 
 #endif

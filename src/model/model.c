@@ -166,8 +166,8 @@ evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
 
 evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logits, bool all_logits) {
     if (!ids) return evlm__fail(EVLM_ERR_ARG, "no token ids");
-    return evlm_llama_forward(&c->model->llama, &c->state, c->model->pool, ids, NULL, n, logits,
-                              all_logits);
+    return evlm_llama_forward(&c->model->llama, &c->state, c->model->pool, ids, NULL, NULL, n,
+                              logits, all_logits);
 }
 
 /* ---- text ----------------------------------------------------------------------------------- */
