@@ -92,6 +92,33 @@ evlm_status evlm_detokenize(const evlm_model *model, const int32_t *ids, size_t 
 evlm_status evlm_chat_prompt(const evlm_model *model, const char *user_text, int n_images,
                              char **prompt);
 
+/* ---- prompts with images ---------------------------------------------------------------- */
+
+/* One image: a PNG / JPEG file, or a raw RGB8 buffer (a camera frame needs no file). */
+typedef struct evlm_image_input {
+    const char *path;   /* file, or NULL to use rgb */
+    const uint8_t *rgb; /* height rows of width*3 bytes, rows stride bytes apart */
+    int width, height;
+    size_t stride;
+} evlm_image_input;
+
+/* A prompt ready to evaluate: token ids (image markers expanded as the model's processor does)
+ * and the encoded image features that replace the image tokens. */
+typedef struct evlm_prompt evlm_prompt;
+
+bool evlm_model_has_vision(const evlm_model *model);
+/* text holds one "<image>" per image (a count mismatch is an error). The images are decoded,
+ * preprocessed and encoded here. add_special as in evlm_tokenize. */
+evlm_status evlm_prompt_new(evlm_model *model, const char *text, bool add_special,
+                            const evlm_image_input *images, int n_images, evlm_prompt **out);
+void evlm_prompt_free(evlm_prompt *p);
+const int32_t *evlm_prompt_ids(const evlm_prompt *p, size_t *n_ids);
+int evlm_prompt_n_image_tokens(const evlm_prompt *p);
+double evlm_prompt_image_ms(const evlm_prompt *p); /* decode + preprocess + encode */
+/* Evaluates the prompt after what ctx holds; logits as evlm_decode. */
+evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
+                               bool all_logits);
+
 /* ---- sampling --------------------------------------------------------------------------- */
 
 typedef struct evlm_sampler evlm_sampler;
@@ -150,7 +177,7 @@ typedef bool (*evlm_text_cb)(void *user, const char *text, size_t len);
 
 evlm_gen_params evlm_gen_default_params(void);
 /* Evaluates the prompt after what ctx already holds, then samples up to n_predict tokens. */
-evlm_status evlm_generate(evlm_context *ctx, const int32_t *prompt, size_t n_prompt,
+evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *prompt,
                           const evlm_gen_params *params, evlm_text_cb cb, void *user,
                           evlm_gen_result *res);
 void evlm_gen_result_free(evlm_gen_result *res);

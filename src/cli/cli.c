@@ -78,6 +78,10 @@ bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = cli_value(argc, argv, i);
     else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = cli_value(argc, argv, i);
     else if (!strcmp(a, "--raw")) o->raw = true;
+    else if (!strcmp(a, "--image")) {
+        if (o->n_images >= 16) cli_die("at most 16 images");
+        o->images[o->n_images++] = cli_value(argc, argv, i);
+    }
     else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_int(argc, argv, i, 1, 512);
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = cli_int(argc, argv, i, 1, 1 << 20);
     else return false;
@@ -93,16 +97,20 @@ evlm_model *cli_load_model(const cli_model_opts *o) {
     return m;
 }
 
-void cli_prompt_ids(const evlm_model *m, const cli_model_opts *o, int32_t **ids, size_t *n) {
+evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o) {
     if (!o->prompt) cli_die("no prompt given (-p TEXT)");
+    evlm_image_input imgs[16];
+    memset(imgs, 0, sizeof imgs);
+    for (int i = 0; i < o->n_images; i++) imgs[i].path = o->images[i];
+    evlm_prompt *p;
     if (o->raw) {
-        cli_check(evlm_tokenize(m, o->prompt, strlen(o->prompt), true, true, ids, n));
+        cli_check(evlm_prompt_new(m, o->prompt, true, imgs, o->n_images, &p));
     } else {
         char *text;
-        cli_check(evlm_chat_prompt(m, o->prompt, 0, &text));
+        cli_check(evlm_chat_prompt(m, o->prompt, o->n_images, &text));
         /* the template already holds the special tokens it wants (HF: add_special_tokens=False) */
-        cli_check(evlm_tokenize(m, text, strlen(text), true, false, ids, n));
+        cli_check(evlm_prompt_new(m, text, false, imgs, o->n_images, &p));
         free(text);
     }
-    if (*n == 0) cli_die("the prompt is empty after tokenization");
+    return p;
 }

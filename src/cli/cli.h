@@ -45,13 +45,17 @@ typedef struct cli_model_opts {
     bool raw;
     int threads;
     int n_ctx;
+    const char *images[16]; /* --image FILE, in order */
+    int n_images;
 } cli_model_opts;
 
-/* Consumes -m/--model, -p/--prompt, --raw, -t/--threads, -c/--ctx at argv[*i]; true if used. */
+/* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx at argv[*i]; true if
+ * used. */
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
-/* The prompt ids: --raw tokenizes the text as written (special tokens parsed, the tokenizer's
- * post-processor applied, e.g. BOS); otherwise the chat template wraps it as a user turn. */
-void cli_prompt_ids(const evlm_model *m, const cli_model_opts *o, int32_t **ids, size_t *n);
+/* The prompt: --raw tokenizes the text as written (special tokens parsed, the tokenizer's
+ * post-processor applied, e.g. BOS; one "<image>" per --image); otherwise the chat template
+ * wraps it as a user turn carrying the images. Images are decoded and encoded here. */
+evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o);
 /* Loads the model with the options' thread count. */
 evlm_model *cli_load_model(const cli_model_opts *o);
 

@@ -17,15 +17,15 @@ int evlm_cmd_logits(int argc, char **argv) {
         if (cli_model_opt(&o, argc, argv, &i)) continue;
         if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "-o")) out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: evlm logits -m DIR -p TEXT [--raw] --out FILE [-t THREADS]\n");
+            printf("usage: evlm logits -m DIR [--image FILE ...] -p TEXT [--raw] --out FILE [-t THREADS]\n");
             return 0;
         } else cli_die("unknown option '%s'", argv[i]);
     }
     if (!out) cli_die("no output file given (--out FILE)");
     evlm_model *m = cli_load_model(&o);
-    int32_t *ids;
+    evlm_prompt *pr = cli_prompt(m, &o);
     size_t n;
-    cli_prompt_ids(m, &o, &ids, &n);
+    const int32_t *ids = evlm_prompt_ids(pr, &n);
     evlm_context_params cp = evlm_context_default_params();
     cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n;
     if ((size_t)cp.n_ctx < n) cli_die("the prompt has %zu tokens, more than the context (%d)", n, cp.n_ctx);
@@ -34,14 +34,14 @@ int evlm_cmd_logits(int argc, char **argv) {
     size_t V = (size_t)evlm_model_n_vocab(m);
     float *logits = malloc(sizeof(float) * V * n);
     if (!logits) cli_die("out of memory for %zu x %zu logits", n, V);
-    cli_check(evlm_decode(ctx, ids, (int)n, logits, true));
+    cli_check(evlm_decode_prompt(ctx, pr, logits, true));
     /* the host is little-endian (x86-64, ARM64): float32 bytes are written as they are */
     cli_check(evlm_write_file_atomic(out, logits, sizeof(float) * V * n));
     printf("{\"ids\": [");
     for (size_t i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
     printf("], \"n_vocab\": %zu}\n", V);
     free(logits);
-    free(ids);
+    evlm_prompt_free(pr);
     evlm_context_free(ctx);
     evlm_model_free(m);
     return 0;

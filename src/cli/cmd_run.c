@@ -1,5 +1,5 @@
 /*
- * cmd_run.c - `evlm run -m DIR -p TEXT [--raw] [-n N] [--temp T] [--top-k K] [--top-p P]
+ * cmd_run.c - `evlm run -m DIR [--image FILE ...] -p TEXT [--raw] [-n N] [--temp T] [--top-k K] [--top-p P]
  * [--min-p P] [--repeat-penalty R] [--seed S] [--stop STR] [-t THREADS] [-c CTX] [--json]`:
  * streams the answer to stdout; with --json prints one object at the end instead.
  */
@@ -22,6 +22,7 @@ static const char *k_stop_names[] = {"length", "eos", "stop_string", "callback",
 
 static void usage(void) {
     printf("usage: evlm run -m DIR -p TEXT [options]\n"
+           "  --image FILE        an image (PNG/JPEG), repeatable; with --raw the prompt holds one <image> each\n"
            "  --raw               use the prompt as written (default: chat template, one user turn)\n"
            "  -n N                most tokens to generate (256)\n"
            "  --temp T            temperature; 0 = greedy (0)\n"
@@ -60,9 +61,9 @@ int evlm_cmd_run(int argc, char **argv) {
     }
     evlm_model *m = cli_load_model(&o);
     double t_request = evlm_time_ms(); /* the request: template, tokenization, context, generation */
-    int32_t *ids;
+    evlm_prompt *pr = cli_prompt(m, &o);
     size_t n;
-    cli_prompt_ids(m, &o, &ids, &n);
+    const int32_t *ids = evlm_prompt_ids(pr, &n);
     evlm_context_params cp = evlm_context_default_params();
     cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n + (gp.n_predict > 0 ? gp.n_predict : 1);
     if ((size_t)cp.n_ctx < n + 1) cli_die("the prompt has %zu tokens, the context only %d", n, cp.n_ctx);
@@ -71,7 +72,7 @@ int evlm_cmd_run(int argc, char **argv) {
     double setup_ms = evlm_time_ms() - t_request;
 
     evlm_gen_result r;
-    cli_check(evlm_generate(ctx, ids, n, &gp, json ? NULL : print_piece, NULL, &r));
+    cli_check(evlm_generate(ctx, pr, &gp, json ? NULL : print_piece, NULL, &r));
     if (!json) {
         fputc('\n', stdout);
     } else {
@@ -86,6 +87,8 @@ int evlm_cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "n_gen", r.n_gen);
         cJSON_AddStringToObject(j, "stop_reason", k_stop_names[r.stop_reason]);
         cJSON_AddNumberToObject(j, "ttft_ms", setup_ms + r.ttft_ms);
+        cJSON_AddNumberToObject(j, "image_ms", evlm_prompt_image_ms(pr));
+        cJSON_AddNumberToObject(j, "n_image_tokens", evlm_prompt_n_image_tokens(pr));
         cJSON_AddNumberToObject(j, "prefill_tok_s", r.prefill_ms > 0 ? r.n_prompt * 1e3 / r.prefill_ms : 0);
         cJSON_AddNumberToObject(j, "decode_tok_s",
                                 r.n_gen > 1 && r.decode_ms > 0 ? (r.n_gen - 1) * 1e3 / r.decode_ms : 0);
@@ -99,7 +102,7 @@ int evlm_cmd_run(int argc, char **argv) {
         cJSON_Delete(j);
     }
     evlm_gen_result_free(&r);
-    free(ids);
+    evlm_prompt_free(pr);
     evlm_context_free(ctx);
     evlm_model_free(m);
     return 0;

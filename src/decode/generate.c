@@ -56,10 +56,11 @@ static long find_stop(const char *text, const evlm_gen_params *p) {
     return best;
 }
 
-evlm_status evlm_generate(evlm_context *ctx, const int32_t *prompt, size_t n_prompt,
-                          const evlm_gen_params *params, evlm_text_cb cb, void *user,
-                          evlm_gen_result *res) {
+evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_gen_params *params,
+                          evlm_text_cb cb, void *user, evlm_gen_result *res) {
     memset(res, 0, sizeof *res);
+    size_t n_prompt;
+    const int32_t *prompt = evlm_prompt_ids(pr, &n_prompt);
     evlm_gen_params p = params ? *params : evlm_gen_default_params();
     if (n_prompt == 0) return evlm__fail(EVLM_ERR_ARG, "empty prompt");
     if (p.n_predict < 0) return evlm__fail(EVLM_ERR_ARG, "n_predict must be >= 0");
@@ -78,7 +79,7 @@ evlm_status evlm_generate(evlm_context *ctx, const int32_t *prompt, size_t n_pro
     }
     if ((st = evlm_sampler_new(&p.sampling, V, &smp)) != EVLM_OK) goto done;
     if ((st = evlm_ids_append(&hist, prompt, n_prompt)) != EVLM_OK) goto done;
-    if ((st = evlm_decode(ctx, prompt, (int)n_prompt, logits, false)) != EVLM_OK) goto done;
+    if ((st = evlm_decode_prompt(ctx, pr, logits, false)) != EVLM_OK) goto done;
     res->prefill_ms = evlm_time_ms() - t0;
     res->n_prompt = (int)n_prompt;
 

@@ -13,27 +13,10 @@
 #include "model/llama.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "model/model_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-struct evlm_model {
-    evlm_llama_config cfg;
-    evlm_weights *weights;
-    evlm_llama llama;
-    evlm_tokenizer *tok;
-    evlm_chat_template *tmpl;
-    char tmpl_error[512]; /* why there is no template */
-    evlm_pool *pool;
-    int n_threads;
-    int32_t eos[EVLM_MAX_EOS];
-    int n_eos;
-};
-
-struct evlm_context {
-    evlm_model *model;
-    evlm_llama_state state;
-};
 
 evlm_model_params evlm_model_default_params(void) {
     evlm_model_params p = {0};
@@ -55,6 +38,20 @@ static evlm_status check_architecture(const char *dir, const evlm_llama_config *
         if (strcmp(cfg->architecture, k_architectures[i]) == 0) return EVLM_OK;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s/config.json: architecture \"%s\" is not supported",
                       dir, cfg->architecture);
+}
+
+/* The Idefics3 vision tower, connector and image processor; the encoder's activations are
+ * planned for the largest tile grid the processor can produce (bigger batches run in chunks). */
+static evlm_status load_vision(evlm_model *m, const char *path) {
+    EVLM_TRY(evlm_vision_config_load(path, &m->vcfg));
+    EVLM_TRY(evlm_idefics3_proc_load(path, &m->proc));
+    EVLM_TRY(evlm_siglip_init(&m->siglip, &m->vcfg, m->weights));
+    m->has_vision = true;
+    int rows = 0, cols = 0, tiles = 1;
+    int edge = m->proc.longest_edge > 0 ? m->proc.longest_edge : 2048;
+    if (evlm_idefics3_plan(&m->proc, edge, edge, &rows, &cols, &tiles) != EVLM_OK) tiles = 1;
+    m->max_tiles = tiles < 1 ? 1 : tiles > 17 ? 17 : tiles;
+    return evlm_siglip_state_init(&m->vstate, &m->siglip, m->max_tiles, evlm_pool_size(m->pool));
 }
 
 evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out) {
@@ -88,6 +85,9 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     memcpy(m->eos, m->cfg.eos_token_ids, sizeof m->eos);
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
+    if (strstr(m->cfg.architecture, "Idefics3") || strstr(m->cfg.architecture, "SmolVLM")) {
+        if ((st = load_vision(m, path)) != EVLM_OK) goto fail;
+    }
     evlm__clear_error();
     *out = m;
     return EVLM_OK;
@@ -99,6 +99,10 @@ fail:
 void evlm_model_free(evlm_model *m) {
     if (!m) return;
     evlm_pool_free(m->pool);
+    if (m->has_vision) {
+        evlm_siglip_state_release(&m->vstate);
+        evlm_siglip_release(&m->siglip);
+    }
     evlm_chat_template_free(m->tmpl);
     evlm_tokenizer_free(m->tok);
     evlm_llama_release(&m->llama);

@@ -1,0 +1,43 @@
+/*
+ * model_impl.h - private layout of evlm_model and evlm_context, shared by model.c (loading,
+ * text API) and prompt.c (multimodal prompts).
+ */
+#ifndef EVLM_MODEL_IMPL_H
+#define EVLM_MODEL_IMPL_H
+
+#include "core/threadpool.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "model/llama.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "vision/idefics3_proc.h"
+#include "vision/siglip.h"
+#include "vision/vision_config.h"
+
+struct evlm_model {
+    evlm_llama_config cfg;
+    evlm_weights *weights;
+    evlm_llama llama;
+    evlm_tokenizer *tok;
+    evlm_chat_template *tmpl;
+    char tmpl_error[512]; /* why there is no template */
+    evlm_pool *pool;
+    int n_threads;
+    int32_t eos[EVLM_MAX_EOS];
+    int n_eos;
+    /* vision (Idefics3 / SmolVLM); has_vision false for text-only models */
+    bool has_vision;
+    evlm_vision_config vcfg;
+    evlm_idefics3_proc proc;
+    evlm_siglip siglip;
+    evlm_siglip_state vstate; /* planned at load for the largest tile grid; one image at a time */
+    int max_tiles;
+};
+
+struct evlm_context {
+    evlm_model *model;
+    evlm_llama_state state;
+};
+
+#endif
