@@ -18,6 +18,7 @@ int evlm_cmd_logits(int argc, char **argv);
 int evlm_cmd_run(int argc, char **argv);
 int evlm_cmd_info(int argc, char **argv);
 int evlm_cmd_convert(int argc, char **argv);
+int evlm_cmd_eval(int argc, char **argv);
 
 /* Name of the running subcommand, for messages. */
 extern const char *cli_cmd;

@@ -277,6 +277,17 @@ static evlm_status parse_config(const char *file, const cJSON *root, evlm_llama_
         EVLM_TRY(copy_str(file, "hidden_act", str, cfg->hidden_act, sizeof cfg->hidden_act));
     }
 
+    /* the dtype the (text) model was saved from: "dtype" (5.x) or "torch_dtype" (4.x) */
+    cfg->dtype[0] = 0;
+    const char *dkeys[2] = {"dtype", "torch_dtype"};
+    for (int k = 0; k < 2 && !cfg->dtype[0]; k++) {
+        h = holder(&s, dkeys[k]);
+        if (h) {
+            EVLM_TRY(evlm_json_str(file, h, dkeys[k], &str));
+            EVLM_TRY(copy_str(file, dkeys[k], str, cfg->dtype, sizeof cfg->dtype));
+        }
+    }
+
     EVLM_TRY(get_int(&s, "bos_token_id", 0, 0, INT32_MAX, &cfg->bos_token_id));
     h = holder(&s, "eos_token_id");
     if (h) EVLM_TRY(parse_eos(file, h, cfg));

@@ -46,6 +46,7 @@ typedef struct evlm_llama_config {
     bool attention_bias;
     bool mlp_bias;
     char hidden_act[16]; /* "silu" */
+    char dtype[16];      /* dtype the text model was saved from ("bfloat16", "float32", "" unknown) */
     int bos_token_id;    /* -1 when absent */
     int n_eos;
     int32_t eos_token_ids[EVLM_MAX_EOS];

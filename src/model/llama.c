@@ -127,7 +127,7 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
 
     snprintf(name, sizeof name, "%sembed_tokens.weight", prefix);
     if ((st = get_matrix(w, name, H, cfg->vocab_size, &m->tok_embd)) != EVLM_OK) goto fail;
-    m->rope_bf16 = m->tok_embd->type == EVLM_TYPE_BF16;
+    m->rope_bf16 = strcmp(cfg->dtype, "bfloat16") == 0;
     if (has(w, "lm_head.weight")) {
         if ((st = get_matrix(w, "lm_head.weight", H, cfg->vocab_size, &m->lm_head)) != EVLM_OK) goto fail;
     } else if (cfg->tie_word_embeddings) {
@@ -153,9 +153,10 @@ void evlm_llama_release(evlm_llama *m) {
 /* ---- state -------------------------------------------------------------------------------- */
 
 /* inv_freq exactly as transformers computes it in float32, then the rope_type adjustments.
- * bf16: transformers keeps inv_freq as a floating buffer, so a model cast to bfloat16 (how bf16
- * checkpoints run there, and how the reference fixtures were made: .to(bfloat16).float())
- * carries bf16-rounded frequencies; we follow the checkpoint's dtype to match it. */
+ * bf16: transformers keeps inv_freq as a floating buffer, so a model that was cast to bfloat16
+ * (config "dtype" / "torch_dtype" of the text model = bfloat16, e.g. the reference fixtures,
+ * made with .to(bfloat16).float()) carries bf16-rounded frequencies, while a model saved from
+ * float32 (scenes-vlm: text_config.dtype = float32) keeps exact ones. We follow the config. */
 static void rope_inv_freq(const evlm_llama_config *c, bool bf16, float *inv, int half) {
     for (int i = 0; i < half; i++) {
         float e = (float)(2 * i) / (float)c->head_dim;

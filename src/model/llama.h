@@ -33,7 +33,7 @@ typedef struct evlm_llama {
     evlm_llama_layer *layers;
     float *f32_store; /* owns the widened norms and biases */
     char prefix[64];  /* "model." or "model.text_model." ... */
-    bool rope_bf16;   /* round RoPE frequencies to bf16, as transformers does for bf16 models */
+    bool rope_bf16;   /* round RoPE frequencies to bf16: the config says the model was bf16 */
 } evlm_llama;
 
 /* Binds the weights of cfg in w (which must outlive the model). Errors name the tensor. */
