@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
-# make demo: the main job on the bundled model. Converts the bundled llama2.c model into a
-# Hugging Face folder, describes it, and answers two prompts greedily with timings.
+# make demo: the main job on the bundled models.
+#  1. the trained in-car scene VLM (models/scenes-vlm, SmolVLM architecture): one question of
+#     each scene type on a bundled sample image, with the timings an in-car team reads;
+#  2. the real trained text model aidreams260K (llama2.c format), converted and run greedily.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/release/evlm
+VLM=models/scenes-vlm
+report() { # prompt label; reads run --json on stdin
+  python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print("  answer: %s" % d["text"].strip())
+print("  | image ms | image tokens | prompt tokens | TTFT ms | prefill tok/s | decode tok/s | peak RSS MB | CPU util |")
+print("  |---:|---:|---:|---:|---:|---:|---:|---:|")
+print("  | %.1f | %d | %d | %.1f | %.0f | %.1f | %.1f | %.2f |" % (d.get("image_ms", 0), d.get("n_image_tokens", 0),
+      d["n_prompt"], d["ttft_ms"], d["prefill_tok_s"], d["decode_tok_s"], d["peak_rss_mb"], d["cpu_util"]))'
+}
+echo "== scenes-vlm: $("$BIN" info -m "$VLM" | sed -n 's/^parameters: *//p')"
+for item in "fatigue_000.png|Is the driver drowsy?" "car_030.png|What is the license plate number?" \
+            "child_060.png|What emotion does the child show?"; do
+  img=${item%%|*}; q=${item#*|}
+  echo
+  echo "\$ evlm run -m $VLM --image $VLM/samples/$img -p \"$q\""
+  "$BIN" run -m "$VLM" --image "$VLM/samples/$img" -p "$q" -n 16 --json | report
+done
+
 SRC=models/aidreams260K
 OUT=build/models/aidreams260K
 mkdir -p "$(dirname "$OUT")"
 "$BIN" convert --from llama2c "$SRC/aidreams260K.bin" "$SRC/tok512.bin" "$OUT" 2>/dev/null ||
   "$BIN" convert --from llama2c "$SRC/aidreams260K.bin" "$SRC/tok512.bin" "$OUT"
-echo "== model"
-"$BIN" info -m "$OUT" | sed -n '1,4p'
-for p in "I dreamed" "The machine"; do
-  echo
-  echo "== evlm run -m $OUT --raw -p \"$p\" -n 60"
-  "$BIN" run -m "$OUT" --raw -p "$p" -n 60 --json | python3 -c '
+echo
+echo "\$ evlm run -m $OUT --raw -p \"I dreamed\" -n 60   (llama2.c checkpoint, converted)"
+"$BIN" run -m "$OUT" --raw -p "I dreamed" -n 60 --json | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-print(sys.argv[1] + d["text"])
-print()
-print("| prompt tokens | generated | TTFT ms | prefill tok/s | decode tok/s | peak RSS MB | CPU util |")
-print("|---:|---:|---:|---:|---:|---:|---:|")
-print("| %d | %d | %.2f | %.0f | %.0f | %.1f | %.2f |" % (d["n_prompt"], d["n_gen"], d["ttft_ms"],
-      d["prefill_tok_s"], d["decode_tok_s"], d["peak_rss_mb"], d["cpu_util"]))' "$p"
-done
+print("  I dreamed" + d["text"])
+print("  TTFT %.2f ms, decode %.0f tok/s, peak RSS %.1f MB" % (d["ttft_ms"], d["decode_tok_s"], d["peak_rss_mb"]))'
