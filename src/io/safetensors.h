@@ -36,6 +36,18 @@ const evlm_tensor *evlm_weights_find(const evlm_weights *w, const char *name);
  * the tensor; pass ne = NULL to skip the shape check. */
 evlm_status evlm_weights_get(const evlm_weights *w, const char *name, int n_dims,
                              const int64_t *ne, const evlm_tensor **out);
+/* Error (naming the tensor) unless t is F32, F16 or BF16. */
+evlm_status evlm_weights_check_float(const evlm_weights *w, const char *name, const evlm_tensor *t);
+/* evlm_weights_get for a 2-D float matrix (F32/F16/BF16) of ne = {cols, rows}. */
+evlm_status evlm_weights_get_matrix(const evlm_weights *w, const char *name, int64_t cols,
+                                    int64_t rows, const evlm_tensor **out);
+/* Widens a float tensor of shape n_dims / ne (n elements) into dst: small vectors (norms,
+ * biases, position tables) are widened once at load. */
+evlm_status evlm_weights_get_floats(const evlm_weights *w, const char *name, int n_dims,
+                                    const int64_t *ne, size_t n, float *dst);
+/* A 1-D float vector of n elements widened into dst. */
+evlm_status evlm_weights_get_vector(const evlm_weights *w, const char *name, int64_t n, float *dst);
+
 /* Files behind the set (for messages): the first file name. */
 const char *evlm_weights_path(const evlm_weights *w);
 

@@ -5,6 +5,7 @@
  * head_dim^-0.5, SwiGLU MLP.
  */
 #include "model/llama.h"
+#include "kernels/matmul.h"
 #include "core/status.h"
 
 #include <math.h>
@@ -14,44 +15,6 @@
 /* ---- weight binding ----------------------------------------------------------------------- */
 
 static const char *k_prefixes[] = {"model.text_model.", "model.language_model.", "model.", ""};
-
-static evlm_status get_matrix(const evlm_weights *w, const char *name, int64_t cols, int64_t rows,
-                              const evlm_tensor **out) {
-    int64_t ne[2] = {cols, rows};
-    EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
-    evlm_type t = (*out)->type;
-    if (t != EVLM_TYPE_F32 && t != EVLM_TYPE_F16 && t != EVLM_TYPE_BF16)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
-                          evlm_weights_path(w), name, evlm_type_name(t));
-    return EVLM_OK;
-}
-
-/* Widens a vector tensor of n elements into dst (F32/F16/BF16). */
-static evlm_status get_vector(const evlm_weights *w, const char *name, int64_t n, float *dst) {
-    const evlm_tensor *t;
-    EVLM_TRY(evlm_weights_get(w, name, 1, &n, &t));
-    for (int64_t i = 0; i < n; i++) {
-        switch (t->type) {
-        case EVLM_TYPE_F32: memcpy(&dst[i], (const char *)t->data + 4 * i, 4); break;
-        case EVLM_TYPE_F16: {
-            uint16_t h;
-            memcpy(&h, (const char *)t->data + 2 * i, 2);
-            dst[i] = evlm_f16_to_f32(h);
-            break;
-        }
-        case EVLM_TYPE_BF16: {
-            uint16_t h;
-            memcpy(&h, (const char *)t->data + 2 * i, 2);
-            dst[i] = evlm_bf16_to_f32(h);
-            break;
-        }
-        default:
-            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected a float type)",
-                              evlm_weights_path(w), name, evlm_type_name(t->type));
-        }
-    }
-    return EVLM_OK;
-}
 
 static bool has(const evlm_weights *w, const char *name) { return evlm_weights_find(w, name) != NULL; }
 
@@ -85,12 +48,12 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
 #define GETM(field, suffix, cols, rows)                                                            \
     do {                                                                                           \
         snprintf(name, sizeof name, "%slayers.%d.%s", prefix, l, suffix);                         \
-        if ((st = get_matrix(w, name, cols, rows, &ly->field)) != EVLM_OK) goto fail;              \
+        if ((st = evlm_weights_get_matrix(w, name, cols, rows, &ly->field)) != EVLM_OK) goto fail;              \
     } while (0)
 #define GETV(field, suffix, n)                                                                     \
     do {                                                                                           \
         snprintf(name, sizeof name, "%slayers.%d.%s", prefix, l, suffix);                         \
-        if ((st = get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
+        if ((st = evlm_weights_get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
         ly->field = p;                                                                             \
         p += n;                                                                                    \
     } while (0)
@@ -122,14 +85,14 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
 #undef GETM
 #undef GETV
     snprintf(name, sizeof name, "%snorm.weight", prefix);
-    if ((st = get_vector(w, name, H, p)) != EVLM_OK) goto fail;
+    if ((st = evlm_weights_get_vector(w, name, H, p)) != EVLM_OK) goto fail;
     m->out_norm = p;
 
     snprintf(name, sizeof name, "%sembed_tokens.weight", prefix);
-    if ((st = get_matrix(w, name, H, cfg->vocab_size, &m->tok_embd)) != EVLM_OK) goto fail;
+    if ((st = evlm_weights_get_matrix(w, name, H, cfg->vocab_size, &m->tok_embd)) != EVLM_OK) goto fail;
     m->rope_bf16 = strcmp(cfg->dtype, "bfloat16") == 0;
     if (has(w, "lm_head.weight")) {
-        if ((st = get_matrix(w, "lm_head.weight", H, cfg->vocab_size, &m->lm_head)) != EVLM_OK) goto fail;
+        if ((st = evlm_weights_get_matrix(w, "lm_head.weight", H, cfg->vocab_size, &m->lm_head)) != EVLM_OK) goto fail;
     } else if (cfg->tie_word_embeddings) {
         m->lm_head = m->tok_embd;
     } else {
@@ -248,41 +211,10 @@ void evlm_llama_state_release(evlm_llama_state *s) {
 
 /* ---- parallel tasks ------------------------------------------------------------------------ */
 
-typedef struct {
-    const evlm_kernels *kn;
-    float *y;
-    size_t ldy;
-    const float *x;
-    size_t ldx;
-    const evlm_tensor *w;
-    const float *bias;
-    int m, n, k;
-    float *scratch;
-    size_t scratch_stride;
-} gemm_task;
-
-static void gemm_fn(void *arg, int ith, int nth) {
-    const gemm_task *t = arg;
-    int n0, n1;
-    evlm_split_rows(t->n, ith, nth, &n0, &n1);
-    if (n0 >= n1) return;
-    t->kn->gemm(t->y, t->ldy, t->x, t->ldx, t->w->data, t->w->nb[1], t->w->type, t->m, n0, n1, t->k,
-                t->scratch + (size_t)ith * t->scratch_stride);
-    if (t->bias)
-        for (int i = 0; i < t->m; i++)
-            for (int j = n0; j < n1; j++) t->y[(size_t)i * t->ldy + j] += t->bias[j];
-}
-
 /* y (m, w rows) = x (m, w cols) @ w^T + bias */
-static void matmul(const evlm_kernels *kn, evlm_pool *pool, evlm_llama_state *s, float *y,
-                   size_t ldy, const float *x, size_t ldx, const evlm_tensor *w, const float *bias,
-                   int m) {
-    gemm_task t = {kn, y, ldy, x, ldx, w, bias, m, (int)w->ne[1], (int)w->ne[0], s->scratch,
-                   s->scratch_per_thread};
-    /* below ~64k multiply-adds the hand-off to the pool costs more than it saves; the split
-     * does not change any result (each element is computed the same way by one thread) */
-    if ((double)m * (double)t.n * (double)t.k < 65536.0) gemm_fn(&t, 0, 1);
-    else evlm_pool_run(pool, gemm_fn, &t);
+static void matmul(evlm_pool *pool, evlm_llama_state *s, float *y, size_t ldy, const float *x,
+                   size_t ldx, const evlm_tensor *w, const float *bias, int m) {
+    evlm_matmul(pool, y, ldy, x, ldx, w, bias, m, s->scratch, s->scratch_per_thread);
 }
 
 typedef struct {
@@ -360,9 +292,9 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
         const evlm_llama_layer *ly = &m->layers[l];
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H, c->rms_norm_eps);
-        matmul(kn, pool, s, s->q, QD, s->xb, H, ly->wq, ly->bq, n);
-        matmul(kn, pool, s, s->k, KD, s->xb, H, ly->wk, ly->bk, n);
-        matmul(kn, pool, s, s->v, KD, s->xb, H, ly->wv, ly->bv, n);
+        matmul(pool, s, s->q, QD, s->xb, H, ly->wq, ly->bq, n);
+        matmul(pool, s, s->k, KD, s->xb, H, ly->wk, ly->bk, n);
+        matmul(pool, s, s->v, KD, s->xb, H, ly->wv, ly->bv, n);
         for (int i = 0; i < n; i++) {
             const float *cs = s->rope_cos + (size_t)(pos0 + i) * half;
             const float *sn = s->rope_sin + (size_t)(pos0 + i) * half;
@@ -376,15 +308,15 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
         }
         attn_task at = {kn, c, s, l, n, pos0};
         evlm_pool_run(pool, attn_fn, &at);
-        matmul(kn, pool, s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
+        matmul(pool, s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
 
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->ffn_norm, H, c->rms_norm_eps);
-        matmul(kn, pool, s, s->hb, F, s->xb, H, ly->w_gate, ly->b_gate, n);
-        matmul(kn, pool, s, s->hb2, F, s->xb, H, ly->w_up, ly->b_up, n);
+        matmul(pool, s, s->hb, F, s->xb, H, ly->w_gate, ly->b_gate, n);
+        matmul(pool, s, s->hb2, F, s->xb, H, ly->w_up, ly->b_up, n);
         for (int i = 0; i < n; i++) kn->silu_mul(s->hb + (size_t)i * F, s->hb2 + (size_t)i * F, F);
-        matmul(kn, pool, s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
+        matmul(pool, s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
     }
     s->n_past += n;
@@ -393,7 +325,7 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     int first = all_logits ? 0 : n - 1;
     for (int i = first; i < n; i++)
         kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, m->out_norm, H, c->rms_norm_eps);
-    matmul(kn, pool, s, logits, (size_t)c->vocab_size, s->xb + (size_t)first * H, H, m->lm_head, NULL,
+    matmul(pool, s, logits, (size_t)c->vocab_size, s->xb + (size_t)first * H, H, m->lm_head, NULL,
            n - first);
     return EVLM_OK;
 }

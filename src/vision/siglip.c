@@ -35,6 +35,7 @@
  * Not here: image preprocessing, the text decoder, SIMD (the kernel table provides it).
  */
 #include "vision/siglip.h"
+#include "kernels/matmul.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
 
@@ -45,51 +46,6 @@
 /* ---- weight binding ----------------------------------------------------------------------- */
 
 static const char *k_prefixes[] = {"model.", ""};
-
-static evlm_status check_float(const evlm_weights *w, const char *name, const evlm_tensor *t) {
-    if (t->type != EVLM_TYPE_F32 && t->type != EVLM_TYPE_F16 && t->type != EVLM_TYPE_BF16)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED,
-                          "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
-                          evlm_weights_path(w), name, evlm_type_name(t->type));
-    return EVLM_OK;
-}
-
-static evlm_status get_matrix(const evlm_weights *w, const char *name, int64_t cols, int64_t rows,
-                              const evlm_tensor **out) {
-    int64_t ne[2] = {cols, rows};
-    EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
-    return check_float(w, name, *out);
-}
-
-/* Widens a float tensor of n_dims / ne into dst (n elements, contiguous). */
-static evlm_status get_floats(const evlm_weights *w, const char *name, int n_dims,
-                              const int64_t *ne, size_t n, float *dst) {
-    const evlm_tensor *t;
-    EVLM_TRY(evlm_weights_get(w, name, n_dims, ne, &t));
-    EVLM_TRY(check_float(w, name, t));
-    const char *src = t->data;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        switch (t->type) {
-        case EVLM_TYPE_F32:
-            memcpy(&dst[i], src + 4 * i, 4);
-            break;
-        case EVLM_TYPE_F16:
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = evlm_f16_to_f32(h);
-            break;
-        default:
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = evlm_bf16_to_f32(h);
-            break;
-        }
-    }
-    return EVLM_OK;
-}
-
-static evlm_status get_vector(const evlm_weights *w, const char *name, int64_t n, float *dst) {
-    return get_floats(w, name, 1, &n, (size_t)n, dst);
-}
 
 evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, const evlm_weights *w) {
     if (!m || !cfg || !w) return evlm__fail(EVLM_ERR_ARG, "evlm_siglip_init: NULL argument");
@@ -130,7 +86,7 @@ evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, cons
     int64_t ne4[4] = {P, P, C, D};
     snprintf(name, sizeof name, "%svision_model.embeddings.patch_embedding.weight", prefix);
     if ((st = evlm_weights_get(w, name, 4, ne4, &pw)) != EVLM_OK) goto fail;
-    if ((st = check_float(w, name, pw)) != EVLM_OK) goto fail;
+    if ((st = evlm_weights_check_float(w, name, pw)) != EVLM_OK) goto fail;
     m->patch_w = *pw;
     m->patch_w.n_dims = 2;
     m->patch_w.ne[0] = C * P * P;
@@ -141,21 +97,21 @@ evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, cons
 #define VEC(dst, n, ...)                                                                           \
     do {                                                                                           \
         snprintf(name, sizeof name, __VA_ARGS__);                                                  \
-        if ((st = get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
+        if ((st = evlm_weights_get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
         dst = p;                                                                                   \
         p += n;                                                                                    \
     } while (0)
 #define MAT(dst, cols, rows, ...)                                                                  \
     do {                                                                                           \
         snprintf(name, sizeof name, __VA_ARGS__);                                                  \
-        if ((st = get_matrix(w, name, cols, rows, &dst)) != EVLM_OK) goto fail;                    \
+        if ((st = evlm_weights_get_matrix(w, name, cols, rows, &dst)) != EVLM_OK) goto fail;                    \
     } while (0)
 
     VEC(m->patch_b, D, "%svision_model.embeddings.patch_embedding.bias", prefix);
     {
         int64_t ne[2] = {D, N};
         snprintf(name, sizeof name, "%svision_model.embeddings.position_embedding.weight", prefix);
-        if ((st = get_floats(w, name, 2, ne, (size_t)(N * D), p)) != EVLM_OK) goto fail;
+        if ((st = evlm_weights_get_floats(w, name, 2, ne, (size_t)(N * D), p)) != EVLM_OK) goto fail;
         m->pos_embd = p;
         p += N * D;
     }
@@ -334,47 +290,11 @@ int evlm_siglip_position_ids(const evlm_vision_config *cfg, const uint8_t *patch
 
 /* ---- parallel tasks ------------------------------------------------------------------------ */
 
-typedef struct {
-    const evlm_kernels *kn;
-    float *y;
-    size_t ldy;
-    const float *x;
-    size_t ldx;
-    const evlm_tensor *w;
-    const float *bias;
-    int m, n, k;
-    float *scratch;
-    size_t scratch_stride;
-} gemm_task;
-
-static void gemm_fn(void *arg, int ith, int nth) {
-    const gemm_task *t = arg;
-    int n0, n1;
-    evlm_split_rows(t->n, ith, nth, &n0, &n1);
-    if (n0 >= n1) return;
-    t->kn->gemm(t->y, t->ldy, t->x, t->ldx, t->w->data, t->w->nb[1], t->w->type, t->m, n0, n1, t->k,
-                t->scratch + (size_t)ith * t->scratch_stride);
-    if (t->bias)
-        for (int i = 0; i < t->m; i++)
-            for (int j = n0; j < n1; j++) t->y[(size_t)i * t->ldy + j] += t->bias[j];
-}
-
 /* y (m, w rows) = x (m, w cols) @ w^T + bias; rows of x and y are contiguous. */
-static void matmul(const evlm_kernels *kn, evlm_pool *pool, evlm_siglip_state *s, float *y,
-                   const float *x, const evlm_tensor *w, const float *bias, int m) {
-    gemm_task t = {kn,
-                   y,
-                   (size_t)w->ne[1],
-                   x,
-                   (size_t)w->ne[0],
-                   w,
-                   bias,
-                   m,
-                   (int)w->ne[1],
-                   (int)w->ne[0],
-                   s->scratch,
-                   s->scratch_per_thread};
-    evlm_pool_run(pool, gemm_fn, &t);
+static void matmul(evlm_pool *pool, evlm_siglip_state *s, float *y, const float *x,
+                   const evlm_tensor *w, const float *bias, int m) {
+    evlm_matmul(pool, y, (size_t)w->ne[1], x, (size_t)w->ne[0], w, bias, m, s->scratch,
+                s->scratch_per_thread);
 }
 
 typedef enum {
@@ -523,15 +443,15 @@ static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm
 
     /* embeddings: conv as gemm over flattened patches, + bias, + position embedding */
     run_rows(pool, kn, m, s, ROW_PATCH, M, CPP, NULL, s->patches, NULL, NULL, pixels);
-    matmul(kn, pool, s, s->x, s->patches, &m->patch_w, m->patch_b, M);
+    matmul(pool, s, s->x, s->patches, &m->patch_w, m->patch_b, M);
     run_rows(pool, kn, m, s, ROW_POS, M, D, s->x, NULL, NULL, NULL, NULL);
 
     for (int l = 0; l < c->n_layers; l++) {
         const evlm_siglip_layer *ly = &m->layers[l];
         run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, ly->ln1_w, ly->ln1_b, NULL);
-        matmul(kn, pool, s, s->q, s->xb, ly->wq, ly->bq, M);
-        matmul(kn, pool, s, s->k, s->xb, ly->wk, ly->bk, M);
-        matmul(kn, pool, s, s->v, s->xb, ly->wv, ly->bv, M);
+        matmul(pool, s, s->q, s->xb, ly->wq, ly->bq, M);
+        matmul(pool, s, s->k, s->xb, ly->wk, ly->bk, M);
+        matmul(pool, s, s->v, s->xb, ly->wv, ly->bv, M);
         /* padding patches are no keys: move the real ones to the front of their tile */
         for (int t = 0; t < T; t++) {
             if (s->n_valid[t] == N) continue;
@@ -548,13 +468,13 @@ static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm
         }
         attn_task at = {kn, m, s, T};
         evlm_pool_run(pool, attn_fn, &at);
-        matmul(kn, pool, s, s->xb, s->att, ly->wo, ly->bo, M);
+        matmul(pool, s, s->xb, s->att, ly->wo, ly->bo, M);
         run_rows(pool, kn, m, s, ROW_ADD, M, D, s->x, s->xb, NULL, NULL, NULL);
 
         run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, ly->ln2_w, ly->ln2_b, NULL);
-        matmul(kn, pool, s, s->hb, s->xb, ly->fc1, ly->b_fc1, M);
+        matmul(pool, s, s->hb, s->xb, ly->fc1, ly->b_fc1, M);
         run_rows(pool, kn, m, s, ROW_GELU, M, F, NULL, s->hb, NULL, NULL, NULL);
-        matmul(kn, pool, s, s->xb, s->hb, ly->fc2, ly->b_fc2, M);
+        matmul(pool, s, s->xb, s->hb, ly->fc2, ly->b_fc2, M);
         run_rows(pool, kn, m, s, ROW_ADD, M, D, s->x, s->xb, NULL, NULL, NULL);
     }
     run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, m->post_ln_w, m->post_ln_b, NULL);
@@ -563,7 +483,7 @@ static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm
     const int rows = T * c->tokens_per_tile;
     const int DS = D * c->scale_factor * c->scale_factor;
     run_rows(pool, kn, m, s, ROW_SHUFFLE, rows, DS, s->xb, s->shuf, NULL, NULL, NULL);
-    matmul(kn, pool, s, out, s->shuf, m->proj, NULL, rows);
+    matmul(pool, s, out, s->shuf, m->proj, NULL, rows);
     return EVLM_OK;
 }
 

@@ -1,0 +1,52 @@
+/*
+ * weights.c - typed getters over a weight set (see safetensors.h): float matrices that stay
+ * mmapped, and small float vectors widened to float32 once at load. Shared by every model.
+ */
+#include "core/status.h"
+#include "io/safetensors.h"
+
+#include <string.h>
+
+evlm_status evlm_weights_check_float(const evlm_weights *w, const char *name, const evlm_tensor *t) {
+    if (t->type != EVLM_TYPE_F32 && t->type != EVLM_TYPE_F16 && t->type != EVLM_TYPE_BF16)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
+                          evlm_weights_path(w), name, evlm_type_name(t->type));
+    return EVLM_OK;
+}
+
+evlm_status evlm_weights_get_matrix(const evlm_weights *w, const char *name, int64_t cols,
+                                    int64_t rows, const evlm_tensor **out) {
+    int64_t ne[2] = {cols, rows};
+    EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
+    return evlm_weights_check_float(w, name, *out);
+}
+
+evlm_status evlm_weights_get_floats(const evlm_weights *w, const char *name, int n_dims,
+                                    const int64_t *ne, size_t n, float *dst) {
+    const evlm_tensor *t;
+    EVLM_TRY(evlm_weights_get(w, name, n_dims, ne, &t));
+    EVLM_TRY(evlm_weights_check_float(w, name, t));
+    if ((size_t)evlm_tensor_nelements(t) != n)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' has %lld elements, expected %zu",
+                          evlm_weights_path(w), name, (long long)evlm_tensor_nelements(t), n);
+    const char *src = t->data;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        switch (t->type) {
+        case EVLM_TYPE_F32: memcpy(&dst[i], src + 4 * i, 4); break;
+        case EVLM_TYPE_F16:
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = evlm_f16_to_f32(h);
+            break;
+        default:
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = evlm_bf16_to_f32(h);
+            break;
+        }
+    }
+    return EVLM_OK;
+}
+
+evlm_status evlm_weights_get_vector(const evlm_weights *w, const char *name, int64_t n, float *dst) {
+    return evlm_weights_get_floats(w, name, 1, &n, (size_t)n, dst);
+}
