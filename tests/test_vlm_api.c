@@ -82,7 +82,8 @@ int main(void) {
     evlm_image_input none = {0};
     CHECK(evlm_prompt_new(m, "<image>", false, &none, 1, &p) == EVLM_ERR_ARG);
     evlm_image_input huge = {.rgb = frame, .width = 100000, .height = 100000, .stride = 300000};
-    CHECK(evlm_prompt_new(m, "<image>", false, &huge, 1, &p) != EVLM_OK);
+    CHECK(evlm_prompt_new(m, "<image>", false, &huge, 1, &p) == EVLM_ERR_RANGE);
+    CHECK(strstr(evlm_last_error(), "pixel limit") != NULL);
     CHECK(p == NULL);
 
     free(frame);

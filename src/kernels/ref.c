@@ -5,6 +5,7 @@
  * independent of the thread count. Exponentials and square roots use libm in float.
  */
 #include "kernels/kernels.h"
+#include "kernels/ref_impl.h"
 
 #include <math.h>
 
@@ -27,8 +28,8 @@ static const float *row_f32(const void *w, size_t ldw, evlm_type wt, int r, int 
     }
 }
 
-static void gemm_ref(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
-                     evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
+void evlm__ref_gemm(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
+                    evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
     for (int n = n0; n < n1; n++) {
         const float *wr = row_f32(w, ldw, wt, n, k, scratch);
         for (int i = 0; i < m; i++) {
@@ -40,18 +41,18 @@ static void gemm_ref(float *y, size_t ldy, const float *x, size_t ldx, const voi
     }
 }
 
-static void rmsnorm_ref(float *y, const float *x, const float *w, int n, float eps) {
+void evlm__ref_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
     float ss = 0.0f;
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
     float inv = 1.0f / sqrtf(ss / (float)n + eps);
     for (int i = 0; i < n; i++) y[i] = w[i] * (x[i] * inv);
 }
 
-static void silu_mul_ref(float *g, const float *u, int n) {
+void evlm__ref_silu_mul(float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-static void rope_ref(float *x, int n_heads, int head_dim, const float *cos, const float *sin) {
+void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin) {
     int half = head_dim / 2;
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * head_dim;
@@ -63,8 +64,8 @@ static void rope_ref(float *x, int n_heads, int head_dim, const float *cos, cons
     }
 }
 
-static void attn_row_ref(float *out, const float *q, const float *k, const float *v, int n_kv,
-                         int head_dim, size_t ld, float scale, float *scores) {
+void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
+                        int head_dim, size_t ld, float scale, float *scores) {
     float mx = -INFINITY;
     for (int t = 0; t < n_kv; t++) {
         const float *kr = k + (size_t)t * ld;
@@ -90,8 +91,8 @@ static void attn_row_ref(float *out, const float *q, const float *k, const float
 
 /* Two passes (mean, then centred variance) in float, as torch's CPU LayerNorm computes the
  * moments in float; the centred form avoids the cancellation of E[x^2] - E[x]^2. */
-static void layernorm_ref(float *y, const float *x, const float *w, const float *b, int n,
-                          float eps) {
+void evlm__ref_layernorm(float *y, const float *x, const float *w, const float *b, int n,
+                         float eps) {
     float sum = 0.0f;
     for (int i = 0; i < n; i++) sum += x[i];
     float mean = sum / (float)n, ss = 0.0f;
@@ -101,7 +102,7 @@ static void layernorm_ref(float *y, const float *x, const float *w, const float 
 }
 
 /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), torch's gelu(approximate="tanh") in float */
-static void gelu_tanh_ref(float *x, int n) {
+void evlm__ref_gelu_tanh(float *x, int n) {
     const float k = 0.7978845608028654f, c = 0.044715f;
     for (int i = 0; i < n; i++) {
         float v = x[i];
@@ -111,11 +112,11 @@ static void gelu_tanh_ref(float *x, int n) {
 
 const evlm_kernels evlm_kernels_ref = {
     .name = "ref",
-    .gemm = gemm_ref,
-    .rmsnorm = rmsnorm_ref,
-    .silu_mul = silu_mul_ref,
-    .rope = rope_ref,
-    .attn_row = attn_row_ref,
-    .layernorm = layernorm_ref,
-    .gelu_tanh = gelu_tanh_ref,
+    .gemm = evlm__ref_gemm,
+    .rmsnorm = evlm__ref_rmsnorm,
+    .silu_mul = evlm__ref_silu_mul,
+    .rope = evlm__ref_rope,
+    .attn_row = evlm__ref_attn_row,
+    .layernorm = evlm__ref_layernorm,
+    .gelu_tanh = evlm__ref_gelu_tanh,
 };

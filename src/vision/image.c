@@ -52,6 +52,9 @@ evlm_status evlm_image_alloc(int w, int h, evlm_image *out) {
     return EVLM_OK;
 }
 
+static evlm_status check_size(const char *what, uint64_t w, uint64_t h,
+                              const evlm_image_limits *lim);
+
 evlm_status evlm_image_from_rgb(const uint8_t *rgb, int w, int h, size_t stride,
                                 evlm_image *out) {
     out->w = out->h = 0;
@@ -62,6 +65,9 @@ evlm_status evlm_image_from_rgb(const uint8_t *rgb, int w, int h, size_t stride,
     if (stride < (size_t)w * 3)
         return evlm__fail(EVLM_ERR_ARG, "evlm_image_from_rgb: stride %zu < 3 * width %d", stride,
                           w);
+    /* frames obey the same pixel limit as files, checked before allocating */
+    evlm_image_limits lim = evlm_image_default_limits();
+    EVLM_TRY(check_size("RGB frame", (uint64_t)w, (uint64_t)h, &lim));
     EVLM_TRY(evlm_image_alloc(w, h, out));
     for (int y = 0; y < h; y++)
         memcpy(out->rgb + (size_t)y * w * 3, rgb + (size_t)y * stride, (size_t)w * 3);

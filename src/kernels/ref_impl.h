@@ -1,0 +1,26 @@
+/*
+ * ref_impl.h - private to src/kernels: the scalar reference kernels by name, so SIMD tables can
+ * reuse the ops they do not vectorize, and the SIMD tables themselves (declared here, defined in
+ * their per-ISA files, which compile to nothing on other architectures). Not a public header.
+ */
+#ifndef EVLM_KERNELS_REF_IMPL_H
+#define EVLM_KERNELS_REF_IMPL_H
+
+#include "kernels/kernels.h"
+
+void evlm__ref_gemm(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
+                    evlm_type wt, int m, int n0, int n1, int k, float *scratch);
+void evlm__ref_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+void evlm__ref_silu_mul(float *g, const float *u, int n);
+void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
+void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
+                        int head_dim, size_t ld, float scale, float *scores);
+void evlm__ref_layernorm(float *y, const float *x, const float *w, const float *b, int n,
+                         float eps);
+void evlm__ref_gelu_tanh(float *x, int n);
+
+/* Only defined when built for x86-64 (x86_avx2.c / x86_avx512.c with their per-file flags). */
+extern const evlm_kernels evlm_kernels_avx2;
+extern const evlm_kernels evlm_kernels_avx512;
+
+#endif
