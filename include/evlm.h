@@ -59,6 +59,13 @@ void evlm_model_free(evlm_model *model);
 int evlm_model_n_vocab(const evlm_model *model);
 int evlm_model_n_ctx_train(const evlm_model *model);
 int evlm_model_n_threads(const evlm_model *model);
+/* Bytes of all weight tensors (vision included). */
+size_t evlm_model_weight_bytes(const evlm_model *model);
+/* Parameters of the decoder layers' matrices (2 FLOPs each per prompt token; the lm_head runs
+ * for the last prompt token only). */
+int64_t evlm_model_n_layer_params(const evlm_model *model);
+/* Bytes one decoded token reads: the decoder layers' matrices plus the lm_head. */
+size_t evlm_model_decode_bytes(const evlm_model *model);
 /* End-of-generation ids (generation_config.json, config.json, tokenizer eos). */
 int evlm_model_eos_ids(const evlm_model *model, const int32_t **ids);
 bool evlm_model_is_eos(const evlm_model *model, int32_t id);

@@ -50,6 +50,19 @@ err "x.png" "$BIN" run -m "$F" --raw --image "$tmp/x.png" -p "<image>hi"
 err "no-such.png" "$BIN" run -m "$F" --raw --image "$tmp/no-such.png" -p "<image>hi"
 err "no vision tower" "$BIN" run -m "$S/fixtures/llama-tiny" --raw --image "$F/ref_image.png" -p "<image>hi"
 
+# bench: the run --json keys plus model_bytes, with and without an image
+for args in "" "--image $F/ref_image.png"; do
+  "$BIN" bench -m "$F" $args -p 8 -n 4 -r 2 --json | tail -1 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for k in ("image_ms", "prefill_tok_s", "ttft_ms", "decode_tok_s", "peak_rss_mb", "cpu_util", "model_bytes"):
+    assert k in d and d[k] >= 0, k
+assert d["prefill_tok_s"] > 0 and d["decode_tok_s"] > 0 and d["model_bytes"] > 0
+assert d["n_gen"] == 4 and (d["n_image_tokens"] == 80) == (len(sys.argv) > 1)
+' $args && ok || bad "bench $args"
+done
+err "bench takes at most one --image" "$BIN" bench -m "$F" --image "$F/ref_image.png" --image "$F/ref_image.png"
+
 # the trained scene model against its reference answers
 M="$S/models/scenes-vlm"; D="$S/datasets/scenes-dev"
 if [ -f "$M/model.safetensors" ] && [ -f "$D/dev.jsonl" ]; then

@@ -114,6 +114,33 @@ int evlm_model_n_vocab(const evlm_model *m) { return m->cfg.vocab_size; }
 int evlm_model_n_ctx_train(const evlm_model *m) { return m->cfg.max_position_embeddings; }
 int evlm_model_n_threads(const evlm_model *m) { return m->n_threads; }
 
+size_t evlm_model_weight_bytes(const evlm_model *m) {
+    size_t b = 0;
+    for (size_t i = 0; i < evlm_weights_count(m->weights); i++)
+        b += evlm_tensor_nbytes(evlm_weights_at(m->weights, i));
+    return b;
+}
+
+int64_t evlm_model_n_layer_params(const evlm_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        const evlm_llama_layer *y = &m->llama.layers[i];
+        const evlm_tensor *t[7] = {y->wq, y->wk, y->wv, y->wo, y->w_gate, y->w_up, y->w_down};
+        for (int k = 0; k < 7; k++) n += evlm_tensor_nelements(t[k]);
+    }
+    return n;
+}
+
+size_t evlm_model_decode_bytes(const evlm_model *m) {
+    size_t b = evlm_tensor_nbytes(m->llama.lm_head);
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        const evlm_llama_layer *y = &m->llama.layers[i];
+        const evlm_tensor *t[7] = {y->wq, y->wk, y->wv, y->wo, y->w_gate, y->w_up, y->w_down};
+        for (int k = 0; k < 7; k++) b += evlm_tensor_nbytes(t[k]);
+    }
+    return b;
+}
+
 int evlm_model_eos_ids(const evlm_model *m, const int32_t **ids) {
     *ids = m->eos;
     return m->n_eos;

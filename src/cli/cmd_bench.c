@@ -1,0 +1,168 @@
+/*
+ * cmd_bench.c - `evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r REPS]
+ * [--json]`: one warm-up, then REPS repetitions of prefill + greedy decode in a fresh cache.
+ * Prints the median and spread (min..max) of image-encode ms, prefill tok/s, TTFT ms and decode
+ * tok/s with the achieved GFLOP/s (prefill: 2 x decoder-layer parameters per token) and GB/s
+ * (decode: layer matrices + lm_head bytes per token), plus peak RSS, CPU utilization and model bytes. With
+ * --json the last line is one object whose medians use run --json's keys.
+ * The prompt is N_PROMPT ids taken from a fixed English text (repeated), after the image when
+ * one is given; decode never stops early (eos is ignored) so every repetition does N_GEN steps.
+ */
+#include "cli/cli.h"
+#include "core/sysinfo.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char k_text[] =
+    "The driver keeps both hands on the wheel while the car moves through light traffic on a "
+    "clear afternoon. A child in the back seat looks out of the window and smiles at the trees. ";
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    double med, lo, hi;
+} stat3;
+
+static stat3 stats(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    stat3 s = {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v[0], v[n - 1]};
+    return s;
+}
+
+int evlm_cmd_bench(int argc, char **argv) {
+    cli_model_opts o = {0};
+    int n_prompt = 512, n_gen = 128, reps = 5;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_prompt = cli_int(argc, argv, &i, 1, 1 << 16);
+        else if (cli_model_opt(&o, argc, argv, &i)) continue;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_gen = cli_int(argc, argv, &i, 1, 1 << 16);
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) reps = cli_int(argc, argv, &i, 1, 1000);
+        else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r REPS] [--json]\n");
+            return 0;
+        } else cli_die("unknown option '%s'", a);
+    }
+    if (o.n_images > 1) cli_die("bench takes at most one --image");
+    evlm_model *m = cli_load_model(&o);
+
+    /* the prompt: [<image>] + the text of the first n_prompt ids of the repeated paragraph */
+    size_t plen = strlen(k_text), reps_text = (size_t)n_prompt + 1;
+    char *para = malloc(plen * reps_text + 1);
+    if (!para) cli_die("out of memory");
+    para[0] = 0;
+    for (size_t i = 0; i < reps_text; i++) memcpy(para + i * plen, k_text, plen + 1);
+    int32_t *tids;
+    size_t nt;
+    cli_check(evlm_tokenize(m, para, strlen(para), false, false, &tids, &nt));
+    if (nt < (size_t)n_prompt) cli_die("the benchmark text gives only %zu tokens", nt);
+    char *body;
+    cli_check(evlm_detokenize(m, tids, (size_t)n_prompt, false, &body));
+    free(tids);
+    free(para);
+    char *text = malloc(strlen(body) + 16);
+    if (!text) cli_die("out of memory");
+    sprintf(text, "%s%s", o.n_images ? "<image>" : "", body);
+    free(body);
+    evlm_image_input img = {.path = o.n_images ? o.images[0] : NULL};
+
+    evlm_prompt *pr = NULL;
+    size_t n_ids;
+    evlm_context_params cp = evlm_context_default_params();
+    cli_check(evlm_prompt_new(m, text, false, &img, o.n_images, &pr));
+    evlm_prompt_ids(pr, &n_ids);
+    int n_img_tok = evlm_prompt_n_image_tokens(pr);
+    evlm_prompt_free(pr);
+    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n_ids + n_gen + 1;
+    evlm_context *ctx;
+    cli_check(evlm_context_new(m, &cp, &ctx));
+
+    const int V = evlm_model_n_vocab(m);
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    double *img_ms = calloc((size_t)reps, sizeof(double)), *pre = calloc((size_t)reps, sizeof(double));
+    double *ttft = calloc((size_t)reps, sizeof(double)), *dec = calloc((size_t)reps, sizeof(double));
+    if (!logits || !img_ms || !pre || !ttft || !dec) cli_die("out of memory");
+    int n_eval = 0;
+    double cpu0 = 0, wall0 = 0;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        if (r == 0) {
+            cpu0 = evlm_cpu_time_ms();
+            wall0 = evlm_time_ms();
+        }
+        double t0 = evlm_time_ms();
+        cli_check(evlm_prompt_new(m, text, false, &img, o.n_images, &pr));
+        const int32_t *ids = evlm_prompt_ids(pr, &n_ids);
+        /* text only: exactly n_prompt ids (re-tokenizing decoded text may shift the count) */
+        n_eval = !o.n_images && (int)n_ids > n_prompt ? n_prompt : (int)n_ids;
+        double t1 = evlm_time_ms();
+        cli_check(evlm_context_truncate(ctx, 0));
+        if (n_eval < (int)n_ids) cli_check(evlm_decode(ctx, ids, n_eval, logits, false));
+        else cli_check(evlm_decode_prompt(ctx, pr, logits, false));
+        double t2 = evlm_time_ms();
+        int32_t tok = 0;
+        for (int v = 1; v < V; v++)
+            if (logits[v] > logits[tok]) tok = v;
+        double t3 = evlm_time_ms();
+        for (int g = 1; g < n_gen; g++) {
+            cli_check(evlm_decode(ctx, &tok, 1, logits, false));
+            tok = 0;
+            for (int v = 1; v < V; v++)
+                if (logits[v] > logits[tok]) tok = v;
+        }
+        double t4 = evlm_time_ms();
+        evlm_prompt_free(pr);
+        if (r < 0) continue;
+        img_ms[r] = t1 - t0; /* decode + preprocess + encode (+ tokenization) */
+        pre[r] = n_eval * 1e3 / (t2 - t1);
+        ttft[r] = t3 - t0;
+        dec[r] = n_gen > 1 ? (n_gen - 1) * 1e3 / (t4 - t3) : 0;
+    }
+    double cpu_util = (evlm_cpu_time_ms() - cpu0) / (evlm_time_ms() - wall0) / evlm_model_n_threads(m);
+    stat3 si = stats(img_ms, reps), sp = stats(pre, reps), st = stats(ttft, reps), sd = stats(dec, reps);
+    double bytes = (double)evlm_model_weight_bytes(m), params = (double)evlm_model_n_layer_params(m);
+    double dbytes = (double)evlm_model_decode_bytes(m);
+    double rss = evlm_peak_rss_mb();
+    if (!json) {
+        printf("model %s: %.1f MB of weights, %.1fM decoder-layer parameters; prompt %d tokens (%d image), "
+               "%d generated, %d threads, %d reps\n\n",
+               o.model, bytes / 1e6, params / 1e6, n_eval, n_img_tok, n_gen, evlm_model_n_threads(m), reps);
+        printf("| metric | median | min | max | achieved |\n|---|---:|---:|---:|---:|\n");
+        if (o.n_images) printf("| image encode ms | %.1f | %.1f | %.1f | |\n", si.med, si.lo, si.hi);
+        printf("| prefill tok/s | %.1f | %.1f | %.1f | %.1f GFLOP/s |\n", sp.med, sp.lo, sp.hi,
+               2 * params * sp.med / 1e9);
+        printf("| TTFT ms | %.1f | %.1f | %.1f | |\n", st.med, st.lo, st.hi);
+        printf("| decode tok/s | %.1f | %.1f | %.1f | %.1f GB/s |\n", sd.med, sd.lo, sd.hi, dbytes * sd.med / 1e9);
+        printf("\npeak RSS %.1f MB, CPU utilization %.2f\n", rss, cpu_util);
+    } else {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "image_ms", si.med);
+        cJSON_AddNumberToObject(j, "prefill_tok_s", sp.med);
+        cJSON_AddNumberToObject(j, "ttft_ms", st.med);
+        cJSON_AddNumberToObject(j, "decode_tok_s", sd.med);
+        cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
+        cJSON_AddNumberToObject(j, "cpu_util", cpu_util);
+        cJSON_AddNumberToObject(j, "model_bytes", bytes);
+        cJSON_AddNumberToObject(j, "n_prompt", n_eval);
+        cJSON_AddNumberToObject(j, "n_image_tokens", n_img_tok);
+        cJSON_AddNumberToObject(j, "n_gen", n_gen);
+        cJSON_AddNumberToObject(j, "threads", evlm_model_n_threads(m));
+        cJSON_AddNumberToObject(j, "prefill_gflops", 2 * params * sp.med / 1e9);
+        cJSON_AddNumberToObject(j, "decode_gb_s", dbytes * sd.med / 1e9);
+        char *s = cJSON_PrintUnformatted(j);
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    }
+    free(logits), free(img_ms), free(pre), free(ttft), free(dec), free(text);
+    evlm_context_free(ctx);
+    evlm_model_free(m);
+    return 0;
+}
