@@ -35,8 +35,8 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
                           evlm_weights_path(w));
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
 
-    size_t per_layer = 2 * (size_t)H + (cfg->attention_bias ? (size_t)QD + 2 * KD + H : 0) +
-                       (cfg->mlp_bias ? 2 * (size_t)F + H : 0);
+    /* room for every optional bias: Qwen2 has q/k/v biases without saying so in its config */
+    size_t per_layer = 2 * (size_t)H + (size_t)QD + 2 * KD + H + 2 * (size_t)F + H;
     m->f32_store = malloc(sizeof(float) * (per_layer * (size_t)L + H));
     m->layers = calloc((size_t)L, sizeof *m->layers);
     if (!m->f32_store || !m->layers) {
@@ -68,7 +68,8 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
         GETM(w_gate, "mlp.gate_proj.weight", H, F);
         GETM(w_up, "mlp.up_proj.weight", H, F);
         GETM(w_down, "mlp.down_proj.weight", F, H);
-        if (cfg->attention_bias) {
+        snprintf(name, sizeof name, "%slayers.%d.self_attn.q_proj.bias", prefix, l);
+        if (cfg->attention_bias || has(w, name)) {
             GETV(bq, "self_attn.q_proj.bias", QD);
             GETV(bk, "self_attn.k_proj.bias", KD);
             GETV(bv, "self_attn.v_proj.bias", KD);
@@ -76,7 +77,8 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
             snprintf(name, sizeof name, "%slayers.%d.self_attn.o_proj.bias", prefix, l);
             if (has(w, name)) GETV(bo, "self_attn.o_proj.bias", H);
         }
-        if (cfg->mlp_bias) {
+        snprintf(name, sizeof name, "%slayers.%d.mlp.gate_proj.bias", prefix, l);
+        if (cfg->mlp_bias || has(w, name)) {
             GETV(b_gate, "mlp.gate_proj.bias", F);
             GETV(b_up, "mlp.up_proj.bias", F);
             GETV(b_down, "mlp.down_proj.bias", H);
