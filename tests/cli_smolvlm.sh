@@ -63,6 +63,15 @@ assert d["n_gen"] == 4 and (d["n_image_tokens"] == 80) == (len(sys.argv) > 1)
 done
 err "bench takes at most one --image" "$BIN" bench -m "$F" --image "$F/ref_image.png" --image "$F/ref_image.png"
 
+# synth: random weights for the fixture's config load and run, whole VLM and --text-only
+"$BIN" synth --config "$F/config.json" -o "$tmp/syn" --dtype f16 2>/dev/null && ok || bad "synth vlm"
+"$BIN" run -m "$tmp/syn" --raw --image "$F/ref_image.png" -p "<image>hi" -n 3 --json >/dev/null && ok || bad "run synth vlm"
+"$BIN" synth --config "$F/config.json" -o "$tmp/syn-text" --text-only 2>/dev/null && ok || bad "synth text"
+"$BIN" info -m "$tmp/syn-text" | grep -q "LlamaForCausalLM" && ok || bad "synth text config"
+"$BIN" run -m "$tmp/syn-text" --raw -p "hi" -n 3 >/dev/null && ok || bad "run synth text"
+err "must be bf16, f16 or f32" "$BIN" synth --config "$F/config.json" -o "$tmp/x" --dtype q9
+err "config.json" "$BIN" synth --config "$tmp/nope/config.json" -o "$tmp/x"
+
 # the trained scene model against its reference answers
 M="$S/models/scenes-vlm"; D="$S/datasets/scenes-dev"
 if [ -f "$M/model.safetensors" ] && [ -f "$D/dev.jsonl" ]; then
