@@ -64,6 +64,17 @@ void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const
     }
 }
 
+/* scores[t] = exp(scores[t] - mx) in place; returns 1 / sum. One definition for every ISA, so
+ * the softmax of attention is the same sequence of float operations everywhere. */
+float evlm__ref_softmax_exp(float *scores, int n, float mx) {
+    float sum = 0.0f;
+    for (int t = 0; t < n; t++) {
+        scores[t] = expf(scores[t] - mx);
+        sum += scores[t];
+    }
+    return 1.0f / sum;
+}
+
 void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
                         int head_dim, size_t ld, float scale, float *scores) {
     float mx = -INFINITY;
@@ -75,12 +86,7 @@ void evlm__ref_attn_row(float *out, const float *q, const float *k, const float 
         scores[t] = s;
         if (s > mx) mx = s;
     }
-    float sum = 0.0f;
-    for (int t = 0; t < n_kv; t++) {
-        scores[t] = expf(scores[t] - mx);
-        sum += scores[t];
-    }
-    float inv = 1.0f / sum;
+    float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_kv; t++) {
         const float *vr = v + (size_t)t * ld;

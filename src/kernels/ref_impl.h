@@ -15,6 +15,7 @@ void evlm__ref_silu_mul(float *g, const float *u, int n);
 void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
 void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
                         int head_dim, size_t ld, float scale, float *scores);
+float evlm__ref_softmax_exp(float *scores, int n, float mx);
 void evlm__ref_layernorm(float *y, const float *x, const float *w, const float *b, int n,
                          float eps);
 void evlm__ref_gelu_tanh(float *x, int n);

@@ -114,12 +114,7 @@ static void attn_row_avx2(float *out, const float *q, const float *k, const floa
         scores[t] = s;
         if (s > mx) mx = s;
     }
-    float sum = 0.0f;
-    for (int t = 0; t < n_kv; t++) {
-        scores[t] = expf(scores[t] - mx);
-        sum += scores[t];
-    }
-    float inv = 1.0f / sum;
+    float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_kv; t++) {
         const float *vr = v + (size_t)t * ld;

@@ -121,11 +121,18 @@ size_t evlm_model_weight_bytes(const evlm_model *m) {
     return b;
 }
 
+/* The seven matrices of decoder layer i. */
+static void layer_matrices(const evlm_model *m, int i, const evlm_tensor *t[7]) {
+    const evlm_llama_layer *y = &m->llama.layers[i];
+    const evlm_tensor *all[7] = {y->wq, y->wk, y->wv, y->wo, y->w_gate, y->w_up, y->w_down};
+    memcpy(t, all, sizeof all);
+}
+
 int64_t evlm_model_n_layer_params(const evlm_model *m) {
     int64_t n = 0;
+    const evlm_tensor *t[7];
     for (int i = 0; i < m->cfg.n_layers; i++) {
-        const evlm_llama_layer *y = &m->llama.layers[i];
-        const evlm_tensor *t[7] = {y->wq, y->wk, y->wv, y->wo, y->w_gate, y->w_up, y->w_down};
+        layer_matrices(m, i, t);
         for (int k = 0; k < 7; k++) n += evlm_tensor_nelements(t[k]);
     }
     return n;
@@ -133,9 +140,9 @@ int64_t evlm_model_n_layer_params(const evlm_model *m) {
 
 size_t evlm_model_decode_bytes(const evlm_model *m) {
     size_t b = evlm_tensor_nbytes(m->llama.lm_head);
+    const evlm_tensor *t[7];
     for (int i = 0; i < m->cfg.n_layers; i++) {
-        const evlm_llama_layer *y = &m->llama.layers[i];
-        const evlm_tensor *t[7] = {y->wq, y->wk, y->wv, y->wo, y->w_gate, y->w_up, y->w_down};
+        layer_matrices(m, i, t);
         for (int k = 0; k < 7; k++) b += evlm_tensor_nbytes(t[k]);
     }
     return b;
