@@ -132,8 +132,8 @@ static void test_attn_row(const evlm_kernels *kn) {
             for (int i = 0; i < hd; i++) q[i] = frand();
             for (size_t i = 0; i < ld * nkv; i++) k[i] = frand(), v[i] = frand();
             o[hd] = orf[hd] = SENTINEL;
-            evlm_kernels_ref.attn_row(orf, q, k, v, nkv, hd, ld, scale, sc);
-            kn->attn_row(o, q, k, v, nkv, hd, ld, scale, sc);
+            evlm_kernels_ref.attn_row(orf, q, k, v, nkv, hd, ld, scale, NULL, sc);
+            kn->attn_row(o, q, k, v, nkv, hd, ld, scale, NULL, sc);
             /* scores move by ~eps * sum |q k| * scale, the weighted sum by ~eps per term; with
              * |q|, |k|, |v| <= 1 and the weights summing to 1 that is well below 1e-5 absolute */
             for (int i = 0; i < hd; i++)

@@ -4,13 +4,24 @@
 static const struct {
     const char *name;
     size_t size;
+    int block;
 } k_types[EVLM_TYPE_COUNT] = {
     [EVLM_TYPE_F32] = {"F32", 4}, [EVLM_TYPE_F16] = {"F16", 2}, [EVLM_TYPE_BF16] = {"BF16", 2},
     [EVLM_TYPE_I64] = {"I64", 8}, [EVLM_TYPE_I32] = {"I32", 4}, [EVLM_TYPE_I8] = {"I8", 1},
     [EVLM_TYPE_U8] = {"U8", 1},
+    [EVLM_TYPE_Q8_0] = {"Q8_0", 34, 32}, [EVLM_TYPE_Q4_0] = {"Q4_0", 18, 32},
+    [EVLM_TYPE_Q4_1] = {"Q4_1", 20, 32},
 };
 
 size_t evlm_type_size(evlm_type t) { return (unsigned)t < EVLM_TYPE_COUNT ? k_types[t].size : 0; }
+
+int evlm_type_block(evlm_type t) {
+    return (unsigned)t < EVLM_TYPE_COUNT && k_types[t].block ? k_types[t].block : 1;
+}
+
+size_t evlm_row_bytes(evlm_type t, int64_t n) {
+    return (size_t)(n / evlm_type_block(t)) * evlm_type_size(t);
+}
 
 const char *evlm_type_name(evlm_type t) {
     return (unsigned)t < EVLM_TYPE_COUNT ? k_types[t].name : "?";
@@ -23,12 +34,13 @@ int64_t evlm_tensor_nelements(const evlm_tensor *t) {
 }
 
 size_t evlm_tensor_nbytes(const evlm_tensor *t) {
-    return (size_t)evlm_tensor_nelements(t) * evlm_type_size(t->type);
+    return (size_t)(evlm_tensor_nelements(t) / evlm_type_block(t->type)) * evlm_type_size(t->type);
 }
 
 void evlm_tensor_set_contiguous(evlm_tensor *t) {
     t->nb[0] = evlm_type_size(t->type);
-    for (int i = 1; i < EVLM_MAX_DIMS; i++) t->nb[i] = t->nb[i - 1] * (size_t)t->ne[i - 1];
+    t->nb[1] = evlm_row_bytes(t->type, t->ne[0]);
+    for (int i = 2; i < EVLM_MAX_DIMS; i++) t->nb[i] = t->nb[i - 1] * (size_t)t->ne[i - 1];
 }
 
 float evlm_f16_to_f32(uint16_t h) {

@@ -23,6 +23,10 @@ typedef enum evlm_type {
     EVLM_TYPE_I32,
     EVLM_TYPE_I8,
     EVLM_TYPE_U8,
+    /* block-quantized (ggml layouts, 32 elements per block along ne[0]; see quant/quants.h) */
+    EVLM_TYPE_Q8_0,
+    EVLM_TYPE_Q4_0,
+    EVLM_TYPE_Q4_1,
     EVLM_TYPE_COUNT
 } evlm_type;
 
@@ -35,12 +39,17 @@ typedef struct evlm_tensor {
     void *data;
 } evlm_tensor;
 
-/* Bytes of one element (all current types are byte-addressable). */
+/* Elements per block: 1 for plain types, 32 for the quantized ones. */
+int evlm_type_block(evlm_type t);
+/* Bytes of one block (of one element for plain types); 0 for an invalid type. */
 size_t evlm_type_size(evlm_type t);
+/* Bytes of a row of n elements (n a multiple of the block size). */
+size_t evlm_row_bytes(evlm_type t, int64_t n);
+static inline int evlm_type_is_quant(evlm_type t) { return t >= EVLM_TYPE_Q8_0 && t < EVLM_TYPE_COUNT; }
 const char *evlm_type_name(evlm_type t);
 /* Number of elements (product of ne). */
 int64_t evlm_tensor_nelements(const evlm_tensor *t);
-/* Bytes of a contiguous tensor. */
+/* Bytes of a contiguous tensor (nelements / block * block bytes). */
 size_t evlm_tensor_nbytes(const evlm_tensor *t);
 /* Fills nb for a contiguous layout from type and ne. */
 void evlm_tensor_set_contiguous(evlm_tensor *t);

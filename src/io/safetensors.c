@@ -107,6 +107,7 @@ static evlm_status add_tensor(evlm_weights *w, const evlm_tensor *t, uint32_t fi
 
 static int parse_dtype(const char *s, evlm_type *out) {
     for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
+        if (evlm_type_is_quant((evlm_type)t)) continue; /* not safetensors dtypes */
         if (strcmp(s, evlm_type_name((evlm_type)t)) == 0) {
             *out = (evlm_type)t;
             return 1;
@@ -526,7 +527,7 @@ static int cmp_names(const void *a, const void *b) {
 static evlm_status check_tensors(const char *path, const evlm_tensor *ts, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const evlm_tensor *t = &ts[i];
-        if (!t->name || (unsigned)t->type >= EVLM_TYPE_COUNT || t->n_dims < 0 ||
+        if (!t->name || (unsigned)t->type >= EVLM_TYPE_COUNT || evlm_type_is_quant(t->type) || t->n_dims < 0 ||
             t->n_dims > EVLM_MAX_DIMS)
             return evlm__fail(EVLM_ERR_ARG, "%s: tensor %zu: bad name, type or n_dims", path, i);
         size_t nb = evlm_type_size(t->type);

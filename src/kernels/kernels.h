@@ -11,13 +11,15 @@
 #define EVLM_KERNELS_KERNELS_H
 
 #include "core/tensor.h"
+#include "quant/quants.h"
 
 #include <stddef.h>
 
 typedef struct evlm_kernels {
     const char *name;
-    /* Y (m, n) = X (m, k) @ W^T for W rows [n0, n1), W (n, k) of type wt (F32/F16/BF16) with a
-     * row stride of ldw bytes. ldx / ldy in floats. scratch: k floats. */
+    /* Y (m, n) = X (m, k) @ W^T for W rows [n0, n1), W (n, k) of any float or quantized type wt
+     * (quantized rows are dequantized: the --act f32 path) with a row stride of ldw bytes.
+     * ldx / ldy in floats. scratch: k floats. */
     void (*gemm)(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
                  evlm_type wt, int m, int n0, int n1, int k, float *scratch);
     /* y (n) = x * rsqrt(mean(x^2) + eps) * w */
@@ -28,13 +30,20 @@ typedef struct evlm_kernels {
      * cos / sin (head_dim / 2) of this position. */
     void (*rope)(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
     /* One query row against n_kv cached keys / values (rows of head_dim floats, stride ld):
-     * out (head_dim) = softmax(q . K^T * scale) @ V. scores: n_kv floats. */
+     * out (head_dim) = softmax(q . K^T * scale) @ V. mask: NULL (all visible) or n_kv bytes,
+     * 0 = hidden (at least one visible). scores: n_kv floats. */
     void (*attn_row)(float *out, const float *q, const float *k, const float *v, int n_kv,
-                     int head_dim, size_t ld, float scale, float *scores);
+                     int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores);
     /* y (n) = (x - mean) * rsqrt(var + eps) * w + b, biased variance over n (LayerNorm) */
     void (*layernorm)(float *y, const float *x, const float *w, const float *b, int n, float eps);
     /* x (n) = gelu(x) in place, tanh approximation (transformers' gelu_pytorch_tanh) */
     void (*gelu_tanh)(float *x, int n);
+    /* Dynamic activation quantization: x (k floats, k a multiple of 32) -> k / 32 blocks. */
+    void (*quantize_act)(const float *x, evlm_q8a *y, int k);
+    /* Y (m, n) = Xq (m rows of k / 32 blocks, row stride ldx blocks) @ W^T for W rows [n0, n1)
+     * of quantized type wt (Q8_0 / Q4_0 / Q4_1), row stride ldw bytes; int8 dot products. */
+    void (*gemm_q)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
+                   evlm_type wt, int m, int n0, int n1, int k);
 } evlm_kernels;
 
 /* The table in use (set at first call from cpuid / hwcaps and EVLM_ISA). */

@@ -12,20 +12,9 @@
 /* One weight row as float32 (F32 rows are used in place). */
 static const float *row_f32(const void *w, size_t ldw, evlm_type wt, int r, int k, float *tmp) {
     const char *p = (const char *)w + (size_t)r * ldw;
-    switch (wt) {
-    case EVLM_TYPE_F32: return (const float *)(const void *)p;
-    case EVLM_TYPE_F16: {
-        const uint16_t *h = (const uint16_t *)(const void *)p;
-        for (int i = 0; i < k; i++) tmp[i] = evlm_f16_to_f32(h[i]);
-        return tmp;
-    }
-    case EVLM_TYPE_BF16: {
-        const uint16_t *h = (const uint16_t *)(const void *)p;
-        for (int i = 0; i < k; i++) tmp[i] = evlm_bf16_to_f32(h[i]);
-        return tmp;
-    }
-    default: return NULL;
-    }
+    if (wt == EVLM_TYPE_F32) return (const float *)(const void *)p;
+    evlm_dequantize_row(wt, p, tmp, k);
+    return tmp;
 }
 
 void evlm__ref_gemm(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
@@ -76,9 +65,13 @@ float evlm__ref_softmax_exp(float *scores, int n, float mx) {
 }
 
 void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
-                        int head_dim, size_t ld, float scale, float *scores) {
+                        int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
     float mx = -INFINITY;
     for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) {
+            scores[t] = -INFINITY; /* exp gives exactly 0 */
+            continue;
+        }
         const float *kr = k + (size_t)t * ld;
         float s = 0.0f;
         for (int i = 0; i < head_dim; i++) s += q[i] * kr[i];
@@ -89,6 +82,7 @@ void evlm__ref_attn_row(float *out, const float *q, const float *k, const float 
     float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
         const float *vr = v + (size_t)t * ld;
         float p = scores[t] * inv;
         for (int i = 0; i < head_dim; i++) out[i] += p * vr[i];
@@ -116,6 +110,16 @@ void evlm__ref_gelu_tanh(float *x, int n) {
     }
 }
 
+void evlm__ref_quantize_act(const float *x, evlm_q8a *y, int k) { evlm_quantize_act_ref(x, y, k); }
+
+void evlm__ref_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                      size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
+    for (int n = n0; n < n1; n++) {
+        const void *wr = (const char *)w + (size_t)n * ldw;
+        for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = evlm_vec_dot_q_ref(wt, wr, x + (size_t)i * ldx, k);
+    }
+}
+
 const evlm_kernels evlm_kernels_ref = {
     .name = "ref",
     .gemm = evlm__ref_gemm,
@@ -125,4 +129,6 @@ const evlm_kernels evlm_kernels_ref = {
     .attn_row = evlm__ref_attn_row,
     .layernorm = evlm__ref_layernorm,
     .gelu_tanh = evlm__ref_gelu_tanh,
+    .quantize_act = evlm__ref_quantize_act,
+    .gemm_q = evlm__ref_gemm_q,
 };

@@ -14,11 +14,14 @@ void evlm__ref_rmsnorm(float *y, const float *x, const float *w, int n, float ep
 void evlm__ref_silu_mul(float *g, const float *u, int n);
 void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
 void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
-                        int head_dim, size_t ld, float scale, float *scores);
+                        int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores);
 float evlm__ref_softmax_exp(float *scores, int n, float mx);
 void evlm__ref_layernorm(float *y, const float *x, const float *w, const float *b, int n,
                          float eps);
 void evlm__ref_gelu_tanh(float *x, int n);
+void evlm__ref_quantize_act(const float *x, evlm_q8a *y, int k);
+void evlm__ref_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                      size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 
 /* Only defined when built for x86-64 (x86_avx2.c / x86_avx512.c with their per-file flags). */
 extern const evlm_kernels evlm_kernels_avx2;

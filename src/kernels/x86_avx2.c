@@ -107,9 +107,13 @@ static void rmsnorm_avx2(float *y, const float *x, const float *w, int n, float 
 
 /* out (head_dim) = softmax(q . K^T * scale) @ V; exp stays scalar expf as in ref */
 static void attn_row_avx2(float *out, const float *q, const float *k, const float *v, int n_kv,
-                          int head_dim, size_t ld, float scale, float *scores) {
+                          int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
     float mx = -INFINITY;
     for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) {
+            scores[t] = -INFINITY; /* exp gives exactly 0 */
+            continue;
+        }
         float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
         scores[t] = s;
         if (s > mx) mx = s;
@@ -117,6 +121,7 @@ static void attn_row_avx2(float *out, const float *q, const float *k, const floa
     float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
         const float *vr = v + (size_t)t * ld;
         float p = scores[t] * inv;
         __m256 vp = _mm256_set1_ps(p);
@@ -137,6 +142,8 @@ const evlm_kernels evlm_kernels_avx2 = {
     .attn_row = attn_row_avx2,
     .layernorm = evlm__ref_layernorm,
     .gelu_tanh = evlm__ref_gelu_tanh,
+    .quantize_act = evlm__ref_quantize_act,
+    .gemm_q = evlm__ref_gemm_q,
 };
 
 #else

@@ -101,9 +101,13 @@ static void rmsnorm_avx512(float *y, const float *x, const float *w, int n, floa
 
 /* out (head_dim) = softmax(q . K^T * scale) @ V; exp stays scalar expf as in ref */
 static void attn_row_avx512(float *out, const float *q, const float *k, const float *v, int n_kv,
-                            int head_dim, size_t ld, float scale, float *scores) {
+                            int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
     float mx = -INFINITY;
     for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) {
+            scores[t] = -INFINITY; /* exp gives exactly 0 */
+            continue;
+        }
         float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
         scores[t] = s;
         if (s > mx) mx = s;
@@ -111,6 +115,7 @@ static void attn_row_avx512(float *out, const float *q, const float *k, const fl
     float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
         const float *vr = v + (size_t)t * ld;
         __m512 vp = _mm512_set1_ps(scores[t] * inv);
         for (int i = 0; i < head_dim; i += 16) {
@@ -132,6 +137,8 @@ const evlm_kernels evlm_kernels_avx512 = {
     .attn_row = attn_row_avx512,
     .layernorm = evlm__ref_layernorm,
     .gelu_tanh = evlm__ref_gelu_tanh,
+    .quantize_act = evlm__ref_quantize_act,
+    .gemm_q = evlm__ref_gemm_q,
 };
 
 #else

@@ -241,7 +241,7 @@ static void attn_fn(void *arg, int ith, int nth) {
         size_t base = (((size_t)t->layer * NKV + kvh) * s->n_ctx) * HD;
         t->kn->attn_row(s->att + i * QD + (size_t)h * HD, s->q + i * QD + (size_t)h * HD,
                         s->k_cache + base, s->v_cache + base, t->pos0 + i + 1, HD, HD, scale,
-                        scores);
+                        NULL, scores);
     }
 }
 

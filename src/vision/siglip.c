@@ -404,7 +404,7 @@ static void attn_fn(void *arg, int ith, int nth) {
         int tile = r / (NH * N), h = (r / N) % NH, i = r % N;
         size_t row = (size_t)tile * N + (size_t)i, base = (size_t)tile * N * D + (size_t)h * HD;
         t->kn->attn_row(s->att + row * D + (size_t)h * HD, s->q + row * D + (size_t)h * HD,
-                        s->k + base, s->v + base, s->n_valid[tile], HD, D, scale, scores);
+                        s->k + base, s->v + base, s->n_valid[tile], HD, D, scale, NULL, scores);
     }
 }
 
