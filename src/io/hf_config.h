@@ -3,7 +3,8 @@
  *
  * Reads config.json as transformers 4.x and 5.x write it: a nested "text_config" (VLMs) is
  * used when present; head_dim (default hidden/heads); rope_theta or rope_parameters.rope_theta;
- * rope_scaling / rope_parameters with rope_type "default", "linear" or "llama3"; tie_word_embeddings,
+ * rope_scaling / rope_parameters with rope_type "default", "linear" or "llama3" (and M-RoPE's
+ * mrope_section); tie_word_embeddings,
  * rms_norm_eps, attention_bias, mlp_bias. generation_config.json (optional) supplies eos ids
  * (int or list), overriding config.json's. Every number is range-checked; errors name the
  * file and field. Not here: vision configs (src/vision), tokenizer settings (src/tokenizer).
@@ -42,6 +43,8 @@ typedef struct evlm_llama_config {
     float rope_low_freq_factor;   /* llama3 */
     float rope_high_freq_factor;  /* llama3 */
     int rope_original_max_pos;    /* llama3 original_max_position_embeddings */
+    int mrope_section[3];         /* M-RoPE (Qwen2-VL): frequencies per temporal / height / width
+                                     position, summing to head_dim / 2; all 0 for plain RoPE */
     bool tie_word_embeddings;     /* default: true if the lm_head tensor is absent is decided by the loader; this is config's value (default false) */
     bool attention_bias;
     bool mlp_bias;

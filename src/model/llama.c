@@ -164,7 +164,9 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     size_t n_floats = 2 * L * KD * C          /* k, v cache */
                       + C * HD                /* cos + sin */
                       + 2 * B * H + 2 * B * QD + 2 * B * KD + 2 * B * F /* activations */
-                      + s->scratch_per_thread * (size_t)n_threads;
+                      + s->scratch_per_thread * (size_t)n_threads
+                      + B * HD                /* M-RoPE cos | sin per token */
+                      + (C * (size_t)n_threads + 3) / 4; /* mask rows (bytes) */
     if (n_floats > ((size_t)1 << 40) / sizeof(float))
         return evlm__fail(EVLM_ERR_NOMEM, "context of %d tokens needs too much memory", n_ctx);
     s->arena_bytes = n_floats * sizeof(float);
@@ -190,9 +192,27 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     CARVE(hb, B * F);
     CARVE(hb2, B * F);
     CARVE(scratch, s->scratch_per_thread * (size_t)n_threads);
+    CARVE(rope_tmp, B * HD);
+    s->mask_rows = (uint8_t *)(void *)p;
 #undef CARVE
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
+    s->mm.scratch = s->scratch;
+    s->mm.scratch_stride = s->scratch_per_thread;
+    bool quant = evlm_type_is_quant(m->lm_head->type);
+    for (int l = 0; l < c->n_layers; l++) {
+        const evlm_tensor *const *mats[] = {&m->layers[l].wq, &m->layers[l].wk, &m->layers[l].wv, &m->layers[l].wo,
+                                            &m->layers[l].w_gate, &m->layers[l].w_up, &m->layers[l].w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) quant = quant || evlm_type_is_quant((*mats[i])->type);
+    }
+    if (quant) {
+        s->mm.qbuf_blocks = evlm_matmul_qbuf_blocks(n_batch, (int)maxk);
+        s->mm.qbuf = malloc(s->mm.qbuf_blocks * sizeof(evlm_q8a));
+        if (!s->mm.qbuf) {
+            evlm_llama_state_release(s);
+            return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the activation blocks");
+        }
+    }
     int half = c->head_dim / 2;
     float inv[512];
     rope_inv_freq(c, m->rope_bf16, inv, half);
@@ -207,6 +227,7 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
 }
 
 void evlm_llama_state_release(evlm_llama_state *s) {
+    free(s->mm.qbuf);
     free(s->arena);
     memset(s, 0, sizeof *s);
 }
@@ -214,16 +235,22 @@ void evlm_llama_state_release(evlm_llama_state *s) {
 /* ---- parallel tasks ------------------------------------------------------------------------ */
 
 /* y (m, w rows) = x (m, w cols) @ w^T + bias */
-static void matmul(evlm_pool *pool, evlm_llama_state *s, float *y, size_t ldy, const float *x,
-                   size_t ldx, const evlm_tensor *w, const float *bias, int m) {
-    evlm_matmul(pool, y, ldy, x, ldx, w, bias, m, s->scratch, s->scratch_per_thread);
+static void matmul(evlm_llama_state *s, float *y, size_t ldy, const float *x, size_t ldx,
+                   const evlm_tensor *w, const float *bias, int m) {
+    evlm_matmul(&s->mm, y, ldy, x, ldx, w, bias, m);
+}
+
+static void observe(evlm_llama_state *s, int layer, const char *group, const float *x, int m, int k) {
+    if (s->observe) s->observe(s->observe_user, layer, group, x, m, k);
 }
 
 typedef struct {
     const evlm_kernels *kn;
     const evlm_llama_config *c;
     evlm_llama_state *s;
-    int layer, n, pos0;
+    int layer, n, slot0; /* chunk: n tokens from cache slot slot0 */
+    int off, bn;         /* the chunk starts at batch token off of bn */
+    const uint8_t *mask; /* the batch's [bn][bn] mask, or NULL (causal) */
 } attn_task;
 
 static void attn_fn(void *arg, int ith, int nth) {
@@ -234,45 +261,65 @@ static void attn_fn(void *arg, int ith, int nth) {
     const size_t QD = (size_t)NH * HD;
     const float scale = 1.0f / sqrtf((float)HD);
     float *scores = s->scratch + (size_t)ith * s->scratch_per_thread;
-    int r0, r1;
+    uint8_t *mrow = s->mask_rows + (size_t)ith * s->n_ctx;
+    int r0, r1, filled = -1;
     evlm_split_rows(t->n * NH, ith, nth, &r0, &r1);
     for (int r = r0; r < r1; r++) {
         int i = r / NH, h = r % NH, kvh = h / group;
         size_t base = (((size_t)t->layer * NKV + kvh) * s->n_ctx) * HD;
+        const uint8_t *mask = NULL;
+        if (t->mask) { /* the cache before the batch, then row off + i of the batch mask */
+            if (filled != i) {
+                int bslot = t->slot0 - t->off;
+                memset(mrow, 1, (size_t)bslot);
+                memcpy(mrow + bslot, t->mask + (size_t)(t->off + i) * t->bn, (size_t)(t->off + i) + 1);
+                filled = i;
+            }
+            mask = mrow;
+        }
         t->kn->attn_row(s->att + i * QD + (size_t)h * HD, s->q + i * QD + (size_t)h * HD,
-                        s->k_cache + base, s->v_cache + base, t->pos0 + i + 1, HD, HD, scale,
-                        NULL, scores);
+                        s->k_cache + base, s->v_cache + base, t->slot0 + i + 1, HD, HD, scale,
+                        mask, scores);
     }
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
-static void embed_row(const evlm_tensor *e, int32_t id, float *out, int H) {
-    const char *row = (const char *)e->data + (size_t)id * e->nb[1];
-    for (int i = 0; i < H; i++) {
-        uint16_t h;
-        switch (e->type) {
-        case EVLM_TYPE_F32: memcpy(&out[i], row + 4 * (size_t)i, 4); break;
-        case EVLM_TYPE_F16:
-            memcpy(&h, row + 2 * (size_t)i, 2);
-            out[i] = evlm_f16_to_f32(h);
-            break;
-        default:
-            memcpy(&h, row + 2 * (size_t)i, 2);
-            out[i] = evlm_bf16_to_f32(h);
-            break;
+/* cos | sin of token i's position into cs / sn (half floats each): plain RoPE reads the table
+ * row of its position; M-RoPE (Qwen2-VL) takes frequency j from the row of the temporal, height
+ * or width position, by mrope_section. */
+static void token_rope(const evlm_llama_config *c, const evlm_llama_state *s,
+                       const evlm_llama_batch *b, int off, int i, int pos, float *cs, float *sn,
+                       const float **pc, const float **ps) {
+    const int half = c->head_dim / 2;
+    if (!b->mrope_pos || (!c->mrope_section[0] && !c->mrope_section[1])) {
+        *pc = s->rope_cos + (size_t)pos * half;
+        *ps = s->rope_sin + (size_t)pos * half;
+        return;
+    }
+    int j = 0;
+    for (int sec = 0; sec < 3; sec++) {
+        size_t p = (size_t)b->mrope_pos[(size_t)sec * b->n + off + i];
+        for (int e = j + c->mrope_section[sec]; j < e; j++) {
+            cs[j] = s->rope_cos[p * half + j];
+            sn[j] = s->rope_sin[p * half + j];
         }
     }
+    *pc = cs;
+    *ps = sn;
 }
 
+/* Batch tokens [off, off + n) of b at slots n_past.. (n <= n_batch). */
 static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                                 const int32_t *ids, const float *embd, evlm_llama_inject *inj,
-                                 int n, float *logits, bool all_logits) {
+                                 const evlm_llama_batch *b, int off, int n, float *logits) {
     const evlm_kernels *kn = evlm_kernels_get();
     const evlm_llama_config *c = &m->cfg;
     const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
     const int QD = c->n_heads * HD, KD = c->n_kv_heads * HD, half = HD / 2;
-    const int pos0 = s->n_past;
+    const int slot0 = s->n_past;
+    const int32_t *ids = b->ids ? b->ids + off : NULL;
+    evlm_llama_inject *inj = b->inject;
+    s->mm.pool = pool;
 
     for (int i = 0; i < n; i++) {
         if (ids && inj && ids[i] == inj->image_token) {
@@ -284,9 +331,11 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
             if (ids[i] < 0 || ids[i] >= c->vocab_size)
                 return evlm__fail(EVLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
                                   ids[i], c->vocab_size);
-            embed_row(m->tok_embd, ids[i], s->x + (size_t)i * H, H);
+            const evlm_tensor *e = m->tok_embd;
+            evlm_dequantize_row(e->type, (const char *)e->data + (size_t)ids[i] * e->nb[1],
+                                s->x + (size_t)i * H, H);
         } else {
-            memcpy(s->x + (size_t)i * H, embd + (size_t)i * H, sizeof(float) * H);
+            memcpy(s->x + (size_t)i * H, b->embd + (size_t)(off + i) * H, sizeof(float) * H);
         }
     }
 
@@ -294,61 +343,132 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
         const evlm_llama_layer *ly = &m->layers[l];
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H, c->rms_norm_eps);
-        matmul(pool, s, s->q, QD, s->xb, H, ly->wq, ly->bq, n);
-        matmul(pool, s, s->k, KD, s->xb, H, ly->wk, ly->bk, n);
-        matmul(pool, s, s->v, KD, s->xb, H, ly->wv, ly->bv, n);
+        observe(s, l, "attn_qkv", s->xb, n, H);
+        matmul(s, s->q, QD, s->xb, H, ly->wq, ly->bq, n);
+        matmul(s, s->k, KD, s->xb, H, ly->wk, ly->bk, n);
+        matmul(s, s->v, KD, s->xb, H, ly->wv, ly->bv, n);
         for (int i = 0; i < n; i++) {
-            const float *cs = s->rope_cos + (size_t)(pos0 + i) * half;
-            const float *sn = s->rope_sin + (size_t)(pos0 + i) * half;
+            int pos = b->pos ? b->pos[off + i] : slot0 + i + s->pos_offset;
+            const float *cs, *sn;
+            token_rope(c, s, b, off, i, pos, s->rope_tmp + (size_t)i * HD,
+                       s->rope_tmp + (size_t)i * HD + half, &cs, &sn);
             kn->rope(s->q + (size_t)i * QD, c->n_heads, HD, cs, sn);
             kn->rope(s->k + (size_t)i * KD, c->n_kv_heads, HD, cs, sn);
             for (int h = 0; h < c->n_kv_heads; h++) {
-                size_t dst = ((((size_t)l * c->n_kv_heads + h) * s->n_ctx) + pos0 + i) * HD;
+                size_t dst = ((((size_t)l * c->n_kv_heads + h) * s->n_ctx) + slot0 + i) * HD;
                 memcpy(s->k_cache + dst, s->k + (size_t)i * KD + (size_t)h * HD, sizeof(float) * HD);
                 memcpy(s->v_cache + dst, s->v + (size_t)i * KD + (size_t)h * HD, sizeof(float) * HD);
             }
         }
-        attn_task at = {kn, c, s, l, n, pos0};
+        /* masks are lower-triangular, so earlier chunks of the batch are in the cache already */
+        attn_task at = {kn, c, s, l, n, slot0, off, b->n, b->mask};
         evlm_pool_run(pool, attn_fn, &at);
-        matmul(pool, s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
+        observe(s, l, "attn_o", s->att, n, QD);
+        matmul(s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
 
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->ffn_norm, H, c->rms_norm_eps);
-        matmul(pool, s, s->hb, F, s->xb, H, ly->w_gate, ly->b_gate, n);
-        matmul(pool, s, s->hb2, F, s->xb, H, ly->w_up, ly->b_up, n);
+        observe(s, l, "ffn_gate_up", s->xb, n, H);
+        matmul(s, s->hb, F, s->xb, H, ly->w_gate, ly->b_gate, n);
+        matmul(s, s->hb2, F, s->xb, H, ly->w_up, ly->b_up, n);
         for (int i = 0; i < n; i++) kn->silu_mul(s->hb + (size_t)i * F, s->hb2 + (size_t)i * F, F);
-        matmul(pool, s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
+        observe(s, l, "ffn_down", s->hb, n, F);
+        matmul(s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
     }
     s->n_past += n;
 
     if (!logits) return EVLM_OK;
-    int first = all_logits ? 0 : n - 1;
+    int first = b->all_logits ? 0 : n - 1;
     for (int i = first; i < n; i++)
         kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, m->out_norm, H, c->rms_norm_eps);
-    matmul(pool, s, logits, (size_t)c->vocab_size, s->xb + (size_t)first * H, H, m->lm_head, NULL,
-           n - first);
+    observe(s, -1, "lm_head", s->xb + (size_t)first * H, n - first, H);
+    matmul(s, logits, (size_t)c->vocab_size, s->xb + (size_t)first * H, H, m->lm_head, NULL, n - first);
+    return EVLM_OK;
+}
+
+static evlm_status check_batch(const evlm_llama *m, const evlm_llama_state *s, const evlm_llama_batch *b) {
+    if (b->n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
+    if (!b->ids && !b->embd) return evlm__fail(EVLM_ERR_ARG, "a batch needs token ids or embeddings");
+    if (s->n_past + b->n > s->n_ctx)
+        return evlm__fail(EVLM_ERR_RANGE, "context is full: %d + %d tokens exceed n_ctx = %d",
+                          s->n_past, b->n, s->n_ctx);
+    for (int i = 0; i < b->n; i++) {
+        int pos = b->pos ? b->pos[i] : s->n_past + i + s->pos_offset;
+        if (pos < 0 || pos >= s->n_ctx)
+            return evlm__fail(EVLM_ERR_RANGE, "token %d: position %d is outside [0, n_ctx = %d)", i, pos,
+                              s->n_ctx);
+        if (b->mrope_pos)
+            for (int sec = 0; sec < 3; sec++) {
+                int p = b->mrope_pos[(size_t)sec * b->n + i];
+                if (p < 0 || p >= s->n_ctx)
+                    return evlm__fail(EVLM_ERR_RANGE, "token %d: M-RoPE position %d is outside [0, n_ctx = %d)",
+                                      i, p, s->n_ctx);
+            }
+        if (b->mask) {
+            const uint8_t *row = b->mask + (size_t)i * b->n;
+            if (!row[i]) return evlm__fail(EVLM_ERR_ARG, "attention mask: token %d does not see itself", i);
+            for (int j = i + 1; j < b->n; j++)
+                if (row[j])
+                    return evlm__fail(EVLM_ERR_ARG, "attention mask: token %d sees the later token %d", i, j);
+        }
+    }
+    (void)m;
+    return EVLM_OK;
+}
+
+evlm_status evlm_llama_decode(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
+                              const evlm_llama_batch *b) {
+    EVLM_TRY(check_batch(m, s, b));
+    const size_t V = (size_t)m->cfg.vocab_size;
+    const int n_past0 = s->n_past, used0 = b->inject ? b->inject->used : 0;
+    for (int done = 0; done < b->n;) {
+        int chunk = b->n - done < s->n_batch ? b->n - done : s->n_batch;
+        bool last = done + chunk == b->n;
+        float *lg = NULL;
+        if (b->logits && b->all_logits) lg = b->logits + (size_t)done * V;
+        else if (b->logits && last) lg = b->logits;
+        evlm_status st = forward_chunk(m, s, pool, b, done, chunk, lg);
+        if (st != EVLM_OK) {
+            s->n_past = n_past0;
+            if (b->inject) b->inject->used = used0;
+            return st;
+        }
+        done += chunk;
+    }
     return EVLM_OK;
 }
 
 evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
                                const int32_t *ids, const float *embd, evlm_llama_inject *inject,
                                int n, float *logits, bool all_logits) {
-    if (n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
-    if (s->n_past + n > s->n_ctx)
-        return evlm__fail(EVLM_ERR_RANGE, "context is full: %d + %d tokens exceed n_ctx = %d",
-                          s->n_past, n, s->n_ctx);
-    const size_t V = (size_t)m->cfg.vocab_size, H = (size_t)m->cfg.hidden_size;
-    for (int done = 0; done < n;) {
-        int chunk = n - done < s->n_batch ? n - done : s->n_batch;
-        bool last = done + chunk == n;
-        float *lg = NULL;
-        if (logits && all_logits) lg = logits + (size_t)done * V;
-        else if (logits && last) lg = logits;
-        EVLM_TRY(forward_chunk(m, s, pool, ids ? ids + done : NULL, embd ? embd + (size_t)done * H : NULL,
-                               inject, chunk, lg, all_logits));
-        done += chunk;
+    evlm_llama_batch b = {.n = n, .ids = ids, .embd = embd, .inject = inject, .logits = logits,
+                          .all_logits = all_logits};
+    return evlm_llama_decode(m, s, pool, &b);
+}
+
+evlm_status evlm_llama_kv_keep(const evlm_llama *m, evlm_llama_state *s, int base,
+                               const int *slots, int n_keep) {
+    const evlm_llama_config *c = &m->cfg;
+    if (base < 0 || base > s->n_past || n_keep < 0 || base + n_keep > s->n_past)
+        return evlm__fail(EVLM_ERR_ARG, "cannot keep %d cache entries from %d (the cache holds %d)",
+                          n_keep, base, s->n_past);
+    for (int j = 0; j < n_keep; j++) {
+        if (slots[j] < base + j || slots[j] >= s->n_past || (j && slots[j] <= slots[j - 1]))
+            return evlm__fail(EVLM_ERR_ARG, "cache slots to keep must increase within [%d, %d)", base,
+                              s->n_past);
     }
+    const size_t HD = (size_t)c->head_dim;
+    for (int j = 0; j < n_keep; j++) {
+        if (slots[j] == base + j) continue;
+        for (int l = 0; l < c->n_layers; l++)
+            for (int h = 0; h < c->n_kv_heads; h++) {
+                size_t row = ((size_t)l * c->n_kv_heads + h) * s->n_ctx;
+                memmove(s->k_cache + (row + base + j) * HD, s->k_cache + (row + slots[j]) * HD, sizeof(float) * HD);
+                memmove(s->v_cache + (row + base + j) * HD, s->v_cache + (row + slots[j]) * HD, sizeof(float) * HD);
+            }
+    }
+    s->n_past = base + n_keep;
     return EVLM_OK;
 }

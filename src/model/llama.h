@@ -2,11 +2,14 @@
  * llama.h - the Llama-family decoder (Llama 2/3, SmolLM2, TinyLlama, Qwen2 with q/k/v biases,
  * and the text half of SmolVLM): weight binding and the float32 forward pass.
  *
- * One code path evaluates a batch of n tokens at consecutive positions against the KV cache:
- * prefill passes the prompt (in chunks of n_batch), decode passes one token. Inputs are token
- * ids or ready embeddings (vision features). Weights stay mmapped in their file dtype
- * (F32/F16/BF16) and are widened inside the kernels; small vectors (norms, biases) are widened
- * once at load. The context plans all activations at creation: no allocation per token.
+ * One code path evaluates a batch of n tokens against the KV cache: prefill passes the prompt
+ * (in chunks of n_batch), decode passes one token, lookahead / prompt-lookup verification passes
+ * a tree of guesses with its own positions and visibility mask. Batch token i always lands in
+ * cache slot n_past + i; its RoPE position is separate (M-RoPE models and token trees need that).
+ * Inputs are token ids or ready embeddings (vision features). Weights stay mmapped in their file
+ * type (F32/F16/BF16 or Q8_0/Q4_0/Q4_1) and are widened or int8-multiplied inside the kernels;
+ * small vectors (norms, biases) are widened once at load. The context plans all activations at
+ * creation: no allocation per token.
  */
 #ifndef EVLM_MODEL_LLAMA_H
 #define EVLM_MODEL_LLAMA_H
@@ -16,6 +19,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul.h"
 
 typedef struct evlm_llama_layer {
     const float *attn_norm, *ffn_norm; /* (hidden) */
@@ -40,14 +44,26 @@ typedef struct evlm_llama {
 evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const evlm_weights *w);
 void evlm_llama_release(evlm_llama *m);
 
+/* Called with the input of every matmul (calibration statistics): layer (-1 for the output
+ * head), the projection group ("attn_qkv", "attn_o", "ffn_gate_up", "ffn_down", "lm_head"),
+ * and x (m rows of k floats). */
+typedef void (*evlm_llama_observer)(void *user, int layer, const char *group, const float *x,
+                                    int m, int k);
+
 /* Per-sequence state: KV cache, rope tables, activation arena. */
 typedef struct evlm_llama_state {
     int n_ctx, n_batch, n_past;
+    int pos_offset; /* RoPE position of slot i is i + pos_offset unless a batch gives positions */
     float *k_cache, *v_cache; /* [layer][kv_head][n_ctx][head_dim] */
     float *rope_cos, *rope_sin; /* [n_ctx][head_dim/2] */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2; /* [n_batch][...] */
     float *scratch;  /* per thread: max(k) floats for weight rows + n_ctx attention scores */
     size_t scratch_per_thread;
+    uint8_t *mask_rows; /* per thread: n_ctx bytes, one attention mask row */
+    float *rope_tmp;    /* [n_batch][head_dim]: per-token cos | sin of M-RoPE */
+    evlm_matmul_env mm;
+    evlm_llama_observer observe; /* nullable */
+    void *observe_user;
     void *arena;
     size_t arena_bytes;
 } evlm_llama_state;
@@ -65,11 +81,34 @@ typedef struct evlm_llama_inject {
     int used; /* rows consumed so far (advanced by the forward pass) */
 } evlm_llama_inject;
 
-/* Evaluates n tokens (ids, or embd [n][hidden] when ids is NULL) at positions n_past.. and
- * appends them to the cache. inject (nullable) supplies image features for ids. logits: NULL,
- * [n_vocab] for the last token, or [n][n_vocab] when all_logits. */
+/* A batch of tokens to evaluate. Token i goes to cache slot n_past + i. */
+typedef struct evlm_llama_batch {
+    int n;
+    const int32_t *ids;       /* [n] token ids, or NULL when embd is given */
+    const float *embd;        /* [n][hidden] ready embeddings when ids is NULL */
+    const int32_t *pos;       /* [n] RoPE positions (< n_ctx); NULL: slot + pos_offset */
+    const int32_t *mrope_pos; /* [3][n] temporal / height / width positions for M-RoPE models;
+                                 NULL: all three are pos */
+    const uint8_t *mask;      /* [n][n] row i: which batch tokens token i sees (the cache before the
+                                 batch is always seen); must be 0 above the diagonal and 1 on it.
+                                 NULL: causal */
+    evlm_llama_inject *inject; /* nullable: image features for image-token ids */
+    float *logits;            /* NULL, [n_vocab] for the last token, or [n][n_vocab] (all_logits) */
+    bool all_logits;
+} evlm_llama_batch;
+
+/* Evaluates a batch and appends it to the cache (n_past += n). Errors leave n_past unchanged. */
+evlm_status evlm_llama_decode(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
+                              const evlm_llama_batch *b);
+
+/* The common case: n tokens (ids, or embd [n][hidden]) at the next positions, causal. */
 evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
                                const int32_t *ids, const float *embd, evlm_llama_inject *inject,
                                int n, float *logits, bool all_logits);
+
+/* Keeps n_keep of the cache slots from base on (slots[j] >= base, increasing) by moving them to
+ * base + j, and drops the rest: n_past = base + n_keep. Used after verifying guessed tokens. */
+evlm_status evlm_llama_kv_keep(const evlm_llama *m, evlm_llama_state *s, int base,
+                               const int *slots, int n_keep);
 
 #endif

@@ -214,11 +214,26 @@ evlm_status evlm_siglip_state_init(evlm_siglip_state *s, const evlm_siglip *m, i
     s->patch_mask = (uint8_t *)(void *)(ip + M + T);
     s->max_tiles = max_tiles;
     s->n_threads = n_threads;
+    s->mm.scratch = s->scratch;
+    s->mm.scratch_stride = s->scratch_per_thread;
+    bool quant = evlm_type_is_quant(m->patch_w.type) || evlm_type_is_quant(m->proj->type);
+    for (int l = 0; l < c->n_layers; l++)
+        quant = quant || evlm_type_is_quant(m->layers[l].wq->type) ||
+                evlm_type_is_quant(m->layers[l].fc1->type) || evlm_type_is_quant(m->layers[l].fc2->type);
+    if (quant) {
+        s->mm.qbuf_blocks = evlm_matmul_qbuf_blocks((int)M, (int)maxk);
+        s->mm.qbuf = malloc(s->mm.qbuf_blocks * sizeof(evlm_q8a));
+        if (!s->mm.qbuf) {
+            evlm_siglip_state_release(s);
+            return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the vision activation blocks");
+        }
+    }
     return EVLM_OK;
 }
 
 void evlm_siglip_state_release(evlm_siglip_state *s) {
     if (!s) return;
+    free(s->mm.qbuf);
     free(s->arena);
     memset(s, 0, sizeof *s);
 }
@@ -293,8 +308,8 @@ int evlm_siglip_position_ids(const evlm_vision_config *cfg, const uint8_t *patch
 /* y (m, w rows) = x (m, w cols) @ w^T + bias; rows of x and y are contiguous. */
 static void matmul(evlm_pool *pool, evlm_siglip_state *s, float *y, const float *x,
                    const evlm_tensor *w, const float *bias, int m) {
-    evlm_matmul(pool, y, (size_t)w->ne[1], x, (size_t)w->ne[0], w, bias, m, s->scratch,
-                s->scratch_per_thread);
+    s->mm.pool = pool;
+    evlm_matmul(&s->mm, y, (size_t)w->ne[1], x, (size_t)w->ne[0], w, bias, m);
 }
 
 typedef enum {

@@ -18,6 +18,7 @@
 #include "core/tensor.h"
 #include "core/threadpool.h"
 #include "io/safetensors.h"
+#include "kernels/matmul.h"
 #include "vision/vision_config.h"
 
 #include <stdint.h>
@@ -59,6 +60,7 @@ typedef struct evlm_siglip_state {
     int32_t *n_valid;                /* [T] valid patches per tile */
     float *scratch;                  /* per thread: max(k) weight-row floats + N attention scores */
     size_t scratch_per_thread;
+    evlm_matmul_env mm;              /* scratch + int8 activation blocks when weights are quantized */
     void *arena;
     size_t arena_bytes;
 } evlm_siglip_state;
