@@ -82,6 +82,16 @@ evlm_status evlm_context_truncate(evlm_context *ctx, int n_past);
  * logits: NULL, [n_vocab] (last position) or [n][n_vocab] when all_logits. */
 evlm_status evlm_decode(evlm_context *ctx, const int32_t *ids, int n, float *logits,
                         bool all_logits);
+/* Evaluates a tree of n guessed tokens after what ctx holds (speculative verification): token i
+ * takes cache slot n_past + i and the position of slot n_past + depth[i]; it sees the cache and the
+ * batch tokens j with mask[i * n + j] != 0 (j <= i, mask[i][i] = 1). logits: [n_out][n_vocab]
+ * for the increasing batch rows out_rows. Follow with evlm_context_keep to drop rejected rows. */
+evlm_status evlm_decode_tree(evlm_context *ctx, const int32_t *ids, const int32_t *depth,
+                             const uint8_t *mask, int n, const int *out_rows, int n_out,
+                             float *logits);
+/* Keeps n_keep cache slots from base on (slots increasing, >= base), moved to base, base + 1, ...;
+ * drops the rest (n_past = base + n_keep). */
+evlm_status evlm_context_keep(evlm_context *ctx, int base, const int *slots, int n_keep);
 
 /* ---- text ------------------------------------------------------------------------------- */
 
@@ -160,10 +170,25 @@ typedef enum evlm_stop_reason {
     EVLM_STOP_CONTEXT,    /* the context is full */
 } evlm_stop_reason;
 
+/* Several tokens per forward pass at identical greedy output (greedy sampling only).
+ * Lookahead decoding (Fu et al., ICML 2024): a Jacobi window of `window` columns over
+ * `ngram` - 1 levels grows an n-gram pool; up to `guesses` pooled n-grams that start with the
+ * last token are verified in the same pass. Prompt lookup: drafts of up to `prompt_lookup`
+ * tokens copied from the prompt / answer after the longest match (<= 3 tokens) of its tail. */
+typedef struct evlm_lookahead_params {
+    int window, ngram, guesses; /* W, N, G; window = 0: no lookahead branch */
+    int prompt_lookup;          /* draft length; 0 = off */
+} evlm_lookahead_params;
+
+/* W, N, G for this model on this machine (from its size and the core count). */
+evlm_lookahead_params evlm_lookahead_auto(const evlm_model *model);
+
 typedef struct evlm_gen_params {
     int n_predict; /* most tokens to generate */
     evlm_sampler_params sampling;
     const char *stop[EVLM_MAX_STOP]; /* stop strings (NULL-terminated list) */
+    evlm_lookahead_params lookahead; /* all 0: one token per pass */
+    bool ignore_eos;                 /* benchmarks: generate n_predict tokens regardless */
 } evlm_gen_params;
 
 typedef struct evlm_gen_result {
@@ -176,6 +201,7 @@ typedef struct evlm_gen_result {
     double decode_ms;  /* from the first to the last generated token */
     double cpu_ms;     /* process CPU time over the whole call */
     double wall_ms;
+    int n_steps;       /* forward passes after the prompt (n_gen / n_steps tokens per pass) */
 } evlm_gen_result;
 
 /* Called with each new piece of stable text (complete UTF-8, not part of a possible stop

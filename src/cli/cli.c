@@ -88,6 +88,39 @@ bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     return true;
 }
 
+bool cli_lookahead_opt(evlm_lookahead_params *la, bool *la_auto, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--prompt-lookup")) {
+        la->prompt_lookup = cli_int(argc, argv, i, 0, 64);
+        return true;
+    }
+    if (strcmp(a, "--lookahead")) return false;
+    const char *v = cli_value(argc, argv, i);
+    if (!strcmp(v, "auto")) {
+        *la_auto = true;
+        return true;
+    }
+    int w, n, g;
+    char tail;
+    if (sscanf(v, "%d,%d,%d%c", &w, &n, &g, &tail) != 3 || w < 1 || w > 64 || n < 2 || n > 16 ||
+        g < 0 || g > 64)
+        cli_die("--lookahead needs W,N,G with 1 <= W <= 64, 2 <= N <= 16, 0 <= G <= 64 (or 'auto'), got '%s'", v);
+    la->window = w;
+    la->ngram = n;
+    la->guesses = g;
+    *la_auto = false;
+    return true;
+}
+
+void cli_lookahead_resolve(evlm_lookahead_params *la, bool la_auto, const evlm_model *m) {
+    if (!la_auto) return;
+    evlm_lookahead_params a = evlm_lookahead_auto(m);
+    la->window = a.window;
+    la->ngram = a.ngram;
+    la->guesses = a.guesses;
+    if (!la->prompt_lookup) la->prompt_lookup = a.prompt_lookup;
+}
+
 evlm_model *cli_load_model(const cli_model_opts *o) {
     if (!o->model) cli_die("no model given (-m DIR)");
     evlm_model_params mp = evlm_model_default_params();

@@ -59,6 +59,13 @@ bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
  * post-processor applied, e.g. BOS; one "<image>" per --image); otherwise the chat template
  * wraps it as a user turn carrying the images. Images are decoded and encoded here. */
 evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o);
+/* Consumes --lookahead W,N,G|auto and --prompt-lookup N at argv[*i]; true if used. "auto" is
+ * resolved by cli_lookahead_resolve once the model is loaded. */
+bool cli_lookahead_opt(evlm_lookahead_params *la, bool *la_auto, int argc, char **argv, int *i);
+void cli_lookahead_resolve(evlm_lookahead_params *la, bool la_auto, const evlm_model *m);
+#define CLI_LOOKAHEAD_HELP                                                                         \
+    "  --lookahead W,N,G   lookahead decoding (window, n-gram size, guesses) or 'auto'; greedy only\n" \
+    "  --prompt-lookup N   also verify up to N tokens copied from the prompt / answer; greedy only\n"
 /* Loads the model with the options' thread count. */
 evlm_model *cli_load_model(const cli_model_opts *o);
 

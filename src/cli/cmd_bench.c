@@ -6,7 +6,8 @@
  * (decode: layer matrices + lm_head bytes per token), plus peak RSS, CPU utilization and model bytes. With
  * --json the last line is one object whose medians use run --json's keys.
  * The prompt is N_PROMPT ids taken from a fixed English text (repeated), after the image when
- * one is given; decode never stops early (eos is ignored) so every repetition does N_GEN steps.
+ * one is given; decode never stops early (eos is ignored) so every repetition makes N_GEN tokens.
+ * --lookahead / --prompt-lookup decode several tokens per pass (the table adds tokens per pass).
  */
 #include "cli/cli.h"
 #include "core/sysinfo.h"
@@ -38,21 +39,24 @@ static stat3 stats(double *v, int n) {
 int evlm_cmd_bench(int argc, char **argv) {
     cli_model_opts o = {0};
     int n_prompt = 512, n_gen = 128, reps = 5;
-    bool json = false;
+    bool json = false, la_auto = false;
+    evlm_lookahead_params la = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_lookahead_opt(&la, &la_auto, argc, argv, &i)) continue;
         if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_prompt = cli_int(argc, argv, &i, 1, 1 << 16);
         else if (cli_model_opt(&o, argc, argv, &i)) continue;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_gen = cli_int(argc, argv, &i, 1, 1 << 16);
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) reps = cli_int(argc, argv, &i, 1, 1000);
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r REPS] [--json]\n");
+            printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r REPS] [--json]\n" CLI_LOOKAHEAD_HELP);
             return 0;
         } else cli_die("unknown option '%s'", a);
     }
     if (o.n_images > 1) cli_die("bench takes at most one --image");
     evlm_model *m = cli_load_model(&o);
+    cli_lookahead_resolve(&la, la_auto, m);
 
     /* the prompt: [<image>] + the text of the first n_prompt ids of the repeated paragraph */
     size_t plen = strlen(k_text), reps_text = (size_t)n_prompt + 1;
@@ -81,15 +85,20 @@ int evlm_cmd_bench(int argc, char **argv) {
     evlm_prompt_ids(pr, &n_ids);
     int n_img_tok = evlm_prompt_n_image_tokens(pr);
     evlm_prompt_free(pr);
-    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n_ids + n_gen + 1;
+    int la_batch = la.window || la.prompt_lookup
+                       ? 1 + (la.ngram - 1) * (la.window + la.guesses) + 2 * la.prompt_lookup : 0;
+    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n_ids + n_gen + 1 + la_batch;
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
 
-    const int V = evlm_model_n_vocab(m);
-    float *logits = malloc(sizeof(float) * (size_t)V);
     double *img_ms = calloc((size_t)reps, sizeof(double)), *pre = calloc((size_t)reps, sizeof(double));
     double *ttft = calloc((size_t)reps, sizeof(double)), *dec = calloc((size_t)reps, sizeof(double));
-    if (!logits || !img_ms || !pre || !ttft || !dec) cli_die("out of memory");
+    double *aps = calloc((size_t)reps, sizeof(double));
+    if (!img_ms || !pre || !ttft || !dec || !aps) cli_die("out of memory");
+    evlm_gen_params gp = evlm_gen_default_params();
+    gp.n_predict = n_gen;
+    gp.ignore_eos = true; /* every repetition decodes n_gen tokens */
+    gp.lookahead = la;
     int n_eval = 0;
     double cpu0 = 0, wall0 = 0;
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
@@ -99,34 +108,24 @@ int evlm_cmd_bench(int argc, char **argv) {
         }
         double t0 = evlm_time_ms();
         cli_check(evlm_prompt_new(m, text, false, &img, o.n_images, &pr));
-        const int32_t *ids = evlm_prompt_ids(pr, &n_ids);
-        /* text only: exactly n_prompt ids (re-tokenizing decoded text may shift the count) */
-        n_eval = !o.n_images && (int)n_ids > n_prompt ? n_prompt : (int)n_ids;
         double t1 = evlm_time_ms();
         cli_check(evlm_context_truncate(ctx, 0));
-        if (n_eval < (int)n_ids) cli_check(evlm_decode(ctx, ids, n_eval, logits, false));
-        else cli_check(evlm_decode_prompt(ctx, pr, logits, false));
-        double t2 = evlm_time_ms();
-        int32_t tok = 0;
-        for (int v = 1; v < V; v++)
-            if (logits[v] > logits[tok]) tok = v;
-        double t3 = evlm_time_ms();
-        for (int g = 1; g < n_gen; g++) {
-            cli_check(evlm_decode(ctx, &tok, 1, logits, false));
-            tok = 0;
-            for (int v = 1; v < V; v++)
-                if (logits[v] > logits[tok]) tok = v;
-        }
-        double t4 = evlm_time_ms();
+        evlm_gen_result g;
+        cli_check(evlm_generate(ctx, pr, &gp, NULL, NULL, &g));
         evlm_prompt_free(pr);
-        if (r < 0) continue;
-        img_ms[r] = t1 - t0; /* decode + preprocess + encode (+ tokenization) */
-        pre[r] = n_eval * 1e3 / (t2 - t1);
-        ttft[r] = t3 - t0;
-        dec[r] = n_gen > 1 ? (n_gen - 1) * 1e3 / (t4 - t3) : 0;
+        n_eval = g.n_prompt;
+        if (r >= 0) {
+            img_ms[r] = t1 - t0; /* decode + preprocess + encode (+ tokenization) */
+            pre[r] = g.n_prompt * 1e3 / g.prefill_ms;
+            ttft[r] = t1 - t0 + g.ttft_ms;
+            dec[r] = g.n_gen > 1 && g.decode_ms > 0 ? (g.n_gen - 1) * 1e3 / g.decode_ms : 0;
+            aps[r] = g.n_steps ? (double)(g.n_gen - 1) / g.n_steps : 0;
+        }
+        evlm_gen_result_free(&g);
     }
     double cpu_util = (evlm_cpu_time_ms() - cpu0) / (evlm_time_ms() - wall0) / evlm_model_n_threads(m);
     stat3 si = stats(img_ms, reps), sp = stats(pre, reps), st = stats(ttft, reps), sd = stats(dec, reps);
+    stat3 sa = stats(aps, reps);
     double bytes = (double)evlm_model_weight_bytes(m), params = (double)evlm_model_n_layer_params(m);
     double dbytes = (double)evlm_model_decode_bytes(m);
     double rss = evlm_peak_rss_mb();
@@ -140,6 +139,9 @@ int evlm_cmd_bench(int argc, char **argv) {
                2 * params * sp.med / 1e9);
         printf("| TTFT ms | %.1f | %.1f | %.1f | |\n", st.med, st.lo, st.hi);
         printf("| decode tok/s | %.1f | %.1f | %.1f | %.1f GB/s |\n", sd.med, sd.lo, sd.hi, dbytes * sd.med / 1e9);
+        if (la.window || la.prompt_lookup)
+            printf("| tokens per decode pass | %.2f | %.2f | %.2f | lookahead %d,%d,%d, prompt lookup %d |\n",
+                   sa.med, sa.lo, sa.hi, la.window, la.ngram, la.guesses, la.prompt_lookup);
         printf("\npeak RSS %.1f MB, CPU utilization %.2f\n", rss, cpu_util);
     } else {
         cJSON *j = cJSON_CreateObject();
@@ -156,12 +158,13 @@ int evlm_cmd_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "threads", evlm_model_n_threads(m));
         cJSON_AddNumberToObject(j, "prefill_gflops", 2 * params * sp.med / 1e9);
         cJSON_AddNumberToObject(j, "decode_gb_s", dbytes * sd.med / 1e9);
+        cJSON_AddNumberToObject(j, "accepted_per_step", sa.med);
         char *s = cJSON_PrintUnformatted(j);
         puts(s);
         free(s);
         cJSON_Delete(j);
     }
-    free(logits), free(img_ms), free(pre), free(ttft), free(dec), free(text);
+    free(img_ms), free(pre), free(ttft), free(dec), free(aps), free(text);
     evlm_context_free(ctx);
     evlm_model_free(m);
     return 0;

@@ -70,17 +70,19 @@ static cJSON *json_tallies(const tallies *t) {
 int evlm_cmd_eval(int argc, char **argv) {
     cli_model_opts o = {0};
     const char *dataset = NULL;
-    bool json = false, verbose = false;
+    bool json = false, verbose = false, la_auto = false;
+    evlm_gen_params gp = evlm_gen_default_params();
     int n_predict = 64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_model_opt(&o, argc, argv, &i)) continue;
+        if (cli_lookahead_opt(&gp.lookahead, &la_auto, argc, argv, &i)) continue;
         if (!strcmp(a, "--dataset")) dataset = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if (!strcmp(a, "-n")) n_predict = cli_int(argc, argv, &i, 1, 4096);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm eval -m MODEL --dataset FILE.jsonl [--json] [-v] [-n N] [-t THREADS]\n");
+            printf("usage: evlm eval -m MODEL --dataset FILE.jsonl [--json] [-v] [-n N] [-t THREADS]\n" CLI_LOOKAHEAD_HELP);
             return 0;
         } else cli_die("unknown option '%s'", a);
     }
@@ -94,16 +96,16 @@ int evlm_cmd_eval(int argc, char **argv) {
     char *base = dirname(dsdir);
 
     evlm_model *m = cli_load_model(&o);
+    cli_lookahead_resolve(&gp.lookahead, la_auto, m);
     evlm_context_params cp = evlm_context_default_params();
     cp.n_ctx = o.n_ctx;
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
-    evlm_gen_params gp = evlm_gen_default_params();
     gp.n_predict = n_predict;
 
     tallies scen = {0}, ques = {0};
     int n = 0, correct = 0, line_no = 0;
-    double ttft_sum = 0, dec_tok = 0, dec_ms = 0;
+    double ttft_sum = 0, dec_tok = 0, dec_ms = 0, steps = 0;
     for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
         line_no++;
         if (!*trim(line)) continue;
@@ -140,6 +142,7 @@ int evlm_cmd_eval(int argc, char **argv) {
         if (r.n_gen > 1) {
             dec_tok += r.n_gen - 1;
             dec_ms += r.decode_ms;
+            steps += r.n_steps;
         }
         count(&scen, cJSON_IsString(sc) ? sc->valuestring : "all", ok);
         count(&ques, q->valuestring, ok);
@@ -159,8 +162,8 @@ int evlm_cmd_eval(int argc, char **argv) {
     if (!json) {
         print_tallies("scenario", &scen);
         print_tallies("question", &ques);
-        printf("\noverall: %d / %d = %.1f %%, mean TTFT %.1f ms, decode %.1f tok/s\n", correct, n,
-               100 * acc, ttft, tps);
+        printf("\noverall: %d / %d = %.1f %%, mean TTFT %.1f ms, decode %.1f tok/s (%.2f tokens per pass)\n",
+               correct, n, 100 * acc, ttft, tps, steps > 0 ? dec_tok / steps : 1.0);
     } else {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "accuracy", acc);
@@ -169,6 +172,7 @@ int evlm_cmd_eval(int argc, char **argv) {
         cJSON_AddItemToObject(j, "per_question", json_tallies(&ques));
         cJSON_AddNumberToObject(j, "ttft_ms", ttft);
         cJSON_AddNumberToObject(j, "decode_tok_s", tps);
+        cJSON_AddNumberToObject(j, "accepted_per_step", steps > 0 ? dec_tok / steps : 0);
         char *s = cJSON_PrintUnformatted(j);
         puts(s);
         free(s);

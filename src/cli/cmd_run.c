@@ -1,6 +1,7 @@
 /*
  * cmd_run.c - `evlm run -m DIR [--image FILE ...] -p TEXT [--raw] [-n N] [--temp T] [--top-k K] [--top-p P]
- * [--min-p P] [--repeat-penalty R] [--seed S] [--stop STR] [-t THREADS] [-c CTX] [--json]`:
+ * [--min-p P] [--repeat-penalty R] [--seed S] [--stop STR] [--lookahead W,N,G|auto] [--prompt-lookup N]
+ * [-t THREADS] [-c CTX] [--json]`:
  * streams the answer to stdout; with --json prints one object at the end instead.
  */
 #include "cli/cli.h"
@@ -31,6 +32,7 @@ static void usage(void) {
            "  --stop STR          stop when STR appears (up to %d)\n"
            "  -t THREADS          threads (physical cores)\n"
            "  -c CTX              context length (prompt + n)\n"
+           CLI_LOOKAHEAD_HELP
            "  --json              print one JSON object with ids, text and timings at the end\n",
            EVLM_MAX_STOP);
 }
@@ -38,11 +40,12 @@ static void usage(void) {
 int evlm_cmd_run(int argc, char **argv) {
     cli_model_opts o = {0};
     evlm_gen_params gp = evlm_gen_default_params();
-    bool json = false;
+    bool json = false, la_auto = false;
     int n_stop = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_model_opt(&o, argc, argv, &i)) continue;
+        if (cli_lookahead_opt(&gp.lookahead, &la_auto, argc, argv, &i)) continue;
         if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) gp.n_predict = cli_int(argc, argv, &i, 0, 1 << 20);
         else if (!strcmp(a, "--temp")) gp.sampling.temp = (float)cli_double(argc, argv, &i, 0, 100);
         else if (!strcmp(a, "--top-k")) gp.sampling.top_k = cli_int(argc, argv, &i, 0, 1 << 24);
@@ -60,6 +63,7 @@ int evlm_cmd_run(int argc, char **argv) {
         } else cli_die("unknown option '%s'", a);
     }
     evlm_model *m = cli_load_model(&o);
+    cli_lookahead_resolve(&gp.lookahead, la_auto, m);
     double t_request = evlm_time_ms(); /* the request: template, tokenization, context, generation */
     evlm_prompt *pr = cli_prompt(m, &o);
     size_t n;
@@ -95,6 +99,8 @@ int evlm_cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "peak_rss_mb", evlm_peak_rss_mb());
         cJSON_AddNumberToObject(j, "cpu_util", r.wall_ms > 0 ? r.cpu_ms / r.wall_ms / threads : 0);
         cJSON_AddNumberToObject(j, "threads", threads);
+        cJSON_AddNumberToObject(j, "decode_steps", r.n_steps);
+        cJSON_AddNumberToObject(j, "accepted_per_step", r.n_steps ? (double)(r.n_gen - 1) / r.n_steps : 0);
         char *s = cJSON_PrintUnformatted(j);
         if (!s) cli_die("out of memory");
         puts(s);

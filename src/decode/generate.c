@@ -6,11 +6,13 @@
  * only the stable part is handed to the callback: a trailing U+FFFD (an incomplete UTF-8
  * sequence of byte-level tokens) and any tail that could still become a stop string are held
  * back. Answers are short, so re-decoding is cheaper than it sounds and always exact.
- * Not here: lookahead / speculative decoding (a later module), batching of several sequences.
+ * Lookahead / prompt lookup (lookahead.c) hand back several greedy tokens per pass; each goes
+ * through the same emission path. Not here: batching of several sequences.
  */
 #include "core/buf.h"
 #include "core/status.h"
 #include "core/sysinfo.h"
+#include "decode/lookahead.h"
 #include "evlm.h"
 
 #include <stdlib.h>
@@ -56,6 +58,53 @@ static long find_stop(const char *text, const evlm_gen_params *p) {
     return best;
 }
 
+/* The answer so far, and what was handed to the callback. */
+typedef struct {
+    const evlm_gen_params *p;
+    evlm_model *m;
+    evlm_text_cb cb;
+    void *user;
+    evlm_ids out, hist;
+    evlm_str text;
+    size_t emitted;
+    evlm_gen_result *res;
+} gen_state;
+
+/* Appends one generated id; returns EVLM_OK and sets res->stop_reason when the answer ends. */
+static evlm_status emit(gen_state *g, int32_t id) {
+    evlm_gen_result *res = g->res;
+    EVLM_TRY(evlm_ids_push(&g->out, id));
+    EVLM_TRY(evlm_ids_push(&g->hist, id));
+    if (!g->p->ignore_eos && evlm_model_is_eos(g->m, id)) {
+        res->stop_reason = EVLM_STOP_EOS;
+        return EVLM_OK;
+    }
+    char *t;
+    EVLM_TRY(evlm_detokenize(g->m, g->out.data, g->out.len, true, &t));
+    free(g->text.data);
+    g->text.data = t;
+    g->text.len = strlen(t);
+    long stop_at = find_stop(g->text.data, g->p);
+    size_t stable = g->text.len;
+    if (stop_at >= 0) {
+        stable = (size_t)stop_at;
+    } else {
+        while (stable >= 3 && !memcmp(g->text.data + stable - 3, "\xEF\xBF\xBD", 3)) stable -= 3;
+        stable -= stop_prefix_tail(g->text.data, stable, g->p);
+    }
+    if (g->cb && stable > g->emitted) {
+        if (!g->cb(g->user, g->text.data + g->emitted, stable - g->emitted))
+            res->stop_reason = EVLM_STOP_CALLBACK;
+        g->emitted = stable;
+    }
+    if (stop_at >= 0) {
+        g->text.data[stop_at] = 0;
+        g->text.len = (size_t)stop_at;
+        res->stop_reason = EVLM_STOP_STRING;
+    }
+    return EVLM_OK;
+}
+
 evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_gen_params *params,
                           evlm_text_cb cb, void *user, evlm_gen_result *res) {
     memset(res, 0, sizeof *res);
@@ -68,89 +117,75 @@ evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_g
     const int V = evlm_model_n_vocab(m);
     double t0 = evlm_time_ms(), c0 = evlm_cpu_time_ms();
 
+    gen_state g = {&p, m, cb, user, {0}, {0}, {0}, 0, res};
     evlm_sampler *smp = NULL;
+    evlm_lookahead *la = NULL;
     float *logits = malloc(sizeof(float) * (size_t)V);
-    evlm_ids hist = {0}, out = {0};
-    evlm_str text = {0};
     evlm_status st = EVLM_OK;
+    bool use_la = p.lookahead.window > 0 || p.lookahead.prompt_lookup > 0;
     if (!logits) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         goto done;
     }
     if ((st = evlm_sampler_new(&p.sampling, V, &smp)) != EVLM_OK) goto done;
-    if ((st = evlm_ids_append(&hist, prompt, n_prompt)) != EVLM_OK) goto done;
+    if (use_la && (st = evlm_lookahead_new(&p.lookahead, &p.sampling, prompt, n_prompt, V, &la)) != EVLM_OK)
+        goto done;
+    if ((st = evlm_ids_append(&g.hist, prompt, n_prompt)) != EVLM_OK) goto done;
     if ((st = evlm_decode_prompt(ctx, pr, logits, false)) != EVLM_OK) goto done;
     res->prefill_ms = evlm_time_ms() - t0;
     res->n_prompt = (int)n_prompt;
 
-    size_t emitted = 0;
     double t_first = 0;
     res->stop_reason = EVLM_STOP_LENGTH;
-    for (int i = 0; i < p.n_predict; i++) {
-        int32_t id = evlm_sampler_sample(smp, logits, hist.data, hist.len);
-        if (i == 0) {
-            t_first = evlm_time_ms();
-            res->ttft_ms = t_first - t0;
-        }
-        if ((st = evlm_ids_push(&out, id)) != EVLM_OK || (st = evlm_ids_push(&hist, id)) != EVLM_OK)
-            goto done;
-        if (evlm_model_is_eos(m, id)) {
-            res->stop_reason = EVLM_STOP_EOS;
-            break;
-        }
-        free(text.data);
-        text = (evlm_str){0};
-        char *t;
-        if ((st = evlm_detokenize(m, out.data, out.len, true, &t)) != EVLM_OK) goto done;
-        text.data = t;
-        text.len = strlen(t);
-        long stop_at = find_stop(text.data, &p);
-        size_t stable = text.len;
-        if (stop_at >= 0) {
-            stable = (size_t)stop_at;
-        } else {
-            while (stable >= 3 && !memcmp(text.data + stable - 3, "\xEF\xBF\xBD", 3)) stable -= 3;
-            stable -= stop_prefix_tail(text.data, stable, &p);
-        }
-        if (cb && stable > emitted) {
-            if (!cb(user, text.data + emitted, stable - emitted)) res->stop_reason = EVLM_STOP_CALLBACK;
-            emitted = stable;
-        }
-        if (stop_at >= 0) {
-            text.data[stop_at] = 0;
-            text.len = (size_t)stop_at;
-            res->stop_reason = EVLM_STOP_STRING;
-        }
-        if (res->stop_reason != EVLM_STOP_LENGTH) break;
-        if (i + 1 == p.n_predict) break;
-        if (evlm_context_n_past(ctx) >= evlm_context_n_ctx(ctx)) {
+    if (p.n_predict > 0) {
+        int32_t id = evlm_sampler_sample(smp, logits, g.hist.data, g.hist.len);
+        t_first = evlm_time_ms();
+        res->ttft_ms = t_first - t0;
+        if ((st = emit(&g, id)) != EVLM_OK) goto done;
+    }
+    while (res->stop_reason == EVLM_STOP_LENGTH && (int)g.out.len < p.n_predict) {
+        int room = evlm_context_n_ctx(ctx) - evlm_context_n_past(ctx);
+        if (room < 1) {
             res->stop_reason = EVLM_STOP_CONTEXT;
             break;
         }
-        if ((st = evlm_decode(ctx, &id, 1, logits, false)) != EVLM_OK) goto done;
+        int32_t last = g.out.data[g.out.len - 1];
+        res->n_steps++;
+        if (la && room >= evlm_lookahead_batch(la)) {
+            int32_t acc[EVLM_LOOKAHEAD_MAX_ACCEPT];
+            int n_acc = 0;
+            if ((st = evlm_lookahead_step(la, ctx, g.hist.data, g.hist.len, acc, &n_acc)) != EVLM_OK) goto done;
+            for (int i = 0; i < n_acc && res->stop_reason == EVLM_STOP_LENGTH && (int)g.out.len < p.n_predict; i++)
+                if ((st = emit(&g, acc[i])) != EVLM_OK) goto done;
+            continue;
+        }
+        if ((st = evlm_decode(ctx, &last, 1, logits, false)) != EVLM_OK) goto done;
+        int32_t id = evlm_sampler_sample(smp, logits, g.hist.data, g.hist.len);
+        if ((st = emit(&g, id)) != EVLM_OK) goto done;
     }
     /* flush what was held back for a stop string that never came */
     if (res->stop_reason != EVLM_STOP_STRING && res->stop_reason != EVLM_STOP_CALLBACK && cb &&
-        text.len > emitted)
-        cb(user, text.data + emitted, text.len - emitted);
-    res->decode_ms = out.len > 0 ? evlm_time_ms() - t_first : 0;
+        g.text.len > g.emitted)
+        cb(user, g.text.data + g.emitted, g.text.len - g.emitted);
+    res->decode_ms = g.out.len > 0 ? evlm_time_ms() - t_first : 0;
 done:
     res->wall_ms = evlm_time_ms() - t0;
     res->cpu_ms = evlm_cpu_time_ms() - c0;
+    evlm_lookahead_free(la);
     evlm_sampler_free(smp);
     free(logits);
-    evlm_ids_free(&hist);
+    evlm_ids_free(&g.hist);
     if (st != EVLM_OK) {
-        evlm_ids_free(&out);
-        evlm_str_free(&text);
+        evlm_ids_free(&g.out);
+        evlm_str_free(&g.text);
         return st;
     }
-    if (!text.data && (st = evlm_str_append(&text, "", 0)) != EVLM_OK) {
-        evlm_ids_free(&out);
+    if (!g.text.data && (st = evlm_str_append(&g.text, "", 0)) != EVLM_OK) {
+        evlm_ids_free(&g.out);
         return st;
     }
-    res->ids = out.data;
-    res->n_gen = (int)out.len;
-    res->text = text.data;
+    res->ids = g.out.data;
+    res->n_gen = (int)g.out.len;
+    res->text = g.text.data;
     return EVLM_OK;
 }

@@ -25,6 +25,7 @@
  * Not here: mirostat, typical-p, grammar constraints, beam search.
  */
 #include "core/status.h"
+#include "decode/lookahead.h"
 #include "evlm.h"
 
 #include <math.h>
@@ -151,7 +152,7 @@ static void apply_penalty(evlm_sampler *s, float *logits, const int32_t *hist, s
         if (hist[i] >= 0 && hist[i] < s->n_vocab) s->seen[hist[i] >> 3] = 0;
 }
 
-static int32_t argmax(const float *x, int n) {
+int32_t evlm__argmax(const float *x, int n) {
     int32_t best = 0;
     float bv = -INFINITY;
     bool found = false;
@@ -236,8 +237,8 @@ int32_t evlm_sampler_sample(evlm_sampler *s, float *logits, const int32_t *histo
     }
     const int n = s->n_vocab;
     apply_penalty(s, logits, history, n_history);
-    if (!(s->p.temp > 0.0f)) return argmax(logits, n);
-    if (s->p.top_k == 1) return argmax(logits, n);
+    if (!(s->p.temp > 0.0f)) return evlm__argmax(logits, n);
+    if (s->p.top_k == 1) return evlm__argmax(logits, n);
 
     float *v = s->prob; /* indexed by id */
     int32_t *c = s->cand;
@@ -260,7 +261,7 @@ int32_t evlm_sampler_sample(evlm_sampler *s, float *logits, const int32_t *histo
     float vmax = -INFINITY;
     for (int i = 0; i < nc; i++)
         if (v[c[i]] > vmax) vmax = v[c[i]];
-    if (vmax == -INFINITY) return argmax(logits, n); /* nothing finite: fall back */
+    if (vmax == -INFINITY) return evlm__argmax(logits, n); /* nothing finite: fall back */
     const float inv_t = 1.0f / s->p.temp;
     double sum = 0.0;
     for (int i = 0; i < nc; i++) {

@@ -380,17 +380,36 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     s->n_past += n;
 
     if (!logits) return EVLM_OK;
-    int first = b->all_logits ? 0 : n - 1;
-    for (int i = first; i < n; i++)
-        kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, m->out_norm, H, c->rms_norm_eps);
-    observe(s, -1, "lm_head", s->xb + (size_t)first * H, n - first, H);
-    matmul(s, logits, (size_t)c->vocab_size, s->xb + (size_t)first * H, H, m->lm_head, NULL, n - first);
+    /* the rows of this chunk whose logits are wanted, gathered into xb */
+    int rows = 0;
+    float *dst = logits;
+    if (b->out_rows) {
+        const size_t V = (size_t)c->vocab_size;
+        int before = 0;
+        for (int j = 0; j < b->n_out; j++) {
+            int r = b->out_rows[j] - off;
+            if (r < 0) before++;
+            else if (r < n) kn->rmsnorm(s->xb + (size_t)rows++ * H, s->x + (size_t)r * H, m->out_norm, H, c->rms_norm_eps);
+        }
+        dst = logits + (size_t)before * V;
+    } else {
+        int first = b->all_logits ? 0 : n - 1;
+        for (int i = first; i < n; i++)
+            kn->rmsnorm(s->xb + (size_t)rows++ * H, s->x + (size_t)i * H, m->out_norm, H, c->rms_norm_eps);
+    }
+    if (!rows) return EVLM_OK;
+    observe(s, -1, "lm_head", s->xb, rows, H);
+    matmul(s, dst, (size_t)c->vocab_size, s->xb, H, m->lm_head, NULL, rows);
     return EVLM_OK;
 }
 
 static evlm_status check_batch(const evlm_llama *m, const evlm_llama_state *s, const evlm_llama_batch *b) {
     if (b->n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
     if (!b->ids && !b->embd) return evlm__fail(EVLM_ERR_ARG, "a batch needs token ids or embeddings");
+    if (b->out_rows)
+        for (int j = 0; j < b->n_out; j++)
+            if (b->out_rows[j] < 0 || b->out_rows[j] >= b->n || (j && b->out_rows[j] <= b->out_rows[j - 1]))
+                return evlm__fail(EVLM_ERR_ARG, "logit rows must increase within the batch of %d", b->n);
     if (s->n_past + b->n > s->n_ctx)
         return evlm__fail(EVLM_ERR_RANGE, "context is full: %d + %d tokens exceed n_ctx = %d",
                           s->n_past, b->n, s->n_ctx);
@@ -427,7 +446,8 @@ evlm_status evlm_llama_decode(const evlm_llama *m, evlm_llama_state *s, evlm_poo
         int chunk = b->n - done < s->n_batch ? b->n - done : s->n_batch;
         bool last = done + chunk == b->n;
         float *lg = NULL;
-        if (b->logits && b->all_logits) lg = b->logits + (size_t)done * V;
+        if (b->logits && b->out_rows) lg = b->logits; /* forward_chunk finds its rows */
+        else if (b->logits && b->all_logits) lg = b->logits + (size_t)done * V;
         else if (b->logits && last) lg = b->logits;
         evlm_status st = forward_chunk(m, s, pool, b, done, chunk, lg);
         if (st != EVLM_OK) {

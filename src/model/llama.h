@@ -93,8 +93,11 @@ typedef struct evlm_llama_batch {
                                  batch is always seen); must be 0 above the diagonal and 1 on it.
                                  NULL: causal */
     evlm_llama_inject *inject; /* nullable: image features for image-token ids */
-    float *logits;            /* NULL, [n_vocab] for the last token, or [n][n_vocab] (all_logits) */
+    float *logits;            /* NULL, [n_vocab] for the last token, [n][n_vocab] (all_logits), or
+                                 [n_out][n_vocab] for the rows listed in out_rows */
     bool all_logits;
+    const int *out_rows;      /* nullable: increasing batch rows whose logits are wanted */
+    int n_out;
 } evlm_llama_batch;
 
 /* Evaluates a batch and appends it to the cache (n_past += n). Errors leave n_past unchanged. */

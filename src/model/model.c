@@ -208,6 +208,25 @@ evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logit
                               logits, all_logits);
 }
 
+evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,
+                             const uint8_t *mask, int n, const int *out_rows, int n_out,
+                             float *logits) {
+    if (!ids || !depth || !mask || n < 1) return evlm__fail(EVLM_ERR_ARG, "empty or incomplete token tree");
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
+    if (!pos) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    int base = c->state.n_past + c->state.pos_offset;
+    for (int i = 0; i < n; i++) pos[i] = base + (depth[i] >= 0 && depth[i] <= n ? depth[i] : -base - 1);
+    evlm_llama_batch b = {.n = n, .ids = ids, .pos = pos, .mask = mask, .logits = logits,
+                          .out_rows = out_rows, .n_out = n_out};
+    evlm_status st = evlm_llama_decode(&c->model->llama, &c->state, c->model->pool, &b);
+    free(pos);
+    return st;
+}
+
+evlm_status evlm_context_keep(evlm_context *c, int base, const int *slots, int n_keep) {
+    return evlm_llama_kv_keep(&c->model->llama, &c->state, base, slots, n_keep);
+}
+
 /* ---- text ----------------------------------------------------------------------------------- */
 
 evlm_status evlm_tokenize(const evlm_model *m, const char *text, size_t len, bool parse_special,

@@ -1,0 +1,267 @@
+/* lookahead.c - lookahead decoding and prompt lookup (see lookahead.h). */
+#include "decode/lookahead.h"
+#include "core/status.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PL_MATCH_MAX 3 /* longest history tail that prompt lookup matches */
+#define PL_CANDIDATES 2
+
+typedef struct {
+    int32_t key;
+    int n, next; /* n-grams stored, ring position of the next replacement */
+} pool_entry;
+
+struct evlm_lookahead {
+    int W, N, G, D, V;
+    int32_t *levels;    /* [N-1][W] */
+    int32_t *pool_head; /* [V]: entry index, or -1 */
+    pool_entry *entries;
+    int32_t *grams; /* [entry][G][N-1] */
+    int n_entries, cap_entries;
+    /* one step's batch */
+    int max_batch, max_nodes;
+    int32_t *ids, *depth, *tok_next;
+    uint8_t *mask;
+    int *out_rows, *parent, *row_out; /* row_out: logits row of a batch row, or -1 */
+    int32_t *top_out;
+    float *logits;
+    uint64_t rng;
+};
+
+static uint32_t next_rand(evlm_lookahead *la) {
+    la->rng = la->rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(la->rng >> 33);
+}
+
+evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sampler_params *sp,
+                               const int32_t *prompt, size_t n_prompt, int n_vocab,
+                               evlm_lookahead **out) {
+    *out = NULL;
+    if (sp->temp > 0.0f || sp->repeat_penalty != 1.0f)
+        return evlm__fail(EVLM_ERR_ARG, "lookahead / prompt lookup need greedy decoding (temperature 0, "
+                                        "no repetition penalty): they are lossless only for greedy");
+    if (p->window < 0 || p->window > 64 || (p->window && (p->ngram < 2 || p->ngram > 16)) ||
+        p->guesses < 0 || p->guesses > 64 || p->prompt_lookup < 0 || p->prompt_lookup > 64)
+        return evlm__fail(EVLM_ERR_ARG, "lookahead W,N,G = %d,%d,%d / prompt lookup %d out of range "
+                                        "(W <= 64, 2 <= N <= 16, G <= 64, prompt lookup <= 64)",
+                          p->window, p->ngram, p->guesses, p->prompt_lookup);
+    if (n_prompt == 0 || n_vocab < 1) return evlm__fail(EVLM_ERR_ARG, "lookahead needs a prompt");
+    evlm_lookahead *la = calloc(1, sizeof *la);
+    if (!la) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    la->W = p->window;
+    la->N = p->window ? p->ngram : 0;
+    la->G = p->window ? p->guesses : 0;
+    la->D = p->prompt_lookup;
+    la->V = n_vocab;
+    la->rng = 0x9e3779b97f4a7c15ull;
+    int L = la->N ? la->N - 1 : 0;
+    la->max_nodes = la->G * L + PL_CANDIDATES * la->D;
+    la->max_batch = 1 + L * la->W + la->max_nodes;
+    size_t B = (size_t)la->max_batch;
+    la->levels = malloc(sizeof(int32_t) * ((size_t)L * la->W + 1));
+    la->pool_head = malloc(sizeof(int32_t) * (size_t)n_vocab);
+    la->ids = malloc(sizeof(int32_t) * B);
+    la->depth = malloc(sizeof(int32_t) * B);
+    la->tok_next = malloc(sizeof(int32_t) * B);
+    la->mask = malloc(B * B);
+    la->out_rows = malloc(sizeof(int) * B);
+    la->parent = malloc(sizeof(int) * B);
+    la->row_out = malloc(sizeof(int) * B);
+    la->top_out = malloc(sizeof(int32_t) * ((size_t)la->W + 1));
+    la->logits = malloc(sizeof(float) * B * (size_t)n_vocab);
+    if (!la->levels || !la->pool_head || !la->ids || !la->depth || !la->tok_next || !la->mask ||
+        !la->out_rows || !la->parent || !la->row_out || !la->top_out || !la->logits) {
+        evlm_lookahead_free(la);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory planning lookahead buffers");
+    }
+    for (int i = 0; i < n_vocab; i++) la->pool_head[i] = -1;
+    /* the Jacobi window starts from tokens drawn from the prompt */
+    for (int i = 0; i < L * la->W; i++) la->levels[i] = prompt[next_rand(la) % n_prompt];
+    *out = la;
+    return EVLM_OK;
+}
+
+void evlm_lookahead_free(evlm_lookahead *la) {
+    if (!la) return;
+    free(la->levels);
+    free(la->pool_head);
+    free(la->entries);
+    free(la->grams);
+    free(la->ids);
+    free(la->depth);
+    free(la->tok_next);
+    free(la->mask);
+    free(la->out_rows);
+    free(la->parent);
+    free(la->row_out);
+    free(la->top_out);
+    free(la->logits);
+    free(la);
+}
+
+int evlm_lookahead_batch(const evlm_lookahead *la) { return la->max_batch; }
+
+/* ---- the n-gram pool ------------------------------------------------------------------------ */
+
+/* Adds gram (N-1 tokens following key) unless already there; the oldest is replaced when full. */
+static evlm_status pool_add(evlm_lookahead *la, int32_t key, const int32_t *gram) {
+    const int L = la->N - 1;
+    int e = la->pool_head[key];
+    if (e < 0) {
+        if (la->n_entries == la->cap_entries) {
+            int cap = la->cap_entries ? 2 * la->cap_entries : 256;
+            pool_entry *ne = realloc(la->entries, sizeof *ne * (size_t)cap);
+            if (!ne) return evlm__fail(EVLM_ERR_NOMEM, "out of memory growing the n-gram pool");
+            la->entries = ne;
+            int32_t *ng = realloc(la->grams, sizeof(int32_t) * (size_t)cap * la->G * L);
+            if (!ng) return evlm__fail(EVLM_ERR_NOMEM, "out of memory growing the n-gram pool");
+            la->grams = ng;
+            la->cap_entries = cap;
+        }
+        e = la->n_entries++;
+        la->entries[e] = (pool_entry){key, 0, 0};
+        la->pool_head[key] = e;
+    }
+    pool_entry *pe = &la->entries[e];
+    int32_t *g = la->grams + (size_t)e * la->G * L;
+    for (int i = 0; i < pe->n; i++)
+        if (!memcmp(g + (size_t)i * L, gram, sizeof(int32_t) * (size_t)L)) return EVLM_OK;
+    int at = pe->n < la->G ? pe->n++ : pe->next;
+    if (pe->n == la->G) pe->next = (at + 1) % la->G;
+    memcpy(g + (size_t)at * L, gram, sizeof(int32_t) * (size_t)L);
+    return EVLM_OK;
+}
+
+/* ---- the draft trie --------------------------------------------------------------------------- */
+
+/* Inserts a draft continuation of the root (row 0) into the trie rows [first, *n). */
+static void trie_add(evlm_lookahead *la, int first, int *n, const int32_t *draft, int len) {
+    int node = 0;
+    for (int d = 0; d < len; d++) {
+        int child = -1;
+        for (int r = first; r < *n && child < 0; r++)
+            if (la->parent[r] == node && la->ids[r] == draft[d]) child = r;
+        if (child < 0) {
+            if (*n >= la->max_batch) return;
+            child = (*n)++;
+            la->ids[child] = draft[d];
+            la->parent[child] = node;
+            la->depth[child] = node == 0 ? 1 : la->depth[node] + 1;
+        }
+        node = child;
+    }
+}
+
+/* Prompt lookup: continuations of the latest earlier matches of the history's tail. */
+static void add_prompt_drafts(evlm_lookahead *la, int first, int *n, const int32_t *hist, size_t nh) {
+    int found = 0;
+    for (int len = PL_MATCH_MAX; len >= 1 && !found; len--) {
+        if ((size_t)len >= nh) continue;
+        const int32_t *tail = hist + nh - len;
+        for (size_t i = nh - len; i-- > 0 && found < PL_CANDIDATES;) {
+            if (memcmp(hist + i, tail, sizeof(int32_t) * (size_t)len)) continue;
+            size_t start = i + (size_t)len, avail = nh - start;
+            int dl = (size_t)la->D < avail ? la->D : (int)avail;
+            if (dl < 1) continue;
+            trie_add(la, first, n, hist + start, dl);
+            found++;
+        }
+    }
+}
+
+/* ---- one step ------------------------------------------------------------------------------------- */
+
+evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int32_t *hist,
+                                size_t n_hist, int32_t *acc, int *n_acc) {
+    const int W = la->W, L = la->N ? la->N - 1 : 0, V = la->V;
+    const int32_t cur = hist[n_hist - 1];
+    int n = 1;
+    la->ids[0] = cur;
+    la->depth[0] = 0;
+    la->parent[0] = -1;
+    /* lookahead branch: level l, column j at row 1 + l * W + j */
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < W; j++, n++) {
+            la->ids[n] = la->levels[l * W + j];
+            la->depth[n] = l + j + 1;
+            la->parent[n] = -1;
+        }
+    const int first = n;
+    if (la->D) add_prompt_drafts(la, first, &n, hist, n_hist);
+    if (la->G && la->pool_head[cur] >= 0) {
+        int e = la->pool_head[cur];
+        const int32_t *g = la->grams + (size_t)e * la->G * L;
+        for (int i = 0; i < la->entries[e].n; i++) trie_add(la, first, &n, g + (size_t)i * L, L);
+    }
+
+    /* masks: the root, the Jacobi window's diagonal-history pattern, the trie's ancestor paths */
+    memset(la->mask, 0, (size_t)n * (size_t)n);
+    for (int r = 0; r < n; r++) la->mask[(size_t)r * n + r] = la->mask[(size_t)r * n] = 1;
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < W; j++) {
+            uint8_t *row = la->mask + (size_t)(1 + l * W + j) * n;
+            for (int c = 0; c <= j; c++) row[1 + c] = 1;       /* level 0 up to column j */
+            for (int k = 1; k < l; k++) row[1 + k * W + j] = 1; /* its own column below it */
+        }
+    for (int r = first; r < n; r++)
+        for (int a = la->parent[r]; a > 0; a = la->parent[a]) la->mask[(size_t)r * n + a] = 1;
+
+    /* logits for the root, the window's top level and every trie node */
+    int n_out = 0;
+    for (int r = 0; r < n; r++) {
+        bool top = r >= 1 + (L - 1) * W && r < first && L > 0;
+        la->row_out[r] = (r == 0 || top || r >= first) ? n_out : -1;
+        if (la->row_out[r] >= 0) la->out_rows[n_out++] = r;
+    }
+    evlm_context *c = ctx;
+    const int base = evlm_context_n_past(c);
+    EVLM_TRY(evlm_decode_tree(c, la->ids, la->depth, la->mask, n, la->out_rows, n_out, la->logits));
+
+    /* greedy walk down the trie */
+    int node = 0, k = 0, na = 0;
+    int slots[EVLM_LOOKAHEAD_MAX_ACCEPT];
+    slots[0] = base;
+    for (;;) {
+        int32_t pred = evlm__argmax(la->logits + (size_t)la->row_out[node] * V, V);
+        acc[na++] = pred;
+        int child = -1;
+        for (int r = first; r < n && child < 0; r++)
+            if (la->parent[r] == node && la->ids[r] == pred) child = r;
+        if (child < 0) break;
+        node = child;
+        slots[++k] = base + child;
+    }
+    *n_acc = na;
+    EVLM_TRY(evlm_context_keep(c, base, slots, k + 1));
+
+    /* the window's new top level, its n-grams into the pool, then the levels shift down */
+    if (L > 0 && W > 0) {
+        int32_t gram[16];
+        for (int j = 0; j < W; j++) {
+            int r = 1 + (L - 1) * W + j;
+            la->top_out[j] = evlm__argmax(la->logits + (size_t)la->row_out[r] * V, V);
+            for (int l = 1; l < L; l++) gram[l - 1] = la->levels[l * W + j];
+            gram[L - 1] = la->top_out[j];
+            if (la->G) EVLM_TRY(pool_add(la, la->levels[j], gram));
+        }
+        memmove(la->levels, la->levels + W, sizeof(int32_t) * (size_t)(L - 1) * W);
+        memcpy(la->levels + (size_t)(L - 1) * W, la->top_out, sizeof(int32_t) * (size_t)W);
+    }
+    return EVLM_OK;
+}
+
+/* ---- defaults ------------------------------------------------------------------------------- */
+
+/* Decode reads every weight once per pass, so a pass over a bandwidth-bound model costs about the
+ * same for one token as for a few dozen, while a small model on few cores is bound by compute
+ * and pays for every extra row: the bigger the model per core, the wider the window. */
+evlm_lookahead_params evlm_lookahead_auto(const evlm_model *m) {
+    double mb_per_core = (double)evlm_model_decode_bytes(m) / 1e6 / evlm_model_n_threads(m);
+    evlm_lookahead_params p = {0};
+    if (mb_per_core < 16) p = (evlm_lookahead_params){2, 3, 2, 6};
+    else if (mb_per_core < 128) p = (evlm_lookahead_params){4, 4, 4, 8};
+    else p = (evlm_lookahead_params){7, 5, 7, 10};
+    return p;
+}

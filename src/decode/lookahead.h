@@ -1,0 +1,39 @@
+/*
+ * lookahead.h - private to src/decode: several greedy tokens per forward pass (see
+ * evlm_lookahead_params in evlm.h) with output identical to one-token greedy decoding.
+ *
+ * One step evaluates, in one batched pass over the cache: the current token (emitted, not yet in
+ * the cache), the lookahead branch (a 2-D Jacobi window: level l, column j at position offset
+ * l + j + 1, seeing level 0 up to column j and its own column below it), and a trie of draft
+ * continuations of the current token (pooled n-grams and prompt-lookup matches), each node
+ * seeing only its ancestors. The greedy walk down the trie accepts the longest verified draft;
+ * the cache keeps the current token and the accepted drafts, the rest is dropped. Not here:
+ * sampling (refused: verification by argmax is only lossless for greedy decoding).
+ */
+#ifndef EVLM_DECODE_LOOKAHEAD_H
+#define EVLM_DECODE_LOOKAHEAD_H
+
+#include "evlm.h"
+
+typedef struct evlm_lookahead evlm_lookahead;
+
+/* Most tokens one step accepts (drafts are at most 64 deep). */
+#define EVLM_LOOKAHEAD_MAX_ACCEPT 66
+
+/* Checks p (and that sampling is greedy) and plans buffers for the model's vocabulary. */
+evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sampler_params *sp,
+                               const int32_t *prompt, size_t n_prompt, int n_vocab,
+                               evlm_lookahead **out);
+void evlm_lookahead_free(evlm_lookahead *la);
+/* Tokens one step may evaluate at most (the caller falls back to one-token steps when the
+ * context has less room). */
+int evlm_lookahead_batch(const evlm_lookahead *la);
+/* One pass: cur = the last emitted token, hist = every token so far (prompt + answer, cur
+ * last). Writes the greedy continuation (1 .. EVLM_LOOKAHEAD_MAX_ACCEPT tokens) to acc; the last of them is the
+ * new current token (not in the cache), the others are in the cache after cur. */
+evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int32_t *hist,
+                                size_t n_hist, int32_t *acc, int *n_acc);
+
+int32_t evlm__argmax(const float *x, int n);
+
+#endif
