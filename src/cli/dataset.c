@@ -1,0 +1,133 @@
+/* dataset.c - question-answer sets for eval and quality (see dataset.h). */
+#include "cli/dataset.h"
+#include "cli/cli.h"
+#include "core/file.h"
+#include "core/sysinfo.h"
+
+#include <ctype.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void count(cli_tallies *t, const char *key, bool ok) {
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->v[i].key, key)) {
+            t->v[i].n++;
+            t->v[i].correct += ok;
+            return;
+        }
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 16;
+        t->v = realloc(t->v, sizeof *t->v * (size_t)t->cap);
+        if (!t->v) cli_die("out of memory");
+    }
+    cli_tally *x = &t->v[t->n++];
+    snprintf(x->key, sizeof x->key, "%s", key);
+    x->n = 1;
+    x->correct = ok;
+}
+
+/* Trims ASCII whitespace in place. */
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+    return s;
+}
+
+void cli_print_tallies(const char *title, const cli_tallies *t) {
+    printf("\n| %s | n | correct | accuracy |\n|---|---:|---:|---:|\n", title);
+    for (int i = 0; i < t->n; i++)
+        printf("| %s | %d | %d | %.1f %% |\n", t->v[i].key, t->v[i].n, t->v[i].correct,
+               100.0 * t->v[i].correct / t->v[i].n);
+}
+
+cJSON *cli_json_tallies(const cli_tallies *t) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < t->n; i++)
+        cJSON_AddNumberToObject(o, t->v[i].key, (double)t->v[i].correct / t->v[i].n);
+    return o;
+}
+
+void cli_eval_result_free(cli_eval_result *r) {
+    free(r->scenario.v);
+    free(r->question.v);
+    memset(r, 0, sizeof *r);
+}
+
+void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp, int n_ctx,
+                      bool verbose, bool progress, cli_eval_result *res) {
+    memset(res, 0, sizeof *res);
+    char *data;
+    size_t len;
+    cli_check(evlm_read_file(dataset, (size_t)1 << 30, &data, &len));
+    char dsdir[4096];
+    snprintf(dsdir, sizeof dsdir, "%s", dataset);
+    char *base = dirname(dsdir);
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = n_ctx;
+    evlm_context *ctx;
+    cli_check(evlm_context_new(m, &cp, &ctx));
+    int n = 0, correct = 0, line_no = 0;
+    double ttft_sum = 0, dec_tok = 0, dec_ms = 0, steps = 0;
+    for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+        line_no++;
+        if (!*trim(line)) continue;
+        cJSON *item = cJSON_Parse(line);
+        const cJSON *img = cJSON_GetObjectItem(item, "image"), *q = cJSON_GetObjectItem(item, "question");
+        const cJSON *ans = cJSON_GetObjectItem(item, "answer"), *sc = cJSON_GetObjectItem(item, "scenario");
+        if (!item || !cJSON_IsString(q) || !cJSON_IsString(ans) || (img && !cJSON_IsString(img)))
+            cli_die("%s:%d: expected {\"image\", \"question\", \"answer\"} strings", dataset, line_no);
+        char path[8192];
+        evlm_image_input in = {0};
+        int n_img = 0;
+        if (img) {
+            if (img->valuestring[0] == '/') snprintf(path, sizeof path, "%s", img->valuestring);
+            else snprintf(path, sizeof path, "%s/%s", base, img->valuestring);
+            in.path = path;
+            n_img = 1;
+        }
+        double t0 = evlm_time_ms();
+        char *text;
+        cli_check(evlm_chat_prompt(m, q->valuestring, n_img, &text));
+        evlm_prompt *pr;
+        cli_check(evlm_prompt_new(m, text, false, &in, n_img, &pr));
+        free(text);
+        double setup = evlm_time_ms() - t0;
+        cli_check(evlm_context_truncate(ctx, 0));
+        evlm_gen_result r;
+        cli_check(evlm_generate(ctx, pr, gp, NULL, NULL, &r));
+        char *got = trim(r.text);
+        char *want_buf = strdup(ans->valuestring);
+        bool ok = !strcmp(got, trim(want_buf));
+        n++;
+        correct += ok;
+        ttft_sum += setup + r.ttft_ms;
+        if (r.n_gen > 1) {
+            dec_tok += r.n_gen - 1;
+            dec_ms += r.decode_ms;
+            steps += r.n_steps;
+        }
+        count(&res->scenario, cJSON_IsString(sc) ? sc->valuestring : "all", ok);
+        count(&res->question, q->valuestring, ok);
+        if (verbose)
+            fprintf(stderr, "%s %s | %s | got \"%s\" want \"%s\"\n", ok ? "ok  " : "FAIL",
+                    img ? img->valuestring : "-", q->valuestring, got, want_buf);
+        else if (progress)
+            fprintf(stderr, "\r%d done, %d correct", n, correct);
+        free(want_buf);
+        evlm_gen_result_free(&r);
+        evlm_prompt_free(pr);
+        cJSON_Delete(item);
+    }
+    if (progress) fputc('\n', stderr);
+    if (n == 0) cli_die("%s: no items", dataset);
+    res->n = n;
+    res->correct = correct;
+    res->ttft_ms = ttft_sum / n;
+    res->decode_tok_s = dec_ms > 0 ? dec_tok * 1e3 / dec_ms : 0;
+    res->accepted_per_step = steps > 0 ? dec_tok / steps : 1.0;
+    free(data);
+    evlm_context_free(ctx);
+}

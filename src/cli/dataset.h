@@ -1,0 +1,40 @@
+/*
+ * dataset.h - question-answer sets for eval and quality: lines of {image, question, answer,
+ * optional scenario} answered through the chat template and scored by exact match after
+ * trimming whitespace. Image paths are relative to the dataset's folder.
+ */
+#ifndef EVLM_CLI_DATASET_H
+#define EVLM_CLI_DATASET_H
+
+#include "evlm.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+typedef struct {
+    char key[256];
+    int n, correct;
+} cli_tally;
+
+typedef struct {
+    cli_tally *v;
+    int n, cap;
+} cli_tallies;
+
+typedef struct cli_eval_result {
+    int n, correct;
+    cli_tallies scenario, question;
+    double ttft_ms;           /* mean */
+    double decode_tok_s;      /* over all answers */
+    double accepted_per_step; /* generated tokens per decode pass */
+} cli_eval_result;
+
+/* Answers every item with m (one context of n_ctx, 0 = model default). verbose: one line per item
+ * on stderr; progress: a running count on stderr. Dies with a message naming the line on bad input. */
+void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp, int n_ctx,
+                      bool verbose, bool progress, cli_eval_result *r);
+void cli_eval_result_free(cli_eval_result *r);
+void cli_print_tallies(const char *title, const cli_tallies *t);
+cJSON *cli_json_tallies(const cli_tallies *t);
+
+#endif
