@@ -151,11 +151,13 @@ static evlm_status parse_tensor(const char *file, const cJSON *item, const uint8
                           file, name, jd->valuestring);
 
     int n_dims = cJSON_GetArraySize(js);
-    if (n_dims > EVLM_MAX_DIMS)
+    if (n_dims > EVLM_ST_MAX_DIMS)
         return evlm__fail(EVLM_ERR_UNSUPPORTED,
                           "%s: tensor '%s': %d dimensions (at most %d supported)", file, name,
-                          n_dims, EVLM_MAX_DIMS);
-    t->n_dims = n_dims;
+                          n_dims, EVLM_ST_MAX_DIMS);
+    /* more than 4 dims (a Conv3d kernel): the innermost n_dims - 3 fold into ne[0] */
+    int fold = n_dims > EVLM_MAX_DIMS ? n_dims - EVLM_MAX_DIMS : 0;
+    t->n_dims = n_dims - fold;
     for (int i = 0; i < EVLM_MAX_DIMS; i++) t->ne[i] = 1;
     uint64_t nel = 1;
     int i = 0;
@@ -166,12 +168,13 @@ static evlm_status parse_tensor(const char *file, const cJSON *item, const uint8
             return evlm__fail(EVLM_ERR_FORMAT,
                               "%s: tensor '%s': shape[%d] is not a non-negative integer", file,
                               name, i);
-        /* ggml order: the last safetensors dim is ne[0] */
-        t->ne[n_dims - 1 - i] = (int64_t)v;
         if (v != 0 && nel > (uint64_t)INT64_MAX / v)
             return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': element count overflows", file,
                               name);
         nel *= v;
+        /* ggml order: the last safetensors dim is ne[0] */
+        int at = n_dims - 1 - i - fold;
+        t->ne[at < 0 ? 0 : at] *= (int64_t)v;
         i++;
     }
     uint64_t ts = evlm_type_size(t->type);

@@ -16,6 +16,7 @@
 #include "evlm.h"
 
 #define EVLM_ST_MAX_HEADER (100u << 20) /* 100 MiB, like the reference implementation */
+#define EVLM_ST_MAX_DIMS 8               /* views have 4: the innermost extra dims fold into ne[0] */
 
 typedef struct evlm_weights evlm_weights;
 
