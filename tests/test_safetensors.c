@@ -333,9 +333,12 @@ static void test_hostile(void) {
          "{\"w\":{\"dtype\":\"F32\",\"shape\":[0,4294967296,4294967296,4294967296],"
          "\"data_offsets\":[0,0]}}",
          0, EVLM_OK, ""},
-        {"fivedims.safetensors",
+        {"fivedims.safetensors", /* a Conv3d kernel: the extra inner dim folds into ne[0] */
          "{\"w5\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,2],\"data_offsets\":[0,8]}}", 8,
-         EVLM_ERR_UNSUPPORTED, "'w5'"},
+         EVLM_OK, ""},
+        {"ninedims.safetensors",
+         "{\"w9\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,2],\"data_offsets\":[0,8]}}", 8,
+         EVLM_ERR_UNSUPPORTED, "'w9'"},
         {"dtype.safetensors",
          "{\"wq\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}", 8,
          EVLM_ERR_UNSUPPORTED, "F8_E4M3"},
