@@ -43,10 +43,17 @@ typedef struct evlm_model_params {
     int n_threads; /* 0 = physical cores */
 } evlm_model_params;
 
+typedef enum evlm_kv_type {
+    EVLM_KV_F32 = 0,
+    EVLM_KV_F16,
+    EVLM_KV_INT8, /* per head and token scales: a quarter of the f32 cache */
+} evlm_kv_type;
+
 typedef struct evlm_context_params {
     int n_ctx;       /* KV cache length; 0 = min(model max positions, 4096) */
     int n_batch;     /* most tokens evaluated in one forward call; 0 = 512 */
     int n_threads;   /* 0 = the model's */
+    evlm_kv_type kv; /* what the KV cache stores */
 } evlm_context_params;
 
 evlm_model_params evlm_model_default_params(void);

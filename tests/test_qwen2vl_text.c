@@ -74,7 +74,7 @@ int main(void) {
 
     for (int chunked = 0; chunked < 2; chunked++) {
         evlm_llama_state s;
-        CHECK_OK(evlm_llama_state_init(&s, &lm, N + 16, chunked ? 4 : N, 2));
+        CHECK_OK(evlm_llama_state_init(&s, &lm, N + 16, chunked ? 4 : N, 2, EVLM_TYPE_F32));
         float *lg = malloc(sizeof(float) * (size_t)N * V);
         evlm_llama_inject inj = {IMG, embeds, GH * GW / 4, 0};
         evlm_llama_batch b = {.n = N, .ids = ids, .pos = pos3, .mrope_pos = pos3, .inject = &inj,

@@ -63,7 +63,7 @@ int main(void) {
     /* all logits in one prefill, and in 7-token chunks */
     for (int chunked = 0; chunked < 2; chunked++) {
         evlm_llama_state s;
-        CHECK_OK(evlm_llama_state_init(&s, &lm, N + 16, chunked ? 7 : N, 2));
+        CHECK_OK(evlm_llama_state_init(&s, &lm, N + 16, chunked ? 7 : N, 2, EVLM_TYPE_F32));
         float *lg = malloc(sizeof(float) * (size_t)N * V);
         evlm_llama_inject inj = {vcfg.image_token_id, feats, T * TOK, 0};
         CHECK_OK(evlm_llama_forward(&lm, &s, pool, ids, NULL, &inj, N, lg, true));
@@ -92,7 +92,7 @@ int main(void) {
 
     /* too few features for the image tokens is an error */
     evlm_llama_state s;
-    CHECK_OK(evlm_llama_state_init(&s, &lm, N, N, 2));
+    CHECK_OK(evlm_llama_state_init(&s, &lm, N, N, 2, EVLM_TYPE_F32));
     evlm_llama_inject few = {vcfg.image_token_id, feats, 10, 0};
     CHECK(evlm_llama_forward(&lm, &s, pool, ids, NULL, &few, N, NULL, false) == EVLM_ERR_ARG);
     evlm_llama_state_release(&s);

@@ -84,6 +84,13 @@ bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     }
     else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_int(argc, argv, i, 1, 512);
     else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = cli_int(argc, argv, i, 1, 1 << 20);
+    else if (!strcmp(a, "--kv")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!strcmp(v, "f32")) o->kv = EVLM_KV_F32;
+        else if (!strcmp(v, "f16")) o->kv = EVLM_KV_F16;
+        else if (!strcmp(v, "int8")) o->kv = EVLM_KV_INT8;
+        else cli_die("--kv takes f32, f16 or int8, not '%s'", v);
+    }
     else return false;
     return true;
 }
@@ -119,6 +126,18 @@ void cli_lookahead_resolve(evlm_lookahead_params *la, bool la_auto, const evlm_m
     la->ngram = a.ngram;
     la->guesses = a.guesses;
     if (!la->prompt_lookup) la->prompt_lookup = a.prompt_lookup;
+}
+
+evlm_context_params cli_context_params(const cli_model_opts *o, int n_ctx) {
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = o->n_ctx ? o->n_ctx : n_ctx;
+    cp.kv = o->kv;
+    return cp;
+}
+
+int cli_lookahead_room(const evlm_lookahead_params *la) {
+    if (!la->window && !la->prompt_lookup) return 0;
+    return 1 + (la->window ? (la->ngram - 1) * (la->window + la->guesses) : 0) + 2 * la->prompt_lookup;
 }
 
 evlm_model *cli_load_model(const cli_model_opts *o) {

@@ -51,10 +51,11 @@ typedef struct cli_model_opts {
     int n_ctx;
     const char *images[16]; /* --image FILE, in order */
     int n_images;
+    evlm_kv_type kv; /* --kv f32|f16|int8 */
 } cli_model_opts;
 
-/* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx at argv[*i]; true if
- * used. */
+/* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv at argv[*i];
+ * true if used. */
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
 /* The prompt: --raw tokenizes the text as written (special tokens parsed, the tokenizer's
  * post-processor applied, e.g. BOS; one "<image>" per --image); otherwise the chat template
@@ -67,6 +68,10 @@ void cli_lookahead_resolve(evlm_lookahead_params *la, bool la_auto, const evlm_m
 #define CLI_LOOKAHEAD_HELP                                                                         \
     "  --lookahead W,N,G   lookahead decoding (window, n-gram size, guesses) or 'auto'; greedy only\n" \
     "  --prompt-lookup N   also verify up to N tokens copied from the prompt / answer; greedy only\n"
+/* Context parameters from the options: -c (or n_ctx when -c is absent) and --kv. */
+evlm_context_params cli_context_params(const cli_model_opts *o, int n_ctx);
+/* Cache slots one lookahead step may need beyond the answer (0 when off). */
+int cli_lookahead_room(const evlm_lookahead_params *la);
 /* Loads the model with the options' thread count. */
 evlm_model *cli_load_model(const cli_model_opts *o);
 

@@ -80,14 +80,11 @@ int evlm_cmd_bench(int argc, char **argv) {
 
     evlm_prompt *pr = NULL;
     size_t n_ids;
-    evlm_context_params cp = evlm_context_default_params();
     cli_check(evlm_prompt_new(m, text, false, &img, o.n_images, &pr));
     evlm_prompt_ids(pr, &n_ids);
     int n_img_tok = evlm_prompt_n_image_tokens(pr);
     evlm_prompt_free(pr);
-    int la_batch = la.window || la.prompt_lookup
-                       ? 1 + (la.ngram - 1) * (la.window + la.guesses) + 2 * la.prompt_lookup : 0;
-    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n_ids + n_gen + 1 + la_batch;
+    evlm_context_params cp = cli_context_params(&o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
 

@@ -39,7 +39,8 @@ int evlm_cmd_eval(int argc, char **argv) {
     cli_lookahead_resolve(&gp.lookahead, la_auto, m);
     gp.n_predict = n_predict;
     cli_eval_result r;
-    cli_eval_dataset(m, dataset, &gp, o.n_ctx, verbose, !json && !verbose, &r);
+    evlm_context_params cp = cli_context_params(&o, 0);
+    cli_eval_dataset(m, dataset, &gp, &cp, verbose, !json && !verbose, &r);
     double acc = (double)r.correct / r.n;
     if (!json) {
         cli_print_tallies("scenario", &r.scenario);

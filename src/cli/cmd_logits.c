@@ -26,8 +26,7 @@ int evlm_cmd_logits(int argc, char **argv) {
     evlm_prompt *pr = cli_prompt(m, &o);
     size_t n;
     const int32_t *ids = evlm_prompt_ids(pr, &n);
-    evlm_context_params cp = evlm_context_default_params();
-    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n;
+    evlm_context_params cp = cli_context_params(&o, (int)n);
     if ((size_t)cp.n_ctx < n) cli_die("the prompt has %zu tokens, more than the context (%d)", n, cp.n_ctx);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));

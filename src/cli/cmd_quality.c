@@ -39,8 +39,8 @@ typedef struct {
     long n, same_top1;
 } text_stats;
 
-static void eval_text(evlm_model *ref, evlm_model *q, const char *path, int chunk, int max_tokens,
-                      bool progress, text_stats *ts) {
+static void eval_text(evlm_model *ref, evlm_model *q, const char *path, const cli_model_opts *o,
+                      int chunk, int max_tokens, bool progress, text_stats *ts) {
     char *text;
     size_t len;
     cli_check(evlm_read_file(path, (size_t)1 << 30, &text, &len));
@@ -51,8 +51,7 @@ static void eval_text(evlm_model *ref, evlm_model *q, const char *path, int chun
     if (max_tokens > 0 && n_ids > (size_t)max_tokens) n_ids = (size_t)max_tokens;
     if (n_ids < 2) cli_die("%s: fewer than 2 tokens", path);
     const int V = evlm_model_n_vocab(ref);
-    evlm_context_params cp = evlm_context_default_params();
-    cp.n_ctx = chunk;
+    evlm_context_params cp = cli_context_params(o, chunk);
     evlm_context *cr, *cq;
     cli_check(evlm_context_new(ref, &cp, &cr));
     cli_check(evlm_context_new(q, &cp, &cq));
@@ -117,6 +116,7 @@ int evlm_cmd_quality(int argc, char **argv) {
     if (!quant) cli_die("no quantized model given (-q PATH)");
     if (!text && !dataset) cli_die("nothing to measure: give --text FILE and/or --dataset FILE.jsonl");
     if (o.n_ctx) chunk = o.n_ctx;
+    o.n_ctx = 0; /* the chunk is the context */
     evlm_model *ref = cli_load_model(&o);
     cli_model_opts oq = o;
     oq.model = quant;
@@ -129,7 +129,7 @@ int evlm_cmd_quality(int argc, char **argv) {
     int tl = snprintf(table, sizeof table, "| metric | %s | %s |\n|---|---:|---:|\n", o.model, quant);
     if (text) {
         text_stats ts = {0};
-        eval_text(ref, q, text, chunk, max_tokens, !json, &ts);
+        eval_text(ref, q, text, &o, chunk, max_tokens, !json, &ts);
         qsort(ts.kl, (size_t)ts.n, sizeof(double), cmp_double);
         double mean = 0;
         for (long i = 0; i < ts.n; i++) mean += ts.kl[i];
@@ -153,8 +153,9 @@ int evlm_cmd_quality(int argc, char **argv) {
         evlm_gen_params gp = evlm_gen_default_params();
         gp.n_predict = n_predict;
         cli_eval_result rr, rq;
-        cli_eval_dataset(ref, dataset, &gp, 0, false, !json, &rr);
-        cli_eval_dataset(q, dataset, &gp, 0, false, !json, &rq);
+        evlm_context_params cp = cli_context_params(&o, 0);
+        cli_eval_dataset(ref, dataset, &gp, &cp, false, !json, &rr);
+        cli_eval_dataset(q, dataset, &gp, &cp, false, !json, &rq);
         double ar = (double)rr.correct / rr.n, aq = (double)rq.correct / rq.n;
         snprintf(table + tl, sizeof table - (size_t)tl, "| accuracy (%d items) | %.1f %% | %.1f %% |\n", rr.n,
                  100 * ar, 100 * aq);

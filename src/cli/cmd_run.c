@@ -68,8 +68,8 @@ int evlm_cmd_run(int argc, char **argv) {
     evlm_prompt *pr = cli_prompt(m, &o);
     size_t n;
     const int32_t *ids = evlm_prompt_ids(pr, &n);
-    evlm_context_params cp = evlm_context_default_params();
-    cp.n_ctx = o.n_ctx ? o.n_ctx : (int)n + (gp.n_predict > 0 ? gp.n_predict : 1);
+    evlm_context_params cp =
+        cli_context_params(&o, (int)n + (gp.n_predict > 0 ? gp.n_predict : 1) + cli_lookahead_room(&gp.lookahead));
     if ((size_t)cp.n_ctx < n + 1) cli_die("the prompt has %zu tokens, the context only %d", n, cp.n_ctx);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));

@@ -56,7 +56,8 @@ void cli_eval_result_free(cli_eval_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp, int n_ctx,
+void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp,
+                      const evlm_context_params *cp,
                       bool verbose, bool progress, cli_eval_result *res) {
     memset(res, 0, sizeof *res);
     char *data;
@@ -65,10 +66,8 @@ void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params 
     char dsdir[4096];
     snprintf(dsdir, sizeof dsdir, "%s", dataset);
     char *base = dirname(dsdir);
-    evlm_context_params cp = evlm_context_default_params();
-    cp.n_ctx = n_ctx;
     evlm_context *ctx;
-    cli_check(evlm_context_new(m, &cp, &ctx));
+    cli_check(evlm_context_new(m, cp, &ctx));
     int n = 0, correct = 0, line_no = 0;
     double ttft_sum = 0, dec_tok = 0, dec_ms = 0, steps = 0;
     for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {

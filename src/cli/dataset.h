@@ -29,9 +29,10 @@ typedef struct cli_eval_result {
     double accepted_per_step; /* generated tokens per decode pass */
 } cli_eval_result;
 
-/* Answers every item with m (one context of n_ctx, 0 = model default). verbose: one line per item
+/* Answers every item with m (one context made with cp). verbose: one line per item
  * on stderr; progress: a running count on stderr. Dies with a message naming the line on bad input. */
-void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp, int n_ctx,
+void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp,
+                      const evlm_context_params *cp,
                       bool verbose, bool progress, cli_eval_result *r);
 void cli_eval_result_free(cli_eval_result *r);
 void cli_print_tallies(const char *title, const cli_tallies *t);

@@ -5,6 +5,7 @@
  * head_dim^-0.5, SwiGLU MLP.
  */
 #include "model/llama.h"
+#include "kernels/attn_kv.h"
 #include "kernels/matmul.h"
 #include "core/status.h"
 
@@ -150,23 +151,31 @@ static void rope_inv_freq(const evlm_llama_config *c, bool bf16, float *inv, int
 }
 
 evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int n_ctx, int n_batch,
-                                  int n_threads) {
+                                  int n_threads, evlm_type kv_type) {
     memset(s, 0, sizeof *s);
     const evlm_llama_config *c = &m->cfg;
     if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
         return evlm__fail(EVLM_ERR_ARG, "context size, batch and threads must be positive");
+    if (kv_type != EVLM_TYPE_F32 && kv_type != EVLM_TYPE_F16 && kv_type != EVLM_TYPE_I8)
+        return evlm__fail(EVLM_ERR_ARG, "the KV cache holds f32, f16 or int8, not %s", evlm_type_name(kv_type));
+    s->kv_type = kv_type;
     const size_t H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
     const size_t QD = (size_t)c->n_heads * HD, KD = (size_t)c->n_kv_heads * HD;
     const size_t B = (size_t)n_batch, C = (size_t)n_ctx, L = (size_t)c->n_layers;
     size_t maxk = H > F ? H : F;
     if (QD > maxk) maxk = QD;
     s->scratch_per_thread = maxk + C;
-    size_t n_floats = 2 * L * KD * C          /* k, v cache */
+    /* the k, v cache in floats' worth: f16 halves it, int8 quarters it plus a scale per row */
+    size_t kv_floats = kv_type == EVLM_TYPE_F32   ? 2 * L * KD * C
+                       : kv_type == EVLM_TYPE_F16 ? L * KD * C
+                                                  : (2 * L * KD * C + 3) / 4 + 2 * L * (size_t)c->n_kv_heads * C;
+    size_t n_floats = kv_floats
                       + C * HD                /* cos + sin */
                       + 2 * B * H + 2 * B * QD + 2 * B * KD + 2 * B * F /* activations */
                       + s->scratch_per_thread * (size_t)n_threads
                       + B * HD                /* M-RoPE cos | sin per token */
-                      + (C * (size_t)n_threads + 3) / 4; /* mask rows (bytes) */
+                      + (C * (size_t)n_threads + 3) / 4 /* mask rows (bytes) */
+                      + 16;                              /* realignment after the cache */
     if (n_floats > ((size_t)1 << 40) / sizeof(float))
         return evlm__fail(EVLM_ERR_NOMEM, "context of %d tokens needs too much memory", n_ctx);
     s->arena_bytes = n_floats * sizeof(float);
@@ -179,8 +188,15 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
         s->field = p;                                                                              \
         p += (count);                                                                              \
     } while (0)
-    CARVE(k_cache, L * KD * C);
-    CARVE(v_cache, L * KD * C);
+    if (kv_type == EVLM_TYPE_I8) {
+        CARVE(k_scale, L * (size_t)c->n_kv_heads * C);
+        CARVE(v_scale, L * (size_t)c->n_kv_heads * C);
+    }
+    s->k_cache = p;
+    p = (float *)(void *)((char *)p + L * KD * C * evlm_type_size(kv_type));
+    s->v_cache = p;
+    p = (float *)(void *)((char *)p + L * KD * C * evlm_type_size(kv_type));
+    p += ((uintptr_t)p & 63) ? (64 - ((uintptr_t)p & 63)) / sizeof(float) : 0; /* realign */
     CARVE(rope_cos, C * HD / 2);
     CARVE(rope_sin, C * HD / 2);
     CARVE(x, B * H);
@@ -277,9 +293,17 @@ static void attn_fn(void *arg, int ith, int nth) {
             }
             mask = mrow;
         }
-        t->kn->attn_row(s->att + i * QD + (size_t)h * HD, s->q + i * QD + (size_t)h * HD,
-                        s->k_cache + base, s->v_cache + base, t->slot0 + i + 1, HD, HD, scale,
-                        mask, scores);
+        float *out = s->att + i * QD + (size_t)h * HD;
+        const float *q = s->q + i * QD + (size_t)h * HD;
+        if (s->kv_type == EVLM_TYPE_F32) {
+            t->kn->attn_row(out, q, (const float *)s->k_cache + base, (const float *)s->v_cache + base,
+                            t->slot0 + i + 1, HD, HD, scale, mask, scores);
+        } else {
+            size_t es = evlm_type_size(s->kv_type), row = base / HD;
+            evlm_attn_row_kv(out, q, (const char *)s->k_cache + base * es, (const char *)s->v_cache + base * es,
+                             s->kv_type, s->k_scale ? s->k_scale + row : NULL, s->v_scale ? s->v_scale + row : NULL,
+                             t->slot0 + i + 1, HD, HD, scale, mask, scores);
+        }
     }
 }
 
@@ -356,8 +380,11 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
             kn->rope(s->k + (size_t)i * KD, c->n_kv_heads, HD, cs, sn);
             for (int h = 0; h < c->n_kv_heads; h++) {
                 size_t dst = ((((size_t)l * c->n_kv_heads + h) * s->n_ctx) + slot0 + i) * HD;
-                memcpy(s->k_cache + dst, s->k + (size_t)i * KD + (size_t)h * HD, sizeof(float) * HD);
-                memcpy(s->v_cache + dst, s->v + (size_t)i * KD + (size_t)h * HD, sizeof(float) * HD);
+                size_t es = evlm_type_size(s->kv_type), row = dst / HD;
+                evlm_kv_store((char *)s->k_cache + dst * es, s->k_scale ? s->k_scale + row : NULL, s->kv_type,
+                              s->k + (size_t)i * KD + (size_t)h * HD, HD);
+                evlm_kv_store((char *)s->v_cache + dst * es, s->v_scale ? s->v_scale + row : NULL, s->kv_type,
+                              s->v + (size_t)i * KD + (size_t)h * HD, HD);
             }
         }
         /* masks are lower-triangular, so earlier chunks of the batch are in the cache already */
@@ -485,8 +512,13 @@ evlm_status evlm_llama_kv_keep(const evlm_llama *m, evlm_llama_state *s, int bas
         for (int l = 0; l < c->n_layers; l++)
             for (int h = 0; h < c->n_kv_heads; h++) {
                 size_t row = ((size_t)l * c->n_kv_heads + h) * s->n_ctx;
-                memmove(s->k_cache + (row + base + j) * HD, s->k_cache + (row + slots[j]) * HD, sizeof(float) * HD);
-                memmove(s->v_cache + (row + base + j) * HD, s->v_cache + (row + slots[j]) * HD, sizeof(float) * HD);
+                size_t to = row + base + j, from = row + slots[j], es = evlm_type_size(s->kv_type) * HD;
+                memmove((char *)s->k_cache + to * es, (char *)s->k_cache + from * es, es);
+                memmove((char *)s->v_cache + to * es, (char *)s->v_cache + from * es, es);
+                if (s->k_scale) {
+                    s->k_scale[to] = s->k_scale[from];
+                    s->v_scale[to] = s->v_scale[from];
+                }
             }
     }
     s->n_past = base + n_keep;

@@ -54,7 +54,9 @@ typedef void (*evlm_llama_observer)(void *user, int layer, const char *group, co
 typedef struct evlm_llama_state {
     int n_ctx, n_batch, n_past;
     int pos_offset; /* RoPE position of slot i is i + pos_offset unless a batch gives positions */
-    float *k_cache, *v_cache; /* [layer][kv_head][n_ctx][head_dim] */
+    evlm_type kv_type;        /* F32, F16 or I8 (one float scale per row) */
+    void *k_cache, *v_cache;  /* [layer][kv_head][n_ctx][head_dim] of kv_type */
+    float *k_scale, *v_scale; /* I8: [layer][kv_head][n_ctx] */
     float *rope_cos, *rope_sin; /* [n_ctx][head_dim/2] */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2; /* [n_batch][...] */
     float *scratch;  /* per thread: max(k) floats for weight rows + n_ctx attention scores */
@@ -69,7 +71,7 @@ typedef struct evlm_llama_state {
 } evlm_llama_state;
 
 evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int n_ctx, int n_batch,
-                                  int n_threads);
+                                  int n_threads, evlm_type kv_type);
 void evlm_llama_state_release(evlm_llama_state *s);
 
 /* Image features that replace the embeddings of image-token positions: the i-th occurrence

@@ -174,7 +174,13 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
     evlm_context *c = calloc(1, sizeof *c);
     if (!c) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     c->model = m;
-    evlm_status st = evlm_llama_state_init(&c->state, &m->llama, n_ctx, n_batch, evlm_pool_size(m->pool));
+    static const evlm_type kv_types[] = {EVLM_TYPE_F32, EVLM_TYPE_F16, EVLM_TYPE_I8};
+    if ((unsigned)p.kv > EVLM_KV_INT8) {
+        free(c);
+        return evlm__fail(EVLM_ERR_ARG, "unknown KV cache type %d", (int)p.kv);
+    }
+    evlm_status st = evlm_llama_state_init(&c->state, &m->llama, n_ctx, n_batch, evlm_pool_size(m->pool),
+                                           kv_types[p.kv]);
     if (st != EVLM_OK) {
         free(c);
         return st;
