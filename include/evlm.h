@@ -183,9 +183,17 @@ typedef enum evlm_stop_reason {
  * last token are verified in the same pass. Prompt lookup: drafts of up to `prompt_lookup`
  * tokens copied from the prompt / answer after the longest match (<= 3 tokens) of its tail. */
 typedef struct evlm_lookahead_params {
-    int window, ngram, guesses; /* W, N, G; window = 0: no lookahead branch */
+    int window, ngram, guesses; /* W, N, G; window = 0: no Jacobi branch (drafts from the pool
+                                   of earlier answers only, when guesses > 0) */
     int prompt_lookup;          /* draft length; 0 = off */
 } evlm_lookahead_params;
+
+/* The n-gram pool of lookahead decoding, kept across answers (a deployment asks similar
+ * questions: earlier answers' phrases make good drafts). Drafts are verified, so the cache
+ * changes speed, never output. One cache per model; not thread-safe. */
+typedef struct evlm_ngram_cache evlm_ngram_cache;
+evlm_status evlm_ngram_cache_new(const evlm_model *model, evlm_ngram_cache **out);
+void evlm_ngram_cache_free(evlm_ngram_cache *cache);
 
 /* W, N, G for this model on this machine (from its size and the core count). */
 evlm_lookahead_params evlm_lookahead_auto(const evlm_model *model);
@@ -195,6 +203,7 @@ typedef struct evlm_gen_params {
     evlm_sampler_params sampling;
     const char *stop[EVLM_MAX_STOP]; /* stop strings (NULL-terminated list) */
     evlm_lookahead_params lookahead; /* all 0: one token per pass */
+    evlm_ngram_cache *ngrams;        /* nullable: lookahead's n-gram pool across answers */
     bool ignore_eos;                 /* benchmarks: generate n_predict tokens regardless */
 } evlm_gen_params;
 

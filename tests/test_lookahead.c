@@ -89,8 +89,8 @@ typedef struct {
     int n, steps;
 } gen_out;
 
-static gen_out generate(evlm_model *m, const char *text, const char *image, int n_predict,
-                        evlm_lookahead_params la) {
+static gen_out generate_with(evlm_model *m, const char *text, const char *image, int n_predict,
+                             evlm_lookahead_params la, evlm_ngram_cache *cache) {
     gen_out o = {0};
     evlm_image_input img = {.path = image};
     evlm_prompt *p = NULL;
@@ -102,6 +102,7 @@ static gen_out generate(evlm_model *m, const char *text, const char *image, int 
     evlm_gen_params gp = evlm_gen_default_params();
     gp.n_predict = n_predict;
     gp.lookahead = la;
+    gp.ngrams = cache;
     evlm_gen_result r;
     CHECK_OK(evlm_generate(c, p, &gp, NULL, NULL, &r));
     o.ids = r.ids;
@@ -114,11 +115,40 @@ static gen_out generate(evlm_model *m, const char *text, const char *image, int 
     return o;
 }
 
+static gen_out generate(evlm_model *m, const char *text, const char *image, int n_predict,
+                        evlm_lookahead_params la) {
+    return generate_with(m, text, image, n_predict, la, NULL);
+}
+
+/* One n-gram cache kept across answers: still the plain ids, and the repeated answer takes
+ * fewer passes than the first time. */
+static void check_cache(evlm_model *m, const char *name, const char *const *prompts, int n_prompts,
+                        const char *image, int n_predict) {
+    evlm_ngram_cache *cache;
+    CHECK_OK(evlm_ngram_cache_new(m, &cache));
+    const evlm_lookahead_params la = {0, 6, 3, 0};
+    int first_steps = 0, again_steps = 0;
+    for (int round = 0; round < 2; round++)
+        for (int p = 0; p < n_prompts; p++) {
+            gen_out ref = generate(m, prompts[p], image, n_predict, (evlm_lookahead_params){0});
+            gen_out got = generate_with(m, prompts[p], image, n_predict, la, cache);
+            CHECKF(ref.n == got.n && ref.ids && got.ids && !memcmp(ref.ids, got.ids, sizeof(int32_t) * (size_t)ref.n),
+                   "%s: prompt %d round %d with a kept n-gram cache: ids differ from greedy", name, p, round);
+            *(round ? &again_steps : &first_steps) += got.steps;
+            free(ref.ids);
+            free(got.ids);
+        }
+    printf("%s: passes with a kept n-gram cache: first round %d, second %d\n", name, first_steps, again_steps);
+    CHECK(again_steps < first_steps);
+    evlm_ngram_cache_free(cache);
+}
+
 /* Every setting gives the plain ids; returns plain passes / fewest lookahead passes. */
 static double check_same(evlm_model *m, const char *name, const char *const *prompts, int n_prompts,
                          const char *image, const int *lens, int n_lens) {
     static const evlm_lookahead_params settings[] = {
         {2, 2, 2, 0}, {3, 3, 3, 0}, {5, 4, 5, 0}, {7, 5, 7, 0}, {0, 0, 0, 6}, {4, 4, 4, 8}, {1, 3, 0, 3},
+        {0, 5, 3, 0}, /* drafts from the pool of the answer's own n-grams only */
     };
     const int n_settings = (int)(sizeof settings / sizeof *settings);
     double plain_steps = 0, best_steps = 1e30;
@@ -183,6 +213,7 @@ int main(void) {
             const char *aid_prompts[] = {"Once upon a time", "I love", "The cat"};
             const int aid_lens[] = {12, 120};
             double ratio = check_same(m, "aidreams260K", aid_prompts, 3, NULL, aid_lens, 2);
+            check_cache(m, "aidreams260K", aid_prompts, 3, NULL, 60);
             CHECKF(ratio > 1.3, "aidreams260K: lookahead saves too few passes (%.2f)", ratio);
             evlm_model_free(m);
         }
@@ -203,6 +234,7 @@ int main(void) {
         };
         const int lens[] = {24};
         check_same(m, "scenes-vlm", q, 2, img, lens, 1);
+        check_cache(m, "scenes-vlm", q, 2, img, 24);
         evlm_model_free(m);
     } else {
         printf("scenes-vlm not found at %s: skipped\n", sdir);

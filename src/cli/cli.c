@@ -109,9 +109,10 @@ bool cli_lookahead_opt(evlm_lookahead_params *la, bool *la_auto, int argc, char 
     }
     int w, n, g;
     char tail;
-    if (sscanf(v, "%d,%d,%d%c", &w, &n, &g, &tail) != 3 || w < 1 || w > 64 || n < 2 || n > 16 ||
-        g < 0 || g > 64)
-        cli_die("--lookahead needs W,N,G with 1 <= W <= 64, 2 <= N <= 16, 0 <= G <= 64 (or 'auto'), got '%s'", v);
+    if (sscanf(v, "%d,%d,%d%c", &w, &n, &g, &tail) != 3 || w < 0 || w > 64 || n < 2 || n > 16 ||
+        g < 0 || g > 64 || (w == 0 && g == 0))
+        cli_die("--lookahead needs W,N,G with 0 <= W <= 64, 2 <= N <= 16, 0 <= G <= 64, W or G > 0 "
+                "(or 'auto'), got '%s'", v);
     la->window = w;
     la->ngram = n;
     la->guesses = g;
@@ -136,8 +137,9 @@ evlm_context_params cli_context_params(const cli_model_opts *o, int n_ctx) {
 }
 
 int cli_lookahead_room(const evlm_lookahead_params *la) {
-    if (!la->window && !la->prompt_lookup) return 0;
-    return 1 + (la->window ? (la->ngram - 1) * (la->window + la->guesses) : 0) + 2 * la->prompt_lookup;
+    if (!la->window && !la->guesses && !la->prompt_lookup) return 0;
+    return 1 + (la->window || la->guesses ? (la->ngram - 1) * (la->window + la->guesses) : 0) +
+           2 * la->prompt_lookup;
 }
 
 evlm_model *cli_load_model(const cli_model_opts *o) {

@@ -136,7 +136,7 @@ int evlm_cmd_bench(int argc, char **argv) {
                2 * params * sp.med / 1e9);
         printf("| TTFT ms | %.1f | %.1f | %.1f | |\n", st.med, st.lo, st.hi);
         printf("| decode tok/s | %.1f | %.1f | %.1f | %.1f GB/s |\n", sd.med, sd.lo, sd.hi, dbytes * sd.med / 1e9);
-        if (la.window || la.prompt_lookup)
+        if (la.window || la.guesses || la.prompt_lookup)
             printf("| tokens per decode pass | %.2f | %.2f | %.2f | lookahead %d,%d,%d, prompt lookup %d |\n",
                    sa.med, sa.lo, sa.hi, la.window, la.ngram, la.guesses, la.prompt_lookup);
         printf("\npeak RSS %.1f MB, CPU utilization %.2f\n", rss, cpu_util);

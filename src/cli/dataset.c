@@ -68,6 +68,14 @@ void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params 
     char *base = dirname(dsdir);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, cp, &ctx));
+    /* one lookahead n-gram pool for the whole set, as a deployment would keep it */
+    evlm_gen_params gpl = *gp;
+    evlm_ngram_cache *cache = NULL;
+    if (gp->lookahead.guesses > 0 && !gp->ngrams) {
+        cli_check(evlm_ngram_cache_new(m, &cache));
+        gpl.ngrams = cache;
+    }
+    gp = &gpl;
     int n = 0, correct = 0, line_no = 0;
     double ttft_sum = 0, dec_tok = 0, dec_ms = 0, steps = 0;
     for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
@@ -128,5 +136,6 @@ void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params 
     res->decode_tok_s = dec_ms > 0 ? dec_tok * 1e3 / dec_ms : 0;
     res->accepted_per_step = steps > 0 ? dec_tok / steps : 1.0;
     free(data);
+    evlm_ngram_cache_free(cache);
     evlm_context_free(ctx);
 }

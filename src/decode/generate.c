@@ -122,13 +122,13 @@ evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_g
     evlm_lookahead *la = NULL;
     float *logits = malloc(sizeof(float) * (size_t)V);
     evlm_status st = EVLM_OK;
-    bool use_la = p.lookahead.window > 0 || p.lookahead.prompt_lookup > 0;
+    bool use_la = p.lookahead.window > 0 || p.lookahead.guesses > 0 || p.lookahead.prompt_lookup > 0;
     if (!logits) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         goto done;
     }
     if ((st = evlm_sampler_new(&p.sampling, V, &smp)) != EVLM_OK) goto done;
-    if (use_la && (st = evlm_lookahead_new(&p.lookahead, &p.sampling, prompt, n_prompt, V, &la)) != EVLM_OK)
+    if (use_la && (st = evlm_lookahead_new(&p.lookahead, &p.sampling, prompt, n_prompt, m, p.ngrams, &la)) != EVLM_OK)
         goto done;
     if ((st = evlm_ids_append(&g.hist, prompt, n_prompt)) != EVLM_OK) goto done;
     if ((st = evlm_decode_prompt(ctx, pr, logits, false)) != EVLM_OK) goto done;

@@ -8,18 +8,11 @@
 #define PL_MATCH_MAX 3 /* longest history tail that prompt lookup matches */
 #define PL_CANDIDATES 2
 
-typedef struct {
-    int32_t key;
-    int n, next; /* n-grams stored, ring position of the next replacement */
-} pool_entry;
-
 struct evlm_lookahead {
     int W, N, G, D, V;
-    int32_t *levels;    /* [N-1][W] */
-    int32_t *pool_head; /* [V]: entry index, or -1 */
-    pool_entry *entries;
-    int32_t *grams; /* [entry][G][N-1] */
-    int n_entries, cap_entries;
+    int32_t *levels;         /* [N-1][W] */
+    evlm_ngram_cache *cache; /* the n-gram pool (the caller's, kept across answers, or own) */
+    bool own_cache;
     /* one step's batch */
     int max_batch, max_nodes;
     int32_t *ids, *depth, *tok_next;
@@ -36,13 +29,15 @@ static uint32_t next_rand(evlm_lookahead *la) {
 }
 
 evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sampler_params *sp,
-                               const int32_t *prompt, size_t n_prompt, int n_vocab,
-                               evlm_lookahead **out) {
+                               const int32_t *prompt, size_t n_prompt, evlm_model *m,
+                               evlm_ngram_cache *cache, evlm_lookahead **out) {
+    const int n_vocab = evlm_model_n_vocab(m);
     *out = NULL;
     if (sp->temp > 0.0f || sp->repeat_penalty != 1.0f)
         return evlm__fail(EVLM_ERR_ARG, "lookahead / prompt lookup need greedy decoding (temperature 0, "
                                         "no repetition penalty): they are lossless only for greedy");
-    if (p->window < 0 || p->window > 64 || (p->window && (p->ngram < 2 || p->ngram > 16)) ||
+    bool grams = p->window > 0 || p->guesses > 0;
+    if (p->window < 0 || p->window > 64 || (grams && (p->ngram < 2 || p->ngram > 16)) ||
         p->guesses < 0 || p->guesses > 64 || p->prompt_lookup < 0 || p->prompt_lookup > 64)
         return evlm__fail(EVLM_ERR_ARG, "lookahead W,N,G = %d,%d,%d / prompt lookup %d out of range "
                                         "(W <= 64, 2 <= N <= 16, G <= 64, prompt lookup <= 64)",
@@ -51,8 +46,8 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
     evlm_lookahead *la = calloc(1, sizeof *la);
     if (!la) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     la->W = p->window;
-    la->N = p->window ? p->ngram : 0;
-    la->G = p->window ? p->guesses : 0;
+    la->N = grams ? p->ngram : 0;
+    la->G = grams ? p->guesses : 0;
     la->D = p->prompt_lookup;
     la->V = n_vocab;
     la->rng = 0x9e3779b97f4a7c15ull;
@@ -61,7 +56,6 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
     la->max_batch = 1 + L * la->W + la->max_nodes;
     size_t B = (size_t)la->max_batch;
     la->levels = malloc(sizeof(int32_t) * ((size_t)L * la->W + 1));
-    la->pool_head = malloc(sizeof(int32_t) * (size_t)n_vocab);
     la->ids = malloc(sizeof(int32_t) * B);
     la->depth = malloc(sizeof(int32_t) * B);
     la->tok_next = malloc(sizeof(int32_t) * B);
@@ -71,12 +65,24 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
     la->row_out = malloc(sizeof(int) * B);
     la->top_out = malloc(sizeof(int32_t) * ((size_t)la->W + 1));
     la->logits = malloc(sizeof(float) * B * (size_t)n_vocab);
-    if (!la->levels || !la->pool_head || !la->ids || !la->depth || !la->tok_next || !la->mask ||
+    if (!la->levels || !la->ids || !la->depth || !la->tok_next || !la->mask ||
         !la->out_rows || !la->parent || !la->row_out || !la->top_out || !la->logits) {
         evlm_lookahead_free(la);
         return evlm__fail(EVLM_ERR_NOMEM, "out of memory planning lookahead buffers");
     }
-    for (int i = 0; i < n_vocab; i++) la->pool_head[i] = -1;
+    evlm_status st = EVLM_OK;
+    if (la->G) {
+        la->cache = cache;
+        if (!cache) {
+            st = evlm_ngram_cache_new(m, &la->cache);
+            la->own_cache = st == EVLM_OK;
+        }
+        if (st == EVLM_OK) st = evlm__ngram_cache_shape(la->cache, n_vocab, la->N - 1, la->G);
+        if (st != EVLM_OK) {
+            evlm_lookahead_free(la);
+            return st;
+        }
+    }
     /* the Jacobi window starts from tokens drawn from the prompt */
     for (int i = 0; i < L * la->W; i++) la->levels[i] = prompt[next_rand(la) % n_prompt];
     *out = la;
@@ -86,9 +92,7 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
 void evlm_lookahead_free(evlm_lookahead *la) {
     if (!la) return;
     free(la->levels);
-    free(la->pool_head);
-    free(la->entries);
-    free(la->grams);
+    if (la->own_cache) evlm_ngram_cache_free(la->cache);
     free(la->ids);
     free(la->depth);
     free(la->tok_next);
@@ -102,37 +106,6 @@ void evlm_lookahead_free(evlm_lookahead *la) {
 }
 
 int evlm_lookahead_batch(const evlm_lookahead *la) { return la->max_batch; }
-
-/* ---- the n-gram pool ------------------------------------------------------------------------ */
-
-/* Adds gram (N-1 tokens following key) unless already there; the oldest is replaced when full. */
-static evlm_status pool_add(evlm_lookahead *la, int32_t key, const int32_t *gram) {
-    const int L = la->N - 1;
-    int e = la->pool_head[key];
-    if (e < 0) {
-        if (la->n_entries == la->cap_entries) {
-            int cap = la->cap_entries ? 2 * la->cap_entries : 256;
-            pool_entry *ne = realloc(la->entries, sizeof *ne * (size_t)cap);
-            if (!ne) return evlm__fail(EVLM_ERR_NOMEM, "out of memory growing the n-gram pool");
-            la->entries = ne;
-            int32_t *ng = realloc(la->grams, sizeof(int32_t) * (size_t)cap * la->G * L);
-            if (!ng) return evlm__fail(EVLM_ERR_NOMEM, "out of memory growing the n-gram pool");
-            la->grams = ng;
-            la->cap_entries = cap;
-        }
-        e = la->n_entries++;
-        la->entries[e] = (pool_entry){key, 0, 0};
-        la->pool_head[key] = e;
-    }
-    pool_entry *pe = &la->entries[e];
-    int32_t *g = la->grams + (size_t)e * la->G * L;
-    for (int i = 0; i < pe->n; i++)
-        if (!memcmp(g + (size_t)i * L, gram, sizeof(int32_t) * (size_t)L)) return EVLM_OK;
-    int at = pe->n < la->G ? pe->n++ : pe->next;
-    if (pe->n == la->G) pe->next = (at + 1) % la->G;
-    memcpy(g + (size_t)at * L, gram, sizeof(int32_t) * (size_t)L);
-    return EVLM_OK;
-}
 
 /* ---- the draft trie --------------------------------------------------------------------------- */
 
@@ -190,10 +163,10 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
         }
     const int first = n;
     if (la->D) add_prompt_drafts(la, first, &n, hist, n_hist);
-    if (la->G && la->pool_head[cur] >= 0) {
-        int e = la->pool_head[cur];
-        const int32_t *g = la->grams + (size_t)e * la->G * L;
-        for (int i = 0; i < la->entries[e].n; i++) trie_add(la, first, &n, g + (size_t)i * L, L);
+    if (la->G) {
+        const int32_t *g = NULL;
+        int ng = evlm__ngram_cache_get(la->cache, cur, &g);
+        for (int i = ng - 1; i >= 0; i--) trie_add(la, first, &n, g + (size_t)i * L, L);
     }
 
     /* masks: the root, the Jacobi window's diagonal-history pattern, the trie's ancestor paths */
@@ -236,6 +209,16 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     *n_acc = na;
     EVLM_TRY(evlm_context_keep(c, base, slots, k + 1));
 
+    /* the accepted tokens' n-grams into the pool: answers repeat their own phrases */
+    if (la->G) {
+        int32_t seq[16 + EVLM_LOOKAHEAD_MAX_ACCEPT];
+        int have = n_hist < (size_t)L ? (int)n_hist : L, ns = 0;
+        for (int i = 0; i < have; i++) seq[ns++] = hist[n_hist - (size_t)have + (size_t)i];
+        for (int i = 0; i < na; i++) seq[ns++] = acc[i];
+        for (int end = have; end < ns; end++)
+            if (end - L >= 0) EVLM_TRY(evlm__ngram_cache_add(la->cache, seq[end - L], seq + end - L + 1));
+    }
+
     /* the window's new top level, its n-grams into the pool, then the levels shift down */
     if (L > 0 && W > 0) {
         int32_t gram[16];
@@ -244,7 +227,7 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
             la->top_out[j] = evlm__argmax(la->logits + (size_t)la->row_out[r] * V, V);
             for (int l = 1; l < L; l++) gram[l - 1] = la->levels[l * W + j];
             gram[L - 1] = la->top_out[j];
-            if (la->G) EVLM_TRY(pool_add(la, la->levels[j], gram));
+            if (la->G) EVLM_TRY(evlm__ngram_cache_add(la->cache, la->levels[j], gram));
         }
         memmove(la->levels, la->levels + W, sizeof(int32_t) * (size_t)(L - 1) * W);
         memcpy(la->levels + (size_t)(L - 1) * W, la->top_out, sizeof(int32_t) * (size_t)W);

@@ -20,10 +20,11 @@ typedef struct evlm_lookahead evlm_lookahead;
 /* Most tokens one step accepts (drafts are at most 64 deep). */
 #define EVLM_LOOKAHEAD_MAX_ACCEPT 66
 
-/* Checks p (and that sampling is greedy) and plans buffers for the model's vocabulary. */
+/* Checks p (and that sampling is greedy) and plans buffers for the model's vocabulary. cache:
+ * the n-gram pool to use and grow (NULL: a private one for this answer). */
 evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sampler_params *sp,
-                               const int32_t *prompt, size_t n_prompt, int n_vocab,
-                               evlm_lookahead **out);
+                               const int32_t *prompt, size_t n_prompt, evlm_model *m,
+                               evlm_ngram_cache *cache, evlm_lookahead **out);
 void evlm_lookahead_free(evlm_lookahead *la);
 /* Tokens one step may evaluate at most (the caller falls back to one-token steps when the
  * context has less room). */
@@ -35,5 +36,11 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
                                 size_t n_hist, int32_t *acc, int *n_acc);
 
 int32_t evlm__argmax(const float *x, int n);
+
+/* The n-gram pool (ngram_cache.c): continuations of len tokens, per_key per first token; a new
+ * shape empties it. */
+evlm_status evlm__ngram_cache_shape(evlm_ngram_cache *c, int n_vocab, int len, int per_key);
+evlm_status evlm__ngram_cache_add(evlm_ngram_cache *c, int32_t key, const int32_t *gram);
+int evlm__ngram_cache_get(const evlm_ngram_cache *c, int32_t key, const int32_t **grams);
 
 #endif
