@@ -36,10 +36,80 @@ static stat3 stats(double *v, int n) {
     return s;
 }
 
+/* Decode tok/s (median of reps) and tokens per pass of one lookahead setting. */
+static double decode_speed(evlm_model *m, const evlm_prompt *pr, const cli_model_opts *o, int n_gen,
+                           int reps, evlm_lookahead_params la, double *per_pass) {
+    size_t n_ids;
+    evlm_prompt_ids(pr, &n_ids);
+    evlm_context_params cp = cli_context_params(o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
+    evlm_context *ctx;
+    cli_check(evlm_context_new(m, &cp, &ctx));
+    evlm_gen_params gp = evlm_gen_default_params();
+    gp.n_predict = n_gen;
+    gp.ignore_eos = true;
+    gp.lookahead = la;
+    double v[64], a[64];
+    for (int r = 0; r < reps; r++) {
+        cli_check(evlm_context_truncate(ctx, 0));
+        evlm_gen_result g;
+        cli_check(evlm_generate(ctx, pr, &gp, NULL, NULL, &g));
+        v[r] = g.n_gen > 1 && g.decode_ms > 0 ? (g.n_gen - 1) * 1e3 / g.decode_ms : 0;
+        a[r] = g.n_steps ? (double)(g.n_gen - 1) / g.n_steps : 1;
+        evlm_gen_result_free(&g);
+    }
+    evlm_context_free(ctx);
+    *per_pass = stats(a, reps).med;
+    return stats(v, reps).med;
+}
+
+/* --tune-lookahead: every setting of a grid on this model and prompt, fastest last. */
+static int tune_lookahead(evlm_model *m, const evlm_prompt *pr, const cli_model_opts *o, int n_gen,
+                          int reps, bool json) {
+    static const int grid[][4] = {
+        {0, 0, 0, 0}, {0, 3, 1, 0}, {0, 4, 2, 0}, {0, 6, 2, 0}, {1, 3, 1, 0}, {2, 3, 2, 0},
+        {2, 4, 2, 0}, {3, 3, 3, 0}, {3, 4, 3, 0}, {4, 4, 4, 0}, {5, 4, 5, 0}, {5, 5, 5, 0},
+        {7, 5, 7, 0}, {10, 5, 10, 0}, {0, 0, 0, 4}, {0, 0, 0, 8}, {2, 4, 2, 6}, {4, 4, 4, 8},
+    };
+    const int n = (int)(sizeof grid / sizeof *grid);
+    if (reps > 64) reps = 64;
+    int best = 0;
+    double speed[sizeof grid / sizeof *grid], pass[sizeof grid / sizeof *grid];
+    if (!json) printf("| lookahead W,N,G | prompt lookup | decode tok/s | tokens/pass | vs plain |\n|---|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n; i++) {
+        evlm_lookahead_params la = {grid[i][0], grid[i][1], grid[i][2], grid[i][3]};
+        speed[i] = decode_speed(m, pr, o, n_gen, reps, la, &pass[i]);
+        if (speed[i] > speed[best]) best = i;
+        if (!json)
+            printf("| %d,%d,%d | %d | %.1f | %.2f | %.2fx |\n", la.window, la.ngram, la.guesses, la.prompt_lookup,
+                   speed[i], pass[i], speed[0] > 0 ? speed[i] / speed[0] : 0);
+        fflush(stdout);
+    }
+    const int *b = grid[best];
+    if (!json) {
+        if (best == 0) printf("\nbest: plain decoding (no setting beats one token per pass here)\n");
+        else printf("\nbest: --lookahead %d,%d,%d%s%.0d (%.2fx plain)\n", b[0], b[1], b[2], b[3] ? " --prompt-lookup " : "", b[3],
+                    speed[best] / speed[0]);
+    } else {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "window", b[0]);
+        cJSON_AddNumberToObject(j, "ngram", b[1]);
+        cJSON_AddNumberToObject(j, "guesses", b[2]);
+        cJSON_AddNumberToObject(j, "prompt_lookup", b[3]);
+        cJSON_AddNumberToObject(j, "decode_tok_s", speed[best]);
+        cJSON_AddNumberToObject(j, "plain_decode_tok_s", speed[0]);
+        cJSON_AddNumberToObject(j, "accepted_per_step", pass[best]);
+        char *s = cJSON_PrintUnformatted(j);
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    }
+    return 0;
+}
+
 int evlm_cmd_bench(int argc, char **argv) {
     cli_model_opts o = {0};
     int n_prompt = 512, n_gen = 128, reps = 5;
-    bool json = false, la_auto = false;
+    bool json = false, la_auto = false, tune = false;
     evlm_lookahead_params la = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -49,8 +119,11 @@ int evlm_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_gen = cli_int(argc, argv, &i, 1, 1 << 16);
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) reps = cli_int(argc, argv, &i, 1, 1000);
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--tune-lookahead")) tune = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r REPS] [--json]\n" CLI_LOOKAHEAD_HELP);
+            printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r REPS] [--json]\n"
+                   CLI_LOOKAHEAD_HELP
+                   "  --tune-lookahead    measure a grid of lookahead settings on this model and print the fastest\n");
             return 0;
         } else cli_die("unknown option '%s'", a);
     }
@@ -83,6 +156,13 @@ int evlm_cmd_bench(int argc, char **argv) {
     cli_check(evlm_prompt_new(m, text, false, &img, o.n_images, &pr));
     evlm_prompt_ids(pr, &n_ids);
     int n_img_tok = evlm_prompt_n_image_tokens(pr);
+    if (tune) {
+        int rc = tune_lookahead(m, pr, &o, n_gen, reps, json);
+        evlm_prompt_free(pr);
+        free(text);
+        evlm_model_free(m);
+        return rc;
+    }
     evlm_prompt_free(pr);
     evlm_context_params cp = cli_context_params(&o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
     evlm_context *ctx;

@@ -237,14 +237,16 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
 
 /* ---- defaults ------------------------------------------------------------------------------- */
 
-/* Decode reads every weight once per pass, so a pass over a bandwidth-bound model costs about the
- * same for one token as for a few dozen, while a small model on few cores is bound by compute
- * and pays for every extra row: the bigger the model per core, the wider the window. */
+/* Decode reads every weight once per pass, so while a pass is bound by memory bandwidth, a few
+ * more rows cost little; a small model on few cores is bound by compute and pays for every extra
+ * row (a pass of k rows costs about k tokens), so there no draft can win. Measured on a 2-core
+ * AVX-512 machine (`evlm bench --tune-lookahead`): aidreams260K and the 20M scene model lose
+ * with any setting, the 270 MB SmolLM2-135M gains 1.4x with 0,3,1. */
 evlm_lookahead_params evlm_lookahead_auto(const evlm_model *m) {
     double mb_per_core = (double)evlm_model_decode_bytes(m) / 1e6 / evlm_model_n_threads(m);
     evlm_lookahead_params p = {0};
-    if (mb_per_core < 16) p = (evlm_lookahead_params){2, 3, 2, 6};
-    else if (mb_per_core < 128) p = (evlm_lookahead_params){4, 4, 4, 8};
-    else p = (evlm_lookahead_params){7, 5, 7, 10};
+    if (mb_per_core < 32) p = (evlm_lookahead_params){0, 0, 0, 0}; /* compute-bound: plain */
+    else if (mb_per_core < 512) p = (evlm_lookahead_params){0, 3, 1, 0};
+    else p = (evlm_lookahead_params){0, 4, 2, 4};
     return p;
 }
