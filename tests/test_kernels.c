@@ -8,11 +8,22 @@
  * sums in a different order (lanes, FMA); the error of any float summation order is bounded by
  * a multiple of eps * sum |terms|, so this is a bound on reordering, not on the sum itself
  * (which may cancel to near zero).
+ *
+ * Quantized weights: quantize_act must equal ref bit for bit (qs, d, s). gemm_q sums exact int32
+ * block dot products and differs from ref only in float order, so the bound is
+ * (kb + 16) * FLT_EPSILON * sum_b |dw dx| sum_j |wq_j xq_j| (+ |m s| for Q4_1): ref's sequential
+ * sum of kb block terms plus the SIMD lane sums, each within a multiple of eps of sum |terms|.
+ * Shapes: k = 32, 64, 96, 4128; m = 1, 3, 17, 40 (more than a register tile / L2 chunk); row
+ * ranges with n0 > 0; padded strides; zero blocks, ties, extreme scales, Q8_0 -128 weights.
  */
 #include "core/tensor.h"
+#include "core/threadpool.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul.h"
+#include "kernels/ref_impl.h"
 #include "test.h"
 
+#include <float.h>
 #include <stdint.h>
 
 static unsigned seed = 12345;
@@ -146,8 +157,237 @@ static void test_attn_row(const evlm_kernels *kn) {
     CHECKF(bad == 0, "%s attn_row: %d bad elements", kn->name, bad);
 }
 
+/* ---- quantized weights ----------------------------------------------------------------------- */
+
+static const evlm_type QTYPES[] = {EVLM_TYPE_Q8_0, EVLM_TYPE_Q4_0, EVLM_TYPE_Q4_1};
+
+/* An activation row of k floats with hard blocks: block b % 8 is 0 random, 1 all zero, 2 ties
+ * (amax 127, so d = 1 and x.5 lands exactly on a tie), 3 huge (1e15), 4 tiny (1e-15), 5 mixed
+ * huge and tiny, 6 +-max constant (qs = +-127), 7 one nonzero element. */
+static void make_act(float *x, int k, int salt) {
+    for (int b = 0; b < k / 32; b++) {
+        float *v = x + b * 32;
+        int kind = (b + salt) % 8;
+        for (int j = 0; j < 32; j++) {
+            float r = frand();
+            switch (kind) {
+            case 1: v[j] = 0.0f; break;
+            case 2: v[j] = j == 0 ? 127.0f : (float)((int)(r * 120.0f)) + (j % 2 ? 0.5f : -0.5f); break;
+            case 3: v[j] = r * 1e15f; break;
+            case 4: v[j] = r * 1e-15f; break;
+            case 5: v[j] = j % 3 ? r * 1e-20f : r * 1e12f; break;
+            case 6: v[j] = j % 2 ? 3.0f : -3.0f; break;
+            case 7: v[j] = j == 5 ? -r - 1.0f : 0.0f; break;
+            default: v[j] = r * (float)(1 + b % 5); break;
+            }
+        }
+    }
+}
+
+static void test_quantize_act(const evlm_kernels *kn) {
+    static const int ks[] = {32, 64, 96, 4128};
+    int bad = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+        for (int salt = 0; salt < 8; salt++) {
+            int k = ks[ki], kb = k / 32;
+            float *x = malloc(sizeof(float) * k);
+            evlm_q8a *q = malloc(sizeof(evlm_q8a) * (kb + 1)), *qr = malloc(sizeof(evlm_q8a) * (kb + 1));
+            make_act(x, k, salt);
+            memset(q, 0x5a, sizeof(evlm_q8a) * (kb + 1));
+            memset(qr, 0x5a, sizeof(evlm_q8a) * (kb + 1));
+            evlm_kernels_ref.quantize_act(x, qr, k);
+            kn->quantize_act(x, q, k);
+            /* bitwise: d, s, qs and the untouched block after the row */
+            for (int b = 0; b <= kb; b++)
+                if (memcmp(&q[b], &qr[b], sizeof(evlm_q8a)) != 0 && bad++ < 5)
+                    fprintf(stderr, "%s quantize_act k%d salt%d block %d differs (d %g vs %g)\n",
+                            kn->name, k, salt, b, (double)q[b].d, (double)qr[b].d);
+            free(x), free(q), free(qr);
+        }
+    CHECKF(bad == 0, "%s quantize_act: %d blocks differ from ref", kn->name, bad);
+}
+
+/* A quantized W (n rows of kb blocks, stride ldw bytes) with every code value: random bytes
+ * (Q8_0 -128 included), fp16 scales of random size and sign, some zero-scale and all-zero blocks. */
+static void make_qweights(void *w, size_t ldw, evlm_type wt, int n, int kb) {
+    size_t bs = evlm_type_size(wt);
+    for (int r = 0; r < n; r++)
+        for (int b = 0; b < kb; b++) {
+            unsigned char *blk = (unsigned char *)w + (size_t)r * ldw + (size_t)b * bs;
+            for (size_t j = 0; j < bs; j++) blk[j] = (unsigned char)(frand() * 128.0f + 128.0f);
+            if ((r + b) % 11 == 3) memset(blk, 0, bs);
+            uint16_t d = evlm_f32_to_f16((r + b) % 13 == 5 ? 0.0f : frand() * 0.02f * (float)(1 + b % 7));
+            memcpy(blk, &d, 2);
+            if (wt == EVLM_TYPE_Q4_1) {
+                uint16_t m = evlm_f32_to_f16(frand() * 0.1f);
+                memcpy(blk + 2, &m, 2);
+            }
+        }
+}
+
+/* sum over blocks of |dw dx| sum_j |wq_j xq_j| (+ |m s|): the magnitude gemm_q's error scales with */
+static double qdot_mag(evlm_type wt, const void *w, const evlm_q8a *x, int kb) {
+    double mag = 0;
+    for (int b = 0; b < kb; b++) {
+        double s = 0, d, extra = 0;
+        if (wt == EVLM_TYPE_Q8_0) {
+            const evlm_block_q8_0 *q = (const evlm_block_q8_0 *)w + b;
+            for (int j = 0; j < 32; j++) s += fabs((double)q->qs[j] * x[b].qs[j]);
+            d = evlm_f16_to_f32(q->d);
+        } else if (wt == EVLM_TYPE_Q4_0) {
+            const evlm_block_q4_0 *q = (const evlm_block_q4_0 *)w + b;
+            for (int j = 0; j < 16; j++)
+                s += fabs((double)((q->qs[j] & 15) - 8) * x[b].qs[j]) +
+                     fabs((double)((q->qs[j] >> 4) - 8) * x[b].qs[j + 16]);
+            d = evlm_f16_to_f32(q->d);
+        } else {
+            const evlm_block_q4_1 *q = (const evlm_block_q4_1 *)w + b;
+            for (int j = 0; j < 16; j++)
+                s += fabs((double)(q->qs[j] & 15) * x[b].qs[j]) + fabs((double)(q->qs[j] >> 4) * x[b].qs[j + 16]);
+            d = evlm_f16_to_f32(q->d);
+            extra = fabs((double)evlm_f16_to_f32(q->m) * (double)x[b].s);
+        }
+        mag += fabs(d * (double)x[b].d) * s + extra;
+    }
+    return mag;
+}
+
+static void test_gemm_q(const evlm_kernels *kn) {
+    static const int ms[] = {1, 3, 17, 40}, ns[] = {1, 6, 13};
+    static const int ks[] = {32, 64, 96, 4128};
+    int bad = 0;
+    double worst = 0;
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                    evlm_type wt = QTYPES[ti];
+                    int m = ms[mi], n = ns[ni], k = ks[ki], kb = k / 32;
+                    int n0 = n > 2 ? 1 : 0, n1 = n > 2 ? n - 1 : n;
+                    size_t ldx = (size_t)kb + 1, ldy = (size_t)n + 3;
+                    size_t ldw = evlm_row_bytes(wt, k) + 6; /* padded; blocks need only 2-byte alignment */
+                    float *xf = malloc(sizeof(float) * k);
+                    evlm_q8a *x = malloc(sizeof(evlm_q8a) * ldx * m);
+                    void *w = malloc(ldw * n);
+                    float *y = malloc(sizeof(float) * ldy * m), *yr = malloc(sizeof(float) * ldy * m);
+                    for (int i = 0; i < m; i++) {
+                        make_act(xf, k, i);
+                        evlm_kernels_ref.quantize_act(xf, x + (size_t)i * ldx, k);
+                    }
+                    make_qweights(w, ldw, wt, n, kb);
+                    for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = SENTINEL;
+                    evlm_kernels_ref.gemm_q(yr, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+                    kn->gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+                    for (int i = 0; i < m; i++)
+                        for (int c = 0; c < (int)ldy; c++) {
+                            float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
+                            if (c < n0 || c >= n1) {
+                                if (got != SENTINEL && bad++ < 5)
+                                    fprintf(stderr, "%s gemm_q wrote outside [n0, n1): m%d n%d k%d c%d\n",
+                                            kn->name, m, n, k, c);
+                                continue;
+                            }
+                            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw, x + (size_t)i * ldx, kb);
+                            double eps = (double)FLT_EPSILON;
+                            double e = fabs((double)got - (double)want), tol = (kb + 16) * eps * mag;
+                            if (mag > 0 && e / (eps * mag) > worst) worst = e / (eps * mag);
+                            if (!(e <= tol) && bad++ < 5)
+                                fprintf(stderr, "%s gemm_q %s m%d n%d k%d [%d,%d]: %g vs %g (mag %g)\n",
+                                        kn->name, evlm_type_name(wt), m, n, k, i, c, (double)got,
+                                        (double)want, mag);
+                        }
+                    free(xf), free(x), free(w), free(y), free(yr);
+                }
+    CHECKF(bad == 0, "%s gemm_q: %d bad elements", kn->name, bad);
+    printf("%s gemm_q: worst |d| / (eps sum|terms|) = %.3g\n", kn->name, worst);
+}
+
+/* The `gemm` entry with quantized weights (act f32: rows dequantized) against ref's; f is the
+ * gemm under test, named for messages. */
+static void check_gemm_deq(const char *name,
+                           void (*f)(float *, size_t, const float *, size_t, const void *, size_t,
+                                     evlm_type, int, int, int, int, float *)) {
+    static const int ms[] = {1, 5}, ks[] = {32, 64, 4128};
+    int bad = 0;
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t mi = 0; mi < 2; mi++)
+            for (size_t ki = 0; ki < 3; ki++) {
+                evlm_type wt = QTYPES[ti];
+                int m = ms[mi], k = ks[ki], n = 7, n0 = 2, n1 = 6;
+                size_t ldx = (size_t)k + 3, ldy = (size_t)n + 1, ldw = evlm_row_bytes(wt, k) + 2;
+                float *x = malloc(sizeof(float) * ldx * m), *wf = malloc(sizeof(float) * k);
+                void *w = malloc(ldw * n);
+                float *y = malloc(sizeof(float) * ldy * m), *yr = malloc(sizeof(float) * ldy * m);
+                float *scratch = malloc(sizeof(float) * k);
+                for (size_t i = 0; i < ldx * m; i++) x[i] = frand();
+                make_qweights(w, ldw, wt, n, k / 32);
+                for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = SENTINEL;
+                evlm_kernels_ref.gemm(yr, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+                f(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+                for (int i = 0; i < m; i++)
+                    for (int c = 0; c < (int)ldy; c++) {
+                        float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
+                        if (c < n0 || c >= n1) {
+                            if (got != SENTINEL) bad++;
+                            continue;
+                        }
+                        evlm_dequantize_row(wt, (const char *)w + (size_t)c * ldw, wf, k);
+                        double mag = 1e-30;
+                        for (int j = 0; j < k; j++) mag += fabs((double)x[(size_t)i * ldx + j] * (double)wf[j]);
+                        if (!(fabs((double)got - (double)want) <= 1e-5 * mag) && bad++ < 5)
+                            fprintf(stderr, "%s gemm %s m%d k%d [%d,%d]: %g vs %g\n", name,
+                                    evlm_type_name(wt), m, k, i, c, (double)got, (double)want);
+                    }
+                free(x), free(wf), free(w), free(y), free(yr), free(scratch);
+            }
+    CHECKF(bad == 0, "%s gemm (dequantizing): %d bad elements", name, bad);
+}
+
+static void test_quant(const evlm_kernels *kn) {
+    test_quantize_act(kn);
+    test_gemm_q(kn);
+    check_gemm_deq(kn->name, kn->gemm);
+}
+
+/* evlm_matmul on Q8_0 weights (int8 path, activation rows quantized across the pool for prefill
+ * sizes): bitwise the same for 1 and 3 threads, and equal to ref's quantize_act + gemm_q within
+ * the gemm_q bound. */
+static void test_matmul_q(void) {
+    enum { M = 24, N = 37, K = 4096 };
+    evlm_type wt = EVLM_TYPE_Q8_0;
+    size_t ldw = evlm_row_bytes(wt, K);
+    float *x = malloc(sizeof(float) * M * K), *y1 = malloc(sizeof(float) * M * N);
+    float *y3 = malloc(sizeof(float) * M * N), *yr = malloc(sizeof(float) * M * N);
+    float *scratch = malloc(sizeof(float) * 3 * K);
+    size_t qb = evlm_matmul_qbuf_blocks(M, K);
+    evlm_q8a *qbuf = malloc(sizeof(evlm_q8a) * qb), *xq = malloc(sizeof(evlm_q8a) * qb);
+    void *w = malloc(ldw * N);
+    for (int i = 0; i < M; i++) make_act(x + (size_t)i * K, K, i);
+    make_qweights(w, ldw, wt, N, K / 32);
+    evlm_tensor wt_ = {"w", wt, 2, {K, N, 1, 1}, {evlm_type_size(wt), ldw, ldw * N, ldw * N}, w};
+    for (int i = 0; i < M; i++) evlm_kernels_ref.quantize_act(x + (size_t)i * K, xq + (size_t)i * (K / 32), K);
+    evlm_kernels_ref.gemm_q(yr, N, xq, K / 32, w, ldw, wt, M, 0, N, K);
+    evlm_pool *pool = NULL;
+    CHECK_OK(evlm_pool_new(3, &pool));
+    evlm_matmul_env env = {NULL, scratch, K, qbuf, qb, EVLM_ACT_INT8};
+    evlm_matmul(&env, y1, N, x, K, &wt_, NULL, M);
+    env.pool = pool;
+    evlm_matmul(&env, y3, N, x, K, &wt_, NULL, M);
+    CHECK(memcmp(y1, y3, sizeof(float) * M * N) == 0);
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int c = 0; c < N; c++) {
+            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw, xq + (size_t)i * (K / 32), K / 32);
+            if (!(fabs((double)y3[i * N + c] - (double)yr[i * N + c]) <= (K / 32 + 16) * (double)FLT_EPSILON * mag))
+                bad++;
+        }
+    CHECKF(bad == 0, "matmul Q8_0: %d elements off ref", bad);
+    evlm_pool_free(pool);
+    free(x), free(y1), free(y3), free(yr), free(scratch), free(qbuf), free(xq), free(w);
+}
+
 int main(void) {
-    static const char *names[] = {"ref", "avx2", "avx512", "neon"};
+    static const char *names[] = {"ref", "avx2", "avx512", "avx512vnni", "neon"};
     int n_tables = 0;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         const evlm_kernels *kn = evlm_kernels_by_name(names[i]);
@@ -162,8 +402,15 @@ int main(void) {
         test_gemm(kn);
         test_rmsnorm(kn);
         test_attn_row(kn);
+        CHECK(kn->quantize_act && kn->gemm_q);
+        test_quant(kn);
     }
+#if defined(__x86_64__)
+    /* the dequantizing gemm of the AVX2 quant file, which the avx2 table's gemm may route to */
+    if (evlm_kernels_by_name("avx2")) check_gemm_deq("avx2_gemm_deq", evlm__avx2_gemm_deq);
+#endif
     CHECK(n_tables >= 1);
+    test_matmul_q();
     CHECK(evlm_kernels_by_name("no-such-isa") == NULL);
     CHECK(evlm_kernels_by_name(NULL) == NULL);
 

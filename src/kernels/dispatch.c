@@ -3,10 +3,15 @@
  * EVLM_ISA names another that is built and supported. An unknown or unsupported EVLM_ISA falls
  * back to the best table without a word (the library never prints). x86-64 asks cpuid through
  * __builtin_cpu_supports, which also checks that the OS saves the wide registers (XCR0).
+ *
+ * "avx512vnni" is the avx512 table with the quantized-weight entries (quantize_act, gemm_q and
+ * gemm for Q8_0 / Q4_0 / Q4_1 weights) from x86_avx512_quant.c; VNNI is not on every AVX-512 CPU,
+ * so it is a table of its own, preferred when present. Plain "avx512" uses the AVX2 quant kernels.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +29,39 @@ static int cpu_has_avx512(void) {
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq");
 }
+
+/* x86_avx512_quant.c is compiled with the avx512 flags plus -mavx512vnni */
+static int cpu_has_avx512vnni(void) {
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+}
+
+/* Q8_0 / Q4_0 / Q4_1 weights to the dequantizing VNNI-file gemm, the rest to avx512's */
+static void gemm_avx512vnni(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                            size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
+                            float *scratch) {
+    if (evlm_type_is_quant(wt))
+        evlm__avx512vnni_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+    else
+        evlm_kernels_avx512.gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+}
+
+/* the avx512 table is const in another file: copied once, then the quant entries replaced */
+static evlm_kernels avx512vnni_table;
+static pthread_once_t avx512vnni_once = PTHREAD_ONCE_INIT;
+
+static void avx512vnni_init(void) {
+    avx512vnni_table = evlm_kernels_avx512;
+    avx512vnni_table.name = "avx512vnni";
+    avx512vnni_table.gemm = gemm_avx512vnni;
+    avx512vnni_table.quantize_act = evlm__avx512vnni_quantize_act;
+    avx512vnni_table.gemm_q = evlm__avx512vnni_gemm_q;
+}
+
+static const evlm_kernels *avx512vnni(void) {
+    if (!cpu_has_avx512vnni()) return NULL;
+    pthread_once(&avx512vnni_once, avx512vnni_init);
+    return &avx512vnni_table;
+}
 #endif
 
 const evlm_kernels *evlm_kernels_by_name(const char *name) {
@@ -32,12 +70,13 @@ const evlm_kernels *evlm_kernels_by_name(const char *name) {
 #if defined(__x86_64__) && defined(EVLM_X86_SIMD)
     if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? &evlm_kernels_avx2 : NULL;
     if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? &evlm_kernels_avx512 : NULL;
+    if (strcmp(name, "avx512vnni") == 0) return avx512vnni();
 #endif
     return NULL;
 }
 
 static const evlm_kernels *best(void) {
-    static const char *const order[] = {"avx512", "avx2"};
+    static const char *const order[] = {"avx512vnni", "avx512", "avx2"};
     for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
         const evlm_kernels *k = evlm_kernels_by_name(order[i]);
         if (k) return k;

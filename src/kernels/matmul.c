@@ -14,6 +14,7 @@ typedef struct {
     int m, n, k;
     float *scratch;
     size_t scratch_stride;
+    evlm_q8a *qbuf; /* where quant_fn writes xq */
 } gemm_task;
 
 static void gemm_fn(void *arg, int ith, int nth) {
@@ -32,6 +33,17 @@ static void gemm_fn(void *arg, int ith, int nth) {
             for (int j = n0; j < n1; j++) t->y[(size_t)i * t->ldy + j] += t->bias[j];
 }
 
+/* activation rows [r0, r1) of this thread into int8 blocks (rows are independent: any split
+ * gives the same bytes) */
+static void quant_fn(void *arg, int ith, int nth) {
+    const gemm_task *t = arg;
+    int r0, r1;
+    evlm_split_rows(t->m, ith, nth, &r0, &r1);
+    size_t kb = (size_t)t->k / EVLM_QK;
+    for (int i = r0; i < r1; i++)
+        t->kn->quantize_act(t->x + (size_t)i * t->ldx, t->qbuf + (size_t)i * kb, t->k);
+}
+
 size_t evlm_matmul_qbuf_blocks(int max_m, int max_k) {
     return (size_t)max_m * (size_t)((max_k + EVLM_QK - 1) / EVLM_QK);
 }
@@ -39,12 +51,14 @@ size_t evlm_matmul_qbuf_blocks(int max_m, int max_k) {
 void evlm_matmul(const evlm_matmul_env *env, float *y, size_t ldy, const float *x, size_t ldx,
                  const evlm_tensor *w, const float *bias, int m) {
     gemm_task t = {evlm_kernels_get(), y, ldy, x, ldx, NULL, w, bias, m, (int)w->ne[1],
-                   (int)w->ne[0], env->scratch, env->scratch_stride};
+                   (int)w->ne[0], env->scratch, env->scratch_stride, NULL};
     size_t kb = (size_t)t.k / EVLM_QK;
     if (evlm_type_is_quant(w->type) && env->act == EVLM_ACT_INT8 && env->qbuf &&
         (size_t)m * kb <= env->qbuf_blocks) {
-        for (int i = 0; i < m; i++) t.kn->quantize_act(x + (size_t)i * ldx, env->qbuf + (size_t)i * kb, t.k);
-        t.xq = env->qbuf;
+        t.xq = t.qbuf = env->qbuf;
+        /* prefill: quantizing 512 rows on one thread would idle the others for ~4% of the gemm */
+        if (m >= 8 && (double)m * (double)t.k >= 65536.0) evlm_pool_run(env->pool, quant_fn, &t);
+        else quant_fn(&t, 0, 1);
     }
     /* below ~64k multiply-adds the hand-off to the pool costs more than it saves */
     if ((double)m * (double)t.n * (double)t.k < 65536.0) gemm_fn(&t, 0, 1);

@@ -27,4 +27,19 @@ void evlm__ref_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const
 extern const evlm_kernels evlm_kernels_avx2;
 extern const evlm_kernels evlm_kernels_avx512;
 
+/* Quantized-weight kernels, x86-64 only: x86_avx2_quant.c (AVX2 + FMA + F16C; also used by the
+ * avx512 table) and x86_avx512_quant.c (AVX-512 + VNNI; the "avx512vnni" table of dispatch.c).
+ * *_gemm_deq is the `gemm` entry for Q8_0 / Q4_0 / Q4_1 weights (other types go to ref). */
+void evlm__avx2_quantize_act(const float *x, evlm_q8a *y, int k);
+void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx2_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                         size_t ldw, evlm_type wt, int m, int n0, int n1, int k, float *scratch);
+void evlm__avx512vnni_quantize_act(const float *x, evlm_q8a *y, int k);
+void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                             size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                               size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
+                               float *scratch);
+
 #endif

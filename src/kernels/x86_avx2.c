@@ -80,7 +80,7 @@ static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const vo
     case EVLM_TYPE_F32: dotf = dot_f32; break;
     case EVLM_TYPE_F16: dotf = dot_f16; break;
     case EVLM_TYPE_BF16: dotf = dot_bf16; break;
-    default: evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch); return;
+    default: evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch); return;
     }
     for (int n = n0; n < n1; n++) {
         const void *wr = (const char *)w + (size_t)n * ldw;
@@ -142,8 +142,8 @@ const evlm_kernels evlm_kernels_avx2 = {
     .attn_row = attn_row_avx2,
     .layernorm = evlm__ref_layernorm,
     .gelu_tanh = evlm__ref_gelu_tanh,
-    .quantize_act = evlm__ref_quantize_act,
-    .gemm_q = evlm__ref_gemm_q,
+    .quantize_act = evlm__avx2_quantize_act,
+    .gemm_q = evlm__avx2_gemm_q,
 };
 
 #else

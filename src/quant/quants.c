@@ -4,13 +4,32 @@
 #include <math.h>
 #include <string.h>
 
+/* 1 / d, or 0 when d is 0 or so small (subnormal) that the inverse overflows. */
+static float inverse(float d) {
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    return isfinite(id) ? id : 0.0f;
+}
+
+/* round-half-away (roundf) into int8, saturating; NaN becomes 0 (as a defined result, not UB) */
+static int8_t round_i8(float v) {
+    if (!(v == v)) return 0;
+    v = roundf(v);
+    return (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+}
+
+/* truncation toward zero into [0, 15] of a value biased to be non-negative (ggml's (int8_t)(x + 8.5f)) */
+static int nibble(float v) {
+    if (!(v == v) || v < 0.0f) return 0;
+    return v >= 15.0f ? 15 : (int)v;
+}
+
 void evlm_quantize_row_q8_0(const float *x, evlm_block_q8_0 *y, int64_t n) {
     for (int64_t b = 0; b < n / EVLM_QK; b++, x += EVLM_QK) {
         float amax = 0.0f;
         for (int j = 0; j < EVLM_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        float d = amax / 127.0f, id = inverse(d);
         y[b].d = evlm_f32_to_f16(d);
-        for (int j = 0; j < EVLM_QK; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < EVLM_QK; j++) y[b].qs[j] = round_i8(x[j] * id);
     }
 }
 
@@ -23,12 +42,10 @@ void evlm_quantize_row_q4_0(const float *x, evlm_block_q4_0 *y, int64_t n) {
                 max = x[j];
             }
         }
-        float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        float d = max / -8.0f, id = inverse(d);
         y[b].d = evlm_f32_to_f16(d);
         for (int j = 0; j < EVLM_QK / 2; j++) {
-            int q0 = (int8_t)(x[j] * id + 8.5f), q1 = (int8_t)(x[EVLM_QK / 2 + j] * id + 8.5f);
-            q0 = q0 < 15 ? q0 : 15;
-            q1 = q1 < 15 ? q1 : 15;
+            int q0 = nibble(x[j] * id + 8.5f), q1 = nibble(x[EVLM_QK / 2 + j] * id + 8.5f);
             y[b].qs[j] = (uint8_t)(q0 | (q1 << 4));
         }
     }
@@ -41,14 +58,12 @@ void evlm_quantize_row_q4_1(const float *x, evlm_block_q4_1 *y, int64_t n) {
             min = fminf(min, x[j]);
             max = fmaxf(max, x[j]);
         }
-        float d = (max - min) / 15.0f, id = d ? 1.0f / d : 0.0f;
+        float d = (max - min) / 15.0f, id = inverse(d);
         y[b].d = evlm_f32_to_f16(d);
         y[b].m = evlm_f32_to_f16(min);
         for (int j = 0; j < EVLM_QK / 2; j++) {
-            int q0 = (int8_t)((x[j] - min) * id + 0.5f);
-            int q1 = (int8_t)((x[EVLM_QK / 2 + j] - min) * id + 0.5f);
-            q0 = q0 < 15 ? q0 : 15;
-            q1 = q1 < 15 ? q1 : 15;
+            int q0 = nibble((x[j] - min) * id + 0.5f);
+            int q1 = nibble((x[EVLM_QK / 2 + j] - min) * id + 0.5f);
             y[b].qs[j] = (uint8_t)(q0 | (q1 << 4));
         }
     }
@@ -114,10 +129,10 @@ void evlm_quantize_act_ref(const float *x, evlm_q8a *y, int64_t n) {
     for (int64_t b = 0; b < n / EVLM_QK; b++, x += EVLM_QK) {
         float amax = 0.0f;
         for (int j = 0; j < EVLM_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        float d = amax / 127.0f, id = inverse(d);
         int sum = 0;
         for (int j = 0; j < EVLM_QK; j++) {
-            y[b].qs[j] = (int8_t)roundf(x[j] * id);
+            y[b].qs[j] = round_i8(x[j] * id);
             sum += y[b].qs[j];
         }
         y[b].d = d;

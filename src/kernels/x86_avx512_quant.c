@@ -1,0 +1,260 @@
+/*
+ * x86_avx512_quant.c - AVX-512 VNNI kernels for quantized weights: activation quantization
+ * (quantize_act), the int8 gemm_q for Q8_0 / Q4_0 / Q4_1 weights with vpdpbusd, and the
+ * dequantizing gemm (the --act f32 path) for those weights.
+ *
+ * Compiled with the AVX-512 flags of x86_avx512.c plus -mavx512vnni for this file only
+ * (CMakeLists.txt); dispatch.c builds the "avx512vnni" table from these only when cpuid reports
+ * VNNI. Every function here may use VNNI, so nothing here is used by the plain avx512 table.
+ *
+ * gemm_q: vpdpbusd multiplies unsigned by signed bytes. Q4 nibbles are natural u8 operands and
+ * their -8 (Q4_0) is subtracted exactly in int32 through the activation's byte sum; Q8_0 weights
+ * get +128 (xor 0x80) and the same exact correction. Two 32-element blocks fill a 512-bit
+ * register; each int32 lane holds a partial block sum that is converted and scaled per block, so
+ * the only difference to `ref` is float summation order. Register tiles of up to 4 activation
+ * rows x 4 weight rows decode each weight block once per tile. quantize_act is bit-exact with
+ * ref (roundf's ties away from zero, not the vector default ties to even).
+ */
+#include "kernels/kernels.h"
+#include "kernels/ref_impl.h"
+
+/* built only with this file's flags (CMakeLists.txt), so dispatch.c knows it exists */
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+    defined(__AVX512VL__) && defined(__AVX512VNNI__) && defined(__FMA__) && defined(__F16C__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#define EVLM__INLINE static inline __attribute__((always_inline))
+
+/* ---- activation quantization ---------------------------------------------------------------- */
+
+/* roundf (ties away from zero) of 16 floats as int32: trunc, then one step away from zero when
+ * the dropped fraction (exact in float) is at least one half. */
+EVLM__INLINE __m512i round_away(__m512 v) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half, _CMP_GE_OQ);
+    __m512 step = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)),
+        _mm512_castps_si512(one)));
+    return _mm512_cvttps_epi32(_mm512_mask_add_ps(t, up, t, step));
+}
+
+/* x (k) -> k / 32 blocks: d = max|x| / 127, qs = roundf(x / d), s = d * sum(qs), as ref */
+void evlm__avx512vnni_quantize_act(const float *x, evlm_q8a *y, int k) {
+    for (int b = 0; b < k / EVLM_QK; b++, x += EVLM_QK) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = round_away(_mm512_mul_ps(v0, vid)), q1 = round_away(_mm512_mul_ps(v1, vid));
+        _mm_storeu_si128((__m128i *)(void *)y[b].qs, _mm512_cvtsepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(void *)(y[b].qs + 16), _mm512_cvtsepi32_epi8(q1));
+        int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        y[b].d = d;
+        y[b].s = d * (float)sum;
+    }
+}
+
+/* ---- int8 gemm ------------------------------------------------------------------------------- */
+
+/* Two fp16 values as 16 floats: a in the lanes of the first block, b in the second. Q8_0 keeps
+ * a block's 32 bytes together (lanes 0-7 | 8-15); Q4 interleaves 16-byte halves (0-3, 8-11 |
+ * 4-7, 12-15), see load_w. */
+EVLM__INLINE __m512 pair_ps(float a, float b, evlm_type wt) {
+    __mmask16 second = wt == EVLM_TYPE_Q8_0 ? (__mmask16)0xff00 : (__mmask16)0xf0f0;
+    return _mm512_mask_blend_ps(second, _mm512_set1_ps(a), _mm512_set1_ps(b));
+}
+
+EVLM__INLINE float h2f(const void *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+EVLM__INLINE size_t block_bytes(evlm_type wt) {
+    return wt == EVLM_TYPE_Q8_0 ? sizeof(evlm_block_q8_0)
+           : wt == EVLM_TYPE_Q4_0 ? sizeof(evlm_block_q4_0)
+                                  : sizeof(evlm_block_q4_1);
+}
+
+/* The weights of blocks b (and b + 1 when two) of one row as unsigned bytes, in the lane order
+ * of pair_ps: Q8_0 as q + 128; Q4 as [b lo nibbles, b+1 lo, b hi, b+1 hi] (16 bytes each). */
+EVLM__INLINE __m512i load_w(const char *blk, int two, evlm_type wt) {
+    size_t bs = block_bytes(wt);
+    if (wt == EVLM_TYPE_Q8_0) {
+        const __m256i *p0 = (const __m256i *)(const void *)(blk + 2);
+        const __m256i *p1 = (const __m256i *)(const void *)(blk + bs + 2);
+        __m512i v = two ? _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(p0)),
+                                             _mm256_loadu_si256(p1), 1)
+                        : _mm512_zextsi256_si512(_mm256_loadu_si256(p0));
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    size_t off = wt == EVLM_TYPE_Q4_0 ? 2 : 4;
+    __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)(blk + off));
+    __m128i hi = two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + bs + off))
+                     : _mm_setzero_si128();
+    __m512i v = _mm512_broadcast_i64x4(_mm256_set_m128i(hi, lo));
+    v = _mm512_mask_srli_epi16(v, (__mmask32)0xffff0000u, v, 4);
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
+}
+
+/* Activation bytes of blocks b (b + 1) in the lane order of load_w. */
+EVLM__INLINE __m512i load_x(const evlm_q8a *x, int two, evlm_type wt) {
+    __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)x[0].qs);
+    __m512i v = two ? _mm512_inserti64x4(_mm512_castsi256_si512(a),
+                                         _mm256_loadu_si256((const __m256i *)(const void *)x[1].qs), 1)
+                    : _mm512_zextsi256_si512(a);
+    if (wt != EVLM_TYPE_Q8_0) v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+    return v;
+}
+
+/* acc[i][r] (16 lanes) over all blocks for MR activation rows x NR weight rows; y = lane sums. */
+EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
+                       size_t ldw, int kb, evlm_type wt, int MR, int NR) {
+    size_t bs = block_bytes(wt);
+    __m512 acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++) acc[i][r] = _mm512_setzero_ps();
+    /* the bytes whose dot with x is subtracted: the +128 of Q8_0, the -8 of Q4_0 */
+    const __m512i off = _mm512_set1_epi8(wt == EVLM_TYPE_Q8_0 ? (char)0x80 : 8);
+    for (int b = 0; b < kb; b += 2) {
+        int two = b + 1 < kb;
+        __m512i wv[4];
+        __m512 dw[4], dm[4];
+        for (int r = 0; r < NR; r++) {
+            const char *blk = w + (size_t)r * ldw + (size_t)b * bs;
+            wv[r] = load_w(blk, two, wt);
+            dw[r] = pair_ps(h2f(blk), two ? h2f(blk + bs) : 0.0f, wt);
+            if (wt == EVLM_TYPE_Q4_1) dm[r] = pair_ps(h2f(blk + 2), two ? h2f(blk + bs + 2) : 0.0f, wt);
+        }
+        for (int i = 0; i < MR; i++) {
+            const evlm_q8a *xb = x + (size_t)i * ldx + b;
+            __m512i xv = load_x(xb, two, wt);
+            __m512 dx = pair_ps(xb[0].d, two ? xb[1].d : 0.0f, wt), sx = dx;
+            __m512i base = _mm512_setzero_si512();
+            if (wt != EVLM_TYPE_Q4_1)
+                base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, off, xv));
+            else /* m * s spread over the 8 lanes of the block: s / 8 is exact */
+                sx = pair_ps(xb[0].s * 0.125f, two ? xb[1].s * 0.125f : 0.0f, wt);
+            for (int r = 0; r < NR; r++) {
+                __m512i isum = _mm512_dpbusd_epi32(base, wv[r], xv);
+                __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dw[r]);
+                acc[i][r] = _mm512_fmadd_ps(t, dx, acc[i][r]);
+                if (wt == EVLM_TYPE_Q4_1) acc[i][r] = _mm512_fmadd_ps(dm[r], sx, acc[i][r]);
+            }
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++) y[(size_t)i * ldy + r] = _mm512_reduce_add_ps(acc[i][r]);
+}
+
+typedef void (*tile_fn)(float *, size_t, const evlm_q8a *, size_t, const char *, size_t, int);
+
+#define TILE(T, MR, NR)                                                                            \
+    static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,       \
+                                       const char *w, size_t ldw, int kb) {                        \
+        tile(y, ldy, x, ldx, w, ldw, kb, EVLM_TYPE_##T, MR, NR);                                   \
+    }
+#define TILES(T)                                                                                   \
+    TILE(T, 1, 1) TILE(T, 2, 1) TILE(T, 3, 1) TILE(T, 4, 1)                                        \
+    TILE(T, 1, 4) TILE(T, 2, 4) TILE(T, 3, 4) TILE(T, 4, 4)                                        \
+    static const tile_fn tiles_##T[2][4] = {                                                       \
+        {tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1},                          \
+        {tile_##T##_1x4, tile_##T##_2x4, tile_##T##_3x4, tile_##T##_4x4}};
+TILES(Q8_0)
+TILES(Q4_0)
+TILES(Q4_1)
+
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): activation rows in chunks that stay in L2,
+ * weight rows in tiles of 4 streamed once per chunk (once in all for m <= the chunk). */
+void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                             size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
+    const tile_fn(*tiles)[4];
+    switch (wt) {
+    case EVLM_TYPE_Q8_0: tiles = tiles_Q8_0; break;
+    case EVLM_TYPE_Q4_0: tiles = tiles_Q4_0; break;
+    case EVLM_TYPE_Q4_1: tiles = tiles_Q4_1; break;
+    default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
+    }
+    int kb = k / EVLM_QK;
+    size_t row_bytes = (size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a);
+    int mc = (int)((192u * 1024u) / row_bytes) & ~3;
+    if (mc < 4) mc = 4;
+    for (int i0 = 0; i0 < m; i0 += mc) {
+        int i1 = m - i0 < mc ? m : i0 + mc;
+        for (int n = n0; n < n1;) {
+            int nr = n1 - n >= 4 ? 4 : 1;
+            const char *wr = (const char *)w + (size_t)n * ldw;
+            for (int i = i0; i < i1; i += 4) {
+                int mr = i1 - i < 4 ? i1 - i : 4;
+                tiles[nr == 4][mr - 1](y + (size_t)i * ldy + n, ldy, x + (size_t)i * ldx, ldx, wr,
+                                       ldw, kb);
+            }
+            n += nr;
+        }
+    }
+}
+
+/* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */
+
+/* One Q8_0 / Q4_0 / Q4_1 row to float, value for value as evlm_dequantize_row (q * d, then + m). */
+static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
+    const char *blk = w;
+    size_t bs = block_bytes(wt);
+    for (int b = 0; b < k / EVLM_QK; b++, blk += bs, dst += EVLM_QK) {
+        __m512 d = _mm512_set1_ps(h2f(blk));
+        __m512i q0, q1;
+        if (wt == EVLM_TYPE_Q8_0) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+            q0 = _mm512_cvtepi8_epi32(_mm256_castsi256_si128(q));
+            q1 = _mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1));
+        } else {
+            __m128i q = _mm_loadu_si128((const __m128i *)(const void *)(blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4)));
+            q0 = _mm512_and_si512(_mm512_cvtepu8_epi32(q), _mm512_set1_epi32(0x0f));
+            q1 = _mm512_srli_epi32(_mm512_cvtepu8_epi32(q), 4);
+            if (wt == EVLM_TYPE_Q4_0) {
+                q0 = _mm512_sub_epi32(q0, _mm512_set1_epi32(8));
+                q1 = _mm512_sub_epi32(q1, _mm512_set1_epi32(8));
+            }
+        }
+        __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(q0), d), f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(q1), d);
+        if (wt == EVLM_TYPE_Q4_1) {
+            __m512 mn = _mm512_set1_ps(h2f(blk + 2));
+            f0 = _mm512_add_ps(f0, mn);
+            f1 = _mm512_add_ps(f1, mn);
+        }
+        _mm512_storeu_ps(dst, f0);
+        _mm512_storeu_ps(dst + 16, f1);
+    }
+}
+
+/* x (k) . w (k), k a multiple of 32, 2 accumulators of 16 lanes */
+static float dot32(const float *x, const float *w, int k) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int j = 0; j < k; j += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(w + j), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j + 16), _mm512_loadu_ps(w + j + 16), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/* gemm for Q8_0 / Q4_0 / Q4_1 weights: each row dequantized once into scratch (k floats), then
+ * dotted with all m rows of x. Other weight types go to `ref`. */
+void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                               size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
+                               float *scratch) {
+    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
+        evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+        return;
+    }
+    for (int n = n0; n < n1; n++) {
+        dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
+        for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);
+    }
+}
+
+#else
+typedef int evlm__x86_avx512_quant_empty; /* ISO C forbids an empty translation unit */
+#endif
