@@ -133,10 +133,8 @@ static void test_smolvlm_real(const char *shared) {
     double t0 = now_ms();
     CHECK_OK(evlm_tokenizer_load(path, &tok));
     double ms = now_ms() - t0;
+    /* reported, not asserted: timings belong to benchmarks (a loaded CI machine is slow) */
     printf("smolvlm-256m-instruct tokenizer.json: loaded in %.1f ms\n", ms);
-#if defined(NDEBUG) && !defined(TEST_ASAN)
-    CHECKF(ms < 100.0, "load took %.1f ms", ms);
-#endif
     if (!tok) return;
     CHECKF(evlm_tokenizer_n_vocab(tok) == 49280, "n_vocab %d", evlm_tokenizer_n_vocab(tok));
 

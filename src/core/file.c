@@ -139,3 +139,44 @@ evlm_status evlm_mkdir(const char *path) {
         return evlm__fail(EVLM_ERR_IO, "%s: cannot create folder: %s", path, strerror(errno));
     return EVLM_OK;
 }
+
+/* ---- folders of named files ---------------------------------------------------------------- */
+
+evlm_dir evlm_dir_folder(const char *path) {
+    evlm_dir d = {path, NULL, NULL};
+    return d;
+}
+
+evlm_status evlm_dir_name(const evlm_dir *d, const char *name, char *out, size_t cap) {
+    return evlm_path_join(out, cap, d->path, name);
+}
+
+bool evlm_dir_has(const evlm_dir *d, const char *name) {
+    if (d->get) {
+        const char *data;
+        size_t len;
+        bool ok = d->get(d->ctx, name, &data, &len) == EVLM_OK;
+        evlm__clear_error();
+        return ok;
+    }
+    char path[4096];
+    return evlm_path_join(path, sizeof path, d->path, name) == EVLM_OK && evlm_file_exists(path);
+}
+
+evlm_status evlm_dir_read(const evlm_dir *d, const char *name, size_t max_size, char **data,
+                          size_t *size) {
+    char path[4096];
+    EVLM_TRY(evlm_path_join(path, sizeof path, d->path, name));
+    if (!d->get) return evlm_read_file(path, max_size, data, size);
+    const char *src;
+    size_t len;
+    EVLM_TRY(d->get(d->ctx, name, &src, &len));
+    if (len > max_size) return evlm__fail(EVLM_ERR_FORMAT, "%s: larger than %zu bytes", path, max_size);
+    char *copy = malloc(len + 1);
+    if (!copy) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(copy, src, len);
+    copy[len] = 0;
+    *data = copy;
+    *size = len;
+    return EVLM_OK;
+}

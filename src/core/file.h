@@ -28,6 +28,25 @@ bool evlm_file_exists(const char *path);
 /* dir + "/" + name into out (bounded); error if it does not fit. */
 evlm_status evlm_path_join(char *out, size_t cap, const char *dir, const char *name);
 
+/* A read-only folder of named files: a directory, or the files a container embeds (a GGUF
+ * keeps config.json, tokenizer.json, ... verbatim). Loaders read through it, so a model loads
+ * the same way from either. Names are plain file names ("config.json"). */
+typedef struct evlm_dir {
+    const char *path; /* the folder, or the container file (messages name path/name) */
+    /* embedded files: the bytes of name, or EVLM_ERR_IO when absent; NULL for a folder */
+    evlm_status (*get)(const void *ctx, const char *name, const char **data, size_t *len);
+    const void *ctx;
+} evlm_dir;
+
+/* A directory as an evlm_dir (path is borrowed). */
+evlm_dir evlm_dir_folder(const char *path);
+bool evlm_dir_has(const evlm_dir *d, const char *name);
+/* A malloc'd NUL-terminated copy of file name (max_size bounds it); an error naming it. */
+evlm_status evlm_dir_read(const evlm_dir *d, const char *name, size_t max_size, char **data,
+                          size_t *size);
+/* "path/name" for messages (bounded). */
+evlm_status evlm_dir_name(const evlm_dir *d, const char *name, char *out, size_t cap);
+
 typedef struct evlm_afile {
     FILE *f;
     char path[4096];

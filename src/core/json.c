@@ -71,3 +71,18 @@ evlm_status evlm_json_str(const char *file, const cJSON *obj, const char *key, c
     *out = v->valuestring;
     return EVLM_OK;
 }
+
+evlm_status evlm_json_load_dir(const evlm_dir *d, const char *name, cJSON **out) {
+    if (!d->get) {
+        char path[4096];
+        EVLM_TRY(evlm_dir_name(d, name, path, sizeof path));
+        return evlm_json_load(path, out);
+    }
+    char path[4096], *data;
+    size_t len;
+    EVLM_TRY(evlm_dir_name(d, name, path, sizeof path));
+    EVLM_TRY(evlm_dir_read(d, name, EVLM_JSON_MAX_FILE, &data, &len));
+    evlm_status st = evlm_json_parse(path, data, len, out);
+    free(data);
+    return st;
+}

@@ -7,6 +7,7 @@
 #ifndef EVLM_CORE_JSON_H
 #define EVLM_CORE_JSON_H
 
+#include "core/file.h"
 #include "evlm.h"
 
 #include <cjson/cJSON.h>
@@ -15,6 +16,8 @@
 
 /* Parses a file; error names the file and the byte offset of the syntax error. */
 evlm_status evlm_json_load(const char *path, cJSON **out);
+/* Parses file name of a folder (a directory or a container's embedded files). */
+evlm_status evlm_json_load_dir(const evlm_dir *d, const char *name, cJSON **out);
 /* Parses a buffer; `what` names it in errors. */
 evlm_status evlm_json_parse(const char *what, const char *data, size_t len, cJSON **out);
 

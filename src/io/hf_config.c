@@ -355,14 +355,19 @@ evlm_status evlm_llama_config_parse(const char *what, const char *json, size_t l
 }
 
 evlm_status evlm_llama_config_load(const char *dir, evlm_llama_config *cfg) {
-    char path[4096], gen_path[4096];
-    EVLM_TRY(evlm_path_join(path, sizeof path, dir, "config.json"));
-    EVLM_TRY(evlm_path_join(gen_path, sizeof gen_path, dir, "generation_config.json"));
+    evlm_dir d = evlm_dir_folder(dir);
+    return evlm_llama_config_load_dir(&d, cfg);
+}
+
+evlm_status evlm_llama_config_load_dir(const evlm_dir *d, evlm_llama_config *cfg) {
+    char path[4096];
+    EVLM_TRY(evlm_dir_name(d, "config.json", path, sizeof path));
     char *json = NULL, *gen = NULL;
     size_t n = 0, gn = 0;
-    EVLM_TRY(evlm_read_file(path, EVLM_JSON_MAX_FILE, &json, &n));
+    EVLM_TRY(evlm_dir_read(d, "config.json", EVLM_JSON_MAX_FILE, &json, &n));
     evlm_status st = EVLM_OK;
-    if (evlm_file_exists(gen_path)) st = evlm_read_file(gen_path, EVLM_JSON_MAX_FILE, &gen, &gn);
+    if (evlm_dir_has(d, "generation_config.json"))
+        st = evlm_dir_read(d, "generation_config.json", EVLM_JSON_MAX_FILE, &gen, &gn);
     if (st == EVLM_OK) st = evlm_llama_config_parse(path, json, n, gen, gn, cfg);
     free(json);
     free(gen);

@@ -55,8 +55,11 @@ typedef struct evlm_llama_config {
     int32_t eos_token_ids[EVLM_MAX_EOS];
 } evlm_llama_config;
 
-/* dir: the model folder. */
+#include "core/file.h"
+
+/* dir: the model folder (or, _dir, the files a container embeds). */
 evlm_status evlm_llama_config_load(const char *dir, evlm_llama_config *cfg);
+evlm_status evlm_llama_config_load_dir(const evlm_dir *d, evlm_llama_config *cfg);
 /* Same from already-parsed JSON text (fuzzer / tests); gen_json may be NULL. */
 evlm_status evlm_llama_config_parse(const char *what, const char *json, size_t len,
                                     const char *gen_json, size_t gen_len, evlm_llama_config *cfg);

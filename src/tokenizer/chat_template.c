@@ -124,25 +124,31 @@ static evlm_status config_template(const char *file, const cJSON *cfg, const cha
 }
 
 evlm_status evlm_chat_template_load(const char *dir, evlm_chat_template **out) {
+    if (!dir) return evlm__fail(EVLM_ERR_ARG, "chat template: folder is NULL");
+    evlm_dir d = evlm_dir_folder(dir);
+    return evlm_chat_template_load_dir(&d, out);
+}
+
+evlm_status evlm_chat_template_load_dir(const evlm_dir *d, evlm_chat_template **out) {
     if (!out) return evlm__fail(EVLM_ERR_ARG, "chat template: out is NULL");
     *out = NULL;
-    if (!dir) return evlm__fail(EVLM_ERR_ARG, "chat template: folder is NULL");
+    const char *dir = d->path;
     char p_json[4096], p_jinja[4096], p_cfg[4096];
-    EVLM_TRY(evlm_path_join(p_json, sizeof p_json, dir, "chat_template.json"));
-    EVLM_TRY(evlm_path_join(p_jinja, sizeof p_jinja, dir, "chat_template.jinja"));
-    EVLM_TRY(evlm_path_join(p_cfg, sizeof p_cfg, dir, "tokenizer_config.json"));
+    EVLM_TRY(evlm_dir_name(d, "chat_template.json", p_json, sizeof p_json));
+    EVLM_TRY(evlm_dir_name(d, "chat_template.jinja", p_jinja, sizeof p_jinja));
+    EVLM_TRY(evlm_dir_name(d, "tokenizer_config.json", p_cfg, sizeof p_cfg));
 
     cJSON *cfg = NULL, *tj = NULL;
     char *jinja_src = NULL;
     const char *bos = NULL, *eos = NULL, *src = NULL, *name = NULL;
     evlm_status st = EVLM_OK;
-    if (evlm_file_exists(p_cfg)) {
-        st = evlm_json_load(p_cfg, &cfg);
+    if (evlm_dir_has(d, "tokenizer_config.json")) {
+        st = evlm_json_load_dir(d, "tokenizer_config.json", &cfg);
         if (st == EVLM_OK) st = special_token(p_cfg, cfg, "bos_token", &bos);
         if (st == EVLM_OK) st = special_token(p_cfg, cfg, "eos_token", &eos);
     }
-    if (st == EVLM_OK && evlm_file_exists(p_json)) {
-        st = evlm_json_load(p_json, &tj);
+    if (st == EVLM_OK && evlm_dir_has(d, "chat_template.json")) {
+        st = evlm_json_load_dir(d, "chat_template.json", &tj);
         if (st == EVLM_OK) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(tj, "chat_template");
             if (cJSON_IsString(v)) {
@@ -154,9 +160,9 @@ evlm_status evlm_chat_template_load(const char *dir, evlm_chat_template **out) {
             }
         }
     }
-    if (st == EVLM_OK && !src && evlm_file_exists(p_jinja)) {
+    if (st == EVLM_OK && !src && evlm_dir_has(d, "chat_template.jinja")) {
         size_t n;
-        st = evlm_read_file(p_jinja, EVLM_JINJA_MAX_SOURCE, &jinja_src, &n);
+        st = evlm_dir_read(d, "chat_template.jinja", EVLM_JINJA_MAX_SOURCE, &jinja_src, &n);
         if (st == EVLM_OK && strlen(jinja_src) != n)
             st = evlm__fail(EVLM_ERR_FORMAT, "%s: contains a NUL byte", p_jinja);
         src = jinja_src;

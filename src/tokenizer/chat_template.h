@@ -17,6 +17,7 @@
 #ifndef EVLM_TOKENIZER_CHAT_TEMPLATE_H
 #define EVLM_TOKENIZER_CHAT_TEMPLATE_H
 
+#include "core/file.h"
 #include "core/buf.h"
 #include "evlm.h"
 
@@ -40,6 +41,7 @@ typedef struct evlm_chat_msg {
 /* Loads the template of a model folder. No template at all: EVLM_ERR_UNSUPPORTED with a
  * message saying so (callers suggest --raw). */
 evlm_status evlm_chat_template_load(const char *dir, evlm_chat_template **out);
+evlm_status evlm_chat_template_load_dir(const evlm_dir *d, evlm_chat_template **out);
 /* From template source text (tests, fuzzer). bos/eos fill the bos_token / eos_token variables
  * (may be NULL). */
 evlm_status evlm_chat_template_new(const char *name, const char *source, const char *bos_token,

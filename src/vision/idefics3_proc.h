@@ -19,6 +19,7 @@
 #ifndef EVLM_VISION_IDEFICS3_PROC_H
 #define EVLM_VISION_IDEFICS3_PROC_H
 
+#include "core/file.h"
 #include "core/json.h"
 #include "vision/image.h"
 #include "vision/resample.h"
@@ -52,6 +53,7 @@ evlm_idefics3_proc evlm_idefics3_proc_default(void);
  * Missing fields keep the class defaults; wrong types and out-of-range values are errors
  * naming the file and field. */
 evlm_status evlm_idefics3_proc_load(const char *dir, evlm_idefics3_proc *out);
+evlm_status evlm_idefics3_proc_load_dir(const evlm_dir *d, evlm_idefics3_proc *out);
 /* Same from an already-parsed processor object; `file` names it in errors. */
 evlm_status evlm_idefics3_proc_from_json(const char *file, const cJSON *obj,
                                          evlm_idefics3_proc *out);

@@ -15,6 +15,7 @@
 #ifndef EVLM_VISION_VISION_CONFIG_H
 #define EVLM_VISION_VISION_CONFIG_H
 
+#include "core/file.h"
 #include "evlm.h"
 
 typedef struct evlm_vision_config {
@@ -40,6 +41,7 @@ typedef struct evlm_vision_config {
 
 /* dir: the model folder (reads dir/config.json). */
 evlm_status evlm_vision_config_load(const char *dir, evlm_vision_config *cfg);
+evlm_status evlm_vision_config_load_dir(const evlm_dir *d, evlm_vision_config *cfg);
 /* Same from JSON text; `what` names it in errors (e.g. the path). */
 evlm_status evlm_vision_config_parse(const char *what, const char *json, size_t len,
                                      evlm_vision_config *cfg);
