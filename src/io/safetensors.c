@@ -10,8 +10,10 @@
  * Tensors may overlap or leave holes (the format does not forbid it and nothing here needs it
  * forbidden). Names are looked up in an open-addressing hash table.
  *
+ * evlm_weights_from_views builds the same set over views into memory owned elsewhere (GGUF).
+ *
  * Not here: dtype conversion, alignment fix-ups (a tensor's data pointer may be unaligned;
- * kernels that need alignment copy), GGUF.
+ * kernels that need alignment copy), GGUF parsing (gguf.c).
  */
 #include "io/safetensors.h"
 #include "core/buf.h"
@@ -40,6 +42,8 @@ struct evlm_weights {
     size_t n, cap;
     uint32_t *slots; /* hash table of tensor index + 1 (0 = empty); size slot_cap (power of 2) */
     size_t slot_cap;
+    void *owner; /* evlm_weights_from_views: whoever owns the memory the views point into */
+    void (*free_owner)(void *);
 };
 
 /* ---- hash table ------------------------------------------------------------------------- */
@@ -285,6 +289,7 @@ void evlm_weights_free(evlm_weights *w) {
     free(w->tensors);
     free(w->file_of);
     free(w->slots);
+    if (w->owner && w->free_owner) w->free_owner(w->owner);
     free(w);
 }
 
@@ -324,6 +329,35 @@ evlm_status evlm_weights_from_memory(const char *what, const void *data, size_t 
         evlm_weights_free(w);
         return st;
     }
+    *out = w;
+    return EVLM_OK;
+}
+
+evlm_status evlm_weights_from_views(const char *what, const evlm_tensor *views, size_t n,
+                                    void *owner, void (*free_owner)(void *), evlm_weights **out) {
+    *out = NULL;
+    if (!what) what = "weights";
+    if (n && !views) return evlm__fail(EVLM_ERR_ARG, "%s: NULL views", what);
+    evlm_weights *w = weights_alloc();
+    if (!w) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", what);
+    uint32_t idx = 0;
+    evlm_status st = add_file(w, what, &idx);
+    for (size_t i = 0; i < n && st == EVLM_OK; i++) {
+        if (!views[i].name) {
+            st = evlm__fail(EVLM_ERR_ARG, "%s: view %zu has no name", what, i);
+            break;
+        }
+        int dup;
+        st = add_tensor(w, &views[i], idx, &dup);
+        if (st == EVLM_OK && dup)
+            st = evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' appears twice", what, views[i].name);
+    }
+    if (st != EVLM_OK) {
+        evlm_weights_free(w);
+        return st;
+    }
+    w->owner = owner;
+    w->free_owner = free_owner;
     *out = w;
     return EVLM_OK;
 }

@@ -27,6 +27,12 @@ evlm_status evlm_weights_open(const char *path, evlm_weights **out);
  * `what` names it in errors. Used by the fuzzer and tests. */
 evlm_status evlm_weights_from_memory(const char *what, const void *data, size_t size,
                                      evlm_weights **out);
+/* A set over n tensor views that point into memory someone else owns (a GGUF map): names are
+ * copied, views kept as given (contiguous, any type). On success the set owns `owner` and calls
+ * free_owner(owner) (when both are non-NULL) from evlm_weights_free; on failure the caller
+ * keeps it. Duplicate names are an error naming `what`. */
+evlm_status evlm_weights_from_views(const char *what, const evlm_tensor *views, size_t n,
+                                    void *owner, void (*free_owner)(void *), evlm_weights **out);
 void evlm_weights_free(evlm_weights *w);
 
 size_t evlm_weights_count(const evlm_weights *w);
@@ -39,10 +45,11 @@ evlm_status evlm_weights_get(const evlm_weights *w, const char *name, int n_dims
                              const int64_t *ne, const evlm_tensor **out);
 /* Error (naming the tensor) unless t is F32, F16 or BF16. */
 evlm_status evlm_weights_check_float(const evlm_weights *w, const char *name, const evlm_tensor *t);
-/* evlm_weights_get for a 2-D float matrix (F32/F16/BF16) of ne = {cols, rows}. */
+/* evlm_weights_get for a 2-D matrix of ne = {cols, rows}: F32/F16/BF16, or a block-quantized
+ * type (Q8_0/Q4_0/Q4_1, cols a multiple of 32). */
 evlm_status evlm_weights_get_matrix(const evlm_weights *w, const char *name, int64_t cols,
                                     int64_t rows, const evlm_tensor **out);
-/* Widens a float tensor of shape n_dims / ne (n elements) into dst: small vectors (norms,
+/* Widens a float tensor (F32/F16/BF16 only) of shape n_dims / ne (n elements) into dst: small vectors (norms,
  * biases, position tables) are widened once at load. */
 evlm_status evlm_weights_get_floats(const evlm_weights *w, const char *name, int n_dims,
                                     const int64_t *ne, size_t n, float *dst);

@@ -1,6 +1,7 @@
 /*
- * weights.c - typed getters over a weight set (see safetensors.h): float matrices that stay
- * mmapped, and small float vectors widened to float32 once at load. Shared by every model.
+ * weights.c - typed getters over a weight set (see safetensors.h): matrices that stay mmapped
+ * (float or block-quantized), and small float vectors widened to float32 once at load. Shared
+ * by every model. Not here: dequantizing vectors (norms and biases are stored as floats).
  */
 #include "core/status.h"
 #include "io/safetensors.h"
@@ -18,7 +19,19 @@ evlm_status evlm_weights_get_matrix(const evlm_weights *w, const char *name, int
                                     int64_t rows, const evlm_tensor **out) {
     int64_t ne[2] = {cols, rows};
     EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
-    return evlm_weights_check_float(w, name, *out);
+    evlm_type t = (*out)->type;
+    if (evlm_type_is_quant(t)) {
+        if (cols % evlm_type_block(t) != 0) {
+            *out = NULL;
+            return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' is %s with %lld columns (not a multiple of %d)",
+                              evlm_weights_path(w), name, evlm_type_name(t), (long long)cols,
+                              evlm_type_block(t));
+        }
+        return EVLM_OK;
+    }
+    evlm_status st = evlm_weights_check_float(w, name, *out);
+    if (st != EVLM_OK) *out = NULL;
+    return st;
 }
 
 evlm_status evlm_weights_get_floats(const evlm_weights *w, const char *name, int n_dims,

@@ -8,6 +8,8 @@
  */
 #include "core/file.h"
 #include "core/status.h"
+#include "core/json.h"
+#include "io/gguf.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "model/llama.h"
@@ -31,6 +33,7 @@ evlm_context_params evlm_context_default_params(void) {
 static const char *k_architectures[] = {
     "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
     "Idefics3ForConditionalGeneration", "SmolVLMForConditionalGeneration",
+    "Qwen2VLForConditionalGeneration",
 };
 
 static evlm_status check_architecture(const char *dir, const evlm_llama_config *cfg) {
@@ -42,11 +45,12 @@ static evlm_status check_architecture(const char *dir, const evlm_llama_config *
 
 /* The Idefics3 vision tower, connector and image processor; the encoder's activations are
  * planned for the largest tile grid the processor can produce (bigger batches run in chunks). */
-static evlm_status load_vision(evlm_model *m, const char *path) {
-    EVLM_TRY(evlm_vision_config_load(path, &m->vcfg));
-    EVLM_TRY(evlm_idefics3_proc_load(path, &m->proc));
+static evlm_status load_vision(evlm_model *m, const evlm_dir *d) {
+    EVLM_TRY(evlm_vision_config_load_dir(d, &m->vcfg));
+    EVLM_TRY(evlm_idefics3_proc_load_dir(d, &m->proc));
     EVLM_TRY(evlm_siglip_init(&m->siglip, &m->vcfg, m->weights));
     m->has_vision = true;
+    m->vlm = EVLM_VLM_IDEFICS3;
     int rows = 0, cols = 0, tiles = 1;
     int edge = m->proc.longest_edge > 0 ? m->proc.longest_edge : 2048;
     if (evlm_idefics3_plan(&m->proc, edge, edge, &rows, &cols, &tiles) != EVLM_OK) tiles = 1;
@@ -54,30 +58,88 @@ static evlm_status load_vision(evlm_model *m, const char *path) {
     return evlm_siglip_state_init(&m->vstate, &m->siglip, m->max_tiles, evlm_pool_size(m->pool));
 }
 
+static evlm_status gguf_file(const void *ctx, const char *name, const char **data, size_t *len) {
+    return evlm_gguf_file_text(ctx, name, data, len);
+}
+
+/* A GGUF file (by its magic), as opposed to a model folder. */
+static bool is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool yes = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    return yes;
+}
+
+/* An optional integer token id at the top of config.json. */
+static evlm_status config_token(const evlm_dir *d, const char *key, int32_t dflt, int32_t *out) {
+    cJSON *root;
+    char file[4096];
+    EVLM_TRY(evlm_dir_name(d, "config.json", file, sizeof file));
+    EVLM_TRY(evlm_json_load_dir(d, "config.json", &root));
+    int64_t v = dflt;
+    evlm_status st = evlm_json_int(file, root, key, 0, INT32_MAX, &v);
+    cJSON_Delete(root);
+    *out = (int32_t)v;
+    return st;
+}
+
+/* The Qwen2-VL processor and vision tower + merger; activations planned for up to 1024 patches
+ * (a 448x448 image), grown when a larger image comes. */
+static evlm_status load_qwen2vl(evlm_model *m, const evlm_dir *d) {
+    EVLM_TRY(evlm_qwen2vl_proc_load_dir(d, &m->qproc));
+    EVLM_TRY(evlm_qwen2vl_vision_config_load_dir(d, &m->qvcfg));
+    if (m->qvcfg.hidden_size != m->cfg.hidden_size)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s/config.json: vision_config.hidden_size %d is not the text width %d",
+                          d->path, m->qvcfg.hidden_size, m->cfg.hidden_size);
+    EVLM_TRY(config_token(d, "image_token_id", 151655, &m->q_image_token));
+    EVLM_TRY(config_token(d, "vision_start_token_id", 151652, &m->q_vision_start));
+    EVLM_TRY(config_token(d, "vision_end_token_id", 151653, &m->q_vision_end));
+    EVLM_TRY(evlm_qwen2vl_vit_init(&m->qvit, &m->qvcfg, m->weights));
+    m->has_vision = true;
+    m->vlm = EVLM_VLM_QWEN2VL;
+    int64_t cap = m->qproc.max_pixels / ((int64_t)m->qproc.patch_size * m->qproc.patch_size);
+    m->qmax_patches = (int)(cap < 1024 ? (cap < 4 ? 4 : cap) : 1024);
+    return evlm_qwen2vl_vit_state_init(&m->qstate, &m->qvit, m->qmax_patches, evlm_pool_size(m->pool));
+}
+
 evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out) {
     *out = NULL;
     if (!path || !*path) return evlm__fail(EVLM_ERR_ARG, "no model path given");
     evlm_model_params p = params ? *params : evlm_model_default_params();
-    char file[4096];
-    EVLM_TRY(evlm_path_join(file, sizeof file, path, "config.json"));
-    if (!evlm_file_exists(file))
-        return evlm__fail(EVLM_ERR_IO, "%s: not a model folder (no config.json)", path);
+    evlm_gguf *g = NULL;
+    evlm_dir d = evlm_dir_folder(path);
+    if (is_gguf(path)) {
+        EVLM_TRY(evlm_gguf_open(path, &g));
+        d.get = gguf_file;
+        d.ctx = g;
+    } else if (!evlm_dir_has(&d, "config.json")) {
+        return evlm__fail(EVLM_ERR_IO, "%s: not a model folder (no config.json) nor a GGUF file", path);
+    }
 
+    char *tok_json = NULL;
+    size_t tok_len = 0;
+    char file[4096];
     evlm_model *m = calloc(1, sizeof *m);
-    if (!m) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     evlm_status st;
-    if ((st = evlm_llama_config_load(path, &m->cfg)) != EVLM_OK) goto fail;
+    if (!m) {
+        st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((st = evlm_llama_config_load_dir(&d, &m->cfg)) != EVLM_OK) goto fail;
     if ((st = check_architecture(path, &m->cfg)) != EVLM_OK) goto fail;
-    if ((st = evlm_weights_open(path, &m->weights)) != EVLM_OK) goto fail;
+    st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
+    if (st != EVLM_OK) goto fail;
     if ((st = evlm_llama_init(&m->llama, &m->cfg, m->weights)) != EVLM_OK) goto fail;
-    if ((st = evlm_path_join(file, sizeof file, path, "tokenizer.json")) != EVLM_OK) goto fail;
-    if ((st = evlm_tokenizer_load(file, &m->tok)) != EVLM_OK) goto fail;
+    if ((st = evlm_dir_name(&d, "tokenizer.json", file, sizeof file)) != EVLM_OK) goto fail;
+    if ((st = evlm_dir_read(&d, "tokenizer.json", EVLM_JSON_MAX_FILE, &tok_json, &tok_len)) != EVLM_OK) goto fail;
+    if ((st = evlm_tokenizer_from_json(file, tok_json, tok_len, &m->tok)) != EVLM_OK) goto fail;
     if (evlm_tokenizer_n_vocab(m->tok) > m->cfg.vocab_size) {
         st = evlm__fail(EVLM_ERR_FORMAT, "%s: tokenizer has %d tokens but the model's vocab_size is %d",
                         file, evlm_tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
         goto fail;
     }
-    if (evlm_chat_template_load(path, &m->tmpl) != EVLM_OK) {
+    if (evlm_chat_template_load_dir(&d, &m->tmpl) != EVLM_OK) {
         snprintf(m->tmpl_error, sizeof m->tmpl_error, "%s", evlm_last_error());
         m->tmpl = NULL;
     }
@@ -86,22 +148,31 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
     if (strstr(m->cfg.architecture, "Idefics3") || strstr(m->cfg.architecture, "SmolVLM")) {
-        if ((st = load_vision(m, path)) != EVLM_OK) goto fail;
+        if ((st = load_vision(m, &d)) != EVLM_OK) goto fail;
+    } else if (strstr(m->cfg.architecture, "Qwen2VL")) {
+        if ((st = load_qwen2vl(m, &d)) != EVLM_OK) goto fail;
     }
+    free(tok_json);
+    evlm_gguf_close(g); /* the weight set keeps the map */
     evlm__clear_error();
     *out = m;
     return EVLM_OK;
 fail:
+    free(tok_json);
     evlm_model_free(m);
+    evlm_gguf_close(g);
     return st;
 }
 
 void evlm_model_free(evlm_model *m) {
     if (!m) return;
     evlm_pool_free(m->pool);
-    if (m->has_vision) {
+    if (m->vlm == EVLM_VLM_IDEFICS3) {
         evlm_siglip_state_release(&m->vstate);
         evlm_siglip_release(&m->siglip);
+    } else if (m->vlm == EVLM_VLM_QWEN2VL) {
+        evlm_qwen2vl_vit_state_release(&m->qstate);
+        evlm_qwen2vl_vit_release(&m->qvit);
     }
     evlm_chat_template_free(m->tmpl);
     evlm_tokenizer_free(m->tok);
@@ -205,6 +276,9 @@ evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
         return evlm__fail(EVLM_ERR_ARG, "cannot truncate the context to %d (it holds %d)", n_past,
                           c->state.n_past);
     c->state.n_past = n_past;
+    /* M-RoPE contexts: positions after an image trail the slots; an empty context starts over
+     * (a cut inside an earlier prompt keeps that prompt's offset) */
+    if (n_past == 0) c->state.pos_offset = 0;
     return EVLM_OK;
 }
 

@@ -12,6 +12,8 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "vision/idefics3_proc.h"
+#include "vision/qwen2vl_proc.h"
+#include "vision/qwen2vl_vit.h"
 #include "vision/siglip.h"
 #include "vision/vision_config.h"
 
@@ -26,13 +28,22 @@ struct evlm_model {
     int n_threads;
     int32_t eos[EVLM_MAX_EOS];
     int n_eos;
-    /* vision (Idefics3 / SmolVLM); has_vision false for text-only models */
+    /* vision; has_vision false for text-only models */
     bool has_vision;
+    enum { EVLM_VLM_IDEFICS3 = 1, EVLM_VLM_QWEN2VL } vlm;
+    /* Idefics3 / SmolVLM */
     evlm_vision_config vcfg;
     evlm_idefics3_proc proc;
     evlm_siglip siglip;
     evlm_siglip_state vstate; /* planned at load for the largest tile grid; one image at a time */
     int max_tiles;
+    /* Qwen2-VL */
+    evlm_qwen2vl_proc qproc;
+    evlm_qwen2vl_vision_config qvcfg;
+    evlm_qwen2vl_vit qvit;
+    evlm_qwen2vl_vit_state qstate; /* planned for qmax_patches, grown for a larger image */
+    int qmax_patches;
+    int32_t q_image_token, q_vision_start, q_vision_end;
 };
 
 struct evlm_context {

@@ -130,12 +130,18 @@ evlm_status evlm_qwen2vl_proc_from_json(const char *file, const cJSON *obj,
 }
 
 evlm_status evlm_qwen2vl_proc_load(const char *dir, evlm_qwen2vl_proc *out) {
+    evlm_dir d = evlm_dir_folder(dir);
+    return evlm_qwen2vl_proc_load_dir(&d, out);
+}
+
+evlm_status evlm_qwen2vl_proc_load_dir(const evlm_dir *d, evlm_qwen2vl_proc *out) {
     char path[4096];
+    const char *dir = d->path;
     *out = evlm_qwen2vl_proc_default();
-    EVLM_TRY(evlm_path_join(path, sizeof path, dir, "processor_config.json"));
-    if (evlm_file_exists(path)) {
+    EVLM_TRY(evlm_dir_name(d, "processor_config.json", path, sizeof path));
+    if (evlm_dir_has(d, "processor_config.json")) {
         cJSON *root = NULL;
-        EVLM_TRY(evlm_json_load(path, &root));
+        EVLM_TRY(evlm_json_load_dir(d, "processor_config.json", &root));
         const cJSON *ip = cJSON_GetObjectItemCaseSensitive(root, "image_processor");
         if (ip && !cJSON_IsNull(ip)) {
             evlm_status st = evlm_qwen2vl_proc_from_json(path, ip, out);
@@ -144,14 +150,14 @@ evlm_status evlm_qwen2vl_proc_load(const char *dir, evlm_qwen2vl_proc *out) {
         }
         cJSON_Delete(root);
     }
-    EVLM_TRY(evlm_path_join(path, sizeof path, dir, "preprocessor_config.json"));
-    if (!evlm_file_exists(path))
+    EVLM_TRY(evlm_dir_name(d, "preprocessor_config.json", path, sizeof path));
+    if (!evlm_dir_has(d, "preprocessor_config.json"))
         return evlm__fail(EVLM_ERR_IO,
                           "%s: no image processor (processor_config.json with \"image_processor\" "
                           "or preprocessor_config.json)",
                           dir);
     cJSON *root = NULL;
-    EVLM_TRY(evlm_json_load(path, &root));
+    EVLM_TRY(evlm_json_load_dir(d, "preprocessor_config.json", &root));
     evlm_status st = evlm_qwen2vl_proc_from_json(path, root, out);
     cJSON_Delete(root);
     return st;

@@ -55,6 +55,7 @@ evlm_qwen2vl_proc evlm_qwen2vl_proc_default(void);
  * Missing fields keep the class defaults; wrong types and out-of-range values are errors
  * naming the file and field. */
 evlm_status evlm_qwen2vl_proc_load(const char *dir, evlm_qwen2vl_proc *out);
+evlm_status evlm_qwen2vl_proc_load_dir(const evlm_dir *d, evlm_qwen2vl_proc *out);
 evlm_status evlm_qwen2vl_proc_from_json(const char *file, const cJSON *obj, evlm_qwen2vl_proc *out);
 
 /* smart_resize(height, width, factor, min_pixels, max_pixels) of transformers 5. Errors (ARG)

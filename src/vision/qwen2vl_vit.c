@@ -130,11 +130,16 @@ evlm_status evlm_qwen2vl_vision_config_parse(const char *what, const char *json,
 }
 
 evlm_status evlm_qwen2vl_vision_config_load(const char *dir, evlm_qwen2vl_vision_config *cfg) {
+    evlm_dir d = evlm_dir_folder(dir);
+    return evlm_qwen2vl_vision_config_load_dir(&d, cfg);
+}
+
+evlm_status evlm_qwen2vl_vision_config_load_dir(const evlm_dir *d, evlm_qwen2vl_vision_config *cfg) {
     char path[4096];
-    EVLM_TRY(evlm_path_join(path, sizeof path, dir, "config.json"));
+    EVLM_TRY(evlm_dir_name(d, "config.json", path, sizeof path));
     char *json = NULL;
     size_t n = 0;
-    EVLM_TRY(evlm_read_file(path, EVLM_JSON_MAX_FILE, &json, &n));
+    EVLM_TRY(evlm_dir_read(d, "config.json", EVLM_JSON_MAX_FILE, &json, &n));
     evlm_status st = evlm_qwen2vl_vision_config_parse(path, json, n, cfg);
     free(json);
     return st;

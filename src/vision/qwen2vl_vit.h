@@ -15,6 +15,7 @@
 #ifndef EVLM_VISION_QWEN2VL_VIT_H
 #define EVLM_VISION_QWEN2VL_VIT_H
 
+#include "core/file.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
 #include "io/safetensors.h"
@@ -51,6 +52,7 @@ typedef struct evlm_qwen2vl_vision_config {
 
 /* dir: the model folder (reads dir/config.json). */
 evlm_status evlm_qwen2vl_vision_config_load(const char *dir, evlm_qwen2vl_vision_config *cfg);
+evlm_status evlm_qwen2vl_vision_config_load_dir(const evlm_dir *d, evlm_qwen2vl_vision_config *cfg);
 /* Same from JSON text (the whole config.json); `what` names it in errors. */
 evlm_status evlm_qwen2vl_vision_config_parse(const char *what, const char *json, size_t len,
                                              evlm_qwen2vl_vision_config *cfg);

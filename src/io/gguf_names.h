@@ -1,0 +1,67 @@
+/*
+ * gguf_names.h - what makes a GGUF file a llama.cpp model and an evlm model at once: tensor
+ * names (Hugging Face <-> llama.cpp), llama.cpp's Q/K row order for "llama", the metadata keys
+ * llama.cpp reads (hyper-parameters, gpt2 tokenizer, chat template), the original Hugging Face
+ * files kept verbatim as "evlm.file.<name>", and the whole-folder export.
+ *
+ * Names: the text model's Hugging Face prefix is "model." (Llama, SmolLM), "model.text_model."
+ * (SmolVLM / Idefics3) or "model.language_model." (Qwen2-VL); the writer records it in
+ * "evlm.text_prefix" so that the reader gives back the exact original names. Tensors llama.cpp
+ * has no name for (vision tower, connector) keep their Hugging Face name.
+ *
+ * Not here: the container itself (gguf.h), the vision projector file llama.cpp's mtmd expects
+ * (mmproj): the vision tensors stay in the same file under their Hugging Face names.
+ */
+#ifndef EVLM_IO_GGUF_NAMES_H
+#define EVLM_IO_GGUF_NAMES_H
+
+#include "core/tensor.h"
+#include "evlm.h"
+#include "io/gguf.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Hugging Face -> llama.cpp name. Returns 1 (mapped), 0 (no llama.cpp name: copied unchanged)
+ * or -1 (does not fit in cap). prefix: the text model's prefix, e.g. "model.". */
+int evlm_gguf_name_to_llama(const char *hf, const char *prefix, char *out, size_t cap);
+/* The inverse; same return values. */
+int evlm_gguf_name_to_hf(const char *gguf_name, const char *prefix, char *out, size_t cap);
+/* 1 for blk.N.attn_q.{weight,bias}, 2 for blk.N.attn_k.*, else 0 (llama.cpp names). */
+int evlm_gguf_is_qk(const char *gguf_name);
+/* llama.cpp's "llama" architecture stores Q and K rows permuted per head of head_dim rows
+ * (convert_hf_to_gguf.py's permute: interleaved RoPE pairs). Row `row` of the destination comes
+ * from the returned source row; to_llama: Hugging Face -> llama.cpp order, else the inverse. */
+int64_t evlm_gguf_qk_src_row(int64_t row, int64_t head_dim, bool to_llama);
+/* The text prefix of a Hugging Face weight set (the one with "<prefix>embed_tokens.weight"),
+ * or NULL. */
+const char *evlm_gguf_hf_text_prefix(const evlm_weights *w);
+/* "llama", "qwen2" or "qwen2vl" (M-RoPE) for a config. */
+const char *evlm_gguf_arch_for(const evlm_llama_config *cfg);
+
+/* The keys llama.cpp needs for the language model: general.architecture, <arch>.* hyper-
+ * parameters, tokenizer.ggml.* (gpt2 BPE from tokenizer.json text: vocabulary ordered by id and
+ * padded to the config's vocab_size, token types, merges "a b", bos / eos ids) and
+ * tokenizer.chat_template when chat_template is non-NULL. Errors name `what` (the folder). */
+evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, const evlm_llama_config *cfg,
+                                     const char *tokenizer_json, size_t tokenizer_len, const char *chat_template);
+/* Every Hugging Face side file of dir that exists (config.json, tokenizer.json, ...) as
+ * "evlm.file.<name>"; *n_put receives how many (may be NULL). */
+evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_put);
+
+/* Type to store a tensor in: called once per tensor with its Hugging Face name and view (in the
+ * file's dtype). Return the type (F32/F16/BF16/Q8_0/Q4_0/Q4_1 for float tensors; integer tensors
+ * must keep their own type), or EVLM_TYPE_COUNT to leave the tensor out (llama.cpp refuses a text
+ * model file with extra tensors, so a llama.cpp-loadable file leaves out the vision tower). */
+typedef evlm_type (*evlm_gguf_type_fn)(void *ctx, const char *hf_name, const evlm_tensor *t);
+
+/* Converts a Hugging Face folder (config.json, tokenizer.json, safetensors weights) to one GGUF
+ * file: weights converted per tensor (evlm_quantize_row) to type_for(ctx, ...) (NULL: keep the
+ * dtype), llama.cpp names and metadata, the text prefix and the Hugging Face files. Atomic. */
+evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path, evlm_gguf_type_fn type_for, void *ctx,
+                                evlm_gguf_progress_fn progress, void *progress_ctx);
+
+#endif
