@@ -6,13 +6,14 @@
 #   libpcre2-dev                   pre-tokenizer regexes with Unicode classes (\p{L}, \p{N})
 #   libutf8proc-dev                NFC normalization, Unicode categories
 #   libpng-dev libjpeg62-turbo-dev image decoding (vision models)
+#   liblapacke-dev                 Cholesky factorizations of GPTQ (offline compression only)
 #   clang libclang-rt-14-dev       libFuzzer harnesses (make fuzz)
 #   python3                        test scripts compare JSON outputs
 set -euo pipefail
 quiet=0
 [ "${1:-}" = "--quiet" ] && quiet=1
 pkgs=(cmake make gcc pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libpng-dev
-      libjpeg62-turbo-dev clang libclang-rt-14-dev python3)
+      libjpeg62-turbo-dev liblapacke-dev clang libclang-rt-14-dev python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -614,13 +614,15 @@ static void test_hostile(void) {
 
 /* ---- 6. export of the fixtures ------------------------------------------------------------ */
 
-static evlm_type keep_type(void *ctx, const char *name, const evlm_tensor *t) {
+static evlm_type keep_type(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+    (void)src;
     (void)ctx;
     (void)name;
     return t->type;
 }
 
-static evlm_type q8_matrices(void *ctx, const char *name, const evlm_tensor *t) {
+static evlm_type q8_matrices(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+    (void)src;
     (void)ctx;
     (void)name;
     return t->n_dims == 2 && t->ne[0] % 32 == 0 ? EVLM_TYPE_Q8_0 : t->type;
@@ -728,7 +730,8 @@ static void test_export(const char *shared, const char *fixture, const char *arc
     unlink(out);
 }
 
-static evlm_type text_only(void *ctx, const char *name, const evlm_tensor *t) {
+static evlm_type text_only(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+    (void)src;
     (void)ctx;
     return strstr(name, "vision") || strstr(name, "connector") ? EVLM_TYPE_COUNT : t->type;
 }

@@ -11,7 +11,8 @@
 
 #include <unistd.h>
 
-static evlm_type all_q8(void *ctx, const char *name, const evlm_tensor *t) {
+static evlm_type all_q8(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+    (void)src;
     (void)ctx;
     (void)name;
     if (t->n_dims == 2 && t->ne[0] % 32 == 0 && (t->type == EVLM_TYPE_BF16 || t->type == EVLM_TYPE_F16 || t->type == EVLM_TYPE_F32))

@@ -347,6 +347,10 @@ static evlm_status conv_fill(void *ctx, const evlm_tensor *t, int64_t row0, int6
     }
     for (int64_t r = row0; r < row0 + n; r++) {
         int64_t sr = c->head_dim ? evlm_gguf_qk_src_row(r, c->head_dim, true) : r;
+        if (s->type == t->type) { /* already converted: only the row order changes */
+            memcpy((char *)dst + (size_t)(r - row0) * t->nb[1], (const char *)s->data + (size_t)sr * s->nb[1], t->nb[1]);
+            continue;
+        }
         evlm_dequantize_row(s->type, (const char *)s->data + (size_t)sr * s->nb[1], c->row, ne0);
         evlm_quantize_row(t->type, c->row, (char *)dst + (size_t)(r - row0) * t->nb[1], ne0);
     }
@@ -396,8 +400,12 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
         if (evlm_gguf_name_to_llama(t->name, prefix, gname, sizeof gname) < 0 ||
             evlm_gguf_name_to_hf(gname, prefix, back, sizeof back) < 0 || strcmp(back, t->name) != 0)
             return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has no reversible GGUF name", dir, t->name);
-        evlm_type to = type_for ? type_for(ctx, t->name, t) : t->type;
+        const evlm_tensor *src = t;
+        evlm_type to = type_for ? type_for(ctx, t->name, t, &src) : t->type;
         if (to == EVLM_TYPE_COUNT) continue; /* left out */
+        if (!src || src->n_dims != t->n_dims || memcmp(src->ne, t->ne, sizeof t->ne))
+            return evlm__fail(EVLM_ERR_ARG, "%s: tensor '%s': replacement data of another shape", dir, t->name);
+        t = src;
         int qk = llama ? evlm_gguf_is_qk(gname) : 0;
         int64_t ne[EVLM_MAX_DIMS];
         memcpy(ne, t->ne, sizeof ne);
@@ -409,8 +417,8 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
             EVLM_TRY(evlm_gguf_writer_add_tensor(gw, gname, to, n_dims, ne, t->data));
             continue;
         }
-        if (!is_float(t->type) || evlm_gguf_ggml_type(to) < 0 || (to != EVLM_TYPE_F32 && to != EVLM_TYPE_F16 &&
-                                                                   to != EVLM_TYPE_BF16 && !evlm_type_is_quant(to)))
+        if ((!is_float(t->type) && t->type != to) || evlm_gguf_ggml_type(to) < 0 ||
+            (to != EVLM_TYPE_F32 && to != EVLM_TYPE_F16 && to != EVLM_TYPE_BF16 && !evlm_type_is_quant(to)))
             return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", dir, t->name,
                               evlm_type_name(t->type), evlm_type_name(to));
         if (ne[0] % evlm_type_block(to))

@@ -55,8 +55,12 @@ evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_
 /* Type to store a tensor in: called once per tensor with its Hugging Face name and view (in the
  * file's dtype). Return the type (F32/F16/BF16/Q8_0/Q4_0/Q4_1 for float tensors; integer tensors
  * must keep their own type), or EVLM_TYPE_COUNT to leave the tensor out (llama.cpp refuses a text
- * model file with extra tensors, so a llama.cpp-loadable file leaves out the vision tower). */
-typedef evlm_type (*evlm_gguf_type_fn)(void *ctx, const char *hf_name, const evlm_tensor *t);
+ * model file with extra tensors, so a llama.cpp-loadable file leaves out the vision tower).
+ * *src (preset to t) may be pointed at replacement data of the same shape, valid until the write:
+ * float rows to convert (calibrated weights), or rows already of the returned type (GPTQ blocks),
+ * in Hugging Face row order. */
+typedef evlm_type (*evlm_gguf_type_fn)(void *ctx, const char *hf_name, const evlm_tensor *t,
+                                       const evlm_tensor **src);
 
 /* Converts a Hugging Face folder (config.json, tokenizer.json, safetensors weights) to one GGUF
  * file: weights converted per tensor (evlm_quantize_row) to type_for(ctx, ...) (NULL: keep the

@@ -1,0 +1,296 @@
+/* gptq.c - GPTQ into ggml block formats (see gptq.h). */
+#include "compress/gptq.h"
+
+#include "compress/rtn.h"
+#include "core/status.h"
+#include "quant/quants.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COL_TILE 512 /* columns of U streamed per lazy-update tile (128 x 512 floats stay in L2) */
+
+evlm_gptq_params evlm_gptq_default_params(void) {
+    evlm_gptq_params p = {0.01, 128, 4, NULL};
+    return p;
+}
+
+/* ---- the block grids, the same arithmetic as quant/quants.c ------------------------------- */
+
+static float inverse(float d) {
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    return isfinite(id) ? id : 0.0f;
+}
+
+static int8_t round_i8(float v) {
+    if (!(v == v)) return 0;
+    v = roundf(v);
+    return (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+}
+
+static int nibble(float v) {
+    if (!(v == v) || v < 0.0f) return 0;
+    return v >= 15.0f ? 15 : (int)v;
+}
+
+/* One block's grid, fixed when its first column is reached. */
+typedef struct grid {
+    float id, dq, mq, min; /* inverse float scale, fp16-rounded scale, fp16-rounded min, float min */
+} grid;
+
+/* Chooses the grid from the 32 current weights x and writes the block header at blk. */
+static grid grid_init(evlm_type t, const float *x, void *blk) {
+    grid g = {0};
+    if (t == EVLM_TYPE_Q8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < EVLM_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f;
+        evlm_block_q8_0 *b = blk;
+        b->d = evlm_f32_to_f16(d);
+        g.id = inverse(d);
+        g.dq = evlm_f16_to_f32(b->d);
+    } else if (t == EVLM_TYPE_Q4_0) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < EVLM_QK; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        float d = max / -8.0f;
+        evlm_block_q4_0 *b = blk;
+        b->d = evlm_f32_to_f16(d);
+        memset(b->qs, 0, sizeof b->qs);
+        g.id = inverse(d);
+        g.dq = evlm_f16_to_f32(b->d);
+    } else {
+        float min = INFINITY, max = -INFINITY;
+        for (int j = 0; j < EVLM_QK; j++) {
+            min = fminf(min, x[j]);
+            max = fmaxf(max, x[j]);
+        }
+        float d = (max - min) / 15.0f;
+        evlm_block_q4_1 *b = blk;
+        b->d = evlm_f32_to_f16(d);
+        b->m = evlm_f32_to_f16(min);
+        memset(b->qs, 0, sizeof b->qs);
+        g.id = inverse(d);
+        g.dq = evlm_f16_to_f32(b->d);
+        g.mq = evlm_f16_to_f32(b->m);
+        g.min = min;
+    }
+    return g;
+}
+
+/* Rounds x (element j of the block) onto the grid, stores its code, returns the dequantized value. */
+static float grid_put(evlm_type t, const grid *g, float x, int j, void *blk) {
+    if (t == EVLM_TYPE_Q8_0) {
+        int8_t q = round_i8(x * g->id);
+        ((evlm_block_q8_0 *)blk)->qs[j] = q;
+        return (float)q * g->dq;
+    }
+    int q = t == EVLM_TYPE_Q4_0 ? nibble(x * g->id + 8.5f) : nibble((x - g->min) * g->id + 0.5f);
+    uint8_t *qs = t == EVLM_TYPE_Q4_0 ? ((evlm_block_q4_0 *)blk)->qs : ((evlm_block_q4_1 *)blk)->qs;
+    if (j < EVLM_QK / 2) qs[j] |= (uint8_t)q;
+    else qs[j - EVLM_QK / 2] |= (uint8_t)(q << 4);
+    return t == EVLM_TYPE_Q4_0 ? (float)(q - 8) * g->dq : (float)q * g->dq + g->mq;
+}
+
+/* ---- H^-1 = U^T U ---------------------------------------------------------------------- */
+
+/* h (k x k, row-major, symmetric) damped in place with lambda = damp * mean diag; on success the
+ * upper triangle (row-major) of h holds U with (h + lambda I)^-1 = U^T U. A row-major upper
+ * triangle is a column-major lower one, so LAPACK works in place without transposes.
+ * Returns the LAPACK info (> 0: not positive definite). */
+static lapack_int chol_inverse_upper(double *h, int64_t k, double damp) {
+    double mean = 0.0;
+    for (int64_t i = 0; i < k; i++) mean += h[i * k + i];
+    mean /= (double)k;
+    for (int64_t i = 0; i < k; i++) h[i * k + i] += damp * mean;
+    lapack_int kk = (lapack_int)k;
+    lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', kk, h, kk);
+    if (info == 0) info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', kk, h, kk);
+    if (info == 0) info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', kk, h, kk);
+    return info;
+}
+
+/* ---- the column sweep over a range of rows ---------------------------------------------- */
+
+typedef struct sweep {
+    evlm_type t;
+    int64_t n, k, bc;
+    const float *u; /* k x k, upper triangle valid */
+    float *w;       /* n x k working weights */
+    float *err;     /* n x bc scaled errors of the current block, per thread slice of rows */
+    void *out;
+    size_t rb;
+    float *trace;
+    const float *w0;    /* original weights (for the error) */
+    const double *xtx;  /* undamped, for the error */
+    double *row_err, *row_ref;
+    float *deq;         /* nth x k: a dequantized row per thread */
+    int nth;
+    evlm_status st;
+} sweep;
+
+static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
+    const int64_t k = s->k, bc = s->bc;
+    for (int64_t i1 = 0; i1 < k; i1 += bc) {
+        int64_t i2 = i1 + bc < k ? i1 + bc : k;
+        for (int64_t r = r0; r < r1; r++) {
+            float *w = s->w + r * k, *e = s->err + r * bc, *tr = s->trace ? s->trace + r * k : NULL;
+            char *orow = (char *)s->out + (size_t)r * s->rb;
+            grid g = {0};
+            void *blk = NULL;
+            for (int64_t i = i1; i < i2; i++) {
+                if (i % EVLM_QK == 0) {
+                    blk = orow + (size_t)(i / EVLM_QK) * evlm_type_size(s->t);
+                    g = grid_init(s->t, w + i, blk);
+                }
+                float x = w[i];
+                if (tr) tr[i] = x;
+                float q = grid_put(s->t, &g, x, (int)(i % EVLM_QK), blk);
+                const float *urow = s->u + i * k;
+                float d = (x - q) / urow[i];
+                e[i - i1] = d;
+                for (int64_t j = i + 1; j < i2; j++) w[j] -= d * urow[j];
+            }
+        }
+        /* lazy update of the columns right of the block: W[:, i2:] -= E U[i1:i2, i2:] */
+        for (int64_t c0 = i2; c0 < k; c0 += COL_TILE) {
+            int64_t c1 = c0 + COL_TILE < k ? c0 + COL_TILE : k;
+            for (int64_t r = r0; r < r1; r++) {
+                float *w = s->w + r * k;
+                const float *e = s->err + r * bc;
+                for (int64_t t = 0; t < i2 - i1; t++) {
+                    const float *urow = s->u + (i1 + t) * k;
+                    float d = e[t];
+                    for (int64_t j = c0; j < c1; j++) w[j] -= d * urow[j];
+                }
+            }
+        }
+    }
+    /* per-row output error against the original weights, from the undamped xtx */
+    for (int64_t r = r0; r < r1; r++) {
+        evlm_dequantize_row(s->t, (const char *)s->out + (size_t)r * s->rb, deq, k);
+        const float *w0 = s->w0 + r * k;
+        double se = 0.0, sr = 0.0;
+        for (int64_t i = 0; i < k; i++) {
+            const double *h = s->xtx + i * k;
+            double ei = (double)w0[i] - (double)deq[i];
+            if (h[i] == 0.0) continue; /* dead input: its whole row of xtx is 0 */
+            double he = 0.0, hw = 0.0;
+            for (int64_t j = 0; j < k; j++) {
+                double wj = (double)w0[j];
+                he += h[j] * (wj - (double)deq[j]);
+                hw += h[j] * wj;
+            }
+            se += ei * he;
+            sr += (double)w0[i] * hw;
+        }
+        s->row_err[r] = se;
+        s->row_ref[r] = sr;
+    }
+}
+
+static void sweep_task(void *arg, int ith, int nth) {
+    sweep *s = arg;
+    int r0, r1;
+    evlm_split_rows((int)s->n, ith, nth, &r0, &r1);
+    if (r0 < r1) sweep_rows(s, r0, r1, s->deq + (size_t)ith * (size_t)s->k);
+}
+
+evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
+                               int64_t n_samples, const evlm_gptq_params *p, evlm_pool *pool,
+                               void *out, evlm_gptq_result *res) {
+    evlm_gptq_params dp = evlm_gptq_default_params();
+    if (!p) p = &dp;
+    memset(res, 0, sizeof *res);
+    EVLM_TRY(evlm_compress_check_shape("gptq", t, n, k));
+    if (!w || !xtx || !out) return evlm__fail(EVLM_ERR_ARG, "gptq: NULL weights, statistics or output");
+    if (n_samples <= 0) return evlm__fail(EVLM_ERR_ARG, "gptq: no calibration rows");
+    if (!(p->damp >= 0.0) || p->block_cols <= 0 || p->block_cols % EVLM_QK || p->max_retries < 0)
+        return evlm__fail(EVLM_ERR_ARG, "gptq: bad parameters (damp %g, block_cols %d)", p->damp, p->block_cols);
+    if (n > INT32_MAX) return evlm__fail(EVLM_ERR_ARG, "gptq: %lld rows", (long long)n);
+    for (int64_t i = 0; i < n * k; i++)
+        if (!isfinite(w[i]))
+            return evlm__fail(EVLM_ERR_ARG, "gptq: non-finite weight at row %lld, column %lld",
+                              (long long)(i / k), (long long)(i % k));
+    for (int64_t i = 0; i < k * k; i++)
+        if (!isfinite(xtx[i]) || (i / k == i % k && xtx[i] < 0.0))
+            return evlm__fail(EVLM_ERR_ARG, "gptq: statistics: bad entry (%lld, %lld) of X^T X",
+                              (long long)(i / k), (long long)(i % k));
+
+    int nth = pool ? evlm_pool_size(pool) : 1;
+    size_t kk = (size_t)k * (size_t)k;
+    double *h = malloc(sizeof(double) * kk);
+    float *u = malloc(sizeof(float) * kk);
+    float *wk = malloc(sizeof(float) * (size_t)n * (size_t)k);
+    float *err = malloc(sizeof(float) * (size_t)n * (size_t)p->block_cols);
+    double *row_err = malloc(sizeof(double) * 2 * (size_t)n);
+    float *deq = malloc(sizeof(float) * (size_t)k * (size_t)nth);
+    evlm_status st = EVLM_OK;
+    if (!h || !u || !wk || !err || !row_err || !deq) {
+        st = evlm__fail(EVLM_ERR_NOMEM, "gptq: out of memory (k = %lld, n = %lld)", (long long)k, (long long)n);
+        goto done;
+    }
+
+    /* H = 2/N xtx; dead inputs get H_jj = 1 and a zero weight column */
+    memcpy(wk, w, sizeof(float) * (size_t)n * (size_t)k);
+    double scale = 2.0 / (double)n_samples;
+    double damp = p->damp, tried = damp;
+    lapack_int info = 1;
+    for (int attempt = 0; attempt <= p->max_retries && info != 0; attempt++) {
+        tried = damp;
+        damp = damp > 0.0 ? damp * 10.0 : 1e-6; /* the next attempt's */
+        res->dead_cols = 0;
+        for (size_t i = 0; i < kk; i++) h[i] = xtx[i] * scale;
+        for (int64_t j = 0; j < k; j++)
+            if (h[j * k + j] == 0.0) {
+                h[j * k + j] = 1.0;
+                res->dead_cols++;
+                for (int64_t r = 0; r < n; r++) wk[r * k + j] = 0.0f;
+            }
+        info = chol_inverse_upper(h, k, tried);
+        if (info < 0) {
+            st = evlm__fail(EVLM_ERR_ARG, "gptq: LAPACK argument %d rejected", (int)-info);
+            goto done;
+        }
+        if (info == 0) res->damp_used = tried;
+    }
+    if (info != 0) {
+        st = evlm__fail(EVLM_ERR_RANGE,
+                        "gptq: the damped Hessian is not positive definite (k = %lld, last damp %g, minor %d)",
+                        (long long)k, tried, (int)info);
+        goto done;
+    }
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < k; j++) u[i * k + j] = j >= i ? (float)h[i * k + j] : 0.0f;
+    /* U_jj > 0 on success of dpotrf; guard the division anyway */
+    for (int64_t i = 0; i < k; i++)
+        if (!(u[i * k + i] > 0.0f) || !isfinite(u[i * k + i])) {
+            st = evlm__fail(EVLM_ERR_RANGE, "gptq: degenerate inverse Hessian factor at column %lld", (long long)i);
+            goto done;
+        }
+
+    sweep s = {t, n, k, p->block_cols, u, wk, err, out, evlm_row_bytes(t, k), p->trace, w, xtx,
+               row_err, row_err + n, deq, nth, EVLM_OK};
+    if (pool) evlm_pool_run(pool, sweep_task, &s);
+    else sweep_task(&s, 0, 1);
+
+    for (int64_t r = 0; r < n; r++) { /* in row order: the sum does not depend on threads */
+        res->err += row_err[r];
+        res->ref += row_err[n + r];
+    }
+    if (res->err < 0.0) res->err = 0.0;
+    res->rel_err = res->ref > 0.0 ? res->err / res->ref : 0.0;
+done:
+    free(h);
+    free(u);
+    free(wk);
+    free(err);
+    free(row_err);
+    free(deq);
+    return st;
+}

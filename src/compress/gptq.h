@@ -1,0 +1,55 @@
+/*
+ * gptq.h - GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for Generative
+ * Pre-trained Transformers") into ggml's Q8_0 / Q4_0 / Q4_1 blocks.
+ *
+ * W is n rows (outputs) x k columns (inputs), row-major float; the calibration inputs X (N rows)
+ * enter only through xtx = X^T X (calib.h collects it), and H = 2/N xtx. The steps:
+ *   - dead inputs (H_jj = 0: the channel was always 0): H_jj = 1 and column j of W = 0;
+ *   - damping: H += lambda I, lambda = damp * mean(diag H) (retried x10 if not positive definite);
+ *   - U = upper Cholesky factor of H^-1 (LAPACKE dpotrf, dpotri, dpotrf), so H^-1 = U^T U;
+ *   - columns in order, in blocks of block_cols with lazy updates of the columns right of the
+ *     block: quantize column j, then spread its error over the remaining columns,
+ *     w[j+1:] -= (w_j - q_j) / U_jj * U[j, j+1:], which is the least-squares optimum of the
+ *     remaining weights given the columns already fixed (tested against a direct solve);
+ *   - every 32 consecutive columns of a row form one block whose scale (and min for Q4_1) is
+ *     chosen when its first column is reached, from the current error-compensated weights, with
+ *     exactly the rules of evlm_quantize_row_q8_0 / q4_0 / q4_1 (with a diagonal H the output is
+ *     bit-identical to round-to-nearest); later columns of the block are rounded and clamped to
+ *     that block's grid.
+ * Rows are independent, so threads split rows and the output does not depend on their number.
+ * Memory: k*k doubles (the factorization) + k*k floats (U) + n*k floats (working weights).
+ * Not here: act-order (columns by decreasing H_jj), which conflicts with fixed 32-column blocks.
+ */
+#ifndef EVLM_COMPRESS_GPTQ_H
+#define EVLM_COMPRESS_GPTQ_H
+
+#include "core/tensor.h"
+#include "core/threadpool.h"
+#include "evlm.h"
+
+#include <stdint.h>
+
+typedef struct evlm_gptq_params {
+    double damp;     /* relative damping (default 0.01) */
+    int block_cols;  /* lazy-update block, a multiple of 32 (default 128) */
+    int max_retries; /* damping x10 per retry while H is not positive definite (default 4) */
+    float *trace;    /* nullable, n x k: receives each weight as it was just before it was
+                        quantized (the error-compensated value); for tests and diagnostics */
+} evlm_gptq_params;
+
+typedef struct evlm_gptq_result {
+    double err, ref;  /* ||X (W - Q)^T||^2 and ||X W^T||^2 from xtx (undamped) */
+    double rel_err;   /* err / ref (0 when ref = 0) */
+    double damp_used; /* the relative damping that made H positive definite */
+    int64_t dead_cols;
+} evlm_gptq_result;
+
+evlm_gptq_params evlm_gptq_default_params(void);
+
+/* Quantizes w (n x k) with xtx (k x k, full symmetric square) gathered from n_samples rows into
+ * out (n rows of evlm_row_bytes(t, k) bytes). pool may be NULL (one thread). */
+evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
+                               int64_t n_samples, const evlm_gptq_params *p, evlm_pool *pool,
+                               void *out, evlm_gptq_result *res);
+
+#endif
