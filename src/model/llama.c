@@ -215,19 +215,13 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     s->n_batch = n_batch;
     s->mm.scratch = s->scratch;
     s->mm.scratch_stride = s->scratch_per_thread;
-    bool quant = evlm_type_is_quant(m->lm_head->type);
-    for (int l = 0; l < c->n_layers; l++) {
-        const evlm_tensor *const *mats[] = {&m->layers[l].wq, &m->layers[l].wk, &m->layers[l].wv, &m->layers[l].wo,
-                                            &m->layers[l].w_gate, &m->layers[l].w_up, &m->layers[l].w_down};
-        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) quant = quant || evlm_type_is_quant((*mats[i])->type);
-    }
-    if (quant) {
-        s->mm.qbuf_blocks = evlm_matmul_qbuf_blocks(n_batch, (int)maxk);
-        s->mm.qbuf = malloc(s->mm.qbuf_blocks * sizeof(evlm_q8a));
-        if (!s->mm.qbuf) {
-            evlm_llama_state_release(s);
-            return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the activation blocks");
-        }
+    /* always planned (n_batch * max_k / 32 blocks, ~1.25 bytes per activation): matrices may be
+     * swapped for quantized ones after the context exists (calibration, sensitivity) */
+    s->mm.qbuf_blocks = evlm_matmul_qbuf_blocks(n_batch, (int)maxk);
+    s->mm.qbuf = malloc(s->mm.qbuf_blocks * sizeof(evlm_q8a));
+    if (!s->mm.qbuf) {
+        evlm_llama_state_release(s);
+        return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the activation blocks");
     }
     int half = c->head_dim / 2;
     float inv[512];

@@ -46,6 +46,11 @@ struct evlm_model {
     int32_t q_image_token, q_vision_start, q_vision_end;
 };
 
+/* Internal to evlm (the compression passes): a prompt of ready token ids (no images), the image
+ * features a prompt carries ([n_rows][hidden], NULL without images), and the decoder state. */
+evlm_status evlm__prompt_from_ids(const int32_t *ids, size_t n, evlm_prompt **out);
+const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows);
+
 struct evlm_context {
     evlm_model *model;
     evlm_llama_state state;

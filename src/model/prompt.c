@@ -38,6 +38,25 @@ const int32_t *evlm_prompt_ids(const evlm_prompt *p, size_t *n) {
 int evlm_prompt_n_image_tokens(const evlm_prompt *p) { return p->n_feat_rows; }
 double evlm_prompt_image_ms(const evlm_prompt *p) { return p->image_ms; }
 
+evlm_status evlm__prompt_from_ids(const int32_t *ids, size_t n, evlm_prompt **out) {
+    *out = NULL;
+    if (!ids || n == 0) return evlm__fail(EVLM_ERR_ARG, "empty prompt");
+    evlm_prompt *p = calloc(1, sizeof *p);
+    if (!p) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    evlm_status st = evlm_ids_append(&p->ids, ids, n);
+    if (st != EVLM_OK) {
+        evlm_prompt_free(p);
+        return st;
+    }
+    *out = p;
+    return EVLM_OK;
+}
+
+const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows) {
+    *n_rows = p->n_feat_rows;
+    return p->features;
+}
+
 void evlm_prompt_free(evlm_prompt *p) {
     if (!p) return;
     evlm_ids_free(&p->ids);

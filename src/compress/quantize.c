@@ -1,0 +1,767 @@
+/* quantize.c - the quantization pipeline behind `evlm quantize` (see quantize.h). */
+#include "compress/quantize.h"
+#include "compress/awq.h"
+#include "compress/calib.h"
+#include "compress/gptq.h"
+#include "compress/rtn.h"
+#include "core/buf.h"
+#include "core/file.h"
+#include "core/json.h"
+#include "core/status.h"
+#include "io/gguf_names.h"
+#include "model/model_impl.h"
+
+#include <fnmatch.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 256    /* calibration text chunk (tokens) */
+#define KL_ROWS 512  /* positions whose float distributions are kept for KL */
+#define RESERVOIR 256
+
+enum { K_OTHER = 0, K_LM, K_EMBED, K_VISION };
+
+typedef struct {
+    const evlm_tensor *src; /* the weight set's view */
+    int kind;
+    const evlm_tensor **slot, **slot2; /* the decoder's pointers to it (sensitivity swaps) */
+    int layer;
+    const char *group; /* LM: its calibration group */
+    evlm_type to;
+    bool pinned;
+    void *qdata;  /* quantized rows of type `to` (owned), or NULL: the export converts src */
+    float *fdata; /* replacement float rows (AWQ folds), F32, owned */
+    evlm_tensor view;
+    double rel_err, kl;
+    const char *method;
+} qt;
+
+typedef struct {
+    const evlm_quantize_params *p;
+    evlm_model *m;
+    qt *t;
+    int n;
+    evlm_prompt **prompts; /* calibration set */
+    char **texts, **images; /* per prompt: the text and image of dataset items (NULL for text chunks) */
+    int n_prompts;
+    int n_kl_prompts; /* the first prompts, whose float log-probabilities are kept */
+    float *ref_logp;  /* [kl rows][V] */
+    int kl_rows;
+    evlm_calib *calib;
+} qctx;
+
+static void progress(const qctx *q, const char *stage, int done, int total) {
+    if (q->p->progress) q->p->progress(q->p->user, stage, done, total);
+}
+
+evlm_quantize_params evlm_quantize_default_params(void) {
+    evlm_quantize_params p;
+    memset(&p, 0, sizeof p);
+    p.type = EVLM_TYPE_Q8_0;
+    p.vision = EVLM_TYPE_Q8_0;
+    p.calib_tokens = 2048;
+    p.calib_items = 16;
+    return p;
+}
+
+void evlm_quantize_report_free(evlm_quantize_report *r) {
+    free(r->t);
+    memset(r, 0, sizeof *r);
+}
+
+static double type_bits(evlm_type t) {
+    return 8.0 * (double)evlm_type_size(t) / evlm_type_block(t);
+}
+
+static bool is_float(evlm_type t) { return t == EVLM_TYPE_F32 || t == EVLM_TYPE_F16 || t == EVLM_TYPE_BF16; }
+
+static bool can_hold(const evlm_tensor *t, evlm_type to) {
+    if (to == t->type) return true;
+    if (!is_float(t->type)) return false;
+    if (evlm_type_is_quant(to)) return t->n_dims == 2 && t->ne[0] % 32 == 0;
+    return is_float(to);
+}
+
+/* ---- which tensor is what --------------------------------------------------------------------- */
+
+static qt *find(qctx *q, const evlm_tensor *t) {
+    for (int i = 0; i < q->n; i++)
+        if (q->t[i].src == t) return &q->t[i];
+    return NULL;
+}
+
+static qt *find_name(qctx *q, const char *name) {
+    for (int i = 0; i < q->n; i++)
+        if (!strcmp(q->t[i].src->name, name)) return &q->t[i];
+    return NULL;
+}
+
+static void mark(qctx *q, const evlm_tensor *t, int kind) {
+    qt *x = t ? find(q, t) : NULL;
+    if (x && x->kind == K_OTHER) x->kind = kind;
+}
+
+static evlm_status classify(qctx *q) {
+    evlm_model *m = q->m;
+    const evlm_quantize_params *p = q->p;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        evlm_llama_layer *ly = &m->llama.layers[l];
+        const evlm_tensor **slots[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
+        static const char *groups[7] = {"attn_qkv", "attn_qkv", "attn_qkv", "attn_o", "ffn_gate_up", "ffn_gate_up", "ffn_down"};
+        for (int i = 0; i < 7; i++) {
+            qt *x = find(q, *slots[i]);
+            if (!x) return evlm__fail(EVLM_ERR_FORMAT, "layer %d: a matrix is not in the weight set", l);
+            x->kind = K_LM;
+            x->slot = slots[i];
+            x->layer = l;
+            x->group = groups[i];
+        }
+    }
+    mark(q, m->llama.tok_embd, K_EMBED);
+    mark(q, m->llama.lm_head, K_EMBED);
+    qt *e = find(q, m->llama.tok_embd), *h = find(q, m->llama.lm_head);
+    if (e) e->slot = &m->llama.tok_embd;
+    if (h && h == e) h->slot2 = &m->llama.lm_head; /* tied */
+    else if (h) h->slot = &m->llama.lm_head;
+    if (m->vlm == EVLM_VLM_IDEFICS3) {
+        for (int l = 0; l < m->siglip.cfg.n_layers; l++) {
+            const evlm_siglip_layer *ly = &m->siglip.layers[l];
+            const evlm_tensor *v[6] = {ly->wq, ly->wk, ly->wv, ly->wo, ly->fc1, ly->fc2};
+            for (int i = 0; i < 6; i++) mark(q, v[i], K_VISION);
+        }
+        mark(q, m->siglip.proj, K_VISION);
+    } else if (m->vlm == EVLM_VLM_QWEN2VL) {
+        for (int l = 0; l < m->qvcfg.depth; l++) {
+            const evlm_qwen2vl_vit_layer *ly = &m->qvit.layers[l];
+            const evlm_tensor *v[4] = {ly->qkv, ly->proj, ly->fc1, ly->fc2};
+            for (int i = 0; i < 4; i++) mark(q, v[i], K_VISION);
+        }
+        mark(q, m->qvit.mlp0, K_VISION);
+        mark(q, m->qvit.mlp2, K_VISION);
+    }
+    for (int i = 0; i < q->n; i++) {
+        qt *x = &q->t[i];
+        x->rel_err = x->kl = -1;
+        x->method = "float";
+        switch (x->kind) {
+        case K_LM: x->to = p->type; break;
+        case K_EMBED: x->to = p->type; break;
+        case K_VISION: x->to = p->vision; break;
+        default: x->to = x->src->type; break;
+        }
+        if (x->kind != K_OTHER && !can_hold(x->src, x->to)) x->to = x->src->type;
+        for (int k = 0; k < p->n_keep; k++) {
+            if (fnmatch(p->keep[k].pattern, x->src->name, 0) != 0) continue;
+            if (!can_hold(x->src, p->keep[k].type))
+                return evlm__fail(EVLM_ERR_ARG, "--keep %s: tensor '%s' (%s, %lld columns) cannot be stored as %s",
+                                  p->keep[k].pattern, x->src->name, evlm_type_name(x->src->type),
+                                  (long long)x->src->ne[0], evlm_type_name(p->keep[k].type));
+            x->to = p->keep[k].type;
+            x->pinned = true;
+        }
+        if (x->kind != K_OTHER) x->method = x->pinned ? "keep" : "rtn";
+    }
+    return EVLM_OK;
+}
+
+/* ---- the calibration set ------------------------------------------------------------------------ */
+
+static evlm_status add_prompt(qctx *q, evlm_prompt *pr, const char *text, const char *image) {
+    size_t n = (size_t)q->n_prompts + 1;
+    evlm_prompt **np = realloc(q->prompts, sizeof *np * n);
+    if (np) q->prompts = np;
+    char **nt = np ? realloc(q->texts, sizeof *nt * n) : NULL;
+    if (nt) q->texts = nt;
+    char **ni = nt ? realloc(q->images, sizeof *ni * n) : NULL;
+    if (ni) q->images = ni;
+    if (!ni) {
+        evlm_prompt_free(pr);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    }
+    q->texts[q->n_prompts] = text ? strdup(text) : NULL;
+    q->images[q->n_prompts] = image ? strdup(image) : NULL;
+    q->prompts[q->n_prompts++] = pr;
+    return EVLM_OK;
+}
+
+static evlm_status load_text(qctx *q) {
+    char *text;
+    size_t len;
+    EVLM_TRY(evlm_read_file(q->p->calib_text, (size_t)1 << 30, &text, &len));
+    int32_t *ids = NULL;
+    size_t n = 0;
+    evlm_status st = evlm_tokenize(q->m, text, len, false, true, &ids, &n);
+    free(text);
+    if (st == EVLM_OK && n < 2) st = evlm__fail(EVLM_ERR_ARG, "%s: fewer than 2 tokens", q->p->calib_text);
+    size_t use = n < (size_t)q->p->calib_tokens ? n : (size_t)q->p->calib_tokens;
+    for (size_t at = 0; st == EVLM_OK && at + 1 < use; at += CHUNK) {
+        evlm_prompt *pr;
+        size_t len_c = use - at < CHUNK ? use - at : CHUNK;
+        st = evlm__prompt_from_ids(ids + at, len_c, &pr);
+        if (st == EVLM_OK) st = add_prompt(q, pr, NULL, NULL);
+    }
+    free(ids);
+    return st;
+}
+
+static evlm_status load_jsonl(qctx *q) {
+    char *data;
+    size_t len;
+    const char *path = q->p->calib_jsonl;
+    EVLM_TRY(evlm_read_file(path, (size_t)1 << 30, &data, &len));
+    char base_buf[4096];
+    snprintf(base_buf, sizeof base_buf, "%s", path);
+    const char *base = dirname(base_buf);
+    evlm_status st = EVLM_OK;
+    int line_no = 0, used = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(data, "\n", &save); line && st == EVLM_OK && used < q->p->calib_items;
+         line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        cJSON *item = cJSON_Parse(line);
+        const cJSON *img = cJSON_GetObjectItem(item, "image"), *qs = cJSON_GetObjectItem(item, "question");
+        const cJSON *ans = cJSON_GetObjectItem(item, "answer");
+        if (!item || !cJSON_IsString(qs) || (img && !cJSON_IsString(img)) || (ans && !cJSON_IsString(ans))) {
+            cJSON_Delete(item);
+            st = evlm__fail(EVLM_ERR_FORMAT, "%s:%d: expected {\"image\", \"question\", \"answer\"} strings", path,
+                            line_no);
+            break;
+        }
+        char img_path[8192];
+        evlm_image_input in = {0};
+        int n_img = img && q->m->has_vision ? 1 : 0;
+        if (n_img) {
+            if (img->valuestring[0] == '/') snprintf(img_path, sizeof img_path, "%s", img->valuestring);
+            else snprintf(img_path, sizeof img_path, "%s/%s", base, img->valuestring);
+            in.path = img_path;
+        }
+        char *chat = NULL;
+        st = evlm_chat_prompt(q->m, qs->valuestring, n_img, &chat);
+        evlm_str full = {0};
+        if (st == EVLM_OK) st = evlm_str_append(&full, chat, strlen(chat));
+        if (st == EVLM_OK && ans) st = evlm_str_append(&full, ans->valuestring, strlen(ans->valuestring));
+        evlm_prompt *pr = NULL;
+        if (st == EVLM_OK) st = evlm_prompt_new(q->m, full.data, false, &in, n_img, &pr);
+        if (st == EVLM_OK) st = add_prompt(q, pr, full.data, n_img ? img_path : NULL);
+        if (st != EVLM_OK) evlm__fail_prefix(st, "%s:%d", path, line_no);
+        free(chat);
+        evlm_str_free(&full);
+        cJSON_Delete(item);
+        used++;
+    }
+    free(data);
+    return st;
+}
+
+/* log-softmax of x [n] into out (float) */
+static void log_softmax(const float *x, int n, float *out) {
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++) mx = (double)x[i] > mx ? (double)x[i] : mx;
+    for (int i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+    double lse = mx + log(sum);
+    for (int i = 0; i < n; i++) out[i] = (float)((double)x[i] - lse);
+}
+
+static double kl_row(const float *ref_logp, const float *logits, int n, float *tmp) {
+    log_softmax(logits, n, tmp);
+    double kl = 0;
+    for (int i = 0; i < n; i++) kl += exp((double)ref_logp[i]) * ((double)ref_logp[i] - (double)tmp[i]);
+    return kl > 0 ? kl : 0;
+}
+
+static int prompt_len(const evlm_prompt *pr) {
+    size_t n;
+    evlm_prompt_ids(pr, &n);
+    return (int)n;
+}
+
+static evlm_status new_ctx(evlm_model *m, const qctx *q, evlm_context **out) {
+    int max = 1;
+    for (int i = 0; i < q->n_prompts; i++) max = prompt_len(q->prompts[i]) > max ? prompt_len(q->prompts[i]) : max;
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = max;
+    return evlm_context_new(m, &cp, out);
+}
+
+/* Mean KL of model m over the kept positions against the float distributions. */
+static evlm_status mean_kl(const qctx *q, evlm_model *m, double *out) {
+    const int V = evlm_model_n_vocab(m);
+    evlm_context *c;
+    EVLM_TRY(new_ctx(m, q, &c));
+    float *lg = NULL, *tmp = malloc(sizeof(float) * (size_t)V);
+    double sum = 0;
+    int row = 0;
+    evlm_status st = tmp ? EVLM_OK : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < q->n_kl_prompts && st == EVLM_OK; i++) {
+        int n = prompt_len(q->prompts[i]);
+        float *nl = realloc(lg, sizeof(float) * (size_t)V * (size_t)n);
+        if (!nl) {
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        lg = nl;
+        if ((st = evlm_context_truncate(c, 0)) != EVLM_OK) break;
+        if ((st = evlm_decode_prompt(c, q->prompts[i], lg, true)) != EVLM_OK) break;
+        for (int r = 0; r < n && row < q->kl_rows; r++, row++)
+            sum += kl_row(q->ref_logp + (size_t)row * V, lg + (size_t)r * V, V, tmp);
+    }
+    free(lg);
+    free(tmp);
+    evlm_context_free(c);
+    *out = row ? sum / row : 0;
+    return st;
+}
+
+/* The float model over the calibration set: statistics of every matmul input, and the float
+ * next-token distributions of the first positions. */
+static evlm_status calibrate(qctx *q, bool hessian) {
+    evlm_calib_params cpar = evlm_calib_default_params();
+    cpar.hessian = hessian;
+    cpar.act_stats = true;
+    cpar.reservoir_rows = RESERVOIR;
+    EVLM_TRY(evlm_calib_new(&cpar, &q->calib));
+    const int V = evlm_model_n_vocab(q->m);
+    int rows = 0;
+    for (int i = 0; i < q->n_prompts && rows < KL_ROWS; i++, q->n_kl_prompts++) rows += prompt_len(q->prompts[i]);
+    q->kl_rows = rows < KL_ROWS ? rows : KL_ROWS;
+    q->ref_logp = malloc(sizeof(float) * (size_t)V * (size_t)q->kl_rows);
+    if (!q->ref_logp) return evlm__fail(EVLM_ERR_NOMEM, "out of memory for %d calibration distributions", q->kl_rows);
+    evlm_context *c;
+    EVLM_TRY(new_ctx(q->m, q, &c));
+    c->state.observe = evlm_calib_observe;
+    c->state.observe_user = q->calib;
+    float *lg = NULL;
+    int row = 0;
+    evlm_status st = EVLM_OK;
+    for (int i = 0; i < q->n_prompts && st == EVLM_OK; i++) {
+        progress(q, "calibrate", i, q->n_prompts);
+        int n = prompt_len(q->prompts[i]);
+        bool keep = i < q->n_kl_prompts;
+        if (keep) {
+            float *nl = realloc(lg, sizeof(float) * (size_t)V * (size_t)n);
+            if (!nl) {
+                st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+                break;
+            }
+            lg = nl;
+        }
+        if ((st = evlm_context_truncate(c, 0)) != EVLM_OK) break;
+        if ((st = evlm_decode_prompt(c, q->prompts[i], keep ? lg : NULL, keep)) != EVLM_OK) break;
+        for (int r = 0; keep && r < n && row < q->kl_rows; r++, row++)
+            log_softmax(lg + (size_t)r * V, V, q->ref_logp + (size_t)row * V);
+    }
+    progress(q, "calibrate", q->n_prompts, q->n_prompts);
+    free(lg);
+    evlm_context_free(c);
+    if (st == EVLM_OK && evlm_calib_status(q->calib) != EVLM_OK)
+        st = evlm__fail(evlm_calib_status(q->calib), "calibration: %s", evlm_calib_error(q->calib));
+    return st;
+}
+
+/* ---- quantizing one matrix --------------------------------------------------------------------- */
+
+static float *widen(const evlm_tensor *t) {
+    int64_t n = t->ne[1], k = t->ne[0];
+    float *w = malloc(sizeof(float) * (size_t)(n * k));
+    if (!w) return NULL;
+    for (int64_t r = 0; r < n; r++) evlm_dequantize_row(t->type, (const char *)t->data + (size_t)r * t->nb[1], w + r * k, k);
+    return w;
+}
+
+static void set_view(qt *x, evlm_type type, void *data) {
+    x->view = *x->src;
+    x->view.type = type;
+    x->view.data = data;
+    evlm_tensor_set_contiguous(&x->view);
+}
+
+/* Error of quantized q of float w: on the calibration rows of its group, else in weight space. */
+static double rel_error(const qctx *q, const qt *x, const float *w, const void *qd) {
+    int64_t n = x->src->ne[1], k = x->src->ne[0];
+    double err = 0, ref = 0;
+    const evlm_calib_stat *st = q->calib && x->group ? evlm_calib_find(q->calib, x->layer, x->group) : NULL;
+    if (st && st->n_kept > 0 && st->k == k) {
+        if (evlm_quant_error_rows(x->to, w, qd, n, k, st->rows, st->n_kept, &err, &ref) != EVLM_OK) return -1;
+        return ref > 0 ? err / ref : 0;
+    }
+    float *row = malloc(sizeof(float) * (size_t)k);
+    if (!row) return -1;
+    for (int64_t r = 0; r < n; r++) {
+        evlm_dequantize_row(x->to, (const char *)qd + (size_t)r * evlm_row_bytes(x->to, k), row, k);
+        for (int64_t j = 0; j < k; j++) {
+            double d = (double)w[r * k + j] - (double)row[j];
+            err += d * d;
+            ref += (double)w[r * k + j] * (double)w[r * k + j];
+        }
+    }
+    free(row);
+    return ref > 0 ? err / ref : 0;
+}
+
+/* x (float w, n x k) -> x->qdata of type x->to, by RTN or GPTQ. */
+static evlm_status quantize_matrix(qctx *q, qt *x, const float *w, bool gptq) {
+    int64_t n = x->src->ne[1], k = x->src->ne[0];
+    free(x->qdata);
+    x->qdata = malloc(evlm_row_bytes(x->to, k) * (size_t)n);
+    if (!x->qdata) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", x->src->name);
+    const evlm_calib_stat *st = gptq && x->group ? evlm_calib_find(q->calib, x->layer, x->group) : NULL;
+    if (gptq && st && st->xtx) {
+        evlm_gptq_params gp = evlm_gptq_default_params();
+        evlm_gptq_result res;
+        evlm_status s = evlm_gptq_quantize(x->to, w, n, k, st->xtx, st->n_rows, &gp, q->m->pool, x->qdata, &res);
+        if (s != EVLM_OK) return evlm__fail_prefix(s, "%s", x->src->name);
+        x->method = "gptq";
+    } else {
+        EVLM_TRY(evlm_rtn_quantize(x->to, w, n, k, x->qdata));
+    }
+    set_view(x, x->to, x->qdata);
+    x->rel_err = rel_error(q, x, w, x->qdata);
+    return EVLM_OK;
+}
+
+/* ---- mixed precision ---------------------------------------------------------------------------- */
+
+static bool adjustable(const qt *x) {
+    return (x->kind == K_LM || x->kind == K_EMBED) && !x->pinned && x->slot && evlm_type_is_quant(x->to);
+}
+
+static evlm_status sensitivity(qctx *q) {
+    int total = 0, done = 0;
+    for (int i = 0; i < q->n; i++) total += adjustable(&q->t[i]);
+    for (int i = 0; i < q->n; i++) {
+        qt *x = &q->t[i];
+        if (!adjustable(x)) continue;
+        progress(q, "sensitivity", done++, total);
+        float *w = widen(x->src);
+        if (!w) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", x->src->name);
+        int64_t n = x->src->ne[1], k = x->src->ne[0];
+        void *qd = malloc(evlm_row_bytes(q->p->type, k) * (size_t)n);
+        evlm_status st = qd ? evlm_rtn_quantize(q->p->type, w, n, k, qd) : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        free(w);
+        if (st == EVLM_OK) {
+            evlm_tensor tmp = *x->src;
+            tmp.type = q->p->type;
+            tmp.data = qd;
+            evlm_tensor_set_contiguous(&tmp);
+            const evlm_tensor *orig = *x->slot;
+            *x->slot = &tmp; /* only this matrix quantized */
+            if (x->slot2) *x->slot2 = &tmp;
+            st = mean_kl(q, q->m, &x->kl);
+            *x->slot = orig;
+            if (x->slot2) *x->slot2 = orig;
+        }
+        free(qd);
+        EVLM_TRY(st);
+    }
+    progress(q, "sensitivity", total, total);
+    return EVLM_OK;
+}
+
+static double file_bits(const qctx *q, int64_t *elements) {
+    double bits = 0;
+    int64_t el = 0;
+    for (int i = 0; i < q->n; i++) {
+        int64_t e = evlm_tensor_nelements(q->t[i].src);
+        bits += (double)e * type_bits(q->t[i].to);
+        el += e;
+    }
+    *elements = el;
+    return bits;
+}
+
+/* Raises the most sensitive matrices (KL per extra bit) to Q8_0 while the budget allows. */
+static evlm_status allocate(qctx *q) {
+    int64_t el;
+    double bits = file_bits(q, &el);
+    double budget = q->p->target_bpw > 0 ? q->p->target_bpw * (double)el : 1e300;
+    if (q->p->max_size_mb > 0 && q->p->max_size_mb * 8e6 < budget) budget = q->p->max_size_mb * 8e6;
+    if (bits > budget)
+        return evlm__fail(EVLM_ERR_ARG, "the budget (%.3f bits per weight) is below what --type %s gives (%.3f): "
+                          "choose a smaller --type or a larger budget",
+                          budget / (double)el, evlm_type_name(q->p->type), bits / (double)el);
+    for (;;) {
+        qt *best = NULL;
+        double best_score = 0;
+        for (int i = 0; i < q->n; i++) {
+            qt *x = &q->t[i];
+            if (!adjustable(x) || x->to == EVLM_TYPE_Q8_0 || x->kl <= 0) continue;
+            double extra = (double)evlm_tensor_nelements(x->src) * (type_bits(EVLM_TYPE_Q8_0) - type_bits(x->to));
+            if (bits + extra > budget) continue;
+            double score = x->kl / extra;
+            if (!best || score > best_score) {
+                best = x;
+                best_score = score;
+            }
+        }
+        if (!best) break;
+        bits += (double)evlm_tensor_nelements(best->src) * (type_bits(EVLM_TYPE_Q8_0) - type_bits(best->to));
+        best->to = EVLM_TYPE_Q8_0;
+    }
+    return EVLM_OK;
+}
+
+/* ---- AWQ: scales per group, folded into the producers --------------------------------------------- */
+
+/* Float copy of a 1-D tensor by name into x->fdata (the replacement written to the file). */
+static float *float_copy(qctx *q, const char *name) {
+    qt *x = find_name(q, name);
+    if (!x) return NULL;
+    if (!x->fdata) {
+        int64_t n = evlm_tensor_nelements(x->src);
+        x->fdata = malloc(sizeof(float) * (size_t)n);
+        if (!x->fdata) return NULL;
+        evlm_dequantize_row(x->src->type, x->src->data, x->fdata, n);
+        x->to = EVLM_TYPE_F32; /* a folded norm must stay exact */
+        set_view(x, EVLM_TYPE_F32, x->fdata);
+    }
+    return x->fdata;
+}
+
+static evlm_status awq_layer(qctx *q, int l) {
+    evlm_model *m = q->m;
+    const evlm_llama_config *c = &m->cfg;
+    evlm_llama_layer *ly = &m->llama.layers[l];
+    const evlm_tensor *mats[7] = {ly->wq, ly->wk, ly->wv, ly->wo, ly->w_gate, ly->w_up, ly->w_down};
+    float *w[7] = {0};
+    bool changed[7] = {0}; /* scaled columns or folded rows */
+    qt *x[7];
+    evlm_status st = EVLM_OK;
+    for (int i = 0; i < 7 && st == EVLM_OK; i++) {
+        x[i] = find(q, mats[i]);
+        w[i] = widen(mats[i]);
+        if (!w[i]) st = evlm__fail(EVLM_ERR_NOMEM, "layer %d: out of memory", l);
+    }
+    char name[320];
+    const char *pre = m->llama.prefix;
+    static const struct {
+        const char *group;
+        int first, count; /* consumers */
+    } groups[4] = {{"attn_qkv", 0, 3}, {"attn_o", 3, 1}, {"ffn_gate_up", 4, 2}, {"ffn_down", 6, 1}};
+    for (int g = 0; g < 4 && st == EVLM_OK; g++) {
+        const evlm_calib_stat *cs = evlm_calib_find(q->calib, l, groups[g].group);
+        if (!cs || cs->n_kept == 0) continue; /* no calibration rows reached it: plain RTN */
+        bool all_quant = true;
+        for (int i = 0; i < groups[g].count; i++)
+            all_quant = all_quant && evlm_type_is_quant(x[groups[g].first + i]->to) && !x[groups[g].first + i]->pinned;
+        if (!all_quant) continue; /* a float or pinned consumer: nothing to protect */
+        int64_t k = cs->k;
+        float *mean = malloc(sizeof(float) * (size_t)k), *s = malloc(sizeof(float) * (size_t)k);
+        if (!mean || !s) {
+            free(mean), free(s);
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        evlm_calib_mean_abs(cs, mean);
+        if (g == 1) st = evlm_awq_tie_heads(mean, c->n_heads, c->n_kv_heads, c->head_dim);
+        evlm_awq_linear lin[3];
+        for (int i = 0; i < groups[g].count; i++)
+            lin[i] = (evlm_awq_linear){w[groups[g].first + i], mats[groups[g].first + i]->ne[1]};
+        evlm_awq_params ap = evlm_awq_default_params();
+        evlm_awq_result res;
+        evlm_type t = x[groups[g].first]->to;
+        if (st == EVLM_OK)
+            st = evlm_awq_search(t, lin, groups[g].count, k, mean, cs->rows, cs->n_kept, &ap, m->pool, s, &res);
+        for (int i = 0; i < groups[g].count && st == EVLM_OK; i++)
+            evlm_awq_scale_cols(w[groups[g].first + i], mats[groups[g].first + i]->ne[1], k, s);
+        if (st == EVLM_OK) { /* fold diag(s)^-1 into the producer */
+            float *b = NULL;
+            if (g == 0 || g == 2) {
+                snprintf(name, sizeof name, "%slayers.%d.%s", pre, l,
+                         g == 0 ? "input_layernorm.weight" : "post_attention_layernorm.weight");
+                float *norm = float_copy(q, name);
+                st = norm ? evlm_awq_fold_norm(norm, k, s) : evlm__fail(EVLM_ERR_FORMAT, "no tensor '%s'", name);
+            } else if (g == 1) {
+                snprintf(name, sizeof name, "%slayers.%d.self_attn.v_proj.bias", pre, l);
+                if (ly->bv) b = float_copy(q, name);
+                st = evlm_awq_fold_v_proj(w[2], b, c->hidden_size, s, c->n_heads, c->n_kv_heads, c->head_dim);
+            } else {
+                snprintf(name, sizeof name, "%slayers.%d.mlp.up_proj.bias", pre, l);
+                if (ly->b_up) b = float_copy(q, name);
+                st = evlm_awq_fold_rows(w[5], b, c->hidden_size, s, k);
+            }
+        }
+        for (int i = 0; i < groups[g].count; i++) {
+            x[groups[g].first + i]->method = "awq";
+            changed[groups[g].first + i] = true;
+        }
+        if (g == 1) changed[2] = true; /* v_proj rows */
+        if (g == 3) changed[5] = true; /* up_proj rows */
+        free(mean);
+        free(s);
+    }
+    for (int i = 0; i < 7 && st == EVLM_OK; i++) {
+        const char *method = x[i]->method;
+        if (x[i]->pinned) continue;
+        if (evlm_type_is_quant(x[i]->to)) {
+            st = quantize_matrix(q, x[i], w[i], false);
+        } else if (changed[i]) { /* a float matrix that took a scale or a fold */
+            x[i]->fdata = w[i];
+            w[i] = NULL;
+            x[i]->to = EVLM_TYPE_F32;
+            set_view(x[i], EVLM_TYPE_F32, x[i]->fdata);
+        }
+        x[i]->method = method;
+    }
+    for (int i = 0; i < 7; i++) free(w[i]);
+    return st;
+}
+
+/* ---- writing --------------------------------------------------------------------------------------- */
+
+static evlm_type type_for(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+    qctx *q = ctx;
+    (void)t;
+    qt *x = find_name(q, name);
+    if (!x) return t->type;
+    if (x->qdata || x->fdata) *src = &x->view;
+    return x->to;
+}
+
+static int write_progress(void *ctx, uint64_t done, uint64_t total) {
+    const qctx *q = ctx;
+    progress(q, "write", (int)(done >> 20), (int)(total >> 20));
+    return 0;
+}
+
+/* Cosine similarity of the image features (encoder + connector) of the written model with the
+ * float model's, over the calibration images (mean over images). */
+static evlm_status vision_cosine(const qctx *q, evlm_model *qm, double *out) {
+    double sum = 0;
+    int n = 0;
+    *out = -1;
+    for (int i = 0; i < q->n_prompts; i++) {
+        int rows_f = 0, rows_q = 0;
+        const float *f = evlm__prompt_features(q->prompts[i], &rows_f);
+        if (!f || !rows_f || !q->images[i]) continue;
+        evlm_image_input in = {.path = q->images[i]};
+        evlm_prompt *pq;
+        EVLM_TRY(evlm_prompt_new(qm, q->texts[i], false, &in, 1, &pq));
+        const float *g = evlm__prompt_features(pq, &rows_q);
+        if (g && rows_q == rows_f) {
+            size_t len = (size_t)rows_f * (size_t)qm->cfg.hidden_size;
+            double dot = 0, na = 0, nb = 0;
+            for (size_t j = 0; j < len; j++) {
+                dot += (double)f[j] * (double)g[j];
+                na += (double)f[j] * (double)f[j];
+                nb += (double)g[j] * (double)g[j];
+            }
+            sum += na > 0 && nb > 0 ? dot / sqrt(na * nb) : 0;
+            n++;
+        }
+        evlm_prompt_free(pq);
+    }
+    if (n) *out = sum / n;
+    return EVLM_OK;
+}
+
+evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_quantize_params *params,
+                          evlm_quantize_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    rep->kl_mean = rep->vision_cos = -1;
+    evlm_quantize_params p = params ? *params : evlm_quantize_default_params();
+    if (p.type != EVLM_TYPE_Q8_0 && p.type != EVLM_TYPE_Q4_0 && p.type != EVLM_TYPE_Q4_1)
+        return evlm__fail(EVLM_ERR_ARG, "--type must be q8_0, q4_0 or q4_1");
+    if (p.vision != EVLM_TYPE_Q8_0 && p.vision != EVLM_TYPE_Q4_0 && p.vision != EVLM_TYPE_Q4_1 && p.vision != EVLM_TYPE_F16)
+        return evlm__fail(EVLM_ERR_ARG, "--vision must be q8_0, q4_0, q4_1 or f16");
+    bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
+    bool have_calib = p.calib_text || p.calib_jsonl;
+    if ((p.method != EVLM_QMETHOD_RTN || mixed) && !have_calib)
+        return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (--calib FILE)",
+                          p.method == EVLM_QMETHOD_AWQ ? "--method awq" : p.method == EVLM_QMETHOD_GPTQ ? "--method gptq"
+                                                                                                    : "mixed precision");
+    if (p.calib_tokens < 2) p.calib_tokens = 2;
+    if (p.calib_items < 1) p.calib_items = 1;
+    evlm_dir d = evlm_dir_folder(in_dir);
+    if (!evlm_dir_has(&d, "config.json"))
+        return evlm__fail(EVLM_ERR_ARG, "%s: quantize reads a Hugging Face model folder (config.json, *.safetensors)", in_dir);
+
+    qctx q = {0};
+    q.p = &p;
+    evlm_model_params mp = evlm_model_default_params();
+    mp.n_threads = p.n_threads;
+    EVLM_TRY(evlm_model_load(in_dir, &mp, &q.m));
+    evlm_model *qm = NULL;
+    evlm_status st = EVLM_OK;
+    q.n = (int)evlm_weights_count(q.m->weights);
+    q.t = calloc((size_t)q.n, sizeof *q.t);
+    if (!q.t) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == EVLM_OK && i < q.n; i++) q.t[i].src = evlm_weights_at(q.m->weights, (size_t)i);
+    if (st == EVLM_OK) st = classify(&q);
+    if (st == EVLM_OK && p.calib_text) st = load_text(&q);
+    if (st == EVLM_OK && p.calib_jsonl) st = load_jsonl(&q);
+    if (st == EVLM_OK && have_calib) st = calibrate(&q, p.method == EVLM_QMETHOD_GPTQ);
+    if (st == EVLM_OK && mixed) st = sensitivity(&q);
+    if (st == EVLM_OK && mixed) st = allocate(&q);
+    /* the language model's matrices */
+    int total = 0, done = 0;
+    for (int i = 0; i < q.n; i++) total += q.t[i].kind == K_LM;
+    if (st == EVLM_OK && p.method == EVLM_QMETHOD_AWQ) {
+        for (int l = 0; l < q.m->cfg.n_layers && st == EVLM_OK; l++) {
+            progress(&q, "quantize", l, q.m->cfg.n_layers);
+            st = awq_layer(&q, l);
+        }
+    } else {
+        for (int i = 0; i < q.n && st == EVLM_OK; i++) {
+            qt *x = &q.t[i];
+            if (x->kind != K_LM || x->pinned || !evlm_type_is_quant(x->to)) continue;
+            progress(&q, "quantize", done++, total);
+            float *w = widen(x->src);
+            st = w ? quantize_matrix(&q, x, w, p.method == EVLM_QMETHOD_GPTQ) : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+            free(w);
+        }
+    }
+    progress(&q, "quantize", total, total);
+    if (st == EVLM_OK) st = evlm_gguf_export_hf(in_dir, out_gguf, type_for, &q, write_progress, &q);
+    /* what was written */
+    if (st == EVLM_OK) {
+        rep->t = calloc((size_t)q.n, sizeof *rep->t);
+        if (!rep->t) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    }
+    int64_t el = 0;
+    double bits = st == EVLM_OK ? file_bits(&q, &el) : 0;
+    for (int i = 0; st == EVLM_OK && i < q.n; i++) {
+        const qt *x = &q.t[i];
+        evlm_quant_tensor_report *r = &rep->t[rep->n++];
+        snprintf(r->name, sizeof r->name, "%s", x->src->name);
+        r->from = x->src->type;
+        r->to = x->to;
+        r->n_elements = evlm_tensor_nelements(x->src);
+        r->bytes = (size_t)(r->n_elements / evlm_type_block(x->to)) * evlm_type_size(x->to);
+        r->method = x->kind == K_OTHER ? (x->fdata ? "awq-fold" : "float") : x->method;
+        r->rel_err = x->rel_err;
+        r->kl = x->kl;
+        rep->in_bytes += evlm_tensor_nbytes(x->src);
+        rep->out_bytes += r->bytes;
+    }
+    rep->bpw = el ? bits / (double)el : 0;
+    /* the written model against float: KL over the calibration set, encoder cosine */
+    if (st == EVLM_OK && have_calib) {
+        progress(&q, "evaluate", 0, 1);
+        st = evlm_model_load(out_gguf, &mp, &qm);
+        if (st == EVLM_OK) st = mean_kl(&q, qm, &rep->kl_mean);
+        if (st == EVLM_OK) st = vision_cosine(&q, qm, &rep->vision_cos);
+        rep->n_calib_rows = q.kl_rows;
+        progress(&q, "evaluate", 1, 1);
+    }
+    evlm_model_free(qm);
+    for (int i = 0; i < q.n; i++) {
+        free(q.t[i].qdata);
+        free(q.t[i].fdata);
+    }
+    free(q.t);
+    for (int i = 0; i < q.n_prompts; i++) {
+        evlm_prompt_free(q.prompts[i]);
+        free(q.texts[i]);
+        free(q.images[i]);
+    }
+    free(q.prompts);
+    free(q.texts);
+    free(q.images);
+    free(q.ref_logp);
+    evlm_calib_free(q.calib);
+    evlm_model_free(q.m);
+    if (st != EVLM_OK) evlm_quantize_report_free(rep);
+    return st;
+}
