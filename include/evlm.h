@@ -40,7 +40,9 @@ typedef struct evlm_model evlm_model;     /* weights + config + tokenizer + chat
 typedef struct evlm_context evlm_context; /* KV cache and scratch for one sequence */
 
 typedef struct evlm_model_params {
-    int n_threads; /* 0 = physical cores */
+    int n_threads;   /* 0 = physical cores */
+    bool f32_act;    /* quantized weights: float activations (dequantized weight rows) instead of
+                        the default int8 activations with per-block scales (int8 dot products) */
 } evlm_model_params;
 
 typedef enum evlm_kv_type {

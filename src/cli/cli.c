@@ -91,6 +91,12 @@ bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
         else if (!strcmp(v, "int8")) o->kv = EVLM_KV_INT8;
         else cli_die("--kv takes f32, f16 or int8, not '%s'", v);
     }
+    else if (!strcmp(a, "--act")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!strcmp(v, "int8")) o->f32_act = false;
+        else if (!strcmp(v, "f32")) o->f32_act = true;
+        else cli_die("--act takes int8 or f32, not '%s'", v);
+    }
     else return false;
     return true;
 }
@@ -146,6 +152,7 @@ evlm_model *cli_load_model(const cli_model_opts *o) {
     if (!o->model) cli_die("no model given (-m DIR)");
     evlm_model_params mp = evlm_model_default_params();
     mp.n_threads = o->threads;
+    mp.f32_act = o->f32_act;
     evlm_model *m;
     cli_check(evlm_model_load(o->model, &mp, &m));
     return m;

@@ -53,9 +53,10 @@ typedef struct cli_model_opts {
     const char *images[16]; /* --image FILE, in order */
     int n_images;
     evlm_kv_type kv; /* --kv f32|f16|int8 */
+    bool f32_act;    /* --act f32 */
 } cli_model_opts;
 
-/* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv at argv[*i];
+/* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv, --act at argv[*i];
  * true if used. */
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
 /* The prompt: --raw tokenizes the text as written (special tokens parsed, the tokenizer's

@@ -1,9 +1,10 @@
 /*
  * cmd_info.c - `evlm info -m PATH [--json]`: architecture, parameter count and every tensor
- * with its dtype, shape and bytes. PATH is a model folder or a .safetensors / index file.
+ * with its dtype, shape and bytes. PATH is a model folder, a .safetensors / index file or a .gguf.
  */
 #include "cli/cli.h"
 #include "core/file.h"
+#include "io/gguf.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 
@@ -44,7 +45,24 @@ int evlm_cmd_info(int argc, char **argv) {
         }
     }
     evlm_weights *w;
-    cli_check(evlm_weights_open(path, &w));
+    FILE *f = S_ISREG(st.st_mode) ? fopen(path, "rb") : NULL;
+    char magic[4] = {0};
+    bool gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    if (gguf) { /* the config travels inside the file */
+        evlm_gguf *g;
+        cli_check(evlm_gguf_open(path, &g));
+        const char *text;
+        size_t len;
+        if (evlm_gguf_file_text(g, "config.json", &text, &len) == EVLM_OK) {
+            cli_check(evlm_llama_config_parse(path, text, len, NULL, 0, &cfg));
+            have_cfg = true;
+        }
+        cli_check(evlm_gguf_weights(g, &w));
+        evlm_gguf_close(g);
+    } else {
+        cli_check(evlm_weights_open(path, &w));
+    }
     size_t n = evlm_weights_count(w);
     long long params = 0, bytes = 0;
     for (size_t i = 0; i < n; i++) {

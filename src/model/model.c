@@ -55,7 +55,9 @@ static evlm_status load_vision(evlm_model *m, const evlm_dir *d) {
     int edge = m->proc.longest_edge > 0 ? m->proc.longest_edge : 2048;
     if (evlm_idefics3_plan(&m->proc, edge, edge, &rows, &cols, &tiles) != EVLM_OK) tiles = 1;
     m->max_tiles = tiles < 1 ? 1 : tiles > 17 ? 17 : tiles;
-    return evlm_siglip_state_init(&m->vstate, &m->siglip, m->max_tiles, evlm_pool_size(m->pool));
+    EVLM_TRY(evlm_siglip_state_init(&m->vstate, &m->siglip, m->max_tiles, evlm_pool_size(m->pool)));
+    m->vstate.mm.act = m->act;
+    return EVLM_OK;
 }
 
 static evlm_status gguf_file(const void *ctx, const char *name, const char **data, size_t *len) {
@@ -100,7 +102,9 @@ static evlm_status load_qwen2vl(evlm_model *m, const evlm_dir *d) {
     m->vlm = EVLM_VLM_QWEN2VL;
     int64_t cap = m->qproc.max_pixels / ((int64_t)m->qproc.patch_size * m->qproc.patch_size);
     m->qmax_patches = (int)(cap < 1024 ? (cap < 4 ? 4 : cap) : 1024);
-    return evlm_qwen2vl_vit_state_init(&m->qstate, &m->qvit, m->qmax_patches, evlm_pool_size(m->pool));
+    EVLM_TRY(evlm_qwen2vl_vit_state_init(&m->qstate, &m->qvit, m->qmax_patches, evlm_pool_size(m->pool)));
+    m->qstate.mm.act = m->act;
+    return EVLM_OK;
 }
 
 evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out) {
@@ -146,6 +150,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     m->n_eos = m->cfg.n_eos;
     memcpy(m->eos, m->cfg.eos_token_ids, sizeof m->eos);
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
+    m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
     if (strstr(m->cfg.architecture, "Idefics3") || strstr(m->cfg.architecture, "SmolVLM")) {
         if ((st = load_vision(m, &d)) != EVLM_OK) goto fail;
@@ -252,6 +257,7 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
     }
     evlm_status st = evlm_llama_state_init(&c->state, &m->llama, n_ctx, n_batch, evlm_pool_size(m->pool),
                                            kv_types[p.kv]);
+    c->state.mm.act = m->act;
     if (st != EVLM_OK) {
         free(c);
         return st;

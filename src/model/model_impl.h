@@ -26,6 +26,7 @@ struct evlm_model {
     char tmpl_error[512]; /* why there is no template */
     evlm_pool *pool;
     int n_threads;
+    evlm_act act; /* what quantized matmuls multiply: int8 (default) or f32 activations */
     int32_t eos[EVLM_MAX_EOS];
     int n_eos;
     /* vision; has_vision false for text-only models */

@@ -210,6 +210,7 @@ static evlm_status prepare_qwen2vl(evlm_model *m, evlm_prompt *p, const char *te
                                                   evlm_pool_size(m->pool))) != EVLM_OK)
                 goto done;
             m->qmax_patches = px[i].n_patches;
+            m->qstate.mm.act = m->act;
         }
         if ((st = evlm_qwen2vl_vit_encode(&m->qvit, &m->qstate, m->pool, px[i].pixel_values, px[i].grid_t,
                                           px[i].grid_h, px[i].grid_w, dst)) != EVLM_OK)
