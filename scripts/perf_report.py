@@ -152,6 +152,26 @@ def main():
                 w("| %s | %.0f | %d | %.1f | %.0f | %.1f | %.0f |" % (wt, j["image_ms"], j["n_image_tokens"], j["prefill_tok_s"], j["ttft_ms"], j["decode_tok_s"], j["peak_rss_mb"]))
             w("\nTarget (issue 4): TTFT <= 0.6 s with the int8 model.\n")
 
+    # ---- Qwen2-VL-2B shape ----
+    if not QUICK and os.path.exists(os.path.join(SHARED, "fixtures/qwen2vl-tiny/tokenizer.json")):
+        w("## Qwen2-VL-2B shape, one 512x512 image (issue 7)\n")
+        w("`evlm synth --config bench/configs/qwen2-vl-2b/config.json --tokenizer ../shared/fixtures/qwen2vl-tiny` (vision depth 32, "
+          "embed 1280, 16 heads, merger to 1536; text = the Qwen2-1.5B shape with M-RoPE), then `evlm bench --image "
+          "bench/data/card512.png -p 20 -n 16 -r 1`: the image becomes 36x36 patches (324 tokens after merging).\n")
+        w("| weights | image encode ms | image tokens | prefill tok/s | TTFT ms | decode tok/s | peak RSS MB |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        out = os.path.join(MODELS, "qwen2-vl-2b-bf16")
+        if not os.path.exists(os.path.join(out, "config.json")):
+            run([EVLM, "synth", "--config", "bench/configs/qwen2-vl-2b/config.json", "-o", out, "--dtype", "bf16",
+                 "--tokenizer", os.path.join(SHARED, "fixtures/qwen2vl-tiny")])
+        variants = [("bf16", out)]
+        if quant:
+            variants.append(("q4_0", quantized(out, "q4_0")))
+        for wt, path in variants:
+            j = last_json(run([EVLM, "bench", "-m", path, "--image", "bench/data/card512.png", "-p", "20", "-n", "16", "-t", THREADS, "-r", "1", "--json"]).stdout)
+            w("| %s | %.0f | %d | %.1f | %.0f | %.1f | %.0f |" % (wt, j["image_ms"], j["n_image_tokens"], j["prefill_tok_s"], j["ttft_ms"], j["decode_tok_s"], j["peak_rss_mb"]))
+        w("")
+
     # ---- lookahead ----
     w("## Lookahead decoding and prompt lookup (issue 6)\n")
     w("Greedy decoding, output identical to one token per pass (checked by tests/test_lookahead.c). "

@@ -5,13 +5,15 @@
  * The config's folder provides the tokenizer, chat template and processor files, copied as they
  * are; without them a byte-level tokenizer (256 byte tokens, no merges) is synthesized.
  * --text-only writes just the language model of a VLM config as a Llama-style folder.
- * Supported: Llama-family decoders (Qwen2 gets its q/k/v biases) and Idefics3 / SmolVLM.
+ * Supported: Llama-family decoders (Qwen2 gets its q/k/v biases), Idefics3 / SmolVLM and
+ * Qwen2-VL. --tokenizer DIR takes the tokenizer files from another folder.
  */
 #include "cli/cli.h"
 #include "core/buf.h"
 #include "core/file.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "vision/qwen2vl_vit.h"
 #include "vision/vision_config.h"
 
 #include <libgen.h>
@@ -147,6 +149,41 @@ static void vision_tensors(synth *s, const evlm_vision_config *v) {
         D * v->scale_factor * v->scale_factor, 0, 0);
 }
 
+/* Qwen2-VL's tower: the Conv3d kernel [D, C, T, p, p] is written as [D, C, T, p*p] (the same
+ * bytes; a 5-D tensor loads folded to exactly this view). */
+static void qwen2vl_tensors(synth *s, const evlm_qwen2vl_vision_config *v) {
+    char nm[256];
+    const int64_t D = v->embed_dim, F = v->mlp_dim, P = v->patch_size, T = v->temporal_patch_size,
+                  C = v->in_channels, MD = v->merged_dim;
+    add(s, "visual.patch_embed.proj.weight", 'w', 4, D, C, T, P * P);
+    for (int l = 0; l < v->depth; l++) {
+#define V(suffix, kind, nd, a, b)                                                                  \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "visual.blocks.%d.%s", l, suffix);                                 \
+        add(s, nm, kind, nd, a, b, 0, 0);                                                          \
+    } while (0)
+        V("norm1.weight", 'n', 1, D, 0);
+        V("norm1.bias", 'b', 1, D, 0);
+        V("norm2.weight", 'n', 1, D, 0);
+        V("norm2.bias", 'b', 1, D, 0);
+        V("attn.qkv.weight", 'w', 2, 3 * D, D);
+        V("attn.qkv.bias", 'b', 1, 3 * D, 0);
+        V("attn.proj.weight", 'w', 2, D, D);
+        V("attn.proj.bias", 'b', 1, D, 0);
+        V("mlp.fc1.weight", 'w', 2, F, D);
+        V("mlp.fc1.bias", 'b', 1, F, 0);
+        V("mlp.fc2.weight", 'w', 2, D, F);
+        V("mlp.fc2.bias", 'b', 1, D, 0);
+#undef V
+    }
+    add(s, "visual.merger.ln_q.weight", 'n', 1, D, 0, 0, 0);
+    add(s, "visual.merger.ln_q.bias", 'b', 1, D, 0, 0, 0);
+    add(s, "visual.merger.mlp.0.weight", 'w', 2, MD, MD, 0, 0);
+    add(s, "visual.merger.mlp.0.bias", 'b', 1, MD, 0, 0, 0);
+    add(s, "visual.merger.mlp.2.weight", 'w', 2, v->hidden_size, MD, 0, 0);
+    add(s, "visual.merger.mlp.2.bias", 'b', 1, v->hidden_size, 0, 0, 0);
+}
+
 static void copy_if_present(const char *src_dir, const char *out, const char *name) {
     char a[4096], b[4096];
     cli_check(evlm_path_join(a, sizeof a, src_dir, name));
@@ -185,7 +222,7 @@ static void write_byte_tokenizer(const char *out) {
 }
 
 int evlm_cmd_synth(int argc, char **argv) {
-    const char *config = NULL, *out = NULL, *dtype = "bf16";
+    const char *config = NULL, *out = NULL, *dtype = "bf16", *tok_dir = NULL;
     bool text_only = false;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -194,9 +231,11 @@ int evlm_cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--dtype")) dtype = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--text-only")) text_only = true;
+        else if (!strcmp(a, "--tokenizer")) tok_dir = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--seed")) seed = (uint64_t)cli_int(argc, argv, &i, 0, 1 << 30);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm synth --config CONFIG.json -o OUT_DIR [--dtype bf16|f16|f32] [--text-only] [--seed S]\n");
+            printf("usage: evlm synth --config CONFIG.json -o OUT_DIR [--dtype bf16|f16|f32] [--text-only] [--seed S]\n"
+                   "                  [--tokenizer DIR]   (tokenizer files from DIR instead of the config's folder)\n");
             return 0;
         } else cli_die("unknown option '%s'", a);
     }
@@ -213,15 +252,20 @@ int evlm_cmd_synth(int argc, char **argv) {
     cli_check(evlm_read_file(config, (size_t)16 << 20, &json, &len));
     evlm_llama_config c;
     cli_check(evlm_llama_config_parse(config, json, len, NULL, 0, &c));
+    bool qwen2vl = strstr(c.architecture, "Qwen2VL") != NULL;
     bool vlm = strstr(c.architecture, "Idefics3") || strstr(c.architecture, "SmolVLM");
-    bool known = vlm || strstr(c.architecture, "Llama") || strstr(c.architecture, "Qwen2ForCausalLM") ||
+    bool known = vlm || qwen2vl || strstr(c.architecture, "Llama") || strstr(c.architecture, "Qwen2ForCausalLM") ||
                  strstr(c.architecture, "Mistral");
     if (!known) cli_die("%s: architecture \"%s\" is not supported by synth", config, c.architecture);
     evlm_vision_config vc;
     if (vlm && !text_only) cli_check(evlm_vision_config_parse(config, json, len, &vc));
-    bool qkv_bias = c.attention_bias || !strcmp(c.model_type, "qwen2");
+    evlm_qwen2vl_vision_config qvc;
+    if (qwen2vl && !text_only) cli_check(evlm_qwen2vl_vision_config_parse(config, json, len, &qvc));
+    bool qkv_bias = c.attention_bias || !strcmp(c.model_type, "qwen2") || qwen2vl;
     text_tensors(&s, &c, vlm && !text_only ? "model.text_model." : "model.", qkv_bias);
     if (vlm && !text_only) vision_tensors(&s, &vc);
+    if (qwen2vl && !text_only) qwen2vl_tensors(&s, &qvc);
+    if (qwen2vl && text_only) cli_die("--text-only: write the Qwen2 text config itself (M-RoPE needs the VLM)");
 
     cli_check(evlm_mkdir(out));
     char path[4096];
@@ -258,7 +302,8 @@ int evlm_cmd_synth(int argc, char **argv) {
                                   "preprocessor_config.json"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         if (text_only && (strstr(files[i], "processor") != NULL)) continue;
-        copy_if_present(src_dir, out, files[i]);
+        bool tok_file = strstr(files[i], "token") || strstr(files[i], "chat_template");
+        copy_if_present(tok_dir && tok_file ? tok_dir : src_dir, out, files[i]);
     }
     cli_check(evlm_path_join(path, sizeof path, out, "tokenizer.json"));
     if (!evlm_file_exists(path)) write_byte_tokenizer(out);
