@@ -386,6 +386,134 @@ static void test_matmul_q(void) {
     free(x), free(y1), free(y3), free(yr), free(scratch), free(qbuf), free(xq), free(w);
 }
 
+/* silu_mul, gelu_tanh and layernorm against ref. The SIMD exp is within a few ulp of expf, so
+ * silu_mul's bound is relative (1e-6 |ref| + 1e-30); gelu's SIMD form x / (1 + e^-2u) avoids
+ * ref's cancellation in 1 + tanh(u) for x << 0, where ref itself is only good to ~eps |x|, so its
+ * bound is 1e-6 (|ref| + |x| eps-scaled); layernorm reorders the mean / variance sums: 1e-5
+ * relative to |w| |x - mean| / sigma + |b| + |w| (the mean's reordering error over sigma). */
+static void test_elementwise(const evlm_kernels *kn) {
+    static const int ns[] = {1, 7, 8, 15, 16, 17, 33, 64, 768, 1001};
+    int bad = 0;
+    for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+        int n = ns[ni];
+        float *g = malloc(sizeof(float) * (n + 1)), *gr = malloc(sizeof(float) * (n + 1));
+        float *u = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        for (int i = 0; i < n; i++) {
+            /* wide range: large |x| reaches the exp clamps; a few exact zeros and huge values */
+            g[i] = gr[i] = i % 13 == 5 ? 0.0f : i % 17 == 3 ? 120.0f * frand() : 12.0f * frand();
+            u[i] = frand(), w[i] = frand(), b[i] = frand();
+        }
+        g[n] = gr[n] = SENTINEL;
+        evlm_kernels_ref.silu_mul(gr, u, n);
+        kn->silu_mul(g, u, n);
+        for (int i = 0; i <= n; i++)
+            if (!(fabs((double)g[i] - (double)gr[i]) <= 1e-6 * fabs((double)gr[i]) + 1e-30) && bad++ < 5)
+                fprintf(stderr, "%s silu_mul n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i], (double)gr[i]);
+        for (int i = 0; i < n; i++) g[i] = gr[i] = i % 11 == 4 ? 40.0f * frand() : 6.0f * frand();
+        float *x0 = malloc(sizeof(float) * n);
+        memcpy(x0, g, sizeof(float) * n);
+        evlm_kernels_ref.gelu_tanh(gr, n);
+        kn->gelu_tanh(g, n);
+        for (int i = 0; i <= n; i++) {
+            double xa = i < n ? fabs((double)x0[i]) : 0;
+            if (!(fabs((double)g[i] - (double)gr[i]) <= 1e-6 * fabs((double)gr[i]) + 2e-7 * xa + 1e-30) &&
+                bad++ < 5)
+                fprintf(stderr, "%s gelu_tanh n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i], (double)gr[i]);
+        }
+        /* layernorm on an offset input (mean far from 0 tests the centred variance) */
+        for (int i = 0; i < n; i++) x0[i] = 3.0f + frand();
+        evlm_kernels_ref.layernorm(gr, x0, w, b, n, 1e-6f);
+        kn->layernorm(g, x0, w, b, n, 1e-6f);
+        double mean = 0, var = 0;
+        for (int i = 0; i < n; i++) mean += (double)x0[i];
+        mean /= n;
+        for (int i = 0; i < n; i++) var += ((double)x0[i] - mean) * ((double)x0[i] - mean);
+        double inv = 1.0 / sqrt(var / n + 1e-6);
+        /* either mean is off by rounding of the order of sqrt(n) eps |mean| (x > 0 here) */
+        double dmean = 4.0 * sqrt((double)n) * (double)FLT_EPSILON * fabs(mean);
+        for (int i = 0; i <= n; i++) {
+            double tol = i < n ? 1e-5 * (fabs((double)w[i]) * fabs((double)x0[i] - mean) * inv + fabs((double)b[i])) +
+                                     fabs((double)w[i]) * dmean * inv
+                               : 0;
+            if (!(fabs((double)g[i] - (double)gr[i]) <= tol + 1e-30) && bad++ < 5)
+                fprintf(stderr, "%s layernorm n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i], (double)gr[i]);
+        }
+        free(g), free(gr), free(u), free(w), free(b), free(x0);
+    }
+    CHECKF(bad == 0, "%s silu_mul / gelu_tanh / layernorm: %d bad elements", kn->name, bad);
+}
+
+/* attn_tile against ref (attn_row per query, exact softmax): |d| <= (1e-6 + 8 eps max_t S_t)
+ * sum_t p_t |v_t| per element (p from double), where S_t = scale sum_d |q_d k_d| bounds the
+ * rounding of a score (both sides compute scores in float, in different orders, and a score
+ * error of delta moves p_t by a factor of about e^delta), with query blocks / key blocks / head_dim around the tile sizes,
+ * padded strides and a sentinel after each output row. Rows must not depend on the call: the
+ * whole batch equals one call per row, bit for bit (what thread-count independence needs). */
+static void test_attn_tile(const evlm_kernels *kn) {
+    static const int nqs[] = {1, 5, 16, 65, 130};
+    static const int nkvs[] = {1, 3, 64, 65, 200};
+    static const int hds[] = {1, 7, 16, 17, 64, 72};
+    int bad = 0;
+    double worst = 0;
+    for (size_t a = 0; a < sizeof nqs / sizeof *nqs; a++)
+        for (size_t bi = 0; bi < sizeof nkvs / sizeof *nkvs; bi++)
+            for (size_t ci = 0; ci < sizeof hds / sizeof *hds; ci++) {
+                int nq = nqs[a], nkv = nkvs[bi], hd = hds[ci];
+                size_t ld = (size_t)hd + 3, ldo = (size_t)hd + 1;
+                float scale = 1.0f / sqrtf((float)hd);
+                float *q = malloc(sizeof(float) * ld * nq), *k = malloc(sizeof(float) * ld * nkv);
+                float *v = malloc(sizeof(float) * ld * nkv);
+                float *o = malloc(sizeof(float) * ldo * nq), *o1 = malloc(sizeof(float) * ldo * nq);
+                float *orf = malloc(sizeof(float) * ldo * nq);
+                float *scratch = malloc(sizeof(float) * evlm_attn_tile_scratch(nkv, hd));
+                double *p = malloc(sizeof(double) * nkv);
+                for (size_t i = 0; i < ld * nq; i++) q[i] = 3.0f * frand();
+                for (size_t i = 0; i < ld * nkv; i++) k[i] = 3.0f * frand(), v[i] = frand();
+                for (size_t i = 0; i < ldo * nq; i++) o[i] = o1[i] = orf[i] = SENTINEL;
+                evlm_kernels_ref.attn_tile(orf, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, scratch);
+                kn->attn_tile(o, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, scratch);
+                for (int i = 0; i < nq; i++)
+                    kn->attn_tile(o1 + (size_t)i * ldo, ldo, q + (size_t)i * ld, ld, 1, k, v, ld, nkv, hd,
+                                  scale, scratch);
+                if (memcmp(o, o1, sizeof(float) * ldo * nq) != 0 && bad++ < 5)
+                    fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d: rows differ from one-row calls\n",
+                            kn->name, nq, nkv, hd);
+                for (int i = 0; i < nq; i++) {
+                    double mx = -1e300, sum = 0, smax = 0;
+                    for (int t = 0; t < nkv; t++) {
+                        double s = 0, sa = 0;
+                        for (int d = 0; d < hd; d++) {
+                            double qk = (double)q[(size_t)i * ld + d] * (double)k[(size_t)t * ld + d];
+                            s += qk, sa += fabs(qk);
+                        }
+                        p[t] = s * (double)scale;
+                        if (p[t] > mx) mx = p[t];
+                        if (sa * (double)scale > smax) smax = sa * (double)scale;
+                    }
+                    double tol = 1e-6 + 8.0 * (double)FLT_EPSILON * smax;
+                    for (int t = 0; t < nkv; t++) sum += (p[t] = exp(p[t] - mx));
+                    for (int d = 0; d <= (int)hd; d++) {
+                        float got = o[(size_t)i * ldo + d], want = orf[(size_t)i * ldo + d];
+                        if (d == hd) {
+                            if (got != SENTINEL && bad++ < 5)
+                                fprintf(stderr, "%s attn_tile wrote past head_dim\n", kn->name);
+                            continue;
+                        }
+                        double mag = 1e-30;
+                        for (int t = 0; t < nkv; t++) mag += p[t] / sum * fabs((double)v[(size_t)t * ld + d]);
+                        double e = fabs((double)got - (double)want) / mag;
+                        if (e / tol > worst) worst = e / tol;
+                        if (!(e <= tol) && bad++ < 5)
+                            fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d [%d,%d]: %g vs %g (rel %g)\n",
+                                    kn->name, nq, nkv, hd, i, d, (double)got, (double)want, e);
+                    }
+                }
+                free(q), free(k), free(v), free(o), free(o1), free(orf), free(scratch), free(p);
+            }
+    CHECKF(bad == 0, "%s attn_tile: %d bad elements", kn->name, bad);
+    printf("%s attn_tile: worst |d| / (sum p|v| bound) = %.3g\n", kn->name, worst);
+}
+
 int main(void) {
     static const char *names[] = {"ref", "avx2", "avx512", "avx512vnni", "neon"};
     int n_tables = 0;
@@ -402,6 +530,9 @@ int main(void) {
         test_gemm(kn);
         test_rmsnorm(kn);
         test_attn_row(kn);
+        CHECK(kn->attn_tile != NULL);
+        test_elementwise(kn);
+        test_attn_tile(kn);
         CHECK(kn->quantize_act && kn->gemm_q);
         test_quant(kn);
     }

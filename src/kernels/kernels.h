@@ -44,7 +44,22 @@ typedef struct evlm_kernels {
      * of quantized type wt (Q8_0 / Q4_0 / Q4_1), row stride ldw bytes; int8 dot products. */
     void (*gemm_q)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
                    evlm_type wt, int m, int n0, int n1, int k);
+    /* Attention of n_q query rows against n_kv >= 1 keys / values, all visible (no mask), for
+     * long sequences (the vision tower): out row i (head_dim floats, row stride ldo) =
+     * softmax(q_i . K^T * scale) @ V, with q rows of stride ldq and k / v rows of stride ldkv
+     * (in floats). SIMD tables tile queries and keys with an online (flash-style) softmax and a
+     * vector exp; row i depends only on q_i, K and V (bitwise the same for any n_q or split of
+     * the rows), not bit-exact with ref. scratch: evlm_attn_tile_scratch(n_kv, head_dim) floats. */
+    void (*attn_tile)(float *out, size_t ldo, const float *q, size_t ldq, int n_q, const float *k,
+                      const float *v, size_t ldkv, int n_kv, int head_dim, float scale,
+                      float *scratch);
 } evlm_kernels;
+
+/* Floats of scratch attn_tile needs in any table: ref's n_kv scores, or the SIMD tables' query
+ * block (<= 64 queries: q^T and o^T of head_dim x 64, scores of 64 keys x 64, max and sum). */
+static inline size_t evlm_attn_tile_scratch(int n_kv, int head_dim) {
+    return (size_t)(n_kv > 0 ? n_kv : 0) + 64 * (2 * (size_t)(head_dim > 0 ? head_dim : 0) + 66);
+}
 
 /* The table in use (set at first call from cpuid / hwcaps and EVLM_ISA). */
 const evlm_kernels *evlm_kernels_get(void);

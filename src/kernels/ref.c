@@ -89,6 +89,15 @@ void evlm__ref_attn_row(float *out, const float *q, const float *k, const float 
     }
 }
 
+/* attn_row for each query row, scores in scratch (n_kv floats): the exact softmax */
+void evlm__ref_attn_tile(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
+                         const float *k, const float *v, size_t ldkv, int n_kv, int head_dim,
+                         float scale, float *scratch) {
+    for (int i = 0; i < n_q; i++)
+        evlm__ref_attn_row(out + (size_t)i * ldo, q + (size_t)i * ldq, k, v, n_kv, head_dim, ldkv,
+                           scale, NULL, scratch);
+}
+
 /* Two passes (mean, then centred variance) in float, as torch's CPU LayerNorm computes the
  * moments in float; the centred form avoids the cancellation of E[x^2] - E[x]^2. */
 void evlm__ref_layernorm(float *y, const float *x, const float *w, const float *b, int n,
@@ -131,4 +140,5 @@ const evlm_kernels evlm_kernels_ref = {
     .gelu_tanh = evlm__ref_gelu_tanh,
     .quantize_act = evlm__ref_quantize_act,
     .gemm_q = evlm__ref_gemm_q,
+    .attn_tile = evlm__ref_attn_tile,
 };

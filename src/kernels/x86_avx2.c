@@ -16,6 +16,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #define EVLM__INLINE static inline __attribute__((always_inline))
 
@@ -59,38 +60,322 @@ EVLM__INLINE float dot(const float *x, const void *w, int k, evlm_type wt) {
 }
 
 static float dot_f32(const float *x, const void *w, int k) { return dot(x, w, k, EVLM_TYPE_F32); }
-static float dot_f16(const float *x, const void *w, int k) { return dot(x, w, k, EVLM_TYPE_F16); }
-static float dot_bf16(const float *x, const void *w, int k) { return dot(x, w, k, EVLM_TYPE_BF16); }
 
-/* One F16 / BF16 row to float (exact), so m > 1 rows of x reuse it without converting again. */
-static void row_to_f32(float *dst, const void *w, int k, evlm_type wt) {
-    int j = 0;
-    if (wt == EVLM_TYPE_F16)
-        for (; j + 8 <= k; j += 8) _mm256_storeu_ps(dst + j, load8(w, j, EVLM_TYPE_F16));
-    else
-        for (; j + 8 <= k; j += 8) _mm256_storeu_ps(dst + j, load8(w, j, EVLM_TYPE_BF16));
-    for (; j < k; j++) dst[j] = load1(w, j, wt);
+/* ---- gemm ----------------------------------------------------------------------------------
+ * Every output element is one dot product summed the same way whatever the path: a single
+ * 8-lane FMA accumulator along k (a zero-padded chunk for k % 8), then hsum8's fixed tree. So a
+ * row of Y is bitwise the same for any m, row range or tile it falls in (lookahead relies on it).
+ * Speed comes from register tiles instead: MR rows of x times NR weight rows share their loads
+ * (MR x NR accumulators), and F16 / BF16 weights are widened once per tile, not once per x row. */
+
+#define GEMM_MR 4 /* x rows per tile */
+#define GEMM_NR 3 /* weight rows per tile (m > 1): 12 accumulators + 3 weights + 1 x = 16 ymm */
+#define GEMM_NR1 4 /* weight rows per tile at m = 1 */
+#define GEMM_L2_BYTES (256 * 1024) /* weight rows per chunk: x tiles re-read once per chunk */
+
+static const int32_t lane_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* the last n < 8 weights from element j, zero-padded to 8 */
+EVLM__INLINE __m256 load8_tail(const void *w, int j, evlm_type wt, int n) {
+    if (wt == EVLM_TYPE_F32)
+        return _mm256_maskload_ps((const float *)w + j,
+                                  _mm256_loadu_si256((const __m256i *)(const void *)(lane_mask + 8 - n)));
+    uint16_t h[8] = {0};
+    memcpy(h, (const uint16_t *)w + j, sizeof(uint16_t) * (size_t)n);
+    return load8(h, 0, wt);
 }
 
-/* Y (m, n) = X (m, k) @ W^T, W rows [n0, n1): one weight row at a time against all m rows of x */
+/* Y[0..MR)[0..NR) = X[0..MR) . W[0..NR) over k, MR <= 4. A macro rather than an inline function,
+ * with one small accumulator array per x row, so GCC keeps every accumulator in a register. */
+#define GEMM_TILE_ROW(MR, NR, r, a, xload)                                                         \
+    if (MR > r) {                                                                                  \
+        __m256 xv = xload;                                                                         \
+        for (int c = 0; c < NR; c++) a[c] = _mm256_fmadd_ps(xv, wv[c], a[c]);                      \
+    }
+#define GEMM_TILE_STEP(MR, NR, wload, xload)                                                       \
+    for (int c = 0; c < NR; c++) wv[c] = wload;                                                    \
+    GEMM_TILE_ROW(MR, NR, 0, a0, xload(0))                                                         \
+    GEMM_TILE_ROW(MR, NR, 1, a1, xload(1))                                                         \
+    GEMM_TILE_ROW(MR, NR, 2, a2, xload(2))                                                         \
+    GEMM_TILE_ROW(MR, NR, 3, a3, xload(3))
+#define GEMM_TILE_STORE(MR, NR, r, a)                                                              \
+    if (MR > r)                                                                                    \
+        for (int c = 0; c < NR; c++) y[(size_t)r * ldy + c] = hsum8(a[c]);
+#define GEMM_XFULL(r) _mm256_loadu_ps(x + (size_t)(r) * ldx + j)
+#define GEMM_XTAIL(r) _mm256_maskload_ps(x + (size_t)(r) * ldx + j, xm)
+#define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
+    __m256 a0[NR], a1[NR], a2[NR], a3[NR], wv[NR];                                                 \
+    for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm256_setzero_ps();              \
+    int j = 0;                                                                                     \
+    for (; j + 8 <= k; j += 8) {                                                                   \
+        GEMM_TILE_STEP(MR, NR, load8(w + (size_t)c * ldw, j, wt), GEMM_XFULL)                      \
+    }                                                                                              \
+    if (j < k) {                                                                                   \
+        __m256i xm = _mm256_loadu_si256((const __m256i *)(const void *)(lane_mask + 8 - (k - j))); \
+        GEMM_TILE_STEP(MR, NR, load8_tail(w + (size_t)c * ldw, j, wt, k - j), GEMM_XTAIL)          \
+    }                                                                                              \
+    GEMM_TILE_STORE(MR, NR, 0, a0)                                                                 \
+    GEMM_TILE_STORE(MR, NR, 1, a1)                                                                 \
+    GEMM_TILE_STORE(MR, NR, 2, a2)                                                                 \
+    GEMM_TILE_STORE(MR, NR, 3, a3)
+
+typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
+                        size_t ldw, int k);
+
+#define TILE_FN(T, MR, NR)                                                                         \
+    static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const float *x, size_t ldx,           \
+                                       const char *w, size_t ldw, int k) {                         \
+        GEMM_TILE_BODY(MR, NR, EVLM_TYPE_##T)                                                      \
+    }
+#define TILE_SET(T)                                                                                \
+    TILE_FN(T, 1, 1)                                                                               \
+    TILE_FN(T, 2, 1)                                                                               \
+    TILE_FN(T, 3, 1)                                                                               \
+    TILE_FN(T, 4, 1)                                                                               \
+    TILE_FN(T, 1, 3)                                                                               \
+    TILE_FN(T, 2, 3)                                                                               \
+    TILE_FN(T, 3, 3)                                                                               \
+    TILE_FN(T, 4, 3)                                                                               \
+    TILE_FN(T, 1, 4)                                                                               \
+    static const tile_fn tiles_##T[3][GEMM_MR + 1] = {                                             \
+        {NULL, tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1},                    \
+        {NULL, tile_##T##_1x3, tile_##T##_2x3, tile_##T##_3x3, tile_##T##_4x3},                    \
+        {NULL, tile_##T##_1x4, NULL, NULL, NULL}};
+TILE_SET(F32)
+TILE_SET(F16)
+TILE_SET(BF16)
+
+/* Y (m, n) = X (m, k) @ W^T, W rows [n0, n1): chunks of weight rows that stay in L2; in each,
+ * tiles of MR x rows (in L1) against NR weight rows at a time, leftovers one row at a time */
 static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
                       evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
-    float (*dotf)(const float *, const void *, int);
+    const tile_fn(*set)[GEMM_MR + 1];
     switch (wt) {
-    case EVLM_TYPE_F32: dotf = dot_f32; break;
-    case EVLM_TYPE_F16: dotf = dot_f16; break;
-    case EVLM_TYPE_BF16: dotf = dot_bf16; break;
+    case EVLM_TYPE_F32: set = tiles_F32; break;
+    case EVLM_TYPE_F16: set = tiles_F16; break;
+    case EVLM_TYPE_BF16: set = tiles_BF16; break;
     default: evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch); return;
     }
-    for (int n = n0; n < n1; n++) {
-        const void *wr = (const char *)w + (size_t)n * ldw;
-        float (*f)(const float *, const void *, int) = dotf;
-        if (m > 1 && wt != EVLM_TYPE_F32) {
-            row_to_f32(scratch, wr, k, wt);
-            wr = scratch;
-            f = dot_f32;
+    const int nr = m == 1 ? GEMM_NR1 : GEMM_NR;
+    const tile_fn *wide = set[m == 1 ? 2 : 1], *narrow = set[0];
+    size_t row_bytes = (size_t)k * evlm_type_size(wt) + 64;
+    int nc = (int)(GEMM_L2_BYTES / row_bytes) / nr * nr;
+    if (nc < nr) nc = nr;
+    const char *wb = (const char *)w;
+    for (int c0 = n0; c0 < n1; c0 += nc) {
+        int c1 = n1 - c0 > nc ? c0 + nc : n1;
+        for (int i = 0; i < m; i += GEMM_MR) {
+            int mr = m - i < GEMM_MR ? m - i : GEMM_MR;
+            const float *xi = x + (size_t)i * ldx;
+            float *yi = y + (size_t)i * ldy;
+            int n = c0;
+            for (; n + nr <= c1; n += nr) wide[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k);
+            for (; n < c1; n++) narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k);
         }
-        for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = f(x + (size_t)i * ldx, wr, k);
+    }
+}
+
+/* ---- elementwise: exp, silu_mul, gelu_tanh, layernorm ---------------------------------------- */
+
+/* e^x within ~2 ulp (Cephes expf polynomial on x - n ln2, then 2^n through the exponent bits);
+ * x below -87.3 (e^-inf included) gives 0, above 88 gives e^88. */
+EVLM__INLINE __m256 exp8(__m256 x) {
+    __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+
+/* lanes [0, left) of a load / store (left < 8: a tail) */
+EVLM__INLINE __m256i lanes(int left) {
+    return _mm256_loadu_si256((const __m256i *)(const void *)(lane_mask + 8 - (left < 8 ? left : 8)));
+}
+
+/* g = g / (1 + e^-g) * u, as ref with a vector exp */
+static void silu_mul_avx2(float *g, const float *u, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int i = 0; i < n; i += 8) {
+        __m256i mk = lanes(n - i);
+        __m256 v = _mm256_maskload_ps(g + i, mk);
+        __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+        _mm256_maskstore_ps(g + i, mk, _mm256_mul_ps(s, _mm256_maskload_ps(u + i, mk)));
+    }
+}
+
+/* 0.5 x (1 + tanh(u)) computed as x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3): the same
+ * function without the cancellation of 1 + tanh(u) for large negative x */
+static void gelu_tanh_avx2(float *x, int n) {
+    const __m256 k2 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int i = 0; i < n; i += 8) {
+        __m256i mk = lanes(n - i);
+        __m256 v = _mm256_maskload_ps(x + i, mk);
+        __m256 u = _mm256_mul_ps(k2, _mm256_fmadd_ps(_mm256_mul_ps(c, v), _mm256_mul_ps(v, v), v));
+        _mm256_maskstore_ps(x + i, mk, _mm256_div_ps(v, _mm256_add_ps(one, exp8(u))));
+    }
+}
+
+/* ref's two passes (mean, then centred variance) with 8-lane sums */
+static void layernorm_avx2(float *y, const float *x, const float *w, const float *b, int n,
+                           float eps) {
+    __m256 s = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) s = _mm256_add_ps(s, _mm256_maskload_ps(x + i, lanes(n - i)));
+    float mean = hsum8(s) / (float)n;
+    __m256 vm = _mm256_set1_ps(mean), ss = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256i mk = lanes(n - i);
+        __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm), _mm256_castsi256_ps(mk));
+        ss = _mm256_fmadd_ps(d, d, ss);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / sqrtf(hsum8(ss) / (float)n + eps));
+    for (int i = 0; i < n; i += 8) {
+        __m256i mk = lanes(n - i);
+        __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm), inv);
+        __m256 r = _mm256_add_ps(_mm256_mul_ps(d, _mm256_maskload_ps(w + i, mk)), _mm256_maskload_ps(b + i, mk));
+        _mm256_maskstore_ps(y + i, mk, r);
+    }
+}
+
+/* ---- attn_tile ------------------------------------------------------------------------------
+ * Queries in lanes, as x86_avx512.c: a block of 16 queries is transposed (and scaled) into qt
+ * (head_dim x 16); keys go in blocks of 64 with an online softmax that is lane-wise; o^T
+ * (head_dim x 16) += v[t][d] * p[t]. Every lane (query) sees the same operations whatever
+ * block or call it is in. */
+#define AT_QV 2 /* vectors of 8 queries */
+#define AT_BQ (8 * AT_QV)
+#define AT_BK 64
+#define AT_KR 4 /* keys per score tile */
+#define AT_DR 4 /* head dims per output tile */
+
+static void attn_tile_avx2(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
+                           const float *k, const float *v, size_t ldkv, int n_kv, int hd,
+                           float scale, float *scratch) {
+    float *qt = scratch, *ot = qt + (size_t)hd * AT_BQ, *pb = ot + (size_t)hd * AT_BQ;
+    float *mrow = pb + (size_t)AT_BK * AT_BQ, *lrow = mrow + AT_BQ;
+    for (int i0 = 0; i0 < n_q; i0 += AT_BQ) {
+        int nb = n_q - i0 < AT_BQ ? n_q - i0 : AT_BQ;
+        for (int d = 0; d < hd; d++)
+            for (int i = 0; i < AT_BQ; i++)
+                qt[(size_t)d * AT_BQ + i] = i < nb ? q[(size_t)(i0 + i) * ldq + d] * scale : 0.0f;
+        memset(ot, 0, sizeof(float) * (size_t)hd * AT_BQ);
+        for (int i = 0; i < AT_BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
+        for (int t0 = 0; t0 < n_kv; t0 += AT_BK) {
+            int bk = n_kv - t0 < AT_BK ? n_kv - t0 : AT_BK;
+            const float *kb = k + (size_t)t0 * ldkv, *vb = v + (size_t)t0 * ldkv;
+            __m256 bm[AT_QV];
+            for (int c = 0; c < AT_QV; c++) bm[c] = _mm256_set1_ps(-INFINITY);
+            int t = 0;
+            for (; t + AT_KR <= bk; t += AT_KR) {
+                __m256 s0[AT_QV], s1[AT_QV], s2[AT_QV], s3[AT_QV];
+                for (int c = 0; c < AT_QV; c++)
+                    s0[c] = s1[c] = s2[c] = s3[c] = _mm256_setzero_ps();
+                const float *k0 = kb + (size_t)t * ldkv;
+                for (int d = 0; d < hd; d++) {
+                    __m256 b0 = _mm256_broadcast_ss(k0 + d), b1 = _mm256_broadcast_ss(k0 + ldkv + d);
+                    __m256 b2 = _mm256_broadcast_ss(k0 + 2 * ldkv + d), b3 = _mm256_broadcast_ss(k0 + 3 * ldkv + d);
+                    for (int c = 0; c < AT_QV; c++) {
+                        __m256 qv = _mm256_loadu_ps(qt + (size_t)d * AT_BQ + 8 * c);
+                        s0[c] = _mm256_fmadd_ps(b0, qv, s0[c]);
+                        s1[c] = _mm256_fmadd_ps(b1, qv, s1[c]);
+                        s2[c] = _mm256_fmadd_ps(b2, qv, s2[c]);
+                        s3[c] = _mm256_fmadd_ps(b3, qv, s3[c]);
+                    }
+                }
+                for (int c = 0; c < AT_QV; c++) {
+                    _mm256_storeu_ps(pb + (size_t)t * AT_BQ + 8 * c, s0[c]);
+                    _mm256_storeu_ps(pb + (size_t)(t + 1) * AT_BQ + 8 * c, s1[c]);
+                    _mm256_storeu_ps(pb + (size_t)(t + 2) * AT_BQ + 8 * c, s2[c]);
+                    _mm256_storeu_ps(pb + (size_t)(t + 3) * AT_BQ + 8 * c, s3[c]);
+                    bm[c] = _mm256_max_ps(bm[c], _mm256_max_ps(_mm256_max_ps(s0[c], s1[c]),
+                                                               _mm256_max_ps(s2[c], s3[c])));
+                }
+            }
+            for (; t < bk; t++) {
+                __m256 s0[AT_QV];
+                for (int c = 0; c < AT_QV; c++) s0[c] = _mm256_setzero_ps();
+                const float *k0 = kb + (size_t)t * ldkv;
+                for (int d = 0; d < hd; d++) {
+                    __m256 b0 = _mm256_broadcast_ss(k0 + d);
+                    for (int c = 0; c < AT_QV; c++)
+                        s0[c] = _mm256_fmadd_ps(b0, _mm256_loadu_ps(qt + (size_t)d * AT_BQ + 8 * c), s0[c]);
+                }
+                for (int c = 0; c < AT_QV; c++) {
+                    _mm256_storeu_ps(pb + (size_t)t * AT_BQ + 8 * c, s0[c]);
+                    bm[c] = _mm256_max_ps(bm[c], s0[c]);
+                }
+            }
+            __m256 corr[AT_QV];
+            for (int c = 0; c < AT_QV; c++) {
+                __m256 mold = _mm256_loadu_ps(mrow + 8 * c);
+                __m256 mx = _mm256_max_ps(mold, bm[c]);
+                corr[c] = exp8(_mm256_sub_ps(mold, mx));
+                _mm256_storeu_ps(mrow + 8 * c, mx);
+                __m256 l = _mm256_mul_ps(_mm256_loadu_ps(lrow + 8 * c), corr[c]);
+                for (int u = 0; u < bk; u++) {
+                    float *pr = pb + (size_t)u * AT_BQ + 8 * c;
+                    __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(pr), mx));
+                    _mm256_storeu_ps(pr, p);
+                    l = _mm256_add_ps(l, p);
+                }
+                _mm256_storeu_ps(lrow + 8 * c, l);
+            }
+            int d = 0;
+            for (; d + AT_DR <= hd; d += AT_DR) {
+                __m256 o0[AT_QV], o1[AT_QV], o2[AT_QV], o3[AT_QV];
+                float *od = ot + (size_t)d * AT_BQ;
+                for (int c = 0; c < AT_QV; c++) {
+                    o0[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 8 * c), corr[c]);
+                    o1[c] = _mm256_mul_ps(_mm256_loadu_ps(od + AT_BQ + 8 * c), corr[c]);
+                    o2[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 2 * AT_BQ + 8 * c), corr[c]);
+                    o3[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 3 * AT_BQ + 8 * c), corr[c]);
+                }
+                for (int u = 0; u < bk; u++) {
+                    const float *vr = vb + (size_t)u * ldkv + d;
+                    __m256 b0 = _mm256_broadcast_ss(vr), b1 = _mm256_broadcast_ss(vr + 1);
+                    __m256 b2 = _mm256_broadcast_ss(vr + 2), b3 = _mm256_broadcast_ss(vr + 3);
+                    for (int c = 0; c < AT_QV; c++) {
+                        __m256 p = _mm256_loadu_ps(pb + (size_t)u * AT_BQ + 8 * c);
+                        o0[c] = _mm256_fmadd_ps(b0, p, o0[c]);
+                        o1[c] = _mm256_fmadd_ps(b1, p, o1[c]);
+                        o2[c] = _mm256_fmadd_ps(b2, p, o2[c]);
+                        o3[c] = _mm256_fmadd_ps(b3, p, o3[c]);
+                    }
+                }
+                for (int c = 0; c < AT_QV; c++) {
+                    _mm256_storeu_ps(od + 8 * c, o0[c]);
+                    _mm256_storeu_ps(od + AT_BQ + 8 * c, o1[c]);
+                    _mm256_storeu_ps(od + 2 * AT_BQ + 8 * c, o2[c]);
+                    _mm256_storeu_ps(od + 3 * AT_BQ + 8 * c, o3[c]);
+                }
+            }
+            for (; d < hd; d++) {
+                __m256 o0[AT_QV];
+                float *od = ot + (size_t)d * AT_BQ;
+                for (int c = 0; c < AT_QV; c++) o0[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 8 * c), corr[c]);
+                for (int u = 0; u < bk; u++) {
+                    __m256 b0 = _mm256_broadcast_ss(vb + (size_t)u * ldkv + d);
+                    for (int c = 0; c < AT_QV; c++)
+                        o0[c] = _mm256_fmadd_ps(b0, _mm256_loadu_ps(pb + (size_t)u * AT_BQ + 8 * c), o0[c]);
+                }
+                for (int c = 0; c < AT_QV; c++) _mm256_storeu_ps(od + 8 * c, o0[c]);
+            }
+        }
+        for (int i = 0; i < nb; i++) {
+            float inv = 1.0f / lrow[i];
+            float *orow = out + (size_t)(i0 + i) * ldo;
+            for (int d = 0; d < hd; d++) orow[d] = ot[(size_t)d * AT_BQ + i] * inv;
+        }
     }
 }
 
@@ -137,13 +422,14 @@ const evlm_kernels evlm_kernels_avx2 = {
     .name = "avx2",
     .gemm = gemm_avx2,
     .rmsnorm = rmsnorm_avx2,
-    .silu_mul = evlm__ref_silu_mul,
+    .silu_mul = silu_mul_avx2,
     .rope = evlm__ref_rope,
     .attn_row = attn_row_avx2,
-    .layernorm = evlm__ref_layernorm,
-    .gelu_tanh = evlm__ref_gelu_tanh,
+    .layernorm = layernorm_avx2,
+    .gelu_tanh = gelu_tanh_avx2,
     .quantize_act = evlm__avx2_quantize_act,
     .gemm_q = evlm__avx2_gemm_q,
+    .attn_tile = attn_tile_avx2,
 };
 
 #else

@@ -178,6 +178,8 @@ evlm_status evlm_siglip_state_init(evlm_siglip_state *s, const evlm_siglip *m, i
     if (CPP > maxk) maxk = CPP;
     if (DS > maxk) maxk = DS;
     s->scratch_per_thread = maxk + N;
+    if (evlm_attn_tile_scratch((int)N, c->head_dim) > s->scratch_per_thread)
+        s->scratch_per_thread = evlm_attn_tile_scratch((int)N, c->head_dim);
     /* all terms are bounded by the config limits, so these products cannot overflow */
     size_t n_floats =
         M * CPP + 6 * M * D + M * F + M * D + s->scratch_per_thread * (size_t)n_threads;
@@ -403,23 +405,30 @@ typedef struct {
     int n_tiles;
 } attn_task;
 
-/* One (tile, head, query) row per step; keys / values of masked tiles were compacted to the
- * tile's first n_valid rows. */
+/* Blocks of 64 queries of one (tile, head) per step, each one attn_tile call (a row's result
+ * does not depend on the blocks, so any thread count gives the same bytes); keys / values of
+ * masked tiles were compacted to the tile's first n_valid rows. */
+#define ATTN_QBLOCK 64
 static void attn_fn(void *arg, int ith, int nth) {
     const attn_task *t = arg;
     const evlm_vision_config *c = &t->m->cfg;
     evlm_siglip_state *s = t->s;
     const int N = c->num_patches, NH = c->n_heads, HD = c->head_dim;
+    const int NB = (N + ATTN_QBLOCK - 1) / ATTN_QBLOCK;
     const size_t D = (size_t)c->hidden_size;
     const float scale = (float)(1.0 / sqrt((double)HD));
-    float *scores = s->scratch + (size_t)ith * s->scratch_per_thread;
+    float *scratch = s->scratch + (size_t)ith * s->scratch_per_thread;
+    void (*tile_fn)(float *, size_t, const float *, size_t, int, const float *, const float *,
+                    size_t, int, int, float, float *) =
+        t->kn->attn_tile ? t->kn->attn_tile : evlm_kernels_ref.attn_tile;
     int r0, r1;
-    evlm_split_rows(t->n_tiles * NH * N, ith, nth, &r0, &r1);
+    evlm_split_rows(t->n_tiles * NH * NB, ith, nth, &r0, &r1);
     for (int r = r0; r < r1; r++) {
-        int tile = r / (NH * N), h = (r / N) % NH, i = r % N;
-        size_t row = (size_t)tile * N + (size_t)i, base = (size_t)tile * N * D + (size_t)h * HD;
-        t->kn->attn_row(s->att + row * D + (size_t)h * HD, s->q + row * D + (size_t)h * HD,
-                        s->k + base, s->v + base, s->n_valid[tile], HD, D, scale, NULL, scores);
+        int tile = r / (NH * NB), h = (r / NB) % NH, i0 = (r % NB) * ATTN_QBLOCK;
+        int nq = N - i0 < ATTN_QBLOCK ? N - i0 : ATTN_QBLOCK;
+        size_t row = (size_t)tile * N + (size_t)i0, base = (size_t)tile * N * D + (size_t)h * HD;
+        tile_fn(s->att + row * D + (size_t)h * HD, D, s->q + row * D + (size_t)h * HD, D, nq,
+                s->k + base, s->v + base, D, s->n_valid[tile], HD, scale, scratch);
     }
 }
 
