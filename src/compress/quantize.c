@@ -712,7 +712,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
             free(w);
         }
     }
-    progress(&q, "quantize", total, total);
+    if (st == EVLM_OK) progress(&q, "quantize", total, total);
     if (st == EVLM_OK) st = evlm_gguf_export_hf(in_dir, out_gguf, type_for, &q, write_progress, &q);
     /* what was written */
     if (st == EVLM_OK) {
