@@ -4,7 +4,7 @@ CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 FATAL ?= $(if $(CI),ON,OFF)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all build test test-release test-asan demo bench fuzz format deps clean
+.PHONY: all build test test-release test-asan demo bench compression-report fuzz format deps clean
 
 all: build
 
@@ -29,6 +29,9 @@ demo:
 
 bench: build
 	@scripts/bench.sh
+
+compression-report: build
+	@python3 scripts/compression_report.py
 
 fuzz:
 	cmake --preset fuzz >/dev/null
