@@ -64,6 +64,35 @@ static const evlm_kernels *avx512vnni(void) {
 }
 #endif
 
+/* AArch64: NEON is the base ISA, so "neon" is always there; dotprod (SDOT) is ARMv8.2 and
+ * optional, asked of the kernel through the hwcaps (Linux only; elsewhere plain NEON). With it,
+ * the "neon" table gets arm_dotprod.c's gemm_q (EVLM_ARM_DOTPROD: CMake compiled that file with
+ * -march=armv8.2-a+dotprod). */
+#if defined(__aarch64__)
+#if defined(EVLM_ARM_DOTPROD) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+static int cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+#endif
+
+static evlm_kernels neon_table;
+static pthread_once_t neon_once = PTHREAD_ONCE_INIT;
+
+static void neon_init(void) {
+    neon_table = evlm_kernels_neon;
+#if defined(EVLM_ARM_DOTPROD) && defined(__linux__)
+    if (cpu_has_dotprod()) neon_table.gemm_q = evlm__neon_dotprod_gemm_q;
+#endif
+}
+
+static const evlm_kernels *neon(void) {
+    pthread_once(&neon_once, neon_init);
+    return &neon_table;
+}
+#endif
+
 const evlm_kernels *evlm_kernels_by_name(const char *name) {
     if (!name) return NULL;
     if (strcmp(name, "ref") == 0) return &evlm_kernels_ref;
@@ -72,11 +101,14 @@ const evlm_kernels *evlm_kernels_by_name(const char *name) {
     if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? &evlm_kernels_avx512 : NULL;
     if (strcmp(name, "avx512vnni") == 0) return avx512vnni();
 #endif
+#if defined(__aarch64__)
+    if (strcmp(name, "neon") == 0) return neon();
+#endif
     return NULL;
 }
 
 static const evlm_kernels *best(void) {
-    static const char *const order[] = {"avx512vnni", "avx512", "avx2"};
+    static const char *const order[] = {"avx512vnni", "avx512", "avx2", "neon"};
     for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
         const evlm_kernels *k = evlm_kernels_by_name(order[i]);
         if (k) return k;

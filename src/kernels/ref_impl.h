@@ -45,4 +45,18 @@ void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch);
 
+/* AArch64 only: arm_neon.c (NEON, the base ISA there: the "neon" table) and arm_dotprod.c (SDOT,
+ * compiled with -march=armv8.2-a+dotprod; dispatch.c puts its gemm_q into "neon" when the hwcaps
+ * report dotprod). A tile computes MR activation rows x NR weight rows over kb blocks;
+ * evlm__neon_gemm_q_tiles walks [n0, n1) with tiles[0] = 1..4 x 1, tiles[1] = 1..4 x 2,
+ * tiles[2][0] = 1 x 4. */
+extern const evlm_kernels evlm_kernels_neon;
+typedef void (*evlm__qtile_fn)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
+                               size_t ldw, int kb);
+void evlm__neon_gemm_q_tiles(const evlm__qtile_fn (*tiles)[4], float *y, size_t ldy,
+                             const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m,
+                             int n0, int n1, int k);
+void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                               size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+
 #endif
