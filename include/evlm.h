@@ -109,7 +109,8 @@ evlm_status evlm_context_keep(evlm_context *ctx, int base, const int *slots, int
  * *ids is malloc'd; free() it. */
 evlm_status evlm_tokenize(const evlm_model *model, const char *text, size_t len,
                           bool parse_special, bool add_special, int32_t **ids, size_t *n_ids);
-/* Text of ids (malloc'd, NUL-terminated). skip_special drops special added tokens. */
+/* Text of ids (malloc'd, NUL-terminated). skip_special drops special added tokens and the ids a
+ * padded vocabulary has beyond the tokenizer's (without it they are an error). */
 evlm_status evlm_detokenize(const evlm_model *model, const int32_t *ids, size_t n_ids,
                             bool skip_special, char **text);
 

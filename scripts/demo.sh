@@ -2,7 +2,8 @@
 # make demo: the main job on the bundled models.
 #  1. the trained in-car scene VLM (models/scenes-vlm, SmolVLM architecture): one question of
 #     each scene type on a bundled sample image, with the timings an in-car team reads;
-#  2. the real trained text model aidreams260K (llama2.c format), converted and run greedily.
+#  2. the same model compressed to int8 and int4 GGUF files (evlm quantize), asked again;
+#  3. the real trained text model aidreams260K (llama2.c format), converted and run greedily.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/release/evlm
@@ -24,6 +25,30 @@ for item in "fatigue_000.png|Is the driver drowsy?" "car_030.png|What is the lic
   echo
   echo "\$ evlm run -m $VLM --image $VLM/samples/$img -p \"$q\""
   "$BIN" run -m "$VLM" --image "$VLM/samples/$img" -p "$q" -n 16 --json | report
+done
+
+mkdir -p build/models
+echo
+echo "== compression: the same questions, int8 (q8_0) and int4 (q4_0, vision q4_0) with int8 activations"
+echo "  | weights | file MB | answers | TTFT ms (mean) | decode tok/s (mean) |"
+echo "  |---|---:|---|---:|---:|"
+for t in bf16 q8_0 q4_0; do
+  M="$VLM"
+  if [ "$t" != bf16 ]; then
+    M=build/models/scenes-vlm-$t.gguf
+    "$BIN" quantize -m "$VLM" -o "$M" --type $t --vision $t -q >/dev/null
+  fi
+  for item in "fatigue_000.png|Is the driver drowsy?" "car_030.png|What is the license plate number?" \
+              "child_060.png|What emotion does the child show?"; do
+    img=${item%%|*}; q=${item#*|}
+    "$BIN" run -m "$M" --image "$VLM/samples/$img" -p "$q" -n 16 --json
+  done | python3 -c '
+import json, os, sys
+rows = [json.loads(l) for l in sys.stdin]
+path = sys.argv[2]
+mb = os.path.getsize(path) / 1e6 if os.path.isfile(path) else sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) / 1e6
+print("  | %s | %.1f | %s | %.1f | %.0f |" % (sys.argv[1], mb, " / ".join(r["text"].strip() for r in rows),
+      sum(r["ttft_ms"] for r in rows) / len(rows), sum(r["decode_tok_s"] for r in rows) / len(rows)))' "$t" "$M"
 done
 
 SRC=models/aidreams260K

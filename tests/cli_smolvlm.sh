@@ -69,6 +69,13 @@ err "bench takes at most one --image" "$BIN" bench -m "$F" --image "$F/ref_image
 "$BIN" synth --config "$F/config.json" -o "$tmp/syn-text" --text-only 2>/dev/null && ok || bad "synth text"
 "$BIN" info -m "$tmp/syn-text" | grep -q "LlamaForCausalLM" && ok || bad "synth text config"
 "$BIN" run -m "$tmp/syn-text" --raw -p "hi" -n 3 >/dev/null && ok || bad "run synth text"
+# a vocabulary padded beyond the tokenizer (Qwen2 style): ids without a token decode to nothing
+cat > "$tmp/pad.json" <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+ "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 4096, "tie_word_embeddings": false}
+JSON
+"$BIN" synth --config "$tmp/pad.json" -o "$tmp/pad" 2>/dev/null && "$BIN" run -m "$tmp/pad" --raw -p "hi" -n 40 --json |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["n_gen"] == 40 and any(i >= 256 for i in d["output_ids"])' && ok || bad "padded vocabulary"
 err "must be bf16, f16 or f32" "$BIN" synth --config "$F/config.json" -o "$tmp/x" --dtype q9
 err "config.json" "$BIN" synth --config "$tmp/nope/config.json" -o "$tmp/x"
 

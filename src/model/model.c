@@ -335,7 +335,25 @@ evlm_status evlm_detokenize(const evlm_model *m, const int32_t *ids, size_t n_id
                             char **text) {
     evlm_str s = {0};
     *text = NULL;
+    /* ids the model has but the tokenizer lacks (a vocabulary padded for alignment, e.g. Qwen2's
+     * 151936 rows for 151665 tokens) decode to nothing when special tokens are skipped */
+    const int n_tok = evlm_tokenizer_n_vocab(m->tok);
+    int32_t *kept = NULL;
+    if (skip_special) {
+        size_t n = 0;
+        for (size_t i = 0; i < n_ids; i++) n += ids[i] >= n_tok && ids[i] < m->cfg.vocab_size;
+        if (n) {
+            kept = malloc(sizeof(int32_t) * (n_ids - n + 1));
+            if (!kept) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+            size_t k = 0;
+            for (size_t i = 0; i < n_ids; i++)
+                if (!(ids[i] >= n_tok && ids[i] < m->cfg.vocab_size)) kept[k++] = ids[i];
+            ids = kept;
+            n_ids = k;
+        }
+    }
     evlm_status st = evlm_tokenizer_decode(m->tok, ids, n_ids, skip_special, &s);
+    free(kept);
     if (st == EVLM_OK && !s.data) st = evlm_str_append(&s, "", 0);
     if (st != EVLM_OK) {
         evlm_str_free(&s);
