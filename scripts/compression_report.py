@@ -79,7 +79,7 @@ def table(name, src, calib, target_bpw, run_args, quality_args, note):
     extra = ""
     if any(c >= 0 for c in vis):
         extra = "\nVision encoder output vs float (cosine, calibration images): " + ", ".join(
-            "%s %.5f" % (lab.split(":")[0], q["vision_cos"]) for lab, _, q, _, _ in rows if q and q["vision_cos"] >= 0) + ".\n"
+            "%s %.5f" % (lab, q["vision_cos"]) for lab, _, q, _, _ in rows if q and q["vision_cos"] >= 0) + ".\n"
     return "\n".join(lines) + "\n" + extra + note
 
 
