@@ -279,7 +279,7 @@ evlm_status evlm_qwen2vl_vit_state_init(evlm_qwen2vl_vit_state *s, const evlm_qw
     const size_t N = (size_t)max_patches, D = (size_t)c->embed_dim, F = (size_t)c->mlp_dim;
     const size_t HD2 = (size_t)c->head_dim / 2;
     size_t maxk = zmax(zmax(D, F), zmax((size_t)c->patch_dim, (size_t)c->merged_dim));
-    s->scratch_per_thread = maxk + N;
+    s->scratch_per_thread = zmax(maxk + N, evlm_attn_tile_scratch((int)N, c->head_dim));
     size_t hb = N * zmax(F, D);
     size_t n_floats =
         N * D * 3 + N * 3 * D + hb + 2 * N * HD2 + s->scratch_per_thread * (size_t)n_threads;
@@ -342,8 +342,10 @@ typedef enum {
     ROW_ACT,        /* y[r] = act(y[r]) */
     ROW_GELU_ERF,   /* y[r] = gelu(y[r]) */
     ROW_ADD,        /* x[r] += y[r] */
-    ROW_ATTN,       /* one (head, query) pair: r = h * N + i */
+    ROW_ATTN,       /* one (head, block of ATTN_QBLOCK queries of one frame) per row */
 } row_op;
+
+#define ATTN_QBLOCK 64 /* queries per attention tile */
 
 typedef struct {
     const evlm_kernels *kn;
@@ -413,15 +415,21 @@ static void rows_fn(void *arg, int ith, int nth) {
             for (size_t i = 0; i < W; i++) xr[i] += yr[i];
             break;
         case ROW_ATTN: {
-            /* rows of qkv are [q (D) | k (D) | v (D)], heads contiguous inside each */
-            const int N = t->rows / NH, h = r / N, i = r % N, f0 = (i / t->frame) * t->frame;
-            const size_t ld = 3 * (size_t)D;
-            const float *q = t->s->qkv + (size_t)i * ld + (size_t)h * HD;
-            const float *k = t->s->qkv + (size_t)f0 * ld + (size_t)D + (size_t)h * HD;
-            const float *v = k + D;
-            float *scores = t->s->scratch + (size_t)ith * t->s->scratch_per_thread;
-            t->kn->attn_row(t->s->att + (size_t)i * D + (size_t)h * HD, q, k, v, t->frame, HD, ld,
-                            (float)(1.0 / sqrt((double)HD)), NULL, scores);
+            /* rows of qkv are [q (D) | k (D) | v (D)], heads contiguous inside each; a block of
+             * queries of one frame against that frame's keys, one attn_tile call (a query's
+             * result does not depend on its block, so any thread count gives the same bytes) */
+            const int nbf = (t->frame + ATTN_QBLOCK - 1) / ATTN_QBLOCK, per_head = t->rows / NH;
+            const int h = r / per_head, b = r % per_head, f = b / nbf, q0 = (b % nbf) * ATTN_QBLOCK;
+            const int nq = t->frame - q0 < ATTN_QBLOCK ? t->frame - q0 : ATTN_QBLOCK;
+            const size_t ld = 3 * (size_t)D, i0 = (size_t)f * t->frame + (size_t)q0;
+            const float *q = t->s->qkv + i0 * ld + (size_t)h * HD;
+            const float *k = t->s->qkv + (size_t)f * t->frame * ld + (size_t)D + (size_t)h * HD;
+            float *scratch = t->s->scratch + (size_t)ith * t->s->scratch_per_thread;
+            void (*tile_fn)(float *, size_t, const float *, size_t, int, const float *, const float *,
+                            size_t, int, int, float, float *) =
+                t->kn->attn_tile ? t->kn->attn_tile : evlm_kernels_ref.attn_tile;
+            tile_fn(t->s->att + i0 * (size_t)D + (size_t)h * HD, (size_t)D, q, ld, nq, k, k + D, ld, t->frame,
+                    HD, (float)(1.0 / sqrt((double)HD)), scratch);
             break;
         }
         }
@@ -487,7 +495,8 @@ evlm_status evlm_qwen2vl_vit_encode(const evlm_qwen2vl_vit *m, evlm_qwen2vl_vit_
         run_rows(pool, &proto, ROW_LAYERNORM, N, D, s->x, s->xb, ly->ln1_w, ly->ln1_b);
         matmul(pool, s, s->qkv, s->xb, ly->qkv, ly->b_qkv, N);
         run_rows(pool, &proto, ROW_ROPE, N, 3 * D, s->qkv, NULL, NULL, NULL);
-        run_rows(pool, &proto, ROW_ATTN, N * c->n_heads, 0, NULL, NULL, NULL, NULL);
+        run_rows(pool, &proto, ROW_ATTN, c->n_heads * (N / frame) * ((frame + ATTN_QBLOCK - 1) / ATTN_QBLOCK), 0,
+                 NULL, NULL, NULL, NULL);
         matmul(pool, s, s->xb, s->att, ly->proj, ly->b_proj, N);
         run_rows(pool, &proto, ROW_ADD, N, D, s->x, s->xb, NULL, NULL);
 
