@@ -17,10 +17,17 @@
 
 /* EVLM_X86_SIMD: CMake compiled x86_avx2.c / x86_avx512.c with their flags (x86-64 only) */
 #if defined(__x86_64__) && defined(EVLM_X86_SIMD)
+#include <cpuid.h>
+
+/* F16C from cpuid leaf 1 (ECX bit 29): clang before 15 has no "f16c" for __builtin_cpu_supports */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 /* x86_avx512.c is compiled with all of these (and FMA / F16C), so the compiler may use any */
