@@ -230,7 +230,7 @@ def main():
         for setting in [["--lookahead", "auto"]]:
             r = bench(s135, ["-p", "64", "-n", "64"] + setting)
             w("| SmolLM2-135M shape (random bf16) | bench -p 64 -n 64 | %.1f | `%s` | %.1f | %.2f | %.2fx |" % (p["decode_tok_s"], " ".join(setting), r["decode_tok_s"], r["accepted_per_step"], r["decode_tok_s"] / p["decode_tok_s"]))
-    w("\nTarget (issue 6): >= 1.5x decode tok/s on the real models at identical output. Random weights accept almost nothing: reported as measured.\n")
+    w("\nTarget (issue 6): >= 1.5x decode tok/s on the real models at identical output. Random weights repeat themselves, so their acceptance is higher than a trained model's: the 135M row shows what a bandwidth-bound model gains per accepted token, not a realistic acceptance rate.\n")
 
     # ---- kernels ----
     w("## Kernels\n")
