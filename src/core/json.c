@@ -86,3 +86,29 @@ evlm_status evlm_json_load_dir(const evlm_dir *d, const char *name, cJSON **out)
     free(data);
     return st;
 }
+
+evlm_status evlm_json_image_processor(const evlm_dir *d, cJSON **root, const cJSON **obj, char *path,
+                                      size_t cap) {
+    *root = NULL;
+    *obj = NULL;
+    EVLM_TRY(evlm_dir_name(d, "processor_config.json", path, cap));
+    if (evlm_dir_has(d, "processor_config.json")) {
+        EVLM_TRY(evlm_json_load_dir(d, "processor_config.json", root));
+        const cJSON *ip = cJSON_GetObjectItemCaseSensitive(*root, "image_processor");
+        if (ip && !cJSON_IsNull(ip)) {
+            *obj = ip;
+            return EVLM_OK;
+        }
+        cJSON_Delete(*root);
+        *root = NULL;
+    }
+    EVLM_TRY(evlm_dir_name(d, "preprocessor_config.json", path, cap));
+    if (!evlm_dir_has(d, "preprocessor_config.json"))
+        return evlm__fail(EVLM_ERR_IO,
+                          "%s: no image processor (processor_config.json with \"image_processor\" "
+                          "or preprocessor_config.json)",
+                          d->path);
+    EVLM_TRY(evlm_json_load_dir(d, "preprocessor_config.json", root));
+    *obj = *root;
+    return EVLM_OK;
+}

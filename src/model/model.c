@@ -269,6 +269,7 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
 void evlm_context_free(evlm_context *c) {
     if (!c) return;
     evlm_llama_state_release(&c->state);
+    free(c->tree_pos);
     free(c);
 }
 
@@ -298,15 +299,18 @@ evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t 
                              const uint8_t *mask, int n, const int *out_rows, int n_out,
                              float *logits) {
     if (!ids || !depth || !mask || n < 1) return evlm__fail(EVLM_ERR_ARG, "empty or incomplete token tree");
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
-    if (!pos) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    if (n > c->tree_cap) {
+        int32_t *np = realloc(c->tree_pos, sizeof(int32_t) * (size_t)n);
+        if (!np) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        c->tree_pos = np;
+        c->tree_cap = n;
+    }
+    int32_t *pos = c->tree_pos;
     int base = c->state.n_past + c->state.pos_offset;
     for (int i = 0; i < n; i++) pos[i] = base + (depth[i] >= 0 && depth[i] <= n ? depth[i] : -base - 1);
     evlm_llama_batch b = {.n = n, .ids = ids, .pos = pos, .mask = mask, .logits = logits,
                           .out_rows = out_rows, .n_out = n_out};
-    evlm_status st = evlm_llama_decode(&c->model->llama, &c->state, c->model->pool, &b);
-    free(pos);
-    return st;
+    return evlm_llama_decode(&c->model->llama, &c->state, c->model->pool, &b);
 }
 
 evlm_status evlm_context_keep(evlm_context *c, int base, const int *slots, int n_keep) {

@@ -55,6 +55,8 @@ const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows);
 struct evlm_context {
     evlm_model *model;
     evlm_llama_state state;
+    int32_t *tree_pos; /* positions of evlm_decode_tree's batch, grown, never per step */
+    int tree_cap;
 };
 
 #endif

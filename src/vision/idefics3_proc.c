@@ -138,29 +138,11 @@ evlm_status evlm_idefics3_proc_load(const char *dir, evlm_idefics3_proc *out) {
 
 evlm_status evlm_idefics3_proc_load_dir(const evlm_dir *d, evlm_idefics3_proc *out) {
     char path[4096];
-    const char *dir = d->path;
+    cJSON *root;
+    const cJSON *obj;
     *out = evlm_idefics3_proc_default();
-    EVLM_TRY(evlm_dir_name(d, "processor_config.json", path, sizeof path));
-    if (evlm_dir_has(d, "processor_config.json")) {
-        cJSON *root = NULL;
-        EVLM_TRY(evlm_json_load_dir(d, "processor_config.json", &root));
-        const cJSON *ip = cJSON_GetObjectItemCaseSensitive(root, "image_processor");
-        if (ip && !cJSON_IsNull(ip)) {
-            evlm_status st = evlm_idefics3_proc_from_json(path, ip, out);
-            cJSON_Delete(root);
-            return st;
-        }
-        cJSON_Delete(root);
-    }
-    EVLM_TRY(evlm_dir_name(d, "preprocessor_config.json", path, sizeof path));
-    if (!evlm_dir_has(d, "preprocessor_config.json"))
-        return evlm__fail(EVLM_ERR_IO,
-                          "%s: no image processor (processor_config.json with \"image_processor\" "
-                          "or preprocessor_config.json)",
-                          dir);
-    cJSON *root = NULL;
-    EVLM_TRY(evlm_json_load_dir(d, "preprocessor_config.json", &root));
-    evlm_status st = evlm_idefics3_proc_from_json(path, root, out);
+    EVLM_TRY(evlm_json_image_processor(d, &root, &obj, path, sizeof path));
+    evlm_status st = evlm_idefics3_proc_from_json(path, obj, out);
     cJSON_Delete(root);
     return st;
 }
