@@ -21,6 +21,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/ref_impl.h"
+#include "quant/repack.h"
 #include "test.h"
 
 #include <float.h>
@@ -343,9 +344,91 @@ static void check_gemm_deq(const char *name,
     CHECKF(bad == 0, "%s gemm (dequantizing): %d bad elements", name, bad);
 }
 
+/* gemm_q and the dequantizing gemm on 16-row interleaved weights (quant/repack.h) against ref
+ * on the same rows in ggml layout, with the gemm_q bound above (and check_gemm_deq's 1e-5 for the
+ * float path). Each output must be the same bits whatever m, n0 and n1 (lookahead's token trees
+ * compare rows of different batches): every result of a batch is compared with row i computed
+ * alone (m = 1) over the group range [16 * (c / 16), c + 1). Shapes: a partial last group
+ * (n = 37), n1 inside a group, n0 = 16, m past the register tiles, k = 32 ... 4128. */
+static void test_gemm_r16(const evlm_kernels *kn) {
+    static const int ms[] = {1, 2, 3, 5, 8, 17}, ks[] = {32, 96, 4128};
+    static const int ranges[][3] = {{16, 0, 16}, {37, 0, 37}, {37, 16, 35}, {64, 16, 64}};
+    int bad = 0, not_same = 0;
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t ri = 0; ri < sizeof ranges / sizeof *ranges; ri++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                evlm_type wt = QTYPES[ti], rt = evlm_type_r16(wt);
+                int n = ranges[ri][0], n0 = ranges[ri][1], n1 = ranges[ri][2], k = ks[ki], kb = k / 32;
+                int mmax = 17;
+                size_t ldw = evlm_row_bytes(wt, k), ldx = (size_t)kb, ldy = (size_t)n + 2;
+                void *w = malloc(ldw * n), *wr = malloc(evlm_r16_bytes(rt, n, k));
+                float *xf = malloc(sizeof(float) * (k + 3) * mmax), *scratch = malloc(sizeof(float) * k);
+                evlm_q8a *x = malloc(sizeof(evlm_q8a) * ldx * mmax);
+                float *y = malloc(sizeof(float) * ldy * mmax), *yr = malloc(sizeof(float) * ldy * mmax);
+                float *y1 = malloc(sizeof(float) * ldy), *wf = malloc(sizeof(float) * k);
+                make_qweights(w, ldw, wt, n, kb);
+                evlm_repack_r16(wt, w, ldw, n, k, wr);
+                for (int i = 0; i < mmax; i++) {
+                    make_act(xf + (size_t)i * (k + 3), k, i);
+                    evlm_kernels_ref.quantize_act(xf + (size_t)i * (k + 3), x + (size_t)i * ldx, k);
+                }
+                for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
+                    int m = ms[mi];
+                    for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = SENTINEL;
+                    evlm_kernels_ref.gemm_q(yr, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+                    kn->gemm_q(y, ldy, x, ldx, wr, ldw, rt, m, n0, n1, k);
+                    for (int i = 0; i < m; i++)
+                        for (int c = 0; c < (int)ldy; c++) {
+                            float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
+                            if (c < n0 || c >= n1) {
+                                if (got != SENTINEL && bad++ < 5)
+                                    fprintf(stderr, "%s gemm_q %s wrote outside [%d, %d): m%d c%d\n", kn->name,
+                                            evlm_type_name(rt), n0, n1, m, c);
+                                continue;
+                            }
+                            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw, x + (size_t)i * ldx, kb);
+                            double e = fabs((double)got - (double)want), eps = (double)FLT_EPSILON;
+                            if (!(e <= (kb + 16) * eps * mag) && bad++ < 5)
+                                fprintf(stderr, "%s gemm_q %s m%d n%d k%d [%d,%d]: %g vs %g (mag %g)\n", kn->name,
+                                        evlm_type_name(rt), m, n, k, i, c, (double)got, (double)want, mag);
+                            /* the same bits computed alone, over the smallest group range holding c */
+                            int g0 = c / EVLM_R16 * EVLM_R16;
+                            y1[c] = SENTINEL;
+                            kn->gemm_q(y1, ldy, x + (size_t)i * ldx, ldx, wr, ldw, rt, 1, g0, c + 1, k);
+                            if (memcmp(&y1[c], &got, sizeof got) != 0 && not_same++ < 5)
+                                fprintf(stderr, "%s gemm_q %s m%d k%d [%d,%d]: %.9g in a batch, %.9g alone\n",
+                                        kn->name, evlm_type_name(rt), m, k, i, c, (double)got, (double)y1[c]);
+                        }
+                    /* act f32: the dequantizing gemm reads the interleaved rows too */
+                    if (m > 5) continue;
+                    for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = SENTINEL;
+                    evlm_kernels_ref.gemm(yr, ldy, xf, (size_t)k + 3, w, ldw, wt, m, n0, n1, k, scratch);
+                    kn->gemm(y, ldy, xf, (size_t)k + 3, wr, ldw, rt, m, n0, n1, k, scratch);
+                    for (int i = 0; i < m; i++)
+                        for (int c = 0; c < (int)ldy; c++) {
+                            float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
+                            if (c < n0 || c >= n1) {
+                                if (got != SENTINEL) bad++;
+                                continue;
+                            }
+                            evlm_dequantize_row(wt, (const char *)w + (size_t)c * ldw, wf, k);
+                            double mag = 1e-30;
+                            for (int j = 0; j < k; j++) mag += fabs((double)xf[(size_t)i * (k + 3) + j] * (double)wf[j]);
+                            if (!(fabs((double)got - (double)want) <= 1e-5 * mag) && bad++ < 5)
+                                fprintf(stderr, "%s gemm %s m%d k%d [%d,%d]: %g vs %g\n", kn->name,
+                                        evlm_type_name(rt), m, k, i, c, (double)got, (double)want);
+                        }
+                }
+                free(w), free(wr), free(xf), free(scratch), free(x), free(y), free(yr), free(y1), free(wf);
+            }
+    CHECKF(bad == 0, "%s R16 gemm_q / gemm: %d bad elements", kn->name, bad);
+    CHECKF(not_same == 0, "%s R16 gemm_q: %d elements depend on m / n0 / n1", kn->name, not_same);
+}
+
 static void test_quant(const evlm_kernels *kn) {
     test_quantize_act(kn);
     test_gemm_q(kn);
+    test_gemm_r16(kn);
     check_gemm_deq(kn->name, kn->gemm);
 }
 

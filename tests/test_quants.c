@@ -15,6 +15,7 @@
  */
 #include "core/tensor.h"
 #include "quant/quants.h"
+#include "quant/repack.h"
 #include "test.h"
 
 #include <float.h>
@@ -176,6 +177,57 @@ static void test_vec_dot(evlm_type t) {
     CHECKF(bad == 0, "%s vec_dot_q_ref: %d off", evlm_type_name(t), bad);
 }
 
+/* 16-row interleaving (repack.h): every row comes back byte for byte and as the same floats;
+ * the known offsets of row 17's pieces in group 1 are checked by hand; padding rows are zero and
+ * ref's dot on the interleaved matrix is bitwise the base row's. n = 37: a partial last group. */
+static void test_repack(evlm_type t) {
+    enum { N = 37, K = 96, KB = K / 32 };
+    evlm_type rt = evlm_type_r16(t);
+    CHECK(rt != EVLM_TYPE_COUNT && evlm_type_r16_base(rt) == t && evlm_type_is_r16(rt) && !evlm_type_is_r16(t));
+    size_t rb = evlm_row_bytes(t, K), bs = evlm_type_size(t);
+    CHECK(evlm_r16_bytes(rt, N, K) == 48 * rb);
+    unsigned char *w = malloc(rb * N), *r = malloc(evlm_r16_bytes(rt, N, K)), *row = malloc(rb);
+    for (size_t i = 0; i < rb * N; i++) w[i] = (unsigned char)(frand() * 127.0f + 128.0f);
+    for (int i = 0; i < N; i++)
+        for (int b = 0; b < KB; b++) { /* finite fp16 scales (the float check compares values) */
+            uint16_t d = evlm_f32_to_f16(frand()), m = evlm_f32_to_f16(frand());
+            memcpy(w + (size_t)i * rb + (size_t)b * bs, &d, 2);
+            if (t == EVLM_TYPE_Q4_1) memcpy(w + (size_t)i * rb + (size_t)b * bs + 2, &m, 2);
+        }
+    evlm_repack_r16(t, w, rb, N, K, r);
+    int bad = 0;
+    float f[K], g[K];
+    for (int i = 0; i < 48; i++) {
+        evlm_r16_get_row(rt, r, K, i, row);
+        if (i < N) {
+            bad += memcmp(row, w + (size_t)i * rb, rb) != 0;
+            evlm_dequantize_row(t, w + (size_t)i * rb, f, K);
+            evlm_r16_dequantize_row(rt, r, K, i, g);
+            bad += memcmp(f, g, sizeof f) != 0;
+        } else {
+            for (size_t j = 0; j < rb; j++) bad += row[j] != 0;
+        }
+    }
+    CHECKF(bad == 0, "%s: %d rows differ after interleaving", evlm_type_name(rt), bad);
+    /* row 17 = group 1 lane 1, block column 2: scale at 2 * 1, group c of 4 bytes at qs0 + 64c + 4 */
+    size_t col = 16 * bs, q0 = t == EVLM_TYPE_Q4_1 ? 64 : 32;
+    const unsigned char *cd = r + 1 * KB * col + 2 * col, *blk = w + 17 * rb + 2 * bs;
+    CHECK(memcmp(cd + 2, blk, 2) == 0);
+    CHECK(memcmp(cd + q0 + 64 + 4, blk + (t == EVLM_TYPE_Q4_1 ? 4 : 2) + 4, 4) == 0);
+    if (t == EVLM_TYPE_Q4_1) CHECK(memcmp(cd + 32 + 2, blk + 2, 2) == 0);
+    evlm_q8a x[KB];
+    float xf[K];
+    for (int j = 0; j < K; j++) xf[j] = frand();
+    evlm_quantize_act_ref(xf, x, K);
+    for (int i = 0; i < N; i++) {
+        float a = evlm_vec_dot_q_ref(t, w + (size_t)i * rb, x, K), b = evlm_r16_dot_ref(rt, r, K, i, x);
+        bad += memcmp(&a, &b, sizeof a) != 0;
+    }
+    CHECKF(bad == 0, "%s: ref dot differs from the base row's", evlm_type_name(rt));
+    CHECK(evlm_type_r16(EVLM_TYPE_F16) == EVLM_TYPE_COUNT && evlm_type_r16_base(EVLM_TYPE_Q8_0) == EVLM_TYPE_COUNT);
+    free(w), free(r), free(row);
+}
+
 int main(void) {
     test_known_q8_0();
     test_known_q4_0();
@@ -199,5 +251,8 @@ int main(void) {
         }
         CHECK(a[b].s == a[b].d * (float)sum);
     }
+    test_repack(EVLM_TYPE_Q8_0);
+    test_repack(EVLM_TYPE_Q4_0);
+    test_repack(EVLM_TYPE_Q4_1);
     return test_done();
 }

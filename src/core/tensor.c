@@ -11,6 +11,8 @@ static const struct {
     [EVLM_TYPE_U8] = {"U8", 1},
     [EVLM_TYPE_Q8_0] = {"Q8_0", 34, 32}, [EVLM_TYPE_Q4_0] = {"Q4_0", 18, 32},
     [EVLM_TYPE_Q4_1] = {"Q4_1", 20, 32},
+    [EVLM_TYPE_Q8_0_R16] = {"Q8_0_R16", 34, 32}, [EVLM_TYPE_Q4_0_R16] = {"Q4_0_R16", 18, 32},
+    [EVLM_TYPE_Q4_1_R16] = {"Q4_1_R16", 20, 32},
 };
 
 size_t evlm_type_size(evlm_type t) { return (unsigned)t < EVLM_TYPE_COUNT ? k_types[t].size : 0; }

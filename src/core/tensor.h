@@ -27,6 +27,11 @@ typedef enum evlm_type {
     EVLM_TYPE_Q8_0,
     EVLM_TYPE_Q4_0,
     EVLM_TYPE_Q4_1,
+    /* the same blocks with 16 rows interleaved, built at load for the int8 kernels; in memory
+     * only, never in a file (quant/repack.h) */
+    EVLM_TYPE_Q8_0_R16,
+    EVLM_TYPE_Q4_0_R16,
+    EVLM_TYPE_Q4_1_R16,
     EVLM_TYPE_COUNT
 } evlm_type;
 

@@ -20,11 +20,14 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "core/status.h"
+#include "quant/repack.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_SAFE_INT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact doubles */
 
@@ -44,6 +47,8 @@ struct evlm_weights {
     size_t slot_cap;
     void *owner; /* evlm_weights_from_views: whoever owns the memory the views point into */
     void (*free_owner)(void *);
+    void **owned; /* buffers of repacked tensors (evlm_weights_repack_r16) */
+    size_t n_owned;
 };
 
 /* ---- hash table ------------------------------------------------------------------------- */
@@ -289,6 +294,8 @@ void evlm_weights_free(evlm_weights *w) {
     free(w->tensors);
     free(w->file_of);
     free(w->slots);
+    for (size_t i = 0; i < w->n_owned; i++) free(w->owned[i]);
+    free(w->owned);
     if (w->owner && w->free_owner) w->free_owner(w->owner);
     free(w);
 }
@@ -641,4 +648,37 @@ evlm_status evlm_safetensors_write(const char *path, const evlm_tensor *tensors,
         return st;
     }
     return evlm_afile_commit(&af);
+}
+
+/* Gives the page-aligned inside of [p, p + n) back to the kernel: a mapped file's pages are read
+ * again if touched, so this only lowers the resident set once a tensor has been copied. */
+static void drop_pages(const void *p, size_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+evlm_status evlm_weights_repack_r16(evlm_weights *w) {
+    for (size_t i = 0; i < w->n; i++) {
+        evlm_tensor *t = &w->tensors[i];
+        evlm_type rt = evlm_type_r16(t->type);
+        if (rt == EVLM_TYPE_COUNT || t->n_dims != 2 || t->ne[1] < EVLM_R16 || t->ne[0] % EVLM_QK ||
+            t->nb[1] != evlm_row_bytes(t->type, t->ne[0]))
+            continue;
+        size_t bytes = evlm_r16_bytes(rt, t->ne[1], t->ne[0]);
+        void **no = realloc(w->owned, (w->n_owned + 1) * sizeof *no);
+        if (!no) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory repacking '%s'", evlm_weights_path(w), t->name);
+        w->owned = no;
+        void *dst = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!dst) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory repacking '%s' (%zu bytes)",
+                                    evlm_weights_path(w), t->name, bytes);
+        evlm_repack_r16(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], dst);
+        w->owned[w->n_owned++] = dst;
+        if (w->n_files > 0 || w->owner) drop_pages(t->data, (size_t)t->ne[1] * t->nb[1]);
+        t->type = rt;
+        t->data = dst;
+    }
+    return EVLM_OK;
 }

@@ -34,6 +34,10 @@ evlm_status evlm_weights_from_memory(const char *what, const void *data, size_t 
 evlm_status evlm_weights_from_views(const char *what, const evlm_tensor *views, size_t n,
                                     void *owner, void (*free_owner)(void *), evlm_weights **out);
 void evlm_weights_free(evlm_weights *w);
+/* Replaces every 2-D Q8_0 / Q4_0 / Q4_1 matrix of at least 16 rows by its 16-row interleaved
+ * copy (quant/repack.h), owned by the set; the mapped source pages are given back. For the int8
+ * kernels only: after this, read rows with evlm_matrix_row_f32, not through nb[1]. */
+evlm_status evlm_weights_repack_r16(evlm_weights *w);
 
 size_t evlm_weights_count(const evlm_weights *w);
 const evlm_tensor *evlm_weights_at(const evlm_weights *w, size_t i);

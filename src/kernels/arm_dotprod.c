@@ -12,6 +12,7 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
+#include "quant/repack.h"
 
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
 

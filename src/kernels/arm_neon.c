@@ -16,6 +16,7 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
+#include "quant/repack.h"
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 
@@ -153,7 +154,7 @@ static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const vo
     default:
         break;
     }
-    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
+    if (!evlm_type_is_quant(wt) || evlm_type_is_r16(wt) || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }

@@ -18,7 +18,8 @@
 typedef struct evlm_kernels {
     const char *name;
     /* Y (m, n) = X (m, k) @ W^T for W rows [n0, n1), W (n, k) of any float or quantized type wt
-     * (quantized rows are dequantized: the --act f32 path) with a row stride of ldw bytes.
+     * (quantized rows are dequantized: the --act f32 path) with a row stride of ldw bytes;
+     * *_R16 weights as in gemm_q (n0 a multiple of 16).
      * ldx / ldy in floats. scratch: k floats. */
     void (*gemm)(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
                  evlm_type wt, int m, int n0, int n1, int k, float *scratch);
@@ -41,7 +42,10 @@ typedef struct evlm_kernels {
     /* Dynamic activation quantization: x (k floats, k a multiple of 32) -> k / 32 blocks. */
     void (*quantize_act)(const float *x, evlm_q8a *y, int k);
     /* Y (m, n) = Xq (m rows of k / 32 blocks, row stride ldx blocks) @ W^T for W rows [n0, n1)
-     * of quantized type wt (Q8_0 / Q4_0 / Q4_1), row stride ldw bytes; int8 dot products. */
+     * of quantized type wt (Q8_0 / Q4_0 / Q4_1), row stride ldw bytes; int8 dot products.
+     * The *_R16 types (quant/repack.h): w is the matrix base, ldw its base row bytes, n0 a
+     * multiple of 16 (n1 need not be: only rows below n1 are written). Every output element is
+     * the same float operations whatever m, n0, n1 (token trees rely on it). */
     void (*gemm_q)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
                    evlm_type wt, int m, int n0, int n1, int k);
     /* Attention of n_q query rows against n_kv >= 1 keys / values, all visible (no mask), for

@@ -1,6 +1,7 @@
 /* matmul.c - gemm over the thread pool (see matmul.h). */
 #include "kernels/matmul.h"
 #include "kernels/kernels.h"
+#include "quant/repack.h"
 
 typedef struct {
     const evlm_kernels *kn;
@@ -20,7 +21,13 @@ typedef struct {
 static void gemm_fn(void *arg, int ith, int nth) {
     const gemm_task *t = arg;
     int n0, n1;
-    evlm_split_rows(t->n, ith, nth, &n0, &n1);
+    if (evlm_type_is_r16(t->w->type)) { /* whole groups of 16 interleaved rows per thread */
+        evlm_split_rows((t->n + EVLM_R16 - 1) / EVLM_R16, ith, nth, &n0, &n1);
+        n0 *= EVLM_R16;
+        n1 = n1 * EVLM_R16 < t->n ? n1 * EVLM_R16 : t->n;
+    } else {
+        evlm_split_rows(t->n, ith, nth, &n0, &n1);
+    }
     if (n0 >= n1) return;
     if (t->xq)
         t->kn->gemm_q(t->y, t->ldy, t->xq, (size_t)t->k / EVLM_QK, t->w->data, t->w->nb[1],

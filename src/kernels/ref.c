@@ -6,11 +6,16 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
+#include "quant/repack.h"
 
 #include <math.h>
 
 /* One weight row as float32 (F32 rows are used in place). */
 static const float *row_f32(const void *w, size_t ldw, evlm_type wt, int r, int k, float *tmp) {
+    if (evlm_type_is_r16(wt)) {
+        evlm_r16_dequantize_row(wt, w, k, r, tmp);
+        return tmp;
+    }
     const char *p = (const char *)w + (size_t)r * ldw;
     if (wt == EVLM_TYPE_F32) return (const float *)(const void *)p;
     evlm_dequantize_row(wt, p, tmp, k);
@@ -125,7 +130,9 @@ void evlm__ref_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const
                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
     for (int n = n0; n < n1; n++) {
         const void *wr = (const char *)w + (size_t)n * ldw;
-        for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = evlm_vec_dot_q_ref(wt, wr, x + (size_t)i * ldx, k);
+        for (int i = 0; i < m; i++)
+            y[(size_t)i * ldy + n] = evlm_type_is_r16(wt) ? evlm_r16_dot_ref(wt, w, k, n, x + (size_t)i * ldx)
+                                                          : evlm_vec_dot_q_ref(wt, wr, x + (size_t)i * ldx, k);
     }
 }
 

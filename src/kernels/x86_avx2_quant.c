@@ -14,6 +14,7 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
+#include "quant/repack.h"
 
 /* built only with this file's flags (CMakeLists.txt) */
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -231,7 +232,7 @@ static float dot32(const float *x, const float *w, int k) {
  * dotted with all m rows of x. Other weight types go to `ref`. */
 void evlm__avx2_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                          size_t ldw, evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
-    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
+    if (!evlm_type_is_quant(wt) || evlm_type_is_r16(wt) || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }

@@ -17,6 +17,7 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
+#include "quant/repack.h"
 
 /* built only with this file's flags (CMakeLists.txt), so dispatch.c knows it exists */
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
@@ -245,7 +246,7 @@ static float dot32(const float *x, const float *w, int k) {
 void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch) {
-    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
+    if (!evlm_type_is_quant(wt) || evlm_type_is_r16(wt) || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }

@@ -5,6 +5,7 @@
  * head_dim^-0.5, SwiGLU MLP.
  */
 #include "model/llama.h"
+#include "quant/repack.h"
 #include "kernels/attn_kv.h"
 #include "kernels/matmul.h"
 #include "core/status.h"
@@ -349,9 +350,7 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
             if (ids[i] < 0 || ids[i] >= c->vocab_size)
                 return evlm__fail(EVLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
                                   ids[i], c->vocab_size);
-            const evlm_tensor *e = m->tok_embd;
-            evlm_dequantize_row(e->type, (const char *)e->data + (size_t)ids[i] * e->nb[1],
-                                s->x + (size_t)i * H, H);
+            evlm_matrix_row_f32(m->tok_embd, ids[i], s->x + (size_t)i * H);
         } else {
             memcpy(s->x + (size_t)i * H, b->embd + (size_t)(off + i) * H, sizeof(float) * H);
         }

@@ -107,6 +107,12 @@ static evlm_status load_qwen2vl(evlm_model *m, const evlm_dir *d) {
     return EVLM_OK;
 }
 
+/* Quantized matrices are interleaved for the int8 kernels unless EVLM_REPACK=0 (comparisons). */
+static bool want_repack(void) {
+    const char *e = getenv("EVLM_REPACK");
+    return !(e && strcmp(e, "0") == 0);
+}
+
 evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out) {
     *out = NULL;
     if (!path || !*path) return evlm__fail(EVLM_ERR_ARG, "no model path given");
@@ -134,6 +140,8 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     if ((st = check_architecture(path, &m->cfg)) != EVLM_OK) goto fail;
     st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
     if (st != EVLM_OK) goto fail;
+    m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
+    if (m->act == EVLM_ACT_INT8 && want_repack() && (st = evlm_weights_repack_r16(m->weights)) != EVLM_OK) goto fail;
     if ((st = evlm_llama_init(&m->llama, &m->cfg, m->weights)) != EVLM_OK) goto fail;
     if ((st = evlm_dir_name(&d, "tokenizer.json", file, sizeof file)) != EVLM_OK) goto fail;
     if ((st = evlm_dir_read(&d, "tokenizer.json", EVLM_JSON_MAX_FILE, &tok_json, &tok_len)) != EVLM_OK) goto fail;
@@ -150,7 +158,6 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     m->n_eos = m->cfg.n_eos;
     memcpy(m->eos, m->cfg.eos_token_ids, sizeof m->eos);
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
-    m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
     if (strstr(m->cfg.architecture, "Idefics3") || strstr(m->cfg.architecture, "SmolVLM")) {
         if ((st = load_vision(m, &d)) != EVLM_OK) goto fail;
