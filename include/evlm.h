@@ -39,8 +39,18 @@ const char *evlm_status_str(evlm_status st);
 typedef struct evlm_model evlm_model;     /* weights + config + tokenizer + chat template */
 typedef struct evlm_context evlm_context; /* KV cache and scratch for one sequence */
 
+/* Idefics3 / SmolVLM image splitting: the processor config's choice, or forced. Off = one
+ * encoder pass per image (the whole image at max_image_size) instead of the tile grid plus the
+ * global image: fewer image tokens and a much shorter time to first token, less detail. */
+typedef enum evlm_image_splitting {
+    EVLM_SPLIT_CONFIG = 0,
+    EVLM_SPLIT_OFF,
+    EVLM_SPLIT_ON
+} evlm_image_splitting;
+
 typedef struct evlm_model_params {
     int n_threads;   /* 0 = physical cores */
+    evlm_image_splitting image_splitting;
     bool f32_act;    /* quantized weights: float activations (dequantized weight rows) instead of
                         the default int8 activations with per-block scales (int8 dot products) */
 } evlm_model_params;

@@ -34,6 +34,10 @@ print("logits: max |ours - ref| = %.3g (tolerance %.3g)" % (diff, tol))
 assert diff <= tol
 PY
 
+# --image-splitting off: one tile (16 image tokens instead of 2 x 2 tiles + global = 80)
+"$BIN" run -m "$F" --raw --image "$F/ref_image.png" -p "$prompt" -n 4 --image-splitting off --json > "$tmp/one.json" || bad "run --image-splitting off failed"
+python3 -c 'import json,sys; o=json.load(open(sys.argv[1])); assert o["n_image_tokens"] == 16, o["n_image_tokens"]' "$tmp/one.json" && ok || bad "--image-splitting off: image tokens"
+
 # errors: marker count, bad images, images on a text-only model
 err() { # pattern, command...
   local pat=$1; shift
@@ -48,6 +52,7 @@ err "trunc.png" "$BIN" run -m "$F" --raw --image "$tmp/trunc.png" -p "<image>hi"
 echo "not an image" > "$tmp/x.png"
 err "x.png" "$BIN" run -m "$F" --raw --image "$tmp/x.png" -p "<image>hi"
 err "no-such.png" "$BIN" run -m "$F" --raw --image "$tmp/no-such.png" -p "<image>hi"
+err "image-splitting takes on or off" "$BIN" run -m "$F" --raw --image "$F/ref_image.png" -p "<image>hi" --image-splitting maybe
 err "no vision tower" "$BIN" run -m "$S/fixtures/llama-tiny" --raw --image "$F/ref_image.png" -p "<image>hi"
 
 # bench: the run --json keys plus model_bytes, with and without an image

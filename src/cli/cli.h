@@ -54,6 +54,7 @@ typedef struct cli_model_opts {
     int n_images;
     evlm_kv_type kv; /* --kv f32|f16|int8 */
     bool f32_act;    /* --act f32 */
+    evlm_image_splitting split; /* --image-splitting on|off */
 } cli_model_opts;
 
 /* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv, --act at argv[*i];

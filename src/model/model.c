@@ -45,9 +45,10 @@ static evlm_status check_architecture(const char *dir, const evlm_llama_config *
 
 /* The Idefics3 vision tower, connector and image processor; the encoder's activations are
  * planned for the largest tile grid the processor can produce (bigger batches run in chunks). */
-static evlm_status load_vision(evlm_model *m, const evlm_dir *d) {
+static evlm_status load_vision(evlm_model *m, const evlm_dir *d, evlm_image_splitting split) {
     EVLM_TRY(evlm_vision_config_load_dir(d, &m->vcfg));
     EVLM_TRY(evlm_idefics3_proc_load_dir(d, &m->proc));
+    if (split != EVLM_SPLIT_CONFIG) m->proc.do_image_splitting = split == EVLM_SPLIT_ON;
     EVLM_TRY(evlm_siglip_init(&m->siglip, &m->vcfg, m->weights));
     m->has_vision = true;
     m->vlm = EVLM_VLM_IDEFICS3;
@@ -160,7 +161,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
     if (strstr(m->cfg.architecture, "Idefics3") || strstr(m->cfg.architecture, "SmolVLM")) {
-        if ((st = load_vision(m, &d)) != EVLM_OK) goto fail;
+        if ((st = load_vision(m, &d, p.image_splitting)) != EVLM_OK) goto fail;
     } else if (strstr(m->cfg.architecture, "Qwen2VL")) {
         if ((st = load_qwen2vl(m, &d)) != EVLM_OK) goto fail;
     }
