@@ -7,6 +7,7 @@
 
 #define PL_MATCH_MAX 3 /* longest history tail that prompt lookup matches */
 #define PL_CANDIDATES 2
+#define POOL_PER_KEY 8 /* n-grams kept per first token; G of them are verified per pass */
 
 struct evlm_lookahead {
     int W, N, G, D, V;
@@ -77,7 +78,8 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
             st = evlm_ngram_cache_new(m, &la->cache);
             la->own_cache = st == EVLM_OK;
         }
-        if (st == EVLM_OK) st = evlm__ngram_cache_shape(la->cache, n_vocab, la->N - 1, la->G);
+        if (st == EVLM_OK) st = evlm__ngram_cache_shape(la->cache, n_vocab, la->N - 1,
+                                                         la->G > POOL_PER_KEY ? la->G : POOL_PER_KEY);
         if (st != EVLM_OK) {
             evlm_lookahead_free(la);
             return st;
@@ -164,9 +166,9 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     const int first = n;
     if (la->D) add_prompt_drafts(la, first, &n, hist, n_hist);
     if (la->G) {
-        const int32_t *g = NULL;
-        int ng = evlm__ngram_cache_get(la->cache, cur, &g);
-        for (int i = ng - 1; i >= 0; i--) trie_add(la, first, &n, g + (size_t)i * L, L);
+        const int32_t *g[64];
+        int ng = evlm__ngram_cache_pick(la->cache, n_hist >= 2 ? hist[n_hist - 2] : -1, cur, la->G, g);
+        for (int i = 0; i < ng; i++) trie_add(la, first, &n, g[i], L);
     }
 
     /* masks: the root, the Jacobi window's diagonal-history pattern, the trie's ancestor paths */
@@ -212,11 +214,13 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     /* the accepted tokens' n-grams into the pool: answers repeat their own phrases */
     if (la->G) {
         int32_t seq[16 + EVLM_LOOKAHEAD_MAX_ACCEPT];
-        int have = n_hist < (size_t)L ? (int)n_hist : L, ns = 0;
+        int have = n_hist < (size_t)L + 1 ? (int)n_hist : L + 1, ns = 0; /* + 1: prev of the first gram */
         for (int i = 0; i < have; i++) seq[ns++] = hist[n_hist - (size_t)have + (size_t)i];
         for (int i = 0; i < na; i++) seq[ns++] = acc[i];
         for (int end = have; end < ns; end++)
-            if (end - L >= 0) EVLM_TRY(evlm__ngram_cache_add(la->cache, seq[end - L], seq + end - L + 1));
+            if (end - L >= 0)
+                EVLM_TRY(evlm__ngram_cache_add(la->cache, end - L >= 1 ? seq[end - L - 1] : -1, seq[end - L],
+                                               seq + end - L + 1));
     }
 
     /* the window's new top level, its n-grams into the pool, then the levels shift down */
@@ -227,7 +231,7 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
             la->top_out[j] = evlm__argmax(la->logits + (size_t)la->row_out[r] * V, V);
             for (int l = 1; l < L; l++) gram[l - 1] = la->levels[l * W + j];
             gram[L - 1] = la->top_out[j];
-            if (la->G) EVLM_TRY(evlm__ngram_cache_add(la->cache, la->levels[j], gram));
+            if (la->G) EVLM_TRY(evlm__ngram_cache_add(la->cache, -1, la->levels[j], gram));
         }
         memmove(la->levels, la->levels + W, sizeof(int32_t) * (size_t)(L - 1) * W);
         memcpy(la->levels + (size_t)(L - 1) * W, la->top_out, sizeof(int32_t) * (size_t)W);
