@@ -3,8 +3,8 @@
  * per row (per head and token: scale = max|x| / 127), which quarters the cache of long contexts.
  *
  * Portable C written for the compiler's vectorizer; the float32 cache keeps using the kernel
- * table's attn_row. The softmax is the table's shared evlm__ref_softmax_exp, so scores are
- * normalized by the same float operations as the float cache.
+ * table's attn_row. The softmax is ref's (evlm__ref_softmax_exp, scalar expf): every table
+ * computes a compressed-cache row the same way.
  */
 #ifndef EVLM_KERNELS_ATTN_KV_H
 #define EVLM_KERNELS_ATTN_KV_H

@@ -58,8 +58,8 @@ void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const
     }
 }
 
-/* scores[t] = exp(scores[t] - mx) in place; returns 1 / sum. One definition for every ISA, so
- * the softmax of attention is the same sequence of float operations everywhere. */
+/* scores[t] = exp(scores[t] - mx) in place; returns 1 / sum. ref's softmax, also used by the
+ * compressed KV cache (attn_kv.c); the SIMD tables' attn_row use their vector exp. */
 float evlm__ref_softmax_exp(float *scores, int n, float mx) {
     float sum = 0.0f;
     for (int t = 0; t < n; t++) {

@@ -15,6 +15,7 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <math.h>
 #include <string.h>
 
@@ -390,32 +391,59 @@ static void rmsnorm_avx2(float *y, const float *x, const float *w, int n, float 
     for (; i < n; i++) y[i] = w[i] * (x[i] * inv);
 }
 
-/* out (head_dim) = softmax(q . K^T * scale) @ V; exp stays scalar expf as in ref */
+/* out (head_dim) = softmax(q . K^T * scale) @ V. As the avx512 table: visible keys' scores
+ * packed to the front of `scores`, so exp8 and the lane sums see the same sequence in a token
+ * tree as one token at a time (bitwise the same row in any batch); V sums in registers for
+ * head_dim <= 64. */
 static void attn_row_avx2(float *out, const float *q, const float *k, const float *v, int n_kv,
                           int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
     float mx = -INFINITY;
-    for (int t = 0; t < n_kv; t++) {
-        if (mask && !mask[t]) {
-            scores[t] = -INFINITY; /* exp gives exactly 0 */
-            continue;
-        }
-        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
-        scores[t] = s;
-        if (s > mx) mx = s;
-    }
-    float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
-    for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
+    int nl = 0;
     for (int t = 0; t < n_kv; t++) {
         if (mask && !mask[t]) continue;
+        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
+        scores[nl++] = s;
+        if (s > mx) mx = s;
+    }
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 vsum = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= nl; j += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx));
+        _mm256_storeu_ps(scores + j, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    if (j < nl) { /* the tail through a zero-padded copy: padded lanes give e^-inf = 0 */
+        float tmp[8];
+        for (int i = 0; i < 8; i++) tmp[i] = j + i < nl ? scores[j + i] : -INFINITY;
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(tmp), vmx));
+        _mm256_storeu_ps(tmp, e);
+        for (int i = 0; j + i < nl; i++) scores[j + i] = tmp[i];
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    const float inv = 1.0f / hsum8(vsum);
+    const bool in_regs = head_dim <= 64 && head_dim % 8 == 0;
+    const int nv = head_dim / 8;
+    __m256 acc[8];
+    for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+    if (!in_regs)
+        for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
+    for (int t = 0, jj = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
         const float *vr = v + (size_t)t * ld;
-        float p = scores[t] * inv;
+        float p = scores[jj++] * inv;
         __m256 vp = _mm256_set1_ps(p);
+        if (in_regs) {
+            for (int c = 0; c < nv; c++) acc[c] = _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + 8 * c), acc[c]);
+            continue;
+        }
         int i = 0;
         for (; i + 8 <= head_dim; i += 8)
-            _mm256_storeu_ps(out + i,
-                             _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + i), _mm256_loadu_ps(out + i)));
+            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + i), _mm256_loadu_ps(out + i)));
         for (; i < head_dim; i++) out[i] += p * vr[i];
     }
+    if (in_regs)
+        for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + 8 * c, acc[c]);
 }
 
 const evlm_kernels evlm_kernels_avx2 = {

@@ -17,6 +17,7 @@
     defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <math.h>
 #include <string.h>
 
@@ -391,33 +392,65 @@ static void rmsnorm_avx512(float *y, const float *x, const float *w, int n, floa
     }
 }
 
-/* out (head_dim) = softmax(q . K^T * scale) @ V; exp stays scalar expf as in ref */
+/* q . k for a head: one 16-lane accumulator per 16 dims (head_dim <= 64 in 4 chains), then
+ * hsum16 */
+EVLM__INLINE float head_dot(const float *q, const float *k, int hd) {
+    if (hd == 64) {
+        __m512 a0 = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(k));
+        __m512 a1 = _mm512_mul_ps(_mm512_loadu_ps(q + 16), _mm512_loadu_ps(k + 16));
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 32), _mm512_loadu_ps(k + 32), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 48), _mm512_loadu_ps(k + 48), a1);
+        return hsum16(_mm512_add_ps(a0, a1));
+    }
+    return dot_f32(q, k, hd);
+}
+
+/* out (head_dim) = softmax(q . K^T * scale) @ V. The visible keys' scores are packed to the
+ * front of `scores` first, so the vector exp16 and the lane sums see the same sequence whether
+ * hidden keys sit between them (a token tree) or not (the same tokens decoded one by one): a row
+ * is bitwise the same in any batch. The weighted sum of V rows stays in registers for
+ * head_dim <= 128. */
 static void attn_row_avx512(float *out, const float *q, const float *k, const float *v, int n_kv,
                             int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
     float mx = -INFINITY;
-    for (int t = 0; t < n_kv; t++) {
-        if (mask && !mask[t]) {
-            scores[t] = -INFINITY; /* exp gives exactly 0 */
-            continue;
-        }
-        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
-        scores[t] = s;
-        if (s > mx) mx = s;
-    }
-    float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
-    for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
+    int nl = 0;
     for (int t = 0; t < n_kv; t++) {
         if (mask && !mask[t]) continue;
+        float s = head_dot(q, k + (size_t)t * ld, head_dim) * scale;
+        scores[nl++] = s;
+        if (s > mx) mx = s;
+    }
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 vsum = _mm512_setzero_ps();
+    for (int j = 0; j < nl; j += 16) {
+        __mmask16 mk = tail_mask(nl - j);
+        __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + j), vmx)));
+        _mm512_mask_storeu_ps(scores + j, mk, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    const float inv = 1.0f / hsum16(vsum);
+    const bool in_regs = head_dim <= 128 && head_dim % 16 == 0;
+    const int nv = head_dim / 16;
+    __m512 acc[8];
+    for (int c = 0; c < 8; c++) acc[c] = _mm512_setzero_ps();
+    if (!in_regs)
+        for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
+    for (int t = 0, j = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
         const float *vr = v + (size_t)t * ld;
-        __m512 vp = _mm512_set1_ps(scores[t] * inv);
+        __m512 vp = _mm512_set1_ps(scores[j++] * inv);
+        if (in_regs) {
+            for (int c = 0; c < nv; c++) acc[c] = _mm512_fmadd_ps(vp, _mm512_loadu_ps(vr + 16 * c), acc[c]);
+            continue;
+        }
         for (int i = 0; i < head_dim; i += 16) {
-            __mmask16 mk =
-                head_dim - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (head_dim - i)) - 1u);
-            __m512 r = _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, vr + i),
-                                       _mm512_maskz_loadu_ps(mk, out + i));
-            _mm512_mask_storeu_ps(out + i, mk, r);
+            __mmask16 mk = tail_mask(head_dim - i);
+            _mm512_mask_storeu_ps(out + i, mk, _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, vr + i),
+                                                               _mm512_maskz_loadu_ps(mk, out + i)));
         }
     }
+    if (in_regs)
+        for (int c = 0; c < nv; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
 }
 
 const evlm_kernels evlm_kernels_avx512 = {
