@@ -2,12 +2,15 @@
  * bench_quant.c - throughput of the quantized-weight kernels of every available table: gemm_q
  * (int8 activations) for Q8_0 / Q4_0 / Q4_1 at decode (m = 1: weight GB/s, the memory-bound
  * number) and prefill (m = 64: GOPS, 2 m n k per call) shapes, and the dequantizing `gemm`
- * (act f32) at m = 1 for comparison. Single thread. Each kernel is checked against `ref`
- * before it is timed (same bound as tests/test_kernels.c, loosely). Prints a Markdown table.
+ * (act f32) at m = 1 for comparison, each also on the 16-row interleaved copy of the weights
+ * (the *_R16 types models use after load; SIMD tables only). Single thread. Each kernel is
+ * checked against `ref` before it is timed (same bound as tests/test_kernels.c, loosely). Prints
+ * a Markdown table.
  */
 #include "core/sysinfo.h"
 #include "core/tensor.h"
 #include "kernels/kernels.h"
+#include "quant/repack.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -68,6 +71,39 @@ static double rel_err(const float *y, const float *yr, size_t n) {
     return e / mx;
 }
 
+/* The same product on the 16-row interleaved copy of the weights (quant/repack.h, what models
+ * use after load), checked against ref on the ggml layout (yr). Returns nonzero on a mismatch. */
+static int bench_r16(call *c, void *wr, const float *yr, size_t wbytes) {
+    static const char *tables[] = {"avx2", "avx512", "avx512vnni", "neon"}; /* ref: slow, known */
+    evlm_type t = c->wt, rt = evlm_type_r16(t);
+    int m = c->m, n = c->n, k = c->k;
+    evlm_repack_r16(t, c->w, c->ldw, n, k, wr);
+    call r = *c;
+    r.w = wr;
+    r.wt = rt;
+    for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
+        const evlm_kernels *kn = evlm_kernels_by_name(tables[ki]);
+        if (!kn) continue;
+        r.kn = kn;
+        run_gemm_q(&r);
+        if (rel_err(r.y, yr, (size_t)m * n) > 1e-4) {
+            printf("| %s gemm_q %s differs from ref |\n", kn->name, evlm_type_name(rt));
+            return 1;
+        }
+        double ms = time_ms(run_gemm_q, &r);
+        printf("| %d x %d x %d | %s | %s | gemm_q | %.4f | %.2f | %.1f |\n", m, n, k,
+               evlm_type_name(rt), kn->name, ms, (double)wbytes / ms / 1e6,
+               2.0 * m * n * k / ms / 1e6);
+        if (m == 1) {
+            double msf = time_ms(run_gemm, &r);
+            printf("| %d x %d x %d | %s | %s | gemm (f32 act) | %.4f | %.2f | %.1f |\n", m, n, k,
+                   evlm_type_name(rt), kn->name, msf, (double)wbytes / msf / 1e6,
+                   2.0 * m * n * k / msf / 1e6);
+        }
+    }
+    return 0;
+}
+
 int main(void) {
     static const struct {
         int m, n, k;
@@ -83,7 +119,8 @@ int main(void) {
         float *y = malloc(sizeof(float) * (size_t)m * n), *yr = malloc(sizeof(float) * (size_t)m * n);
         float *scratch = malloc(sizeof(float) * (size_t)k);
         evlm_q8a *xq = malloc(sizeof(evlm_q8a) * (size_t)m * (k / 32));
-        void *w = malloc(sizeof(float) * (size_t)n * k);
+        void *w = malloc(sizeof(float) * (size_t)n * k),
+             *wr = malloc(sizeof(float) * (size_t)n * k);
         for (size_t i = 0; i < (size_t)m * k; i++) x[i] = frand(&seed);
         for (size_t i = 0; i < (size_t)n * k; i++) wf[i] = frand(&seed);
         for (int i = 0; i < m; i++) evlm_quantize_act_ref(x + (size_t)i * k, xq + (size_t)i * (k / 32), k);
@@ -114,6 +151,7 @@ int main(void) {
                            2.0 * m * n * k / msf / 1e6);
                 }
             }
+            if (bench_r16(&c, wr, yr, wbytes)) return 1;
         }
         if (m > 1)
             for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
@@ -124,7 +162,7 @@ int main(void) {
                 printf("| %d x %d | act | %s | quantize_act | %.4f | %.2f (f32 in) | |\n", m, k,
                        kn->name, ms, 4.0 * m * k / ms / 1e6);
             }
-        free(x), free(wf), free(y), free(yr), free(scratch), free(xq), free(w);
+        free(x), free(wf), free(y), free(yr), free(scratch), free(xq), free(w), free(wr);
     }
     return 0;
 }

@@ -11,6 +11,16 @@
  * Block sums are exact int32 lanes, scaled per block in float: the only difference to `ref` is
  * summation order. Register tiles of up to 4 activation rows x 2 weight rows (1 x 4 for one
  * row) decode each weight block once per tile. quantize_act is bit-exact with ref.
+ *
+ * gemm_q on the 16-row interleaved *_R16 weights (quant/repack.h): each 64-byte chunk is two
+ * ymm of 8 rows x 4 bytes, multiplied with a broadcast 4 activation bytes (vpmaddubsw, then
+ * vpmaddwd by ones), so the accumulators are 8 rows wide. Q8_0 uses the sign trick above; Q4
+ * sums a block's nibble products in int16 (at most 8 x 2 x 15 x 127) and Q4_0's -8 is added
+ * as -8 times the activation block's byte sum in int32. One float step per block and 8 rows
+ * (p = float(isum) * dx, acc = fma(dw, p, acc), + fma(m, sx, acc) for Q4_1), the same for one or
+ * two activation rows per tile, so outputs do not depend on m, n0, n1 (gemm_q's contract); a
+ * partial last group goes through a 16-float temporary. The dequantizing gemm reads an R16 row
+ * with 4-byte loads 64 bytes apart.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -156,6 +166,182 @@ TILES(Q8_0)
 TILES(Q4_0)
 TILES(Q4_1)
 
+/* ---- int8 gemm on 16-row interleaved weights (*_R16, quant/repack.h) --------------------------
+ */
+
+/* A block column of a group holds 16 rows: fp16 scales, (Q4_1) fp16 minimums, then 64-byte
+ * chunks with one 32-bit lane per row; here each chunk is two 8-row halves (one ymm each), so
+ * the accumulators are 8 rows wide (no horizontal sums). */
+#define R16_CORR 4096 /* int32 corrections of one (row chunk x block chunk), 16 KB of stack */
+#define R16_MC   64   /* activation rows per chunk (their blocks stay in L2) */
+#define R16_MR   4    /* activation rows per register tile: up to 2 x 16 weight rows, 4 x 8 */
+
+EVLM__INLINE size_t r16_qs0(evlm_type wt) {
+    return wt == EVLM_TYPE_Q4_1 ? 64 : 32;
+}
+
+EVLM__INLINE __m256i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Y rows of MR activation rows x the weight rows of halves [H0, H0 + NH) of one group (rows
+ * from `rows` on go to a temporary, never to y) over blocks [0, nb) of gw (a group's block
+ * column b0): acc starts at 0 (first) or at y (later block chunks). isum per row and block is
+ * exact: Q8_0 as |w| times x with w's sign (vpmaddubsw pairs <= 2 * 128 * 127, no saturation),
+ * Q4 nibbles times x summed in int16 over the block (8 pairs of at most 15 * 127 each: <= 30480)
+ * plus corr = -8 sum(x.qs) for Q4_0. The float step is the same for every MR and half:
+ * p = float(isum) * dx, acc = fma(dw, p, acc), and for Q4_1 acc = fma(m, sx, acc). */
+EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const int32_t *corr,
+                           size_t ldc, const char *gw, int nb, int rows, int first, evlm_type wt,
+                           int MR, int H0, int NH) {
+    const size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
+    const __m256i ones = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f);
+    const int r0 = 8 * H0, r1 = 8 * (H0 + NH) < rows ? 8 * (H0 + NH) : rows;
+    float tmp[R16_MR][EVLM_R16];
+    float *yo = y;
+    size_t ldo = ldy;
+    if (r1 < 8 * (H0 + NH)) { /* partial last group: never write past n1 */
+        yo = tmp[0], ldo = EVLM_R16;
+        for (int i = 0; i < MR; i++)
+            for (int r = 0; r < EVLM_R16; r++)
+                tmp[i][r] = r < r1 && !first ? y[(size_t)i * ldy + r] : 0.0f;
+    }
+    __m256 acc[R16_MR][2];
+    for (int i = 0; i < MR; i++)
+        for (int h = H0; h < H0 + NH; h++)
+            acc[i][h - H0] =
+                first ? _mm256_setzero_ps() : _mm256_loadu_ps(yo + (size_t)i * ldo + 8 * h);
+    for (int b = 0; b < nb; b++, gw += col) {
+        __m256i is[R16_MR][2];
+        for (int h = H0; h < H0 + NH; h++) {
+            const int j = h - H0;
+            for (int i = 0; i < MR; i++) is[i][j] = _mm256_setzero_si256();
+            if (wt == EVLM_TYPE_Q8_0) {
+                for (int c = 0; c < 8; c++) {
+                    __m256i wv = _mm256_loadu_si256(
+                        (const __m256i *)(const void *)(gw + q0 + 64 * c + 32 * h));
+                    __m256i wa = _mm256_abs_epi8(wv);
+                    for (int i = 0; i < MR; i++) {
+                        __m256i xs =
+                            _mm256_sign_epi8(bcast4(x[(size_t)i * ldx + b].qs + 4 * c), wv);
+                        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones);
+                        is[i][j] = _mm256_add_epi32(is[i][j], p);
+                    }
+                }
+            } else {
+                for (int c = 0; c < 4; c++) {
+                    __m256i v = _mm256_loadu_si256(
+                        (const __m256i *)(const void *)(gw + q0 + 64 * c + 32 * h));
+                    __m256i lo = _mm256_and_si256(v, lo4),
+                            hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                    for (int i = 0; i < MR; i++) {
+                        const int8_t *xq = x[(size_t)i * ldx + b].qs;
+                        __m256i pl = _mm256_maddubs_epi16(lo, bcast4(xq + 4 * c));
+                        __m256i ph = _mm256_maddubs_epi16(hi, bcast4(xq + 16 + 4 * c));
+                        is[i][j] = _mm256_add_epi16(is[i][j], _mm256_add_epi16(pl, ph));
+                    }
+                }
+                for (int i = 0; i < MR; i++) {
+                    is[i][j] = _mm256_madd_epi16(is[i][j], ones);
+                    if (wt == EVLM_TYPE_Q4_0)
+                        is[i][j] = _mm256_add_epi32(is[i][j],
+                                                    _mm256_set1_epi32(corr[(size_t)i * ldc + b]));
+                }
+            }
+        }
+        for (int h = H0; h < H0 + NH; h++) {
+            const int j = h - H0;
+            __m256 dw =
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(gw + 16 * h)));
+            __m256 mw = wt == EVLM_TYPE_Q4_1
+                            ? _mm256_cvtph_ps(_mm_loadu_si128(
+                                  (const __m128i *)(const void *)(gw + 32 + 16 * h)))
+                            : dw;
+            for (int i = 0; i < MR; i++) {
+                const evlm_q8a *xb = x + (size_t)i * ldx + b;
+                __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(is[i][j]), _mm256_set1_ps(xb->d));
+                acc[i][j] = _mm256_fmadd_ps(dw, p, acc[i][j]);
+                if (wt == EVLM_TYPE_Q4_1)
+                    acc[i][j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xb->s), acc[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int h = H0; h < H0 + NH; h++)
+            _mm256_storeu_ps(yo + (size_t)i * ldo + 8 * h, acc[i][h - H0]);
+    if (yo != y)
+        for (int i = 0; i < MR; i++)
+            for (int r = r0; r < r1; r++) y[(size_t)i * ldy + r] = tmp[i][r];
+}
+
+typedef void (*r16_tile_fn)(float *, size_t, const evlm_q8a *, size_t, const int32_t *, size_t,
+                            const char *, int, int, int);
+
+#define R16_TILE(T, MR, H0, NH)                                                                    \
+    static void r16_tile_##T##_##MR##_##H0##NH(float *y, size_t ldy, const evlm_q8a *x,            \
+                                               size_t ldx, const int32_t *corr, size_t ldc,        \
+                                               const char *gw, int nb, int rows, int first) {      \
+        r16_tile(y, ldy, x, ldx, corr, ldc, gw, nb, rows, first, EVLM_TYPE_##T, MR, H0, NH);       \
+    }
+/* [MR - 1]: 1 or 2 rows x both halves; 3 or 4 rows x one half, [0] then [1] */
+#define R16_TILES(T)                                                                               \
+    R16_TILE(T, 1, 0, 2) R16_TILE(T, 2, 0, 2) R16_TILE(T, 3, 0, 1) R16_TILE(T, 4, 0, 1)            \
+    R16_TILE(T, 3, 1, 1) R16_TILE(T, 4, 1, 1)                                                      \
+    static const r16_tile_fn r16_tiles_##T[R16_MR][2] = {                                          \
+        {r16_tile_##T##_1_02, NULL}, {r16_tile_##T##_2_02, NULL},                                  \
+        {r16_tile_##T##_3_01, r16_tile_##T##_3_11}, {r16_tile_##T##_4_01, r16_tile_##T##_4_11}};
+R16_TILES(Q8_0)
+R16_TILES(Q4_0)
+R16_TILES(Q4_1)
+
+/* sum of an activation block's 32 int8 values (exact): bytes + 128 summed by vpsadbw */
+EVLM__INLINE int32_t act_sum(const evlm_q8a *xb) {
+    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb->qs),
+                                 _mm256_set1_epi8((char)0x80));
+    __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+    return (int32_t)_mm_cvtsi128_si32(t) - 32 * 128;
+}
+
+/* gemm_q for Q8_0_R16 / Q4_0_R16 / Q4_1_R16 (base type wt): activation rows in chunks of R16_MC,
+ * blocks in chunks whose corrections fit R16_CORR; in each, every group of [n0, n1) against
+ * register tiles of up to R16_MR rows. Partial sums cross block chunks through y (exact). */
+static void gemm_q_r16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
+    const r16_tile_fn(*tiles)[2] = wt == EVLM_TYPE_Q8_0   ? r16_tiles_Q8_0
+                                   : wt == EVLM_TYPE_Q4_0 ? r16_tiles_Q4_0
+                                                          : r16_tiles_Q4_1;
+    const size_t col = EVLM_R16 * block_bytes(wt);
+    int32_t corr[R16_CORR];
+    int kb = k / EVLM_QK, mc = m < R16_MC ? m : R16_MC, kc = R16_CORR / mc;
+    if (kc > kb) kc = kb > 0 ? kb : 1; /* k = 0 still writes its zeros */
+    for (int i0 = 0; i0 < m; i0 += mc) {
+        int i1 = m - i0 < mc ? m : i0 + mc;
+        for (int b0 = 0; b0 == 0 || b0 < kb; b0 += kc) {
+            int nb = kb - b0 < kc ? kb - b0 : kc;
+            if (wt == EVLM_TYPE_Q4_0) /* Q8_0 is signed already, Q4_1 needs none */
+                for (int i = i0; i < i1; i++)
+                    for (int b = 0; b < nb; b++)
+                        corr[(size_t)(i - i0) * kc + b] =
+                            -8 * act_sum(x + (size_t)i * ldx + b0 + b);
+            for (int g = n0 / EVLM_R16; g * EVLM_R16 < n1; g++) {
+                const char *gw = (const char *)w + (size_t)g * EVLM_R16 * ldw + (size_t)b0 * col;
+                for (int i = i0; i < i1; i += R16_MR) {
+                    int mr = i1 - i < R16_MR ? i1 - i : R16_MR;
+                    for (int h = 0; h < 2 && tiles[mr - 1][h]; h++)
+                        tiles[mr - 1][h](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy,
+                                         x + (size_t)i * ldx + b0, ldx,
+                                         corr + (size_t)(i - i0) * kc, (size_t)kc, gw, nb,
+                                         n1 - g * EVLM_R16, b0 == 0);
+                }
+            }
+        }
+    }
+}
+
 /* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): activation rows in chunks that stay in L2,
  * weight rows in tiles streamed once per chunk (once in all for m <= the chunk). */
 void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
@@ -165,6 +351,11 @@ void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
     case EVLM_TYPE_Q8_0: tiles = tiles_Q8_0; break;
     case EVLM_TYPE_Q4_0: tiles = tiles_Q4_0; break;
     case EVLM_TYPE_Q4_1: tiles = tiles_Q4_1; break;
+    case EVLM_TYPE_Q8_0_R16:
+    case EVLM_TYPE_Q4_0_R16:
+    case EVLM_TYPE_Q4_1_R16:
+        if (m > 0) gemm_q_r16(y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
+        return;
     default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
     }
     int kb = k / EVLM_QK;
@@ -189,33 +380,66 @@ void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
 
 /* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */
 
-/* One Q8_0 / Q4_0 / Q4_1 row to float, value for value as evlm_dequantize_row (q * d, then + m). */
+/* One block to 32 floats, value for value as evlm_dequantize_row (q * d, then + m): qs is the
+ * block's 32 int8 (Q8_0) or 16 nibble bytes (Q4, low 128 bits), in ggml order. */
+EVLM__INLINE void dequant_block(__m256i qs, float d, float mn, float *dst, evlm_type wt) {
+    __m256i q[4];
+    if (wt == EVLM_TYPE_Q8_0) {
+        __m128i a = _mm256_castsi256_si128(qs), b = _mm256_extracti128_si256(qs, 1);
+        q[0] = _mm256_cvtepi8_epi32(a);
+        q[1] = _mm256_cvtepi8_epi32(_mm_srli_si128(a, 8));
+        q[2] = _mm256_cvtepi8_epi32(b);
+        q[3] = _mm256_cvtepi8_epi32(_mm_srli_si128(b, 8));
+    } else {
+        __m128i b16 = _mm256_castsi256_si128(qs);
+        __m256i lo = _mm256_cvtepu8_epi32(b16), hi = _mm256_cvtepu8_epi32(_mm_srli_si128(b16, 8));
+        q[0] = _mm256_and_si256(lo, _mm256_set1_epi32(0x0f));
+        q[1] = _mm256_and_si256(hi, _mm256_set1_epi32(0x0f));
+        q[2] = _mm256_srli_epi32(lo, 4);
+        q[3] = _mm256_srli_epi32(hi, 4);
+        if (wt == EVLM_TYPE_Q4_0)
+            for (int j = 0; j < 4; j++) q[j] = _mm256_sub_epi32(q[j], _mm256_set1_epi32(8));
+    }
+    __m256 vd = _mm256_set1_ps(d);
+    for (int j = 0; j < 4; j++) {
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(q[j]), vd);
+        if (wt == EVLM_TYPE_Q4_1) f = _mm256_add_ps(f, _mm256_set1_ps(mn));
+        _mm256_storeu_ps(dst + 8 * j, f);
+    }
+}
+
+/* One Q8_0 / Q4_0 / Q4_1 row (ggml layout) to float. */
 static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
     const char *blk = w;
-    size_t bs = block_bytes(wt);
+    size_t bs = block_bytes(wt), q0 = wt == EVLM_TYPE_Q4_1 ? 4 : 2;
     for (int b = 0; b < k / EVLM_QK; b++, blk += bs, dst += EVLM_QK) {
-        __m256 d = _mm256_set1_ps(h2f(blk));
-        __m256i q[4];
-        if (wt == EVLM_TYPE_Q8_0) {
-            for (int j = 0; j < 4; j++) {
-                __m128i b8 = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * j));
-                q[j] = _mm256_cvtepi8_epi32(b8);
-            }
-        } else {
-            __m128i b16 = _mm_loadu_si128((const __m128i *)(const void *)(blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4)));
-            __m256i lo = _mm256_cvtepu8_epi32(b16), hi = _mm256_cvtepu8_epi32(_mm_srli_si128(b16, 8));
-            q[0] = _mm256_and_si256(lo, _mm256_set1_epi32(0x0f));
-            q[1] = _mm256_and_si256(hi, _mm256_set1_epi32(0x0f));
-            q[2] = _mm256_srli_epi32(lo, 4);
-            q[3] = _mm256_srli_epi32(hi, 4);
-            if (wt == EVLM_TYPE_Q4_0)
-                for (int j = 0; j < 4; j++) q[j] = _mm256_sub_epi32(q[j], _mm256_set1_epi32(8));
-        }
-        for (int j = 0; j < 4; j++) {
-            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(q[j]), d);
-            if (wt == EVLM_TYPE_Q4_1) f = _mm256_add_ps(f, _mm256_set1_ps(h2f(blk + 2)));
-            _mm256_storeu_ps(dst + 8 * j, f);
-        }
+        __m256i qs = wt == EVLM_TYPE_Q8_0
+                         ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + q0))
+                         : _mm256_castsi128_si256(
+                               _mm_loadu_si128((const __m128i *)(const void *)(blk + q0)));
+        dequant_block(qs, h2f(blk), wt == EVLM_TYPE_Q4_1 ? h2f(blk + 2) : 0.0f, dst, wt);
+    }
+}
+
+/* 4 of one row's 4-byte groups, 64 bytes apart (one chunk each), as 16 bytes in order; plain
+ * loads and inserts beat vpgatherdd here */
+EVLM__INLINE __m128i gather4(const char *p) {
+    int32_t v[4];
+    for (int j = 0; j < 4; j++) memcpy(&v[j], p + 64 * j, 4);
+    return _mm_setr_epi32(v[0], v[1], v[2], v[3]);
+}
+
+/* Row r of an R16 matrix of base type wt to float: lane r % 16 of each block column. */
+static void dequant_row_r16(const void *w, size_t ldw, int r, float *dst, int k, evlm_type wt) {
+    size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
+    int lane = r % EVLM_R16;
+    const char *cd = (const char *)w + (size_t)(r / EVLM_R16) * EVLM_R16 * ldw;
+    for (int b = 0; b < k / EVLM_QK; b++, cd += col, dst += EVLM_QK) {
+        const char *p = cd + q0 + 4 * (size_t)lane;
+        __m256i qs = wt == EVLM_TYPE_Q8_0 ? _mm256_set_m128i(gather4(p + 256), gather4(p))
+                                          : _mm256_castsi128_si256(gather4(p));
+        dequant_block(qs, h2f(cd + 2 * lane), wt == EVLM_TYPE_Q4_1 ? h2f(cd + 32 + 2 * lane) : 0.0f,
+                      dst, wt);
     }
 }
 
@@ -228,16 +452,20 @@ static float dot32(const float *x, const float *w, int k) {
     return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 }
 
-/* gemm for Q8_0 / Q4_0 / Q4_1 weights: each row dequantized once into scratch (k floats), then
- * dotted with all m rows of x. Other weight types go to `ref`. */
+/* gemm for Q8_0 / Q4_0 / Q4_1 weights and their R16 forms: each row dequantized once into
+ * scratch (k floats), then dotted with all m rows of x. Other weight types go to `ref`. */
 void evlm__avx2_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                          size_t ldw, evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
-    if (!evlm_type_is_quant(wt) || evlm_type_is_r16(wt) || k % EVLM_QK) {
+    evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
+    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }
     for (int n = n0; n < n1; n++) {
-        dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
+        if (base != wt)
+            dequant_row_r16(w, ldw, n, scratch, k, base);
+        else
+            dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
         for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);
     }
 }

@@ -14,6 +14,19 @@
  * the only difference to `ref` is float summation order. Register tiles of up to 4 activation
  * rows x 4 weight rows decode each weight block once per tile. quantize_act is bit-exact with
  * ref (roundf's ties away from zero, not the vector default ties to even).
+ *
+ * gemm_q on the 16-row interleaved *_R16 weights (quant/repack.h): a 64-byte chunk is 4 weight
+ * bytes of each of 16 rows, so vpdpbusd against a broadcast 4 activation bytes gives 16 exact
+ * row sums and the accumulators are 16 rows wide (no horizontal sums, one masked store per
+ * group). Q8_0 weights are made unsigned by xor 0x80 and Q4_0 nibbles keep their +8; the
+ * -128 / -8 times the activation block's byte sum is added in int32 (exact: a per-call table of
+ * block sums, not x.s, which would leave the rounding of d * sum). One float step per block and
+ * 16 rows: p = float(isum) * dx, acc = fma(dw16, p, acc) (+ fma(m16, sx, acc) for Q4_1), in
+ * block order, the same for the m = 1 path and every register tile of up to 8 activation rows,
+ * so each output is the same bits whatever m, n0 and n1 (gemm_q's contract). Activation rows
+ * come in chunks of 64 whose blocks stay in L2; long rows are split in block chunks with the
+ * partial sums kept in y. The dequantizing gemm reads an R16 row with 4-byte loads 64 bytes
+ * apart.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -168,6 +181,152 @@ TILES(Q8_0)
 TILES(Q4_0)
 TILES(Q4_1)
 
+/* ---- int8 gemm on 16-row interleaved weights (*_R16, quant/repack.h) --------------------------
+ */
+
+/* One block column of a group holds 16 rows: fp16 scales, (Q4_1) fp16 minimums, then 64-byte
+ * chunks with one 32-bit lane per row, so a zmm load is 4 weights of each of 16 rows and the
+ * accumulators are 16 rows wide (no horizontal sums). */
+#define R16_CORR 4096 /* int32 corrections of one (row chunk x block chunk), 16 KB of stack */
+#define R16_MC   64   /* activation rows per chunk (their blocks stay in L2) */
+#define R16_MR   8    /* activation rows per register tile */
+
+EVLM__INLINE size_t r16_qs0(evlm_type wt) {
+    return wt == EVLM_TYPE_Q4_1 ? 64 : 32;
+}
+
+EVLM__INLINE __m512i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* Y rows of MR activation rows x the 16 weight rows of one group (lanes of `mask`) over blocks
+ * [0, nb) of gw (a group's block column b0): acc starts at 0 (first) or at y (later block
+ * chunks, stored there by the previous one). isum per row and block is exact: the unsigned
+ * weight bytes (Q8_0 xor 0x80, Q4 nibbles) times x, plus corr = -128 or -8 times sum(x.qs). The
+ * float step is the same for every MR (the invariant of gemm_q): p = float(isum) * dx,
+ * acc = fma(dw, p, acc), and for Q4_1 acc = fma(m, sx, acc). */
+EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const int32_t *corr,
+                           size_t ldc, const char *gw, int nb, __mmask16 mask, int first,
+                           evlm_type wt, int MR) {
+    const size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc[R16_MR];
+    for (int i = 0; i < MR; i++)
+        acc[i] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y + (size_t)i * ldy);
+    for (int b = 0; b < nb; b++, gw += col) {
+        __m512i is[R16_MR][2];
+        for (int i = 0; i < MR; i++) {
+            is[i][0] = wt == EVLM_TYPE_Q4_1 ? _mm512_setzero_si512()
+                                            : _mm512_set1_epi32(corr[(size_t)i * ldc + (size_t)b]);
+            is[i][1] = _mm512_setzero_si512();
+        }
+        if (wt == EVLM_TYPE_Q8_0) {
+            for (int c = 0; c < 8; c += 2) { /* two chains: even and odd chunks */
+                __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(gw + q0 + 64 * c), flip);
+                __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512(gw + q0 + 64 * c + 64), flip);
+                for (int i = 0; i < MR; i++) {
+                    const int8_t *xq = x[(size_t)i * ldx + b].qs;
+                    is[i][0] = _mm512_dpbusd_epi32(is[i][0], w0, bcast4(xq + 4 * c));
+                    is[i][1] = _mm512_dpbusd_epi32(is[i][1], w1, bcast4(xq + 4 * c + 4));
+                }
+            }
+        } else { /* low nibbles: elements 4c.., high nibbles: 16 + 4c.. */
+            for (int c = 0; c < 4; c++) {
+                __m512i v = _mm512_loadu_si512(gw + q0 + 64 * c);
+                __m512i lo = _mm512_and_si512(v, lo4),
+                        hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+                for (int i = 0; i < MR; i++) {
+                    const int8_t *xq = x[(size_t)i * ldx + b].qs;
+                    is[i][0] = _mm512_dpbusd_epi32(is[i][0], lo, bcast4(xq + 4 * c));
+                    is[i][1] = _mm512_dpbusd_epi32(is[i][1], hi, bcast4(xq + 16 + 4 * c));
+                }
+            }
+        }
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)gw));
+        __m512 mw =
+            wt == EVLM_TYPE_Q4_1
+                ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(gw + 32)))
+                : dw;
+        for (int i = 0; i < MR; i++) {
+            const evlm_q8a *xb = x + (size_t)i * ldx + b;
+            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(is[i][0], is[i][1])),
+                                     _mm512_set1_ps(xb->d));
+            acc[i] = _mm512_fmadd_ps(dw, p, acc[i]);
+            if (wt == EVLM_TYPE_Q4_1) acc[i] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xb->s), acc[i]);
+        }
+    }
+    for (int i = 0; i < MR; i++) _mm512_mask_storeu_ps(y + (size_t)i * ldy, mask, acc[i]);
+}
+
+typedef void (*r16_tile_fn)(float *, size_t, const evlm_q8a *, size_t, const int32_t *, size_t,
+                            const char *, int, __mmask16, int);
+
+#define R16_TILE(T, MR)                                                                            \
+    static void r16_tile_##T##_##MR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,           \
+                                    const int32_t *corr, size_t ldc, const char *gw, int nb,       \
+                                    __mmask16 mask, int first) {                                   \
+        r16_tile(y, ldy, x, ldx, corr, ldc, gw, nb, mask, first, EVLM_TYPE_##T, MR);               \
+    }
+#define R16_TILES(T)                                                                               \
+    R16_TILE(T, 1) R16_TILE(T, 2) R16_TILE(T, 3) R16_TILE(T, 4)                                    \
+    R16_TILE(T, 5) R16_TILE(T, 6) R16_TILE(T, 7) R16_TILE(T, 8)                                    \
+    static const r16_tile_fn r16_tiles_##T[R16_MR] = {                                             \
+        r16_tile_##T##_1, r16_tile_##T##_2, r16_tile_##T##_3, r16_tile_##T##_4,                    \
+        r16_tile_##T##_5, r16_tile_##T##_6, r16_tile_##T##_7, r16_tile_##T##_8};
+R16_TILES(Q8_0)
+R16_TILES(Q4_0)
+R16_TILES(Q4_1)
+
+/* sum of an activation block's 32 int8 values (exact): bytes + 128 summed by vpsadbw */
+EVLM__INLINE int32_t act_sum(const evlm_q8a *xb) {
+    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb->qs),
+                                 _mm256_set1_epi8((char)0x80));
+    __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+    return (int32_t)_mm_cvtsi128_si32(t) - 32 * 128;
+}
+
+/* gemm_q for Q8_0_R16 / Q4_0_R16 / Q4_1_R16 (base type wt): activation rows in chunks of R16_MC,
+ * blocks in chunks whose corrections fit R16_CORR; in each, every group of [n0, n1) against
+ * register tiles of up to R16_MR rows. Partial sums cross block chunks through y (exact). */
+static void gemm_q_r16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
+    const r16_tile_fn *tiles = wt == EVLM_TYPE_Q8_0   ? r16_tiles_Q8_0
+                               : wt == EVLM_TYPE_Q4_0 ? r16_tiles_Q4_0
+                                                      : r16_tiles_Q4_1;
+    const size_t col = EVLM_R16 * block_bytes(wt);
+    const int32_t off = wt == EVLM_TYPE_Q8_0 ? 128 : 8; /* Q4_1 needs no correction */
+    int32_t corr[R16_CORR];
+    int kb = k / EVLM_QK, mc = m < R16_MC ? m : R16_MC, kc = R16_CORR / mc;
+    if (kc > kb) kc = kb > 0 ? kb : 1; /* k = 0 still writes its zeros */
+    for (int i0 = 0; i0 < m; i0 += mc) {
+        int i1 = m - i0 < mc ? m : i0 + mc;
+        for (int b0 = 0; b0 == 0 || b0 < kb; b0 += kc) {
+            int nb = kb - b0 < kc ? kb - b0 : kc;
+            if (wt != EVLM_TYPE_Q4_1)
+                for (int i = i0; i < i1; i++)
+                    for (int b = 0; b < nb; b++)
+                        corr[(size_t)(i - i0) * kc + b] =
+                            -off * act_sum(x + (size_t)i * ldx + b0 + b);
+            for (int g = n0 / EVLM_R16; g * EVLM_R16 < n1; g++) {
+                int rows = n1 - g * EVLM_R16;
+                __mmask16 mask =
+                    rows >= EVLM_R16 ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);
+                const char *gw = (const char *)w + (size_t)g * EVLM_R16 * ldw + (size_t)b0 * col;
+                for (int i = i0; i < i1; i += R16_MR) {
+                    int mr = i1 - i < R16_MR ? i1 - i : R16_MR;
+                    tiles[mr - 1](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy,
+                                  x + (size_t)i * ldx + b0, ldx, corr + (size_t)(i - i0) * kc,
+                                  (size_t)kc, gw, nb, mask, b0 == 0);
+                }
+            }
+        }
+    }
+}
+
 /* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): activation rows in chunks that stay in L2,
  * weight rows in tiles of 4 streamed once per chunk (once in all for m <= the chunk). */
 void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
@@ -177,6 +336,11 @@ void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx
     case EVLM_TYPE_Q8_0: tiles = tiles_Q8_0; break;
     case EVLM_TYPE_Q4_0: tiles = tiles_Q4_0; break;
     case EVLM_TYPE_Q4_1: tiles = tiles_Q4_1; break;
+    case EVLM_TYPE_Q8_0_R16:
+    case EVLM_TYPE_Q4_0_R16:
+    case EVLM_TYPE_Q4_1_R16:
+        if (m > 0) gemm_q_r16(y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
+        return;
     default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
     }
     int kb = k / EVLM_QK;
@@ -200,34 +364,65 @@ void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx
 
 /* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */
 
-/* One Q8_0 / Q4_0 / Q4_1 row to float, value for value as evlm_dequantize_row (q * d, then + m). */
+/* One block to 32 floats, value for value as evlm_dequantize_row (q * d, then + m): qs is the
+ * block's 32 int8 (Q8_0) or 16 nibble bytes (Q4, low 128 bits), in ggml order. */
+EVLM__INLINE void dequant_block(__m256i qs, float d, float mn, float *dst, evlm_type wt) {
+    __m512i q0, q1;
+    if (wt == EVLM_TYPE_Q8_0) {
+        q0 = _mm512_cvtepi8_epi32(_mm256_castsi256_si128(qs));
+        q1 = _mm512_cvtepi8_epi32(_mm256_extracti128_si256(qs, 1));
+    } else {
+        __m512i q = _mm512_cvtepu8_epi32(_mm256_castsi256_si128(qs));
+        q0 = _mm512_and_si512(q, _mm512_set1_epi32(0x0f));
+        q1 = _mm512_srli_epi32(q, 4);
+        if (wt == EVLM_TYPE_Q4_0) {
+            q0 = _mm512_sub_epi32(q0, _mm512_set1_epi32(8));
+            q1 = _mm512_sub_epi32(q1, _mm512_set1_epi32(8));
+        }
+    }
+    __m512 vd = _mm512_set1_ps(d);
+    __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(q0), vd),
+           f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(q1), vd);
+    if (wt == EVLM_TYPE_Q4_1) {
+        f0 = _mm512_add_ps(f0, _mm512_set1_ps(mn));
+        f1 = _mm512_add_ps(f1, _mm512_set1_ps(mn));
+    }
+    _mm512_storeu_ps(dst, f0);
+    _mm512_storeu_ps(dst + 16, f1);
+}
+
+/* One Q8_0 / Q4_0 / Q4_1 row (ggml layout) to float. */
 static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
     const char *blk = w;
-    size_t bs = block_bytes(wt);
+    size_t bs = block_bytes(wt), q0 = wt == EVLM_TYPE_Q4_1 ? 4 : 2;
     for (int b = 0; b < k / EVLM_QK; b++, blk += bs, dst += EVLM_QK) {
-        __m512 d = _mm512_set1_ps(h2f(blk));
-        __m512i q0, q1;
-        if (wt == EVLM_TYPE_Q8_0) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-            q0 = _mm512_cvtepi8_epi32(_mm256_castsi256_si128(q));
-            q1 = _mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1));
-        } else {
-            __m128i q = _mm_loadu_si128((const __m128i *)(const void *)(blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4)));
-            q0 = _mm512_and_si512(_mm512_cvtepu8_epi32(q), _mm512_set1_epi32(0x0f));
-            q1 = _mm512_srli_epi32(_mm512_cvtepu8_epi32(q), 4);
-            if (wt == EVLM_TYPE_Q4_0) {
-                q0 = _mm512_sub_epi32(q0, _mm512_set1_epi32(8));
-                q1 = _mm512_sub_epi32(q1, _mm512_set1_epi32(8));
-            }
-        }
-        __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(q0), d), f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(q1), d);
-        if (wt == EVLM_TYPE_Q4_1) {
-            __m512 mn = _mm512_set1_ps(h2f(blk + 2));
-            f0 = _mm512_add_ps(f0, mn);
-            f1 = _mm512_add_ps(f1, mn);
-        }
-        _mm512_storeu_ps(dst, f0);
-        _mm512_storeu_ps(dst + 16, f1);
+        __m256i qs = wt == EVLM_TYPE_Q8_0
+                         ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + q0))
+                         : _mm256_castsi128_si256(
+                               _mm_loadu_si128((const __m128i *)(const void *)(blk + q0)));
+        dequant_block(qs, h2f(blk), wt == EVLM_TYPE_Q4_1 ? h2f(blk + 2) : 0.0f, dst, wt);
+    }
+}
+
+/* 4 of one row's 4-byte groups, 64 bytes apart (one chunk each), as 16 bytes in order; plain
+ * loads and inserts beat vpgatherdd here */
+EVLM__INLINE __m128i gather4(const char *p) {
+    int32_t v[4];
+    for (int j = 0; j < 4; j++) memcpy(&v[j], p + 64 * j, 4);
+    return _mm_setr_epi32(v[0], v[1], v[2], v[3]);
+}
+
+/* Row r of an R16 matrix of base type wt to float: lane r % 16 of each block column. */
+static void dequant_row_r16(const void *w, size_t ldw, int r, float *dst, int k, evlm_type wt) {
+    size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
+    int lane = r % EVLM_R16;
+    const char *cd = (const char *)w + (size_t)(r / EVLM_R16) * EVLM_R16 * ldw;
+    for (int b = 0; b < k / EVLM_QK; b++, cd += col, dst += EVLM_QK) {
+        const char *p = cd + q0 + 4 * (size_t)lane;
+        __m256i qs = wt == EVLM_TYPE_Q8_0 ? _mm256_set_m128i(gather4(p + 256), gather4(p))
+                                          : _mm256_castsi128_si256(gather4(p));
+        dequant_block(qs, h2f(cd + 2 * lane), wt == EVLM_TYPE_Q4_1 ? h2f(cd + 32 + 2 * lane) : 0.0f,
+                      dst, wt);
     }
 }
 
@@ -241,17 +436,21 @@ static float dot32(const float *x, const float *w, int k) {
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-/* gemm for Q8_0 / Q4_0 / Q4_1 weights: each row dequantized once into scratch (k floats), then
- * dotted with all m rows of x. Other weight types go to `ref`. */
+/* gemm for Q8_0 / Q4_0 / Q4_1 weights and their R16 forms: each row dequantized once into
+ * scratch (k floats), then dotted with all m rows of x. Other weight types go to `ref`. */
 void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch) {
-    if (!evlm_type_is_quant(wt) || evlm_type_is_r16(wt) || k % EVLM_QK) {
+    evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
+    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }
     for (int n = n0; n < n1; n++) {
-        dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
+        if (base != wt)
+            dequant_row_r16(w, ldw, n, scratch, k, base);
+        else
+            dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
         for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);
     }
 }
