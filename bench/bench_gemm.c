@@ -126,13 +126,13 @@ static int bench_attn(void) {
     if (!q || !k || !v || !o || !o_ref || !scratch) return 1;
     for (size_t i = 0; i < ld * nq; i++) q[i] = 2.0f * frand(&seed), k[i] = 2.0f * frand(&seed), v[i] = frand(&seed);
     float scale = 0.125f;
-    evlm_kernels_ref.attn_tile(o_ref, ld, q, ld, nq, k, v, ld, nkv, hd, scale, scratch);
+    evlm_kernels_ref.attn_tile(o_ref, ld, q, ld, nq, k, v, ld, nkv, hd, scale, -1, scratch);
     static const char *tables[] = {"ref", "avx2", "avx512", "neon"};
     printf("\n| attn_tile %d x %d, head_dim %d | ms/head | GFLOP/s |\n|---|---:|---:|\n", nq, nkv, hd);
     for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
         const evlm_kernels *kn = evlm_kernels_by_name(tables[ki]);
         if (!kn) continue;
-        kn->attn_tile(o, ld, q, ld, nq, k, v, ld, nkv, hd, scale, scratch);
+        kn->attn_tile(o, ld, q, ld, nq, k, v, ld, nkv, hd, scale, -1, scratch);
         double err = 0;
         for (int i = 0; i < nq; i++)
             for (int d = 0; d < hd; d++)
@@ -146,7 +146,7 @@ static int bench_attn(void) {
             int reps = 0;
             double t0 = cpu_ms(), el;
             do {
-                kn->attn_tile(o, ld, q, ld, nq, k, v, ld, nkv, hd, scale, scratch);
+                kn->attn_tile(o, ld, q, ld, nq, k, v, ld, nkv, hd, scale, -1, scratch);
                 reps++;
                 el = cpu_ms() - t0;
             } while (el < 60);

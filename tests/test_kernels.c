@@ -540,8 +540,11 @@ static void test_attn_tile(const evlm_kernels *kn) {
     double worst = 0;
     for (size_t a = 0; a < sizeof nqs / sizeof *nqs; a++)
         for (size_t bi = 0; bi < sizeof nkvs / sizeof *nkvs; bi++)
-            for (size_t ci = 0; ci < sizeof hds / sizeof *hds; ci++) {
+            for (size_t ci = 0; ci < sizeof hds / sizeof *hds; ci++)
+            for (int causal = 0; causal < 2; causal++) {
                 int nq = nqs[a], nkv = nkvs[bi], hd = hds[ci];
+                if (causal && nkv < nq) continue;
+                int kv0 = causal ? nkv - nq : -1; /* causal: row i sees keys [0, kv0 + i] */
                 size_t ld = (size_t)hd + 3, ldo = (size_t)hd + 1;
                 float scale = 1.0f / sqrtf((float)hd);
                 float *q = malloc(sizeof(float) * ld * nq), *k = malloc(sizeof(float) * ld * nkv);
@@ -553,17 +556,26 @@ static void test_attn_tile(const evlm_kernels *kn) {
                 for (size_t i = 0; i < ld * nq; i++) q[i] = 3.0f * frand();
                 for (size_t i = 0; i < ld * nkv; i++) k[i] = 3.0f * frand(), v[i] = frand();
                 for (size_t i = 0; i < ldo * nq; i++) o[i] = o1[i] = orf[i] = SENTINEL;
-                evlm_kernels_ref.attn_tile(orf, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, scratch);
-                kn->attn_tile(o, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, scratch);
+                evlm_kernels_ref.attn_tile(orf, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, kv0, scratch);
+                kn->attn_tile(o, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, kv0, scratch);
+                /* each row alone (causal: over exactly its keys), then rows [1, nq) in one call */
                 for (int i = 0; i < nq; i++)
-                    kn->attn_tile(o1 + (size_t)i * ldo, ldo, q + (size_t)i * ld, ld, 1, k, v, ld, nkv, hd,
-                                  scale, scratch);
+                    kn->attn_tile(o1 + (size_t)i * ldo, ldo, q + (size_t)i * ld, ld, 1, k, v, ld,
+                                  causal ? kv0 + i + 1 : nkv, hd, scale, causal ? kv0 + i : -1, scratch);
                 if (memcmp(o, o1, sizeof(float) * ldo * nq) != 0 && bad++ < 5)
-                    fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d: rows differ from one-row calls\n",
-                            kn->name, nq, nkv, hd);
+                    fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d causal%d: rows differ from one-row calls\n",
+                            kn->name, nq, nkv, hd, causal);
+                if (nq > 1) {
+                    kn->attn_tile(o1 + ldo, ldo, q + ld, ld, nq - 1, k, v, ld, nkv, hd, scale,
+                                  causal ? kv0 + 1 : -1, scratch);
+                    if (memcmp(o + ldo, o1 + ldo, sizeof(float) * ldo * (nq - 1)) != 0 && bad++ < 5)
+                        fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d causal%d: rows differ when split\n",
+                                kn->name, nq, nkv, hd, causal);
+                }
                 for (int i = 0; i < nq; i++) {
                     double mx = -1e300, sum = 0, smax = 0;
-                    for (int t = 0; t < nkv; t++) {
+                    const int nvis = causal ? kv0 + i + 1 : nkv;
+                    for (int t = 0; t < nvis; t++) {
                         double s = 0, sa = 0;
                         for (int d = 0; d < hd; d++) {
                             double qk = (double)q[(size_t)i * ld + d] * (double)k[(size_t)t * ld + d];
@@ -574,7 +586,7 @@ static void test_attn_tile(const evlm_kernels *kn) {
                         if (sa * (double)scale > smax) smax = sa * (double)scale;
                     }
                     double tol = 1e-6 + 8.0 * (double)FLT_EPSILON * smax;
-                    for (int t = 0; t < nkv; t++) sum += (p[t] = exp(p[t] - mx));
+                    for (int t = 0; t < nvis; t++) sum += (p[t] = exp(p[t] - mx));
                     for (int d = 0; d <= (int)hd; d++) {
                         float got = o[(size_t)i * ldo + d], want = orf[(size_t)i * ldo + d];
                         if (d == hd) {
@@ -583,7 +595,7 @@ static void test_attn_tile(const evlm_kernels *kn) {
                             continue;
                         }
                         double mag = 1e-30;
-                        for (int t = 0; t < nkv; t++) mag += p[t] / sum * fabs((double)v[(size_t)t * ld + d]);
+                        for (int t = 0; t < nvis; t++) mag += p[t] / sum * fabs((double)v[(size_t)t * ld + d]);
                         double e = fabs((double)got - (double)want) / mag;
                         if (e / tol > worst) worst = e / tol;
                         if (!(e <= tol) && bad++ < 5)

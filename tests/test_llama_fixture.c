@@ -88,7 +88,11 @@ int main(void) {
             CHECKF(d <= tol, "prompt %d logits differ by %g > %g", pi, (double)d, (double)tol);
         }
         CHECK(memcmp(lg[0], lg[1], sizeof(float) * (size_t)V * n) == 0); /* thread count */
-        CHECK(max_diff(lg[0], lg[2], (size_t)V * n) == 0.0f);            /* batch size */
+        /* batch size: 7-token chunks take attn_row, a whole prompt of >= 32 tokens the tiled
+         * attention (another float order); both far inside the reference tolerance */
+        float db = max_diff(lg[0], lg[2], (size_t)V * n), tb = 1e-5f * fmaxf(1.0f, max_abs(lg[0], (size_t)V * n));
+        printf("prompt %d: whole prompt vs 7-token batches: max diff %.3g (bound %.3g)\n", pi, (double)db, (double)tb);
+        CHECK(n < 32 ? db == 0.0f : db <= tb);
         for (int r = 0; r < 3; r++) free(lg[r]);
 
         /* greedy continuation with the KV cache, exact */

@@ -48,14 +48,16 @@ typedef struct evlm_kernels {
      * the same float operations whatever m, n0, n1 (token trees rely on it). */
     void (*gemm_q)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
                    evlm_type wt, int m, int n0, int n1, int k);
-    /* Attention of n_q query rows against n_kv >= 1 keys / values, all visible (no mask), for
-     * long sequences (the vision tower): out row i (head_dim floats, row stride ldo) =
-     * softmax(q_i . K^T * scale) @ V, with q rows of stride ldq and k / v rows of stride ldkv
-     * (in floats). SIMD tables tile queries and keys with an online (flash-style) softmax and a
-     * vector exp; row i depends only on q_i, K and V (bitwise the same for any n_q or split of
-     * the rows), not bit-exact with ref. scratch: evlm_attn_tile_scratch(n_kv, head_dim) floats. */
+    /* Attention of n_q query rows against n_kv >= 1 keys / values for long sequences (the
+     * vision tower, prompt prefill): out row i (head_dim floats, row stride ldo) =
+     * softmax(q_i . K^T * scale) @ V over the keys it sees, with q rows of stride ldq and k / v
+     * rows of stride ldkv (in floats). kv0 < 0: every row sees all n_kv keys; kv0 >= 0 (causal):
+     * row i sees keys [0, kv0 + i] (n_kv >= kv0 + n_q). SIMD tables tile queries and keys with
+     * an online (flash-style) softmax and a vector exp; row i depends only on q_i, its keys and
+     * V (bitwise the same for any n_q or split of the rows), not bit-exact with ref. scratch:
+     * evlm_attn_tile_scratch(n_kv, head_dim) floats. */
     void (*attn_tile)(float *out, size_t ldo, const float *q, size_t ldq, int n_q, const float *k,
-                      const float *v, size_t ldkv, int n_kv, int head_dim, float scale,
+                      const float *v, size_t ldkv, int n_kv, int head_dim, float scale, int kv0,
                       float *scratch);
 } evlm_kernels;
 

@@ -94,13 +94,14 @@ void evlm__ref_attn_row(float *out, const float *q, const float *k, const float 
     }
 }
 
-/* attn_row for each query row, scores in scratch (n_kv floats): the exact softmax */
+/* attn_row for each query row over the keys it sees, scores in scratch (n_kv floats): the
+ * exact softmax */
 void evlm__ref_attn_tile(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
                          const float *k, const float *v, size_t ldkv, int n_kv, int head_dim,
-                         float scale, float *scratch) {
+                         float scale, int kv0, float *scratch) {
     for (int i = 0; i < n_q; i++)
-        evlm__ref_attn_row(out + (size_t)i * ldo, q + (size_t)i * ldq, k, v, n_kv, head_dim, ldkv,
-                           scale, NULL, scratch);
+        evlm__ref_attn_row(out + (size_t)i * ldo, q + (size_t)i * ldq, k, v, kv0 < 0 ? n_kv : kv0 + i + 1,
+                           head_dim, ldkv, scale, NULL, scratch);
 }
 
 /* Two passes (mean, then centred variance) in float, as torch's CPU LayerNorm computes the

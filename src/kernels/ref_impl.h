@@ -18,7 +18,7 @@ void evlm__ref_attn_row(float *out, const float *q, const float *k, const float 
 float evlm__ref_softmax_exp(float *scores, int n, float mx);
 void evlm__ref_attn_tile(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
                          const float *k, const float *v, size_t ldkv, int n_kv, int head_dim,
-                         float scale, float *scratch);
+                         float scale, int kv0, float *scratch);
 void evlm__ref_layernorm(float *y, const float *x, const float *w, const float *b, int n,
                          float eps);
 void evlm__ref_gelu_tanh(float *x, int n);

@@ -252,7 +252,7 @@ static void layernorm_avx2(float *y, const float *x, const float *w, const float
  * Queries in lanes, as x86_avx512.c: a block of 16 queries is transposed (and scaled) into qt
  * (head_dim x 16); keys go in blocks of 64 with an online softmax that is lane-wise; o^T
  * (head_dim x 16) += v[t][d] * p[t]. Every lane (query) sees the same operations whatever
- * block or call it is in. */
+ * block or call it is in; causal calls hide keys as x86_avx512.c does. */
 #define AT_QV 2 /* vectors of 8 queries */
 #define AT_BQ (8 * AT_QV)
 #define AT_BK 64
@@ -261,7 +261,7 @@ static void layernorm_avx2(float *y, const float *x, const float *w, const float
 
 static void attn_tile_avx2(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
                            const float *k, const float *v, size_t ldkv, int n_kv, int hd,
-                           float scale, float *scratch) {
+                           float scale, int kv0, float *scratch) {
     float *qt = scratch, *ot = qt + (size_t)hd * AT_BQ, *pb = ot + (size_t)hd * AT_BQ;
     float *mrow = pb + (size_t)AT_BK * AT_BQ, *lrow = mrow + AT_BQ;
     for (int i0 = 0; i0 < n_q; i0 += AT_BQ) {
@@ -271,8 +271,10 @@ static void attn_tile_avx2(float *out, size_t ldo, const float *q, size_t ldq, i
                 qt[(size_t)d * AT_BQ + i] = i < nb ? q[(size_t)(i0 + i) * ldq + d] * scale : 0.0f;
         memset(ot, 0, sizeof(float) * (size_t)hd * AT_BQ);
         for (int i = 0; i < AT_BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
-        for (int t0 = 0; t0 < n_kv; t0 += AT_BK) {
-            int bk = n_kv - t0 < AT_BK ? n_kv - t0 : AT_BK;
+        /* causal: the block's last query sees keys up to kv0 + i0 + nb - 1 */
+        const int kv_end = kv0 >= 0 && kv0 + i0 + nb < n_kv ? kv0 + i0 + nb : n_kv;
+        for (int t0 = 0; t0 < kv_end; t0 += AT_BK) {
+            int bk = kv_end - t0 < AT_BK ? kv_end - t0 : AT_BK;
             const float *kb = k + (size_t)t0 * ldkv, *vb = v + (size_t)t0 * ldkv;
             __m256 bm[AT_QV];
             for (int c = 0; c < AT_QV; c++) bm[c] = _mm256_set1_ps(-INFINITY);
@@ -316,6 +318,21 @@ static void attn_tile_avx2(float *out, size_t ldo, const float *q, size_t ldq, i
                     bm[c] = _mm256_max_ps(bm[c], s0[c]);
                 }
             }
+            if (kv0 >= 0 && t0 + bk - 1 > kv0 + i0) { /* causal diagonal: hide keys past a query's own */
+                for (int c = 0; c < AT_QV; c++) bm[c] = _mm256_set1_ps(-INFINITY);
+                const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+                for (int u = 0; u < bk; u++) {
+                    int first = t0 + u - kv0 - i0; /* lanes below it do not see key t0 + u */
+                    for (int c = 0; c < AT_QV; c++) {
+                        float *pr = pb + (size_t)u * AT_BQ + 8 * c;
+                        __m256 hide = _mm256_cmp_ps(lane, _mm256_set1_ps((float)(first - 8 * c)), _CMP_LT_OQ);
+                        __m256 sv = _mm256_blendv_ps(_mm256_loadu_ps(pr), _mm256_set1_ps(-INFINITY), hide);
+                        _mm256_storeu_ps(pr, sv);
+                        bm[c] = _mm256_max_ps(bm[c], sv);
+                    }
+                }
+            }
+            /* exp8 gives exactly 0 for hidden keys (e^-inf) */
             __m256 corr[AT_QV];
             for (int c = 0; c < AT_QV; c++) {
                 __m256 mold = _mm256_loadu_ps(mrow + 8 * c);

@@ -249,7 +249,10 @@ static void layernorm_avx512(float *y, const float *x, const float *w, const flo
  * a key row gives 64 scores with broadcast-FMAs, the online softmax's max / sum / rescale are
  * plain lane-wise ops, and o^T (head_dim x 64) += v[t][d] * p[t] needs no horizontal sums. Keys
  * go in blocks of 64 from key 0; every lane (query) sees the same operations whatever block or
- * call it is in, so a row's result does not depend on n_q or on how rows are split. */
+ * call it is in, so a row's result does not depend on n_q or on how rows are split. Causal calls
+ * (kv0 >= 0) stop at the block's last query's keys and hide, on diagonal blocks, the keys past
+ * each query's own (score -inf, p exactly 0; a wholly hidden block rescales by exactly 1), so a
+ * row is still the same bits in any split. */
 #define AT_QV 4 /* vectors of 16 queries */
 #define AT_BQ (16 * AT_QV)
 #define AT_BK 64
@@ -258,7 +261,7 @@ static void layernorm_avx512(float *y, const float *x, const float *w, const flo
 
 static void attn_tile_avx512(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
                              const float *k, const float *v, size_t ldkv, int n_kv, int hd,
-                             float scale, float *scratch) {
+                             float scale, int kv0, float *scratch) {
     float *qt = scratch, *ot = qt + (size_t)hd * AT_BQ, *pb = ot + (size_t)hd * AT_BQ;
     float *mrow = pb + (size_t)AT_BK * AT_BQ, *lrow = mrow + AT_BQ;
     for (int i0 = 0; i0 < n_q; i0 += AT_BQ) {
@@ -268,8 +271,10 @@ static void attn_tile_avx512(float *out, size_t ldo, const float *q, size_t ldq,
                 qt[(size_t)d * AT_BQ + i] = i < nb ? q[(size_t)(i0 + i) * ldq + d] * scale : 0.0f;
         memset(ot, 0, sizeof(float) * (size_t)hd * AT_BQ);
         for (int i = 0; i < AT_BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
-        for (int t0 = 0; t0 < n_kv; t0 += AT_BK) {
-            int bk = n_kv - t0 < AT_BK ? n_kv - t0 : AT_BK;
+        /* causal: the block's last query sees keys up to kv0 + i0 + nb - 1 */
+        const int kv_end = kv0 >= 0 && kv0 + i0 + nb < n_kv ? kv0 + i0 + nb : n_kv;
+        for (int t0 = 0; t0 < kv_end; t0 += AT_BK) {
+            int bk = kv_end - t0 < AT_BK ? kv_end - t0 : AT_BK;
             const float *kb = k + (size_t)t0 * ldkv, *vb = v + (size_t)t0 * ldkv;
             __m512 bm[AT_QV];
             for (int c = 0; c < AT_QV; c++) bm[c] = _mm512_set1_ps(-INFINITY);
@@ -314,7 +319,22 @@ static void attn_tile_avx512(float *out, size_t ldo, const float *q, size_t ldq,
                     bm[c] = _mm512_max_ps(bm[c], s0[c]);
                 }
             }
-            /* online softmax: new max, rescale factor, p = e^(s - max), running sum */
+            if (kv0 >= 0 && t0 + bk - 1 > kv0 + i0) { /* causal diagonal: hide keys past a query's own */
+                for (int c = 0; c < AT_QV; c++) bm[c] = _mm512_set1_ps(-INFINITY);
+                for (int u = 0; u < bk; u++) {
+                    int first = t0 + u - kv0 - i0; /* lanes below it do not see key t0 + u */
+                    for (int c = 0; c < AT_QV; c++) {
+                        float *pr = pb + (size_t)u * AT_BQ + 16 * c;
+                        int lo = first - 16 * c;
+                        __mmask16 hide = lo <= 0 ? 0 : lo >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << lo) - 1u);
+                        __m512 sv = _mm512_mask_mov_ps(_mm512_loadu_ps(pr), hide, _mm512_set1_ps(-INFINITY));
+                        _mm512_storeu_ps(pr, sv);
+                        bm[c] = _mm512_max_ps(bm[c], sv);
+                    }
+                }
+            }
+            /* online softmax: new max, rescale factor, p = e^(s - max) (exactly 0 for hidden keys),
+             * running sum */
             __m512 corr[AT_QV], mx[AT_QV];
             for (int c = 0; c < AT_QV; c++) {
                 __m512 mold = _mm512_loadu_ps(mrow + 16 * c);
@@ -324,7 +344,9 @@ static void attn_tile_avx512(float *out, size_t ldo, const float *q, size_t ldq,
                 __m512 l = _mm512_mul_ps(_mm512_loadu_ps(lrow + 16 * c), corr[c]);
                 for (int u = 0; u < bk; u++) {
                     float *pr = pb + (size_t)u * AT_BQ + 16 * c;
-                    __m512 p = exp16(_mm512_sub_ps(_mm512_loadu_ps(pr), mx[c]));
+                    __m512 sv = _mm512_loadu_ps(pr);
+                    __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ),
+                                                   exp16(_mm512_sub_ps(sv, mx[c])));
                     _mm512_storeu_ps(pr, p);
                     l = _mm512_add_ps(l, p);
                 }

@@ -166,6 +166,8 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     size_t maxk = H > F ? H : F;
     if (QD > maxk) maxk = QD;
     s->scratch_per_thread = maxk + C;
+    if (s->scratch_per_thread < evlm_attn_tile_scratch((int)C, (int)HD)) /* prefill's attn_tile */
+        s->scratch_per_thread = evlm_attn_tile_scratch((int)C, (int)HD);
     /* the k, v cache in floats' worth: f16 halves it, int8 quarters it plus a scale per row */
     size_t kv_floats = kv_type == EVLM_TYPE_F32   ? 2 * L * KD * C
                        : kv_type == EVLM_TYPE_F16 ? L * KD * C
@@ -302,6 +304,33 @@ static void attn_fn(void *arg, int ith, int nth) {
     }
 }
 
+/* Prefill (no batch mask, at least ATTN_TILE_MIN tokens, float cache): blocks of ATTN_TILE_Q
+ * queries of one head per step through the flash-style attn_tile, causal from the chunk's first
+ * slot. Token trees and short batches keep attn_row (their rows must be the bits of one-token
+ * decoding, see kernels.h); a prompt's rows differ from them by float rounding only. */
+#define ATTN_TILE_MIN 32
+#define ATTN_TILE_Q 64
+
+static void attn_tile_fn(void *arg, int ith, int nth) {
+    const attn_task *t = arg;
+    const evlm_llama_config *c = t->c;
+    evlm_llama_state *s = t->s;
+    const int HD = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, group = NH / NKV;
+    const int NB = (t->n + ATTN_TILE_Q - 1) / ATTN_TILE_Q;
+    const size_t QD = (size_t)NH * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *scratch = s->scratch + (size_t)ith * s->scratch_per_thread;
+    int r0, r1;
+    evlm_split_rows(NH * NB, ith, nth, &r0, &r1);
+    for (int r = r0; r < r1; r++) {
+        int h = r / NB, i0 = (r % NB) * ATTN_TILE_Q, nq = t->n - i0 < ATTN_TILE_Q ? t->n - i0 : ATTN_TILE_Q;
+        size_t base = (((size_t)t->layer * NKV + (size_t)(h / group)) * s->n_ctx) * HD;
+        const float *kc = (const float *)s->k_cache + base, *vc = (const float *)s->v_cache + base;
+        t->kn->attn_tile(s->att + (size_t)i0 * QD + (size_t)h * HD, QD, s->q + (size_t)i0 * QD + (size_t)h * HD,
+                         QD, nq, kc, vc, (size_t)HD, t->slot0 + i0 + nq, HD, scale, t->slot0 + i0, scratch);
+    }
+}
+
 /* ---- forward ------------------------------------------------------------------------------- */
 
 /* cos | sin of token i's position into cs / sn (half floats each): plain RoPE reads the table
@@ -382,7 +411,8 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
         }
         /* masks are lower-triangular, so earlier chunks of the batch are in the cache already */
         attn_task at = {kn, c, s, l, n, slot0, off, b->n, b->mask};
-        evlm_pool_run(pool, attn_fn, &at);
+        bool tiles = !b->mask && n >= ATTN_TILE_MIN && s->kv_type == EVLM_TYPE_F32;
+        evlm_pool_run(pool, tiles ? attn_tile_fn : attn_fn, &at);
         observe(s, l, "attn_o", s->att, n, QD);
         matmul(s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];

@@ -425,11 +425,8 @@ static void rows_fn(void *arg, int ith, int nth) {
             const float *q = t->s->qkv + i0 * ld + (size_t)h * HD;
             const float *k = t->s->qkv + (size_t)f * t->frame * ld + (size_t)D + (size_t)h * HD;
             float *scratch = t->s->scratch + (size_t)ith * t->s->scratch_per_thread;
-            void (*tile_fn)(float *, size_t, const float *, size_t, int, const float *, const float *,
-                            size_t, int, int, float, float *) =
-                t->kn->attn_tile ? t->kn->attn_tile : evlm_kernels_ref.attn_tile;
-            tile_fn(t->s->att + i0 * (size_t)D + (size_t)h * HD, (size_t)D, q, ld, nq, k, k + D, ld, t->frame,
-                    HD, (float)(1.0 / sqrt((double)HD)), scratch);
+            t->kn->attn_tile(t->s->att + i0 * (size_t)D + (size_t)h * HD, (size_t)D, q, ld, nq, k, k + D, ld,
+                             t->frame, HD, (float)(1.0 / sqrt((double)HD)), -1, scratch);
             break;
         }
         }

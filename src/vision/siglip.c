@@ -418,17 +418,14 @@ static void attn_fn(void *arg, int ith, int nth) {
     const size_t D = (size_t)c->hidden_size;
     const float scale = (float)(1.0 / sqrt((double)HD));
     float *scratch = s->scratch + (size_t)ith * s->scratch_per_thread;
-    void (*tile_fn)(float *, size_t, const float *, size_t, int, const float *, const float *,
-                    size_t, int, int, float, float *) =
-        t->kn->attn_tile ? t->kn->attn_tile : evlm_kernels_ref.attn_tile;
     int r0, r1;
     evlm_split_rows(t->n_tiles * NH * NB, ith, nth, &r0, &r1);
     for (int r = r0; r < r1; r++) {
         int tile = r / (NH * NB), h = (r / NB) % NH, i0 = (r % NB) * ATTN_QBLOCK;
         int nq = N - i0 < ATTN_QBLOCK ? N - i0 : ATTN_QBLOCK;
         size_t row = (size_t)tile * N + (size_t)i0, base = (size_t)tile * N * D + (size_t)h * HD;
-        tile_fn(s->att + row * D + (size_t)h * HD, D, s->q + row * D + (size_t)h * HD, D, nq,
-                s->k + base, s->v + base, D, s->n_valid[tile], HD, scale, scratch);
+        t->kn->attn_tile(s->att + row * D + (size_t)h * HD, D, s->q + row * D + (size_t)h * HD, D, nq,
+                         s->k + base, s->v + base, D, s->n_valid[tile], HD, scale, -1, scratch);
     }
 }
 
