@@ -1,18 +1,23 @@
 /*
  * arm_neon.c - AArch64 NEON kernels (the "neon" table): gemm for F32 / F16 / BF16 weights and,
- * dequantizing, for Q8_0 / Q4_0 / Q4_1; rmsnorm, rope, attn_row, layernorm's sums,
- * quantize_act, and an int8 gemm_q with vmull_s8 for CPUs without dotprod. silu_mul,
- * gelu_tanh and attn_tile are the scalar `ref` kernels (their expf / tanhf stay libm's; a
- * flash-style attn_tile with a vector exp, as the x86 tables have, is still to do).
+ * dequantizing, for Q8_0 / Q4_0 / Q4_1 and their 16-row interleaved *_R16 forms (quant/repack.h:
+ * a row gathered from its group, then the F32 tiles); rmsnorm, rope, attn_row, layernorm's sums,
+ * quantize_act, and an int8 gemm_q with vmull_s8 for CPUs without dotprod (Cortex-A53 class):
+ * row-major tiles, and for *_R16 one activation row against a group of 16 weight rows, each
+ * weight register (4 rows x 4 bytes) against 4 broadcast activation bytes (exact int16 products
+ * widened pairwise to int32; see the R16 section). silu_mul, gelu_tanh and attn_tile are the
+ * scalar `ref` kernels (their expf / tanhf stay libm's; a flash-style attn_tile with a vector
+ * exp, as the x86 tables have, is still to do).
  *
  * NEON is part of the AArch64 base ISA, so this file needs no flags; on other architectures it
  * is empty. dispatch.c swaps in gemm_q from arm_dotprod.c (SDOT) when the CPU reports dotprod.
  * Not bit-exact with `ref` where sums are reordered: every dot product of gemm / attn_row /
  * rmsnorm sums in 4 lanes with FMA (one accumulator per output element, so an element's value
  * does not depend on m, the row range or the tile it falls in: token trees stay lossless).
- * Bit-exact with `ref`: rope, quantize_act, the dequantized weight values, the per-element
- * scaling steps of rmsnorm / layernorm (no FMA there; the file is compiled with ISO C's
- * fp-contract off like ref.c).
+ * Bit-exact with `ref`: rope, quantize_act, the dequantized weight values, gemm_q on *_R16
+ * weights (exact block sums, then ref's float steps per row; so are arm_dotprod.c's), the
+ * per-element scaling steps of rmsnorm / layernorm (no FMA there; the file is compiled with ISO
+ * C's fp-contract off like ref.c).
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -105,36 +110,57 @@ static void gemm_tiles(const ftile_fn (*tiles)[4], float *y, size_t ldy, const f
     }
 }
 
-/* One Q8_0 / Q4_0 / Q4_1 row to float, value for value as evlm_dequantize_row (q * d, then + m). */
+/* One Q8_0 / Q4_0 / Q4_1 block (ggml bytes) to 32 floats, value for value as
+ * evlm_dequantize_row (q * d, then + m). */
+static void dequant_block(const char *blk, float *dst, evlm_type wt) {
+    uint16_t hd, hm = 0;
+    memcpy(&hd, blk, 2);
+    if (wt == EVLM_TYPE_Q4_1) memcpy(&hm, blk + 2, 2);
+    float32x4_t d = vdupq_n_f32(evlm_f16_to_f32(hd)), mn = vdupq_n_f32(evlm_f16_to_f32(hm));
+    int16x8_t q[4];
+    if (wt == EVLM_TYPE_Q8_0) {
+        int8x16_t a = vld1q_s8((const int8_t *)(blk + 2)), c = vld1q_s8((const int8_t *)(blk + 18));
+        q[0] = vmovl_s8(vget_low_s8(a)), q[1] = vmovl_s8(vget_high_s8(a));
+        q[2] = vmovl_s8(vget_low_s8(c)), q[3] = vmovl_s8(vget_high_s8(c));
+    } else {
+        uint8x16_t p = vld1q_u8((const uint8_t *)blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4));
+        int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(p, vdupq_n_u8(0x0f)));
+        int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(p, 4));
+        if (wt == EVLM_TYPE_Q4_0)
+            lo = vsubq_s8(lo, vdupq_n_s8(8)), hi = vsubq_s8(hi, vdupq_n_s8(8));
+        q[0] = vmovl_s8(vget_low_s8(lo)), q[1] = vmovl_s8(vget_high_s8(lo));
+        q[2] = vmovl_s8(vget_low_s8(hi)), q[3] = vmovl_s8(vget_high_s8(hi));
+    }
+    for (int h = 0; h < 4; h++) {
+        float32x4_t f0 = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q[h]))), d);
+        float32x4_t f1 = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(q[h]))), d);
+        if (wt == EVLM_TYPE_Q4_1) f0 = vaddq_f32(f0, mn), f1 = vaddq_f32(f1, mn);
+        vst1q_f32(dst + 8 * h, f0);
+        vst1q_f32(dst + 8 * h + 4, f1);
+    }
+}
+
 static void dequant_row(const char *blk, float *dst, int k, evlm_type wt) {
     size_t bs = evlm_type_size(wt);
-    for (int b = 0; b < k / EVLM_QK; b++, blk += bs, dst += EVLM_QK) {
-        uint16_t hd, hm = 0;
-        memcpy(&hd, blk, 2);
-        if (wt == EVLM_TYPE_Q4_1) memcpy(&hm, blk + 2, 2);
-        float32x4_t d = vdupq_n_f32(evlm_f16_to_f32(hd)), mn = vdupq_n_f32(evlm_f16_to_f32(hm));
-        int16x8_t q[4];
-        if (wt == EVLM_TYPE_Q8_0) {
-            int8x16_t a = vld1q_s8((const int8_t *)(blk + 2)),
-                      c = vld1q_s8((const int8_t *)(blk + 18));
-            q[0] = vmovl_s8(vget_low_s8(a)), q[1] = vmovl_s8(vget_high_s8(a));
-            q[2] = vmovl_s8(vget_low_s8(c)), q[3] = vmovl_s8(vget_high_s8(c));
-        } else {
-            uint8x16_t p = vld1q_u8((const uint8_t *)blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4));
-            int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(p, vdupq_n_u8(0x0f)));
-            int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(p, 4));
-            if (wt == EVLM_TYPE_Q4_0)
-                lo = vsubq_s8(lo, vdupq_n_s8(8)), hi = vsubq_s8(hi, vdupq_n_s8(8));
-            q[0] = vmovl_s8(vget_low_s8(lo)), q[1] = vmovl_s8(vget_high_s8(lo));
-            q[2] = vmovl_s8(vget_low_s8(hi)), q[3] = vmovl_s8(vget_high_s8(hi));
-        }
-        for (int h = 0; h < 4; h++) {
-            float32x4_t f0 = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q[h]))), d);
-            float32x4_t f1 = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(q[h]))), d);
-            if (wt == EVLM_TYPE_Q4_1) f0 = vaddq_f32(f0, mn), f1 = vaddq_f32(f1, mn);
-            vst1q_f32(dst + 8 * h, f0);
-            vst1q_f32(dst + 8 * h + 4, f1);
-        }
+    for (int b = 0; b < k / EVLM_QK; b++)
+        dequant_block(blk + (size_t)b * bs, dst + (size_t)b * EVLM_QK, wt);
+}
+
+/* Row r of an R16 matrix (base type bt, base row bytes ldw) to float: each block gathered back
+ * into ggml bytes from the layout of quant/repack.h (scale at 2 * lane, Q4_1's min at 32 +
+ * 2 * lane, 4 bytes at qs0 + 64 c + 4 * lane of chunk c), then dequant_block. */
+static void dequant_r16_row(const char *w, size_t ldw, int r, float *dst, int k, evlm_type bt) {
+    size_t bs = evlm_type_size(bt), col = EVLM_R16 * bs, qs0 = bt == EVLM_TYPE_Q4_1 ? 64 : 32;
+    size_t bq = bt == EVLM_TYPE_Q4_1 ? 4 : 2, lane = (size_t)(r % EVLM_R16);
+    int chunks = bt == EVLM_TYPE_Q8_0 ? 8 : 4;
+    const char *gw = w + (size_t)(r / EVLM_R16) * EVLM_R16 * ldw;
+    for (int b = 0; b < k / EVLM_QK; b++) {
+        const char *cd = gw + (size_t)b * col;
+        char blk[sizeof(evlm_block_q8_0)];
+        memcpy(blk, cd + 2 * lane, 2);
+        if (bt == EVLM_TYPE_Q4_1) memcpy(blk + 2, cd + 32 + 2 * lane, 2);
+        for (int c = 0; c < chunks; c++) memcpy(blk + bq + 4 * c, cd + qs0 + 64 * c + 4 * lane, 4);
+        dequant_block(blk, dst + (size_t)b * EVLM_QK, bt);
     }
 }
 
@@ -154,13 +180,16 @@ static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const vo
     default:
         break;
     }
-    if (!evlm_type_is_quant(wt) || evlm_type_is_r16(wt) || k % EVLM_QK) {
+    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }
     /* quantized weights, act f32: each row dequantized once into scratch, then as an F32 row */
     for (int n = n0; n < n1; n++) {
-        dequant_row(wc + (size_t)n * ldw, scratch, k, wt);
+        if (evlm_type_is_r16(wt))
+            dequant_r16_row(wc, ldw, n, scratch, k, evlm_type_r16_base(wt));
+        else
+            dequant_row(wc + (size_t)n * ldw, scratch, k, wt);
         gemm_tiles(ftiles_F32, y + n, ldy, x, ldx, (const char *)scratch, 0, m, 0, 1, k);
     }
 }
@@ -375,6 +404,144 @@ QTILES(Q8_0)
 QTILES(Q4_0)
 QTILES(Q4_1)
 
+/* ---- int8 gemm on 16-row interleaved weights (*_R16, quant/repack.h) ------------------------- */
+
+/* One activation row x one group of 16 weight rows over kb block columns. A 16-byte load from a
+ * chunk holds rows 4q .. 4q+3 (4 bytes each); the 4 activation bytes they meet are broadcast to
+ * every 32-bit lane, multiplied exactly into int16 (SMULL / SMULL2: rows 4q, 4q+1 and 4q+2,
+ * 4q+3) and widened pairwise into int32 (SADALP), two lanes per row, which one ADDP per quarter
+ * folds into the row's exact block sum. Then ref's float steps per row (quants.c: acc += d * dx
+ * * isum [+ m * s], no FMA): every output is bitwise ref's, whatever m, n0, n1.
+ * Q8_0 per block column: 32 loads of 16 bytes, 8 DUP, 64 SMULL(2), 64 SADALP, 4 ADDP. Q4_0 /
+ * Q4_1: 16 loads, 16 AND + 16 USHR, 8 DUP, 64 SMULL(2) / SMLAL(2) summed in int16 (8 nibble
+ * products of at most 15 * 128 a lane: exact), 8 SADDLP + 4 ADDP, Q4_0 then 2 SADDLV + 4 SUB for
+ * the -8 (isum - 8 * sum(x.qs)). Float as arm_dotprod.c: ~24 a block column. GCC 12 -O3: about
+ * 200 instructions per Q8_0 block column and 170 per Q4 one, no spills; 4 NEON instructions per
+ * 16 multiply-adds against SDOT's one, so on in-order A53 / A55-class cores this is compute
+ * bound (~1 NEON op a cycle: roughly 3 bytes of Q8_0 and 1.7 of Q4 a cycle, estimated). One
+ * activation row per tile (8 int32 or int16 accumulators and 4 float ones: more rows would
+ * spill); for m > 1 the group is re-read from cache for each row. */
+
+/* 16 fp16 values at p as 4 vectors of rows 4q .. 4q+3 (exact conversions) */
+EVLM__INLINE void load_h16(const char *p, float32x4_t v[4]) {
+    float16x8_t a = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p));
+    float16x8_t b = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p + 16));
+    v[0] = vcvt_f32_f16(vget_low_f16(a)), v[1] = vcvt_high_f32_f16(a);
+    v[2] = vcvt_f32_f16(vget_low_f16(b)), v[3] = vcvt_high_f32_f16(b);
+}
+
+/* the 4 activation bytes in 32-bit lane L of xv, in every lane (L a literal) */
+#define BCAST(xv, L) vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(xv), L))
+
+/* Q8_0 chunk at p (elements 4c .. 4c+3 of each row) against lane L of xv */
+#define Q8_CHUNK(p, xv, L)                                                                         \
+    do {                                                                                           \
+        int8x16_t xl = BCAST(xv, L);                                                               \
+        for (int q = 0; q < 4; q++) {                                                              \
+            int8x16_t wq = vld1q_s8((p) + 16 * q);                                                 \
+            a[q] = vpadalq_s16(a[q], vmull_s8(vget_low_s8(wq), vget_low_s8(xl)));                  \
+            c[q] = vpadalq_s16(c[q], vmull_high_s8(wq, xl));                                       \
+        }                                                                                          \
+    } while (0)
+
+/* Q4 chunk L: low nibbles are elements 4L .. 4L+3 (lane L of x0), high ones 16 + 4L .. (x1) */
+#define Q4_CHUNK(p, L)                                                                             \
+    do {                                                                                           \
+        int8x16_t xl0 = BCAST(x0, L), xl1 = BCAST(x1, L);                                          \
+        for (int q = 0; q < 4; q++) {                                                              \
+            uint8x16_t pq = vld1q_u8((const uint8_t *)(p) + 16 * q);                               \
+            int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(pq, vdupq_n_u8(0x0f)));                    \
+            int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(pq, 4));                                 \
+            a16[q] = vmlal_s8(a16[q], vget_low_s8(lo), vget_low_s8(xl0));                          \
+            a16[q] = vmlal_s8(a16[q], vget_low_s8(hi), vget_low_s8(xl1));                          \
+            c16[q] = vmlal_high_s8(c16[q], lo, xl0);                                               \
+            c16[q] = vmlal_high_s8(c16[q], hi, xl1);                                               \
+        }                                                                                          \
+    } while (0)
+
+/* y[r] for rows r < nv of the group at gw (kb block columns) against one activation row x */
+EVLM__INLINE void r16_row(float *y, const evlm_q8a *x, const char *gw, int kb, int nv,
+                          evlm_type base) {
+    size_t col = EVLM_R16 * evlm_type_size(base);
+    const int q4_1 = base == EVLM_TYPE_Q4_1;
+    float32x4_t acc[4];
+    for (int q = 0; q < 4; q++) acc[q] = vdupq_n_f32(0.0f);
+    for (int b = 0; b < kb; b++) {
+        const char *cd = gw + (size_t)b * col;
+        const int8_t *qs = (const int8_t *)(cd + (q4_1 ? 64 : 32));
+        int8x16_t x0 = vld1q_s8(x[b].qs), x1 = vld1q_s8(x[b].qs + 16);
+        int32x4_t s[4];
+        if (base == EVLM_TYPE_Q8_0) {
+            int32x4_t a[4], c[4];
+            for (int q = 0; q < 4; q++) a[q] = c[q] = vdupq_n_s32(0);
+            Q8_CHUNK(qs, x0, 0);
+            Q8_CHUNK(qs + 64, x0, 1);
+            Q8_CHUNK(qs + 128, x0, 2);
+            Q8_CHUNK(qs + 192, x0, 3);
+            Q8_CHUNK(qs + 256, x1, 0);
+            Q8_CHUNK(qs + 320, x1, 1);
+            Q8_CHUNK(qs + 384, x1, 2);
+            Q8_CHUNK(qs + 448, x1, 3);
+            for (int q = 0; q < 4; q++) s[q] = vpaddq_s32(a[q], c[q]);
+        } else {
+            int16x8_t a16[4], c16[4];
+            for (int q = 0; q < 4; q++) a16[q] = c16[q] = vdupq_n_s16(0);
+            Q4_CHUNK(qs, 0);
+            Q4_CHUNK(qs + 64, 1);
+            Q4_CHUNK(qs + 128, 2);
+            Q4_CHUNK(qs + 192, 3);
+            for (int q = 0; q < 4; q++) s[q] = vpaddq_s32(vpaddlq_s16(a16[q]), vpaddlq_s16(c16[q]));
+            if (base == EVLM_TYPE_Q4_0) {
+                int32x4_t corr = vdupq_n_s32(8 * (vaddlvq_s8(x0) + vaddlvq_s8(x1)));
+                for (int q = 0; q < 4; q++) s[q] = vsubq_s32(s[q], corr);
+            }
+        }
+        float32x4_t dw[4], dm[4];
+        load_h16(cd, dw);
+        if (q4_1) load_h16(cd + 32, dm);
+        for (int q = 0; q < 4; q++) {
+            float32x4_t t = vmulq_f32(vmulq_n_f32(dw[q], x[b].d), vcvtq_f32_s32(s[q]));
+            if (q4_1) t = vaddq_f32(t, vmulq_n_f32(dm[q], x[b].s));
+            acc[q] = vaddq_f32(acc[q], t);
+        }
+    }
+    float tmp[EVLM_R16], *dst = nv == EVLM_R16 ? y : tmp;
+    for (int q = 0; q < 4; q++) vst1q_f32(dst + 4 * q, acc[q]);
+    if (dst == tmp) memcpy(y, tmp, sizeof(float) * (size_t)nv); /* rows >= n1: not ours */
+}
+
+typedef void (*r16_row_fn)(float *y, const evlm_q8a *x, const char *gw, int kb, int nv);
+
+static void r16_row_Q8_0(float *y, const evlm_q8a *x, const char *gw, int kb, int nv) {
+    r16_row(y, x, gw, kb, nv, EVLM_TYPE_Q8_0);
+}
+static void r16_row_Q4_0(float *y, const evlm_q8a *x, const char *gw, int kb, int nv) {
+    r16_row(y, x, gw, kb, nv, EVLM_TYPE_Q4_0);
+}
+static void r16_row_Q4_1(float *y, const evlm_q8a *x, const char *gw, int kb, int nv) {
+    r16_row(y, x, gw, kb, nv, EVLM_TYPE_Q4_1);
+}
+
+/* Activation rows in chunks that stay in L2 (as evlm__neon_gemm_q_tiles), each group of 16
+ * weight rows streamed from memory once per chunk. w: the matrix base, groups 16 * ldw bytes
+ * apart; a partial last group writes only its nv valid rows. */
+static void gemm_q_r16(r16_row_fn row, float *y, size_t ldy, const evlm_q8a *x, size_t ldx,
+                       const char *w, size_t ldw, int m, int n0, int n1, int k) {
+    int kb = k / EVLM_QK;
+    size_t row_bytes = (size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a);
+    int mc = (int)((192u * 1024u) / row_bytes);
+    if (mc < 1) mc = 1;
+    for (int i0 = 0; i0 < m; i0 += mc) {
+        int i1 = m - i0 < mc ? m : i0 + mc;
+        for (int g = n0; g < n1; g += EVLM_R16) {
+            const char *gw = w + (size_t)(g / EVLM_R16) * EVLM_R16 * ldw;
+            int nv = n1 - g < EVLM_R16 ? n1 - g : EVLM_R16;
+            for (int i = i0; i < i1; i++)
+                row(y + (size_t)i * ldy + g, x + (size_t)i * ldx, gw, kb, nv);
+        }
+    }
+}
+
 static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                         size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
     const qtile_fn(*tiles)[4];
@@ -388,6 +555,15 @@ static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, con
     case EVLM_TYPE_Q4_1:
         tiles = qtiles_Q4_1;
         break;
+    case EVLM_TYPE_Q8_0_R16:
+        gemm_q_r16(r16_row_Q8_0, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+        return;
+    case EVLM_TYPE_Q4_0_R16:
+        gemm_q_r16(r16_row_Q4_0, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+        return;
+    case EVLM_TYPE_Q4_1_R16:
+        gemm_q_r16(r16_row_Q4_1, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+        return;
     default:
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
