@@ -29,6 +29,19 @@ typedef struct evlm_matmul_env {
 /* Activation blocks a state must plan for products of up to max_m rows of max_k columns. */
 size_t evlm_matmul_qbuf_blocks(int max_m, int max_k);
 
+/* One product of evlm_matmul_n: y (m, w->ne[1], row stride ldy floats) = x @ w^T (+ bias). */
+typedef struct evlm_matmul_out {
+    float *y;
+    size_t ldy;
+    const evlm_tensor *w;
+    const float *bias; /* nullable */
+} evlm_matmul_out;
+
+/* Several products of one x (m rows, ldx floats apart; every w has x's ne[0] columns) in one
+ * hand-off to the pool: q / k / v, gate / up. x is quantized once for the int8 path. Each output
+ * element is the same bits as evlm_matmul would give. */
+void evlm_matmul_n(const evlm_matmul_env *env, const float *x, size_t ldx, int m,
+                   const evlm_matmul_out *outs, int n_outs);
 /* y (m, w->ne[1]) = x (m, w->ne[0]) @ w^T (+ bias). ldx / ldy in floats. */
 void evlm_matmul(const evlm_matmul_env *env, float *y, size_t ldy, const float *x, size_t ldx,
                  const evlm_tensor *w, const float *bias, int m);

@@ -104,11 +104,18 @@ EVLM__INLINE __m256 load8_tail(const void *w, int j, evlm_type wt, int n) {
         for (int c = 0; c < NR; c++) y[(size_t)r * ldy + c] = hsum8(a[c]);
 #define GEMM_XFULL(r) _mm256_loadu_ps(x + (size_t)(r) * ldx + j)
 #define GEMM_XTAIL(r) _mm256_maskload_ps(x + (size_t)(r) * ldx + j, xm)
+/* Decode (m = 1) streams each weight row once: short rows end before the hardware prefetcher
+ * ramps up, so the next tile's rows are requested a line at a time alongside this tile's */
+#define GEMM_PREFETCH_NEXT(MR, NR, wt)                                                             \
+    if (MR == 1 && NR == GEMM_NR1 && ((size_t)j * evlm_type_size(wt)) % 64 == 0)                   \
+        for (int c = 0; c < NR; c++)                                                               \
+            _mm_prefetch((const char *)w + (size_t)(c + NR) * ldw + (size_t)j * evlm_type_size(wt), _MM_HINT_T0);
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
     __m256 a0[NR], a1[NR], a2[NR], a3[NR], wv[NR];                                                 \
     for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm256_setzero_ps();              \
     int j = 0;                                                                                     \
     for (; j + 8 <= k; j += 8) {                                                                   \
+        GEMM_PREFETCH_NEXT(MR, NR, wt)                                                             \
         GEMM_TILE_STEP(MR, NR, load8(w + (size_t)c * ldw, j, wt), GEMM_XFULL)                      \
     }                                                                                              \
     if (j < k) {                                                                                   \

@@ -100,6 +100,13 @@ EVLM__INLINE float hsum16(__m512 v) {
 #define GEMM_TILE_STORE(MR, NR, r, a)                                                              \
     if (MR > r)                                                                                    \
         for (int c = 0; c < NR; c++) y[(size_t)r * ldy + c] = hsum16(a[c]);
+/* Decode (NR = 8, m = 1) streams each weight row once: short rows (1 KB at k = 576) end before
+ * the hardware prefetcher ramps up, so the next tile's 8 rows are requested a line at a time
+ * alongside this tile's */
+#define GEMM_PREFETCH_NEXT(MR, NR, wt)                                                             \
+    if (MR == 1 && NR == GEMM_NR1 && ((size_t)j * evlm_type_size(wt)) % 64 == 0)                              \
+        for (int c = 0; c < NR; c++)                                                               \
+            _mm_prefetch((const char *)w + (size_t)(c + NR) * ldw + (size_t)j * evlm_type_size(wt), _MM_HINT_T0);
 #define GEMM_XFULL(r) _mm512_loadu_ps(x + (size_t)(r) * ldx + j)
 #define GEMM_XTAIL(r) _mm512_maskz_loadu_ps(mk, x + (size_t)(r) * ldx + j)
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
@@ -107,6 +114,7 @@ EVLM__INLINE float hsum16(__m512 v) {
     for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm512_setzero_ps();              \
     int j = 0;                                                                                     \
     for (; j + 16 <= k; j += 16) {                                                                 \
+        GEMM_PREFETCH_NEXT(MR, NR, wt)                                                             \
         GEMM_TILE_STEP(MR, NR, load16_full(w + (size_t)c * ldw, j, wt), GEMM_XFULL)             \
     }                                                                                              \
     if (j < k) {                                                                                   \

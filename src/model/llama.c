@@ -390,9 +390,9 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H, c->rms_norm_eps);
         observe(s, l, "attn_qkv", s->xb, n, H);
-        matmul(s, s->q, QD, s->xb, H, ly->wq, ly->bq, n);
-        matmul(s, s->k, KD, s->xb, H, ly->wk, ly->bk, n);
-        matmul(s, s->v, KD, s->xb, H, ly->wv, ly->bv, n);
+        const evlm_matmul_out qkv[3] = {{s->q, QD, ly->wq, ly->bq}, {s->k, KD, ly->wk, ly->bk},
+                                         {s->v, KD, ly->wv, ly->bv}};
+        evlm_matmul_n(&s->mm, s->xb, H, n, qkv, 3);
         for (int i = 0; i < n; i++) {
             int pos = b->pos ? b->pos[off + i] : slot0 + i + s->pos_offset;
             const float *cs, *sn;
@@ -420,8 +420,8 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->ffn_norm, H, c->rms_norm_eps);
         observe(s, l, "ffn_gate_up", s->xb, n, H);
-        matmul(s, s->hb, F, s->xb, H, ly->w_gate, ly->b_gate, n);
-        matmul(s, s->hb2, F, s->xb, H, ly->w_up, ly->b_up, n);
+        const evlm_matmul_out gate_up[2] = {{s->hb, F, ly->w_gate, ly->b_gate}, {s->hb2, F, ly->w_up, ly->b_up}};
+        evlm_matmul_n(&s->mm, s->xb, H, n, gate_up, 2);
         for (int i = 0; i < n; i++) kn->silu_mul(s->hb + (size_t)i * F, s->hb2 + (size_t)i * F, F);
         observe(s, l, "ffn_down", s->hb, n, F);
         matmul(s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
