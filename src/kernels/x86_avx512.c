@@ -104,9 +104,9 @@ EVLM__INLINE float hsum16(__m512 v) {
  * the hardware prefetcher ramps up, so the next tile's 8 rows are requested a line at a time
  * alongside this tile's */
 #define GEMM_PREFETCH_NEXT(MR, NR, wt)                                                             \
-    if (MR == 1 && NR == GEMM_NR1 && ((size_t)j * evlm_type_size(wt)) % 64 == 0)                              \
-        for (int c = 0; c < NR; c++)                                                               \
-            _mm_prefetch((const char *)w + (size_t)(c + NR) * ldw + (size_t)j * evlm_type_size(wt), _MM_HINT_T0);
+    if (MR == 1 && NR == GEMM_NR1 && pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                    \
+        for (int c = 0; c < NR; c++) _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
+#define GEMM_ES(wt) ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
 #define GEMM_XFULL(r) _mm512_loadu_ps(x + (size_t)(r) * ldx + j)
 #define GEMM_XTAIL(r) _mm512_maskz_loadu_ps(mk, x + (size_t)(r) * ldx + j)
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
@@ -126,12 +126,13 @@ EVLM__INLINE float hsum16(__m512 v) {
     GEMM_TILE_STORE(MR, NR, 2, a2)                                                                 \
     GEMM_TILE_STORE(MR, NR, 3, a3)
 
+/* pf: the next tile's weight rows to prefetch during this one (decode tiles only), or NULL */
 typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
-                        size_t ldw, int k);
+                        size_t ldw, int k, const char *pf);
 
 #define TILE_FN(T, MR, NR)                                                                         \
     static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const float *x, size_t ldx,           \
-                                       const char *w, size_t ldw, int k) {                         \
+                                       const char *w, size_t ldw, int k, const char *pf) {         \
         GEMM_TILE_BODY(MR, NR, EVLM_TYPE_##T)                                                      \
     }
 #define TILE_SET(T)                                                                                \
@@ -169,6 +170,10 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
     int nc = (int)(GEMM_L2_BYTES / row_bytes) / nr * nr;
     if (nc < nr) nc = nr;
     const char *wb = (const char *)w;
+    /* decode over short rows (< 2 KB): each row ends before the hardware prefetcher ramps up, so
+     * tiles ask for the next tile's rows, past the chunk too (the last tile of a thread's share
+     * then warms what follows it in the file: usually the next matrix; a prefetch never faults) */
+    const bool stream = m == 1 && row_bytes < 2048 + 64;
     for (int c0 = n0; c0 < n1; c0 += nc) {
         int c1 = n1 - c0 > nc ? c0 + nc : n1;
         for (int i = 0; i < m; i += GEMM_MR) {
@@ -176,8 +181,11 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
             const float *xi = x + (size_t)i * ldx;
             float *yi = y + (size_t)i * ldy;
             int n = c0;
-            for (; n + nr <= c1; n += nr) wide[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k);
-            for (; n < c1; n++) narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k);
+            for (; n + nr <= c1; n += nr) {
+                const char *pf = stream ? wb + (size_t)(n + nr) * ldw : NULL;
+                wide[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, pf);
+            }
+            for (; n < c1; n++) narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, NULL);
         }
     }
 }
