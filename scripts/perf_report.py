@@ -224,7 +224,7 @@ def main():
             return last_json(run([EVLM, "eval", "-m", "models/scenes-vlm", "--dataset", sub, "-n", "32", "-t", THREADS, "--json"] + extra).stdout)
 
         b = ev([])
-        for setting in [["--lookahead", "auto"], ["--lookahead", "0,6,2"], ["--lookahead", "2,4,2"]]:
+        for setting in [["--lookahead", "auto"], ["--lookahead", "0,3,1"], ["--lookahead", "0,4,2"], ["--lookahead", "2,4,2"]]:
             r = ev(setting)
             w("| scenes-vlm (bf16) | scenes-dev describe + plate questions (%d), one n-gram pool for the set | %.0f | `%s` | %.0f | %.2f | %.2fx |"
               % (b.get("n", 0), b["decode_tok_s"], " ".join(setting), r["decode_tok_s"], r["accepted_per_step"], r["decode_tok_s"] / b["decode_tok_s"]))

@@ -66,7 +66,7 @@ static double decode_speed(evlm_model *m, const evlm_prompt *pr, const cli_model
 static int tune_lookahead(evlm_model *m, const evlm_prompt *pr, const cli_model_opts *o, int n_gen,
                           int reps, bool json) {
     static const int grid[][4] = {
-        {0, 0, 0, 0}, {0, 3, 1, 0}, {0, 4, 2, 0}, {0, 6, 2, 0}, {1, 3, 1, 0}, {2, 3, 2, 0},
+        {0, 0, 0, 0}, {0, 3, 1, 0}, {0, 4, 1, 0}, {0, 5, 1, 0}, {0, 4, 2, 0}, {0, 6, 2, 0}, {1, 3, 1, 0}, {2, 3, 2, 0},
         {2, 4, 2, 0}, {3, 3, 3, 0}, {3, 4, 3, 0}, {4, 4, 4, 0}, {5, 4, 5, 0}, {5, 5, 5, 0},
         {7, 5, 7, 0}, {10, 5, 10, 0}, {0, 0, 0, 4}, {0, 0, 0, 8}, {2, 4, 2, 6}, {4, 4, 4, 8},
     };

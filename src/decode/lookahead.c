@@ -242,15 +242,17 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
 /* ---- defaults ------------------------------------------------------------------------------- */
 
 /* Decode reads every weight once per pass, so while a pass is bound by memory bandwidth, a few
- * more rows cost little; a small model on few cores is bound by compute and pays for every extra
- * row (a pass of k rows costs about k tokens), so there no draft can win. Measured on a 2-core
- * AVX-512 machine (`evlm bench --tune-lookahead`): aidreams260K and the 20M scene model lose
- * with any setting, the 270 MB SmolLM2-135M gains 1.4x with 0,3,1. */
+ * more rows cost little; a model that lives in the core's caches is bound by compute and pays for
+ * every extra row (a pass of k rows costs about k tokens), so there no draft can win. Measured on
+ * a 2-core AVX-512 machine (`evlm bench --tune-lookahead`, `evlm eval`): aidreams260K (1 MB per
+ * core) loses with any setting; the scene VLM (17 MB of decoder + head per core) gains 1.2x with
+ * 0,4,1 on its describe / plate questions with a kept pool (0,4,2: 1.0x, more rows than accepted
+ * tokens pay for); the 270 MB SmolLM2-135M shape 2.2x with 0,4,1 (random weights). */
 evlm_lookahead_params evlm_lookahead_auto(const evlm_model *m) {
     double mb_per_core = (double)evlm_model_decode_bytes(m) / 1e6 / evlm_model_n_threads(m);
     evlm_lookahead_params p = {0};
-    if (mb_per_core < 32) p = (evlm_lookahead_params){0, 0, 0, 0}; /* compute-bound: plain */
-    else if (mb_per_core < 512) p = (evlm_lookahead_params){0, 3, 1, 0};
+    if (mb_per_core < 4) p = (evlm_lookahead_params){0, 0, 0, 0}; /* cache-resident: plain */
+    else if (mb_per_core < 512) p = (evlm_lookahead_params){0, 4, 1, 0};
     else p = (evlm_lookahead_params){0, 4, 2, 4};
     return p;
 }
