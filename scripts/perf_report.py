@@ -6,7 +6,7 @@ machine next to ours, lookahead decoding on the real models, and the kernel micr
 Environment: BENCH_REPS (default 3), BENCH_QUICK=1 (skip the Qwen2-1.5B shape and the 256M image),
 EVLM (the binary, default build/release/evlm). Models are synthesized once into build/models/.
 """
-import json, os, platform, subprocess, sys, datetime, statistics
+import datetime, json, os, platform, re, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.chdir(ROOT)
@@ -88,8 +88,45 @@ def fmt(x, nd=1):
     return "-" if x is None else ("%.*f" % (nd, x))
 
 
+def previous_figures(path="docs/PERFORMANCE.md"):
+    """The standard-shape figures of the report being replaced: ({(shape, weights): (prefill, decode)}, commit)."""
+    figs, commit = {}, None
+    if not os.path.exists(path):
+        return figs, commit
+    for line in open(path):
+        m = re.search(r"commit ([0-9a-f]{7,})", line)
+        if m and commit is None:
+            commit = m.group(1)
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 11 and cells[0] in ("smollm2-135m", "qwen2-1.5b"):
+            try:
+                figs[(cells[0], cells[1])] = (float(cells[2]), float(cells[5]))
+            except ValueError:
+                pass
+    return figs, commit
+
+
+def history_section(prev, commit, results):
+    """Markdown: this run's standard-shape figures against the previous report's."""
+    out = []
+    if not prev:
+        return out
+    out.append("Against the previous `make bench` report (commit %s), same machine and commands:\n" % (commit or "?"))
+    out.append("| shape | weights | prefill tok/s before | now | ratio | decode tok/s before | now | ratio |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for (name, wt), r in results.items():
+        if (name, wt) not in prev:
+            continue
+        pp, tg = prev[(name, wt)]
+        out.append("| %s | %s | %.1f | %.1f | %.2fx | %.1f | %.1f | %.2fx |" % (
+            name, wt, pp, r["prefill_tok_s"], r["prefill_tok_s"] / pp, tg, r["decode_tok_s"], r["decode_tok_s"] / tg))
+    out.append("")
+    return out
+
+
 def main():
     os.makedirs(MODELS, exist_ok=True)
+    prev, prev_commit = previous_figures()
     m = machine()
     quant = has_quantize()
     doc = []
@@ -131,6 +168,7 @@ def main():
                 r["decode_tok_s"], fmt(tg), fmt(r["decode_tok_s"] / tg, 2) + "x" if tg else "-",
                 r["decode_gb_s"], r["peak_rss_mb"], r["model_bytes"] / 1e6))
     w("\nbf16 rows are compared with llama.cpp's F16 (it has no BF16 CPU path in that build).\n")
+    doc.extend(history_section(prev, prev_commit, results))
     w("Against the targets of issue 4 (decode >= 1.25x llama.cpp on the 135M shape and >= 1.05x on the 1.5B shape at every "
       "precision, prefill >= 2x):\n")
     w("| shape | weights | decode ratio | target | met | prefill ratio | target | met |")
