@@ -100,13 +100,13 @@ EVLM__INLINE float hsum16(__m512 v) {
 #define GEMM_TILE_STORE(MR, NR, r, a)                                                              \
     if (MR > r)                                                                                    \
         for (int c = 0; c < NR; c++) y[(size_t)r * ldy + c] = hsum16(a[c]);
-/* Decode (NR = 8, m = 1) streams each weight row once: short rows (1 KB at k = 576) end before
- * the hardware prefetcher ramps up, so the next tile's 8 rows are requested a line at a time
- * alongside this tile's */
-#define GEMM_PREFETCH_NEXT(MR, NR, wt)                                                             \
+/* Decode tiles (m = 1) request the line GEMM_PF_BYTES ahead in each of their rows, one per 64
+ * bytes of progress (see gemm_avx512) */
+#define GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                             \
     if (MR == 1 && NR == GEMM_NR1 && pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                    \
         for (int c = 0; c < NR; c++) _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
 #define GEMM_ES(wt) ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
+#define GEMM_PF_BYTES 1536 /* prefetch distance along a row (chosen by measurement on this VM) */
 #define GEMM_XFULL(r) _mm512_loadu_ps(x + (size_t)(r) * ldx + j)
 #define GEMM_XTAIL(r) _mm512_maskz_loadu_ps(mk, x + (size_t)(r) * ldx + j)
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
@@ -114,7 +114,7 @@ EVLM__INLINE float hsum16(__m512 v) {
     for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm512_setzero_ps();              \
     int j = 0;                                                                                     \
     for (; j + 16 <= k; j += 16) {                                                                 \
-        GEMM_PREFETCH_NEXT(MR, NR, wt)                                                             \
+        GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                             \
         GEMM_TILE_STEP(MR, NR, load16_full(w + (size_t)c * ldw, j, wt), GEMM_XFULL)             \
     }                                                                                              \
     if (j < k) {                                                                                   \
@@ -126,7 +126,8 @@ EVLM__INLINE float hsum16(__m512 v) {
     GEMM_TILE_STORE(MR, NR, 2, a2)                                                                 \
     GEMM_TILE_STORE(MR, NR, 3, a3)
 
-/* pf: the next tile's weight rows to prefetch during this one (decode tiles only), or NULL */
+/* pf: this tile's w + GEMM_PF_BYTES, the addresses to prefetch ahead of the loads (decode tiles
+ * only), or NULL */
 typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
                         size_t ldw, int k, const char *pf);
 
@@ -170,10 +171,11 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
     int nc = (int)(GEMM_L2_BYTES / row_bytes) / nr * nr;
     if (nc < nr) nc = nr;
     const char *wb = (const char *)w;
-    /* decode over short rows (< 2 KB): each row ends before the hardware prefetcher ramps up, so
-     * tiles ask for the next tile's rows, past the chunk too (the last tile of a thread's share
-     * then warms what follows it in the file: usually the next matrix; a prefetch never faults) */
-    const bool stream = m == 1 && row_bytes < 2048 + 64;
+    /* decode reads each weight once, NR rows at a time: the hardware prefetcher keeps up with one
+     * sequential stream but not with NR interleaved ones (1.5B f16: 45 -> 51 GB/s; short rows end
+     * before it even ramps up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a
+     * short row that is the next rows, past the share the next matrix; a prefetch never faults) */
+    const bool stream = m == 1;
     for (int c0 = n0; c0 < n1; c0 += nc) {
         int c1 = n1 - c0 > nc ? c0 + nc : n1;
         for (int i = 0; i < m; i += GEMM_MR) {
@@ -182,7 +184,7 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
             float *yi = y + (size_t)i * ldy;
             int n = c0;
             for (; n + nr <= c1; n += nr) {
-                const char *pf = stream ? wb + (size_t)(n + nr) * ldw : NULL;
+                const char *pf = stream ? wb + (size_t)n * ldw + GEMM_PF_BYTES : NULL;
                 wide[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, pf);
             }
             for (; n < c1; n++) narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, NULL);
