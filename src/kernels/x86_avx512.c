@@ -100,10 +100,10 @@ EVLM__INLINE float hsum16(__m512 v) {
 #define GEMM_TILE_STORE(MR, NR, r, a)                                                              \
     if (MR > r)                                                                                    \
         for (int c = 0; c < NR; c++) y[(size_t)r * ldy + c] = hsum16(a[c]);
-/* Decode tiles (m = 1) request the line GEMM_PF_BYTES ahead in each of their rows, one per 64
+/* Streaming tiles (m <= GEMM_MR) request the line GEMM_PF_BYTES ahead in each of their rows, one per 64
  * bytes of progress (see gemm_avx512) */
 #define GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                             \
-    if (MR == 1 && NR == GEMM_NR1 && pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                    \
+    if (pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                                                 \
         for (int c = 0; c < NR; c++) _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
 #define GEMM_ES(wt) ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
 #define GEMM_PF_BYTES 1536 /* prefetch distance along a row (chosen by measurement on this VM) */
@@ -175,7 +175,7 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
      * sequential stream but not with NR interleaved ones (1.5B f16: 45 -> 51 GB/s; short rows end
      * before it even ramps up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a
      * short row that is the next rows, past the share the next matrix; a prefetch never faults) */
-    const bool stream = m == 1;
+    const bool stream = m <= GEMM_MR; /* one x tile: every weight is read once (decode, token trees) */
     for (int c0 = n0; c0 < n1; c0 += nc) {
         int c1 = n1 - c0 > nc ? c0 + nc : n1;
         for (int i = 0; i < m; i += GEMM_MR) {
