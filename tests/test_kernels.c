@@ -425,6 +425,25 @@ static void test_gemm_r16(const evlm_kernels *kn) {
     CHECKF(not_same == 0, "%s R16 gemm_q: %d elements depend on m / n0 / n1", kn->name, not_same);
 }
 
+/* rope: rotate-half without FMA in every table, so bit for bit ref's (head_dim 2 .. 160, tails) */
+static void test_rope(const evlm_kernels *kn) {
+    static const int hds[] = {2, 8, 14, 16, 34, 64, 80, 128, 160};
+    int bad = 0;
+    for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++) {
+        int hd = hds[hi], nh = 3, half = hd / 2;
+        float *x = malloc(sizeof(float) * nh * hd), *xr = malloc(sizeof(float) * nh * hd);
+        float *c = malloc(sizeof(float) * half), *sn = malloc(sizeof(float) * half);
+        for (int i = 0; i < nh * hd; i++) x[i] = xr[i] = 4.0f * frand();
+        for (int i = 0; i < half; i++) c[i] = frand(), sn[i] = frand();
+        evlm_kernels_ref.rope(xr, nh, hd, c, sn);
+        kn->rope(x, nh, hd, c, sn);
+        if (memcmp(x, xr, sizeof(float) * nh * hd) != 0 && bad++ < 3)
+            fprintf(stderr, "%s rope head_dim %d differs from ref\n", kn->name, hd);
+        free(x), free(xr), free(c), free(sn);
+    }
+    CHECKF(bad == 0, "%s rope: %d head sizes differ from ref", kn->name, bad);
+}
+
 static void test_quant(const evlm_kernels *kn) {
     test_quantize_act(kn);
     test_gemm_q(kn);
@@ -624,6 +643,7 @@ int main(void) {
         n_tables++;
         test_gemm(kn);
         test_rmsnorm(kn);
+        test_rope(kn);
         test_attn_row(kn);
         CHECK(kn->attn_tile != NULL);
         test_elementwise(kn);

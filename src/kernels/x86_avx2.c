@@ -426,6 +426,29 @@ static void rmsnorm_avx2(float *y, const float *x, const float *w, int n, float 
     for (; i < n; i++) y[i] = w[i] * (x[i] * inv);
 }
 
+/* rotate-half RoPE, 8 pairs per step: mul, mul, sub / add without FMA, so the bits are ref's */
+static void rope_avx2(float *x, int n_heads, int head_dim, const float *cos, const float *sin) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        int i = 0;
+        for (; i + 8 <= half; i += 8) {
+            __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + half);
+            __m256 c = _mm256_loadu_ps(cos + i), s = _mm256_loadu_ps(sin + i);
+            _mm256_storeu_ps(v + i, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s)));
+            _mm256_storeu_ps(v + i + half, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, s)));
+        }
+        if (i < half) { /* the tail through padded copies (a scalar tail could be contracted to FMA) */
+            float a[8] = {0}, b[8] = {0}, c[8] = {0}, sn[8] = {0};
+            for (int t = 0; t < half - i; t++) a[t] = v[i + t], b[t] = v[i + half + t], c[t] = cos[i + t], sn[t] = sin[i + t];
+            __m256 va = _mm256_loadu_ps(a), vb = _mm256_loadu_ps(b), vc = _mm256_loadu_ps(c), vs = _mm256_loadu_ps(sn);
+            _mm256_storeu_ps(a, _mm256_sub_ps(_mm256_mul_ps(va, vc), _mm256_mul_ps(vb, vs)));
+            _mm256_storeu_ps(b, _mm256_add_ps(_mm256_mul_ps(vb, vc), _mm256_mul_ps(va, vs)));
+            for (int t = 0; t < half - i; t++) v[i + t] = a[t], v[i + half + t] = b[t];
+        }
+    }
+}
+
 /* out (head_dim) = softmax(q . K^T * scale) @ V. As the avx512 table: visible keys' scores
  * packed to the front of `scores`, so exp8 and the lane sums see the same sequence in a token
  * tree as one token at a time (bitwise the same row in any batch); V sums in registers for
@@ -486,7 +509,7 @@ const evlm_kernels evlm_kernels_avx2 = {
     .gemm = gemm_avx2,
     .rmsnorm = rmsnorm_avx2,
     .silu_mul = silu_mul_avx2,
-    .rope = evlm__ref_rope,
+    .rope = rope_avx2,
     .attn_row = attn_row_avx2,
     .layernorm = layernorm_avx2,
     .gelu_tanh = gelu_tanh_avx2,

@@ -432,6 +432,21 @@ static void rmsnorm_avx512(float *y, const float *x, const float *w, int n, floa
     }
 }
 
+/* rotate-half RoPE, 16 pairs per step: mul, mul, sub / add without FMA, so the bits are ref's */
+static void rope_avx512(float *x, int n_heads, int head_dim, const float *cos, const float *sin) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i += 16) {
+            __mmask16 mk = tail_mask(half - i);
+            __m512 a = _mm512_maskz_loadu_ps(mk, v + i), b = _mm512_maskz_loadu_ps(mk, v + i + half);
+            __m512 c = _mm512_maskz_loadu_ps(mk, cos + i), s = _mm512_maskz_loadu_ps(mk, sin + i);
+            _mm512_mask_storeu_ps(v + i, mk, _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s)));
+            _mm512_mask_storeu_ps(v + i + half, mk, _mm512_add_ps(_mm512_mul_ps(b, c), _mm512_mul_ps(a, s)));
+        }
+    }
+}
+
 /* q . k for a head: one 16-lane accumulator per 16 dims (head_dim <= 64 in 4 chains), then
  * hsum16 */
 EVLM__INLINE float head_dot(const float *q, const float *k, int hd) {
@@ -498,7 +513,7 @@ const evlm_kernels evlm_kernels_avx512 = {
     .gemm = gemm_avx512,
     .rmsnorm = rmsnorm_avx512,
     .silu_mul = silu_mul_avx512,
-    .rope = evlm__ref_rope,
+    .rope = rope_avx512,
     .attn_row = attn_row_avx512,
     .layernorm = layernorm_avx512,
     .gelu_tanh = gelu_tanh_avx512,
