@@ -13,7 +13,8 @@
  * (vdotq_laneq_s32), one int32 lane per weight row, 16 rows per block column in 4 registers;
  * bitwise equal to ref (exact block sums, then ref's float steps per row without FMA), so also
  * the same bits for any m, n0, n1. Tiles of 1 or 2 activation rows; see the R16 section for
- * instruction counts. Not here: i8mm (SMMLA), activation quantization (arm_neon.c).
+ * instruction counts. Not here: i8mm (SMMLA: arm_i8mm.c, which hands m = 1 and the row-major
+ * types back to this file's gemm_q), activation quantization (arm_neon.c).
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"

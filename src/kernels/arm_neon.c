@@ -1,23 +1,28 @@
 /*
- * arm_neon.c - AArch64 NEON kernels (the "neon" table): gemm for F32 / F16 / BF16 weights and,
- * dequantizing, for Q8_0 / Q4_0 / Q4_1 and their 16-row interleaved *_R16 forms (quant/repack.h:
- * a row gathered from its group, then the F32 tiles); rmsnorm, rope, attn_row, layernorm's sums,
- * quantize_act, and an int8 gemm_q with vmull_s8 for CPUs without dotprod (Cortex-A53 class):
- * row-major tiles, and for *_R16 one activation row against a group of 16 weight rows, each
- * weight register (4 rows x 4 bytes) against 4 broadcast activation bytes (exact int16 products
- * widened pairwise to int32; see the R16 section). silu_mul, gelu_tanh and attn_tile are the
- * scalar `ref` kernels (their expf / tanhf stay libm's; a flash-style attn_tile with a vector
- * exp, as the x86 tables have, is still to do).
+ * arm_neon.c - AArch64 NEON kernels (the "neon" table): gemm for F32 / F16 / BF16 weights (decode
+ * tiles prefetch 1.5 KB ahead in each of their rows) and, dequantizing, for Q8_0 / Q4_0 / Q4_1
+ * and their 16-row interleaved *_R16 forms (quant/repack.h: a row gathered from its group, then
+ * the F32 tiles); rmsnorm, rope, layernorm's sums, quantize_act; silu_mul, gelu_tanh and
+ * attn_row's softmax with a vector exp (exp4: the Cephes polynomial of the x86 files' exp8 /
+ * exp16, within a few ulp of expf); and an int8 gemm_q with vmull_s8 for CPUs without dotprod
+ * (Cortex-A53 class): row-major tiles, and for *_R16 one activation row against a group of 16
+ * weight rows, each weight register (4 rows x 4 bytes) against 4 broadcast activation bytes
+ * (exact int16 products widened pairwise to int32; see the R16 section). attn_tile is the scalar
+ * `ref` kernel (a flash-style one with exp4, as the x86 tables have, is still to do).
  *
  * NEON is part of the AArch64 base ISA, so this file needs no flags; on other architectures it
- * is empty. dispatch.c swaps in gemm_q from arm_dotprod.c (SDOT) when the CPU reports dotprod.
- * Not bit-exact with `ref` where sums are reordered: every dot product of gemm / attn_row /
- * rmsnorm sums in 4 lanes with FMA (one accumulator per output element, so an element's value
- * does not depend on m, the row range or the tile it falls in: token trees stay lossless).
+ * is empty. dispatch.c swaps in gemm_q from arm_dotprod.c (SDOT) when the CPU reports dotprod,
+ * from arm_i8mm.c (SMMLA for m >= 2) when it also reports i8mm.
+ * Not bit-exact with `ref` where sums are reordered or exp is exp4: every dot product of gemm /
+ * attn_row / rmsnorm sums in 4 lanes with FMA (one accumulator per output element, so an
+ * element's value does not depend on m, the row range or the tile it falls in), attn_row packs
+ * the visible keys' scores before its exp and lane sums (so a row is the same in a token tree as
+ * decoded alone: token trees stay lossless), silu_mul / gelu_tanh use exp4 (gelu as x / (1 +
+ * e^-2t)).
  * Bit-exact with `ref`: rope, quantize_act, the dequantized weight values, gemm_q on *_R16
- * weights (exact block sums, then ref's float steps per row; so are arm_dotprod.c's), the
- * per-element scaling steps of rmsnorm / layernorm (no FMA there; the file is compiled with ISO
- * C's fp-contract off like ref.c).
+ * weights (exact block sums, then ref's float steps per row; so are arm_dotprod.c's and
+ * arm_i8mm.c's), the per-element scaling steps of rmsnorm / layernorm (no FMA there; the file is
+ * compiled with ISO C's fp-contract off like ref.c).
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -30,6 +35,13 @@
 #include <string.h>
 
 #define EVLM__INLINE static inline __attribute__((always_inline))
+/* GCC 12 keeps an accumulator array indexed in a loop on the stack (a store per iteration) unless
+ * the loop is unrolled before its scalar replacement: asked for here on the loops over them */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EVLM__UNROLL _Pragma("GCC unroll 16")
+#else
+#define EVLM__UNROLL
+#endif
 
 /* ---- float gemm ------------------------------------------------------------------------------ */
 
@@ -45,27 +57,49 @@ EVLM__INLINE float32x4_t load4(const void *w, int j, evlm_type wt) {
 EVLM__INLINE float load1(const void *w, int j, evlm_type wt) {
     if (wt == EVLM_TYPE_F32) return ((const float *)w)[j];
     uint16_t h = ((const uint16_t *)w)[j];
-    return wt == EVLM_TYPE_F16 ? evlm_f16_to_f32(h) : evlm_bf16_to_f32(h);
+    /* FCVT, not a call: a call in the tile makes GCC keep its accumulators on the stack */
+    if (wt == EVLM_TYPE_F16)
+        return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+    return evlm_bf16_to_f32(h);
 }
+
+/* Decode (the 1 x 8 tiles: every weight read once, 8 rows at a time) asks for the line
+ * GEMM_PF_BYTES ahead in each row of the tile, one per 64 bytes of progress, as the x86 tiles do:
+ * hardware prefetchers follow a sequential stream or two, not 8 interleaved ones. Past the end of
+ * a row that is the next rows or the next matrix; PRFM never faults. */
+#define GEMM_PF_BYTES 1536
+
+/* acc[i][r] += x_i[j .. j+3] * w_r[j .. j+3] */
+#define FTILE_STEP(j)                                                                              \
+    do {                                                                                           \
+        float32x4_t xv[4], wv[8];                                                                  \
+        EVLM__UNROLL for (int i = 0; i < MR; i++) xv[i] = vld1q_f32(x + (size_t)i * ldx + (j));    \
+        EVLM__UNROLL for (int r = 0; r < NR; r++) wv[r] = load4(w + (size_t)r * ldw, (j), wt);     \
+        EVLM__UNROLL for (int i = 0; i < MR; i++)                                                  \
+            EVLM__UNROLL for (int r = 0; r < NR; r++)                                              \
+                acc[i][r] = vfmaq_f32(acc[i][r], xv[i], wv[r]);                                    \
+    } while (0)
 
 /* y[i][r] = x_i . w_r for MR rows of x and NR weight rows: each x block of 4 is loaded once per
  * NR rows and each weight block once per MR rows. Element (i, r) has its own accumulator and the
- * same order (4 lanes, FMA, lane sum, scalar tail) in every tile shape. */
+ * same order (4 lanes, FMA, lane sum, scalar tail) in every tile shape, prefetching or not. */
 EVLM__INLINE void ftile(float *y, size_t ldy, const float *x, size_t ldx, const char *w, size_t ldw,
                         int k, evlm_type wt, int MR, int NR) {
     float32x4_t acc[4][8];
-    for (int i = 0; i < MR; i++)
-        for (int r = 0; r < NR; r++) acc[i][r] = vdupq_n_f32(0.0f);
+    EVLM__UNROLL for (int i = 0; i < MR; i++)
+        EVLM__UNROLL for (int r = 0; r < NR; r++) acc[i][r] = vdupq_n_f32(0.0f);
     int j = 0;
-    for (; j + 4 <= k; j += 4) {
-        float32x4_t xv[4], wv[8];
-        for (int i = 0; i < MR; i++) xv[i] = vld1q_f32(x + (size_t)i * ldx + j);
-        for (int r = 0; r < NR; r++) wv[r] = load4(w + (size_t)r * ldw, j, wt);
-        for (int i = 0; i < MR; i++)
-            for (int r = 0; r < NR; r++) acc[i][r] = vfmaq_f32(acc[i][r], xv[i], wv[r]);
+    if (MR == 1 && NR == 8) {
+        const int es = wt == EVLM_TYPE_F32 ? 4 : 2, line = 64 / es; /* weights per 64 bytes */
+        for (; j + line <= k; j += line) {
+            EVLM__UNROLL for (int r = 0; r < NR; r++)
+                __builtin_prefetch(w + (size_t)r * ldw + (size_t)j * es + GEMM_PF_BYTES);
+            EVLM__UNROLL for (int jj = 0; jj < line; jj += 4) FTILE_STEP(j + jj);
+        }
     }
-    for (int i = 0; i < MR; i++)
-        for (int r = 0; r < NR; r++) {
+    for (; j + 4 <= k; j += 4) FTILE_STEP(j);
+    EVLM__UNROLL for (int i = 0; i < MR; i++)
+        EVLM__UNROLL for (int r = 0; r < NR; r++) {
             float s = vaddvq_f32(acc[i][r]);
             for (int t = j; t < k; t++)
                 s += x[(size_t)i * ldx + t] * load1(w + (size_t)r * ldw, t, wt);
@@ -249,6 +283,64 @@ static void layernorm_neon(float *y, const float *x, const float *w, const float
     for (; i < n; i++) y[i] = (x[i] - mean) * inv * w[i] + b[i];
 }
 
+/* e^x within ~2 ulp (Cephes expf polynomial on r = x - n ln2, n = round(x / ln2), then times 2^n
+ * made in the exponent bits): exactly 0 below -87.3 (e^-inf included; no subnormal results),
+ * inputs above 88 give e^88. Same polynomial as exp8 / exp16 of the x86 files. */
+EVLM__INLINE float32x4_t exp4(float32x4_t x) {
+    uint32x4_t keep = vcgeq_f32(x, vdupq_n_f32(-87.3f));
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.0f));
+    float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    float32x4_t y = vmulq_f32(p, vreinterpretq_f32_s32(e));
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(y), keep));
+}
+
+/* g / (1 + e^-g) * u, as ref with a vector exp */
+EVLM__INLINE float32x4_t silu_mul4(float32x4_t g, float32x4_t u) {
+    float32x4_t s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), exp4(vnegq_f32(g))));
+    return vmulq_f32(s, u);
+}
+
+static void silu_mul_neon(float *g, const float *u, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(g + i, silu_mul4(vld1q_f32(g + i), vld1q_f32(u + i)));
+    if (i < n) { /* the tail through a padded vector, so every element takes the same path */
+        float tg[4] = {0}, tu[4] = {0};
+        memcpy(tg, g + i, sizeof(float) * (size_t)(n - i));
+        memcpy(tu, u + i, sizeof(float) * (size_t)(n - i));
+        vst1q_f32(tg, silu_mul4(vld1q_f32(tg), vld1q_f32(tu)));
+        memcpy(g + i, tg, sizeof(float) * (size_t)(n - i));
+    }
+}
+
+/* 0.5 x (1 + tanh(t)) computed as x / (1 + e^(-2t)), t = sqrt(2/pi) (x + 0.044715 x^3): the same
+ * function without the cancellation of 1 + tanh(t) for large negative x (as the x86 tables) */
+EVLM__INLINE float32x4_t gelu4(float32x4_t v) {
+    float32x4_t t = vfmaq_f32(v, vmulq_f32(vdupq_n_f32(0.044715f), v), vmulq_f32(v, v));
+    t = vmulq_f32(vdupq_n_f32(-2.0f * 0.7978845608028654f), t);
+    return vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), exp4(t)));
+}
+
+static void gelu_tanh_neon(float *x, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, gelu4(vld1q_f32(x + i)));
+    if (i < n) {
+        float t[4] = {0};
+        memcpy(t, x + i, sizeof(float) * (size_t)(n - i));
+        vst1q_f32(t, gelu4(vld1q_f32(t)));
+        memcpy(x + i, t, sizeof(float) * (size_t)(n - i));
+    }
+}
+
 /* rotate-half RoPE with ref's operations (no FMA), so bit-exact */
 static void rope_neon(float *x, int n_heads, int head_dim, const float *cos, const float *sin) {
     int half = head_dim / 2;
@@ -269,31 +361,79 @@ static void rope_neon(float *x, int n_heads, int head_dim, const float *cos, con
     }
 }
 
-/* out (head_dim) = softmax(q . K^T * scale) @ V; exp stays scalar expf as in ref */
+/* out[c0 .. c0 + 4 NV) = sum over the visible keys t of p_j v_t (p: the packed weights), NV
+ * vectors of accumulators in registers; one FMA chain per element in key order */
+EVLM__INLINE void attn_v_block(float *out, const float *v, size_t ld, int n_kv, const uint8_t *mask,
+                               const float *p, int c0, int NV) {
+    float32x4_t acc[16];
+    EVLM__UNROLL for (int c = 0; c < NV; c++) acc[c] = vdupq_n_f32(0.0f);
+    for (int t = 0, j = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
+        const float *vr = v + (size_t)t * ld + c0;
+        float32x4_t vp = vdupq_n_f32(p[j++]);
+        EVLM__UNROLL for (int c = 0; c < NV; c++)
+            acc[c] = vfmaq_f32(acc[c], vp, vld1q_f32(vr + 4 * c));
+    }
+    EVLM__UNROLL for (int c = 0; c < NV; c++) vst1q_f32(out + c0 + 4 * c, acc[c]);
+}
+
+#define ATTN_V(NV)                                                                                 \
+    static void attn_v##NV(float *out, const float *v, size_t ld, int n_kv, const uint8_t *mask,   \
+                           const float *p, int c0) {                                               \
+        attn_v_block(out, v, ld, n_kv, mask, p, c0, NV);                                           \
+    }
+ATTN_V(16)
+ATTN_V(8)
+ATTN_V(4)
+ATTN_V(2)
+ATTN_V(1)
+
+/* out (head_dim) = softmax(q . K^T * scale) @ V. The visible keys' scores are packed to the
+ * front of `scores` first, so the vector exp4 and the lane sums see the same sequence whether
+ * hidden keys sit between them (a token tree) or not (the same tokens decoded one by one): a row
+ * is bitwise the same in any batch. V is summed in blocks of up to 64 columns held in registers
+ * (one pass over the keys per block; head_dim 128 takes two), columns past the last multiple of 4
+ * in a scalar loop. */
 static void attn_row_neon(float *out, const float *q, const float *k, const float *v, int n_kv,
                           int head_dim, size_t ld, float scale, const uint8_t *mask,
                           float *scores) {
     float mx = -INFINITY;
-    for (int t = 0; t < n_kv; t++) {
-        if (mask && !mask[t]) {
-            scores[t] = -INFINITY; /* exp gives exactly 0 */
-            continue;
-        }
-        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
-        scores[t] = s;
-        if (s > mx) mx = s;
-    }
-    float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
-    for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
+    int nl = 0;
     for (int t = 0; t < n_kv; t++) {
         if (mask && !mask[t]) continue;
-        const float *vr = v + (size_t)t * ld;
-        float p = scores[t] * inv;
-        float32x4_t vp = vdupq_n_f32(p);
-        int i = 0;
-        for (; i + 4 <= head_dim; i += 4)
-            vst1q_f32(out + i, vfmaq_f32(vld1q_f32(out + i), vp, vld1q_f32(vr + i)));
-        for (; i < head_dim; i++) out[i] += p * vr[i];
+        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
+        scores[nl++] = s;
+        if (s > mx) mx = s;
+    }
+    const float32x4_t vmx = vdupq_n_f32(mx);
+    float32x4_t vsum = vdupq_n_f32(0.0f);
+    int j = 0;
+    for (; j + 4 <= nl; j += 4) {
+        float32x4_t e = exp4(vsubq_f32(vld1q_f32(scores + j), vmx));
+        vst1q_f32(scores + j, e);
+        vsum = vaddq_f32(vsum, e);
+    }
+    if (j < nl) { /* padded with -inf: e = 0 in the spare lanes */
+        float t4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        memcpy(t4, scores + j, sizeof(float) * (size_t)(nl - j));
+        float32x4_t e = exp4(vsubq_f32(vld1q_f32(t4), vmx));
+        vst1q_f32(t4, e);
+        memcpy(scores + j, t4, sizeof(float) * (size_t)(nl - j));
+        vsum = vaddq_f32(vsum, e);
+    }
+    const float inv = 1.0f / vaddvq_f32(vsum);
+    for (j = 0; j < nl; j++) scores[j] *= inv;
+    int h4 = head_dim & ~3, c0 = 0;
+    for (; c0 + 64 <= h4; c0 += 64) attn_v16(out, v, ld, n_kv, mask, scores, c0);
+    if (h4 - c0 >= 32) attn_v8(out, v, ld, n_kv, mask, scores, c0), c0 += 32;
+    if (h4 - c0 >= 16) attn_v4(out, v, ld, n_kv, mask, scores, c0), c0 += 16;
+    if (h4 - c0 >= 8) attn_v2(out, v, ld, n_kv, mask, scores, c0), c0 += 8;
+    if (h4 - c0 >= 4) attn_v1(out, v, ld, n_kv, mask, scores, c0), c0 += 4;
+    for (int i = h4; i < head_dim; i++) {
+        float s = 0.0f;
+        for (int t = 0, jj = 0; t < n_kv; t++)
+            if (!mask || mask[t]) s += scores[jj++] * v[(size_t)t * ld + i];
+        out[i] = s;
     }
 }
 
@@ -600,11 +740,11 @@ const evlm_kernels evlm_kernels_neon = {
     .name = "neon",
     .gemm = gemm_neon,
     .rmsnorm = rmsnorm_neon,
-    .silu_mul = evlm__ref_silu_mul,
+    .silu_mul = silu_mul_neon,
     .rope = rope_neon,
     .attn_row = attn_row_neon,
     .layernorm = layernorm_neon,
-    .gelu_tanh = evlm__ref_gelu_tanh,
+    .gelu_tanh = gelu_tanh_neon,
     .quantize_act = quantize_act_neon,
     .gemm_q = gemm_q_neon,
     .attn_tile = evlm__ref_attn_tile,

@@ -7,6 +7,8 @@
  * "avx512vnni" is the avx512 table with the quantized-weight entries (quantize_act, gemm_q and
  * gemm for Q8_0 / Q4_0 / Q4_1 weights) from x86_avx512_quant.c; VNNI is not on every AVX-512 CPU,
  * so it is a table of its own, preferred when present. Plain "avx512" uses the AVX2 quant kernels.
+ * AArch64: one "neon" table, whose gemm_q comes from arm_dotprod.c / arm_i8mm.c when the hwcaps
+ * report dotprod / dotprod + i8mm.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -71,17 +73,29 @@ static const evlm_kernels *avx512vnni(void) {
 }
 #endif
 
-/* AArch64: NEON is the base ISA, so "neon" is always there; dotprod (SDOT) is ARMv8.2 and
- * optional, asked of the kernel through the hwcaps (Linux only; elsewhere plain NEON). With it,
- * the "neon" table gets arm_dotprod.c's gemm_q (EVLM_ARM_DOTPROD: CMake compiled that file with
- * -march=armv8.2-a+dotprod). */
+/* AArch64: NEON is the base ISA, so "neon" is always there; dotprod (SDOT, ARMv8.2) and i8mm
+ * (SMMLA, ARMv8.6) are optional, asked of the kernel through the hwcaps (Linux only; elsewhere
+ * plain NEON). With dotprod the "neon" table gets arm_dotprod.c's gemm_q, with i8mm as well
+ * arm_i8mm.c's (which hands m = 1 and the row-major types to arm_dotprod.c). EVLM_ARM_DOTPROD:
+ * CMake compiled both files with their -march flags. */
 #if defined(__aarch64__)
 #if defined(EVLM_ARM_DOTPROD) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1UL << 20)
 #endif
+#ifndef AT_HWCAP2
+#define AT_HWCAP2 26
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1UL << 13)
+#endif
 static int cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+static int cpu_has_i8mm(void) { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
+
+/* arm_i8mm.c (ref_impl.h declares the other ARM kernels) */
+void evlm__neon_i8mm_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                            size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 #endif
 
 static evlm_kernels neon_table;
@@ -90,7 +104,8 @@ static pthread_once_t neon_once = PTHREAD_ONCE_INIT;
 static void neon_init(void) {
     neon_table = evlm_kernels_neon;
 #if defined(EVLM_ARM_DOTPROD) && defined(__linux__)
-    if (cpu_has_dotprod()) neon_table.gemm_q = evlm__neon_dotprod_gemm_q;
+    if (cpu_has_dotprod())
+        neon_table.gemm_q = cpu_has_i8mm() ? evlm__neon_i8mm_gemm_q : evlm__neon_dotprod_gemm_q;
 #endif
 }
 
