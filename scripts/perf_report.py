@@ -84,6 +84,14 @@ def machine():
     return info
 
 
+def membw():
+    """The machine's memory read bandwidth now (bench_membw, THREADS threads), or None."""
+    exe = os.path.join(os.path.dirname(EVLM), "bench_membw")
+    r = run([exe, THREADS], check=False) if os.path.exists(exe) else None
+    m = re.search(r"read GB/s: ([0-9.]+)", r.stdout) if r and r.returncode == 0 else None
+    return float(m.group(1)) if m else None
+
+
 def fmt(x, nd=1):
     return "-" if x is None else ("%.*f" % (nd, x))
 
@@ -127,6 +135,7 @@ def history_section(prev, commit, results):
 def main():
     os.makedirs(MODELS, exist_ok=True)
     prev, prev_commit = previous_figures()
+    bw_start = membw()
     m = machine()
     quant = has_quantize()
     doc = []
@@ -290,6 +299,11 @@ def main():
             w(run([path]).stdout.strip() + "\n")
 
     text = "\n".join(doc) + "\n"
+    bw_end = membw()
+    at = next(i for i, l in enumerate(doc) if l.startswith("Machine: "))
+    doc.insert(at + 1, "\nMemory read bandwidth (`bench_membw %s`, best of 5 passes over 512 MB) at the start / end of this run: %s / %s GB/s. "
+               "Decode reads every weight once per token, so its GB/s column is the figure to hold against these."
+               % (THREADS, fmt(bw_start), fmt(bw_end)))
     with open("docs/PERFORMANCE.md.tmp", "w") as f:
         f.write(text)
     os.replace("docs/PERFORMANCE.md.tmp", "docs/PERFORMANCE.md")
