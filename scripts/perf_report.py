@@ -298,12 +298,12 @@ def main():
             w("### %s (1 thread)\n" % b)
             w(run([path]).stdout.strip() + "\n")
 
-    text = "\n".join(doc) + "\n"
     bw_end = membw()
     at = next(i for i, l in enumerate(doc) if l.startswith("Machine: "))
     doc.insert(at + 1, "\nMemory read bandwidth (`bench_membw %s`, best of 5 passes over 512 MB) at the start / end of this run: %s / %s GB/s. "
                "Decode reads every weight once per token, so its GB/s column is the figure to hold against these."
                % (THREADS, fmt(bw_start), fmt(bw_end)))
+    text = "\n".join(doc) + "\n"
     with open("docs/PERFORMANCE.md.tmp", "w") as f:
         f.write(text)
     os.replace("docs/PERFORMANCE.md.tmp", "docs/PERFORMANCE.md")
