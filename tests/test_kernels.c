@@ -303,6 +303,30 @@ static void test_gemm_q(const evlm_kernels *kn) {
     printf("%s gemm_q: worst |d| / (eps sum|terms|) = %.3g\n", kn->name, worst);
 }
 
+/* The dequantizing gemm's y against ref's yr (W in ggml layout, row stride ldw, type wt; shown
+ * as `shown`): 1e-5 of sum_j |x_j w_j| inside [n0, n1), untouched (SENTINEL) outside. Returns the
+ * bad elements; prints the first few (bad_so_far counts earlier ones). */
+static int check_deq(const char *name, evlm_type wt, evlm_type shown, const float *x, size_t ldx,
+                     const void *w, size_t ldw, const float *y, const float *yr, size_t ldy, int m,
+                     int n0, int n1, int k, float *wf, int bad_so_far) {
+    int bad = 0;
+    for (int i = 0; i < m; i++)
+        for (int c = 0; c < (int)ldy; c++) {
+            float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
+            if (c < n0 || c >= n1) {
+                if (got != SENTINEL) bad++;
+                continue;
+            }
+            evlm_dequantize_row(wt, (const char *)w + (size_t)c * ldw, wf, k);
+            double mag = 1e-30;
+            for (int j = 0; j < k; j++) mag += fabs((double)x[(size_t)i * ldx + j] * (double)wf[j]);
+            if (!(fabs((double)got - (double)want) <= 1e-5 * mag) && bad_so_far + bad++ < 5)
+                fprintf(stderr, "%s gemm %s m%d k%d [%d,%d]: %g vs %g\n", name, evlm_type_name(shown), m,
+                        k, i, c, (double)got, (double)want);
+        }
+    return bad;
+}
+
 /* The `gemm` entry with quantized weights (act f32: rows dequantized) against ref's; f is the
  * gemm under test, named for messages. */
 static void check_gemm_deq(const char *name,
@@ -325,20 +349,7 @@ static void check_gemm_deq(const char *name,
                 for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = SENTINEL;
                 evlm_kernels_ref.gemm(yr, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
                 f(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
-                for (int i = 0; i < m; i++)
-                    for (int c = 0; c < (int)ldy; c++) {
-                        float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
-                        if (c < n0 || c >= n1) {
-                            if (got != SENTINEL) bad++;
-                            continue;
-                        }
-                        evlm_dequantize_row(wt, (const char *)w + (size_t)c * ldw, wf, k);
-                        double mag = 1e-30;
-                        for (int j = 0; j < k; j++) mag += fabs((double)x[(size_t)i * ldx + j] * (double)wf[j]);
-                        if (!(fabs((double)got - (double)want) <= 1e-5 * mag) && bad++ < 5)
-                            fprintf(stderr, "%s gemm %s m%d k%d [%d,%d]: %g vs %g\n", name,
-                                    evlm_type_name(wt), m, k, i, c, (double)got, (double)want);
-                    }
+                bad += check_deq(name, wt, wt, x, ldx, w, ldw, y, yr, ldy, m, n0, n1, k, wf, bad);
                 free(x), free(wf), free(w), free(y), free(yr), free(scratch);
             }
     CHECKF(bad == 0, "%s gemm (dequantizing): %d bad elements", name, bad);
@@ -404,20 +415,7 @@ static void test_gemm_r16(const evlm_kernels *kn) {
                     for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = SENTINEL;
                     evlm_kernels_ref.gemm(yr, ldy, xf, (size_t)k + 3, w, ldw, wt, m, n0, n1, k, scratch);
                     kn->gemm(y, ldy, xf, (size_t)k + 3, wr, ldw, rt, m, n0, n1, k, scratch);
-                    for (int i = 0; i < m; i++)
-                        for (int c = 0; c < (int)ldy; c++) {
-                            float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
-                            if (c < n0 || c >= n1) {
-                                if (got != SENTINEL) bad++;
-                                continue;
-                            }
-                            evlm_dequantize_row(wt, (const char *)w + (size_t)c * ldw, wf, k);
-                            double mag = 1e-30;
-                            for (int j = 0; j < k; j++) mag += fabs((double)xf[(size_t)i * (k + 3) + j] * (double)wf[j]);
-                            if (!(fabs((double)got - (double)want) <= 1e-5 * mag) && bad++ < 5)
-                                fprintf(stderr, "%s gemm %s m%d k%d [%d,%d]: %g vs %g\n", kn->name,
-                                        evlm_type_name(rt), m, k, i, c, (double)got, (double)want);
-                        }
+                    bad += check_deq(kn->name, wt, rt, xf, (size_t)k + 3, w, ldw, y, yr, ldy, m, n0, n1, k, wf, bad);
                 }
                 free(w), free(wr), free(xf), free(scratch), free(x), free(y), free(yr), free(y1), free(wf);
             }

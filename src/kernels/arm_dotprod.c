@@ -25,7 +25,6 @@
 #include <arm_neon.h>
 #include <string.h>
 
-#define EVLM__INLINE static inline __attribute__((always_inline))
 
 EVLM__INLINE float h2f(const char *p) {
     uint16_t h;
@@ -230,10 +229,7 @@ R16TILES(Q4_1)
  * the tile writes only its nv valid rows. */
 static void gemm_r16(const r16_tile_fn tiles[2], float *y, size_t ldy, const evlm_q8a *x,
                      size_t ldx, const char *w, size_t ldw, int m, int n0, int n1, int k) {
-    int kb = k / EVLM_QK;
-    size_t row_bytes = (size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a);
-    int mc = (int)((192u * 1024u) / row_bytes) & ~3;
-    if (mc < 4) mc = 4;
+    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
     for (int i0 = 0; i0 < m; i0 += mc) {
         int i1 = m - i0 < mc ? m : i0 + mc;
         for (int g = n0; g < n1; g += EVLM_R16) {

@@ -23,18 +23,7 @@
 #include <arm_neon.h>
 #include <string.h>
 
-#define EVLM__INLINE static inline __attribute__((always_inline))
-/* GCC 12 keeps an accumulator array indexed in a loop on the stack (a store per iteration) unless
- * the loop is unrolled before its scalar replacement: asked for here on the loops over them */
-#if defined(__GNUC__) && !defined(__clang__)
-#define EVLM__UNROLL _Pragma("GCC unroll 16")
-#else
-#define EVLM__UNROLL
-#endif
 
-/* also declared in dispatch.c (ref_impl.h lists the other ARM kernels) */
-void evlm__neon_i8mm_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
-                            size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 
 /* A tile is 2 activation rows (a, b) x one group of 16 weight rows over kb block columns.
  * SMMLA wants each operand as two 8-byte rows of the same 8 elements: for the activations the
@@ -189,10 +178,7 @@ MMTILE(Q4_1)
  * of 16 weight rows is streamed once from memory and met by pairs of activation rows. */
 static void gemm_mm(mm_tile_fn tile, float *y, size_t ldy, const evlm_q8a *x, size_t ldx,
                     const char *w, size_t ldw, int m, int n0, int n1, int k) {
-    int kb = k / EVLM_QK;
-    size_t row_bytes = (size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a);
-    int mc = (int)((192u * 1024u) / row_bytes) & ~3;
-    if (mc < 4) mc = 4;
+    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
     for (int i0 = 0; i0 < m; i0 += mc) {
         int i1 = m - i0 < mc ? m : i0 + mc;
         for (int g = n0; g < n1; g += EVLM_R16) {

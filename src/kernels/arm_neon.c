@@ -34,14 +34,6 @@
 #include <math.h>
 #include <string.h>
 
-#define EVLM__INLINE static inline __attribute__((always_inline))
-/* GCC 12 keeps an accumulator array indexed in a loop on the stack (a store per iteration) unless
- * the loop is unrolled before its scalar replacement: asked for here on the loops over them */
-#if defined(__GNUC__) && !defined(__clang__)
-#define EVLM__UNROLL _Pragma("GCC unroll 16")
-#else
-#define EVLM__UNROLL
-#endif
 
 /* ---- float gemm ------------------------------------------------------------------------------ */
 
@@ -180,20 +172,12 @@ static void dequant_row(const char *blk, float *dst, int k, evlm_type wt) {
         dequant_block(blk + (size_t)b * bs, dst + (size_t)b * EVLM_QK, wt);
 }
 
-/* Row r of an R16 matrix (base type bt, base row bytes ldw) to float: each block gathered back
- * into ggml bytes from the layout of quant/repack.h (scale at 2 * lane, Q4_1's min at 32 +
- * 2 * lane, 4 bytes at qs0 + 64 c + 4 * lane of chunk c), then dequant_block. */
-static void dequant_r16_row(const char *w, size_t ldw, int r, float *dst, int k, evlm_type bt) {
-    size_t bs = evlm_type_size(bt), col = EVLM_R16 * bs, qs0 = bt == EVLM_TYPE_Q4_1 ? 64 : 32;
-    size_t bq = bt == EVLM_TYPE_Q4_1 ? 4 : 2, lane = (size_t)(r % EVLM_R16);
-    int chunks = bt == EVLM_TYPE_Q8_0 ? 8 : 4;
-    const char *gw = w + (size_t)(r / EVLM_R16) * EVLM_R16 * ldw;
+/* Row r of an R16 matrix of base type bt to float: each block gathered back into ggml bytes
+ * (quant/repack.h), then dequant_block. */
+static void dequant_r16_row(const char *w, int r, float *dst, int k, evlm_type bt) {
+    char blk[sizeof(evlm_block_q8_0)];
     for (int b = 0; b < k / EVLM_QK; b++) {
-        const char *cd = gw + (size_t)b * col;
-        char blk[sizeof(evlm_block_q8_0)];
-        memcpy(blk, cd + 2 * lane, 2);
-        if (bt == EVLM_TYPE_Q4_1) memcpy(blk + 2, cd + 32 + 2 * lane, 2);
-        for (int c = 0; c < chunks; c++) memcpy(blk + bq + 4 * c, cd + qs0 + 64 * c + 4 * lane, 4);
+        evlm_r16_get_block(evlm_type_r16(bt), w, k, r, b, blk);
         dequant_block(blk, dst + (size_t)b * EVLM_QK, bt);
     }
 }
@@ -221,7 +205,7 @@ static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const vo
     /* quantized weights, act f32: each row dequantized once into scratch, then as an F32 row */
     for (int n = n0; n < n1; n++) {
         if (evlm_type_is_r16(wt))
-            dequant_r16_row(wc, ldw, n, scratch, k, evlm_type_r16_base(wt));
+            dequant_r16_row(wc, n, scratch, k, evlm_type_r16_base(wt));
         else
             dequant_row(wc + (size_t)n * ldw, scratch, k, wt);
         gemm_tiles(ftiles_F32, y + n, ldy, x, ldx, (const char *)scratch, 0, m, 0, 1, k);
@@ -667,10 +651,7 @@ static void r16_row_Q4_1(float *y, const evlm_q8a *x, const char *gw, int kb, in
  * apart; a partial last group writes only its nv valid rows. */
 static void gemm_q_r16(r16_row_fn row, float *y, size_t ldy, const evlm_q8a *x, size_t ldx,
                        const char *w, size_t ldw, int m, int n0, int n1, int k) {
-    int kb = k / EVLM_QK;
-    size_t row_bytes = (size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a);
-    int mc = (int)((192u * 1024u) / row_bytes);
-    if (mc < 1) mc = 1;
+    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
     for (int i0 = 0; i0 < m; i0 += mc) {
         int i1 = m - i0 < mc ? m : i0 + mc;
         for (int g = n0; g < n1; g += EVLM_R16) {
@@ -716,10 +697,7 @@ static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, con
 void evlm__neon_gemm_q_tiles(const evlm__qtile_fn (*tiles)[4], float *y, size_t ldy,
                              const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m,
                              int n0, int n1, int k) {
-    int kb = k / EVLM_QK;
-    size_t row_bytes = (size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a);
-    int mc = (int)((192u * 1024u) / row_bytes) & ~3;
-    if (mc < 4) mc = 4;
+    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
     for (int i0 = 0; i0 < m; i0 += mc) {
         int i1 = m - i0 < mc ? m : i0 + mc;
         int wide = i1 - i0 == 1 ? 4 : 2, sel = i1 - i0 == 1 ? 2 : 1;

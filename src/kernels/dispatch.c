@@ -93,9 +93,6 @@ static const evlm_kernels *avx512vnni(void) {
 static int cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
 static int cpu_has_i8mm(void) { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
 
-/* arm_i8mm.c (ref_impl.h declares the other ARM kernels) */
-void evlm__neon_i8mm_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
-                            size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 #endif
 
 static evlm_kernels neon_table;

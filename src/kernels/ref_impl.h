@@ -8,6 +8,23 @@
 
 #include "kernels/kernels.h"
 
+/* For the per-ISA files: always-inline helpers, and an unroll request GCC 12 needs on loops over
+ * accumulator arrays (without it the array lives on the stack, a store per iteration). */
+#define EVLM__INLINE static inline __attribute__((always_inline))
+#if defined(__GNUC__) && !defined(__clang__)
+#define EVLM__UNROLL _Pragma("GCC unroll 16")
+#else
+#define EVLM__UNROLL
+#endif
+
+/* Rows of int8 activations (k / 32 blocks each) that fit a 192 KB chunk of L2, a multiple of 4
+ * (at least 4): the int8 gemm_q drivers stream each weight row once per chunk. */
+static inline int evlm__act_chunk_rows(int k) {
+    int kb = k / EVLM_QK;
+    int mc = (int)((192u * 1024u) / ((size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a))) & ~3;
+    return mc < 4 ? 4 : mc;
+}
+
 void evlm__ref_gemm(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
                     evlm_type wt, int m, int n0, int n1, int k, float *scratch);
 void evlm__ref_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
@@ -58,5 +75,8 @@ void evlm__neon_gemm_q_tiles(const evlm__qtile_fn (*tiles)[4], float *y, size_t 
                              int n0, int n1, int k);
 void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+/* arm_i8mm.c (SMMLA, -march=armv8.2-a+dotprod+i8mm): gemm_q when the hwcaps report i8mm too */
+void evlm__neon_i8mm_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                            size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 
 #endif

@@ -19,7 +19,6 @@
 #include <math.h>
 #include <string.h>
 
-#define EVLM__INLINE static inline __attribute__((always_inline))
 
 EVLM__INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

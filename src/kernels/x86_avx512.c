@@ -21,7 +21,6 @@
 #include <math.h>
 #include <string.h>
 
-#define EVLM__INLINE static inline __attribute__((always_inline))
 
 /* The 16 (masked: first popcount(mk)) weights from element j of a row of type wt, as float. */
 EVLM__INLINE __m512 load16(const void *w, int j, evlm_type wt, __mmask16 mk) {

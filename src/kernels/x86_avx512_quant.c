@@ -39,7 +39,6 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define EVLM__INLINE static inline __attribute__((always_inline))
 
 /* ---- activation quantization ---------------------------------------------------------------- */
 
@@ -343,10 +342,7 @@ void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx
         return;
     default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
     }
-    int kb = k / EVLM_QK;
-    size_t row_bytes = (size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a);
-    int mc = (int)((192u * 1024u) / row_bytes) & ~3;
-    if (mc < 4) mc = 4;
+    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
     for (int i0 = 0; i0 < m; i0 += mc) {
         int i1 = m - i0 < mc ? m : i0 + mc;
         for (int n = n0; n < n1;) {
@@ -404,25 +400,13 @@ static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
     }
 }
 
-/* 4 of one row's 4-byte groups, 64 bytes apart (one chunk each), as 16 bytes in order; plain
- * loads and inserts beat vpgatherdd here */
-EVLM__INLINE __m128i gather4(const char *p) {
-    int32_t v[4];
-    for (int j = 0; j < 4; j++) memcpy(&v[j], p + 64 * j, 4);
-    return _mm_setr_epi32(v[0], v[1], v[2], v[3]);
-}
-
-/* Row r of an R16 matrix of base type wt to float: lane r % 16 of each block column. */
-static void dequant_row_r16(const void *w, size_t ldw, int r, float *dst, int k, evlm_type wt) {
-    size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
-    int lane = r % EVLM_R16;
-    const char *cd = (const char *)w + (size_t)(r / EVLM_R16) * EVLM_R16 * ldw;
-    for (int b = 0; b < k / EVLM_QK; b++, cd += col, dst += EVLM_QK) {
-        const char *p = cd + q0 + 4 * (size_t)lane;
-        __m256i qs = wt == EVLM_TYPE_Q8_0 ? _mm256_set_m128i(gather4(p + 256), gather4(p))
-                                          : _mm256_castsi128_si256(gather4(p));
-        dequant_block(qs, h2f(cd + 2 * lane), wt == EVLM_TYPE_Q4_1 ? h2f(cd + 32 + 2 * lane) : 0.0f,
-                      dst, wt);
+/* Row r of an R16 matrix of base type wt to float: each block gathered back into ggml bytes
+ * (quant/repack.h), then dequant_row's block code. */
+static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type wt) {
+    char blk[sizeof(evlm_block_q8_0)];
+    for (int b = 0; b < k / EVLM_QK; b++) {
+        evlm_r16_get_block(evlm_type_r16(wt), w, k, r, b, blk);
+        dequant_row(blk, dst + (size_t)b * EVLM_QK, EVLM_QK, wt);
     }
 }
 
@@ -448,7 +432,7 @@ void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx,
     }
     for (int n = n0; n < n1; n++) {
         if (base != wt)
-            dequant_row_r16(w, ldw, n, scratch, k, base);
+            dequant_row_r16(w, n, scratch, k, base);
         else
             dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
         for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);

@@ -56,8 +56,10 @@ void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int
     }
 }
 
-/* block b of row r (a matrix of kb blocks per row) back into its ggml bytes */
-static void get_block(evlm_type base, const void *data, int64_t kb, int64_t r, int64_t b, char *blk) {
+void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, int64_t b, void *out) {
+    evlm_type base = evlm_type_r16_base(rt);
+    int64_t kb = k / EVLM_QK;
+    char *blk = out;
     size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base), bq = block_qs(base);
     int lane = (int)(r % EVLM_R16);
     const char *cd = (const char *)data + ((size_t)(r / EVLM_R16) * (size_t)kb + (size_t)b) * col;
@@ -67,16 +69,15 @@ static void get_block(evlm_type base, const void *data, int64_t kb, int64_t r, i
 }
 
 void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void *blocks) {
-    evlm_type base = evlm_type_r16_base(rt);
-    for (int64_t b = 0; b < k / EVLM_QK; b++)
-        get_block(base, data, k / EVLM_QK, r, b, (char *)blocks + (size_t)b * evlm_type_size(base));
+    size_t bs = evlm_type_size(evlm_type_r16_base(rt));
+    for (int64_t b = 0; b < k / EVLM_QK; b++) evlm_r16_get_block(rt, data, k, r, b, (char *)blocks + (size_t)b * bs);
 }
 
 void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t r, float *y) {
     evlm_type base = evlm_type_r16_base(rt);
     char blk[sizeof(evlm_block_q8_0)]; /* one block at a time: no row-sized buffer */
     for (int64_t b = 0; b < k / EVLM_QK; b++) {
-        get_block(base, data, k / EVLM_QK, r, b, blk);
+        evlm_r16_get_block(rt, data, k, r, b, blk);
         evlm_dequantize_row(base, blk, y + b * EVLM_QK, EVLM_QK);
     }
 }
@@ -86,7 +87,7 @@ float evlm_r16_dot_ref(evlm_type rt, const void *data, int64_t k, int64_t r, con
     char blk[sizeof(evlm_block_q8_0)];
     float acc = 0.0f; /* ((0 + t0) + t1) + ...: the float operations of the row's own dot */
     for (int64_t b = 0; b < k / EVLM_QK; b++) {
-        get_block(base, data, k / EVLM_QK, r, b, blk);
+        evlm_r16_get_block(rt, data, k, r, b, blk);
         acc += evlm_vec_dot_q_ref(base, blk, x + b, EVLM_QK);
     }
     return acc;

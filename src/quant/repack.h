@@ -46,6 +46,9 @@ size_t evlm_r16_bytes(evlm_type rt, int64_t n, int64_t k);
 /* Interleaves rows [0, n) of a base-type matrix (row stride ldw bytes, k a multiple of 32) into
  * dst (evlm_r16_bytes(evlm_type_r16(base), n, k) bytes); padding rows are zero. */
 void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k, void *dst);
+/* Block b of row r of an R16 matrix (k columns) back as one block of the base type (out: its
+ * 34 / 18 / 20 bytes). */
+void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, int64_t b, void *out);
 /* Row r of an R16 matrix (k columns) back as k / 32 blocks of the base type. */
 void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void *blocks);
 /* dot(row r, activation row of k / 32 blocks): bitwise evlm_vec_dot_q_ref of the base row. */
