@@ -222,6 +222,27 @@ int main(void) {
         CHECK(system(cmd) == 0);
     }
 
+    /* the VLM fixtures with their images: SmolVLM (image tokens injected in the prompt) and
+     * Qwen2-VL (M-RoPE: the tree's text positions continue after the image's 3-D ones) */
+    static const struct {
+        const char *dir, *prompt;
+    } vlm_fixtures[] = {
+        {"smolvlm-tiny", "<|im_start|>User:<image>What is the plate number?<end_of_utterance>\nAssistant:"},
+        {"qwen2vl-tiny", "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|>\n"
+                         "<|im_start|>assistant\n"},
+    };
+    for (size_t f = 0; f < sizeof vlm_fixtures / sizeof *vlm_fixtures; f++) {
+        char fdir[4200], fimg[4300];
+        snprintf(fdir, sizeof fdir, "%s/fixtures/%s", shared, vlm_fixtures[f].dir);
+        snprintf(fimg, sizeof fimg, "%s/ref_image.png", fdir);
+        CHECK_OK(evlm_model_load(fdir, NULL, &m));
+        if (!m) continue;
+        const char *q[] = {vlm_fixtures[f].prompt};
+        const int lens[] = {3, 30};
+        check_same(m, vlm_fixtures[f].dir, q, 1, fimg, lens, 2);
+        evlm_model_free(m);
+    }
+
     /* the bundled scene VLM: image prompts */
     const char *src = getenv("EVLM_SRC");
     char sdir[4096], img[4200];
