@@ -53,6 +53,9 @@ typedef struct evlm_model_params {
     evlm_image_splitting image_splitting;
     bool f32_act;    /* quantized weights: float activations (dequantized weight rows) instead of
                         the default int8 activations with per-block scales (int8 dot products) */
+    bool keep_layout; /* weight tensors stay as in the file (tools that read them back, such as
+                         quantize); by default matrices are interleaved 16 rows at a time for the
+                         kernels (EVLM_REPACK=0 does the same for every load) */
 } evlm_model_params;
 
 typedef enum evlm_kv_type {

@@ -224,8 +224,46 @@ static void test_repack(evlm_type t) {
         bad += memcmp(&a, &b, sizeof a) != 0;
     }
     CHECKF(bad == 0, "%s: ref dot differs from the base row's", evlm_type_name(rt));
-    CHECK(evlm_type_r16(EVLM_TYPE_F16) == EVLM_TYPE_COUNT && evlm_type_r16_base(EVLM_TYPE_Q8_0) == EVLM_TYPE_COUNT);
+    CHECK(evlm_type_r16(EVLM_TYPE_I8) == EVLM_TYPE_COUNT && evlm_type_r16_base(EVLM_TYPE_Q8_0) == EVLM_TYPE_COUNT);
     free(w), free(r), free(row);
+}
+
+/* Float matrices interleaved column by column (repack.h): element (r, j) at (r / 16) 16k + 16j +
+ * r % 16 (checked by hand for one element), zero padding, rows back value for value, and the ref
+ * dot is the fma chain written out here. */
+static void test_repack_float(evlm_type t) {
+    enum { N = 37, K = 5 };
+    evlm_type rt = evlm_type_r16(t);
+    CHECK(evlm_type_is_r16(rt) && evlm_type_is_r16_float(rt) && !evlm_type_is_quant(rt) && evlm_type_r16_base(rt) == t);
+    size_t es = evlm_type_size(t), rb = es * K, bytes = evlm_r16_bytes(rt, N, K);
+    CHECK(bytes == 48 * rb);
+    unsigned char *w = malloc(rb * N), *r = malloc(bytes);
+    float wf[N][K], x[K], f[K];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < K; j++) {
+            float v = frand();
+            uint16_t h = t == EVLM_TYPE_F16 ? evlm_f32_to_f16(v) : evlm_f32_to_bf16(v);
+            if (t == EVLM_TYPE_F32) memcpy(w + (size_t)i * rb + 4 * j, &v, 4);
+            else memcpy(w + (size_t)i * rb + 2 * j, &h, 2);
+            evlm_dequantize_row(t, w + (size_t)i * rb + es * j, &wf[i][j], 1);
+        }
+    evlm_repack_r16(t, w, rb, N, K, r);
+    CHECK(memcmp(r + (16 * K + 16 * 3 + 1) * es, w + 17 * rb + 3 * es, es) == 0); /* (17, 3) */
+    int bad = 0;
+    for (size_t b = 0; b < bytes; b++) /* rows 37 .. 47 of group 2 are zero */
+        if ((b / es) / (16 * K) == 2 && (b / es) % 16 >= N - 32) bad += r[b] != 0;
+    CHECKF(bad == 0, "%s: padding rows not zero", evlm_type_name(rt));
+    for (int j = 0; j < K; j++) x[j] = frand();
+    for (int i = 0; i < N; i++) {
+        evlm_r16_dequantize_row(rt, r, K, i, f);
+        bad += memcmp(f, wf[i], sizeof f) != 0;
+        float acc = 0.0f;
+        for (int j = 0; j < K; j++) acc = fmaf(wf[i][j], x[j], acc);
+        float d = evlm_r16_dot_f32_ref(rt, r, K, i, x);
+        bad += memcmp(&acc, &d, sizeof d) != 0;
+    }
+    CHECKF(bad == 0, "%s: %d rows or dots differ after interleaving", evlm_type_name(rt), bad);
+    free(w), free(r);
 }
 
 int main(void) {
@@ -233,6 +271,9 @@ int main(void) {
     test_known_q4_0();
     test_known_q4_1();
     static const evlm_type types[] = {EVLM_TYPE_Q8_0, EVLM_TYPE_Q4_0, EVLM_TYPE_Q4_1};
+    test_repack_float(EVLM_TYPE_F32);
+    test_repack_float(EVLM_TYPE_F16);
+    test_repack_float(EVLM_TYPE_BF16);
     for (int i = 0; i < 3; i++) {
         test_round_trip(types[i]);
         test_vec_dot(types[i]);

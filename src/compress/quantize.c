@@ -681,6 +681,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     q.p = &p;
     evlm_model_params mp = evlm_model_default_params();
     mp.n_threads = p.n_threads;
+    mp.keep_layout = true; /* widen / float_copy / the export read the source tensors' bytes */
     EVLM_TRY(evlm_model_load(in_dir, &mp, &q.m));
     evlm_model *qm = NULL;
     evlm_status st = EVLM_OK;
@@ -739,6 +740,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     /* the written model against float: KL over the calibration set, encoder cosine */
     if (st == EVLM_OK && have_calib) {
         progress(&q, "evaluate", 0, 1);
+        mp.keep_layout = false; /* the written model as users will run it */
         st = evlm_model_load(out_gguf, &mp, &qm);
         if (st == EVLM_OK) st = mean_kl(&q, qm, &rep->kl_mean);
         if (st == EVLM_OK) st = vision_cosine(&q, qm, &rep->vision_cos);

@@ -13,6 +13,8 @@ static const struct {
     [EVLM_TYPE_Q4_1] = {"Q4_1", 20, 32},
     [EVLM_TYPE_Q8_0_R16] = {"Q8_0_R16", 34, 32}, [EVLM_TYPE_Q4_0_R16] = {"Q4_0_R16", 18, 32},
     [EVLM_TYPE_Q4_1_R16] = {"Q4_1_R16", 20, 32},
+    [EVLM_TYPE_F32_R16] = {"F32_R16", 4}, [EVLM_TYPE_F16_R16] = {"F16_R16", 2},
+    [EVLM_TYPE_BF16_R16] = {"BF16_R16", 2},
 };
 
 size_t evlm_type_size(evlm_type t) { return (unsigned)t < EVLM_TYPE_COUNT ? k_types[t].size : 0; }

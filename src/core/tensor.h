@@ -32,6 +32,11 @@ typedef enum evlm_type {
     EVLM_TYPE_Q8_0_R16,
     EVLM_TYPE_Q4_0_R16,
     EVLM_TYPE_Q4_1_R16,
+    /* float matrices with 16 rows interleaved column by column, built at load for the float
+     * kernels; in memory only (quant/repack.h) */
+    EVLM_TYPE_F32_R16,
+    EVLM_TYPE_F16_R16,
+    EVLM_TYPE_BF16_R16,
     EVLM_TYPE_COUNT
 } evlm_type;
 
@@ -50,7 +55,7 @@ int evlm_type_block(evlm_type t);
 size_t evlm_type_size(evlm_type t);
 /* Bytes of a row of n elements (n a multiple of the block size). */
 size_t evlm_row_bytes(evlm_type t, int64_t n);
-static inline int evlm_type_is_quant(evlm_type t) { return t >= EVLM_TYPE_Q8_0 && t < EVLM_TYPE_COUNT; }
+static inline int evlm_type_is_quant(evlm_type t) { return t >= EVLM_TYPE_Q8_0 && t <= EVLM_TYPE_Q4_1_R16; }
 const char *evlm_type_name(evlm_type t);
 /* Number of elements (product of ne). */
 int64_t evlm_tensor_nelements(const evlm_tensor *t);

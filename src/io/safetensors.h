@@ -34,10 +34,15 @@ evlm_status evlm_weights_from_memory(const char *what, const void *data, size_t 
 evlm_status evlm_weights_from_views(const char *what, const evlm_tensor *views, size_t n,
                                     void *owner, void (*free_owner)(void *), evlm_weights **out);
 void evlm_weights_free(evlm_weights *w);
-/* Replaces every 2-D Q8_0 / Q4_0 / Q4_1 matrix of at least 16 rows by its 16-row interleaved
- * copy (quant/repack.h), owned by the set; the mapped source pages are given back. For the int8
- * kernels only: after this, read rows with evlm_matrix_row_f32, not through nb[1]. */
-evlm_status evlm_weights_repack_r16(evlm_weights *w);
+/* Records that t (a tensor of w) is a matmul weight (evlm_weights_get_matrix does): only those
+ * are interleaved by evlm_weights_repack_r16. */
+void evlm_weights_note_matrix(const evlm_weights *w, const evlm_tensor *t);
+/* Replaces every noted 2-D matrix of at least 16 rows by its 16-row interleaved copy
+ * (quant/repack.h), owned by the set, the mapped source pages given back: Q8_0 / Q4_0 / Q4_1
+ * ones when quant (for the int8 kernels), F32 / F16 / BF16 ones when floats. Pointers to the
+ * tensors stay valid (type and data change). After this, read rows with evlm_matrix_row_f32, not
+ * through nb[1]. */
+evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats);
 
 size_t evlm_weights_count(const evlm_weights *w);
 const evlm_tensor *evlm_weights_at(const evlm_weights *w, size_t i);

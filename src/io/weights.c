@@ -19,6 +19,7 @@ evlm_status evlm_weights_get_matrix(const evlm_weights *w, const char *name, int
                                     int64_t rows, const evlm_tensor **out) {
     int64_t ne[2] = {cols, rows};
     EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
+    evlm_weights_note_matrix(w, *out);
     evlm_type t = (*out)->type;
     if (evlm_type_is_quant(t)) {
         if (cols % evlm_type_block(t) != 0) {

@@ -19,7 +19,8 @@
  * the visible keys' scores before its exp and lane sums (so a row is the same in a token tree as
  * decoded alone: token trees stay lossless), silu_mul / gelu_tanh use exp4 (gelu as x / (1 +
  * e^-2t)).
- * Bit-exact with `ref`: rope, quantize_act, the dequantized weight values, gemm_q on *_R16
+ * Bit-exact with `ref`: rope, quantize_act, the dequantized weight values, gemm on F32_R16 /
+ * F16_R16 / BF16_R16 weights (arm_neon_r16f.c: ref's FMA chain per output), gemm_q on *_R16
  * weights (exact block sums, then ref's float steps per row; so are arm_dotprod.c's and
  * arm_i8mm.c's), the per-element scaling steps of rmsnorm / layernorm (no FMA there; the file is
  * compiled with ISO C's fp-contract off like ref.c).
@@ -194,6 +195,11 @@ static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const vo
         return;
     case EVLM_TYPE_BF16:
         gemm_tiles(ftiles_BF16, y, ldy, x, ldx, wc, ldw, m, n0, n1, k);
+        return;
+    case EVLM_TYPE_F32_R16:
+    case EVLM_TYPE_F16_R16:
+    case EVLM_TYPE_BF16_R16:
+        evlm__neon_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k);
         return;
     default:
         break;

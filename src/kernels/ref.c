@@ -9,6 +9,7 @@
 #include "quant/repack.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 /* One weight row as float32 (F32 rows are used in place). */
 static const float *row_f32(const void *w, size_t ldw, evlm_type wt, int r, int k, float *tmp) {
@@ -26,10 +27,14 @@ void evlm__ref_gemm(float *y, size_t ldy, const float *x, size_t ldx, const void
                     evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
     for (int n = n0; n < n1; n++) {
         const float *wr = row_f32(w, ldw, wt, n, k, scratch);
+        bool chain = evlm_type_is_r16_float(wt); /* the packed kernels' fma chain (repack.h) */
         for (int i = 0; i < m; i++) {
             const float *xr = x + (size_t)i * ldx;
             float s = 0.0f;
-            for (int j = 0; j < k; j++) s += xr[j] * wr[j];
+            if (chain)
+                for (int j = 0; j < k; j++) s = fmaf(wr[j], xr[j], s);
+            else
+                for (int j = 0; j < k; j++) s += xr[j] * wr[j];
             y[(size_t)i * ldy + n] = s;
         }
     }

@@ -62,6 +62,15 @@ void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch);
 
+/* F32_R16 / F16_R16 / BF16_R16 weights (quant/repack.h): w is the matrix base, n0 a multiple of
+ * 16; each output bitwise evlm__ref_gemm's (x86_avx512_r16f.c, x86_avx2_r16f.c, arm_neon_r16f.c). */
+void evlm__avx512_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                            evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx2_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                          evlm_type wt, int m, int n0, int n1, int k);
+void evlm__neon_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                          evlm_type wt, int m, int n0, int n1, int k);
+
 /* AArch64 only: arm_neon.c (NEON, the base ISA there: the "neon" table) and arm_dotprod.c (SDOT,
  * compiled with -march=armv8.2-a+dotprod; dispatch.c puts its gemm_q into "neon" when the hwcaps
  * report dotprod). A tile computes MR activation rows x NR weight rows over kb blocks;

@@ -164,6 +164,9 @@ static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const vo
     case EVLM_TYPE_F32: set = tiles_F32; break;
     case EVLM_TYPE_F16: set = tiles_F16; break;
     case EVLM_TYPE_BF16: set = tiles_BF16; break;
+    case EVLM_TYPE_F32_R16:
+    case EVLM_TYPE_F16_R16:
+    case EVLM_TYPE_BF16_R16: evlm__avx2_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k); return;
     default: evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch); return;
     }
     const int nr = m == 1 ? GEMM_NR1 : GEMM_NR;

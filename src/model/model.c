@@ -108,7 +108,7 @@ static evlm_status load_qwen2vl(evlm_model *m, const evlm_dir *d) {
     return EVLM_OK;
 }
 
-/* Quantized matrices are interleaved for the int8 kernels unless EVLM_REPACK=0 (comparisons). */
+/* Weight matrices are interleaved for the kernels unless EVLM_REPACK=0 (comparisons). */
 static bool want_repack(void) {
     const char *e = getenv("EVLM_REPACK");
     return !(e && strcmp(e, "0") == 0);
@@ -142,7 +142,6 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
     if (st != EVLM_OK) goto fail;
     m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
-    if (m->act == EVLM_ACT_INT8 && want_repack() && (st = evlm_weights_repack_r16(m->weights)) != EVLM_OK) goto fail;
     if ((st = evlm_llama_init(&m->llama, &m->cfg, m->weights)) != EVLM_OK) goto fail;
     if ((st = evlm_dir_name(&d, "tokenizer.json", file, sizeof file)) != EVLM_OK) goto fail;
     if ((st = evlm_dir_read(&d, "tokenizer.json", EVLM_JSON_MAX_FILE, &tok_json, &tok_len)) != EVLM_OK) goto fail;
@@ -165,6 +164,11 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     } else if (strstr(m->cfg.architecture, "Qwen2VL")) {
         if ((st = load_qwen2vl(m, &d)) != EVLM_OK) goto fail;
     }
+    /* the matrices the layers bound, interleaved for the kernels (quantized ones only for int8
+     * activations: the f32 path dequantizes rows) */
+    if (!p.keep_layout && want_repack() &&
+        (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true)) != EVLM_OK)
+        goto fail;
     free(tok_json);
     evlm_gguf_close(g); /* the weight set keeps the map */
     evlm__clear_error();

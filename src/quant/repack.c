@@ -2,6 +2,7 @@
 #include "quant/repack.h"
 #include "quant/quants.h"
 
+#include <math.h>
 #include <string.h>
 
 evlm_type evlm_type_r16(evlm_type base) {
@@ -9,6 +10,9 @@ evlm_type evlm_type_r16(evlm_type base) {
     case EVLM_TYPE_Q8_0: return EVLM_TYPE_Q8_0_R16;
     case EVLM_TYPE_Q4_0: return EVLM_TYPE_Q4_0_R16;
     case EVLM_TYPE_Q4_1: return EVLM_TYPE_Q4_1_R16;
+    case EVLM_TYPE_F32: return EVLM_TYPE_F32_R16;
+    case EVLM_TYPE_F16: return EVLM_TYPE_F16_R16;
+    case EVLM_TYPE_BF16: return EVLM_TYPE_BF16_R16;
     default: return EVLM_TYPE_COUNT;
     }
 }
@@ -18,6 +22,9 @@ evlm_type evlm_type_r16_base(evlm_type rt) {
     case EVLM_TYPE_Q8_0_R16: return EVLM_TYPE_Q8_0;
     case EVLM_TYPE_Q4_0_R16: return EVLM_TYPE_Q4_0;
     case EVLM_TYPE_Q4_1_R16: return EVLM_TYPE_Q4_1;
+    case EVLM_TYPE_F32_R16: return EVLM_TYPE_F32;
+    case EVLM_TYPE_F16_R16: return EVLM_TYPE_F16;
+    case EVLM_TYPE_BF16_R16: return EVLM_TYPE_BF16;
     default: return EVLM_TYPE_COUNT;
     }
 }
@@ -36,8 +43,37 @@ static int n_chunks(evlm_type base) { return base == EVLM_TYPE_Q8_0 ? 8 : 4; }
 /* offset of the qs bytes inside a ggml block */
 static size_t block_qs(evlm_type base) { return base == EVLM_TYPE_Q4_1 ? 4 : 2; }
 
+/* float types: element (r, j) to (r / 16) * 16k + 16j + r % 16. Typed copies in blocks of 64
+ * columns, so the 16 rows are read as short sequential runs and each written block (2 / 4 KB)
+ * stays in L1: a 3 GB model is interleaved at every load. */
+#define REPACK_FLOAT(T)                                                                            \
+    for (int64_t g = 0; g * EVLM_R16 < n; g++) {                                                   \
+        T *gd = (T *)(void *)dst + (size_t)g * EVLM_R16 * (size_t)k;                               \
+        int rows = n - g * EVLM_R16 < EVLM_R16 ? (int)(n - g * EVLM_R16) : EVLM_R16;               \
+        for (int64_t j0 = 0; j0 < k; j0 += 64) {                                                   \
+            int64_t j1 = k - j0 < 64 ? k : j0 + 64;                                                \
+            for (int r = 0; r < rows; r++) {                                                       \
+                const T *row = (const T *)(const void *)((const char *)src + (size_t)(g * EVLM_R16 + r) * ldw); \
+                for (int64_t j = j0; j < j1; j++) gd[(size_t)j * EVLM_R16 + (size_t)r] = row[j];   \
+            }                                                                                      \
+        }                                                                                          \
+    }
+static void repack_float(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k, char *dst) {
+    if (evlm_type_size(base) == 4) {
+        REPACK_FLOAT(uint32_t)
+    } else {
+        REPACK_FLOAT(uint16_t)
+    }
+}
+
 void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k, void *dst) {
     evlm_type rt = evlm_type_r16(base);
+    if (evlm_type_is_r16_float(rt)) { /* only a partial last group needs zeros first */
+        size_t gb = EVLM_R16 * evlm_row_bytes(base, k);
+        if (n % EVLM_R16) memset((char *)dst + (size_t)(n / EVLM_R16) * gb, 0, gb);
+        repack_float(base, src, ldw, n, k, dst);
+        return;
+    }
     size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base), bq = block_qs(base);
     int64_t kb = k / EVLM_QK, groups = (n + EVLM_R16 - 1) / EVLM_R16;
     memset(dst, 0, evlm_r16_bytes(rt, n, k));
@@ -73,8 +109,20 @@ void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void
     for (int64_t b = 0; b < k / EVLM_QK; b++) evlm_r16_get_block(rt, data, k, r, b, (char *)blocks + (size_t)b * bs);
 }
 
+/* address of element (r, 0) of a float R16 matrix; element j is 16 * j values further */
+static const char *float_elem0(evlm_type rt, const void *data, int64_t k, int64_t r) {
+    size_t es = evlm_type_size(rt);
+    return (const char *)data + ((size_t)(r / EVLM_R16) * EVLM_R16 * (size_t)k + (size_t)(r % EVLM_R16)) * es;
+}
+
 void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t r, float *y) {
     evlm_type base = evlm_type_r16_base(rt);
+    if (evlm_type_is_r16_float(rt)) {
+        const char *p = float_elem0(rt, data, k, r);
+        size_t step = EVLM_R16 * evlm_type_size(rt);
+        for (int64_t j = 0; j < k; j++) evlm_dequantize_row(base, p + (size_t)j * step, y + j, 1);
+        return;
+    }
     char blk[sizeof(evlm_block_q8_0)]; /* one block at a time: no row-sized buffer */
     for (int64_t b = 0; b < k / EVLM_QK; b++) {
         evlm_r16_get_block(rt, data, k, r, b, blk);
@@ -89,6 +137,19 @@ float evlm_r16_dot_ref(evlm_type rt, const void *data, int64_t k, int64_t r, con
     for (int64_t b = 0; b < k / EVLM_QK; b++) {
         evlm_r16_get_block(rt, data, k, r, b, blk);
         acc += evlm_vec_dot_q_ref(base, blk, x + b, EVLM_QK);
+    }
+    return acc;
+}
+
+float evlm_r16_dot_f32_ref(evlm_type rt, const void *data, int64_t k, int64_t r, const float *x) {
+    evlm_type base = evlm_type_r16_base(rt);
+    const char *p = float_elem0(rt, data, k, r);
+    size_t step = EVLM_R16 * evlm_type_size(rt);
+    float acc = 0.0f;
+    for (int64_t j = 0; j < k; j++) {
+        float w;
+        evlm_dequantize_row(base, p + (size_t)j * step, &w, 1);
+        acc = fmaf(w, x[j], acc);
     }
     return acc;
 }

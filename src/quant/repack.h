@@ -1,6 +1,8 @@
 /*
- * repack.h - quantized weight matrices with 16 rows interleaved (the *_R16 types), built at load
- * time so the int8 kernels read one activation group against 16 weight rows per instruction.
+ * repack.h - weight matrices with 16 rows interleaved (the *_R16 types), built at load time so
+ * the kernels read 16 weight rows per instruction: one activation group against 16 quantized
+ * rows (int8 dot products), or one activation value against 16 float rows (one FMA, 16 outputs
+ * in the 16 lanes).
  *
  * A Q8_0 / Q4_0 / Q4_1 matrix of n rows and k columns (kb = k / 32 blocks per row) becomes
  * ceil(n / 16) groups of 16 rows (the last one padded with zero rows). Group g is kb block
@@ -21,6 +23,15 @@
  * 4-row quarters). Inside a tensor an R16 matrix keeps ne = {k, n} and nb[1] = the row bytes of
  * its base type; row r is lane r % 16 of group r / 16 (groups 16 * nb[1] bytes apart).
  *
+ * An F32 / F16 / BF16 matrix of n rows and k columns becomes ceil(n / 16) groups (the last one
+ * padded with zero rows) of k columns of 16 values: element (r, j) sits at index
+ * (r / 16) * 16k + 16j + r % 16 (F32_R16 / F16_R16 / BF16_R16, values unchanged). A group is one
+ * sequential stream; the kernels load column j of a group as one vector (16 lanes = 16 outputs)
+ * and multiply it by x[j] broadcast, so each output is the chain fma(w[r][j], x[j], acc) for
+ * j = 0, 1, ..., k - 1 from acc = 0, in one lane, the same for any number of x rows, any ISA and
+ * evlm_r16_dot_f32_ref (bitwise). An R16 matrix keeps ne = {k, n} and nb[1] = the row bytes of
+ * its base type; groups are 16 * nb[1] bytes apart.
+ *
  * Not here: the kernels (src/kernels), when to repack (src/model: at load, EVLM_REPACK=0 off).
  */
 #ifndef EVLM_QUANT_REPACK_H
@@ -34,17 +45,23 @@
 
 #define EVLM_R16 16 /* rows per interleaved group */
 
-/* Q8_0 -> Q8_0_R16 etc.; EVLM_TYPE_COUNT for a type that has no interleaved form. */
+/* Q8_0 -> Q8_0_R16, BF16 -> BF16_R16 etc.; EVLM_TYPE_COUNT for a type that has no interleaved
+ * form. */
 evlm_type evlm_type_r16(evlm_type base);
 /* Q8_0_R16 -> Q8_0 etc.; EVLM_TYPE_COUNT for a type that is not interleaved. */
 evlm_type evlm_type_r16_base(evlm_type rt);
+/* any interleaved type (quantized or float) */
 static inline bool evlm_type_is_r16(evlm_type t) {
-    return t == EVLM_TYPE_Q8_0_R16 || t == EVLM_TYPE_Q4_0_R16 || t == EVLM_TYPE_Q4_1_R16;
+    return t >= EVLM_TYPE_Q8_0_R16 && t <= EVLM_TYPE_BF16_R16;
+}
+static inline bool evlm_type_is_r16_float(evlm_type t) {
+    return t == EVLM_TYPE_F32_R16 || t == EVLM_TYPE_F16_R16 || t == EVLM_TYPE_BF16_R16;
 }
 /* Bytes of an n x k matrix of R16 type rt (n rounded up to a whole group). */
 size_t evlm_r16_bytes(evlm_type rt, int64_t n, int64_t k);
-/* Interleaves rows [0, n) of a base-type matrix (row stride ldw bytes, k a multiple of 32) into
- * dst (evlm_r16_bytes(evlm_type_r16(base), n, k) bytes); padding rows are zero. */
+/* Interleaves rows [0, n) of a base-type matrix (row stride ldw bytes; k a multiple of 32 for
+ * the quantized types) into dst (evlm_r16_bytes(evlm_type_r16(base), n, k) bytes); padding rows
+ * are zero. */
 void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k, void *dst);
 /* Block b of row r of an R16 matrix (k columns) back as one block of the base type (out: its
  * 34 / 18 / 20 bytes). */
@@ -53,8 +70,11 @@ void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, in
 void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void *blocks);
 /* dot(row r, activation row of k / 32 blocks): bitwise evlm_vec_dot_q_ref of the base row. */
 float evlm_r16_dot_ref(evlm_type rt, const void *data, int64_t k, int64_t r, const evlm_q8a *x);
-/* Row r to float: value for value evlm_dequantize_row of the base row. */
+/* Row r to float: value for value evlm_dequantize_row of the base row (any R16 type). */
 void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t r, float *y);
+/* dot(row r of a float R16 matrix, x (k floats)) as the kernels compute it: acc = fmaf(w, x[j],
+ * acc) for j = 0 .. k - 1 from acc = 0. */
+float evlm_r16_dot_f32_ref(evlm_type rt, const void *data, int64_t k, int64_t r, const float *x);
 
 /* Row r of a 2-D weight matrix of any type (F32 / F16 / BF16 / quantized / R16) as k floats. */
 void evlm_matrix_row_f32(const evlm_tensor *t, int64_t r, float *y);
