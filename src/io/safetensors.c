@@ -22,6 +22,7 @@
 #include "core/status.h"
 #include "quant/repack.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -682,9 +683,36 @@ static size_t repack_bytes(const evlm_weights *w, size_t i, bool quant, bool flo
     return (evlm_r16_bytes(rt, t->ne[1], t->ne[0]) + 63) & ~(size_t)63;
 }
 
+/* One matrix's copy in slices of whole groups, taken from a shared counter by the pool's
+ * threads; each slice is its own run of the copy, and its source pages are given back as soon as
+ * it is done, so the resident set never holds a whole matrix twice. */
+#define REPACK_SLICE (16 * EVLM_R16)
+typedef struct {
+    const evlm_tensor *t;
+    char *dst;
+    bool drop; /* the source is a mapped file or someone else's views: give its pages back */
+    atomic_int next;
+} repack_task;
+
+static void repack_fn(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    repack_task *rt = arg;
+    const evlm_tensor *t = rt->t;
+    size_t gbytes = EVLM_R16 * evlm_row_bytes(t->type, t->ne[0]);
+    for (;;) {
+        int64_t r0 = (int64_t)atomic_fetch_add_explicit(&rt->next, 1, memory_order_relaxed) * REPACK_SLICE;
+        if (r0 >= t->ne[1]) break;
+        int64_t rows = t->ne[1] - r0 < REPACK_SLICE ? t->ne[1] - r0 : REPACK_SLICE;
+        const char *src = (const char *)t->data + (size_t)r0 * t->nb[1];
+        evlm_repack_r16(t->type, src, t->nb[1], rows, t->ne[0], rt->dst + (size_t)(r0 / EVLM_R16) * gbytes);
+        if (rt->drop) drop_pages(src, (size_t)rows * t->nb[1]);
+    }
+}
+
 /* One buffer for all the copies, on 2 MB boundaries and marked for transparent huge pages: the
- * 1.5B bf16 model writes 3 GB at load, and 4 KB pages made that 750k page faults. */
-evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats) {
+ * 1.5B bf16 model writes 3 GB at load, and 4 KB pages made that 750k page faults (most of the
+ * load time is the kernel zeroing fresh pages, which the pool's threads share). */
+evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, evlm_pool *pool) {
     size_t total = 0;
     for (size_t i = 0; i < w->n; i++) total += repack_bytes(w, i, quant, floats);
     if (!total) return EVLM_OK;
@@ -704,8 +732,9 @@ evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats) {
         size_t bytes = repack_bytes(w, i, quant, floats);
         if (!bytes) continue;
         evlm_tensor *t = &w->tensors[i];
-        evlm_repack_r16(t->type, t->data, t->nb[1], t->ne[1], t->ne[0], arena);
-        if (w->n_files > 0 || w->owner) drop_pages(t->data, (size_t)t->ne[1] * t->nb[1]);
+        repack_task rt = {.t = t, .dst = arena, .drop = w->n_files > 0 || w->owner};
+        atomic_init(&rt.next, 0);
+        evlm_pool_run(pool, repack_fn, &rt);
         t->type = evlm_type_r16(t->type);
         t->data = arena;
         arena += bytes;

@@ -13,6 +13,7 @@
 #define EVLM_IO_SAFETENSORS_H
 
 #include "core/tensor.h"
+#include "core/threadpool.h"
 #include "evlm.h"
 
 #define EVLM_ST_MAX_HEADER (100u << 20) /* 100 MiB, like the reference implementation */
@@ -41,8 +42,8 @@ void evlm_weights_note_matrix(const evlm_weights *w, const evlm_tensor *t);
  * (quant/repack.h), owned by the set, the mapped source pages given back: Q8_0 / Q4_0 / Q4_1
  * ones when quant (for the int8 kernels), F32 / F16 / BF16 ones when floats. Pointers to the
  * tensors stay valid (type and data change). After this, read rows with evlm_matrix_row_f32, not
- * through nb[1]. */
-evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats);
+ * through nb[1]. The copying is split over pool's threads (NULL: the calling thread). */
+evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, evlm_pool *pool);
 
 size_t evlm_weights_count(const evlm_weights *w);
 const evlm_tensor *evlm_weights_at(const evlm_weights *w, size_t i);

@@ -167,7 +167,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     /* the matrices the layers bound, interleaved for the kernels (quantized ones only for int8
      * activations: the f32 path dequantizes rows) */
     if (!p.keep_layout && want_repack() &&
-        (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true)) != EVLM_OK)
+        (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true, m->pool)) != EVLM_OK)
         goto fail;
     free(tok_json);
     evlm_gguf_close(g); /* the weight set keeps the map */
