@@ -342,6 +342,12 @@ static void test_hostile(void) {
         {"dtype.safetensors",
          "{\"wq\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}", 8,
          EVLM_ERR_UNSUPPORTED, "F8_E4M3"},
+        {"internal.safetensors", /* evlm's in-memory interleaved layout is not a file dtype */
+         "{\"wq\":{\"dtype\":\"BF16_R16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8,
+         EVLM_ERR_UNSUPPORTED, "BF16_R16"},
+        {"internal2.safetensors",
+         "{\"wq\":{\"dtype\":\"Q8_0_R16\",\"shape\":[32],\"data_offsets\":[0,34]}}", 40,
+         EVLM_ERR_UNSUPPORTED, "Q8_0_R16"},
         {"dtype2.safetensors", "{\"wq\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,2]}}", 8,
          EVLM_ERR_FORMAT, "'wq'"},
         {"dup.safetensors",
