@@ -7,8 +7,8 @@
  * exp16, within a few ulp of expf); and an int8 gemm_q with vmull_s8 for CPUs without dotprod
  * (Cortex-A53 class): row-major tiles, and for *_R16 one activation row against a group of 16
  * weight rows, each weight register (4 rows x 4 bytes) against 4 broadcast activation bytes
- * (exact int16 products widened pairwise to int32; see the R16 section). attn_tile is the scalar
- * `ref` kernel (a flash-style one with exp4, as the x86 tables have, is still to do).
+ * (exact int16 products widened pairwise to int32; see the R16 section); attn_tile flash-style
+ * as x86_avx2.c's (16 queries in lanes x 64 keys, online softmax with exp4).
  *
  * NEON is part of the AArch64 base ISA, so this file needs no flags; on other architectures it
  * is empty. dispatch.c swaps in gemm_q from arm_dotprod.c (SDOT) when the CPU reports dotprod,
@@ -18,7 +18,8 @@
  * element's value does not depend on m, the row range or the tile it falls in), attn_row packs
  * the visible keys' scores before its exp and lane sums (so a row is the same in a token tree as
  * decoded alone: token trees stay lossless), silu_mul / gelu_tanh use exp4 (gelu as x / (1 +
- * e^-2t)).
+ * e^-2t)), attn_tile sums its scores over d and its outputs over keys in order with FMA and uses
+ * exp4 (a row is still bitwise the same for any n_q or split of the rows, as kernels.h requires).
  * Bit-exact with `ref`: rope, quantize_act, the dequantized weight values, gemm on F32_R16 /
  * F16_R16 / BF16_R16 weights (arm_neon_r16f.c: ref's FMA chain per output), gemm_q on *_R16
  * weights (exact block sums, then ref's float steps per row; so are arm_dotprod.c's and
@@ -427,6 +428,180 @@ static void attn_row_neon(float *out, const float *q, const float *k, const floa
     }
 }
 
+/* ---- attn_tile ------------------------------------------------------------------------------
+ * Port of x86_avx2.c's attn_tile, queries in lanes: a block of 16 queries is transposed (and
+ * scaled) into qt (head_dim x 16); keys go in blocks of 64 with an online softmax that is
+ * lane-wise; o^T (head_dim x 16) += v[t][d] * p[t]. A score is one FMA chain over d in order and
+ * an output element one FMA chain over the keys in order, whatever tile path computes it, so
+ * every lane (query) sees the same operations whatever block or call it is in. Causal calls run
+ * the block's keys up to its last query's and set the scores of keys past a lane's own to -inf:
+ * exp4 makes their p exactly 0, and a key block a lane sees none of leaves its max, sum and
+ * o^T unchanged (correction e^0 = 1), so a row matches a call over exactly its keys. */
+#define AT_QV 4 /* vectors of 4 queries */
+#define AT_BQ (4 * AT_QV)
+#define AT_BK 64
+#define AT_KR 4 /* keys per score tile */
+#define AT_DR 4 /* head dims per output tile */
+
+static void attn_tile_neon(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
+                           const float *k, const float *v, size_t ldkv, int n_kv, int hd,
+                           float scale, int kv0, float *scratch) {
+    float *qt = scratch, *ot = qt + (size_t)hd * AT_BQ, *pb = ot + (size_t)hd * AT_BQ;
+    float *mrow = pb + (size_t)AT_BK * AT_BQ, *lrow = mrow + AT_BQ;
+    const int hd4 = hd & ~3;
+    for (int i0 = 0; i0 < n_q; i0 += AT_BQ) {
+        int nb = n_q - i0 < AT_BQ ? n_q - i0 : AT_BQ;
+        for (int d = 0; d < hd; d++)
+            for (int i = 0; i < AT_BQ; i++)
+                qt[(size_t)d * AT_BQ + i] = i < nb ? q[(size_t)(i0 + i) * ldq + d] * scale : 0.0f;
+        memset(ot, 0, sizeof(float) * (size_t)hd * AT_BQ);
+        for (int i = 0; i < AT_BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
+        /* causal: the block's last query sees keys up to kv0 + i0 + nb - 1 */
+        const int kv_end = kv0 >= 0 && kv0 + i0 + nb < n_kv ? kv0 + i0 + nb : n_kv;
+        for (int t0 = 0; t0 < kv_end; t0 += AT_BK) {
+            int bk = kv_end - t0 < AT_BK ? kv_end - t0 : AT_BK;
+            const float *kb = k + (size_t)t0 * ldkv, *vb = v + (size_t)t0 * ldkv;
+            float32x4_t bm[AT_QV];
+            EVLM__UNROLL for (int c = 0; c < AT_QV; c++) bm[c] = vdupq_n_f32(-INFINITY);
+            int t = 0;
+            for (; t + AT_KR <= bk; t += AT_KR) {
+                float32x4_t s0[AT_QV], s1[AT_QV], s2[AT_QV], s3[AT_QV];
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
+                    s0[c] = s1[c] = s2[c] = s3[c] = vdupq_n_f32(0.0f);
+                const float *k0 = kb + (size_t)t * ldkv, *k1 = k0 + ldkv, *k2 = k1 + ldkv, *k3 = k2 + ldkv;
+                int d = 0;
+                /* 4 dims of each key per load, used lane by lane: still one FMA per d in order */
+                for (; d < hd4; d += 4) {
+                    float32x4_t b0 = vld1q_f32(k0 + d), b1 = vld1q_f32(k1 + d);
+                    float32x4_t b2 = vld1q_f32(k2 + d), b3 = vld1q_f32(k3 + d);
+                    const float *qd = qt + (size_t)d * AT_BQ;
+#define AT_S_LANE(L)                                                                               \
+    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {                                                 \
+        float32x4_t qv = vld1q_f32(qd + (L) * AT_BQ + 4 * c);                                      \
+        s0[c] = vfmaq_laneq_f32(s0[c], qv, b0, L);                                                 \
+        s1[c] = vfmaq_laneq_f32(s1[c], qv, b1, L);                                                 \
+        s2[c] = vfmaq_laneq_f32(s2[c], qv, b2, L);                                                 \
+        s3[c] = vfmaq_laneq_f32(s3[c], qv, b3, L);                                                 \
+    }
+                    AT_S_LANE(0)
+                    AT_S_LANE(1)
+                    AT_S_LANE(2)
+                    AT_S_LANE(3)
+#undef AT_S_LANE
+                }
+                for (; d < hd; d++) {
+                    float32x4_t b0 = vdupq_n_f32(k0[d]), b1 = vdupq_n_f32(k1[d]);
+                    float32x4_t b2 = vdupq_n_f32(k2[d]), b3 = vdupq_n_f32(k3[d]);
+                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                        float32x4_t qv = vld1q_f32(qt + (size_t)d * AT_BQ + 4 * c);
+                        s0[c] = vfmaq_f32(s0[c], qv, b0);
+                        s1[c] = vfmaq_f32(s1[c], qv, b1);
+                        s2[c] = vfmaq_f32(s2[c], qv, b2);
+                        s3[c] = vfmaq_f32(s3[c], qv, b3);
+                    }
+                }
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                    vst1q_f32(pb + (size_t)t * AT_BQ + 4 * c, s0[c]);
+                    vst1q_f32(pb + (size_t)(t + 1) * AT_BQ + 4 * c, s1[c]);
+                    vst1q_f32(pb + (size_t)(t + 2) * AT_BQ + 4 * c, s2[c]);
+                    vst1q_f32(pb + (size_t)(t + 3) * AT_BQ + 4 * c, s3[c]);
+                    bm[c] = vmaxq_f32(bm[c], vmaxq_f32(vmaxq_f32(s0[c], s1[c]), vmaxq_f32(s2[c], s3[c])));
+                }
+            }
+            for (; t < bk; t++) {
+                float32x4_t s0[AT_QV];
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) s0[c] = vdupq_n_f32(0.0f);
+                const float *k0 = kb + (size_t)t * ldkv;
+                for (int d = 0; d < hd; d++) {
+                    float32x4_t b0 = vdupq_n_f32(k0[d]);
+                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
+                        s0[c] = vfmaq_f32(s0[c], vld1q_f32(qt + (size_t)d * AT_BQ + 4 * c), b0);
+                }
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                    vst1q_f32(pb + (size_t)t * AT_BQ + 4 * c, s0[c]);
+                    bm[c] = vmaxq_f32(bm[c], s0[c]);
+                }
+            }
+            if (kv0 >= 0 && t0 + bk - 1 > kv0 + i0) { /* causal diagonal: hide keys past a query's own */
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) bm[c] = vdupq_n_f32(-INFINITY);
+                const int32_t lane_idx[4] = {0, 1, 2, 3};
+                const int32x4_t lane = vld1q_s32(lane_idx);
+                const float32x4_t ninf = vdupq_n_f32(-INFINITY);
+                for (int u = 0; u < bk; u++) {
+                    int first = t0 + u - kv0 - i0; /* lanes below it do not see key t0 + u */
+                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                        float *pr = pb + (size_t)u * AT_BQ + 4 * c;
+                        uint32x4_t hide = vcltq_s32(lane, vdupq_n_s32(first - 4 * c));
+                        float32x4_t sv = vbslq_f32(hide, ninf, vld1q_f32(pr));
+                        vst1q_f32(pr, sv);
+                        bm[c] = vmaxq_f32(bm[c], sv);
+                    }
+                }
+            }
+            /* exp4 gives exactly 0 for hidden keys (e^-inf) */
+            float32x4_t corr[AT_QV];
+            EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                float32x4_t mold = vld1q_f32(mrow + 4 * c);
+                float32x4_t mx = vmaxq_f32(mold, bm[c]);
+                corr[c] = exp4(vsubq_f32(mold, mx));
+                vst1q_f32(mrow + 4 * c, mx);
+                float32x4_t l = vmulq_f32(vld1q_f32(lrow + 4 * c), corr[c]);
+                for (int u = 0; u < bk; u++) {
+                    float *pr = pb + (size_t)u * AT_BQ + 4 * c;
+                    float32x4_t p = exp4(vsubq_f32(vld1q_f32(pr), mx));
+                    vst1q_f32(pr, p);
+                    l = vaddq_f32(l, p);
+                }
+                vst1q_f32(lrow + 4 * c, l);
+            }
+            int d = 0;
+            for (; d + AT_DR <= hd; d += AT_DR) {
+                float32x4_t o0[AT_QV], o1[AT_QV], o2[AT_QV], o3[AT_QV];
+                float *od = ot + (size_t)d * AT_BQ;
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                    o0[c] = vmulq_f32(vld1q_f32(od + 4 * c), corr[c]);
+                    o1[c] = vmulq_f32(vld1q_f32(od + AT_BQ + 4 * c), corr[c]);
+                    o2[c] = vmulq_f32(vld1q_f32(od + 2 * AT_BQ + 4 * c), corr[c]);
+                    o3[c] = vmulq_f32(vld1q_f32(od + 3 * AT_BQ + 4 * c), corr[c]);
+                }
+                for (int u = 0; u < bk; u++) {
+                    float32x4_t vr = vld1q_f32(vb + (size_t)u * ldkv + d); /* v[u][d .. d + 3] */
+                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                        float32x4_t p = vld1q_f32(pb + (size_t)u * AT_BQ + 4 * c);
+                        o0[c] = vfmaq_laneq_f32(o0[c], p, vr, 0);
+                        o1[c] = vfmaq_laneq_f32(o1[c], p, vr, 1);
+                        o2[c] = vfmaq_laneq_f32(o2[c], p, vr, 2);
+                        o3[c] = vfmaq_laneq_f32(o3[c], p, vr, 3);
+                    }
+                }
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
+                    vst1q_f32(od + 4 * c, o0[c]);
+                    vst1q_f32(od + AT_BQ + 4 * c, o1[c]);
+                    vst1q_f32(od + 2 * AT_BQ + 4 * c, o2[c]);
+                    vst1q_f32(od + 3 * AT_BQ + 4 * c, o3[c]);
+                }
+            }
+            for (; d < hd; d++) {
+                float32x4_t o0[AT_QV];
+                float *od = ot + (size_t)d * AT_BQ;
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
+                    o0[c] = vmulq_f32(vld1q_f32(od + 4 * c), corr[c]);
+                for (int u = 0; u < bk; u++) {
+                    float32x4_t b0 = vdupq_n_f32(vb[(size_t)u * ldkv + d]);
+                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
+                        o0[c] = vfmaq_f32(o0[c], vld1q_f32(pb + (size_t)u * AT_BQ + 4 * c), b0);
+                }
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) vst1q_f32(od + 4 * c, o0[c]);
+            }
+        }
+        for (int i = 0; i < nb; i++) {
+            float inv = 1.0f / lrow[i];
+            float *orow = out + (size_t)(i0 + i) * ldo;
+            for (int d = 0; d < hd; d++) orow[d] = ot[(size_t)d * AT_BQ + i] * inv;
+        }
+    }
+}
+
 /* ---- int8 activations and weights ------------------------------------------------------------ */
 
 /* x (k) -> k / 32 blocks, bit for bit as ref: d = max|x| / 127, id = 1 / d (0 when d is 0 or its
@@ -731,7 +906,7 @@ const evlm_kernels evlm_kernels_neon = {
     .gelu_tanh = gelu_tanh_neon,
     .quantize_act = quantize_act_neon,
     .gemm_q = gemm_q_neon,
-    .attn_tile = evlm__ref_attn_tile,
+    .attn_tile = attn_tile_neon,
 };
 
 #else
