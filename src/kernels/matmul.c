@@ -66,11 +66,10 @@ static void plan_pieces(gemm_task *t, int nth) {
         const evlm_tensor *w = t->outs[o].w;
         bool r16 = evlm_type_is_r16(w->type);
         int n = (int)w->ne[1], units = r16 ? (n + EVLM_R16 - 1) / EVLM_R16 : n;
-        size_t unit_bytes = (r16 ? EVLM_R16 : 1) * evlm_row_bytes(w->type, w->ne[0]) + 1;
+        size_t unit_bytes = (r16 ? EVLM_R16 : 1) * evlm_row_bytes(w->type, w->ne[0]);
         int c = (units + nth * CHUNKS_PER_THREAD - 1) / (nth * CHUNKS_PER_THREAD);
-        int cmin = (int)((MIN_CHUNK_BYTES + unit_bytes - 1) / unit_bytes);
+        int cmin = unit_bytes ? (int)((MIN_CHUNK_BYTES + unit_bytes - 1) / unit_bytes) : 1;
         if (c < cmin) c = cmin;
-        if (c < 1) c = 1;
         t->units[o] = units;
         t->chunk[o] = c;
         t->first[o + 1] = t->first[o] + (units + c - 1) / c;

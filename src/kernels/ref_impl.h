@@ -8,6 +8,8 @@
 
 #include "kernels/kernels.h"
 
+#include <stdbool.h>
+
 /* For the per-ISA files: always-inline helpers, and an unroll request GCC 12 needs on loops over
  * accumulator arrays (without it the array lives on the stack, a store per iteration). */
 #define EVLM__INLINE static inline __attribute__((always_inline))
@@ -62,8 +64,21 @@ void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch);
 
-/* F32_R16 / F16_R16 / BF16_R16 weights (quant/repack.h): w is the matrix base, n0 a multiple of
- * 16; each output bitwise evlm__ref_gemm's (x86_avx512_r16f.c, x86_avx2_r16f.c, arm_neon_r16f.c). */
+/* Float R16 gemm (F32_R16 / F16_R16 / BF16_R16, quant/repack.h). A tile computes y rows [0, MR)
+ * and outputs [0, lim) (lim <= 16 G: the last group may be partial; nothing past lim is read or
+ * written) over columns [j0, j1) of G groups starting at w (gs bytes apart); first: the
+ * accumulators start at 0, else at y's values; pf: prefetch ahead in every group. The per-ISA
+ * files supply tiles[G - 1][MR - 1] and a shape; r16f_walk.c walks the matrix with them. */
+typedef void (*evlm__r16f_tile)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
+                                size_t gs, int j0, int j1, bool first, int lim, bool pf);
+typedef struct {
+    int stream_m;     /* m <= stream_m: one pass along k ... */
+    int stream_g[9];  /* ... stream_g[m] groups per tile (stream_m <= 8) */
+    int mr, g;        /* otherwise tiles of mr rows x g groups */
+} evlm__r16f_shape;
+void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8], float *y, size_t ldy,
+                     const float *x, size_t ldx, const void *w, evlm_type wt, int m, int n0, int n1, int k);
+/* The entries (w the matrix base, n0 a multiple of 16); each output bitwise evlm__ref_gemm's. */
 void evlm__avx512_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                             evlm_type wt, int m, int n0, int n1, int k);
 void evlm__avx2_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,

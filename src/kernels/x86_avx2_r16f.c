@@ -10,10 +10,9 @@
  * accumulators in y and the next one reloads them, which is exact).
  *
  * 16 ymm registers bound the tiles to at most 12 accumulators (MR x 2G), leaving room for the
- * weight halves and the x broadcast. Decode and token trees (m <= 4): one pass along k over
- * 4 / 3 / 2 / 1 groups for m = 1 / 2 / 3 / 4, prefetching ahead in each group's stream. Prefill:
- * chunks of R16F_KC columns (a group's chunk stays in L1) times blocks of R16F_MC rows of x (in
- * L2), tiles of 6 rows x 1 group.
+ * weight halves and the x broadcast. Decode and token trees (m <= 4): 4 / 3 / 2 / 1 groups per
+ * tile for m = 1 / 2 / 3 / 4; prefill: 6 rows x 1 group. The walk over the matrix is
+ * r16f_walk.c's.
  */
 #include "kernels/ref_impl.h"
 #include "quant/repack.h"
@@ -23,10 +22,6 @@
 #include <immintrin.h>
 #include <stdbool.h>
 
-#define R16F_STREAM_M 4     /* up to this many x rows: one pass, every weight read once */
-#define R16F_KC 256         /* columns per chunk otherwise */
-#define R16F_MC 96          /* x rows per L2 block */
-#define R16F_MR 6           /* x rows per prefill tile (12 accumulators) */
 #define R16F_PF_BYTES 2048  /* prefetch distance in each group's stream (decode) */
 
 /* half h of column j of a group (8 values at p) widened to float */
@@ -81,11 +76,7 @@ EVLM__INLINE __m256i lanes(int n) {
  * vector by vector (else e.g. 1 x 4 keeps 8 weights, 8 accumulators and x live: one spills). */
 #define R16F_BY_COLUMN(MR, G) ((MR) * (2 * (G) + 1) + 1 <= 16)
 
-/* y rows [0, MR), outputs [0, lim) (lim <= 16 G) over columns [j0, j1) of G groups starting at
- * w (gs bytes apart); first: the accumulators start at 0, else at y's values. pf: prefetch
- * R16F_PF_BYTES ahead in every group. */
-typedef void (*r16f_tile)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
-                          size_t gs, int j0, int j1, bool first, int lim, bool pf);
+/* an evlm__r16f_tile (ref_impl.h) */
 
 #define R16F_TILE(T, MR, G)                                                                        \
     static void tile_##T##_##MR##x##G(float *y, size_t ldy, const float *x, size_t ldx,            \
@@ -125,7 +116,7 @@ typedef void (*r16f_tile)(float *y, size_t ldy, const float *x, size_t ldx, cons
     R16F_TILE(T, 1, 2) R16F_TILE(T, 2, 2) R16F_TILE(T, 3, 2)                                       \
     R16F_TILE(T, 1, 3) R16F_TILE(T, 2, 3)                                                          \
     R16F_TILE(T, 1, 4)                                                                             \
-    static const r16f_tile tiles_##T[4][R16F_MR] = {                                               \
+    static const evlm__r16f_tile tiles_##T[4][8] = {                                               \
         {tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1, tile_##T##_5x1,           \
          tile_##T##_6x1},                                                                          \
         {tile_##T##_1x2, tile_##T##_2x2, tile_##T##_3x2, 0, 0, 0},                                 \
@@ -135,42 +126,13 @@ R16F_SET(F32)
 R16F_SET(F16)
 R16F_SET(BF16)
 
+/* decode: 5 - m groups per tile (at most 12 accumulators); prefill 6 rows x 1 group */
+static const evlm__r16f_shape k_shape = {4, {0, 4, 3, 2, 1}, 6, 1};
+
 void evlm__avx2_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                           evlm_type wt, int m, int n0, int n1, int k) {
-    const r16f_tile(*set)[R16F_MR];
-    switch (wt) {
-    case EVLM_TYPE_F32_R16: set = tiles_F32; break;
-    case EVLM_TYPE_F16_R16: set = tiles_F16; break;
-    default: set = tiles_BF16; break;
-    }
-    const size_t gs = (size_t)EVLM_R16 * (size_t)k * evlm_type_size(wt);
-    const int g0 = n0 / EVLM_R16, g1 = (n1 + EVLM_R16 - 1) / EVLM_R16;
-    const int tail = n1 - (g1 - 1) * EVLM_R16; /* valid rows of the last group, 1..16 */
-    const char *wb = (const char *)w;
-    if (m <= R16F_STREAM_M) {
-        const int gmax = 5 - m;
-        for (int g = g0; g < g1; g += gmax) {
-            int G = g1 - g < gmax ? g1 - g : gmax;
-            int lim = g + G == g1 ? EVLM_R16 * (G - 1) + tail : EVLM_R16 * G;
-            set[G - 1][m - 1](y + (size_t)g * EVLM_R16, ldy, x, ldx, wb + (size_t)g * gs, gs, 0, k, true, lim,
-                              true);
-        }
-        return;
-    }
-    for (int j0 = 0; j0 < k; j0 += R16F_KC) {
-        int j1 = k - j0 < R16F_KC ? k : j0 + R16F_KC;
-        for (int i0 = 0; i0 < m; i0 += R16F_MC) {
-            int i1 = m - i0 < R16F_MC ? m : i0 + R16F_MC;
-            for (int g = g0; g < g1; g++) {
-                int lim = g + 1 == g1 ? tail : EVLM_R16;
-                for (int i = i0; i < i1; i += R16F_MR) {
-                    int mr = i1 - i < R16F_MR ? i1 - i : R16F_MR;
-                    set[0][mr - 1](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy, x + (size_t)i * ldx, ldx,
-                                   wb + (size_t)g * gs, gs, j0, j1, j0 == 0, lim, false);
-                }
-            }
-        }
-    }
+    evlm__r16f_walk(&k_shape, wt == EVLM_TYPE_F32_R16 ? tiles_F32 : wt == EVLM_TYPE_F16_R16 ? tiles_F16 : tiles_BF16,
+                    y, ldy, x, ldx, w, wt, m, n0, n1, k);
 }
 
 #else
