@@ -86,7 +86,8 @@ size_t evlm_model_weight_bytes(const evlm_model *model);
 /* Parameters of the decoder layers' matrices (2 FLOPs each per prompt token; the lm_head runs
  * for the last prompt token only). */
 int64_t evlm_model_n_layer_params(const evlm_model *model);
-/* Bytes one decoded token reads: the decoder layers' matrices plus the lm_head. */
+/* Bytes one greedy decoded token reads: the decoder layers' matrices plus the lm_head (its int8
+ * copy when the model has the greedy head: see evlm_decode_greedy). */
 size_t evlm_model_decode_bytes(const evlm_model *model);
 /* End-of-generation ids (generation_config.json, config.json, tokenizer eos). */
 int evlm_model_eos_ids(const evlm_model *model, const int32_t **ids);
@@ -111,6 +112,14 @@ evlm_status evlm_decode(evlm_context *ctx, const int32_t *ids, int n, float *log
 evlm_status evlm_decode_tree(evlm_context *ctx, const int32_t *ids, const int32_t *depth,
                              const uint8_t *mask, int n, const int *out_rows, int n_out,
                              float *logits);
+/* As evlm_decode / evlm_decode_tree, but instead of logits the greedy id of each row (the argmax,
+ * lowest id on ties): top [1] (last position) or [n] (all), or [n_out]. Bitwise the argmax of the
+ * logits the logits calls give, and cheaper for a large float head: it is multiplied in int8 first
+ * and only the ids that could be the largest are computed exactly (EVLM_TOP1=0: the whole head). */
+evlm_status evlm_decode_greedy(evlm_context *ctx, const int32_t *ids, int n, int32_t *top, bool all);
+evlm_status evlm_decode_tree_greedy(evlm_context *ctx, const int32_t *ids, const int32_t *depth,
+                                    const uint8_t *mask, int n, const int *out_rows, int n_out,
+                                    int32_t *top);
 /* Keeps n_keep cache slots from base on (slots increasing, >= base), moved to base, base + 1, ...;
  * drops the rest (n_past = base + n_keep). */
 evlm_status evlm_context_keep(evlm_context *ctx, int base, const int *slots, int n_keep);
@@ -176,6 +185,9 @@ typedef struct evlm_sampler_params {
 evlm_sampler_params evlm_sampler_default_params(void);
 evlm_status evlm_sampler_new(const evlm_sampler_params *params, int n_vocab, evlm_sampler **out);
 void evlm_sampler_free(evlm_sampler *s);
+/* True when the sampler picks the argmax of the raw logits (temperature 0 or top-k 1, no
+ * repetition penalty): then evlm_decode_greedy gives the same ids without the logits. */
+bool evlm_sampler_is_greedy(const evlm_sampler_params *params);
 /* Picks the next id from logits [n_vocab]; history = ids so far (for the repetition penalty).
  * May modify logits. */
 int32_t evlm_sampler_sample(evlm_sampler *s, float *logits, const int32_t *history,

@@ -8,8 +8,12 @@
  *    the llama-tiny fixture, the converted llama2.c aidreams260K model and the bundled scene VLM,
  *    for several prompts, lengths and W,N,G settings, and takes fewer passes on the real models.
  * 3. Sampling with lookahead is refused with a message; bad trees are errors.
+ * 4. Greedy ids without logits (evlm_decode_greedy / evlm_decode_tree_greedy, the int8 greedy
+ *    head of the scene VLM) are the argmax of the logits, token by token and in trees.
  */
+#include "decode/lookahead.h"
 #include "io/llama2c.h"
+#include "model/model_impl.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -40,8 +44,15 @@ static void test_tree(evlm_model *m) {
     float *tree = alloc_logits(m, 5), *seq = alloc_logits(m, 3);
     evlm_context *c = new_ctx(m, 64);
     CHECK_OK(evlm_decode(c, prompt, 6, NULL, false));
+    /* greedy ids of the same tree (evlm_decode_tree_greedy): the argmax of each row's logits */
+    int32_t top[5];
+    CHECK_OK(evlm_decode_tree_greedy(c, ids, depth, mask, 5, rows, 5, top));
+    CHECK_OK(evlm_context_truncate(c, 6));
     CHECK_OK(evlm_decode_tree(c, ids, depth, mask, 5, rows, 5, tree));
     CHECK(evlm_context_n_past(c) == 11);
+    for (int r = 0; r < 5; r++)
+        CHECKF(top[r] == evlm__argmax(tree + (size_t)r * V, V), "tree row %d: greedy id %d, argmax of its logits %d",
+               r, top[r], evlm__argmax(tree + (size_t)r * V, V));
     /* each path, one token at a time */
     const int paths[2][3] = {{0, 1, 3}, {0, 2, 4}};
     for (int p = 0; p < 2; p++) {
@@ -88,6 +99,42 @@ typedef struct {
     int32_t *ids;
     int n, steps;
 } gen_out;
+
+/* Plain greedy decoding through the full logits (evlm_decode + argmax), step by step, against
+ * the ids of evlm_generate (which asks for greedy ids only: the int8 greedy head when the model
+ * has one). */
+static void check_greedy_head(evlm_model *m, const char *name, const char *text, const char *image,
+                              int n_predict) {
+    const int V = evlm_model_n_vocab(m);
+    evlm_image_input img = {.path = image};
+    evlm_prompt *p = NULL;
+    CHECK_OK(evlm_prompt_new(m, text, false, &img, image ? 1 : 0, &p));
+    if (!p) return;
+    size_t n;
+    evlm_prompt_ids(p, &n);
+    evlm_context *c = new_ctx(m, (int)n + n_predict + 8);
+    evlm_gen_params gp = evlm_gen_default_params();
+    gp.n_predict = n_predict;
+    gp.ignore_eos = true;
+    evlm_gen_result r;
+    CHECK_OK(evlm_generate(c, p, &gp, NULL, NULL, &r));
+    float *lg = alloc_logits(m, 1);
+    CHECK_OK(evlm_context_truncate(c, 0));
+    CHECK_OK(evlm_decode_prompt(c, p, lg, false));
+    int same = 0;
+    for (int i = 0; i < r.n_gen; i++) {
+        int32_t id = evlm__argmax(lg, V);
+        if (id != r.ids[i]) break;
+        same++;
+        CHECK_OK(evlm_decode(c, &id, 1, lg, false));
+    }
+    CHECKF(same == r.n_gen && r.n_gen == n_predict, "%s: greedy ids and the argmax of the logits part at token %d of %d",
+           name, same, r.n_gen);
+    free(lg);
+    evlm_gen_result_free(&r);
+    evlm_context_free(c);
+    evlm_prompt_free(p);
+}
 
 static gen_out generate_with(evlm_model *m, const char *text, const char *image, int n_predict,
                              evlm_lookahead_params la, evlm_ngram_cache *cache) {
@@ -254,6 +301,9 @@ int main(void) {
             "<|im_start|>User:<image>What is the license plate?<end_of_utterance>\nAssistant:",
         };
         const int lens[] = {24};
+        CHECKF(m->llama.top1.q.data != NULL, "scenes-vlm: no int8 greedy head built (49280 x 256 bf16 head)");
+        test_tree(m);
+        for (int i = 0; i < 2; i++) check_greedy_head(m, "scenes-vlm", q[i], img, 40);
         check_same(m, "scenes-vlm", q, 2, img, lens, 1);
         check_cache(m, "scenes-vlm", q, 2, img, 24);
         evlm_model_free(m);

@@ -122,6 +122,7 @@ evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_g
     evlm_lookahead *la = NULL;
     float *logits = malloc(sizeof(float) * (size_t)V);
     evlm_status st = EVLM_OK;
+    const bool greedy = evlm_sampler_is_greedy(&p.sampling); /* ids without logits */
     bool use_la = p.lookahead.window > 0 || p.lookahead.guesses > 0 || p.lookahead.prompt_lookup > 0;
     if (!logits) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
@@ -159,8 +160,13 @@ evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_g
                 if ((st = emit(&g, acc[i])) != EVLM_OK) goto done;
             continue;
         }
-        if ((st = evlm_decode(ctx, &last, 1, logits, false)) != EVLM_OK) goto done;
-        int32_t id = evlm_sampler_sample(smp, logits, g.hist.data, g.hist.len);
+        int32_t id;
+        if (greedy) {
+            if ((st = evlm_decode_greedy(ctx, &last, 1, &id, false)) != EVLM_OK) goto done;
+        } else {
+            if ((st = evlm_decode(ctx, &last, 1, logits, false)) != EVLM_OK) goto done;
+            id = evlm_sampler_sample(smp, logits, g.hist.data, g.hist.len);
+        }
         if ((st = emit(&g, id)) != EVLM_OK) goto done;
     }
     /* flush what was held back for a stop string that never came */

@@ -20,7 +20,7 @@ struct evlm_lookahead {
     uint8_t *mask;
     int *out_rows, *parent, *row_out; /* row_out: logits row of a batch row, or -1 */
     int32_t *top_out;
-    float *logits;
+    int32_t *pred; /* greedy id of each logits row of the batch */
     uint64_t rng;
 };
 
@@ -34,7 +34,7 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
                                evlm_ngram_cache *cache, evlm_lookahead **out) {
     const int n_vocab = evlm_model_n_vocab(m);
     *out = NULL;
-    if (sp->temp > 0.0f || sp->repeat_penalty != 1.0f)
+    if (!evlm_sampler_is_greedy(sp))
         return evlm__fail(EVLM_ERR_ARG, "lookahead / prompt lookup need greedy decoding (temperature 0, "
                                         "no repetition penalty): they are lossless only for greedy");
     bool grams = p->window > 0 || p->guesses > 0;
@@ -65,9 +65,9 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
     la->parent = malloc(sizeof(int) * B);
     la->row_out = malloc(sizeof(int) * B);
     la->top_out = malloc(sizeof(int32_t) * ((size_t)la->W + 1));
-    la->logits = malloc(sizeof(float) * B * (size_t)n_vocab);
+    la->pred = malloc(sizeof(int32_t) * B);
     if (!la->levels || !la->ids || !la->depth || !la->tok_next || !la->mask ||
-        !la->out_rows || !la->parent || !la->row_out || !la->top_out || !la->logits) {
+        !la->out_rows || !la->parent || !la->row_out || !la->top_out || !la->pred) {
         evlm_lookahead_free(la);
         return evlm__fail(EVLM_ERR_NOMEM, "out of memory planning lookahead buffers");
     }
@@ -103,7 +103,7 @@ void evlm_lookahead_free(evlm_lookahead *la) {
     free(la->parent);
     free(la->row_out);
     free(la->top_out);
-    free(la->logits);
+    free(la->pred);
     free(la);
 }
 
@@ -150,7 +150,7 @@ static void add_prompt_drafts(evlm_lookahead *la, int first, int *n, const int32
 
 evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int32_t *hist,
                                 size_t n_hist, int32_t *acc, int *n_acc) {
-    const int W = la->W, L = la->N ? la->N - 1 : 0, V = la->V;
+    const int W = la->W, L = la->N ? la->N - 1 : 0;
     const int32_t cur = hist[n_hist - 1];
     int n = 1;
     la->ids[0] = cur;
@@ -192,14 +192,14 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     }
     evlm_context *c = ctx;
     const int base = evlm_context_n_past(c);
-    EVLM_TRY(evlm_decode_tree(c, la->ids, la->depth, la->mask, n, la->out_rows, n_out, la->logits));
+    EVLM_TRY(evlm_decode_tree_greedy(c, la->ids, la->depth, la->mask, n, la->out_rows, n_out, la->pred));
 
     /* greedy walk down the trie */
     int node = 0, k = 0, na = 0;
     int slots[EVLM_LOOKAHEAD_MAX_ACCEPT];
     slots[0] = base;
     for (;;) {
-        int32_t pred = evlm__argmax(la->logits + (size_t)la->row_out[node] * V, V);
+        int32_t pred = la->pred[la->row_out[node]];
         acc[na++] = pred;
         int child = -1;
         for (int r = first; r < n && child < 0; r++)
@@ -228,7 +228,7 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
         int32_t gram[16];
         for (int j = 0; j < W; j++) {
             int r = 1 + (L - 1) * W + j;
-            la->top_out[j] = evlm__argmax(la->logits + (size_t)la->row_out[r] * V, V);
+            la->top_out[j] = la->pred[la->row_out[r]];
             for (int l = 1; l < L; l++) gram[l - 1] = la->levels[l * W + j];
             gram[L - 1] = la->top_out[j];
             if (la->G) EVLM_TRY(evlm__ngram_cache_add(la->cache, -1, la->levels[j], gram));

@@ -111,6 +111,7 @@ fail:
 }
 
 void evlm_llama_release(evlm_llama *m) {
+    evlm_top1_head_release(&m->top1);
     free(m->f32_store);
     free(m->layers);
     m->f32_store = NULL;
@@ -240,6 +241,7 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
 }
 
 void evlm_llama_state_release(evlm_llama_state *s) {
+    evlm_top1_work_release(&s->top1);
     free(s->mm.qbuf);
     free(s->arena);
     memset(s, 0, sizeof *s);
@@ -359,7 +361,7 @@ static void token_rope(const evlm_llama_config *c, const evlm_llama_state *s,
 
 /* Batch tokens [off, off + n) of b at slots n_past.. (n <= n_batch). */
 static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                                 const evlm_llama_batch *b, int off, int n, float *logits) {
+                                 const evlm_llama_batch *b, int off, int n, float *logits, int32_t *top) {
     const evlm_kernels *kn = evlm_kernels_get();
     const evlm_llama_config *c = &m->cfg;
     const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
@@ -429,19 +431,15 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     }
     s->n_past += n;
 
-    if (!logits) return EVLM_OK;
+    if (!logits && !top) return EVLM_OK;
     /* the rows of this chunk whose logits are wanted, gathered into xb */
-    int rows = 0;
-    float *dst = logits;
+    int rows = 0, before = 0;
     if (b->out_rows) {
-        const size_t V = (size_t)c->vocab_size;
-        int before = 0;
         for (int j = 0; j < b->n_out; j++) {
             int r = b->out_rows[j] - off;
             if (r < 0) before++;
             else if (r < n) kn->rmsnorm(s->xb + (size_t)rows++ * H, s->x + (size_t)r * H, m->out_norm, H, c->rms_norm_eps);
         }
-        dst = logits + (size_t)before * V;
     } else {
         int first = b->all_logits ? 0 : n - 1;
         for (int i = first; i < n; i++)
@@ -449,13 +447,21 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     }
     if (!rows) return EVLM_OK;
     observe(s, -1, "lm_head", s->xb, rows, H);
-    matmul(s, dst, (size_t)c->vocab_size, s->xb, H, m->lm_head, NULL, rows);
+    if (top) { /* greedy ids only */
+        if (!s->top1.y) EVLM_TRY(evlm_top1_work_init(&s->top1, c->vocab_size, H));
+        for (int r0 = 0; r0 < rows; r0 += EVLM_TOP1_ROWS)
+            evlm_top1(m->top1.q.data ? &m->top1 : NULL, m->lm_head, &s->mm, &s->top1, s->xb + (size_t)r0 * H, H,
+                      rows - r0 < EVLM_TOP1_ROWS ? rows - r0 : EVLM_TOP1_ROWS, top + before + r0);
+        return EVLM_OK;
+    }
+    matmul(s, logits + (size_t)before * c->vocab_size, (size_t)c->vocab_size, s->xb, H, m->lm_head, NULL, rows);
     return EVLM_OK;
 }
 
 static evlm_status check_batch(const evlm_llama *m, const evlm_llama_state *s, const evlm_llama_batch *b) {
     if (b->n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
     if (!b->ids && !b->embd) return evlm__fail(EVLM_ERR_ARG, "a batch needs token ids or embeddings");
+    if (b->top && b->logits) return evlm__fail(EVLM_ERR_ARG, "a batch asks for logits or greedy ids, not both");
     if (b->out_rows)
         for (int j = 0; j < b->n_out; j++)
             if (b->out_rows[j] < 0 || b->out_rows[j] >= b->n || (j && b->out_rows[j] <= b->out_rows[j - 1]))
@@ -496,10 +502,18 @@ evlm_status evlm_llama_decode(const evlm_llama *m, evlm_llama_state *s, evlm_poo
         int chunk = b->n - done < s->n_batch ? b->n - done : s->n_batch;
         bool last = done + chunk == b->n;
         float *lg = NULL;
-        if (b->logits && b->out_rows) lg = b->logits; /* forward_chunk finds its rows */
-        else if (b->logits && b->all_logits) lg = b->logits + (size_t)done * V;
-        else if (b->logits && last) lg = b->logits;
-        evlm_status st = forward_chunk(m, s, pool, b, done, chunk, lg);
+        int32_t *top = NULL;
+        if (b->out_rows) { /* forward_chunk finds its rows */
+            lg = b->logits;
+            top = b->top;
+        } else if (b->all_logits) {
+            lg = b->logits ? b->logits + (size_t)done * V : NULL;
+            top = b->top ? b->top + done : NULL;
+        } else if (last) {
+            lg = b->logits;
+            top = b->top;
+        }
+        evlm_status st = forward_chunk(m, s, pool, b, done, chunk, lg, top);
         if (st != EVLM_OK) {
             s->n_past = n_past0;
             if (b->inject) b->inject->used = used0;

@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
+#include "model/top1_head.h"
 
 typedef struct evlm_llama_layer {
     const float *attn_norm, *ffn_norm; /* (hidden) */
@@ -38,6 +39,7 @@ typedef struct evlm_llama {
     float *f32_store; /* owns the widened norms and biases */
     char prefix[64];  /* "model." or "model.text_model." ... */
     bool rope_bf16;   /* round RoPE frequencies to bf16: the config says the model was bf16 */
+    evlm_top1_head top1; /* int8 copy of a float head for greedy ids (top1.q.data NULL: none) */
 } evlm_llama;
 
 /* Binds the weights of cfg in w (which must outlive the model). Errors name the tensor. */
@@ -64,6 +66,7 @@ typedef struct evlm_llama_state {
     uint8_t *mask_rows; /* per thread: n_ctx bytes, one attention mask row */
     float *rope_tmp;    /* [n_batch][head_dim]: per-token cos | sin of M-RoPE */
     evlm_matmul_env mm;
+    evlm_top1_work top1; /* greedy ids' buffers, planned at the first batch that asks for them */
     evlm_llama_observer observe; /* nullable */
     void *observe_user;
     void *arena;
@@ -100,6 +103,9 @@ typedef struct evlm_llama_batch {
     bool all_logits;
     const int *out_rows;      /* nullable: increasing batch rows whose logits are wanted */
     int n_out;
+    int32_t *top;             /* instead of logits (which must be NULL): the greedy id (argmax,
+                                 lowest id on ties) of each row logits would be given for; bitwise
+                                 the argmax of those logits, computed through m->top1 if built */
 } evlm_llama_batch;
 
 /* Evaluates a batch and appends it to the cache (n_past += n). Errors leave n_past unchanged. */

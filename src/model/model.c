@@ -13,6 +13,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "model/llama.h"
+#include "quant/repack.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "model/model_impl.h"
@@ -114,6 +115,23 @@ static bool want_repack(void) {
     return !(e && strcmp(e, "0") == 0);
 }
 
+/* Greedy ids through an int8 copy of a float head (top1_head.h) when the head is large: below
+ * TOP1_MIN_VOCAB rows it is a small part of a pass. EVLM_TOP1=0 computes the whole head. */
+#define TOP1_MIN_VOCAB 8192
+static evlm_status build_top1(evlm_model *m) {
+    const char *e = getenv("EVLM_TOP1");
+    const evlm_tensor *w = m->llama.lm_head;
+    if ((e && strcmp(e, "0") == 0) || !evlm_type_is_r16_float(w->type) || w->ne[1] < TOP1_MIN_VOCAB ||
+        w->ne[0] % EVLM_QK)
+        return EVLM_OK;
+    evlm_status st = evlm_top1_head_init(&m->llama.top1, w, m->pool);
+    if (st == EVLM_ERR_ARG) { /* non-finite weights: the full head finds its argmax */
+        evlm__clear_error();
+        return EVLM_OK;
+    }
+    return st;
+}
+
 evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out) {
     *out = NULL;
     if (!path || !*path) return evlm__fail(EVLM_ERR_ARG, "no model path given");
@@ -169,6 +187,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     if (!p.keep_layout && want_repack() &&
         (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true, m->pool)) != EVLM_OK)
         goto fail;
+    if ((st = build_top1(m)) != EVLM_OK) goto fail;
     free(tok_json);
     evlm_gguf_close(g); /* the weight set keeps the map */
     evlm__clear_error();
@@ -227,7 +246,7 @@ int64_t evlm_model_n_layer_params(const evlm_model *m) {
 }
 
 size_t evlm_model_decode_bytes(const evlm_model *m) {
-    size_t b = evlm_tensor_nbytes(m->llama.lm_head);
+    size_t b = m->llama.top1.q.data ? evlm_top1_head_bytes(&m->llama.top1) : evlm_tensor_nbytes(m->llama.lm_head);
     const evlm_tensor *t[7];
     for (int i = 0; i < m->cfg.n_layers; i++) {
         layer_matrices(m, i, t);
@@ -307,9 +326,14 @@ evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logit
                               logits, all_logits);
 }
 
-evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,
-                             const uint8_t *mask, int n, const int *out_rows, int n_out,
-                             float *logits) {
+evlm_status evlm_decode_greedy(evlm_context *c, const int32_t *ids, int n, int32_t *top, bool all) {
+    if (!ids || !top) return evlm__fail(EVLM_ERR_ARG, "no token ids or no room for the greedy ids");
+    evlm_llama_batch b = {.n = n, .ids = ids, .top = top, .all_logits = all};
+    return evlm_llama_decode(&c->model->llama, &c->state, c->model->pool, &b);
+}
+
+static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth, const uint8_t *mask,
+                               int n, const int *out_rows, int n_out, float *logits, int32_t *top) {
     if (!ids || !depth || !mask || n < 1) return evlm__fail(EVLM_ERR_ARG, "empty or incomplete token tree");
     if (n > c->tree_cap) {
         int32_t *np = realloc(c->tree_pos, sizeof(int32_t) * (size_t)n);
@@ -321,8 +345,21 @@ evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t 
     int base = c->state.n_past + c->state.pos_offset;
     for (int i = 0; i < n; i++) pos[i] = base + (depth[i] >= 0 && depth[i] <= n ? depth[i] : -base - 1);
     evlm_llama_batch b = {.n = n, .ids = ids, .pos = pos, .mask = mask, .logits = logits,
-                          .out_rows = out_rows, .n_out = n_out};
+                          .out_rows = out_rows, .n_out = n_out, .top = top};
     return evlm_llama_decode(&c->model->llama, &c->state, c->model->pool, &b);
+}
+
+evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,
+                             const uint8_t *mask, int n, const int *out_rows, int n_out,
+                             float *logits) {
+    return decode_tree(c, ids, depth, mask, n, out_rows, n_out, logits, NULL);
+}
+
+evlm_status evlm_decode_tree_greedy(evlm_context *c, const int32_t *ids, const int32_t *depth,
+                                    const uint8_t *mask, int n, const int *out_rows, int n_out,
+                                    int32_t *top) {
+    if (!top) return evlm__fail(EVLM_ERR_ARG, "no room for the greedy ids");
+    return decode_tree(c, ids, depth, mask, n, out_rows, n_out, NULL, top);
 }
 
 evlm_status evlm_context_keep(evlm_context *c, int base, const int *slots, int n_keep) {
