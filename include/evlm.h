@@ -53,6 +53,8 @@ typedef struct evlm_model_params {
     evlm_image_splitting image_splitting;
     bool f32_act;    /* quantized weights: float activations (dequantized weight rows) instead of
                         the default int8 activations with per-block scales (int8 dot products) */
+    bool float_head;  /* no int8 copy of a float lm_head for greedy ids (evlm_decode_greedy): half
+                         the head's bytes less memory, slower greedy decoding */
     bool keep_layout; /* weight tensors stay as in the file (tools that read them back, such as
                          quantize); by default matrices are interleaved 16 rows at a time for the
                          kernels (EVLM_REPACK=0 does the same for every load) */
@@ -115,7 +117,7 @@ evlm_status evlm_decode_tree(evlm_context *ctx, const int32_t *ids, const int32_
 /* As evlm_decode / evlm_decode_tree, but instead of logits the greedy id of each row (the argmax,
  * lowest id on ties): top [1] (last position) or [n] (all), or [n_out]. Bitwise the argmax of the
  * logits the logits calls give, and cheaper for a large float head: it is multiplied in int8 first
- * and only the ids that could be the largest are computed exactly (EVLM_TOP1=0: the whole head). */
+ * and only the ids that could be the largest are computed exactly (float_head: the whole head). */
 evlm_status evlm_decode_greedy(evlm_context *ctx, const int32_t *ids, int n, int32_t *top, bool all);
 evlm_status evlm_decode_tree_greedy(evlm_context *ctx, const int32_t *ids, const int32_t *depth,
                                     const uint8_t *mask, int n, const int *out_rows, int n_out,

@@ -24,6 +24,7 @@ expect_err "missing value" "needs a value" -- "$BIN" run -m
 expect_err "bad integer" "needs an integer" -- "$BIN" run -m x -p y -n abc
 expect_err "bad temp" "needs a number" -- "$BIN" run -m x -p y --temp -1
 expect_err "no model" "no model given" -- "$BIN" run -p hi
+expect_err "bad head" "--head takes int8 or float" -- "$BIN" run -m x -p y --head fp8
 expect_err "missing folder" "/nonexistent: not a model folder" -- "$BIN" run -m /nonexistent -p hi
 expect_err "info missing" "no such file" -- "$BIN" info -m /nonexistent
 expect_err "convert format" "unknown source format" -- "$BIN" convert --from gguf a b c

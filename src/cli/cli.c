@@ -97,6 +97,12 @@ bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
         else if (!strcmp(v, "f32")) o->f32_act = true;
         else cli_die("--act takes int8 or f32, not '%s'", v);
     }
+    else if (!strcmp(a, "--head")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!strcmp(v, "int8")) o->float_head = false;
+        else if (!strcmp(v, "float")) o->float_head = true;
+        else cli_die("--head takes int8 or float, not '%s'", v);
+    }
     else if (!strcmp(a, "--image-splitting")) {
         const char *v = cli_value(argc, argv, i);
         if (!strcmp(v, "on")) o->split = EVLM_SPLIT_ON;
@@ -159,6 +165,7 @@ evlm_model *cli_load_model(const cli_model_opts *o) {
     evlm_model_params mp = evlm_model_default_params();
     mp.n_threads = o->threads;
     mp.f32_act = o->f32_act;
+    mp.float_head = o->float_head;
     mp.image_splitting = o->split;
     evlm_model *m;
     cli_check(evlm_model_load(o->model, &mp, &m));

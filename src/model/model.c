@@ -116,14 +116,11 @@ static bool want_repack(void) {
 }
 
 /* Greedy ids through an int8 copy of a float head (top1_head.h) when the head is large: below
- * TOP1_MIN_VOCAB rows it is a small part of a pass. EVLM_TOP1=0 computes the whole head. */
+ * TOP1_MIN_VOCAB rows it is a small part of a pass. */
 #define TOP1_MIN_VOCAB 8192
 static evlm_status build_top1(evlm_model *m) {
-    const char *e = getenv("EVLM_TOP1");
     const evlm_tensor *w = m->llama.lm_head;
-    if ((e && strcmp(e, "0") == 0) || !evlm_type_is_r16_float(w->type) || w->ne[1] < TOP1_MIN_VOCAB ||
-        w->ne[0] % EVLM_QK)
-        return EVLM_OK;
+    if (!evlm_type_is_r16_float(w->type) || w->ne[1] < TOP1_MIN_VOCAB || w->ne[0] % EVLM_QK) return EVLM_OK;
     evlm_status st = evlm_top1_head_init(&m->llama.top1, w, m->pool);
     if (st == EVLM_ERR_ARG) { /* non-finite weights: the full head finds its argmax */
         evlm__clear_error();
@@ -187,7 +184,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     if (!p.keep_layout && want_repack() &&
         (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true, m->pool)) != EVLM_OK)
         goto fail;
-    if ((st = build_top1(m)) != EVLM_OK) goto fail;
+    if (!p.float_head && (st = build_top1(m)) != EVLM_OK) goto fail;
     free(tok_json);
     evlm_gguf_close(g); /* the weight set keeps the map */
     evlm__clear_error();
