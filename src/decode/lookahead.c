@@ -11,6 +11,7 @@
 
 struct evlm_lookahead {
     int W, N, G, D, V;
+    const evlm_model *m; /* its end-of-generation ids end an answer's n-grams */
     int32_t *levels;         /* [N-1][W] */
     evlm_ngram_cache *cache; /* the n-gram pool (the caller's, kept across answers, or own) */
     bool own_cache;
@@ -51,6 +52,7 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
     la->G = grams ? p->guesses : 0;
     la->D = p->prompt_lookup;
     la->V = n_vocab;
+    la->m = m;
     la->rng = 0x9e3779b97f4a7c15ull;
     int L = la->N ? la->N - 1 : 0;
     la->max_nodes = la->G * L + PL_CANDIDATES * la->D;
@@ -114,7 +116,7 @@ int evlm_lookahead_batch(const evlm_lookahead *la) { return la->max_batch; }
 /* Inserts a draft continuation of the root (row 0) into the trie rows [first, *n). */
 static void trie_add(evlm_lookahead *la, int first, int *n, const int32_t *draft, int len) {
     int node = 0;
-    for (int d = 0; d < len; d++) {
+    for (int d = 0; d < len && draft[d] >= 0; d++) { /* -1: the n-gram ended with its answer */
         int child = -1;
         for (int r = first; r < *n && child < 0; r++)
             if (la->parent[r] == node && la->ids[r] == draft[d]) child = r;
@@ -221,6 +223,15 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
             if (end - L >= 0)
                 EVLM_TRY(evlm__ngram_cache_add(la->cache, end - L >= 1 ? seq[end - L - 1] : -1, seq[end - L],
                                                seq + end - L + 1));
+        /* at the end of the answer, the n-grams of its last tokens too (shorter, padded with -1):
+         * the next answer's ending is drafted as well */
+        int e = have;
+        while (e < ns && !evlm_model_is_eos(la->m, seq[e])) e++;
+        for (int st = e - L + 1 > 0 ? e - L + 1 : 0; e < ns && st < e; st++) {
+            int32_t gram[16];
+            for (int j = 0; j < L; j++) gram[j] = st + 1 + j <= e ? seq[st + 1 + j] : -1;
+            EVLM_TRY(evlm__ngram_cache_add(la->cache, st >= 1 ? seq[st - 1] : -1, seq[st], gram));
+        }
     }
 
     /* the window's new top level, its n-grams into the pool, then the levels shift down */
