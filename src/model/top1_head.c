@@ -22,33 +22,63 @@ typedef struct {
     atomic_int bad;           /* a non-finite weight */
 } init_task;
 
+/* One row into Q8_0 blocks (scale amax / 127 in fp16; any rounding would do: the bound uses the
+ * values stored) and the sums of squares of w - w~ and of w~, in one pass. */
+static void quantize_row(const float *x, evlm_block_q8_0 *b, int k, double *e2, double *n2) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23: (v + magic) - magic rounds v to nearest even */
+    double se = 0, sn = 0;
+    for (int i = 0; i < k / EVLM_QK; i++, x += EVLM_QK) {
+        float amax = 0;
+        for (int j = 0; j < EVLM_QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        b[i].d = evlm_f32_to_f16(amax / 127.0f);
+        float d = evlm_f16_to_f32(b[i].d), id = d > 0 ? 1.0f / d : 0.0f;
+        for (int j = 0; j < EVLM_QK; j++) {
+            float q = (x[j] * id + magic) - magic;
+            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+            b[i].qs[j] = (int8_t)q;
+            double deq = (double)d * (double)q, diff = (double)x[j] - deq;
+            se += diff * diff;
+            sn += deq * deq;
+        }
+    }
+    *e2 = se;
+    *n2 = sn;
+}
+
+/* Row r of one 16-row group of a float R16 matrix (element (r, j) at 16 j + r) as floats. */
+static void group_row(evlm_type rt, const char *gw, int r, int k, float *y) {
+    if (rt == EVLM_TYPE_F32_R16) {
+        const float *p = (const float *)(const void *)gw + r;
+        for (int j = 0; j < k; j++) y[j] = p[(size_t)EVLM_R16 * j];
+        return;
+    }
+    const uint16_t *p = (const uint16_t *)(const void *)gw + r;
+    if (rt == EVLM_TYPE_F16_R16)
+        for (int j = 0; j < k; j++) y[j] = evlm_f16_to_f32(p[(size_t)EVLM_R16 * j]);
+    else
+        for (int j = 0; j < k; j++) y[j] = evlm_bf16_to_f32(p[(size_t)EVLM_R16 * j]);
+}
+
 static void init_fn(void *arg, int ith, int nth) {
     (void)nth;
     init_task *t = arg;
     const int k = t->k, kb = k / EVLM_QK;
-    float *row = malloc(sizeof(float) * (size_t)k * 2);
+    float *row = malloc(sizeof(float) * (size_t)k);
     evlm_block_q8_0 *blk = malloc(sizeof(evlm_block_q8_0) * (size_t)kb * EVLM_R16);
     double emax = 0, nmax = 0;
     if (!row || !blk) {
         atomic_store(&t->bad, 2);
     } else {
-        float *deq = row + k;
         const size_t gbytes = (size_t)EVLM_R16 * t->h->q.nb[1];
         for (int g; (g = atomic_fetch_add(&t->next, 1)) < t->groups;) {
             int r0 = g * EVLM_R16, rows = t->n - r0 < EVLM_R16 ? t->n - r0 : EVLM_R16;
+            const char *gw = (const char *)t->h->w->data + (size_t)g * EVLM_R16 * t->h->w->nb[1];
             for (int r = 0; r < rows; r++) {
-                evlm_matrix_row_f32(t->h->w, r0 + r, row);
+                group_row(t->h->w->type, gw, r, k, row);
                 for (int j = 0; j < k; j++)
                     if (!isfinite(row[j])) atomic_store(&t->bad, 1);
-                evlm_block_q8_0 *b = blk + (size_t)r * kb;
-                evlm_quantize_row_q8_0(row, b, k);
-                evlm_dequantize_row(EVLM_TYPE_Q8_0, b, deq, k);
-                double e2 = 0, n2 = 0;
-                for (int j = 0; j < k; j++) {
-                    double d = (double)row[j] - (double)deq[j];
-                    e2 += d * d;
-                    n2 += (double)deq[j] * (double)deq[j];
-                }
+                double e2, n2;
+                quantize_row(row, blk + (size_t)r * kb, k, &e2, &n2);
                 if (e2 > emax) emax = e2;
                 if (n2 > nmax) nmax = n2;
             }
