@@ -59,6 +59,34 @@ def quantized(src, qtype):
     return out
 
 
+def draft_oracle(dataset):
+    """Tokens per pass of an oracle drafter on the greedy answers of the scene VLM to dataset: at each
+    step it verifies the longest continuation that followed the current token anywhere earlier
+    (previous answers with their prompt tails, or this answer)."""
+    seen, steps, toks = [], 0, 0
+    with open(dataset) as f:
+        items = [json.loads(l) for l in f]
+    for it in items:
+        j = last_json(run([EVLM, "run", "-m", "models/scenes-vlm", "--image", it["image"], "-p", it["question"],
+                           "-n", "32", "-t", THREADS, "--json"]).stdout)
+        ans = j["output_ids"]
+        hist, pos = j["prompt_ids"][-8:] + ans[:1], 1
+        while pos < len(ans):
+            best = 0
+            for s in seen + [hist]:
+                for i in range(len(s) - 1):
+                    if s[i] == hist[-1]:
+                        k = 0
+                        while pos + k < len(ans) and i + 1 + k < len(s) and s[i + 1 + k] == ans[pos + k]:
+                            k += 1
+                        best = max(best, k)
+            acc = ans[pos:pos + best + 1]
+            steps, toks, pos = steps + 1, toks + len(acc), pos + len(acc)
+            hist += acc
+        seen.append(hist)
+    return toks / steps if steps else 0.0
+
+
 def bench(model, extra):
     r = run([EVLM, "bench", "-m", model, "-t", THREADS, "-r", str(REPS), "--json"] + extra)
     return last_json(r.stdout)
@@ -152,22 +180,24 @@ def main():
     # ---- standard text shapes ----
     w("## Standard shapes, random weights\n")
     w("`evlm synth --config C -o DIR --dtype D [--text-only]`, then `evlm bench -m DIR -p 512 -n 64 -t %s -r %d --json` "
-      "(prefill, and decode after the 512-token prompt) and `evlm bench -m DIR -p 1 -n N -t %s -r %d --json` (decode from an "
-      "empty context, N = 128 for the 135M shape, 64 for the 1.5B one: the conditions of llama-bench's tg128, which "
-      "starts from an empty cache)%s. "
+      "(prefill, and decode after the 512-token prompt) and `evlm bench -m DIR -p 1 -n N -t %s -r %d --json --head float` "
+      "(decode from an empty context, N = 128 for the 135M shape, 64 for the 1.5B one, the full float output head each "
+      "token: the conditions and the work of llama-bench's tg128, which starts from an empty cache and computes all "
+      "logits); the same without `--head float` gives the greedy column (the default: greedy ids through the int8 copy "
+      "of the head, same ids)%s. "
       "llama.cpp: build c392e50, CPU backend, 2 threads, `llama-bench` (pp512, tg128) on the same shapes, measured on "
       "this machine (issue 4).\n"
       % (THREADS, REPS, THREADS, REPS, "; quantized models from `evlm quantize -m DIR -o OUT.gguf --type T`" if quant else ""))
     w("| shape | weights | prefill tok/s | llama.cpp | ratio | decode tok/s (empty ctx) | llama.cpp tg128 | ratio | "
-      "decode tok/s after 512 | decode GB/s | peak RSS MB | model MB |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "greedy head tok/s | decode tok/s after 512 | decode GB/s | peak RSS MB | model MB |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     shapes = [("smollm2-135m", os.path.join(SHARED, "reference/smolvlm-256m-instruct/config.json"), True)]
     if not QUICK:
         shapes.append(("qwen2-1.5b", "bench/configs/qwen2-1.5b.json", False))
     results = {}
     for name, config, text_only in shapes:
         if not os.path.exists(config):
-            w("| %s | config %s not found | | | | | | | | | |" % (name, config))
+            w("| %s | config %s not found | | | | | | | | | | |" % (name, config))
             continue
         variants = [("bf16", synth(name, config, "bf16", text_only)), ("f16", synth(name, config, "f16", text_only))]
         if quant:
@@ -175,16 +205,21 @@ def main():
                 variants.append((q, quantized(variants[0][1], q)))
         for wt, path in variants:
             r = bench(path, ["-p", "512", "-n", "64"])
-            e = bench(path, ["-p", "1", "-n", "128" if name == "smollm2-135m" else "64"])
+            n_empty = "128" if name == "smollm2-135m" else "64"
+            e = bench(path, ["-p", "1", "-n", n_empty, "--head", "float"])
+            g = bench(path, ["-p", "1", "-n", n_empty])
             r["decode_empty_tok_s"], r["decode_empty_gb_s"] = e["decode_tok_s"], e["decode_gb_s"]
+            r["decode_greedy_tok_s"] = g["decode_tok_s"]
             results[(name, wt)] = r
             ref = LLAMA_CPP.get((name, wt)) or LLAMA_CPP.get((name, "f16") if wt == "bf16" else (None, None))
             pp, tg = (ref if ref else (None, None))
-            w("| %s | %s | %.1f | %s | %s | %.1f | %s | %s | %.1f | %.1f | %.0f | %.0f |" % (
+            w("| %s | %s | %.1f | %s | %s | %.1f | %s | %s | %.1f | %.1f | %.1f | %.0f | %.0f |" % (
                 name, wt, r["prefill_tok_s"], fmt(pp, 0), fmt(r["prefill_tok_s"] / pp, 2) + "x" if pp else "-",
-                e["decode_tok_s"], fmt(tg), fmt(e["decode_tok_s"] / tg, 2) + "x" if tg else "-",
+                e["decode_tok_s"], fmt(tg), fmt(e["decode_tok_s"] / tg, 2) + "x" if tg else "-", g["decode_tok_s"],
                 r["decode_tok_s"], e["decode_gb_s"], r["peak_rss_mb"], r["model_bytes"] / 1e6))
-    w("\nbf16 rows are compared with llama.cpp's F16 (it has no BF16 CPU path in that build).\n")
+    w("\nbf16 rows are compared with llama.cpp's F16 (it has no BF16 CPU path in that build). The greedy head only "
+      "changes models whose output head is float (the quantized files keep theirs in int8 already); the 512-token "
+      "run and peak RSS use the default (greedy head, whose int8 copy adds half the float head's bytes).\n")
     doc.extend(history_section(prev, prev_commit, results))
     w("Against the targets of issue 4 (decode >= 1.25x llama.cpp on the 135M shape and >= 1.05x on the 1.5B shape at every "
       "precision, prefill >= 2x). Decode is compared under llama-bench's conditions (empty context); the ratio after the "
@@ -266,6 +301,7 @@ def main():
         tps, aps = run_med(aid, "Once upon a time", setting)
         w("| aidreams260K (llama2.c, converted) | \"Once upon a time\", 200 tokens, 1 thread | %.0f | `%s` | %.0f | %.2f | %.2fx |" % (base, " ".join(setting), tps, aps, tps / base))
     scenes_ds = os.path.join(SHARED, "datasets/scenes-dev/dev.jsonl")
+    scene_note = ""
     if os.path.exists(scenes_ds):
         sub = os.path.join(MODELS, "scenes-describe-plate.jsonl")
         base_dir = os.path.dirname(scenes_ds)
@@ -279,17 +315,33 @@ def main():
         def ev(extra):
             return last_json(run([EVLM, "eval", "-m", "models/scenes-vlm", "--dataset", sub, "-n", "32", "-t", THREADS, "--json"] + extra).stdout)
 
-        # plain and every setting in turn, REPS rounds, medians: a single plain run moves by 30 %
-        settings = [[], ["--lookahead", "auto"], ["--lookahead", "0,3,1"], ["--lookahead", "0,4,2"], ["--lookahead", "2,4,2"]]
+        # plain and every setting in turn, REPS rounds, medians: a single plain run moves by 30 %;
+        # the float-head pair (entries 5, 6) shows the same with the full output head
+        settings = [[], ["--lookahead", "auto"], ["--lookahead", "0,4,2"], ["--lookahead", "0,6,2"], ["--lookahead", "2,4,2"],
+                    ["--head", "float"], ["--head", "float", "--lookahead", "auto"]]
         runs = {i: [] for i in range(len(settings))}
         for _ in range(REPS):
             for i, setting in enumerate(settings):
                 runs[i].append(ev(setting))
         med = lambda i, k: statistics.median(r[k] for r in runs[i])
-        b_tps, n_items = med(0, "decode_tok_s"), runs[0][0].get("n", 0)
+        n_items = runs[0][0].get("n", 0)
         for i in range(1, len(settings)):
-            w("| scenes-vlm (bf16) | scenes-dev describe + plate questions (%d), one n-gram pool for the set | %.0f | `%s` | %.0f | %.2f | %.2fx |"
-              % (n_items, b_tps, " ".join(settings[i]), med(i, "decode_tok_s"), med(i, "accepted_per_step"), med(i, "decode_tok_s") / b_tps))
+            if i == 5:
+                continue
+            b = 5 if "float" in settings[i] else 0
+            b_tps = med(b, "decode_tok_s")
+            w("| scenes-vlm (bf16%s) | scenes-dev describe + plate questions (%d), one n-gram pool for the set | %.0f | `%s` | %.0f | %.2f | %.2fx |"
+              % (", `--head float`" if b else "", n_items, b_tps, " ".join(settings[i]), med(i, "decode_tok_s"),
+                 med(i, "accepted_per_step"), med(i, "decode_tok_s") / b_tps))
+        oracle = draft_oracle(sub)
+        scene_note = ("The scene answers cap what any drafting can gain: an oracle that drafts, at every step, the "
+                      "longest continuation found after the current token anywhere in the earlier answers or this "
+                      "one (unlimited guesses) verifies %.2f tokens per pass on this set; the decision words (alert / "
+                      "drowsy, open / closed, the emotion, every plate character) cannot be drafted. " % oracle)
+        scene_note += ("Scene VLM: plain greedy decoding with the int8 greedy head runs at %.2fx the full float head "
+                      "(%.0f vs %.0f tok/s), and `--lookahead auto` on top of it at %.2fx the full-head plain figure. " %
+                      (med(0, "decode_tok_s") / med(5, "decode_tok_s"), med(0, "decode_tok_s"), med(5, "decode_tok_s"),
+                       med(1, "decode_tok_s") / med(5, "decode_tok_s")))
     s135 = os.path.join(MODELS, "smollm2-135m-bf16")
     if os.path.exists(s135):
         p = bench(s135, ["-p", "64", "-n", "64"])
@@ -297,6 +349,7 @@ def main():
             r = bench(s135, ["-p", "64", "-n", "64"] + setting)
             w("| SmolLM2-135M shape (random bf16) | bench -p 64 -n 64 | %.1f | `%s` | %.1f | %.2f | %.2fx |" % (p["decode_tok_s"], " ".join(setting), r["decode_tok_s"], r["accepted_per_step"], r["decode_tok_s"] / p["decode_tok_s"]))
     w("\nEach row is a median of %d runs (scene rows: %d rounds that run plain and every setting in turn). " % (REPS, REPS))
+    w(scene_note)
     w("Target (issue 6): >= 1.5x decode tok/s on the real models at identical output. Random weights repeat themselves, so their acceptance is higher than a trained model's: the 135M row shows what a bandwidth-bound model gains per accepted token, not a realistic acceptance rate.\n")
 
     # ---- kernels ----

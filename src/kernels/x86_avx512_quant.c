@@ -62,6 +62,11 @@ void evlm__avx512vnni_quantize_act(const float *x, evlm_q8a *y, int k) {
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         __m512 vid = _mm512_set1_ps(id);
         __m512i q0 = round_away(_mm512_mul_ps(v0, vid)), q1 = round_away(_mm512_mul_ps(v1, vid));
+        /* |q| <= 127 for finite x; NaN / Inf convert to INT_MIN: clamp so that the sum below stays
+         * the sum of the stored bytes (and free of overflow) */
+        const __m512i lo = _mm512_set1_epi32(-128), hi = _mm512_set1_epi32(127);
+        q0 = _mm512_min_epi32(_mm512_max_epi32(q0, lo), hi);
+        q1 = _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi);
         _mm_storeu_si128((__m128i *)(void *)y[b].qs, _mm512_cvtsepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(void *)(y[b].qs + 16), _mm512_cvtsepi32_epi8(q1));
         int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));

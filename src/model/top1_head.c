@@ -266,11 +266,15 @@ void evlm_top1(const evlm_top1_head *h, const evlm_tensor *w, const evlm_matmul_
     for (int i = 0; i < m; i++) {
         const float *xi = x + (size_t)i * ldx;
         evlm_q8a *qi = wk->xq + (size_t)i * kb;
-        kn->quantize_act(xi, qi, k);
         double x2 = 0, e2 = 0;
+        for (int j = 0; j < k; j++) x2 += (double)xi[j] * (double)xi[j];
+        if (!isfinite(x2)) { /* NaN / Inf: no int8 blocks for these */
+            full_head(w, env, wk, x, ldx, m, top);
+            return;
+        }
+        kn->quantize_act(xi, qi, k);
         for (int j = 0; j < k; j++) {
-            double xt = (double)qi[j / EVLM_QK].d * qi[j / EVLM_QK].qs[j % EVLM_QK], d = (double)xi[j] - xt;
-            x2 += (double)xi[j] * (double)xi[j];
+            double d = (double)xi[j] - (double)qi[j / EVLM_QK].d * qi[j / EVLM_QK].qs[j % EVLM_QK];
             e2 += d * d;
         }
         double X = sqrt(x2) * (1 + 1e-12), E = sqrt(e2) * (1 + 1e-12);
