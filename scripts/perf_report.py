@@ -296,10 +296,19 @@ def main():
             rows.append(last_json(run([EVLM, "run", "-m", model, "--raw", "-p", prompt, "-n", str(n), "-t", "1", "--json"] + extra).stdout))
         return statistics.median(r["decode_tok_s"] for r in rows), statistics.median(r["accepted_per_step"] for r in rows)
 
-    base, _ = run_med(aid, "Once upon a time", [])
-    for setting in [["--lookahead", "auto"], ["--lookahead", "3,3,3"], ["--prompt-lookup", "8"], ["--lookahead", "4,4,4", "--prompt-lookup", "8"]]:
-        tps, aps = run_med(aid, "Once upon a time", setting)
-        w("| aidreams260K (llama2.c, converted) | \"Once upon a time\", 200 tokens, 1 thread | %.0f | `%s` | %.0f | %.2f | %.2fx |" % (base, " ".join(setting), tps, aps, tps / base))
+    stories = os.path.join(MODELS, "stories260K")
+    if not os.path.exists(os.path.join(stories, "config.json")) and os.path.exists(os.path.join(SHARED, "reference/llama2c/stories260K.bin")):
+        run([EVLM, "convert", "--from", "llama2c", os.path.join(SHARED, "reference/llama2c/stories260K.bin"),
+             "models/aidreams260K/tok512.bin", stories])
+    llama2c = [("aidreams260K (llama2.c, converted)", aid),
+               ("stories260K (llama2.c, converted; aidreams' tokenizer, so ids only)", stories)]
+    for label, model in llama2c:
+        if not os.path.exists(os.path.join(model, "config.json")):
+            continue
+        base, _ = run_med(model, "Once upon a time", [])
+        for setting in [["--lookahead", "auto"], ["--lookahead", "3,3,3"], ["--prompt-lookup", "8"], ["--lookahead", "4,4,4", "--prompt-lookup", "8"]]:
+            tps, aps = run_med(model, "Once upon a time", setting)
+            w("| %s | \"Once upon a time\", 200 tokens, 1 thread | %.0f | `%s` | %.0f | %.2f | %.2fx |" % (label, base, " ".join(setting), tps, aps, tps / base))
     scenes_ds = os.path.join(SHARED, "datasets/scenes-dev/dev.jsonl")
     scene_note = ""
     if os.path.exists(scenes_ds):
@@ -350,7 +359,15 @@ def main():
             w("| SmolLM2-135M shape (random bf16) | bench -p 64 -n 64 | %.1f | `%s` | %.1f | %.2f | %.2fx |" % (p["decode_tok_s"], " ".join(setting), r["decode_tok_s"], r["accepted_per_step"], r["decode_tok_s"] / p["decode_tok_s"]))
     w("\nEach row is a median of %d runs (scene rows: %d rounds that run plain and every setting in turn). " % (REPS, REPS))
     w(scene_note)
-    w("Target (issue 6): >= 1.5x decode tok/s on the real models at identical output. Random weights repeat themselves, so their acceptance is higher than a trained model's: the 135M row shows what a bandwidth-bound model gains per accepted token, not a realistic acceptance rate.\n")
+    w("Target (issue 6): >= 1.5x decode tok/s on the real models at identical output: not reached on this machine. "
+      "Verifying k tokens in one pass pays while a pass is bound by reading the weights; here the real models are "
+      "bound by multiply-adds instead. The llama2.c models (1 MB) live in each core's L2 and a pass of m rows costs "
+      "about 0.6 + 0.4 m one-row passes, more than the tokens it verifies. The scene VLM's decoder and int8 head "
+      "(22 MB) fit this CPU's 32 MB L3: each extra row adds ~20 %% of a one-row pass (the int8 head alone runs at "
+      "~280 GMAC/s per core from 4 rows), while its answers allow at most the oracle's tokens per pass above; with "
+      "the full float head (34 MB, read from DRAM) the ratio is higher because the baseline is slower. On a phone-class "
+      "SoC (8-12 MB of shared cache, ~50 GB/s) the same model is bandwidth-bound and the float-head regime applies. ")
+    w("Random weights repeat themselves, so their acceptance is higher than a trained model's: the 135M row shows what a bandwidth-bound model gains per accepted token, not a realistic acceptance rate.\n")
 
     # ---- kernels ----
     w("## Kernels\n")
