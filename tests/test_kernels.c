@@ -681,6 +681,23 @@ static void test_attn_tile(const evlm_kernels *kn) {
     printf("%s attn_tile: worst |d| / (sum p|v| bound) = %.3g\n", kn->name, worst);
 }
 
+/* max: the largest value exactly, for every length and position of the maximum */
+static void test_max(const evlm_kernels *kn) {
+    float x[300];
+    int bad = 0;
+    for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
+        for (int at = 0; at < n; at += (n < 40 ? 1 : 11)) {
+            for (int i = 0; i < n; i++) x[i] = -1000.0f + (float)((i * 7919) % 997) - (i == n - 1 ? INFINITY : 0.0f);
+            x[at] = 5000.0f + (float)at;
+            float r = evlm_kernels_ref.max(x, n), g = kn->max(x, n);
+            if (r != x[at] || g != r) bad++;
+        }
+        for (int i = 0; i < n; i++) x[i] = -(float)(i + 1); /* all negative: x[0] */
+        if (kn->max(x, n) != -1.0f) bad++;
+    }
+    CHECKF(bad == 0, "%s max: %d wrong results", kn->name, bad);
+}
+
 int main(void) {
     static const char *names[] = {"ref", "avx2", "avx512", "avx512vnni", "neon"};
     int n_tables = 0;
@@ -692,7 +709,8 @@ int main(void) {
         }
         CHECK(strcmp(kn->name, names[i]) == 0);
         CHECK(kn->gemm && kn->rmsnorm && kn->silu_mul && kn->rope && kn->attn_row &&
-              kn->layernorm && kn->gelu_tanh);
+              kn->layernorm && kn->gelu_tanh && kn->max);
+        test_max(kn);
         n_tables++;
         test_gemm(kn);
         test_gemm_r16f(kn);

@@ -301,6 +301,18 @@ EVLM__INLINE float32x4_t silu_mul4(float32x4_t g, float32x4_t u) {
     return vmulq_f32(s, u);
 }
 
+static float max_neon(const float *x, int n) {
+    float32x4_t a = vdupq_n_f32(x[0]), b = a;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a = vmaxq_f32(a, vld1q_f32(x + i));
+        b = vmaxq_f32(b, vld1q_f32(x + i + 4));
+    }
+    float r = vmaxvq_f32(vmaxq_f32(a, b));
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
 static void silu_mul_neon(float *g, const float *u, int n) {
     int i = 0;
     for (; i + 4 <= n; i += 4) vst1q_f32(g + i, silu_mul4(vld1q_f32(g + i), vld1q_f32(u + i)));
@@ -907,6 +919,7 @@ const evlm_kernels evlm_kernels_neon = {
     .quantize_act = quantize_act_neon,
     .gemm_q = gemm_q_neon,
     .attn_tile = attn_tile_neon,
+    .max = max_neon,
 };
 
 #else

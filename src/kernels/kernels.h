@@ -48,6 +48,8 @@ typedef struct evlm_kernels {
      * the same float operations whatever m, n0, n1 (token trees rely on it). */
     void (*gemm_q)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
                    evlm_type wt, int m, int n0, int n1, int k);
+    /* Largest of x[0, n) (n >= 1, no NaN): the same value in every table (max is exact). */
+    float (*max)(const float *x, int n);
     /* Attention of n_q query rows against n_kv >= 1 keys / values for long sequences (the
      * vision tower, prompt prefill): out row i (head_dim floats, row stride ldo) =
      * softmax(q_i . K^T * scale) @ V over the keys it sees, with q rows of stride ldq and k / v

@@ -47,6 +47,12 @@ void evlm__ref_rmsnorm(float *y, const float *x, const float *w, int n, float ep
     for (int i = 0; i < n; i++) y[i] = w[i] * (x[i] * inv);
 }
 
+float evlm__ref_max(const float *x, int n) {
+    float m = x[0];
+    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 void evlm__ref_silu_mul(float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
@@ -154,4 +160,5 @@ const evlm_kernels evlm_kernels_ref = {
     .quantize_act = evlm__ref_quantize_act,
     .gemm_q = evlm__ref_gemm_q,
     .attn_tile = evlm__ref_attn_tile,
+    .max = evlm__ref_max,
 };

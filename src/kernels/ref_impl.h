@@ -31,6 +31,7 @@ void evlm__ref_gemm(float *y, size_t ldy, const float *x, size_t ldx, const void
                     evlm_type wt, int m, int n0, int n1, int k, float *scratch);
 void evlm__ref_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 void evlm__ref_silu_mul(float *g, const float *u, int n);
+float evlm__ref_max(const float *x, int n);
 void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
 void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
                         int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores);

@@ -224,6 +224,22 @@ EVLM__INLINE __m256i lanes(int left) {
 }
 
 /* g = g / (1 + e^-g) * u, as ref with a vector exp */
+static float max_avx2(const float *x, int n) {
+    __m256 a = _mm256_set1_ps(x[0]), b = a;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a = _mm256_max_ps(a, _mm256_loadu_ps(x + i));
+        b = _mm256_max_ps(b, _mm256_loadu_ps(x + i + 8));
+    }
+    a = _mm256_max_ps(a, b);
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    float r = _mm_cvtss_f32(m);
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
 static void silu_mul_avx2(float *g, const float *u, int n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     for (int i = 0; i < n; i += 8) {
@@ -518,6 +534,7 @@ const evlm_kernels evlm_kernels_avx2 = {
     .quantize_act = evlm__avx2_quantize_act,
     .gemm_q = evlm__avx2_gemm_q,
     .attn_tile = attn_tile_avx2,
+    .max = max_avx2,
 };
 
 #else

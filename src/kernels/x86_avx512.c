@@ -219,6 +219,17 @@ EVLM__INLINE __mmask16 tail_mask(int left) {
 }
 
 /* g = g / (1 + e^-g) * u, as ref with a vector exp */
+static float max_avx512(const float *x, int n) {
+    __m512 a = _mm512_set1_ps(x[0]), b = a;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a = _mm512_max_ps(a, _mm512_loadu_ps(x + i));
+        b = _mm512_max_ps(b, _mm512_loadu_ps(x + i + 16));
+    }
+    for (; i < n; i += 16) a = _mm512_max_ps(a, _mm512_mask_loadu_ps(a, tail_mask(n - i), x + i));
+    return _mm512_reduce_max_ps(_mm512_max_ps(a, b));
+}
+
 static void silu_mul_avx512(float *g, const float *u, int n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int i = 0; i < n; i += 16) {
@@ -522,6 +533,7 @@ const evlm_kernels evlm_kernels_avx512 = {
     .quantize_act = evlm__avx2_quantize_act,
     .gemm_q = evlm__avx2_gemm_q,
     .attn_tile = attn_tile_avx512,
+    .max = max_avx512,
 };
 
 #else

@@ -176,19 +176,6 @@ typedef struct {
     atomic_int next;
 } pass_task;
 
-/* largest of y[n0, n1) (NaN only if all are): 16 lanes of maxima, so that the compiler vectorizes */
-static float range_max(const float *y, int n0, int n1) {
-    float acc[EVLM_R16];
-    int r = n0;
-    for (int l = 0; l < EVLM_R16; l++) acc[l] = y[n0];
-    for (; r + EVLM_R16 <= n1; r += EVLM_R16)
-        for (int l = 0; l < EVLM_R16; l++) acc[l] = y[r + l] > acc[l] ? y[r + l] : acc[l];
-    float mx = acc[0];
-    for (int l = 1; l < EVLM_R16; l++) mx = acc[l] > mx ? acc[l] : mx;
-    for (; r < n1; r++) mx = y[r] > mx ? y[r] : mx;
-    return mx;
-}
-
 /* any of y[n0, n1) >= thr */
 static bool range_reaches(const float *y, int n0, int n1, double thr) {
     for (int r = n0; r < n1; r++)
@@ -209,7 +196,7 @@ static void approx_fn(void *arg, int ith, int nth) {
         t->kn->gemm_q(wk->y, (size_t)t->n, wk->xq, kb, t->h->q.data, t->h->q.nb[1], t->h->q.type, t->m, n0, n1,
                       t->k);
         for (int i = 0; i < t->m; i++)
-            wk->pmax[(size_t)i * t->n_pieces + p] = range_max(wk->y + (size_t)i * t->n, n0, n1);
+            wk->pmax[(size_t)i * t->n_pieces + p] = t->kn->max(wk->y + (size_t)i * t->n + n0, n1 - n0);
     }
 }
 
