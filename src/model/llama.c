@@ -450,7 +450,7 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     if (top) { /* greedy ids only */
         if (!s->top1.y) EVLM_TRY(evlm_top1_work_init(&s->top1, c->vocab_size, H));
         for (int r0 = 0; r0 < rows; r0 += EVLM_TOP1_ROWS)
-            evlm_top1(m->top1.q.data ? &m->top1 : NULL, m->lm_head, &s->mm, &s->top1, s->xb + (size_t)r0 * H, H,
+            evlm_top1(m->top1.q.data && m->top1.w == m->lm_head ? &m->top1 : NULL, m->lm_head, &s->mm, &s->top1, s->xb + (size_t)r0 * H, H,
                       rows - r0 < EVLM_TOP1_ROWS ? rows - r0 : EVLM_TOP1_ROWS, top + before + r0);
         return EVLM_OK;
     }
