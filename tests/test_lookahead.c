@@ -5,7 +5,8 @@
  *    decoding that node's path one token at a time (the property that makes verification exact),
  *    and evlm_context_keep leaves a cache that continues exactly like the plain one.
  * 2. evlm_generate with lookahead and/or prompt lookup gives the ids of plain greedy decoding on
- *    the llama-tiny fixture, the converted llama2.c aidreams260K model and the bundled scene VLM,
+ *    the llama-tiny fixture, the converted llama2.c aidreams260K and stories260K models and the
+ *    bundled scene VLM,
  *    for several prompts, lengths and W,N,G settings, and takes fewer passes on the real models.
  * 3. Sampling with lookahead is refused with a message; bad trees are errors.
  * 4. Greedy ids without logits (evlm_decode_greedy / evlm_decode_tree_greedy, the int8 greedy
@@ -262,6 +263,17 @@ int main(void) {
             double ratio = check_same(m, "aidreams260K", aid_prompts, 3, NULL, aid_lens, 2);
             check_cache(m, "aidreams260K", aid_prompts, 3, NULL, 60);
             CHECKF(ratio > 1.3, "aidreams260K: lookahead saves too few passes (%.2f)", ratio);
+            evlm_model_free(m);
+        }
+        /* stories260K (TinyStories) with aidreams' tokenizer: the text is not its own, the ids are */
+        snprintf(mb, sizeof mb, "%s/reference/llama2c/stories260K.bin", shared);
+        snprintf(out, sizeof out, "%s/stories", tmp);
+        CHECK_OK(evlm_llama2c_convert(mb, tb, out));
+        if (evlm_model_load(out, NULL, &m) == EVLM_OK) {
+            const char *st_prompts[] = {"Once upon a time", "Lily"};
+            const int st_lens[] = {10, 150};
+            double ratio = check_same(m, "stories260K", st_prompts, 2, NULL, st_lens, 2);
+            CHECKF(ratio > 1.3, "stories260K: lookahead saves too few passes (%.2f)", ratio);
             evlm_model_free(m);
         }
         char cmd[4400];
