@@ -166,7 +166,9 @@ void evlm_prompt_free(evlm_prompt *p);
 const int32_t *evlm_prompt_ids(const evlm_prompt *p, size_t *n_ids);
 int evlm_prompt_n_image_tokens(const evlm_prompt *p);
 double evlm_prompt_image_ms(const evlm_prompt *p); /* decode + preprocess + encode */
-/* Evaluates the prompt after what ctx holds; logits as evlm_decode. */
+/* Evaluates the prompt after what ctx holds; logits as evlm_decode. evlm_decode_prompt_greedy:
+ * the greedy id of the last position instead (as evlm_decode_greedy). */
+evlm_status evlm_decode_prompt_greedy(evlm_context *ctx, const evlm_prompt *p, int32_t *top);
 evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
                                bool all_logits);
 

@@ -132,14 +132,16 @@ evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_g
     if (use_la && (st = evlm_lookahead_new(&p.lookahead, &p.sampling, prompt, n_prompt, m, p.ngrams, &la)) != EVLM_OK)
         goto done;
     if ((st = evlm_ids_append(&g.hist, prompt, n_prompt)) != EVLM_OK) goto done;
-    if ((st = evlm_decode_prompt(ctx, pr, logits, false)) != EVLM_OK) goto done;
+    int32_t first = 0;
+    st = greedy ? evlm_decode_prompt_greedy(ctx, pr, &first) : evlm_decode_prompt(ctx, pr, logits, false);
+    if (st != EVLM_OK) goto done;
     res->prefill_ms = evlm_time_ms() - t0;
     res->n_prompt = (int)n_prompt;
 
     double t_first = 0;
     res->stop_reason = EVLM_STOP_LENGTH;
     if (p.n_predict > 0) {
-        int32_t id = evlm_sampler_sample(smp, logits, g.hist.data, g.hist.len);
+        int32_t id = greedy ? first : evlm_sampler_sample(smp, logits, g.hist.data, g.hist.len);
         t_first = evlm_time_ms();
         res->ttft_ms = t_first - t0;
         if ((st = emit(&g, id)) != EVLM_OK) goto done;

@@ -247,23 +247,34 @@ evlm_status evlm_prompt_new(evlm_model *m, const char *text, bool add_special,
     return EVLM_OK;
 }
 
-evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits, bool all_logits) {
+/* the prompt's batch with logits or greedy ids (top) */
+static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits, int32_t *top,
+                                 bool all) {
     evlm_model *m = ctx->model;
     evlm_llama_state *s = &ctx->state;
     evlm_llama_inject inj = {p->image_token, p->features, p->n_feat_rows, 0};
-    if (!p->mrope)
-        return evlm_llama_forward(&m->llama, s, m->pool, p->ids.data, NULL, p->n_feat_rows ? &inj : NULL,
-                                  (int)p->ids.len, logits, all_logits);
+    evlm_llama_batch b = {.n = (int)p->ids.len, .ids = p->ids.data, .inject = p->n_feat_rows ? &inj : NULL,
+                          .logits = logits, .top = top, .all_logits = all};
+    if (!p->mrope) return evlm_llama_decode(&m->llama, s, m->pool, &b);
     /* M-RoPE: the prompt's positions start where the context's next position is */
     const size_t n = p->ids.len;
     int32_t *pos = malloc(sizeof(int32_t) * 3 * n);
     if (!pos) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     const int32_t base = s->n_past + s->pos_offset;
     for (size_t i = 0; i < 3 * n; i++) pos[i] = p->mrope[i] + base;
-    evlm_llama_batch b = {.n = (int)n, .ids = p->ids.data, .pos = pos, .mrope_pos = pos, .inject = &inj,
-                          .logits = logits, .all_logits = all_logits};
+    b.pos = b.mrope_pos = pos;
+    b.inject = &inj;
     evlm_status st = evlm_llama_decode(&m->llama, s, m->pool, &b);
     if (st == EVLM_OK) s->pos_offset += p->mdelta;
     free(pos);
     return st;
+}
+
+evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits, bool all_logits) {
+    return decode_prompt(ctx, p, logits, NULL, all_logits);
+}
+
+evlm_status evlm_decode_prompt_greedy(evlm_context *ctx, const evlm_prompt *p, int32_t *top) {
+    if (!top) return evlm__fail(EVLM_ERR_ARG, "no room for the greedy id");
+    return decode_prompt(ctx, p, NULL, top, false);
 }
