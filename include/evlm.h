@@ -88,6 +88,9 @@ size_t evlm_model_weight_bytes(const evlm_model *model);
 /* Parameters of the decoder layers' matrices (2 FLOPs each per prompt token; the lm_head runs
  * for the last prompt token only). */
 int64_t evlm_model_n_layer_params(const evlm_model *model);
+/* Bytes of the int8 copy of the output head that greedy decoding uses (0: none, see
+ * evlm_decode_greedy); memory beyond the weights. */
+size_t evlm_model_greedy_head_bytes(const evlm_model *model);
 /* Bytes one greedy decoded token reads: the decoder layers' matrices plus the lm_head (its int8
  * copy when the model has the greedy head: see evlm_decode_greedy). */
 size_t evlm_model_decode_bytes(const evlm_model *model);

@@ -14,7 +14,6 @@
  */
 #include "decode/lookahead.h"
 #include "io/llama2c.h"
-#include "model/model_impl.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -308,11 +307,19 @@ int main(void) {
             "<|im_start|>User:<image>What is the license plate?<end_of_utterance>\nAssistant:",
         };
         const int lens[] = {24};
-        CHECKF(m->llama.top1.q.data != NULL, "scenes-vlm: no int8 greedy head built (49280 x 256 bf16 head)");
+        CHECKF(evlm_model_greedy_head_bytes(m) == 49280 / 16 * 16 * 8 * 34,
+               "scenes-vlm: greedy head of %zu bytes (an int8 copy of the 49280 x 256 bf16 head expected)",
+               evlm_model_greedy_head_bytes(m));
         test_tree(m);
         for (int i = 0; i < 2; i++) check_greedy_head(m, "scenes-vlm", q[i], img, 40);
         check_same(m, "scenes-vlm", q, 2, img, lens, 1);
         check_cache(m, "scenes-vlm", q, 2, img, 24);
+        evlm_model_free(m);
+        /* --head float: no copy */
+        evlm_model_params mp = evlm_model_default_params();
+        mp.float_head = true;
+        CHECK_OK(evlm_model_load(sdir, &mp, &m));
+        if (m) CHECK(evlm_model_greedy_head_bytes(m) == 0);
         evlm_model_free(m);
     } else {
         printf("scenes-vlm not found at %s: skipped\n", sdir);

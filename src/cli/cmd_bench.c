@@ -219,7 +219,10 @@ int evlm_cmd_bench(int argc, char **argv) {
         if (la.window || la.guesses || la.prompt_lookup)
             printf("| tokens per decode pass | %.2f | %.2f | %.2f | lookahead %d,%d,%d, prompt lookup %d |\n",
                    sa.med, sa.lo, sa.hi, la.window, la.ngram, la.guesses, la.prompt_lookup);
-        printf("\npeak RSS %.1f MB, CPU utilization %.2f\n", rss, cpu_util);
+        printf("\npeak RSS %.1f MB, CPU utilization %.2f", rss, cpu_util);
+        if (evlm_model_greedy_head_bytes(m))
+            printf("; greedy head: int8 copy of the output head, %.1f MB", evlm_model_greedy_head_bytes(m) / 1e6);
+        printf("\n");
     } else {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "image_ms", si.med);
@@ -229,6 +232,7 @@ int evlm_cmd_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
         cJSON_AddNumberToObject(j, "cpu_util", cpu_util);
         cJSON_AddNumberToObject(j, "model_bytes", bytes);
+        cJSON_AddNumberToObject(j, "greedy_head_bytes", (double)evlm_model_greedy_head_bytes(m));
         cJSON_AddNumberToObject(j, "n_prompt", n_eval);
         cJSON_AddNumberToObject(j, "n_image_tokens", n_img_tok);
         cJSON_AddNumberToObject(j, "n_gen", n_gen);

@@ -247,6 +247,8 @@ int64_t evlm_model_n_layer_params(const evlm_model *m) {
     return n;
 }
 
+size_t evlm_model_greedy_head_bytes(const evlm_model *m) { return evlm_top1_head_bytes(&m->llama.top1); }
+
 size_t evlm_model_decode_bytes(const evlm_model *m) {
     size_t b = m->llama.top1.q.data ? evlm_top1_head_bytes(&m->llama.top1) : evlm_tensor_nbytes(m->llama.lm_head);
     const evlm_tensor *t[7];
