@@ -681,6 +681,56 @@ static void test_attn_tile(const evlm_kernels *kn) {
     printf("%s attn_tile: worst |d| / (sum p|v| bound) = %.3g\n", kn->name, worst);
 }
 
+/* attn_rows: every row bitwise this table's attn_row with the equivalent full mask row, for GQA
+ * groups and token trees (a visible prefix n_pre, per-row masks after it, rows without a mask,
+ * per-row key counts), head sizes on and off the vector width */
+static void test_attn_rows(const evlm_kernels *kn) {
+    enum { NK = 300, HD = 200 };
+    static const int dims[] = {8, 12, 16, 64, 80, 128, 200};
+    float *k = malloc(sizeof(float) * NK * HD), *v = malloc(sizeof(float) * NK * HD);
+    float *q = malloc(sizeof(float) * EVLM_ATTN_ROWS * HD), *o = malloc(sizeof(float) * EVLM_ATTN_ROWS * HD);
+    float *ref = malloc(sizeof(float) * HD), *scores = malloc(sizeof(float) * EVLM_ATTN_ROWS * NK);
+    uint8_t *masks = malloc(EVLM_ATTN_ROWS * NK), full[NK];
+    for (int i = 0; i < NK * HD; i++) k[i] = frand(), v[i] = frand();
+    int bad = 0, cases = 0;
+    for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+        for (int trial = 0; trial < 12; trial++) {
+            const int hd = dims[d], n_q = 1 + (trial * 5) % EVLM_ATTN_ROWS, base = 1 + (trial * 37) % 250;
+            const int n_pre = trial % 3 == 0 ? base : trial % 3 == 1 ? 0 : base / 2;
+            int n_kv[EVLM_ATTN_ROWS];
+            float *outs[EVLM_ATTN_ROWS];
+            const float *qs[EVLM_ATTN_ROWS];
+            const uint8_t *ms[EVLM_ATTN_ROWS];
+            for (int i = 0; i < n_q; i++) {
+                n_kv[i] = base + (trial % 2 ? i : 0); /* a tree's rows see one more key each */
+                if (n_kv[i] > NK) n_kv[i] = NK;
+                for (int c = 0; c < hd; c++) q[i * HD + c] = 2 * frand();
+                uint8_t *m = masks + i * NK;
+                for (int t = 0; t < NK; t++) m[t] = frand() > -0.3f;
+                m[n_kv[i] - 1 - n_pre >= 0 ? n_kv[i] - 1 - n_pre : 0] = 1; /* sees at least its own key */
+                ms[i] = i % 4 == 3 ? NULL : m;
+                qs[i] = q + i * HD;
+                outs[i] = o + i * HD;
+            }
+            kn->attn_rows(outs, qs, n_q, k, v, HD, n_kv, n_pre, trial % 5 == 4 ? NULL : ms, hd, 0.125f, scores);
+            for (int i = 0; i < n_q; i++) {
+                for (int t = 0; t < n_kv[i]; t++)
+                    full[t] = evlm_attn_rows_sees(n_kv, n_pre, trial % 5 == 4 ? NULL : ms, i, t);
+                kn->attn_row(ref, qs[i], k, v, n_kv[i], hd, HD, 0.125f, full, scores);
+                bad += memcmp(ref, outs[i], sizeof(float) * (size_t)hd) != 0;
+                cases++;
+            }
+        }
+    CHECKF(bad == 0, "%s attn_rows: %d of %d rows differ from attn_row", kn->name, bad, cases);
+    free(k);
+    free(v);
+    free(q);
+    free(o);
+    free(ref);
+    free(scores);
+    free(masks);
+}
+
 /* max: the largest value exactly, for every length and position of the maximum */
 static void test_max(const evlm_kernels *kn) {
     float x[300];
@@ -709,8 +759,9 @@ int main(void) {
         }
         CHECK(strcmp(kn->name, names[i]) == 0);
         CHECK(kn->gemm && kn->rmsnorm && kn->silu_mul && kn->rope && kn->attn_row &&
-              kn->layernorm && kn->gelu_tanh && kn->max);
+              kn->layernorm && kn->gelu_tanh && kn->max && kn->attn_rows);
         test_max(kn);
+        test_attn_rows(kn);
         n_tables++;
         test_gemm(kn);
         test_gemm_r16f(kn);

@@ -397,17 +397,8 @@ ATTN_V(1)
  * is bitwise the same in any batch. V is summed in blocks of up to 64 columns held in registers
  * (one pass over the keys per block; head_dim 128 takes two), columns past the last multiple of 4
  * in a scalar loop. */
-static void attn_row_neon(float *out, const float *q, const float *k, const float *v, int n_kv,
-                          int head_dim, size_t ld, float scale, const uint8_t *mask,
-                          float *scores) {
-    float mx = -INFINITY;
-    int nl = 0;
-    for (int t = 0; t < n_kv; t++) {
-        if (mask && !mask[t]) continue;
-        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
-        scores[nl++] = s;
-        if (s > mx) mx = s;
-    }
+/* e^(s - mx) over the nl packed scores, then each times 1 / their sum, in place */
+static void softmax_packed(float *scores, int nl, float mx) {
     const float32x4_t vmx = vdupq_n_f32(mx);
     float32x4_t vsum = vdupq_n_f32(0.0f);
     int j = 0;
@@ -426,6 +417,20 @@ static void attn_row_neon(float *out, const float *q, const float *k, const floa
     }
     const float inv = 1.0f / vaddvq_f32(vsum);
     for (j = 0; j < nl; j++) scores[j] *= inv;
+}
+
+static void attn_row_neon(float *out, const float *q, const float *k, const float *v, int n_kv,
+                          int head_dim, size_t ld, float scale, const uint8_t *mask,
+                          float *scores) {
+    float mx = -INFINITY;
+    int nl = 0;
+    for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
+        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
+        scores[nl++] = s;
+        if (s > mx) mx = s;
+    }
+    softmax_packed(scores, nl, mx);
     int h4 = head_dim & ~3, c0 = 0;
     for (; c0 + 64 <= h4; c0 += 64) attn_v16(out, v, ld, n_kv, mask, scores, c0);
     if (h4 - c0 >= 32) attn_v8(out, v, ld, n_kv, mask, scores, c0), c0 += 32;
@@ -907,6 +912,44 @@ void evlm__neon_gemm_q_tiles(const evlm__qtile_fn (*tiles)[4], float *y, size_t 
     }
 }
 
+/* attn_row's steps for each row, keys outer: each key / value row is loaded once for all rows; the
+ * outputs accumulate in memory with the fused multiply-adds attn_row keeps in registers (columns
+ * past the last multiple of 4: its unfused scalar sums) */
+static void attn_rows_neon(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
+                           size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
+                           float scale, float *scores) {
+    int nmax = 0, nl[EVLM_ATTN_ROWS] = {0}, jj[EVLM_ATTN_ROWS] = {0};
+    float mx[EVLM_ATTN_ROWS];
+    for (int i = 0; i < n_q; i++) {
+        nmax = n_kv[i] > nmax ? n_kv[i] : nmax;
+        mx[i] = -INFINITY;
+    }
+    for (int t = 0; t < nmax; t++) {
+        const float *kr = k + (size_t)t * ld;
+        for (int i = 0; i < n_q; i++) {
+            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
+            float s = dot_f32(q[i], kr, head_dim) * scale;
+            scores[(size_t)i * nmax + nl[i]++] = s;
+            if (s > mx[i]) mx[i] = s;
+        }
+    }
+    for (int i = 0; i < n_q; i++) {
+        softmax_packed(scores + (size_t)i * nmax, nl[i], mx[i]);
+        for (int c = 0; c < head_dim; c++) out[i][c] = 0.0f;
+    }
+    const int h4 = head_dim & ~3;
+    for (int t = 0; t < nmax; t++) {
+        const float *vr = v + (size_t)t * ld;
+        for (int i = 0; i < n_q; i++) {
+            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
+            float p = scores[(size_t)i * nmax + jj[i]++], *o = out[i];
+            float32x4_t vp = vdupq_n_f32(p);
+            for (int c = 0; c < h4; c += 4) vst1q_f32(o + c, vfmaq_f32(vld1q_f32(o + c), vp, vld1q_f32(vr + c)));
+            for (int c = h4; c < head_dim; c++) o[c] += p * vr[c];
+        }
+    }
+}
+
 const evlm_kernels evlm_kernels_neon = {
     .name = "neon",
     .gemm = gemm_neon,
@@ -920,6 +963,7 @@ const evlm_kernels evlm_kernels_neon = {
     .gemm_q = gemm_q_neon,
     .attn_tile = attn_tile_neon,
     .max = max_neon,
+    .attn_rows = attn_rows_neon,
 };
 
 #else

@@ -13,6 +13,7 @@
 #include "core/tensor.h"
 #include "quant/quants.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct evlm_kernels {
@@ -48,6 +49,15 @@ typedef struct evlm_kernels {
      * the same float operations whatever m, n0, n1 (token trees rely on it). */
     void (*gemm_q)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
                    evlm_type wt, int m, int n0, int n1, int k);
+    /* attn_row for n_q <= EVLM_ATTN_ROWS query rows that share one key / value head (the heads of
+     * a GQA group, the tokens of a tree): row i (q[i] -> out[i], head_dim floats) sees the keys
+     * t < n_kv[i] with t < n_pre or mask[i][t - n_pre] != 0 (mask NULL or mask[i] NULL: all), at
+     * least one. Each row is bitwise this table's attn_row with the equivalent mask row; the keys
+     * and values are read once for all rows (keys outer, rows inner). scores: n_q * max(n_kv)
+     * floats. */
+    void (*attn_rows)(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
+                      size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
+                      float scale, float *scores);
     /* Largest of x[0, n) (n >= 1, no NaN): the same value in every table (max is exact). */
     float (*max)(const float *x, int n);
     /* Attention of n_q query rows against n_kv >= 1 keys / values for long sequences (the
@@ -62,6 +72,13 @@ typedef struct evlm_kernels {
                       const float *v, size_t ldkv, int n_kv, int head_dim, float scale, int kv0,
                       float *scratch);
 } evlm_kernels;
+
+#define EVLM_ATTN_ROWS 16 /* most rows of one attn_rows call */
+
+/* Whether row i of an attn_rows call sees key t. */
+static inline bool evlm_attn_rows_sees(const int *n_kv, int n_pre, const uint8_t *const *mask, int i, int t) {
+    return t < n_kv[i] && (t < n_pre || !mask || !mask[i] || mask[i][t - n_pre]);
+}
 
 /* Floats of scratch attn_tile needs in any table: ref's n_kv scores, or the SIMD tables' query
  * block (<= 64 queries: q^T and o^T of head_dim x 64, scores of 64 keys x 64, max and sum). */

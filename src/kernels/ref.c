@@ -80,29 +80,42 @@ float evlm__ref_softmax_exp(float *scores, int n, float mx) {
     return 1.0f / sum;
 }
 
-void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
-                        int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
+/* attn_row of row i of an attn_rows call (attn_row itself: one row, n_pre 0) */
+static void attn_row_vis(float *out, const float *q, const float *k, const float *v, size_t ld, const int *n_kv,
+                         int n_pre, const uint8_t *const *mask, int i, int head_dim, float scale, float *scores) {
     float mx = -INFINITY;
-    for (int t = 0; t < n_kv; t++) {
-        if (mask && !mask[t]) {
+    for (int t = 0; t < n_kv[i]; t++) {
+        if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) {
             scores[t] = -INFINITY; /* exp gives exactly 0 */
             continue;
         }
         const float *kr = k + (size_t)t * ld;
         float s = 0.0f;
-        for (int i = 0; i < head_dim; i++) s += q[i] * kr[i];
+        for (int c = 0; c < head_dim; c++) s += q[c] * kr[c];
         s *= scale;
         scores[t] = s;
         if (s > mx) mx = s;
     }
-    float inv = evlm__ref_softmax_exp(scores, n_kv, mx);
-    for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
-    for (int t = 0; t < n_kv; t++) {
-        if (mask && !mask[t]) continue;
+    float inv = evlm__ref_softmax_exp(scores, n_kv[i], mx);
+    for (int c = 0; c < head_dim; c++) out[c] = 0.0f;
+    for (int t = 0; t < n_kv[i]; t++) {
+        if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
         const float *vr = v + (size_t)t * ld;
         float p = scores[t] * inv;
-        for (int i = 0; i < head_dim; i++) out[i] += p * vr[i];
+        for (int c = 0; c < head_dim; c++) out[c] += p * vr[c];
     }
+}
+
+void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
+                        int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
+    attn_row_vis(out, q, k, v, ld, &n_kv, 0, mask ? &mask : NULL, 0, head_dim, scale, scores);
+}
+
+/* row by row (ref reads the keys once per row) */
+void evlm__ref_attn_rows(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
+                         size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
+                         float scale, float *scores) {
+    for (int i = 0; i < n_q; i++) attn_row_vis(out[i], q[i], k, v, ld, n_kv, n_pre, mask, i, head_dim, scale, scores);
 }
 
 /* attn_row for each query row over the keys it sees, scores in scratch (n_kv floats): the
@@ -161,4 +174,5 @@ const evlm_kernels evlm_kernels_ref = {
     .gemm_q = evlm__ref_gemm_q,
     .attn_tile = evlm__ref_attn_tile,
     .max = evlm__ref_max,
+    .attn_rows = evlm__ref_attn_rows,
 };

@@ -36,6 +36,9 @@ void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const
 void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
                         int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores);
 float evlm__ref_softmax_exp(float *scores, int n, float mx);
+void evlm__ref_attn_rows(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
+                         size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
+                         float scale, float *scores);
 void evlm__ref_attn_tile(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
                          const float *k, const float *v, size_t ldkv, int n_kv, int head_dim,
                          float scale, int kv0, float *scratch);

@@ -471,16 +471,8 @@ static void rope_avx2(float *x, int n_heads, int head_dim, const float *cos, con
  * packed to the front of `scores`, so exp8 and the lane sums see the same sequence in a token
  * tree as one token at a time (bitwise the same row in any batch); V sums in registers for
  * head_dim <= 64. */
-static void attn_row_avx2(float *out, const float *q, const float *k, const float *v, int n_kv,
-                          int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
-    float mx = -INFINITY;
-    int nl = 0;
-    for (int t = 0; t < n_kv; t++) {
-        if (mask && !mask[t]) continue;
-        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
-        scores[nl++] = s;
-        if (s > mx) mx = s;
-    }
+/* e^(s - mx) over the nl packed scores in place; returns 1 / their sum */
+static float softmax_packed(float *scores, int nl, float mx) {
     const __m256 vmx = _mm256_set1_ps(mx);
     __m256 vsum = _mm256_setzero_ps();
     int j = 0;
@@ -497,7 +489,20 @@ static void attn_row_avx2(float *out, const float *q, const float *k, const floa
         for (int i = 0; j + i < nl; i++) scores[j + i] = tmp[i];
         vsum = _mm256_add_ps(vsum, e);
     }
-    const float inv = 1.0f / hsum8(vsum);
+    return 1.0f / hsum8(vsum);
+}
+
+static void attn_row_avx2(float *out, const float *q, const float *k, const float *v, int n_kv,
+                          int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
+    float mx = -INFINITY;
+    int nl = 0;
+    for (int t = 0; t < n_kv; t++) {
+        if (mask && !mask[t]) continue;
+        float s = dot_f32(q, k + (size_t)t * ld, head_dim) * scale;
+        scores[nl++] = s;
+        if (s > mx) mx = s;
+    }
+    const float inv = softmax_packed(scores, nl, mx);
     const bool in_regs = head_dim <= 64 && head_dim % 8 == 0;
     const int nv = head_dim / 8;
     __m256 acc[8];
@@ -522,6 +527,44 @@ static void attn_row_avx2(float *out, const float *q, const float *k, const floa
         for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + 8 * c, acc[c]);
 }
 
+/* attn_row's steps for each row, keys outer: each key / value row is loaded once for all rows; the
+ * outputs accumulate in memory with the operations attn_row applies in registers or memory */
+static void attn_rows_avx2(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
+                           size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
+                           float scale, float *scores) {
+    int nmax = 0, nl[EVLM_ATTN_ROWS] = {0}, jj[EVLM_ATTN_ROWS] = {0};
+    float mx[EVLM_ATTN_ROWS], inv[EVLM_ATTN_ROWS];
+    for (int i = 0; i < n_q; i++) {
+        nmax = n_kv[i] > nmax ? n_kv[i] : nmax;
+        mx[i] = -INFINITY;
+    }
+    for (int t = 0; t < nmax; t++) {
+        const float *kr = k + (size_t)t * ld;
+        for (int i = 0; i < n_q; i++) {
+            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
+            float s = dot_f32(q[i], kr, head_dim) * scale;
+            scores[(size_t)i * nmax + nl[i]++] = s;
+            if (s > mx[i]) mx[i] = s;
+        }
+    }
+    for (int i = 0; i < n_q; i++) {
+        inv[i] = softmax_packed(scores + (size_t)i * nmax, nl[i], mx[i]);
+        for (int c = 0; c < head_dim; c++) out[i][c] = 0.0f;
+    }
+    for (int t = 0; t < nmax; t++) {
+        const float *vr = v + (size_t)t * ld;
+        for (int i = 0; i < n_q; i++) {
+            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
+            float p = scores[(size_t)i * nmax + jj[i]++] * inv[i], *o = out[i];
+            __m256 vp = _mm256_set1_ps(p);
+            int c = 0;
+            for (; c + 8 <= head_dim; c += 8)
+                _mm256_storeu_ps(o + c, _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + c), _mm256_loadu_ps(o + c)));
+            for (; c < head_dim; c++) o[c] += p * vr[c];
+        }
+    }
+}
+
 const evlm_kernels evlm_kernels_avx2 = {
     .name = "avx2",
     .gemm = gemm_avx2,
@@ -535,6 +578,7 @@ const evlm_kernels evlm_kernels_avx2 = {
     .gemm_q = evlm__avx2_gemm_q,
     .attn_tile = attn_tile_avx2,
     .max = max_avx2,
+    .attn_rows = attn_rows_avx2,
 };
 
 #else

@@ -478,6 +478,19 @@ EVLM__INLINE float head_dot(const float *q, const float *k, int hd) {
  * hidden keys sit between them (a token tree) or not (the same tokens decoded one by one): a row
  * is bitwise the same in any batch. The weighted sum of V rows stays in registers for
  * head_dim <= 128. */
+/* e^(s - mx) over the nl packed scores in place; returns 1 / their sum */
+static float softmax_packed(float *scores, int nl, float mx) {
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 vsum = _mm512_setzero_ps();
+    for (int j = 0; j < nl; j += 16) {
+        __mmask16 mk = tail_mask(nl - j);
+        __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + j), vmx)));
+        _mm512_mask_storeu_ps(scores + j, mk, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    return 1.0f / hsum16(vsum);
+}
+
 static void attn_row_avx512(float *out, const float *q, const float *k, const float *v, int n_kv,
                             int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
     float mx = -INFINITY;
@@ -488,15 +501,7 @@ static void attn_row_avx512(float *out, const float *q, const float *k, const fl
         scores[nl++] = s;
         if (s > mx) mx = s;
     }
-    const __m512 vmx = _mm512_set1_ps(mx);
-    __m512 vsum = _mm512_setzero_ps();
-    for (int j = 0; j < nl; j += 16) {
-        __mmask16 mk = tail_mask(nl - j);
-        __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + j), vmx)));
-        _mm512_mask_storeu_ps(scores + j, mk, e);
-        vsum = _mm512_add_ps(vsum, e);
-    }
-    const float inv = 1.0f / hsum16(vsum);
+    const float inv = softmax_packed(scores, nl, mx);
     const bool in_regs = head_dim <= 128 && head_dim % 16 == 0;
     const int nv = head_dim / 16;
     __m512 acc[8];
@@ -521,6 +526,48 @@ static void attn_row_avx512(float *out, const float *q, const float *k, const fl
         for (int c = 0; c < nv; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
 }
 
+/* attn_row's steps for each row, keys outer: each key / value row is loaded once for all rows; the
+ * outputs accumulate in memory with the same fused multiply-adds attn_row keeps in registers */
+static void attn_rows_avx512(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
+                             size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
+                             float scale, float *scores) {
+    int nmax = 0, nl[EVLM_ATTN_ROWS] = {0}, jj[EVLM_ATTN_ROWS] = {0};
+    float mx[EVLM_ATTN_ROWS], inv[EVLM_ATTN_ROWS];
+    for (int i = 0; i < n_q; i++) {
+        nmax = n_kv[i] > nmax ? n_kv[i] : nmax;
+        mx[i] = -INFINITY;
+    }
+    for (int t = 0; t < nmax; t++) {
+        const float *kr = k + (size_t)t * ld;
+        for (int i = 0; i < n_q; i++) {
+            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
+            float s = head_dot(q[i], kr, head_dim) * scale;
+            scores[(size_t)i * nmax + nl[i]++] = s;
+            if (s > mx[i]) mx[i] = s;
+        }
+    }
+    for (int i = 0; i < n_q; i++) {
+        inv[i] = softmax_packed(scores + (size_t)i * nmax, nl[i], mx[i]);
+        for (int c = 0; c < head_dim; c++) out[i][c] = 0.0f;
+    }
+    for (int t = 0; t < nmax; t++) {
+        const float *vr = v + (size_t)t * ld;
+        for (int i = 0; i < n_q; i++) {
+            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
+            __m512 vp = _mm512_set1_ps(scores[(size_t)i * nmax + jj[i]++] * inv[i]);
+            float *o = out[i];
+            int c = 0;
+            for (; c + 16 <= head_dim; c += 16) /* unmasked: stores forward to the next key's loads */
+                _mm512_storeu_ps(o + c, _mm512_fmadd_ps(vp, _mm512_loadu_ps(vr + c), _mm512_loadu_ps(o + c)));
+            if (c < head_dim) {
+                __mmask16 mk = tail_mask(head_dim - c);
+                _mm512_mask_storeu_ps(o + c, mk, _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, vr + c),
+                                                                 _mm512_maskz_loadu_ps(mk, o + c)));
+            }
+        }
+    }
+}
+
 const evlm_kernels evlm_kernels_avx512 = {
     .name = "avx512",
     .gemm = gemm_avx512,
@@ -534,6 +581,7 @@ const evlm_kernels evlm_kernels_avx512 = {
     .gemm_q = evlm__avx2_gemm_q,
     .attn_tile = attn_tile_avx512,
     .max = max_avx512,
+    .attn_rows = attn_rows_avx512,
 };
 
 #else

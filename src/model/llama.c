@@ -167,6 +167,8 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     size_t maxk = H > F ? H : F;
     if (QD > maxk) maxk = QD;
     s->scratch_per_thread = maxk + C;
+    if (kv_type == EVLM_TYPE_F32 && s->scratch_per_thread < EVLM_ATTN_ROWS * C) /* attn_rows' scores */
+        s->scratch_per_thread = EVLM_ATTN_ROWS * C;
     if (s->scratch_per_thread < evlm_attn_tile_scratch((int)C, (int)HD)) /* prefill's attn_tile */
         s->scratch_per_thread = evlm_attn_tile_scratch((int)C, (int)HD);
     /* the k, v cache in floats' worth: f16 halves it, int8 quarters it plus a scale per row */
@@ -268,6 +270,7 @@ typedef struct {
     const uint8_t *mask; /* the batch's [bn][bn] mask, or NULL (causal) */
 } attn_task;
 
+/* f16 / int8 caches: one (token, head) row at a time through evlm_attn_row_kv */
 static void attn_fn(void *arg, int ith, int nth) {
     const attn_task *t = arg;
     const evlm_llama_config *c = t->c;
@@ -294,21 +297,54 @@ static void attn_fn(void *arg, int ith, int nth) {
         }
         float *out = s->att + i * QD + (size_t)h * HD;
         const float *q = s->q + i * QD + (size_t)h * HD;
-        if (s->kv_type == EVLM_TYPE_F32) {
-            t->kn->attn_row(out, q, (const float *)s->k_cache + base, (const float *)s->v_cache + base,
-                            t->slot0 + i + 1, HD, HD, scale, mask, scores);
-        } else {
-            size_t es = evlm_type_size(s->kv_type), row = base / HD;
-            evlm_attn_row_kv(out, q, (const char *)s->k_cache + base * es, (const char *)s->v_cache + base * es,
-                             s->kv_type, s->k_scale ? s->k_scale + row : NULL, s->v_scale ? s->v_scale + row : NULL,
-                             t->slot0 + i + 1, HD, HD, scale, mask, scores);
+        size_t es = evlm_type_size(s->kv_type), row = base / HD;
+        evlm_attn_row_kv(out, q, (const char *)s->k_cache + base * es, (const char *)s->v_cache + base * es,
+                         s->kv_type, s->k_scale ? s->k_scale + row : NULL, s->v_scale ? s->v_scale + row : NULL,
+                         t->slot0 + i + 1, HD, HD, scale, mask, scores);
+    }
+}
+
+/* Decoding, token trees and short batches on a float cache: the query rows ordered by kv head,
+ * then token, then head, split evenly over the threads; each thread hands its run of rows that
+ * share a kv head to attn_rows, which reads each cached key and value once for all of them (a
+ * tree of 4 tokens with 3 heads per kv head: one read instead of 12). Rows are bitwise attn_row's,
+ * so trees match one-token decoding. */
+static void attn_rows_fn(void *arg, int ith, int nth) {
+    const attn_task *t = arg;
+    const evlm_llama_config *c = t->c;
+    evlm_llama_state *s = t->s;
+    const int HD = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, group = NH / NKV;
+    const size_t QD = (size_t)NH * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *scores = s->scratch + (size_t)ith * s->scratch_per_thread;
+    const int per_kv = t->n * group, bslot = t->slot0 - t->off;
+    int r0, r1;
+    evlm_split_rows(NKV * per_kv, ith, nth, &r0, &r1);
+    while (r0 < r1) {
+        const int kvh = r0 / per_kv;
+        int end = (kvh + 1) * per_kv < r1 ? (kvh + 1) * per_kv : r1;
+        if (end - r0 > EVLM_ATTN_ROWS) end = r0 + EVLM_ATTN_ROWS;
+        float *out[EVLM_ATTN_ROWS];
+        const float *q[EVLM_ATTN_ROWS];
+        const uint8_t *mask[EVLM_ATTN_ROWS];
+        int n_kv[EVLM_ATTN_ROWS], nq = 0;
+        for (int r = r0; r < end; r++, nq++) {
+            int i = (r % per_kv) / group, h = kvh * group + (r % per_kv) % group;
+            out[nq] = s->att + (size_t)i * QD + (size_t)h * HD;
+            q[nq] = s->q + (size_t)i * QD + (size_t)h * HD;
+            mask[nq] = t->mask ? t->mask + (size_t)(t->off + i) * t->bn : NULL;
+            n_kv[nq] = t->slot0 + i + 1;
         }
+        size_t base = (((size_t)t->layer * NKV + kvh) * s->n_ctx) * HD;
+        t->kn->attn_rows(out, q, nq, (const float *)s->k_cache + base, (const float *)s->v_cache + base, HD, n_kv,
+                         bslot, mask, HD, scale, scores);
+        r0 = end;
     }
 }
 
 /* Prefill (no batch mask, at least ATTN_TILE_MIN tokens, float cache): blocks of ATTN_TILE_Q
  * queries of one head per step through the flash-style attn_tile, causal from the chunk's first
- * slot. Token trees and short batches keep attn_row (their rows must be the bits of one-token
+ * slot. Token trees and short batches keep attn_rows (their rows must be the bits of one-token
  * decoding, see kernels.h); a prompt's rows differ from them by float rounding only. */
 #define ATTN_TILE_MIN 32
 #define ATTN_TILE_Q 64
@@ -413,8 +449,8 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
         }
         /* masks are lower-triangular, so earlier chunks of the batch are in the cache already */
         attn_task at = {kn, c, s, l, n, slot0, off, b->n, b->mask};
-        bool tiles = !b->mask && n >= ATTN_TILE_MIN && s->kv_type == EVLM_TYPE_F32;
-        evlm_pool_run(pool, tiles ? attn_tile_fn : attn_fn, &at);
+        bool f32 = s->kv_type == EVLM_TYPE_F32, tiles = f32 && !b->mask && n >= ATTN_TILE_MIN;
+        evlm_pool_run(pool, tiles ? attn_tile_fn : f32 ? attn_rows_fn : attn_fn, &at);
         observe(s, l, "attn_o", s->att, n, QD);
         matmul(s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
