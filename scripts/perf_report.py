@@ -372,7 +372,7 @@ def main():
       "Verifying k tokens in one pass pays while a pass is bound by reading the weights; here the real models are "
       "bound by multiply-adds instead. The llama2.c models (1 MB) live in each core's L2 and a pass of m rows costs "
       "about 0.45 + 0.55 m one-row passes (m = 4: 2.2x, m = 8: 4.3x), more than the tokens it verifies. The scene VLM's decoder and int8 head "
-      "(22 MB) fit this CPU's 32 MB L3: each extra row adds ~20 %% of a one-row pass (the int8 head alone runs at "
+      "(22 MB) fit this CPU's 32 MB L3: each extra row adds ~20 % of a one-row pass (the int8 head alone runs at "
       "~280 GMAC/s per core from 4 rows), while its answers allow at most the oracle's tokens per pass above; with "
       "the full float head (34 MB, read from DRAM) the ratio is higher because the baseline is slower. On a phone-class "
       "SoC (8-12 MB of shared cache, ~50 GB/s) the same model is bandwidth-bound and the float-head regime applies. ")
