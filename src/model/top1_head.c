@@ -18,45 +18,24 @@ typedef struct {
     evlm_top1_head *h;
     int n, k, groups;
     atomic_int next;
-    double err[64], norm[64]; /* per thread: largest norms seen */
-    atomic_int bad;           /* a non-finite weight */
+    double *err, *norm; /* per thread: largest sums of squares seen */
+    atomic_int bad;     /* a non-finite weight (1) or no memory (2) */
 } init_task;
 
-/* One row into Q8_0 blocks (scale amax / 127 in fp16; any rounding would do: the bound uses the
- * values stored) and the sums of squares of w - w~ and of w~, in one pass. */
+/* One row into Q8_0 blocks and the sums of squares of w - w~ and of w~ (w~: the blocks' values). */
 static void quantize_row(const float *x, evlm_block_q8_0 *b, int k, double *e2, double *n2) {
-    const float magic = 12582912.0f; /* 1.5 * 2^23: (v + magic) - magic rounds v to nearest even */
+    evlm_quantize_row_q8_0(x, b, k);
     double se = 0, sn = 0;
-    for (int i = 0; i < k / EVLM_QK; i++, x += EVLM_QK) {
-        float amax = 0;
-        for (int j = 0; j < EVLM_QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-        b[i].d = evlm_f32_to_f16(amax / 127.0f);
-        float d = evlm_f16_to_f32(b[i].d), id = d > 0 ? 1.0f / d : 0.0f;
+    for (int i = 0; i < k / EVLM_QK; i++) {
+        const double d = (double)evlm_f16_to_f32(b[i].d);
         for (int j = 0; j < EVLM_QK; j++) {
-            float q = (x[j] * id + magic) - magic;
-            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-            b[i].qs[j] = (int8_t)q;
-            double deq = (double)d * (double)q, diff = (double)x[j] - deq;
+            double deq = d * b[i].qs[j], diff = (double)x[i * EVLM_QK + j] - deq;
             se += diff * diff;
             sn += deq * deq;
         }
     }
     *e2 = se;
     *n2 = sn;
-}
-
-/* Row r of one 16-row group of a float R16 matrix (element (r, j) at 16 j + r) as floats. */
-static void group_row(evlm_type rt, const char *gw, int r, int k, float *y) {
-    if (rt == EVLM_TYPE_F32_R16) {
-        const float *p = (const float *)(const void *)gw + r;
-        for (int j = 0; j < k; j++) y[j] = p[(size_t)EVLM_R16 * j];
-        return;
-    }
-    const uint16_t *p = (const uint16_t *)(const void *)gw + r;
-    if (rt == EVLM_TYPE_F16_R16)
-        for (int j = 0; j < k; j++) y[j] = evlm_f16_to_f32(p[(size_t)EVLM_R16 * j]);
-    else
-        for (int j = 0; j < k; j++) y[j] = evlm_bf16_to_f32(p[(size_t)EVLM_R16 * j]);
 }
 
 static void init_fn(void *arg, int ith, int nth) {
@@ -72,9 +51,8 @@ static void init_fn(void *arg, int ith, int nth) {
         const size_t gbytes = (size_t)EVLM_R16 * t->h->q.nb[1];
         for (int g; (g = atomic_fetch_add(&t->next, 1)) < t->groups;) {
             int r0 = g * EVLM_R16, rows = t->n - r0 < EVLM_R16 ? t->n - r0 : EVLM_R16;
-            const char *gw = (const char *)t->h->w->data + (size_t)g * EVLM_R16 * t->h->w->nb[1];
             for (int r = 0; r < rows; r++) {
-                group_row(t->h->w->type, gw, r, k, row);
+                evlm_r16_dequantize_row(t->h->w->type, t->h->w->data, k, r0 + r, row);
                 for (int j = 0; j < k; j++)
                     if (!isfinite(row[j])) atomic_store(&t->bad, 1);
                 double e2, n2;
@@ -104,15 +82,21 @@ evlm_status evlm_top1_head_init(evlm_top1_head *h, const evlm_tensor *w, evlm_po
     size_t bytes = evlm_r16_bytes(EVLM_TYPE_Q8_0_R16, n, k);
     h->q.data = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!h->q.data) return evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head");
-    init_task t = {.h = h, .n = (int)n, .k = (int)k, .groups = (int)((n + EVLM_R16 - 1) / EVLM_R16)};
+    const int nth = pool ? evlm_pool_size(pool) : 1;
+    double *maxima = calloc(2 * (size_t)nth, sizeof(double));
+    if (!maxima) {
+        evlm_top1_head_release(h);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head");
+    }
+    init_task t = {.h = h, .n = (int)n, .k = (int)k, .groups = (int)((n + EVLM_R16 - 1) / EVLM_R16),
+                   .err = maxima, .norm = maxima + nth};
     atomic_init(&t.next, 0);
     atomic_init(&t.bad, 0);
-    int nth = pool ? evlm_pool_size(pool) : 1;
-    if (nth > 64) nth = 64;
     if (pool && nth > 1) evlm_pool_run(pool, init_fn, &t);
     else init_fn(&t, 0, 1);
     int bad = atomic_load(&t.bad);
     if (bad) {
+        free(maxima);
         evlm_top1_head_release(h);
         return bad == 2 ? evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head")
                         : evlm__fail(EVLM_ERR_ARG, "%s: non-finite weights", w->name ? w->name : "head");
@@ -121,6 +105,7 @@ evlm_status evlm_top1_head_init(evlm_top1_head *h, const evlm_tensor *w, evlm_po
         if (t.err[i] > h->err_max) h->err_max = t.err[i];
         if (t.norm[i] > h->norm_max) h->norm_max = t.norm[i];
     }
+    free(maxima);
     /* sums of squares -> norms, rounded up past sqrt's last-bit error */
     h->err_max = sqrt(h->err_max) * (1 + 1e-12);
     h->norm_max = sqrt(h->norm_max) * (1 + 1e-12);
@@ -141,8 +126,6 @@ size_t evlm_top1_head_bytes(const evlm_top1_head *h) {
 evlm_status evlm_top1_work_init(evlm_top1_work *wk, int n, int k) {
     memset(wk, 0, sizeof *wk);
     int groups = (n + EVLM_R16 - 1) / EVLM_R16;
-    wk->n = n;
-    wk->k = k;
     wk->y = malloc(sizeof(float) * EVLM_TOP1_ROWS * (size_t)n);
     wk->pmax = malloc(sizeof(float) * EVLM_TOP1_ROWS * (size_t)(groups / PIECE_GROUPS + 1));
     wk->xq = malloc(sizeof(evlm_q8a) * EVLM_TOP1_ROWS * (size_t)(k / EVLM_QK + 1));
@@ -240,8 +223,6 @@ static void full_head(const evlm_tensor *w, const evlm_matmul_env *env, evlm_top
 
 void evlm_top1(const evlm_top1_head *h, const evlm_tensor *w, const evlm_matmul_env *env,
                evlm_top1_work *wk, const float *x, size_t ldx, int m, int32_t *top) {
-    wk->n_calls++;
-    wk->n_rows += m;
     if (!h || m < 1) {
         if (m > 0) full_head(w, env, wk, x, ldx, m, top);
         return;

@@ -55,9 +55,7 @@ typedef struct evlm_top1_work {
     float *pmax;       /* [EVLM_TOP1_ROWS][pieces]: largest approximate logit of each work piece */
     evlm_q8a *xq;      /* [EVLM_TOP1_ROWS][k / 32] */
     int32_t *groups;   /* candidate groups of a call */
-    int n, k;
-    /* counters for reports: calls, rows, candidate groups evaluated exactly, full-head rows */
-    int64_t n_calls, n_rows, n_groups, n_full;
+    int64_t n_groups, n_full; /* so far: candidate groups evaluated exactly, rows given the full head */
 } evlm_top1_work;
 
 evlm_status evlm_top1_work_init(evlm_top1_work *wk, int n, int k);

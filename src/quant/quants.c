@@ -10,11 +10,15 @@ static float inverse(float d) {
     return isfinite(id) ? id : 0.0f;
 }
 
-/* round-half-away (roundf) into int8, saturating; NaN becomes 0 (as a defined result, not UB) */
+/* round-half-away (roundf) into int8, saturating; NaN becomes 0 (as a defined result, not UB).
+ * Clamping first changes nothing (roundf of [127, 127.5) is 127, and so on) and leaves |v| <= 128,
+ * where the int conversion truncates exactly and v - t is exact: no libm call per element. */
 static int8_t round_i8(float v) {
     if (!(v == v)) return 0;
-    v = roundf(v);
-    return (int8_t)(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+    v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;
+    int t = (int)v;
+    float f = v - (float)t;
+    return (int8_t)(t + (f >= 0.5f) - (f <= -0.5f));
 }
 
 /* truncation toward zero into [0, 15] of a value biased to be non-negative (ggml's (int8_t)(x + 8.5f)) */
@@ -26,7 +30,8 @@ static int nibble(float v) {
 void evlm_quantize_row_q8_0(const float *x, evlm_block_q8_0 *y, int64_t n) {
     for (int64_t b = 0; b < n / EVLM_QK; b++, x += EVLM_QK) {
         float amax = 0.0f;
-        for (int j = 0; j < EVLM_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < EVLM_QK; j++) /* fmaxf without the call: NaN is skipped alike */
+            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
         float d = amax / 127.0f, id = inverse(d);
         y[b].d = evlm_f32_to_f16(d);
         for (int j = 0; j < EVLM_QK; j++) y[b].qs[j] = round_i8(x[j] * id);

@@ -118,9 +118,14 @@ static const char *float_elem0(evlm_type rt, const void *data, int64_t k, int64_
 void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t r, float *y) {
     evlm_type base = evlm_type_r16_base(rt);
     if (evlm_type_is_r16_float(rt)) {
+        /* element j of the row is EVLM_R16 elements after element j - 1 */
         const char *p = float_elem0(rt, data, k, r);
-        size_t step = EVLM_R16 * evlm_type_size(rt);
-        for (int64_t j = 0; j < k; j++) evlm_dequantize_row(base, p + (size_t)j * step, y + j, 1);
+        if (rt == EVLM_TYPE_F32_R16)
+            for (int64_t j = 0; j < k; j++) y[j] = ((const float *)(const void *)p)[j * EVLM_R16];
+        else if (rt == EVLM_TYPE_F16_R16)
+            for (int64_t j = 0; j < k; j++) y[j] = evlm_f16_to_f32(((const uint16_t *)(const void *)p)[j * EVLM_R16]);
+        else
+            for (int64_t j = 0; j < k; j++) y[j] = evlm_bf16_to_f32(((const uint16_t *)(const void *)p)[j * EVLM_R16]);
         return;
     }
     char blk[sizeof(evlm_block_q8_0)]; /* one block at a time: no row-sized buffer */
