@@ -25,6 +25,9 @@ expect_err "bad integer" "needs an integer" -- "$BIN" run -m x -p y -n abc
 expect_err "bad temp" "needs a number" -- "$BIN" run -m x -p y --temp -1
 expect_err "no model" "no model given" -- "$BIN" run -p hi
 expect_err "bad head" "--head takes int8 or float" -- "$BIN" run -m x -p y --head fp8
+expect_err "bad lookahead" "--lookahead needs W,N,G" -- "$BIN" run -m x -p y --lookahead 1,1
+expect_err "lookahead range" "--lookahead needs W,N,G" -- "$BIN" eval -m x --dataset y --lookahead 2,17,2
+expect_err "prompt lookup range" "--prompt-lookup needs an integer in \[0, 64\]" -- "$BIN" bench -m x --prompt-lookup 99
 expect_err "missing folder" "/nonexistent: not a model folder" -- "$BIN" run -m /nonexistent -p hi
 expect_err "info missing" "no such file" -- "$BIN" info -m /nonexistent
 expect_err "convert format" "unknown source format" -- "$BIN" convert --from gguf a b c
@@ -34,6 +37,7 @@ if [ -f "$F/config.json" ]; then
   m="$tmp/m"; mkdir "$m"; cp "$F"/*.json "$F/model.safetensors" "$m/"
   expect_err "no template" "no chat template" -- "$BIN" run -m "$m" -p hi
   expect_err "no prompt" "no prompt given" -- "$BIN" run -m "$m" --raw
+  expect_err "lookahead sampling" "need greedy decoding" -- "$BIN" run -m "$m" --raw -p hi --temp 0.7 --lookahead 2,3,2
   expect_err "logits no out" "no output file" -- "$BIN" logits -m "$m" -p hi --raw
   # corrupt files, one at a time
   cp "$m/config.json" "$tmp/config.json"
