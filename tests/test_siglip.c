@@ -338,7 +338,7 @@ static void bad_weights(const char *dir, const evlm_vision_config *cfg, const ch
         evlm_status st = evlm_siglip_init(&m, cfg, bad);
         CHECKF(st == EVLM_ERR_FORMAT && strstr(evlm_last_error(), want), "status %d: %s", (int)st,
                evlm_last_error());
-        CHECK(m.f32_store == NULL && m.layers == NULL);
+        CHECK(m.floats.head == NULL && m.layers == NULL);
         evlm_weights_free(bad);
     }
     remove(path);

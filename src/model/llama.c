@@ -11,6 +11,7 @@
 #include "core/status.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,57 +38,56 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
                           evlm_weights_path(w));
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
 
-    /* room for every optional bias: Qwen2 has q/k/v biases without saying so in its config */
-    size_t per_layer = 2 * (size_t)H + (size_t)QD + 2 * KD + H + 2 * (size_t)F + H;
-    m->f32_store = malloc(sizeof(float) * (per_layer * (size_t)L + H));
     m->layers = calloc((size_t)L, sizeof *m->layers);
-    if (!m->f32_store || !m->layers) {
-        evlm_llama_release(m);
-        return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding weights");
-    }
-    float *p = m->f32_store;
+    if (!m->layers) return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding weights");
     evlm_status st = EVLM_OK;
-#define GETM(field, suffix, cols, rows)                                                            \
-    do {                                                                                           \
-        snprintf(name, sizeof name, "%slayers.%d.%s", prefix, l, suffix);                         \
-        if ((st = evlm_weights_get_matrix(w, name, cols, rows, &ly->field)) != EVLM_OK) goto fail;              \
-    } while (0)
-#define GETV(field, suffix, n)                                                                     \
-    do {                                                                                           \
-        snprintf(name, sizeof name, "%slayers.%d.%s", prefix, l, suffix);                         \
-        if ((st = evlm_weights_get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
-        ly->field = p;                                                                             \
-        p += n;                                                                                    \
-    } while (0)
-    for (int l = 0; l < L; l++) {
+#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_llama_layer, field, suffix, cols, rows)
+#define V(field, suffix, n) EVLM_BIND_VEC(evlm_llama_layer, field, suffix, n)
+    const evlm_bind base[] = {
+        V(attn_norm, "input_layernorm.weight", H),
+        V(ffn_norm, "post_attention_layernorm.weight", H),
+        M(wq, "self_attn.q_proj.weight", H, QD),
+        M(wk, "self_attn.k_proj.weight", H, KD),
+        M(wv, "self_attn.v_proj.weight", H, KD),
+        M(wo, "self_attn.o_proj.weight", QD, H),
+        M(w_gate, "mlp.gate_proj.weight", H, F),
+        M(w_up, "mlp.up_proj.weight", H, F),
+        M(w_down, "mlp.down_proj.weight", F, H),
+    };
+    /* Qwen2 has q/k/v biases (without saying so in its config) but no o_proj bias; Llama's
+     * attention_bias has all four */
+    evlm_bind attn_bias[] = {
+        V(bq, "self_attn.q_proj.bias", QD),
+        V(bk, "self_attn.k_proj.bias", KD),
+        V(bv, "self_attn.v_proj.bias", KD),
+        V(bo, "self_attn.o_proj.bias", H),
+    };
+    attn_bias[3].optional = true;
+    const evlm_bind mlp_bias[] = {
+        V(b_gate, "mlp.gate_proj.bias", F),
+        V(b_up, "mlp.up_proj.bias", F),
+        V(b_down, "mlp.down_proj.bias", H),
+    };
+#undef M
+#undef V
+    char pre[128];
+    for (int l = 0; l < L && st == EVLM_OK; l++) {
         evlm_llama_layer *ly = &m->layers[l];
-        GETV(attn_norm, "input_layernorm.weight", H);
-        GETV(ffn_norm, "post_attention_layernorm.weight", H);
-        GETM(wq, "self_attn.q_proj.weight", H, QD);
-        GETM(wk, "self_attn.k_proj.weight", H, KD);
-        GETM(wv, "self_attn.v_proj.weight", H, KD);
-        GETM(wo, "self_attn.o_proj.weight", QD, H);
-        GETM(w_gate, "mlp.gate_proj.weight", H, F);
-        GETM(w_up, "mlp.up_proj.weight", H, F);
-        GETM(w_down, "mlp.down_proj.weight", F, H);
-        snprintf(name, sizeof name, "%slayers.%d.self_attn.q_proj.bias", prefix, l);
-        if (cfg->attention_bias || has(w, name)) {
-            GETV(bq, "self_attn.q_proj.bias", QD);
-            GETV(bk, "self_attn.k_proj.bias", KD);
-            GETV(bv, "self_attn.v_proj.bias", KD);
-            /* Qwen2 has q/k/v biases but no o_proj bias; Llama's attention_bias has all four */
-            snprintf(name, sizeof name, "%slayers.%d.self_attn.o_proj.bias", prefix, l);
-            if (has(w, name)) GETV(bo, "self_attn.o_proj.bias", H);
-        }
-        snprintf(name, sizeof name, "%slayers.%d.mlp.gate_proj.bias", prefix, l);
-        if (cfg->mlp_bias || has(w, name)) {
-            GETV(b_gate, "mlp.gate_proj.bias", F);
-            GETV(b_up, "mlp.up_proj.bias", F);
-            GETV(b_down, "mlp.down_proj.bias", H);
-        }
+        snprintf(pre, sizeof pre, "%slayers.%d.", prefix, l);
+        st = evlm_weights_bind(w, pre, base, sizeof base / sizeof *base, ly, &m->floats);
+        snprintf(name, sizeof name, "%sself_attn.q_proj.bias", pre);
+        if (st == EVLM_OK && (cfg->attention_bias || has(w, name)))
+            st = evlm_weights_bind(w, pre, attn_bias, 4, ly, &m->floats);
+        snprintf(name, sizeof name, "%smlp.gate_proj.bias", pre);
+        if (st == EVLM_OK && (cfg->mlp_bias || has(w, name)))
+            st = evlm_weights_bind(w, pre, mlp_bias, 3, ly, &m->floats);
     }
-#undef GETM
-#undef GETV
+    if (st != EVLM_OK) goto fail;
+    float *p = evlm_fstore_alloc(&m->floats, (size_t)H);
+    if (!p) {
+        st = evlm__fail(EVLM_ERR_NOMEM, "out of memory binding weights");
+        goto fail;
+    }
     snprintf(name, sizeof name, "%snorm.weight", prefix);
     if ((st = evlm_weights_get_vector(w, name, H, p)) != EVLM_OK) goto fail;
     m->out_norm = p;
@@ -112,9 +112,8 @@ fail:
 
 void evlm_llama_release(evlm_llama *m) {
     evlm_top1_head_release(&m->top1);
-    free(m->f32_store);
+    evlm_fstore_free(&m->floats);
     free(m->layers);
-    m->f32_store = NULL;
     m->layers = NULL;
 }
 

@@ -17,7 +17,7 @@
 #include "core/tensor.h"
 #include "core/threadpool.h"
 #include "io/hf_config.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "model/top1_head.h"
@@ -36,7 +36,7 @@ typedef struct evlm_llama {
     const evlm_tensor *lm_head;  /* tok_embd when tied */
     const float *out_norm;
     evlm_llama_layer *layers;
-    float *f32_store; /* owns the widened norms and biases */
+    evlm_fstore floats; /* owns the widened norms and biases */
     char prefix[64];  /* "model." or "model.text_model." ... */
     bool rope_bf16;   /* round RoPE frequencies to bf16: the config says the model was bf16 */
     evlm_top1_head top1; /* int8 copy of a float head for greedy ids (top1.q.data NULL: none) */

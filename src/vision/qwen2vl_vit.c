@@ -171,15 +171,8 @@ evlm_status evlm_qwen2vl_vit_init(evlm_qwen2vl_vit *m, const evlm_qwen2vl_vision
                           evlm_weights_path(w));
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
 
-    size_t n_store = (size_t)L * (9 * (size_t)D + (size_t)F) + 2 * (size_t)D + (size_t)MD +
-                     (size_t)c->hidden_size;
-    m->f32_store = malloc(sizeof(float) * n_store);
     m->layers = calloc((size_t)L, sizeof *m->layers);
-    if (!m->f32_store || !m->layers) {
-        evlm_qwen2vl_vit_release(m);
-        return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding the vision tower");
-    }
-    float *p = m->f32_store;
+    if (!m->layers) return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding the vision tower");
     evlm_status st = EVLM_OK;
 
     /* Conv3d weight [D, C, T, p, p]: the loader folds the two innermost dims into ne[0] */
@@ -195,45 +188,44 @@ evlm_status evlm_qwen2vl_vit_init(evlm_qwen2vl_vit *m, const evlm_qwen2vl_vision
     m->patch_w.ne[2] = m->patch_w.ne[3] = 1;
     evlm_tensor_set_contiguous(&m->patch_w);
 
-#define VEC(dst, n, ...)                                                                           \
-    do {                                                                                           \
-        snprintf(name, sizeof name, __VA_ARGS__);                                                  \
-        if ((st = evlm_weights_get_vector(w, name, n, p)) != EVLM_OK) goto fail;                   \
-        dst = p;                                                                                   \
-        p += n;                                                                                    \
-    } while (0)
-#define MAT(dst, cols, rows, ...)                                                                  \
-    do {                                                                                           \
-        snprintf(name, sizeof name, __VA_ARGS__);                                                  \
-        if ((st = evlm_weights_get_matrix(w, name, cols, rows, &dst)) != EVLM_OK) goto fail;       \
-    } while (0)
-
+#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_qwen2vl_vit_layer, field, suffix, cols, rows)
+#define V(field, suffix, n) EVLM_BIND_VEC(evlm_qwen2vl_vit_layer, field, suffix, n)
+    const evlm_bind layer[] = {
+        V(ln1_w, "norm1.weight", D),
+        V(ln1_b, "norm1.bias", D),
+        V(ln2_w, "norm2.weight", D),
+        V(ln2_b, "norm2.bias", D),
+        M(qkv, "attn.qkv.weight", D, 3 * D),
+        V(b_qkv, "attn.qkv.bias", 3 * D),
+        M(proj, "attn.proj.weight", D, D),
+        V(b_proj, "attn.proj.bias", D),
+        M(fc1, "mlp.fc1.weight", D, F),
+        V(b_fc1, "mlp.fc1.bias", F),
+        M(fc2, "mlp.fc2.weight", F, D),
+        V(b_fc2, "mlp.fc2.bias", D),
+    };
+#undef M
+#undef V
+#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_qwen2vl_vit, field, suffix, cols, rows)
+#define V(field, suffix, n) EVLM_BIND_VEC(evlm_qwen2vl_vit, field, suffix, n)
+    const evlm_bind merger[] = {
+        V(ln_q_w, "merger.ln_q.weight", D),
+        V(ln_q_b, "merger.ln_q.bias", D),
+        M(mlp0, "merger.mlp.0.weight", MD, MD),
+        V(b_mlp0, "merger.mlp.0.bias", MD),
+        M(mlp2, "merger.mlp.2.weight", MD, c->hidden_size),
+        V(b_mlp2, "merger.mlp.2.bias", c->hidden_size),
+    };
+#undef M
+#undef V
+    char pre[128];
     for (int l = 0; l < (int)L; l++) {
-        evlm_qwen2vl_vit_layer *ly = &m->layers[l];
-#define LNAME "%sblocks.%d."
-        VEC(ly->ln1_w, D, LNAME "norm1.weight", prefix, l);
-        VEC(ly->ln1_b, D, LNAME "norm1.bias", prefix, l);
-        VEC(ly->ln2_w, D, LNAME "norm2.weight", prefix, l);
-        VEC(ly->ln2_b, D, LNAME "norm2.bias", prefix, l);
-        MAT(ly->qkv, D, 3 * D, LNAME "attn.qkv.weight", prefix, l);
-        VEC(ly->b_qkv, 3 * D, LNAME "attn.qkv.bias", prefix, l);
-        MAT(ly->proj, D, D, LNAME "attn.proj.weight", prefix, l);
-        VEC(ly->b_proj, D, LNAME "attn.proj.bias", prefix, l);
-        MAT(ly->fc1, D, F, LNAME "mlp.fc1.weight", prefix, l);
-        VEC(ly->b_fc1, F, LNAME "mlp.fc1.bias", prefix, l);
-        MAT(ly->fc2, F, D, LNAME "mlp.fc2.weight", prefix, l);
-        VEC(ly->b_fc2, D, LNAME "mlp.fc2.bias", prefix, l);
-#undef LNAME
+        snprintf(pre, sizeof pre, "%sblocks.%d.", prefix, l);
+        if ((st = evlm_weights_bind(w, pre, layer, sizeof layer / sizeof *layer, &m->layers[l],
+                                    &m->floats)) != EVLM_OK)
+            goto fail;
     }
-    VEC(m->ln_q_w, D, "%smerger.ln_q.weight", prefix);
-    VEC(m->ln_q_b, D, "%smerger.ln_q.bias", prefix);
-    MAT(m->mlp0, MD, MD, "%smerger.mlp.0.weight", prefix);
-    VEC(m->b_mlp0, MD, "%smerger.mlp.0.bias", prefix);
-    MAT(m->mlp2, MD, c->hidden_size, "%smerger.mlp.2.weight", prefix);
-    VEC(m->b_mlp2, c->hidden_size, "%smerger.mlp.2.bias", prefix);
-#undef VEC
-#undef MAT
-    EVLM_ASSERT((size_t)(p - m->f32_store) == n_store);
+    if ((st = evlm_weights_bind(w, prefix, merger, 6, m, &m->floats)) != EVLM_OK) goto fail;
 
     /* VisionRotaryEmbedding(dim = head_dim / 2): 1.0 / theta ** (arange(0, dim, 2) / dim) in
      * float32, rounded to bf16 with the rest of a bf16 checkpoint */
@@ -252,9 +244,8 @@ fail:
 
 void evlm_qwen2vl_vit_release(evlm_qwen2vl_vit *m) {
     if (!m) return;
-    free(m->f32_store);
+    evlm_fstore_free(&m->floats);
     free(m->layers);
-    m->f32_store = NULL;
     m->layers = NULL;
 }
 

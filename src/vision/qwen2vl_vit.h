@@ -18,7 +18,7 @@
 #include "core/file.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "kernels/matmul.h"
 
 #include <stdbool.h>
@@ -73,7 +73,7 @@ typedef struct evlm_qwen2vl_vit {
     const evlm_tensor *mlp0, *mlp2; /* (D*m^2, D*m^2), (hidden, D*m^2) */
     const float *b_mlp0, *b_mlp2;
     float inv_freq[256]; /* head_dim / 4 rotary frequencies (bf16-rounded for BF16 weights) */
-    float *f32_store;    /* owns the widened vectors */
+    evlm_fstore floats;  /* owns the widened vectors */
     char prefix[32];     /* "model.visual.", "visual." */
 } evlm_qwen2vl_vit;
 

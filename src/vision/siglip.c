@@ -70,15 +70,8 @@ evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, cons
                           evlm_weights_path(w));
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
 
-    size_t per_layer = 9 * (size_t)D + (size_t)F;
-    size_t n_store = per_layer * (size_t)L + 3 * (size_t)D + (size_t)N * (size_t)D;
-    m->f32_store = malloc(sizeof(float) * n_store);
     m->layers = calloc((size_t)L, sizeof *m->layers);
-    if (!m->f32_store || !m->layers) {
-        evlm_siglip_release(m);
-        return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding the vision tower");
-    }
-    float *p = m->f32_store;
+    if (!m->layers) return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding the vision tower");
     evlm_status st = EVLM_OK;
 
     /* embeddings: Conv2d weight [D, C, p, p] -> (D, C*p*p) rows in (c, ky, kx) order */
@@ -94,56 +87,51 @@ evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, cons
     m->patch_w.ne[2] = m->patch_w.ne[3] = 1;
     evlm_tensor_set_contiguous(&m->patch_w);
 
-#define VEC(dst, n, ...)                                                                           \
-    do {                                                                                           \
-        snprintf(name, sizeof name, __VA_ARGS__);                                                  \
-        if ((st = evlm_weights_get_vector(w, name, n, p)) != EVLM_OK) goto fail;                                \
-        dst = p;                                                                                   \
-        p += n;                                                                                    \
-    } while (0)
-#define MAT(dst, cols, rows, ...)                                                                  \
-    do {                                                                                           \
-        snprintf(name, sizeof name, __VA_ARGS__);                                                  \
-        if ((st = evlm_weights_get_matrix(w, name, cols, rows, &dst)) != EVLM_OK) goto fail;                    \
-    } while (0)
-
-    VEC(m->patch_b, D, "%svision_model.embeddings.patch_embedding.bias", prefix);
-    {
-        int64_t ne[2] = {D, N};
-        snprintf(name, sizeof name, "%svision_model.embeddings.position_embedding.weight", prefix);
-        if ((st = evlm_weights_get_floats(w, name, 2, ne, (size_t)(N * D), p)) != EVLM_OK) goto fail;
-        m->pos_embd = p;
-        p += N * D;
-    }
+#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_siglip_layer, field, suffix, cols, rows)
+#define V(field, suffix, n) EVLM_BIND_VEC(evlm_siglip_layer, field, suffix, n)
+    const evlm_bind layer[] = {
+        V(ln1_w, "layer_norm1.weight", D),
+        V(ln1_b, "layer_norm1.bias", D),
+        V(ln2_w, "layer_norm2.weight", D),
+        V(ln2_b, "layer_norm2.bias", D),
+        M(wq, "self_attn.q_proj.weight", D, D),
+        M(wk, "self_attn.k_proj.weight", D, D),
+        M(wv, "self_attn.v_proj.weight", D, D),
+        M(wo, "self_attn.out_proj.weight", D, D),
+        V(bq, "self_attn.q_proj.bias", D),
+        V(bk, "self_attn.k_proj.bias", D),
+        V(bv, "self_attn.v_proj.bias", D),
+        V(bo, "self_attn.out_proj.bias", D),
+        M(fc1, "mlp.fc1.weight", D, F),
+        M(fc2, "mlp.fc2.weight", F, D),
+        V(b_fc1, "mlp.fc1.bias", F),
+        V(b_fc2, "mlp.fc2.bias", D),
+    };
+#undef M
+#undef V
+#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_siglip, field, suffix, cols, rows)
+#define V(field, suffix, n) EVLM_BIND_VEC(evlm_siglip, field, suffix, n)
+    const evlm_bind embd[] = {
+        V(patch_b, "vision_model.embeddings.patch_embedding.bias", D),
+        {"vision_model.embeddings.position_embedding.weight", EVLM_BIND_FLOATS,
+         offsetof(evlm_siglip, pos_embd), 2, {D, N}, false},
+    };
+    const evlm_bind tail[] = {
+        V(post_ln_w, "vision_model.post_layernorm.weight", D),
+        V(post_ln_b, "vision_model.post_layernorm.bias", D),
+        M(proj, "connector.modality_projection.proj.weight", D * S2, c->text_hidden_size),
+    };
+#undef M
+#undef V
+    if ((st = evlm_weights_bind(w, prefix, embd, 2, m, &m->floats)) != EVLM_OK) goto fail;
+    char pre[128];
     for (int l = 0; l < (int)L; l++) {
-        evlm_siglip_layer *ly = &m->layers[l];
-        const char *pf = prefix;
-#define LNAME "%svision_model.encoder.layers.%d."
-        VEC(ly->ln1_w, D, LNAME "layer_norm1.weight", pf, l);
-        VEC(ly->ln1_b, D, LNAME "layer_norm1.bias", pf, l);
-        VEC(ly->ln2_w, D, LNAME "layer_norm2.weight", pf, l);
-        VEC(ly->ln2_b, D, LNAME "layer_norm2.bias", pf, l);
-        MAT(ly->wq, D, D, LNAME "self_attn.q_proj.weight", pf, l);
-        MAT(ly->wk, D, D, LNAME "self_attn.k_proj.weight", pf, l);
-        MAT(ly->wv, D, D, LNAME "self_attn.v_proj.weight", pf, l);
-        MAT(ly->wo, D, D, LNAME "self_attn.out_proj.weight", pf, l);
-        VEC(ly->bq, D, LNAME "self_attn.q_proj.bias", pf, l);
-        VEC(ly->bk, D, LNAME "self_attn.k_proj.bias", pf, l);
-        VEC(ly->bv, D, LNAME "self_attn.v_proj.bias", pf, l);
-        VEC(ly->bo, D, LNAME "self_attn.out_proj.bias", pf, l);
-        MAT(ly->fc1, D, F, LNAME "mlp.fc1.weight", pf, l);
-        MAT(ly->fc2, F, D, LNAME "mlp.fc2.weight", pf, l);
-        VEC(ly->b_fc1, F, LNAME "mlp.fc1.bias", pf, l);
-        VEC(ly->b_fc2, D, LNAME "mlp.fc2.bias", pf, l);
-#undef LNAME
+        snprintf(pre, sizeof pre, "%svision_model.encoder.layers.%d.", prefix, l);
+        if ((st = evlm_weights_bind(w, pre, layer, sizeof layer / sizeof *layer, &m->layers[l],
+                                    &m->floats)) != EVLM_OK)
+            goto fail;
     }
-    VEC(m->post_ln_w, D, "%svision_model.post_layernorm.weight", prefix);
-    VEC(m->post_ln_b, D, "%svision_model.post_layernorm.bias", prefix);
-    MAT(m->proj, D * S2, c->text_hidden_size, "%sconnector.modality_projection.proj.weight",
-        prefix);
-#undef VEC
-#undef MAT
-    EVLM_ASSERT((size_t)(p - m->f32_store) == n_store);
+    if ((st = evlm_weights_bind(w, prefix, tail, 3, m, &m->floats)) != EVLM_OK) goto fail;
     return EVLM_OK;
 fail:
     evlm_siglip_release(m);
@@ -152,9 +140,8 @@ fail:
 
 void evlm_siglip_release(evlm_siglip *m) {
     if (!m) return;
-    free(m->f32_store);
+    evlm_fstore_free(&m->floats);
     free(m->layers);
-    m->f32_store = NULL;
     m->layers = NULL;
 }
 

@@ -17,7 +17,7 @@
 
 #include "core/tensor.h"
 #include "core/threadpool.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
 #include "kernels/matmul.h"
 #include "vision/vision_config.h"
 
@@ -39,7 +39,7 @@ typedef struct evlm_siglip {
     const float *post_ln_w, *post_ln_b;
     const evlm_tensor *proj; /* (text_hidden, D * scale^2) */
     evlm_siglip_layer *layers;
-    float *f32_store; /* owns the widened vectors */
+    evlm_fstore floats; /* owns the widened vectors */
     char prefix[64];  /* "model." or "" */
 } evlm_siglip;
 
