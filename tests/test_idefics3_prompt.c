@@ -5,7 +5,7 @@
  */
 #include "core/file.h"
 #include "core/json.h"
-#include "model/idefics3_prompt.h"
+#include "vision/idefics3_prompt.h"
 #include "tokenizer/tokenizer.h"
 #include "test.h"
 

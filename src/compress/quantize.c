@@ -103,44 +103,54 @@ static void mark(qctx *q, const evlm_tensor *t, int kind) {
     if (x && x->kind == K_OTHER) x->kind = kind;
 }
 
+typedef struct {
+    qctx *q;
+    qt *embed;
+    evlm_status st;
+} classify_walk;
+
+/* One matrix of the model (family.h): decoder matrices carry their calibration group and the
+ * binding the sensitivity pass swaps; the embedding and head are quantized like the decoder;
+ * the vision tower and connector take the vision type. */
+static void classify_one(void *user, const evlm_tensor **slot, evlm_matrix_role role, int layer) {
+    static const char *const groups[] = {
+        [EVLM_ROLE_ATTN_Q] = "attn_qkv",    [EVLM_ROLE_ATTN_K] = "attn_qkv",
+        [EVLM_ROLE_ATTN_V] = "attn_qkv",    [EVLM_ROLE_ATTN_O] = "attn_o",
+        [EVLM_ROLE_MLP_GATE] = "ffn_gate_up", [EVLM_ROLE_MLP_UP] = "ffn_gate_up",
+        [EVLM_ROLE_MLP_DOWN] = "ffn_down",
+    };
+    classify_walk *c = user;
+    qctx *q = c->q;
+    if (c->st != EVLM_OK) return;
+    if (role <= EVLM_ROLE_MLP_DOWN) {
+        qt *x = find(q, *slot);
+        if (!x) {
+            c->st = evlm__fail(EVLM_ERR_FORMAT, "layer %d: a matrix is not in the weight set", layer);
+            return;
+        }
+        x->kind = K_LM;
+        x->slot = slot;
+        x->layer = layer;
+        x->group = groups[role];
+    } else if (role == EVLM_ROLE_EMBED) {
+        mark(q, *slot, K_EMBED);
+        c->embed = find(q, *slot);
+        if (c->embed) c->embed->slot = slot;
+    } else if (role == EVLM_ROLE_HEAD) {
+        mark(q, *slot, K_EMBED);
+        qt *h = find(q, *slot);
+        if (h && h == c->embed) h->slot2 = slot; /* tied */
+        else if (h) h->slot = slot;
+    } else {
+        mark(q, *slot, K_VISION);
+    }
+}
+
 static evlm_status classify(qctx *q) {
-    evlm_model *m = q->m;
     const evlm_quantize_params *p = q->p;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        evlm_llama_layer *ly = &m->llama.layers[l];
-        const evlm_tensor **slots[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
-        static const char *groups[7] = {"attn_qkv", "attn_qkv", "attn_qkv", "attn_o", "ffn_gate_up", "ffn_gate_up", "ffn_down"};
-        for (int i = 0; i < 7; i++) {
-            qt *x = find(q, *slots[i]);
-            if (!x) return evlm__fail(EVLM_ERR_FORMAT, "layer %d: a matrix is not in the weight set", l);
-            x->kind = K_LM;
-            x->slot = slots[i];
-            x->layer = l;
-            x->group = groups[i];
-        }
-    }
-    mark(q, m->llama.tok_embd, K_EMBED);
-    mark(q, m->llama.lm_head, K_EMBED);
-    qt *e = find(q, m->llama.tok_embd), *h = find(q, m->llama.lm_head);
-    if (e) e->slot = &m->llama.tok_embd;
-    if (h && h == e) h->slot2 = &m->llama.lm_head; /* tied */
-    else if (h) h->slot = &m->llama.lm_head;
-    if (m->vlm == EVLM_VLM_IDEFICS3) {
-        for (int l = 0; l < m->siglip.cfg.n_layers; l++) {
-            const evlm_siglip_layer *ly = &m->siglip.layers[l];
-            const evlm_tensor *v[6] = {ly->wq, ly->wk, ly->wv, ly->wo, ly->fc1, ly->fc2};
-            for (int i = 0; i < 6; i++) mark(q, v[i], K_VISION);
-        }
-        mark(q, m->siglip.proj, K_VISION);
-    } else if (m->vlm == EVLM_VLM_QWEN2VL) {
-        for (int l = 0; l < m->qvcfg.depth; l++) {
-            const evlm_qwen2vl_vit_layer *ly = &m->qvit.layers[l];
-            const evlm_tensor *v[4] = {ly->qkv, ly->proj, ly->fc1, ly->fc2};
-            for (int i = 0; i < 4; i++) mark(q, v[i], K_VISION);
-        }
-        mark(q, m->qvit.mlp0, K_VISION);
-        mark(q, m->qvit.mlp2, K_VISION);
-    }
+    classify_walk c = {q, NULL, EVLM_OK};
+    evlm__model_matrices(q->m, classify_one, &c);
+    EVLM_TRY(c.st);
     for (int i = 0; i < q->n; i++) {
         qt *x = &q->t[i];
         x->rel_err = x->kl = -1;

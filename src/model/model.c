@@ -2,9 +2,9 @@
  * model.c - the public model / context / text API of include/evlm.h, gluing the readers
  * (src/io), the tokenizer and chat template (src/tokenizer) and the decoder (src/model).
  *
- * A model folder is looked up by architecture: Llama-family causal LMs and, for their text
- * half, Idefics3 / SmolVLM and Qwen2 checkpoints. A missing chat template is not a load error:
- * it is reported when a chat prompt is asked for.
+ * A model folder or GGUF file is served by the family (family.h) that recognizes its config's
+ * architecture: the shared decoder is bound here, the family loads the rest. A missing chat
+ * template is not a load error: it is reported when a chat prompt is asked for.
  */
 #include "core/file.h"
 #include "core/status.h"
@@ -17,6 +17,8 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "model/model_impl.h"
+
+#include <stdint.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,35 +33,11 @@ evlm_context_params evlm_context_default_params(void) {
     return p;
 }
 
-static const char *k_architectures[] = {
-    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-    "Idefics3ForConditionalGeneration", "SmolVLMForConditionalGeneration",
-    "Qwen2VLForConditionalGeneration",
-};
-
-static evlm_status check_architecture(const char *dir, const evlm_llama_config *cfg) {
-    for (size_t i = 0; i < sizeof k_architectures / sizeof *k_architectures; i++)
-        if (strcmp(cfg->architecture, k_architectures[i]) == 0) return EVLM_OK;
+static evlm_status find_family(const char *dir, const evlm_llama_config *cfg, const evlm_family **out) {
+    *out = evlm__family_find(cfg->architecture);
+    if (*out) return EVLM_OK;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s/config.json: architecture \"%s\" is not supported",
                       dir, cfg->architecture);
-}
-
-/* The Idefics3 vision tower, connector and image processor; the encoder's activations are
- * planned for the largest tile grid the processor can produce (bigger batches run in chunks). */
-static evlm_status load_vision(evlm_model *m, const evlm_dir *d, evlm_image_splitting split) {
-    EVLM_TRY(evlm_vision_config_load_dir(d, &m->vcfg));
-    EVLM_TRY(evlm_idefics3_proc_load_dir(d, &m->proc));
-    if (split != EVLM_SPLIT_CONFIG) m->proc.do_image_splitting = split == EVLM_SPLIT_ON;
-    EVLM_TRY(evlm_siglip_init(&m->siglip, &m->vcfg, m->weights));
-    m->has_vision = true;
-    m->vlm = EVLM_VLM_IDEFICS3;
-    int rows = 0, cols = 0, tiles = 1;
-    int edge = m->proc.longest_edge > 0 ? m->proc.longest_edge : 2048;
-    if (evlm_idefics3_plan(&m->proc, edge, edge, &rows, &cols, &tiles) != EVLM_OK) tiles = 1;
-    m->max_tiles = tiles < 1 ? 1 : tiles > 17 ? 17 : tiles;
-    EVLM_TRY(evlm_siglip_state_init(&m->vstate, &m->siglip, m->max_tiles, evlm_pool_size(m->pool)));
-    m->vstate.mm.act = m->act;
-    return EVLM_OK;
 }
 
 static evlm_status gguf_file(const void *ctx, const char *name, const char **data, size_t *len) {
@@ -73,40 +51,6 @@ static bool is_gguf(const char *path) {
     bool yes = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
     if (f) fclose(f);
     return yes;
-}
-
-/* An optional integer token id at the top of config.json. */
-static evlm_status config_token(const evlm_dir *d, const char *key, int32_t dflt, int32_t *out) {
-    cJSON *root;
-    char file[4096];
-    EVLM_TRY(evlm_dir_name(d, "config.json", file, sizeof file));
-    EVLM_TRY(evlm_json_load_dir(d, "config.json", &root));
-    int64_t v = dflt;
-    evlm_status st = evlm_json_int(file, root, key, 0, INT32_MAX, &v);
-    cJSON_Delete(root);
-    *out = (int32_t)v;
-    return st;
-}
-
-/* The Qwen2-VL processor and vision tower + merger; activations planned for up to 1024 patches
- * (a 448x448 image), grown when a larger image comes. */
-static evlm_status load_qwen2vl(evlm_model *m, const evlm_dir *d) {
-    EVLM_TRY(evlm_qwen2vl_proc_load_dir(d, &m->qproc));
-    EVLM_TRY(evlm_qwen2vl_vision_config_load_dir(d, &m->qvcfg));
-    if (m->qvcfg.hidden_size != m->cfg.hidden_size)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s/config.json: vision_config.hidden_size %d is not the text width %d",
-                          d->path, m->qvcfg.hidden_size, m->cfg.hidden_size);
-    EVLM_TRY(config_token(d, "image_token_id", 151655, &m->q_image_token));
-    EVLM_TRY(config_token(d, "vision_start_token_id", 151652, &m->q_vision_start));
-    EVLM_TRY(config_token(d, "vision_end_token_id", 151653, &m->q_vision_end));
-    EVLM_TRY(evlm_qwen2vl_vit_init(&m->qvit, &m->qvcfg, m->weights));
-    m->has_vision = true;
-    m->vlm = EVLM_VLM_QWEN2VL;
-    int64_t cap = m->qproc.max_pixels / ((int64_t)m->qproc.patch_size * m->qproc.patch_size);
-    m->qmax_patches = (int)(cap < 1024 ? (cap < 4 ? 4 : cap) : 1024);
-    EVLM_TRY(evlm_qwen2vl_vit_state_init(&m->qstate, &m->qvit, m->qmax_patches, evlm_pool_size(m->pool)));
-    m->qstate.mm.act = m->act;
-    return EVLM_OK;
 }
 
 /* Weight matrices are interleaved for the kernels unless EVLM_REPACK=0 (comparisons). */
@@ -158,7 +102,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
         goto fail;
     }
     if ((st = evlm_llama_config_load_dir(&d, &m->cfg)) != EVLM_OK) goto fail;
-    if ((st = check_architecture(path, &m->cfg)) != EVLM_OK) goto fail;
+    if ((st = find_family(path, &m->cfg, &m->family)) != EVLM_OK) goto fail;
     st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
     if (st != EVLM_OK) goto fail;
     m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
@@ -179,11 +123,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     memcpy(m->eos, m->cfg.eos_token_ids, sizeof m->eos);
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
-    if (strstr(m->cfg.architecture, "Idefics3") || strstr(m->cfg.architecture, "SmolVLM")) {
-        if ((st = load_vision(m, &d, p.image_splitting)) != EVLM_OK) goto fail;
-    } else if (strstr(m->cfg.architecture, "Qwen2VL")) {
-        if ((st = load_qwen2vl(m, &d)) != EVLM_OK) goto fail;
-    }
+    if (m->family->load && (st = m->family->load(m, &d, &p)) != EVLM_OK) goto fail;
     /* the matrices the layers bound, interleaved for the kernels (quantized ones only for int8
      * activations: the f32 path dequantizes rows) */
     if (!p.keep_layout && want_repack() &&
@@ -205,13 +145,7 @@ fail:
 void evlm_model_free(evlm_model *m) {
     if (!m) return;
     evlm_pool_free(m->pool);
-    if (m->vlm == EVLM_VLM_IDEFICS3) {
-        evlm_siglip_state_release(&m->vstate);
-        evlm_siglip_release(&m->siglip);
-    } else if (m->vlm == EVLM_VLM_QWEN2VL) {
-        evlm_qwen2vl_vit_state_release(&m->qstate);
-        evlm_qwen2vl_vit_release(&m->qvit);
-    }
+    if (m->family && m->family->free) m->family->free(m);
     evlm_chat_template_free(m->tmpl);
     evlm_tokenizer_free(m->tok);
     evlm_llama_release(&m->llama);
@@ -230,33 +164,49 @@ size_t evlm_model_weight_bytes(const evlm_model *m) {
     return b;
 }
 
-/* The seven matrices of decoder layer i. */
-static void layer_matrices(const evlm_model *m, int i, const evlm_tensor *t[7]) {
-    const evlm_llama_layer *y = &m->llama.layers[i];
-    const evlm_tensor *all[7] = {y->wq, y->wk, y->wv, y->wo, y->w_gate, y->w_up, y->w_down};
-    memcpy(t, all, sizeof all);
+void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        evlm_llama_layer *y = &m->llama.layers[l];
+        fn(user, &y->wq, EVLM_ROLE_ATTN_Q, l);
+        fn(user, &y->wk, EVLM_ROLE_ATTN_K, l);
+        fn(user, &y->wv, EVLM_ROLE_ATTN_V, l);
+        fn(user, &y->wo, EVLM_ROLE_ATTN_O, l);
+        fn(user, &y->w_gate, EVLM_ROLE_MLP_GATE, l);
+        fn(user, &y->w_up, EVLM_ROLE_MLP_UP, l);
+        fn(user, &y->w_down, EVLM_ROLE_MLP_DOWN, l);
+    }
+    fn(user, &m->llama.tok_embd, EVLM_ROLE_EMBED, -1);
+    fn(user, &m->llama.lm_head, EVLM_ROLE_HEAD, -1);
+    if (m->family->matrices) m->family->matrices(m, fn, user);
 }
 
-int64_t evlm_model_n_layer_params(const evlm_model *m) {
-    int64_t n = 0;
-    const evlm_tensor *t[7];
-    for (int i = 0; i < m->cfg.n_layers; i++) {
-        layer_matrices(m, i, t);
-        for (int k = 0; k < 7; k++) n += evlm_tensor_nelements(t[k]);
-    }
-    return n;
+/* what a token's decoder pass reads: its layers' matrices */
+typedef struct {
+    int64_t params;
+    size_t bytes;
+} layer_sum;
+
+static void add_layer_matrix(void *user, const evlm_tensor **slot, evlm_matrix_role role, int layer) {
+    (void)layer;
+    layer_sum *s = user;
+    if (role > EVLM_ROLE_MLP_DOWN) return;
+    s->params += evlm_tensor_nelements(*slot);
+    s->bytes += evlm_tensor_nbytes(*slot);
 }
+
+static layer_sum layer_matrices(const evlm_model *m) {
+    layer_sum s = {0, 0};
+    evlm__model_matrices((evlm_model *)(uintptr_t)m, add_layer_matrix, &s);
+    return s;
+}
+
+int64_t evlm_model_n_layer_params(const evlm_model *m) { return layer_matrices(m).params; }
 
 size_t evlm_model_greedy_head_bytes(const evlm_model *m) { return evlm_top1_head_bytes(&m->llama.top1); }
 
 size_t evlm_model_decode_bytes(const evlm_model *m) {
     size_t b = m->llama.top1.q.data ? evlm_top1_head_bytes(&m->llama.top1) : evlm_tensor_nbytes(m->llama.lm_head);
-    const evlm_tensor *t[7];
-    for (int i = 0; i < m->cfg.n_layers; i++) {
-        layer_matrices(m, i, t);
-        for (int k = 0; k < 7; k++) b += evlm_tensor_nbytes(t[k]);
-    }
-    return b;
+    return b + layer_matrices(m).bytes;
 }
 
 int evlm_model_eos_ids(const evlm_model *m, const int32_t **ids) {

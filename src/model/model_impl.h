@@ -1,23 +1,20 @@
 /*
  * model_impl.h - private layout of evlm_model and evlm_context, shared by model.c (loading,
- * text API) and prompt.c (multimodal prompts).
+ * text API), prompt.c (multimodal prompts) and the family files (family.h).
  */
 #ifndef EVLM_MODEL_IMPL_H
 #define EVLM_MODEL_IMPL_H
 
 #include "core/threadpool.h"
 #include "io/hf_config.h"
-#include "io/safetensors.h"
+#include "io/weights.h"
+#include "model/family.h"
 #include "model/llama.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
-#include "vision/idefics3_proc.h"
-#include "vision/qwen2vl_proc.h"
-#include "vision/qwen2vl_vit.h"
-#include "vision/siglip.h"
-#include "vision/vision_config.h"
 
 struct evlm_model {
+    const evlm_family *family;
     evlm_llama_config cfg;
     evlm_weights *weights;
     evlm_llama llama;
@@ -29,22 +26,8 @@ struct evlm_model {
     evlm_act act; /* what quantized matmuls multiply: int8 (default) or f32 activations */
     int32_t eos[EVLM_MAX_EOS];
     int n_eos;
-    /* vision; has_vision false for text-only models */
-    bool has_vision;
-    enum { EVLM_VLM_IDEFICS3 = 1, EVLM_VLM_QWEN2VL } vlm;
-    /* Idefics3 / SmolVLM */
-    evlm_vision_config vcfg;
-    evlm_idefics3_proc proc;
-    evlm_siglip siglip;
-    evlm_siglip_state vstate; /* planned at load for the largest tile grid; one image at a time */
-    int max_tiles;
-    /* Qwen2-VL */
-    evlm_qwen2vl_proc qproc;
-    evlm_qwen2vl_vision_config qvcfg;
-    evlm_qwen2vl_vit qvit;
-    evlm_qwen2vl_vit_state qstate; /* planned for qmax_patches, grown for a larger image */
-    int qmax_patches;
-    int32_t q_image_token, q_vision_start, q_vision_end;
+    bool has_vision;    /* set by the family's load */
+    void *family_state; /* the family's own parts (vision tower, processor), owned by it */
 };
 
 /* Internal to evlm (the compression passes): a prompt of ready token ids (no images), the image

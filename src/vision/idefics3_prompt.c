@@ -1,5 +1,5 @@
 /* idefics3_prompt.c - Idefics3Processor prompt expansion (see idefics3_prompt.h). */
-#include "model/idefics3_prompt.h"
+#include "vision/idefics3_prompt.h"
 #include "core/status.h"
 
 #include <string.h>

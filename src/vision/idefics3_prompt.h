@@ -9,8 +9,8 @@
  * The count of "<image>" markers must equal the number of images given: an error otherwise.
  * Not here: the pixels (src/vision), tokenization (the caller tokenizes the expanded text).
  */
-#ifndef EVLM_MODEL_IDEFICS3_PROMPT_H
-#define EVLM_MODEL_IDEFICS3_PROMPT_H
+#ifndef EVLM_VISION_IDEFICS3_PROMPT_H
+#define EVLM_VISION_IDEFICS3_PROMPT_H
 
 #include "core/buf.h"
 #include "evlm.h"

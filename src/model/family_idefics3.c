@@ -1,0 +1,139 @@
+/*
+ * family_idefics3.c - Idefics3 / SmolVLM: a SigLIP vision tower, the pixel-shuffle connector and
+ * Idefics3's image processor (tiles + a global image per picture), prompts whose "<image>"
+ * markers are expanded in the text before tokenization (vision/idefics3_prompt.h).
+ * Not here: the decoder (llama.h), the tower's numerics (vision/siglip.c).
+ */
+#include "core/status.h"
+#include "core/sysinfo.h"
+#include "model/model_impl.h"
+#include "vision/idefics3_prompt.h"
+#include "vision/idefics3_proc.h"
+#include "vision/siglip.h"
+#include "vision/vision_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct idefics3 {
+    evlm_vision_config vcfg;
+    evlm_idefics3_proc proc;
+    evlm_siglip siglip;
+    evlm_siglip_state vstate; /* planned at load for the largest tile grid; one image at a time */
+    int max_tiles;
+} idefics3;
+
+/* The encoder's activations are planned for the largest tile grid the processor can produce
+ * (bigger batches run in chunks). */
+static evlm_status load(evlm_model *m, const evlm_dir *d, const evlm_model_params *p) {
+    idefics3 *v = calloc(1, sizeof *v);
+    if (!v) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    m->family_state = v;
+    EVLM_TRY(evlm_vision_config_load_dir(d, &v->vcfg));
+    EVLM_TRY(evlm_idefics3_proc_load_dir(d, &v->proc));
+    if (p->image_splitting != EVLM_SPLIT_CONFIG) v->proc.do_image_splitting = p->image_splitting == EVLM_SPLIT_ON;
+    EVLM_TRY(evlm_siglip_init(&v->siglip, &v->vcfg, m->weights));
+    m->has_vision = true;
+    int rows = 0, cols = 0, tiles = 1;
+    int edge = v->proc.longest_edge > 0 ? v->proc.longest_edge : 2048;
+    if (evlm_idefics3_plan(&v->proc, edge, edge, &rows, &cols, &tiles) != EVLM_OK) tiles = 1;
+    v->max_tiles = tiles < 1 ? 1 : tiles > 17 ? 17 : tiles;
+    EVLM_TRY(evlm_siglip_state_init(&v->vstate, &v->siglip, v->max_tiles, evlm_pool_size(m->pool)));
+    v->vstate.mm.act = m->act;
+    return EVLM_OK;
+}
+
+static void release(evlm_model *m) {
+    idefics3 *v = m->family_state;
+    if (!v) return;
+    evlm_siglip_state_release(&v->vstate);
+    evlm_siglip_release(&v->siglip);
+    free(v);
+    m->family_state = NULL;
+}
+
+static void matrices(evlm_model *m, evlm_matrix_fn fn, void *user) {
+    idefics3 *v = m->family_state;
+    for (int l = 0; l < v->siglip.cfg.n_layers; l++) {
+        evlm_siglip_layer *ly = &v->siglip.layers[l];
+        fn(user, &ly->wq, EVLM_ROLE_VISION_ATTN, l);
+        fn(user, &ly->wk, EVLM_ROLE_VISION_ATTN, l);
+        fn(user, &ly->wv, EVLM_ROLE_VISION_ATTN, l);
+        fn(user, &ly->wo, EVLM_ROLE_VISION_ATTN, l);
+        fn(user, &ly->fc1, EVLM_ROLE_VISION_MLP, l);
+        fn(user, &ly->fc2, EVLM_ROLE_VISION_MLP, l);
+    }
+    fn(user, &v->siglip.proj, EVLM_ROLE_CONNECTOR, -1);
+}
+
+/* Tiles per image, markers expanded in the text before tokenization. */
+static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool add_special,
+                          const evlm_image_input *images, int n_images) {
+    idefics3 *v = m->family_state;
+    evlm_status st = EVLM_OK;
+    evlm_str expanded = {0};
+    evlm_image_grid grids[64];
+    evlm_idefics3_pixels px[64];
+    memset(px, 0, sizeof px);
+    double t0 = evlm_time_ms();
+    int total_tiles = 0;
+
+    for (int i = 0; i < n_images; i++) {
+        evlm_image img = {0};
+        if ((st = evlm__image_input_load(&images[i], i, &img)) != EVLM_OK) goto done;
+        st = evlm_idefics3_preprocess(&v->proc, &img, &px[i]);
+        evlm_image_free(&img);
+        if (st != EVLM_OK) {
+            if (images[i].path) evlm__fail_prefix(st, "%s", images[i].path);
+            goto done;
+        }
+        grids[i].rows = px[i].n_rows;
+        grids[i].cols = px[i].n_cols;
+        total_tiles += px[i].n_tiles;
+    }
+    if ((st = evlm_idefics3_expand(text, grids, n_images, v->vcfg.tokens_per_tile, &expanded)) != EVLM_OK)
+        goto done;
+    if ((st = evlm__prompt_tokenize(m, expanded.data, expanded.len, add_special, &p->ids)) != EVLM_OK)
+        goto done;
+    if (total_tiles > 0) {
+        const size_t H = (size_t)m->cfg.hidden_size, per_tile = (size_t)v->vcfg.tokens_per_tile;
+        p->n_feat_rows = (int)(total_tiles * per_tile);
+        p->image_token = v->vcfg.image_token_id;
+        p->features = malloc(sizeof(float) * H * (size_t)p->n_feat_rows);
+        if (!p->features) {
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory for %d image tokens", p->n_feat_rows);
+            goto done;
+        }
+        float *dst = p->features;
+        for (int i = 0; i < n_images; i++) {
+            if ((st = evlm_siglip_encode(&v->siglip, &v->vstate, m->pool, px[i].pixel_values,
+                                         px[i].pixel_attention_mask, px[i].n_tiles, dst)) != EVLM_OK)
+                goto done;
+            dst += (size_t)px[i].n_tiles * per_tile * H;
+        }
+        int n_tok = 0;
+        for (size_t i = 0; i < p->ids.len; i++) n_tok += p->ids.data[i] == p->image_token;
+        if (n_tok != p->n_feat_rows) {
+            st = evlm__fail(EVLM_ERR_FORMAT, "the expanded prompt has %d image tokens for %d image features "
+                            "(does the tokenizer know <image>?)", n_tok, p->n_feat_rows);
+            goto done;
+        }
+    }
+    p->image_ms = n_images ? evlm_time_ms() - t0 : 0;
+done:
+    for (int i = 0; i < n_images; i++) evlm_idefics3_pixels_free(&px[i]);
+    evlm_str_free(&expanded);
+    return st;
+}
+
+static const char *const k_archs[] = {"Idefics3ForConditionalGeneration",
+                                      "SmolVLMForConditionalGeneration", NULL};
+
+const evlm_family evlm_family_idefics3 = {
+    .name = "idefics3",
+    .architectures = k_archs,
+    .load = load,
+    .free = release,
+    .matrices = matrices,
+    .prompt = prompt,
+};
