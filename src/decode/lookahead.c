@@ -254,12 +254,10 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
 
 /* Decode reads every weight once per pass, so while a pass is bound by memory bandwidth, a few
  * more rows cost little; a model that lives in the core's caches is bound by compute and pays for
- * every extra row (a pass of k rows costs about k tokens), so there no draft can win. Measured on
- * a 2-core AVX-512 machine with a 32 MB L3 (`evlm bench --tune-lookahead`, `evlm eval`, greedy
- * head): aidreams260K (1 MB per core) loses with any setting; the scene VLM (11 MB of decoder +
- * int8 head per core, L3-resident: each extra row costs ~18 % of a pass) gains 1.2x with 0,4,1 on
- * its describe / plate questions with a kept pool (0,4,2: 1.1x, 0,6,2: 1.0x); the 270 MB
- * SmolLM2-135M shape 2.3x with 0,4,1 (random weights). */
+ * every extra row (a pass of k rows costs about k tokens), so there no draft can win. The
+ * thresholds below come from `evlm bench --tune-lookahead` and `evlm eval` runs on models of
+ * each size class (tiny cache-resident models, the scene VLM, the SmolLM2-135M shape): the
+ * figures are in docs/PERFORMANCE.md. */
 evlm_lookahead_params evlm_lookahead_auto(const evlm_model *m) {
     double mb_per_core = (double)evlm_model_decode_bytes(m) / 1e6 / evlm_model_n_threads(m);
     evlm_lookahead_params p = {0};

@@ -6,9 +6,11 @@
  * (in chunks of n_batch), decode passes one token, lookahead / prompt-lookup verification passes
  * a tree of guesses with its own positions and visibility mask. Batch token i always lands in
  * cache slot n_past + i; its RoPE position is separate (M-RoPE models and token trees need that).
- * Inputs are token ids or ready embeddings (vision features). Weights stay mmapped in their file
- * type (F32/F16/BF16 or Q8_0/Q4_0/Q4_1) and are widened or int8-multiplied inside the kernels;
- * small vectors (norms, biases) are widened once at load. The context plans all activations at
+ * Inputs are token ids or ready embeddings (vision features). Matrices keep their file type
+ * (F32/F16/BF16 or Q8_0/Q4_0/Q4_1) and are copied once at load into the 16-row interleaved
+ * layout of the kernels (io/weights.h: evlm_weights_repack_r16; file layout with keep_layout),
+ * widened or int8-multiplied inside the kernels; small vectors (norms, biases) are widened once
+ * at load. The context plans all activations at
  * creation: no allocation per token.
  */
 #ifndef EVLM_MODEL_LLAMA_H

@@ -61,8 +61,8 @@ static bool want_repack(void) {
 
 /* Greedy ids through an int8 copy of a float head (top1_head.h) when the head is a large part of
  * a decode pass: at least TOP1_MIN_VOCAB rows and 1 / TOP1_MIN_SHARE of the bytes a token reads
- * (scene VLM 75 %, SmolLM2-135M 21 %, Qwen2-1.5B 15 %; an 8B Llama's 6 % would cost 0.5 GB of
- * memory for ~3 % of speed). */
+ * (small decoders with large vocabularies; for an 8B Llama the copy would cost 0.5 GB of memory
+ * for a few percent of speed: docs/PERFORMANCE.md). */
 #define TOP1_MIN_VOCAB 8192
 #define TOP1_MIN_SHARE 8
 static evlm_status build_top1(evlm_model *m) {

@@ -2,8 +2,8 @@
  * top1_head.h - the greedy token of a float output head without the whole float product.
  *
  * Greedy decoding (and lookahead verification) needs only the argmax of each logits row. In a
- * small decoder with a large vocabulary the head is most of a decode pass: the scene VLM's
- * 49280 x 256 bf16 head is 75 % of the bytes a token reads, and with several rows per pass its
+ * small decoder with a large vocabulary the head is most of a decode pass (the scene VLM's
+ * 49280 x 256 head outweighs its whole decoder), and with several rows per pass its
  * multiply-adds dominate too. At load a float head (F32 / F16 / BF16 in the R16 layout) gets an
  * int8 copy (Q8_0_R16) and, per row, ||w - w~|| and ||w~|| (w~ the int8 row's values). A pass:
  *

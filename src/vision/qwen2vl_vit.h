@@ -5,8 +5,9 @@
  *
  * Input: pixel rows [n_patches][C * T * p * p] and the grid (t, h, w) from the image processor
  * (src/vision/qwen2vl_proc.h), rows in merge-block order. Output: [n_patches / merge^2][hidden]
- * embeddings, one per <|image_pad|> token, in order. Weights stay mmapped in their file dtype and
- * are widened inside the kernels; norms and biases are widened once at load. The state plans
+ * embeddings, one per <|image_pad|> token, in order. Matrices keep their file dtype (interleaved
+ * 16 rows at a time at load, io/weights.h) and are widened inside the kernels; norms and biases
+ * are widened once at load. The state plans
  * every activation for up to max_patches patches at creation: no allocation per image.
  *
  * Not here: preprocessing, the M-RoPE positions of the prompt (qwen2vl_proc.h), the language

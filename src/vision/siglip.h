@@ -6,8 +6,9 @@
  * Input: tiles of pixel_values [C][S][S] (S = image_size), already resized and normalised by the
  * image processor, with an optional pixel_attention_mask [S][S] (nonzero = real pixel). Output:
  * [tokens_per_tile][text_hidden] embeddings per tile, ready to replace the <image> tokens of the
- * prompt in order. Weights stay mmapped in their file dtype (F32/F16/BF16) and are widened
- * inside the kernels; norms, biases and the position table are widened once at load. The state
+ * prompt in order. Matrices keep their file dtype (F32/F16/BF16; interleaved 16 rows at a time
+ * at load, io/weights.h) and are widened inside the kernels; norms, biases and the position
+ * table are widened once at load. The state
  * plans every activation for up to max_tiles tiles at creation: no allocation per image.
  * Not here: image decoding / resizing / splitting (src/vision/idefics3_proc.h), the merge of the
  * embeddings into the prompt (the model code).
