@@ -76,7 +76,13 @@ typedef struct evlm_context_params {
 evlm_model_params evlm_model_default_params(void);
 evlm_context_params evlm_context_default_params(void);
 
-/* Loads a Hugging Face model folder (config.json, *.safetensors, tokenizer.json, ...). */
+/* Loads the model at path, one of:
+ * - a Hugging Face model folder: config.json, tokenizer.json, model.safetensors or a sharded
+ *   model.safetensors.index.json, and the image processor config of a vision model; the chat
+ *   template (chat_template.jinja / .json or tokenizer_config.json) when it has one;
+ * - a GGUF file written by `evlm quantize`, told apart by its "GGUF" magic: those same files
+ *   are inside as "evlm.file.<name>" keys (a GGUF from other tools, without them, is refused).
+ * params NULL: evlm_model_default_params(). */
 evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out);
 void evlm_model_free(evlm_model *model);
 

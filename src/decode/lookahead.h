@@ -29,9 +29,11 @@ void evlm_lookahead_free(evlm_lookahead *la);
 /* Tokens one step may evaluate at most (the caller falls back to one-token steps when the
  * context has less room). */
 int evlm_lookahead_batch(const evlm_lookahead *la);
-/* One pass: cur = the last emitted token, hist = every token so far (prompt + answer, cur
- * last). Writes the greedy continuation (1 .. EVLM_LOOKAHEAD_MAX_ACCEPT tokens) to acc; the last of them is the
- * new current token (not in the cache), the others are in the cache after cur. */
+/* One pass. hist[0 .. n_hist) is every token so far (prompt + answer); its last one,
+ * hist[n_hist - 1], is the current token: emitted but not yet in the cache (there is no separate
+ * argument for it). Writes the greedy continuation, *n_acc = 1 .. EVLM_LOOKAHEAD_MAX_ACCEPT
+ * tokens, to acc: the last of them is the new current token (not in the cache), the others are
+ * in the cache after hist[n_hist - 1]. */
 evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int32_t *hist,
                                 size_t n_hist, int32_t *acc, int *n_acc);
 

@@ -1,6 +1,6 @@
 /*
  * chat_template.c - finding a model folder's chat template, and rendering it over a
- * conversation with the Jinja subset of jinja.c (see chat_template.h).
+ * conversation with the Jinja subset of jinja.h (see chat_template.h).
  *
  * Variables given to the template, as transformers gives them: messages, add_generation_prompt,
  * bos_token / eos_token (from tokenizer_config.json; a string or an old-style {"content": ...}
