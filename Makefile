@@ -4,7 +4,7 @@ CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 FATAL ?= $(if $(CI),ON,OFF)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all build test test-deps test-release test-asan test-arm demo bench compression-report fuzz format deps clean
+.PHONY: all build test test-deps format-check test-release test-asan test-arm demo bench compression-report fuzz format deps clean
 
 all: build
 
@@ -58,6 +58,11 @@ fuzz:
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# every C file as .clang-format lays it out (make format fixes what this reports); make test runs
+# it as the CTest test format_check of the release build
+format-check:
+	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') && echo "format-check: ok"
 
 deps:
 	scripts/deps.sh --arm

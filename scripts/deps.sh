@@ -8,6 +8,7 @@
 #   libpng-dev libjpeg62-turbo-dev image decoding (vision models)
 #   liblapacke-dev                 Cholesky factorizations of GPTQ (offline compression only)
 #   clang libclang-rt-14-dev       libFuzzer harnesses (make fuzz)
+#   clang-format                   the format check of make test (.clang-format)
 #   python3                        test scripts compare JSON outputs
 # With --arm also (make test, .ci/run):
 #   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static and the :arm64 libraries
@@ -25,7 +26,7 @@ for a in "$@"; do
   esac
 done
 pkgs=(cmake make gcc pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libpng-dev
-      libjpeg62-turbo-dev liblapacke-dev clang libclang-rt-14-dev python3)
+      libjpeg62-turbo-dev liblapacke-dev clang libclang-rt-14-dev clang-format python3)
 [ $arm -eq 0 ] || pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
       libcjson-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64 libpng-dev:arm64
       libjpeg62-turbo-dev:arm64 liblapacke-dev:arm64)
