@@ -61,9 +61,6 @@ void evlm_calib_select_layer(evlm_calib *c, int layer) {
 evlm_status evlm_calib_status(const evlm_calib *c) { return c->status; }
 const char *evlm_calib_error(const evlm_calib *c) { return c->err; }
 int evlm_calib_count(const evlm_calib *c) { return c->n; }
-const evlm_calib_stat *evlm_calib_get(const evlm_calib *c, int i) {
-    return i >= 0 && i < c->n ? &c->st[i] : NULL;
-}
 size_t evlm_calib_bytes(const evlm_calib *c) { return c->bytes + c->xd_cap * sizeof(double); }
 
 size_t evlm_calib_stat_bytes(const evlm_calib_params *p, int k) {

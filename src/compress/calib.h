@@ -70,7 +70,6 @@ void evlm_calib_select_layer(evlm_calib *c, int layer);
 /* Statistics of (layer, group), or NULL when none were collected. */
 const evlm_calib_stat *evlm_calib_find(const evlm_calib *c, int layer, const char *group);
 int evlm_calib_count(const evlm_calib *c);
-const evlm_calib_stat *evlm_calib_get(const evlm_calib *c, int i);
 
 /* Bytes held by all statistics, and what one group of input width k would take. */
 size_t evlm_calib_bytes(const evlm_calib *c);

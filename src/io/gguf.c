@@ -452,13 +452,6 @@ long evlm_gguf_find_key(const evlm_gguf *g, const char *key) {
     return s ? (long)s - 1 : -1;
 }
 
-evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem, uint64_t *n) {
-    const gg_kv *kv = &g->kv[i];
-    if (elem) *elem = (evlm_gguf_vtype)kv->elem;
-    if (n) *n = kv->n;
-    return (evlm_gguf_vtype)kv->type;
-}
-
 size_t evlm_gguf_tensor_count(const evlm_gguf *g) { return g ? g->n_tensors : 0; }
 
 const evlm_tensor *evlm_gguf_tensor_at(const evlm_gguf *g, size_t i) {
@@ -934,8 +927,6 @@ evlm_status evlm_gguf_writer_add_tensor_fill(evlm_gguf_writer *w, const char *na
     if (!fill) return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' has no fill", name ? name : "(null)");
     return add_tensor(w, name, type, n_dims, ne, NULL, fill, ctx);
 }
-
-size_t evlm_gguf_writer_tensor_count(const evlm_gguf_writer *w) { return w ? w->n_t : 0; }
 
 static size_t pad_to(uint64_t n) { return (size_t)((EVLM_GGUF_ALIGNMENT - n % EVLM_GGUF_ALIGNMENT) % EVLM_GGUF_ALIGNMENT); }
 

@@ -78,8 +78,6 @@ size_t evlm_gguf_data_offset(const evlm_gguf *g);
 size_t evlm_gguf_kv_count(const evlm_gguf *g);
 const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i);
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key);
-/* Type of a value; for arrays also the element type and count (else elem = type, n = 1). */
-evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem, uint64_t *n);
 
 /* Typed getters by key. A missing key or a value of another kind is an error naming the file
  * and key. Integer getters take any integer type whose value fits; f32 takes F32 or F64.
@@ -155,7 +153,6 @@ evlm_status evlm_gguf_writer_add_tensor(evlm_gguf_writer *w, const char *name, e
 evlm_status evlm_gguf_writer_add_tensor_fill(evlm_gguf_writer *w, const char *name, evlm_type type,
                                              int n_dims, const int64_t *ne, evlm_gguf_fill_fn fill,
                                              void *ctx);
-size_t evlm_gguf_writer_tensor_count(const evlm_gguf_writer *w);
 
 /* Writes the file atomically; progress may be NULL. The writer can be freed afterwards. */
 evlm_status evlm_gguf_writer_write(evlm_gguf_writer *w, const char *path,

@@ -271,10 +271,6 @@ struct evlm_tokenizer {
     bool has_post;
 };
 
-static inline const char *evlm__tk_pool(const evlm_tokenizer *t, uint32_t off) {
-    return t->pool.data + off;
-}
-
 /* Applies the normalizer chain to s into out (cleared first). */
 evlm_status evlm__tk_normalize(const evlm_tokenizer *t, tk_ctx *c, const char *s, size_t n,
                                evlm_str *out);
