@@ -7,24 +7,19 @@
  */
 #include "cli/cli.h"
 #include "compress/quantize.h"
+#include "quant/types.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* a type evlm_quantize_row can write, by its ggml name (q4_0, bf16, ...) */
 static bool parse_type(const char *s, evlm_type *t) {
-    static const struct {
-        const char *name;
-        evlm_type t;
-    } k[] = {{"q8_0", EVLM_TYPE_Q8_0}, {"q4_0", EVLM_TYPE_Q4_0}, {"q4_1", EVLM_TYPE_Q4_1},
-             {"f16", EVLM_TYPE_F16},   {"bf16", EVLM_TYPE_BF16}, {"f32", EVLM_TYPE_F32}};
-    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
-        if (!strcmp(s, k[i].name)) {
-            *t = k[i].t;
-            return true;
-        }
-    return false;
+    evlm_type f = evlm_type_from_gguf_name(s);
+    if (f == EVLM_TYPE_COUNT || !evlm_type_ops_of(f)->from_float) return false;
+    *t = f;
+    return true;
 }
 
 static void bar(void *user, const char *stage, int done, int total) {

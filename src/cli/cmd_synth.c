@@ -13,6 +13,7 @@
 #include "core/file.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "quant/quants.h"
 #include "vision/qwen2vl_vit.h"
 #include "vision/vision_config.h"
 
@@ -60,11 +61,12 @@ static void add(synth *s, const char *name, char kind, int nd, int64_t d0, int64
     t->data = malloc(n * es);
     if (!t->data) cli_die("out of memory for tensor %s (%zu MB)", name, n * es >> 20);
     const float a = 0.02f * sqrtf(3.0f); /* U(-a, a) has std 0.02 */
-    for (size_t i = 0; i < n; i++) {
-        float x = kind == 'w' ? a * uniform(&s->rng) : kind == 'n' ? 1.0f : 0.0f;
-        if (t->type == EVLM_TYPE_F32) ((float *)t->data)[i] = x;
-        else if (t->type == EVLM_TYPE_F16) ((uint16_t *)t->data)[i] = evlm_f32_to_f16(x);
-        else ((uint16_t *)t->data)[i] = evlm_f32_to_bf16(x);
+    float x[1024]; /* drawn in order, converted to the dtype a chunk at a time */
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        size_t m = n - i0 < 1024 ? n - i0 : 1024;
+        for (size_t i = 0; i < m; i++)
+            x[i] = kind == 'w' ? a * uniform(&s->rng) : kind == 'n' ? 1.0f : 0.0f;
+        evlm_quantize_row(t->type, x, (char *)t->data + i0 * es, (int64_t)m);
     }
     s->bytes += n * es;
     s->n++;
@@ -241,10 +243,9 @@ int evlm_cmd_synth(int argc, char **argv) {
     }
     if (!config || !out) cli_die("need --config CONFIG.json and -o OUT_DIR");
     synth s = {0};
-    if (!strcmp(dtype, "bf16")) s.type = EVLM_TYPE_BF16;
-    else if (!strcmp(dtype, "f16")) s.type = EVLM_TYPE_F16;
-    else if (!strcmp(dtype, "f32")) s.type = EVLM_TYPE_F32;
-    else cli_die("--dtype must be bf16, f16 or f32, not '%s'", dtype);
+    s.type = evlm_type_from_gguf_name(dtype); /* the float types by their ggml names */
+    if (!evlm_type_is_file_float(s.type))
+        cli_die("--dtype must be bf16, f16 or f32, not '%s'", dtype);
     s.rng = seed;
 
     char *json;

@@ -40,62 +40,92 @@ typedef struct grid {
     float id, dq, mq, min; /* inverse float scale, fp16-rounded scale, fp16-rounded min, float min */
 } grid;
 
-/* Chooses the grid from the 32 current weights x and writes the block header at blk. */
-static grid grid_init(evlm_type t, const float *x, void *blk) {
+/* A block type's grid: init chooses it from the 32 current weights x and writes the block header
+ * at blk; put rounds x (element j of the block) onto it, stores its code and returns the
+ * dequantized value. */
+typedef struct grid_fns {
+    grid (*init)(const float *x, void *blk);
+    float (*put)(const grid *g, float x, int j, void *blk);
+} grid_fns;
+
+static grid q8_0_init(const float *x, void *blk) {
     grid g = {0};
-    if (t == EVLM_TYPE_Q8_0) {
-        float amax = 0.0f;
-        for (int j = 0; j < EVLM_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.0f;
-        evlm_block_q8_0 *b = blk;
-        b->d = evlm_f32_to_f16(d);
-        g.id = inverse(d);
-        g.dq = evlm_f16_to_f32(b->d);
-    } else if (t == EVLM_TYPE_Q4_0) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < EVLM_QK; j++)
-            if (amax < fabsf(x[j])) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        float d = max / -8.0f;
-        evlm_block_q4_0 *b = blk;
-        b->d = evlm_f32_to_f16(d);
-        memset(b->qs, 0, sizeof b->qs);
-        g.id = inverse(d);
-        g.dq = evlm_f16_to_f32(b->d);
-    } else {
-        float min = INFINITY, max = -INFINITY;
-        for (int j = 0; j < EVLM_QK; j++) {
-            min = fminf(min, x[j]);
-            max = fmaxf(max, x[j]);
-        }
-        float d = (max - min) / 15.0f;
-        evlm_block_q4_1 *b = blk;
-        b->d = evlm_f32_to_f16(d);
-        b->m = evlm_f32_to_f16(min);
-        memset(b->qs, 0, sizeof b->qs);
-        g.id = inverse(d);
-        g.dq = evlm_f16_to_f32(b->d);
-        g.mq = evlm_f16_to_f32(b->m);
-        g.min = min;
-    }
+    float amax = 0.0f;
+    for (int j = 0; j < EVLM_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    float d = amax / 127.0f;
+    evlm_block_q8_0 *b = blk;
+    b->d = evlm_f32_to_f16(d);
+    g.id = inverse(d);
+    g.dq = evlm_f16_to_f32(b->d);
     return g;
 }
 
-/* Rounds x (element j of the block) onto the grid, stores its code, returns the dequantized value. */
-static float grid_put(evlm_type t, const grid *g, float x, int j, void *blk) {
-    if (t == EVLM_TYPE_Q8_0) {
-        int8_t q = round_i8(x * g->id);
-        ((evlm_block_q8_0 *)blk)->qs[j] = q;
-        return (float)q * g->dq;
+static grid q4_0_init(const float *x, void *blk) {
+    grid g = {0};
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < EVLM_QK; j++)
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    float d = max / -8.0f;
+    evlm_block_q4_0 *b = blk;
+    b->d = evlm_f32_to_f16(d);
+    memset(b->qs, 0, sizeof b->qs);
+    g.id = inverse(d);
+    g.dq = evlm_f16_to_f32(b->d);
+    return g;
+}
+
+static grid q4_1_init(const float *x, void *blk) {
+    grid g = {0};
+    float min = INFINITY, max = -INFINITY;
+    for (int j = 0; j < EVLM_QK; j++) {
+        min = fminf(min, x[j]);
+        max = fmaxf(max, x[j]);
     }
-    int q = t == EVLM_TYPE_Q4_0 ? nibble(x * g->id + 8.5f) : nibble((x - g->min) * g->id + 0.5f);
-    uint8_t *qs = t == EVLM_TYPE_Q4_0 ? ((evlm_block_q4_0 *)blk)->qs : ((evlm_block_q4_1 *)blk)->qs;
+    float d = (max - min) / 15.0f;
+    evlm_block_q4_1 *b = blk;
+    b->d = evlm_f32_to_f16(d);
+    b->m = evlm_f32_to_f16(min);
+    memset(b->qs, 0, sizeof b->qs);
+    g.id = inverse(d);
+    g.dq = evlm_f16_to_f32(b->d);
+    g.mq = evlm_f16_to_f32(b->m);
+    g.min = min;
+    return g;
+}
+
+static float q8_0_put(const grid *g, float x, int j, void *blk) {
+    int8_t q = round_i8(x * g->id);
+    ((evlm_block_q8_0 *)blk)->qs[j] = q;
+    return (float)q * g->dq;
+}
+
+/* nibble q of element j into a Q4 block's qs (j < 16 low, else high) */
+static void put_nibble(uint8_t *qs, int j, int q) {
     if (j < EVLM_QK / 2) qs[j] |= (uint8_t)q;
     else qs[j - EVLM_QK / 2] |= (uint8_t)(q << 4);
-    return t == EVLM_TYPE_Q4_0 ? (float)(q - 8) * g->dq : (float)q * g->dq + g->mq;
 }
+
+static float q4_0_put(const grid *g, float x, int j, void *blk) {
+    int q = nibble(x * g->id + 8.5f);
+    put_nibble(((evlm_block_q4_0 *)blk)->qs, j, q);
+    return (float)(q - 8) * g->dq;
+}
+
+static float q4_1_put(const grid *g, float x, int j, void *blk) {
+    int q = nibble((x - g->min) * g->id + 0.5f);
+    put_nibble(((evlm_block_q4_1 *)blk)->qs, j, q);
+    return (float)q * g->dq + g->mq;
+}
+
+/* the block types GPTQ can write; other rows are empty */
+static const grid_fns k_grids[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = {q8_0_init, q8_0_put},
+    [EVLM_TYPE_Q4_0] = {q4_0_init, q4_0_put},
+    [EVLM_TYPE_Q4_1] = {q4_1_init, q4_1_put},
+};
 
 /* ---- H^-1 = U^T U ---------------------------------------------------------------------- */
 
@@ -141,16 +171,17 @@ static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
         for (int64_t r = r0; r < r1; r++) {
             float *w = s->w + r * k, *e = s->err + r * bc, *tr = s->trace ? s->trace + r * k : NULL;
             char *orow = (char *)s->out + (size_t)r * s->rb;
+            const grid_fns *gf = &k_grids[s->t];
             grid g = {0};
             void *blk = NULL;
             for (int64_t i = i1; i < i2; i++) {
                 if (i % EVLM_QK == 0) {
                     blk = orow + (size_t)(i / EVLM_QK) * evlm_type_size(s->t);
-                    g = grid_init(s->t, w + i, blk);
+                    g = gf->init(w + i, blk);
                 }
                 float x = w[i];
                 if (tr) tr[i] = x;
-                float q = grid_put(s->t, &g, x, (int)(i % EVLM_QK), blk);
+                float q = gf->put(&g, x, (int)(i % EVLM_QK), blk);
                 const float *urow = s->u + i * k;
                 float d = (x - q) / urow[i];
                 e[i - i1] = d;
@@ -208,6 +239,8 @@ evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k
     if (!p) p = &dp;
     memset(res, 0, sizeof *res);
     EVLM_TRY(evlm_compress_check_shape("gptq", t, n, k));
+    if (!k_grids[t].init)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "gptq: no GPTQ grid for %s", evlm_type_name(t));
     if (!w || !xtx || !out) return evlm__fail(EVLM_ERR_ARG, "gptq: NULL weights, statistics or output");
     if (n_samples <= 0) return evlm__fail(EVLM_ERR_ARG, "gptq: no calibration rows");
     if (!(p->damp >= 0.0) || p->block_cols <= 0 || p->block_cols % EVLM_QK || p->max_retries < 0)

@@ -75,13 +75,11 @@ static double type_bits(evlm_type t) {
     return 8.0 * (double)evlm_type_size(t) / evlm_type_block(t);
 }
 
-static bool is_float(evlm_type t) { return t == EVLM_TYPE_F32 || t == EVLM_TYPE_F16 || t == EVLM_TYPE_BF16; }
-
 static bool can_hold(const evlm_tensor *t, evlm_type to) {
     if (to == t->type) return true;
-    if (!is_float(t->type)) return false;
-    if (evlm_type_is_quant(to)) return t->n_dims == 2 && t->ne[0] % 32 == 0;
-    return is_float(to);
+    if (!evlm_type_is_file_float(t->type)) return false;
+    if (evlm_type_is_quant(to)) return t->n_dims == 2 && t->ne[0] % evlm_type_block(to) == 0;
+    return evlm_type_is_file_float(to);
 }
 
 /* ---- which tensor is what --------------------------------------------------------------------- */
@@ -671,9 +669,9 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     memset(rep, 0, sizeof *rep);
     rep->kl_mean = rep->vision_cos = -1;
     evlm_quantize_params p = params ? *params : evlm_quantize_default_params();
-    if (p.type != EVLM_TYPE_Q8_0 && p.type != EVLM_TYPE_Q4_0 && p.type != EVLM_TYPE_Q4_1)
+    if (!evlm_type_is_file_quant(p.type))
         return evlm__fail(EVLM_ERR_ARG, "--type must be q8_0, q4_0 or q4_1");
-    if (p.vision != EVLM_TYPE_Q8_0 && p.vision != EVLM_TYPE_Q4_0 && p.vision != EVLM_TYPE_Q4_1 && p.vision != EVLM_TYPE_F16)
+    if (!evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16)
         return evlm__fail(EVLM_ERR_ARG, "--vision must be q8_0, q4_0, q4_1 or f16");
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     bool have_calib = p.calib_text || p.calib_jsonl;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 evlm_status evlm_compress_check_shape(const char *what, evlm_type t, int64_t n, int64_t k) {
-    if (t != EVLM_TYPE_Q8_0 && t != EVLM_TYPE_Q4_0 && t != EVLM_TYPE_Q4_1)
+    if (!evlm_type_is_file_quant(t))
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: type %s is not Q8_0, Q4_0 or Q4_1", what, evlm_type_name(t));
     if (n <= 0 || k <= 0 || n > INT32_MAX || k > ((int64_t)1 << 20))
         return evlm__fail(EVLM_ERR_ARG, "%s: bad shape %lld x %lld", what, (long long)n, (long long)k);

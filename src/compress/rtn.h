@@ -17,8 +17,8 @@
 
 #include <stdint.h>
 
-/* Checks a (type, n, k) for the compress quantizers: n > 0, k > 0, a block type (Q8_0, Q4_0,
- * Q4_1) with k a multiple of 32; what names the weight in the message. */
+/* Checks a (type, n, k) for the compress quantizers: n > 0, k > 0, a block-quantized file type
+ * (evlm_type_is_file_quant) with k a multiple of 32; what names the weight in the message. */
 evlm_status evlm_compress_check_shape(const char *what, evlm_type t, int64_t n, int64_t k);
 
 /* Round-to-nearest: every row through evlm_quantize_row. out: n * evlm_row_bytes(t, k) bytes. */

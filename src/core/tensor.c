@@ -1,34 +1,66 @@
-/* tensor.c - type table and IEEE half conversions (see tensor.h). */
+/* tensor.c - the type traits table and IEEE half conversions (see tensor.h). Not here: the
+ * row functions of the types (quant/types.c). */
 #include "core/tensor.h"
 
-static const struct {
-    const char *name;
-    size_t size;
-    int block;
-} k_types[EVLM_TYPE_COUNT] = {
-    [EVLM_TYPE_F32] = {"F32", 4}, [EVLM_TYPE_F16] = {"F16", 2}, [EVLM_TYPE_BF16] = {"BF16", 2},
-    [EVLM_TYPE_I64] = {"I64", 8}, [EVLM_TYPE_I32] = {"I32", 4}, [EVLM_TYPE_I8] = {"I8", 1},
-    [EVLM_TYPE_U8] = {"U8", 1},
-    [EVLM_TYPE_Q8_0] = {"Q8_0", 34, 32}, [EVLM_TYPE_Q4_0] = {"Q4_0", 18, 32},
-    [EVLM_TYPE_Q4_1] = {"Q4_1", 20, 32},
-    [EVLM_TYPE_Q8_0_R16] = {"Q8_0_R16", 34, 32}, [EVLM_TYPE_Q4_0_R16] = {"Q4_0_R16", 18, 32},
-    [EVLM_TYPE_Q4_1_R16] = {"Q4_1_R16", 20, 32},
-    [EVLM_TYPE_F32_R16] = {"F32_R16", 4}, [EVLM_TYPE_F16_R16] = {"F16_R16", 2},
-    [EVLM_TYPE_BF16_R16] = {"BF16_R16", 2},
+#define T(x) EVLM_TYPE_##x
+#define NONE EVLM_TYPE_COUNT
+
+/* The only list of types: a new one is a row here (and in quant/types.c). Columns: name,
+ * elements per block, bytes per block, fp16 header bytes of a block, float?, quantized?, in
+ * memory only?, R16 form, the type an R16 form is built from, GGML_TYPE_* id, ggml name,
+ * safetensors dtype. */
+const evlm_type_traits evlm__type_traits[EVLM_TYPE_COUNT + 1] = {
+    [T(F32)] = {"F32", 1, 4, 0, 1, 0, 0, T(F32_R16), NONE, 0, "f32", "F32"},
+    [T(F16)] = {"F16", 1, 2, 0, 1, 0, 0, T(F16_R16), NONE, 1, "f16", "F16"},
+    [T(BF16)] = {"BF16", 1, 2, 0, 1, 0, 0, T(BF16_R16), NONE, 30, "bf16", "BF16"},
+    [T(I64)] = {"I64", 1, 8, 0, 0, 0, 0, NONE, NONE, 27, "i64", "I64"},
+    [T(I32)] = {"I32", 1, 4, 0, 0, 0, 0, NONE, NONE, 26, "i32", "I32"},
+    [T(I8)] = {"I8", 1, 1, 0, 0, 0, 0, NONE, NONE, 24, "i8", "I8"},
+    [T(U8)] = {"U8", 1, 1, 0, 0, 0, 0, NONE, NONE, -1, NULL, "U8"},
+    [T(Q8_0)] = {"Q8_0", 32, 34, 2, 0, 1, 0, T(Q8_0_R16), NONE, 8, "q8_0", NULL},
+    [T(Q4_0)] = {"Q4_0", 32, 18, 2, 0, 1, 0, T(Q4_0_R16), NONE, 2, "q4_0", NULL},
+    [T(Q4_1)] = {"Q4_1", 32, 20, 4, 0, 1, 0, T(Q4_1_R16), NONE, 3, "q4_1", NULL},
+    [T(Q8_0_R16)] = {"Q8_0_R16", 32, 34, 2, 0, 1, 1, NONE, T(Q8_0), -1, NULL, NULL},
+    [T(Q4_0_R16)] = {"Q4_0_R16", 32, 18, 2, 0, 1, 1, NONE, T(Q4_0), -1, NULL, NULL},
+    [T(Q4_1_R16)] = {"Q4_1_R16", 32, 20, 4, 0, 1, 1, NONE, T(Q4_1), -1, NULL, NULL},
+    [T(F32_R16)] = {"F32_R16", 1, 4, 0, 1, 0, 1, NONE, T(F32), -1, NULL, NULL},
+    [T(F16_R16)] = {"F16_R16", 1, 2, 0, 1, 0, 1, NONE, T(F16), -1, NULL, NULL},
+    [T(BF16_R16)] = {"BF16_R16", 1, 2, 0, 1, 0, 1, NONE, T(BF16), -1, NULL, NULL},
+    [NONE] = {"?", 1, 0, 0, 0, 0, 0, NONE, NONE, -1, NULL, NULL},
 };
 
-size_t evlm_type_size(evlm_type t) { return (unsigned)t < EVLM_TYPE_COUNT ? k_types[t].size : 0; }
+#undef T
+#undef NONE
 
-int evlm_type_block(evlm_type t) {
-    return (unsigned)t < EVLM_TYPE_COUNT && k_types[t].block ? k_types[t].block : 1;
-}
+size_t evlm_type_size(evlm_type t) { return evlm_type_traits_of(t)->size; }
+
+int evlm_type_block(evlm_type t) { return evlm_type_traits_of(t)->block; }
 
 size_t evlm_row_bytes(evlm_type t, int64_t n) {
     return (size_t)(n / evlm_type_block(t)) * evlm_type_size(t);
 }
 
-const char *evlm_type_name(evlm_type t) {
-    return (unsigned)t < EVLM_TYPE_COUNT ? k_types[t].name : "?";
+const char *evlm_type_name(evlm_type t) { return evlm_type_traits_of(t)->name; }
+
+evlm_type evlm_type_from_gguf_id(uint32_t id) {
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++)
+        if (evlm__type_traits[t].gguf_id >= 0 && (uint32_t)evlm__type_traits[t].gguf_id == id)
+            return (evlm_type)t;
+    return EVLM_TYPE_COUNT;
+}
+
+evlm_type evlm_type_from_gguf_name(const char *name) {
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++)
+        if (evlm__type_traits[t].gguf_name && strcmp(evlm__type_traits[t].gguf_name, name) == 0)
+            return (evlm_type)t;
+    return EVLM_TYPE_COUNT;
+}
+
+evlm_type evlm_type_from_st_dtype(const char *dtype) {
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++)
+        if (evlm__type_traits[t].st_dtype && strcmp(evlm__type_traits[t].st_dtype, dtype) == 0)
+            return (evlm_type)t;
+    return EVLM_TYPE_COUNT;
 }
 
 int64_t evlm_tensor_nelements(const evlm_tensor *t) {

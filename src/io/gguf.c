@@ -26,29 +26,14 @@
 
 /* ---- types ------------------------------------------------------------------------------ */
 
-static const struct {
-    uint32_t ggml;
-    evlm_type t;
-} k_ggml_types[] = {
-    {0, EVLM_TYPE_F32},   {1, EVLM_TYPE_F16},  {2, EVLM_TYPE_Q4_0}, {3, EVLM_TYPE_Q4_1},
-    {8, EVLM_TYPE_Q8_0},  {24, EVLM_TYPE_I8},  {26, EVLM_TYPE_I32}, {27, EVLM_TYPE_I64},
-    {30, EVLM_TYPE_BF16},
-};
-
-int evlm_gguf_ggml_type(evlm_type t) {
-    for (size_t i = 0; i < sizeof k_ggml_types / sizeof *k_ggml_types; i++)
-        if (k_ggml_types[i].t == t) return (int)k_ggml_types[i].ggml;
-    return -1;
-}
+/* ggml type ids: the gguf_id column of the type table (core/tensor.h) */
+int evlm_gguf_ggml_type(evlm_type t) { return evlm_type_traits_of(t)->gguf_id; }
 
 bool evlm_gguf_from_ggml_type(uint32_t ggml, evlm_type *out) {
-    for (size_t i = 0; i < sizeof k_ggml_types / sizeof *k_ggml_types; i++) {
-        if (k_ggml_types[i].ggml == ggml) {
-            *out = k_ggml_types[i].t;
-            return true;
-        }
-    }
-    return false;
+    evlm_type t = evlm_type_from_gguf_id(ggml);
+    if (t == EVLM_TYPE_COUNT) return false;
+    *out = t;
+    return true;
 }
 
 /* bytes of a scalar value type; 0 for string / array / unknown */

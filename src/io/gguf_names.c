@@ -357,8 +357,6 @@ static evlm_status conv_fill(void *ctx, const evlm_tensor *t, int64_t row0, int6
     return EVLM_OK;
 }
 
-static bool is_float(evlm_type t) { return t == EVLM_TYPE_F32 || t == EVLM_TYPE_F16 || t == EVLM_TYPE_BF16; }
-
 static evlm_status read_text(const char *dir, const char *name, char **text, size_t *n) {
     char path[4096];
     *text = NULL;
@@ -417,8 +415,8 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
             EVLM_TRY(evlm_gguf_writer_add_tensor(gw, gname, to, n_dims, ne, t->data));
             continue;
         }
-        if ((!is_float(t->type) && t->type != to) || evlm_gguf_ggml_type(to) < 0 ||
-            (to != EVLM_TYPE_F32 && to != EVLM_TYPE_F16 && to != EVLM_TYPE_BF16 && !evlm_type_is_quant(to)))
+        if ((!evlm_type_is_file_float(t->type) && t->type != to) || evlm_gguf_ggml_type(to) < 0 ||
+            (!evlm_type_is_file_float(to) && !evlm_type_is_quant(to)))
             return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", dir, t->name,
                               evlm_type_name(t->type), evlm_type_name(to));
         if (ne[0] % evlm_type_block(to))

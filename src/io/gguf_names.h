@@ -53,9 +53,10 @@ evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, cons
 evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_put);
 
 /* Type to store a tensor in: called once per tensor with its Hugging Face name and view (in the
- * file's dtype). Return the type (F32/F16/BF16/Q8_0/Q4_0/Q4_1 for float tensors; integer tensors
- * must keep their own type), or EVLM_TYPE_COUNT to leave the tensor out (llama.cpp refuses a text
- * model file with extra tensors, so a llama.cpp-loadable file leaves out the vision tower).
+ * file's dtype). Return the type (for float tensors any float or block-quantized file type with
+ * a GGUF id, core/tensor.h; integer tensors must keep their own type), or EVLM_TYPE_COUNT to
+ * leave the tensor out (llama.cpp refuses a text model file with extra tensors, so a
+ * llama.cpp-loadable file leaves out the vision tower).
  * *src (preset to t) may be pointed at replacement data of the same shape, valid until the write:
  * float rows to convert (calibrated weights), or rows already of the returned type (GPTQ blocks),
  * in Hugging Face row order. */

@@ -30,15 +30,12 @@
 
 /* ---- header parsing --------------------------------------------------------------------- */
 
+/* the dtype strings are the st_dtype column of the type table (core/tensor.h) */
 static int parse_dtype(const char *s, evlm_type *out) {
-    for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
-        if (evlm_type_is_quant((evlm_type)t) || evlm_type_is_r16((evlm_type)t)) continue; /* not safetensors dtypes */
-        if (strcmp(s, evlm_type_name((evlm_type)t)) == 0) {
-            *out = (evlm_type)t;
-            return 1;
-        }
-    }
-    return 0;
+    evlm_type t = evlm_type_from_st_dtype(s);
+    if (t == EVLM_TYPE_COUNT) return 0;
+    *out = t;
+    return 1;
 }
 
 /* A JSON number that is an exact non-negative integer below 2^53. */
@@ -376,7 +373,7 @@ static int cmp_names(const void *a, const void *b) {
 static evlm_status check_tensors(const char *path, const evlm_tensor *ts, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const evlm_tensor *t = &ts[i];
-        if (!t->name || (unsigned)t->type >= EVLM_TYPE_COUNT || evlm_type_is_quant(t->type) || evlm_type_is_r16(t->type) ||
+        if (!t->name || !evlm_type_traits_of(t->type)->st_dtype ||
             t->n_dims < 0 ||
             t->n_dims > EVLM_MAX_DIMS)
             return evlm__fail(EVLM_ERR_ARG, "%s: tensor %zu: bad name, type or n_dims", path, i);
@@ -421,7 +418,8 @@ evlm_status evlm_safetensors_write(const char *path, const evlm_tensor *tensors,
         st = evlm_str_append(&h, ",", 1);
         if (st == EVLM_OK) st = json_escape(&h, t->name);
         if (st == EVLM_OK)
-            st = evlm_str_appendf(&h, ":{\"dtype\":\"%s\",\"shape\":[", evlm_type_name(t->type));
+            st = evlm_str_appendf(&h, ":{\"dtype\":\"%s\",\"shape\":[",
+                                 evlm_type_traits_of(t->type)->st_dtype);
         for (int d = t->n_dims - 1; d >= 0 && st == EVLM_OK; d--)
             st = evlm_str_appendf(&h, "%lld%s", (long long)t->ne[d], d ? "," : "");
         if (st == EVLM_OK)

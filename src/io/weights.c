@@ -9,6 +9,7 @@
  */
 #include "io/weights.h"
 #include "core/status.h"
+#include "quant/quants.h"
 #include "quant/repack.h"
 
 #include <stdatomic.h>
@@ -318,8 +319,10 @@ evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, ev
     return EVLM_OK;
 }
 
+/* ---- typed getters ----------------------------------------------------------------------- */
+
 evlm_status evlm_weights_check_float(const evlm_weights *w, const char *name, const evlm_tensor *t) {
-    if (t->type != EVLM_TYPE_F32 && t->type != EVLM_TYPE_F16 && t->type != EVLM_TYPE_BF16)
+    if (!evlm_type_is_file_float(t->type))
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
                           evlm_weights_path(w), name, evlm_type_name(t->type));
     return EVLM_OK;
@@ -353,21 +356,7 @@ evlm_status evlm_weights_get_floats(const evlm_weights *w, const char *name, int
     if ((size_t)evlm_tensor_nelements(t) != n)
         return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' has %lld elements, expected %zu",
                           evlm_weights_path(w), name, (long long)evlm_tensor_nelements(t), n);
-    const char *src = t->data;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        switch (t->type) {
-        case EVLM_TYPE_F32: memcpy(&dst[i], src + 4 * i, 4); break;
-        case EVLM_TYPE_F16:
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = evlm_f16_to_f32(h);
-            break;
-        default:
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = evlm_bf16_to_f32(h);
-            break;
-        }
-    }
+    evlm_dequantize_row(t->type, t->data, dst, (int64_t)n); /* any alignment (quant/types.h) */
     return EVLM_OK;
 }
 

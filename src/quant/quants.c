@@ -1,8 +1,8 @@
-/* quants.c - scalar reference for the block formats (see quants.h). */
+/* quants.c - scalar reference for the block formats (see quants.h). Not here: choosing the
+ * function by type (types.c). */
 #include "quant/quants.h"
 
 #include <math.h>
-#include <string.h>
 
 /* 1 / d, or 0 when d is 0 or so small (subnormal) that the inverse overflows. */
 static float inverse(float d) {
@@ -74,59 +74,33 @@ void evlm_quantize_row_q4_1(const float *x, evlm_block_q4_1 *y, int64_t n) {
     }
 }
 
-void evlm_quantize_row(evlm_type t, const float *x, void *y, int64_t n) {
-    switch (t) {
-    case EVLM_TYPE_F32: memcpy(y, x, sizeof(float) * (size_t)n); break;
-    case EVLM_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) ((uint16_t *)y)[i] = evlm_f32_to_f16(x[i]);
-        break;
-    case EVLM_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) ((uint16_t *)y)[i] = evlm_f32_to_bf16(x[i]);
-        break;
-    case EVLM_TYPE_Q8_0: evlm_quantize_row_q8_0(x, y, n); break;
-    case EVLM_TYPE_Q4_0: evlm_quantize_row_q4_0(x, y, n); break;
-    case EVLM_TYPE_Q4_1: evlm_quantize_row_q4_1(x, y, n); break;
-    default: break;
+void evlm_dequantize_row_q8_0(const void *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / EVLM_QK; b++) {
+        const evlm_block_q8_0 *q = (const evlm_block_q8_0 *)x + b;
+        float d = evlm_f16_to_f32(q->d);
+        for (int j = 0; j < EVLM_QK; j++) y[b * EVLM_QK + j] = (float)q->qs[j] * d;
     }
 }
 
-void evlm_dequantize_row(evlm_type t, const void *x, float *y, int64_t n) {
-    switch (t) {
-    case EVLM_TYPE_F32: memcpy(y, x, sizeof(float) * (size_t)n); break;
-    case EVLM_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) y[i] = evlm_f16_to_f32(((const uint16_t *)x)[i]);
-        break;
-    case EVLM_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) y[i] = evlm_bf16_to_f32(((const uint16_t *)x)[i]);
-        break;
-    case EVLM_TYPE_Q8_0:
-        for (int64_t b = 0; b < n / EVLM_QK; b++) {
-            const evlm_block_q8_0 *q = (const evlm_block_q8_0 *)x + b;
-            float d = evlm_f16_to_f32(q->d);
-            for (int j = 0; j < EVLM_QK; j++) y[b * EVLM_QK + j] = (float)q->qs[j] * d;
+void evlm_dequantize_row_q4_0(const void *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / EVLM_QK; b++) {
+        const evlm_block_q4_0 *q = (const evlm_block_q4_0 *)x + b;
+        float d = evlm_f16_to_f32(q->d);
+        for (int j = 0; j < EVLM_QK / 2; j++) {
+            y[b * EVLM_QK + j] = (float)((q->qs[j] & 0x0f) - 8) * d;
+            y[b * EVLM_QK + j + EVLM_QK / 2] = (float)((q->qs[j] >> 4) - 8) * d;
         }
-        break;
-    case EVLM_TYPE_Q4_0:
-        for (int64_t b = 0; b < n / EVLM_QK; b++) {
-            const evlm_block_q4_0 *q = (const evlm_block_q4_0 *)x + b;
-            float d = evlm_f16_to_f32(q->d);
-            for (int j = 0; j < EVLM_QK / 2; j++) {
-                y[b * EVLM_QK + j] = (float)((q->qs[j] & 0x0f) - 8) * d;
-                y[b * EVLM_QK + j + EVLM_QK / 2] = (float)((q->qs[j] >> 4) - 8) * d;
-            }
+    }
+}
+
+void evlm_dequantize_row_q4_1(const void *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / EVLM_QK; b++) {
+        const evlm_block_q4_1 *q = (const evlm_block_q4_1 *)x + b;
+        float d = evlm_f16_to_f32(q->d), m = evlm_f16_to_f32(q->m);
+        for (int j = 0; j < EVLM_QK / 2; j++) {
+            y[b * EVLM_QK + j] = (float)(q->qs[j] & 0x0f) * d + m;
+            y[b * EVLM_QK + j + EVLM_QK / 2] = (float)(q->qs[j] >> 4) * d + m;
         }
-        break;
-    case EVLM_TYPE_Q4_1:
-        for (int64_t b = 0; b < n / EVLM_QK; b++) {
-            const evlm_block_q4_1 *q = (const evlm_block_q4_1 *)x + b;
-            float d = evlm_f16_to_f32(q->d), m = evlm_f16_to_f32(q->m);
-            for (int j = 0; j < EVLM_QK / 2; j++) {
-                y[b * EVLM_QK + j] = (float)(q->qs[j] & 0x0f) * d + m;
-                y[b * EVLM_QK + j + EVLM_QK / 2] = (float)(q->qs[j] >> 4) * d + m;
-            }
-        }
-        break;
-    default: break;
     }
 }
 
@@ -145,34 +119,38 @@ void evlm_quantize_act_ref(const float *x, evlm_q8a *y, int64_t n) {
     }
 }
 
-float evlm_vec_dot_q_ref(evlm_type t, const void *w, const evlm_q8a *x, int64_t n) {
+float evlm_vec_dot_q8_0_ref(const void *w, const evlm_q8a *x, int64_t n) {
     float acc = 0.0f;
     for (int64_t b = 0; b < n / EVLM_QK; b++) {
+        const evlm_block_q8_0 *q = (const evlm_block_q8_0 *)w + b;
         int isum = 0;
-        switch (t) {
-        case EVLM_TYPE_Q8_0: {
-            const evlm_block_q8_0 *q = (const evlm_block_q8_0 *)w + b;
-            for (int j = 0; j < EVLM_QK; j++) isum += q->qs[j] * x[b].qs[j];
-            acc += evlm_f16_to_f32(q->d) * x[b].d * (float)isum;
-            break;
-        }
-        case EVLM_TYPE_Q4_0: {
-            const evlm_block_q4_0 *q = (const evlm_block_q4_0 *)w + b;
-            for (int j = 0; j < EVLM_QK / 2; j++)
-                isum += ((q->qs[j] & 0x0f) - 8) * x[b].qs[j] +
-                        ((q->qs[j] >> 4) - 8) * x[b].qs[j + EVLM_QK / 2];
-            acc += evlm_f16_to_f32(q->d) * x[b].d * (float)isum;
-            break;
-        }
-        case EVLM_TYPE_Q4_1: {
-            const evlm_block_q4_1 *q = (const evlm_block_q4_1 *)w + b;
-            for (int j = 0; j < EVLM_QK / 2; j++)
-                isum += (q->qs[j] & 0x0f) * x[b].qs[j] + (q->qs[j] >> 4) * x[b].qs[j + EVLM_QK / 2];
-            acc += evlm_f16_to_f32(q->d) * x[b].d * (float)isum + evlm_f16_to_f32(q->m) * x[b].s;
-            break;
-        }
-        default: return 0.0f;
-        }
+        for (int j = 0; j < EVLM_QK; j++) isum += q->qs[j] * x[b].qs[j];
+        acc += evlm_f16_to_f32(q->d) * x[b].d * (float)isum;
+    }
+    return acc;
+}
+
+float evlm_vec_dot_q4_0_ref(const void *w, const evlm_q8a *x, int64_t n) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / EVLM_QK; b++) {
+        const evlm_block_q4_0 *q = (const evlm_block_q4_0 *)w + b;
+        int isum = 0;
+        for (int j = 0; j < EVLM_QK / 2; j++)
+            isum += ((q->qs[j] & 0x0f) - 8) * x[b].qs[j] +
+                    ((q->qs[j] >> 4) - 8) * x[b].qs[j + EVLM_QK / 2];
+        acc += evlm_f16_to_f32(q->d) * x[b].d * (float)isum;
+    }
+    return acc;
+}
+
+float evlm_vec_dot_q4_1_ref(const void *w, const evlm_q8a *x, int64_t n) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / EVLM_QK; b++) {
+        const evlm_block_q4_1 *q = (const evlm_block_q4_1 *)w + b;
+        int isum = 0;
+        for (int j = 0; j < EVLM_QK / 2; j++)
+            isum += (q->qs[j] & 0x0f) * x[b].qs[j] + (q->qs[j] >> 4) * x[b].qs[j + EVLM_QK / 2];
+        acc += evlm_f16_to_f32(q->d) * x[b].d * (float)isum + evlm_f16_to_f32(q->m) * x[b].s;
     }
     return acc;
 }

@@ -50,12 +50,22 @@ static_assert(sizeof(evlm_q8a) == 40, "activation block layout");
 void evlm_quantize_row_q8_0(const float *x, evlm_block_q8_0 *y, int64_t n);
 void evlm_quantize_row_q4_0(const float *x, evlm_block_q4_0 *y, int64_t n);
 void evlm_quantize_row_q4_1(const float *x, evlm_block_q4_1 *y, int64_t n);
-/* Any type to or from float32: F32 / F16 / BF16 / Q8_0 / Q4_0 / Q4_1 (n a multiple of the block). */
+/* Rows of blocks back to float, exactly as ggml's dequantize_row_* (n a multiple of 32). */
+void evlm_dequantize_row_q8_0(const void *x, float *y, int64_t n);
+void evlm_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void evlm_dequantize_row_q4_1(const void *x, float *y, int64_t n);
+/* dot(row of n elements, n / 32 activation blocks), block by block in order. */
+float evlm_vec_dot_q8_0_ref(const void *w, const evlm_q8a *x, int64_t n);
+float evlm_vec_dot_q4_0_ref(const void *w, const evlm_q8a *x, int64_t n);
+float evlm_vec_dot_q4_1_ref(const void *w, const evlm_q8a *x, int64_t n);
+/* Any type to or from float32 through its row of the type table (quant/types.h): nothing for a
+ * type without the function (n a multiple of the block). */
 void evlm_quantize_row(evlm_type t, const float *x, void *y, int64_t n);
 void evlm_dequantize_row(evlm_type t, const void *x, float *y, int64_t n);
 /* Activations: d = max|x| / 127, qs = round(x / d). */
 void evlm_quantize_act_ref(const float *x, evlm_q8a *y, int64_t n);
-/* dot(w row of type t, activation row) over n elements, in block order (the reference). */
+/* dot(w row of type t, activation row) over n elements, in block order (the reference); 0 for a
+ * type that is not block-quantized. */
 float evlm_vec_dot_q_ref(evlm_type t, const void *w, const evlm_q8a *x, int64_t n);
 
 #endif

@@ -5,43 +5,25 @@
 #include <math.h>
 #include <string.h>
 
-evlm_type evlm_type_r16(evlm_type base) {
-    switch (base) {
-    case EVLM_TYPE_Q8_0: return EVLM_TYPE_Q8_0_R16;
-    case EVLM_TYPE_Q4_0: return EVLM_TYPE_Q4_0_R16;
-    case EVLM_TYPE_Q4_1: return EVLM_TYPE_Q4_1_R16;
-    case EVLM_TYPE_F32: return EVLM_TYPE_F32_R16;
-    case EVLM_TYPE_F16: return EVLM_TYPE_F16_R16;
-    case EVLM_TYPE_BF16: return EVLM_TYPE_BF16_R16;
-    default: return EVLM_TYPE_COUNT;
-    }
-}
-
-evlm_type evlm_type_r16_base(evlm_type rt) {
-    switch (rt) {
-    case EVLM_TYPE_Q8_0_R16: return EVLM_TYPE_Q8_0;
-    case EVLM_TYPE_Q4_0_R16: return EVLM_TYPE_Q4_0;
-    case EVLM_TYPE_Q4_1_R16: return EVLM_TYPE_Q4_1;
-    case EVLM_TYPE_F32_R16: return EVLM_TYPE_F32;
-    case EVLM_TYPE_F16_R16: return EVLM_TYPE_F16;
-    case EVLM_TYPE_BF16_R16: return EVLM_TYPE_BF16;
-    default: return EVLM_TYPE_COUNT;
-    }
-}
-
 size_t evlm_r16_bytes(evlm_type rt, int64_t n, int64_t k) {
     int64_t groups = (n + EVLM_R16 - 1) / EVLM_R16;
     return (size_t)groups * EVLM_R16 * evlm_row_bytes(rt, k);
 }
 
-/* Where the pieces of (row lane r, block column) sit inside one block column of a group:
- * scale at 2r, min (Q4_1) at 32 + 2r, the 4-byte group c of the row at qs0 + 64c + 4r. */
-static size_t qs_offset(evlm_type base) { return base == EVLM_TYPE_Q4_1 ? 64 : 32; }
+/* Where the pieces of (row lane r, block column) sit inside one block column of a group: the
+ * block's fp16 fields h (d, then m for Q4_1: head / 2 of them) at 32h + 2r, then its quants in
+ * 4-byte groups c at qs0 + 64c + 4r (qs0 = 16 * head, after the 16 rows' fp16 fields). */
+static size_t qs_offset(evlm_type base) {
+    return EVLM_R16 * (size_t)evlm_type_traits_of(base)->head;
+}
 
-static int n_chunks(evlm_type base) { return base == EVLM_TYPE_Q8_0 ? 8 : 4; }
+static int n_chunks(evlm_type base) {
+    const evlm_type_traits *tt = evlm_type_traits_of(base);
+    return (int)(tt->size - (size_t)tt->head) / 4;
+}
 
 /* offset of the qs bytes inside a ggml block */
-static size_t block_qs(evlm_type base) { return base == EVLM_TYPE_Q4_1 ? 4 : 2; }
+static size_t block_qs(evlm_type base) { return (size_t)evlm_type_traits_of(base)->head; }
 
 /* float types: element (r, j) to (r / 16) * 16k + 16j + r % 16. Typed copies in blocks of 64
  * columns, so the 16 rows are read as short sequential runs and each written block (2 / 4 KB)
@@ -75,6 +57,7 @@ void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int
         return;
     }
     size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base), bq = block_qs(base);
+    int nc = n_chunks(base);
     int64_t kb = k / EVLM_QK, groups = (n + EVLM_R16 - 1) / EVLM_R16;
     memset(dst, 0, evlm_r16_bytes(rt, n, k));
     for (int64_t g = 0; g < groups; g++) {
@@ -84,9 +67,9 @@ void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int
             for (int64_t b = 0; b < kb; b++) {
                 const char *blk = row + (size_t)b * bs;
                 char *cd = gd + (size_t)b * col;
-                memcpy(cd + 2 * r, blk, 2); /* d */
-                if (base == EVLM_TYPE_Q4_1) memcpy(cd + 32 + 2 * r, blk + 2, 2); /* m */
-                for (int c = 0; c < n_chunks(base); c++) memcpy(cd + q0 + 64 * c + 4 * r, blk + bq + 4 * c, 4);
+                for (size_t h = 0; h < bq / 2; h++) /* d (and m) */
+                    memcpy(cd + 2 * EVLM_R16 * h + 2 * r, blk + 2 * h, 2);
+                for (int c = 0; c < nc; c++) memcpy(cd + q0 + 64 * c + 4 * r, blk + bq + 4 * c, 4);
             }
         }
     }
@@ -97,11 +80,10 @@ void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, in
     int64_t kb = k / EVLM_QK;
     char *blk = out;
     size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base), bq = block_qs(base);
-    int lane = (int)(r % EVLM_R16);
+    int lane = (int)(r % EVLM_R16), nc = n_chunks(base);
     const char *cd = (const char *)data + ((size_t)(r / EVLM_R16) * (size_t)kb + (size_t)b) * col;
-    memcpy(blk, cd + 2 * lane, 2);
-    if (base == EVLM_TYPE_Q4_1) memcpy(blk + 2, cd + 32 + 2 * lane, 2);
-    for (int c = 0; c < n_chunks(base); c++) memcpy(blk + bq + 4 * c, cd + q0 + 64 * c + 4 * lane, 4);
+    for (size_t h = 0; h < bq / 2; h++) memcpy(blk + 2 * h, cd + 2 * EVLM_R16 * h + 2 * lane, 2);
+    for (int c = 0; c < nc; c++) memcpy(blk + bq + 4 * c, cd + q0 + 64 * c + 4 * lane, 4);
 }
 
 void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void *blocks) {
@@ -118,17 +100,24 @@ static const char *float_elem0(evlm_type rt, const void *data, int64_t k, int64_
 void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t r, float *y) {
     evlm_type base = evlm_type_r16_base(rt);
     if (evlm_type_is_r16_float(rt)) {
-        /* element j of the row is EVLM_R16 elements after element j - 1 */
+        /* element j of the row is EVLM_R16 elements after element j - 1: gathered 64 at a time,
+         * then converted as one contiguous row of the base type */
         const char *p = float_elem0(rt, data, k, r);
-        if (rt == EVLM_TYPE_F32_R16)
-            for (int64_t j = 0; j < k; j++) y[j] = ((const float *)(const void *)p)[j * EVLM_R16];
-        else if (rt == EVLM_TYPE_F16_R16)
-            for (int64_t j = 0; j < k; j++) y[j] = evlm_f16_to_f32(((const uint16_t *)(const void *)p)[j * EVLM_R16]);
-        else
-            for (int64_t j = 0; j < k; j++) y[j] = evlm_bf16_to_f32(((const uint16_t *)(const void *)p)[j * EVLM_R16]);
+        size_t es = evlm_type_size(rt), step = EVLM_R16 * es;
+        uint32_t buf[64]; /* 64 elements of up to 4 bytes */
+        for (int64_t j0 = 0; j0 < k; j0 += 64) {
+            int64_t nj = k - j0 < 64 ? k - j0 : 64;
+            const char *src = p + (size_t)j0 * step;
+            if (es == 4)
+                for (int64_t j = 0; j < nj; j++) memcpy(&buf[j], src + (size_t)j * step, 4);
+            else
+                for (int64_t j = 0; j < nj; j++)
+                    memcpy((char *)buf + 2 * j, src + (size_t)j * step, 2);
+            evlm_dequantize_row(base, buf, y + j0, nj);
+        }
         return;
     }
-    char blk[sizeof(evlm_block_q8_0)]; /* one block at a time: no row-sized buffer */
+    char blk[EVLM_TYPE_MAX_BLOCK_BYTES]; /* one block at a time: no row-sized buffer */
     for (int64_t b = 0; b < k / EVLM_QK; b++) {
         evlm_r16_get_block(rt, data, k, r, b, blk);
         evlm_dequantize_row(base, blk, y + b * EVLM_QK, EVLM_QK);
@@ -137,7 +126,7 @@ void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t 
 
 float evlm_r16_dot_ref(evlm_type rt, const void *data, int64_t k, int64_t r, const evlm_q8a *x) {
     evlm_type base = evlm_type_r16_base(rt);
-    char blk[sizeof(evlm_block_q8_0)];
+    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
     float acc = 0.0f; /* ((0 + t0) + t1) + ...: the float operations of the row's own dot */
     for (int64_t b = 0; b < k / EVLM_QK; b++) {
         evlm_r16_get_block(rt, data, k, r, b, blk);

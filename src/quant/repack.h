@@ -45,17 +45,20 @@
 
 #define EVLM_R16 16 /* rows per interleaved group */
 
-/* Q8_0 -> Q8_0_R16, BF16 -> BF16_R16 etc.; EVLM_TYPE_COUNT for a type that has no interleaved
- * form. */
-evlm_type evlm_type_r16(evlm_type base);
-/* Q8_0_R16 -> Q8_0 etc.; EVLM_TYPE_COUNT for a type that is not interleaved. */
-evlm_type evlm_type_r16_base(evlm_type rt);
+/* Q8_0 -> Q8_0_R16, BF16 -> BF16_R16 etc. (the table's r16); EVLM_TYPE_COUNT for a type that
+ * has no interleaved form. */
+static inline evlm_type evlm_type_r16(evlm_type base) { return evlm_type_traits_of(base)->r16; }
+/* Q8_0_R16 -> Q8_0 etc. (the table's r16_base); EVLM_TYPE_COUNT for a type that is not
+ * interleaved. */
+static inline evlm_type evlm_type_r16_base(evlm_type rt) {
+    return evlm_type_traits_of(rt)->r16_base;
+}
 /* any interleaved type (quantized or float) */
 static inline bool evlm_type_is_r16(evlm_type t) {
-    return t >= EVLM_TYPE_Q8_0_R16 && t <= EVLM_TYPE_BF16_R16;
+    return evlm_type_traits_of(t)->r16_base != EVLM_TYPE_COUNT;
 }
 static inline bool evlm_type_is_r16_float(evlm_type t) {
-    return t == EVLM_TYPE_F32_R16 || t == EVLM_TYPE_F16_R16 || t == EVLM_TYPE_BF16_R16;
+    return evlm_type_is_r16(t) && evlm_type_traits_of(t)->is_float;
 }
 /* Bytes of an n x k matrix of R16 type rt (n rounded up to a whole group). */
 size_t evlm_r16_bytes(evlm_type rt, int64_t n, int64_t k);
