@@ -182,7 +182,10 @@ evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o) {
         cli_check(evlm_prompt_new(m, o->prompt, true, imgs, o->n_images, &p));
     } else {
         char *text;
-        cli_check(evlm_chat_prompt(m, o->prompt, o->n_images, &text));
+        evlm_status st = evlm_chat_prompt(m, o->prompt, o->n_images, &text);
+        /* no chat template the library can use: the text can still go in as written */
+        if (st == EVLM_ERR_UNSUPPORTED) cli_die("%s; use --raw", evlm_last_error());
+        cli_check(st);
         /* the template already holds the special tokens it wants (HF: add_special_tokens=False) */
         cli_check(evlm_prompt_new(m, text, false, imgs, o->n_images, &p));
         free(text);

@@ -105,6 +105,13 @@ int evlm_cmd_quantize(int argc, char **argv) {
     if (!out) cli_die("no output file given (-o OUT.gguf)");
     if (!type_given) cli_die("no --type given (q8_0, q4_0 or q4_1)");
     if (p.target_bpw > 0 && p.max_size_mb > 0) cli_die("give --target-bpw or --max-size, not both");
+    /* the library names the parameters; the command names its options */
+    bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
+    if ((p.method != EVLM_QMETHOD_RTN || mixed) && !p.calib_text && !p.calib_jsonl)
+        cli_die("%s needs calibration data (--calib FILE)",
+                p.method == EVLM_QMETHOD_AWQ    ? "--method awq"
+                : p.method == EVLM_QMETHOD_GPTQ ? "--method gptq"
+                                                : "mixed precision");
     p.keep = keep;
     p.n_keep = n_keep;
     show = show && !json;
