@@ -5,8 +5,8 @@
  * with a per-tensor report (type, method, output error on calibration rows, sensitivity) and a
  * progress bar on stderr. --calib takes a text file or a .jsonl dataset (repeatable).
  */
-#include "cli/cli.h"
-#include "compress/quantize.h"
+#include "cli.h"
+#include "evlm_compress.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -38,6 +38,10 @@ static void bar(void *user, const char *stage, int done, int total) {
 
 static const char *tname(evlm_type t) { return evlm_type_name(t); }
 
+static bool is_quant(evlm_type t) {
+    return t == EVLM_TYPE_Q8_0 || t == EVLM_TYPE_Q4_0 || t == EVLM_TYPE_Q4_1;
+}
+
 int evlm_cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     evlm_quantize_params p = evlm_quantize_default_params();
@@ -51,11 +55,11 @@ int evlm_cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--type")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!parse_type(v, &p.type) || !evlm_type_is_quant(p.type)) cli_die("--type takes q8_0, q4_0 or q4_1, not '%s'", v);
+            if (!parse_type(v, &p.type) || !is_quant(p.type)) cli_die("--type takes q8_0, q4_0 or q4_1, not '%s'", v);
             type_given = true;
         } else if (!strcmp(a, "--vision")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!parse_type(v, &p.vision) || (!evlm_type_is_quant(p.vision) && p.vision != EVLM_TYPE_F16))
+            if (!parse_type(v, &p.vision) || (!is_quant(p.vision) && p.vision != EVLM_TYPE_F16))
                 cli_die("--vision takes q8_0, q4_0, q4_1 or f16, not '%s'", v);
         } else if (!strcmp(a, "--method")) {
             const char *v = cli_value(argc, argv, &i);

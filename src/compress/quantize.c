@@ -1,5 +1,10 @@
-/* quantize.c - the quantization pipeline behind `evlm quantize` (see quantize.h). */
-#include "compress/quantize.h"
+/*
+ * quantize.c - the quantization pipeline of evlm_quantize (the steps are described in
+ * evlm_compress.h): calibration, per-matrix quantization, mixed-precision allocation, the GGUF
+ * export and the checks of the written file.
+ * Not here: the GGUF container (io/gguf*), the quantizers themselves (gptq, awq, rtn).
+ */
+#include "evlm_compress.h"
 #include "compress/awq.h"
 #include "compress/calib.h"
 #include "compress/gptq.h"

@@ -9,36 +9,16 @@
 #ifndef EVLM_CORE_TENSOR_H
 #define EVLM_CORE_TENSOR_H
 
+#include "evlm.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #define EVLM_MAX_DIMS 4
 
-typedef enum evlm_type {
-    EVLM_TYPE_F32 = 0,
-    EVLM_TYPE_F16,
-    EVLM_TYPE_BF16,
-    EVLM_TYPE_I64,
-    EVLM_TYPE_I32,
-    EVLM_TYPE_I8,
-    EVLM_TYPE_U8,
-    /* block-quantized (ggml layouts, 32 elements per block along ne[0]; see quant/quants.h) */
-    EVLM_TYPE_Q8_0,
-    EVLM_TYPE_Q4_0,
-    EVLM_TYPE_Q4_1,
-    /* the same blocks with 16 rows interleaved, built at load for the int8 kernels; in memory
-     * only, never in a file (quant/repack.h) */
-    EVLM_TYPE_Q8_0_R16,
-    EVLM_TYPE_Q4_0_R16,
-    EVLM_TYPE_Q4_1_R16,
-    /* float matrices with 16 rows interleaved column by column, built at load for the float
-     * kernels; in memory only (quant/repack.h) */
-    EVLM_TYPE_F32_R16,
-    EVLM_TYPE_F16_R16,
-    EVLM_TYPE_BF16_R16,
-    EVLM_TYPE_COUNT
-} evlm_type;
+/* evlm_type and evlm_type_name are public (evlm.h). The block layouts of the quantized types are
+ * in quant/quants.h; the *_R16 interleavings, built at load, in quant/repack.h. */
 
 typedef struct evlm_tensor {
     const char *name; /* owned by whoever produced the view */
@@ -56,7 +36,6 @@ size_t evlm_type_size(evlm_type t);
 /* Bytes of a row of n elements (n a multiple of the block size). */
 size_t evlm_row_bytes(evlm_type t, int64_t n);
 static inline int evlm_type_is_quant(evlm_type t) { return t >= EVLM_TYPE_Q8_0 && t <= EVLM_TYPE_Q4_1_R16; }
-const char *evlm_type_name(evlm_type t);
 /* Number of elements (product of ne). */
 int64_t evlm_tensor_nelements(const evlm_tensor *t);
 /* Bytes of a contiguous tensor (nelements / block * block bytes). */
