@@ -78,7 +78,8 @@ int main(int argc, char **argv) {
     evlm_context_params cp = evlm_context_default_params();
     cp.n_ctx = 512;
     job ref = {.image = image}, a = {.image = image}, b = {.image = image};
-    if (evlm_context_new(m, &cp, &a.ctx) != EVLM_OK || evlm_context_new(m, &cp, &b.ctx) != EVLM_OK) {
+    if (evlm_context_new(m, &cp, &a.ctx) != EVLM_OK ||
+        evlm_context_new(m, &cp, &b.ctx) != EVLM_OK) {
         fprintf(stderr, "context: %s\n", evlm_last_error());
         return 1;
     }

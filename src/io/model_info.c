@@ -9,6 +9,7 @@
 #include "io/gguf.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "io/weights.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -99,7 +100,9 @@ const evlm_text_config *evlm_model_info_config(const evlm_model_info *info) {
     return info->have_cfg ? &info->cfg : NULL;
 }
 
-size_t evlm_model_info_n_tensors(const evlm_model_info *info) { return evlm_weights_count(info->w); }
+size_t evlm_model_info_n_tensors(const evlm_model_info *info) {
+    return evlm_weights_count(info->w);
+}
 
 evlm_tensor_info evlm_model_info_tensor(const evlm_model_info *info, size_t i) {
     evlm_tensor_info ti = {0};

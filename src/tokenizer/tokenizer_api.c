@@ -27,9 +27,8 @@ evlm_status evlm_tokenizer_tokenize(const evlm_tokenizer *tok, const char *text,
     return EVLM_OK;
 }
 
-evlm_status evlm_tokenizer_detokenize(const evlm_tokenizer *tok, const int32_t *ids,
-                                      size_t n_ids, bool skip_special, char **text,
-                                      size_t *len) {
+evlm_status evlm_tokenizer_detokenize(const evlm_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                                      bool skip_special, char **text, size_t *len) {
     evlm_str s = {0};
     *text = NULL;
     *len = 0;
