@@ -5,9 +5,11 @@
  * the *_default_params() structs. Every call that can fail returns an evlm_status; the reason,
  * naming the file / field / tensor at fault, is in evlm_last_error() (thread-local).
  * The library never prints to stdout and never exits the process.
+ * Link with `pkg-config --cflags --libs evlm`; the offline compression passes (quantization to a
+ * GGUF file) are declared in evlm_compress.h, in the same library.
  *
  * Not here: internal tensor views, kernels and file readers live in src/ (see
- * docs/ARCHITECTURE.md).
+ * docs/ARCHITECTURE.md); the shared library exports only what the public headers declare.
  */
 #ifndef EVLM_H
 #define EVLM_H
@@ -18,6 +20,14 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Marks the public functions: the library is built with hidden visibility, so libevlm.so exports
+ * these alone. */
+#if defined(__GNUC__)
+#define EVLM_API __attribute__((visibility("default")))
+#else
+#define EVLM_API
 #endif
 
 typedef enum evlm_status {
@@ -31,8 +41,40 @@ typedef enum evlm_status {
 } evlm_status;
 
 /* Last error message of the calling thread ("" when none). */
-const char *evlm_last_error(void);
-const char *evlm_status_str(evlm_status st);
+EVLM_API const char *evlm_last_error(void);
+EVLM_API const char *evlm_status_str(evlm_status st);
+
+/* ---- element types ---------------------------------------------------------------------- */
+
+/* Element types of weight tensors: what files store (safetensors dtypes, GGUF types) and what
+ * quantization writes. Q8_0, Q4_0 and Q4_1 are ggml's block formats (32 weights per block with
+ * a scale; Q4_1 also a minimum). The *_R16 types are layouts the loader builds in memory (16 rows
+ * interleaved for the kernels): no file holds them and no call here reports them. */
+typedef enum evlm_type {
+    EVLM_TYPE_F32 = 0,
+    EVLM_TYPE_F16,
+    EVLM_TYPE_BF16,
+    EVLM_TYPE_I64,
+    EVLM_TYPE_I32,
+    EVLM_TYPE_I8,
+    EVLM_TYPE_U8,
+    EVLM_TYPE_Q8_0,
+    EVLM_TYPE_Q4_0,
+    EVLM_TYPE_Q4_1,
+    EVLM_TYPE_Q8_0_R16,
+    EVLM_TYPE_Q4_0_R16,
+    EVLM_TYPE_Q4_1_R16,
+    EVLM_TYPE_F32_R16,
+    EVLM_TYPE_F16_R16,
+    EVLM_TYPE_BF16_R16,
+    EVLM_TYPE_COUNT
+} evlm_type;
+
+/* "F32", "BF16", "Q4_0", ... as files and reports spell it; "?" for an invalid type. */
+EVLM_API const char *evlm_type_name(evlm_type t);
+/* The type a quantization or conversion can write, by its ggml name ("q8_0", "q4_1", "f16",
+ * "bf16", "f32"); EVLM_TYPE_COUNT for any other name. */
+EVLM_API evlm_type evlm_type_parse(const char *name);
 
 /* ---- model ------------------------------------------------------------------------------ */
 
@@ -73,8 +115,8 @@ typedef struct evlm_context_params {
     evlm_kv_type kv; /* what the KV cache stores */
 } evlm_context_params;
 
-evlm_model_params evlm_model_default_params(void);
-evlm_context_params evlm_context_default_params(void);
+EVLM_API evlm_model_params evlm_model_default_params(void);
+EVLM_API evlm_context_params evlm_context_default_params(void);
 
 /* Loads the model at path, one of:
  * - a Hugging Face model folder: config.json, tokenizer.json, model.safetensors or a sharded
@@ -83,74 +125,77 @@ evlm_context_params evlm_context_default_params(void);
  * - a GGUF file written by `evlm quantize`, told apart by its "GGUF" magic: those same files
  *   are inside as "evlm.file.<name>" keys (a GGUF from other tools, without them, is refused).
  * params NULL: evlm_model_default_params(). */
-evlm_status evlm_model_load(const char *path, const evlm_model_params *params, evlm_model **out);
-void evlm_model_free(evlm_model *model);
+EVLM_API evlm_status evlm_model_load(const char *path, const evlm_model_params *params,
+                                     evlm_model **out);
+EVLM_API void evlm_model_free(evlm_model *model);
 
-int evlm_model_n_vocab(const evlm_model *model);
-int evlm_model_n_ctx_train(const evlm_model *model);
-int evlm_model_n_threads(const evlm_model *model);
+EVLM_API int evlm_model_n_vocab(const evlm_model *model);
+EVLM_API int evlm_model_n_ctx_train(const evlm_model *model);
+EVLM_API int evlm_model_n_threads(const evlm_model *model);
 /* Bytes of all weight tensors (vision included). */
-size_t evlm_model_weight_bytes(const evlm_model *model);
+EVLM_API size_t evlm_model_weight_bytes(const evlm_model *model);
 /* Parameters of the decoder layers' matrices (2 FLOPs each per prompt token; the lm_head runs
  * for the last prompt token only). */
-int64_t evlm_model_n_layer_params(const evlm_model *model);
+EVLM_API int64_t evlm_model_n_layer_params(const evlm_model *model);
 /* Bytes of the int8 copy of the output head that greedy decoding uses (0: none, see
  * evlm_decode_greedy); memory beyond the weights. */
-size_t evlm_model_greedy_head_bytes(const evlm_model *model);
+EVLM_API size_t evlm_model_greedy_head_bytes(const evlm_model *model);
 /* Bytes one greedy decoded token reads: the decoder layers' matrices plus the lm_head (its int8
  * copy when the model has the greedy head: see evlm_decode_greedy). */
-size_t evlm_model_decode_bytes(const evlm_model *model);
+EVLM_API size_t evlm_model_decode_bytes(const evlm_model *model);
 /* End-of-generation ids (generation_config.json, config.json, tokenizer eos). */
-int evlm_model_eos_ids(const evlm_model *model, const int32_t **ids);
-bool evlm_model_is_eos(const evlm_model *model, int32_t id);
+EVLM_API int evlm_model_eos_ids(const evlm_model *model, const int32_t **ids);
+EVLM_API bool evlm_model_is_eos(const evlm_model *model, int32_t id);
 
-evlm_status evlm_context_new(evlm_model *model, const evlm_context_params *params,
-                             evlm_context **out);
-void evlm_context_free(evlm_context *ctx);
-int evlm_context_n_past(const evlm_context *ctx);
-int evlm_context_n_ctx(const evlm_context *ctx);
+EVLM_API evlm_status evlm_context_new(evlm_model *model, const evlm_context_params *params,
+                                      evlm_context **out);
+EVLM_API void evlm_context_free(evlm_context *ctx);
+EVLM_API int evlm_context_n_past(const evlm_context *ctx);
+EVLM_API int evlm_context_n_ctx(const evlm_context *ctx);
 /* Drops the cache from position n_past on (n_past <= current). */
-evlm_status evlm_context_truncate(evlm_context *ctx, int n_past);
+EVLM_API evlm_status evlm_context_truncate(evlm_context *ctx, int n_past);
 
 /* Evaluates n tokens at positions n_past..n_past+n-1 and appends them to the cache.
  * logits: NULL, [n_vocab] (last position) or [n][n_vocab] when all_logits. */
-evlm_status evlm_decode(evlm_context *ctx, const int32_t *ids, int n, float *logits,
-                        bool all_logits);
+EVLM_API evlm_status evlm_decode(evlm_context *ctx, const int32_t *ids, int n, float *logits,
+                                 bool all_logits);
 /* Evaluates a tree of n guessed tokens after what ctx holds (speculative verification): token i
  * takes cache slot n_past + i and the position of slot n_past + depth[i]; it sees the cache and the
  * batch tokens j with mask[i * n + j] != 0 (j <= i, mask[i][i] = 1). logits: [n_out][n_vocab]
  * for the increasing batch rows out_rows. Follow with evlm_context_keep to drop rejected rows. */
-evlm_status evlm_decode_tree(evlm_context *ctx, const int32_t *ids, const int32_t *depth,
-                             const uint8_t *mask, int n, const int *out_rows, int n_out,
-                             float *logits);
+EVLM_API evlm_status evlm_decode_tree(evlm_context *ctx, const int32_t *ids, const int32_t *depth,
+                                      const uint8_t *mask, int n, const int *out_rows, int n_out,
+                                      float *logits);
 /* As evlm_decode / evlm_decode_tree, but instead of logits the greedy id of each row (the argmax,
  * lowest id on ties): top [1] (last position) or [n] (all), or [n_out]. Bitwise the argmax of the
  * logits the logits calls give, and cheaper for a large float head: it is multiplied in int8 first
  * and only the ids that could be the largest are computed exactly (float_head: the whole head). */
-evlm_status evlm_decode_greedy(evlm_context *ctx, const int32_t *ids, int n, int32_t *top, bool all);
-evlm_status evlm_decode_tree_greedy(evlm_context *ctx, const int32_t *ids, const int32_t *depth,
-                                    const uint8_t *mask, int n, const int *out_rows, int n_out,
-                                    int32_t *top);
+EVLM_API evlm_status evlm_decode_greedy(evlm_context *ctx, const int32_t *ids, int n, int32_t *top,
+                                        bool all);
+EVLM_API evlm_status evlm_decode_tree_greedy(evlm_context *ctx, const int32_t *ids,
+                                             const int32_t *depth, const uint8_t *mask, int n,
+                                             const int *out_rows, int n_out, int32_t *top);
 /* Keeps n_keep cache slots from base on (slots increasing, >= base), moved to base, base + 1, ...;
  * drops the rest (n_past = base + n_keep). */
-evlm_status evlm_context_keep(evlm_context *ctx, int base, const int *slots, int n_keep);
+EVLM_API evlm_status evlm_context_keep(evlm_context *ctx, int base, const int *slots, int n_keep);
 
 /* ---- text ------------------------------------------------------------------------------- */
 
 /* Token ids of text. parse_special: "<|im_start|>" and other added tokens in the text become
  * their ids. add_special: apply the tokenizer's post-processor (e.g. a BOS token).
  * *ids is malloc'd; free() it. */
-evlm_status evlm_tokenize(const evlm_model *model, const char *text, size_t len,
-                          bool parse_special, bool add_special, int32_t **ids, size_t *n_ids);
+EVLM_API evlm_status evlm_tokenize(const evlm_model *model, const char *text, size_t len,
+                                   bool parse_special, bool add_special, int32_t **ids,
+                                   size_t *n_ids);
 /* Text of ids (malloc'd, NUL-terminated). skip_special drops special added tokens and the ids a
  * padded vocabulary has beyond the tokenizer's (without it they are an error). */
-evlm_status evlm_detokenize(const evlm_model *model, const int32_t *ids, size_t n_ids,
-                            bool skip_special, char **text);
+EVLM_API evlm_status evlm_detokenize(const evlm_model *model, const int32_t *ids, size_t n_ids,
+                                     bool skip_special, char **text);
 
 /* The chat template wrapping one user turn with the generation prompt (malloc'd).
  * n_images: how many images the turn carries (each becomes the template's image marker). */
-evlm_status evlm_chat_prompt(const evlm_model *model, const char *user_text, int n_images,
-                             char **prompt);
+EVLM_API evlm_status evlm_chat_prompt(const evlm_model *model, const char *user_text, int n_images,
+                                      char **prompt);
 
 /* ---- prompts with images ---------------------------------------------------------------- */
 
@@ -166,20 +211,22 @@ typedef struct evlm_image_input {
  * and the encoded image features that replace the image tokens. */
 typedef struct evlm_prompt evlm_prompt;
 
-bool evlm_model_has_vision(const evlm_model *model);
+EVLM_API bool evlm_model_has_vision(const evlm_model *model);
 /* text holds one "<image>" per image (a count mismatch is an error). The images are decoded,
  * preprocessed and encoded here. add_special as in evlm_tokenize. */
-evlm_status evlm_prompt_new(evlm_model *model, const char *text, bool add_special,
-                            const evlm_image_input *images, int n_images, evlm_prompt **out);
-void evlm_prompt_free(evlm_prompt *p);
-const int32_t *evlm_prompt_ids(const evlm_prompt *p, size_t *n_ids);
-int evlm_prompt_n_image_tokens(const evlm_prompt *p);
-double evlm_prompt_image_ms(const evlm_prompt *p); /* decode + preprocess + encode */
+EVLM_API evlm_status evlm_prompt_new(evlm_model *model, const char *text, bool add_special,
+                                     const evlm_image_input *images, int n_images,
+                                     evlm_prompt **out);
+EVLM_API void evlm_prompt_free(evlm_prompt *p);
+EVLM_API const int32_t *evlm_prompt_ids(const evlm_prompt *p, size_t *n_ids);
+EVLM_API int evlm_prompt_n_image_tokens(const evlm_prompt *p);
+EVLM_API double evlm_prompt_image_ms(const evlm_prompt *p); /* decode + preprocess + encode */
 /* Evaluates the prompt after what ctx holds; logits as evlm_decode. evlm_decode_prompt_greedy:
  * the greedy id of the last position instead (as evlm_decode_greedy). */
-evlm_status evlm_decode_prompt_greedy(evlm_context *ctx, const evlm_prompt *p, int32_t *top);
-evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
-                               bool all_logits);
+EVLM_API evlm_status evlm_decode_prompt_greedy(evlm_context *ctx, const evlm_prompt *p,
+                                               int32_t *top);
+EVLM_API evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
+                                        bool all_logits);
 
 /* ---- sampling --------------------------------------------------------------------------- */
 
@@ -195,16 +242,17 @@ typedef struct evlm_sampler_params {
     uint64_t seed;
 } evlm_sampler_params;
 
-evlm_sampler_params evlm_sampler_default_params(void);
-evlm_status evlm_sampler_new(const evlm_sampler_params *params, int n_vocab, evlm_sampler **out);
-void evlm_sampler_free(evlm_sampler *s);
+EVLM_API evlm_sampler_params evlm_sampler_default_params(void);
+EVLM_API evlm_status evlm_sampler_new(const evlm_sampler_params *params, int n_vocab,
+                                      evlm_sampler **out);
+EVLM_API void evlm_sampler_free(evlm_sampler *s);
 /* True when the sampler picks the argmax of the raw logits (temperature 0 or top-k 1, no
  * repetition penalty): then evlm_decode_greedy gives the same ids without the logits. */
-bool evlm_sampler_is_greedy(const evlm_sampler_params *params);
+EVLM_API bool evlm_sampler_is_greedy(const evlm_sampler_params *params);
 /* Picks the next id from logits [n_vocab]; history = ids so far (for the repetition penalty).
  * May modify logits. */
-int32_t evlm_sampler_sample(evlm_sampler *s, float *logits, const int32_t *history,
-                            size_t n_history);
+EVLM_API int32_t evlm_sampler_sample(evlm_sampler *s, float *logits, const int32_t *history,
+                                     size_t n_history);
 
 /* ---- generation ------------------------------------------------------------------------- */
 
@@ -233,11 +281,11 @@ typedef struct evlm_lookahead_params {
  * questions: earlier answers' phrases make good drafts). Drafts are verified, so the cache
  * changes speed, never output. One cache per model; not thread-safe. */
 typedef struct evlm_ngram_cache evlm_ngram_cache;
-evlm_status evlm_ngram_cache_new(const evlm_model *model, evlm_ngram_cache **out);
-void evlm_ngram_cache_free(evlm_ngram_cache *cache);
+EVLM_API evlm_status evlm_ngram_cache_new(const evlm_model *model, evlm_ngram_cache **out);
+EVLM_API void evlm_ngram_cache_free(evlm_ngram_cache *cache);
 
 /* W, N, G for this model on this machine (from its size and the core count). */
-evlm_lookahead_params evlm_lookahead_auto(const evlm_model *model);
+EVLM_API evlm_lookahead_params evlm_lookahead_auto(const evlm_model *model);
 
 typedef struct evlm_gen_params {
     int n_predict; /* most tokens to generate */
@@ -265,14 +313,82 @@ typedef struct evlm_gen_result {
  * string); return false to stop. */
 typedef bool (*evlm_text_cb)(void *user, const char *text, size_t len);
 
-evlm_gen_params evlm_gen_default_params(void);
+EVLM_API evlm_gen_params evlm_gen_default_params(void);
 /* Evaluates the prompt after what ctx already holds, then samples up to n_predict tokens. */
-evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *prompt,
-                          const evlm_gen_params *params, evlm_text_cb cb, void *user,
-                          evlm_gen_result *res);
-void evlm_gen_result_free(evlm_gen_result *res);
+EVLM_API evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *prompt,
+                                   const evlm_gen_params *params, evlm_text_cb cb, void *user,
+                                   evlm_gen_result *res);
+EVLM_API void evlm_gen_result_free(evlm_gen_result *res);
 /* The model a context belongs to. */
-evlm_model *evlm_context_model(evlm_context *ctx);
+EVLM_API evlm_model *evlm_context_model(evlm_context *ctx);
+
+/* ---- tokenizer alone -------------------------------------------------------------------- */
+
+/* A tokenizer.json without a model (tools that count or inspect tokens); a loaded model's own
+ * tokenizer is used through evlm_tokenize / evlm_detokenize. */
+typedef struct evlm_tokenizer evlm_tokenizer;
+
+/* path: a tokenizer.json file (the folder's tokenizer_config.json is not needed). */
+EVLM_API evlm_status evlm_tokenizer_load(const char *path, evlm_tokenizer **out);
+EVLM_API void evlm_tokenizer_free(evlm_tokenizer *tok);
+/* As evlm_tokenize: *ids is malloc'd; free() it. */
+EVLM_API evlm_status evlm_tokenizer_tokenize(const evlm_tokenizer *tok, const char *text,
+                                             size_t len, bool parse_special, bool add_special,
+                                             int32_t **ids, size_t *n_ids);
+/* Text of ids, malloc'd and NUL-terminated; *len is its length, which tells a NUL byte a token
+ * decodes to from the end. skip_special drops special added tokens. An id the tokenizer does not
+ * have is an error. */
+EVLM_API evlm_status evlm_tokenizer_detokenize(const evlm_tokenizer *tok, const int32_t *ids,
+                                               size_t n_ids, bool skip_special, char **text,
+                                               size_t *len);
+
+/* ---- model files, inspected without loading --------------------------------------------- */
+
+/* The text decoder's configuration from config.json (a VLM's text_config). */
+typedef struct evlm_text_config {
+    char architecture[64]; /* architectures[0], e.g. "LlamaForCausalLM" */
+    char model_type[32];   /* the top-level model_type, e.g. "llama", "idefics3" */
+    int n_layers, hidden_size, intermediate_size, vocab_size;
+    int n_heads, n_kv_heads, head_dim;
+    double rope_theta;
+    bool tie_word_embeddings;
+} evlm_text_config;
+
+typedef struct evlm_tensor_info {
+    const char *name; /* Hugging Face name; points into the evlm_model_info */
+    evlm_type type;   /* as stored in the file */
+    int n_dims;
+    int64_t shape[4]; /* PyTorch order: the outermost dimension first */
+    size_t bytes;
+} evlm_tensor_info;
+
+typedef struct evlm_model_info evlm_model_info;
+
+/* Opens a model folder, a .safetensors file, a .safetensors.index.json or a .gguf file for
+ * inspection: the tensors are mapped, not read, and nothing is converted. */
+EVLM_API evlm_status evlm_model_info_open(const char *path, evlm_model_info **out);
+EVLM_API void evlm_model_info_free(evlm_model_info *info);
+/* The folder's config.json or the one a GGUF file embeds; NULL when there is none (a lone
+ * .safetensors file). */
+EVLM_API const evlm_text_config *evlm_model_info_config(const evlm_model_info *info);
+EVLM_API size_t evlm_model_info_n_tensors(const evlm_model_info *info);
+/* Tensor i < evlm_model_info_n_tensors(), in the file's order. */
+EVLM_API evlm_tensor_info evlm_model_info_tensor(const evlm_model_info *info, size_t i);
+
+/* ---- import ----------------------------------------------------------------------------- */
+
+/* Converts a llama2.c checkpoint (the v0 format of run.c) and its tokenizer.bin into a Hugging
+ * Face folder out_dir (config.json, model.safetensors, tokenizer.json, ...) that evlm_model_load
+ * reads. Every size is checked against the file; the files are written atomically. */
+EVLM_API evlm_status evlm_llama2c_convert(const char *model_bin, const char *tokenizer_bin,
+                                          const char *out_dir);
+
+/* ---- measurements ----------------------------------------------------------------------- */
+
+/* The clocks evlm_gen_result's times come from, for reports that add their own spans. */
+EVLM_API double evlm_time_ms(void);     /* CLOCK_MONOTONIC */
+EVLM_API double evlm_cpu_time_ms(void); /* user + system time of the whole process */
+EVLM_API double evlm_peak_rss_mb(void); /* high-water mark of the process's resident memory */
 
 #ifdef __cplusplus
 }

@@ -337,10 +337,11 @@ static void test_load_tmp(void) {
     char dir[] = "/tmp/evlm_chat_XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     evlm_chat_msg h = {"user", HI, 1};
-    /* nothing: unsupported, suggesting --raw */
+    /* nothing: unsupported, naming the files looked for */
     evlm_chat_template *t = (evlm_chat_template *)&t;
     CHECK(evlm_chat_template_load(dir, &t) == EVLM_ERR_UNSUPPORTED && t == NULL);
-    CHECK(strstr(evlm_last_error(), "no chat template") && strstr(evlm_last_error(), "--raw"));
+    CHECK(strstr(evlm_last_error(), "no chat template") &&
+          strstr(evlm_last_error(), "chat_template.jinja"));
     /* tokenizer_config.json: named templates, old-style {"content"} tokens */
     write_file(dir, "tokenizer_config.json",
                "{\"bos_token\": {\"content\": \"<s>\", \"lstrip\": false}, \"eos_token\": "
@@ -404,7 +405,7 @@ static void test_shared(void) {
     snprintf(dir, sizeof dir, "%s/fixtures/llama-tiny", sh);
     evlm_chat_template *t = NULL;
     CHECK(evlm_chat_template_load(dir, &t) == EVLM_ERR_UNSUPPORTED && t == NULL);
-    CHECK(strstr(evlm_last_error(), "--raw") != NULL);
+    CHECK(strstr(evlm_last_error(), "no chat template") != NULL);
 }
 
 int main(void) {

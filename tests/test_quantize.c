@@ -1,5 +1,5 @@
 /*
- * test_quantize.c - the quantization pipeline (compress/quantize.h) on the real trained
+ * test_quantize.c - the quantization pipeline (evlm_compress.h) on the real trained
  * aidreams260K model (llama2.c, converted here) with ../shared/fixtures/corpus.txt as
  * calibration text:
  *   - q8_0 round-to-nearest: the file loads, its KL vs float is tiny, the matrices are Q8_0;
@@ -11,7 +11,7 @@
  *   - output of greedy decoding from the q8_0 file equals the float model's on a story prompt
  *     for the first tokens (a trained model has large top-1 margins).
  */
-#include "compress/quantize.h"
+#include "evlm_compress.h"
 #include "io/llama2c.h"
 #include "test.h"
 

@@ -1,5 +1,5 @@
-/* cli.c - argument helpers and the shared model options (see cli.h). */
-#include "cli/cli.h"
+/* cli.c - argument helpers, file reading / writing and the shared model options (see cli.h). */
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char *cli_cmd = "";
 
@@ -71,6 +73,53 @@ char *cli_read_stdin(size_t *len) {
     buf[n] = 0;
     *len = n;
     return buf;
+}
+
+char *cli_read_file(const char *path, size_t max_size, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) cli_die("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) cli_die("%s: not a regular file", path);
+    if ((unsigned long long)st.st_size > max_size)
+        cli_die("%s: file is %lld bytes, more than the %zu allowed", path, (long long)st.st_size,
+                max_size);
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) cli_die("%s: out of memory", path);
+    if (n && fread(buf, 1, n, f) != n) cli_die("%s: short read", path);
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+void cli_write_file_atomic(const char *path, const void *data, size_t n) {
+    char tmp[4096 + 16];
+    if (strlen(path) >= 4096) cli_die("path too long: %s", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) cli_die("%s: cannot create: %s", path, strerror(errno));
+    fchmod(fd, 0644);
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        cli_die("%s: %s", path, strerror(e));
+    }
+    if (n && fwrite(data, 1, n, f) != n) {
+        int e = errno;
+        fclose(f);
+        unlink(tmp);
+        cli_die("%s: write failed: %s", path, strerror(e));
+    }
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        cli_die("%s: cannot write: %s", path, strerror(e));
+    }
 }
 
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
@@ -182,7 +231,10 @@ evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o) {
         cli_check(evlm_prompt_new(m, o->prompt, true, imgs, o->n_images, &p));
     } else {
         char *text;
-        cli_check(evlm_chat_prompt(m, o->prompt, o->n_images, &text));
+        evlm_status st = evlm_chat_prompt(m, o->prompt, o->n_images, &text);
+        /* no chat template the library can use: the text can still go in as written */
+        if (st == EVLM_ERR_UNSUPPORTED) cli_die("%s; use --raw", evlm_last_error());
+        cli_check(st);
         /* the template already holds the special tokens it wants (HF: add_special_tokens=False) */
         cli_check(evlm_prompt_new(m, text, false, imgs, o->n_images, &p));
         free(text);

@@ -1,8 +1,11 @@
 /*
- * cli.h - shared pieces of the evlm command: argument parsing helpers and error exits.
+ * cli.h - shared pieces of the evlm command: argument parsing helpers, error exits and the
+ * command's own file reading / writing.
  *
  * Only the CLI prints and exits: every failure is one line "evlm <cmd>: <reason>" on stderr
- * and exit code 1. Results go to stdout.
+ * and exit code 1. Results go to stdout. The commands use the library through its public
+ * headers alone (evlm.h, evlm_compress.h), as any application would; cmd_synth.c is the one
+ * exception left (it writes model folders with the library's internal writers).
  */
 #ifndef EVLM_CLI_CLI_H
 #define EVLM_CLI_CLI_H
@@ -42,6 +45,10 @@ int cli_int(int argc, char **argv, int *i, int lo, int hi);
 double cli_double(int argc, char **argv, int *i, double lo, double hi);
 /* Reads all of stdin (bounded). */
 char *cli_read_stdin(size_t *len);
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (at most max_size bytes). */
+char *cli_read_file(const char *path, size_t max_size, size_t *len);
+/* Writes data to path atomically: a temporary file in the same folder, fsync, rename. */
+void cli_write_file_atomic(const char *path, const void *data, size_t n);
 
 /* Options shared by the commands that run a model. */
 typedef struct cli_model_opts {

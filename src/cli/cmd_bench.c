@@ -9,8 +9,7 @@
  * one is given; decode never stops early (eos is ignored) so every repetition makes N_GEN tokens.
  * --lookahead / --prompt-lookup decode several tokens per pass (the table adds tokens per pass).
  */
-#include "cli/cli.h"
-#include "core/sysinfo.h"
+#include "cli.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -2,8 +2,7 @@
  * cmd_convert.c - `evlm convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR`: writes a
  * Hugging Face style folder that every other command loads.
  */
-#include "cli/cli.h"
-#include "io/llama2c.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <string.h>

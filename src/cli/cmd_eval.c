@@ -6,8 +6,8 @@
  * with --json the last line is one object (accuracy 0..1, per_scenario, per_question, ttft_ms,
  * decode_tok_s, n). Image paths are relative to the dataset's folder.
  */
-#include "cli/cli.h"
-#include "cli/dataset.h"
+#include "cli.h"
+#include "dataset.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

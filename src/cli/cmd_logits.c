@@ -3,8 +3,7 @@
  * position as little-endian float32 [n_tokens][n_vocab] (written atomically), and
  * {"ids": [...], "n_vocab": V} on stdout.
  */
-#include "cli/cli.h"
-#include "core/file.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +34,7 @@ int evlm_cmd_logits(int argc, char **argv) {
     if (!logits) cli_die("out of memory for %zu x %zu logits", n, V);
     cli_check(evlm_decode_prompt(ctx, pr, logits, true));
     /* the host is little-endian (x86-64, ARM64): float32 bytes are written as they are */
-    cli_check(evlm_write_file_atomic(out, logits, sizeof(float) * V * n));
+    cli_write_file_atomic(out, logits, sizeof(float) * V * n);
     printf("{\"ids\": [");
     for (size_t i = 0; i < n; i++) printf(i ? ", %d" : "%d", ids[i]);
     printf("], \"n_vocab\": %zu}\n", V);

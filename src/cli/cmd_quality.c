@@ -10,9 +10,8 @@
  * token. Dataset: the accuracy of both models (greedy answers, exact match, as `evlm eval`).
  * The two models must share a vocabulary.
  */
-#include "cli/cli.h"
-#include "cli/dataset.h"
-#include "core/file.h"
+#include "cli.h"
+#include "dataset.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -41,9 +40,8 @@ typedef struct {
 
 static void eval_text(evlm_model *ref, evlm_model *q, const char *path, const cli_model_opts *o,
                       int chunk, int max_tokens, bool progress, text_stats *ts) {
-    char *text;
     size_t len;
-    cli_check(evlm_read_file(path, (size_t)1 << 30, &text, &len));
+    char *text = cli_read_file(path, (size_t)1 << 30, &len);
     int32_t *ids;
     size_t n_ids;
     cli_check(evlm_tokenize(ref, text, len, false, true, &ids, &n_ids));

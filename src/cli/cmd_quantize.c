@@ -5,9 +5,8 @@
  * with a per-tensor report (type, method, output error on calibration rows, sensitivity) and a
  * progress bar on stderr. --calib takes a text file or a .jsonl dataset (repeatable).
  */
-#include "cli/cli.h"
-#include "compress/quantize.h"
-#include "quant/types.h"
+#include "cli.h"
+#include "evlm_compress.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -16,8 +15,8 @@
 
 /* a type evlm_quantize_row can write, by its ggml name (q4_0, bf16, ...) */
 static bool parse_type(const char *s, evlm_type *t) {
-    evlm_type f = evlm_type_from_gguf_name(s);
-    if (f == EVLM_TYPE_COUNT || !evlm_type_ops_of(f)->from_float) return false;
+    evlm_type f = evlm_type_parse(s);
+    if (f == EVLM_TYPE_COUNT) return false;
     *t = f;
     return true;
 }
@@ -33,6 +32,10 @@ static void bar(void *user, const char *stage, int done, int total) {
 
 static const char *tname(evlm_type t) { return evlm_type_name(t); }
 
+static bool is_quant(evlm_type t) {
+    return t == EVLM_TYPE_Q8_0 || t == EVLM_TYPE_Q4_0 || t == EVLM_TYPE_Q4_1;
+}
+
 int evlm_cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     evlm_quantize_params p = evlm_quantize_default_params();
@@ -46,11 +49,11 @@ int evlm_cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--type")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!parse_type(v, &p.type) || !evlm_type_is_quant(p.type)) cli_die("--type takes q8_0, q4_0 or q4_1, not '%s'", v);
+            if (!parse_type(v, &p.type) || !is_quant(p.type)) cli_die("--type takes q8_0, q4_0 or q4_1, not '%s'", v);
             type_given = true;
         } else if (!strcmp(a, "--vision")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!parse_type(v, &p.vision) || (!evlm_type_is_quant(p.vision) && p.vision != EVLM_TYPE_F16))
+            if (!parse_type(v, &p.vision) || (!is_quant(p.vision) && p.vision != EVLM_TYPE_F16))
                 cli_die("--vision takes q8_0, q4_0, q4_1 or f16, not '%s'", v);
         } else if (!strcmp(a, "--method")) {
             const char *v = cli_value(argc, argv, &i);
@@ -100,6 +103,13 @@ int evlm_cmd_quantize(int argc, char **argv) {
     if (!out) cli_die("no output file given (-o OUT.gguf)");
     if (!type_given) cli_die("no --type given (q8_0, q4_0 or q4_1)");
     if (p.target_bpw > 0 && p.max_size_mb > 0) cli_die("give --target-bpw or --max-size, not both");
+    /* the library names the parameters; the command names its options */
+    bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
+    if ((p.method != EVLM_QMETHOD_RTN || mixed) && !p.calib_text && !p.calib_jsonl)
+        cli_die("%s needs calibration data (--calib FILE)",
+                p.method == EVLM_QMETHOD_AWQ    ? "--method awq"
+                : p.method == EVLM_QMETHOD_GPTQ ? "--method gptq"
+                                                : "mixed precision");
     p.keep = keep;
     p.n_keep = n_keep;
     show = show && !json;

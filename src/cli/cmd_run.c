@@ -4,8 +4,7 @@
  * [-t THREADS] [-c CTX] [--json]`:
  * streams the answer to stdout; with --json prints one object at the end instead.
  */
-#include "cli/cli.h"
-#include "core/sysinfo.h"
+#include "cli.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

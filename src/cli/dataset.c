@@ -1,8 +1,6 @@
 /* dataset.c - question-answer sets for eval and quality (see dataset.h). */
-#include "cli/dataset.h"
-#include "cli/cli.h"
-#include "core/file.h"
-#include "core/sysinfo.h"
+#include "dataset.h"
+#include "cli.h"
 
 #include <ctype.h>
 #include <libgen.h>
@@ -60,9 +58,8 @@ void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params 
                       const evlm_context_params *cp,
                       bool verbose, bool progress, cli_eval_result *res) {
     memset(res, 0, sizeof *res);
-    char *data;
     size_t len;
-    cli_check(evlm_read_file(dataset, (size_t)1 << 30, &data, &len));
+    char *data = cli_read_file(dataset, (size_t)1 << 30, &len);
     char dsdir[4096];
     snprintf(dsdir, sizeof dsdir, "%s", dataset);
     char *base = dirname(dsdir);

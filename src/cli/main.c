@@ -1,7 +1,7 @@
 /*
  * main.c - the evlm command: dispatches to its subcommands.
  */
-#include "cli/cli.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,10 @@
-/* quantize.c - the quantization pipeline behind `evlm quantize` (see quantize.h). */
-#include "compress/quantize.h"
+/*
+ * quantize.c - the quantization pipeline of evlm_quantize (the steps are described in
+ * evlm_compress.h): calibration, per-matrix quantization, mixed-precision allocation, the GGUF
+ * export and the checks of the written file.
+ * Not here: the GGUF container (io/gguf*), the quantizers themselves (gptq, awq, rtn).
+ */
+#include "evlm_compress.h"
 #include "compress/awq.h"
 #include "compress/calib.h"
 #include "compress/gptq.h"
@@ -163,7 +168,9 @@ static evlm_status classify(qctx *q) {
         for (int k = 0; k < p->n_keep; k++) {
             if (fnmatch(p->keep[k].pattern, x->src->name, 0) != 0) continue;
             if (!can_hold(x->src, p->keep[k].type))
-                return evlm__fail(EVLM_ERR_ARG, "--keep %s: tensor '%s' (%s, %lld columns) cannot be stored as %s",
+                return evlm__fail(EVLM_ERR_ARG,
+                                  "keep pattern '%s': tensor '%s' (%s, %lld columns) cannot be "
+                                  "stored as %s",
                                   p->keep[k].pattern, x->src->name, evlm_type_name(x->src->type),
                                   (long long)x->src->ne[0], evlm_type_name(p->keep[k].type));
             x->to = p->keep[k].type;
@@ -486,8 +493,9 @@ static evlm_status allocate(qctx *q) {
     double budget = q->p->target_bpw > 0 ? q->p->target_bpw * (double)el : 1e300;
     if (q->p->max_size_mb > 0 && q->p->max_size_mb * 8e6 < budget) budget = q->p->max_size_mb * 8e6;
     if (bits > budget)
-        return evlm__fail(EVLM_ERR_ARG, "the budget (%.3f bits per weight) is below what --type %s gives (%.3f): "
-                          "choose a smaller --type or a larger budget",
+        return evlm__fail(EVLM_ERR_ARG,
+                          "the budget (%.3f bits per weight) is below what type %s gives "
+                          "(%.3f): choose a smaller type or a larger budget",
                           budget / (double)el, evlm_type_name(q->p->type), bits / (double)el);
     for (;;) {
         qt *best = NULL;
@@ -670,15 +678,16 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     rep->kl_mean = rep->vision_cos = -1;
     evlm_quantize_params p = params ? *params : evlm_quantize_default_params();
     if (!evlm_type_is_file_quant(p.type))
-        return evlm__fail(EVLM_ERR_ARG, "--type must be q8_0, q4_0 or q4_1");
+        return evlm__fail(EVLM_ERR_ARG, "type must be Q8_0, Q4_0 or Q4_1");
     if (!evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16)
-        return evlm__fail(EVLM_ERR_ARG, "--vision must be q8_0, q4_0, q4_1 or f16");
+        return evlm__fail(EVLM_ERR_ARG, "vision must be Q8_0, Q4_0, Q4_1 or F16");
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     bool have_calib = p.calib_text || p.calib_jsonl;
     if ((p.method != EVLM_QMETHOD_RTN || mixed) && !have_calib)
-        return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (--calib FILE)",
-                          p.method == EVLM_QMETHOD_AWQ ? "--method awq" : p.method == EVLM_QMETHOD_GPTQ ? "--method gptq"
-                                                                                                    : "mixed precision");
+        return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (calib_text or calib_jsonl)",
+                          p.method == EVLM_QMETHOD_AWQ    ? "AWQ"
+                          : p.method == EVLM_QMETHOD_GPTQ ? "GPTQ"
+                                                          : "mixed precision");
     if (p.calib_tokens < 2) p.calib_tokens = 2;
     if (p.calib_items < 1) p.calib_items = 1;
     evlm_dir d = evlm_dir_folder(in_dir);

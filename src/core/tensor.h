@@ -19,36 +19,17 @@
 #define EVLM_CORE_TENSOR_H
 
 #include <stdbool.h>
+
+#include "evlm.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #define EVLM_MAX_DIMS 4
 
-typedef enum evlm_type {
-    EVLM_TYPE_F32 = 0,
-    EVLM_TYPE_F16,
-    EVLM_TYPE_BF16,
-    EVLM_TYPE_I64,
-    EVLM_TYPE_I32,
-    EVLM_TYPE_I8,
-    EVLM_TYPE_U8,
-    /* block-quantized (ggml layouts, 32 elements per block along ne[0]; see quant/quants.h) */
-    EVLM_TYPE_Q8_0,
-    EVLM_TYPE_Q4_0,
-    EVLM_TYPE_Q4_1,
-    /* the same blocks with 16 rows interleaved, built at load for the int8 kernels; in memory
-     * only, never in a file (quant/repack.h) */
-    EVLM_TYPE_Q8_0_R16,
-    EVLM_TYPE_Q4_0_R16,
-    EVLM_TYPE_Q4_1_R16,
-    /* float matrices with 16 rows interleaved column by column, built at load for the float
-     * kernels; in memory only (quant/repack.h) */
-    EVLM_TYPE_F32_R16,
-    EVLM_TYPE_F16_R16,
-    EVLM_TYPE_BF16_R16,
-    EVLM_TYPE_COUNT
-} evlm_type;
+/* evlm_type and evlm_type_name are public (evlm.h). The block layouts of the quantized types are
+ * in quant/quants.h; the *_R16 interleavings, built at load, in quant/repack.h. */
 
 typedef struct evlm_tensor {
     const char *name; /* owned by whoever produced the view */
@@ -102,7 +83,6 @@ static inline bool evlm_type_is_file_quant(evlm_type t) {
     const evlm_type_traits *tt = evlm_type_traits_of(t);
     return tt->is_quant && !tt->memory_only;
 }
-const char *evlm_type_name(evlm_type t);
 /* The type of a GGML_TYPE_* id, ggml type name ("q8_0", case-sensitive) or safetensors dtype
  * ("BF16"); EVLM_TYPE_COUNT when no type has it. */
 evlm_type evlm_type_from_gguf_id(uint32_t id);

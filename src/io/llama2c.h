@@ -13,9 +13,7 @@
 #ifndef EVLM_IO_LLAMA2C_H
 #define EVLM_IO_LLAMA2C_H
 
+/* The entry point, evlm_llama2c_convert, is public (evlm.h). */
 #include "evlm.h"
-
-evlm_status evlm_llama2c_convert(const char *model_bin, const char *tokenizer_bin,
-                                 const char *out_dir);
 
 #endif

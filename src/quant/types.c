@@ -81,3 +81,8 @@ float evlm_vec_dot_q_ref(evlm_type t, const void *w, const evlm_q8a *x, int64_t 
     const evlm_type_ops *o = evlm_type_ops_of(t);
     return o->dot_q8a ? o->dot_q8a(w, x, n) : 0.0f;
 }
+
+evlm_type evlm_type_parse(const char *name) {
+    evlm_type t = name ? evlm_type_from_gguf_name(name) : EVLM_TYPE_COUNT;
+    return t != EVLM_TYPE_COUNT && evlm_type_ops_of(t)->from_float ? t : EVLM_TYPE_COUNT;
+}

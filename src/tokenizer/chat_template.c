@@ -175,7 +175,7 @@ evlm_status evlm_chat_template_load_dir(const evlm_dir *d, evlm_chat_template **
     if (st == EVLM_OK && !src)
         st = evlm__fail(EVLM_ERR_UNSUPPORTED,
                         "%s: no chat template (chat_template.json, chat_template.jinja or "
-                        "tokenizer_config.json \"chat_template\"); use --raw",
+                        "tokenizer_config.json \"chat_template\")",
                         dir);
     if (st == EVLM_OK) st = evlm_chat_template_new(name, src, bos, eos, out);
     cJSON_Delete(cfg);

@@ -22,14 +22,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef struct evlm_tokenizer evlm_tokenizer;
+/* evlm_tokenizer, evlm_tokenizer_load / _free and the malloc'd-array wrappers
+ * evlm_tokenizer_tokenize / _detokenize (tokenizer_api.c) are public (evlm.h). */
 
-/* path: tokenizer.json (the folder's tokenizer_config.json is not needed). */
-evlm_status evlm_tokenizer_load(const char *path, evlm_tokenizer **out);
 /* From a tokenizer.json image in memory (fuzzer, tests). */
 evlm_status evlm_tokenizer_from_json(const char *what, const char *json, size_t len,
                                      evlm_tokenizer **out);
-void evlm_tokenizer_free(evlm_tokenizer *tok);
 
 /* Appends the ids of text to out. parse_special: added tokens in text are recognized;
  * when false, special added tokens are plain text (tokenizers' split_special_tokens) while

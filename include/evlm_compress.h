@@ -1,0 +1,99 @@
+/*
+ * evlm_compress.h - public C API of evlm's offline compression: a Hugging Face model folder to
+ * one quantized GGUF file that evlm_model_load (and llama.cpp) reads.
+ *
+ * The pipeline of evlm_quantize:
+ * 1. The float model runs over the calibration set (text chunks and / or question + answer
+ *    prompts with their images), collecting the inputs of every matrix.
+ * 2. Every language-model matrix is quantized to `type`: round-to-nearest, AWQ-style scaling
+ *    (searched per group of matrices sharing an input, folded exactly into the RMSNorm /
+ *    v_proj / up_proj before them, then rounded) or GPTQ (Hessian from the calibration inputs).
+ * 3. Mixed precision (target_bpw / max_size_mb): each matrix's sensitivity is the mean KL of the
+ *    final next-token distributions over the calibration set when only that matrix is quantized
+ *    (round-to-nearest); the most sensitive per bit saved go up to Q8_0 until the budget is met.
+ *    keep patterns pin types by tensor name.
+ * 4. The vision tower and connector matrices take their own type (`vision`); after writing, the
+ *    encoder output of the quantized file is compared with float (cosine similarity) on the
+ *    calibration images, and the written model's mean KL on the calibration set is measured.
+ * Bits per weight count every tensor of the file. The token embedding and output head stay Q8_0
+ * when the matrices go to 4 bits (unless a keep pattern says otherwise), as llama.cpp's mixes do.
+ * Errors name the parameter at fault by its field name here.
+ *
+ * Not here: the runtime (evlm.h). GPTQ needs LAPACKE, a dependency of libevlm for this reason.
+ */
+#ifndef EVLM_COMPRESS_H
+#define EVLM_COMPRESS_H
+
+#include "evlm.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum evlm_qmethod {
+    EVLM_QMETHOD_RTN = 0, /* round to nearest */
+    EVLM_QMETHOD_AWQ,     /* activation-aware scaling, then round to nearest */
+    EVLM_QMETHOD_GPTQ     /* error feedback through the inverse Hessian of the inputs */
+} evlm_qmethod;
+
+typedef struct evlm_quant_keep {
+    const char *pattern; /* fnmatch() glob over Hugging Face tensor names */
+    evlm_type type;
+} evlm_quant_keep;
+
+typedef struct evlm_quantize_params {
+    evlm_type type;   /* language-model matrices: Q8_0, Q4_0 or Q4_1 */
+    evlm_type vision; /* vision tower + connector matrices: Q8_0 (default), Q4_0, Q4_1 or F16 */
+    evlm_qmethod method;
+    const char *calib_text;  /* a text file, nullable */
+    const char *calib_jsonl; /* {image, question, answer} lines (paths relative to it), nullable */
+    int calib_tokens;        /* text tokens used, in chunks of 256 (default 2048) */
+    int calib_items;         /* dataset items used (default 16) */
+    const evlm_quant_keep *keep;
+    int n_keep;
+    double target_bpw;  /* 0: off */
+    double max_size_mb; /* 0: off */
+    int n_threads;      /* 0: physical cores */
+    /* progress of a stage (nullable): done of total units */
+    void (*progress)(void *user, const char *stage, int done, int total);
+    void *user;
+} evlm_quantize_params;
+
+EVLM_API evlm_quantize_params evlm_quantize_default_params(void);
+
+typedef struct evlm_quant_tensor_report {
+    char name[160];
+    evlm_type from, to;
+    int64_t n_elements;
+    size_t bytes;
+    const char *method; /* "rtn", "awq", "gptq", "keep", "float" */
+    double rel_err;     /* output error on calibration rows ||(W - Q) x||^2 / ||W x||^2, or the
+                           weight error ||W - Q||^2 / ||W||^2 without calibration;
+                           -1: not a matrix */
+    double kl;          /* sensitivity (mean KL), -1 when not measured */
+} evlm_quant_tensor_report;
+
+typedef struct evlm_quantize_report {
+    evlm_quant_tensor_report *t;
+    int n;
+    size_t in_bytes, out_bytes; /* tensor bytes of the source and of the file */
+    double bpw;                 /* bits per weight of the file's tensors */
+    double kl_mean;             /* the written model vs float over the calibration set, -1: none */
+    double vision_cos;          /* mean cosine of the encoder output vs float, -1: none */
+    int n_calib_rows;           /* calibration positions evaluated */
+} evlm_quantize_report;
+
+/* Quantizes the model folder in_dir into out_gguf (written atomically); p NULL = defaults.
+ * report (free with evlm_quantize_report_free) describes every tensor of the file. */
+EVLM_API evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
+                                   const evlm_quantize_params *p, evlm_quantize_report *report);
+EVLM_API void evlm_quantize_report_free(evlm_quantize_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
