@@ -1,6 +1,11 @@
 /*
  * model_impl.h - private layout of evlm_model and evlm_context, shared by model.c (loading,
  * text API) and prompt.c (multimodal prompts).
+ *
+ * Threads (the contract is at the top of evlm.h): after load the model is read-only except for
+ * the vision encoder's state, which vision_mu guards together with the model's pool. Decoding
+ * runs on the context's own pool and state, never on the model's; a context's calibration
+ * observer (state.observe) is called on the thread decoding it, never from the pool's workers.
  */
 #ifndef EVLM_MODEL_IMPL_H
 #define EVLM_MODEL_IMPL_H
@@ -17,6 +22,8 @@
 #include "vision/siglip.h"
 #include "vision/vision_config.h"
 
+#include <pthread.h>
+
 struct evlm_model {
     evlm_llama_config cfg;
     evlm_weights *weights;
@@ -24,8 +31,9 @@ struct evlm_model {
     evlm_tokenizer *tok;
     evlm_chat_template *tmpl;
     char tmpl_error[512]; /* why there is no template */
-    evlm_pool *pool;
+    evlm_pool *pool; /* load-time work (repack, greedy head) and, under vision_mu, image encoding */
     int n_threads;
+    pthread_mutex_t vision_mu; /* one image encoding at a time: pool, vstate, qstate, qmax_* */
     evlm_act act; /* what quantized matmuls multiply: int8 (default) or f32 activations */
     int32_t eos[EVLM_MAX_EOS];
     int n_eos;
@@ -54,6 +62,7 @@ const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows);
 
 struct evlm_context {
     evlm_model *model;
+    evlm_pool *pool; /* this context's workers: decoding never touches the model's pool */
     evlm_llama_state state;
     int32_t *tree_pos; /* positions of evlm_decode_tree's batch, grown, never per step */
     int tree_cap;

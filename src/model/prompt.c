@@ -6,8 +6,10 @@
  * Two families: Idefics3 / SmolVLM (tiles + global image, text-level marker expansion) and
  * Qwen2-VL (dynamic resolution; each <|image_pad|> grows to the image's merged patch count after
  * tokenization; 3-D M-RoPE positions from get_rope_index, text resuming after the image's
- * largest position). The vision state is planned once at model load, so one prompt is prepared
- * at a time per model.
+ * largest position). The vision state is planned once at model load and belongs to the model:
+ * image encoding holds the model's vision_mu, so prompts may be prepared from several threads
+ * at once (decoding, preprocessing and tokenization run in parallel; the encoders take turns).
+ * Evaluation runs on the context's pool.
  */
 #include "core/status.h"
 #include "core/sysinfo.h"
@@ -116,12 +118,14 @@ static evlm_status prepare_idefics3(evlm_model *m, evlm_prompt *p, const char *t
             goto done;
         }
         float *dst = p->features;
-        for (int i = 0; i < n_images; i++) {
-            if ((st = evlm_siglip_encode(&m->siglip, &m->vstate, m->pool, px[i].pixel_values,
-                                         px[i].pixel_attention_mask, px[i].n_tiles, dst)) != EVLM_OK)
-                goto done;
+        pthread_mutex_lock(&m->vision_mu);
+        for (int i = 0; i < n_images && st == EVLM_OK; i++) {
+            st = evlm_siglip_encode(&m->siglip, &m->vstate, m->pool, px[i].pixel_values,
+                                    px[i].pixel_attention_mask, px[i].n_tiles, dst);
             dst += (size_t)px[i].n_tiles * per_tile * H;
         }
+        pthread_mutex_unlock(&m->vision_mu);
+        if (st != EVLM_OK) goto done;
         int n_tok = 0;
         for (size_t i = 0; i < p->ids.len; i++) n_tok += p->ids.data[i] == p->image_token;
         if (n_tok != p->n_feat_rows) {
@@ -203,20 +207,25 @@ static evlm_status prepare_qwen2vl(evlm_model *m, evlm_prompt *p, const char *te
         goto done;
     }
     float *dst = p->features;
-    for (int i = 0; i < n_images; i++) {
+    pthread_mutex_lock(&m->vision_mu);
+    for (int i = 0; i < n_images && st == EVLM_OK; i++) {
         if (px[i].n_patches > m->qmax_patches) { /* a larger image than planned: grow once */
             evlm_qwen2vl_vit_state_release(&m->qstate);
-            if ((st = evlm_qwen2vl_vit_state_init(&m->qstate, &m->qvit, px[i].n_patches,
-                                                  evlm_pool_size(m->pool))) != EVLM_OK)
-                goto done;
+            st = evlm_qwen2vl_vit_state_init(&m->qstate, &m->qvit, px[i].n_patches,
+                                             evlm_pool_size(m->pool));
+            if (st != EVLM_OK) {
+                m->qmax_patches = 0; /* nothing planned now: the next image plans again */
+                break;
+            }
             m->qmax_patches = px[i].n_patches;
             m->qstate.mm.act = m->act;
         }
-        if ((st = evlm_qwen2vl_vit_encode(&m->qvit, &m->qstate, m->pool, px[i].pixel_values, px[i].grid_t,
-                                          px[i].grid_h, px[i].grid_w, dst)) != EVLM_OK)
-            goto done;
+        st = evlm_qwen2vl_vit_encode(&m->qvit, &m->qstate, m->pool, px[i].pixel_values,
+                                     px[i].grid_t, px[i].grid_h, px[i].grid_w, dst);
         dst += (size_t)px[i].n_tokens * H;
     }
+    pthread_mutex_unlock(&m->vision_mu);
+    if (st != EVLM_OK) goto done;
     st = evlm_qwen2vl_rope_index(p->ids.data, (int)n, pad, m->qvcfg.spatial_merge_size, grids, n_images,
                                  p->mrope, &p->mdelta);
     p->image_ms = evlm_time_ms() - t0;
@@ -255,7 +264,7 @@ static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float 
     evlm_llama_inject inj = {p->image_token, p->features, p->n_feat_rows, 0};
     evlm_llama_batch b = {.n = (int)p->ids.len, .ids = p->ids.data, .inject = p->n_feat_rows ? &inj : NULL,
                           .logits = logits, .top = top, .all_logits = all};
-    if (!p->mrope) return evlm_llama_decode(&m->llama, s, m->pool, &b);
+    if (!p->mrope) return evlm_llama_decode(&m->llama, s, ctx->pool, &b);
     /* M-RoPE: the prompt's positions start where the context's next position is */
     const size_t n = p->ids.len;
     int32_t *pos = malloc(sizeof(int32_t) * 3 * n);
@@ -264,7 +273,7 @@ static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float 
     for (size_t i = 0; i < 3 * n; i++) pos[i] = p->mrope[i] + base;
     b.pos = b.mrope_pos = pos;
     b.inject = &inj;
-    evlm_status st = evlm_llama_decode(&m->llama, s, m->pool, &b);
+    evlm_status st = evlm_llama_decode(&m->llama, s, ctx->pool, &b);
     if (st == EVLM_OK) s->pos_offset += p->mdelta;
     free(pos);
     return st;
