@@ -16,7 +16,7 @@
 #include <pthread.h>
 
 #define N_JOBS 4
-#define N_PREDICT 32
+#define N_PREDICT 24
 
 typedef struct {
     const char *question;
@@ -121,7 +121,7 @@ static void test_decode(evlm_model *m, const char *dataset) {
         CHECKF(ref[i].st == EVLM_OK && par[i].st == EVLM_OK, "job %d: %s / %s", i, ref[i].err,
                par[i].err);
         CHECKF(ref[i].n_ids == N_PREDICT, "job %d: %d ids", i, ref[i].n_ids);
-        CHECKF(ref[i].n_image_tokens == (k_jobs[i].image ? 80 : 0), "job %d: %d image tokens", i,
+        CHECKF(ref[i].n_image_tokens == (k_jobs[i].image ? 16 : 0), "job %d: %d image tokens", i,
                ref[i].n_image_tokens);
         CHECK(par[i].n_image_tokens == ref[i].n_image_tokens);
         int diff = -1;
@@ -224,7 +224,8 @@ int main(void) {
     snprintf(dir, sizeof dir, "%s/models/scenes-vlm", shared);
     snprintf(dataset, sizeof dataset, "%s/datasets/scenes-dev", shared);
     evlm_model_params mp = evlm_model_default_params();
-    mp.n_threads = 2; /* the vision encoder's workers */
+    mp.n_threads = 2;                         /* the vision encoder's workers */
+    mp.image_splitting = EVLM_SPLIT_OFF; /* one tile per image: quick under qemu and sanitizers */
     evlm_model *m = NULL;
     CHECK_OK(evlm_model_load(dir, &mp, &m));
     if (!m) return test_done();
