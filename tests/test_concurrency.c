@@ -174,7 +174,8 @@ static void *tok_thread(void *arg) {
 static void test_tokenize(evlm_model *m) {
     static const char *texts[2] = {
         "<|im_start|>User: A red car with the plate AB 1234 stops; the driver yawns twice.",
-        "Zwei Kinder lachen, ein drittes weint: \xc3\xa9t\xc3\xa9, caf\xc3\xa9, 12345 km/h!<end_of_utterance>",
+        "Zwei Kinder lachen, ein drittes weint: \xc3\xa9t\xc3\xa9, caf\xc3\xa9, 12345 km/h!"
+        "<end_of_utterance>",
     };
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, 2);
@@ -186,7 +187,8 @@ static void test_tokenize(evlm_model *m) {
     }
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     pthread_barrier_destroy(&start);
-    for (int i = 0; i < 2; i++) CHECKF(t[i].same && t[i].n_ids > 5, "text %d: ids or text changed", i);
+    for (int i = 0; i < 2; i++)
+        CHECKF(t[i].same && t[i].n_ids > 5, "text %d: ids or text changed", i);
     /* and the ids of a tokenization on this thread alone */
     int32_t *ids = NULL;
     size_t n = 0;
@@ -224,7 +226,7 @@ int main(void) {
     snprintf(dir, sizeof dir, "%s/models/scenes-vlm", shared);
     snprintf(dataset, sizeof dataset, "%s/datasets/scenes-dev", shared);
     evlm_model_params mp = evlm_model_default_params();
-    mp.n_threads = 2;                         /* the vision encoder's workers */
+    mp.n_threads = 2;                    /* the vision encoder's workers */
     mp.image_splitting = EVLM_SPLIT_OFF; /* one tile per image: quick under qemu and sanitizers */
     evlm_model *m = NULL;
     CHECK_OK(evlm_model_load(dir, &mp, &m));
