@@ -4,7 +4,7 @@ CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 FATAL ?= $(if $(CI),ON,OFF)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all build test test-deps format-check test-release test-asan test-arm demo bench compression-report fuzz format deps clean
+.PHONY: all build test test-deps format-check test-release test-asan test-tsan test-arm demo bench compression-report fuzz format deps clean
 
 all: build
 
@@ -13,7 +13,7 @@ build:
 	cmake --build --preset release -j $(JOBS)
 
 test: test-deps
-	@$(MAKE) --no-print-directory test-release test-asan test-arm
+	@$(MAKE) --no-print-directory test-release test-asan test-tsan test-arm
 
 # the packages the tests build with (installed when run as root, else the command is printed)
 test-deps:
@@ -26,6 +26,16 @@ test-asan:
 	cmake --preset asan -DEVLM_FATAL_WARNINGS=$(FATAL) >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest $(CTEST_FLAGS)
+
+# ThreadSanitizer (the tsan preset; it cannot be combined with ASan): the concurrency contract of
+# include/evlm.h (test_concurrency: several contexts of one model decoding at once) and the tests
+# that drive the thread pool hardest. Only these are built. No suppressions: any report fails.
+TSAN_TESTS ?= test_concurrency|test_llama_fixture|test_top1|test_siglip|test_kv
+test-tsan:
+	cmake --preset tsan -DEVLM_FATAL_WARNINGS=$(FATAL) >/dev/null
+	cmake --build --preset tsan -j $(JOBS) --target $(subst |, ,$(TSAN_TESTS))
+	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
+	  ctest $(CTEST_FLAGS) -R '^($(TSAN_TESTS))$$'
 
 # aarch64 cross build (cmake/aarch64-linux-gnu.cmake): the suite under qemu-user, -cpu max
 # (dotprod), plus test_kernels_baseline on a Cortex-A53 (plain NEON); tools from scripts/deps.sh.

@@ -10,6 +10,29 @@
  *
  * Not here: internal tensor views, kernels and file readers live in src/ (see
  * docs/ARCHITECTURE.md); the shared library exports only what the public headers declare.
+ *
+ * Threads. A loaded model is shared read-only; each context owns its mutable state (KV cache,
+ * activations) and its worker threads. From several threads at once, it is safe to:
+ *  - decode with several contexts of one model, each context used by one thread at a time
+ *    (evlm_decode*, evlm_context_*, evlm_generate with lookahead or sampling): each context
+ *    runs its forward passes on its own pool of evlm_context_params.n_threads workers (0 = the
+ *    model's n_threads), so the sum over busy contexts should not exceed the cores;
+ *  - call evlm_tokenize, evlm_detokenize, evlm_chat_prompt and the evlm_model_* getters on a
+ *    shared model;
+ *  - prepare prompts with evlm_prompt_new, images included: image files are decoded,
+ *    preprocessed and tokenized in parallel, while the vision encoder (whose activations and
+ *    workers belong to the model) encodes the images of one prompt at a time per model, so
+ *    concurrent image prompts wait for each other there. A ready evlm_prompt is read-only and
+ *    may be evaluated by several contexts at once;
+ *  - use several samplers, each by one thread at a time.
+ * Not safe: one context (or sampler, or evlm_ngram_cache: one generation at a time uses it)
+ * from two threads at once; freeing a model while any of its contexts lives or a call on it
+ * runs (free the contexts first). Different models load and run independently.
+ * evlm_last_error() is per thread: it reports the calling thread's last failure only.
+ * Results never depend on the thread count nor on other contexts: a context decodes the same
+ * ids alone or beside others. The kernel table is chosen once per process, at its first use
+ * (EVLM_ISA is read then). evlm_gen_result.cpu_ms is the process's CPU time, other threads'
+ * work included.
  */
 #ifndef EVLM_H
 #define EVLM_H
@@ -111,7 +134,7 @@ typedef enum evlm_kv_type {
 typedef struct evlm_context_params {
     int n_ctx;       /* KV cache length; 0 = min(model max positions, 4096) */
     int n_batch;     /* most tokens evaluated in one forward call; 0 = 512 */
-    int n_threads;   /* 0 = the model's */
+    int n_threads;   /* this context's workers; 0 = the model's */
     evlm_kv_type kv; /* what the KV cache stores */
 } evlm_context_params;
 
@@ -279,7 +302,7 @@ typedef struct evlm_lookahead_params {
 
 /* The n-gram pool of lookahead decoding, kept across answers (a deployment asks similar
  * questions: earlier answers' phrases make good drafts). Drafts are verified, so the cache
- * changes speed, never output. One cache per model; not thread-safe. */
+ * changes speed, never output. One cache per model; one generation at a time uses it. */
 typedef struct evlm_ngram_cache evlm_ngram_cache;
 EVLM_API evlm_status evlm_ngram_cache_new(const evlm_model *model, evlm_ngram_cache **out);
 EVLM_API void evlm_ngram_cache_free(evlm_ngram_cache *cache);

@@ -3,6 +3,7 @@
 #include "core/status.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,8 +114,10 @@ void evlm_pool_run(evlm_pool *pool, evlm_task_fn fn, void *arg) {
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
     fn(arg, 0, pool->n);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
-    }
+    /* a worker still busy after a long spin is likely waiting for a core (more threads than
+     * cores: several contexts decoding at once): give it ours */
+    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;)
+        if (++spins >= SPIN_ITERS) sched_yield();
 }
 
 int evlm_physical_cores(void) {

@@ -5,7 +5,10 @@
  * is thread 0) and returns when all are done. Work is split by the callee using ith/nth so that
  * each output element is computed by exactly one thread in a fixed order: results never depend
  * on the thread count. Workers spin briefly for the next job, then sleep on a condition
- * variable. Not here: work stealing or nested parallelism.
+ * variable; the caller spins for the workers, yielding its core after a while (more threads
+ * than cores). A pool runs one job at a time for one caller at a time: its owner (a context, or
+ * the model under its vision lock) serializes the calls. Not here: work stealing, nested
+ * parallelism, jobs from several threads at once.
  */
 #ifndef EVLM_CORE_THREADPOOL_H
 #define EVLM_CORE_THREADPOOL_H

@@ -9,6 +9,9 @@
  * so it is a table of its own, preferred when present. Plain "avx512" uses the AVX2 quant kernels.
  * AArch64: one "neon" table, whose gemm_q comes from arm_dotprod.c / arm_i8mm.c when the hwcaps
  * report dotprod / dotprod + i8mm.
+ *
+ * Thread safety: evlm_kernels_get chooses once (pthread_once), at the first call from any thread;
+ * the derived tables are filled once the same way. Not here: switching tables at run time.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -135,13 +138,19 @@ static const evlm_kernels *best(void) {
     return &evlm_kernels_ref;
 }
 
-const evlm_kernels *evlm_kernels_get(void) {
-    static const evlm_kernels *chosen;
-    if (chosen) return chosen;
+/* The table is chosen once per process (pthread_once): every thread, context and model then uses
+ * the same kernels, and a later change of EVLM_ISA has no effect. */
+static const evlm_kernels *chosen;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+
+static void choose(void) {
     const evlm_kernels *k = NULL;
     const char *env = getenv("EVLM_ISA");
     if (env && *env) k = evlm_kernels_by_name(env);
-    if (!k) k = best();
-    chosen = k;
+    chosen = k ? k : best();
+}
+
+const evlm_kernels *evlm_kernels_get(void) {
+    pthread_once(&chosen_once, choose);
     return chosen;
 }

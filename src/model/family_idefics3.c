@@ -105,12 +105,14 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
             goto done;
         }
         float *dst = p->features;
-        for (int i = 0; i < n_images; i++) {
-            if ((st = evlm_siglip_encode(&v->siglip, &v->vstate, m->pool, px[i].pixel_values,
-                                         px[i].pixel_attention_mask, px[i].n_tiles, dst)) != EVLM_OK)
-                goto done;
+        pthread_mutex_lock(&m->vision_mu);
+        for (int i = 0; i < n_images && st == EVLM_OK; i++) {
+            st = evlm_siglip_encode(&v->siglip, &v->vstate, m->pool, px[i].pixel_values,
+                                    px[i].pixel_attention_mask, px[i].n_tiles, dst);
             dst += (size_t)px[i].n_tiles * per_tile * H;
         }
+        pthread_mutex_unlock(&m->vision_mu);
+        if (st != EVLM_OK) goto done;
         int n_tok = 0;
         for (size_t i = 0; i < p->ids.len; i++) n_tok += p->ids.data[i] == p->image_token;
         if (n_tok != p->n_feat_rows) {

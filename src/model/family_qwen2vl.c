@@ -150,20 +150,24 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
         goto done;
     }
     float *dst = p->features;
-    for (int i = 0; i < n_images; i++) {
+    pthread_mutex_lock(&m->vision_mu);
+    for (int i = 0; i < n_images && st == EVLM_OK; i++) {
         if (px[i].n_patches > v->max_patches) { /* a larger image than planned: grow once */
             evlm_qwen2vl_vit_state_release(&v->state);
-            if ((st = evlm_qwen2vl_vit_state_init(&v->state, &v->vit, px[i].n_patches,
-                                                  evlm_pool_size(m->pool))) != EVLM_OK)
-                goto done;
+            st = evlm_qwen2vl_vit_state_init(&v->state, &v->vit, px[i].n_patches, evlm_pool_size(m->pool));
+            if (st != EVLM_OK) {
+                v->max_patches = 0; /* nothing planned now: the next image plans again */
+                break;
+            }
             v->max_patches = px[i].n_patches;
             v->state.mm.act = m->act;
         }
-        if ((st = evlm_qwen2vl_vit_encode(&v->vit, &v->state, m->pool, px[i].pixel_values, px[i].grid_t,
-                                          px[i].grid_h, px[i].grid_w, dst)) != EVLM_OK)
-            goto done;
+        st = evlm_qwen2vl_vit_encode(&v->vit, &v->state, m->pool, px[i].pixel_values, px[i].grid_t,
+                                     px[i].grid_h, px[i].grid_w, dst);
         dst += (size_t)px[i].n_tokens * H;
     }
+    pthread_mutex_unlock(&m->vision_mu);
+    if (st != EVLM_OK) goto done;
     st = evlm_qwen2vl_rope_index(p->ids.data, (int)n, pad, v->cfg.spatial_merge_size, grids, n_images,
                                  p->mrope, &p->mdelta);
     p->image_ms = evlm_time_ms() - t0;

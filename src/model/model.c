@@ -101,6 +101,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    pthread_mutex_init(&m->vision_mu, NULL);
     if ((st = evlm_llama_config_load_dir(&d, &m->cfg)) != EVLM_OK) goto fail;
     if ((st = find_family(path, &m->cfg, &m->family)) != EVLM_OK) goto fail;
     st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
@@ -150,6 +151,7 @@ void evlm_model_free(evlm_model *m) {
     evlm_tokenizer_free(m->tok);
     evlm_llama_release(&m->llama);
     evlm_weights_free(m->weights);
+    pthread_mutex_destroy(&m->vision_mu);
     free(m);
 }
 
@@ -240,10 +242,14 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
         free(c);
         return evlm__fail(EVLM_ERR_ARG, "unknown KV cache type %d", (int)p.kv);
     }
-    evlm_status st = evlm_llama_state_init(&c->state, &m->llama, n_ctx, n_batch, evlm_pool_size(m->pool),
-                                           kv_types[p.kv]);
+    /* the context's own workers: contexts of one model decode at once from several threads */
+    evlm_status st = evlm_pool_new(p.n_threads > 0 ? p.n_threads : m->n_threads, &c->pool);
+    if (st == EVLM_OK)
+        st = evlm_llama_state_init(&c->state, &m->llama, n_ctx, n_batch, evlm_pool_size(c->pool),
+                                   kv_types[p.kv]);
     c->state.mm.act = m->act;
     if (st != EVLM_OK) {
+        evlm_pool_free(c->pool);
         free(c);
         return st;
     }
@@ -254,6 +260,7 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
 void evlm_context_free(evlm_context *c) {
     if (!c) return;
     evlm_llama_state_release(&c->state);
+    evlm_pool_free(c->pool);
     free(c->tree_pos);
     free(c);
 }
@@ -276,14 +283,14 @@ evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
 
 evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logits, bool all_logits) {
     if (!ids) return evlm__fail(EVLM_ERR_ARG, "no token ids");
-    return evlm_llama_forward(&c->model->llama, &c->state, c->model->pool, ids, NULL, NULL, n,
+    return evlm_llama_forward(&c->model->llama, &c->state, c->pool, ids, NULL, NULL, n,
                               logits, all_logits);
 }
 
 evlm_status evlm_decode_greedy(evlm_context *c, const int32_t *ids, int n, int32_t *top, bool all) {
     if (!ids || !top) return evlm__fail(EVLM_ERR_ARG, "no token ids or no room for the greedy ids");
     evlm_llama_batch b = {.n = n, .ids = ids, .top = top, .all_logits = all};
-    return evlm_llama_decode(&c->model->llama, &c->state, c->model->pool, &b);
+    return evlm_llama_decode(&c->model->llama, &c->state, c->pool, &b);
 }
 
 static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth, const uint8_t *mask,
@@ -300,7 +307,7 @@ static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_
     for (int i = 0; i < n; i++) pos[i] = base + (depth[i] >= 0 && depth[i] <= n ? depth[i] : -base - 1);
     evlm_llama_batch b = {.n = n, .ids = ids, .pos = pos, .mask = mask, .logits = logits,
                           .out_rows = out_rows, .n_out = n_out, .top = top};
-    return evlm_llama_decode(&c->model->llama, &c->state, c->model->pool, &b);
+    return evlm_llama_decode(&c->model->llama, &c->state, c->pool, &b);
 }
 
 evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,

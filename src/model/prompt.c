@@ -3,8 +3,10 @@
  * through the model's family (family.h: tokens, image features, M-RoPE positions; plain
  * tokenization for text-only families), and the evaluation that places the features at the
  * image tokens and M-RoPE positions after the context's next position.
- * The families' vision state is planned once at model load, so one prompt is prepared at a time
- * per model.
+ * The families' vision state is planned once at model load and belongs to the model: image
+ * encoding holds the model's vision_mu, so prompts may be prepared from several threads at once
+ * (decoding, preprocessing and tokenization run in parallel; the encoders take turns).
+ * Evaluation runs on the context's pool.
  */
 #include "core/status.h"
 #include "core/sysinfo.h"
@@ -92,7 +94,7 @@ static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float 
     evlm_llama_inject inj = {p->image_token, p->features, p->n_feat_rows, 0};
     evlm_llama_batch b = {.n = (int)p->ids.len, .ids = p->ids.data, .inject = p->n_feat_rows ? &inj : NULL,
                           .logits = logits, .top = top, .all_logits = all};
-    if (!p->mrope) return evlm_llama_decode(&m->llama, s, m->pool, &b);
+    if (!p->mrope) return evlm_llama_decode(&m->llama, s, ctx->pool, &b);
     /* M-RoPE: the prompt's positions start where the context's next position is */
     const size_t n = p->ids.len;
     int32_t *pos = malloc(sizeof(int32_t) * 3 * n);
@@ -101,7 +103,7 @@ static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float 
     for (size_t i = 0; i < 3 * n; i++) pos[i] = p->mrope[i] + base;
     b.pos = b.mrope_pos = pos;
     b.inject = &inj;
-    evlm_status st = evlm_llama_decode(&m->llama, s, m->pool, &b);
+    evlm_status st = evlm_llama_decode(&m->llama, s, ctx->pool, &b);
     if (st == EVLM_OK) s->pos_offset += p->mdelta;
     free(pos);
     return st;
