@@ -202,6 +202,31 @@ EVLM_API evlm_status evlm_decode_tree_greedy(evlm_context *ctx, const int32_t *i
  * drops the rest (n_past = base + n_keep). */
 EVLM_API evlm_status evlm_context_keep(evlm_context *ctx, int base, const int *slots, int n_keep);
 
+/* ---- random-weight models --------------------------------------------------------------- */
+
+/* A model folder with random weights for a Hugging Face config.json, so benchmarks and tests
+ * need no downloads. */
+typedef struct evlm_synth_params {
+    const char *config;        /* config.json of any architecture evlm_model_load serves */
+    const char *out_dir;       /* created if missing; files in it are replaced */
+    const char *dtype;         /* "bf16" (default), "f16" or "f32": every tensor's type */
+    bool text_only;            /* a VLM's language model alone, as a Llama folder (with a
+                                  Llama-style config.json); not for models whose text part
+                                  needs the rest (Qwen2-VL's M-RoPE) */
+    const char *tokenizer_dir; /* NULL: the tokenizer and chat template files come from the
+                                  config's folder; else from this one */
+    uint64_t seed;             /* same seed and arguments: byte-identical files */
+} evlm_synth_params;
+
+evlm_synth_params evlm_synth_default_params(void);
+/* Writes out_dir/model.safetensors (matrices and embeddings ~ U(-a, a) with the std of
+ * N(0, 0.02), norm weights 1, biases 0, deterministic per seed), config.json (the config as it
+ * is, or a Llama text config for text_only), and copies the tokenizer, chat template,
+ * generation and processor files present in the config's folder (no processor files for
+ * text_only); without a tokenizer.json, a byte-level one (256 byte tokens, no merges) is
+ * written. n_tensors, bytes (nullable): the tensors written and their data size. */
+evlm_status evlm_model_synth(const evlm_synth_params *params, int *n_tensors, size_t *bytes);
+
 /* ---- text ------------------------------------------------------------------------------- */
 
 /* Token ids of text. parse_special: "<|im_start|>" and other added tokens in the text become

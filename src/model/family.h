@@ -4,8 +4,9 @@
  * Every family runs the same text decoder (llama.h); a family adds what is its own: which
  * config.json architectures it recognizes, the vision tower + connector + image processor it
  * loads and binds after the decoder, the matrices of those parts (with their roles, for the
- * compression passes), and how a prompt with images becomes tokens + image features. A family
- * is one file that fills an evlm_family and one line in the registry (family.c); model.c only
+ * compression passes), how a prompt with images becomes tokens + image features, and the
+ * tensors of a random-weight model for a config (evlm_model_synth, synth.c). A family is one
+ * file that fills an evlm_family and one line in the registry (family.c); model.c only
  * dispatches. docs/HOWTO-add-a-model.md is the recipe.
  * Not here: the decoder itself, tokenization, the chat template (generic, from the folder).
  */
@@ -14,7 +15,9 @@
 
 #include "core/buf.h"
 #include "core/file.h"
+#include "core/status.h"
 #include "core/tensor.h"
+#include "io/hf_config.h"
 #include "vision/image.h"
 #include "evlm.h"
 
@@ -50,6 +53,27 @@ typedef struct evlm_prompt {
     int32_t mdelta; /* next position - n after this prompt */
 } evlm_prompt;
 
+/* What evlm_model_synth gives a family: the config.json it synthesizes a model for (file names
+ * it in errors; json is the whole text, for the family's own sections) and its text config. */
+typedef struct evlm_synth_cfg {
+    const char *file;
+    const char *json;
+    size_t len;
+    const evlm_llama_config *text;
+    bool text_only; /* the language model alone, as a Llama folder */
+} evlm_synth_cfg;
+
+typedef enum evlm_synth_kind {
+    EVLM_SYNTH_RANDOM = 0, /* U(-a, a) with the std of N(0, 0.02): matrices, embeddings */
+    EVLM_SYNTH_ONES,       /* norm weights */
+    EVLM_SYNTH_ZEROS,      /* biases */
+} evlm_synth_kind;
+
+/* Adds one tensor; shape[0..n_dims) in PyTorch order (outermost first). Random values are drawn
+ * in the order of the calls, so a family lists its tensors in a fixed order. */
+typedef evlm_status (*evlm_synth_add)(void *user, const char *name, evlm_synth_kind kind,
+                                      int n_dims, const int64_t *shape);
+
 typedef struct evlm_family {
     const char *name;                 /* "llama", "idefics3", ... */
     const char *const *architectures; /* config.json "architectures" it serves, NULL-terminated */
@@ -63,6 +87,11 @@ typedef struct evlm_family {
      * plain tokenization, no images. */
     evlm_status (*prompt)(evlm_model *m, evlm_prompt *p, const char *text, bool add_special,
                           const evlm_image_input *images, int n_images);
+    /* Lists every tensor of a model for c (evlm__synth_decoder for the decoder, then the
+     * family's parts; only the decoder's, under "model.", when c->text_only, or an
+     * EVLM_ERR_UNSUPPORTED naming "text_only" when the text model needs the rest). NULL: the
+     * decoder alone (evlm__synth_decoder under "model."). */
+    evlm_status (*synth)(const evlm_synth_cfg *c, evlm_synth_add add, void *user);
 } evlm_family;
 
 /* The family serving a config.json architecture; NULL when none does. */
@@ -77,5 +106,18 @@ void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user);
 evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t len, bool add_special,
                                   evlm_ids *out);
 evlm_status evlm__image_input_load(const evlm_image_input *in, int index, evlm_image *img);
+
+/* Shared by the families' synth hooks (synth.c). evlm__synth_put: add() of a tensor named
+ * printf(fmt, ...) with shape d0..d3 (the first n_dims of them, PyTorch order).
+ * evlm__synth_decoder: the decoder's tensors under prefix ("model." or e.g. "model.text_model."):
+ * embedding, per layer the two norms, q/k/v/o (+ q/k/v biases when qkv_bias), gate/up/down
+ * (+ biases when c->mlp_bias), the final norm, lm_head unless tied. */
+evlm_status evlm__synth_put(evlm_synth_add add, void *user, evlm_synth_kind kind, int n_dims,
+                            int64_t d0, int64_t d1, int64_t d2, int64_t d3, const char *fmt, ...)
+    EVLM_PRINTF(9, 10);
+evlm_status evlm__synth_decoder(const evlm_llama_config *c, const char *prefix, bool qkv_bias,
+                                evlm_synth_add add, void *user);
+/* Whether a text config has q/k/v biases: attention_bias, or a Qwen2 model. */
+bool evlm__synth_qkv_bias(const evlm_llama_config *c);
 
 #endif

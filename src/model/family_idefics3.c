@@ -128,6 +128,45 @@ done:
     return st;
 }
 
+/* The decoder under "model.text_model." (text_only: under "model.", a Llama model), the SigLIP
+ * tower under "model.vision_model." and the connector. */
+static evlm_status synth(const evlm_synth_cfg *c, evlm_synth_add add, void *u) {
+    if (c->text_only)
+        return evlm__synth_decoder(c->text, "model.", evlm__synth_qkv_bias(c->text), add, u);
+    evlm_vision_config v;
+    EVLM_TRY(evlm_vision_config_parse(c->file, c->json, c->len, &v));
+    EVLM_TRY(
+        evlm__synth_decoder(c->text, "model.text_model.", evlm__synth_qkv_bias(c->text), add, u));
+    const int64_t D = v.hidden_size, F = v.intermediate_size, P = v.patch_size, C = v.num_channels;
+    const evlm_synth_kind W = EVLM_SYNTH_RANDOM, N = EVLM_SYNTH_ONES, B = EVLM_SYNTH_ZEROS;
+    const char *p = "model.vision_model.";
+    EVLM_TRY(evlm__synth_put(add, u, W, 4, D, C, P, P, "%sembeddings.patch_embedding.weight", p));
+    EVLM_TRY(evlm__synth_put(add, u, B, 1, D, 0, 0, 0, "%sembeddings.patch_embedding.bias", p));
+    EVLM_TRY(evlm__synth_put(add, u, W, 2, v.num_patches, D, 0, 0,
+                             "%sembeddings.position_embedding.weight", p));
+    static const char *lin[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+    for (int l = 0; l < v.n_layers; l++) {
+#define T(kind, nd, a, b, ...) EVLM_TRY(evlm__synth_put(add, u, kind, nd, a, b, 0, 0, __VA_ARGS__))
+        for (int k = 1; k <= 2; k++) {
+            T(N, 1, D, 0, "%sencoder.layers.%d.layer_norm%d.weight", p, l, k);
+            T(B, 1, D, 0, "%sencoder.layers.%d.layer_norm%d.bias", p, l, k);
+        }
+        for (int k = 0; k < 4; k++) {
+            T(W, 2, D, D, "%sencoder.layers.%d.self_attn.%s.weight", p, l, lin[k]);
+            T(B, 1, D, 0, "%sencoder.layers.%d.self_attn.%s.bias", p, l, lin[k]);
+        }
+        T(W, 2, F, D, "%sencoder.layers.%d.mlp.fc1.weight", p, l);
+        T(B, 1, F, 0, "%sencoder.layers.%d.mlp.fc1.bias", p, l);
+        T(W, 2, D, F, "%sencoder.layers.%d.mlp.fc2.weight", p, l);
+        T(B, 1, D, 0, "%sencoder.layers.%d.mlp.fc2.bias", p, l);
+#undef T
+    }
+    EVLM_TRY(evlm__synth_put(add, u, N, 1, D, 0, 0, 0, "%spost_layernorm.weight", p));
+    EVLM_TRY(evlm__synth_put(add, u, B, 1, D, 0, 0, 0, "%spost_layernorm.bias", p));
+    return evlm__synth_put(add, u, W, 2, v.text_hidden_size, D * v.scale_factor * v.scale_factor, 0,
+                           0, "model.connector.modality_projection.proj.weight");
+}
+
 static const char *const k_archs[] = {"Idefics3ForConditionalGeneration",
                                       "SmolVLMForConditionalGeneration", NULL};
 
@@ -138,4 +177,5 @@ const evlm_family evlm_family_idefics3 = {
     .free = release,
     .matrices = matrices,
     .prompt = prompt,
+    .synth = synth,
 };

@@ -178,6 +178,48 @@ done:
     return st;
 }
 
+/* The decoder under "model." (always with q/k/v biases), the tower under "visual." and the
+ * merger. The Conv3d kernel [D, C, T, p, p] is written as [D, C, T, p*p] (the same bytes; a 5-D
+ * tensor loads folded to exactly this view). No text_only: the decoder needs M-RoPE and the
+ * VLM's positions. */
+static evlm_status synth(const evlm_synth_cfg *c, evlm_synth_add add, void *u) {
+    if (c->text_only)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "%s: text_only: the Qwen2-VL text model needs M-RoPE and the "
+                          "VLM; write the Qwen2 text config itself",
+                          c->file);
+    evlm_qwen2vl_vision_config v;
+    EVLM_TRY(evlm_qwen2vl_vision_config_parse(c->file, c->json, c->len, &v));
+    EVLM_TRY(evlm__synth_decoder(c->text, "model.", true, add, u));
+    const int64_t D = v.embed_dim, F = v.mlp_dim, P = v.patch_size, T = v.temporal_patch_size,
+                  C = v.in_channels, MD = v.merged_dim;
+    const evlm_synth_kind W = EVLM_SYNTH_RANDOM, N = EVLM_SYNTH_ONES, B = EVLM_SYNTH_ZEROS;
+    EVLM_TRY(evlm__synth_put(add, u, W, 4, D, C, T, P * P, "visual.patch_embed.proj.weight"));
+    for (int l = 0; l < v.depth; l++) {
+#define V(sfx, kind, nd, a, b)                                                                     \
+    EVLM_TRY(evlm__synth_put(add, u, kind, nd, a, b, 0, 0, "visual.blocks.%d." sfx, l))
+        V("norm1.weight", N, 1, D, 0);
+        V("norm1.bias", B, 1, D, 0);
+        V("norm2.weight", N, 1, D, 0);
+        V("norm2.bias", B, 1, D, 0);
+        V("attn.qkv.weight", W, 2, 3 * D, D);
+        V("attn.qkv.bias", B, 1, 3 * D, 0);
+        V("attn.proj.weight", W, 2, D, D);
+        V("attn.proj.bias", B, 1, D, 0);
+        V("mlp.fc1.weight", W, 2, F, D);
+        V("mlp.fc1.bias", B, 1, F, 0);
+        V("mlp.fc2.weight", W, 2, D, F);
+        V("mlp.fc2.bias", B, 1, D, 0);
+#undef V
+    }
+    EVLM_TRY(evlm__synth_put(add, u, N, 1, D, 0, 0, 0, "visual.merger.ln_q.weight"));
+    EVLM_TRY(evlm__synth_put(add, u, B, 1, D, 0, 0, 0, "visual.merger.ln_q.bias"));
+    EVLM_TRY(evlm__synth_put(add, u, W, 2, MD, MD, 0, 0, "visual.merger.mlp.0.weight"));
+    EVLM_TRY(evlm__synth_put(add, u, B, 1, MD, 0, 0, 0, "visual.merger.mlp.0.bias"));
+    EVLM_TRY(evlm__synth_put(add, u, W, 2, v.hidden_size, MD, 0, 0, "visual.merger.mlp.2.weight"));
+    return evlm__synth_put(add, u, B, 1, v.hidden_size, 0, 0, 0, "visual.merger.mlp.2.bias");
+}
+
 static const char *const k_archs[] = {"Qwen2VLForConditionalGeneration", NULL};
 
 const evlm_family evlm_family_qwen2vl = {
@@ -187,4 +229,5 @@ const evlm_family evlm_family_qwen2vl = {
     .free = release,
     .matrices = matrices,
     .prompt = prompt,
+    .synth = synth,
 };
