@@ -14,7 +14,7 @@
 #include "compress/awq.h"
 #include "compress/calib.h"
 #include "compress/rtn.h"
-#include "model/llama.h"
+#include "model/decoder.h"
 #include "quant/quants.h"
 #include "test.h"
 
@@ -47,7 +47,7 @@ static void test_calib(void) {
     p.hessian = false;
     evlm_calib *c = NULL;
     CHECK_OK(evlm_calib_new(&p, &c));
-    evlm_llama_observer observe = evlm_calib_observe; /* plugs into the decoder as is */
+    evlm_decoder_observer observe = evlm_calib_observe; /* plugs into the decoder as is */
     (void)observe;
     for (int r0 = 0; r0 < N; r0 += 50) {
         evlm_calib_observe(c, 3, "ffn_down", x + r0 * k, 50, k);

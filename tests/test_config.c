@@ -8,19 +8,19 @@
     "\"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, "                  \
     "\"num_attention_heads\": 4, \"vocab_size\": 100"
 
-static evlm_status parse2(const char *json, const char *gen, evlm_llama_config *cfg) {
-    return evlm_llama_config_parse("m/config.json", json, strlen(json), gen, gen ? strlen(gen) : 0,
+static evlm_status parse2(const char *json, const char *gen, evlm_decoder_config *cfg) {
+    return evlm_decoder_config_parse("m/config.json", json, strlen(json), gen, gen ? strlen(gen) : 0,
                                    cfg);
 }
 
-static evlm_status parse(const char *json, evlm_llama_config *cfg) {
+static evlm_status parse(const char *json, evlm_decoder_config *cfg) {
     return parse2(json, NULL, cfg);
 }
 
 /* Must fail with st and a message containing `field` and the file name. */
 static void expect_fail2(const char *json, const char *gen, evlm_status st, const char *field,
                          const char *file) {
-    evlm_llama_config cfg;
+    evlm_decoder_config cfg;
     evlm_status got = parse2(json, gen, &cfg);
     CHECKF(got == st, "status %d (want %d) for %s: %s", (int)got, (int)st, json, evlm_last_error());
     CHECKF(strstr(evlm_last_error(), field) != NULL, "'%s' not in: %s", field, evlm_last_error());
@@ -32,7 +32,7 @@ static void expect_fail(const char *json, evlm_status st, const char *field) {
 }
 
 static void test_inline(void) {
-    evlm_llama_config c;
+    evlm_decoder_config c;
     /* defaults */
     CHECK_OK(parse("{" BASE "}", &c));
     CHECK(c.n_kv_heads == 4 && c.head_dim == 16 && c.rope_theta == 10000.0);
@@ -209,8 +209,8 @@ static void test_real(const char *shared) {
         const want *w = &ws[i];
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/%s", shared, w->dir);
-        evlm_llama_config c;
-        evlm_status st = evlm_llama_config_load(dir, &c);
+        evlm_decoder_config c;
+        evlm_status st = evlm_decoder_config_load(dir, &c);
         CHECKF(st == EVLM_OK, "%s: %s", w->dir, evlm_last_error());
         if (st != EVLM_OK) continue;
         CHECKF(strcmp(c.architecture, w->arch) == 0, "%s: arch %s", w->dir, c.architecture);
@@ -230,8 +230,8 @@ static void test_real(const char *shared) {
                "%s: bos %d eos n=%d [0]=%d", w->dir, c.bos_token_id, c.n_eos, c.eos_token_ids[0]);
         CHECK(strcmp(c.hidden_act, "silu") == 0 && !c.attention_bias && !c.mlp_bias);
     }
-    evlm_llama_config c;
-    CHECK(evlm_llama_config_load("/nonexistent/model", &c) == EVLM_ERR_IO);
+    evlm_decoder_config c;
+    CHECK(evlm_decoder_config_load("/nonexistent/model", &c) == EVLM_ERR_IO);
     CHECK(strstr(evlm_last_error(), "config.json") != NULL);
 }
 

@@ -53,7 +53,7 @@ static void count(void *user, const evlm_tensor **slot, evlm_matrix_role role, i
     for (size_t i = 0; i < evlm_weights_count(w->m->weights) && !in_set; i++)
         in_set = evlm_weights_at(w->m->weights, i) == t;
     w->foreign += !in_set;
-    bool tied = role == EVLM_ROLE_HEAD && t == w->m->llama.tok_embd;
+    bool tied = role == EVLM_ROLE_HEAD && t == w->m->decoder.tok_embd;
     for (int i = 0; i < w->n_seen && !tied; i++) w->dup += w->seen[i] == t;
     if (w->n_seen < 4096) w->seen[w->n_seen++] = t;
 }

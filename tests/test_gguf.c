@@ -655,8 +655,8 @@ static void test_export(const char *shared, const char *fixture, const char *arc
         free(cfg_text);
         CHECK(evlm_gguf_file_text(g, "nope.json", &s, &n) == EVLM_ERR_FORMAT);
         /* hyper-parameters against config.json */
-        evlm_llama_config cfg;
-        CHECK_OK(evlm_llama_config_load(dir, &cfg));
+        evlm_decoder_config cfg;
+        CHECK_OK(evlm_decoder_config_load(dir, &cfg));
         char key[128];
         uint32_t u;
         float f;

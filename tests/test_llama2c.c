@@ -152,8 +152,8 @@ static void test_synthetic(void) {
     }
     evlm_weights_free(ws);
 
-    evlm_llama_config c;
-    CHECK_OK(evlm_llama_config_load(out, &c));
+    evlm_decoder_config c;
+    CHECK_OK(evlm_decoder_config_load(out, &c));
     CHECK(c.hidden_size == S_DIM && c.intermediate_size == S_HID && c.n_layers == S_L);
     CHECK(c.n_heads == S_H && c.n_kv_heads == S_KV && c.vocab_size == S_V && c.head_dim == S_HS);
     CHECK(!c.tie_word_embeddings && c.max_position_embeddings == S_SEQ);
@@ -292,8 +292,8 @@ static void test_real(const char *shared) {
     }
     evlm_weights_free(ws);
 
-    evlm_llama_config c;
-    CHECK_OK(evlm_llama_config_load(out, &c));
+    evlm_decoder_config c;
+    CHECK_OK(evlm_decoder_config_load(out, &c));
     CHECK(c.hidden_size == D && c.intermediate_size == H && c.n_layers == L && c.n_heads == 4);
     CHECK(c.n_kv_heads == 4 && c.vocab_size == V && c.tie_word_embeddings);
     CHECK(c.max_position_embeddings == 128 && c.rope_theta == 10000.0);

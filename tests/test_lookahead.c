@@ -12,7 +12,7 @@
  * 4. Greedy ids without logits (evlm_decode_greedy / evlm_decode_tree_greedy, the int8 greedy
  *    head of the scene VLM) are the argmax of the logits, token by token and in trees.
  */
-#include "decode/lookahead.h"
+#include "generate/lookahead.h"
 #include "io/llama2c.h"
 #include "test.h"
 

@@ -10,7 +10,7 @@
 #include "core/threadpool.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
-#include "model/llama.h"
+#include "model/decoder.h"
 #include "test.h"
 #include "test_ref.h"
 
@@ -50,13 +50,13 @@ int main(void) {
     cJSON *meta;
     CHECK_OK(evlm_json_load(path, &meta));
 
-    evlm_llama_config cfg;
+    evlm_decoder_config cfg;
     evlm_weights *w;
-    CHECK_OK(evlm_llama_config_load(dir, &cfg));
+    CHECK_OK(evlm_decoder_config_load(dir, &cfg));
     CHECK(cfg.mrope_section[0] == 2 && cfg.mrope_section[1] == 3 && cfg.mrope_section[2] == 3);
     CHECK_OK(evlm_weights_open(dir, &w));
-    evlm_llama lm;
-    CHECK_OK(evlm_llama_init(&lm, &cfg, w));
+    evlm_decoder lm;
+    CHECK_OK(evlm_decoder_init(&lm, &cfg, w));
     CHECK(lm.layers[0].bq && lm.layers[0].bk && lm.layers[0].bv && !lm.layers[0].bo);
     evlm_pool *pool;
     CHECK_OK(evlm_pool_new(2, &pool));
@@ -73,13 +73,13 @@ int main(void) {
     CHECK(next_pos < N); /* the image's 6 tokens span 3 positions */
 
     for (int chunked = 0; chunked < 2; chunked++) {
-        evlm_llama_state s;
-        CHECK_OK(evlm_llama_state_init(&s, &lm, N + 16, chunked ? 4 : N, 2, EVLM_TYPE_F32));
+        evlm_decoder_state s;
+        CHECK_OK(evlm_decoder_state_init(&s, &lm, N + 16, chunked ? 4 : N, 2, EVLM_TYPE_F32));
         float *lg = malloc(sizeof(float) * (size_t)N * V);
-        evlm_llama_inject inj = {IMG, embeds, GH * GW / 4, 0};
-        evlm_llama_batch b = {.n = N, .ids = ids, .pos = pos3, .mrope_pos = pos3, .inject = &inj,
+        evlm_decoder_inject inj = {IMG, embeds, GH * GW / 4, 0};
+        evlm_decoder_batch b = {.n = N, .ids = ids, .pos = pos3, .mrope_pos = pos3, .inject = &inj,
                               .logits = lg, .all_logits = true};
-        CHECK_OK(evlm_llama_decode(&lm, &s, pool, &b));
+        CHECK_OK(evlm_decoder_decode(&lm, &s, pool, &b));
         float tol = 1e-3f * fmaxf(1.0f, max_abs(want, (size_t)N * V));
         float d = max_diff(lg, want, (size_t)N * V);
         printf("logits (%s): max |ours - ref| = %.3g (tolerance %.3g)\n", chunked ? "4-token chunks" : "one batch",
@@ -96,16 +96,16 @@ int main(void) {
             for (int v = 1; v < V; v++)
                 if (last[v] > last[best]) best = v;
             same &= best == cJSON_GetArrayItem(g, st)->valueint;
-            if (st + 1 < steps) CHECK_OK(evlm_llama_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
+            if (st + 1 < steps) CHECK_OK(evlm_decoder_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
         }
         CHECKF(same, "greedy ids differ from the reference");
         free(lg);
-        evlm_llama_state_release(&s);
+        evlm_decoder_state_release(&s);
     }
     free(embeds);
     free(want);
     free(ids64);
-    evlm_llama_release(&lm);
+    evlm_decoder_release(&lm);
     evlm_pool_free(pool);
     evlm_weights_free(w);
     cJSON_Delete(meta);

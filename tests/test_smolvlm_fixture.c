@@ -9,7 +9,7 @@
 #include "core/threadpool.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
-#include "model/llama.h"
+#include "model/decoder.h"
 #include "vision/siglip.h"
 #include "vision/vision_config.h"
 #include "test.h"
@@ -27,15 +27,15 @@ int main(void) {
     cJSON *meta;
     CHECK_OK(evlm_json_load(path, &meta));
 
-    evlm_llama_config cfg;
+    evlm_decoder_config cfg;
     evlm_vision_config vcfg;
     evlm_weights *w;
-    CHECK_OK(evlm_llama_config_load(dir, &cfg));
+    CHECK_OK(evlm_decoder_config_load(dir, &cfg));
     CHECK_OK(evlm_vision_config_load(dir, &vcfg));
     CHECK_OK(evlm_weights_open(dir, &w));
-    evlm_llama lm;
+    evlm_decoder lm;
     evlm_siglip vm;
-    CHECK_OK(evlm_llama_init(&lm, &cfg, w));
+    CHECK_OK(evlm_decoder_init(&lm, &cfg, w));
     CHECK_OK(evlm_siglip_init(&vm, &vcfg, w));
     evlm_pool *pool;
     CHECK_OK(evlm_pool_new(2, &pool));
@@ -62,11 +62,11 @@ int main(void) {
 
     /* all logits in one prefill, and in 7-token chunks */
     for (int chunked = 0; chunked < 2; chunked++) {
-        evlm_llama_state s;
-        CHECK_OK(evlm_llama_state_init(&s, &lm, N + 16, chunked ? 7 : N, 2, EVLM_TYPE_F32));
+        evlm_decoder_state s;
+        CHECK_OK(evlm_decoder_state_init(&s, &lm, N + 16, chunked ? 7 : N, 2, EVLM_TYPE_F32));
         float *lg = malloc(sizeof(float) * (size_t)N * V);
-        evlm_llama_inject inj = {vcfg.image_token_id, feats, T * TOK, 0};
-        CHECK_OK(evlm_llama_forward(&lm, &s, pool, ids, NULL, &inj, N, lg, true));
+        evlm_decoder_inject inj = {vcfg.image_token_id, feats, T * TOK, 0};
+        CHECK_OK(evlm_decoder_forward(&lm, &s, pool, ids, NULL, &inj, N, lg, true));
         CHECK(inj.used == T * TOK);
         float tol = 1e-3f * fmaxf(1.0f, max_abs(want_logits, (size_t)N * V));
         float d = max_diff(lg, want_logits, (size_t)N * V);
@@ -83,19 +83,19 @@ int main(void) {
             for (int v = 1; v < V; v++)
                 if (last[v] > last[best]) best = v;
             same &= best == cJSON_GetArrayItem(want, st)->valueint;
-            if (st + 1 < steps) CHECK_OK(evlm_llama_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
+            if (st + 1 < steps) CHECK_OK(evlm_decoder_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
         }
         CHECKF(same, "greedy ids differ from the reference");
         free(lg);
-        evlm_llama_state_release(&s);
+        evlm_decoder_state_release(&s);
     }
 
     /* too few features for the image tokens is an error */
-    evlm_llama_state s;
-    CHECK_OK(evlm_llama_state_init(&s, &lm, N, N, 2, EVLM_TYPE_F32));
-    evlm_llama_inject few = {vcfg.image_token_id, feats, 10, 0};
-    CHECK(evlm_llama_forward(&lm, &s, pool, ids, NULL, &few, N, NULL, false) == EVLM_ERR_ARG);
-    evlm_llama_state_release(&s);
+    evlm_decoder_state s;
+    CHECK_OK(evlm_decoder_state_init(&s, &lm, N, N, 2, EVLM_TYPE_F32));
+    evlm_decoder_inject few = {vcfg.image_token_id, feats, 10, 0};
+    CHECK(evlm_decoder_forward(&lm, &s, pool, ids, NULL, &few, N, NULL, false) == EVLM_ERR_ARG);
+    evlm_decoder_state_release(&s);
 
     free(feats);
     free(pix);
@@ -103,7 +103,7 @@ int main(void) {
     free(ids64);
     evlm_siglip_state_release(&vs);
     evlm_siglip_release(&vm);
-    evlm_llama_release(&lm);
+    evlm_decoder_release(&lm);
     evlm_pool_free(pool);
     evlm_weights_free(w);
     cJSON_Delete(meta);

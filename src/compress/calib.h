@@ -1,7 +1,7 @@
 /*
  * calib.h - calibration statistics of linear-layer inputs, fed by the decoder's observer.
  *
- * For every (layer, group) the forward pass reports (see evlm_llama_observer in model/llama.h:
+ * For every (layer, group) the forward pass reports (see evlm_decoder_observer in model/decoder.h:
  * "attn_qkv", "attn_o", "ffn_gate_up", "ffn_down", "lm_head"), a collector keeps
  *   - xtx: the running sum of x x^T over all rows (k x k doubles, full square): GPTQ's Hessian
  *     is H = 2/N xtx (gptq.h takes xtx and N);
@@ -56,7 +56,7 @@ evlm_calib_params evlm_calib_default_params(void);
 evlm_status evlm_calib_new(const evlm_calib_params *p, evlm_calib **out);
 void evlm_calib_free(evlm_calib *c);
 
-/* The observer: pass as evlm_llama_state.observe with observe_user = the collector. */
+/* The observer: pass as evlm_decoder_state.observe with observe_user = the collector. */
 void evlm_calib_observe(void *user, int layer, const char *group, const float *x, int m, int k);
 
 /* First error met while observing (EVLM_OK if none); the message is in evlm_last_error() of the

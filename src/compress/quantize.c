@@ -537,8 +537,8 @@ static float *float_copy(qctx *q, const char *name) {
 
 static evlm_status awq_layer(qctx *q, int l) {
     evlm_model *m = q->m;
-    const evlm_llama_config *c = &m->cfg;
-    evlm_llama_layer *ly = &m->llama.layers[l];
+    const evlm_decoder_config *c = &m->cfg;
+    evlm_decoder_layer *ly = &m->decoder.layers[l];
     const evlm_tensor *mats[7] = {ly->wq, ly->wk, ly->wv, ly->wo, ly->w_gate, ly->w_up, ly->w_down};
     float *w[7] = {0};
     bool changed[7] = {0}; /* scaled columns or folded rows */
@@ -550,7 +550,7 @@ static evlm_status awq_layer(qctx *q, int l) {
         if (!w[i]) st = evlm__fail(EVLM_ERR_NOMEM, "layer %d: out of memory", l);
     }
     char name[320];
-    const char *pre = m->llama.prefix;
+    const char *pre = m->decoder.prefix;
     static const struct {
         const char *group;
         int first, count; /* consumers */

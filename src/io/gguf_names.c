@@ -125,7 +125,7 @@ const char *evlm_gguf_hf_text_prefix(const evlm_weights *w) {
     return NULL;
 }
 
-const char *evlm_gguf_arch_for(const evlm_llama_config *cfg) {
+const char *evlm_gguf_arch_for(const evlm_decoder_config *cfg) {
     if (strncmp(cfg->model_type, "qwen2", 5) == 0)
         return cfg->mrope_section[0] || cfg->mrope_section[1] || cfg->mrope_section[2] ? "qwen2vl" : "qwen2";
     return "llama";
@@ -133,7 +133,7 @@ const char *evlm_gguf_arch_for(const evlm_llama_config *cfg) {
 
 /* ---- metadata --------------------------------------------------------------------------- */
 
-static evlm_status put_hparams(evlm_gguf_writer *w, const evlm_llama_config *c) {
+static evlm_status put_hparams(evlm_gguf_writer *w, const evlm_decoder_config *c) {
     const char *a = evlm_gguf_arch_for(c);
     char k[96];
 #define KEY(name) (snprintf(k, sizeof k, "%s." name, a), k)
@@ -189,7 +189,7 @@ static const char *pre_name(const cJSON *root, const char *arch) {
 enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER = 4, TOK_UNUSED = 5 };
 #define MAX_VOCAB (16 << 20)
 
-static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const evlm_llama_config *cfg,
+static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const evlm_decoder_config *cfg,
                                  const cJSON *root) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
@@ -289,7 +289,7 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const ev
     return evlm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
 }
 
-evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, const evlm_llama_config *cfg,
+evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, const evlm_decoder_config *cfg,
                                      const char *tokenizer_json, size_t tokenizer_len, const char *chat_template) {
     if (!w || !cfg || !tokenizer_json) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_put_llama_meta: NULL argument");
     if (!what) what = "model";
@@ -389,7 +389,7 @@ static evlm_status find_chat_template(const char *dir, char **out) {
 }
 
 static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm_weights *w,
-                               const evlm_llama_config *cfg, const char *prefix, evlm_gguf_type_fn type_for,
+                               const evlm_decoder_config *cfg, const char *prefix, evlm_gguf_type_fn type_for,
                                void *ctx, conv *convs, float *scratch) {
     bool llama = strcmp(evlm_gguf_arch_for(cfg), "llama") == 0;
     char gname[EVLM_GGUF_MAX_NAME + 160], back[EVLM_GGUF_MAX_NAME + 160];
@@ -439,8 +439,8 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
 evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path, evlm_gguf_type_fn type_for, void *ctx,
                                 evlm_gguf_progress_fn progress, void *progress_ctx) {
     if (!hf_dir || !out_path) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_export_hf: NULL path");
-    evlm_llama_config cfg;
-    EVLM_TRY(evlm_llama_config_load(hf_dir, &cfg));
+    evlm_decoder_config cfg;
+    EVLM_TRY(evlm_decoder_config_load(hf_dir, &cfg));
     evlm_weights *w = NULL;
     evlm_gguf_writer *gw = NULL;
     char *tok = NULL, *tmpl = NULL;

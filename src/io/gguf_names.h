@@ -40,13 +40,13 @@ int64_t evlm_gguf_qk_src_row(int64_t row, int64_t head_dim, bool to_llama);
  * or NULL. */
 const char *evlm_gguf_hf_text_prefix(const evlm_weights *w);
 /* "llama", "qwen2" or "qwen2vl" (M-RoPE) for a config. */
-const char *evlm_gguf_arch_for(const evlm_llama_config *cfg);
+const char *evlm_gguf_arch_for(const evlm_decoder_config *cfg);
 
 /* The keys llama.cpp needs for the language model: general.architecture, <arch>.* hyper-
  * parameters, tokenizer.ggml.* (gpt2 BPE from tokenizer.json text: vocabulary ordered by id and
  * padded to the config's vocab_size, token types, merges "a b", bos / eos ids) and
  * tokenizer.chat_template when chat_template is non-NULL. Errors name `what` (the folder). */
-evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, const evlm_llama_config *cfg,
+evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, const evlm_decoder_config *cfg,
                                      const char *tokenizer_json, size_t tokenizer_len, const char *chat_template);
 /* Every Hugging Face side file of dir that exists (config.json, tokenizer.json, ...) as
  * "evlm.file.<name>"; *n_put receives how many (may be NULL). */

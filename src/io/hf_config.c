@@ -68,7 +68,7 @@ static evlm_status copy_str(const char *file, const char *key, const char *v, ch
 }
 
 /* eos_token_id: an int or a list of ints; null leaves the list untouched. */
-static evlm_status parse_eos(const char *file, const cJSON *obj, evlm_llama_config *cfg) {
+static evlm_status parse_eos(const char *file, const cJSON *obj, evlm_decoder_config *cfg) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "eos_token_id");
     if (!v || cJSON_IsNull(v)) return EVLM_OK;
     if (cJSON_IsNumber(v)) {
@@ -117,7 +117,7 @@ static evlm_status rope_num(const char *file, const char *block, const cJSON *rp
     return EVLM_OK;
 }
 
-static evlm_status parse_rope(const cfg_src *s, evlm_llama_config *cfg) {
+static evlm_status parse_rope(const cfg_src *s, evlm_decoder_config *cfg) {
     const char *file = s->file;
     cfg->rope_theta = 10000.0;
     cfg->rope_type = EVLM_ROPE_DEFAULT;
@@ -219,7 +219,7 @@ static evlm_status parse_rope(const cfg_src *s, evlm_llama_config *cfg) {
     return EVLM_OK;
 }
 
-static evlm_status parse_config(const char *file, const cJSON *root, evlm_llama_config *cfg) {
+static evlm_status parse_config(const char *file, const cJSON *root, evlm_decoder_config *cfg) {
     if (!cJSON_IsObject(root)) return evlm__fail(EVLM_ERR_FORMAT, "%s: not a JSON object", file);
     cfg_src s = {file, root, root};
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
@@ -313,7 +313,7 @@ static evlm_status parse_config(const char *file, const cJSON *root, evlm_llama_
     return EVLM_OK;
 }
 
-static evlm_status parse_generation(const char *file, const cJSON *root, evlm_llama_config *cfg) {
+static evlm_status parse_generation(const char *file, const cJSON *root, evlm_decoder_config *cfg) {
     if (!cJSON_IsObject(root)) return evlm__fail(EVLM_ERR_FORMAT, "%s: not a JSON object", file);
     EVLM_TRY(parse_eos(file, root, cfg));
     if (cfg->bos_token_id < 0) {
@@ -324,8 +324,8 @@ static evlm_status parse_generation(const char *file, const cJSON *root, evlm_ll
     return EVLM_OK;
 }
 
-evlm_status evlm_llama_config_parse(const char *what, const char *json, size_t len,
-                                    const char *gen_json, size_t gen_len, evlm_llama_config *cfg) {
+evlm_status evlm_decoder_config_parse(const char *what, const char *json, size_t len,
+                                    const char *gen_json, size_t gen_len, evlm_decoder_config *cfg) {
     if (!what) what = "config.json";
     if (!json || !cfg) return evlm__fail(EVLM_ERR_ARG, "%s: NULL argument", what);
     memset(cfg, 0, sizeof *cfg);
@@ -354,12 +354,12 @@ evlm_status evlm_llama_config_parse(const char *what, const char *json, size_t l
     return st;
 }
 
-evlm_status evlm_llama_config_load(const char *dir, evlm_llama_config *cfg) {
+evlm_status evlm_decoder_config_load(const char *dir, evlm_decoder_config *cfg) {
     evlm_dir d = evlm_dir_folder(dir);
-    return evlm_llama_config_load_dir(&d, cfg);
+    return evlm_decoder_config_load_dir(&d, cfg);
 }
 
-evlm_status evlm_llama_config_load_dir(const evlm_dir *d, evlm_llama_config *cfg) {
+evlm_status evlm_decoder_config_load_dir(const evlm_dir *d, evlm_decoder_config *cfg) {
     char path[4096];
     EVLM_TRY(evlm_dir_name(d, "config.json", path, sizeof path));
     char *json = NULL, *gen = NULL;
@@ -368,7 +368,7 @@ evlm_status evlm_llama_config_load_dir(const evlm_dir *d, evlm_llama_config *cfg
     evlm_status st = EVLM_OK;
     if (evlm_dir_has(d, "generation_config.json"))
         st = evlm_dir_read(d, "generation_config.json", EVLM_JSON_MAX_FILE, &gen, &gn);
-    if (st == EVLM_OK) st = evlm_llama_config_parse(path, json, n, gen, gn, cfg);
+    if (st == EVLM_OK) st = evlm_decoder_config_parse(path, json, n, gen, gn, cfg);
     free(json);
     free(gen);
     return st;

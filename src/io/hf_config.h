@@ -25,7 +25,7 @@ typedef enum evlm_rope_type {
     EVLM_ROPE_LLAMA3,
 } evlm_rope_type;
 
-typedef struct evlm_llama_config {
+typedef struct evlm_decoder_config {
     char architecture[64]; /* architectures[0], e.g. "LlamaForCausalLM" */
     char model_type[32];   /* e.g. "llama", "idefics3" (top-level) */
     int vocab_size;
@@ -53,15 +53,15 @@ typedef struct evlm_llama_config {
     int bos_token_id;    /* -1 when absent */
     int n_eos;
     int32_t eos_token_ids[EVLM_MAX_EOS];
-} evlm_llama_config;
+} evlm_decoder_config;
 
 #include "core/file.h"
 
 /* dir: the model folder (or, _dir, the files a container embeds). */
-evlm_status evlm_llama_config_load(const char *dir, evlm_llama_config *cfg);
-evlm_status evlm_llama_config_load_dir(const evlm_dir *d, evlm_llama_config *cfg);
+evlm_status evlm_decoder_config_load(const char *dir, evlm_decoder_config *cfg);
+evlm_status evlm_decoder_config_load_dir(const evlm_dir *d, evlm_decoder_config *cfg);
 /* Same from already-parsed JSON text (fuzzer / tests); gen_json may be NULL. */
-evlm_status evlm_llama_config_parse(const char *what, const char *json, size_t len,
-                                    const char *gen_json, size_t gen_len, evlm_llama_config *cfg);
+evlm_status evlm_decoder_config_parse(const char *what, const char *json, size_t len,
+                                    const char *gen_json, size_t gen_len, evlm_decoder_config *cfg);
 
 #endif

@@ -25,7 +25,7 @@ struct evlm_model_info {
     evlm_text_config cfg;
 };
 
-static void text_config(const evlm_llama_config *c, evlm_text_config *o) {
+static void text_config(const evlm_decoder_config *c, evlm_text_config *o) {
     memset(o, 0, sizeof *o);
     snprintf(o->architecture, sizeof o->architecture, "%s", c->architecture);
     snprintf(o->model_type, sizeof o->model_type, "%s", c->model_type);
@@ -44,12 +44,12 @@ static void text_config(const evlm_llama_config *c, evlm_text_config *o) {
 static evlm_status open_info(const char *path, evlm_model_info *info) {
     struct stat st;
     if (stat(path, &st) != 0) return evlm__fail(EVLM_ERR_IO, "%s: %s", path, strerror(errno));
-    evlm_llama_config cfg;
+    evlm_decoder_config cfg;
     if (S_ISDIR(st.st_mode)) {
         char cfg_path[4096];
         EVLM_TRY(evlm_path_join(cfg_path, sizeof cfg_path, path, "config.json"));
         if (evlm_file_exists(cfg_path)) {
-            EVLM_TRY(evlm_llama_config_load(path, &cfg));
+            EVLM_TRY(evlm_decoder_config_load(path, &cfg));
             text_config(&cfg, &info->cfg);
             info->have_cfg = true;
         }
@@ -65,7 +65,7 @@ static evlm_status open_info(const char *path, evlm_model_info *info) {
     size_t len;
     evlm_status s = EVLM_OK;
     if (evlm_gguf_file_text(g, "config.json", &text, &len) == EVLM_OK) {
-        s = evlm_llama_config_parse(path, text, len, NULL, 0, &cfg);
+        s = evlm_decoder_config_parse(path, text, len, NULL, 0, &cfg);
         if (s == EVLM_OK) {
             text_config(&cfg, &info->cfg);
             info->have_cfg = true;

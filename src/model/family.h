@@ -1,7 +1,7 @@
 /*
  * family.h - the seam between the generic model (model.c, prompt.c) and a model family.
  *
- * Every family runs the same text decoder (llama.h); a family adds what is its own: which
+ * Every family runs the same text decoder (decoder.h); a family adds what is its own: which
  * config.json architectures it recognizes, the vision tower + connector + image processor it
  * loads and binds after the decoder, the matrices of those parts (with their roles, for the
  * compression passes), how a prompt with images becomes tokens + image features, and the
@@ -59,7 +59,7 @@ typedef struct evlm_synth_cfg {
     const char *file;
     const char *json;
     size_t len;
-    const evlm_llama_config *text;
+    const evlm_decoder_config *text;
     bool text_only; /* the language model alone, as a Llama folder */
 } evlm_synth_cfg;
 
@@ -115,9 +115,9 @@ evlm_status evlm__image_input_load(const evlm_image_input *in, int index, evlm_i
 evlm_status evlm__synth_put(evlm_synth_add add, void *user, evlm_synth_kind kind, int n_dims,
                             int64_t d0, int64_t d1, int64_t d2, int64_t d3, const char *fmt, ...)
     EVLM_PRINTF(9, 10);
-evlm_status evlm__synth_decoder(const evlm_llama_config *c, const char *prefix, bool qkv_bias,
+evlm_status evlm__synth_decoder(const evlm_decoder_config *c, const char *prefix, bool qkv_bias,
                                 evlm_synth_add add, void *user);
 /* Whether a text config has q/k/v biases: attention_bias, or a Qwen2 model. */
-bool evlm__synth_qkv_bias(const evlm_llama_config *c);
+bool evlm__synth_qkv_bias(const evlm_decoder_config *c);
 
 #endif

@@ -2,7 +2,7 @@
  * family_idefics3.c - Idefics3 / SmolVLM: a SigLIP vision tower, the pixel-shuffle connector and
  * Idefics3's image processor (tiles + a global image per picture), prompts whose "<image>"
  * markers are expanded in the text before tokenization (vision/idefics3_prompt.h).
- * Not here: the decoder (llama.h), the tower's numerics (vision/siglip.c).
+ * Not here: the decoder (decoder.h), the tower's numerics (vision/siglip.c).
  */
 #include "core/status.h"
 #include "core/sysinfo.h"

@@ -3,7 +3,7 @@
  * processor (dynamic resolution); each <|image_pad|> of a prompt grows to its image's merged
  * patch count after tokenization, and the prompt carries 3-D M-RoPE positions from
  * get_rope_index (text resumes after the image's largest position).
- * Not here: the decoder (llama.h; M-RoPE itself), the tower's numerics (vision/qwen2vl_vit.c).
+ * Not here: the decoder (decoder.h; M-RoPE itself), the tower's numerics (vision/qwen2vl_vit.c).
  */
 #include "core/json.h"
 #include "core/status.h"

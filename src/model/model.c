@@ -12,7 +12,7 @@
 #include "io/gguf.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
-#include "model/llama.h"
+#include "model/decoder.h"
 #include "quant/repack.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -33,7 +33,7 @@ evlm_context_params evlm_context_default_params(void) {
     return p;
 }
 
-static evlm_status find_family(const char *dir, const evlm_llama_config *cfg, const evlm_family **out) {
+static evlm_status find_family(const char *dir, const evlm_decoder_config *cfg, const evlm_family **out) {
     *out = evlm__family_find(cfg->architecture);
     if (*out) return EVLM_OK;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s/config.json: architecture \"%s\" is not supported",
@@ -59,18 +59,18 @@ static bool want_repack(void) {
     return !(e && strcmp(e, "0") == 0);
 }
 
-/* Greedy ids through an int8 copy of a float head (top1_head.h) when the head is a large part of
- * a decode pass: at least TOP1_MIN_VOCAB rows and 1 / TOP1_MIN_SHARE of the bytes a token reads
+/* Greedy ids through an int8 copy of a float head (greedy_head.h) when the head is a large part of
+ * a decode pass: at least GREEDY_HEAD_MIN_VOCAB rows and 1 / GREEDY_HEAD_MIN_SHARE of the bytes a token reads
  * (small decoders with large vocabularies; for an 8B Llama the copy would cost 0.5 GB of memory
  * for a few percent of speed: docs/PERFORMANCE.md). */
-#define TOP1_MIN_VOCAB 8192
-#define TOP1_MIN_SHARE 8
-static evlm_status build_top1(evlm_model *m) {
-    const evlm_tensor *w = m->llama.lm_head;
-    if (!evlm_type_is_r16_float(w->type) || w->ne[1] < TOP1_MIN_VOCAB || w->ne[0] % EVLM_QK ||
-        evlm_tensor_nbytes(w) * TOP1_MIN_SHARE < evlm_model_decode_bytes(m))
+#define GREEDY_HEAD_MIN_VOCAB 8192
+#define GREEDY_HEAD_MIN_SHARE 8
+static evlm_status build_greedy_head(evlm_model *m) {
+    const evlm_tensor *w = m->decoder.lm_head;
+    if (!evlm_type_is_r16_float(w->type) || w->ne[1] < GREEDY_HEAD_MIN_VOCAB || w->ne[0] % EVLM_QK ||
+        evlm_tensor_nbytes(w) * GREEDY_HEAD_MIN_SHARE < evlm_model_decode_bytes(m))
         return EVLM_OK;
-    evlm_status st = evlm_top1_head_init(&m->llama.top1, w, m->pool);
+    evlm_status st = evlm_greedy_head_init(&m->decoder.greedy, w, m->pool);
     if (st == EVLM_ERR_ARG) { /* non-finite weights: the full head finds its argmax */
         evlm__clear_error();
         return EVLM_OK;
@@ -102,12 +102,12 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
         goto fail;
     }
     pthread_mutex_init(&m->vision_mu, NULL);
-    if ((st = evlm_llama_config_load_dir(&d, &m->cfg)) != EVLM_OK) goto fail;
+    if ((st = evlm_decoder_config_load_dir(&d, &m->cfg)) != EVLM_OK) goto fail;
     if ((st = find_family(path, &m->cfg, &m->family)) != EVLM_OK) goto fail;
     st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
     if (st != EVLM_OK) goto fail;
     m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
-    if ((st = evlm_llama_init(&m->llama, &m->cfg, m->weights)) != EVLM_OK) goto fail;
+    if ((st = evlm_decoder_init(&m->decoder, &m->cfg, m->weights)) != EVLM_OK) goto fail;
     if ((st = evlm_dir_name(&d, "tokenizer.json", file, sizeof file)) != EVLM_OK) goto fail;
     if ((st = evlm_dir_read(&d, "tokenizer.json", EVLM_JSON_MAX_FILE, &tok_json, &tok_len)) != EVLM_OK) goto fail;
     if ((st = evlm_tokenizer_from_json(file, tok_json, tok_len, &m->tok)) != EVLM_OK) goto fail;
@@ -130,7 +130,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     if (!p.keep_layout && want_repack() &&
         (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true, m->pool)) != EVLM_OK)
         goto fail;
-    if (!p.float_head && (st = build_top1(m)) != EVLM_OK) goto fail;
+    if (!p.float_head && (st = build_greedy_head(m)) != EVLM_OK) goto fail;
     free(tok_json);
     evlm_gguf_close(g); /* the weight set keeps the map */
     evlm__clear_error();
@@ -149,7 +149,7 @@ void evlm_model_free(evlm_model *m) {
     if (m->family && m->family->free) m->family->free(m);
     evlm_chat_template_free(m->tmpl);
     evlm_tokenizer_free(m->tok);
-    evlm_llama_release(&m->llama);
+    evlm_decoder_release(&m->decoder);
     evlm_weights_free(m->weights);
     pthread_mutex_destroy(&m->vision_mu);
     free(m);
@@ -168,7 +168,7 @@ size_t evlm_model_weight_bytes(const evlm_model *m) {
 
 void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        evlm_llama_layer *y = &m->llama.layers[l];
+        evlm_decoder_layer *y = &m->decoder.layers[l];
         fn(user, &y->wq, EVLM_ROLE_ATTN_Q, l);
         fn(user, &y->wk, EVLM_ROLE_ATTN_K, l);
         fn(user, &y->wv, EVLM_ROLE_ATTN_V, l);
@@ -177,8 +177,8 @@ void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user) {
         fn(user, &y->w_up, EVLM_ROLE_MLP_UP, l);
         fn(user, &y->w_down, EVLM_ROLE_MLP_DOWN, l);
     }
-    fn(user, &m->llama.tok_embd, EVLM_ROLE_EMBED, -1);
-    fn(user, &m->llama.lm_head, EVLM_ROLE_HEAD, -1);
+    fn(user, &m->decoder.tok_embd, EVLM_ROLE_EMBED, -1);
+    fn(user, &m->decoder.lm_head, EVLM_ROLE_HEAD, -1);
     if (m->family->matrices) m->family->matrices(m, fn, user);
 }
 
@@ -204,10 +204,10 @@ static layer_sum layer_matrices(const evlm_model *m) {
 
 int64_t evlm_model_n_layer_params(const evlm_model *m) { return layer_matrices(m).params; }
 
-size_t evlm_model_greedy_head_bytes(const evlm_model *m) { return evlm_top1_head_bytes(&m->llama.top1); }
+size_t evlm_model_greedy_head_bytes(const evlm_model *m) { return evlm_greedy_head_bytes(&m->decoder.greedy); }
 
 size_t evlm_model_decode_bytes(const evlm_model *m) {
-    size_t b = m->llama.top1.q.data ? evlm_top1_head_bytes(&m->llama.top1) : evlm_tensor_nbytes(m->llama.lm_head);
+    size_t b = m->decoder.greedy.q.data ? evlm_greedy_head_bytes(&m->decoder.greedy) : evlm_tensor_nbytes(m->decoder.lm_head);
     return b + layer_matrices(m).bytes;
 }
 
@@ -245,7 +245,7 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
     /* the context's own workers: contexts of one model decode at once from several threads */
     evlm_status st = evlm_pool_new(p.n_threads > 0 ? p.n_threads : m->n_threads, &c->pool);
     if (st == EVLM_OK)
-        st = evlm_llama_state_init(&c->state, &m->llama, n_ctx, n_batch, evlm_pool_size(c->pool),
+        st = evlm_decoder_state_init(&c->state, &m->decoder, n_ctx, n_batch, evlm_pool_size(c->pool),
                                    kv_types[p.kv]);
     c->state.mm.act = m->act;
     if (st != EVLM_OK) {
@@ -259,7 +259,7 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
 
 void evlm_context_free(evlm_context *c) {
     if (!c) return;
-    evlm_llama_state_release(&c->state);
+    evlm_decoder_state_release(&c->state);
     evlm_pool_free(c->pool);
     free(c->tree_pos);
     free(c);
@@ -283,14 +283,14 @@ evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
 
 evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logits, bool all_logits) {
     if (!ids) return evlm__fail(EVLM_ERR_ARG, "no token ids");
-    return evlm_llama_forward(&c->model->llama, &c->state, c->pool, ids, NULL, NULL, n,
+    return evlm_decoder_forward(&c->model->decoder, &c->state, c->pool, ids, NULL, NULL, n,
                               logits, all_logits);
 }
 
 evlm_status evlm_decode_greedy(evlm_context *c, const int32_t *ids, int n, int32_t *top, bool all) {
     if (!ids || !top) return evlm__fail(EVLM_ERR_ARG, "no token ids or no room for the greedy ids");
-    evlm_llama_batch b = {.n = n, .ids = ids, .top = top, .all_logits = all};
-    return evlm_llama_decode(&c->model->llama, &c->state, c->pool, &b);
+    evlm_decoder_batch b = {.n = n, .ids = ids, .top = top, .all_logits = all};
+    return evlm_decoder_decode(&c->model->decoder, &c->state, c->pool, &b);
 }
 
 static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth, const uint8_t *mask,
@@ -305,9 +305,9 @@ static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_
     int32_t *pos = c->tree_pos;
     int base = c->state.n_past + c->state.pos_offset;
     for (int i = 0; i < n; i++) pos[i] = base + (depth[i] >= 0 && depth[i] <= n ? depth[i] : -base - 1);
-    evlm_llama_batch b = {.n = n, .ids = ids, .pos = pos, .mask = mask, .logits = logits,
+    evlm_decoder_batch b = {.n = n, .ids = ids, .pos = pos, .mask = mask, .logits = logits,
                           .out_rows = out_rows, .n_out = n_out, .top = top};
-    return evlm_llama_decode(&c->model->llama, &c->state, c->pool, &b);
+    return evlm_decoder_decode(&c->model->decoder, &c->state, c->pool, &b);
 }
 
 evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,
@@ -324,7 +324,7 @@ evlm_status evlm_decode_tree_greedy(evlm_context *c, const int32_t *ids, const i
 }
 
 evlm_status evlm_context_keep(evlm_context *c, int base, const int *slots, int n_keep) {
-    return evlm_llama_kv_keep(&c->model->llama, &c->state, base, slots, n_keep);
+    return evlm_decoder_kv_keep(&c->model->decoder, &c->state, base, slots, n_keep);
 }
 
 /* ---- text ----------------------------------------------------------------------------------- */

@@ -14,7 +14,7 @@
 #include "io/hf_config.h"
 #include "io/weights.h"
 #include "model/family.h"
-#include "model/llama.h"
+#include "model/decoder.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -22,9 +22,9 @@
 
 struct evlm_model {
     const evlm_family *family;
-    evlm_llama_config cfg;
+    evlm_decoder_config cfg;
     evlm_weights *weights;
-    evlm_llama llama;
+    evlm_decoder decoder;
     evlm_tokenizer *tok;
     evlm_chat_template *tmpl;
     char tmpl_error[512]; /* why there is no template */
@@ -46,7 +46,7 @@ const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows);
 struct evlm_context {
     evlm_model *model;
     evlm_pool *pool; /* this context's workers: decoding never touches the model's pool */
-    evlm_llama_state state;
+    evlm_decoder_state state;
     int32_t *tree_pos; /* positions of evlm_decode_tree's batch, grown, never per step */
     int tree_cap;
 };

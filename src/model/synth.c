@@ -90,7 +90,7 @@ static evlm_status add(void *user, const char *name, evlm_synth_kind kind, int n
     return EVLM_OK;
 }
 
-bool evlm__synth_qkv_bias(const evlm_llama_config *c) {
+bool evlm__synth_qkv_bias(const evlm_decoder_config *c) {
     return c->attention_bias || !strcmp(c->model_type, "qwen2");
 }
 
@@ -107,7 +107,7 @@ evlm_status evlm__synth_put(evlm_synth_add fn, void *user, evlm_synth_kind kind,
     return fn(user, name, kind, nd, shape);
 }
 
-evlm_status evlm__synth_decoder(const evlm_llama_config *c, const char *p, bool qkv_bias,
+evlm_status evlm__synth_decoder(const evlm_decoder_config *c, const char *p, bool qkv_bias,
                                 evlm_synth_add fn, void *u) {
     const int64_t H = c->hidden_size, F = c->intermediate_size,
                   QD = (int64_t)c->n_heads * c->head_dim, KD = (int64_t)c->n_kv_heads * c->head_dim,
@@ -187,7 +187,7 @@ static evlm_status write_byte_tokenizer(const char *out) {
 }
 
 /* The Llama config of a VLM's language model (text_only). */
-static evlm_status write_text_config(const char *path, const evlm_llama_config *c) {
+static evlm_status write_text_config(const char *path, const evlm_decoder_config *c) {
     evlm_str j = {0};
     evlm_status st = evlm_str_appendf(
         &j,
@@ -263,8 +263,8 @@ evlm_status evlm_model_synth(const evlm_synth_params *p, int *n_tensors, size_t 
     char *json;
     size_t len;
     EVLM_TRY(evlm_read_file(p->config, (size_t)16 << 20, &json, &len));
-    evlm_llama_config text;
-    evlm_status st = evlm_llama_config_parse(p->config, json, len, NULL, 0, &text);
+    evlm_decoder_config text;
+    evlm_status st = evlm_decoder_config_parse(p->config, json, len, NULL, 0, &text);
     const evlm_family *f = st == EVLM_OK ? evlm__family_find(text.architecture) : NULL;
     if (st == EVLM_OK && !f)
         st = evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported by synth",

@@ -1,5 +1,5 @@
 /*
- * top1_head.h - the greedy token of a float output head without the whole float product.
+ * greedy_head.h - the greedy token of a float output head without the whole float product.
  *
  * Greedy decoding (and lookahead verification) needs only the argmax of each logits row. In a
  * small decoder with a large vocabulary the head is most of a decode pass (the scene VLM's
@@ -25,8 +25,8 @@
  * an int8 head. Rows with non-finite values, or bounds that could overflow, and passes with too
  * many candidates take the full head instead. Not here: sampling (that needs every logit).
  */
-#ifndef EVLM_MODEL_TOP1_HEAD_H
-#define EVLM_MODEL_TOP1_HEAD_H
+#ifndef EVLM_MODEL_GREEDY_HEAD_H
+#define EVLM_MODEL_GREEDY_HEAD_H
 
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -34,37 +34,37 @@
 
 #include <stdint.h>
 
-#define EVLM_TOP1_ROWS 16 /* rows per evlm_top1 call */
+#define EVLM_GREEDY_ROWS 16 /* rows per evlm_greedy_argmax call */
 
-typedef struct evlm_top1_head {
+typedef struct evlm_greedy_head {
     const evlm_tensor *w; /* the float R16 head */
     evlm_tensor q;        /* its Q8_0_R16 copy (q.data owned) */
     double err_max, norm_max; /* largest ||w - w~|| and ||w~|| over the rows (rounded up) */
-} evlm_top1_head;
+} evlm_greedy_head;
 
 /* Builds the int8 copy of w. EVLM_ERR_ARG (nothing built) if w is not a float R16 matrix with k a
  * multiple of 32 and finite values. */
-evlm_status evlm_top1_head_init(evlm_top1_head *h, const evlm_tensor *w, evlm_pool *pool);
-void evlm_top1_head_release(evlm_top1_head *h);
+evlm_status evlm_greedy_head_init(evlm_greedy_head *h, const evlm_tensor *w, evlm_pool *pool);
+void evlm_greedy_head_release(evlm_greedy_head *h);
 /* Bytes of the int8 copy. */
-size_t evlm_top1_head_bytes(const evlm_top1_head *h);
+size_t evlm_greedy_head_bytes(const evlm_greedy_head *h);
 
 /* What a call needs for a head of n rows and k columns, planned once per state. */
-typedef struct evlm_top1_work {
-    float *y;          /* [EVLM_TOP1_ROWS][n]: approximate logits, then exact ones */
-    float *pmax;       /* [EVLM_TOP1_ROWS][pieces]: largest approximate logit of each work piece */
-    evlm_q8a *xq;      /* [EVLM_TOP1_ROWS][k / 32] */
+typedef struct evlm_greedy_work {
+    float *y;          /* [EVLM_GREEDY_ROWS][n]: approximate logits, then exact ones */
+    float *pmax;       /* [EVLM_GREEDY_ROWS][pieces]: largest approximate logit of each work piece */
+    evlm_q8a *xq;      /* [EVLM_GREEDY_ROWS][k / 32] */
     int32_t *groups;   /* candidate groups of a call */
     int64_t n_groups, n_full; /* so far: candidate groups evaluated exactly, rows given the full head */
-} evlm_top1_work;
+} evlm_greedy_work;
 
-evlm_status evlm_top1_work_init(evlm_top1_work *wk, int n, int k);
-void evlm_top1_work_release(evlm_top1_work *wk);
+evlm_status evlm_greedy_work_init(evlm_greedy_work *wk, int n, int k);
+void evlm_greedy_work_release(evlm_greedy_work *wk);
 
 /* top[i] = argmax of row i of x @ w^T as evlm_matmul computes it (lowest id on ties, NaN
- * skipped), for m <= EVLM_TOP1_ROWS rows of w->ne[0] floats, ldx apart. h NULL: the full head
+ * skipped), for m <= EVLM_GREEDY_ROWS rows of w->ne[0] floats, ldx apart. h NULL: the full head
  * (any type), then the argmax. */
-void evlm_top1(const evlm_top1_head *h, const evlm_tensor *w, const evlm_matmul_env *env,
-               evlm_top1_work *wk, const float *x, size_t ldx, int m, int32_t *top);
+void evlm_greedy_argmax(const evlm_greedy_head *h, const evlm_tensor *w, const evlm_matmul_env *env,
+               evlm_greedy_work *wk, const float *x, size_t ldx, int m, int32_t *top);
 
 #endif

@@ -25,7 +25,7 @@
  * Not here: mirostat, typical-p, grammar constraints, beam search.
  */
 #include "core/status.h"
-#include "decode/lookahead.h"
+#include "generate/lookahead.h"
 #include "evlm.h"
 
 #include <math.h>

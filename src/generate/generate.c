@@ -12,7 +12,7 @@
 #include "core/buf.h"
 #include "core/status.h"
 #include "core/sysinfo.h"
-#include "decode/lookahead.h"
+#include "generate/lookahead.h"
 #include "evlm.h"
 
 #include <stdlib.h>

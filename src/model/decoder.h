@@ -1,6 +1,7 @@
 /*
- * llama.h - the Llama-family decoder (Llama 2/3, SmolLM2, TinyLlama, Qwen2 with q/k/v biases,
- * and the text half of SmolVLM): weight binding and the float32 forward pass.
+ * decoder.h - the text decoder every family runs: Llama-style blocks (Llama 2/3, SmolLM2,
+ * TinyLlama, Qwen2 with q/k/v biases, the text halves of SmolVLM and Qwen2-VL with M-RoPE):
+ * weight binding and the float32 forward pass.
  *
  * One code path evaluates a batch of n tokens against the KV cache: prefill passes the prompt
  * (in chunks of n_batch), decode passes one token, lookahead / prompt-lookup verification passes
@@ -13,8 +14,8 @@
  * at load. The context plans all activations at
  * creation: no allocation per token.
  */
-#ifndef EVLM_MODEL_LLAMA_H
-#define EVLM_MODEL_LLAMA_H
+#ifndef EVLM_MODEL_DECODER_H
+#define EVLM_MODEL_DECODER_H
 
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -22,40 +23,40 @@
 #include "io/weights.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
-#include "model/top1_head.h"
+#include "model/greedy_head.h"
 
-typedef struct evlm_llama_layer {
+typedef struct evlm_decoder_layer {
     const float *attn_norm, *ffn_norm; /* (hidden) */
     const evlm_tensor *wq, *wk, *wv, *wo;
     const float *bq, *bk, *bv, *bo; /* NULL when absent */
     const evlm_tensor *w_gate, *w_up, *w_down;
     const float *b_gate, *b_up, *b_down;
-} evlm_llama_layer;
+} evlm_decoder_layer;
 
-typedef struct evlm_llama {
-    evlm_llama_config cfg;
+typedef struct evlm_decoder {
+    evlm_decoder_config cfg;
     const evlm_tensor *tok_embd; /* (vocab, hidden) */
     const evlm_tensor *lm_head;  /* tok_embd when tied */
     const float *out_norm;
-    evlm_llama_layer *layers;
+    evlm_decoder_layer *layers;
     evlm_fstore floats; /* owns the widened norms and biases */
     char prefix[64];  /* "model." or "model.text_model." ... */
     bool rope_bf16;   /* round RoPE frequencies to bf16: the config says the model was bf16 */
-    evlm_top1_head top1; /* int8 copy of a float head for greedy ids (top1.q.data NULL: none) */
-} evlm_llama;
+    evlm_greedy_head greedy; /* int8 copy of a float head for greedy ids (greedy.q.data NULL: none) */
+} evlm_decoder;
 
 /* Binds the weights of cfg in w (which must outlive the model). Errors name the tensor. */
-evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const evlm_weights *w);
-void evlm_llama_release(evlm_llama *m);
+evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg, const evlm_weights *w);
+void evlm_decoder_release(evlm_decoder *m);
 
 /* Called with the input of every matmul (calibration statistics): layer (-1 for the output
  * head), the projection group ("attn_qkv", "attn_o", "ffn_gate_up", "ffn_down", "lm_head"),
  * and x (m rows of k floats). */
-typedef void (*evlm_llama_observer)(void *user, int layer, const char *group, const float *x,
+typedef void (*evlm_decoder_observer)(void *user, int layer, const char *group, const float *x,
                                     int m, int k);
 
 /* Per-sequence state: KV cache, rope tables, activation arena. */
-typedef struct evlm_llama_state {
+typedef struct evlm_decoder_state {
     int n_ctx, n_batch, n_past;
     int pos_offset; /* RoPE position of slot i is i + pos_offset unless a batch gives positions */
     evlm_type kv_type;        /* F32, F16 or I8 (one float scale per row) */
@@ -68,28 +69,28 @@ typedef struct evlm_llama_state {
     uint8_t *mask_rows; /* per thread: n_ctx bytes, one attention mask row */
     float *rope_tmp;    /* [n_batch][head_dim]: per-token cos | sin of M-RoPE */
     evlm_matmul_env mm;
-    evlm_top1_work top1; /* greedy ids' buffers, planned at the first batch that asks for them */
-    evlm_llama_observer observe; /* nullable */
+    evlm_greedy_work greedy; /* greedy ids' buffers, planned at the first batch that asks for them */
+    evlm_decoder_observer observe; /* nullable */
     void *observe_user;
     void *arena;
     size_t arena_bytes;
-} evlm_llama_state;
+} evlm_decoder_state;
 
-evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int n_ctx, int n_batch,
+evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx, int n_batch,
                                   int n_threads, evlm_type kv_type);
-void evlm_llama_state_release(evlm_llama_state *s);
+void evlm_decoder_state_release(evlm_decoder_state *s);
 
 /* Image features that replace the embeddings of image-token positions: the i-th occurrence
  * of image_token in ids takes row i of rows [n_rows][hidden]. */
-typedef struct evlm_llama_inject {
+typedef struct evlm_decoder_inject {
     int32_t image_token;
     const float *rows;
     int n_rows;
     int used; /* rows consumed so far (advanced by the forward pass) */
-} evlm_llama_inject;
+} evlm_decoder_inject;
 
 /* A batch of tokens to evaluate. Token i goes to cache slot n_past + i. */
-typedef struct evlm_llama_batch {
+typedef struct evlm_decoder_batch {
     int n;
     const int32_t *ids;       /* [n] token ids, or NULL when embd is given */
     const float *embd;        /* [n][hidden] ready embeddings when ids is NULL */
@@ -99,7 +100,7 @@ typedef struct evlm_llama_batch {
     const uint8_t *mask;      /* [n][n] row i: which batch tokens token i sees (the cache before the
                                  batch is always seen); must be 0 above the diagonal and 1 on it.
                                  NULL: causal */
-    evlm_llama_inject *inject; /* nullable: image features for image-token ids */
+    evlm_decoder_inject *inject; /* nullable: image features for image-token ids */
     float *logits;            /* NULL, [n_vocab] for the last token, [n][n_vocab] (all_logits), or
                                  [n_out][n_vocab] for the rows listed in out_rows */
     bool all_logits;
@@ -107,21 +108,21 @@ typedef struct evlm_llama_batch {
     int n_out;
     int32_t *top;             /* instead of logits (which must be NULL): the greedy id (argmax,
                                  lowest id on ties) of each row logits would be given for; bitwise
-                                 the argmax of those logits, computed through m->top1 if built */
-} evlm_llama_batch;
+                                 the argmax of those logits, computed through m->greedy if built */
+} evlm_decoder_batch;
 
 /* Evaluates a batch and appends it to the cache (n_past += n). Errors leave n_past unchanged. */
-evlm_status evlm_llama_decode(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                              const evlm_llama_batch *b);
+evlm_status evlm_decoder_decode(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
+                              const evlm_decoder_batch *b);
 
 /* The common case: n tokens (ids, or embd [n][hidden]) at the next positions, causal. */
-evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                               const int32_t *ids, const float *embd, evlm_llama_inject *inject,
+evlm_status evlm_decoder_forward(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
+                               const int32_t *ids, const float *embd, evlm_decoder_inject *inject,
                                int n, float *logits, bool all_logits);
 
 /* Keeps n_keep of the cache slots from base on (slots[j] >= base, increasing) by moving them to
  * base + j, and drops the rest: n_past = base + n_keep. Used after verifying guessed tokens. */
-evlm_status evlm_llama_kv_keep(const evlm_llama *m, evlm_llama_state *s, int base,
+evlm_status evlm_decoder_kv_keep(const evlm_decoder *m, evlm_decoder_state *s, int base,
                                const int *slots, int n_keep);
 
 #endif

@@ -1,5 +1,5 @@
-/* top1_head.c - greedy ids from an int8 copy of the head plus exact candidates (see top1_head.h). */
-#include "model/top1_head.h"
+/* greedy_head.c - greedy ids from an int8 copy of the head plus exact candidates (see greedy_head.h). */
+#include "model/greedy_head.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
 #include "quant/repack.h"
@@ -15,7 +15,7 @@
 /* ---- the int8 copy ------------------------------------------------------------------------- */
 
 typedef struct {
-    evlm_top1_head *h;
+    evlm_greedy_head *h;
     int n, k, groups;
     atomic_int next;
     double *err, *norm; /* per thread: largest sums of squares seen */
@@ -69,7 +69,7 @@ static void init_fn(void *arg, int ith, int nth) {
     free(blk);
 }
 
-evlm_status evlm_top1_head_init(evlm_top1_head *h, const evlm_tensor *w, evlm_pool *pool) {
+evlm_status evlm_greedy_head_init(evlm_greedy_head *h, const evlm_tensor *w, evlm_pool *pool) {
     memset(h, 0, sizeof *h);
     const int64_t k = w->ne[0], n = w->ne[1];
     if (!evlm_type_is_r16_float(w->type) || k % EVLM_QK || k < EVLM_QK || n < 1 || n > INT32_MAX / 2)
@@ -85,7 +85,7 @@ evlm_status evlm_top1_head_init(evlm_top1_head *h, const evlm_tensor *w, evlm_po
     const int nth = pool ? evlm_pool_size(pool) : 1;
     double *maxima = calloc(2 * (size_t)nth, sizeof(double));
     if (!maxima) {
-        evlm_top1_head_release(h);
+        evlm_greedy_head_release(h);
         return evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head");
     }
     init_task t = {.h = h, .n = (int)n, .k = (int)k, .groups = (int)((n + EVLM_R16 - 1) / EVLM_R16),
@@ -97,7 +97,7 @@ evlm_status evlm_top1_head_init(evlm_top1_head *h, const evlm_tensor *w, evlm_po
     int bad = atomic_load(&t.bad);
     if (bad) {
         free(maxima);
-        evlm_top1_head_release(h);
+        evlm_greedy_head_release(h);
         return bad == 2 ? evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head")
                         : evlm__fail(EVLM_ERR_ARG, "%s: non-finite weights", w->name ? w->name : "head");
     }
@@ -112,32 +112,32 @@ evlm_status evlm_top1_head_init(evlm_top1_head *h, const evlm_tensor *w, evlm_po
     return EVLM_OK;
 }
 
-void evlm_top1_head_release(evlm_top1_head *h) {
+void evlm_greedy_head_release(evlm_greedy_head *h) {
     free(h->q.data);
     memset(h, 0, sizeof *h);
 }
 
-size_t evlm_top1_head_bytes(const evlm_top1_head *h) {
+size_t evlm_greedy_head_bytes(const evlm_greedy_head *h) {
     return h->q.data ? evlm_r16_bytes(EVLM_TYPE_Q8_0_R16, h->q.ne[1], h->q.ne[0]) : 0;
 }
 
 /* ---- work buffers -------------------------------------------------------------------------- */
 
-evlm_status evlm_top1_work_init(evlm_top1_work *wk, int n, int k) {
+evlm_status evlm_greedy_work_init(evlm_greedy_work *wk, int n, int k) {
     memset(wk, 0, sizeof *wk);
     int groups = (n + EVLM_R16 - 1) / EVLM_R16;
-    wk->y = malloc(sizeof(float) * EVLM_TOP1_ROWS * (size_t)n);
-    wk->pmax = malloc(sizeof(float) * EVLM_TOP1_ROWS * (size_t)(groups / PIECE_GROUPS + 1));
-    wk->xq = malloc(sizeof(evlm_q8a) * EVLM_TOP1_ROWS * (size_t)(k / EVLM_QK + 1));
+    wk->y = malloc(sizeof(float) * EVLM_GREEDY_ROWS * (size_t)n);
+    wk->pmax = malloc(sizeof(float) * EVLM_GREEDY_ROWS * (size_t)(groups / PIECE_GROUPS + 1));
+    wk->xq = malloc(sizeof(evlm_q8a) * EVLM_GREEDY_ROWS * (size_t)(k / EVLM_QK + 1));
     wk->groups = malloc(sizeof(int32_t) * (size_t)groups);
     if (!wk->y || !wk->pmax || !wk->xq || !wk->groups) {
-        evlm_top1_work_release(wk);
+        evlm_greedy_work_release(wk);
         return evlm__fail(EVLM_ERR_NOMEM, "out of memory for the greedy head's buffers");
     }
     return EVLM_OK;
 }
 
-void evlm_top1_work_release(evlm_top1_work *wk) {
+void evlm_greedy_work_release(evlm_greedy_work *wk) {
     free(wk->y);
     free(wk->pmax);
     free(wk->xq);
@@ -149,9 +149,9 @@ void evlm_top1_work_release(evlm_top1_work *wk) {
 
 typedef struct {
     const evlm_kernels *kn;
-    const evlm_top1_head *h;
+    const evlm_greedy_head *h;
     const evlm_matmul_env *env;
-    evlm_top1_work *wk;
+    evlm_greedy_work *wk;
     const float *x;
     size_t ldx;
     int m, n, k, groups, n_pieces;
@@ -171,7 +171,7 @@ static void approx_fn(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
     pass_task *t = arg;
-    evlm_top1_work *wk = t->wk;
+    evlm_greedy_work *wk = t->wk;
     const size_t kb = (size_t)t->k / EVLM_QK;
     for (int p; (p = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < t->n_pieces;) {
         int g0 = p * PIECE_GROUPS, g1 = g0 + PIECE_GROUPS < t->groups ? g0 + PIECE_GROUPS : t->groups;
@@ -209,7 +209,7 @@ static int32_t argmax_range(const float *y, int n0, int n1, int32_t best, float 
     return best;
 }
 
-static void full_head(const evlm_tensor *w, const evlm_matmul_env *env, evlm_top1_work *wk,
+static void full_head(const evlm_tensor *w, const evlm_matmul_env *env, evlm_greedy_work *wk,
                       const float *x, size_t ldx, int m, int32_t *top) {
     const int n = (int)w->ne[1];
     evlm_matmul(env, wk->y, (size_t)n, x, ldx, w, NULL, m);
@@ -221,8 +221,8 @@ static void full_head(const evlm_tensor *w, const evlm_matmul_env *env, evlm_top
     wk->n_full += m;
 }
 
-void evlm_top1(const evlm_top1_head *h, const evlm_tensor *w, const evlm_matmul_env *env,
-               evlm_top1_work *wk, const float *x, size_t ldx, int m, int32_t *top) {
+void evlm_greedy_argmax(const evlm_greedy_head *h, const evlm_tensor *w, const evlm_matmul_env *env,
+               evlm_greedy_work *wk, const float *x, size_t ldx, int m, int32_t *top) {
     if (!h || m < 1) {
         if (m > 0) full_head(w, env, wk, x, ldx, m, top);
         return;
@@ -230,7 +230,7 @@ void evlm_top1(const evlm_top1_head *h, const evlm_tensor *w, const evlm_matmul_
     const evlm_kernels *kn = evlm_kernels_get();
     const int n = (int)w->ne[1], k = (int)w->ne[0], kb = k / EVLM_QK, groups = (n + EVLM_R16 - 1) / EVLM_R16;
     const double u = ldexp(1.0, -24), gamma = (k + 16) * u / (1 - (k + 16) * u);
-    double bound[EVLM_TOP1_ROWS];
+    double bound[EVLM_GREEDY_ROWS];
     for (int i = 0; i < m; i++) {
         const float *xi = x + (size_t)i * ldx;
         evlm_q8a *qi = wk->xq + (size_t)i * kb;
@@ -263,7 +263,7 @@ void evlm_top1(const evlm_top1_head *h, const evlm_tensor *w, const evlm_matmul_
 
     /* candidate groups of any row: some a within 2B of the row's largest a (only pieces whose
      * largest a gets there are looked into) */
-    double thr[EVLM_TOP1_ROWS];
+    double thr[EVLM_GREEDY_ROWS];
     const int np = t.n_pieces;
     for (int i = 0; i < m; i++) {
         const float *pm = wk->pmax + (size_t)i * np;

@@ -1,5 +1,5 @@
 /*
- * test_top1.c - the greedy head (model/top1_head.h): evlm_top1 gives, bit for bit, the argmax of
+ * test_greedy_head.c - the greedy head (model/greedy_head.h): evlm_greedy_argmax gives, bit for bit, the argmax of
  * the full float head's logits (evlm_matmul, then evlm__argmax: lowest id on ties, NaN skipped)
  * for F32 / F16 / BF16 heads with a partial last group, and
  *   - random heads and activations: few candidate groups, no fallback to the full head;
@@ -12,7 +12,7 @@
 #include "core/threadpool.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
-#include "model/top1_head.h"
+#include "model/greedy_head.h"
 #include "quant/repack.h"
 #include "test.h"
 
@@ -34,7 +34,7 @@ static float gauss(void) {
 
 typedef struct {
     evlm_tensor t;
-    evlm_top1_head h;
+    evlm_greedy_head h;
     int n, k;
 } head;
 
@@ -65,17 +65,17 @@ static void head_make(head *hd, const float *w, int n, int k, evlm_type type, ev
     hd->t.data = dst;
     hd->n = n;
     hd->k = k;
-    CHECK_OK(evlm_top1_head_init(&hd->h, &hd->t, pool));
+    CHECK_OK(evlm_greedy_head_init(&hd->h, &hd->t, pool));
 }
 
 static void head_free(head *hd) {
-    evlm_top1_head_release(&hd->h);
+    evlm_greedy_head_release(&hd->h);
     free(hd->t.data);
 }
 
 typedef struct {
     evlm_matmul_env env;
-    evlm_top1_work wk;
+    evlm_greedy_work wk;
     float *y;
     int approx_wrong; /* rows whose int8 argmax is not the exact one */
     int64_t fallback, groups, calls; /* of the greedy head's calls: rows sent to the full head, candidate groups */
@@ -87,31 +87,31 @@ static void bench_init(bench *b, evlm_pool *pool, int n, int k) {
     b->env.pool = pool;
     b->env.scratch_stride = (size_t)k;
     b->env.scratch = malloc(sizeof(float) * (size_t)k * (size_t)nth);
-    b->env.qbuf_blocks = evlm_matmul_qbuf_blocks(EVLM_TOP1_ROWS, k);
+    b->env.qbuf_blocks = evlm_matmul_qbuf_blocks(EVLM_GREEDY_ROWS, k);
     b->env.qbuf = malloc(sizeof(evlm_q8a) * b->env.qbuf_blocks);
-    b->y = malloc(sizeof(float) * (size_t)n * EVLM_TOP1_ROWS);
-    CHECK_OK(evlm_top1_work_init(&b->wk, n, k));
+    b->y = malloc(sizeof(float) * (size_t)n * EVLM_GREEDY_ROWS);
+    CHECK_OK(evlm_greedy_work_init(&b->wk, n, k));
 }
 
 static void bench_free(bench *b) {
     free(b->env.scratch);
     free(b->env.qbuf);
     free(b->y);
-    evlm_top1_work_release(&b->wk);
+    evlm_greedy_work_release(&b->wk);
 }
 
-/* evlm_top1 on m rows of x against the full head's argmax; returns the expected ids in want */
+/* evlm_greedy_argmax on m rows of x against the full head's argmax; returns the expected ids in want */
 static void check_rows(bench *b, head *hd, const float *x, int m, const char *what, int32_t *want) {
     const int n = hd->n, k = hd->k;
-    int32_t got[EVLM_TOP1_ROWS], full[EVLM_TOP1_ROWS], exp[EVLM_TOP1_ROWS];
+    int32_t got[EVLM_GREEDY_ROWS], full[EVLM_GREEDY_ROWS], exp[EVLM_GREEDY_ROWS];
     evlm_matmul(&b->env, b->y, (size_t)n, x, (size_t)k, &hd->t, NULL, m);
     for (int i = 0; i < m; i++) exp[i] = evlm__argmax(b->y + (size_t)i * n, n);
     int64_t f0 = b->wk.n_full, g0 = b->wk.n_groups;
-    evlm_top1(&hd->h, &hd->t, &b->env, &b->wk, x, (size_t)k, m, got);
+    evlm_greedy_argmax(&hd->h, &hd->t, &b->env, &b->wk, x, (size_t)k, m, got);
     b->fallback += b->wk.n_full - f0;
     b->groups += b->wk.n_groups - g0;
     b->calls++;
-    evlm_top1(NULL, &hd->t, &b->env, &b->wk, x, (size_t)k, m, full);
+    evlm_greedy_argmax(NULL, &hd->t, &b->env, &b->wk, x, (size_t)k, m, full);
     for (int i = 0; i < m; i++) {
         CHECKF(got[i] == exp[i], "%s, row %d of %d: greedy head id %d, full head argmax %d", what, i, m,
                got[i], exp[i]);
@@ -125,7 +125,7 @@ static void check_rows(bench *b, head *hd, const float *x, int m, const char *wh
 }
 
 static void test_random(evlm_pool *pool, evlm_type type, int n, int k) {
-    float *w = malloc(sizeof(float) * (size_t)n * k), *x = malloc(sizeof(float) * EVLM_TOP1_ROWS * (size_t)k);
+    float *w = malloc(sizeof(float) * (size_t)n * k), *x = malloc(sizeof(float) * EVLM_GREEDY_ROWS * (size_t)k);
     for (size_t i = 0; i < (size_t)n * k; i++) w[i] = 0.05f * gauss();
     head hd;
     head_make(&hd, w, n, k, type, pool);
@@ -133,7 +133,7 @@ static void test_random(evlm_pool *pool, evlm_type type, int n, int k) {
     bench_init(&b, pool, n, k);
     char what[96];
     for (int trial = 0; trial < 12; trial++) {
-        int m = 1 + trial % EVLM_TOP1_ROWS;
+        int m = 1 + trial % EVLM_GREEDY_ROWS;
         /* activations like a hidden state: one row of the head (a confident pick) plus noise */
         for (int i = 0; i < m; i++) {
             int r = (int)(uniform() * n);
@@ -156,7 +156,7 @@ static void test_random(evlm_pool *pool, evlm_type type, int n, int k) {
 /* exact ties across groups, and near-ties the int8 copy gets wrong */
 static void test_ties(evlm_pool *pool) {
     const int n = 1000, k = 64;
-    float *w = malloc(sizeof(float) * (size_t)n * k), x[EVLM_TOP1_ROWS * 64];
+    float *w = malloc(sizeof(float) * (size_t)n * k), x[EVLM_GREEDY_ROWS * 64];
     for (size_t i = 0; i < (size_t)n * k; i++) w[i] = 0.05f * gauss();
     /* rows 5, 300 and 999 equal; x along them: a three-way exact tie, lowest id wins */
     for (int j = 0; j < k; j++) w[300 * k + j] = w[999 * k + j] = w[5 * k + j] = 0.2f * gauss();
@@ -165,7 +165,7 @@ static void test_ties(evlm_pool *pool) {
     bench b;
     bench_init(&b, pool, n, k);
     for (int j = 0; j < k; j++) x[j] = w[5 * k + j];
-    int32_t want[EVLM_TOP1_ROWS];
+    int32_t want[EVLM_GREEDY_ROWS];
     check_rows(&b, &hd, x, 1, "three equal rows", want);
     CHECKF(want[0] == 5, "the tie test does not tie (argmax %d)", want[0]);
     head_free(&hd);
@@ -179,7 +179,7 @@ static void test_ties(evlm_pool *pool) {
     head_make(&hd, w, n, k, EVLM_TYPE_F32, pool);
     b.approx_wrong = 0;
     for (int trial = 0; trial < 60; trial++) {
-        int m = 1 + trial % EVLM_TOP1_ROWS;
+        int m = 1 + trial % EVLM_GREEDY_ROWS;
         for (int i = 0; i < m; i++) {
             int a = 2 * (int)(uniform() * 240);
             for (int j = 0; j < k; j++) x[i * k + j] = 10 * w[(size_t)a * k + j];
@@ -266,14 +266,14 @@ static void test_refused(evlm_pool *pool) {
     /* not interleaved, or k not a multiple of 32, or non-finite weights: no int8 copy */
     evlm_tensor t = {.name = "plain", .type = EVLM_TYPE_F32, .n_dims = 2, .ne = {32, 64, 1, 1},
                      .nb = {4, 128, 0, 0}, .data = w};
-    evlm_top1_head h;
-    CHECK(evlm_top1_head_init(&h, &t, pool) == EVLM_ERR_ARG);
+    evlm_greedy_head h;
+    CHECK(evlm_greedy_head_init(&h, &t, pool) == EVLM_ERR_ARG);
     w[100] = INFINITY;
     void *dst = aligned_alloc(64, evlm_r16_bytes(EVLM_TYPE_F32_R16, 64, 32));
     evlm_repack_r16(EVLM_TYPE_F32, w, 128, 64, 32, dst);
     t.type = EVLM_TYPE_F32_R16;
     t.data = dst;
-    CHECK(evlm_top1_head_init(&h, &t, pool) == EVLM_ERR_ARG);
+    CHECK(evlm_greedy_head_init(&h, &t, pool) == EVLM_ERR_ARG);
     CHECK(strstr(evlm_last_error(), "non-finite") != NULL);
     free(dst);
 }

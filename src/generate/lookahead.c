@@ -1,5 +1,5 @@
 /* lookahead.c - lookahead decoding and prompt lookup (see lookahead.h). */
-#include "decode/lookahead.h"
+#include "generate/lookahead.h"
 #include "core/status.h"
 
 #include <stdlib.h>

@@ -1,10 +1,10 @@
 /*
- * llama.c - Llama-family decoder: weight binding and the batched float32 forward pass
- * (see llama.h). Numerics follow transformers' LlamaModel: RMSNorm in float32, rotate-half
+ * decoder.c - the text decoder every family runs (Llama-style blocks): weight binding and the
+ * batched float32 forward pass (see decoder.h). Numerics follow transformers' LlamaModel: RMSNorm in float32, rotate-half
  * RoPE with inv_freq computed as torch does in float32, softmax attention scaled by
  * head_dim^-0.5, SwiGLU MLP.
  */
-#include "model/llama.h"
+#include "model/decoder.h"
 #include "quant/repack.h"
 #include "kernels/attn_kv.h"
 #include "kernels/matmul.h"
@@ -21,7 +21,7 @@ static const char *k_prefixes[] = {"model.text_model.", "model.language_model.",
 
 static bool has(const evlm_weights *w, const char *name) { return evlm_weights_find(w, name) != NULL; }
 
-evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const evlm_weights *w) {
+evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg, const evlm_weights *w) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     const int H = cfg->hidden_size, F = cfg->intermediate_size, L = cfg->n_layers;
@@ -41,8 +41,8 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
     m->layers = calloc((size_t)L, sizeof *m->layers);
     if (!m->layers) return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding weights");
     evlm_status st = EVLM_OK;
-#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_llama_layer, field, suffix, cols, rows)
-#define V(field, suffix, n) EVLM_BIND_VEC(evlm_llama_layer, field, suffix, n)
+#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_decoder_layer, field, suffix, cols, rows)
+#define V(field, suffix, n) EVLM_BIND_VEC(evlm_decoder_layer, field, suffix, n)
     const evlm_bind base[] = {
         V(attn_norm, "input_layernorm.weight", H),
         V(ffn_norm, "post_attention_layernorm.weight", H),
@@ -72,7 +72,7 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
 #undef V
     char pre[128];
     for (int l = 0; l < L && st == EVLM_OK; l++) {
-        evlm_llama_layer *ly = &m->layers[l];
+        evlm_decoder_layer *ly = &m->layers[l];
         snprintf(pre, sizeof pre, "%slayers.%d.", prefix, l);
         st = evlm_weights_bind(w, pre, base, sizeof base / sizeof *base, ly, &m->floats);
         snprintf(name, sizeof name, "%sself_attn.q_proj.bias", pre);
@@ -106,12 +106,12 @@ evlm_status evlm_llama_init(evlm_llama *m, const evlm_llama_config *cfg, const e
     }
     return EVLM_OK;
 fail:
-    evlm_llama_release(m);
+    evlm_decoder_release(m);
     return st;
 }
 
-void evlm_llama_release(evlm_llama *m) {
-    evlm_top1_head_release(&m->top1);
+void evlm_decoder_release(evlm_decoder *m) {
+    evlm_greedy_head_release(&m->greedy);
     evlm_fstore_free(&m->floats);
     free(m->layers);
     m->layers = NULL;
@@ -124,7 +124,7 @@ void evlm_llama_release(evlm_llama *m) {
  * (config "dtype" / "torch_dtype" of the text model = bfloat16, e.g. the reference fixtures,
  * made with .to(bfloat16).float()) carries bf16-rounded frequencies, while a model saved from
  * float32 (scenes-vlm: text_config.dtype = float32) keeps exact ones. We follow the config. */
-static void rope_inv_freq(const evlm_llama_config *c, bool bf16, float *inv, int half) {
+static void rope_inv_freq(const evlm_decoder_config *c, bool bf16, float *inv, int half) {
     for (int i = 0; i < half; i++) {
         float e = (float)(2 * i) / (float)c->head_dim;
         float pw = (float)pow(c->rope_theta, (double)e);
@@ -151,10 +151,10 @@ static void rope_inv_freq(const evlm_llama_config *c, bool bf16, float *inv, int
         for (int i = 0; i < half; i++) inv[i] = evlm_bf16_to_f32(evlm_f32_to_bf16(inv[i]));
 }
 
-evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int n_ctx, int n_batch,
+evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx, int n_batch,
                                   int n_threads, evlm_type kv_type) {
     memset(s, 0, sizeof *s);
-    const evlm_llama_config *c = &m->cfg;
+    const evlm_decoder_config *c = &m->cfg;
     if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
         return evlm__fail(EVLM_ERR_ARG, "context size, batch and threads must be positive");
     if (kv_type != EVLM_TYPE_F32 && kv_type != EVLM_TYPE_F16 && kv_type != EVLM_TYPE_I8)
@@ -225,7 +225,7 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     s->mm.qbuf_blocks = evlm_matmul_qbuf_blocks(n_batch, (int)maxk);
     s->mm.qbuf = malloc(s->mm.qbuf_blocks * sizeof(evlm_q8a));
     if (!s->mm.qbuf) {
-        evlm_llama_state_release(s);
+        evlm_decoder_state_release(s);
         return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the activation blocks");
     }
     int half = c->head_dim / 2;
@@ -241,8 +241,8 @@ evlm_status evlm_llama_state_init(evlm_llama_state *s, const evlm_llama *m, int 
     return EVLM_OK;
 }
 
-void evlm_llama_state_release(evlm_llama_state *s) {
-    evlm_top1_work_release(&s->top1);
+void evlm_decoder_state_release(evlm_decoder_state *s) {
+    evlm_greedy_work_release(&s->greedy);
     free(s->mm.qbuf);
     free(s->arena);
     memset(s, 0, sizeof *s);
@@ -251,19 +251,19 @@ void evlm_llama_state_release(evlm_llama_state *s) {
 /* ---- parallel tasks ------------------------------------------------------------------------ */
 
 /* y (m, w rows) = x (m, w cols) @ w^T + bias */
-static void matmul(evlm_llama_state *s, float *y, size_t ldy, const float *x, size_t ldx,
+static void matmul(evlm_decoder_state *s, float *y, size_t ldy, const float *x, size_t ldx,
                    const evlm_tensor *w, const float *bias, int m) {
     evlm_matmul(&s->mm, y, ldy, x, ldx, w, bias, m);
 }
 
-static void observe(evlm_llama_state *s, int layer, const char *group, const float *x, int m, int k) {
+static void observe(evlm_decoder_state *s, int layer, const char *group, const float *x, int m, int k) {
     if (s->observe) s->observe(s->observe_user, layer, group, x, m, k);
 }
 
 typedef struct {
     const evlm_kernels *kn;
-    const evlm_llama_config *c;
-    evlm_llama_state *s;
+    const evlm_decoder_config *c;
+    evlm_decoder_state *s;
     int layer, n, slot0; /* chunk: n tokens from cache slot slot0 */
     int off, bn;         /* the chunk starts at batch token off of bn */
     const uint8_t *mask; /* the batch's [bn][bn] mask, or NULL (causal) */
@@ -272,8 +272,8 @@ typedef struct {
 /* f16 / int8 caches: one (token, head) row at a time through evlm_attn_row_kv */
 static void attn_fn(void *arg, int ith, int nth) {
     const attn_task *t = arg;
-    const evlm_llama_config *c = t->c;
-    evlm_llama_state *s = t->s;
+    const evlm_decoder_config *c = t->c;
+    evlm_decoder_state *s = t->s;
     const int HD = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, group = NH / NKV;
     const size_t QD = (size_t)NH * HD;
     const float scale = 1.0f / sqrtf((float)HD);
@@ -310,8 +310,8 @@ static void attn_fn(void *arg, int ith, int nth) {
  * so trees match one-token decoding. */
 static void attn_rows_fn(void *arg, int ith, int nth) {
     const attn_task *t = arg;
-    const evlm_llama_config *c = t->c;
-    evlm_llama_state *s = t->s;
+    const evlm_decoder_config *c = t->c;
+    evlm_decoder_state *s = t->s;
     const int HD = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, group = NH / NKV;
     const size_t QD = (size_t)NH * HD;
     const float scale = 1.0f / sqrtf((float)HD);
@@ -350,8 +350,8 @@ static void attn_rows_fn(void *arg, int ith, int nth) {
 
 static void attn_tile_fn(void *arg, int ith, int nth) {
     const attn_task *t = arg;
-    const evlm_llama_config *c = t->c;
-    evlm_llama_state *s = t->s;
+    const evlm_decoder_config *c = t->c;
+    evlm_decoder_state *s = t->s;
     const int HD = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, group = NH / NKV;
     const int NB = (t->n + ATTN_TILE_Q - 1) / ATTN_TILE_Q;
     const size_t QD = (size_t)NH * HD;
@@ -373,8 +373,8 @@ static void attn_tile_fn(void *arg, int ith, int nth) {
 /* cos | sin of token i's position into cs / sn (half floats each): plain RoPE reads the table
  * row of its position; M-RoPE (Qwen2-VL) takes frequency j from the row of the temporal, height
  * or width position, by mrope_section. */
-static void token_rope(const evlm_llama_config *c, const evlm_llama_state *s,
-                       const evlm_llama_batch *b, int off, int i, int pos, float *cs, float *sn,
+static void token_rope(const evlm_decoder_config *c, const evlm_decoder_state *s,
+                       const evlm_decoder_batch *b, int off, int i, int pos, float *cs, float *sn,
                        const float **pc, const float **ps) {
     const int half = c->head_dim / 2;
     if (!b->mrope_pos || (!c->mrope_section[0] && !c->mrope_section[1])) {
@@ -395,15 +395,15 @@ static void token_rope(const evlm_llama_config *c, const evlm_llama_state *s,
 }
 
 /* Batch tokens [off, off + n) of b at slots n_past.. (n <= n_batch). */
-static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                                 const evlm_llama_batch *b, int off, int n, float *logits, int32_t *top) {
+static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
+                                 const evlm_decoder_batch *b, int off, int n, float *logits, int32_t *top) {
     const evlm_kernels *kn = evlm_kernels_get();
-    const evlm_llama_config *c = &m->cfg;
+    const evlm_decoder_config *c = &m->cfg;
     const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
     const int QD = c->n_heads * HD, KD = c->n_kv_heads * HD, half = HD / 2;
     const int slot0 = s->n_past;
     const int32_t *ids = b->ids ? b->ids + off : NULL;
-    evlm_llama_inject *inj = b->inject;
+    evlm_decoder_inject *inj = b->inject;
     s->mm.pool = pool;
 
     for (int i = 0; i < n; i++) {
@@ -423,7 +423,7 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     }
 
     for (int l = 0; l < c->n_layers; l++) {
-        const evlm_llama_layer *ly = &m->layers[l];
+        const evlm_decoder_layer *ly = &m->layers[l];
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H, c->rms_norm_eps);
         observe(s, l, "attn_qkv", s->xb, n, H);
@@ -483,17 +483,17 @@ static evlm_status forward_chunk(const evlm_llama *m, evlm_llama_state *s, evlm_
     if (!rows) return EVLM_OK;
     observe(s, -1, "lm_head", s->xb, rows, H);
     if (top) { /* greedy ids only */
-        if (!s->top1.y) EVLM_TRY(evlm_top1_work_init(&s->top1, c->vocab_size, H));
-        for (int r0 = 0; r0 < rows; r0 += EVLM_TOP1_ROWS)
-            evlm_top1(m->top1.q.data && m->top1.w == m->lm_head ? &m->top1 : NULL, m->lm_head, &s->mm, &s->top1, s->xb + (size_t)r0 * H, H,
-                      rows - r0 < EVLM_TOP1_ROWS ? rows - r0 : EVLM_TOP1_ROWS, top + before + r0);
+        if (!s->greedy.y) EVLM_TRY(evlm_greedy_work_init(&s->greedy, c->vocab_size, H));
+        for (int r0 = 0; r0 < rows; r0 += EVLM_GREEDY_ROWS)
+            evlm_greedy_argmax(m->greedy.q.data && m->greedy.w == m->lm_head ? &m->greedy : NULL, m->lm_head, &s->mm, &s->greedy, s->xb + (size_t)r0 * H, H,
+                      rows - r0 < EVLM_GREEDY_ROWS ? rows - r0 : EVLM_GREEDY_ROWS, top + before + r0);
         return EVLM_OK;
     }
     matmul(s, logits + (size_t)before * c->vocab_size, (size_t)c->vocab_size, s->xb, H, m->lm_head, NULL, rows);
     return EVLM_OK;
 }
 
-static evlm_status check_batch(const evlm_llama *m, const evlm_llama_state *s, const evlm_llama_batch *b) {
+static evlm_status check_batch(const evlm_decoder *m, const evlm_decoder_state *s, const evlm_decoder_batch *b) {
     if (b->n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
     if (!b->ids && !b->embd) return evlm__fail(EVLM_ERR_ARG, "a batch needs token ids or embeddings");
     if (b->top && b->logits) return evlm__fail(EVLM_ERR_ARG, "a batch asks for logits or greedy ids, not both");
@@ -528,8 +528,8 @@ static evlm_status check_batch(const evlm_llama *m, const evlm_llama_state *s, c
     return EVLM_OK;
 }
 
-evlm_status evlm_llama_decode(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                              const evlm_llama_batch *b) {
+evlm_status evlm_decoder_decode(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
+                              const evlm_decoder_batch *b) {
     EVLM_TRY(check_batch(m, s, b));
     const size_t V = (size_t)m->cfg.vocab_size;
     const int n_past0 = s->n_past, used0 = b->inject ? b->inject->used : 0;
@@ -559,17 +559,17 @@ evlm_status evlm_llama_decode(const evlm_llama *m, evlm_llama_state *s, evlm_poo
     return EVLM_OK;
 }
 
-evlm_status evlm_llama_forward(const evlm_llama *m, evlm_llama_state *s, evlm_pool *pool,
-                               const int32_t *ids, const float *embd, evlm_llama_inject *inject,
+evlm_status evlm_decoder_forward(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
+                               const int32_t *ids, const float *embd, evlm_decoder_inject *inject,
                                int n, float *logits, bool all_logits) {
-    evlm_llama_batch b = {.n = n, .ids = ids, .embd = embd, .inject = inject, .logits = logits,
+    evlm_decoder_batch b = {.n = n, .ids = ids, .embd = embd, .inject = inject, .logits = logits,
                           .all_logits = all_logits};
-    return evlm_llama_decode(m, s, pool, &b);
+    return evlm_decoder_decode(m, s, pool, &b);
 }
 
-evlm_status evlm_llama_kv_keep(const evlm_llama *m, evlm_llama_state *s, int base,
+evlm_status evlm_decoder_kv_keep(const evlm_decoder *m, evlm_decoder_state *s, int base,
                                const int *slots, int n_keep) {
-    const evlm_llama_config *c = &m->cfg;
+    const evlm_decoder_config *c = &m->cfg;
     if (base < 0 || base > s->n_past || n_keep < 0 || base + n_keep > s->n_past)
         return evlm__fail(EVLM_ERR_ARG, "cannot keep %d cache entries from %d (the cache holds %d)",
                           n_keep, base, s->n_past);

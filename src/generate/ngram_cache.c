@@ -5,7 +5,7 @@
  * the output, so a pool kept across generations only changes speed.
  */
 #include "core/status.h"
-#include "decode/lookahead.h"
+#include "generate/lookahead.h"
 
 #include <stdlib.h>
 #include <string.h>

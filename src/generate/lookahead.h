@@ -1,5 +1,5 @@
 /*
- * lookahead.h - private to src/decode: several greedy tokens per forward pass (see
+ * lookahead.h - private to src/generate: several greedy tokens per forward pass (see
  * evlm_lookahead_params in evlm.h) with output identical to one-token greedy decoding.
  *
  * One step evaluates, in one batched pass over the cache: the current token (emitted, not yet in
