@@ -34,6 +34,44 @@
 extern "C" {
 #endif
 
+/* ---- the model's matrices ------------------------------------------------------------------
+ * What every compression method works on: each matmul weight of a loaded model (decoder layers,
+ * embedding, head, vision tower, connector) with its role. The order is fixed: decoder layers
+ * (q, k, v, o, gate, up, down per layer), embedding, head, then the family's own matrices. */
+
+typedef enum evlm_matrix_role {
+    EVLM_ROLE_ATTN_Q = 0,
+    EVLM_ROLE_ATTN_K,
+    EVLM_ROLE_ATTN_V,
+    EVLM_ROLE_ATTN_O,
+    EVLM_ROLE_MLP_GATE,
+    EVLM_ROLE_MLP_UP,
+    EVLM_ROLE_MLP_DOWN,
+    EVLM_ROLE_EMBED,       /* token embedding */
+    EVLM_ROLE_HEAD,        /* output head (the embedding itself when tied) */
+    EVLM_ROLE_VISION_ATTN, /* vision tower: q / k / v / fused qkv / output of attention */
+    EVLM_ROLE_VISION_MLP,  /* vision tower: MLP matrices */
+    EVLM_ROLE_CONNECTOR,   /* vision -> text projection (Idefics3 connector, Qwen2-VL merger) */
+    EVLM_ROLE_COUNT
+} evlm_matrix_role;
+
+typedef struct evlm_matrix_info {
+    const char *name;      /* the tensor's Hugging Face name (valid while the model lives) */
+    evlm_matrix_role role;
+    int layer;             /* decoder or vision layer; -1 outside layers */
+    int64_t rows, cols;    /* a Linear [out, in] has rows = out, cols = in */
+    evlm_type type;        /* as stored in the file */
+} evlm_matrix_info;
+
+/* Number of matrices of m; the head counts once more when tied to the embedding. */
+EVLM_API int evlm_model_n_matrices(const evlm_model *m);
+/* Matrix i (0 <= i < evlm_model_n_matrices) of m. */
+EVLM_API evlm_status evlm_model_matrix(const evlm_model *m, int i, evlm_matrix_info *out);
+/* "attn_q", "mlp_down", "vision_attn", "connector", ...; "?" for an invalid role. */
+EVLM_API const char *evlm_matrix_role_name(evlm_matrix_role r);
+
+/* ---- quantization ------------------------------------------------------------------------- */
+
 typedef enum evlm_qmethod {
     EVLM_QMETHOD_RTN = 0, /* round to nearest */
     EVLM_QMETHOD_AWQ,     /* activation-aware scaling, then round to nearest */

@@ -4,7 +4,8 @@
  * architecture is refused naming it, and on each fixture (../shared/fixtures: llama-tiny,
  * smolvlm-tiny, qwen2vl-tiny) the right family loads and the matrix walk lists every bound
  * matrix once with its role: seven per decoder layer, embedding and head, and the vision tower /
- * connector matrices of the VLM families, each a tensor of the weight set. Every family with
+ * connector matrices of the VLM families, each a tensor of the weight set; the public listing
+ * of evlm_compress.h (evlm_model_matrix) gives the same matrices in the same order. Every family with
  * parts of its own has a synth hook, and a random-weight model synthesized from each fixture's
  * config.json (evlm_model_synth, into a temporary folder removed after) loads back into the same
  * family (the Idefics3 one with text_only as a Llama model; Qwen2-VL refuses text_only).
@@ -167,6 +168,22 @@ static void test_fixture(const char *shared, const char *name, const char *famil
            "%s: %d vision and %d connector matrices", name, n_vision, w.per_role[EVLM_ROLE_CONNECTOR]);
     CHECKF(w.dup == 0 && w.foreign == 0 && w.bad_layer == 0, "%s: %d listed twice, %d not in the weight set, %d bad layers",
            name, w.dup, w.foreign, w.bad_layer);
+    /* the public listing (evlm_compress.h) walks the same matrices in the same order */
+    CHECKF(evlm_model_n_matrices(m) == w.n_seen, "%s: %d public matrices, %d walked", name,
+           evlm_model_n_matrices(m), w.n_seen);
+    for (int i = 0; i < w.n_seen && i < evlm_model_n_matrices(m); i++) {
+        evlm_matrix_info mi;
+        CHECK_OK(evlm_model_matrix(m, i, &mi));
+        CHECKF(strcmp(mi.name, w.seen[i]->name) == 0 && mi.rows == w.seen[i]->ne[1] &&
+                   mi.cols == w.seen[i]->ne[0] && mi.type < EVLM_TYPE_Q8_0_R16,
+               "%s: matrix %d is %s %lldx%lld %s", name, i, mi.name, (long long)mi.rows,
+               (long long)mi.cols, evlm_type_name(mi.type));
+        CHECK(strcmp(evlm_matrix_role_name(mi.role), "?") != 0);
+    }
+    evlm_matrix_info mi;
+    CHECK(evlm_model_matrix(m, w.n_seen, &mi) == EVLM_ERR_ARG && strstr(evlm_last_error(), "matrix"));
+    CHECK(evlm_model_matrix(m, -1, &mi) == EVLM_ERR_ARG);
+    CHECK(strcmp(evlm_matrix_role_name(EVLM_ROLE_COUNT), "?") == 0);
     evlm_model_free(m);
     test_synth(dir, name, family, vision, false);
     test_synth(dir, name, family, vision, true);

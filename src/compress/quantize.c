@@ -2,10 +2,11 @@
  * quantize.c - the quantization pipeline of evlm_quantize (the steps are described in
  * evlm_compress.h): calibration, per-matrix quantization, mixed-precision allocation, the GGUF
  * export and the checks of the written file.
- * Not here: the GGUF container (io/gguf*), the quantizers themselves (gptq, awq, rtn).
+ * The methods (rtn, awq, gptq) plug in through pipeline.h's interface; the model is seen through
+ * model/model.h (its matrices with their roles).
+ * Not here: the GGUF container (io/gguf*), the methods and the quantizers themselves.
  */
-#include "evlm_compress.h"
-#include "compress/awq.h"
+#include "compress/pipeline.h"
 #include "compress/calib.h"
 #include "compress/gptq.h"
 #include "compress/rtn.h"
@@ -14,7 +15,7 @@
 #include "core/json.h"
 #include "core/status.h"
 #include "io/gguf_names.h"
-#include "model/model_impl.h"
+#include "quant/quants.h"
 
 #include <fnmatch.h>
 #include <libgen.h>
@@ -26,38 +27,7 @@
 #define KL_ROWS 512  /* positions whose float distributions are kept for KL */
 #define RESERVOIR 256
 
-enum { K_OTHER = 0, K_LM, K_EMBED, K_VISION };
-
-typedef struct {
-    const evlm_tensor *src; /* the weight set's view */
-    int kind;
-    const evlm_tensor **slot, **slot2; /* the decoder's pointers to it (sensitivity swaps) */
-    int layer;
-    const char *group; /* LM: its calibration group */
-    evlm_type to;
-    bool pinned;
-    void *qdata;  /* quantized rows of type `to` (owned), or NULL: the export converts src */
-    float *fdata; /* replacement float rows (AWQ folds), F32, owned */
-    evlm_tensor view;
-    double rel_err, kl;
-    const char *method;
-} qt;
-
-typedef struct {
-    const evlm_quantize_params *p;
-    evlm_model *m;
-    qt *t;
-    int n;
-    evlm_prompt **prompts; /* calibration set */
-    char **texts, **images; /* per prompt: the text and image of dataset items (NULL for text chunks) */
-    int n_prompts;
-    int n_kl_prompts; /* the first prompts, whose float log-probabilities are kept */
-    float *ref_logp;  /* [kl rows][V] */
-    int kl_rows;
-    evlm_calib *calib;
-} qctx;
-
-static void progress(const qctx *q, const char *stage, int done, int total) {
+void evlm__q_progress(const qctx *q, const char *stage, int done, int total) {
     if (q->p->progress) q->p->progress(q->p->user, stage, done, total);
 }
 
@@ -95,7 +65,7 @@ static qt *find(qctx *q, const evlm_tensor *t) {
     return NULL;
 }
 
-static qt *find_name(qctx *q, const char *name) {
+qt *evlm__q_find_name(qctx *q, const char *name) {
     for (int i = 0; i < q->n; i++)
         if (!strcmp(q->t[i].src->name, name)) return &q->t[i];
     return NULL;
@@ -135,6 +105,7 @@ static void classify_one(void *user, const evlm_tensor **slot, evlm_matrix_role 
         x->slot = slot;
         x->layer = layer;
         x->group = groups[role];
+        q->lm[layer * 7 + (int)role] = x;
     } else if (role == EVLM_ROLE_EMBED) {
         mark(q, *slot, K_EMBED);
         c->embed = find(q, *slot);
@@ -246,7 +217,7 @@ static evlm_status load_jsonl(qctx *q) {
         }
         char img_path[8192];
         evlm_image_input in = {0};
-        int n_img = img && q->m->has_vision ? 1 : 0;
+        int n_img = img && evlm_model_has_vision(q->m) ? 1 : 0;
         if (n_img) {
             if (img->valuestring[0] == '/') snprintf(img_path, sizeof img_path, "%s", img->valuestring);
             else snprintf(img_path, sizeof img_path, "%s/%s", base, img->valuestring);
@@ -345,13 +316,12 @@ static evlm_status calibrate(qctx *q, bool hessian) {
     if (!q->ref_logp) return evlm__fail(EVLM_ERR_NOMEM, "out of memory for %d calibration distributions", q->kl_rows);
     evlm_context *c;
     EVLM_TRY(new_ctx(q->m, q, &c));
-    c->state.observe = evlm_calib_observe;
-    c->state.observe_user = q->calib;
+    evlm__context_observe(c, evlm_calib_observe, q->calib);
     float *lg = NULL;
     int row = 0;
     evlm_status st = EVLM_OK;
     for (int i = 0; i < q->n_prompts && st == EVLM_OK; i++) {
-        progress(q, "calibrate", i, q->n_prompts);
+        evlm__q_progress(q, "calibrate", i, q->n_prompts);
         int n = prompt_len(q->prompts[i]);
         bool keep = i < q->n_kl_prompts;
         if (keep) {
@@ -367,7 +337,7 @@ static evlm_status calibrate(qctx *q, bool hessian) {
         for (int r = 0; keep && r < n && row < q->kl_rows; r++, row++)
             log_softmax(lg + (size_t)r * V, V, q->ref_logp + (size_t)row * V);
     }
-    progress(q, "calibrate", q->n_prompts, q->n_prompts);
+    evlm__q_progress(q, "calibrate", q->n_prompts, q->n_prompts);
     free(lg);
     evlm_context_free(c);
     if (st == EVLM_OK && evlm_calib_status(q->calib) != EVLM_OK)
@@ -377,7 +347,7 @@ static evlm_status calibrate(qctx *q, bool hessian) {
 
 /* ---- quantizing one matrix --------------------------------------------------------------------- */
 
-static float *widen(const evlm_tensor *t) {
+float *evlm__q_widen(const evlm_tensor *t) {
     int64_t n = t->ne[1], k = t->ne[0];
     float *w = malloc(sizeof(float) * (size_t)(n * k));
     if (!w) return NULL;
@@ -385,7 +355,7 @@ static float *widen(const evlm_tensor *t) {
     return w;
 }
 
-static void set_view(qt *x, evlm_type type, void *data) {
+void evlm__q_set_view(qt *x, evlm_type type, void *data) {
     x->view = *x->src;
     x->view.type = type;
     x->view.data = data;
@@ -393,7 +363,7 @@ static void set_view(qt *x, evlm_type type, void *data) {
 }
 
 /* Error of quantized q of float w: on the calibration rows of its group, else in weight space. */
-static double rel_error(const qctx *q, const qt *x, const float *w, const void *qd) {
+double evlm__q_rel_error(const qctx *q, const qt *x, const float *w, const void *qd) {
     int64_t n = x->src->ne[1], k = x->src->ne[0];
     double err = 0, ref = 0;
     const evlm_calib_stat *st = q->calib && x->group ? evlm_calib_find(q->calib, x->layer, x->group) : NULL;
@@ -415,25 +385,16 @@ static double rel_error(const qctx *q, const qt *x, const float *w, const void *
     return ref > 0 ? err / ref : 0;
 }
 
-/* x (float w, n x k) -> x->qdata of type x->to, by RTN or GPTQ. */
-static evlm_status quantize_matrix(qctx *q, qt *x, const float *w, bool gptq) {
-    int64_t n = x->src->ne[1], k = x->src->ne[0];
+evlm_status evlm__q_alloc(qt *x) {
     free(x->qdata);
-    x->qdata = malloc(evlm_row_bytes(x->to, k) * (size_t)n);
+    x->qdata = malloc(evlm_row_bytes(x->to, x->src->ne[0]) * (size_t)x->src->ne[1]);
     if (!x->qdata) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", x->src->name);
-    const evlm_calib_stat *st = gptq && x->group ? evlm_calib_find(q->calib, x->layer, x->group) : NULL;
-    if (gptq && st && st->xtx) {
-        evlm_gptq_params gp = evlm_gptq_default_params();
-        evlm_gptq_result res;
-        evlm_status s = evlm_gptq_quantize(x->to, w, n, k, st->xtx, st->n_rows, &gp, q->m->pool, x->qdata, &res);
-        if (s != EVLM_OK) return evlm__fail_prefix(s, "%s", x->src->name);
-        x->method = "gptq";
-    } else {
-        EVLM_TRY(evlm_rtn_quantize(x->to, w, n, k, x->qdata));
-    }
-    set_view(x, x->to, x->qdata);
-    x->rel_err = rel_error(q, x, w, x->qdata);
     return EVLM_OK;
+}
+
+void evlm__q_finish(const qctx *q, qt *x, const float *w) {
+    evlm__q_set_view(x, x->to, x->qdata);
+    x->rel_err = evlm__q_rel_error(q, x, w, x->qdata);
 }
 
 /* ---- mixed precision ---------------------------------------------------------------------------- */
@@ -448,8 +409,8 @@ static evlm_status sensitivity(qctx *q) {
     for (int i = 0; i < q->n; i++) {
         qt *x = &q->t[i];
         if (!adjustable(x)) continue;
-        progress(q, "sensitivity", done++, total);
-        float *w = widen(x->src);
+        evlm__q_progress(q, "sensitivity", done++, total);
+        float *w = evlm__q_widen(x->src);
         if (!w) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", x->src->name);
         int64_t n = x->src->ne[1], k = x->src->ne[0];
         void *qd = malloc(evlm_row_bytes(q->p->type, k) * (size_t)n);
@@ -470,7 +431,7 @@ static evlm_status sensitivity(qctx *q) {
         free(qd);
         EVLM_TRY(st);
     }
-    progress(q, "sensitivity", total, total);
+    evlm__q_progress(q, "sensitivity", total, total);
     return EVLM_OK;
 }
 
@@ -518,118 +479,12 @@ static evlm_status allocate(qctx *q) {
     return EVLM_OK;
 }
 
-/* ---- AWQ: scales per group, folded into the producers --------------------------------------------- */
-
-/* Float copy of a 1-D tensor by name into x->fdata (the replacement written to the file). */
-static float *float_copy(qctx *q, const char *name) {
-    qt *x = find_name(q, name);
-    if (!x) return NULL;
-    if (!x->fdata) {
-        int64_t n = evlm_tensor_nelements(x->src);
-        x->fdata = malloc(sizeof(float) * (size_t)n);
-        if (!x->fdata) return NULL;
-        evlm_dequantize_row(x->src->type, x->src->data, x->fdata, n);
-        x->to = EVLM_TYPE_F32; /* a folded norm must stay exact */
-        set_view(x, EVLM_TYPE_F32, x->fdata);
-    }
-    return x->fdata;
-}
-
-static evlm_status awq_layer(qctx *q, int l) {
-    evlm_model *m = q->m;
-    const evlm_decoder_config *c = &m->cfg;
-    evlm_decoder_layer *ly = &m->decoder.layers[l];
-    const evlm_tensor *mats[7] = {ly->wq, ly->wk, ly->wv, ly->wo, ly->w_gate, ly->w_up, ly->w_down};
-    float *w[7] = {0};
-    bool changed[7] = {0}; /* scaled columns or folded rows */
-    qt *x[7];
-    evlm_status st = EVLM_OK;
-    for (int i = 0; i < 7 && st == EVLM_OK; i++) {
-        x[i] = find(q, mats[i]);
-        w[i] = widen(mats[i]);
-        if (!w[i]) st = evlm__fail(EVLM_ERR_NOMEM, "layer %d: out of memory", l);
-    }
-    char name[320];
-    const char *pre = m->decoder.prefix;
-    static const struct {
-        const char *group;
-        int first, count; /* consumers */
-    } groups[4] = {{"attn_qkv", 0, 3}, {"attn_o", 3, 1}, {"ffn_gate_up", 4, 2}, {"ffn_down", 6, 1}};
-    for (int g = 0; g < 4 && st == EVLM_OK; g++) {
-        const evlm_calib_stat *cs = evlm_calib_find(q->calib, l, groups[g].group);
-        if (!cs || cs->n_kept == 0) continue; /* no calibration rows reached it: plain RTN */
-        bool all_quant = true;
-        for (int i = 0; i < groups[g].count; i++)
-            all_quant = all_quant && evlm_type_is_quant(x[groups[g].first + i]->to) && !x[groups[g].first + i]->pinned;
-        if (!all_quant) continue; /* a float or pinned consumer: nothing to protect */
-        int64_t k = cs->k;
-        float *mean = malloc(sizeof(float) * (size_t)k), *s = malloc(sizeof(float) * (size_t)k);
-        if (!mean || !s) {
-            free(mean), free(s);
-            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
-            break;
-        }
-        evlm_calib_mean_abs(cs, mean);
-        if (g == 1) st = evlm_awq_tie_heads(mean, c->n_heads, c->n_kv_heads, c->head_dim);
-        evlm_awq_linear lin[3];
-        for (int i = 0; i < groups[g].count; i++)
-            lin[i] = (evlm_awq_linear){w[groups[g].first + i], mats[groups[g].first + i]->ne[1]};
-        evlm_awq_params ap = evlm_awq_default_params();
-        evlm_awq_result res;
-        evlm_type t = x[groups[g].first]->to;
-        if (st == EVLM_OK)
-            st = evlm_awq_search(t, lin, groups[g].count, k, mean, cs->rows, cs->n_kept, &ap, m->pool, s, &res);
-        for (int i = 0; i < groups[g].count && st == EVLM_OK; i++)
-            evlm_awq_scale_cols(w[groups[g].first + i], mats[groups[g].first + i]->ne[1], k, s);
-        if (st == EVLM_OK) { /* fold diag(s)^-1 into the producer */
-            float *b = NULL;
-            if (g == 0 || g == 2) {
-                snprintf(name, sizeof name, "%slayers.%d.%s", pre, l,
-                         g == 0 ? "input_layernorm.weight" : "post_attention_layernorm.weight");
-                float *norm = float_copy(q, name);
-                st = norm ? evlm_awq_fold_norm(norm, k, s) : evlm__fail(EVLM_ERR_FORMAT, "no tensor '%s'", name);
-            } else if (g == 1) {
-                snprintf(name, sizeof name, "%slayers.%d.self_attn.v_proj.bias", pre, l);
-                if (ly->bv) b = float_copy(q, name);
-                st = evlm_awq_fold_v_proj(w[2], b, c->hidden_size, s, c->n_heads, c->n_kv_heads, c->head_dim);
-            } else {
-                snprintf(name, sizeof name, "%slayers.%d.mlp.up_proj.bias", pre, l);
-                if (ly->b_up) b = float_copy(q, name);
-                st = evlm_awq_fold_rows(w[5], b, c->hidden_size, s, k);
-            }
-        }
-        for (int i = 0; i < groups[g].count; i++) {
-            x[groups[g].first + i]->method = "awq";
-            changed[groups[g].first + i] = true;
-        }
-        if (g == 1) changed[2] = true; /* v_proj rows */
-        if (g == 3) changed[5] = true; /* up_proj rows */
-        free(mean);
-        free(s);
-    }
-    for (int i = 0; i < 7 && st == EVLM_OK; i++) {
-        const char *method = x[i]->method;
-        if (x[i]->pinned) continue;
-        if (evlm_type_is_quant(x[i]->to)) {
-            st = quantize_matrix(q, x[i], w[i], false);
-        } else if (changed[i]) { /* a float matrix that took a scale or a fold */
-            x[i]->fdata = w[i];
-            w[i] = NULL;
-            x[i]->to = EVLM_TYPE_F32;
-            set_view(x[i], EVLM_TYPE_F32, x[i]->fdata);
-        }
-        x[i]->method = method;
-    }
-    for (int i = 0; i < 7; i++) free(w[i]);
-    return st;
-}
-
 /* ---- writing --------------------------------------------------------------------------------------- */
 
 static evlm_type type_for(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
     qctx *q = ctx;
     (void)t;
-    qt *x = find_name(q, name);
+    qt *x = evlm__q_find_name(q, name);
     if (!x) return t->type;
     if (x->qdata || x->fdata) *src = &x->view;
     return x->to;
@@ -637,7 +492,7 @@ static evlm_type type_for(void *ctx, const char *name, const evlm_tensor *t, con
 
 static int write_progress(void *ctx, uint64_t done, uint64_t total) {
     const qctx *q = ctx;
-    progress(q, "write", (int)(done >> 20), (int)(total >> 20));
+    evlm__q_progress(q, "write", (int)(done >> 20), (int)(total >> 20));
     return 0;
 }
 
@@ -656,7 +511,7 @@ static evlm_status vision_cosine(const qctx *q, evlm_model *qm, double *out) {
         EVLM_TRY(evlm_prompt_new(qm, q->texts[i], false, &in, 1, &pq));
         const float *g = evlm__prompt_features(pq, &rows_q);
         if (g && rows_q == rows_f) {
-            size_t len = (size_t)rows_f * (size_t)qm->cfg.hidden_size;
+            size_t len = (size_t)rows_f * (size_t)evlm__model_config(qm)->hidden_size;
             double dot = 0, na = 0, nb = 0;
             for (size_t j = 0; j < len; j++) {
                 dot += (double)f[j] * (double)g[j];
@@ -683,11 +538,11 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
         return evlm__fail(EVLM_ERR_ARG, "vision must be Q8_0, Q4_0, Q4_1 or F16");
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     bool have_calib = p.calib_text || p.calib_jsonl;
-    if ((p.method != EVLM_QMETHOD_RTN || mixed) && !have_calib)
+    const evlm__qmethod *meth = evlm__qmethod_find(p.method);
+    if (!meth) return evlm__fail(EVLM_ERR_ARG, "method %d is not a quantization method", (int)p.method);
+    if ((meth->calibration || mixed) && !have_calib)
         return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (calib_text or calib_jsonl)",
-                          p.method == EVLM_QMETHOD_AWQ    ? "AWQ"
-                          : p.method == EVLM_QMETHOD_GPTQ ? "GPTQ"
-                                                          : "mixed precision");
+                          meth->calibration ? meth->title : "mixed precision");
     if (p.calib_tokens < 2) p.calib_tokens = 2;
     if (p.calib_items < 1) p.calib_items = 1;
     evlm_dir d = evlm_dir_folder(in_dir);
@@ -702,35 +557,38 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     EVLM_TRY(evlm_model_load(in_dir, &mp, &q.m));
     evlm_model *qm = NULL;
     evlm_status st = EVLM_OK;
-    q.n = (int)evlm_weights_count(q.m->weights);
+    const evlm_weights *weights = evlm__model_weights(q.m);
+    const int n_layers = evlm__model_config(q.m)->n_layers;
+    q.n = (int)evlm_weights_count(weights);
     q.t = calloc((size_t)q.n, sizeof *q.t);
-    if (!q.t) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
-    for (int i = 0; st == EVLM_OK && i < q.n; i++) q.t[i].src = evlm_weights_at(q.m->weights, (size_t)i);
+    q.lm = calloc((size_t)n_layers * 7 + 1, sizeof *q.lm);
+    if (!q.t || !q.lm) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == EVLM_OK && i < q.n; i++) q.t[i].src = evlm_weights_at(weights, (size_t)i);
     if (st == EVLM_OK) st = classify(&q);
     if (st == EVLM_OK && p.calib_text) st = load_text(&q);
     if (st == EVLM_OK && p.calib_jsonl) st = load_jsonl(&q);
-    if (st == EVLM_OK && have_calib) st = calibrate(&q, p.method == EVLM_QMETHOD_GPTQ);
+    if (st == EVLM_OK && have_calib) st = calibrate(&q, meth->hessian);
     if (st == EVLM_OK && mixed) st = sensitivity(&q);
     if (st == EVLM_OK && mixed) st = allocate(&q);
     /* the language model's matrices */
     int total = 0, done = 0;
     for (int i = 0; i < q.n; i++) total += q.t[i].kind == K_LM;
-    if (st == EVLM_OK && p.method == EVLM_QMETHOD_AWQ) {
-        for (int l = 0; l < q.m->cfg.n_layers && st == EVLM_OK; l++) {
-            progress(&q, "quantize", l, q.m->cfg.n_layers);
-            st = awq_layer(&q, l);
+    if (st == EVLM_OK && meth->layer) {
+        for (int l = 0; l < n_layers && st == EVLM_OK; l++) {
+            evlm__q_progress(&q, "quantize", l, n_layers);
+            st = meth->layer(&q, l);
         }
     } else {
         for (int i = 0; i < q.n && st == EVLM_OK; i++) {
             qt *x = &q.t[i];
             if (x->kind != K_LM || x->pinned || !evlm_type_is_quant(x->to)) continue;
-            progress(&q, "quantize", done++, total);
-            float *w = widen(x->src);
-            st = w ? quantize_matrix(&q, x, w, p.method == EVLM_QMETHOD_GPTQ) : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+            evlm__q_progress(&q, "quantize", done++, total);
+            float *w = evlm__q_widen(x->src);
+            st = w ? meth->matrix(&q, x, w) : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
             free(w);
         }
     }
-    if (st == EVLM_OK) progress(&q, "quantize", total, total);
+    if (st == EVLM_OK) evlm__q_progress(&q, "quantize", total, total);
     if (st == EVLM_OK) st = evlm_gguf_export_hf(in_dir, out_gguf, type_for, &q, write_progress, &q);
     /* what was written */
     if (st == EVLM_OK) {
@@ -756,13 +614,13 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     rep->bpw = el ? bits / (double)el : 0;
     /* the written model against float: KL over the calibration set, encoder cosine */
     if (st == EVLM_OK && have_calib) {
-        progress(&q, "evaluate", 0, 1);
+        evlm__q_progress(&q, "evaluate", 0, 1);
         mp.keep_layout = false; /* the written model as users will run it */
         st = evlm_model_load(out_gguf, &mp, &qm);
         if (st == EVLM_OK) st = mean_kl(&q, qm, &rep->kl_mean);
         if (st == EVLM_OK) st = vision_cosine(&q, qm, &rep->vision_cos);
         rep->n_calib_rows = q.kl_rows;
-        progress(&q, "evaluate", 1, 1);
+        evlm__q_progress(&q, "evaluate", 1, 1);
     }
     evlm_model_free(qm);
     for (int i = 0; i < q.n; i++) {
@@ -770,6 +628,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
         free(q.t[i].fdata);
     }
     free(q.t);
+    free(q.lm);
     for (int i = 0; i < q.n_prompts; i++) {
         evlm_prompt_free(q.prompts[i]);
         free(q.texts[i]);

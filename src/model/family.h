@@ -20,28 +20,7 @@
 #include "io/hf_config.h"
 #include "vision/image.h"
 #include "evlm.h"
-
-/* What a matrix does, for the compression passes (decoder roles come first). */
-typedef enum evlm_matrix_role {
-    EVLM_ROLE_ATTN_Q = 0,
-    EVLM_ROLE_ATTN_K,
-    EVLM_ROLE_ATTN_V,
-    EVLM_ROLE_ATTN_O,
-    EVLM_ROLE_MLP_GATE,
-    EVLM_ROLE_MLP_UP,
-    EVLM_ROLE_MLP_DOWN,
-    EVLM_ROLE_EMBED,       /* token embedding */
-    EVLM_ROLE_HEAD,        /* output head (the embedding itself when tied) */
-    EVLM_ROLE_VISION_ATTN, /* vision tower: q / k / v / fused qkv / output of attention */
-    EVLM_ROLE_VISION_MLP,  /* vision tower: MLP matrices */
-    EVLM_ROLE_CONNECTOR,   /* vision -> text projection (Idefics3 connector, Qwen2-VL merger) */
-    EVLM_ROLE_COUNT
-} evlm_matrix_role;
-
-/* One bound matrix: slot is the binding's pointer (a pass may point it at another tensor for a
- * while, e.g. to measure one matrix quantized); layer is -1 outside layers. */
-typedef void (*evlm_matrix_fn)(void *user, const evlm_tensor **slot, evlm_matrix_role role,
-                               int layer);
+#include "model/model.h"
 
 typedef struct evlm_prompt {
     evlm_ids ids;
@@ -99,8 +78,6 @@ const evlm_family *evlm__family_find(const char *architecture);
 /* The registry, for tests and listings: families[i] for i < count. */
 const evlm_family *const *evlm__families(int *count);
 
-/* Every matrix of the model (decoder layers, embedding, head, then the family's), in order. */
-void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user);
 
 /* Shared by the families' prompt builders. */
 evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t len, bool add_special,

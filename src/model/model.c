@@ -166,51 +166,6 @@ size_t evlm_model_weight_bytes(const evlm_model *m) {
     return b;
 }
 
-void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user) {
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        evlm_decoder_layer *y = &m->decoder.layers[l];
-        fn(user, &y->wq, EVLM_ROLE_ATTN_Q, l);
-        fn(user, &y->wk, EVLM_ROLE_ATTN_K, l);
-        fn(user, &y->wv, EVLM_ROLE_ATTN_V, l);
-        fn(user, &y->wo, EVLM_ROLE_ATTN_O, l);
-        fn(user, &y->w_gate, EVLM_ROLE_MLP_GATE, l);
-        fn(user, &y->w_up, EVLM_ROLE_MLP_UP, l);
-        fn(user, &y->w_down, EVLM_ROLE_MLP_DOWN, l);
-    }
-    fn(user, &m->decoder.tok_embd, EVLM_ROLE_EMBED, -1);
-    fn(user, &m->decoder.lm_head, EVLM_ROLE_HEAD, -1);
-    if (m->family->matrices) m->family->matrices(m, fn, user);
-}
-
-/* what a token's decoder pass reads: its layers' matrices */
-typedef struct {
-    int64_t params;
-    size_t bytes;
-} layer_sum;
-
-static void add_layer_matrix(void *user, const evlm_tensor **slot, evlm_matrix_role role, int layer) {
-    (void)layer;
-    layer_sum *s = user;
-    if (role > EVLM_ROLE_MLP_DOWN) return;
-    s->params += evlm_tensor_nelements(*slot);
-    s->bytes += evlm_tensor_nbytes(*slot);
-}
-
-static layer_sum layer_matrices(const evlm_model *m) {
-    layer_sum s = {0, 0};
-    evlm__model_matrices((evlm_model *)(uintptr_t)m, add_layer_matrix, &s);
-    return s;
-}
-
-int64_t evlm_model_n_layer_params(const evlm_model *m) { return layer_matrices(m).params; }
-
-size_t evlm_model_greedy_head_bytes(const evlm_model *m) { return evlm_greedy_head_bytes(&m->decoder.greedy); }
-
-size_t evlm_model_decode_bytes(const evlm_model *m) {
-    size_t b = m->decoder.greedy.q.data ? evlm_greedy_head_bytes(&m->decoder.greedy) : evlm_tensor_nbytes(m->decoder.lm_head);
-    return b + layer_matrices(m).bytes;
-}
-
 int evlm_model_eos_ids(const evlm_model *m, const int32_t **ids) {
     *ids = m->eos;
     return m->n_eos;

@@ -38,10 +38,6 @@ struct evlm_model {
     void *family_state; /* the family's own parts (vision tower, processor), owned by it */
 };
 
-/* Internal to evlm (the compression passes): a prompt of ready token ids (no images), the image
- * features a prompt carries ([n_rows][hidden], NULL without images), and the decoder state. */
-evlm_status evlm__prompt_from_ids(const int32_t *ids, size_t n, evlm_prompt **out);
-const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows);
 
 struct evlm_context {
     evlm_model *model;

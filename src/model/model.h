@@ -1,0 +1,43 @@
+/*
+ * model.h - what the library's other layers (the compression passes in src/compress, and the
+ * pruning, low-rank, distillation and QAT passes to come) see of a model and a context beyond
+ * include/evlm.h: the weight set, the decoder's config and the model's pool, the walk over its
+ * matrices with their roles (the bindings themselves, which a pass may swap for a while), a
+ * context's observer of matmul inputs, and prompts of ready ids. The layouts stay private to
+ * src/model (model_impl.h).
+ */
+#ifndef EVLM_MODEL_MODEL_H
+#define EVLM_MODEL_MODEL_H
+
+#include "core/threadpool.h"
+#include "evlm.h"
+#include "evlm_compress.h"
+#include "io/hf_config.h"
+#include "io/weights.h"
+#include "model/decoder.h"
+
+/* One bound matrix: slot is the binding's pointer; layer is -1 outside layers. */
+typedef void (*evlm_matrix_fn)(void *user, const evlm_tensor **slot, evlm_matrix_role role,
+                               int layer);
+
+/* Every matrix of the model (decoder layers, embedding, head, then the family's), in order. */
+void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user);
+
+const evlm_weights *evlm__model_weights(const evlm_model *m);
+const evlm_decoder_config *evlm__model_config(const evlm_model *m);
+evlm_pool *evlm__model_pool(const evlm_model *m);
+/* Whether decoder layer `layer`'s matrix of role (ATTN_Q .. MLP_DOWN) is bound with a bias. */
+bool evlm__model_has_bias(const evlm_model *m, int layer, evlm_matrix_role role);
+/* The decoder's tensor-name prefix ("model." or "model.text_model." ...). */
+const char *evlm__model_text_prefix(const evlm_model *m);
+
+/* Calls fn with the input of every matmul c's forward passes run (NULL: none), on the thread
+ * that decodes. */
+void evlm__context_observe(evlm_context *c, evlm_decoder_observer fn, void *user);
+
+/* A prompt of ready token ids (no images); the image features a prompt carries
+ * ([n_rows][hidden], NULL without images). */
+evlm_status evlm__prompt_from_ids(const int32_t *ids, size_t n, evlm_prompt **out);
+const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows);
+
+#endif
