@@ -11,7 +11,7 @@
 #include "core/threadpool.h"
 #include "io/safetensors.h"
 #include "vision/siglip.h"
-#include "vision/vision_config.h"
+#include "vision/idefics3_config.h"
 #include "test.h"
 #include "test_ref.h"
 
@@ -22,10 +22,10 @@
 
 static void test_configs(const char *shared) {
     char dir[4096];
-    evlm_vision_config c;
+    evlm_idefics3_config c;
 
     snprintf(dir, sizeof dir, "%s/fixtures/smolvlm-tiny", shared);
-    CHECK_OK(evlm_vision_config_load(dir, &c));
+    CHECK_OK(evlm_idefics3_config_load(dir, &c));
     CHECK(c.hidden_size == 48 && c.intermediate_size == 96 && c.n_layers == 2 && c.n_heads == 2);
     CHECK(c.head_dim == 24 && c.image_size == 64 && c.patch_size == 8 && c.num_channels == 3);
     CHECK(c.patches_per_side == 8 && c.num_patches == 64 && c.scale_factor == 2);
@@ -33,21 +33,21 @@ static void test_configs(const char *shared) {
     CHECK(c.layer_norm_eps == 1e-6f);
 
     snprintf(dir, sizeof dir, "%s/models/scenes-vlm", shared);
-    CHECK_OK(evlm_vision_config_load(dir, &c));
+    CHECK_OK(evlm_idefics3_config_load(dir, &c));
     CHECK(c.hidden_size == 192 && c.intermediate_size == 768 && c.n_layers == 6 && c.n_heads == 6);
     CHECK(c.image_size == 128 && c.patch_size == 16 && c.tokens_per_tile == 16);
     CHECK(c.text_hidden_size == 256 && c.image_token_id == 49190);
 
     /* transformers 4.x layout: every PretrainedConfig attribute inside vision_config */
     snprintf(dir, sizeof dir, "%s/reference/smolvlm-256m-instruct", shared);
-    CHECK_OK(evlm_vision_config_load(dir, &c));
+    CHECK_OK(evlm_idefics3_config_load(dir, &c));
     CHECK(c.hidden_size == 768 && c.intermediate_size == 3072 && c.n_layers == 12);
     CHECK(c.n_heads == 12 && c.image_size == 512 && c.patch_size == 16 && c.scale_factor == 4);
     CHECK(c.tokens_per_tile == 64 && c.text_hidden_size == 576 && c.image_token_id == 49190);
 
     /* defaults of Idefics3VisionConfig / Idefics3Config / LlamaConfig */
     const char *js = "{\"vision_config\": {\"image_size\": 256}}";
-    CHECK_OK(evlm_vision_config_parse("d.json", js, strlen(js), &c));
+    CHECK_OK(evlm_idefics3_config_parse("d.json", js, strlen(js), &c));
     CHECK(c.hidden_size == 1152 && c.intermediate_size == 3072 && c.n_layers == 12);
     CHECK(c.n_heads == 16 && c.patch_size == 32 && c.scale_factor == 2 && c.tokens_per_tile == 16);
     CHECK(c.text_hidden_size == 4096 && c.image_token_id == 128257 && c.layer_norm_eps == 1e-6f);
@@ -74,7 +74,7 @@ static void test_configs(const char *shared) {
         {"{\"vision_config\": {}}", "scale_factor", EVLM_ERR_FORMAT}, /* 224 / 32 = 7 patches */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        evlm_status st = evlm_vision_config_parse("bad.json", bad[i].json, strlen(bad[i].json), &c);
+        evlm_status st = evlm_idefics3_config_parse("bad.json", bad[i].json, strlen(bad[i].json), &c);
         CHECKF(st == bad[i].st && strstr(evlm_last_error(), bad[i].want) &&
                    strstr(evlm_last_error(), "bad.json"),
                "case %zu: status %d, error '%s'", i, (int)st, evlm_last_error());
@@ -84,7 +84,7 @@ static void test_configs(const char *shared) {
 /* ---- position ids ------------------------------------------------------------------------- */
 
 static void test_position_ids(void) {
-    evlm_vision_config c = {0};
+    evlm_idefics3_config c = {0};
     static int32_t ids[256 * 256];
     static uint8_t pm[256 * 256];
     /* a full tile gets 0..N-1 for the grids of real models (Idefics3 8B: 26, SmolVLM 2.2B:
@@ -173,10 +173,10 @@ static void test_fixture(const char *shared) {
     uint8_t *mask = malloc((size_t)T * S * S);
     for (size_t i = 0; i < (size_t)T * S * S; i++) mask[i] = mask64[i] != 0;
 
-    evlm_vision_config cfg;
+    evlm_idefics3_config cfg;
     evlm_weights *w = NULL;
     evlm_siglip m;
-    CHECK_OK(evlm_vision_config_load(dir, &cfg));
+    CHECK_OK(evlm_idefics3_config_load(dir, &cfg));
     CHECK_OK(evlm_weights_open(dir, &w));
     if (!w) goto done_mask;
     CHECK_OK(evlm_siglip_init(&m, &cfg, w));
@@ -276,10 +276,10 @@ done_ref:
 static void test_scenes(const char *shared) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/scenes-vlm", shared);
-    evlm_vision_config cfg;
+    evlm_idefics3_config cfg;
     evlm_weights *w = NULL;
     evlm_siglip m;
-    CHECK_OK(evlm_vision_config_load(dir, &cfg));
+    CHECK_OK(evlm_idefics3_config_load(dir, &cfg));
     CHECK_OK(evlm_weights_open(dir, &w));
     if (!w) return;
     CHECK_OK(evlm_siglip_init(&m, &cfg, w));
@@ -310,7 +310,7 @@ static void test_scenes(const char *shared) {
 
 /* Rewrites the tiny model without `drop`, or with `reshape` given ne {a, b}; init must fail
  * naming the tensor. */
-static void bad_weights(const char *dir, const evlm_vision_config *cfg, const char *drop,
+static void bad_weights(const char *dir, const evlm_idefics3_config *cfg, const char *drop,
                         const char *reshape, const char *want) {
     evlm_weights *w = NULL;
     CHECK_OK(evlm_weights_open(dir, &w));
@@ -349,8 +349,8 @@ static void bad_weights(const char *dir, const evlm_vision_config *cfg, const ch
 static void test_bad_weights(const char *shared) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/fixtures/smolvlm-tiny", shared);
-    evlm_vision_config cfg;
-    CHECK_OK(evlm_vision_config_load(dir, &cfg));
+    evlm_idefics3_config cfg;
+    CHECK_OK(evlm_idefics3_config_load(dir, &cfg));
     bad_weights(dir, &cfg, "model.vision_model.encoder.layers.1.mlp.fc2.weight", NULL,
                 "'model.vision_model.encoder.layers.1.mlp.fc2.weight' not found");
     bad_weights(dir, &cfg, "model.connector.modality_projection.proj.weight", NULL,
@@ -364,7 +364,7 @@ static void test_bad_weights(const char *shared) {
     bad_weights(dir, &cfg, NULL, "model.vision_model.embeddings.position_embedding.weight",
                 "'model.vision_model.embeddings.position_embedding.weight' has shape");
     /* a config that does not match the weights */
-    evlm_vision_config wide = cfg;
+    evlm_idefics3_config wide = cfg;
     wide.text_hidden_size = 128;
     evlm_weights *w = NULL;
     CHECK_OK(evlm_weights_open(dir, &w));

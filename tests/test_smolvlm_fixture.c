@@ -11,7 +11,7 @@
 #include "io/safetensors.h"
 #include "model/decoder.h"
 #include "vision/siglip.h"
-#include "vision/vision_config.h"
+#include "vision/idefics3_config.h"
 #include "test.h"
 #include "test_ref.h"
 
@@ -28,10 +28,10 @@ int main(void) {
     CHECK_OK(evlm_json_load(path, &meta));
 
     evlm_decoder_config cfg;
-    evlm_vision_config vcfg;
+    evlm_idefics3_config vcfg;
     evlm_weights *w;
     CHECK_OK(evlm_decoder_config_load(dir, &cfg));
-    CHECK_OK(evlm_vision_config_load(dir, &vcfg));
+    CHECK_OK(evlm_idefics3_config_load(dir, &vcfg));
     CHECK_OK(evlm_weights_open(dir, &w));
     evlm_decoder lm;
     evlm_siglip vm;

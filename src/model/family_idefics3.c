@@ -10,13 +10,13 @@
 #include "vision/idefics3_prompt.h"
 #include "vision/idefics3_proc.h"
 #include "vision/siglip.h"
-#include "vision/vision_config.h"
+#include "vision/idefics3_config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct idefics3 {
-    evlm_vision_config vcfg;
+    evlm_idefics3_config vcfg;
     evlm_idefics3_proc proc;
     evlm_siglip siglip;
     evlm_siglip_state vstate; /* planned at load for the largest tile grid; one image at a time */
@@ -29,7 +29,7 @@ static evlm_status load(evlm_model *m, const evlm_dir *d, const evlm_model_param
     idefics3 *v = calloc(1, sizeof *v);
     if (!v) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     m->family_state = v;
-    EVLM_TRY(evlm_vision_config_load_dir(d, &v->vcfg));
+    EVLM_TRY(evlm_idefics3_config_load_dir(d, &v->vcfg));
     EVLM_TRY(evlm_idefics3_proc_load_dir(d, &v->proc));
     if (p->image_splitting != EVLM_SPLIT_CONFIG) v->proc.do_image_splitting = p->image_splitting == EVLM_SPLIT_ON;
     EVLM_TRY(evlm_siglip_init(&v->siglip, &v->vcfg, m->weights));
@@ -133,8 +133,8 @@ done:
 static evlm_status synth(const evlm_synth_cfg *c, evlm_synth_add add, void *u) {
     if (c->text_only)
         return evlm__synth_decoder(c->text, "model.", evlm__synth_qkv_bias(c->text), add, u);
-    evlm_vision_config v;
-    EVLM_TRY(evlm_vision_config_parse(c->file, c->json, c->len, &v));
+    evlm_idefics3_config v;
+    EVLM_TRY(evlm_idefics3_config_parse(c->file, c->json, c->len, &v));
     EVLM_TRY(
         evlm__synth_decoder(c->text, "model.text_model.", evlm__synth_qkv_bias(c->text), add, u));
     const int64_t D = v.hidden_size, F = v.intermediate_size, P = v.patch_size, C = v.num_channels;

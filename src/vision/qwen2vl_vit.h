@@ -1,6 +1,6 @@
 /*
  * qwen2vl_vit.h - the Qwen2-VL vision tower (Qwen2VisionTransformerPretrainedModel of
- * transformers 5) and its PatchMerger: config, weight binding and the float32 forward pass over
+ * transformers 5) and its PatchMerger: weight binding and the float32 forward pass over
  * the patches of one image.
  *
  * Input: pixel rows [n_patches][C * T * p * p] and the grid (t, h, w) from the image processor
@@ -21,42 +21,11 @@
 #include "core/threadpool.h"
 #include "io/weights.h"
 #include "kernels/matmul.h"
+#include "vision/qwen2vl_config.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum evlm_qwen2vl_act {
-    EVLM_QWEN2VL_QUICK_GELU = 0, /* x * sigmoid(1.702 x), the Qwen2-VL default */
-    EVLM_QWEN2VL_GELU,           /* exact erf GELU */
-    EVLM_QWEN2VL_GELU_TANH,      /* gelu_pytorch_tanh */
-} evlm_qwen2vl_act;
-
-/* config.json "vision_config" (Qwen2VLVisionConfig; defaults are transformers'). */
-typedef struct evlm_qwen2vl_vision_config {
-    int depth;               /* blocks, default 32 */
-    int embed_dim;           /* D, default 1280 */
-    int n_heads;             /* default 16 */
-    int head_dim;            /* D / n_heads, a multiple of 4 */
-    int mlp_dim;             /* int(D * mlp_ratio), mlp_ratio default 4 */
-    int patch_size;          /* default 14 */
-    int temporal_patch_size; /* default 2 */
-    int in_channels;         /* in_channels or in_chans, default 3 */
-    int spatial_merge_size;  /* default 2 */
-    int hidden_size;         /* merger output = the text width, default 3584 */
-    evlm_qwen2vl_act act;    /* hidden_act, default quick_gelu */
-    float layer_norm_eps;    /* 1e-6 (fixed in transformers) */
-    float rope_theta;        /* 10000 (VisionRotaryEmbedding's default; the config's is unused) */
-    /* derived */
-    int patch_dim;  /* in_channels * temporal_patch_size * patch_size^2 */
-    int merged_dim; /* D * spatial_merge_size^2 */
-} evlm_qwen2vl_vision_config;
-
-/* dir: the model folder (reads dir/config.json). */
-evlm_status evlm_qwen2vl_vision_config_load(const char *dir, evlm_qwen2vl_vision_config *cfg);
-evlm_status evlm_qwen2vl_vision_config_load_dir(const evlm_dir *d, evlm_qwen2vl_vision_config *cfg);
-/* Same from JSON text (the whole config.json); `what` names it in errors. */
-evlm_status evlm_qwen2vl_vision_config_parse(const char *what, const char *json, size_t len,
-                                             evlm_qwen2vl_vision_config *cfg);
 
 typedef struct evlm_qwen2vl_vit_layer {
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* (D) */

@@ -47,11 +47,11 @@
 
 static const char *k_prefixes[] = {"model.", ""};
 
-evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, const evlm_weights *w) {
+evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg, const evlm_weights *w) {
     if (!m || !cfg || !w) return evlm__fail(EVLM_ERR_ARG, "evlm_siglip_init: NULL argument");
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    const evlm_vision_config *c = &m->cfg;
+    const evlm_idefics3_config *c = &m->cfg;
     const int64_t D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
     const int64_t N = c->num_patches, P = c->patch_size, C = c->num_channels;
     const int64_t S2 = (int64_t)c->scale_factor * c->scale_factor;
@@ -156,7 +156,7 @@ evlm_status evlm_siglip_state_init(evlm_siglip_state *s, const evlm_siglip *m, i
                           "vision state: tiles per pass (%d) must be in [1, 4096] and threads "
                           "(%d) in [1, 1024]",
                           max_tiles, n_threads);
-    const evlm_vision_config *c = &m->cfg;
+    const evlm_idefics3_config *c = &m->cfg;
     const size_t T = (size_t)max_tiles, N = (size_t)c->num_patches, M = T * N;
     const size_t D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     const size_t CPP = (size_t)c->num_channels * c->patch_size * c->patch_size;
@@ -248,7 +248,7 @@ static int bucketize_right(float x, const float *b, int nb) {
     return i;
 }
 
-int evlm_siglip_position_ids(const evlm_vision_config *cfg, const uint8_t *patch_mask,
+int evlm_siglip_position_ids(const evlm_idefics3_config *cfg, const uint8_t *patch_mask,
                              int32_t *pos_ids) {
     const int G = cfg->patches_per_side, N = cfg->num_patches;
     float bound[2 * 256 + 2], ch[2 * 256 + 2], cw[2 * 256 + 2];
@@ -322,7 +322,7 @@ typedef struct {
 
 static void rows_fn(void *arg, int ith, int nth) {
     const rows_task *t = arg;
-    const evlm_vision_config *c = &t->m->cfg;
+    const evlm_idefics3_config *c = &t->m->cfg;
     const size_t W = (size_t)t->width;
     int r0, r1;
     evlm_split_rows(t->rows, ith, nth, &r0, &r1);
@@ -398,7 +398,7 @@ typedef struct {
 #define ATTN_QBLOCK 64
 static void attn_fn(void *arg, int ith, int nth) {
     const attn_task *t = arg;
-    const evlm_vision_config *c = &t->m->cfg;
+    const evlm_idefics3_config *c = &t->m->cfg;
     evlm_siglip_state *s = t->s;
     const int N = c->num_patches, NH = c->n_heads, HD = c->head_dim;
     const int NB = (N + ATTN_QBLOCK - 1) / ATTN_QBLOCK;
@@ -422,7 +422,7 @@ static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm
                                 const float *pixels, const uint8_t *mask, int T, int first,
                                 float *out) {
     const evlm_kernels *kn = evlm_kernels_get();
-    const evlm_vision_config *c = &m->cfg;
+    const evlm_idefics3_config *c = &m->cfg;
     const int N = c->num_patches, G = c->patches_per_side, P = c->patch_size, S = c->image_size;
     const int D = c->hidden_size, F = c->intermediate_size, M = T * N;
     const int CPP = c->num_channels * P * P;
@@ -504,7 +504,7 @@ evlm_status evlm_siglip_encode(const evlm_siglip *m, evlm_siglip_state *s, evlm_
         return evlm__fail(EVLM_ERR_ARG,
                           "evlm_siglip_encode: pool of %d threads, state planned for %d",
                           evlm_pool_size(pool), s->n_threads);
-    const evlm_vision_config *c = &m->cfg;
+    const evlm_idefics3_config *c = &m->cfg;
     const size_t px_per_tile = (size_t)c->num_channels * c->image_size * c->image_size;
     const size_t mask_per_tile = (size_t)c->image_size * c->image_size;
     const size_t out_per_tile = (size_t)c->tokens_per_tile * c->text_hidden_size;

@@ -20,7 +20,7 @@
 #include "core/threadpool.h"
 #include "io/weights.h"
 #include "kernels/matmul.h"
-#include "vision/vision_config.h"
+#include "vision/idefics3_config.h"
 
 #include <stdint.h>
 
@@ -33,7 +33,7 @@ typedef struct evlm_siglip_layer {
 } evlm_siglip_layer;
 
 typedef struct evlm_siglip {
-    evlm_vision_config cfg;
+    evlm_idefics3_config cfg;
     evlm_tensor patch_w;   /* 2-D view of the Conv2d weight: (D, C*p*p) in (c, ky, kx) order */
     const float *patch_b;  /* (D) */
     const float *pos_embd; /* (num_patches, D) widened */
@@ -46,7 +46,7 @@ typedef struct evlm_siglip {
 
 /* Binds the tower and connector of cfg in w (which must outlive the model). Errors name the
  * tensor (missing, wrong shape, wrong dtype). */
-evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_vision_config *cfg, const evlm_weights *w);
+evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg, const evlm_weights *w);
 void evlm_siglip_release(evlm_siglip *m);
 
 /* Activations for up to max_tiles tiles per pass (longer batches run in chunks). */
@@ -82,7 +82,7 @@ evlm_status evlm_siglip_encode(const evlm_siglip *m, evlm_siglip_state *s, evlm_
  * transformers' Idefics3VisionEmbeddings computes them (bucketized fractional coordinates;
  * padding patches get 0). Returns the number of real patches, or -1 (error set) when the mask
  * is empty or its real patches are not (first-column count) x (first-row count). */
-int evlm_siglip_position_ids(const evlm_vision_config *cfg, const uint8_t *patch_mask,
+int evlm_siglip_position_ids(const evlm_idefics3_config *cfg, const uint8_t *patch_mask,
                              int32_t *pos_ids);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * vision_config.h - the Idefics3 / SmolVLM vision tower and connector settings of config.json.
+ * idefics3_config.h - the Idefics3 / SmolVLM vision tower and connector settings of config.json.
  *
  * Reads "vision_config" (hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
  * image_size, patch_size, num_channels, layer_norm_eps, hidden_act), the top-level
@@ -12,13 +12,13 @@
  * Not here: the text decoder's config (io/hf_config.h), the image processor's settings
  * (preprocessor_config.json, src/vision/idefics3_proc.h).
  */
-#ifndef EVLM_VISION_VISION_CONFIG_H
-#define EVLM_VISION_VISION_CONFIG_H
+#ifndef EVLM_VISION_IDEFICS3_CONFIG_H
+#define EVLM_VISION_IDEFICS3_CONFIG_H
 
 #include "core/file.h"
 #include "evlm.h"
 
-typedef struct evlm_vision_config {
+typedef struct evlm_idefics3_config {
     /* vision_config */
     int hidden_size;       /* D, default 1152 */
     int intermediate_size; /* default 3072 */
@@ -37,13 +37,13 @@ typedef struct evlm_vision_config {
     int patches_per_side; /* image_size / patch_size (rounded down, as the Conv2d does) */
     int num_patches;      /* patches_per_side^2 */
     int tokens_per_tile;  /* num_patches / scale_factor^2 */
-} evlm_vision_config;
+} evlm_idefics3_config;
 
 /* dir: the model folder (reads dir/config.json). */
-evlm_status evlm_vision_config_load(const char *dir, evlm_vision_config *cfg);
-evlm_status evlm_vision_config_load_dir(const evlm_dir *d, evlm_vision_config *cfg);
+evlm_status evlm_idefics3_config_load(const char *dir, evlm_idefics3_config *cfg);
+evlm_status evlm_idefics3_config_load_dir(const evlm_dir *d, evlm_idefics3_config *cfg);
 /* Same from JSON text; `what` names it in errors (e.g. the path). */
-evlm_status evlm_vision_config_parse(const char *what, const char *json, size_t len,
-                                     evlm_vision_config *cfg);
+evlm_status evlm_idefics3_config_parse(const char *what, const char *json, size_t len,
+                                     evlm_idefics3_config *cfg);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * vision_config.c - Idefics3 vision / connector settings from config.json (see vision_config.h).
+ * idefics3_config.c - Idefics3 vision / connector settings from config.json (see idefics3_config.h).
  *
  * Layouts: transformers 5.x writes a lean "vision_config" (model_type "idefics3_vision");
  * 4.x (SmolVLM releases) writes every PretrainedConfig attribute, with extra keys such as
@@ -7,7 +7,7 @@
  * Fields inside vision_config / text_config are reported as "<file>: vision_config: field ...".
  * Not here: checking the config against the weights (siglip.c does, tensor by tensor).
  */
-#include "vision/vision_config.h"
+#include "vision/idefics3_config.h"
 #include "core/file.h"
 #include "core/json.h"
 #include "core/status.h"
@@ -38,7 +38,7 @@ static evlm_status sub_object(const char *file, const cJSON *root, const char *k
     return EVLM_OK;
 }
 
-static evlm_status parse_config(const char *file, const cJSON *root, evlm_vision_config *c) {
+static evlm_status parse_config(const char *file, const cJSON *root, evlm_idefics3_config *c) {
     if (!cJSON_IsObject(root)) return evlm__fail(EVLM_ERR_FORMAT, "%s: not a JSON object", file);
     const cJSON *vc, *tc;
     EVLM_TRY(sub_object(file, root, "vision_config", &vc));
@@ -120,8 +120,8 @@ static evlm_status parse_config(const char *file, const cJSON *root, evlm_vision
     return EVLM_OK;
 }
 
-evlm_status evlm_vision_config_parse(const char *what, const char *json, size_t len,
-                                     evlm_vision_config *cfg) {
+evlm_status evlm_idefics3_config_parse(const char *what, const char *json, size_t len,
+                                     evlm_idefics3_config *cfg) {
     if (!what) what = "config.json";
     if (!json || !cfg) return evlm__fail(EVLM_ERR_ARG, "%s: NULL argument", what);
     memset(cfg, 0, sizeof *cfg);
@@ -133,18 +133,18 @@ evlm_status evlm_vision_config_parse(const char *what, const char *json, size_t 
     return st;
 }
 
-evlm_status evlm_vision_config_load(const char *dir, evlm_vision_config *cfg) {
+evlm_status evlm_idefics3_config_load(const char *dir, evlm_idefics3_config *cfg) {
     evlm_dir d = evlm_dir_folder(dir);
-    return evlm_vision_config_load_dir(&d, cfg);
+    return evlm_idefics3_config_load_dir(&d, cfg);
 }
 
-evlm_status evlm_vision_config_load_dir(const evlm_dir *d, evlm_vision_config *cfg) {
+evlm_status evlm_idefics3_config_load_dir(const evlm_dir *d, evlm_idefics3_config *cfg) {
     char path[4096];
     EVLM_TRY(evlm_dir_name(d, "config.json", path, sizeof path));
     char *json = NULL;
     size_t n = 0;
     EVLM_TRY(evlm_dir_read(d, "config.json", EVLM_JSON_MAX_FILE, &json, &n));
-    evlm_status st = evlm_vision_config_parse(path, json, n, cfg);
+    evlm_status st = evlm_idefics3_config_parse(path, json, n, cfg);
     free(json);
     return st;
 }
