@@ -8,7 +8,8 @@
  * checked against `ref` before timing; the time is this thread's CPU time (so other processes on
  * a shared machine do not count), the median of 5 runs of ~60 ms.
  * Usage: bench_gemm [f32|f16|bf16 ...] [attn] [rows] [q8]: the float gemm for the types named,
- * and the sections named; no argument: everything, gemm for bf16 and f32.
+ * and the sections named; no argument: gemm for bf16 and f32, attn and rows (bench_quant has
+ * the int8 kernels' full table, wall-clock).
  * Not here: threading (the pool splits rows; see evlm bench).
  */
 #include "core/tensor.h"
@@ -133,8 +134,8 @@ typedef struct {
 
 static void run_attn(const void *p) {
     const attn_call *c = p;
-    c->kn->attn_tile(c->o, c->ld, c->q, c->ld, c->nq, c->k, c->v, c->ld, c->nkv, c->hd, 0.125f, c->kv0,
-                     c->scratch);
+    c->kn->attn_tile(c->o, c->ld, c->q, c->ld, c->nq, c->k, c->v, c->ld, c->nkv, c->hd, 0.125f,
+                     c->kv0, c->scratch);
 }
 
 /* attn_tile at the SigLIP shape (1024 queries x 1024 keys, head_dim 64, rows of 768 floats) and
@@ -152,16 +153,18 @@ static int bench_attn(void) {
     float *o_ref = malloc(sizeof(float) * ld * nmax);
     float *scratch = malloc(sizeof(float) * evlm_attn_tile_scratch(nmax, hd));
     if (!q || !k || !v || !o || !o_ref || !scratch) return 1;
-    for (size_t i = 0; i < ld * nmax; i++) q[i] = 2.0f * frand(&seed), k[i] = 2.0f * frand(&seed), v[i] = frand(&seed);
+    for (size_t i = 0; i < ld * nmax; i++)
+        q[i] = 2.0f * frand(&seed), k[i] = 2.0f * frand(&seed), v[i] = frand(&seed);
     static const char *tables[] = {"ref", "avx2", "avx512", "neon"};
     printf("\n| attn_tile, head_dim %d | kernel | ms/head | GFLOP/s |\n|---|---|---:|---:|\n", hd);
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-        attn_call c = {&evlm_kernels_ref, o_ref, scratch, q, k, v, ld, shapes[si].nq, shapes[si].nkv, hd,
-                       shapes[si].kv0};
+        attn_call c = {&evlm_kernels_ref, o_ref, scratch,       q, k, v, ld, shapes[si].nq,
+                       shapes[si].nkv,    hd,    shapes[si].kv0};
         run_attn(&c);
         c.o = o;
         /* score and output products over the keys each query sees */
-        double flop = 4.0 * hd * (shapes[si].kv0 < 0 ? (double)c.nq * c.nkv : 0.5 * c.nq * (c.nq + 1.0));
+        double flop =
+            4.0 * hd * (shapes[si].kv0 < 0 ? (double)c.nq * c.nkv : 0.5 * c.nq * (c.nq + 1.0));
         for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
             c.kn = evlm_kernels_by_name(tables[ki]);
             if (!c.kn) continue;
@@ -169,14 +172,15 @@ static int bench_attn(void) {
             double err = 0;
             for (int i = 0; i < c.nq; i++)
                 for (int d = 0; d < hd; d++)
-                    err = fmax(err, fabs((double)(o[(size_t)i * ld + d] - o_ref[(size_t)i * ld + d])));
+                    err = fmax(err,
+                               fabs((double)(o[(size_t)i * ld + d] - o_ref[(size_t)i * ld + d])));
             if (err > 1e-4) {
                 printf("| %s attn_tile differs from ref by %g |\n", c.kn->name, err);
                 return 1;
             }
             double ms_ = time_median(run_attn, &c);
-            printf("| %d x %d %s | %s | %.3f | %.1f |\n", c.nq, c.nkv, shapes[si].what, c.kn->name, ms_,
-                   flop / ms_ / 1e6);
+            printf("| %d x %d %s | %s | %.3f | %.1f |\n", c.nq, c.nkv, shapes[si].what, c.kn->name,
+                   ms_, flop / ms_ / 1e6);
             fflush(stdout);
         }
     }
@@ -200,8 +204,8 @@ typedef struct {
 static void run_rows(const void *p) {
     const rows_call *c = p;
     if (!c->one_by_one) {
-        c->kn->attn_rows(c->out, c->q, c->nq, c->k, c->v, c->ld, c->n_kv, c->n_pre, c->mask, c->hd, 0.125f,
-                         c->scores);
+        c->kn->attn_rows(c->out, c->q, c->nq, c->k, c->v, c->ld, c->n_kv, c->n_pre, c->mask, c->hd,
+                         0.125f, c->scores);
         return;
     }
     uint8_t m1[2048 + EVLM_ATTN_ROWS];
@@ -211,7 +215,8 @@ static void run_rows(const void *p) {
             for (int t = 0; t < c->n_kv[i]; t++) m1[t] = t < c->n_pre || c->mask[i][t - c->n_pre];
             mi = m1;
         }
-        c->kn->attn_row(c->out[i], c->q[i], c->k, c->v, c->n_kv[i], c->hd, c->ld, 0.125f, mi, c->scores);
+        c->kn->attn_row(c->out[i], c->q[i], c->k, c->v, c->n_kv[i], c->hd, c->ld, 0.125f, mi,
+                        c->scores);
     }
 }
 
@@ -236,7 +241,8 @@ static int bench_rows(void) {
     const float *qs[EVLM_ATTN_ROWS];
     int n_kv_group[EVLM_ATTN_ROWS], n_kv_tree[EVLM_ATTN_ROWS];
     for (int i = 0; i < EVLM_ATTN_ROWS; i++) {
-        for (int j = 0; j < EVLM_ATTN_ROWS; j++) tree[i][j] = (uint8_t)(j == i || (j < i && (i - j) % 3 != 2));
+        for (int j = 0; j < EVLM_ATTN_ROWS; j++)
+            tree[i][j] = (uint8_t)(j == i || (j < i && (i - j) % 3 != 2));
         masks[i] = tree[i];
         outs[i] = o + (size_t)i * ld, outs_ref[i] = o_ref + (size_t)i * ld;
         qs[i] = q + (size_t)i * ld;
@@ -244,11 +250,23 @@ static int bench_rows(void) {
         n_kv_tree[i] = n_cache + i + 1;
     }
     static const char *tables[] = {"ref", "avx2", "avx512", "neon"};
-    printf("\n| attn_rows, head_dim %d, %d cached keys | kernel | call | ms/call |\n|---|---|---|---:|\n", hd,
-           n_cache);
+    printf("\n| attn_rows, head_dim %d, %d cached keys | kernel | call | ms/call "
+           "|\n|---|---|---|---:|\n",
+           hd, n_cache);
     for (int tr = 0; tr < 2; tr++) {
-        rows_call c = {&evlm_kernels_ref, outs_ref, qs, k, v, scores, tr ? n_kv_tree : n_kv_group,
-                       tr ? masks : NULL, ld, tr ? EVLM_ATTN_ROWS : 3, n_cache, hd, false};
+        rows_call c = {&evlm_kernels_ref,
+                       outs_ref,
+                       qs,
+                       k,
+                       v,
+                       scores,
+                       tr ? n_kv_tree : n_kv_group,
+                       tr ? masks : NULL,
+                       ld,
+                       tr ? EVLM_ATTN_ROWS : 3,
+                       n_cache,
+                       hd,
+                       false};
         run_rows(&c);
         c.out = outs;
         for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
@@ -259,14 +277,15 @@ static int bench_rows(void) {
                 run_rows(&c);
                 double err = 0;
                 for (int i = 0; i < c.nq; i++)
-                    for (int d = 0; d < hd; d++) err = fmax(err, fabs((double)(outs[i][d] - outs_ref[i][d])));
+                    for (int d = 0; d < hd; d++)
+                        err = fmax(err, fabs((double)(outs[i][d] - outs_ref[i][d])));
                 if (err > 1e-4) {
                     printf("| %s attn_rows differs from ref by %g |\n", c.kn->name, err);
                     return 1;
                 }
                 double ms_ = time_median(run_rows, &c);
-                printf("| %d rows, %s | %s | %s | %.4f |\n", c.nq, tr ? "token tree" : "GQA group", c.kn->name,
-                       ob ? "attn_row per row" : "attn_rows", ms_);
+                printf("| %d rows, %s | %s | %s | %.4f |\n", c.nq, tr ? "token tree" : "GQA group",
+                       c.kn->name, ob ? "attn_row per row" : "attn_rows", ms_);
                 fflush(stdout);
             }
         }
@@ -287,7 +306,8 @@ typedef struct {
 
 static void run_q8(const void *p) {
     const q8_call *c = p;
-    c->kn->gemm_q(c->y, (size_t)c->n, c->x, (size_t)c->k / EVLM_QK, c->w, c->ldw, c->t, c->m, 0, c->n, c->k);
+    c->kn->gemm_q(c->y, (size_t)c->n, c->x, (size_t)c->k / EVLM_QK, c->w, c->ldw, c->t, c->m, 0,
+                  c->n, c->k);
 }
 
 /* gemm_q: int8 activations against Q8_0 / Q4_0 / Q4_1 weights in the ggml layout and in the
@@ -307,13 +327,17 @@ static int bench_q8(void) {
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
         for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
             int m = ms[mi], n = shapes[si].n, k = shapes[si].k;
-            float *x = malloc(sizeof(float) * (size_t)m * k), *wf = malloc(sizeof(float) * (size_t)k);
-            float *y = malloc(sizeof(float) * (size_t)m * n), *y_ref = malloc(sizeof(float) * (size_t)m * n);
+            float *x = malloc(sizeof(float) * (size_t)m * k),
+                  *wf = malloc(sizeof(float) * (size_t)k);
+            float *y = malloc(sizeof(float) * (size_t)m * n),
+                  *y_ref = malloc(sizeof(float) * (size_t)m * n);
             evlm_q8a *xq = malloc(sizeof(evlm_q8a) * (size_t)m * (k / EVLM_QK));
-            void *w = malloc(sizeof(float) * (size_t)n * k), *wr = malloc(sizeof(float) * (size_t)n * k);
+            void *w = malloc(sizeof(float) * (size_t)n * k),
+                 *wr = malloc(sizeof(float) * (size_t)n * k);
             if (!x || !wf || !y || !y_ref || !xq || !w || !wr) return 1;
             for (size_t i = 0; i < (size_t)m * k; i++) x[i] = frand(&seed);
-            for (int i = 0; i < m; i++) evlm_quantize_act_ref(x + (size_t)i * k, xq + (size_t)i * (k / EVLM_QK), k);
+            for (int i = 0; i < m; i++)
+                evlm_quantize_act_ref(x + (size_t)i * k, xq + (size_t)i * (k / EVLM_QK), k);
             for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
                 evlm_type t = types[ti];
                 size_t ldw = evlm_row_bytes(t, k);
@@ -335,16 +359,17 @@ static int bench_q8(void) {
                         if (!c.kn || (m > 1 && !strcmp(tables[ki], "ref"))) continue;
                         run_q8(&c);
                         double err = 0;
-                        for (size_t i = 0; i < (size_t)m * n; i++) err = fmax(err, fabs((double)(y[i] - y_ref[i])));
+                        for (size_t i = 0; i < (size_t)m * n; i++)
+                            err = fmax(err, fabs((double)(y[i] - y_ref[i])));
                         if (err / mx > 1e-4) {
-                            printf("| %s gemm_q %s differs from ref by %g |\n", c.kn->name, evlm_type_name(c.t),
-                                   err);
+                            printf("| %s gemm_q %s differs from ref by %g |\n", c.kn->name,
+                                   evlm_type_name(c.t), err);
                             return 1;
                         }
                         double ms_ = time_median(run_q8, &c);
-                        printf("| %d x %d x %d | %s | %s | %s | %.4f | %.1f | %.2f |\n", m, n, k, shapes[si].what,
-                               evlm_type_name(c.t), c.kn->name, ms_, 2.0 * m * n * k / ms_ / 1e6,
-                               (double)ldw * n / ms_ / 1e6);
+                        printf("| %d x %d x %d | %s | %s | %s | %.4f | %.1f | %.2f |\n", m, n, k,
+                               shapes[si].what, evlm_type_name(c.t), c.kn->name, ms_,
+                               2.0 * m * n * k / ms_ / 1e6, (double)ldw * n / ms_ / 1e6);
                         fflush(stdout);
                     }
                 }
@@ -357,15 +382,18 @@ static int bench_q8(void) {
 int main(int argc, char **argv) {
     evlm_type types[3] = {EVLM_TYPE_BF16, EVLM_TYPE_F32, EVLM_TYPE_F16};
     int n_types = 2;
-    bool attn = argc == 1, rows = argc == 1, q8 = argc == 1;
+    bool attn = argc == 1, rows = argc == 1, q8 = false;
     if (argc > 1) {
         n_types = 0;
         for (int i = 1; i < argc; i++) {
-            if (!strcmp(argv[i], "attn")) attn = true;
-            else if (!strcmp(argv[i], "rows")) rows = true;
-            else if (!strcmp(argv[i], "q8")) q8 = true;
+            if (!strcmp(argv[i], "attn"))
+                attn = true;
+            else if (!strcmp(argv[i], "rows"))
+                rows = true;
+            else if (!strcmp(argv[i], "q8"))
+                q8 = true;
             else if (n_types < 3)
-                types[n_types++] = !strcmp(argv[i], "f32") ? EVLM_TYPE_F32
+                types[n_types++] = !strcmp(argv[i], "f32")   ? EVLM_TYPE_F32
                                    : !strcmp(argv[i], "f16") ? EVLM_TYPE_F16
                                                              : EVLM_TYPE_BF16;
         }
