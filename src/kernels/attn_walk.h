@@ -43,7 +43,9 @@
  *   AT_WEIGHT(s, f)             a key's weight p from its softmax output s and that factor
  *   AT_AXPY(o, p, v, n)         o[0, n) += p v[0, n), each element as the table's attn_row
  *   AT_UNROLL_SOFTMAX           EVLM__UNROLL or nothing: whether the online softmax's loop over
- *                               query vectors (around a loop over keys) is unrolled
+ *                               query vectors (around a loop over keys) is unrolled (NEON: yes,
+ *                               its corrections stay in registers; x86: no, as each had it)
+ * The includer has included <math.h> and <string.h> (INFINITY, memset) and ref_impl.h.
  * Not here: attn_row itself (per ISA), the ref kernels (ref.c), threading.
  */
 
@@ -53,6 +55,7 @@
 #define AT_DR 4               /* head dims per output tile */
 
 _Static_assert(AT_DG == 1 || AT_DG == 2 || AT_DG == 4, "AT_DG: 1, 2 or 4 dims per key load");
+_Static_assert(AT_BQ <= 64, "evlm_attn_tile_scratch (kernels.h) holds blocks of 64 queries");
 
 static void attn_tile_simd(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
                            const float *k, const float *v, size_t ldkv, int n_kv, int hd,

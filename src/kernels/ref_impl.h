@@ -1,7 +1,10 @@
 /*
  * ref_impl.h - private to src/kernels: the scalar reference kernels by name, so SIMD tables can
- * reuse the ops they do not vectorize, and the SIMD tables themselves (declared here, defined in
- * their per-ISA files, which compile to nothing on other architectures). Not a public header.
+ * reuse the ops they do not vectorize, the SIMD tables themselves (declared here, defined in
+ * their per-ISA files, which compile to nothing on other architectures), and the walks the
+ * per-ISA files share with their tile types and shapes (q8_walk.c for the int8 gemm_q,
+ * r16f_walk.c for the float R16 gemm; attn_tile / attn_rows are the template attn_walk.h).
+ * Not a public header.
  */
 #ifndef EVLM_KERNELS_REF_IMPL_H
 #define EVLM_KERNELS_REF_IMPL_H
