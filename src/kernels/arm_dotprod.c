@@ -5,10 +5,10 @@
  * Compiled with -march=armv8.2-a+dotprod for this file only (CMakeLists.txt); dispatch.c puts
  * evlm__neon_dotprod_gemm_q into the "neon" table only when getauxval(AT_HWCAP) has
  * HWCAP_ASIMDDP, so the rest of the library stays ARMv8.0. Empty on other architectures.
- * Row-major weights: same tiles, block scaling and float order as arm_neon.c's vmull_s8 version
- * (block sums are exact int32 either way; only which products share a lane differs, hence the
- * float rounding). Q4_0's nibbles are made signed (q - 8) before the dot; Q4_1's stay 0..15,
- * which SDOT reads as non-negative int8.
+ * Row-major weights: arm_q8.h's tiles, as arm_neon.c's but with SDOT for the dot product (block
+ * sums are exact int32 either way; only which products share a lane differs, hence the float
+ * rounding). Q4_0's nibbles are made signed (q - 8) before the dot; Q4_1's stay 0..15, which
+ * SDOT reads as non-negative int8. Both layouts are walked by q8_walk.c.
  * 16-row interleaved weights (Q8_0_R16 / Q4_0_R16 / Q4_1_R16, quant/repack.h): SDOT by lane
  * (vdotq_laneq_s32), one int32 lane per weight row, 16 rows per block column in 4 registers;
  * bitwise equal to ref (exact block sums, then ref's float steps per row without FMA), so also
@@ -26,71 +26,9 @@
 #include <string.h>
 
 
-EVLM__INLINE float h2f(const char *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return evlm_f16_to_f32(h);
-}
-
-/* MR activation rows x NR weight rows over kb blocks (see arm_neon.c's qtile) */
-EVLM__INLINE void qtile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
-                        size_t ldw, int kb, evlm_type wt, int MR, int NR) {
-    size_t bs = evlm_type_size(wt);
-    float32x4_t acc[4][4];
-    for (int i = 0; i < MR; i++)
-        for (int r = 0; r < NR; r++) acc[i][r] = vdupq_n_f32(0.0f);
-    for (int b = 0; b < kb; b++) {
-        int8x16_t w0[4], w1[4]; /* elements 0..15 and 16..31 of each weight block */
-        float dw[4], dm[4];
-        for (int r = 0; r < NR; r++) {
-            const char *blk = w + (size_t)r * ldw + (size_t)b * bs;
-            if (wt == EVLM_TYPE_Q8_0) {
-                w0[r] = vld1q_s8((const int8_t *)(blk + 2));
-                w1[r] = vld1q_s8((const int8_t *)(blk + 18));
-            } else {
-                uint8x16_t p = vld1q_u8((const uint8_t *)blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4));
-                w0[r] = vreinterpretq_s8_u8(vandq_u8(p, vdupq_n_u8(0x0f)));
-                w1[r] = vreinterpretq_s8_u8(vshrq_n_u8(p, 4));
-                if (wt == EVLM_TYPE_Q4_0) {
-                    w0[r] = vsubq_s8(w0[r], vdupq_n_s8(8));
-                    w1[r] = vsubq_s8(w1[r], vdupq_n_s8(8));
-                }
-            }
-            dw[r] = h2f(blk);
-            dm[r] = wt == EVLM_TYPE_Q4_1 ? h2f(blk + 2) : 0.0f;
-        }
-        for (int i = 0; i < MR; i++) {
-            const evlm_q8a *xb = x + (size_t)i * ldx + b;
-            int8x16_t x0 = vld1q_s8(xb->qs), x1 = vld1q_s8(xb->qs + 16);
-            for (int r = 0; r < NR; r++) {
-                int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0[r], x0), w1[r], x1);
-                acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(p), dw[r] * xb->d);
-                if (wt == EVLM_TYPE_Q4_1)
-                    acc[i][r] = vaddq_f32(acc[i][r], vdupq_n_f32(dm[r] * (xb->s * 0.25f)));
-            }
-        }
-    }
-    for (int i = 0; i < MR; i++)
-        for (int r = 0; r < NR; r++) y[(size_t)i * ldy + r] = vaddvq_f32(acc[i][r]);
-}
-
-#define QTILE(T, MR, NR)                                                                           \
-    static void qtile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,       \
-                                        const char *w, size_t ldw, int kb) {                       \
-        qtile(y, ldy, x, ldx, w, ldw, kb, EVLM_TYPE_##T, MR, NR);                                  \
-    }
-/* clang-format off */
-#define QTILES(T)                                                                                  \
-    QTILE(T, 1, 1) QTILE(T, 2, 1) QTILE(T, 3, 1) QTILE(T, 4, 1)                                    \
-    QTILE(T, 1, 2) QTILE(T, 2, 2) QTILE(T, 3, 2) QTILE(T, 4, 2) QTILE(T, 1, 4)                     \
-    static const evlm__qtile_fn qtiles_##T[3][4] = {                                               \
-        {qtile_##T##_1x1, qtile_##T##_2x1, qtile_##T##_3x1, qtile_##T##_4x1},                      \
-        {qtile_##T##_1x2, qtile_##T##_2x2, qtile_##T##_3x2, qtile_##T##_4x2},                      \
-        {qtile_##T##_1x4, NULL, NULL, NULL}};
-/* clang-format on */
-QTILES(Q8_0)
-QTILES(Q4_0)
-QTILES(Q4_1)
+/* the row-major tiles with SDOT (arm_q8.h) */
+#define QT_DOT(acc, a, b) vdotq_s32(acc, a, b)
+#include "kernels/arm_q8.h"
 
 /* ---- 16-row interleaved weights (*_R16, quant/repack.h) -------------------------------------- */
 
@@ -113,14 +51,6 @@ QTILES(Q4_1)
  * shares each loaded (and unpacked) weight register between 2 activation rows: 153 instructions
  * per 64 SDOT (Q8_0), 202 (Q4). Tiles of 4 rows would share more, but their 16 float + 16 int
  * accumulators make GCC spill enough to cost more per SDOT than 2-row tiles. */
-
-/* 16 fp16 values at p as 4 vectors of rows 4q .. 4q+3 (exact conversions) */
-EVLM__INLINE void load_h16(const char *p, float32x4_t v[4]) {
-    float16x8_t a = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p));
-    float16x8_t b = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p + 16));
-    v[0] = vcvt_f32_f16(vget_low_f16(a)), v[1] = vcvt_high_f32_f16(a);
-    v[2] = vcvt_f32_f16(vget_low_f16(b)), v[3] = vcvt_high_f32_f16(b);
-}
 
 /* s[i][q] += quarter q of the 64-byte chunk at p (rows 4q .. 4q+3, 4 bytes each) . the 4
  * activation bytes in lane L of xv[i], for the MR rows i; L must be a literal (SDOT's lane is an
@@ -206,46 +136,32 @@ EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
     }
 }
 
-typedef void (*r16_tile_fn)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *gw,
-                            int kb, int nv);
-
+/* an evlm__q8r16_tile (all blocks in one pass: first is always true) */
 #define R16TILE(T, MR)                                                                             \
     static void r16_##T##_##MR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,                \
-                               const char *gw, int kb, int nv) {                                   \
-        r16_tile(y, ldy, x, ldx, gw, kb, nv, EVLM_TYPE_##T, MR);                                   \
+                               const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,  \
+                               bool first) {                                                       \
+        (void)corr, (void)ldc, (void)first;                                                        \
+        r16_tile(y, ldy, x, ldx, gw, nb, rows < EVLM_R16 ? rows : EVLM_R16, EVLM_TYPE_##T, MR);    \
     }
 /* clang-format off */
 #define R16TILES(T)                                                                                \
     R16TILE(T, 1) R16TILE(T, 2)                                                                    \
-    static const r16_tile_fn r16tiles_##T[2] = {r16_##T##_1, r16_##T##_2};
+    static const evlm__q8r16_tile r16tiles_##T[2][2] = {{r16_##T##_1, NULL}, {r16_##T##_2, NULL}};
 /* clang-format on */
 R16TILES(Q8_0)
 R16TILES(Q4_0)
 R16TILES(Q4_1)
 
-/* Activation rows in chunks that stay in L2 (as evlm__neon_gemm_q_tiles); per chunk each group
- * of 16 weight rows is streamed once from memory and met by tiles of 2 activation rows (later
- * tiles read it from L2). w: the matrix base, groups 16 * ldw bytes apart; partial last group:
- * the tile writes only its nv valid rows. */
-static void gemm_r16(const r16_tile_fn tiles[2], float *y, size_t ldy, const evlm_q8a *x,
-                     size_t ldx, const char *w, size_t ldw, int m, int n0, int n1, int k) {
-    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        for (int g = n0; g < n1; g += EVLM_R16) {
-            const char *gw = w + (size_t)(g / EVLM_R16) * EVLM_R16 * ldw;
-            int nv = n1 - g < EVLM_R16 ? n1 - g : EVLM_R16;
-            for (int i = i0; i < i1; i += 2) {
-                int mr = i1 - i < 2 ? i1 - i : 2;
-                tiles[mr - 1](y + (size_t)i * ldy + g, ldy, x + (size_t)i * ldx, ldx, gw, kb, nv);
-            }
-        }
-    }
-}
+/* R16: activation rows in chunks that stay in L2 (evlm__act_chunk_rows); per chunk each group of
+ * 16 weight rows is streamed once from memory and met by tiles of 2 activation rows (later tiles
+ * read it from L2) */
+static const evlm__q8r16_shape k_r16_shape = {0, 2, false};
 
 void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const evlm__qtile_fn(*tiles)[4];
+    const evlm__q8_tile(*tiles)[4] = NULL;
+    const evlm__q8r16_tile(*r16)[2] = NULL;
     switch (wt) {
     case EVLM_TYPE_Q8_0:
         tiles = qtiles_Q8_0;
@@ -257,19 +173,23 @@ void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t l
         tiles = qtiles_Q4_1;
         break;
     case EVLM_TYPE_Q8_0_R16:
-        gemm_r16(r16tiles_Q8_0, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-        return;
+        r16 = r16tiles_Q8_0;
+        break;
     case EVLM_TYPE_Q4_0_R16:
-        gemm_r16(r16tiles_Q4_0, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-        return;
+        r16 = r16tiles_Q4_0;
+        break;
     case EVLM_TYPE_Q4_1_R16:
-        gemm_r16(r16tiles_Q4_1, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-        return;
+        r16 = r16tiles_Q4_1;
+        break;
     default:
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
-    evlm__neon_gemm_q_tiles(tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+    if (tiles)
+        evlm__q8_walk(&k_qshape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+    else
+        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw,
+                         evlm_type_r16_base(wt), m, n0, n1, k);
 }
 
 #else

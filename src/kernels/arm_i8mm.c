@@ -11,8 +11,8 @@
  * one activation row would fill only half of each SMMLA, and SDOT by lane needs no shuffles.
  * Bitwise equal to ref and to arm_dotprod.c on every R16 element (exact int32 block sums, then
  * the same per-row float steps without FMA), so an element has the same bits whichever m, n0,
- * n1 or kernel computed it. Empty on other architectures. Not here: activation quantization
- * (arm_neon.c), float gemm.
+ * n1 or kernel computed it. The tiles are walked by q8_walk.c. Empty on other architectures.
+ * Not here: activation quantization (arm_neon.c), float gemm.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -45,13 +45,8 @@
  * against SDOT and ZIP (not measured: no ARM hardware here). A layout interleaved by 8 bytes for
  * this kernel would drop the 32 weight ZIPs (ggml's q4_0_4x8 does that); not in quant/repack.h. */
 
-/* 16 fp16 values at p as 4 vectors of rows 4q .. 4q+3 (exact conversions) */
-EVLM__INLINE void load_h16(const char *p, float32x4_t v[4]) {
-    float16x8_t a = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p));
-    float16x8_t b = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p + 16));
-    v[0] = vcvt_f32_f16(vget_low_f16(a)), v[1] = vcvt_high_f32_f16(a);
-    v[2] = vcvt_f32_f16(vget_low_f16(b)), v[3] = vcvt_high_f32_f16(b);
-}
+/* load_h16 (arm_q8.h) */
+#include "kernels/arm_q8.h"
 
 EVLM__INLINE int8x16_t zip1_64(int8x16_t a, int8x16_t b) {
     return vreinterpretq_s8_s64(vzip1q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
@@ -162,59 +157,53 @@ EVLM__INLINE void mm_tile(float *y, size_t ldy, const evlm_q8a *xa, const evlm_q
     if (two) store_row(y + ldy, acc[1], nv);
 }
 
-typedef void (*mm_tile_fn)(float *y, size_t ldy, const evlm_q8a *xa, const evlm_q8a *xb,
-                           const char *gw, int kb, int nv, int two);
-
+/* evlm__q8r16_tile of 1 activation row (paired with itself, one row stored) or 2 (all blocks in
+ * one pass: first is always true) */
 #define MMTILE(T)                                                                                  \
-    static void mm_##T(float *y, size_t ldy, const evlm_q8a *xa, const evlm_q8a *xb,               \
-                       const char *gw, int kb, int nv, int two) {                                  \
-        mm_tile(y, ldy, xa, xb, gw, kb, nv, two, EVLM_TYPE_##T);                                   \
-    }
+    static void mm_##T##_1(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,                    \
+                           const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,      \
+                           bool first) {                                                           \
+        (void)ldx, (void)corr, (void)ldc, (void)first;                                             \
+        mm_tile(y, ldy, x, x, gw, nb, rows < EVLM_R16 ? rows : EVLM_R16, 0, EVLM_TYPE_##T);        \
+    }                                                                                              \
+    static void mm_##T##_2(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,                    \
+                           const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,      \
+                           bool first) {                                                           \
+        (void)corr, (void)ldc, (void)first;                                                        \
+        mm_tile(y, ldy, x, x + ldx, gw, nb, rows < EVLM_R16 ? rows : EVLM_R16, 1, EVLM_TYPE_##T);  \
+    }                                                                                              \
+    static const evlm__q8r16_tile mm_tiles_##T[2][2] = {{mm_##T##_1, NULL}, {mm_##T##_2, NULL}};
 MMTILE(Q8_0)
 MMTILE(Q4_0)
 MMTILE(Q4_1)
 
-/* Activation rows in chunks that stay in L2 (as arm_dotprod.c's gemm_r16); per chunk each group
- * of 16 weight rows is streamed once from memory and met by pairs of activation rows. */
-static void gemm_mm(mm_tile_fn tile, float *y, size_t ldy, const evlm_q8a *x, size_t ldx,
-                    const char *w, size_t ldw, int m, int n0, int n1, int k) {
-    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        for (int g = n0; g < n1; g += EVLM_R16) {
-            const char *gw = w + (size_t)(g / EVLM_R16) * EVLM_R16 * ldw;
-            int nv = n1 - g < EVLM_R16 ? n1 - g : EVLM_R16;
-            for (int i = i0; i < i1; i += 2) {
-                int two = i + 1 < i1;
-                const evlm_q8a *xa = x + (size_t)i * ldx, *xb = two ? xa + ldx : xa;
-                tile(y + (size_t)i * ldy + g, ldy, xa, xb, gw, kb, nv, two);
-            }
-        }
-    }
-}
+/* activation rows in chunks that stay in L2 (evlm__act_chunk_rows, as arm_dotprod.c); per chunk
+ * each group of 16 weight rows is streamed once from memory and met by pairs of activation rows */
+static const evlm__q8r16_shape k_r16_shape = {0, 2, false};
 
 void evlm__neon_i8mm_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                             size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    mm_tile_fn tile;
+    const evlm__q8r16_tile(*tiles)[2];
     switch (wt) {
     case EVLM_TYPE_Q8_0_R16:
-        tile = mm_Q8_0;
+        tiles = mm_tiles_Q8_0;
         break;
     case EVLM_TYPE_Q4_0_R16:
-        tile = mm_Q4_0;
+        tiles = mm_tiles_Q4_0;
         break;
     case EVLM_TYPE_Q4_1_R16:
-        tile = mm_Q4_1;
+        tiles = mm_tiles_Q4_1;
         break;
     default:
-        tile = NULL;
+        tiles = NULL;
         break;
     }
-    if (!tile || m < 2) {
+    if (!tiles || m < 2) {
         evlm__neon_dotprod_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
-    gemm_mm(tile, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+    evlm__q8r16_walk(&k_r16_shape, tiles, NULL, 0, y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt),
+                     m, n0, n1, k);
 }
 
 #else

@@ -4,11 +4,12 @@
  * and their 16-row interleaved *_R16 forms (quant/repack.h: a row gathered from its group, then
  * the F32 tiles); rmsnorm, rope, layernorm's sums, quantize_act; silu_mul, gelu_tanh and
  * attn_row's softmax with a vector exp (exp4: the Cephes polynomial of the x86 files' exp8 /
- * exp16, within a few ulp of expf); and an int8 gemm_q with vmull_s8 for CPUs without dotprod
- * (Cortex-A53 class): row-major tiles, and for *_R16 one activation row against a group of 16
- * weight rows, each weight register (4 rows x 4 bytes) against 4 broadcast activation bytes
- * (exact int16 products widened pairwise to int32; see the R16 section); attn_tile flash-style
- * as x86_avx2.c's (16 queries in lanes x 64 keys, online softmax with exp4).
+ * exp16, within a few ulp of expf); max; an int8 gemm_q with vmull_s8 for CPUs without dotprod
+ * (Cortex-A53 class): row-major tiles (arm_q8.h's, with this file's dot product), and for *_R16
+ * one activation row against a group of 16 weight rows, each weight register (4 rows x 4 bytes)
+ * against 4 broadcast activation bytes (exact int16 products widened pairwise to int32; see the
+ * R16 section), walked by q8_walk.c; attn_tile (flash-style: 16 queries in lanes x 64 keys,
+ * online softmax with exp4) and attn_rows as attn_walk.h's walks with this file's primitives.
  *
  * NEON is part of the AArch64 base ISA, so this file needs no flags; on other architectures it
  * is empty. dispatch.c swaps in gemm_q from arm_dotprod.c (SDOT) when the CPU reports dotprod,
@@ -445,179 +446,55 @@ static void attn_row_neon(float *out, const float *q, const float *k, const floa
     }
 }
 
-/* ---- attn_tile ------------------------------------------------------------------------------
- * Port of x86_avx2.c's attn_tile, queries in lanes: a block of 16 queries is transposed (and
- * scaled) into qt (head_dim x 16); keys go in blocks of 64 with an online softmax that is
- * lane-wise; o^T (head_dim x 16) += v[t][d] * p[t]. A score is one FMA chain over d in order and
- * an output element one FMA chain over the keys in order, whatever tile path computes it, so
- * every lane (query) sees the same operations whatever block or call it is in. Causal calls run
- * the block's keys up to its last query's and set the scores of keys past a lane's own to -inf:
- * exp4 makes their p exactly 0, and a key block a lane sees none of leaves its max, sum and
- * o^T unchanged (correction e^0 = 1), so a row matches a call over exactly its keys. */
-#define AT_QV 4 /* vectors of 4 queries */
-#define AT_BQ (4 * AT_QV)
-#define AT_BK 64
-#define AT_KR 4 /* keys per score tile */
-#define AT_DR 4 /* head dims per output tile */
+/* ---- attn_tile, attn_rows: attn_walk.h's walks --------------------------------------------
+ * attn_tile: blocks of 16 queries (four vectors), 4 dims of a key or value row per load used by
+ * lane (FMA by element: still one FMA per d in order), exp4 (exactly 0 for hidden keys);
+ * attn_rows: attn_row's dot_f32 and softmax_packed (the weights come out scaled), the output
+ * sums in memory with the fused multiply-adds attn_row keeps in registers (columns past the last
+ * multiple of 4: its unfused scalar sums). */
 
-static void attn_tile_neon(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
-                           const float *k, const float *v, size_t ldkv, int n_kv, int hd,
-                           float scale, int kv0, float *scratch) {
-    float *qt = scratch, *ot = qt + (size_t)hd * AT_BQ, *pb = ot + (size_t)hd * AT_BQ;
-    float *mrow = pb + (size_t)AT_BK * AT_BQ, *lrow = mrow + AT_BQ;
-    const int hd4 = hd & ~3;
-    for (int i0 = 0; i0 < n_q; i0 += AT_BQ) {
-        int nb = n_q - i0 < AT_BQ ? n_q - i0 : AT_BQ;
-        for (int d = 0; d < hd; d++)
-            for (int i = 0; i < AT_BQ; i++)
-                qt[(size_t)d * AT_BQ + i] = i < nb ? q[(size_t)(i0 + i) * ldq + d] * scale : 0.0f;
-        memset(ot, 0, sizeof(float) * (size_t)hd * AT_BQ);
-        for (int i = 0; i < AT_BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
-        /* causal: the block's last query sees keys up to kv0 + i0 + nb - 1 */
-        const int kv_end = kv0 >= 0 && kv0 + i0 + nb < n_kv ? kv0 + i0 + nb : n_kv;
-        for (int t0 = 0; t0 < kv_end; t0 += AT_BK) {
-            int bk = kv_end - t0 < AT_BK ? kv_end - t0 : AT_BK;
-            const float *kb = k + (size_t)t0 * ldkv, *vb = v + (size_t)t0 * ldkv;
-            float32x4_t bm[AT_QV];
-            EVLM__UNROLL for (int c = 0; c < AT_QV; c++) bm[c] = vdupq_n_f32(-INFINITY);
-            int t = 0;
-            for (; t + AT_KR <= bk; t += AT_KR) {
-                float32x4_t s0[AT_QV], s1[AT_QV], s2[AT_QV], s3[AT_QV];
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                    s0[c] = s1[c] = s2[c] = s3[c] = vdupq_n_f32(0.0f);
-                const float *k0 = kb + (size_t)t * ldkv, *k1 = k0 + ldkv, *k2 = k1 + ldkv, *k3 = k2 + ldkv;
-                int d = 0;
-                /* 4 dims of each key per load, used lane by lane: still one FMA per d in order */
-                for (; d < hd4; d += 4) {
-                    float32x4_t b0 = vld1q_f32(k0 + d), b1 = vld1q_f32(k1 + d);
-                    float32x4_t b2 = vld1q_f32(k2 + d), b3 = vld1q_f32(k3 + d);
-                    const float *qd = qt + (size_t)d * AT_BQ;
-#define AT_S_LANE(L)                                                                               \
-    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {                                                 \
-        float32x4_t qv = vld1q_f32(qd + (L) * AT_BQ + 4 * c);                                      \
-        s0[c] = vfmaq_laneq_f32(s0[c], qv, b0, L);                                                 \
-        s1[c] = vfmaq_laneq_f32(s1[c], qv, b1, L);                                                 \
-        s2[c] = vfmaq_laneq_f32(s2[c], qv, b2, L);                                                 \
-        s3[c] = vfmaq_laneq_f32(s3[c], qv, b3, L);                                                 \
-    }
-                    AT_S_LANE(0)
-                    AT_S_LANE(1)
-                    AT_S_LANE(2)
-                    AT_S_LANE(3)
-#undef AT_S_LANE
-                }
-                for (; d < hd; d++) {
-                    float32x4_t b0 = vdupq_n_f32(k0[d]), b1 = vdupq_n_f32(k1[d]);
-                    float32x4_t b2 = vdupq_n_f32(k2[d]), b3 = vdupq_n_f32(k3[d]);
-                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                        float32x4_t qv = vld1q_f32(qt + (size_t)d * AT_BQ + 4 * c);
-                        s0[c] = vfmaq_f32(s0[c], qv, b0);
-                        s1[c] = vfmaq_f32(s1[c], qv, b1);
-                        s2[c] = vfmaq_f32(s2[c], qv, b2);
-                        s3[c] = vfmaq_f32(s3[c], qv, b3);
-                    }
-                }
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                    vst1q_f32(pb + (size_t)t * AT_BQ + 4 * c, s0[c]);
-                    vst1q_f32(pb + (size_t)(t + 1) * AT_BQ + 4 * c, s1[c]);
-                    vst1q_f32(pb + (size_t)(t + 2) * AT_BQ + 4 * c, s2[c]);
-                    vst1q_f32(pb + (size_t)(t + 3) * AT_BQ + 4 * c, s3[c]);
-                    bm[c] = vmaxq_f32(bm[c], vmaxq_f32(vmaxq_f32(s0[c], s1[c]), vmaxq_f32(s2[c], s3[c])));
-                }
-            }
-            for (; t < bk; t++) {
-                float32x4_t s0[AT_QV];
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) s0[c] = vdupq_n_f32(0.0f);
-                const float *k0 = kb + (size_t)t * ldkv;
-                for (int d = 0; d < hd; d++) {
-                    float32x4_t b0 = vdupq_n_f32(k0[d]);
-                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                        s0[c] = vfmaq_f32(s0[c], vld1q_f32(qt + (size_t)d * AT_BQ + 4 * c), b0);
-                }
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                    vst1q_f32(pb + (size_t)t * AT_BQ + 4 * c, s0[c]);
-                    bm[c] = vmaxq_f32(bm[c], s0[c]);
-                }
-            }
-            if (kv0 >= 0 && t0 + bk - 1 > kv0 + i0) { /* causal diagonal: hide keys past a query's own */
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) bm[c] = vdupq_n_f32(-INFINITY);
-                const int32_t lane_idx[4] = {0, 1, 2, 3};
-                const int32x4_t lane = vld1q_s32(lane_idx);
-                const float32x4_t ninf = vdupq_n_f32(-INFINITY);
-                for (int u = 0; u < bk; u++) {
-                    int first = t0 + u - kv0 - i0; /* lanes below it do not see key t0 + u */
-                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                        float *pr = pb + (size_t)u * AT_BQ + 4 * c;
-                        uint32x4_t hide = vcltq_s32(lane, vdupq_n_s32(first - 4 * c));
-                        float32x4_t sv = vbslq_f32(hide, ninf, vld1q_f32(pr));
-                        vst1q_f32(pr, sv);
-                        bm[c] = vmaxq_f32(bm[c], sv);
-                    }
-                }
-            }
-            /* exp4 gives exactly 0 for hidden keys (e^-inf) */
-            float32x4_t corr[AT_QV];
-            EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                float32x4_t mold = vld1q_f32(mrow + 4 * c);
-                float32x4_t mx = vmaxq_f32(mold, bm[c]);
-                corr[c] = exp4(vsubq_f32(mold, mx));
-                vst1q_f32(mrow + 4 * c, mx);
-                float32x4_t l = vmulq_f32(vld1q_f32(lrow + 4 * c), corr[c]);
-                for (int u = 0; u < bk; u++) {
-                    float *pr = pb + (size_t)u * AT_BQ + 4 * c;
-                    float32x4_t p = exp4(vsubq_f32(vld1q_f32(pr), mx));
-                    vst1q_f32(pr, p);
-                    l = vaddq_f32(l, p);
-                }
-                vst1q_f32(lrow + 4 * c, l);
-            }
-            int d = 0;
-            for (; d + AT_DR <= hd; d += AT_DR) {
-                float32x4_t o0[AT_QV], o1[AT_QV], o2[AT_QV], o3[AT_QV];
-                float *od = ot + (size_t)d * AT_BQ;
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                    o0[c] = vmulq_f32(vld1q_f32(od + 4 * c), corr[c]);
-                    o1[c] = vmulq_f32(vld1q_f32(od + AT_BQ + 4 * c), corr[c]);
-                    o2[c] = vmulq_f32(vld1q_f32(od + 2 * AT_BQ + 4 * c), corr[c]);
-                    o3[c] = vmulq_f32(vld1q_f32(od + 3 * AT_BQ + 4 * c), corr[c]);
-                }
-                for (int u = 0; u < bk; u++) {
-                    float32x4_t vr = vld1q_f32(vb + (size_t)u * ldkv + d); /* v[u][d .. d + 3] */
-                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                        float32x4_t p = vld1q_f32(pb + (size_t)u * AT_BQ + 4 * c);
-                        o0[c] = vfmaq_laneq_f32(o0[c], p, vr, 0);
-                        o1[c] = vfmaq_laneq_f32(o1[c], p, vr, 1);
-                        o2[c] = vfmaq_laneq_f32(o2[c], p, vr, 2);
-                        o3[c] = vfmaq_laneq_f32(o3[c], p, vr, 3);
-                    }
-                }
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
-                    vst1q_f32(od + 4 * c, o0[c]);
-                    vst1q_f32(od + AT_BQ + 4 * c, o1[c]);
-                    vst1q_f32(od + 2 * AT_BQ + 4 * c, o2[c]);
-                    vst1q_f32(od + 3 * AT_BQ + 4 * c, o3[c]);
-                }
-            }
-            for (; d < hd; d++) {
-                float32x4_t o0[AT_QV];
-                float *od = ot + (size_t)d * AT_BQ;
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                    o0[c] = vmulq_f32(vld1q_f32(od + 4 * c), corr[c]);
-                for (int u = 0; u < bk; u++) {
-                    float32x4_t b0 = vdupq_n_f32(vb[(size_t)u * ldkv + d]);
-                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                        o0[c] = vfmaq_f32(o0[c], vld1q_f32(pb + (size_t)u * AT_BQ + 4 * c), b0);
-                }
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) vst1q_f32(od + 4 * c, o0[c]);
-            }
-        }
-        for (int i = 0; i < nb; i++) {
-            float inv = 1.0f / lrow[i];
-            float *orow = out + (size_t)(i0 + i) * ldo;
-            for (int d = 0; d < hd; d++) orow[d] = ot[(size_t)d * AT_BQ + i] * inv;
-        }
-    }
+/* o[0, n) += p v[0, n) */
+EVLM__INLINE void axpy(float *o, float p, const float *v, int n) {
+    const int n4 = n & ~3;
+    float32x4_t vp = vdupq_n_f32(p);
+    for (int c = 0; c < n4; c += 4)
+        vst1q_f32(o + c, vfmaq_f32(vld1q_f32(o + c), vp, vld1q_f32(v + c)));
+    for (int c = n4; c < n; c++) o[c] += p * v[c];
 }
+
+/* v with lanes [0, lo) set to -inf */
+EVLM__INLINE float32x4_t hide_below(float32x4_t v, int lo) {
+    static const int32_t lane_idx[4] = {0, 1, 2, 3};
+    uint32x4_t hide = vcltq_s32(vld1q_s32(lane_idx), vdupq_n_s32(lo));
+    return vbslq_f32(hide, vdupq_n_f32(-INFINITY), v);
+}
+
+#define AT_V float32x4_t
+#define AT_VL 4
+#define AT_QV 4
+#define AT_ZERO() vdupq_n_f32(0.0f)
+#define AT_SET1(f) vdupq_n_f32(f)
+#define AT_BCAST(p) vdupq_n_f32(*(p))
+#define AT_LOAD(p) vld1q_f32(p)
+#define AT_STORE(p, v) vst1q_f32(p, v)
+#define AT_ADD(a, b) vaddq_f32(a, b)
+#define AT_SUB(a, b) vsubq_f32(a, b)
+#define AT_MUL(a, b) vmulq_f32(a, b)
+#define AT_MAX(a, b) vmaxq_f32(a, b)
+#define AT_FMA(acc, v, b) vfmaq_f32(acc, v, b)
+#define AT_DG 4
+#define AT_KG float32x4_t
+#define AT_KLOAD(p) vld1q_f32(p)
+#define AT_KFMA(acc, v, g, L) vfmaq_laneq_f32(acc, v, g, L)
+#define AT_EXP(v) exp4(v)
+#define AT_EXP_P(s, mx) exp4(vsubq_f32(s, mx)) /* exp4(-inf) = 0 */
+#define AT_HIDE(v, lo) hide_below(v, lo)
+#define AT_DOT(q, k, n) dot_f32(q, k, n)
+#define AT_SOFTMAX(s, nl, mx) (softmax_packed(s, nl, mx), 1.0f)
+#define AT_WEIGHT(s, f) ((void)(f), (s))
+#define AT_AXPY(o, p, v, n) axpy(o, p, v, n)
+#define AT_UNROLL_SOFTMAX EVLM__UNROLL
+#include "kernels/attn_walk.h"
 
 /* ---- int8 activations and weights ------------------------------------------------------------ */
 
@@ -652,79 +529,15 @@ static void quantize_act_neon(const float *x, evlm_q8a *y, int k) {
     }
 }
 
-EVLM__INLINE float h2f(const char *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return evlm_f16_to_f32(h);
-}
-
 /* sum of a * b over 16 int8 pairs into 4 int32 lanes (exact: int16 products, pairwise widened) */
 EVLM__INLINE int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
     acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
     return vpadalq_s16(acc, vmull_high_s8(a, b));
 }
 
-/* MR activation rows x NR weight rows over kb blocks; per element the block sums are exact int32
- * lanes, scaled by dw * dx and summed in 4 float lanes in block order (+ m * s / 4 per lane). */
-EVLM__INLINE void qtile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
-                        size_t ldw, int kb, evlm_type wt, int MR, int NR) {
-    size_t bs = evlm_type_size(wt);
-    float32x4_t acc[4][4];
-    for (int i = 0; i < MR; i++)
-        for (int r = 0; r < NR; r++) acc[i][r] = vdupq_n_f32(0.0f);
-    for (int b = 0; b < kb; b++) {
-        int8x16_t w0[4], w1[4]; /* elements 0..15 and 16..31 of each weight block */
-        float dw[4], dm[4];
-        for (int r = 0; r < NR; r++) {
-            const char *blk = w + (size_t)r * ldw + (size_t)b * bs;
-            if (wt == EVLM_TYPE_Q8_0) {
-                w0[r] = vld1q_s8((const int8_t *)(blk + 2));
-                w1[r] = vld1q_s8((const int8_t *)(blk + 18));
-            } else {
-                uint8x16_t p = vld1q_u8((const uint8_t *)blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4));
-                w0[r] = vreinterpretq_s8_u8(vandq_u8(p, vdupq_n_u8(0x0f)));
-                w1[r] = vreinterpretq_s8_u8(vshrq_n_u8(p, 4));
-                if (wt == EVLM_TYPE_Q4_0)
-                    w0[r] = vsubq_s8(w0[r], vdupq_n_s8(8)), w1[r] = vsubq_s8(w1[r], vdupq_n_s8(8));
-            }
-            dw[r] = h2f(blk);
-            dm[r] = wt == EVLM_TYPE_Q4_1 ? h2f(blk + 2) : 0.0f;
-        }
-        for (int i = 0; i < MR; i++) {
-            const evlm_q8a *xb = x + (size_t)i * ldx + b;
-            int8x16_t x0 = vld1q_s8(xb->qs), x1 = vld1q_s8(xb->qs + 16);
-            for (int r = 0; r < NR; r++) {
-                int32x4_t p = dot16(dot16(vdupq_n_s32(0), w0[r], x0), w1[r], x1);
-                acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(p), dw[r] * xb->d);
-                if (wt == EVLM_TYPE_Q4_1)
-                    acc[i][r] = vaddq_f32(acc[i][r], vdupq_n_f32(dm[r] * (xb->s * 0.25f)));
-            }
-        }
-    }
-    for (int i = 0; i < MR; i++)
-        for (int r = 0; r < NR; r++) y[(size_t)i * ldy + r] = vaddvq_f32(acc[i][r]);
-}
-
-typedef evlm__qtile_fn qtile_fn;
-
-#define QTILE(T, MR, NR)                                                                           \
-    static void qtile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,       \
-                                        const char *w, size_t ldw, int kb) {                       \
-        qtile(y, ldy, x, ldx, w, ldw, kb, EVLM_TYPE_##T, MR, NR);                                  \
-    }
-/* [0]: one weight row; [1]: two (several activation rows); [2]: 1 x 4 (one activation row) */
-/* clang-format off */
-#define QTILES(T)                                                                                  \
-    QTILE(T, 1, 1) QTILE(T, 2, 1) QTILE(T, 3, 1) QTILE(T, 4, 1)                                    \
-    QTILE(T, 1, 2) QTILE(T, 2, 2) QTILE(T, 3, 2) QTILE(T, 4, 2) QTILE(T, 1, 4)                     \
-    static const qtile_fn qtiles_##T[3][4] = {                                                     \
-        {qtile_##T##_1x1, qtile_##T##_2x1, qtile_##T##_3x1, qtile_##T##_4x1},                      \
-        {qtile_##T##_1x2, qtile_##T##_2x2, qtile_##T##_3x2, qtile_##T##_4x2},                      \
-        {qtile_##T##_1x4, NULL, NULL, NULL}};
-/* clang-format on */
-QTILES(Q8_0)
-QTILES(Q4_0)
-QTILES(Q4_1)
+/* the row-major tiles with vmull_s8 (arm_q8.h) */
+#define QT_DOT(acc, a, b) dot16(acc, a, b)
+#include "kernels/arm_q8.h"
 
 /* ---- int8 gemm on 16-row interleaved weights (*_R16, quant/repack.h) ------------------------- */
 
@@ -743,14 +556,6 @@ QTILES(Q4_1)
  * bound (~1 NEON op a cycle: roughly 3 bytes of Q8_0 and 1.7 of Q4 a cycle, estimated). One
  * activation row per tile (8 int32 or int16 accumulators and 4 float ones: more rows would
  * spill); for m > 1 the group is re-read from cache for each row. */
-
-/* 16 fp16 values at p as 4 vectors of rows 4q .. 4q+3 (exact conversions) */
-EVLM__INLINE void load_h16(const char *p, float32x4_t v[4]) {
-    float16x8_t a = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p));
-    float16x8_t b = vreinterpretq_f16_u8(vld1q_u8((const uint8_t *)p + 16));
-    v[0] = vcvt_f32_f16(vget_low_f16(a)), v[1] = vcvt_high_f32_f16(a);
-    v[2] = vcvt_f32_f16(vget_low_f16(b)), v[3] = vcvt_high_f32_f16(b);
-}
 
 /* the 4 activation bytes in 32-bit lane L of xv, in every lane (L a literal) */
 #define BCAST(xv, L) vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(xv), L))
@@ -832,38 +637,28 @@ EVLM__INLINE void r16_row(float *y, const evlm_q8a *x, const char *gw, int kb, i
     if (dst == tmp) memcpy(y, tmp, sizeof(float) * (size_t)nv); /* rows >= n1: not ours */
 }
 
-typedef void (*r16_row_fn)(float *y, const evlm_q8a *x, const char *gw, int kb, int nv);
+/* evlm__q8r16_tile of one activation row (all blocks in one pass: first is always true) */
+#define R16_TILE(T)                                                                                \
+    static void r16_tile_##T(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,                  \
+                             const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,    \
+                             bool first) {                                                         \
+        (void)ldy, (void)ldx, (void)corr, (void)ldc, (void)first;                                  \
+        r16_row(y, x, gw, nb, rows < EVLM_R16 ? rows : EVLM_R16, EVLM_TYPE_##T);                   \
+    }                                                                                              \
+    static const evlm__q8r16_tile r16_tiles_##T[1][2] = {{r16_tile_##T, NULL}};
+R16_TILE(Q8_0)
+R16_TILE(Q4_0)
+R16_TILE(Q4_1)
 
-static void r16_row_Q8_0(float *y, const evlm_q8a *x, const char *gw, int kb, int nv) {
-    r16_row(y, x, gw, kb, nv, EVLM_TYPE_Q8_0);
-}
-static void r16_row_Q4_0(float *y, const evlm_q8a *x, const char *gw, int kb, int nv) {
-    r16_row(y, x, gw, kb, nv, EVLM_TYPE_Q4_0);
-}
-static void r16_row_Q4_1(float *y, const evlm_q8a *x, const char *gw, int kb, int nv) {
-    r16_row(y, x, gw, kb, nv, EVLM_TYPE_Q4_1);
-}
+/* R16: activation rows in chunks that stay in L2 (evlm__act_chunk_rows), each group streamed
+ * from memory once per chunk and re-read from cache for each row */
+static const evlm__q8r16_shape k_r16_shape = {0, 1, false};
 
-/* Activation rows in chunks that stay in L2 (as evlm__neon_gemm_q_tiles), each group of 16
- * weight rows streamed from memory once per chunk. w: the matrix base, groups 16 * ldw bytes
- * apart; a partial last group writes only its nv valid rows. */
-static void gemm_q_r16(r16_row_fn row, float *y, size_t ldy, const evlm_q8a *x, size_t ldx,
-                       const char *w, size_t ldw, int m, int n0, int n1, int k) {
-    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        for (int g = n0; g < n1; g += EVLM_R16) {
-            const char *gw = w + (size_t)(g / EVLM_R16) * EVLM_R16 * ldw;
-            int nv = n1 - g < EVLM_R16 ? n1 - g : EVLM_R16;
-            for (int i = i0; i < i1; i++)
-                row(y + (size_t)i * ldy + g, x + (size_t)i * ldx, gw, kb, nv);
-        }
-    }
-}
-
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles. */
 static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                         size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const qtile_fn(*tiles)[4];
+    const evlm__q8_tile(*tiles)[4] = NULL;
+    const evlm__q8r16_tile(*r16)[2] = NULL;
     switch (wt) {
     case EVLM_TYPE_Q8_0:
         tiles = qtiles_Q8_0;
@@ -875,79 +670,23 @@ static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, con
         tiles = qtiles_Q4_1;
         break;
     case EVLM_TYPE_Q8_0_R16:
-        gemm_q_r16(r16_row_Q8_0, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-        return;
+        r16 = r16_tiles_Q8_0;
+        break;
     case EVLM_TYPE_Q4_0_R16:
-        gemm_q_r16(r16_row_Q4_0, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-        return;
+        r16 = r16_tiles_Q4_0;
+        break;
     case EVLM_TYPE_Q4_1_R16:
-        gemm_q_r16(r16_row_Q4_1, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-        return;
+        r16 = r16_tiles_Q4_1;
+        break;
     default:
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
-    evlm__neon_gemm_q_tiles(tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-}
-
-/* Activation rows in chunks that stay in L2, weight rows in tiles streamed once per chunk (once
- * in all for m <= the chunk); shared with arm_dotprod.c, whose tiles have the same shapes. */
-void evlm__neon_gemm_q_tiles(const evlm__qtile_fn (*tiles)[4], float *y, size_t ldy,
-                             const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m,
-                             int n0, int n1, int k) {
-    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        int wide = i1 - i0 == 1 ? 4 : 2, sel = i1 - i0 == 1 ? 2 : 1;
-        for (int n = n0; n < n1;) {
-            int nr = n1 - n >= wide ? wide : 1;
-            const char *wr = (const char *)w + (size_t)n * ldw;
-            for (int i = i0; i < i1; i += 4) {
-                int mr = i1 - i < 4 ? i1 - i : 4;
-                tiles[nr == 1 ? 0 : sel][mr - 1](y + (size_t)i * ldy + n, ldy, x + (size_t)i * ldx,
-                                                 ldx, wr, ldw, kb);
-            }
-            n += nr;
-        }
-    }
-}
-
-/* attn_row's steps for each row, keys outer: each key / value row is loaded once for all rows; the
- * outputs accumulate in memory with the fused multiply-adds attn_row keeps in registers (columns
- * past the last multiple of 4: its unfused scalar sums) */
-static void attn_rows_neon(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
-                           size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
-                           float scale, float *scores) {
-    int nmax = 0, nl[EVLM_ATTN_ROWS] = {0}, jj[EVLM_ATTN_ROWS] = {0};
-    float mx[EVLM_ATTN_ROWS];
-    for (int i = 0; i < n_q; i++) {
-        nmax = n_kv[i] > nmax ? n_kv[i] : nmax;
-        mx[i] = -INFINITY;
-    }
-    for (int t = 0; t < nmax; t++) {
-        const float *kr = k + (size_t)t * ld;
-        for (int i = 0; i < n_q; i++) {
-            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
-            float s = dot_f32(q[i], kr, head_dim) * scale;
-            scores[(size_t)i * nmax + nl[i]++] = s;
-            if (s > mx[i]) mx[i] = s;
-        }
-    }
-    for (int i = 0; i < n_q; i++) {
-        softmax_packed(scores + (size_t)i * nmax, nl[i], mx[i]);
-        for (int c = 0; c < head_dim; c++) out[i][c] = 0.0f;
-    }
-    const int h4 = head_dim & ~3;
-    for (int t = 0; t < nmax; t++) {
-        const float *vr = v + (size_t)t * ld;
-        for (int i = 0; i < n_q; i++) {
-            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
-            float p = scores[(size_t)i * nmax + jj[i]++], *o = out[i];
-            float32x4_t vp = vdupq_n_f32(p);
-            for (int c = 0; c < h4; c += 4) vst1q_f32(o + c, vfmaq_f32(vld1q_f32(o + c), vp, vld1q_f32(vr + c)));
-            for (int c = h4; c < head_dim; c++) o[c] += p * vr[c];
-        }
-    }
+    if (tiles)
+        evlm__q8_walk(&k_qshape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+    else
+        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw,
+                         evlm_type_r16_base(wt), m, n0, n1, k);
 }
 
 const evlm_kernels evlm_kernels_neon = {
@@ -961,9 +700,9 @@ const evlm_kernels evlm_kernels_neon = {
     .gelu_tanh = gelu_tanh_neon,
     .quantize_act = quantize_act_neon,
     .gemm_q = gemm_q_neon,
-    .attn_tile = attn_tile_neon,
+    .attn_tile = attn_tile_simd,
     .max = max_neon,
-    .attn_rows = attn_rows_neon,
+    .attn_rows = attn_rows_simd,
 };
 
 #else

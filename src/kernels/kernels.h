@@ -3,9 +3,9 @@
  *
  * `ref` (ref.c) is the scalar ground truth and is always built; SIMD tables (per-ISA files
  * compiled with their own flags) plug into the same struct and are compared against it in
- * tests. EVLM_ISA=ref|avx2|avx512|neon overrides the choice. Kernels are single-threaded and
- * work on a row range; callers split rows across the thread pool so results do not depend on
- * the thread count. Not here: threading, memory planning (src/model).
+ * tests. EVLM_ISA=ref|avx2|avx512|avx512vnni|neon overrides the choice. Kernels are
+ * single-threaded and work on a row range; callers split rows across the thread pool so results
+ * do not depend on the thread count. Not here: threading, memory planning (src/model).
  */
 #ifndef EVLM_KERNELS_KERNELS_H
 #define EVLM_KERNELS_KERNELS_H

@@ -112,7 +112,7 @@ void evlm_matmul_n(const evlm_matmul_env *env, const float *x, size_t ldx, int m
     size_t kb = (size_t)k / EVLM_QK;
     if (quant && env->act == EVLM_ACT_INT8 && env->qbuf && (size_t)m * kb <= env->qbuf_blocks) {
         t.xq = t.qbuf = env->qbuf;
-        /* prefill: quantizing 512 rows on one thread would idle the others for ~4% of the gemm */
+        /* prefill: quantizing 512 rows on one thread would idle the others through it */
         if (m >= 8 && (double)m * (double)k >= 65536.0) evlm_pool_run(env->pool, quant_fn, &t);
         else quant_fn(&t, 0, 1);
     }

@@ -1,7 +1,10 @@
 /*
  * ref_impl.h - private to src/kernels: the scalar reference kernels by name, so SIMD tables can
- * reuse the ops they do not vectorize, and the SIMD tables themselves (declared here, defined in
- * their per-ISA files, which compile to nothing on other architectures). Not a public header.
+ * reuse the ops they do not vectorize, the SIMD tables themselves (declared here, defined in
+ * their per-ISA files, which compile to nothing on other architectures), and the walks the
+ * per-ISA files share with their tile types and shapes (q8_walk.c for the int8 gemm_q,
+ * r16f_walk.c for the float R16 gemm; attn_tile / attn_rows are the template attn_walk.h).
+ * Not a public header.
  */
 #ifndef EVLM_KERNELS_REF_IMPL_H
 #define EVLM_KERNELS_REF_IMPL_H
@@ -20,7 +23,7 @@
 #endif
 
 /* Rows of int8 activations (k / 32 blocks each) that fit a 192 KB chunk of L2, a multiple of 4
- * (at least 4): the int8 gemm_q drivers stream each weight row once per chunk. */
+ * (at least 4): the int8 gemm_q walks stream each weight row once per chunk. */
 static inline int evlm__act_chunk_rows(int k) {
     int kb = k / EVLM_QK;
     int mc = (int)((192u * 1024u) / ((size_t)(kb > 0 ? kb : 1) * sizeof(evlm_q8a))) & ~3;
@@ -61,12 +64,48 @@ void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
                        size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 void evlm__avx2_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                          size_t ldw, evlm_type wt, int m, int n0, int n1, int k, float *scratch);
+/* the corrections of q8_walk.c's *_R16 walk (evlm__q8_corr), for both x86 int8 files */
+void evlm__avx2_q8_corr(int32_t *c, const evlm_q8a *x, int nb, int32_t mul);
 void evlm__avx512vnni_quantize_act(const float *x, evlm_q8a *y, int k);
 void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                              size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch);
+
+/* The int8 gemm_q (Q8_0 / Q4_0 / Q4_1 and their *_R16 forms): the per-ISA files supply register
+ * tiles and a shape, q8_walk.c walks the activation rows and [n0, n1) with them.
+ * Row-major weights: a tile computes MR activation rows (1..4) x NR weight rows over kb blocks;
+ * tiles[0][MR - 1] is MR x 1, tiles[1][MR - 1] MR x nr, tiles[2][0] 1 x nr1 (the single-row
+ * chunks of decode). */
+typedef void (*evlm__q8_tile)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
+                              size_t ldw, int kb);
+typedef struct {
+    int nr1, nr; /* weight rows per wide tile: one activation row in the chunk / more */
+} evlm__q8_shape;
+void evlm__q8_walk(const evlm__q8_shape *s, const evlm__q8_tile (*tiles)[4], float *y, size_t ldy,
+                   const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m, int n0,
+                   int n1, int k);
+/* *_R16 weights: a tile computes MR activation rows (x, stride ldx blocks) x the rows r < rows of
+ * one group (never writing y past them) over nb block columns from gw (the group's block column
+ * b0), starting from 0 (first) or from y (later block chunks); corr (when the walk has an offset):
+ * per activation row (stride ldc) and block, -off times the block's byte sum. tiles[MR - 1][0]
+ * and, if not NULL, tiles[MR - 1][1] are called in turn (tiles that each cover half a group). */
+typedef void (*evlm__q8r16_tile)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,
+                                 const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,
+                                 bool first);
+typedef struct {
+    int mc;       /* activation rows per chunk; 0: evlm__act_chunk_rows(k) */
+    int mr;       /* activation rows per tile (tiles[mr - 1] the largest) */
+    bool split_k; /* blocks in chunks whose corrections fit 4096 int32, partial sums through y
+                   * (else all blocks in one pass: the tiles ignore first, and off must be 0) */
+} evlm__q8r16_shape;
+/* c[b] = mul * (sum of the 32 int8 of activation block x[b]) for b < nb (exact) */
+typedef void (*evlm__q8_corr)(int32_t *c, const evlm_q8a *x, int nb, int32_t mul);
+void evlm__q8r16_walk(const evlm__q8r16_shape *s, const evlm__q8r16_tile (*tiles)[2],
+                      evlm__q8_corr corr_fn, int32_t off, float *y, size_t ldy, const evlm_q8a *x,
+                      size_t ldx, const void *w, size_t ldw, evlm_type base, int m, int n0, int n1,
+                      int k);
 
 /* Float R16 gemm (F32_R16 / F16_R16 / BF16_R16, quant/repack.h). A tile computes y rows [0, MR)
  * and outputs [0, lim) (lim <= 16 G: the last group may be partial; nothing past lim is read or
@@ -92,15 +131,8 @@ void evlm__neon_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, cons
 
 /* AArch64 only: arm_neon.c (NEON, the base ISA there: the "neon" table) and arm_dotprod.c (SDOT,
  * compiled with -march=armv8.2-a+dotprod; dispatch.c puts its gemm_q into "neon" when the hwcaps
- * report dotprod). A tile computes MR activation rows x NR weight rows over kb blocks;
- * evlm__neon_gemm_q_tiles walks [n0, n1) with tiles[0] = 1..4 x 1, tiles[1] = 1..4 x 2,
- * tiles[2][0] = 1 x 4. */
+ * report dotprod). */
 extern const evlm_kernels evlm_kernels_neon;
-typedef void (*evlm__qtile_fn)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
-                               size_t ldw, int kb);
-void evlm__neon_gemm_q_tiles(const evlm__qtile_fn (*tiles)[4], float *y, size_t ldy,
-                             const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m,
-                             int n0, int n1, int k);
 void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 /* arm_i8mm.c (SMMLA, -march=armv8.2-a+dotprod+i8mm): gemm_q when the hwcaps report i8mm too */

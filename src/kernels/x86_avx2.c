@@ -1,12 +1,18 @@
 /*
- * x86_avx2.c - AVX2 + FMA + F16C kernels: gemm for F32 / F16 / BF16 weights, the sum of squares
- * of rmsnorm, and the dot / axpy loops of attn_row. Every other op is the scalar `ref` kernel.
+ * x86_avx2.c - the "avx2" table (AVX2 + FMA + F16C): gemm for F32 / F16 / BF16 weights (register
+ * tiles of 8-lane FMA chains; F32_R16 / F16_R16 / BF16_R16 go to x86_avx2_r16f.c, quantized
+ * weights to x86_avx2_quant.c's dequantizing gemm), rmsnorm, rope, silu_mul, gelu_tanh (a vector
+ * exp, exp8), layernorm, max, attn_row, and attn_tile / attn_rows as attn_walk.h's walks with
+ * this file's primitives; quantize_act and gemm_q are x86_avx2_quant.c's. Every op is SIMD here.
  *
  * Compiled with -mavx2 -mfma -mf16c for this file only (CMakeLists.txt) and picked at run time
  * by dispatch.c after cpuid says the CPU has all three; on other architectures the file is
- * empty. Not bit-exact with `ref`: the dot products sum in 4 x 8 lanes with FMA, so results
- * differ by reordering (tests bound the difference relative to sum |x_j w_j|). Half-precision
- * weights convert exactly to float, so F16 / BF16 see no error beyond that reordering.
+ * empty. Not bit-exact with `ref` where sums are reordered or exp is exp8: the dot products of
+ * gemm / attn_row / rmsnorm sum in 8 lanes with FMA (tests bound the difference relative to
+ * sum |x_j w_j|); half-precision weights convert exactly to float, so F16 / BF16 see no error
+ * beyond that reordering. Bit-exact with `ref`: rope and the per-element scaling of rmsnorm.
+ * Each row of gemm, attn_row / attn_rows and attn_tile is the same bits whatever batch, row
+ * range or tile it falls in (see each section).
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -109,7 +115,7 @@ EVLM__INLINE __m256 load8_tail(const void *w, int j, evlm_type wt, int n) {
     if (pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                                                 \
         for (int c = 0; c < NR; c++) _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
 #define GEMM_ES(wt) ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
-#define GEMM_PF_BYTES 1536 /* prefetch distance along a row (chosen by measurement on this VM) */
+#define GEMM_PF_BYTES 1536 /* prefetch distance along a row (tuned by measurement) */
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
     __m256 a0[NR], a1[NR], a2[NR], a3[NR], wv[NR];                                                 \
     for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm256_setzero_ps();              \
@@ -176,9 +182,9 @@ static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const vo
     if (nc < nr) nc = nr;
     const char *wb = (const char *)w;
     /* decode reads each weight once, NR rows at a time: the hardware prefetcher keeps up with one
-     * sequential stream but not with NR interleaved ones (1.5B f16: 45 -> 51 GB/s; short rows end
-     * before it even ramps up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a
-     * short row that is the next rows, past the share the next matrix; a prefetch never faults) */
+     * sequential stream but not with NR interleaved ones (short rows end before it even ramps
+     * up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a short row that is
+     * the next rows, past the share the next matrix; a prefetch never faults) */
     const bool stream = m <= GEMM_MR; /* one x tile: every weight is read once (decode, token trees) */
     for (int c0 = n0; c0 < n1; c0 += nc) {
         int c1 = n1 - c0 > nc ? c0 + nc : n1;
@@ -196,7 +202,7 @@ static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const vo
     }
 }
 
-/* ---- elementwise: exp, silu_mul, gelu_tanh, layernorm ---------------------------------------- */
+/* ---- elementwise: exp, max, silu_mul, gelu_tanh, layernorm ----------------------------------- */
 
 /* e^x within ~2 ulp (Cephes expf polynomial on x - n ln2, then 2^n through the exponent bits);
  * x below -87.3 (e^-inf included) gives 0, above 88 gives e^88. */
@@ -223,7 +229,7 @@ EVLM__INLINE __m256i lanes(int left) {
     return _mm256_loadu_si256((const __m256i *)(const void *)(lane_mask + 8 - (left < 8 ? left : 8)));
 }
 
-/* g = g / (1 + e^-g) * u, as ref with a vector exp */
+/* largest of x[0, n): 16 lanes, then the tree of the halves and a scalar tail */
 static float max_avx2(const float *x, int n) {
     __m256 a = _mm256_set1_ps(x[0]), b = a;
     int i = 0;
@@ -240,6 +246,7 @@ static float max_avx2(const float *x, int n) {
     return r;
 }
 
+/* g = g / (1 + e^-g) * u, as ref with a vector exp */
 static void silu_mul_avx2(float *g, const float *u, int n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     for (int i = 0; i < n; i += 8) {
@@ -281,155 +288,6 @@ static void layernorm_avx2(float *y, const float *x, const float *w, const float
         __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm), inv);
         __m256 r = _mm256_add_ps(_mm256_mul_ps(d, _mm256_maskload_ps(w + i, mk)), _mm256_maskload_ps(b + i, mk));
         _mm256_maskstore_ps(y + i, mk, r);
-    }
-}
-
-/* ---- attn_tile ------------------------------------------------------------------------------
- * Queries in lanes, as x86_avx512.c: a block of 16 queries is transposed (and scaled) into qt
- * (head_dim x 16); keys go in blocks of 64 with an online softmax that is lane-wise; o^T
- * (head_dim x 16) += v[t][d] * p[t]. Every lane (query) sees the same operations whatever
- * block or call it is in; causal calls hide keys as x86_avx512.c does. */
-#define AT_QV 2 /* vectors of 8 queries */
-#define AT_BQ (8 * AT_QV)
-#define AT_BK 64
-#define AT_KR 4 /* keys per score tile */
-#define AT_DR 4 /* head dims per output tile */
-
-static void attn_tile_avx2(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
-                           const float *k, const float *v, size_t ldkv, int n_kv, int hd,
-                           float scale, int kv0, float *scratch) {
-    float *qt = scratch, *ot = qt + (size_t)hd * AT_BQ, *pb = ot + (size_t)hd * AT_BQ;
-    float *mrow = pb + (size_t)AT_BK * AT_BQ, *lrow = mrow + AT_BQ;
-    for (int i0 = 0; i0 < n_q; i0 += AT_BQ) {
-        int nb = n_q - i0 < AT_BQ ? n_q - i0 : AT_BQ;
-        for (int d = 0; d < hd; d++)
-            for (int i = 0; i < AT_BQ; i++)
-                qt[(size_t)d * AT_BQ + i] = i < nb ? q[(size_t)(i0 + i) * ldq + d] * scale : 0.0f;
-        memset(ot, 0, sizeof(float) * (size_t)hd * AT_BQ);
-        for (int i = 0; i < AT_BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
-        /* causal: the block's last query sees keys up to kv0 + i0 + nb - 1 */
-        const int kv_end = kv0 >= 0 && kv0 + i0 + nb < n_kv ? kv0 + i0 + nb : n_kv;
-        for (int t0 = 0; t0 < kv_end; t0 += AT_BK) {
-            int bk = kv_end - t0 < AT_BK ? kv_end - t0 : AT_BK;
-            const float *kb = k + (size_t)t0 * ldkv, *vb = v + (size_t)t0 * ldkv;
-            __m256 bm[AT_QV];
-            for (int c = 0; c < AT_QV; c++) bm[c] = _mm256_set1_ps(-INFINITY);
-            int t = 0;
-            for (; t + AT_KR <= bk; t += AT_KR) {
-                __m256 s0[AT_QV], s1[AT_QV], s2[AT_QV], s3[AT_QV];
-                for (int c = 0; c < AT_QV; c++)
-                    s0[c] = s1[c] = s2[c] = s3[c] = _mm256_setzero_ps();
-                const float *k0 = kb + (size_t)t * ldkv;
-                for (int d = 0; d < hd; d++) {
-                    __m256 b0 = _mm256_broadcast_ss(k0 + d), b1 = _mm256_broadcast_ss(k0 + ldkv + d);
-                    __m256 b2 = _mm256_broadcast_ss(k0 + 2 * ldkv + d), b3 = _mm256_broadcast_ss(k0 + 3 * ldkv + d);
-                    for (int c = 0; c < AT_QV; c++) {
-                        __m256 qv = _mm256_loadu_ps(qt + (size_t)d * AT_BQ + 8 * c);
-                        s0[c] = _mm256_fmadd_ps(b0, qv, s0[c]);
-                        s1[c] = _mm256_fmadd_ps(b1, qv, s1[c]);
-                        s2[c] = _mm256_fmadd_ps(b2, qv, s2[c]);
-                        s3[c] = _mm256_fmadd_ps(b3, qv, s3[c]);
-                    }
-                }
-                for (int c = 0; c < AT_QV; c++) {
-                    _mm256_storeu_ps(pb + (size_t)t * AT_BQ + 8 * c, s0[c]);
-                    _mm256_storeu_ps(pb + (size_t)(t + 1) * AT_BQ + 8 * c, s1[c]);
-                    _mm256_storeu_ps(pb + (size_t)(t + 2) * AT_BQ + 8 * c, s2[c]);
-                    _mm256_storeu_ps(pb + (size_t)(t + 3) * AT_BQ + 8 * c, s3[c]);
-                    bm[c] = _mm256_max_ps(bm[c], _mm256_max_ps(_mm256_max_ps(s0[c], s1[c]),
-                                                               _mm256_max_ps(s2[c], s3[c])));
-                }
-            }
-            for (; t < bk; t++) {
-                __m256 s0[AT_QV];
-                for (int c = 0; c < AT_QV; c++) s0[c] = _mm256_setzero_ps();
-                const float *k0 = kb + (size_t)t * ldkv;
-                for (int d = 0; d < hd; d++) {
-                    __m256 b0 = _mm256_broadcast_ss(k0 + d);
-                    for (int c = 0; c < AT_QV; c++)
-                        s0[c] = _mm256_fmadd_ps(b0, _mm256_loadu_ps(qt + (size_t)d * AT_BQ + 8 * c), s0[c]);
-                }
-                for (int c = 0; c < AT_QV; c++) {
-                    _mm256_storeu_ps(pb + (size_t)t * AT_BQ + 8 * c, s0[c]);
-                    bm[c] = _mm256_max_ps(bm[c], s0[c]);
-                }
-            }
-            if (kv0 >= 0 && t0 + bk - 1 > kv0 + i0) { /* causal diagonal: hide keys past a query's own */
-                for (int c = 0; c < AT_QV; c++) bm[c] = _mm256_set1_ps(-INFINITY);
-                const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-                for (int u = 0; u < bk; u++) {
-                    int first = t0 + u - kv0 - i0; /* lanes below it do not see key t0 + u */
-                    for (int c = 0; c < AT_QV; c++) {
-                        float *pr = pb + (size_t)u * AT_BQ + 8 * c;
-                        __m256 hide = _mm256_cmp_ps(lane, _mm256_set1_ps((float)(first - 8 * c)), _CMP_LT_OQ);
-                        __m256 sv = _mm256_blendv_ps(_mm256_loadu_ps(pr), _mm256_set1_ps(-INFINITY), hide);
-                        _mm256_storeu_ps(pr, sv);
-                        bm[c] = _mm256_max_ps(bm[c], sv);
-                    }
-                }
-            }
-            /* exp8 gives exactly 0 for hidden keys (e^-inf) */
-            __m256 corr[AT_QV];
-            for (int c = 0; c < AT_QV; c++) {
-                __m256 mold = _mm256_loadu_ps(mrow + 8 * c);
-                __m256 mx = _mm256_max_ps(mold, bm[c]);
-                corr[c] = exp8(_mm256_sub_ps(mold, mx));
-                _mm256_storeu_ps(mrow + 8 * c, mx);
-                __m256 l = _mm256_mul_ps(_mm256_loadu_ps(lrow + 8 * c), corr[c]);
-                for (int u = 0; u < bk; u++) {
-                    float *pr = pb + (size_t)u * AT_BQ + 8 * c;
-                    __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(pr), mx));
-                    _mm256_storeu_ps(pr, p);
-                    l = _mm256_add_ps(l, p);
-                }
-                _mm256_storeu_ps(lrow + 8 * c, l);
-            }
-            int d = 0;
-            for (; d + AT_DR <= hd; d += AT_DR) {
-                __m256 o0[AT_QV], o1[AT_QV], o2[AT_QV], o3[AT_QV];
-                float *od = ot + (size_t)d * AT_BQ;
-                for (int c = 0; c < AT_QV; c++) {
-                    o0[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 8 * c), corr[c]);
-                    o1[c] = _mm256_mul_ps(_mm256_loadu_ps(od + AT_BQ + 8 * c), corr[c]);
-                    o2[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 2 * AT_BQ + 8 * c), corr[c]);
-                    o3[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 3 * AT_BQ + 8 * c), corr[c]);
-                }
-                for (int u = 0; u < bk; u++) {
-                    const float *vr = vb + (size_t)u * ldkv + d;
-                    __m256 b0 = _mm256_broadcast_ss(vr), b1 = _mm256_broadcast_ss(vr + 1);
-                    __m256 b2 = _mm256_broadcast_ss(vr + 2), b3 = _mm256_broadcast_ss(vr + 3);
-                    for (int c = 0; c < AT_QV; c++) {
-                        __m256 p = _mm256_loadu_ps(pb + (size_t)u * AT_BQ + 8 * c);
-                        o0[c] = _mm256_fmadd_ps(b0, p, o0[c]);
-                        o1[c] = _mm256_fmadd_ps(b1, p, o1[c]);
-                        o2[c] = _mm256_fmadd_ps(b2, p, o2[c]);
-                        o3[c] = _mm256_fmadd_ps(b3, p, o3[c]);
-                    }
-                }
-                for (int c = 0; c < AT_QV; c++) {
-                    _mm256_storeu_ps(od + 8 * c, o0[c]);
-                    _mm256_storeu_ps(od + AT_BQ + 8 * c, o1[c]);
-                    _mm256_storeu_ps(od + 2 * AT_BQ + 8 * c, o2[c]);
-                    _mm256_storeu_ps(od + 3 * AT_BQ + 8 * c, o3[c]);
-                }
-            }
-            for (; d < hd; d++) {
-                __m256 o0[AT_QV];
-                float *od = ot + (size_t)d * AT_BQ;
-                for (int c = 0; c < AT_QV; c++) o0[c] = _mm256_mul_ps(_mm256_loadu_ps(od + 8 * c), corr[c]);
-                for (int u = 0; u < bk; u++) {
-                    __m256 b0 = _mm256_broadcast_ss(vb + (size_t)u * ldkv + d);
-                    for (int c = 0; c < AT_QV; c++)
-                        o0[c] = _mm256_fmadd_ps(b0, _mm256_loadu_ps(pb + (size_t)u * AT_BQ + 8 * c), o0[c]);
-                }
-                for (int c = 0; c < AT_QV; c++) _mm256_storeu_ps(od + 8 * c, o0[c]);
-            }
-        }
-        for (int i = 0; i < nb; i++) {
-            float inv = 1.0f / lrow[i];
-            float *orow = out + (size_t)(i0 + i) * ldo;
-            for (int d = 0; d < hd; d++) orow[d] = ot[(size_t)d * AT_BQ + i] * inv;
-        }
     }
 }
 
@@ -527,43 +385,53 @@ static void attn_row_avx2(float *out, const float *q, const float *k, const floa
         for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + 8 * c, acc[c]);
 }
 
-/* attn_row's steps for each row, keys outer: each key / value row is loaded once for all rows; the
- * outputs accumulate in memory with the operations attn_row applies in registers or memory */
-static void attn_rows_avx2(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
-                           size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
-                           float scale, float *scores) {
-    int nmax = 0, nl[EVLM_ATTN_ROWS] = {0}, jj[EVLM_ATTN_ROWS] = {0};
-    float mx[EVLM_ATTN_ROWS], inv[EVLM_ATTN_ROWS];
-    for (int i = 0; i < n_q; i++) {
-        nmax = n_kv[i] > nmax ? n_kv[i] : nmax;
-        mx[i] = -INFINITY;
-    }
-    for (int t = 0; t < nmax; t++) {
-        const float *kr = k + (size_t)t * ld;
-        for (int i = 0; i < n_q; i++) {
-            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
-            float s = dot_f32(q[i], kr, head_dim) * scale;
-            scores[(size_t)i * nmax + nl[i]++] = s;
-            if (s > mx[i]) mx[i] = s;
-        }
-    }
-    for (int i = 0; i < n_q; i++) {
-        inv[i] = softmax_packed(scores + (size_t)i * nmax, nl[i], mx[i]);
-        for (int c = 0; c < head_dim; c++) out[i][c] = 0.0f;
-    }
-    for (int t = 0; t < nmax; t++) {
-        const float *vr = v + (size_t)t * ld;
-        for (int i = 0; i < n_q; i++) {
-            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
-            float p = scores[(size_t)i * nmax + jj[i]++] * inv[i], *o = out[i];
-            __m256 vp = _mm256_set1_ps(p);
-            int c = 0;
-            for (; c + 8 <= head_dim; c += 8)
-                _mm256_storeu_ps(o + c, _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + c), _mm256_loadu_ps(o + c)));
-            for (; c < head_dim; c++) o[c] += p * vr[c];
-        }
-    }
+/* ---- attn_tile, attn_rows: attn_walk.h's walks --------------------------------------------
+ * attn_tile: blocks of 16 queries (two vectors); attn_rows: attn_row's dot_f32, softmax_packed
+ * and its V sums in memory (8-lane FMAs, unfused scalar tail). */
+
+/* o[0, n) += p v[0, n): attn_row's steps when its sums live in memory */
+EVLM__INLINE void axpy(float *o, float p, const float *v, int n) {
+    __m256 vp = _mm256_set1_ps(p);
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        _mm256_storeu_ps(o + c,
+                         _mm256_fmadd_ps(vp, _mm256_loadu_ps(v + c), _mm256_loadu_ps(o + c)));
+    for (; c < n; c++) o[c] += p * v[c];
 }
+
+/* v with lanes [0, lo) set to -inf */
+EVLM__INLINE __m256 hide_below(__m256 v, int lo) {
+    const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 hide = _mm256_cmp_ps(lane, _mm256_set1_ps((float)lo), _CMP_LT_OQ);
+    return _mm256_blendv_ps(v, _mm256_set1_ps(-INFINITY), hide);
+}
+
+#define AT_V __m256
+#define AT_VL 8
+#define AT_QV 2
+#define AT_ZERO() _mm256_setzero_ps()
+#define AT_SET1(f) _mm256_set1_ps(f)
+#define AT_BCAST(p) _mm256_broadcast_ss(p)
+#define AT_LOAD(p) _mm256_loadu_ps(p)
+#define AT_STORE(p, v) _mm256_storeu_ps(p, v)
+#define AT_ADD(a, b) _mm256_add_ps(a, b)
+#define AT_SUB(a, b) _mm256_sub_ps(a, b)
+#define AT_MUL(a, b) _mm256_mul_ps(a, b)
+#define AT_MAX(a, b) _mm256_max_ps(a, b)
+#define AT_FMA(acc, v, b) _mm256_fmadd_ps(b, v, acc)
+#define AT_DG 1
+#define AT_KG __m256
+#define AT_KLOAD(p) _mm256_broadcast_ss(p)
+#define AT_KFMA(acc, v, g, L) _mm256_fmadd_ps(g, v, acc)
+#define AT_EXP(v) exp8(v)
+#define AT_EXP_P(s, mx) exp8(_mm256_sub_ps(s, mx)) /* exp8(-inf) = 0 */
+#define AT_HIDE(v, lo) hide_below(v, lo)
+#define AT_DOT(q, k, n) dot_f32(q, k, n)
+#define AT_SOFTMAX(s, nl, mx) softmax_packed(s, nl, mx)
+#define AT_WEIGHT(s, f) ((s) * (f))
+#define AT_AXPY(o, p, v, n) axpy(o, p, v, n)
+#define AT_UNROLL_SOFTMAX
+#include "kernels/attn_walk.h"
 
 const evlm_kernels evlm_kernels_avx2 = {
     .name = "avx2",
@@ -576,9 +444,9 @@ const evlm_kernels evlm_kernels_avx2 = {
     .gelu_tanh = gelu_tanh_avx2,
     .quantize_act = evlm__avx2_quantize_act,
     .gemm_q = evlm__avx2_gemm_q,
-    .attn_tile = attn_tile_avx2,
+    .attn_tile = attn_tile_simd,
     .max = max_avx2,
-    .attn_rows = attn_rows_avx2,
+    .attn_rows = attn_rows_simd,
 };
 
 #else

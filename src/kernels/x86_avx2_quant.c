@@ -10,7 +10,9 @@
  * 2 * 128 * 127); Q4 nibbles are unsigned already and Q4_0's -8 is subtracted exactly as 8 * x.
  * Block sums are exact int32 lanes, scaled per block in float: the only difference to `ref` is
  * summation order. Register tiles of up to 4 activation rows x 2 weight rows (1 x 4 for one
- * row) decode each weight block once per tile. quantize_act is bit-exact with ref.
+ * row) decode each weight block once per tile; q8_walk.c walks the matrix with them (this file
+ * supplies only the tiles, their shapes and the activation byte sums of the R16 corrections).
+ * quantize_act is bit-exact with ref.
  *
  * gemm_q on the 16-row interleaved *_R16 weights (quant/repack.h): each 64-byte chunk is two
  * ymm of 8 rows x 4 bytes, multiplied with a broadcast 4 activation bytes (vpmaddubsw, then
@@ -146,8 +148,6 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
         for (int r = 0; r < NR; r++) y[(size_t)i * ldy + r] = hsum8(acc[i][r]);
 }
 
-typedef void (*tile_fn)(float *, size_t, const evlm_q8a *, size_t, const char *, size_t, int);
-
 #define TILE(T, MR, NR)                                                                            \
     static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,       \
                                        const char *w, size_t ldw, int kb) {                        \
@@ -157,7 +157,7 @@ typedef void (*tile_fn)(float *, size_t, const evlm_q8a *, size_t, const char *,
 #define TILES(T)                                                                                   \
     TILE(T, 1, 1) TILE(T, 2, 1) TILE(T, 3, 1) TILE(T, 4, 1)                                        \
     TILE(T, 1, 2) TILE(T, 2, 2) TILE(T, 3, 2) TILE(T, 4, 2) TILE(T, 1, 4)                          \
-    static const tile_fn tiles_##T[3][4] = {                                                       \
+    static const evlm__q8_tile tiles_##T[3][4] = {                                                 \
         {tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1},                          \
         {tile_##T##_1x2, tile_##T##_2x2, tile_##T##_3x2, tile_##T##_4x2},                          \
         {tile_##T##_1x4, NULL, NULL, NULL}};
@@ -171,7 +171,6 @@ TILES(Q4_1)
 /* A block column of a group holds 16 rows: fp16 scales, (Q4_1) fp16 minimums, then 64-byte
  * chunks with one 32-bit lane per row; here each chunk is two 8-row halves (one ymm each), so
  * the accumulators are 8 rows wide (no horizontal sums). */
-#define R16_CORR 4096 /* int32 corrections of one (row chunk x block chunk), 16 KB of stack */
 #define R16_MC   64   /* activation rows per chunk (their blocks stay in L2) */
 #define R16_MR   4    /* activation rows per register tile: up to 2 x 16 weight rows, 4 x 8 */
 
@@ -193,7 +192,7 @@ EVLM__INLINE __m256i bcast4(const int8_t *p) {
  * plus corr = -8 sum(x.qs) for Q4_0. The float step is the same for every MR and half:
  * p = float(isum) * dx, acc = fma(dw, p, acc), and for Q4_1 acc = fma(m, sx, acc). */
 EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const int32_t *corr,
-                           size_t ldc, const char *gw, int nb, int rows, int first, evlm_type wt,
+                           size_t ldc, const char *gw, int nb, int rows, bool first, evlm_type wt,
                            int MR, int H0, int NH) {
     const size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
     const __m256i ones = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f);
@@ -275,103 +274,61 @@ EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
             for (int r = r0; r < r1; r++) y[(size_t)i * ldy + r] = tmp[i][r];
 }
 
-typedef void (*r16_tile_fn)(float *, size_t, const evlm_q8a *, size_t, const int32_t *, size_t,
-                            const char *, int, int, int);
-
 #define R16_TILE(T, MR, H0, NH)                                                                    \
     static void r16_tile_##T##_##MR##_##H0##NH(float *y, size_t ldy, const evlm_q8a *x,            \
                                                size_t ldx, const int32_t *corr, size_t ldc,        \
-                                               const char *gw, int nb, int rows, int first) {      \
+                                               const char *gw, int nb, int rows, bool first) {     \
         r16_tile(y, ldy, x, ldx, corr, ldc, gw, nb, rows, first, EVLM_TYPE_##T, MR, H0, NH);       \
     }
 /* [MR - 1]: 1 or 2 rows x both halves; 3 or 4 rows x one half, [0] then [1] */
 #define R16_TILES(T)                                                                               \
     R16_TILE(T, 1, 0, 2) R16_TILE(T, 2, 0, 2) R16_TILE(T, 3, 0, 1) R16_TILE(T, 4, 0, 1)            \
     R16_TILE(T, 3, 1, 1) R16_TILE(T, 4, 1, 1)                                                      \
-    static const r16_tile_fn r16_tiles_##T[R16_MR][2] = {                                          \
+    static const evlm__q8r16_tile r16_tiles_##T[R16_MR][2] = {                                     \
         {r16_tile_##T##_1_02, NULL}, {r16_tile_##T##_2_02, NULL},                                  \
         {r16_tile_##T##_3_01, r16_tile_##T##_3_11}, {r16_tile_##T##_4_01, r16_tile_##T##_4_11}};
 R16_TILES(Q8_0)
 R16_TILES(Q4_0)
 R16_TILES(Q4_1)
 
-/* sum of an activation block's 32 int8 values (exact): bytes + 128 summed by vpsadbw */
-EVLM__INLINE int32_t act_sum(const evlm_q8a *xb) {
-    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb->qs),
-                                 _mm256_set1_epi8((char)0x80));
-    __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
-    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
-    return (int32_t)_mm_cvtsi128_si32(t) - 32 * 128;
-}
-
-/* gemm_q for Q8_0_R16 / Q4_0_R16 / Q4_1_R16 (base type wt): activation rows in chunks of R16_MC,
- * blocks in chunks whose corrections fit R16_CORR; in each, every group of [n0, n1) against
- * register tiles of up to R16_MR rows. Partial sums cross block chunks through y (exact). */
-static void gemm_q_r16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
-                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const r16_tile_fn(*tiles)[2] = wt == EVLM_TYPE_Q8_0   ? r16_tiles_Q8_0
-                                   : wt == EVLM_TYPE_Q4_0 ? r16_tiles_Q4_0
-                                                          : r16_tiles_Q4_1;
-    const size_t col = EVLM_R16 * block_bytes(wt);
-    int32_t corr[R16_CORR];
-    int kb = k / EVLM_QK, mc = m < R16_MC ? m : R16_MC, kc = R16_CORR / mc;
-    if (kc > kb) kc = kb > 0 ? kb : 1; /* k = 0 still writes its zeros */
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        for (int b0 = 0; b0 == 0 || b0 < kb; b0 += kc) {
-            int nb = kb - b0 < kc ? kb - b0 : kc;
-            if (wt == EVLM_TYPE_Q4_0) /* Q8_0 is signed already, Q4_1 needs none */
-                for (int i = i0; i < i1; i++)
-                    for (int b = 0; b < nb; b++)
-                        corr[(size_t)(i - i0) * kc + b] =
-                            -8 * act_sum(x + (size_t)i * ldx + b0 + b);
-            for (int g = n0 / EVLM_R16; g * EVLM_R16 < n1; g++) {
-                const char *gw = (const char *)w + (size_t)g * EVLM_R16 * ldw + (size_t)b0 * col;
-                for (int i = i0; i < i1; i += R16_MR) {
-                    int mr = i1 - i < R16_MR ? i1 - i : R16_MR;
-                    for (int h = 0; h < 2 && tiles[mr - 1][h]; h++)
-                        tiles[mr - 1][h](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy,
-                                         x + (size_t)i * ldx + b0, ldx,
-                                         corr + (size_t)(i - i0) * kc, (size_t)kc, gw, nb,
-                                         n1 - g * EVLM_R16, b0 == 0);
-                }
-            }
-        }
+/* c[b] = mul * the sum of activation block b's 32 int8 values (exact): bytes + 128 summed by
+ * vpsadbw; q8_walk.c's corrections, also for x86_avx512_quant.c */
+void evlm__avx2_q8_corr(int32_t *c, const evlm_q8a *x, int nb, int32_t mul) {
+    for (int b = 0; b < nb; b++) {
+        __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)x[b].qs),
+                                     _mm256_set1_epi8((char)0x80));
+        __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+        __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+        c[b] = mul * ((int32_t)_mm_cvtsi128_si32(t) - 32 * 128);
     }
 }
 
-/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): activation rows in chunks that stay in L2,
- * weight rows in tiles streamed once per chunk (once in all for m <= the chunk). */
+/* Row-major: 1 x 4 tiles for one activation row, 1..4 x 2 for more. R16: activation rows in
+ * chunks of R16_MC, blocks in chunks whose corrections fit q8_walk.c's table (Q4_0 only: Q8_0 is
+ * signed already, Q4_1 needs none), register tiles of up to R16_MR rows (halves for 3 or 4). */
+static const evlm__q8_shape k_shape = {4, 2};
+static const evlm__q8r16_shape k_r16_shape = {R16_MC, R16_MR, true};
+
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles. */
 void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                        size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const tile_fn(*tiles)[4];
+    const evlm__q8_tile(*tiles)[4] = NULL;
+    const evlm__q8r16_tile(*r16)[2] = NULL;
     switch (wt) {
     case EVLM_TYPE_Q8_0: tiles = tiles_Q8_0; break;
     case EVLM_TYPE_Q4_0: tiles = tiles_Q4_0; break;
     case EVLM_TYPE_Q4_1: tiles = tiles_Q4_1; break;
-    case EVLM_TYPE_Q8_0_R16:
-    case EVLM_TYPE_Q4_0_R16:
-    case EVLM_TYPE_Q4_1_R16:
-        if (m > 0) gemm_q_r16(y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
-        return;
+    case EVLM_TYPE_Q8_0_R16: r16 = r16_tiles_Q8_0; break;
+    case EVLM_TYPE_Q4_0_R16: r16 = r16_tiles_Q4_0; break;
+    case EVLM_TYPE_Q4_1_R16: r16 = r16_tiles_Q4_1; break;
     default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
     }
-    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        int wide = i1 - i0 == 1 ? 4 : 2, sel = i1 - i0 == 1 ? 2 : 1;
-        for (int n = n0; n < n1;) {
-            int nr = n1 - n >= wide ? wide : 1;
-            const char *wr = (const char *)w + (size_t)n * ldw;
-            for (int i = i0; i < i1; i += 4) {
-                int mr = i1 - i < 4 ? i1 - i : 4;
-                tiles[nr == 1 ? 0 : sel][mr - 1](y + (size_t)i * ldy + n, ldy, x + (size_t)i * ldx,
-                                                 ldx, wr, ldw, kb);
-            }
-            n += nr;
-        }
-    }
+    if (tiles)
+        evlm__q8_walk(&k_shape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+    else
+        evlm__q8r16_walk(&k_r16_shape, r16, evlm__avx2_q8_corr, wt == EVLM_TYPE_Q4_0_R16 ? 8 : 0,
+                         y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
 }
 
 /* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */

@@ -1,13 +1,17 @@
 /*
- * x86_avx512.c - AVX-512 kernels: the gemm of x86_avx2.c 16 lanes wide (F32 / F16 via
- * _mm512_cvtph_ps / BF16 by shifting), the sum of squares of rmsnorm, and the dot / axpy loops
- * of attn_row. Every other op is the scalar `ref` kernel.
+ * x86_avx512.c - the "avx512" table: the gemm of x86_avx2.c 16 lanes wide (F32 / F16 via
+ * _mm512_cvtph_ps / BF16 by shifting; F32_R16 / F16_R16 / BF16_R16 go to x86_avx512_r16f.c,
+ * quantized weights to x86_avx2_quant.c's dequantizing gemm), rmsnorm, rope, silu_mul,
+ * gelu_tanh (a vector exp, exp16), layernorm, max, attn_row, and attn_tile / attn_rows as
+ * attn_walk.h's walks with this file's primitives. quantize_act and gemm_q are
+ * x86_avx2_quant.c's; dispatch.c's "avx512vnni" table swaps in x86_avx512_quant.c's.
  *
  * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c for this file only
  * (CMakeLists.txt); dispatch.c uses it only when cpuid reports all of them. Tails (k % 16) use
  * masked loads, which never touch the masked-off bytes, instead of a scalar loop. Not bit-exact
- * with `ref` (4 x 16-lane FMA accumulation); tests bound the difference relative to
- * sum |x_j w_j|. Not here: threading, int8 / VNNI paths.
+ * with `ref` where sums are reordered or exp is exp16 (16-lane FMA accumulation; tests bound
+ * the difference relative to sum |x_j w_j|); bit-exact: rope and the per-element scaling of
+ * rmsnorm. Not here: threading, int8 / VNNI paths.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -105,7 +109,7 @@ EVLM__INLINE float hsum16(__m512 v) {
     if (pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                                                 \
         for (int c = 0; c < NR; c++) _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
 #define GEMM_ES(wt) ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
-#define GEMM_PF_BYTES 1536 /* prefetch distance along a row (chosen by measurement on this VM) */
+#define GEMM_PF_BYTES 1536 /* prefetch distance along a row (tuned by measurement) */
 #define GEMM_XFULL(r) _mm512_loadu_ps(x + (size_t)(r) * ldx + j)
 #define GEMM_XTAIL(r) _mm512_maskz_loadu_ps(mk, x + (size_t)(r) * ldx + j)
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
@@ -174,9 +178,9 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
     if (nc < nr) nc = nr;
     const char *wb = (const char *)w;
     /* decode reads each weight once, NR rows at a time: the hardware prefetcher keeps up with one
-     * sequential stream but not with NR interleaved ones (1.5B f16: 45 -> 51 GB/s; short rows end
-     * before it even ramps up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a
-     * short row that is the next rows, past the share the next matrix; a prefetch never faults) */
+     * sequential stream but not with NR interleaved ones (short rows end before it even ramps
+     * up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a short row that is
+     * the next rows, past the share the next matrix; a prefetch never faults) */
     const bool stream = m <= GEMM_MR; /* one x tile: every weight is read once (decode, token trees) */
     for (int c0 = n0; c0 < n1; c0 += nc) {
         int c1 = n1 - c0 > nc ? c0 + nc : n1;
@@ -194,7 +198,7 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
     }
 }
 
-/* ---- elementwise: exp, silu_mul, gelu_tanh, layernorm ---------------------------------------- */
+/* ---- elementwise: exp, max, silu_mul, gelu_tanh, layernorm ----------------------------------- */
 
 /* e^x within ~2 ulp (Cephes expf polynomial on x - n ln2, then scalef by 2^n); e^-inf = 0,
  * inputs above 88 give e^88. */
@@ -218,7 +222,7 @@ EVLM__INLINE __mmask16 tail_mask(int left) {
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
 }
 
-/* g = g / (1 + e^-g) * u, as ref with a vector exp */
+/* largest of x[0, n): 32 lanes, masked tail loads keep the lanes they do not load */
 static float max_avx512(const float *x, int n) {
     __m512 a = _mm512_set1_ps(x[0]), b = a;
     int i = 0;
@@ -230,6 +234,7 @@ static float max_avx512(const float *x, int n) {
     return _mm512_reduce_max_ps(_mm512_max_ps(a, b));
 }
 
+/* g = g / (1 + e^-g) * u, as ref with a vector exp */
 static void silu_mul_avx512(float *g, const float *u, int n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int i = 0; i < n; i += 16) {
@@ -272,164 +277,6 @@ static void layernorm_avx512(float *y, const float *x, const float *w, const flo
         __m512 r = _mm512_add_ps(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(mk, w + i)),
                                  _mm512_maskz_loadu_ps(mk, b + i));
         _mm512_mask_storeu_ps(y + i, mk, r);
-    }
-}
-
-/* ---- attn_tile ------------------------------------------------------------------------------
- * Queries in lanes: a block of 64 queries is transposed (and scaled) into qt (head_dim x 64), so
- * a key row gives 64 scores with broadcast-FMAs, the online softmax's max / sum / rescale are
- * plain lane-wise ops, and o^T (head_dim x 64) += v[t][d] * p[t] needs no horizontal sums. Keys
- * go in blocks of 64 from key 0; every lane (query) sees the same operations whatever block or
- * call it is in, so a row's result does not depend on n_q or on how rows are split. Causal calls
- * (kv0 >= 0) stop at the block's last query's keys and hide, on diagonal blocks, the keys past
- * each query's own (score -inf, p exactly 0; a wholly hidden block rescales by exactly 1), so a
- * row is still the same bits in any split. */
-#define AT_QV 4 /* vectors of 16 queries */
-#define AT_BQ (16 * AT_QV)
-#define AT_BK 64
-#define AT_KR 4 /* keys per score tile */
-#define AT_DR 4 /* head dims per output tile */
-
-static void attn_tile_avx512(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
-                             const float *k, const float *v, size_t ldkv, int n_kv, int hd,
-                             float scale, int kv0, float *scratch) {
-    float *qt = scratch, *ot = qt + (size_t)hd * AT_BQ, *pb = ot + (size_t)hd * AT_BQ;
-    float *mrow = pb + (size_t)AT_BK * AT_BQ, *lrow = mrow + AT_BQ;
-    for (int i0 = 0; i0 < n_q; i0 += AT_BQ) {
-        int nb = n_q - i0 < AT_BQ ? n_q - i0 : AT_BQ;
-        for (int d = 0; d < hd; d++)
-            for (int i = 0; i < AT_BQ; i++)
-                qt[(size_t)d * AT_BQ + i] = i < nb ? q[(size_t)(i0 + i) * ldq + d] * scale : 0.0f;
-        memset(ot, 0, sizeof(float) * (size_t)hd * AT_BQ);
-        for (int i = 0; i < AT_BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
-        /* causal: the block's last query sees keys up to kv0 + i0 + nb - 1 */
-        const int kv_end = kv0 >= 0 && kv0 + i0 + nb < n_kv ? kv0 + i0 + nb : n_kv;
-        for (int t0 = 0; t0 < kv_end; t0 += AT_BK) {
-            int bk = kv_end - t0 < AT_BK ? kv_end - t0 : AT_BK;
-            const float *kb = k + (size_t)t0 * ldkv, *vb = v + (size_t)t0 * ldkv;
-            __m512 bm[AT_QV];
-            for (int c = 0; c < AT_QV; c++) bm[c] = _mm512_set1_ps(-INFINITY);
-            /* scores s[t][i] = qt[.][i] . k[t] */
-            int t = 0;
-            for (; t + AT_KR <= bk; t += AT_KR) {
-                __m512 s0[AT_QV], s1[AT_QV], s2[AT_QV], s3[AT_QV];
-                for (int c = 0; c < AT_QV; c++)
-                    s0[c] = s1[c] = s2[c] = s3[c] = _mm512_setzero_ps();
-                const float *k0 = kb + (size_t)t * ldkv;
-                for (int d = 0; d < hd; d++) {
-                    __m512 b0 = _mm512_set1_ps(k0[d]), b1 = _mm512_set1_ps(k0[ldkv + d]);
-                    __m512 b2 = _mm512_set1_ps(k0[2 * ldkv + d]), b3 = _mm512_set1_ps(k0[3 * ldkv + d]);
-                    for (int c = 0; c < AT_QV; c++) {
-                        __m512 qv = _mm512_loadu_ps(qt + (size_t)d * AT_BQ + 16 * c);
-                        s0[c] = _mm512_fmadd_ps(b0, qv, s0[c]);
-                        s1[c] = _mm512_fmadd_ps(b1, qv, s1[c]);
-                        s2[c] = _mm512_fmadd_ps(b2, qv, s2[c]);
-                        s3[c] = _mm512_fmadd_ps(b3, qv, s3[c]);
-                    }
-                }
-                for (int c = 0; c < AT_QV; c++) {
-                    _mm512_storeu_ps(pb + (size_t)t * AT_BQ + 16 * c, s0[c]);
-                    _mm512_storeu_ps(pb + (size_t)(t + 1) * AT_BQ + 16 * c, s1[c]);
-                    _mm512_storeu_ps(pb + (size_t)(t + 2) * AT_BQ + 16 * c, s2[c]);
-                    _mm512_storeu_ps(pb + (size_t)(t + 3) * AT_BQ + 16 * c, s3[c]);
-                    bm[c] = _mm512_max_ps(bm[c], _mm512_max_ps(_mm512_max_ps(s0[c], s1[c]),
-                                                               _mm512_max_ps(s2[c], s3[c])));
-                }
-            }
-            for (; t < bk; t++) {
-                __m512 s0[AT_QV];
-                for (int c = 0; c < AT_QV; c++) s0[c] = _mm512_setzero_ps();
-                const float *k0 = kb + (size_t)t * ldkv;
-                for (int d = 0; d < hd; d++) {
-                    __m512 b0 = _mm512_set1_ps(k0[d]);
-                    for (int c = 0; c < AT_QV; c++)
-                        s0[c] = _mm512_fmadd_ps(b0, _mm512_loadu_ps(qt + (size_t)d * AT_BQ + 16 * c), s0[c]);
-                }
-                for (int c = 0; c < AT_QV; c++) {
-                    _mm512_storeu_ps(pb + (size_t)t * AT_BQ + 16 * c, s0[c]);
-                    bm[c] = _mm512_max_ps(bm[c], s0[c]);
-                }
-            }
-            if (kv0 >= 0 && t0 + bk - 1 > kv0 + i0) { /* causal diagonal: hide keys past a query's own */
-                for (int c = 0; c < AT_QV; c++) bm[c] = _mm512_set1_ps(-INFINITY);
-                for (int u = 0; u < bk; u++) {
-                    int first = t0 + u - kv0 - i0; /* lanes below it do not see key t0 + u */
-                    for (int c = 0; c < AT_QV; c++) {
-                        float *pr = pb + (size_t)u * AT_BQ + 16 * c;
-                        int lo = first - 16 * c;
-                        __mmask16 hide = lo <= 0 ? 0 : lo >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << lo) - 1u);
-                        __m512 sv = _mm512_mask_mov_ps(_mm512_loadu_ps(pr), hide, _mm512_set1_ps(-INFINITY));
-                        _mm512_storeu_ps(pr, sv);
-                        bm[c] = _mm512_max_ps(bm[c], sv);
-                    }
-                }
-            }
-            /* online softmax: new max, rescale factor, p = e^(s - max) (exactly 0 for hidden keys),
-             * running sum */
-            __m512 corr[AT_QV], mx[AT_QV];
-            for (int c = 0; c < AT_QV; c++) {
-                __m512 mold = _mm512_loadu_ps(mrow + 16 * c);
-                mx[c] = _mm512_max_ps(mold, bm[c]);
-                corr[c] = exp16(_mm512_sub_ps(mold, mx[c]));
-                _mm512_storeu_ps(mrow + 16 * c, mx[c]);
-                __m512 l = _mm512_mul_ps(_mm512_loadu_ps(lrow + 16 * c), corr[c]);
-                for (int u = 0; u < bk; u++) {
-                    float *pr = pb + (size_t)u * AT_BQ + 16 * c;
-                    __m512 sv = _mm512_loadu_ps(pr);
-                    __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ),
-                                                   exp16(_mm512_sub_ps(sv, mx[c])));
-                    _mm512_storeu_ps(pr, p);
-                    l = _mm512_add_ps(l, p);
-                }
-                _mm512_storeu_ps(lrow + 16 * c, l);
-            }
-            /* o^T[d] = o^T[d] * corr + sum_t v[t][d] p[t] */
-            int d = 0;
-            for (; d + AT_DR <= hd; d += AT_DR) {
-                __m512 o0[AT_QV], o1[AT_QV], o2[AT_QV], o3[AT_QV];
-                float *od = ot + (size_t)d * AT_BQ;
-                for (int c = 0; c < AT_QV; c++) {
-                    o0[c] = _mm512_mul_ps(_mm512_loadu_ps(od + 16 * c), corr[c]);
-                    o1[c] = _mm512_mul_ps(_mm512_loadu_ps(od + AT_BQ + 16 * c), corr[c]);
-                    o2[c] = _mm512_mul_ps(_mm512_loadu_ps(od + 2 * AT_BQ + 16 * c), corr[c]);
-                    o3[c] = _mm512_mul_ps(_mm512_loadu_ps(od + 3 * AT_BQ + 16 * c), corr[c]);
-                }
-                for (int u = 0; u < bk; u++) {
-                    const float *vr = vb + (size_t)u * ldkv + d;
-                    __m512 b0 = _mm512_set1_ps(vr[0]), b1 = _mm512_set1_ps(vr[1]);
-                    __m512 b2 = _mm512_set1_ps(vr[2]), b3 = _mm512_set1_ps(vr[3]);
-                    for (int c = 0; c < AT_QV; c++) {
-                        __m512 p = _mm512_loadu_ps(pb + (size_t)u * AT_BQ + 16 * c);
-                        o0[c] = _mm512_fmadd_ps(b0, p, o0[c]);
-                        o1[c] = _mm512_fmadd_ps(b1, p, o1[c]);
-                        o2[c] = _mm512_fmadd_ps(b2, p, o2[c]);
-                        o3[c] = _mm512_fmadd_ps(b3, p, o3[c]);
-                    }
-                }
-                for (int c = 0; c < AT_QV; c++) {
-                    _mm512_storeu_ps(od + 16 * c, o0[c]);
-                    _mm512_storeu_ps(od + AT_BQ + 16 * c, o1[c]);
-                    _mm512_storeu_ps(od + 2 * AT_BQ + 16 * c, o2[c]);
-                    _mm512_storeu_ps(od + 3 * AT_BQ + 16 * c, o3[c]);
-                }
-            }
-            for (; d < hd; d++) {
-                __m512 o0[AT_QV];
-                float *od = ot + (size_t)d * AT_BQ;
-                for (int c = 0; c < AT_QV; c++) o0[c] = _mm512_mul_ps(_mm512_loadu_ps(od + 16 * c), corr[c]);
-                for (int u = 0; u < bk; u++) {
-                    __m512 b0 = _mm512_set1_ps(vb[(size_t)u * ldkv + d]);
-                    for (int c = 0; c < AT_QV; c++)
-                        o0[c] = _mm512_fmadd_ps(b0, _mm512_loadu_ps(pb + (size_t)u * AT_BQ + 16 * c), o0[c]);
-                }
-                for (int c = 0; c < AT_QV; c++) _mm512_storeu_ps(od + 16 * c, o0[c]);
-            }
-        }
-        for (int i = 0; i < nb; i++) {
-            float inv = 1.0f / lrow[i];
-            float *orow = out + (size_t)(i0 + i) * ldo;
-            for (int d = 0; d < hd; d++) orow[d] = ot[(size_t)d * AT_BQ + i] * inv;
-        }
     }
 }
 
@@ -526,47 +373,63 @@ static void attn_row_avx512(float *out, const float *q, const float *k, const fl
         for (int c = 0; c < nv; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
 }
 
-/* attn_row's steps for each row, keys outer: each key / value row is loaded once for all rows; the
- * outputs accumulate in memory with the same fused multiply-adds attn_row keeps in registers */
-static void attn_rows_avx512(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
-                             size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
-                             float scale, float *scores) {
-    int nmax = 0, nl[EVLM_ATTN_ROWS] = {0}, jj[EVLM_ATTN_ROWS] = {0};
-    float mx[EVLM_ATTN_ROWS], inv[EVLM_ATTN_ROWS];
-    for (int i = 0; i < n_q; i++) {
-        nmax = n_kv[i] > nmax ? n_kv[i] : nmax;
-        mx[i] = -INFINITY;
-    }
-    for (int t = 0; t < nmax; t++) {
-        const float *kr = k + (size_t)t * ld;
-        for (int i = 0; i < n_q; i++) {
-            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
-            float s = head_dot(q[i], kr, head_dim) * scale;
-            scores[(size_t)i * nmax + nl[i]++] = s;
-            if (s > mx[i]) mx[i] = s;
-        }
-    }
-    for (int i = 0; i < n_q; i++) {
-        inv[i] = softmax_packed(scores + (size_t)i * nmax, nl[i], mx[i]);
-        for (int c = 0; c < head_dim; c++) out[i][c] = 0.0f;
-    }
-    for (int t = 0; t < nmax; t++) {
-        const float *vr = v + (size_t)t * ld;
-        for (int i = 0; i < n_q; i++) {
-            if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) continue;
-            __m512 vp = _mm512_set1_ps(scores[(size_t)i * nmax + jj[i]++] * inv[i]);
-            float *o = out[i];
-            int c = 0;
-            for (; c + 16 <= head_dim; c += 16) /* unmasked: stores forward to the next key's loads */
-                _mm512_storeu_ps(o + c, _mm512_fmadd_ps(vp, _mm512_loadu_ps(vr + c), _mm512_loadu_ps(o + c)));
-            if (c < head_dim) {
-                __mmask16 mk = tail_mask(head_dim - c);
-                _mm512_mask_storeu_ps(o + c, mk, _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, vr + c),
-                                                                 _mm512_maskz_loadu_ps(mk, o + c)));
-            }
-        }
+/* ---- attn_tile, attn_rows: attn_walk.h's walks --------------------------------------------
+ * attn_tile: blocks of 64 queries (four vectors); attn_rows: attn_row's head_dot,
+ * softmax_packed and the fused multiply-adds attn_row keeps in registers, here in memory. */
+
+/* o[0, n) += p v[0, n), one FMA per element; unmasked but for the tail, so stores forward to
+ * the next key's loads */
+EVLM__INLINE void axpy(float *o, float p, const float *v, int n) {
+    __m512 vp = _mm512_set1_ps(p);
+    int c = 0;
+    for (; c + 16 <= n; c += 16)
+        _mm512_storeu_ps(o + c,
+                         _mm512_fmadd_ps(vp, _mm512_loadu_ps(v + c), _mm512_loadu_ps(o + c)));
+    if (c < n) {
+        __mmask16 mk = tail_mask(n - c);
+        _mm512_mask_storeu_ps(o + c, mk, _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, v + c),
+                                                         _mm512_maskz_loadu_ps(mk, o + c)));
     }
 }
+
+/* v with lanes [0, lo) set to -inf */
+EVLM__INLINE __m512 hide_below(__m512 v, int lo) {
+    __mmask16 hide = lo <= 0 ? 0 : lo >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << lo) - 1u);
+    return _mm512_mask_mov_ps(v, hide, _mm512_set1_ps(-INFINITY));
+}
+
+/* e^(s - mx), 0 where s = -inf (exp16 clamps its input) */
+EVLM__INLINE __m512 exp_p(__m512 s, __m512 mx) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ),
+                               exp16(_mm512_sub_ps(s, mx)));
+}
+
+#define AT_V __m512
+#define AT_VL 16
+#define AT_QV 4
+#define AT_ZERO() _mm512_setzero_ps()
+#define AT_SET1(f) _mm512_set1_ps(f)
+#define AT_BCAST(p) _mm512_set1_ps(*(p))
+#define AT_LOAD(p) _mm512_loadu_ps(p)
+#define AT_STORE(p, v) _mm512_storeu_ps(p, v)
+#define AT_ADD(a, b) _mm512_add_ps(a, b)
+#define AT_SUB(a, b) _mm512_sub_ps(a, b)
+#define AT_MUL(a, b) _mm512_mul_ps(a, b)
+#define AT_MAX(a, b) _mm512_max_ps(a, b)
+#define AT_FMA(acc, v, b) _mm512_fmadd_ps(b, v, acc)
+#define AT_DG 1
+#define AT_KG __m512
+#define AT_KLOAD(p) _mm512_set1_ps(*(p))
+#define AT_KFMA(acc, v, g, L) _mm512_fmadd_ps(g, v, acc)
+#define AT_EXP(v) exp16(v)
+#define AT_EXP_P(s, mx) exp_p(s, mx)
+#define AT_HIDE(v, lo) hide_below(v, lo)
+#define AT_DOT(q, k, n) head_dot(q, k, n)
+#define AT_SOFTMAX(s, nl, mx) softmax_packed(s, nl, mx)
+#define AT_WEIGHT(s, f) ((s) * (f))
+#define AT_AXPY(o, p, v, n) axpy(o, p, v, n)
+#define AT_UNROLL_SOFTMAX
+#include "kernels/attn_walk.h"
 
 const evlm_kernels evlm_kernels_avx512 = {
     .name = "avx512",
@@ -579,9 +442,9 @@ const evlm_kernels evlm_kernels_avx512 = {
     .gelu_tanh = gelu_tanh_avx512,
     .quantize_act = evlm__avx2_quantize_act,
     .gemm_q = evlm__avx2_gemm_q,
-    .attn_tile = attn_tile_avx512,
+    .attn_tile = attn_tile_simd,
     .max = max_avx512,
-    .attn_rows = attn_rows_avx512,
+    .attn_rows = attn_rows_simd,
 };
 
 #else

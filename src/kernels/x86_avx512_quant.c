@@ -23,10 +23,10 @@
  * block sums, not x.s, which would leave the rounding of d * sum). One float step per block and
  * 16 rows: p = float(isum) * dx, acc = fma(dw16, p, acc) (+ fma(m16, sx, acc) for Q4_1), in
  * block order, the same for the m = 1 path and every register tile of up to 8 activation rows,
- * so each output is the same bits whatever m, n0 and n1 (gemm_q's contract). Activation rows
- * come in chunks of 64 whose blocks stay in L2; long rows are split in block chunks with the
- * partial sums kept in y. The dequantizing gemm reads an R16 row with 4-byte loads 64 bytes
- * apart.
+ * so each output is the same bits whatever m, n0 and n1 (gemm_q's contract). q8_walk.c walks
+ * the matrix with these tiles: activation rows in chunks of 64 whose blocks stay in L2, long
+ * rows split in block chunks with the partial sums kept in y. The dequantizing gemm reads an R16
+ * row with 4-byte loads 64 bytes apart.
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
@@ -168,19 +168,19 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
         for (int r = 0; r < NR; r++) y[(size_t)i * ldy + r] = _mm512_reduce_add_ps(acc[i][r]);
 }
 
-typedef void (*tile_fn)(float *, size_t, const evlm_q8a *, size_t, const char *, size_t, int);
-
 #define TILE(T, MR, NR)                                                                            \
     static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,       \
                                        const char *w, size_t ldw, int kb) {                        \
         tile(y, ldy, x, ldx, w, ldw, kb, EVLM_TYPE_##T, MR, NR);                                   \
     }
+/* [0]: one weight row; [1]: four; [2]: 1 x 4 again (q8_walk.c's single-row chunks) */
 #define TILES(T)                                                                                   \
     TILE(T, 1, 1) TILE(T, 2, 1) TILE(T, 3, 1) TILE(T, 4, 1)                                        \
     TILE(T, 1, 4) TILE(T, 2, 4) TILE(T, 3, 4) TILE(T, 4, 4)                                        \
-    static const tile_fn tiles_##T[2][4] = {                                                       \
+    static const evlm__q8_tile tiles_##T[3][4] = {                                                 \
         {tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1},                          \
-        {tile_##T##_1x4, tile_##T##_2x4, tile_##T##_3x4, tile_##T##_4x4}};
+        {tile_##T##_1x4, tile_##T##_2x4, tile_##T##_3x4, tile_##T##_4x4},                          \
+        {tile_##T##_1x4, NULL, NULL, NULL}};
 TILES(Q8_0)
 TILES(Q4_0)
 TILES(Q4_1)
@@ -191,7 +191,6 @@ TILES(Q4_1)
 /* One block column of a group holds 16 rows: fp16 scales, (Q4_1) fp16 minimums, then 64-byte
  * chunks with one 32-bit lane per row, so a zmm load is 4 weights of each of 16 rows and the
  * accumulators are 16 rows wide (no horizontal sums). */
-#define R16_CORR 4096 /* int32 corrections of one (row chunk x block chunk), 16 KB of stack */
 #define R16_MC   64   /* activation rows per chunk (their blocks stay in L2) */
 #define R16_MR   8    /* activation rows per register tile */
 
@@ -212,7 +211,7 @@ EVLM__INLINE __m512i bcast4(const int8_t *p) {
  * float step is the same for every MR (the invariant of gemm_q): p = float(isum) * dx,
  * acc = fma(dw, p, acc), and for Q4_1 acc = fma(m, sx, acc). */
 EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const int32_t *corr,
-                           size_t ldc, const char *gw, int nb, __mmask16 mask, int first,
+                           size_t ldc, const char *gw, int nb, __mmask16 mask, bool first,
                            evlm_type wt, int MR) {
     const size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
@@ -264,103 +263,53 @@ EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
     for (int i = 0; i < MR; i++) _mm512_mask_storeu_ps(y + (size_t)i * ldy, mask, acc[i]);
 }
 
-typedef void (*r16_tile_fn)(float *, size_t, const evlm_q8a *, size_t, const int32_t *, size_t,
-                            const char *, int, __mmask16, int);
-
+/* an evlm__q8r16_tile: the group's rows below `rows` are the lanes of the mask */
 #define R16_TILE(T, MR)                                                                            \
     static void r16_tile_##T##_##MR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,           \
                                     const int32_t *corr, size_t ldc, const char *gw, int nb,       \
-                                    __mmask16 mask, int first) {                                   \
+                                    int rows, bool first) {                                        \
+        __mmask16 mask = rows >= EVLM_R16 ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);   \
         r16_tile(y, ldy, x, ldx, corr, ldc, gw, nb, mask, first, EVLM_TYPE_##T, MR);               \
     }
+/* [MR - 1][0]: MR rows x the whole group */
 #define R16_TILES(T)                                                                               \
     R16_TILE(T, 1) R16_TILE(T, 2) R16_TILE(T, 3) R16_TILE(T, 4)                                    \
     R16_TILE(T, 5) R16_TILE(T, 6) R16_TILE(T, 7) R16_TILE(T, 8)                                    \
-    static const r16_tile_fn r16_tiles_##T[R16_MR] = {                                             \
-        r16_tile_##T##_1, r16_tile_##T##_2, r16_tile_##T##_3, r16_tile_##T##_4,                    \
-        r16_tile_##T##_5, r16_tile_##T##_6, r16_tile_##T##_7, r16_tile_##T##_8};
+    static const evlm__q8r16_tile r16_tiles_##T[R16_MR][2] = {                                     \
+        {r16_tile_##T##_1}, {r16_tile_##T##_2}, {r16_tile_##T##_3}, {r16_tile_##T##_4},            \
+        {r16_tile_##T##_5}, {r16_tile_##T##_6}, {r16_tile_##T##_7}, {r16_tile_##T##_8}};
 R16_TILES(Q8_0)
 R16_TILES(Q4_0)
 R16_TILES(Q4_1)
 
-/* sum of an activation block's 32 int8 values (exact): bytes + 128 summed by vpsadbw */
-EVLM__INLINE int32_t act_sum(const evlm_q8a *xb) {
-    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb->qs),
-                                 _mm256_set1_epi8((char)0x80));
-    __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
-    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
-    return (int32_t)_mm_cvtsi128_si32(t) - 32 * 128;
-}
+/* Row-major: tiles of 1..4 activation rows x 4 weight rows. R16: activation rows in chunks of
+ * R16_MC, blocks in chunks whose corrections (Q8_0: -128, Q4_0: -8 times an activation block's
+ * byte sum; x86_avx2_quant.c's evlm__avx2_q8_corr) fit q8_walk.c's table, tiles of up to R16_MR
+ * rows x the whole group. */
+static const evlm__q8_shape k_shape = {4, 4};
+static const evlm__q8r16_shape k_r16_shape = {R16_MC, R16_MR, true};
 
-/* gemm_q for Q8_0_R16 / Q4_0_R16 / Q4_1_R16 (base type wt): activation rows in chunks of R16_MC,
- * blocks in chunks whose corrections fit R16_CORR; in each, every group of [n0, n1) against
- * register tiles of up to R16_MR rows. Partial sums cross block chunks through y (exact). */
-static void gemm_q_r16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
-                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const r16_tile_fn *tiles = wt == EVLM_TYPE_Q8_0   ? r16_tiles_Q8_0
-                               : wt == EVLM_TYPE_Q4_0 ? r16_tiles_Q4_0
-                                                      : r16_tiles_Q4_1;
-    const size_t col = EVLM_R16 * block_bytes(wt);
-    const int32_t off = wt == EVLM_TYPE_Q8_0 ? 128 : 8; /* Q4_1 needs no correction */
-    int32_t corr[R16_CORR];
-    int kb = k / EVLM_QK, mc = m < R16_MC ? m : R16_MC, kc = R16_CORR / mc;
-    if (kc > kb) kc = kb > 0 ? kb : 1; /* k = 0 still writes its zeros */
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        for (int b0 = 0; b0 == 0 || b0 < kb; b0 += kc) {
-            int nb = kb - b0 < kc ? kb - b0 : kc;
-            if (wt != EVLM_TYPE_Q4_1)
-                for (int i = i0; i < i1; i++)
-                    for (int b = 0; b < nb; b++)
-                        corr[(size_t)(i - i0) * kc + b] =
-                            -off * act_sum(x + (size_t)i * ldx + b0 + b);
-            for (int g = n0 / EVLM_R16; g * EVLM_R16 < n1; g++) {
-                int rows = n1 - g * EVLM_R16;
-                __mmask16 mask =
-                    rows >= EVLM_R16 ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);
-                const char *gw = (const char *)w + (size_t)g * EVLM_R16 * ldw + (size_t)b0 * col;
-                for (int i = i0; i < i1; i += R16_MR) {
-                    int mr = i1 - i < R16_MR ? i1 - i : R16_MR;
-                    tiles[mr - 1](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy,
-                                  x + (size_t)i * ldx + b0, ldx, corr + (size_t)(i - i0) * kc,
-                                  (size_t)kc, gw, nb, mask, b0 == 0);
-                }
-            }
-        }
-    }
-}
-
-/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): activation rows in chunks that stay in L2,
- * weight rows in tiles of 4 streamed once per chunk (once in all for m <= the chunk). */
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles. */
 void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                              size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const tile_fn(*tiles)[4];
+    const evlm__q8_tile(*tiles)[4] = NULL;
+    const evlm__q8r16_tile(*r16)[2] = NULL;
     switch (wt) {
     case EVLM_TYPE_Q8_0: tiles = tiles_Q8_0; break;
     case EVLM_TYPE_Q4_0: tiles = tiles_Q4_0; break;
     case EVLM_TYPE_Q4_1: tiles = tiles_Q4_1; break;
-    case EVLM_TYPE_Q8_0_R16:
-    case EVLM_TYPE_Q4_0_R16:
-    case EVLM_TYPE_Q4_1_R16:
-        if (m > 0) gemm_q_r16(y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
-        return;
+    case EVLM_TYPE_Q8_0_R16: r16 = r16_tiles_Q8_0; break;
+    case EVLM_TYPE_Q4_0_R16: r16 = r16_tiles_Q4_0; break;
+    case EVLM_TYPE_Q4_1_R16: r16 = r16_tiles_Q4_1; break;
     default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
     }
-    int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
-    for (int i0 = 0; i0 < m; i0 += mc) {
-        int i1 = m - i0 < mc ? m : i0 + mc;
-        for (int n = n0; n < n1;) {
-            int nr = n1 - n >= 4 ? 4 : 1;
-            const char *wr = (const char *)w + (size_t)n * ldw;
-            for (int i = i0; i < i1; i += 4) {
-                int mr = i1 - i < 4 ? i1 - i : 4;
-                tiles[nr == 4][mr - 1](y + (size_t)i * ldy + n, ldy, x + (size_t)i * ldx, ldx, wr,
-                                       ldw, kb);
-            }
-            n += nr;
-        }
+    if (tiles) {
+        evlm__q8_walk(&k_shape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+        return;
     }
+    int32_t off = wt == EVLM_TYPE_Q8_0_R16 ? 128 : wt == EVLM_TYPE_Q4_0_R16 ? 8 : 0;
+    evlm__q8r16_walk(&k_r16_shape, r16, evlm__avx2_q8_corr, off, y, ldy, x, ldx, w, ldw,
+                     evlm_type_r16_base(wt), m, n0, n1, k);
 }
 
 /* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */
