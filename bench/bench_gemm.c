@@ -72,7 +72,9 @@ static double time_median(void (*f)(const void *), const void *arg) {
     return med[2];
 }
 
-static void run_gemm_v(const void *c) { run_gemm(c); }
+static void run_gemm_v(const void *c) {
+    run_gemm(c);
+}
 
 static int bench_gemm(const evlm_type *types, int n_types) {
     static const int ms[] = {1, 64, 512};
@@ -81,13 +83,16 @@ static int bench_gemm(const evlm_type *types, int n_types) {
         const char *what;
     } shapes[] = {{1536, 576, "gate/up"}, {576, 1536, "down"}};
     static const char *tables[] = {"ref", "avx2", "avx512", "avx512vnni", "neon"};
-    printf("| m x n x k | use | weights | kernel | ms/call | GFLOP/s |\n|---|---|---|---|---:|---:|\n");
+    printf("| m x n x k | use | weights | kernel | ms/call | GFLOP/s "
+           "|\n|---|---|---|---|---:|---:|\n");
     unsigned seed = 1;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
         for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
             int m = ms[mi], n = shapes[si].n, k = shapes[si].k;
-            float *x = malloc(sizeof(float) * (size_t)m * k), *y = malloc(sizeof(float) * (size_t)m * n);
-            float *y_ref = malloc(sizeof(float) * (size_t)m * n), *scratch = malloc(sizeof(float) * (size_t)k);
+            float *x = malloc(sizeof(float) * (size_t)m * k),
+                  *y = malloc(sizeof(float) * (size_t)m * n);
+            float *y_ref = malloc(sizeof(float) * (size_t)m * n),
+                  *scratch = malloc(sizeof(float) * (size_t)k);
             void *w = malloc(sizeof(float) * (size_t)n * k);
             if (!x || !y || !y_ref || !scratch || !w) return 1;
             for (size_t i = 0; i < (size_t)m * k; i++) x[i] = frand(&seed);
@@ -95,27 +100,33 @@ static int bench_gemm(const evlm_type *types, int n_types) {
                 evlm_type t = types[ti];
                 for (size_t i = 0; i < (size_t)n * k; i++) {
                     float v = frand(&seed);
-                    if (t == EVLM_TYPE_F32) ((float *)w)[i] = v;
-                    else if (t == EVLM_TYPE_F16) ((uint16_t *)w)[i] = evlm_f32_to_f16(v);
-                    else ((uint16_t *)w)[i] = evlm_f32_to_bf16(v);
+                    if (t == EVLM_TYPE_F32)
+                        ((float *)w)[i] = v;
+                    else if (t == EVLM_TYPE_F16)
+                        ((uint16_t *)w)[i] = evlm_f32_to_f16(v);
+                    else
+                        ((uint16_t *)w)[i] = evlm_f32_to_bf16(v);
                 }
                 gemm_call c = {&evlm_kernels_ref, y_ref, scratch, x, w, t, m, n, k};
                 run_gemm(&c);
                 c.y = y;
                 for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
                     c.kn = evlm_kernels_by_name(tables[ki]);
-                    if (!c.kn || (m == 512 && !strcmp(tables[ki], "ref"))) continue; /* ref: too slow */
+                    if (!c.kn || (m == 512 && !strcmp(tables[ki], "ref")))
+                        continue;                                    /* ref: too slow */
                     if (!strcmp(tables[ki], "avx512vnni")) continue; /* same float gemm as avx512 */
                     run_gemm(&c);
                     double err = 0;
-                    for (size_t i = 0; i < (size_t)m * n; i++) err = fmax(err, fabs((double)(y[i] - y_ref[i])));
+                    for (size_t i = 0; i < (size_t)m * n; i++)
+                        err = fmax(err, fabs((double)(y[i] - y_ref[i])));
                     if (err > 1e-3) {
                         printf("| %s differs from ref by %g |\n", c.kn->name, err);
                         return 1;
                     }
                     double ms_ = time_median(run_gemm_v, &c);
-                    printf("| %d x %d x %d | %s | %s | %s | %.3f | %.1f |\n", m, n, k, shapes[si].what,
-                           evlm_type_name(t), c.kn->name, ms_, 2.0 * m * n * k / ms_ / 1e6);
+                    printf("| %d x %d x %d | %s | %s | %s | %.3f | %.1f |\n", m, n, k,
+                           shapes[si].what, evlm_type_name(t), c.kn->name, ms_,
+                           2.0 * m * n * k / ms_ / 1e6);
                     fflush(stdout);
                 }
             }

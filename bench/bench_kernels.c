@@ -33,8 +33,10 @@ int main(void) {
     unsigned seed = 1;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int m = shapes[si].m, n = shapes[si].n, k = shapes[si].k;
-        float *x = malloc(sizeof(float) * (size_t)m * k), *y = malloc(sizeof(float) * (size_t)m * n);
-        float *y_ref = malloc(sizeof(float) * (size_t)m * n), *scratch = malloc(sizeof(float) * (size_t)k);
+        float *x = malloc(sizeof(float) * (size_t)m * k),
+              *y = malloc(sizeof(float) * (size_t)m * n);
+        float *y_ref = malloc(sizeof(float) * (size_t)m * n),
+              *scratch = malloc(sizeof(float) * (size_t)k);
         float *wf = malloc(sizeof(float) * (size_t)n * k);
         void *w = malloc(sizeof(float) * (size_t)n * k);
         for (size_t i = 0; i < (size_t)m * k; i++) x[i] = frand(&seed);
@@ -43,9 +45,12 @@ int main(void) {
             evlm_type t = types[ti];
             size_t es = evlm_type_size(t);
             for (size_t i = 0; i < (size_t)n * k; i++) {
-                if (t == EVLM_TYPE_F32) ((float *)w)[i] = wf[i];
-                else if (t == EVLM_TYPE_F16) ((uint16_t *)w)[i] = evlm_f32_to_f16(wf[i]);
-                else ((uint16_t *)w)[i] = evlm_f32_to_bf16(wf[i]);
+                if (t == EVLM_TYPE_F32)
+                    ((float *)w)[i] = wf[i];
+                else if (t == EVLM_TYPE_F16)
+                    ((uint16_t *)w)[i] = evlm_f32_to_f16(wf[i]);
+                else
+                    ((uint16_t *)w)[i] = evlm_f32_to_bf16(wf[i]);
             }
             evlm_kernels_ref.gemm(y_ref, n, x, k, w, es * k, t, m, 0, n, k, scratch);
             for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
@@ -53,12 +58,14 @@ int main(void) {
                 if (!kn) continue;
                 kn->gemm(y, n, x, k, w, es * k, t, m, 0, n, k, scratch);
                 double err = 0;
-                for (size_t i = 0; i < (size_t)m * n; i++) err = fmax(err, fabs((double)(y[i] - y_ref[i])));
+                for (size_t i = 0; i < (size_t)m * n; i++)
+                    err = fmax(err, fabs((double)(y[i] - y_ref[i])));
                 if (err > 1e-3) {
                     printf("| %s: %s differs from ref by %g |\n", shapes[si].what, kn->name, err);
                     return 1;
                 }
-                for (int w_ = 0; w_ < 3; w_++) kn->gemm(y, n, x, k, w, es * k, t, m, 0, n, k, scratch);
+                for (int w_ = 0; w_ < 3; w_++)
+                    kn->gemm(y, n, x, k, w, es * k, t, m, 0, n, k, scratch);
                 int reps = 0;
                 double t0 = evlm_time_ms(), el;
                 do {
@@ -67,8 +74,8 @@ int main(void) {
                     el = evlm_time_ms() - t0;
                 } while (el < 300);
                 double ms = el / reps;
-                printf("| %d x %d x %d | %s | %s | %s | %.3f | %.2f | %.2f |\n", m, n, k, shapes[si].what,
-                       evlm_type_name(t), kn->name, ms, 2.0 * m * n * k / ms / 1e6,
+                printf("| %d x %d x %d | %s | %s | %s | %.3f | %.2f | %.2f |\n", m, n, k,
+                       shapes[si].what, evlm_type_name(t), kn->name, ms, 2.0 * m * n * k / ms / 1e6,
                        (double)es * n * k / ms / 1e6);
             }
         }

@@ -61,7 +61,8 @@ int main(int argc, char **argv) {
         double gbs = (double)SLICE * T / ((evlm_time_ms() - t0) * 1e6);
         if (gbs > best) best = gbs;
     }
-    printf("read GB/s: %.1f (threads %d, checksum %llu)\n", best, T, (unsigned long long)(check & 0xff));
+    printf("read GB/s: %.1f (threads %d, checksum %llu)\n", best, T,
+           (unsigned long long)(check & 0xff));
     free(buf);
     return 0;
 }

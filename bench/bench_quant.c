@@ -47,12 +47,14 @@ typedef struct {
 
 static void run_gemm_q(void *p) {
     call *c = p;
-    c->kn->gemm_q(c->y, (size_t)c->n, c->xq, (size_t)c->k / 32, c->w, c->ldw, c->wt, c->m, 0, c->n, c->k);
+    c->kn->gemm_q(c->y, (size_t)c->n, c->xq, (size_t)c->k / 32, c->w, c->ldw, c->wt, c->m, 0, c->n,
+                  c->k);
 }
 
 static void run_gemm(void *p) {
     call *c = p;
-    c->kn->gemm(c->y, (size_t)c->n, c->x, (size_t)c->k, c->w, c->ldw, c->wt, c->m, 0, c->n, c->k, c->scratch);
+    c->kn->gemm(c->y, (size_t)c->n, c->x, (size_t)c->k, c->w, c->ldw, c->wt, c->m, 0, c->n, c->k,
+                c->scratch);
 }
 
 static void run_quantize(void *p) {
@@ -115,19 +117,23 @@ int main(void) {
     unsigned seed = 1;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int m = shapes[si].m, n = shapes[si].n, k = shapes[si].k;
-        float *x = malloc(sizeof(float) * (size_t)m * k), *wf = malloc(sizeof(float) * (size_t)n * k);
-        float *y = malloc(sizeof(float) * (size_t)m * n), *yr = malloc(sizeof(float) * (size_t)m * n);
+        float *x = malloc(sizeof(float) * (size_t)m * k),
+              *wf = malloc(sizeof(float) * (size_t)n * k);
+        float *y = malloc(sizeof(float) * (size_t)m * n),
+              *yr = malloc(sizeof(float) * (size_t)m * n);
         float *scratch = malloc(sizeof(float) * (size_t)k);
         evlm_q8a *xq = malloc(sizeof(evlm_q8a) * (size_t)m * (k / 32));
         void *w = malloc(sizeof(float) * (size_t)n * k),
              *wr = malloc(sizeof(float) * (size_t)n * k);
         for (size_t i = 0; i < (size_t)m * k; i++) x[i] = frand(&seed);
         for (size_t i = 0; i < (size_t)n * k; i++) wf[i] = frand(&seed);
-        for (int i = 0; i < m; i++) evlm_quantize_act_ref(x + (size_t)i * k, xq + (size_t)i * (k / 32), k);
+        for (int i = 0; i < m; i++)
+            evlm_quantize_act_ref(x + (size_t)i * k, xq + (size_t)i * (k / 32), k);
         for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
             evlm_type t = types[ti];
             size_t ldw = evlm_row_bytes(t, k), wbytes = ldw * (size_t)n;
-            for (int r = 0; r < n; r++) evlm_quantize_row(t, wf + (size_t)r * k, (char *)w + (size_t)r * ldw, k);
+            for (int r = 0; r < n; r++)
+                evlm_quantize_row(t, wf + (size_t)r * k, (char *)w + (size_t)r * ldw, k);
             call c = {&evlm_kernels_ref, yr, x, scratch, xq, w, ldw, t, m, n, k};
             run_gemm_q(&c);
             for (size_t ki = 0; ki < sizeof tables / sizeof *tables; ki++) {
@@ -146,8 +152,8 @@ int main(void) {
                        2.0 * m * n * k / ms / 1e6);
                 if (m == 1) { /* the act f32 path: the same product from float activations */
                     double msf = time_ms(run_gemm, &c);
-                    printf("| %d x %d x %d | %s | %s | gemm (f32 act) | %.4f | %.2f | %.1f |\n", m, n, k,
-                           evlm_type_name(t), kn->name, msf, (double)wbytes / msf / 1e6,
+                    printf("| %d x %d x %d | %s | %s | gemm (f32 act) | %.4f | %.2f | %.1f |\n", m,
+                           n, k, evlm_type_name(t), kn->name, msf, (double)wbytes / msf / 1e6,
                            2.0 * m * n * k / msf / 1e6);
                 }
             }

@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *gen = nul ? nul + 1 : NULL;
     size_t gen_n = nul ? size - n - 1 : 0;
     evlm_decoder_config cfg;
-    if (evlm_decoder_config_parse("config.json", size ? text : "", n, gen, gen_n, &cfg) == EVLM_OK) {
+    if (evlm_decoder_config_parse("config.json", size ? text : "", n, gen, gen_n, &cfg) ==
+        EVLM_OK) {
         /* invariants a caller relies on */
         if (cfg.n_heads % cfg.n_kv_heads || cfg.head_dim % 2 || cfg.n_eos > EVLM_MAX_EOS)
             __builtin_trap();

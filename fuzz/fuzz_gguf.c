@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         evlm_gguf_vtype et;
         if (evlm_gguf_get_arr_n(g, key, &et, &n) == EVLM_OK && et == EVLM_GGUF_STRING) {
             for (size_t k = 0; k < n; k++)
-                if (evlm_gguf_get_arr_str(g, key, k, &s, &n) == EVLM_OK && n) sink ^= (uint8_t)s[n - 1];
+                if (evlm_gguf_get_arr_str(g, key, k, &s, &n) == EVLM_OK && n)
+                    sink ^= (uint8_t)s[n - 1];
         }
     }
     for (size_t i = 0; i < evlm_gguf_tensor_count(g); i++) {

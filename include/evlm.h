@@ -114,10 +114,10 @@ typedef enum evlm_image_splitting {
 } evlm_image_splitting;
 
 typedef struct evlm_model_params {
-    int n_threads;   /* 0 = physical cores */
+    int n_threads; /* 0 = physical cores */
     evlm_image_splitting image_splitting;
-    bool f32_act;    /* quantized weights: float activations (dequantized weight rows) instead of
-                        the default int8 activations with per-block scales (int8 dot products) */
+    bool f32_act;     /* quantized weights: float activations (dequantized weight rows) instead of
+                         the default int8 activations with per-block scales (int8 dot products) */
     bool float_head;  /* no int8 copy of a float lm_head for greedy ids (evlm_decode_greedy): half
                          the head's bytes less memory, slower greedy decoding */
     bool keep_layout; /* weight tensors stay as in the file (tools that read them back, such as
@@ -354,7 +354,7 @@ typedef struct evlm_gen_result {
     double decode_ms;  /* from the first to the last generated token */
     double cpu_ms;     /* process CPU time over the whole call */
     double wall_ms;
-    int n_steps;       /* forward passes after the prompt (n_gen / n_steps tokens per pass) */
+    int n_steps; /* forward passes after the prompt (n_gen / n_steps tokens per pass) */
 } evlm_gen_result;
 
 /* Called with each new piece of stable text (complete UTF-8, not part of a possible stop

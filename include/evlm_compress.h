@@ -56,11 +56,11 @@ typedef enum evlm_matrix_role {
 } evlm_matrix_role;
 
 typedef struct evlm_matrix_info {
-    const char *name;      /* the tensor's Hugging Face name (valid while the model lives) */
+    const char *name; /* the tensor's Hugging Face name (valid while the model lives) */
     evlm_matrix_role role;
-    int layer;             /* decoder or vision layer; -1 outside layers */
-    int64_t rows, cols;    /* a Linear [out, in] has rows = out, cols = in */
-    evlm_type type;        /* as stored in the file */
+    int layer;          /* decoder or vision layer; -1 outside layers */
+    int64_t rows, cols; /* a Linear [out, in] has rows = out, cols = in */
+    evlm_type type;     /* as stored in the file */
 } evlm_matrix_info;
 
 /* Number of matrices of m; the head counts once more when tied to the embedding. */

@@ -27,12 +27,15 @@ static double urand(void) {
     rng ^= rng << 17;
     return ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
 }
-static double gauss(void) { return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand()); }
+static double gauss(void) {
+    return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand());
+}
 
 /* activations with a few loud channels (the case AWQ is for) */
 static void make_x(float *x, int N, int k) {
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < k; j++) x[i * k + j] = (float)(gauss() * (j % 11 == 2 ? 8.0 : j % 7 == 0 ? 0.2 : 1.0));
+        for (int j = 0; j < k; j++)
+            x[i * k + j] = (float)(gauss() * (j % 11 == 2 ? 8.0 : j % 7 == 0 ? 0.2 : 1.0));
 }
 static void make_w(float *w, int64_t n) {
     for (int64_t i = 0; i < n; i++) w[i] = (float)(0.05 * gauss());
@@ -79,7 +82,8 @@ static void test_calib(void) {
                 break;
             }
     CHECK(found == 256);
-    const evlm_calib_stat *s1 = evlm_calib_find(c, 1, "ffn_down"); /* 60 < 256 rows: all, in order */
+    const evlm_calib_stat *s1 =
+        evlm_calib_find(c, 1, "ffn_down"); /* 60 < 256 rows: all, in order */
     CHECK(s1 && s1->n_kept == 60 && memcmp(s1->rows, x, sizeof(float) * 10 * k) == 0 &&
           memcmp(s1->rows + 50 * k, x, sizeof(float) * 10 * k) == 0);
 
@@ -128,7 +132,8 @@ static double direct_err(evlm_type t, const evlm_awq_linear *lin, int n_lin, int
             for (int i = 0; i < N; i++) {
                 double yq = 0.0, y = 0.0;
                 for (int j = 0; j < k; j++) {
-                    yq += (double)deq[j] * (double)(x[i * k + j] / s[j]); /* the input the layer sees */
+                    yq += (double)deq[j] *
+                          (double)(x[i * k + j] / s[j]); /* the input the layer sees */
                     y += (double)w[j] * (double)x[i * k + j];
                 }
                 e += (yq - y) * (yq - y);
@@ -164,16 +169,22 @@ static void test_awq_search(void) {
         float s2[k];
         CHECK_OK(evlm_awq_search(t, lin, 3, k, mean, st->rows, st->n_kept, NULL, NULL, s, &res));
         CHECK_OK(evlm_awq_search(t, lin, 3, k, mean, st->rows, st->n_kept, NULL, pool, s2, &res2));
-        CHECK(memcmp(s, s2, sizeof s) == 0 && res.err == res2.err); /* thread count does not matter */
+        CHECK(memcmp(s, s2, sizeof s) == 0 &&
+              res.err == res2.err); /* thread count does not matter */
         double rtn = direct_err(t, lin, 3, k, ones, x, N), awq = direct_err(t, lin, 3, k, s, x, N);
-        printf("%s: alpha %.2f, rel err awq %.3e rtn %.3e (ratio %.3f)\n", evlm_type_name(t), (double)res.alpha,
-               res.err / res.ref, res.err_rtn / res.ref, res.err / res.err_rtn);
+        printf("%s: alpha %.2f, rel err awq %.3e rtn %.3e (ratio %.3f)\n", evlm_type_name(t),
+               (double)res.alpha, res.err / res.ref, res.err_rtn / res.ref, res.err / res.err_rtn);
         CHECK(res.err <= res.err_rtn);
-        /* the search measures (Q(W diag(s)) - W diag(s)) (x / s) in float: rounding relative to the error */
+        /* the search measures (Q(W diag(s)) - W diag(s)) (x / s) in float: rounding relative to the
+         * error */
         CHECKF(fabs(rtn - res.err_rtn) <= 1e-4 * rtn && fabs(awq - res.err) <= 1e-4 * awq,
-               "%s: search reports %.9g / %.9g, direct %.9g / %.9g", evlm_type_name(t), res.err, res.err_rtn, awq, rtn);
-        printf("  search vs direct: %.1e %.1e\n", fabs(rtn - res.err_rtn) / rtn, fabs(awq - res.err) / awq);
-        if (t != EVLM_TYPE_Q8_0) CHECKF(res.alpha > 0.0f && res.err < 0.9 * res.err_rtn, "%s: no gain", evlm_type_name(t));
+               "%s: search reports %.9g / %.9g, direct %.9g / %.9g", evlm_type_name(t), res.err,
+               res.err_rtn, awq, rtn);
+        printf("  search vs direct: %.1e %.1e\n", fabs(rtn - res.err_rtn) / rtn,
+               fabs(awq - res.err) / awq);
+        if (t != EVLM_TYPE_Q8_0)
+            CHECKF(res.alpha > 0.0f && res.err < 0.9 * res.err_rtn, "%s: no gain",
+                   evlm_type_name(t));
         /* s for that alpha, from the public formula */
         evlm_awq_scales(mean, k, res.alpha, s2);
         CHECK(memcmp(s, s2, sizeof s) == 0);
@@ -183,10 +194,13 @@ static void test_awq_search(void) {
     evlm_awq_scales(mean, k, 0.0f, s);
     CHECK(memcmp(s, ones, sizeof s) == 0);
     evlm_awq_result res;
-    CHECK(evlm_awq_search(EVLM_TYPE_Q4_0, lin, 3, 48, mean, x, N, NULL, NULL, s, &res) == EVLM_ERR_ARG);
-    CHECK(evlm_awq_search(EVLM_TYPE_Q4_0, lin, 3, k, mean, x, 0, NULL, NULL, s, &res) == EVLM_ERR_ARG);
+    CHECK(evlm_awq_search(EVLM_TYPE_Q4_0, lin, 3, 48, mean, x, N, NULL, NULL, s, &res) ==
+          EVLM_ERR_ARG);
+    CHECK(evlm_awq_search(EVLM_TYPE_Q4_0, lin, 3, k, mean, x, 0, NULL, NULL, s, &res) ==
+          EVLM_ERR_ARG);
     mean[3] = NAN;
-    CHECK(evlm_awq_search(EVLM_TYPE_Q4_0, lin, 3, k, mean, x, N, NULL, NULL, s, &res) == EVLM_ERR_ARG);
+    CHECK(evlm_awq_search(EVLM_TYPE_Q4_0, lin, 3, k, mean, x, N, NULL, NULL, s, &res) ==
+          EVLM_ERR_ARG);
     evlm_calib_free(c);
 }
 
@@ -232,7 +246,8 @@ static void test_folds(void) {
     for (int h = 0; h < NH; h++) /* causal attention probabilities, rows sum to 1 */
         for (int i = 0; i < T; i++) {
             double sum = 0.0;
-            for (int t = 0; t < T; t++) sum += (double)(p[(h * T + i) * T + t] = t <= i ? (float)urand() : 0.0f);
+            for (int t = 0; t < T; t++)
+                sum += (double)(p[(h * T + i) * T + t] = t <= i ? (float)urand() : 0.0f);
             for (int t = 0; t < T; t++) p[(h * T + i) * T + t] /= (float)sum;
         }
 
@@ -275,11 +290,13 @@ static void test_folds(void) {
     worst = 0.0;
     for (int v = 0; v < 2; v++)
         for (int i = 0; i < T; i++) {
-            for (int t = 0; t < T; t++) matvec(vv + t * NKV * HD, v ? wv2 : wv, v ? bv2 : bv, x + t * H, NKV * HD, H);
+            for (int t = 0; t < T; t++)
+                matvec(vv + t * NKV * HD, v ? wv2 : wv, v ? bv2 : bv, x + t * H, NKV * HD, H);
             for (int h = 0; h < NH; h++)
                 for (int d = 0; d < HD; d++) {
                     float acc = 0.0f;
-                    for (int t = 0; t < T; t++) acc += p[(h * T + i) * T + t] * vv[t * NKV * HD + (h / 2) * HD + d];
+                    for (int t = 0; t < T; t++)
+                        acc += p[(h * T + i) * T + t] * vv[t * NKV * HD + (h / 2) * HD + d];
                     att[h * HD + d] = acc;
                 }
             static float ref[T][H];

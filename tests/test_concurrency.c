@@ -15,7 +15,7 @@
 
 #include <pthread.h>
 
-#define N_JOBS 4
+#define N_JOBS    4
 #define N_PREDICT 24
 
 typedef struct {
@@ -64,8 +64,9 @@ static evlm_status run_job(job *j) {
     evlm_gen_params gp = evlm_gen_default_params();
     gp.n_predict = N_PREDICT;
     gp.ignore_eos = true; /* the same amount of work in every job */
-    if (s->lookahead) gp.lookahead = (evlm_lookahead_params){.window = 4, .ngram = 3, .guesses = 4,
-                                                             .prompt_lookup = 4};
+    if (s->lookahead)
+        gp.lookahead =
+            (evlm_lookahead_params){.window = 4, .ngram = 3, .guesses = 4, .prompt_lookup = 4};
     if (s->sample) {
         gp.sampling.temp = 0.8f;
         gp.sampling.top_k = 40;

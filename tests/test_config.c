@@ -9,8 +9,8 @@
     "\"num_attention_heads\": 4, \"vocab_size\": 100"
 
 static evlm_status parse2(const char *json, const char *gen, evlm_decoder_config *cfg) {
-    return evlm_decoder_config_parse("m/config.json", json, strlen(json), gen, gen ? strlen(gen) : 0,
-                                   cfg);
+    return evlm_decoder_config_parse("m/config.json", json, strlen(json), gen,
+                                     gen ? strlen(gen) : 0, cfg);
 }
 
 static evlm_status parse(const char *json, evlm_decoder_config *cfg) {

@@ -18,9 +18,9 @@ static void test_half(void) {
     }
     CHECKF(bad == 0, "%d f16 patterns do not round-trip", bad);
     CHECK(evlm_f16_to_f32(0x3c00) == 1.0f);
-    CHECK(evlm_f32_to_f16(65520.0f) == 0x7c00);         /* overflow rounds to inf */
+    CHECK(evlm_f32_to_f16(65520.0f) == 0x7c00);           /* overflow rounds to inf */
     CHECK(evlm_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00); /* tie to even */
-    CHECK(evlm_f32_to_f16(5.9604645e-8f) == 0x0001);    /* smallest subnormal */
+    CHECK(evlm_f32_to_f16(5.9604645e-8f) == 0x0001);      /* smallest subnormal */
     CHECK(evlm_bf16_to_f32(evlm_f32_to_bf16(1.0f)) == 1.0f);
     CHECK(evlm_f32_to_bf16(1.0f + 1.0f / 256) == 0x3f80); /* tie to even */
     CHECK(evlm_f32_to_bf16(1.0f + 3.0f / 256) == 0x3f82);

@@ -5,8 +5,8 @@
  * smolvlm-tiny, qwen2vl-tiny) the right family loads and the matrix walk lists every bound
  * matrix once with its role: seven per decoder layer, embedding and head, and the vision tower /
  * connector matrices of the VLM families, each a tensor of the weight set; the public listing
- * of evlm_compress.h (evlm_model_matrix) gives the same matrices in the same order. Every family with
- * parts of its own has a synth hook, and a random-weight model synthesized from each fixture's
+ * of evlm_compress.h (evlm_model_matrix) gives the same matrices in the same order. Every family
+ * with parts of its own has a synth hook, and a random-weight model synthesized from each fixture's
  * config.json (evlm_model_synth, into a temporary folder removed after) loads back into the same
  * family (the Idefics3 one with text_only as a Llama model; Qwen2-VL refuses text_only).
  */
@@ -24,12 +24,14 @@ static void test_registry(void) {
     for (int i = 0; i < n; i++) {
         CHECK(f[i]->name && f[i]->name[0]);
         CHECK(f[i]->architectures && f[i]->architectures[0]);
-        for (int j = 0; j < i; j++) CHECKF(strcmp(f[i]->name, f[j]->name) != 0, "family %s twice", f[i]->name);
+        for (int j = 0; j < i; j++)
+            CHECKF(strcmp(f[i]->name, f[j]->name) != 0, "family %s twice", f[i]->name);
         for (const char *const *a = f[i]->architectures; *a; a++)
             CHECKF(evlm__family_find(*a) == f[i], "architecture %s maps to another family", *a);
         /* a family with parts of its own loads, frees and lists them; a text-only one has none */
         bool any = f[i]->load || f[i]->free || f[i]->matrices;
-        CHECKF(!any || (f[i]->load && f[i]->free && f[i]->matrices), "family %s: partial hooks", f[i]->name);
+        CHECKF(!any || (f[i]->load && f[i]->free && f[i]->matrices), "family %s: partial hooks",
+               f[i]->name);
         /* evlm synth lists those parts' tensors too */
         CHECKF(!f[i]->load || f[i]->synth, "family %s: parts of its own, no synth hook",
                f[i]->name);
@@ -154,20 +156,24 @@ static void test_fixture(const char *shared, const char *name, const char *famil
     evlm_model *m = NULL;
     CHECK_OK(evlm_model_load(dir, NULL, &m));
     if (!m) return;
-    CHECKF(strcmp(m->family->name, family) == 0, "%s: family %s, expected %s", name, m->family->name, family);
+    CHECKF(strcmp(m->family->name, family) == 0, "%s: family %s, expected %s", name,
+           m->family->name, family);
     CHECK(m->has_vision == vision);
     walk w = {.m = m};
     evlm__model_matrices(m, count, &w);
     const int L = m->cfg.n_layers;
     for (int r = EVLM_ROLE_ATTN_Q; r <= EVLM_ROLE_MLP_DOWN; r++)
-        CHECKF(w.per_role[r] == L, "%s: role %d listed %d times for %d layers", name, r, w.per_role[r], L);
+        CHECKF(w.per_role[r] == L, "%s: role %d listed %d times for %d layers", name, r,
+               w.per_role[r], L);
     CHECK(w.per_role[EVLM_ROLE_EMBED] == 1 && w.per_role[EVLM_ROLE_HEAD] == 1);
     int n_vision = w.per_role[EVLM_ROLE_VISION_ATTN] + w.per_role[EVLM_ROLE_VISION_MLP];
     CHECKF(vision ? n_vision > 0 && w.per_role[EVLM_ROLE_CONNECTOR] > 0
                   : n_vision == 0 && w.per_role[EVLM_ROLE_CONNECTOR] == 0,
-           "%s: %d vision and %d connector matrices", name, n_vision, w.per_role[EVLM_ROLE_CONNECTOR]);
-    CHECKF(w.dup == 0 && w.foreign == 0 && w.bad_layer == 0, "%s: %d listed twice, %d not in the weight set, %d bad layers",
-           name, w.dup, w.foreign, w.bad_layer);
+           "%s: %d vision and %d connector matrices", name, n_vision,
+           w.per_role[EVLM_ROLE_CONNECTOR]);
+    CHECKF(w.dup == 0 && w.foreign == 0 && w.bad_layer == 0,
+           "%s: %d listed twice, %d not in the weight set, %d bad layers", name, w.dup, w.foreign,
+           w.bad_layer);
     /* the public listing (evlm_compress.h) walks the same matrices in the same order */
     CHECKF(evlm_model_n_matrices(m) == w.n_seen, "%s: %d public matrices, %d walked", name,
            evlm_model_n_matrices(m), w.n_seen);
@@ -181,7 +187,8 @@ static void test_fixture(const char *shared, const char *name, const char *famil
         CHECK(strcmp(evlm_matrix_role_name(mi.role), "?") != 0);
     }
     evlm_matrix_info mi;
-    CHECK(evlm_model_matrix(m, w.n_seen, &mi) == EVLM_ERR_ARG && strstr(evlm_last_error(), "matrix"));
+    CHECK(evlm_model_matrix(m, w.n_seen, &mi) == EVLM_ERR_ARG &&
+          strstr(evlm_last_error(), "matrix"));
     CHECK(evlm_model_matrix(m, -1, &mi) == EVLM_ERR_ARG);
     CHECK(strcmp(evlm_matrix_role_name(EVLM_ROLE_COUNT), "?") == 0);
     evlm_model_free(m);

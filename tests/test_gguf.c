@@ -24,7 +24,9 @@
 
 static char g_dir[256];
 
-static void tmp_path(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", g_dir, name); }
+static void tmp_path(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", g_dir, name);
+}
 
 /* files in g_dir whose name starts with `stem` */
 static int count_files(const char *stem) {
@@ -50,7 +52,9 @@ static uint32_t rnd(void) {
     rng ^= rng << 17;
     return (uint32_t)(rng >> 11);
 }
-static float rndf(void) { return (float)(rnd() % 20001) / 10000.0f - 1.0f; }
+static float rndf(void) {
+    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
+}
 
 /* ---- a byte builder for hand-made files --------------------------------------------------- */
 
@@ -81,7 +85,8 @@ static void b_head(bb *b, uint64_t n_t, uint64_t n_kv) {
     b_le(b, n_kv, 8);
 }
 /* a tensor info: n_dims dims from ne */
-static void b_tinfo(bb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t off) {
+static void b_tinfo(bb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                    uint64_t off) {
     b_str(b, name);
     b_le(b, n_dims, 4);
     for (uint32_t i = 0; i < n_dims; i++) b_le(b, ne[i], 8);
@@ -116,13 +121,14 @@ static void test_exact_bytes(void) {
     b_pad(&want, 32);
     size_t n;
     uint8_t *got = slurp(path, &n);
-    CHECKF(got && n == want.n && memcmp(got, want.d, n) == 0, "writer bytes differ (%zu vs %zu)", n, want.n);
+    CHECKF(got && n == want.n && memcmp(got, want.d, n) == 0, "writer bytes differ (%zu vs %zu)", n,
+           want.n);
     free(got);
 }
 
 /* ---- 2. round trip ------------------------------------------------------------------------ */
 
-static const evlm_type k_types[] = {EVLM_TYPE_F32, EVLM_TYPE_F16, EVLM_TYPE_BF16,
+static const evlm_type k_types[] = {EVLM_TYPE_F32,  EVLM_TYPE_F16,  EVLM_TYPE_BF16,
                                     EVLM_TYPE_Q8_0, EVLM_TYPE_Q4_0, EVLM_TYPE_Q4_1};
 #define N_TYPES (sizeof k_types / sizeof *k_types)
 
@@ -182,13 +188,16 @@ static void test_round_trip(void) {
     float fv[3] = {0.5f, -1e30f, 3.25f};
     CHECK_OK(evlm_gguf_writer_set_arr_f32(w, "af", fv, 3));
     CHECK_OK(evlm_gguf_writer_set_arr_i32(w, "a_empty", NULL, 0));
-    CHECK(evlm_gguf_writer_set_u32(w, "u32", 1) == EVLM_ERR_ARG);               /* key twice */
+    CHECK(evlm_gguf_writer_set_u32(w, "u32", 1) == EVLM_ERR_ARG);                /* key twice */
     CHECK(evlm_gguf_writer_set_u32(w, "general.alignment", 64) == EVLM_ERR_ARG); /* the writer's */
     for (size_t i = 0; i < N_TYPES; i++)
-        CHECK_OK(evlm_gguf_writer_add_tensor(w, ts[i].name, k_types[i], ts[i].n_dims, ts[i].ne, ts[i].data));
+        CHECK_OK(evlm_gguf_writer_add_tensor(w, ts[i].name, k_types[i], ts[i].n_dims, ts[i].ne,
+                                             ts[i].data));
     int64_t bad_ne[2] = {48, 2};
-    CHECK(evlm_gguf_writer_add_tensor(w, "bad", EVLM_TYPE_Q4_0, 2, bad_ne, ts[0].data) == EVLM_ERR_ARG);
-    CHECK(evlm_gguf_writer_add_tensor(w, ts[0].name, EVLM_TYPE_F32, 1, ts[0].ne, ts[0].data) == EVLM_ERR_ARG);
+    CHECK(evlm_gguf_writer_add_tensor(w, "bad", EVLM_TYPE_Q4_0, 2, bad_ne, ts[0].data) ==
+          EVLM_ERR_ARG);
+    CHECK(evlm_gguf_writer_add_tensor(w, ts[0].name, EVLM_TYPE_F32, 1, ts[0].ne, ts[0].data) ==
+          EVLM_ERR_ARG);
     progress_calls = 0;
     CHECK_OK(evlm_gguf_writer_write(w, path, count_progress, NULL));
     CHECK(progress_calls >= (int)N_TYPES);
@@ -261,8 +270,9 @@ static void test_round_trip(void) {
         CHECK(memcmp(t->ne, ts[i].ne, sizeof t->ne) == 0);
         CHECK(evlm_tensor_nbytes(t) == ts[i].nb && memcmp(t->data, ts[i].data, ts[i].nb) == 0);
         /* data offsets aligned from the start of the file */
-        size_t at = (size_t)((const uint8_t *)t->data - (const uint8_t *)evlm_gguf_tensor_at(g, 0)->data) +
-                    evlm_gguf_data_offset(g);
+        size_t at =
+            (size_t)((const uint8_t *)t->data - (const uint8_t *)evlm_gguf_tensor_at(g, 0)->data) +
+            evlm_gguf_data_offset(g);
         CHECKF(at % 32 == 0, "%s at %zu", ts[i].name, at);
         CHECK(file && memcmp(file + at, ts[i].data, ts[i].nb) == 0);
     }
@@ -286,7 +296,8 @@ static void test_round_trip(void) {
         CHECK_OK(evlm_weights_get_vector(ws, "t.F32", 64, v));
         CHECK(memcmp(v, ts[0].data, sizeof v) == 0);
         CHECK(evlm_weights_get_vector(ws, "t.Q8_0", 64, v) == EVLM_ERR_UNSUPPORTED); /* quantized */
-        CHECK(evlm_weights_check_float(ws, "t.Q4_0", evlm_weights_find(ws, "t.Q4_0")) == EVLM_ERR_UNSUPPORTED);
+        CHECK(evlm_weights_check_float(ws, "t.Q4_0", evlm_weights_find(ws, "t.Q4_0")) ==
+              EVLM_ERR_UNSUPPORTED);
         evlm_weights_free(ws);
     }
     free(file);
@@ -326,7 +337,8 @@ static void test_atomic(void) {
     CHECK_OK(evlm_gguf_writer_new(&w));
     CHECK_OK(evlm_gguf_writer_add_tensor_fill(w, "x", EVLM_TYPE_F32, 2, ne, fail_fill, NULL));
     evlm_status st = evlm_gguf_writer_write(w, path, NULL, NULL);
-    CHECK(st == EVLM_ERR_IO && strstr(evlm_last_error(), "'x'") && strstr(evlm_last_error(), "producer failed"));
+    CHECK(st == EVLM_ERR_IO && strstr(evlm_last_error(), "'x'") &&
+          strstr(evlm_last_error(), "producer failed"));
     CHECK(count_files("atomic.gguf") == 0);
     evlm_gguf_writer_free(w);
 
@@ -372,9 +384,11 @@ static void test_names(void) {
     for (size_t p = 0; p < 3; p++) {
         for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
             snprintf(hf, sizeof hf, "%s%s", prefixes[p], pairs[i][0]);
-            CHECKF(evlm_gguf_name_to_llama(hf, prefixes[p], gg, sizeof gg) == 1 && strcmp(gg, pairs[i][1]) == 0,
+            CHECKF(evlm_gguf_name_to_llama(hf, prefixes[p], gg, sizeof gg) == 1 &&
+                       strcmp(gg, pairs[i][1]) == 0,
                    "%s -> %s", hf, gg);
-            CHECKF(evlm_gguf_name_to_hf(pairs[i][1], prefixes[p], back, sizeof back) == 1 && strcmp(back, hf) == 0,
+            CHECKF(evlm_gguf_name_to_hf(pairs[i][1], prefixes[p], back, sizeof back) == 1 &&
+                       strcmp(back, hf) == 0,
                    "%s -> %s", pairs[i][1], back);
         }
         CHECK(evlm_gguf_name_to_llama("lm_head.weight", prefixes[p], gg, sizeof gg) == 1 &&
@@ -384,15 +398,25 @@ static void test_names(void) {
     }
     /* no llama.cpp name: unchanged both ways */
     static const char *const kept[] = {
-        "model.vision_model.encoder.layers.0.self_attn.q_proj.weight", "model.connector.modality_projection.proj.weight",
-        "model.visual.blocks.0.attn.qkv.weight", "model.layers.01.mlp.up_proj.weight", "model.layers.x.mlp.up_proj.weight",
-        "model.layers.0.mlp.act.weight", "model.text_model.layers.0.mlp.up_proj.weight", "blk.0.ffn_up.weightx"};
+        "model.vision_model.encoder.layers.0.self_attn.q_proj.weight",
+        "model.connector.modality_projection.proj.weight",
+        "model.visual.blocks.0.attn.qkv.weight",
+        "model.layers.01.mlp.up_proj.weight",
+        "model.layers.x.mlp.up_proj.weight",
+        "model.layers.0.mlp.act.weight",
+        "model.text_model.layers.0.mlp.up_proj.weight",
+        "blk.0.ffn_up.weightx"};
     for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
-        CHECKF(evlm_gguf_name_to_llama(kept[i], "model.", gg, sizeof gg) == 0 && strcmp(gg, kept[i]) == 0, "%s", gg);
-        CHECKF(evlm_gguf_name_to_hf(kept[i], "model.", gg, sizeof gg) == 0 && strcmp(gg, kept[i]) == 0, "%s", gg);
+        CHECKF(evlm_gguf_name_to_llama(kept[i], "model.", gg, sizeof gg) == 0 &&
+                   strcmp(gg, kept[i]) == 0,
+               "%s", gg);
+        CHECKF(evlm_gguf_name_to_hf(kept[i], "model.", gg, sizeof gg) == 0 &&
+                   strcmp(gg, kept[i]) == 0,
+               "%s", gg);
     }
     CHECK(evlm_gguf_name_to_llama("model.layers.0.mlp.up_proj.weight", "model.", gg, 8) == -1);
-    CHECK(evlm_gguf_is_qk("blk.2.attn_q.weight") == 1 && evlm_gguf_is_qk("blk.2.attn_k.bias") == 2 &&
+    CHECK(evlm_gguf_is_qk("blk.2.attn_q.weight") == 1 &&
+          evlm_gguf_is_qk("blk.2.attn_k.bias") == 2 &&
           evlm_gguf_is_qk("blk.2.attn_v.weight") == 0 && evlm_gguf_is_qk("attn_q.weight") == 0);
 
     /* convert_hf_to_gguf.py's permute: reshape(n_head, 2, hd/2, ...).swapaxes(1, 2) */
@@ -433,16 +457,50 @@ typedef struct hostile {
 } hostile;
 
 #define H(name) static void h_##name(bb *b)
-H(bad_magic) { valid_file(b, 32); b->d[0] = 'X'; }
-H(version2) { valid_file(b, 32); b->d[4] = 2; }
-H(huge_kv_count) { valid_file(b, 32); memset(b->d + 16, 0xff, 8); }
-H(huge_tensor_count) { valid_file(b, 32); memset(b->d + 8, 0xff, 7); }
-H(huge_key_len) { valid_file(b, 32); memset(b->d + 24, 0xff, 8); b->d[31] = 0x7f; }
-H(bad_value_type) { valid_file(b, 32); b->d[24 + 8 + 17] = 99; }
-H(alignment_3) { valid_file(b, 32); b->d[24 + 8 + 17 + 4] = 3; }
-H(alignment_i32) { valid_file(b, 32); b->d[24 + 8 + 17] = 5; }
-H(alignment_2mib) { b->n = 0; valid_file(b, 32); b->d[24 + 8 + 17 + 4] = 0; b->d[24 + 8 + 17 + 6] = 0x20; }
-H(huge_string_value) { valid_file(b, 32); size_t at = 24 + 8 + 17 + 8 + 8 + 1 + 4; memset(b->d + at, 0xee, 8); }
+H(bad_magic) {
+    valid_file(b, 32);
+    b->d[0] = 'X';
+}
+H(version2) {
+    valid_file(b, 32);
+    b->d[4] = 2;
+}
+H(huge_kv_count) {
+    valid_file(b, 32);
+    memset(b->d + 16, 0xff, 8);
+}
+H(huge_tensor_count) {
+    valid_file(b, 32);
+    memset(b->d + 8, 0xff, 7);
+}
+H(huge_key_len) {
+    valid_file(b, 32);
+    memset(b->d + 24, 0xff, 8);
+    b->d[31] = 0x7f;
+}
+H(bad_value_type) {
+    valid_file(b, 32);
+    b->d[24 + 8 + 17] = 99;
+}
+H(alignment_3) {
+    valid_file(b, 32);
+    b->d[24 + 8 + 17 + 4] = 3;
+}
+H(alignment_i32) {
+    valid_file(b, 32);
+    b->d[24 + 8 + 17] = 5;
+}
+H(alignment_2mib) {
+    b->n = 0;
+    valid_file(b, 32);
+    b->d[24 + 8 + 17 + 4] = 0;
+    b->d[24 + 8 + 17 + 6] = 0x20;
+}
+H(huge_string_value) {
+    valid_file(b, 32);
+    size_t at = 24 + 8 + 17 + 8 + 8 + 1 + 4;
+    memset(b->d + at, 0xee, 8);
+}
 static void kv_then_tensor(bb *b, const void *kv, size_t kvn) {
     b_head(b, 1, 1);
     b_raw(b, kv, kvn);
@@ -509,26 +567,62 @@ H(empty_key) {
     b_le(b, 4, 4);
     b_le(b, 1, 4);
 }
-static void one_tensor(bb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t off,
-                       size_t data) {
+static void one_tensor(bb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                       uint64_t off, size_t data) {
     b_head(b, 1, 0);
     b_tinfo(b, name, n_dims, ne, type, off);
     b_pad(b, 32);
     memset(b->d + b->n, 0, data);
     b->n += data;
 }
-H(n_dims_0) { uint64_t ne[1] = {8}; one_tensor(b, "t", 0, ne, 0, 0, 64); }
-H(n_dims_5) { uint64_t ne[5] = {1, 1, 1, 1, 8}; one_tensor(b, "t", 5, ne, 0, 0, 64); }
-H(ne_zero) { uint64_t ne[2] = {8, 0}; one_tensor(b, "t", 2, ne, 0, 0, 64); }
-H(ne_overflow) { uint64_t ne[3] = {1ull << 32, 1ull << 32, 4}; one_tensor(b, "t", 3, ne, 0, 0, 64); }
-H(ne_bytes_overflow) { uint64_t ne[2] = {1ull << 31, 1ull << 31}; one_tensor(b, "t", 2, ne, 0, 0, 64); }
-H(ne_negative) { uint64_t ne[1] = {~0ull}; one_tensor(b, "t", 1, ne, 0, 0, 64); }
-H(bad_ggml_type) { uint64_t ne[1] = {8}; one_tensor(b, "t", 1, ne, 99, 0, 64); }
-H(q4_0_ne0_48) { uint64_t ne[2] = {48, 1}; one_tensor(b, "t", 2, ne, 2, 0, 64); }
-H(offset_misaligned) { uint64_t ne[1] = {8}; one_tensor(b, "t", 1, ne, 0, 4, 64); }
-H(offset_past_end) { uint64_t ne[1] = {8}; one_tensor(b, "t", 1, ne, 0, 64, 64); }
-H(offset_huge) { uint64_t ne[1] = {8}; one_tensor(b, "t", 1, ne, 0, ~0ull - 31, 64); }
-H(data_short) { uint64_t ne[1] = {8}; one_tensor(b, "t", 1, ne, 0, 0, 31); }
+H(n_dims_0) {
+    uint64_t ne[1] = {8};
+    one_tensor(b, "t", 0, ne, 0, 0, 64);
+}
+H(n_dims_5) {
+    uint64_t ne[5] = {1, 1, 1, 1, 8};
+    one_tensor(b, "t", 5, ne, 0, 0, 64);
+}
+H(ne_zero) {
+    uint64_t ne[2] = {8, 0};
+    one_tensor(b, "t", 2, ne, 0, 0, 64);
+}
+H(ne_overflow) {
+    uint64_t ne[3] = {1ull << 32, 1ull << 32, 4};
+    one_tensor(b, "t", 3, ne, 0, 0, 64);
+}
+H(ne_bytes_overflow) {
+    uint64_t ne[2] = {1ull << 31, 1ull << 31};
+    one_tensor(b, "t", 2, ne, 0, 0, 64);
+}
+H(ne_negative) {
+    uint64_t ne[1] = {~0ull};
+    one_tensor(b, "t", 1, ne, 0, 0, 64);
+}
+H(bad_ggml_type) {
+    uint64_t ne[1] = {8};
+    one_tensor(b, "t", 1, ne, 99, 0, 64);
+}
+H(q4_0_ne0_48) {
+    uint64_t ne[2] = {48, 1};
+    one_tensor(b, "t", 2, ne, 2, 0, 64);
+}
+H(offset_misaligned) {
+    uint64_t ne[1] = {8};
+    one_tensor(b, "t", 1, ne, 0, 4, 64);
+}
+H(offset_past_end) {
+    uint64_t ne[1] = {8};
+    one_tensor(b, "t", 1, ne, 0, 64, 64);
+}
+H(offset_huge) {
+    uint64_t ne[1] = {8};
+    one_tensor(b, "t", 1, ne, 0, ~0ull - 31, 64);
+}
+H(data_short) {
+    uint64_t ne[1] = {8};
+    one_tensor(b, "t", 1, ne, 0, 0, 31);
+}
 H(duplicate_tensor) {
     uint64_t ne[1] = {8};
     b_head(b, 2, 0);
@@ -537,7 +631,11 @@ H(duplicate_tensor) {
     b_pad(b, 32);
     b->n += 64;
 }
-H(name_with_nul) { uint64_t ne[1] = {8}; one_tensor(b, "ab", 1, ne, 0, 0, 64); b->d[24 + 8] = 0; }
+H(name_with_nul) {
+    uint64_t ne[1] = {8};
+    one_tensor(b, "ab", 1, ne, 0, 0, 64);
+    b->d[24 + 8] = 0;
+}
 #undef H
 
 static const hostile k_hostile[] = {
@@ -580,7 +678,8 @@ static void test_hostile(void) {
     evlm_gguf *g = NULL;
     for (uint32_t a = 32; a <= 64; a *= 2) {
         valid_file(&b, a);
-        CHECKF(evlm_gguf_from_memory("base.gguf", b.d, b.n, &g) == EVLM_OK, "align %u: %s", a, evlm_last_error());
+        CHECKF(evlm_gguf_from_memory("base.gguf", b.d, b.n, &g) == EVLM_OK, "align %u: %s", a,
+               evlm_last_error());
         if (!g) continue;
         const evlm_tensor *t = evlm_gguf_tensor_find(g, "b");
         CHECK(evlm_gguf_alignment(g) == a && t && t->type == EVLM_TYPE_Q8_0 && t->ne[1] == 2);
@@ -594,7 +693,8 @@ static void test_hostile(void) {
     for (size_t cut = 0; cut < b.n; cut++) {
         evlm_status st = evlm_gguf_from_memory("cut.gguf", b.d, cut, &g);
         if (cut < need) {
-            CHECKF(st != EVLM_OK && strstr(evlm_last_error(), "cut.gguf"), "cut at %zu: %s", cut, evlm_last_error());
+            CHECKF(st != EVLM_OK && strstr(evlm_last_error(), "cut.gguf"), "cut at %zu: %s", cut,
+                   evlm_last_error());
         }
         evlm_gguf_close(g);
         g = NULL;
@@ -605,7 +705,8 @@ static void test_hostile(void) {
         char what[64];
         snprintf(what, sizeof what, "%s.gguf", k_hostile[i].what);
         evlm_status st = evlm_gguf_from_memory(what, b.d, b.n, &g);
-        CHECKF(st != EVLM_OK && strstr(evlm_last_error(), what) && strstr(evlm_last_error(), k_hostile[i].expect),
+        CHECKF(st != EVLM_OK && strstr(evlm_last_error(), what) &&
+                   strstr(evlm_last_error(), k_hostile[i].expect),
                "%s: status %d, '%s'", what, st, evlm_last_error());
         evlm_gguf_close(g);
         g = NULL;
@@ -614,21 +715,24 @@ static void test_hostile(void) {
 
 /* ---- 6. export of the fixtures ------------------------------------------------------------ */
 
-static evlm_type keep_type(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+static evlm_type keep_type(void *ctx, const char *name, const evlm_tensor *t,
+                           const evlm_tensor **src) {
     (void)src;
     (void)ctx;
     (void)name;
     return t->type;
 }
 
-static evlm_type q8_matrices(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+static evlm_type q8_matrices(void *ctx, const char *name, const evlm_tensor *t,
+                             const evlm_tensor **src) {
     (void)src;
     (void)ctx;
     (void)name;
     return t->n_dims == 2 && t->ne[0] % 32 == 0 ? EVLM_TYPE_Q8_0 : t->type;
 }
 
-static void test_export(const char *shared, const char *fixture, const char *arch, const char *prefix) {
+static void test_export(const char *shared, const char *fixture, const char *arch,
+                        const char *prefix) {
     char dir[512], out[512], path[600];
     snprintf(dir, sizeof dir, "%s/fixtures/%s", shared, fixture);
     snprintf(out, sizeof out, "%s/%s.gguf", g_dir, fixture);
@@ -675,8 +779,10 @@ static void test_export(const char *shared, const char *fixture, const char *arc
         CHECK((int)n_tok >= cfg.vocab_size);
         const cJSON *e;
         int bad = 0, seen = 0;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "model"), "vocab")) {
-            if (evlm_gguf_get_arr_str(g, "tokenizer.ggml.tokens", (size_t)e->valueint, &s, &n) != EVLM_OK ||
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(
+                                  cJSON_GetObjectItemCaseSensitive(tj, "model"), "vocab")) {
+            if (evlm_gguf_get_arr_str(g, "tokenizer.ggml.tokens", (size_t)e->valueint, &s, &n) !=
+                    EVLM_OK ||
                 n != strlen(e->string) || memcmp(s, e->string, n) != 0)
                 bad++;
             seen++;
@@ -697,7 +803,8 @@ static void test_export(const char *shared, const char *fixture, const char *arc
         double max_rel = 0;
         for (size_t i = 0; i < evlm_weights_count(ref); i++) {
             const evlm_tensor *r = evlm_weights_at(ref, i), *t = evlm_weights_find(got, r->name);
-            if (!t || memcmp(t->ne, r->ne, sizeof t->ne) != 0 || t->n_dims != (r->n_dims ? r->n_dims : 1)) {
+            if (!t || memcmp(t->ne, r->ne, sizeof t->ne) != 0 ||
+                t->n_dims != (r->n_dims ? r->n_dims : 1)) {
                 mismatches++;
                 continue;
             }
@@ -708,19 +815,23 @@ static void test_export(const char *shared, const char *fixture, const char *arc
             int64_t rows = evlm_tensor_nelements(r) / r->ne[0];
             float *a = malloc(sizeof(float) * (size_t)r->ne[0] * 2), *bq = a + r->ne[0];
             for (int64_t k = 0; k < rows; k++) {
-                evlm_dequantize_row(r->type, (const char *)r->data + (size_t)k * r->nb[1], a, r->ne[0]);
-                evlm_dequantize_row(t->type, (const char *)t->data + (size_t)k * t->nb[1], bq, r->ne[0]);
+                evlm_dequantize_row(r->type, (const char *)r->data + (size_t)k * r->nb[1], a,
+                                    r->ne[0]);
+                evlm_dequantize_row(t->type, (const char *)t->data + (size_t)k * t->nb[1], bq,
+                                    r->ne[0]);
                 float amax = 0;
                 for (int64_t c = 0; c < r->ne[0]; c++) amax = fmaxf(amax, fabsf(a[c]));
                 for (int64_t c = 0; c < r->ne[0]; c++) {
-                    double rel = fabs((double)a[c] - (double)bq[c]) / (amax > 0 ? (double)amax : 1.0);
+                    double rel =
+                        fabs((double)a[c] - (double)bq[c]) / (amax > 0 ? (double)amax : 1.0);
                     if (rel > max_rel) max_rel = rel;
                 }
             }
             free(a);
         }
         CHECKF(mismatches == 0, "%s mode %d: %d tensors differ", fixture, mode, mismatches);
-        /* Q8_0: |error| <= d/2 + 127 * |d - fp16(d)| <= (1/2 + 127 * 2^-11) * amax/127 < amax/220 */
+        /* Q8_0: |error| <= d/2 + 127 * |d - fp16(d)| <= (1/2 + 127 * 2^-11) * amax/127 < amax/220
+         */
         CHECKF(max_rel <= 1.0 / 220, "%s: Q8_0 error %g", fixture, max_rel);
     next:
         evlm_weights_free(got);
@@ -730,7 +841,8 @@ static void test_export(const char *shared, const char *fixture, const char *arc
     unlink(out);
 }
 
-static evlm_type text_only(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+static evlm_type text_only(void *ctx, const char *name, const evlm_tensor *t,
+                           const evlm_tensor **src) {
     (void)src;
     (void)ctx;
     return strstr(name, "vision") || strstr(name, "connector") ? EVLM_TYPE_COUNT : t->type;
@@ -747,8 +859,8 @@ static void test_export_text_only(const char *shared) {
     int foreign = 0;
     for (size_t i = 0; i < evlm_gguf_tensor_count(g); i++) {
         const char *n = evlm_gguf_tensor_at(g, i)->name;
-        foreign += strncmp(n, "blk.", 4) && strcmp(n, "token_embd.weight") && strcmp(n, "output_norm.weight") &&
-                   strcmp(n, "output.weight");
+        foreign += strncmp(n, "blk.", 4) && strcmp(n, "token_embd.weight") &&
+                   strcmp(n, "output_norm.weight") && strcmp(n, "output.weight");
     }
     CHECK(g && evlm_gguf_tensor_count(g) > 10 && foreign == 0);
     evlm_gguf_close(g);

@@ -2,8 +2,9 @@
  * test_gguf_model.c - models load from one GGUF file exactly as from their Hugging Face folder:
  * each fixture (llama-tiny, smolvlm-tiny with its image, qwen2vl-tiny with its image) exported
  * with its dtypes kept gives bit-identical prompt logits and the same chat template / tokens;
- * exported with Q8_0 matrices (int8 activations) it stays within 0.15 * max(1, max|logit|) of the float
- * model (random-weight fixtures are a harsh case; quality on trained models is in COMPRESSION.md).
+ * exported with Q8_0 matrices (int8 activations) it stays within 0.15 * max(1, max|logit|) of the
+ * float model (random-weight fixtures are a harsh case; quality on trained models is in
+ * COMPRESSION.md).
  */
 #include "io/gguf_names.h"
 #include "test.h"
@@ -11,16 +12,19 @@
 
 #include <unistd.h>
 
-static evlm_type all_q8(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+static evlm_type all_q8(void *ctx, const char *name, const evlm_tensor *t,
+                        const evlm_tensor **src) {
     (void)src;
     (void)ctx;
     (void)name;
-    if (t->n_dims == 2 && t->ne[0] % 32 == 0 && (t->type == EVLM_TYPE_BF16 || t->type == EVLM_TYPE_F16 || t->type == EVLM_TYPE_F32))
+    if (t->n_dims == 2 && t->ne[0] % 32 == 0 &&
+        (t->type == EVLM_TYPE_BF16 || t->type == EVLM_TYPE_F16 || t->type == EVLM_TYPE_F32))
         return EVLM_TYPE_Q8_0;
     return t->type;
 }
 
-static float *logits_of(const char *model, const char *text, const char *image, size_t *n_out, int *V) {
+static float *logits_of(const char *model, const char *text, const char *image, size_t *n_out,
+                        int *V) {
     evlm_model *m = NULL;
     CHECK_OK(evlm_model_load(model, NULL, &m));
     if (!m) return NULL;
@@ -54,8 +58,11 @@ int main(void) {
         bool image;
     } cases[] = {
         {"llama-tiny", "<|im_start|>user\nWhat is a license?<|im_end|>\n", false},
-        {"smolvlm-tiny", "<|im_start|>User:<image>Describe the image.<end_of_utterance>\nAssistant:", true},
-        {"qwen2vl-tiny", "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe.<|im_end|>\n", true},
+        {"smolvlm-tiny",
+         "<|im_start|>User:<image>Describe the image.<end_of_utterance>\nAssistant:", true},
+        {"qwen2vl-tiny",
+         "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe.<|im_end|>\n",
+         true},
     };
     char tmp[] = "/tmp/evlm_ggufm_XXXXXX";
     if (!mkdtemp(tmp)) return 1;
@@ -76,8 +83,10 @@ int main(void) {
         CHECKF(a && b && n1 == n2 && V1 == V2 && !memcmp(a, b, sizeof(float) * n1 * (size_t)V1),
                "%s: GGUF logits differ from the folder's", cases[c].name);
         if (a && q && n1 == n3) {
-            float tol = 0.15f * fmaxf(1.0f, max_abs(a, n1 * (size_t)V1)), d = max_diff(a, q, n1 * (size_t)V1);
-            printf("%s: Q8_0 GGUF max |logit diff| = %.3g (bound %.3g)\n", cases[c].name, (double)d, (double)tol);
+            float tol = 0.15f * fmaxf(1.0f, max_abs(a, n1 * (size_t)V1)),
+                  d = max_diff(a, q, n1 * (size_t)V1);
+            printf("%s: Q8_0 GGUF max |logit diff| = %.3g (bound %.3g)\n", cases[c].name, (double)d,
+                   (double)tol);
             CHECK(d <= tol);
         }
         free(a);

@@ -31,7 +31,9 @@ static double urand(void) { /* (0, 1) */
     rng ^= rng << 17;
     return ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
 }
-static double gauss(void) { return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand()); }
+static double gauss(void) {
+    return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand());
+}
 
 /* X (N x k): an AR(1) walk over the channels (neighbours correlate at 0.8) with a few loud
  * channels, like real activations; dead[] columns are zero. */
@@ -94,13 +96,15 @@ static void ref_hessian(const double *xtx, int N, int k, double damp, double *h)
 }
 
 /* Least-squares value of weight j of row w given q[0..j) fixed (the rest free), under h. */
-static double ls_value(const double *h, const float *w, const float *q, int k, int j, double *a, double *b) {
+static double ls_value(const double *h, const float *w, const float *q, int k, int j, double *a,
+                       double *b) {
     int m = k - j;
     for (int i = 0; i < m; i++) {
         for (int t = 0; t < m; t++) a[i * m + t] = h[(j + i) * k + j + t];
         /* grad = 0: H_FF w'_F = H_FF w_F + H_FP (w_P - q_P) */
         double v = 0.0;
-        for (int t = 0; t < k; t++) v += h[(j + i) * k + t] * (t < j ? (double)w[t] - (double)q[t] : 0.0);
+        for (int t = 0; t < k; t++)
+            v += h[(j + i) * k + t] * (t < j ? (double)w[t] - (double)q[t] : 0.0);
         for (int t = 0; t < m; t++) v += h[(j + i) * k + j + t] * (double)w[j + t];
         b[i] = v;
     }
@@ -109,8 +113,9 @@ static double ls_value(const double *h, const float *w, const float *q, int k, i
 }
 
 /* Every traced value against the least-squares optimum; returns the worst |diff| / max|w|. */
-static double check_ls(evlm_type t, const float *w, int n, int k, const double *xtx, int N, double damp,
-                       const void *out, const float *trace, const int *dead, int n_dead) {
+static double check_ls(evlm_type t, const float *w, int n, int k, const double *xtx, int N,
+                       double damp, const void *out, const float *trace, const int *dead,
+                       int n_dead) {
     double *h = malloc(sizeof(double) * (size_t)k * k), *a = malloc(sizeof(double) * (size_t)k * k);
     double *b = malloc(sizeof(double) * (size_t)k);
     float *q = malloc(sizeof(float) * (size_t)k), *w0 = malloc(sizeof(float) * (size_t)k);
@@ -156,7 +161,8 @@ static void test_gptq_small(void) {
     const evlm_calib_stat *st = evlm_calib_find(c, 0, "attn_qkv");
     CHECK(st && st->n_rows == N && st->k == k);
     double maxd = 0.0;
-    for (int i = 0; st && i < k * k; i++) maxd = fmax(maxd, fabs(st->xtx[i] - xtx[i]) / (1.0 + fabs(xtx[i])));
+    for (int i = 0; st && i < k * k; i++)
+        maxd = fmax(maxd, fabs(st->xtx[i] - xtx[i]) / (1.0 + fabs(xtx[i])));
     CHECKF(maxd < 1e-12, "calib xtx differs by %g", maxd);
     evlm_calib_free(c);
 
@@ -172,16 +178,20 @@ static void test_gptq_small(void) {
             evlm_gptq_result res;
             CHECK_OK(evlm_gptq_quantize(t, w, n, k, xtx, N, &p, NULL, out, &res));
             double worst = check_ls(t, w, n, k, xtx, N, p.damp, out, trace, NULL, 0);
-            CHECKF(worst < 2e-5, "%s damp %g: traced weights differ from least squares by %g of max|w|",
+            CHECKF(worst < 2e-5,
+                   "%s damp %g: traced weights differ from least squares by %g of max|w|",
                    evlm_type_name(t), p.damp, worst);
 
             /* (b) the blocks reproduce the reported error, also measured on the rows themselves */
             double e_rows, r_rows, e_h, r_h;
             CHECK_OK(evlm_quant_error_rows(t, w, out, n, k, x, N, &e_rows, &r_rows));
             CHECK_OK(evlm_quant_error_xtx(t, w, out, n, k, xtx, &e_h, &r_h));
-            CHECKF(fabs(e_rows - res.err) <= 1e-6 * res.err && fabs(r_rows - res.ref) <= 1e-9 * res.ref,
-                   "%s: reported err %g ref %g, rows give %g %g", evlm_type_name(t), res.err, res.ref, e_rows, r_rows);
-            CHECK(fabs(e_h - res.err) <= 1e-9 * res.err && fabs(res.rel_err - res.err / res.ref) < 1e-15);
+            CHECKF(fabs(e_rows - res.err) <= 1e-6 * res.err &&
+                       fabs(r_rows - res.ref) <= 1e-9 * res.ref,
+                   "%s: reported err %g ref %g, rows give %g %g", evlm_type_name(t), res.err,
+                   res.ref, e_rows, r_rows);
+            CHECK(fabs(e_h - res.err) <= 1e-9 * res.err &&
+                  fabs(res.rel_err - res.err / res.ref) < 1e-15);
 
             /* (a) never worse than round-to-nearest */
             double e_rtn, r_rtn;
@@ -189,8 +199,10 @@ static void test_gptq_small(void) {
             CHECK_OK(evlm_quant_error_xtx(t, w, rtn, n, k, xtx, &e_rtn, &r_rtn));
             CHECKF(res.err <= e_rtn, "%s: gptq %g > rtn %g", evlm_type_name(t), res.err, e_rtn);
             printf("%s damp %.2f block %3d: rel err gptq %.3e rtn %.3e (ratio %.3f), LS dev %.1e\n",
-                   evlm_type_name(t), p.damp, p.block_cols, res.rel_err, e_rtn / r_rtn, res.err / e_rtn, worst);
-            if (t != EVLM_TYPE_Q8_0) CHECKF(res.err < 0.8 * e_rtn, "%s: gptq gains little", evlm_type_name(t));
+                   evlm_type_name(t), p.damp, p.block_cols, res.rel_err, e_rtn / r_rtn,
+                   res.err / e_rtn, worst);
+            if (t != EVLM_TYPE_Q8_0)
+                CHECKF(res.err < 0.8 * e_rtn, "%s: gptq gains little", evlm_type_name(t));
         }
         free(out);
         free(rtn);
@@ -223,11 +235,14 @@ static void test_one_block_q8(void) {
         for (int j = 0; j < k; j++) {
             double v = ls_value(h, w + r * k, q, k, j, a, b), pos = v * (double)id;
             double want = fmin(127.0, fmax(-128.0, round(pos)));
-            if (fabs(fabs(pos - trunc(pos)) - 0.5) < 1e-3) ties++; /* float may round either way */
-            else if (out[r].qs[j] != (int8_t)want) bad++;
+            if (fabs(fabs(pos - trunc(pos)) - 0.5) < 1e-3)
+                ties++; /* float may round either way */
+            else if (out[r].qs[j] != (int8_t)want)
+                bad++;
         }
     }
-    CHECKF(bad == 0, "%d codes are not the rounding of the least-squares value (%d near ties)", bad, ties);
+    CHECKF(bad == 0, "%d codes are not the rounding of the least-squares value (%d near ties)", bad,
+           ties);
 }
 
 /* A diagonal Hessian (uncorrelated inputs): nothing to compensate, output == evlm_quantize_row. */
@@ -245,7 +260,8 @@ static void test_diagonal_is_rtn(void) {
         evlm_gptq_result res;
         CHECK_OK(evlm_gptq_quantize(t, w, n, k, xtx, 100, NULL, NULL, g, &res));
         CHECK_OK(evlm_rtn_quantize(t, w, n, k, r));
-        CHECKF(memcmp(g, r, bytes) == 0, "%s: diagonal H differs from round-to-nearest", evlm_type_name(t));
+        CHECKF(memcmp(g, r, bytes) == 0, "%s: diagonal H differs from round-to-nearest",
+               evlm_type_name(t));
         free(g);
         free(r);
     }
@@ -274,7 +290,8 @@ static void test_threads_blocks(void) {
     int same = 0;
     for (size_t i = 0; i < bytes; i++) same += a[i] == c[i];
     CHECKF(same >= 0.97 * (double)bytes && fabs(rc.rel_err - ra.rel_err) < 0.02 * ra.rel_err,
-           "block 32 vs 128: %d of %zu bytes equal, rel err %g vs %g", same, bytes, rc.rel_err, ra.rel_err);
+           "block 32 vs 128: %d of %zu bytes equal, rel err %g vs %g", same, bytes, rc.rel_err,
+           ra.rel_err);
     double e_rtn, r_rtn;
     CHECK_OK(evlm_rtn_quantize(EVLM_TYPE_Q4_0, w, n, k, c));
     CHECK_OK(evlm_quant_error_xtx(EVLM_TYPE_Q4_0, w, c, n, k, xtx, &e_rtn, &r_rtn));
@@ -328,28 +345,35 @@ static void test_degenerate(void) {
     CHECK(res.dead_cols == k && res.err == 0.0 && res.ref == 0.0 && res.rel_err == 0.0);
 
     /* errors, with messages */
-    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, 0, k, xtx, N, NULL, NULL, zb, &res) == EVLM_ERR_ARG);
-    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, 0, NULL, NULL, zb, &res) == EVLM_ERR_ARG);
+    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, 0, k, xtx, N, NULL, NULL, zb, &res) ==
+          EVLM_ERR_ARG);
+    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, 0, NULL, NULL, zb, &res) ==
+          EVLM_ERR_ARG);
     CHECK(strstr(evlm_last_error(), "no calibration rows") != NULL);
-    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, 48, xtx, N, NULL, NULL, zb, &res) == EVLM_ERR_ARG);
+    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, 48, xtx, N, NULL, NULL, zb, &res) ==
+          EVLM_ERR_ARG);
     CHECK(strstr(evlm_last_error(), "multiple of 32") != NULL);
-    CHECK(evlm_gptq_quantize(EVLM_TYPE_F16, w, n, k, xtx, N, NULL, NULL, zb, &res) == EVLM_ERR_UNSUPPORTED);
+    CHECK(evlm_gptq_quantize(EVLM_TYPE_F16, w, n, k, xtx, N, NULL, NULL, zb, &res) ==
+          EVLM_ERR_UNSUPPORTED);
     evlm_gptq_params p = evlm_gptq_default_params();
     p.block_cols = 100;
     CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, N, &p, NULL, zb, &res) == EVLM_ERR_ARG);
     w[3] = NAN;
-    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, N, NULL, NULL, zb, &res) == EVLM_ERR_ARG);
+    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, N, NULL, NULL, zb, &res) ==
+          EVLM_ERR_ARG);
     CHECK(evlm_rtn_quantize(EVLM_TYPE_Q8_0, w, n, k, zb) == EVLM_ERR_ARG);
     w[3] = 0.0f;
     xtx[1] = (double)NAN;
-    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, N, NULL, NULL, zb, &res) == EVLM_ERR_ARG);
+    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, N, NULL, NULL, zb, &res) ==
+          EVLM_ERR_ARG);
     xtx[1] = 0.0;
     /* an indefinite "Hessian" (not from data): damping retries, then a clean error */
     for (int i = 0; i < k * k; i++) xtx[i] = i % (k + 1) == 0 ? 1.0 : 0.0;
     xtx[1] = xtx[k] = 1e12;
     p = evlm_gptq_default_params();
     p.max_retries = 1;
-    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, N, &p, NULL, zb, &res) == EVLM_ERR_RANGE);
+    CHECK(evlm_gptq_quantize(EVLM_TYPE_Q8_0, w, n, k, xtx, N, &p, NULL, zb, &res) ==
+          EVLM_ERR_RANGE);
     CHECK(strstr(evlm_last_error(), "positive definite") != NULL);
 }
 

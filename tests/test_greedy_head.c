@@ -1,7 +1,7 @@
 /*
- * test_greedy_head.c - the greedy head (model/greedy_head.h): evlm_greedy_argmax gives, bit for bit, the argmax of
- * the full float head's logits (evlm_matmul, then evlm__argmax: lowest id on ties, NaN skipped)
- * for F32 / F16 / BF16 heads with a partial last group, and
+ * test_greedy_head.c - the greedy head (model/greedy_head.h): evlm_greedy_argmax gives, bit for
+ * bit, the argmax of the full float head's logits (evlm_matmul, then evlm__argmax: lowest id on
+ * ties, NaN skipped) for F32 / F16 / BF16 heads with a partial last group, and
  *   - random heads and activations: few candidate groups, no fallback to the full head;
  *   - exact ties between rows in different groups: the lowest id;
  *   - near-ties that the int8 copy orders the other way round (the test counts them: the bound
@@ -43,7 +43,8 @@ static void head_make(head *hd, const float *w, int n, int k, evlm_type type, ev
     size_t es = evlm_type_size(type), row = es * (size_t)k;
     char *src = malloc(row * (size_t)n);
     for (size_t i = 0; i < (size_t)n * k; i++) {
-        if (type == EVLM_TYPE_F32) memcpy(src + i * 4, &w[i], 4);
+        if (type == EVLM_TYPE_F32)
+            memcpy(src + i * 4, &w[i], 4);
         else {
             uint16_t v = type == EVLM_TYPE_F16 ? evlm_f32_to_f16(w[i]) : evlm_f32_to_bf16(w[i]);
             memcpy(src + i * 2, &v, 2);
@@ -78,7 +79,8 @@ typedef struct {
     evlm_greedy_work wk;
     float *y;
     int approx_wrong; /* rows whose int8 argmax is not the exact one */
-    int64_t fallback, groups, calls; /* of the greedy head's calls: rows sent to the full head, candidate groups */
+    int64_t fallback, groups,
+        calls; /* of the greedy head's calls: rows sent to the full head, candidate groups */
 } bench;
 
 static void bench_init(bench *b, evlm_pool *pool, int n, int k) {
@@ -100,7 +102,8 @@ static void bench_free(bench *b) {
     evlm_greedy_work_release(&b->wk);
 }
 
-/* evlm_greedy_argmax on m rows of x against the full head's argmax; returns the expected ids in want */
+/* evlm_greedy_argmax on m rows of x against the full head's argmax; returns the expected ids in
+ * want */
 static void check_rows(bench *b, head *hd, const float *x, int m, const char *what, int32_t *want) {
     const int n = hd->n, k = hd->k;
     int32_t got[EVLM_GREEDY_ROWS], full[EVLM_GREEDY_ROWS], exp[EVLM_GREEDY_ROWS];
@@ -113,9 +116,10 @@ static void check_rows(bench *b, head *hd, const float *x, int m, const char *wh
     b->calls++;
     evlm_greedy_argmax(NULL, &hd->t, &b->env, &b->wk, x, (size_t)k, m, full);
     for (int i = 0; i < m; i++) {
-        CHECKF(got[i] == exp[i], "%s, row %d of %d: greedy head id %d, full head argmax %d", what, i, m,
-               got[i], exp[i]);
-        CHECKF(full[i] == exp[i], "%s, row %d: full-head path id %d, argmax %d", what, i, full[i], exp[i]);
+        CHECKF(got[i] == exp[i], "%s, row %d of %d: greedy head id %d, full head argmax %d", what,
+               i, m, got[i], exp[i]);
+        CHECKF(full[i] == exp[i], "%s, row %d: full-head path id %d, argmax %d", what, i, full[i],
+               exp[i]);
     }
     /* how the int8 copy alone would have chosen (for the near-tie count) */
     evlm_matmul_env e8 = b->env;
@@ -125,7 +129,8 @@ static void check_rows(bench *b, head *hd, const float *x, int m, const char *wh
 }
 
 static void test_random(evlm_pool *pool, evlm_type type, int n, int k) {
-    float *w = malloc(sizeof(float) * (size_t)n * k), *x = malloc(sizeof(float) * EVLM_GREEDY_ROWS * (size_t)k);
+    float *w = malloc(sizeof(float) * (size_t)n * k),
+          *x = malloc(sizeof(float) * EVLM_GREEDY_ROWS * (size_t)k);
     for (size_t i = 0; i < (size_t)n * k; i++) w[i] = 0.05f * gauss();
     head hd;
     head_make(&hd, w, n, k, type, pool);
@@ -137,16 +142,19 @@ static void test_random(evlm_pool *pool, evlm_type type, int n, int k) {
         /* activations like a hidden state: one row of the head (a confident pick) plus noise */
         for (int i = 0; i < m; i++) {
             int r = (int)(uniform() * n);
-            for (int j = 0; j < k; j++) x[(size_t)i * k + j] = 20 * w[(size_t)r * k + j] + 0.3f * gauss();
+            for (int j = 0; j < k; j++)
+                x[(size_t)i * k + j] = 20 * w[(size_t)r * k + j] + 0.3f * gauss();
         }
         snprintf(what, sizeof what, "%s %dx%d random, trial %d", evlm_type_name(type), n, k, trial);
         check_rows(&b, &hd, x, m, what, NULL);
     }
     int groups = (n + 15) / 16;
-    CHECKF(b.fallback == 0 || n < 2000, "%s: %ld rows fell back to the full head", what, (long)b.fallback);
+    CHECKF(b.fallback == 0 || n < 2000, "%s: %ld rows fell back to the full head", what,
+           (long)b.fallback);
     CHECKF(b.groups <= b.calls * groups / 4, "%s: %ld candidate groups in %ld calls of %d", what,
            (long)b.groups, (long)b.calls, groups);
-    printf("%s: %.1f candidate groups of %d per call\n", what, (double)b.groups / (double)b.calls, groups);
+    printf("%s: %.1f candidate groups of %d per call\n", what, (double)b.groups / (double)b.calls,
+           groups);
     bench_free(&b);
     head_free(&hd);
     free(w);
@@ -174,7 +182,8 @@ static void test_ties(evlm_pool *pool) {
      * activations along one pair: the int8 copy cannot tell the pair apart, the float chain can */
     for (int p = 0; p < 240; p++) {
         int a = 2 * p, c = 2 * p + 501;
-        for (int j = 0; j < k; j++) w[(size_t)c * k + j] = w[(size_t)a * k + j] * (1 + 3e-7f * gauss());
+        for (int j = 0; j < k; j++)
+            w[(size_t)c * k + j] = w[(size_t)a * k + j] * (1 + 3e-7f * gauss());
     }
     head_make(&hd, w, n, k, EVLM_TYPE_F32, pool);
     b.approx_wrong = 0;
@@ -187,7 +196,8 @@ static void test_ties(evlm_pool *pool) {
         check_rows(&b, &hd, x, m, "near-tie pair", NULL);
     }
     printf("near-ties: %d rows where the int8 copy alone picks another id\n", b.approx_wrong);
-    CHECKF(b.approx_wrong > 0, "no near-tie fooled the int8 copy: the test does not exercise the bound");
+    CHECKF(b.approx_wrong > 0,
+           "no near-tie fooled the int8 copy: the test does not exercise the bound");
     bench_free(&b);
     head_free(&hd);
     free(w);
@@ -203,16 +213,17 @@ static void test_flips(evlm_pool *pool) {
     for (size_t i = 0; i < (size_t)n * k; i++) w[i] = 1e-3f * gauss();
     /* activations: x0 = 1000, x1..31 = 1 (quantized to 0), block 1 zero */
     for (int j = 0; j < k; j++) x[j] = j == 0 ? 1000.0f : j < 32 ? 1.0f : 0.0f;
-    for (int j = 0; j < k; j++) w[40 * k + j] = j >= 1 && j < 32 ? 0.1f : 0.0f; /* exact 3.1, int8 0 */
-    for (int j = 0; j < k; j++) w[7 * k + j] = j == 0 ? 0.003f : 0.0f;           /* exact 3.0, int8 3.0 */
+    for (int j = 0; j < k; j++)
+        w[40 * k + j] = j >= 1 && j < 32 ? 0.1f : 0.0f;                /* exact 3.1, int8 0 */
+    for (int j = 0; j < k; j++) w[7 * k + j] = j == 0 ? 0.003f : 0.0f; /* exact 3.0, int8 3.0 */
     head hd;
     head_make(&hd, w, n, k, EVLM_TYPE_F32, pool);
     bench b;
     bench_init(&b, pool, n, k);
     int32_t want[1];
     check_rows(&b, &hd, x, 1, "activation block flip", want);
-    CHECKF(want[0] == 40 && b.approx_wrong == 1, "activation flip not set up (argmax %d, int8 wrong %d)", want[0],
-           b.approx_wrong);
+    CHECKF(want[0] == 40 && b.approx_wrong == 1,
+           "activation flip not set up (argmax %d, int8 wrong %d)", want[0], b.approx_wrong);
     head_free(&hd);
     /* weights: row 40 = 1 at column 0, 0.003 at 1..31 (int8 0); row 7 = 0.09 at column 32 */
     for (int j = 0; j < k; j++) w[40 * k + j] = j == 0 ? 1.0f : j < 32 ? 0.003f : 0.0f;
@@ -221,8 +232,8 @@ static void test_flips(evlm_pool *pool) {
     head_make(&hd, w, n, k, EVLM_TYPE_F32, pool);
     b.approx_wrong = 0;
     check_rows(&b, &hd, x, 1, "weight block flip", want);
-    CHECKF(want[0] == 40 && b.approx_wrong == 1, "weight flip not set up (argmax %d, int8 wrong %d)", want[0],
-           b.approx_wrong);
+    CHECKF(want[0] == 40 && b.approx_wrong == 1,
+           "weight flip not set up (argmax %d, int8 wrong %d)", want[0], b.approx_wrong);
     bench_free(&b);
     head_free(&hd);
     free(w);
@@ -238,7 +249,7 @@ static void test_odd_inputs(evlm_pool *pool) {
     bench b;
     bench_init(&b, pool, n, k);
     for (int j = 0; j < 4 * k; j++) x[j] = gauss();
-    x[7] = 3e4f;       /* one outlier: a coarse activation block */
+    x[7] = 3e4f; /* one outlier: a coarse activation block */
     x[k + 5] = -1e5f;
     check_rows(&b, &hd, x, 2, "activation outliers", NULL);
     memset(x, 0, sizeof x);
@@ -264,8 +275,12 @@ static void test_refused(evlm_pool *pool) {
     head_make(&hd, w, 64, 32, EVLM_TYPE_F32, pool);
     head_free(&hd);
     /* not interleaved, or k not a multiple of 32, or non-finite weights: no int8 copy */
-    evlm_tensor t = {.name = "plain", .type = EVLM_TYPE_F32, .n_dims = 2, .ne = {32, 64, 1, 1},
-                     .nb = {4, 128, 0, 0}, .data = w};
+    evlm_tensor t = {.name = "plain",
+                     .type = EVLM_TYPE_F32,
+                     .n_dims = 2,
+                     .ne = {32, 64, 1, 1},
+                     .nb = {4, 128, 0, 0},
+                     .data = w};
     evlm_greedy_head h;
     CHECK(evlm_greedy_head_init(&h, &t, pool) == EVLM_ERR_ARG);
     w[100] = INFINITY;

@@ -133,9 +133,9 @@ static void test_fixture(const char *shared) {
 /* ---- the resize rule on synthetic sizes --------------------------------------------------- */
 
 typedef struct size_case {
-    int w, h;             /* input */
-    int longest;          /* size.longest_edge (S = 64) */
-    int rw, rh;           /* after the longest-edge resize */
+    int w, h;    /* input */
+    int longest; /* size.longest_edge (S = 64) */
+    int rw, rh;  /* after the longest-edge resize */
     int rows, cols;
 } size_case;
 
@@ -163,9 +163,8 @@ static void test_sizes(void) {
      * 130x40, longest 200: 200 x int(200 / 3.25) = 61 -> 62; encoder: w = 256,
      *          h = int(256 / (200 / 62)) = 79 -> 128: 256x128 -> 2 rows, 4 cols. */
     static const size_case cases[] = {
-        {1000, 10, 128, 128, 2, 1, 2},  {10, 1000, 128, 2, 128, 2, 1},
-        {3, 3, 128, 128, 128, 2, 2},    {100, 75, 128, 128, 96, 2, 2},
-        {50, 50, 127, 127, 128, 2, 2},  {64, 64, 64, 64, 64, 0, 0},
+        {1000, 10, 128, 128, 2, 1, 2}, {10, 1000, 128, 2, 128, 2, 1}, {3, 3, 128, 128, 128, 2, 2},
+        {100, 75, 128, 128, 96, 2, 2}, {50, 50, 127, 127, 128, 2, 2}, {64, 64, 64, 64, 64, 0, 0},
         {130, 40, 200, 200, 62, 2, 4},
     };
     evlm_idefics3_proc p = evlm_idefics3_proc_default();
@@ -177,8 +176,9 @@ static void test_sizes(void) {
         evlm_idefics3_pixels px;
         CHECK_OK(evlm_idefics3_preprocess(&p, &im, &px));
         int want_tiles = c->rows ? c->rows * c->cols + 1 : 1;
-        CHECKF(px.resized_w == c->rw && px.resized_h == c->rh, "%dx%d: resized to %dx%d, want %dx%d",
-               c->w, c->h, px.resized_w, px.resized_h, c->rw, c->rh);
+        CHECKF(px.resized_w == c->rw && px.resized_h == c->rh,
+               "%dx%d: resized to %dx%d, want %dx%d", c->w, c->h, px.resized_w, px.resized_h, c->rw,
+               c->rh);
         CHECKF(px.n_rows == c->rows && px.n_cols == c->cols && px.n_tiles == want_tiles,
                "%dx%d: %d rows %d cols %d tiles", c->w, c->h, px.n_rows, px.n_cols, px.n_tiles);
         int r, cl, nt;

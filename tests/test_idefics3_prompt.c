@@ -50,9 +50,11 @@ static void test_fixture(const char *shared) {
     evlm_ids ids = {0};
     CHECK_OK(evlm_tokenizer_encode(tok, s.data, s.len, true, false, &ids));
     const cJSON *want = cJSON_GetObjectItem(meta, "input_ids");
-    CHECKF((int)ids.len == cJSON_GetArraySize(want), "%zu ids, want %d", ids.len, cJSON_GetArraySize(want));
+    CHECKF((int)ids.len == cJSON_GetArraySize(want), "%zu ids, want %d", ids.len,
+           cJSON_GetArraySize(want));
     int same = (int)ids.len == cJSON_GetArraySize(want);
-    for (size_t i = 0; same && i < ids.len; i++) same = ids.data[i] == cJSON_GetArrayItem(want, (int)i)->valueint;
+    for (size_t i = 0; same && i < ids.len; i++)
+        same = ids.data[i] == cJSON_GetArrayItem(want, (int)i)->valueint;
     CHECK(same);
     evlm_ids_free(&ids);
     evlm_str_free(&s);

@@ -50,7 +50,7 @@ static int write_png(const char *name, const png_spec *s) {
     if (s->palette) png_set_PLTE(png, info, s->palette, s->n_palette);
     if (s->trns) png_set_tRNS(png, info, s->trns, s->n_trns, NULL);
     png_write_info(png, info);
-    int ch = s->color_type == PNG_COLOR_TYPE_RGB         ? 3
+    int ch = s->color_type == PNG_COLOR_TYPE_RGB          ? 3
              : s->color_type == PNG_COLOR_TYPE_RGB_ALPHA  ? 4
              : s->color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
                                                           : 1;
@@ -170,7 +170,8 @@ static void test_png_layouts(void) {
 
     /* 16-bit RGBA: high bytes */
     uint8_t rgba16[8] = {0xab, 0xcd, 0x12, 0x34, 0x00, 0xff, 0x80, 0x00};
-    s = (png_spec){1, 1, PNG_COLOR_TYPE_RGB_ALPHA, 16, PNG_INTERLACE_NONE, rgba16, NULL, 0, NULL, 0};
+    s = (png_spec){1,    1, PNG_COLOR_TYPE_RGB_ALPHA, 16, PNG_INTERLACE_NONE, rgba16, NULL, 0,
+                   NULL, 0};
     CHECK(write_png("rgba16.png", &s));
     if (load("rgba16.png", &im)) {
         CHECK(px_is(&im, 0, 0, 0xab, 0x12, 0x00));
@@ -240,8 +241,8 @@ static void test_jpeg(void) {
     CHECK(write_jpeg("rgb.jpg", W, H, 3, JCS_RGB, rgb));
     if (load("rgb.jpg", &im)) {
         CHECK(im.w == W && im.h == H);
-        CHECKF(px_near(&im, 5, 7, 200, 120, 40, 3), "rgb jpeg pixel %d %d %d", im.rgb[0],
-               im.rgb[1], im.rgb[2]);
+        CHECKF(px_near(&im, 5, 7, 200, 120, 40, 3), "rgb jpeg pixel %d %d %d", im.rgb[0], im.rgb[1],
+               im.rgb[2]);
         evlm_image_free(&im);
     }
 

@@ -75,7 +75,8 @@ static void test_gemm(const evlm_kernels *kn) {
                     size_t ldw = es * ((size_t)k + 3); /* padded and, for k odd, unaligned */
                     float *x = malloc(sizeof(float) * ldx * m), *wf = malloc(sizeof(float) * n * k);
                     void *w = malloc(ldw * n);
-                    float *y = malloc(sizeof(float) * ldy * m), *yr = malloc(sizeof(float) * ldy * m);
+                    float *y = malloc(sizeof(float) * ldy * m),
+                          *yr = malloc(sizeof(float) * ldy * m);
                     float *scratch = malloc(sizeof(float) * k);
                     for (size_t i = 0; i < ldx * m; i++) x[i] = frand();
                     make_weights(w, ldw, wf, wt, n, k);
@@ -87,17 +88,20 @@ static void test_gemm(const evlm_kernels *kn) {
                             float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
                             if (c < n0 || c >= n1) {
                                 if (got != SENTINEL && bad++ < 5)
-                                    fprintf(stderr, "%s gemm wrote outside [n0, n1): m%d n%d k%d c%d\n",
+                                    fprintf(stderr,
+                                            "%s gemm wrote outside [n0, n1): m%d n%d k%d c%d\n",
                                             kn->name, m, n, k, c);
                                 continue;
                             }
                             double mag = 1e-6;
                             for (int j = 0; j < k; j++)
-                                mag += fabs((double)x[(size_t)i * ldx + j] * (double)wf[(size_t)c * k + j]);
+                                mag += fabs((double)x[(size_t)i * ldx + j] *
+                                            (double)wf[(size_t)c * k + j]);
                             double e = fabs((double)got - (double)want) / mag;
                             if (e > worst) worst = e;
                             if (!(e <= 1e-5) && bad++ < 5)
-                                fprintf(stderr, "%s gemm %s m%d n%d k%d [%d,%d]: %g vs %g (rel %g)\n",
+                                fprintf(stderr,
+                                        "%s gemm %s m%d n%d k%d [%d,%d]: %g vs %g (rel %g)\n",
                                         kn->name, evlm_type_name(wt), m, n, k, i, c, (double)got,
                                         (double)want, e);
                         }
@@ -118,9 +122,11 @@ static void test_rmsnorm(const evlm_kernels *kn) {
         y[n] = yr[n] = SENTINEL;
         evlm_kernels_ref.rmsnorm(yr, x, w, n, 1e-5f);
         kn->rmsnorm(y, x, w, n, 1e-5f);
-        /* only the sum of squares is reordered (all terms positive): a relative bound per element */
+        /* only the sum of squares is reordered (all terms positive): a relative bound per element
+         */
         for (int i = 0; i < n; i++)
-            if (!(fabs((double)y[i] - (double)yr[i]) <= 1e-5 * fabs((double)yr[i]) + 1e-30) && bad++ < 5)
+            if (!(fabs((double)y[i] - (double)yr[i]) <= 1e-5 * fabs((double)yr[i]) + 1e-30) &&
+                bad++ < 5)
                 fprintf(stderr, "%s rmsnorm n%d [%d]: %g vs %g\n", kn->name, n, i, (double)y[i],
                         (double)yr[i]);
         if (y[n] != SENTINEL) bad++;
@@ -172,14 +178,30 @@ static void make_act(float *x, int k, int salt) {
         for (int j = 0; j < 32; j++) {
             float r = frand();
             switch (kind) {
-            case 1: v[j] = 0.0f; break;
-            case 2: v[j] = j == 0 ? 127.0f : (float)((int)(r * 120.0f)) + (j % 2 ? 0.5f : -0.5f); break;
-            case 3: v[j] = r * 1e15f; break;
-            case 4: v[j] = r * 1e-15f; break;
-            case 5: v[j] = j % 3 ? r * 1e-20f : r * 1e12f; break;
-            case 6: v[j] = j % 2 ? 3.0f : -3.0f; break;
-            case 7: v[j] = j == 5 ? -r - 1.0f : 0.0f; break;
-            default: v[j] = r * (float)(1 + b % 5); break;
+            case 1:
+                v[j] = 0.0f;
+                break;
+            case 2:
+                v[j] = j == 0 ? 127.0f : (float)((int)(r * 120.0f)) + (j % 2 ? 0.5f : -0.5f);
+                break;
+            case 3:
+                v[j] = r * 1e15f;
+                break;
+            case 4:
+                v[j] = r * 1e-15f;
+                break;
+            case 5:
+                v[j] = j % 3 ? r * 1e-20f : r * 1e12f;
+                break;
+            case 6:
+                v[j] = j % 2 ? 3.0f : -3.0f;
+                break;
+            case 7:
+                v[j] = j == 5 ? -r - 1.0f : 0.0f;
+                break;
+            default:
+                v[j] = r * (float)(1 + b % 5);
+                break;
             }
         }
     }
@@ -192,7 +214,8 @@ static void test_quantize_act(const evlm_kernels *kn) {
         for (int salt = 0; salt < 8; salt++) {
             int k = ks[ki], kb = k / 32;
             float *x = malloc(sizeof(float) * k);
-            evlm_q8a *q = malloc(sizeof(evlm_q8a) * (kb + 1)), *qr = malloc(sizeof(evlm_q8a) * (kb + 1));
+            evlm_q8a *q = malloc(sizeof(evlm_q8a) * (kb + 1)),
+                     *qr = malloc(sizeof(evlm_q8a) * (kb + 1));
             make_act(x, k, salt);
             memset(q, 0x5a, sizeof(evlm_q8a) * (kb + 1));
             memset(qr, 0x5a, sizeof(evlm_q8a) * (kb + 1));
@@ -209,7 +232,8 @@ static void test_quantize_act(const evlm_kernels *kn) {
 }
 
 /* A quantized W (n rows of kb blocks, stride ldw bytes) with every code value: random bytes
- * (Q8_0 -128 included), fp16 scales of random size and sign, some zero-scale and all-zero blocks. */
+ * (Q8_0 -128 included), fp16 scales of random size and sign, some zero-scale and all-zero blocks.
+ */
 static void make_qweights(void *w, size_t ldw, evlm_type wt, int n, int kb) {
     size_t bs = evlm_type_size(wt);
     for (int r = 0; r < n; r++)
@@ -217,7 +241,8 @@ static void make_qweights(void *w, size_t ldw, evlm_type wt, int n, int kb) {
             unsigned char *blk = (unsigned char *)w + (size_t)r * ldw + (size_t)b * bs;
             for (size_t j = 0; j < bs; j++) blk[j] = (unsigned char)(frand() * 128.0f + 128.0f);
             if ((r + b) % 11 == 3) memset(blk, 0, bs);
-            uint16_t d = evlm_f32_to_f16((r + b) % 13 == 5 ? 0.0f : frand() * 0.02f * (float)(1 + b % 7));
+            uint16_t d =
+                evlm_f32_to_f16((r + b) % 13 == 5 ? 0.0f : frand() * 0.02f * (float)(1 + b % 7));
             memcpy(blk, &d, 2);
             if (wt == EVLM_TYPE_Q4_1) {
                 uint16_t m = evlm_f32_to_f16(frand() * 0.1f);
@@ -226,7 +251,8 @@ static void make_qweights(void *w, size_t ldw, evlm_type wt, int n, int kb) {
         }
 }
 
-/* sum over blocks of |dw dx| sum_j |wq_j xq_j| (+ |m s|): the magnitude gemm_q's error scales with */
+/* sum over blocks of |dw dx| sum_j |wq_j xq_j| (+ |m s|): the magnitude gemm_q's error scales with
+ */
 static double qdot_mag(evlm_type wt, const void *w, const evlm_q8a *x, int kb) {
     double mag = 0;
     for (int b = 0; b < kb; b++) {
@@ -244,7 +270,8 @@ static double qdot_mag(evlm_type wt, const void *w, const evlm_q8a *x, int kb) {
         } else {
             const evlm_block_q4_1 *q = (const evlm_block_q4_1 *)w + b;
             for (int j = 0; j < 16; j++)
-                s += fabs((double)(q->qs[j] & 15) * x[b].qs[j]) + fabs((double)(q->qs[j] >> 4) * x[b].qs[j + 16]);
+                s += fabs((double)(q->qs[j] & 15) * x[b].qs[j]) +
+                     fabs((double)(q->qs[j] >> 4) * x[b].qs[j + 16]);
             d = evlm_f16_to_f32(q->d);
             extra = fabs((double)evlm_f16_to_f32(q->m) * (double)x[b].s);
         }
@@ -266,11 +293,13 @@ static void test_gemm_q(const evlm_kernels *kn) {
                     int m = ms[mi], n = ns[ni], k = ks[ki], kb = k / 32;
                     int n0 = n > 2 ? 1 : 0, n1 = n > 2 ? n - 1 : n;
                     size_t ldx = (size_t)kb + 1, ldy = (size_t)n + 3;
-                    size_t ldw = evlm_row_bytes(wt, k) + 6; /* padded; blocks need only 2-byte alignment */
+                    size_t ldw =
+                        evlm_row_bytes(wt, k) + 6; /* padded; blocks need only 2-byte alignment */
                     float *xf = malloc(sizeof(float) * k);
                     evlm_q8a *x = malloc(sizeof(evlm_q8a) * ldx * m);
                     void *w = malloc(ldw * n);
-                    float *y = malloc(sizeof(float) * ldy * m), *yr = malloc(sizeof(float) * ldy * m);
+                    float *y = malloc(sizeof(float) * ldy * m),
+                          *yr = malloc(sizeof(float) * ldy * m);
                     for (int i = 0; i < m; i++) {
                         make_act(xf, k, i);
                         evlm_kernels_ref.quantize_act(xf, x + (size_t)i * ldx, k);
@@ -284,16 +313,20 @@ static void test_gemm_q(const evlm_kernels *kn) {
                             float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
                             if (c < n0 || c >= n1) {
                                 if (got != SENTINEL && bad++ < 5)
-                                    fprintf(stderr, "%s gemm_q wrote outside [n0, n1): m%d n%d k%d c%d\n",
+                                    fprintf(stderr,
+                                            "%s gemm_q wrote outside [n0, n1): m%d n%d k%d c%d\n",
                                             kn->name, m, n, k, c);
                                 continue;
                             }
-                            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw, x + (size_t)i * ldx, kb);
+                            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw,
+                                                  x + (size_t)i * ldx, kb);
                             double eps = (double)FLT_EPSILON;
-                            double e = fabs((double)got - (double)want), tol = (kb + 16) * eps * mag;
+                            double e = fabs((double)got - (double)want),
+                                   tol = (kb + 16) * eps * mag;
                             if (mag > 0 && e / (eps * mag) > worst) worst = e / (eps * mag);
                             if (!(e <= tol) && bad++ < 5)
-                                fprintf(stderr, "%s gemm_q %s m%d n%d k%d [%d,%d]: %g vs %g (mag %g)\n",
+                                fprintf(stderr,
+                                        "%s gemm_q %s m%d n%d k%d [%d,%d]: %g vs %g (mag %g)\n",
                                         kn->name, evlm_type_name(wt), m, n, k, i, c, (double)got,
                                         (double)want, mag);
                         }
@@ -321,8 +354,8 @@ static int check_deq(const char *name, evlm_type wt, evlm_type shown, const floa
             double mag = 1e-30;
             for (int j = 0; j < k; j++) mag += fabs((double)x[(size_t)i * ldx + j] * (double)wf[j]);
             if (!(fabs((double)got - (double)want) <= 1e-5 * mag) && bad_so_far + bad++ < 5)
-                fprintf(stderr, "%s gemm %s m%d k%d [%d,%d]: %g vs %g\n", name, evlm_type_name(shown), m,
-                        k, i, c, (double)got, (double)want);
+                fprintf(stderr, "%s gemm %s m%d k%d [%d,%d]: %g vs %g\n", name,
+                        evlm_type_name(shown), m, k, i, c, (double)got, (double)want);
         }
     return bad;
 }
@@ -369,13 +402,16 @@ static void test_gemm_r16(const evlm_kernels *kn) {
         for (size_t ri = 0; ri < sizeof ranges / sizeof *ranges; ri++)
             for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
                 evlm_type wt = QTYPES[ti], rt = evlm_type_r16(wt);
-                int n = ranges[ri][0], n0 = ranges[ri][1], n1 = ranges[ri][2], k = ks[ki], kb = k / 32;
+                int n = ranges[ri][0], n0 = ranges[ri][1], n1 = ranges[ri][2], k = ks[ki],
+                    kb = k / 32;
                 int mmax = 17;
                 size_t ldw = evlm_row_bytes(wt, k), ldx = (size_t)kb, ldy = (size_t)n + 2;
                 void *w = malloc(ldw * n), *wr = malloc(evlm_r16_bytes(rt, n, k));
-                float *xf = malloc(sizeof(float) * (k + 3) * mmax), *scratch = malloc(sizeof(float) * k);
+                float *xf = malloc(sizeof(float) * (k + 3) * mmax),
+                      *scratch = malloc(sizeof(float) * k);
                 evlm_q8a *x = malloc(sizeof(evlm_q8a) * ldx * mmax);
-                float *y = malloc(sizeof(float) * ldy * mmax), *yr = malloc(sizeof(float) * ldy * mmax);
+                float *y = malloc(sizeof(float) * ldy * mmax),
+                      *yr = malloc(sizeof(float) * ldy * mmax);
                 float *y1 = malloc(sizeof(float) * ldy), *wf = malloc(sizeof(float) * k);
                 make_qweights(w, ldw, wt, n, kb);
                 evlm_repack_r16(wt, w, ldw, n, k, wr);
@@ -393,31 +429,43 @@ static void test_gemm_r16(const evlm_kernels *kn) {
                             float got = y[(size_t)i * ldy + c], want = yr[(size_t)i * ldy + c];
                             if (c < n0 || c >= n1) {
                                 if (got != SENTINEL && bad++ < 5)
-                                    fprintf(stderr, "%s gemm_q %s wrote outside [%d, %d): m%d c%d\n", kn->name,
-                                            evlm_type_name(rt), n0, n1, m, c);
+                                    fprintf(stderr,
+                                            "%s gemm_q %s wrote outside [%d, %d): m%d c%d\n",
+                                            kn->name, evlm_type_name(rt), n0, n1, m, c);
                                 continue;
                             }
-                            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw, x + (size_t)i * ldx, kb);
+                            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw,
+                                                  x + (size_t)i * ldx, kb);
                             double e = fabs((double)got - (double)want), eps = (double)FLT_EPSILON;
                             if (!(e <= (kb + 16) * eps * mag) && bad++ < 5)
-                                fprintf(stderr, "%s gemm_q %s m%d n%d k%d [%d,%d]: %g vs %g (mag %g)\n", kn->name,
-                                        evlm_type_name(rt), m, n, k, i, c, (double)got, (double)want, mag);
-                            /* the same bits computed alone, over the smallest group range holding c */
+                                fprintf(stderr,
+                                        "%s gemm_q %s m%d n%d k%d [%d,%d]: %g vs %g (mag %g)\n",
+                                        kn->name, evlm_type_name(rt), m, n, k, i, c, (double)got,
+                                        (double)want, mag);
+                            /* the same bits computed alone, over the smallest group range holding c
+                             */
                             int g0 = c / EVLM_R16 * EVLM_R16;
                             y1[c] = SENTINEL;
-                            kn->gemm_q(y1, ldy, x + (size_t)i * ldx, ldx, wr, ldw, rt, 1, g0, c + 1, k);
+                            kn->gemm_q(y1, ldy, x + (size_t)i * ldx, ldx, wr, ldw, rt, 1, g0, c + 1,
+                                       k);
                             if (memcmp(&y1[c], &got, sizeof got) != 0 && not_same++ < 5)
-                                fprintf(stderr, "%s gemm_q %s m%d k%d [%d,%d]: %.9g in a batch, %.9g alone\n",
-                                        kn->name, evlm_type_name(rt), m, k, i, c, (double)got, (double)y1[c]);
+                                fprintf(
+                                    stderr,
+                                    "%s gemm_q %s m%d k%d [%d,%d]: %.9g in a batch, %.9g alone\n",
+                                    kn->name, evlm_type_name(rt), m, k, i, c, (double)got,
+                                    (double)y1[c]);
                         }
                     /* act f32: the dequantizing gemm reads the interleaved rows too */
                     if (m > 5) continue;
                     for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = SENTINEL;
-                    evlm_kernels_ref.gemm(yr, ldy, xf, (size_t)k + 3, w, ldw, wt, m, n0, n1, k, scratch);
+                    evlm_kernels_ref.gemm(yr, ldy, xf, (size_t)k + 3, w, ldw, wt, m, n0, n1, k,
+                                          scratch);
                     kn->gemm(y, ldy, xf, (size_t)k + 3, wr, ldw, rt, m, n0, n1, k, scratch);
-                    bad += check_deq(kn->name, wt, rt, xf, (size_t)k + 3, w, ldw, y, yr, ldy, m, n0, n1, k, wf, bad);
+                    bad += check_deq(kn->name, wt, rt, xf, (size_t)k + 3, w, ldw, y, yr, ldy, m, n0,
+                                     n1, k, wf, bad);
                 }
-                free(w), free(wr), free(xf), free(scratch), free(x), free(y), free(yr), free(y1), free(wf);
+                free(w), free(wr), free(xf), free(scratch), free(x), free(y), free(yr), free(y1),
+                    free(wf);
             }
     CHECKF(bad == 0, "%s R16 gemm_q / gemm: %d bad elements", kn->name, bad);
     CHECKF(not_same == 0, "%s R16 gemm_q: %d elements depend on m / n0 / n1", kn->name, not_same);
@@ -437,12 +485,15 @@ static void test_gemm_r16f(const evlm_kernels *kn) {
         for (size_t ri = 0; ri < sizeof ranges / sizeof *ranges; ri++)
             for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
                 evlm_type wt = types[ti], rt = evlm_type_r16(wt);
-                int n = ranges[ri][0], n0 = ranges[ri][1], n1 = ranges[ri][2], k = ks[ki], mmax = 100;
+                int n = ranges[ri][0], n0 = ranges[ri][1], n1 = ranges[ri][2], k = ks[ki],
+                    mmax = 100;
                 size_t ldw = evlm_row_bytes(wt, k), ldx = (size_t)k + 3, ldy = (size_t)n + 2;
                 void *w = malloc(ldw * n), *wr = malloc(evlm_r16_bytes(rt, n, k));
                 float *wf = malloc(sizeof(float) * n * k), *x = malloc(sizeof(float) * ldx * mmax);
-                float *y = malloc(sizeof(float) * ldy * mmax), *yr = malloc(sizeof(float) * ldy * mmax);
-                float *yp = malloc(sizeof(float) * ldy * mmax), *scratch = malloc(sizeof(float) * k);
+                float *y = malloc(sizeof(float) * ldy * mmax),
+                      *yr = malloc(sizeof(float) * ldy * mmax);
+                float *yp = malloc(sizeof(float) * ldy * mmax),
+                      *scratch = malloc(sizeof(float) * k);
                 make_weights(w, ldw, wf, wt, n, k);
                 evlm_repack_r16(wt, w, ldw, n, k, wr);
                 for (size_t i = 0; i < ldx * mmax; i++) x[i] = frand();
@@ -451,31 +502,38 @@ static void test_gemm_r16f(const evlm_kernels *kn) {
                     for (size_t i = 0; i < ldy * m; i++) y[i] = yr[i] = yp[i] = SENTINEL;
                     evlm_kernels_ref.gemm(yr, ldy, x, ldx, wr, ldw, rt, m, n0, n1, k, scratch);
                     kn->gemm(y, ldy, x, ldx, wr, ldw, rt, m, n0, n1, k, scratch);
-                    if (kn == &evlm_kernels_ref) evlm_kernels_ref.gemm(yp, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+                    if (kn == &evlm_kernels_ref)
+                        evlm_kernels_ref.gemm(yp, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
                     for (int i = 0; i < m; i++)
                         for (int c = 0; c < (int)ldy; c++) {
                             size_t at = (size_t)i * ldy + c;
                             if (c < n0 || c >= n1) {
                                 if (y[at] != SENTINEL && bad++ < 5)
-                                    fprintf(stderr, "%s gemm %s wrote outside [%d, %d): m%d c%d\n", kn->name,
-                                            evlm_type_name(rt), n0, n1, m, c);
+                                    fprintf(stderr, "%s gemm %s wrote outside [%d, %d): m%d c%d\n",
+                                            kn->name, evlm_type_name(rt), n0, n1, m, c);
                                 continue;
                             }
                             if (memcmp(&y[at], &yr[at], sizeof(float)) != 0 && not_ref++ < 5)
-                                fprintf(stderr, "%s gemm %s m%d n%d k%d [%d,%d]: %.9g, ref %.9g\n", kn->name,
-                                        evlm_type_name(rt), m, n, k, i, c, (double)y[at], (double)yr[at]);
+                                fprintf(stderr, "%s gemm %s m%d n%d k%d [%d,%d]: %.9g, ref %.9g\n",
+                                        kn->name, evlm_type_name(rt), m, n, k, i, c, (double)y[at],
+                                        (double)yr[at]);
                             if (kn != &evlm_kernels_ref) continue;
                             double mag = 1e-6;
-                            for (int j = 0; j < k; j++) mag += fabs((double)x[(size_t)i * ldx + j] * (double)wf[(size_t)c * k + j]);
+                            for (int j = 0; j < k; j++)
+                                mag += fabs((double)x[(size_t)i * ldx + j] *
+                                            (double)wf[(size_t)c * k + j]);
                             if (!(fabs((double)yr[at] - (double)yp[at]) <= 1e-5 * mag) && bad++ < 5)
-                                fprintf(stderr, "ref gemm %s m%d n%d k%d [%d,%d]: %g, unpacked %g\n", evlm_type_name(rt),
-                                        m, n, k, i, c, (double)yr[at], (double)yp[at]);
+                                fprintf(stderr,
+                                        "ref gemm %s m%d n%d k%d [%d,%d]: %g, unpacked %g\n",
+                                        evlm_type_name(rt), m, n, k, i, c, (double)yr[at],
+                                        (double)yp[at]);
                         }
                 }
                 free(w), free(wr), free(wf), free(x), free(y), free(yr), free(yp), free(scratch);
             }
     CHECKF(bad == 0, "%s R16 float gemm: %d bad elements", kn->name, bad);
-    CHECKF(not_ref == 0, "%s R16 float gemm: %d elements differ from ref's bits", kn->name, not_ref);
+    CHECKF(not_ref == 0, "%s R16 float gemm: %d elements differ from ref's bits", kn->name,
+           not_ref);
 }
 
 /* rope: rotate-half without FMA in every table, so bit for bit ref's (head_dim 2 .. 160, tails) */
@@ -520,7 +578,8 @@ static void test_matmul_q(void) {
     for (int i = 0; i < M; i++) make_act(x + (size_t)i * K, K, i);
     make_qweights(w, ldw, wt, N, K / 32);
     evlm_tensor wt_ = {"w", wt, 2, {K, N, 1, 1}, {evlm_type_size(wt), ldw, ldw * N, ldw * N}, w};
-    for (int i = 0; i < M; i++) evlm_kernels_ref.quantize_act(x + (size_t)i * K, xq + (size_t)i * (K / 32), K);
+    for (int i = 0; i < M; i++)
+        evlm_kernels_ref.quantize_act(x + (size_t)i * K, xq + (size_t)i * (K / 32), K);
     evlm_kernels_ref.gemm_q(yr, N, xq, K / 32, w, ldw, wt, M, 0, N, K);
     evlm_pool *pool = NULL;
     CHECK_OK(evlm_pool_new(3, &pool));
@@ -532,8 +591,10 @@ static void test_matmul_q(void) {
     int bad = 0;
     for (int i = 0; i < M; i++)
         for (int c = 0; c < N; c++) {
-            double mag = qdot_mag(wt, (const char *)w + (size_t)c * ldw, xq + (size_t)i * (K / 32), K / 32);
-            if (!(fabs((double)y3[i * N + c] - (double)yr[i * N + c]) <= (K / 32 + 16) * (double)FLT_EPSILON * mag))
+            double mag =
+                qdot_mag(wt, (const char *)w + (size_t)c * ldw, xq + (size_t)i * (K / 32), K / 32);
+            if (!(fabs((double)y3[i * N + c] - (double)yr[i * N + c]) <=
+                  (K / 32 + 16) * (double)FLT_EPSILON * mag))
                 bad++;
         }
     CHECKF(bad == 0, "matmul Q8_0: %d elements off ref", bad);
@@ -552,7 +613,8 @@ static void test_elementwise(const evlm_kernels *kn) {
     for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
         int n = ns[ni];
         float *g = malloc(sizeof(float) * (n + 1)), *gr = malloc(sizeof(float) * (n + 1));
-        float *u = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        float *u = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n),
+              *b = malloc(sizeof(float) * n);
         for (int i = 0; i < n; i++) {
             /* wide range: large |x| reaches the exp clamps; a few exact zeros and huge values */
             g[i] = gr[i] = i % 13 == 5 ? 0.0f : i % 17 == 3 ? 120.0f * frand() : 12.0f * frand();
@@ -562,8 +624,10 @@ static void test_elementwise(const evlm_kernels *kn) {
         evlm_kernels_ref.silu_mul(gr, u, n);
         kn->silu_mul(g, u, n);
         for (int i = 0; i <= n; i++)
-            if (!(fabs((double)g[i] - (double)gr[i]) <= 1e-6 * fabs((double)gr[i]) + 1e-30) && bad++ < 5)
-                fprintf(stderr, "%s silu_mul n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i], (double)gr[i]);
+            if (!(fabs((double)g[i] - (double)gr[i]) <= 1e-6 * fabs((double)gr[i]) + 1e-30) &&
+                bad++ < 5)
+                fprintf(stderr, "%s silu_mul n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i],
+                        (double)gr[i]);
         for (int i = 0; i < n; i++) g[i] = gr[i] = i % 11 == 4 ? 40.0f * frand() : 6.0f * frand();
         float *x0 = malloc(sizeof(float) * n);
         memcpy(x0, g, sizeof(float) * n);
@@ -571,9 +635,11 @@ static void test_elementwise(const evlm_kernels *kn) {
         kn->gelu_tanh(g, n);
         for (int i = 0; i <= n; i++) {
             double xa = i < n ? fabs((double)x0[i]) : 0;
-            if (!(fabs((double)g[i] - (double)gr[i]) <= 1e-6 * fabs((double)gr[i]) + 2e-7 * xa + 1e-30) &&
+            if (!(fabs((double)g[i] - (double)gr[i]) <=
+                  1e-6 * fabs((double)gr[i]) + 2e-7 * xa + 1e-30) &&
                 bad++ < 5)
-                fprintf(stderr, "%s gelu_tanh n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i], (double)gr[i]);
+                fprintf(stderr, "%s gelu_tanh n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i],
+                        (double)gr[i]);
         }
         /* layernorm on an offset input (mean far from 0 tests the centred variance) */
         for (int i = 0; i < n; i++) x0[i] = 3.0f + frand();
@@ -587,11 +653,13 @@ static void test_elementwise(const evlm_kernels *kn) {
         /* either mean is off by rounding of the order of sqrt(n) eps |mean| (x > 0 here) */
         double dmean = 4.0 * sqrt((double)n) * (double)FLT_EPSILON * fabs(mean);
         for (int i = 0; i <= n; i++) {
-            double tol = i < n ? 1e-5 * (fabs((double)w[i]) * fabs((double)x0[i] - mean) * inv + fabs((double)b[i])) +
+            double tol = i < n ? 1e-5 * (fabs((double)w[i]) * fabs((double)x0[i] - mean) * inv +
+                                         fabs((double)b[i])) +
                                      fabs((double)w[i]) * dmean * inv
                                : 0;
             if (!(fabs((double)g[i] - (double)gr[i]) <= tol + 1e-30) && bad++ < 5)
-                fprintf(stderr, "%s layernorm n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i], (double)gr[i]);
+                fprintf(stderr, "%s layernorm n%d [%d]: %g vs %g\n", kn->name, n, i, (double)g[i],
+                        (double)gr[i]);
         }
         free(g), free(gr), free(u), free(w), free(b), free(x0);
     }
@@ -601,9 +669,10 @@ static void test_elementwise(const evlm_kernels *kn) {
 /* attn_tile against ref (attn_row per query, exact softmax): |d| <= (1e-6 + 8 eps max_t S_t)
  * sum_t p_t |v_t| per element (p from double), where S_t = scale sum_d |q_d k_d| bounds the
  * rounding of a score (both sides compute scores in float, in different orders, and a score
- * error of delta moves p_t by a factor of about e^delta), with query blocks / key blocks / head_dim around the tile sizes,
- * padded strides and a sentinel after each output row. Rows must not depend on the call: the
- * whole batch equals one call per row, bit for bit (what thread-count independence needs). */
+ * error of delta moves p_t by a factor of about e^delta), with query blocks / key blocks / head_dim
+ * around the tile sizes, padded strides and a sentinel after each output row. Rows must not depend
+ * on the call: the whole batch equals one call per row, bit for bit (what thread-count independence
+ * needs). */
 static void test_attn_tile(const evlm_kernels *kn) {
     static const int nqs[] = {1, 5, 16, 65, 130};
     static const int nkvs[] = {1, 3, 64, 65, 200};
@@ -613,70 +682,83 @@ static void test_attn_tile(const evlm_kernels *kn) {
     for (size_t a = 0; a < sizeof nqs / sizeof *nqs; a++)
         for (size_t bi = 0; bi < sizeof nkvs / sizeof *nkvs; bi++)
             for (size_t ci = 0; ci < sizeof hds / sizeof *hds; ci++)
-            for (int causal = 0; causal < 2; causal++) {
-                int nq = nqs[a], nkv = nkvs[bi], hd = hds[ci];
-                if (causal && nkv < nq) continue;
-                int kv0 = causal ? nkv - nq : -1; /* causal: row i sees keys [0, kv0 + i] */
-                size_t ld = (size_t)hd + 3, ldo = (size_t)hd + 1;
-                float scale = 1.0f / sqrtf((float)hd);
-                float *q = malloc(sizeof(float) * ld * nq), *k = malloc(sizeof(float) * ld * nkv);
-                float *v = malloc(sizeof(float) * ld * nkv);
-                float *o = malloc(sizeof(float) * ldo * nq), *o1 = malloc(sizeof(float) * ldo * nq);
-                float *orf = malloc(sizeof(float) * ldo * nq);
-                float *scratch = malloc(sizeof(float) * evlm_attn_tile_scratch(nkv, hd));
-                double *p = malloc(sizeof(double) * nkv);
-                for (size_t i = 0; i < ld * nq; i++) q[i] = 3.0f * frand();
-                for (size_t i = 0; i < ld * nkv; i++) k[i] = 3.0f * frand(), v[i] = frand();
-                for (size_t i = 0; i < ldo * nq; i++) o[i] = o1[i] = orf[i] = SENTINEL;
-                evlm_kernels_ref.attn_tile(orf, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, kv0, scratch);
-                kn->attn_tile(o, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, kv0, scratch);
-                /* each row alone (causal: over exactly its keys), then rows [1, nq) in one call */
-                for (int i = 0; i < nq; i++)
-                    kn->attn_tile(o1 + (size_t)i * ldo, ldo, q + (size_t)i * ld, ld, 1, k, v, ld,
-                                  causal ? kv0 + i + 1 : nkv, hd, scale, causal ? kv0 + i : -1, scratch);
-                if (memcmp(o, o1, sizeof(float) * ldo * nq) != 0 && bad++ < 5)
-                    fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d causal%d: rows differ from one-row calls\n",
-                            kn->name, nq, nkv, hd, causal);
-                if (nq > 1) {
-                    kn->attn_tile(o1 + ldo, ldo, q + ld, ld, nq - 1, k, v, ld, nkv, hd, scale,
-                                  causal ? kv0 + 1 : -1, scratch);
-                    if (memcmp(o + ldo, o1 + ldo, sizeof(float) * ldo * (nq - 1)) != 0 && bad++ < 5)
-                        fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d causal%d: rows differ when split\n",
+                for (int causal = 0; causal < 2; causal++) {
+                    int nq = nqs[a], nkv = nkvs[bi], hd = hds[ci];
+                    if (causal && nkv < nq) continue;
+                    int kv0 = causal ? nkv - nq : -1; /* causal: row i sees keys [0, kv0 + i] */
+                    size_t ld = (size_t)hd + 3, ldo = (size_t)hd + 1;
+                    float scale = 1.0f / sqrtf((float)hd);
+                    float *q = malloc(sizeof(float) * ld * nq),
+                          *k = malloc(sizeof(float) * ld * nkv);
+                    float *v = malloc(sizeof(float) * ld * nkv);
+                    float *o = malloc(sizeof(float) * ldo * nq),
+                          *o1 = malloc(sizeof(float) * ldo * nq);
+                    float *orf = malloc(sizeof(float) * ldo * nq);
+                    float *scratch = malloc(sizeof(float) * evlm_attn_tile_scratch(nkv, hd));
+                    double *p = malloc(sizeof(double) * nkv);
+                    for (size_t i = 0; i < ld * nq; i++) q[i] = 3.0f * frand();
+                    for (size_t i = 0; i < ld * nkv; i++) k[i] = 3.0f * frand(), v[i] = frand();
+                    for (size_t i = 0; i < ldo * nq; i++) o[i] = o1[i] = orf[i] = SENTINEL;
+                    evlm_kernels_ref.attn_tile(orf, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, kv0,
+                                               scratch);
+                    kn->attn_tile(o, ldo, q, ld, nq, k, v, ld, nkv, hd, scale, kv0, scratch);
+                    /* each row alone (causal: over exactly its keys), then rows [1, nq) in one call
+                     */
+                    for (int i = 0; i < nq; i++)
+                        kn->attn_tile(o1 + (size_t)i * ldo, ldo, q + (size_t)i * ld, ld, 1, k, v,
+                                      ld, causal ? kv0 + i + 1 : nkv, hd, scale,
+                                      causal ? kv0 + i : -1, scratch);
+                    if (memcmp(o, o1, sizeof(float) * ldo * nq) != 0 && bad++ < 5)
+                        fprintf(stderr,
+                                "%s attn_tile nq%d nkv%d hd%d causal%d: rows differ from one-row "
+                                "calls\n",
                                 kn->name, nq, nkv, hd, causal);
-                }
-                for (int i = 0; i < nq; i++) {
-                    double mx = -1e300, sum = 0, smax = 0;
-                    const int nvis = causal ? kv0 + i + 1 : nkv;
-                    for (int t = 0; t < nvis; t++) {
-                        double s = 0, sa = 0;
-                        for (int d = 0; d < hd; d++) {
-                            double qk = (double)q[(size_t)i * ld + d] * (double)k[(size_t)t * ld + d];
-                            s += qk, sa += fabs(qk);
-                        }
-                        p[t] = s * (double)scale;
-                        if (p[t] > mx) mx = p[t];
-                        if (sa * (double)scale > smax) smax = sa * (double)scale;
+                    if (nq > 1) {
+                        kn->attn_tile(o1 + ldo, ldo, q + ld, ld, nq - 1, k, v, ld, nkv, hd, scale,
+                                      causal ? kv0 + 1 : -1, scratch);
+                        if (memcmp(o + ldo, o1 + ldo, sizeof(float) * ldo * (nq - 1)) != 0 &&
+                            bad++ < 5)
+                            fprintf(
+                                stderr,
+                                "%s attn_tile nq%d nkv%d hd%d causal%d: rows differ when split\n",
+                                kn->name, nq, nkv, hd, causal);
                     }
-                    double tol = 1e-6 + 8.0 * (double)FLT_EPSILON * smax;
-                    for (int t = 0; t < nvis; t++) sum += (p[t] = exp(p[t] - mx));
-                    for (int d = 0; d <= (int)hd; d++) {
-                        float got = o[(size_t)i * ldo + d], want = orf[(size_t)i * ldo + d];
-                        if (d == hd) {
-                            if (got != SENTINEL && bad++ < 5)
-                                fprintf(stderr, "%s attn_tile wrote past head_dim\n", kn->name);
-                            continue;
+                    for (int i = 0; i < nq; i++) {
+                        double mx = -1e300, sum = 0, smax = 0;
+                        const int nvis = causal ? kv0 + i + 1 : nkv;
+                        for (int t = 0; t < nvis; t++) {
+                            double s = 0, sa = 0;
+                            for (int d = 0; d < hd; d++) {
+                                double qk =
+                                    (double)q[(size_t)i * ld + d] * (double)k[(size_t)t * ld + d];
+                                s += qk, sa += fabs(qk);
+                            }
+                            p[t] = s * (double)scale;
+                            if (p[t] > mx) mx = p[t];
+                            if (sa * (double)scale > smax) smax = sa * (double)scale;
                         }
-                        double mag = 1e-30;
-                        for (int t = 0; t < nvis; t++) mag += p[t] / sum * fabs((double)v[(size_t)t * ld + d]);
-                        double e = fabs((double)got - (double)want) / mag;
-                        if (e / tol > worst) worst = e / tol;
-                        if (!(e <= tol) && bad++ < 5)
-                            fprintf(stderr, "%s attn_tile nq%d nkv%d hd%d [%d,%d]: %g vs %g (rel %g)\n",
-                                    kn->name, nq, nkv, hd, i, d, (double)got, (double)want, e);
+                        double tol = 1e-6 + 8.0 * (double)FLT_EPSILON * smax;
+                        for (int t = 0; t < nvis; t++) sum += (p[t] = exp(p[t] - mx));
+                        for (int d = 0; d <= (int)hd; d++) {
+                            float got = o[(size_t)i * ldo + d], want = orf[(size_t)i * ldo + d];
+                            if (d == hd) {
+                                if (got != SENTINEL && bad++ < 5)
+                                    fprintf(stderr, "%s attn_tile wrote past head_dim\n", kn->name);
+                                continue;
+                            }
+                            double mag = 1e-30;
+                            for (int t = 0; t < nvis; t++)
+                                mag += p[t] / sum * fabs((double)v[(size_t)t * ld + d]);
+                            double e = fabs((double)got - (double)want) / mag;
+                            if (e / tol > worst) worst = e / tol;
+                            if (!(e <= tol) && bad++ < 5)
+                                fprintf(stderr,
+                                        "%s attn_tile nq%d nkv%d hd%d [%d,%d]: %g vs %g (rel %g)\n",
+                                        kn->name, nq, nkv, hd, i, d, (double)got, (double)want, e);
+                        }
                     }
+                    free(q), free(k), free(v), free(o), free(o1), free(orf), free(scratch), free(p);
                 }
-                free(q), free(k), free(v), free(o), free(o1), free(orf), free(scratch), free(p);
-            }
     CHECKF(bad == 0, "%s attn_tile: %d bad elements", kn->name, bad);
     printf("%s attn_tile: worst |d| / (sum p|v| bound) = %.3g\n", kn->name, worst);
 }
@@ -688,14 +770,16 @@ static void test_attn_rows(const evlm_kernels *kn) {
     enum { NK = 300, HD = 200 };
     static const int dims[] = {8, 12, 16, 64, 80, 128, 200};
     float *k = malloc(sizeof(float) * NK * HD), *v = malloc(sizeof(float) * NK * HD);
-    float *q = malloc(sizeof(float) * EVLM_ATTN_ROWS * HD), *o = malloc(sizeof(float) * EVLM_ATTN_ROWS * HD);
+    float *q = malloc(sizeof(float) * EVLM_ATTN_ROWS * HD),
+          *o = malloc(sizeof(float) * EVLM_ATTN_ROWS * HD);
     float *ref = malloc(sizeof(float) * HD), *scores = malloc(sizeof(float) * EVLM_ATTN_ROWS * NK);
     uint8_t *masks = malloc(EVLM_ATTN_ROWS * NK), full[NK];
     for (int i = 0; i < NK * HD; i++) k[i] = frand(), v[i] = frand();
     int bad = 0, cases = 0;
     for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
         for (int trial = 0; trial < 12; trial++) {
-            const int hd = dims[d], n_q = 1 + (trial * 5) % EVLM_ATTN_ROWS, base = 1 + (trial * 37) % 250;
+            const int hd = dims[d], n_q = 1 + (trial * 5) % EVLM_ATTN_ROWS,
+                      base = 1 + (trial * 37) % 250;
             const int n_pre = trial % 3 == 0 ? base : trial % 3 == 1 ? 0 : base / 2;
             int n_kv[EVLM_ATTN_ROWS];
             float *outs[EVLM_ATTN_ROWS];
@@ -707,12 +791,14 @@ static void test_attn_rows(const evlm_kernels *kn) {
                 for (int c = 0; c < hd; c++) q[i * HD + c] = 2 * frand();
                 uint8_t *m = masks + i * NK;
                 for (int t = 0; t < NK; t++) m[t] = frand() > -0.3f;
-                m[n_kv[i] - 1 - n_pre >= 0 ? n_kv[i] - 1 - n_pre : 0] = 1; /* sees at least its own key */
+                m[n_kv[i] - 1 - n_pre >= 0 ? n_kv[i] - 1 - n_pre : 0] =
+                    1; /* sees at least its own key */
                 ms[i] = i % 4 == 3 ? NULL : m;
                 qs[i] = q + i * HD;
                 outs[i] = o + i * HD;
             }
-            kn->attn_rows(outs, qs, n_q, k, v, HD, n_kv, n_pre, trial % 5 == 4 ? NULL : ms, hd, 0.125f, scores);
+            kn->attn_rows(outs, qs, n_q, k, v, HD, n_kv, n_pre, trial % 5 == 4 ? NULL : ms, hd,
+                          0.125f, scores);
             for (int i = 0; i < n_q; i++) {
                 for (int t = 0; t < n_kv[i]; t++)
                     full[t] = evlm_attn_rows_sees(n_kv, n_pre, trial % 5 == 4 ? NULL : ms, i, t);
@@ -737,7 +823,8 @@ static void test_max(const evlm_kernels *kn) {
     int bad = 0;
     for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
         for (int at = 0; at < n; at += (n < 40 ? 1 : 11)) {
-            for (int i = 0; i < n; i++) x[i] = -1000.0f + (float)((i * 7919) % 997) - (i == n - 1 ? INFINITY : 0.0f);
+            for (int i = 0; i < n; i++)
+                x[i] = -1000.0f + (float)((i * 7919) % 997) - (i == n - 1 ? INFINITY : 0.0f);
             x[at] = 5000.0f + (float)at;
             float r = evlm_kernels_ref.max(x, n), g = kn->max(x, n);
             if (r != x[at] || g != r) bad++;

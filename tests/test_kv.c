@@ -7,7 +7,8 @@
 #include "test.h"
 #include "test_ref.h"
 
-static int32_t *greedy(evlm_model *m, evlm_kv_type kv, evlm_lookahead_params la, int n, int *n_out) {
+static int32_t *greedy(evlm_model *m, evlm_kv_type kv, evlm_lookahead_params la, int n,
+                       int *n_out) {
     evlm_prompt *p;
     CHECK_OK(evlm_prompt_new(m, "The license", false, NULL, 0, &p));
     evlm_context_params cp = evlm_context_default_params();

@@ -84,14 +84,17 @@ int main(void) {
             const float *want = rl->data;
             size_t cnt = (size_t)V * n;
             float tol = 1e-3f * fmaxf(1.0f, max_abs(want, cnt)), d = max_diff(lg[0], want, cnt);
-            printf("prompt %d: %zu tokens, max |ours - ref| = %.3g (tolerance %.3g)\n", pi, n, (double)d, (double)tol);
+            printf("prompt %d: %zu tokens, max |ours - ref| = %.3g (tolerance %.3g)\n", pi, n,
+                   (double)d, (double)tol);
             CHECKF(d <= tol, "prompt %d logits differ by %g > %g", pi, (double)d, (double)tol);
         }
         CHECK(memcmp(lg[0], lg[1], sizeof(float) * (size_t)V * n) == 0); /* thread count */
         /* batch size: 7-token chunks take attn_row, a whole prompt of >= 32 tokens the tiled
          * attention (another float order); both far inside the reference tolerance */
-        float db = max_diff(lg[0], lg[2], (size_t)V * n), tb = 1e-5f * fmaxf(1.0f, max_abs(lg[0], (size_t)V * n));
-        printf("prompt %d: whole prompt vs 7-token batches: max diff %.3g (bound %.3g)\n", pi, (double)db, (double)tb);
+        float db = max_diff(lg[0], lg[2], (size_t)V * n),
+              tb = 1e-5f * fmaxf(1.0f, max_abs(lg[0], (size_t)V * n));
+        printf("prompt %d: whole prompt vs 7-token batches: max diff %.3g (bound %.3g)\n", pi,
+               (double)db, (double)tb);
         CHECK(n < 32 ? db == 0.0f : db <= tb);
         for (int r = 0; r < 3; r++) free(lg[r]);
 

@@ -51,16 +51,19 @@ static void test_tree(evlm_model *m) {
     CHECK_OK(evlm_decode_tree(c, ids, depth, mask, 5, rows, 5, tree));
     CHECK(evlm_context_n_past(c) == 11);
     for (int r = 0; r < 5; r++)
-        CHECKF(top[r] == evlm__argmax(tree + (size_t)r * V, V), "tree row %d: greedy id %d, argmax of its logits %d",
-               r, top[r], evlm__argmax(tree + (size_t)r * V, V));
+        CHECKF(top[r] == evlm__argmax(tree + (size_t)r * V, V),
+               "tree row %d: greedy id %d, argmax of its logits %d", r, top[r],
+               evlm__argmax(tree + (size_t)r * V, V));
     /* each path, one token at a time */
     const int paths[2][3] = {{0, 1, 3}, {0, 2, 4}};
     for (int p = 0; p < 2; p++) {
         evlm_context *s = new_ctx(m, 64);
         CHECK_OK(evlm_decode(s, prompt, 6, NULL, false));
-        for (int k = 0; k < 3; k++) CHECK_OK(evlm_decode(s, &ids[paths[p][k]], 1, seq + (size_t)k * V, false));
         for (int k = 0; k < 3; k++)
-            CHECKF(!memcmp(seq + (size_t)k * V, tree + (size_t)paths[p][k] * V, sizeof(float) * (size_t)V),
+            CHECK_OK(evlm_decode(s, &ids[paths[p][k]], 1, seq + (size_t)k * V, false));
+        for (int k = 0; k < 3; k++)
+            CHECKF(!memcmp(seq + (size_t)k * V, tree + (size_t)paths[p][k] * V,
+                           sizeof(float) * (size_t)V),
                    "path %d node %d: tree logits differ from sequential decoding", p, paths[p][k]);
         evlm_context_free(s);
     }
@@ -154,8 +157,8 @@ static void check_greedy_head(evlm_model *m, const char *name, const char *text,
         same++;
         CHECK_OK(evlm_decode(c, &id, 1, lg, false));
     }
-    CHECKF(same == ref.n && ref.n > 4, "%s: greedy ids and the argmax of the logits part at token %d of %d", name,
-           same, ref.n);
+    CHECKF(same == ref.n && ref.n > 4,
+           "%s: greedy ids and the argmax of the logits part at token %d of %d", name, same, ref.n);
     free(lg);
     free(ref.ids);
     evlm_context_free(c);
@@ -174,13 +177,16 @@ static void check_cache(evlm_model *m, const char *name, const char *const *prom
         for (int p = 0; p < n_prompts; p++) {
             gen_out ref = generate(m, prompts[p], image, n_predict, (evlm_lookahead_params){0});
             gen_out got = generate_with(m, prompts[p], image, n_predict, la, cache);
-            CHECKF(ref.n == got.n && ref.ids && got.ids && !memcmp(ref.ids, got.ids, sizeof(int32_t) * (size_t)ref.n),
-                   "%s: prompt %d round %d with a kept n-gram cache: ids differ from greedy", name, p, round);
+            CHECKF(ref.n == got.n && ref.ids && got.ids &&
+                       !memcmp(ref.ids, got.ids, sizeof(int32_t) * (size_t)ref.n),
+                   "%s: prompt %d round %d with a kept n-gram cache: ids differ from greedy", name,
+                   p, round);
             *(round ? &again_steps : &first_steps) += got.steps;
             free(ref.ids);
             free(got.ids);
         }
-    printf("%s: passes with a kept n-gram cache: first round %d, second %d\n", name, first_steps, again_steps);
+    printf("%s: passes with a kept n-gram cache: first round %d, second %d\n", name, first_steps,
+           again_steps);
     CHECK(again_steps < first_steps);
     evlm_ngram_cache_free(cache);
 }
@@ -189,8 +195,9 @@ static void check_cache(evlm_model *m, const char *name, const char *const *prom
 static double check_same(evlm_model *m, const char *name, const char *const *prompts, int n_prompts,
                          const char *image, const int *lens, int n_lens) {
     static const evlm_lookahead_params settings[] = {
-        {2, 2, 2, 0}, {3, 3, 3, 0}, {5, 4, 5, 0}, {7, 5, 7, 0}, {0, 0, 0, 6}, {4, 4, 4, 8}, {1, 3, 0, 3},
-        {0, 5, 3, 0}, /* drafts from the pool of the answer's own n-grams only */
+        {2, 2, 2, 0}, {3, 3, 3, 0}, {5, 4, 5, 0}, {7, 5, 7, 0}, {0, 0, 0, 6},
+        {4, 4, 4, 8}, {1, 3, 0, 3}, {0, 5, 3, 0}, /* drafts from the pool of the answer's own
+                                                     n-grams only */
     };
     const int n_settings = (int)(sizeof settings / sizeof *settings);
     double plain_steps = 0, best_steps = 1e30;
@@ -200,9 +207,10 @@ static double check_same(evlm_model *m, const char *name, const char *const *pro
             for (int l = 0; l < n_lens; l++) {
                 gen_out ref = generate(m, prompts[p], image, lens[l], (evlm_lookahead_params){0});
                 gen_out got = generate(m, prompts[p], image, lens[l], settings[s]);
-                CHECKF(ref.n == got.n && ref.ids && got.ids && !memcmp(ref.ids, got.ids, sizeof(int32_t) * (size_t)ref.n),
-                       "%s: prompt %d, n %d, lookahead %d,%d,%d pl %d: ids differ from greedy", name, p,
-                       lens[l], settings[s].window, settings[s].ngram, settings[s].guesses,
+                CHECKF(ref.n == got.n && ref.ids && got.ids &&
+                           !memcmp(ref.ids, got.ids, sizeof(int32_t) * (size_t)ref.n),
+                       "%s: prompt %d, n %d, lookahead %d,%d,%d pl %d: ids differ from greedy",
+                       name, p, lens[l], settings[s].window, settings[s].ngram, settings[s].guesses,
                        settings[s].prompt_lookup);
                 if (s == 0) plain_steps += ref.steps;
                 steps += got.steps;
@@ -226,7 +234,8 @@ int main(void) {
     if (!m) return test_done();
     test_tree(m);
 
-    const char *tiny_prompts[] = {"Hello world", "The license", "<|im_start|>user\nWhat is this?<|im_end|>\n"};
+    const char *tiny_prompts[] = {"Hello world", "The license",
+                                  "<|im_start|>user\nWhat is this?<|im_end|>\n"};
     const int tiny_lens[] = {1, 7, 40};
     check_same(m, "llama-tiny", tiny_prompts, 3, NULL, tiny_lens, 3);
 
@@ -259,7 +268,8 @@ int main(void) {
             CHECKF(ratio > 1.3, "aidreams260K: lookahead saves too few passes (%.2f)", ratio);
             evlm_model_free(m);
         }
-        /* stories260K (TinyStories) with aidreams' tokenizer: the text is not its own, the ids are */
+        /* stories260K (TinyStories) with aidreams' tokenizer: the text is not its own, the ids are
+         */
         snprintf(mb, sizeof mb, "%s/reference/llama2c/stories260K.bin", shared);
         snprintf(out, sizeof out, "%s/stories", tmp);
         CHECK_OK(evlm_llama2c_convert(mb, tb, out));
@@ -280,8 +290,10 @@ int main(void) {
     static const struct {
         const char *dir, *prompt;
     } vlm_fixtures[] = {
-        {"smolvlm-tiny", "<|im_start|>User:<image>What is the plate number?<end_of_utterance>\nAssistant:"},
-        {"qwen2vl-tiny", "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|>\n"
+        {"smolvlm-tiny",
+         "<|im_start|>User:<image>What is the plate number?<end_of_utterance>\nAssistant:"},
+        {"qwen2vl-tiny", "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe "
+                         "the image.<|im_end|>\n"
                          "<|im_start|>assistant\n"},
     };
     for (size_t f = 0; f < sizeof vlm_fixtures / sizeof *vlm_fixtures; f++) {
@@ -308,7 +320,8 @@ int main(void) {
         };
         const int lens[] = {24};
         CHECKF(evlm_model_greedy_head_bytes(m) == 49280 / 16 * 16 * 8 * 34,
-               "scenes-vlm: greedy head of %zu bytes (an int8 copy of the 49280 x 256 bf16 head expected)",
+               "scenes-vlm: greedy head of %zu bytes (an int8 copy of the 49280 x 256 bf16 head "
+               "expected)",
                evlm_model_greedy_head_bytes(m));
         test_tree(m);
         for (int i = 0; i < 2; i++) check_greedy_head(m, "scenes-vlm", q[i], img, 40);

@@ -19,8 +19,9 @@
 
 static char g_tmp[] = "/tmp/evlm_quant_XXXXXX";
 
-static evlm_status run(const char *in, const char *out, evlm_type t, evlm_qmethod meth, const char *calib,
-                       double bpw, double mb, const evlm_quant_keep *keep, int n_keep, evlm_quantize_report *r) {
+static evlm_status run(const char *in, const char *out, evlm_type t, evlm_qmethod meth,
+                       const char *calib, double bpw, double mb, const evlm_quant_keep *keep,
+                       int n_keep, evlm_quantize_report *r) {
     evlm_quantize_params p = evlm_quantize_default_params();
     p.type = t;
     p.method = meth;
@@ -100,7 +101,8 @@ int main(void) {
         kl[meth] = r.kl_mean;
         printf("q4_0 %s: %.3f bpw, KL %.5f\n", names[meth], r.bpw, r.kl_mean);
         if (meth == EVLM_QMETHOD_AWQ) {
-            const evlm_quant_tensor_report *nw = tensor(&r, "model.layers.0.input_layernorm.weight");
+            const evlm_quant_tensor_report *nw =
+                tensor(&r, "model.layers.0.input_layernorm.weight");
             CHECK(nw && nw->to == EVLM_TYPE_F32);
         }
         evlm_quantize_report_free(&r);
@@ -127,15 +129,17 @@ int main(void) {
         raised += r.t[i].to == EVLM_TYPE_Q8_0;
         measured += r.t[i].kl >= 0;
     }
-    printf("target %.3f bpw: %.3f bpw, %d raised to q8_0, %d measured, KL %.5f\n", target, r.bpw, raised, measured,
-           r.kl_mean);
+    printf("target %.3f bpw: %.3f bpw, %d raised to q8_0, %d measured, KL %.5f\n", target, r.bpw,
+           raised, measured, r.kl_mean);
     CHECK(r.bpw <= target && raised > 0 && measured > 0 && r.kl_mean < kl[0]);
     size_t mix_bytes = r.out_bytes;
     evlm_quantize_report_free(&r);
-    CHECK_OK(run(model, out, EVLM_TYPE_Q4_0, EVLM_QMETHOD_RTN, corpus, 0, (double)mix_bytes / 1e6, NULL, 0, &r));
+    CHECK_OK(run(model, out, EVLM_TYPE_Q4_0, EVLM_QMETHOD_RTN, corpus, 0, (double)mix_bytes / 1e6,
+                 NULL, 0, &r));
     CHECK(r.out_bytes <= mix_bytes);
     evlm_quantize_report_free(&r);
-    CHECK(run(model, out, EVLM_TYPE_Q4_0, EVLM_QMETHOD_RTN, corpus, bpw4 - 0.5, 0, NULL, 0, &r) == EVLM_ERR_ARG);
+    CHECK(run(model, out, EVLM_TYPE_Q4_0, EVLM_QMETHOD_RTN, corpus, bpw4 - 0.5, 0, NULL, 0, &r) ==
+          EVLM_ERR_ARG);
     CHECK(strstr(evlm_last_error(), "budget") != NULL);
 
     /* --keep, and methods that need calibration */
@@ -144,7 +148,8 @@ int main(void) {
     const evlm_quant_tensor_report *down = tensor(&r, "model.layers.2.mlp.down_proj.weight");
     CHECK(down && down->to == EVLM_TYPE_F16 && !strcmp(down->method, "keep"));
     evlm_quantize_report_free(&r);
-    CHECK(run(model, out, EVLM_TYPE_Q4_0, EVLM_QMETHOD_AWQ, NULL, 0, 0, NULL, 0, &r) == EVLM_ERR_ARG);
+    CHECK(run(model, out, EVLM_TYPE_Q4_0, EVLM_QMETHOD_AWQ, NULL, 0, 0, NULL, 0, &r) ==
+          EVLM_ERR_ARG);
     CHECK(strstr(evlm_last_error(), "calib") != NULL);
 
     char cmd[4400];

@@ -90,12 +90,24 @@ static void make_row(float *x, int k) {
         for (int j = 0; j < 32; j++) {
             float r = frand(), *v = x + b * 32 + j;
             switch (b % 6) {
-            case 0: *v = r; break;
-            case 1: *v = 100.0f + 0.1f * r; break;
-            case 2: *v = -3.0f; break;
-            case 3: *v = 0.0f; break;
-            case 4: *v = r * 6e4f; break; /* d stays inside fp16's range */
-            default: *v = r * 1e-3f * (float)(1 + j); break;
+            case 0:
+                *v = r;
+                break;
+            case 1:
+                *v = 100.0f + 0.1f * r;
+                break;
+            case 2:
+                *v = -3.0f;
+                break;
+            case 3:
+                *v = 0.0f;
+                break;
+            case 4:
+                *v = r * 6e4f;
+                break; /* d stays inside fp16's range */
+            default:
+                *v = r * 1e-3f * (float)(1 + j);
+                break;
             }
         }
 }
@@ -183,7 +195,8 @@ static void test_vec_dot(evlm_type t) {
 static void test_repack(evlm_type t) {
     enum { N = 37, K = 96, KB = K / 32 };
     evlm_type rt = evlm_type_r16(t);
-    CHECK(rt != EVLM_TYPE_COUNT && evlm_type_r16_base(rt) == t && evlm_type_is_r16(rt) && !evlm_type_is_r16(t));
+    CHECK(rt != EVLM_TYPE_COUNT && evlm_type_r16_base(rt) == t && evlm_type_is_r16(rt) &&
+          !evlm_type_is_r16(t));
     size_t rb = evlm_row_bytes(t, K), bs = evlm_type_size(t);
     CHECK(evlm_r16_bytes(rt, N, K) == 48 * rb);
     unsigned char *w = malloc(rb * N), *r = malloc(evlm_r16_bytes(rt, N, K)), *row = malloc(rb);
@@ -209,7 +222,8 @@ static void test_repack(evlm_type t) {
         }
     }
     CHECKF(bad == 0, "%s: %d rows differ after interleaving", evlm_type_name(rt), bad);
-    /* row 17 = group 1 lane 1, block column 2: scale at 2 * 1, group c of 4 bytes at qs0 + 64c + 4 */
+    /* row 17 = group 1 lane 1, block column 2: scale at 2 * 1, group c of 4 bytes at qs0 + 64c + 4
+     */
     size_t col = 16 * bs, q0 = t == EVLM_TYPE_Q4_1 ? 64 : 32;
     const unsigned char *cd = r + 1 * KB * col + 2 * col, *blk = w + 17 * rb + 2 * bs;
     CHECK(memcmp(cd + 2, blk, 2) == 0);
@@ -220,11 +234,13 @@ static void test_repack(evlm_type t) {
     for (int j = 0; j < K; j++) xf[j] = frand();
     evlm_quantize_act_ref(xf, x, K);
     for (int i = 0; i < N; i++) {
-        float a = evlm_vec_dot_q_ref(t, w + (size_t)i * rb, x, K), b = evlm_r16_dot_ref(rt, r, K, i, x);
+        float a = evlm_vec_dot_q_ref(t, w + (size_t)i * rb, x, K),
+              b = evlm_r16_dot_ref(rt, r, K, i, x);
         bad += memcmp(&a, &b, sizeof a) != 0;
     }
     CHECKF(bad == 0, "%s: ref dot differs from the base row's", evlm_type_name(rt));
-    CHECK(evlm_type_r16(EVLM_TYPE_I8) == EVLM_TYPE_COUNT && evlm_type_r16_base(EVLM_TYPE_Q8_0) == EVLM_TYPE_COUNT);
+    CHECK(evlm_type_r16(EVLM_TYPE_I8) == EVLM_TYPE_COUNT &&
+          evlm_type_r16_base(EVLM_TYPE_Q8_0) == EVLM_TYPE_COUNT);
     free(w), free(r), free(row);
 }
 
@@ -234,7 +250,8 @@ static void test_repack(evlm_type t) {
 static void test_repack_float(evlm_type t) {
     enum { N = 37, K = 5 };
     evlm_type rt = evlm_type_r16(t);
-    CHECK(evlm_type_is_r16(rt) && evlm_type_is_r16_float(rt) && !evlm_type_is_quant(rt) && evlm_type_r16_base(rt) == t);
+    CHECK(evlm_type_is_r16(rt) && evlm_type_is_r16_float(rt) && !evlm_type_is_quant(rt) &&
+          evlm_type_r16_base(rt) == t);
     size_t es = evlm_type_size(t), rb = es * K, bytes = evlm_r16_bytes(rt, N, K);
     CHECK(bytes == 48 * rb);
     unsigned char *w = malloc(rb * N), *r = malloc(bytes);
@@ -243,8 +260,10 @@ static void test_repack_float(evlm_type t) {
         for (int j = 0; j < K; j++) {
             float v = frand();
             uint16_t h = t == EVLM_TYPE_F16 ? evlm_f32_to_f16(v) : evlm_f32_to_bf16(v);
-            if (t == EVLM_TYPE_F32) memcpy(w + (size_t)i * rb + 4 * j, &v, 4);
-            else memcpy(w + (size_t)i * rb + 2 * j, &h, 2);
+            if (t == EVLM_TYPE_F32)
+                memcpy(w + (size_t)i * rb + 4 * j, &v, 4);
+            else
+                memcpy(w + (size_t)i * rb + 2 * j, &h, 2);
             evlm_dequantize_row(t, w + (size_t)i * rb + es * j, &wf[i][j], 1);
         }
     evlm_repack_r16(t, w, rb, N, K, r);

@@ -35,7 +35,8 @@ int main(void) {
     const int32_t *ids = evlm_prompt_ids(p, &n);
     const cJSON *want_ids = cJSON_GetObjectItem(meta, "input_ids");
     int same = (int)n == cJSON_GetArraySize(want_ids);
-    for (size_t i = 0; same && i < n; i++) same = ids[i] == cJSON_GetArrayItem(want_ids, (int)i)->valueint;
+    for (size_t i = 0; same && i < n; i++)
+        same = ids[i] == cJSON_GetArrayItem(want_ids, (int)i)->valueint;
     CHECKF(same, "expanded prompt ids differ from the reference (%zu ids)", n);
     CHECK(evlm_prompt_n_image_tokens(p) == 6);
 
@@ -49,7 +50,8 @@ int main(void) {
     if (want && n == (size_t)N) {
         float tol = 1e-3f * fmaxf(1.0f, max_abs(want, (size_t)N * V));
         float d = max_diff(lg, want, (size_t)N * V);
-        printf("logits from the PNG: max |ours - ref| = %.3g (tolerance %.3g)\n", (double)d, (double)tol);
+        printf("logits from the PNG: max |ours - ref| = %.3g (tolerance %.3g)\n", (double)d,
+               (double)tol);
         CHECK(d <= tol);
     }
     /* greedy with the cache, through evlm_generate, twice in a row on one context */
@@ -71,7 +73,8 @@ int main(void) {
 
     /* "<image>" is the generic marker; counts must agree */
     evlm_prompt *q = NULL;
-    CHECK_OK(evlm_prompt_new(m, "<|im_start|>user\n<image>Describe the image.<|im_end|>\n", false, &img, 1, &q));
+    CHECK_OK(evlm_prompt_new(m, "<|im_start|>user\n<image>Describe the image.<|im_end|>\n", false,
+                             &img, 1, &q));
     if (q) {
         evlm_prompt_ids(q, &n);
         CHECK(evlm_prompt_n_image_tokens(q) == 6 && n > 6);

@@ -77,13 +77,18 @@ int main(void) {
         CHECK_OK(evlm_decoder_state_init(&s, &lm, N + 16, chunked ? 4 : N, 2, EVLM_TYPE_F32));
         float *lg = malloc(sizeof(float) * (size_t)N * V);
         evlm_decoder_inject inj = {IMG, embeds, GH * GW / 4, 0};
-        evlm_decoder_batch b = {.n = N, .ids = ids, .pos = pos3, .mrope_pos = pos3, .inject = &inj,
-                              .logits = lg, .all_logits = true};
+        evlm_decoder_batch b = {.n = N,
+                                .ids = ids,
+                                .pos = pos3,
+                                .mrope_pos = pos3,
+                                .inject = &inj,
+                                .logits = lg,
+                                .all_logits = true};
         CHECK_OK(evlm_decoder_decode(&lm, &s, pool, &b));
         float tol = 1e-3f * fmaxf(1.0f, max_abs(want, (size_t)N * V));
         float d = max_diff(lg, want, (size_t)N * V);
-        printf("logits (%s): max |ours - ref| = %.3g (tolerance %.3g)\n", chunked ? "4-token chunks" : "one batch",
-               (double)d, (double)tol);
+        printf("logits (%s): max |ours - ref| = %.3g (tolerance %.3g)\n",
+               chunked ? "4-token chunks" : "one batch", (double)d, (double)tol);
         CHECK(d <= tol);
 
         /* greedy with the cache: text positions continue from next_pos */
@@ -96,7 +101,8 @@ int main(void) {
             for (int v = 1; v < V; v++)
                 if (last[v] > last[best]) best = v;
             same &= best == cJSON_GetArrayItem(g, st)->valueint;
-            if (st + 1 < steps) CHECK_OK(evlm_decoder_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
+            if (st + 1 < steps)
+                CHECK_OK(evlm_decoder_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
         }
         CHECKF(same, "greedy ids differ from the reference");
         free(lg);

@@ -55,7 +55,7 @@ static inline void st_close(st_file *f) {
 
 /* A malloc'd copy of tensor `name` of dtype with numel elements of elt bytes, or NULL. */
 static inline void *st_get(const st_file *f, const char *name, const char *dtype, size_t numel,
-                    size_t elt) {
+                           size_t elt) {
     const cJSON *t = cJSON_GetObjectItem(f->hdr, name);
     const cJSON *dt = cJSON_GetObjectItem(t, "dtype"), *shape = cJSON_GetObjectItem(t, "shape");
     const cJSON *off = cJSON_GetObjectItem(t, "data_offsets");

@@ -334,8 +334,8 @@ static void test_hostile(void) {
          "\"data_offsets\":[0,0]}}",
          0, EVLM_OK, ""},
         {"fivedims.safetensors", /* a Conv3d kernel: the extra inner dim folds into ne[0] */
-         "{\"w5\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,2],\"data_offsets\":[0,8]}}", 8,
-         EVLM_OK, ""},
+         "{\"w5\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,2],\"data_offsets\":[0,8]}}", 8, EVLM_OK,
+         ""},
         {"ninedims.safetensors",
          "{\"w9\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,2],\"data_offsets\":[0,8]}}", 8,
          EVLM_ERR_UNSUPPORTED, "'w9'"},

@@ -74,7 +74,8 @@ static void test_configs(const char *shared) {
         {"{\"vision_config\": {}}", "scale_factor", EVLM_ERR_FORMAT}, /* 224 / 32 = 7 patches */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        evlm_status st = evlm_idefics3_config_parse("bad.json", bad[i].json, strlen(bad[i].json), &c);
+        evlm_status st =
+            evlm_idefics3_config_parse("bad.json", bad[i].json, strlen(bad[i].json), &c);
         CHECKF(st == bad[i].st && strstr(evlm_last_error(), bad[i].want) &&
                    strstr(evlm_last_error(), "bad.json"),
                "case %zu: status %d, error '%s'", i, (int)st, evlm_last_error());

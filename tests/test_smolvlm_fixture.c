@@ -70,8 +70,8 @@ int main(void) {
         CHECK(inj.used == T * TOK);
         float tol = 1e-3f * fmaxf(1.0f, max_abs(want_logits, (size_t)N * V));
         float d = max_diff(lg, want_logits, (size_t)N * V);
-        printf("logits (%s): max |ours - ref| = %.3g (tolerance %.3g)\n", chunked ? "7-token chunks" : "one batch",
-               (double)d, (double)tol);
+        printf("logits (%s): max |ours - ref| = %.3g (tolerance %.3g)\n",
+               chunked ? "7-token chunks" : "one batch", (double)d, (double)tol);
         CHECK(d <= tol);
 
         /* greedy with the KV cache */
@@ -83,7 +83,8 @@ int main(void) {
             for (int v = 1; v < V; v++)
                 if (last[v] > last[best]) best = v;
             same &= best == cJSON_GetArrayItem(want, st)->valueint;
-            if (st + 1 < steps) CHECK_OK(evlm_decoder_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
+            if (st + 1 < steps)
+                CHECK_OK(evlm_decoder_forward(&lm, &s, pool, &best, NULL, NULL, 1, last, false));
         }
         CHECKF(same, "greedy ids differ from the reference");
         free(lg);

@@ -6,8 +6,8 @@
 #include "vision/image.h"
 #include "test.h"
 
-static float *prompt_logits(evlm_model *m, const char *text, const evlm_image_input *imgs, int n_imgs,
-                            size_t *n_out, int *n_img_tokens) {
+static float *prompt_logits(evlm_model *m, const char *text, const evlm_image_input *imgs,
+                            int n_imgs, size_t *n_out, int *n_img_tokens) {
     evlm_prompt *p;
     CHECK_OK(evlm_prompt_new(m, text, false, imgs, n_imgs, &p));
     if (!p) return NULL;
@@ -43,8 +43,10 @@ int main(void) {
     CHECK_OK(evlm_image_load(png, NULL, &img));
     size_t stride = (size_t)img.w * 3 + 5;
     uint8_t *frame = calloc(stride * (size_t)img.h, 1);
-    for (int y = 0; y < img.h; y++) memcpy(frame + y * stride, img.rgb + (size_t)y * img.w * 3, (size_t)img.w * 3);
-    const char *text = "<|im_start|>User:<image>What is the plate number?<end_of_utterance>\nAssistant:";
+    for (int y = 0; y < img.h; y++)
+        memcpy(frame + y * stride, img.rgb + (size_t)y * img.w * 3, (size_t)img.w * 3);
+    const char *text =
+        "<|im_start|>User:<image>What is the plate number?<end_of_utterance>\nAssistant:";
     evlm_image_input from_file = {.path = png};
     evlm_image_input from_rgb = {.rgb = frame, .width = img.w, .height = img.h, .stride = stride};
     size_t n1 = 0, n2 = 0;
@@ -70,7 +72,8 @@ int main(void) {
     evlm_model *sm = NULL;
     if (evlm_model_load(scenes, NULL, &sm) == EVLM_OK) {
         CHECK_OK(evlm_chat_prompt(sm, "What?", 1, &chat));
-        CHECK(chat && strcmp(chat, "<|im_start|>User:<image>What?<end_of_utterance>\nAssistant:") == 0);
+        CHECK(chat &&
+              strcmp(chat, "<|im_start|>User:<image>What?<end_of_utterance>\nAssistant:") == 0);
         free(chat);
         evlm_model_free(sm);
     }

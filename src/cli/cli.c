@@ -124,41 +124,55 @@ void cli_write_file_atomic(const char *path, const void *data, size_t n) {
 
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = cli_value(argc, argv, i);
-    else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = cli_value(argc, argv, i);
-    else if (!strcmp(a, "--raw")) o->raw = true;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+        o->model = cli_value(argc, argv, i);
+    else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+        o->prompt = cli_value(argc, argv, i);
+    else if (!strcmp(a, "--raw"))
+        o->raw = true;
     else if (!strcmp(a, "--image")) {
         if (o->n_images >= 16) cli_die("at most 16 images");
         o->images[o->n_images++] = cli_value(argc, argv, i);
-    }
-    else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_int(argc, argv, i, 1, 512);
-    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->n_ctx = cli_int(argc, argv, i, 1, 1 << 20);
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+        o->threads = cli_int(argc, argv, i, 1, 512);
+    else if (!strcmp(a, "-c") || !strcmp(a, "--ctx"))
+        o->n_ctx = cli_int(argc, argv, i, 1, 1 << 20);
     else if (!strcmp(a, "--kv")) {
         const char *v = cli_value(argc, argv, i);
-        if (!strcmp(v, "f32")) o->kv = EVLM_KV_F32;
-        else if (!strcmp(v, "f16")) o->kv = EVLM_KV_F16;
-        else if (!strcmp(v, "int8")) o->kv = EVLM_KV_INT8;
-        else cli_die("--kv takes f32, f16 or int8, not '%s'", v);
-    }
-    else if (!strcmp(a, "--act")) {
+        if (!strcmp(v, "f32"))
+            o->kv = EVLM_KV_F32;
+        else if (!strcmp(v, "f16"))
+            o->kv = EVLM_KV_F16;
+        else if (!strcmp(v, "int8"))
+            o->kv = EVLM_KV_INT8;
+        else
+            cli_die("--kv takes f32, f16 or int8, not '%s'", v);
+    } else if (!strcmp(a, "--act")) {
         const char *v = cli_value(argc, argv, i);
-        if (!strcmp(v, "int8")) o->f32_act = false;
-        else if (!strcmp(v, "f32")) o->f32_act = true;
-        else cli_die("--act takes int8 or f32, not '%s'", v);
-    }
-    else if (!strcmp(a, "--head")) {
+        if (!strcmp(v, "int8"))
+            o->f32_act = false;
+        else if (!strcmp(v, "f32"))
+            o->f32_act = true;
+        else
+            cli_die("--act takes int8 or f32, not '%s'", v);
+    } else if (!strcmp(a, "--head")) {
         const char *v = cli_value(argc, argv, i);
-        if (!strcmp(v, "int8")) o->float_head = false;
-        else if (!strcmp(v, "float")) o->float_head = true;
-        else cli_die("--head takes int8 or float, not '%s'", v);
-    }
-    else if (!strcmp(a, "--image-splitting")) {
+        if (!strcmp(v, "int8"))
+            o->float_head = false;
+        else if (!strcmp(v, "float"))
+            o->float_head = true;
+        else
+            cli_die("--head takes int8 or float, not '%s'", v);
+    } else if (!strcmp(a, "--image-splitting")) {
         const char *v = cli_value(argc, argv, i);
-        if (!strcmp(v, "on")) o->split = EVLM_SPLIT_ON;
-        else if (!strcmp(v, "off")) o->split = EVLM_SPLIT_OFF;
-        else cli_die("--image-splitting takes on or off, not '%s'", v);
-    }
-    else return false;
+        if (!strcmp(v, "on"))
+            o->split = EVLM_SPLIT_ON;
+        else if (!strcmp(v, "off"))
+            o->split = EVLM_SPLIT_OFF;
+        else
+            cli_die("--image-splitting takes on or off, not '%s'", v);
+    } else
+        return false;
     return true;
 }
 
@@ -179,7 +193,8 @@ bool cli_lookahead_opt(evlm_lookahead_params *la, bool *la_auto, int argc, char 
     if (sscanf(v, "%d,%d,%d%c", &w, &n, &g, &tail) != 3 || w < 0 || w > 64 || n < 2 || n > 16 ||
         g < 0 || g > 64 || (w == 0 && g == 0))
         cli_die("--lookahead needs W,N,G with 0 <= W <= 64, 2 <= N <= 16, 0 <= G <= 64, W or G > 0 "
-                "(or 'auto'), got '%s'", v);
+                "(or 'auto'), got '%s'",
+                v);
     la->window = w;
     la->ngram = n;
     la->guesses = g;

@@ -59,9 +59,9 @@ typedef struct cli_model_opts {
     int n_ctx;
     const char *images[16]; /* --image FILE, in order */
     int n_images;
-    evlm_kv_type kv; /* --kv f32|f16|int8 */
-    bool f32_act;    /* --act f32 */
-    bool float_head; /* --head float */
+    evlm_kv_type kv;            /* --kv f32|f16|int8 */
+    bool f32_act;               /* --act f32 */
+    bool float_head;            /* --head float */
     evlm_image_splitting split; /* --image-splitting on|off */
 } cli_model_opts;
 
@@ -78,9 +78,12 @@ evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o);
 bool cli_lookahead_opt(evlm_lookahead_params *la, bool *la_auto, int argc, char **argv, int *i);
 void cli_lookahead_resolve(evlm_lookahead_params *la, bool la_auto, const evlm_model *m);
 #define CLI_LOOKAHEAD_HELP                                                                         \
-    "  --lookahead W,N,G   lookahead decoding (window, n-gram size, guesses) or 'auto'; greedy only\n" \
-    "  --prompt-lookup N   also verify up to N tokens copied from the prompt / answer; greedy only\n" \
-    "  --head int8|float   greedy ids through an int8 copy of a float head (default, same ids) or not\n"
+    "  --lookahead W,N,G   lookahead decoding (window, n-gram size, guesses) or 'auto'; greedy "   \
+    "only\n"                                                                                       \
+    "  --prompt-lookup N   also verify up to N tokens copied from the prompt / answer; greedy "    \
+    "only\n"                                                                                       \
+    "  --head int8|float   greedy ids through an int8 copy of a float head (default, same ids) "   \
+    "or not\n"
 /* Context parameters from the options: -c (or n_ctx when -c is absent) and --kv. */
 evlm_context_params cli_context_params(const cli_model_opts *o, int n_ctx);
 /* Cache slots one lookahead step may need beyond the answer (0 when off). */

@@ -3,7 +3,8 @@
  * [--json]`: one warm-up, then REPS repetitions of prefill + greedy decode in a fresh cache.
  * Prints the median and spread (min..max) of image-encode ms, prefill tok/s, TTFT ms and decode
  * tok/s with the achieved GFLOP/s (prefill: 2 x decoder-layer parameters per token) and GB/s
- * (decode: layer matrices + lm_head bytes per token), plus peak RSS, CPU utilization and model bytes. With
+ * (decode: layer matrices + lm_head bytes per token), plus peak RSS, CPU utilization and model
+ * bytes. With
  * --json the last line is one object whose medians use run --json's keys.
  * The prompt is N_PROMPT ids taken from a fixed English text (repeated), after the image when
  * one is given; decode never stops early (eos is ignored) so every repetition makes N_GEN tokens.
@@ -40,7 +41,8 @@ static double decode_speed(evlm_model *m, const evlm_prompt *pr, const cli_model
                            int reps, evlm_lookahead_params la, double *per_pass) {
     size_t n_ids;
     evlm_prompt_ids(pr, &n_ids);
-    evlm_context_params cp = cli_context_params(o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
+    evlm_context_params cp =
+        cli_context_params(o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
     evlm_gen_params gp = evlm_gen_default_params();
@@ -65,29 +67,34 @@ static double decode_speed(evlm_model *m, const evlm_prompt *pr, const cli_model
 static int tune_lookahead(evlm_model *m, const evlm_prompt *pr, const cli_model_opts *o, int n_gen,
                           int reps, bool json) {
     static const int grid[][4] = {
-        {0, 0, 0, 0}, {0, 3, 1, 0}, {0, 4, 1, 0}, {0, 5, 1, 0}, {0, 4, 2, 0}, {0, 6, 2, 0}, {1, 3, 1, 0}, {2, 3, 2, 0},
-        {2, 4, 2, 0}, {3, 3, 3, 0}, {3, 4, 3, 0}, {4, 4, 4, 0}, {5, 4, 5, 0}, {5, 5, 5, 0},
-        {7, 5, 7, 0}, {10, 5, 10, 0}, {0, 0, 0, 4}, {0, 0, 0, 8}, {2, 4, 2, 6}, {4, 4, 4, 8},
+        {0, 0, 0, 0},   {0, 3, 1, 0}, {0, 4, 1, 0}, {0, 5, 1, 0}, {0, 4, 2, 0},
+        {0, 6, 2, 0},   {1, 3, 1, 0}, {2, 3, 2, 0}, {2, 4, 2, 0}, {3, 3, 3, 0},
+        {3, 4, 3, 0},   {4, 4, 4, 0}, {5, 4, 5, 0}, {5, 5, 5, 0}, {7, 5, 7, 0},
+        {10, 5, 10, 0}, {0, 0, 0, 4}, {0, 0, 0, 8}, {2, 4, 2, 6}, {4, 4, 4, 8},
     };
     const int n = (int)(sizeof grid / sizeof *grid);
     if (reps > 64) reps = 64;
     int best = 0;
     double speed[sizeof grid / sizeof *grid], pass[sizeof grid / sizeof *grid];
-    if (!json) printf("| lookahead W,N,G | prompt lookup | decode tok/s | tokens/pass | vs plain |\n|---|---:|---:|---:|---:|\n");
+    if (!json)
+        printf("| lookahead W,N,G | prompt lookup | decode tok/s | tokens/pass | vs plain "
+               "|\n|---|---:|---:|---:|---:|\n");
     for (int i = 0; i < n; i++) {
         evlm_lookahead_params la = {grid[i][0], grid[i][1], grid[i][2], grid[i][3]};
         speed[i] = decode_speed(m, pr, o, n_gen, reps, la, &pass[i]);
         if (speed[i] > speed[best]) best = i;
         if (!json)
-            printf("| %d,%d,%d | %d | %.1f | %.2f | %.2fx |\n", la.window, la.ngram, la.guesses, la.prompt_lookup,
-                   speed[i], pass[i], speed[0] > 0 ? speed[i] / speed[0] : 0);
+            printf("| %d,%d,%d | %d | %.1f | %.2f | %.2fx |\n", la.window, la.ngram, la.guesses,
+                   la.prompt_lookup, speed[i], pass[i], speed[0] > 0 ? speed[i] / speed[0] : 0);
         fflush(stdout);
     }
     const int *b = grid[best];
     if (!json) {
-        if (best == 0) printf("\nbest: plain decoding (no setting beats one token per pass here)\n");
-        else printf("\nbest: --lookahead %d,%d,%d%s%.0d (%.2fx plain)\n", b[0], b[1], b[2], b[3] ? " --prompt-lookup " : "", b[3],
-                    speed[best] / speed[0]);
+        if (best == 0)
+            printf("\nbest: plain decoding (no setting beats one token per pass here)\n");
+        else
+            printf("\nbest: --lookahead %d,%d,%d%s%.0d (%.2fx plain)\n", b[0], b[1], b[2],
+                   b[3] ? " --prompt-lookup " : "", b[3], speed[best] / speed[0]);
     } else {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "window", b[0]);
@@ -113,18 +120,26 @@ int evlm_cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_lookahead_opt(&la, &la_auto, argc, argv, &i)) continue;
-        if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_prompt = cli_int(argc, argv, &i, 1, 1 << 16);
-        else if (cli_model_opt(&o, argc, argv, &i)) continue;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_gen = cli_int(argc, argv, &i, 1, 1 << 16);
-        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) reps = cli_int(argc, argv, &i, 1, 1000);
-        else if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "--tune-lookahead")) tune = true;
+        if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt"))
+            n_prompt = cli_int(argc, argv, &i, 1, 1 << 16);
+        else if (cli_model_opt(&o, argc, argv, &i))
+            continue;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen"))
+            n_gen = cli_int(argc, argv, &i, 1, 1 << 16);
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps"))
+            reps = cli_int(argc, argv, &i, 1, 1000);
+        else if (!strcmp(a, "--json"))
+            json = true;
+        else if (!strcmp(a, "--tune-lookahead"))
+            tune = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r REPS] [--json]\n"
-                   CLI_LOOKAHEAD_HELP
-                   "  --tune-lookahead    measure a grid of lookahead settings on this model and print the fastest\n");
+            printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r "
+                   "REPS] [--json]\n" CLI_LOOKAHEAD_HELP
+                   "  --tune-lookahead    measure a grid of lookahead settings on this model and "
+                   "print the fastest\n");
             return 0;
-        } else cli_die("unknown option '%s'", a);
+        } else
+            cli_die("unknown option '%s'", a);
     }
     if (o.n_images > 1) cli_die("bench takes at most one --image");
     evlm_model *m = cli_load_model(&o);
@@ -163,12 +178,15 @@ int evlm_cmd_bench(int argc, char **argv) {
         return rc;
     }
     evlm_prompt_free(pr);
-    evlm_context_params cp = cli_context_params(&o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
+    evlm_context_params cp =
+        cli_context_params(&o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
 
-    double *img_ms = calloc((size_t)reps, sizeof(double)), *pre = calloc((size_t)reps, sizeof(double));
-    double *ttft = calloc((size_t)reps, sizeof(double)), *dec = calloc((size_t)reps, sizeof(double));
+    double *img_ms = calloc((size_t)reps, sizeof(double)),
+           *pre = calloc((size_t)reps, sizeof(double));
+    double *ttft = calloc((size_t)reps, sizeof(double)),
+           *dec = calloc((size_t)reps, sizeof(double));
     double *aps = calloc((size_t)reps, sizeof(double));
     if (!img_ms || !pre || !ttft || !dec || !aps) cli_die("out of memory");
     evlm_gen_params gp = evlm_gen_default_params();
@@ -199,28 +217,37 @@ int evlm_cmd_bench(int argc, char **argv) {
         }
         evlm_gen_result_free(&g);
     }
-    double cpu_util = (evlm_cpu_time_ms() - cpu0) / (evlm_time_ms() - wall0) / evlm_model_n_threads(m);
-    stat3 si = stats(img_ms, reps), sp = stats(pre, reps), st = stats(ttft, reps), sd = stats(dec, reps);
+    double cpu_util =
+        (evlm_cpu_time_ms() - cpu0) / (evlm_time_ms() - wall0) / evlm_model_n_threads(m);
+    stat3 si = stats(img_ms, reps), sp = stats(pre, reps), st = stats(ttft, reps),
+          sd = stats(dec, reps);
     stat3 sa = stats(aps, reps);
-    double bytes = (double)evlm_model_weight_bytes(m), params = (double)evlm_model_n_layer_params(m);
+    double bytes = (double)evlm_model_weight_bytes(m),
+           params = (double)evlm_model_n_layer_params(m);
     double dbytes = (double)evlm_model_decode_bytes(m);
     double rss = evlm_peak_rss_mb();
     if (!json) {
-        printf("model %s: %.1f MB of weights, %.1fM decoder-layer parameters; prompt %d tokens (%d image), "
+        printf("model %s: %.1f MB of weights, %.1fM decoder-layer parameters; prompt %d tokens (%d "
+               "image), "
                "%d generated, %d threads, %d reps\n\n",
-               o.model, bytes / 1e6, params / 1e6, n_eval, n_img_tok, n_gen, evlm_model_n_threads(m), reps);
+               o.model, bytes / 1e6, params / 1e6, n_eval, n_img_tok, n_gen,
+               evlm_model_n_threads(m), reps);
         printf("| metric | median | min | max | achieved |\n|---|---:|---:|---:|---:|\n");
-        if (o.n_images) printf("| image encode ms | %.1f | %.1f | %.1f | |\n", si.med, si.lo, si.hi);
+        if (o.n_images)
+            printf("| image encode ms | %.1f | %.1f | %.1f | |\n", si.med, si.lo, si.hi);
         printf("| prefill tok/s | %.1f | %.1f | %.1f | %.1f GFLOP/s |\n", sp.med, sp.lo, sp.hi,
                2 * params * sp.med / 1e9);
         printf("| TTFT ms | %.1f | %.1f | %.1f | |\n", st.med, st.lo, st.hi);
-        printf("| decode tok/s | %.1f | %.1f | %.1f | %.1f GB/s |\n", sd.med, sd.lo, sd.hi, dbytes * sd.med / 1e9);
+        printf("| decode tok/s | %.1f | %.1f | %.1f | %.1f GB/s |\n", sd.med, sd.lo, sd.hi,
+               dbytes * sd.med / 1e9);
         if (la.window || la.guesses || la.prompt_lookup)
-            printf("| tokens per decode pass | %.2f | %.2f | %.2f | lookahead %d,%d,%d, prompt lookup %d |\n",
+            printf("| tokens per decode pass | %.2f | %.2f | %.2f | lookahead %d,%d,%d, prompt "
+                   "lookup %d |\n",
                    sa.med, sa.lo, sa.hi, la.window, la.ngram, la.guesses, la.prompt_lookup);
         printf("\npeak RSS %.1f MB, CPU utilization %.2f", rss, cpu_util);
         if (evlm_model_greedy_head_bytes(m))
-            printf("; greedy head: int8 copy of the output head, %.1f MB", evlm_model_greedy_head_bytes(m) / 1e6);
+            printf("; greedy head: int8 copy of the output head, %.1f MB",
+                   evlm_model_greedy_head_bytes(m) / 1e6);
         printf("\n");
     } else {
         cJSON *j = cJSON_CreateObject();

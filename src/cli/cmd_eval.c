@@ -24,17 +24,24 @@ int evlm_cmd_eval(int argc, char **argv) {
         const char *a = argv[i];
         if (cli_model_opt(&o, argc, argv, &i)) continue;
         if (cli_lookahead_opt(&gp.lookahead, &la_auto, argc, argv, &i)) continue;
-        if (!strcmp(a, "--dataset")) dataset = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
-        else if (!strcmp(a, "-n")) n_predict = cli_int(argc, argv, &i, 1, 4096);
+        if (!strcmp(a, "--dataset"))
+            dataset = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--json"))
+            json = true;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
+            verbose = true;
+        else if (!strcmp(a, "-n"))
+            n_predict = cli_int(argc, argv, &i, 1, 4096);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm eval -m MODEL --dataset FILE.jsonl [--json] [-v] [-n N] [-t THREADS]\n" CLI_LOOKAHEAD_HELP);
+            printf("usage: evlm eval -m MODEL --dataset FILE.jsonl [--json] [-v] [-n N] [-t "
+                   "THREADS]\n" CLI_LOOKAHEAD_HELP);
             return 0;
-        } else cli_die("unknown option '%s'", a);
+        } else
+            cli_die("unknown option '%s'", a);
     }
     if (!dataset) cli_die("no dataset given (--dataset FILE.jsonl)");
-    if (o.prompt || o.raw || o.n_images) cli_die("eval takes its prompts and images from the dataset");
+    if (o.prompt || o.raw || o.n_images)
+        cli_die("eval takes its prompts and images from the dataset");
     evlm_model *m = cli_load_model(&o);
     cli_lookahead_resolve(&gp.lookahead, la_auto, m);
     gp.n_predict = n_predict;
@@ -45,7 +52,8 @@ int evlm_cmd_eval(int argc, char **argv) {
     if (!json) {
         cli_print_tallies("scenario", &r.scenario);
         cli_print_tallies("question", &r.question);
-        printf("\noverall: %d / %d = %.1f %%, mean TTFT %.1f ms, decode %.1f tok/s (%.2f tokens per pass)\n",
+        printf("\noverall: %d / %d = %.1f %%, mean TTFT %.1f ms, decode %.1f tok/s (%.2f tokens "
+               "per pass)\n",
                r.correct, r.n, 100 * acc, r.ttft_ms, r.decode_tok_s, r.accepted_per_step);
     } else {
         cJSON *j = cJSON_CreateObject();

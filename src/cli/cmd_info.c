@@ -26,12 +26,15 @@ int evlm_cmd_info(int argc, char **argv) {
     const char *path = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) path = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "--json")) json = true;
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model"))
+            path = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--json"))
+            json = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: evlm info -m PATH [--json]\n");
             return 0;
-        } else cli_die("unknown option '%s'", argv[i]);
+        } else
+            cli_die("unknown option '%s'", argv[i]);
     }
     if (!path) cli_die("no model given (-m PATH)");
     struct stat st;
@@ -50,29 +53,32 @@ int evlm_cmd_info(int argc, char **argv) {
     if (json) {
         printf("{\"path\": \"%s\"", path);
         if (cfg)
-            printf(", \"architecture\": \"%s\", \"model_type\": \"%s\", \"n_layers\": %d, \"hidden_size\": %d, "
-                   "\"n_heads\": %d, \"n_kv_heads\": %d, \"head_dim\": %d, \"intermediate_size\": %d, "
-                   "\"vocab_size\": %d, \"rope_theta\": %g, \"tie_word_embeddings\": %s",
-                   cfg->architecture, cfg->model_type, cfg->n_layers, cfg->hidden_size,
-                   cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, cfg->intermediate_size,
-                   cfg->vocab_size, cfg->rope_theta, cfg->tie_word_embeddings ? "true" : "false");
+            printf(
+                ", \"architecture\": \"%s\", \"model_type\": \"%s\", \"n_layers\": %d, "
+                "\"hidden_size\": %d, "
+                "\"n_heads\": %d, \"n_kv_heads\": %d, \"head_dim\": %d, \"intermediate_size\": %d, "
+                "\"vocab_size\": %d, \"rope_theta\": %g, \"tie_word_embeddings\": %s",
+                cfg->architecture, cfg->model_type, cfg->n_layers, cfg->hidden_size, cfg->n_heads,
+                cfg->n_kv_heads, cfg->head_dim, cfg->intermediate_size, cfg->vocab_size,
+                cfg->rope_theta, cfg->tie_word_embeddings ? "true" : "false");
         printf(", \"n_params\": %lld, \"n_bytes\": %lld, \"tensors\": [", params, bytes);
         for (size_t i = 0; i < n; i++) {
             evlm_tensor_info t = evlm_model_info_tensor(info, i);
             shape_str(&t, shape, sizeof shape);
-            printf("%s{\"name\": \"%s\", \"dtype\": \"%s\", \"shape\": [%s], \"bytes\": %zu}", i ? ", " : "",
-                   t.name, evlm_type_name(t.type), shape, t.bytes);
+            printf("%s{\"name\": \"%s\", \"dtype\": \"%s\", \"shape\": [%s], \"bytes\": %zu}",
+                   i ? ", " : "", t.name, evlm_type_name(t.type), shape, t.bytes);
         }
         printf("]}\n");
     } else {
         printf("path:         %s\n", path);
         if (cfg) {
             printf("architecture: %s (%s)\n", cfg->architecture, cfg->model_type);
-            printf("text model:   %d layers, hidden %d, %d heads / %d kv heads, head_dim %d, ffn %d, "
-                   "vocab %d, rope theta %g%s\n",
-                   cfg->n_layers, cfg->hidden_size, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim,
-                   cfg->intermediate_size, cfg->vocab_size, cfg->rope_theta,
-                   cfg->tie_word_embeddings ? ", tied embeddings" : "");
+            printf(
+                "text model:   %d layers, hidden %d, %d heads / %d kv heads, head_dim %d, ffn %d, "
+                "vocab %d, rope theta %g%s\n",
+                cfg->n_layers, cfg->hidden_size, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim,
+                cfg->intermediate_size, cfg->vocab_size, cfg->rope_theta,
+                cfg->tie_word_embeddings ? ", tied embeddings" : "");
         }
         printf("parameters:   %lld (%zu tensors, %.2f MB)\n", params, n, (double)bytes / 1e6);
         printf("\n%-64s %-5s %-16s %12s\n", "tensor", "dtype", "shape", "bytes");

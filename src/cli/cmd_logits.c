@@ -14,11 +14,14 @@ int evlm_cmd_logits(int argc, char **argv) {
     const char *out = NULL;
     for (int i = 1; i < argc; i++) {
         if (cli_model_opt(&o, argc, argv, &i)) continue;
-        if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "-o")) out = cli_value(argc, argv, &i);
+        if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "-o"))
+            out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: evlm logits -m DIR [--image FILE ...] -p TEXT [--raw] --out FILE [-t THREADS]\n");
+            printf("usage: evlm logits -m DIR [--image FILE ...] -p TEXT [--raw] --out FILE [-t "
+                   "THREADS]\n");
             return 0;
-        } else cli_die("unknown option '%s'", argv[i]);
+        } else
+            cli_die("unknown option '%s'", argv[i]);
     }
     if (!out) cli_die("no output file given (--out FILE)");
     evlm_model *m = cli_load_model(&o);
@@ -26,7 +29,8 @@ int evlm_cmd_logits(int argc, char **argv) {
     size_t n;
     const int32_t *ids = evlm_prompt_ids(pr, &n);
     evlm_context_params cp = cli_context_params(&o, (int)n);
-    if ((size_t)cp.n_ctx < n) cli_die("the prompt has %zu tokens, more than the context (%d)", n, cp.n_ctx);
+    if ((size_t)cp.n_ctx < n)
+        cli_die("the prompt has %zu tokens, more than the context (%d)", n, cp.n_ctx);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
     size_t V = (size_t)evlm_model_n_vocab(m);

@@ -98,21 +98,31 @@ int evlm_cmd_quality(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_model_opt(&o, argc, argv, &i)) continue;
-        if (!strcmp(a, "-q") || !strcmp(a, "--quant")) quant = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--text")) text = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--dataset")) dataset = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--chunk")) chunk = cli_int(argc, argv, &i, 2, 1 << 16);
-        else if (!strcmp(a, "--max-tokens")) max_tokens = cli_int(argc, argv, &i, 0, 1 << 30);
-        else if (!strcmp(a, "-n")) n_predict = cli_int(argc, argv, &i, 1, 4096);
-        else if (!strcmp(a, "--json")) json = true;
+        if (!strcmp(a, "-q") || !strcmp(a, "--quant"))
+            quant = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--text"))
+            text = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--dataset"))
+            dataset = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--chunk"))
+            chunk = cli_int(argc, argv, &i, 2, 1 << 16);
+        else if (!strcmp(a, "--max-tokens"))
+            max_tokens = cli_int(argc, argv, &i, 0, 1 << 30);
+        else if (!strcmp(a, "-n"))
+            n_predict = cli_int(argc, argv, &i, 1, 4096);
+        else if (!strcmp(a, "--json"))
+            json = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] [--chunk N]\n"
+            printf("usage: evlm quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
+                   "[--chunk N]\n"
                    "                    [--max-tokens N] [-n N] [-t THREADS] [--json]\n");
             return 0;
-        } else cli_die("unknown option '%s'", a);
+        } else
+            cli_die("unknown option '%s'", a);
     }
     if (!quant) cli_die("no quantized model given (-q PATH)");
-    if (!text && !dataset) cli_die("nothing to measure: give --text FILE and/or --dataset FILE.jsonl");
+    if (!text && !dataset)
+        cli_die("nothing to measure: give --text FILE and/or --dataset FILE.jsonl");
     if (o.n_ctx) chunk = o.n_ctx;
     o.n_ctx = 0; /* the chunk is the context */
     evlm_model *ref = cli_load_model(&o);
@@ -124,7 +134,8 @@ int evlm_cmd_quality(int argc, char **argv) {
                 evlm_model_n_vocab(q));
     cJSON *j = cJSON_CreateObject();
     char table[4096];
-    int tl = snprintf(table, sizeof table, "| metric | %s | %s |\n|---|---:|---:|\n", o.model, quant);
+    int tl =
+        snprintf(table, sizeof table, "| metric | %s | %s |\n|---|---:|---:|\n", o.model, quant);
     if (text) {
         text_stats ts = {0};
         eval_text(ref, q, text, &o, chunk, max_tokens, !json, &ts);
@@ -135,10 +146,11 @@ int evlm_cmd_quality(int argc, char **argv) {
         double p99 = ts.kl[(long)(0.99 * (double)(ts.n - 1))];
         double ppl_r = exp(ts.nll_ref / (double)ts.n), ppl_q = exp(ts.nll_q / (double)ts.n);
         double top1 = (double)ts.same_top1 / (double)ts.n;
-        tl += snprintf(table + tl, sizeof table - (size_t)tl,
-                       "| perplexity (%ld tokens) | %.4f | %.4f |\n| KL divergence mean | | %.6f |\n"
-                       "| KL divergence p99 | | %.6f |\n| top-1 agreement | | %.2f %% |\n",
-                       ts.n, ppl_r, ppl_q, mean, p99, 100 * top1);
+        tl +=
+            snprintf(table + tl, sizeof table - (size_t)tl,
+                     "| perplexity (%ld tokens) | %.4f | %.4f |\n| KL divergence mean | | %.6f |\n"
+                     "| KL divergence p99 | | %.6f |\n| top-1 agreement | | %.2f %% |\n",
+                     ts.n, ppl_r, ppl_q, mean, p99, 100 * top1);
         cJSON_AddNumberToObject(j, "n_tokens", (double)ts.n);
         cJSON_AddNumberToObject(j, "ppl_ref", ppl_r);
         cJSON_AddNumberToObject(j, "ppl_quant", ppl_q);
@@ -155,8 +167,8 @@ int evlm_cmd_quality(int argc, char **argv) {
         cli_eval_dataset(ref, dataset, &gp, &cp, false, !json, &rr);
         cli_eval_dataset(q, dataset, &gp, &cp, false, !json, &rq);
         double ar = (double)rr.correct / rr.n, aq = (double)rq.correct / rq.n;
-        snprintf(table + tl, sizeof table - (size_t)tl, "| accuracy (%d items) | %.1f %% | %.1f %% |\n", rr.n,
-                 100 * ar, 100 * aq);
+        snprintf(table + tl, sizeof table - (size_t)tl,
+                 "| accuracy (%d items) | %.1f %% | %.1f %% |\n", rr.n, 100 * ar, 100 * aq);
         cJSON_AddNumberToObject(j, "accuracy_ref", ar);
         cJSON_AddNumberToObject(j, "accuracy_quant", aq);
         cJSON_AddNumberToObject(j, "n_items", rr.n);

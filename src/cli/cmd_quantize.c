@@ -25,12 +25,15 @@ static void bar(void *user, const char *stage, int done, int total) {
     bool *on = user;
     if (!*on) return;
     int width = 30, fill = total > 0 ? (int)((long)width * done / total) : width;
-    fprintf(stderr, "\r%-12s [%.*s%*s] %d/%d", stage, fill, "##############################", width - fill, "", done, total);
+    fprintf(stderr, "\r%-12s [%.*s%*s] %d/%d", stage, fill, "##############################",
+            width - fill, "", done, total);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
 }
 
-static const char *tname(evlm_type t) { return evlm_type_name(t); }
+static const char *tname(evlm_type t) {
+    return evlm_type_name(t);
+}
 
 static bool is_quant(evlm_type t) {
     return t == EVLM_TYPE_Q8_0 || t == EVLM_TYPE_Q4_0 || t == EVLM_TYPE_Q4_1;
@@ -45,11 +48,14 @@ int evlm_cmd_quantize(int argc, char **argv) {
     bool json = false, type_given = false, show = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) in = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = cli_value(argc, argv, &i);
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            in = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out"))
+            out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--type")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!parse_type(v, &p.type) || !is_quant(p.type)) cli_die("--type takes q8_0, q4_0 or q4_1, not '%s'", v);
+            if (!parse_type(v, &p.type) || !is_quant(p.type))
+                cli_die("--type takes q8_0, q4_0 or q4_1, not '%s'", v);
             type_given = true;
         } else if (!strcmp(a, "--vision")) {
             const char *v = cli_value(argc, argv, &i);
@@ -57,17 +63,25 @@ int evlm_cmd_quantize(int argc, char **argv) {
                 cli_die("--vision takes q8_0, q4_0, q4_1 or f16, not '%s'", v);
         } else if (!strcmp(a, "--method")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!strcmp(v, "rtn")) p.method = EVLM_QMETHOD_RTN;
-            else if (!strcmp(v, "awq")) p.method = EVLM_QMETHOD_AWQ;
-            else if (!strcmp(v, "gptq")) p.method = EVLM_QMETHOD_GPTQ;
-            else cli_die("--method takes rtn, awq or gptq, not '%s'", v);
+            if (!strcmp(v, "rtn"))
+                p.method = EVLM_QMETHOD_RTN;
+            else if (!strcmp(v, "awq"))
+                p.method = EVLM_QMETHOD_AWQ;
+            else if (!strcmp(v, "gptq"))
+                p.method = EVLM_QMETHOD_GPTQ;
+            else
+                cli_die("--method takes rtn, awq or gptq, not '%s'", v);
         } else if (!strcmp(a, "--calib")) {
             const char *v = cli_value(argc, argv, &i);
             size_t n = strlen(v);
-            if (n > 6 && !strcmp(v + n - 6, ".jsonl")) p.calib_jsonl = v;
-            else p.calib_text = v;
-        } else if (!strcmp(a, "--calib-tokens")) p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
-        else if (!strcmp(a, "--calib-items")) p.calib_items = cli_int(argc, argv, &i, 1, 1 << 20);
+            if (n > 6 && !strcmp(v + n - 6, ".jsonl"))
+                p.calib_jsonl = v;
+            else
+                p.calib_text = v;
+        } else if (!strcmp(a, "--calib-tokens"))
+            p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
+        else if (!strcmp(a, "--calib-items"))
+            p.calib_items = cli_int(argc, argv, &i, 1, 1 << 20);
         else if (!strcmp(a, "--keep")) {
             if (n_keep == 32) cli_die("at most 32 --keep patterns");
             const char *v = cli_value(argc, argv, &i);
@@ -77,27 +91,41 @@ int evlm_cmd_quantize(int argc, char **argv) {
             evlm_type t = EVLM_TYPE_F16;
             if (eq) {
                 *eq = 0;
-                if (!parse_type(eq + 1, &t)) cli_die("--keep %s: unknown type '%s' (q8_0, q4_0, q4_1, f16, bf16, f32)", v, eq + 1);
+                if (!parse_type(eq + 1, &t))
+                    cli_die("--keep %s: unknown type '%s' (q8_0, q4_0, q4_1, f16, bf16, f32)", v,
+                            eq + 1);
             }
             keep[n_keep] = (evlm_quant_keep){keep_pat[n_keep], t};
             n_keep++;
-        } else if (!strcmp(a, "--target-bpw")) p.target_bpw = cli_double(argc, argv, &i, 1, 32);
-        else if (!strcmp(a, "--max-size")) p.max_size_mb = cli_double(argc, argv, &i, 0.001, 1e7);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) p.n_threads = cli_int(argc, argv, &i, 1, 512);
-        else if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) show = false;
+        } else if (!strcmp(a, "--target-bpw"))
+            p.target_bpw = cli_double(argc, argv, &i, 1, 32);
+        else if (!strcmp(a, "--max-size"))
+            p.max_size_mb = cli_double(argc, argv, &i, 0.001, 1e7);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            p.n_threads = cli_int(argc, argv, &i, 1, 512);
+        else if (!strcmp(a, "--json"))
+            json = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
+            show = false;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: evlm quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [options]\n"
-                   "  --calib FILE          calibration text, or a .jsonl of {image, question, answer} (repeatable)\n"
-                   "  --method rtn|awq|gptq round-to-nearest (default), activation-aware scaling, or GPTQ\n"
-                   "  --keep PATTERN[=TYPE] tensors whose Hugging Face name matches the glob keep TYPE (f16)\n"
-                   "  --target-bpw X        mixed precision: raise the most sensitive matrices to q8_0 within X bits/weight\n"
+                   "  --calib FILE          calibration text, or a .jsonl of {image, question, "
+                   "answer} (repeatable)\n"
+                   "  --method rtn|awq|gptq round-to-nearest (default), activation-aware scaling, "
+                   "or GPTQ\n"
+                   "  --keep PATTERN[=TYPE] tensors whose Hugging Face name matches the glob keep "
+                   "TYPE (f16)\n"
+                   "  --target-bpw X        mixed precision: raise the most sensitive matrices to "
+                   "q8_0 within X bits/weight\n"
                    "  --max-size MB         the same within a file size\n"
-                   "  --vision TYPE         vision tower + connector matrices: q8_0 (default), q4_0, q4_1, f16\n"
-                   "  --calib-tokens N      text tokens used (2048); --calib-items N: dataset items used (16)\n"
+                   "  --vision TYPE         vision tower + connector matrices: q8_0 (default), "
+                   "q4_0, q4_1, f16\n"
+                   "  --calib-tokens N      text tokens used (2048); --calib-items N: dataset "
+                   "items used (16)\n"
                    "  -t THREADS, --json, -q (no progress bar)\n");
             return 0;
-        } else cli_die("unknown option '%s'", a);
+        } else
+            cli_die("unknown option '%s'", a);
     }
     if (!in) cli_die("no model given (-m DIR)");
     if (!out) cli_die("no output file given (-o OUT.gguf)");
@@ -118,18 +146,22 @@ int evlm_cmd_quantize(int argc, char **argv) {
     evlm_quantize_report r;
     cli_check(evlm_quantize(in, out, &p, &r));
     if (!json) {
-        printf("| tensor | from | to | method | rel. error | sensitivity (KL) | MB |\n|---|---|---|---|---:|---:|---:|\n");
+        printf("| tensor | from | to | method | rel. error | sensitivity (KL) | MB "
+               "|\n|---|---|---|---|---:|---:|---:|\n");
         for (int i = 0; i < r.n; i++) {
             const evlm_quant_tensor_report *t = &r.t[i];
             char err[32] = "", kl[32] = "";
             if (t->rel_err >= 0) snprintf(err, sizeof err, "%.2e", t->rel_err);
             if (t->kl >= 0) snprintf(kl, sizeof kl, "%.2e", t->kl);
-            printf("| %s | %s | %s | %s | %s | %s | %.2f |\n", t->name, tname(t->from), tname(t->to), t->method, err, kl,
-                   (double)t->bytes / 1e6);
+            printf("| %s | %s | %s | %s | %s | %s | %.2f |\n", t->name, tname(t->from),
+                   tname(t->to), t->method, err, kl, (double)t->bytes / 1e6);
         }
-        printf("\n%s: %.1f MB -> %.1f MB (%.2fx), %.3f bits per weight", out, (double)r.in_bytes / 1e6,
-               (double)r.out_bytes / 1e6, r.out_bytes ? (double)r.in_bytes / (double)r.out_bytes : 0, r.bpw);
-        if (r.kl_mean >= 0) printf("; mean KL vs float %.5f over %d calibration positions", r.kl_mean, r.n_calib_rows);
+        printf("\n%s: %.1f MB -> %.1f MB (%.2fx), %.3f bits per weight", out,
+               (double)r.in_bytes / 1e6, (double)r.out_bytes / 1e6,
+               r.out_bytes ? (double)r.in_bytes / (double)r.out_bytes : 0, r.bpw);
+        if (r.kl_mean >= 0)
+            printf("; mean KL vs float %.5f over %d calibration positions", r.kl_mean,
+                   r.n_calib_rows);
         if (r.vision_cos >= 0) printf("; vision encoder cosine %.5f", r.vision_cos);
         printf("\n");
     } else {

@@ -46,14 +46,17 @@ int evlm_cmd_tokenize(int argc, char **argv) {
     const char *dir = NULL;
     bool decode = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) dir = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "--decode")) decode = true;
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model"))
+            dir = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--decode"))
+            decode = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: evlm tokenize -m DIR [--decode] < input.json\n"
                    "  stdin: [\"text\", ...]  ->  stdout: [[ids], ...]\n"
                    "  --decode: stdin [[ids], ...]  ->  stdout [\"text\", ...]\n");
             return 0;
-        } else cli_die("unknown option '%s'", argv[i]);
+        } else
+            cli_die("unknown option '%s'", argv[i]);
     }
     if (!dir) cli_die("no model given (-m DIR)");
     char path[4096];
@@ -88,7 +91,8 @@ int evlm_cmd_tokenize(int argc, char **argv) {
             append(&res, "]");
             free(ids);
         } else {
-            if (!cJSON_IsArray(item)) cli_die("standard input: item %d is not an array of ids", idx);
+            if (!cJSON_IsArray(item))
+                cli_die("standard input: item %d is not an array of ids", idx);
             int n_ids = cJSON_GetArraySize(item), k = 0;
             int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n_ids > 0 ? n_ids : 1));
             if (!ids) cli_die("out of memory");

@@ -55,8 +55,8 @@ void cli_eval_result_free(cli_eval_result *r) {
 }
 
 void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp,
-                      const evlm_context_params *cp,
-                      bool verbose, bool progress, cli_eval_result *res) {
+                      const evlm_context_params *cp, bool verbose, bool progress,
+                      cli_eval_result *res) {
     memset(res, 0, sizeof *res);
     size_t len;
     char *data = cli_read_file(dataset, (size_t)1 << 30, &len);
@@ -79,16 +79,21 @@ void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params 
         line_no++;
         if (!*trim(line)) continue;
         cJSON *item = cJSON_Parse(line);
-        const cJSON *img = cJSON_GetObjectItem(item, "image"), *q = cJSON_GetObjectItem(item, "question");
-        const cJSON *ans = cJSON_GetObjectItem(item, "answer"), *sc = cJSON_GetObjectItem(item, "scenario");
+        const cJSON *img = cJSON_GetObjectItem(item, "image"),
+                    *q = cJSON_GetObjectItem(item, "question");
+        const cJSON *ans = cJSON_GetObjectItem(item, "answer"),
+                    *sc = cJSON_GetObjectItem(item, "scenario");
         if (!item || !cJSON_IsString(q) || !cJSON_IsString(ans) || (img && !cJSON_IsString(img)))
-            cli_die("%s:%d: expected {\"image\", \"question\", \"answer\"} strings", dataset, line_no);
+            cli_die("%s:%d: expected {\"image\", \"question\", \"answer\"} strings", dataset,
+                    line_no);
         char path[8192];
         evlm_image_input in = {0};
         int n_img = 0;
         if (img) {
-            if (img->valuestring[0] == '/') snprintf(path, sizeof path, "%s", img->valuestring);
-            else snprintf(path, sizeof path, "%s/%s", base, img->valuestring);
+            if (img->valuestring[0] == '/')
+                snprintf(path, sizeof path, "%s", img->valuestring);
+            else
+                snprintf(path, sizeof path, "%s/%s", base, img->valuestring);
             in.path = path;
             n_img = 1;
         }

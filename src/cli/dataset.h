@@ -30,10 +30,11 @@ typedef struct cli_eval_result {
 } cli_eval_result;
 
 /* Answers every item with m (one context made with cp). verbose: one line per item
- * on stderr; progress: a running count on stderr. Dies with a message naming the line on bad input. */
+ * on stderr; progress: a running count on stderr. Dies with a message naming the line on bad input.
+ */
 void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params *gp,
-                      const evlm_context_params *cp,
-                      bool verbose, bool progress, cli_eval_result *r);
+                      const evlm_context_params *cp, bool verbose, bool progress,
+                      cli_eval_result *r);
 void cli_eval_result_free(cli_eval_result *r);
 void cli_print_tallies(const char *title, const cli_tallies *t);
 cJSON *cli_json_tallies(const cli_tallies *t);

@@ -11,14 +11,22 @@ static const struct {
     evlm_cmd_fn fn;
     const char *help;
 } k_cmds[] = {
-    {"run", evlm_cmd_run, "generate an answer: run -m DIR -p TEXT [--raw] [-n N] [--temp T] ... [--json]"},
+    {"run", evlm_cmd_run,
+     "generate an answer: run -m DIR -p TEXT [--raw] [-n N] [--temp T] ... [--json]"},
     {"logits", evlm_cmd_logits, "dump prompt logits: logits -m DIR -p TEXT [--raw] --out FILE"},
     {"eval", evlm_cmd_eval, "score a QA set: eval -m DIR --dataset FILE.jsonl [--json]"},
-    {"bench", evlm_cmd_bench, "speed: bench -m DIR [--image FILE] [-p N] [-n N] [-t T] [-r R] [--json]"},
-    {"quantize", evlm_cmd_quantize, "compress: quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [--calib FILE] [--method rtn|awq|gptq] ..."},
-    {"quality", evlm_cmd_quality, "compare with a reference: quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] [--json]"},
-    {"synth", evlm_cmd_synth, "random weights: synth --config CONFIG.json -o OUT_DIR [--dtype bf16|f16|f32] [--text-only]"},
-    {"tokenize", evlm_cmd_tokenize, "JSON strings on stdin to id arrays: tokenize -m DIR [--decode]"},
+    {"bench", evlm_cmd_bench,
+     "speed: bench -m DIR [--image FILE] [-p N] [-n N] [-t T] [-r R] [--json]"},
+    {"quantize", evlm_cmd_quantize,
+     "compress: quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [--calib FILE] [--method "
+     "rtn|awq|gptq] ..."},
+    {"quality", evlm_cmd_quality,
+     "compare with a reference: quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
+     "[--json]"},
+    {"synth", evlm_cmd_synth,
+     "random weights: synth --config CONFIG.json -o OUT_DIR [--dtype bf16|f16|f32] [--text-only]"},
+    {"tokenize", evlm_cmd_tokenize,
+     "JSON strings on stdin to id arrays: tokenize -m DIR [--decode]"},
     {"info", evlm_cmd_info, "describe a model: info -m PATH [--json]"},
     {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
 };

@@ -33,15 +33,15 @@ typedef struct search {
     evlm_type t;
     const evlm_awq_linear *lin;
     int n_lin;
-    int64_t k, n_all, m;  /* input width, rows of all linears, calibration rows */
-    const float *x;       /* m x k */
-    float *xs;            /* m x k: diag(s)^-1 x for the current s */
+    int64_t k, n_all, m; /* input width, rows of all linears, calibration rows */
+    const float *x;      /* m x k */
+    float *xs;           /* m x k: diag(s)^-1 x for the current s */
     const float *s;
-    double *row_loss;     /* n_all: 0 (float outputs) or the loss of the current s, per row */
-    double *row_ref;      /* n_all: sum_i (w . x_i)^2 */
-    float *scratch;       /* per thread: k (scaled row) + k (its error) floats + a block row */
+    double *row_loss; /* n_all: 0 (float outputs) or the loss of the current s, per row */
+    double *row_ref;  /* n_all: sum_i (w . x_i)^2 */
+    float *scratch;   /* per thread: k (scaled row) + k (its error) floats + a block row */
     size_t scratch_per;
-    int phase;            /* 0: row_ref, 1: loss for s */
+    int phase; /* 0: row_ref, 1: loss for s */
 } search;
 
 static const float *row_of(const search *a, int64_t r) {
@@ -97,8 +97,10 @@ static void search_task(void *arg, int ith, int nth) {
 }
 
 static double group_loss(search *a, evlm_pool *pool) {
-    if (pool) evlm_pool_run(pool, search_task, a);
-    else search_task(a, 0, 1);
+    if (pool)
+        evlm_pool_run(pool, search_task, a);
+    else
+        search_task(a, 0, 1);
     const double *v = a->phase ? a->row_loss : a->row_ref;
     double sum = 0.0;
     for (int64_t r = 0; r < a->n_all; r++) sum += v[r]; /* fixed order */
@@ -107,14 +109,16 @@ static double group_loss(search *a, evlm_pool *pool) {
 
 evlm_status evlm_awq_search(evlm_type t, const evlm_awq_linear *lin, int n_lin, int64_t k,
                             const float *mean_abs, const float *x, int64_t n_rows,
-                            const evlm_awq_params *p, evlm_pool *pool, float *s, evlm_awq_result *res) {
+                            const evlm_awq_params *p, evlm_pool *pool, float *s,
+                            evlm_awq_result *res) {
     evlm_awq_params dp = evlm_awq_default_params();
     if (!p) p = &dp;
     memset(res, 0, sizeof *res);
     if (!lin || n_lin <= 0 || !mean_abs || !x || !s)
         return evlm__fail(EVLM_ERR_ARG, "awq: no layers, statistics or output");
     if (p->n_grid <= 0 || p->n_grid > 1000 || p->max_rows < 0)
-        return evlm__fail(EVLM_ERR_ARG, "awq: bad parameters (n_grid %d, max_rows %d)", p->n_grid, p->max_rows);
+        return evlm__fail(EVLM_ERR_ARG, "awq: bad parameters (n_grid %d, max_rows %d)", p->n_grid,
+                          p->max_rows);
     if (n_rows <= 0) return evlm__fail(EVLM_ERR_ARG, "awq: no calibration rows");
     int64_t n_all = 0;
     for (int i = 0; i < n_lin; i++) {
@@ -122,14 +126,16 @@ evlm_status evlm_awq_search(evlm_type t, const evlm_awq_linear *lin, int n_lin, 
         if (!lin[i].w) return evlm__fail(EVLM_ERR_ARG, "awq: layer %d has no weights", i);
         for (int64_t e = 0; e < lin[i].n * k; e++)
             if (!isfinite(lin[i].w[e]))
-                return evlm__fail(EVLM_ERR_ARG, "awq: layer %d: non-finite weight at row %lld, column %lld", i,
+                return evlm__fail(EVLM_ERR_ARG,
+                                  "awq: layer %d: non-finite weight at row %lld, column %lld", i,
                                   (long long)(e / k), (long long)(e % k));
         n_all += lin[i].n;
     }
     if (n_all > INT32_MAX) return evlm__fail(EVLM_ERR_ARG, "awq: %lld rows", (long long)n_all);
     for (int64_t j = 0; j < k; j++)
         if (!(mean_abs[j] >= 0.0f) || !isfinite(mean_abs[j]))
-            return evlm__fail(EVLM_ERR_ARG, "awq: statistics: bad mean |x| of channel %lld", (long long)j);
+            return evlm__fail(EVLM_ERR_ARG, "awq: statistics: bad mean |x| of channel %lld",
+                              (long long)j);
     int64_t m = p->max_rows && n_rows > p->max_rows ? p->max_rows : n_rows;
     for (int64_t e = 0; e < m * k; e++)
         if (!isfinite(x[e])) return evlm__fail(EVLM_ERR_ARG, "awq: non-finite calibration input");
@@ -193,7 +199,8 @@ void evlm_awq_scale_cols(float *w, int64_t n, int64_t k, const float *s) {
 static evlm_status check_scales(const float *s, int64_t k) {
     for (int64_t j = 0; j < k; j++)
         if (!(s[j] > 0.0f) || !isfinite(s[j]))
-            return evlm__fail(EVLM_ERR_ARG, "awq fold: scale %lld is %g", (long long)j, (double)s[j]);
+            return evlm__fail(EVLM_ERR_ARG, "awq fold: scale %lld is %g", (long long)j,
+                              (double)s[j]);
     return EVLM_OK;
 }
 
@@ -215,14 +222,16 @@ evlm_status evlm_awq_fold_rows(float *w, float *b, int64_t k_prev, const float *
 evlm_status evlm_awq_fold_v_proj(float *wv, float *bv, int64_t k_prev, const float *s, int n_heads,
                                  int n_kv_heads, int head_dim) {
     if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
-        return evlm__fail(EVLM_ERR_ARG, "awq fold: bad heads (%d q, %d kv, dim %d)", n_heads, n_kv_heads, head_dim);
+        return evlm__fail(EVLM_ERR_ARG, "awq fold: bad heads (%d q, %d kv, dim %d)", n_heads,
+                          n_kv_heads, head_dim);
     int group = n_heads / n_kv_heads;
     EVLM_TRY(check_scales(s, (int64_t)n_heads * head_dim));
     for (int h = 0; h < n_heads; h++)
         for (int d = 0; d < head_dim; d++)
             if (s[h * head_dim + d] != s[(h / group) * group * head_dim + d])
                 return evlm__fail(EVLM_ERR_ARG,
-                                  "awq fold: o_proj scales differ between q heads %d and %d that share kv head %d "
+                                  "awq fold: o_proj scales differ between q heads %d and %d that "
+                                  "share kv head %d "
                                   "(tie them with evlm_awq_tie_heads)",
                                   (h / group) * group, h, h / group);
     for (int kvh = 0; kvh < n_kv_heads; kvh++)
@@ -237,13 +246,16 @@ evlm_status evlm_awq_fold_v_proj(float *wv, float *bv, int64_t k_prev, const flo
 
 evlm_status evlm_awq_tie_heads(float *mean_abs, int n_heads, int n_kv_heads, int head_dim) {
     if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
-        return evlm__fail(EVLM_ERR_ARG, "awq: bad heads (%d q, %d kv, dim %d)", n_heads, n_kv_heads, head_dim);
+        return evlm__fail(EVLM_ERR_ARG, "awq: bad heads (%d q, %d kv, dim %d)", n_heads, n_kv_heads,
+                          head_dim);
     int group = n_heads / n_kv_heads;
     for (int kvh = 0; kvh < n_kv_heads; kvh++)
         for (int d = 0; d < head_dim; d++) {
             double sum = 0.0;
-            for (int h = kvh * group; h < (kvh + 1) * group; h++) sum += (double)mean_abs[h * head_dim + d];
-            for (int h = kvh * group; h < (kvh + 1) * group; h++) mean_abs[h * head_dim + d] = (float)(sum / group);
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                sum += (double)mean_abs[h * head_dim + d];
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                mean_abs[h * head_dim + d] = (float)(sum / group);
         }
     return EVLM_OK;
 }

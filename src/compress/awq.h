@@ -52,7 +52,8 @@ void evlm_awq_scales(const float *mean_abs, int64_t k, float alpha, float *s);
  * pool may be NULL. */
 evlm_status evlm_awq_search(evlm_type t, const evlm_awq_linear *lin, int n_lin, int64_t k,
                             const float *mean_abs, const float *x, int64_t n_rows,
-                            const evlm_awq_params *p, evlm_pool *pool, float *s, evlm_awq_result *res);
+                            const evlm_awq_params *p, evlm_pool *pool, float *s,
+                            evlm_awq_result *res);
 
 /* W (n x k) <- W diag(s): the matrix to quantize. */
 void evlm_awq_scale_cols(float *w, int64_t n, int64_t k, const float *s);

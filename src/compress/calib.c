@@ -21,7 +21,8 @@ struct evlm_calib {
 };
 
 evlm_calib_params evlm_calib_default_params(void) {
-    evlm_calib_params p = {EVLM_CALIB_ALL_LAYERS, true, true, false, 512, (size_t)4 << 30, 0x9e3779b97f4a7c15ull};
+    evlm_calib_params p = {EVLM_CALIB_ALL_LAYERS, true, true, false, 512, (size_t)4 << 30,
+                           0x9e3779b97f4a7c15ull};
     return p;
 }
 
@@ -58,10 +59,18 @@ void evlm_calib_select_layer(evlm_calib *c, int layer) {
     c->p.layer = layer;
 }
 
-evlm_status evlm_calib_status(const evlm_calib *c) { return c->status; }
-const char *evlm_calib_error(const evlm_calib *c) { return c->err; }
-int evlm_calib_count(const evlm_calib *c) { return c->n; }
-size_t evlm_calib_bytes(const evlm_calib *c) { return c->bytes + c->xd_cap * sizeof(double); }
+evlm_status evlm_calib_status(const evlm_calib *c) {
+    return c->status;
+}
+const char *evlm_calib_error(const evlm_calib *c) {
+    return c->err;
+}
+int evlm_calib_count(const evlm_calib *c) {
+    return c->n;
+}
+size_t evlm_calib_bytes(const evlm_calib *c) {
+    return c->bytes + c->xd_cap * sizeof(double);
+}
 
 size_t evlm_calib_stat_bytes(const evlm_calib_params *p, int k) {
     size_t kk = (size_t)(k > 0 ? k : 0), b = 0;
@@ -83,7 +92,8 @@ const evlm_calib_stat *evlm_calib_find(const evlm_calib *c, int layer, const cha
 
 void evlm_calib_mean_abs(const evlm_calib_stat *st, float *out) {
     for (int j = 0; j < st->k; j++)
-        out[j] = st->abs_sum && st->n_rows > 0 ? (float)(st->abs_sum[j] / (double)st->n_rows) : 0.0f;
+        out[j] =
+            st->abs_sum && st->n_rows > 0 ? (float)(st->abs_sum[j] / (double)st->n_rows) : 0.0f;
 }
 
 /* Keeps the first error (observers cannot return one). */
@@ -102,10 +112,11 @@ static evlm_calib_stat *stat_new(evlm_calib *c, int layer, const char *group, in
     /* k*k doubles: refuse widths whose square would overflow before any allocation */
     if ((uint64_t)k > (uint64_t)1 << 20 ||
         (c->p.max_bytes && (need > c->p.max_bytes || c->bytes > c->p.max_bytes - need))) {
-        fail(c, evlm__fail(EVLM_ERR_NOMEM,
-                           "calib: layer %d %s (k = %d) needs %zu bytes; %zu of max_bytes %zu are in use "
-                           "(collect one layer at a time)",
-                           layer, group, k, need, c->bytes, c->p.max_bytes));
+        fail(c, evlm__fail(
+                    EVLM_ERR_NOMEM,
+                    "calib: layer %d %s (k = %d) needs %zu bytes; %zu of max_bytes %zu are in use "
+                    "(collect one layer at a time)",
+                    layer, group, k, need, c->bytes, c->p.max_bytes));
         return NULL;
     }
     if (c->n == c->cap) {
@@ -130,7 +141,8 @@ static evlm_calib_stat *stat_new(evlm_calib *c, int layer, const char *group, in
 nomem_s:
     stat_release(&s);
 nomem:
-    fail(c, evlm__fail(EVLM_ERR_NOMEM, "calib: out of memory for layer %d %s (k = %d)", layer, group, k));
+    fail(c, evlm__fail(EVLM_ERR_NOMEM, "calib: out of memory for layer %d %s (k = %d)", layer,
+                       group, k));
     return NULL;
 }
 
@@ -157,7 +169,8 @@ static void add_outer(double *xtx, const double *xd, int m, int k) {
 void evlm_calib_observe(void *user, int layer, const char *group, const float *x, int m, int k) {
     evlm_calib *c = user;
     if (c->status != EVLM_OK || m <= 0) return;
-    if (c->p.layer == EVLM_CALIB_ALL_LAYERS ? (layer < 0 && !c->p.lm_head) : layer != c->p.layer) return;
+    if (c->p.layer == EVLM_CALIB_ALL_LAYERS ? (layer < 0 && !c->p.lm_head) : layer != c->p.layer)
+        return;
     if (!c->p.hessian && !c->p.act_stats) return;
     if (k <= 0 || !x || !group) {
         fail(c, evlm__fail(EVLM_ERR_ARG, "calib: layer %d: bad observation (k = %d)", layer, k));
@@ -167,13 +180,15 @@ void evlm_calib_observe(void *user, int layer, const char *group, const float *x
     evlm_calib_stat *s = idx >= 0 ? &c->st[idx] : stat_new(c, layer, group, k);
     if (!s) return;
     if (s->k != k) {
-        fail(c, evlm__fail(EVLM_ERR_ARG, "calib: layer %d %s: input width %d, was %d", layer, group, k, s->k));
+        fail(c, evlm__fail(EVLM_ERR_ARG, "calib: layer %d %s: input width %d, was %d", layer, group,
+                           k, s->k));
         return;
     }
     for (size_t i = 0; i < (size_t)m * (size_t)k; i++)
         if (!isfinite(x[i])) {
-            fail(c, evlm__fail(EVLM_ERR_RANGE, "calib: layer %d %s: non-finite input (row %zu, channel %zu)",
-                               layer, group, i / (size_t)k, i % (size_t)k));
+            fail(c, evlm__fail(EVLM_ERR_RANGE,
+                               "calib: layer %d %s: non-finite input (row %zu, channel %zu)", layer,
+                               group, i / (size_t)k, i % (size_t)k));
             return;
         }
     if (s->xtx) {
@@ -189,21 +204,25 @@ void evlm_calib_observe(void *user, int layer, const char *group, const float *x
         }
         for (int r0 = 0; r0 < m; r0 += CHUNK) {
             int mm = m - r0 < CHUNK ? m - r0 : CHUNK;
-            for (size_t i = 0; i < (size_t)mm * (size_t)k; i++) c->xd[i] = (double)x[(size_t)r0 * (size_t)k + i];
+            for (size_t i = 0; i < (size_t)mm * (size_t)k; i++)
+                c->xd[i] = (double)x[(size_t)r0 * (size_t)k + i];
             add_outer(s->xtx, c->xd, mm, k);
         }
         for (int i = 0; i < k; i++) /* mirror: keep both halves valid between calls */
-            for (int j = i + 1; j < k; j++) s->xtx[(size_t)j * (size_t)k + i] = s->xtx[(size_t)i * (size_t)k + j];
+            for (int j = i + 1; j < k; j++)
+                s->xtx[(size_t)j * (size_t)k + i] = s->xtx[(size_t)i * (size_t)k + j];
     }
     if (s->abs_sum)
         for (int r = 0; r < m; r++)
             for (int j = 0; j < k; j++) s->abs_sum[j] += fabs((double)x[(size_t)r * (size_t)k + j]);
     for (int r = 0; r < m && s->cap > 0; r++) {
-        /* Algorithm R: row number t (0-based) replaces a random slot with probability cap / (t + 1) */
+        /* Algorithm R: row number t (0-based) replaces a random slot with probability cap / (t + 1)
+         */
         int64_t t = s->n_rows + r;
         int64_t slot = t < s->cap ? t : (int64_t)(next_rng(&s->rng) % (uint64_t)(t + 1));
         if (slot < s->cap) {
-            memcpy(s->rows + (size_t)slot * (size_t)k, x + (size_t)r * (size_t)k, sizeof(float) * (size_t)k);
+            memcpy(s->rows + (size_t)slot * (size_t)k, x + (size_t)r * (size_t)k,
+                   sizeof(float) * (size_t)k);
             if (slot >= s->n_kept) s->n_kept = (int)slot + 1;
         }
     }

@@ -29,23 +29,23 @@
 #define EVLM_CALIB_ALL_LAYERS (-2) /* layer -1 is the output head */
 
 typedef struct evlm_calib_params {
-    int layer;           /* EVLM_CALIB_ALL_LAYERS, or the one layer to collect (-1: lm_head) */
-    bool hessian;        /* collect xtx (k*k doubles per group) */
-    bool act_stats;      /* collect abs_sum and the row reservoir */
-    bool lm_head;        /* with EVLM_CALIB_ALL_LAYERS: include the output head too */
-    int reservoir_rows;  /* rows kept per group (default 512); 0: none */
-    size_t max_bytes;    /* bound on all statistics (default 4 GiB); 0: unbounded */
-    uint64_t seed;       /* reservoir sampling */
+    int layer;          /* EVLM_CALIB_ALL_LAYERS, or the one layer to collect (-1: lm_head) */
+    bool hessian;       /* collect xtx (k*k doubles per group) */
+    bool act_stats;     /* collect abs_sum and the row reservoir */
+    bool lm_head;       /* with EVLM_CALIB_ALL_LAYERS: include the output head too */
+    int reservoir_rows; /* rows kept per group (default 512); 0: none */
+    size_t max_bytes;   /* bound on all statistics (default 4 GiB); 0: unbounded */
+    uint64_t seed;      /* reservoir sampling */
 } evlm_calib_params;
 
 typedef struct evlm_calib_stat {
-    int layer;            /* -1: lm_head */
+    int layer; /* -1: lm_head */
     char group[16];
-    int k;                /* input width */
-    int64_t n_rows;       /* rows observed */
-    double *xtx;          /* [k][k] sum of x x^T (symmetric, both halves filled); NULL if not collected */
-    double *abs_sum;      /* [k] sum of |x_j|; NULL if not collected */
-    float *rows;          /* [n_kept][k] the reservoir */
+    int k;          /* input width */
+    int64_t n_rows; /* rows observed */
+    double *xtx;    /* [k][k] sum of x x^T (symmetric, both halves filled); NULL if not collected */
+    double *abs_sum; /* [k] sum of |x_j|; NULL if not collected */
+    float *rows;     /* [n_kept][k] the reservoir */
     int n_kept, cap;
     uint64_t rng;
 } evlm_calib_stat;

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COL_TILE 512 /* columns of U streamed per lazy-update tile (128 x 512 floats stay in L2) */
+#define COL_TILE                                                                                   \
+    512 /* columns of U streamed per lazy-update tile (128 x 512 floats stay in L2)                \
+         */
 
 evlm_gptq_params evlm_gptq_default_params(void) {
     evlm_gptq_params p = {0.01, 128, 4, NULL};
@@ -37,7 +39,8 @@ static int nibble(float v) {
 
 /* One block's grid, fixed when its first column is reached. */
 typedef struct grid {
-    float id, dq, mq, min; /* inverse float scale, fp16-rounded scale, fp16-rounded min, float min */
+    float id, dq, mq,
+        min; /* inverse float scale, fp16-rounded scale, fp16-rounded min, float min */
 } grid;
 
 /* A block type's grid: init chooses it from the 32 current weights x and writes the block header
@@ -104,8 +107,10 @@ static float q8_0_put(const grid *g, float x, int j, void *blk) {
 
 /* nibble q of element j into a Q4 block's qs (j < 16 low, else high) */
 static void put_nibble(uint8_t *qs, int j, int q) {
-    if (j < EVLM_QK / 2) qs[j] |= (uint8_t)q;
-    else qs[j - EVLM_QK / 2] |= (uint8_t)(q << 4);
+    if (j < EVLM_QK / 2)
+        qs[j] |= (uint8_t)q;
+    else
+        qs[j - EVLM_QK / 2] |= (uint8_t)(q << 4);
 }
 
 static float q4_0_put(const grid *g, float x, int j, void *blk) {
@@ -156,10 +161,10 @@ typedef struct sweep {
     void *out;
     size_t rb;
     float *trace;
-    const float *w0;    /* original weights (for the error) */
-    const double *xtx;  /* undamped, for the error */
+    const float *w0;   /* original weights (for the error) */
+    const double *xtx; /* undamped, for the error */
     double *row_err, *row_ref;
-    float *deq;         /* nth x k: a dequantized row per thread */
+    float *deq; /* nth x k: a dequantized row per thread */
     int nth;
     evlm_status st;
 } sweep;
@@ -241,10 +246,12 @@ evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k
     EVLM_TRY(evlm_compress_check_shape("gptq", t, n, k));
     if (!k_grids[t].init)
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "gptq: no GPTQ grid for %s", evlm_type_name(t));
-    if (!w || !xtx || !out) return evlm__fail(EVLM_ERR_ARG, "gptq: NULL weights, statistics or output");
+    if (!w || !xtx || !out)
+        return evlm__fail(EVLM_ERR_ARG, "gptq: NULL weights, statistics or output");
     if (n_samples <= 0) return evlm__fail(EVLM_ERR_ARG, "gptq: no calibration rows");
     if (!(p->damp >= 0.0) || p->block_cols <= 0 || p->block_cols % EVLM_QK || p->max_retries < 0)
-        return evlm__fail(EVLM_ERR_ARG, "gptq: bad parameters (damp %g, block_cols %d)", p->damp, p->block_cols);
+        return evlm__fail(EVLM_ERR_ARG, "gptq: bad parameters (damp %g, block_cols %d)", p->damp,
+                          p->block_cols);
     if (n > INT32_MAX) return evlm__fail(EVLM_ERR_ARG, "gptq: %lld rows", (long long)n);
     for (int64_t i = 0; i < n * k; i++)
         if (!isfinite(w[i]))
@@ -265,7 +272,8 @@ evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k
     float *deq = malloc(sizeof(float) * (size_t)k * (size_t)nth);
     evlm_status st = EVLM_OK;
     if (!h || !u || !wk || !err || !row_err || !deq) {
-        st = evlm__fail(EVLM_ERR_NOMEM, "gptq: out of memory (k = %lld, n = %lld)", (long long)k, (long long)n);
+        st = evlm__fail(EVLM_ERR_NOMEM, "gptq: out of memory (k = %lld, n = %lld)", (long long)k,
+                        (long long)n);
         goto done;
     }
 
@@ -293,9 +301,10 @@ evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k
         if (info == 0) res->damp_used = tried;
     }
     if (info != 0) {
-        st = evlm__fail(EVLM_ERR_RANGE,
-                        "gptq: the damped Hessian is not positive definite (k = %lld, last damp %g, minor %d)",
-                        (long long)k, tried, (int)info);
+        st = evlm__fail(
+            EVLM_ERR_RANGE,
+            "gptq: the damped Hessian is not positive definite (k = %lld, last damp %g, minor %d)",
+            (long long)k, tried, (int)info);
         goto done;
     }
     for (int64_t i = 0; i < k; i++)
@@ -303,14 +312,17 @@ evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k
     /* U_jj > 0 on success of dpotrf; guard the division anyway */
     for (int64_t i = 0; i < k; i++)
         if (!(u[i * k + i] > 0.0f) || !isfinite(u[i * k + i])) {
-            st = evlm__fail(EVLM_ERR_RANGE, "gptq: degenerate inverse Hessian factor at column %lld", (long long)i);
+            st = evlm__fail(EVLM_ERR_RANGE,
+                            "gptq: degenerate inverse Hessian factor at column %lld", (long long)i);
             goto done;
         }
 
-    sweep s = {t, n, k, p->block_cols, u, wk, err, out, evlm_row_bytes(t, k), p->trace, w, xtx,
-               row_err, row_err + n, deq, nth, EVLM_OK};
-    if (pool) evlm_pool_run(pool, sweep_task, &s);
-    else sweep_task(&s, 0, 1);
+    sweep s = {t,        n, k,   p->block_cols, u,           wk,  err, out,    evlm_row_bytes(t, k),
+               p->trace, w, xtx, row_err,       row_err + n, deq, nth, EVLM_OK};
+    if (pool)
+        evlm_pool_run(pool, sweep_task, &s);
+    else
+        sweep_task(&s, 0, 1);
 
     for (int64_t r = 0; r < n; r++) { /* in row order: the sum does not depend on threads */
         res->err += row_err[r];

@@ -52,7 +52,8 @@ static evlm_status awq_layer(qctx *q, int l) {
         if (!cs || cs->n_kept == 0) continue; /* no calibration rows reached it: plain RTN */
         bool all_quant = true;
         for (int i = 0; i < groups[g].count; i++)
-            all_quant = all_quant && evlm_type_is_quant(x[groups[g].first + i]->to) && !x[groups[g].first + i]->pinned;
+            all_quant = all_quant && evlm_type_is_quant(x[groups[g].first + i]->to) &&
+                        !x[groups[g].first + i]->pinned;
         if (!all_quant) continue; /* a float or pinned consumer: nothing to protect */
         int64_t k = cs->k;
         float *mean = malloc(sizeof(float) * (size_t)k), *s = malloc(sizeof(float) * (size_t)k);
@@ -70,7 +71,8 @@ static evlm_status awq_layer(qctx *q, int l) {
         evlm_awq_result res;
         evlm_type t = x[groups[g].first]->to;
         if (st == EVLM_OK)
-            st = evlm_awq_search(t, lin, groups[g].count, k, mean, cs->rows, cs->n_kept, &ap, evlm__model_pool(q->m), s, &res);
+            st = evlm_awq_search(t, lin, groups[g].count, k, mean, cs->rows, cs->n_kept, &ap,
+                                 evlm__model_pool(q->m), s, &res);
         for (int i = 0; i < groups[g].count && st == EVLM_OK; i++)
             evlm_awq_scale_cols(w[groups[g].first + i], mats[groups[g].first + i]->ne[1], k, s);
         if (st == EVLM_OK) { /* fold diag(s)^-1 into the producer */
@@ -79,11 +81,13 @@ static evlm_status awq_layer(qctx *q, int l) {
                 snprintf(name, sizeof name, "%slayers.%d.%s", pre, l,
                          g == 0 ? "input_layernorm.weight" : "post_attention_layernorm.weight");
                 float *norm = float_copy(q, name);
-                st = norm ? evlm_awq_fold_norm(norm, k, s) : evlm__fail(EVLM_ERR_FORMAT, "no tensor '%s'", name);
+                st = norm ? evlm_awq_fold_norm(norm, k, s)
+                          : evlm__fail(EVLM_ERR_FORMAT, "no tensor '%s'", name);
             } else if (g == 1) {
                 snprintf(name, sizeof name, "%slayers.%d.self_attn.v_proj.bias", pre, l);
                 if (evlm__model_has_bias(q->m, l, EVLM_ROLE_ATTN_V)) b = float_copy(q, name);
-                st = evlm_awq_fold_v_proj(w[2], b, c->hidden_size, s, c->n_heads, c->n_kv_heads, c->head_dim);
+                st = evlm_awq_fold_v_proj(w[2], b, c->hidden_size, s, c->n_heads, c->n_kv_heads,
+                                          c->head_dim);
             } else {
                 snprintf(name, sizeof name, "%slayers.%d.mlp.up_proj.bias", pre, l);
                 if (evlm__model_has_bias(q->m, l, EVLM_ROLE_MLP_UP)) b = float_copy(q, name);

@@ -40,7 +40,8 @@ typedef struct qctx {
     int n;
     qt **lm; /* [layer * 7 + role]: the decoder matrices by layer and role (ATTN_Q .. MLP_DOWN) */
     evlm_prompt **prompts; /* calibration set */
-    char **texts, **images; /* per prompt: the text and image of dataset items (NULL for text chunks) */
+    char **texts,
+        **images; /* per prompt: the text and image of dataset items (NULL for text chunks) */
     int n_prompts;
     int n_kl_prompts; /* the first prompts, whose float log-probabilities are kept */
     float *ref_logp;  /* [kl rows][V] */
@@ -58,8 +59,8 @@ typedef struct evlm__qmethod {
     evlm_qmethod id;
     const char *name;  /* in reports: "rtn", "awq", "gptq" */
     const char *title; /* in messages: "AWQ" */
-    bool calibration; /* needs calibration statistics of the matrix inputs */
-    bool hessian;     /* ... including x x^T per input group */
+    bool calibration;  /* needs calibration statistics of the matrix inputs */
+    bool hessian;      /* ... including x x^T per input group */
     evlm_status (*matrix)(qctx *q, qt *x, const float *w);
     evlm_status (*layer)(qctx *q, int layer);
 } evlm__qmethod;

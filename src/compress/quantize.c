@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 256    /* calibration text chunk (tokens) */
-#define KL_ROWS 512  /* positions whose float distributions are kept for KL */
+#define CHUNK     256 /* calibration text chunk (tokens) */
+#define KL_ROWS   512 /* positions whose float distributions are kept for KL */
 #define RESERVOIR 256
 
 void evlm__q_progress(const qctx *q, const char *stage, int done, int total) {
@@ -57,7 +57,8 @@ static bool can_hold(const evlm_tensor *t, evlm_type to) {
     return evlm_type_is_file_float(to);
 }
 
-/* ---- which tensor is what --------------------------------------------------------------------- */
+/* ---- which tensor is what ---------------------------------------------------------------------
+ */
 
 static qt *find(qctx *q, const evlm_tensor *t) {
     for (int i = 0; i < q->n; i++)
@@ -87,8 +88,8 @@ typedef struct {
  * the vision tower and connector take the vision type. */
 static void classify_one(void *user, const evlm_tensor **slot, evlm_matrix_role role, int layer) {
     static const char *const groups[] = {
-        [EVLM_ROLE_ATTN_Q] = "attn_qkv",    [EVLM_ROLE_ATTN_K] = "attn_qkv",
-        [EVLM_ROLE_ATTN_V] = "attn_qkv",    [EVLM_ROLE_ATTN_O] = "attn_o",
+        [EVLM_ROLE_ATTN_Q] = "attn_qkv",      [EVLM_ROLE_ATTN_K] = "attn_qkv",
+        [EVLM_ROLE_ATTN_V] = "attn_qkv",      [EVLM_ROLE_ATTN_O] = "attn_o",
         [EVLM_ROLE_MLP_GATE] = "ffn_gate_up", [EVLM_ROLE_MLP_UP] = "ffn_gate_up",
         [EVLM_ROLE_MLP_DOWN] = "ffn_down",
     };
@@ -98,7 +99,8 @@ static void classify_one(void *user, const evlm_tensor **slot, evlm_matrix_role 
     if (role <= EVLM_ROLE_MLP_DOWN) {
         qt *x = find(q, *slot);
         if (!x) {
-            c->st = evlm__fail(EVLM_ERR_FORMAT, "layer %d: a matrix is not in the weight set", layer);
+            c->st =
+                evlm__fail(EVLM_ERR_FORMAT, "layer %d: a matrix is not in the weight set", layer);
             return;
         }
         x->kind = K_LM;
@@ -113,8 +115,10 @@ static void classify_one(void *user, const evlm_tensor **slot, evlm_matrix_role 
     } else if (role == EVLM_ROLE_HEAD) {
         mark(q, *slot, K_EMBED);
         qt *h = find(q, *slot);
-        if (h && h == c->embed) h->slot2 = slot; /* tied */
-        else if (h) h->slot = slot;
+        if (h && h == c->embed)
+            h->slot2 = slot; /* tied */
+        else if (h)
+            h->slot = slot;
     } else {
         mark(q, *slot, K_VISION);
     }
@@ -130,10 +134,18 @@ static evlm_status classify(qctx *q) {
         x->rel_err = x->kl = -1;
         x->method = "float";
         switch (x->kind) {
-        case K_LM: x->to = p->type; break;
-        case K_EMBED: x->to = p->type; break;
-        case K_VISION: x->to = p->vision; break;
-        default: x->to = x->src->type; break;
+        case K_LM:
+            x->to = p->type;
+            break;
+        case K_EMBED:
+            x->to = p->type;
+            break;
+        case K_VISION:
+            x->to = p->vision;
+            break;
+        default:
+            x->to = x->src->type;
+            break;
         }
         if (x->kind != K_OTHER && !can_hold(x->src, x->to)) x->to = x->src->type;
         for (int k = 0; k < p->n_keep; k++) {
@@ -152,7 +164,8 @@ static evlm_status classify(qctx *q) {
     return EVLM_OK;
 }
 
-/* ---- the calibration set ------------------------------------------------------------------------ */
+/* ---- the calibration set ------------------------------------------------------------------------
+ */
 
 static evlm_status add_prompt(qctx *q, evlm_prompt *pr, const char *text, const char *image) {
     size_t n = (size_t)q->n_prompts + 1;
@@ -180,7 +193,8 @@ static evlm_status load_text(qctx *q) {
     size_t n = 0;
     evlm_status st = evlm_tokenize(q->m, text, len, false, true, &ids, &n);
     free(text);
-    if (st == EVLM_OK && n < 2) st = evlm__fail(EVLM_ERR_ARG, "%s: fewer than 2 tokens", q->p->calib_text);
+    if (st == EVLM_OK && n < 2)
+        st = evlm__fail(EVLM_ERR_ARG, "%s: fewer than 2 tokens", q->p->calib_text);
     size_t use = n < (size_t)q->p->calib_tokens ? n : (size_t)q->p->calib_tokens;
     for (size_t at = 0; st == EVLM_OK && at + 1 < use; at += CHUNK) {
         evlm_prompt *pr;
@@ -203,15 +217,18 @@ static evlm_status load_jsonl(qctx *q) {
     evlm_status st = EVLM_OK;
     int line_no = 0, used = 0;
     char *save = NULL;
-    for (char *line = strtok_r(data, "\n", &save); line && st == EVLM_OK && used < q->p->calib_items;
-         line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = strtok_r(data, "\n", &save);
+         line && st == EVLM_OK && used < q->p->calib_items; line = strtok_r(NULL, "\n", &save)) {
         line_no++;
         cJSON *item = cJSON_Parse(line);
-        const cJSON *img = cJSON_GetObjectItem(item, "image"), *qs = cJSON_GetObjectItem(item, "question");
+        const cJSON *img = cJSON_GetObjectItem(item, "image"),
+                    *qs = cJSON_GetObjectItem(item, "question");
         const cJSON *ans = cJSON_GetObjectItem(item, "answer");
-        if (!item || !cJSON_IsString(qs) || (img && !cJSON_IsString(img)) || (ans && !cJSON_IsString(ans))) {
+        if (!item || !cJSON_IsString(qs) || (img && !cJSON_IsString(img)) ||
+            (ans && !cJSON_IsString(ans))) {
             cJSON_Delete(item);
-            st = evlm__fail(EVLM_ERR_FORMAT, "%s:%d: expected {\"image\", \"question\", \"answer\"} strings", path,
+            st = evlm__fail(EVLM_ERR_FORMAT,
+                            "%s:%d: expected {\"image\", \"question\", \"answer\"} strings", path,
                             line_no);
             break;
         }
@@ -219,15 +236,18 @@ static evlm_status load_jsonl(qctx *q) {
         evlm_image_input in = {0};
         int n_img = img && evlm_model_has_vision(q->m) ? 1 : 0;
         if (n_img) {
-            if (img->valuestring[0] == '/') snprintf(img_path, sizeof img_path, "%s", img->valuestring);
-            else snprintf(img_path, sizeof img_path, "%s/%s", base, img->valuestring);
+            if (img->valuestring[0] == '/')
+                snprintf(img_path, sizeof img_path, "%s", img->valuestring);
+            else
+                snprintf(img_path, sizeof img_path, "%s/%s", base, img->valuestring);
             in.path = img_path;
         }
         char *chat = NULL;
         st = evlm_chat_prompt(q->m, qs->valuestring, n_img, &chat);
         evlm_str full = {0};
         if (st == EVLM_OK) st = evlm_str_append(&full, chat, strlen(chat));
-        if (st == EVLM_OK && ans) st = evlm_str_append(&full, ans->valuestring, strlen(ans->valuestring));
+        if (st == EVLM_OK && ans)
+            st = evlm_str_append(&full, ans->valuestring, strlen(ans->valuestring));
         evlm_prompt *pr = NULL;
         if (st == EVLM_OK) st = evlm_prompt_new(q->m, full.data, false, &in, n_img, &pr);
         if (st == EVLM_OK) st = add_prompt(q, pr, full.data, n_img ? img_path : NULL);
@@ -253,7 +273,8 @@ static void log_softmax(const float *x, int n, float *out) {
 static double kl_row(const float *ref_logp, const float *logits, int n, float *tmp) {
     log_softmax(logits, n, tmp);
     double kl = 0;
-    for (int i = 0; i < n; i++) kl += exp((double)ref_logp[i]) * ((double)ref_logp[i] - (double)tmp[i]);
+    for (int i = 0; i < n; i++)
+        kl += exp((double)ref_logp[i]) * ((double)ref_logp[i] - (double)tmp[i]);
     return kl > 0 ? kl : 0;
 }
 
@@ -265,7 +286,8 @@ static int prompt_len(const evlm_prompt *pr) {
 
 static evlm_status new_ctx(evlm_model *m, const qctx *q, evlm_context **out) {
     int max = 1;
-    for (int i = 0; i < q->n_prompts; i++) max = prompt_len(q->prompts[i]) > max ? prompt_len(q->prompts[i]) : max;
+    for (int i = 0; i < q->n_prompts; i++)
+        max = prompt_len(q->prompts[i]) > max ? prompt_len(q->prompts[i]) : max;
     evlm_context_params cp = evlm_context_default_params();
     cp.n_ctx = max;
     return evlm_context_new(m, &cp, out);
@@ -310,10 +332,13 @@ static evlm_status calibrate(qctx *q, bool hessian) {
     EVLM_TRY(evlm_calib_new(&cpar, &q->calib));
     const int V = evlm_model_n_vocab(q->m);
     int rows = 0;
-    for (int i = 0; i < q->n_prompts && rows < KL_ROWS; i++, q->n_kl_prompts++) rows += prompt_len(q->prompts[i]);
+    for (int i = 0; i < q->n_prompts && rows < KL_ROWS; i++, q->n_kl_prompts++)
+        rows += prompt_len(q->prompts[i]);
     q->kl_rows = rows < KL_ROWS ? rows : KL_ROWS;
     q->ref_logp = malloc(sizeof(float) * (size_t)V * (size_t)q->kl_rows);
-    if (!q->ref_logp) return evlm__fail(EVLM_ERR_NOMEM, "out of memory for %d calibration distributions", q->kl_rows);
+    if (!q->ref_logp)
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory for %d calibration distributions",
+                          q->kl_rows);
     evlm_context *c;
     EVLM_TRY(new_ctx(q->m, q, &c));
     evlm__context_observe(c, evlm_calib_observe, q->calib);
@@ -345,13 +370,15 @@ static evlm_status calibrate(qctx *q, bool hessian) {
     return st;
 }
 
-/* ---- quantizing one matrix --------------------------------------------------------------------- */
+/* ---- quantizing one matrix ---------------------------------------------------------------------
+ */
 
 float *evlm__q_widen(const evlm_tensor *t) {
     int64_t n = t->ne[1], k = t->ne[0];
     float *w = malloc(sizeof(float) * (size_t)(n * k));
     if (!w) return NULL;
-    for (int64_t r = 0; r < n; r++) evlm_dequantize_row(t->type, (const char *)t->data + (size_t)r * t->nb[1], w + r * k, k);
+    for (int64_t r = 0; r < n; r++)
+        evlm_dequantize_row(t->type, (const char *)t->data + (size_t)r * t->nb[1], w + r * k, k);
     return w;
 }
 
@@ -366,9 +393,11 @@ void evlm__q_set_view(qt *x, evlm_type type, void *data) {
 double evlm__q_rel_error(const qctx *q, const qt *x, const float *w, const void *qd) {
     int64_t n = x->src->ne[1], k = x->src->ne[0];
     double err = 0, ref = 0;
-    const evlm_calib_stat *st = q->calib && x->group ? evlm_calib_find(q->calib, x->layer, x->group) : NULL;
+    const evlm_calib_stat *st =
+        q->calib && x->group ? evlm_calib_find(q->calib, x->layer, x->group) : NULL;
     if (st && st->n_kept > 0 && st->k == k) {
-        if (evlm_quant_error_rows(x->to, w, qd, n, k, st->rows, st->n_kept, &err, &ref) != EVLM_OK) return -1;
+        if (evlm_quant_error_rows(x->to, w, qd, n, k, st->rows, st->n_kept, &err, &ref) != EVLM_OK)
+            return -1;
         return ref > 0 ? err / ref : 0;
     }
     float *row = malloc(sizeof(float) * (size_t)k);
@@ -397,10 +426,12 @@ void evlm__q_finish(const qctx *q, qt *x, const float *w) {
     x->rel_err = evlm__q_rel_error(q, x, w, x->qdata);
 }
 
-/* ---- mixed precision ---------------------------------------------------------------------------- */
+/* ---- mixed precision ----------------------------------------------------------------------------
+ */
 
 static bool adjustable(const qt *x) {
-    return (x->kind == K_LM || x->kind == K_EMBED) && !x->pinned && x->slot && evlm_type_is_quant(x->to);
+    return (x->kind == K_LM || x->kind == K_EMBED) && !x->pinned && x->slot &&
+           evlm_type_is_quant(x->to);
 }
 
 static evlm_status sensitivity(qctx *q) {
@@ -414,7 +445,8 @@ static evlm_status sensitivity(qctx *q) {
         if (!w) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", x->src->name);
         int64_t n = x->src->ne[1], k = x->src->ne[0];
         void *qd = malloc(evlm_row_bytes(q->p->type, k) * (size_t)n);
-        evlm_status st = qd ? evlm_rtn_quantize(q->p->type, w, n, k, qd) : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        evlm_status st = qd ? evlm_rtn_quantize(q->p->type, w, n, k, qd)
+                            : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         free(w);
         if (st == EVLM_OK) {
             evlm_tensor tmp = *x->src;
@@ -464,7 +496,8 @@ static evlm_status allocate(qctx *q) {
         for (int i = 0; i < q->n; i++) {
             qt *x = &q->t[i];
             if (!adjustable(x) || x->to == EVLM_TYPE_Q8_0 || x->kl <= 0) continue;
-            double extra = (double)evlm_tensor_nelements(x->src) * (type_bits(EVLM_TYPE_Q8_0) - type_bits(x->to));
+            double extra = (double)evlm_tensor_nelements(x->src) *
+                           (type_bits(EVLM_TYPE_Q8_0) - type_bits(x->to));
             if (bits + extra > budget) continue;
             double score = x->kl / extra;
             if (!best || score > best_score) {
@@ -473,15 +506,18 @@ static evlm_status allocate(qctx *q) {
             }
         }
         if (!best) break;
-        bits += (double)evlm_tensor_nelements(best->src) * (type_bits(EVLM_TYPE_Q8_0) - type_bits(best->to));
+        bits += (double)evlm_tensor_nelements(best->src) *
+                (type_bits(EVLM_TYPE_Q8_0) - type_bits(best->to));
         best->to = EVLM_TYPE_Q8_0;
     }
     return EVLM_OK;
 }
 
-/* ---- writing --------------------------------------------------------------------------------------- */
+/* ---- writing
+ * --------------------------------------------------------------------------------------- */
 
-static evlm_type type_for(void *ctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+static evlm_type type_for(void *ctx, const char *name, const evlm_tensor *t,
+                          const evlm_tensor **src) {
     qctx *q = ctx;
     (void)t;
     qt *x = evlm__q_find_name(q, name);
@@ -527,8 +563,8 @@ static evlm_status vision_cosine(const qctx *q, evlm_model *qm, double *out) {
     return EVLM_OK;
 }
 
-evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_quantize_params *params,
-                          evlm_quantize_report *rep) {
+evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
+                          const evlm_quantize_params *params, evlm_quantize_report *rep) {
     memset(rep, 0, sizeof *rep);
     rep->kl_mean = rep->vision_cos = -1;
     evlm_quantize_params p = params ? *params : evlm_quantize_default_params();
@@ -539,7 +575,8 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     bool have_calib = p.calib_text || p.calib_jsonl;
     const evlm__qmethod *meth = evlm__qmethod_find(p.method);
-    if (!meth) return evlm__fail(EVLM_ERR_ARG, "method %d is not a quantization method", (int)p.method);
+    if (!meth)
+        return evlm__fail(EVLM_ERR_ARG, "method %d is not a quantization method", (int)p.method);
     if ((meth->calibration || mixed) && !have_calib)
         return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (calib_text or calib_jsonl)",
                           meth->calibration ? meth->title : "mixed precision");
@@ -547,7 +584,9 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf, const evlm_q
     if (p.calib_items < 1) p.calib_items = 1;
     evlm_dir d = evlm_dir_folder(in_dir);
     if (!evlm_dir_has(&d, "config.json"))
-        return evlm__fail(EVLM_ERR_ARG, "%s: quantize reads a Hugging Face model folder (config.json, *.safetensors)", in_dir);
+        return evlm__fail(
+            EVLM_ERR_ARG,
+            "%s: quantize reads a Hugging Face model folder (config.json, *.safetensors)", in_dir);
 
     qctx q = {0};
     q.p = &p;

@@ -9,11 +9,14 @@
 
 evlm_status evlm_compress_check_shape(const char *what, evlm_type t, int64_t n, int64_t k) {
     if (!evlm_type_is_file_quant(t))
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: type %s is not Q8_0, Q4_0 or Q4_1", what, evlm_type_name(t));
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: type %s is not Q8_0, Q4_0 or Q4_1", what,
+                          evlm_type_name(t));
     if (n <= 0 || k <= 0 || n > INT32_MAX || k > ((int64_t)1 << 20))
-        return evlm__fail(EVLM_ERR_ARG, "%s: bad shape %lld x %lld", what, (long long)n, (long long)k);
+        return evlm__fail(EVLM_ERR_ARG, "%s: bad shape %lld x %lld", what, (long long)n,
+                          (long long)k);
     if (k % EVLM_QK)
-        return evlm__fail(EVLM_ERR_ARG, "%s: %lld input columns is not a multiple of %d", what, (long long)k, EVLM_QK);
+        return evlm__fail(EVLM_ERR_ARG, "%s: %lld input columns is not a multiple of %d", what,
+                          (long long)k, EVLM_QK);
     return EVLM_OK;
 }
 
@@ -29,7 +32,8 @@ evlm_status evlm_rtn_quantize(evlm_type t, const float *w, int64_t n, int64_t k,
     EVLM_TRY(evlm_compress_check_shape("rtn", t, n, k));
     EVLM_TRY(check_finite("rtn", w, n, k));
     size_t rb = evlm_row_bytes(t, k);
-    for (int64_t r = 0; r < n; r++) evlm_quantize_row(t, w + r * k, (char *)out + (size_t)r * rb, k);
+    for (int64_t r = 0; r < n; r++)
+        evlm_quantize_row(t, w + r * k, (char *)out + (size_t)r * rb, k);
     return EVLM_OK;
 }
 

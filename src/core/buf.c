@@ -31,7 +31,9 @@ evlm_status evlm_str_append(evlm_str *s, const char *p, size_t n) {
     return EVLM_OK;
 }
 
-evlm_status evlm_str_appendz(evlm_str *s, const char *z) { return evlm_str_append(s, z, strlen(z)); }
+evlm_status evlm_str_appendz(evlm_str *s, const char *z) {
+    return evlm_str_append(s, z, strlen(z));
+}
 
 evlm_status evlm_str_appendf(evlm_str *s, const char *fmt, ...) {
     va_list ap;
@@ -55,7 +57,9 @@ void evlm_str_free(evlm_str *s) {
     s->len = s->cap = 0;
 }
 
-evlm_status evlm_ids_push(evlm_ids *v, int32_t id) { return evlm_ids_append(v, &id, 1); }
+evlm_status evlm_ids_push(evlm_ids *v, int32_t id) {
+    return evlm_ids_append(v, &id, 1);
+}
 
 evlm_status evlm_ids_append(evlm_ids *v, const int32_t *ids, size_t n) {
     void *d = v->data;

@@ -78,7 +78,8 @@ bool evlm_file_exists(const char *path) {
 
 evlm_status evlm_path_join(char *out, size_t cap, const char *dir, const char *name) {
     int n = snprintf(out, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap) return evlm__fail(EVLM_ERR_ARG, "path too long: %s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap)
+        return evlm__fail(EVLM_ERR_ARG, "path too long: %s/%s", dir, name);
     return EVLM_OK;
 }
 
@@ -171,7 +172,8 @@ evlm_status evlm_dir_read(const evlm_dir *d, const char *name, size_t max_size, 
     const char *src;
     size_t len;
     EVLM_TRY(d->get(d->ctx, name, &src, &len));
-    if (len > max_size) return evlm__fail(EVLM_ERR_FORMAT, "%s: larger than %zu bytes", path, max_size);
+    if (len > max_size)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: larger than %zu bytes", path, max_size);
     char *copy = malloc(len + 1);
     if (!copy) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", path);
     memcpy(copy, src, len);

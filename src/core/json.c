@@ -87,8 +87,8 @@ evlm_status evlm_json_load_dir(const evlm_dir *d, const char *name, cJSON **out)
     return st;
 }
 
-evlm_status evlm_json_image_processor(const evlm_dir *d, cJSON **root, const cJSON **obj, char *path,
-                                      size_t cap) {
+evlm_status evlm_json_image_processor(const evlm_dir *d, cJSON **root, const cJSON **obj,
+                                      char *path, size_t cap) {
     *root = NULL;
     *obj = NULL;
     EVLM_TRY(evlm_dir_name(d, "processor_config.json", path, cap));

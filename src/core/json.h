@@ -21,8 +21,8 @@ evlm_status evlm_json_load_dir(const evlm_dir *d, const char *name, cJSON **out)
 /* The image processor's settings in a model folder: "image_processor" of processor_config.json
  * (transformers 5), else the whole preprocessor_config.json. *root owns the tree, *obj points
  * into it, path (cap bytes) receives the file's name for messages. */
-evlm_status evlm_json_image_processor(const evlm_dir *d, cJSON **root, const cJSON **obj, char *path,
-                                      size_t cap);
+evlm_status evlm_json_image_processor(const evlm_dir *d, cJSON **root, const cJSON **obj,
+                                      char *path, size_t cap);
 /* Parses a buffer; `what` names it in errors. */
 evlm_status evlm_json_parse(const char *what, const char *data, size_t len, cJSON **out);
 

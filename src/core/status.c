@@ -6,17 +6,26 @@
 
 static _Thread_local char g_err[1024];
 
-const char *evlm_last_error(void) { return g_err; }
+const char *evlm_last_error(void) {
+    return g_err;
+}
 
 const char *evlm_status_str(evlm_status st) {
     switch (st) {
-    case EVLM_OK: return "ok";
-    case EVLM_ERR_ARG: return "invalid argument";
-    case EVLM_ERR_IO: return "i/o error";
-    case EVLM_ERR_FORMAT: return "bad file format";
-    case EVLM_ERR_UNSUPPORTED: return "unsupported";
-    case EVLM_ERR_NOMEM: return "out of memory";
-    case EVLM_ERR_RANGE: return "out of range";
+    case EVLM_OK:
+        return "ok";
+    case EVLM_ERR_ARG:
+        return "invalid argument";
+    case EVLM_ERR_IO:
+        return "i/o error";
+    case EVLM_ERR_FORMAT:
+        return "bad file format";
+    case EVLM_ERR_UNSUPPORTED:
+        return "unsupported";
+    case EVLM_ERR_NOMEM:
+        return "out of memory";
+    case EVLM_ERR_RANGE:
+        return "out of range";
     }
     return "unknown status";
 }
@@ -46,4 +55,6 @@ evlm_status evlm__fail_prefix(evlm_status st, const char *fmt, ...) {
     return st;
 }
 
-void evlm__clear_error(void) { g_err[0] = 0; }
+void evlm__clear_error(void) {
+    g_err[0] = 0;
+}

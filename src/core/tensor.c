@@ -32,15 +32,21 @@ const evlm_type_traits evlm__type_traits[EVLM_TYPE_COUNT + 1] = {
 #undef T
 #undef NONE
 
-size_t evlm_type_size(evlm_type t) { return evlm_type_traits_of(t)->size; }
+size_t evlm_type_size(evlm_type t) {
+    return evlm_type_traits_of(t)->size;
+}
 
-int evlm_type_block(evlm_type t) { return evlm_type_traits_of(t)->block; }
+int evlm_type_block(evlm_type t) {
+    return evlm_type_traits_of(t)->block;
+}
 
 size_t evlm_row_bytes(evlm_type t, int64_t n) {
     return (size_t)(n / evlm_type_block(t)) * evlm_type_size(t);
 }
 
-const char *evlm_type_name(evlm_type t) { return evlm_type_traits_of(t)->name; }
+const char *evlm_type_name(evlm_type t) {
+    return evlm_type_traits_of(t)->name;
+}
 
 evlm_type evlm_type_from_gguf_id(uint32_t id) {
     for (int t = 0; t < EVLM_TYPE_COUNT; t++)
@@ -113,8 +119,8 @@ uint16_t evlm_f32_to_f16(float f) {
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00);
     if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* >= 65520 rounds to inf */
-    if (a < 0x38800000u) {                                   /* subnormal or zero in f16 */
-        if (a < 0x33000000u) return (uint16_t)sign;          /* < 2^-25 rounds to 0 */
+    if (a < 0x38800000u) {                                  /* subnormal or zero in f16 */
+        if (a < 0x33000000u) return (uint16_t)sign;         /* < 2^-25 rounds to 0 */
         uint32_t e = a >> 23;
         uint32_t m = (a & 0x7fffff) | 0x800000;
         uint32_t shift = 126 - e; /* 14..24 */

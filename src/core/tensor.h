@@ -42,19 +42,19 @@ typedef struct evlm_tensor {
 
 /* Everything that is plain data about one type (a row of the table in tensor.c). */
 typedef struct evlm_type_traits {
-    const char *name;       /* as evlm prints it: "Q4_1", "BF16_R16"; "?" for an invalid type */
-    int block;              /* elements per block along ne[0]: 1 for plain types */
-    size_t size;            /* bytes per block (per element for plain types); 0 when invalid */
-    int head;               /* block-quantized: bytes of the fp16 fields (d, then m) before the
-                             * quants; 0 otherwise */
-    bool is_float;          /* F32 / F16 / BF16 values (and their R16 forms) */
-    bool is_quant;          /* block-quantized (and their R16 forms) */
-    bool memory_only;       /* built at load, never read from or written to a file */
-    evlm_type r16;          /* the 16-row interleaved form; EVLM_TYPE_COUNT when none */
-    evlm_type r16_base;     /* an R16 form: the file type it is built from; else EVLM_TYPE_COUNT */
-    int gguf_id;            /* GGML_TYPE_* number; -1 when GGUF has none */
-    const char *gguf_name;  /* ggml's type name ("q4_1", "bf16"); NULL when none */
-    const char *st_dtype;   /* safetensors dtype string; NULL when none */
+    const char *name;      /* as evlm prints it: "Q4_1", "BF16_R16"; "?" for an invalid type */
+    int block;             /* elements per block along ne[0]: 1 for plain types */
+    size_t size;           /* bytes per block (per element for plain types); 0 when invalid */
+    int head;              /* block-quantized: bytes of the fp16 fields (d, then m) before the
+                            * quants; 0 otherwise */
+    bool is_float;         /* F32 / F16 / BF16 values (and their R16 forms) */
+    bool is_quant;         /* block-quantized (and their R16 forms) */
+    bool memory_only;      /* built at load, never read from or written to a file */
+    evlm_type r16;         /* the 16-row interleaved form; EVLM_TYPE_COUNT when none */
+    evlm_type r16_base;    /* an R16 form: the file type it is built from; else EVLM_TYPE_COUNT */
+    int gguf_id;           /* GGML_TYPE_* number; -1 when GGUF has none */
+    const char *gguf_name; /* ggml's type name ("q4_1", "bf16"); NULL when none */
+    const char *st_dtype;  /* safetensors dtype string; NULL when none */
 } evlm_type_traits;
 
 /* Largest block of any type (bytes): buffers that hold one block of whatever type. */
@@ -72,7 +72,9 @@ int evlm_type_block(evlm_type t);
 size_t evlm_type_size(evlm_type t);
 /* Bytes of a row of n elements (n a multiple of the block size). */
 size_t evlm_row_bytes(evlm_type t, int64_t n);
-static inline int evlm_type_is_quant(evlm_type t) { return evlm_type_traits_of(t)->is_quant; }
+static inline int evlm_type_is_quant(evlm_type t) {
+    return evlm_type_traits_of(t)->is_quant;
+}
 /* float values as a file holds them (F32, BF16, ...; not an R16 form) */
 static inline bool evlm_type_is_file_float(evlm_type t) {
     const evlm_type_traits *tt = evlm_type_traits_of(t);

@@ -99,7 +99,9 @@ void evlm_pool_free(evlm_pool *pool) {
     free(pool);
 }
 
-int evlm_pool_size(const evlm_pool *pool) { return pool ? pool->n : 1; }
+int evlm_pool_size(const evlm_pool *pool) {
+    return pool ? pool->n : 1;
+}
 
 void evlm_pool_run(evlm_pool *pool, evlm_task_fn fn, void *arg) {
     if (!pool || pool->n == 1) {

@@ -123,17 +123,20 @@ evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_g
     float *logits = malloc(sizeof(float) * (size_t)V);
     evlm_status st = EVLM_OK;
     const bool greedy = evlm_sampler_is_greedy(&p.sampling); /* ids without logits */
-    bool use_la = p.lookahead.window > 0 || p.lookahead.guesses > 0 || p.lookahead.prompt_lookup > 0;
+    bool use_la =
+        p.lookahead.window > 0 || p.lookahead.guesses > 0 || p.lookahead.prompt_lookup > 0;
     if (!logits) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         goto done;
     }
     if ((st = evlm_sampler_new(&p.sampling, V, &smp)) != EVLM_OK) goto done;
-    if (use_la && (st = evlm_lookahead_new(&p.lookahead, &p.sampling, prompt, n_prompt, m, p.ngrams, &la)) != EVLM_OK)
+    if (use_la && (st = evlm_lookahead_new(&p.lookahead, &p.sampling, prompt, n_prompt, m, p.ngrams,
+                                           &la)) != EVLM_OK)
         goto done;
     if ((st = evlm_ids_append(&g.hist, prompt, n_prompt)) != EVLM_OK) goto done;
     int32_t first = 0;
-    st = greedy ? evlm_decode_prompt_greedy(ctx, pr, &first) : evlm_decode_prompt(ctx, pr, logits, false);
+    st = greedy ? evlm_decode_prompt_greedy(ctx, pr, &first)
+                : evlm_decode_prompt(ctx, pr, logits, false);
     if (st != EVLM_OK) goto done;
     res->prefill_ms = evlm_time_ms() - t0;
     res->n_prompt = (int)n_prompt;
@@ -157,8 +160,12 @@ evlm_status evlm_generate(evlm_context *ctx, const evlm_prompt *pr, const evlm_g
         if (la && room >= evlm_lookahead_batch(la)) {
             int32_t acc[EVLM_LOOKAHEAD_MAX_ACCEPT];
             int n_acc = 0;
-            if ((st = evlm_lookahead_step(la, ctx, g.hist.data, g.hist.len, acc, &n_acc)) != EVLM_OK) goto done;
-            for (int i = 0; i < n_acc && res->stop_reason == EVLM_STOP_LENGTH && (int)g.out.len < p.n_predict; i++)
+            if ((st = evlm_lookahead_step(la, ctx, g.hist.data, g.hist.len, acc, &n_acc)) !=
+                EVLM_OK)
+                goto done;
+            for (int i = 0;
+                 i < n_acc && res->stop_reason == EVLM_STOP_LENGTH && (int)g.out.len < p.n_predict;
+                 i++)
                 if ((st = emit(&g, acc[i])) != EVLM_OK) goto done;
             continue;
         }

@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PL_MATCH_MAX 3 /* longest history tail that prompt lookup matches */
+#define PL_MATCH_MAX  3 /* longest history tail that prompt lookup matches */
 #define PL_CANDIDATES 2
-#define POOL_PER_KEY 8 /* n-grams kept per first token; G of them are verified per pass */
+#define POOL_PER_KEY  8 /* n-grams kept per first token; G of them are verified per pass */
 
 struct evlm_lookahead {
     int W, N, G, D, V;
-    const evlm_model *m; /* its end-of-generation ids end an answer's n-grams */
+    const evlm_model *m;     /* its end-of-generation ids end an answer's n-grams */
     int32_t *levels;         /* [N-1][W] */
     evlm_ngram_cache *cache; /* the n-gram pool (the caller's, kept across answers, or own) */
     bool own_cache;
@@ -36,13 +36,15 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
     const int n_vocab = evlm_model_n_vocab(m);
     *out = NULL;
     if (!evlm_sampler_is_greedy(sp))
-        return evlm__fail(EVLM_ERR_ARG, "lookahead / prompt lookup need greedy decoding (temperature 0, "
-                                        "no repetition penalty): they are lossless only for greedy");
+        return evlm__fail(EVLM_ERR_ARG,
+                          "lookahead / prompt lookup need greedy decoding (temperature 0, "
+                          "no repetition penalty): they are lossless only for greedy");
     bool grams = p->window > 0 || p->guesses > 0;
     if (p->window < 0 || p->window > 64 || (grams && (p->ngram < 2 || p->ngram > 16)) ||
         p->guesses < 0 || p->guesses > 64 || p->prompt_lookup < 0 || p->prompt_lookup > 64)
-        return evlm__fail(EVLM_ERR_ARG, "lookahead W,N,G = %d,%d,%d / prompt lookup %d out of range "
-                                        "(W <= 64, 2 <= N <= 16, G <= 64, prompt lookup <= 64)",
+        return evlm__fail(EVLM_ERR_ARG,
+                          "lookahead W,N,G = %d,%d,%d / prompt lookup %d out of range "
+                          "(W <= 64, 2 <= N <= 16, G <= 64, prompt lookup <= 64)",
                           p->window, p->ngram, p->guesses, p->prompt_lookup);
     if (n_prompt == 0 || n_vocab < 1) return evlm__fail(EVLM_ERR_ARG, "lookahead needs a prompt");
     evlm_lookahead *la = calloc(1, sizeof *la);
@@ -68,8 +70,8 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
     la->row_out = malloc(sizeof(int) * B);
     la->top_out = malloc(sizeof(int32_t) * ((size_t)la->W + 1));
     la->pred = malloc(sizeof(int32_t) * B);
-    if (!la->levels || !la->ids || !la->depth || !la->tok_next || !la->mask ||
-        !la->out_rows || !la->parent || !la->row_out || !la->top_out || !la->pred) {
+    if (!la->levels || !la->ids || !la->depth || !la->tok_next || !la->mask || !la->out_rows ||
+        !la->parent || !la->row_out || !la->top_out || !la->pred) {
         evlm_lookahead_free(la);
         return evlm__fail(EVLM_ERR_NOMEM, "out of memory planning lookahead buffers");
     }
@@ -80,8 +82,9 @@ evlm_status evlm_lookahead_new(const evlm_lookahead_params *p, const evlm_sample
             st = evlm_ngram_cache_new(m, &la->cache);
             la->own_cache = st == EVLM_OK;
         }
-        if (st == EVLM_OK) st = evlm__ngram_cache_shape(la->cache, n_vocab, la->N - 1,
-                                                         la->G > POOL_PER_KEY ? la->G : POOL_PER_KEY);
+        if (st == EVLM_OK)
+            st = evlm__ngram_cache_shape(la->cache, n_vocab, la->N - 1,
+                                         la->G > POOL_PER_KEY ? la->G : POOL_PER_KEY);
         if (st != EVLM_OK) {
             evlm_lookahead_free(la);
             return st;
@@ -109,9 +112,12 @@ void evlm_lookahead_free(evlm_lookahead *la) {
     free(la);
 }
 
-int evlm_lookahead_batch(const evlm_lookahead *la) { return la->max_batch; }
+int evlm_lookahead_batch(const evlm_lookahead *la) {
+    return la->max_batch;
+}
 
-/* ---- the draft trie --------------------------------------------------------------------------- */
+/* ---- the draft trie ---------------------------------------------------------------------------
+ */
 
 /* Inserts a draft continuation of the root (row 0) into the trie rows [first, *n). */
 static void trie_add(evlm_lookahead *la, int first, int *n, const int32_t *draft, int len) {
@@ -132,7 +138,8 @@ static void trie_add(evlm_lookahead *la, int first, int *n, const int32_t *draft
 }
 
 /* Prompt lookup: continuations of the latest earlier matches of the history's tail. */
-static void add_prompt_drafts(evlm_lookahead *la, int first, int *n, const int32_t *hist, size_t nh) {
+static void add_prompt_drafts(evlm_lookahead *la, int first, int *n, const int32_t *hist,
+                              size_t nh) {
     int found = 0;
     for (int len = PL_MATCH_MAX; len >= 1 && !found; len--) {
         if ((size_t)len >= nh) continue;
@@ -148,7 +155,8 @@ static void add_prompt_drafts(evlm_lookahead *la, int first, int *n, const int32
     }
 }
 
-/* ---- one step ------------------------------------------------------------------------------------- */
+/* ---- one step
+ * ------------------------------------------------------------------------------------- */
 
 evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int32_t *hist,
                                 size_t n_hist, int32_t *acc, int *n_acc) {
@@ -169,7 +177,8 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     if (la->D) add_prompt_drafts(la, first, &n, hist, n_hist);
     if (la->G) {
         const int32_t *g[64];
-        int ng = evlm__ngram_cache_pick(la->cache, n_hist >= 2 ? hist[n_hist - 2] : -1, cur, la->G, g);
+        int ng =
+            evlm__ngram_cache_pick(la->cache, n_hist >= 2 ? hist[n_hist - 2] : -1, cur, la->G, g);
         for (int i = 0; i < ng; i++) trie_add(la, first, &n, g[i], L);
     }
 
@@ -179,7 +188,7 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     for (int l = 0; l < L; l++)
         for (int j = 0; j < W; j++) {
             uint8_t *row = la->mask + (size_t)(1 + l * W + j) * n;
-            for (int c = 0; c <= j; c++) row[1 + c] = 1;       /* level 0 up to column j */
+            for (int c = 0; c <= j; c++) row[1 + c] = 1;        /* level 0 up to column j */
             for (int k = 1; k < l; k++) row[1 + k * W + j] = 1; /* its own column below it */
         }
     for (int r = first; r < n; r++)
@@ -194,7 +203,8 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     }
     evlm_context *c = ctx;
     const int base = evlm_context_n_past(c);
-    EVLM_TRY(evlm_decode_tree_greedy(c, la->ids, la->depth, la->mask, n, la->out_rows, n_out, la->pred));
+    EVLM_TRY(
+        evlm_decode_tree_greedy(c, la->ids, la->depth, la->mask, n, la->out_rows, n_out, la->pred));
 
     /* greedy walk down the trie */
     int node = 0, k = 0, na = 0;
@@ -216,13 +226,14 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
     /* the accepted tokens' n-grams into the pool: answers repeat their own phrases */
     if (la->G) {
         int32_t seq[16 + EVLM_LOOKAHEAD_MAX_ACCEPT];
-        int have = n_hist < (size_t)L + 1 ? (int)n_hist : L + 1, ns = 0; /* + 1: prev of the first gram */
+        int have = n_hist < (size_t)L + 1 ? (int)n_hist : L + 1,
+            ns = 0; /* + 1: prev of the first gram */
         for (int i = 0; i < have; i++) seq[ns++] = hist[n_hist - (size_t)have + (size_t)i];
         for (int i = 0; i < na; i++) seq[ns++] = acc[i];
         for (int end = have; end < ns; end++)
             if (end - L >= 0)
-                EVLM_TRY(evlm__ngram_cache_add(la->cache, end - L >= 1 ? seq[end - L - 1] : -1, seq[end - L],
-                                               seq + end - L + 1));
+                EVLM_TRY(evlm__ngram_cache_add(la->cache, end - L >= 1 ? seq[end - L - 1] : -1,
+                                               seq[end - L], seq + end - L + 1));
         /* at the end of the answer, the n-grams of its last tokens too (shorter, padded with -1):
          * the next answer's ending is drafted as well */
         int e = have;
@@ -261,8 +272,11 @@ evlm_status evlm_lookahead_step(evlm_lookahead *la, evlm_context *ctx, const int
 evlm_lookahead_params evlm_lookahead_auto(const evlm_model *m) {
     double mb_per_core = (double)evlm_model_decode_bytes(m) / 1e6 / evlm_model_n_threads(m);
     evlm_lookahead_params p = {0};
-    if (mb_per_core < 4) p = (evlm_lookahead_params){0, 0, 0, 0}; /* cache-resident: plain */
-    else if (mb_per_core < 512) p = (evlm_lookahead_params){0, 4, 1, 0};
-    else p = (evlm_lookahead_params){0, 4, 2, 4};
+    if (mb_per_core < 4)
+        p = (evlm_lookahead_params){0, 0, 0, 0}; /* cache-resident: plain */
+    else if (mb_per_core < 512)
+        p = (evlm_lookahead_params){0, 4, 1, 0};
+    else
+        p = (evlm_lookahead_params){0, 4, 2, 4};
     return p;
 }

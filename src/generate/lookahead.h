@@ -43,7 +43,8 @@ int32_t evlm__argmax(const float *x, int n);
  * newest kept), each with the token that came before its first one (prev, -1 unknown); a new
  * shape empties it. */
 evlm_status evlm__ngram_cache_shape(evlm_ngram_cache *c, int n_vocab, int len, int per_key);
-evlm_status evlm__ngram_cache_add(evlm_ngram_cache *c, int32_t prev, int32_t key, const int32_t *gram);
+evlm_status evlm__ngram_cache_add(evlm_ngram_cache *c, int32_t prev, int32_t key,
+                                  const int32_t *gram);
 /* Up to max continuations of key into out, best first: those stored with the same prev (a
  * two-token context predicts better than one), then the others, newest first. */
 int evlm__ngram_cache_pick(const evlm_ngram_cache *c, int32_t prev, int32_t key, int max,

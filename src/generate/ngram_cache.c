@@ -50,7 +50,8 @@ void evlm_ngram_cache_free(evlm_ngram_cache *c) {
 
 evlm_status evlm__ngram_cache_shape(evlm_ngram_cache *c, int n_vocab, int len, int per_key) {
     if (n_vocab != c->n_vocab)
-        return evlm__fail(EVLM_ERR_ARG, "the n-gram cache was made for a vocabulary of %d tokens, not %d",
+        return evlm__fail(EVLM_ERR_ARG,
+                          "the n-gram cache was made for a vocabulary of %d tokens, not %d",
                           c->n_vocab, n_vocab);
     if (c->len == len && c->per_key == per_key) return EVLM_OK;
     for (int i = 0; i < c->n_vocab; i++) c->head[i] = -1; /* another shape: start over */
@@ -80,7 +81,8 @@ static evlm_status grow(evlm_ngram_cache *c) {
     return EVLM_OK;
 }
 
-evlm_status evlm__ngram_cache_add(evlm_ngram_cache *c, int32_t prev, int32_t key, const int32_t *gram) {
+evlm_status evlm__ngram_cache_add(evlm_ngram_cache *c, int32_t prev, int32_t key,
+                                  const int32_t *gram) {
     const int L = c->len, K = c->per_key;
     if (key < 0 || key >= c->n_vocab || K < 1) return EVLM_OK;
     int e = c->head[key];
@@ -112,7 +114,8 @@ int evlm__ngram_cache_pick(const evlm_ngram_cache *c, int32_t prev, int32_t key,
                            const int32_t **out) {
     if (key < 0 || key >= c->n_vocab || c->head[key] < 0) return 0;
     int e = c->head[key], n = c->entries[e].n, k = 0;
-    const int32_t *g = c->grams + (size_t)e * c->per_key * c->len, *pv = c->prev + (size_t)e * c->per_key;
+    const int32_t *g = c->grams + (size_t)e * c->per_key * c->len,
+                  *pv = c->prev + (size_t)e * c->per_key;
     /* first the n-grams that followed the same two tokens, then the rest, newest first */
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n && k < max; i++)

@@ -153,7 +153,8 @@ static void apply_penalty(evlm_sampler *s, float *logits, const int32_t *hist, s
 }
 
 bool evlm_sampler_is_greedy(const evlm_sampler_params *p) {
-    return (!(p->temp > 0.0f) || p->top_k == 1) && (p->repeat_penalty == 1.0f || p->repeat_last_n == 0);
+    return (!(p->temp > 0.0f) || p->top_k == 1) &&
+           (p->repeat_penalty == 1.0f || p->repeat_last_n == 0);
 }
 
 int32_t evlm__argmax(const float *x, int n) {

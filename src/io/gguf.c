@@ -27,7 +27,9 @@
 /* ---- types ------------------------------------------------------------------------------ */
 
 /* ggml type ids: the gguf_id column of the type table (core/tensor.h) */
-int evlm_gguf_ggml_type(evlm_type t) { return evlm_type_traits_of(t)->gguf_id; }
+int evlm_gguf_ggml_type(evlm_type t) {
+    return evlm_type_traits_of(t)->gguf_id;
+}
 
 bool evlm_gguf_from_ggml_type(uint32_t ggml, evlm_type *out) {
     evlm_type t = evlm_type_from_gguf_id(ggml);
@@ -39,17 +41,30 @@ bool evlm_gguf_from_ggml_type(uint32_t ggml, evlm_type *out) {
 /* bytes of a scalar value type; 0 for string / array / unknown */
 static size_t vtype_size(uint32_t t) {
     switch (t) {
-    case EVLM_GGUF_U8: case EVLM_GGUF_I8: case EVLM_GGUF_BOOL: return 1;
-    case EVLM_GGUF_U16: case EVLM_GGUF_I16: return 2;
-    case EVLM_GGUF_U32: case EVLM_GGUF_I32: case EVLM_GGUF_F32: return 4;
-    case EVLM_GGUF_U64: case EVLM_GGUF_I64: case EVLM_GGUF_F64: return 8;
-    default: return 0;
+    case EVLM_GGUF_U8:
+    case EVLM_GGUF_I8:
+    case EVLM_GGUF_BOOL:
+        return 1;
+    case EVLM_GGUF_U16:
+    case EVLM_GGUF_I16:
+        return 2;
+    case EVLM_GGUF_U32:
+    case EVLM_GGUF_I32:
+    case EVLM_GGUF_F32:
+        return 4;
+    case EVLM_GGUF_U64:
+    case EVLM_GGUF_I64:
+    case EVLM_GGUF_F64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
 static const char *vtype_name(uint32_t t) {
     static const char *const names[EVLM_GGUF_VTYPE_COUNT] = {
-        "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
+        "u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+        "bool", "string", "array", "u64", "i64", "f64"};
     return t < EVLM_GGUF_VTYPE_COUNT ? names[t] : "?";
 }
 
@@ -57,9 +72,9 @@ static const char *vtype_name(uint32_t t) {
 
 typedef struct gg_kv {
     char *key;
-    uint32_t type, elem; /* elem: element type of an array, else = type */
-    uint64_t n;          /* array count, else 1 */
-    const uint8_t *val;  /* scalar / string (its u64 length) / first array element */
+    uint32_t type, elem;  /* elem: element type of an array, else = type */
+    uint64_t n;           /* array count, else 1 */
+    const uint8_t *val;   /* scalar / string (its u64 length) / first array element */
     const uint8_t **strs; /* string arrays: each element (at its u64 length) */
 } gg_kv;
 
@@ -100,15 +115,19 @@ static int hash_init(gg_hash *h, size_t n) {
 }
 
 /* Slot of name: found (slots[i] != 0) or the empty slot where it goes. */
-static size_t hash_slot(const gg_hash *h, const char *name, const char *(*name_of)(const evlm_gguf *, size_t),
-                        const evlm_gguf *g) {
+static size_t hash_slot(const gg_hash *h, const char *name,
+                        const char *(*name_of)(const evlm_gguf *, size_t), const evlm_gguf *g) {
     size_t mask = h->cap - 1, i = (size_t)hash_str(name) & mask;
     while (h->slots[i] && strcmp(name_of(g, h->slots[i] - 1), name) != 0) i = (i + 1) & mask;
     return i;
 }
 
-static const char *kv_name(const evlm_gguf *g, size_t i) { return g->kv[i].key; }
-static const char *t_name(const evlm_gguf *g, size_t i) { return g->tensors[i].name; }
+static const char *kv_name(const evlm_gguf *g, size_t i) {
+    return g->kv[i].key;
+}
+static const char *t_name(const evlm_gguf *g, size_t i) {
+    return g->tensors[i].name;
+}
 
 static void gguf_free(evlm_gguf *g) {
     for (size_t i = 0; i < g->n_kv; i++) {
@@ -136,11 +155,14 @@ typedef struct cur {
     size_t pos;
 } cur;
 
-static size_t left(const cur *c) { return c->g->size - c->pos; }
+static size_t left(const cur *c) {
+    return c->g->size - c->pos;
+}
 
 static evlm_status need(cur *c, size_t n, const char *field) {
     if (n > left(c))
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: truncated at byte %zu reading %s (%zu bytes needed, %zu left)",
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: truncated at byte %zu reading %s (%zu bytes needed, %zu left)",
                           c->g->path, c->pos, field, n, left(c));
     return EVLM_OK;
 }
@@ -183,8 +205,9 @@ static evlm_status rd_name(cur *c, char **out, const char *field) {
     *out = NULL;
     EVLM_TRY(rd_str(c, &p, &n, field));
     if (n == 0 || n > EVLM_GGUF_MAX_NAME || memchr(p, 0, (size_t)n))
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: %s at byte %zu: length %llu (1..%d without NUL bytes required)",
-                          c->g->path, field, c->pos - (size_t)n, (unsigned long long)n, EVLM_GGUF_MAX_NAME);
+        return evlm__fail(
+            EVLM_ERR_FORMAT, "%s: %s at byte %zu: length %llu (1..%d without NUL bytes required)",
+            c->g->path, field, c->pos - (size_t)n, (unsigned long long)n, EVLM_GGUF_MAX_NAME);
     *out = malloc((size_t)n + 1);
     if (!*out) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", c->g->path);
     memcpy(*out, p, (size_t)n);
@@ -202,15 +225,17 @@ static evlm_status parse_value(cur *c, gg_kv *kv) {
     kv->elem = kv->type;
     kv->n = 1;
     if (kv->type >= EVLM_GGUF_VTYPE_COUNT)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': unknown value type %u", path, kv->key, kv->type);
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': unknown value type %u", path, kv->key,
+                          kv->type);
     if (kv->type == EVLM_GGUF_ARRAY) {
         EVLM_TRY(rd_u32(c, &kv->elem, field));
         EVLM_TRY(rd_u64(c, &kv->n, field));
         if (kv->elem == EVLM_GGUF_ARRAY)
-            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: key '%s': arrays of arrays are not supported", path, kv->key);
+            return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                              "%s: key '%s': arrays of arrays are not supported", path, kv->key);
         if (kv->elem >= EVLM_GGUF_VTYPE_COUNT)
-            return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': unknown array element type %u", path, kv->key,
-                              kv->elem);
+            return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': unknown array element type %u", path,
+                              kv->key, kv->elem);
     }
     kv->val = c->g->base + c->pos;
     if (kv->elem == EVLM_GGUF_STRING) {
@@ -221,10 +246,12 @@ static evlm_status parse_value(cur *c, gg_kv *kv) {
         }
         /* every element takes at least its 8-byte length */
         if (kv->n > left(c) / 8)
-            return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': %llu strings cannot fit in the %zu bytes left",
-                              path, kv->key, (unsigned long long)kv->n, left(c));
+            return evlm__fail(EVLM_ERR_FORMAT,
+                              "%s: key '%s': %llu strings cannot fit in the %zu bytes left", path,
+                              kv->key, (unsigned long long)kv->n, left(c));
         kv->strs = malloc((size_t)(kv->n ? kv->n : 1) * sizeof *kv->strs);
-        if (!kv->strs) return evlm__fail(EVLM_ERR_NOMEM, "%s: key '%s': out of memory", path, kv->key);
+        if (!kv->strs)
+            return evlm__fail(EVLM_ERR_NOMEM, "%s: key '%s': out of memory", path, kv->key);
         for (uint64_t i = 0; i < kv->n; i++) {
             const uint8_t *p;
             uint64_t n;
@@ -235,13 +262,14 @@ static evlm_status parse_value(cur *c, gg_kv *kv) {
     }
     size_t es = vtype_size(kv->elem);
     if (kv->n > left(c) / es)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': %llu values of %zu bytes exceed the %zu bytes left",
-                          path, kv->key, (unsigned long long)kv->n, es, left(c));
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: key '%s': %llu values of %zu bytes exceed the %zu bytes left", path,
+                          kv->key, (unsigned long long)kv->n, es, left(c));
     if (kv->elem == EVLM_GGUF_BOOL) {
         for (uint64_t i = 0; i < kv->n; i++)
             if (kv->val[i] > 1)
-                return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': bool value %u (0 or 1 required)", path, kv->key,
-                                  kv->val[i]);
+                return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': bool value %u (0 or 1 required)",
+                                  path, kv->key, kv->val[i]);
     }
     c->pos += (size_t)kv->n * es;
     return EVLM_OK;
@@ -249,7 +277,8 @@ static evlm_status parse_value(cur *c, gg_kv *kv) {
 
 static evlm_status parse_kvs(cur *c, evlm_gguf *g, uint64_t n_kv) {
     g->kv = calloc((size_t)(n_kv ? n_kv : 1), sizeof *g->kv);
-    if (!g->kv || !hash_init(&g->kv_hash, (size_t)n_kv)) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", g->path);
+    if (!g->kv || !hash_init(&g->kv_hash, (size_t)n_kv))
+        return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", g->path);
     for (uint64_t i = 0; i < n_kv; i++) {
         gg_kv *kv = &g->kv[g->n_kv];
         EVLM_TRY(rd_name(c, &kv->key, "metadata key"));
@@ -266,9 +295,10 @@ static evlm_status parse_kvs(cur *c, evlm_gguf *g, uint64_t n_kv) {
         const gg_kv *kv = &g->kv[a];
         uint32_t v = kv->type == EVLM_GGUF_U32 ? (uint32_t)le(kv->val, 4) : 0;
         if (kv->type != EVLM_GGUF_U32 || v == 0 || (v & (v - 1)) || v > EVLM_GGUF_MAX_ALIGNMENT)
-            return evlm__fail(EVLM_ERR_FORMAT,
-                              "%s: key 'general.alignment': must be a u32 power of two <= %u (got %s %u)",
-                              g->path, EVLM_GGUF_MAX_ALIGNMENT, vtype_name(kv->type), v);
+            return evlm__fail(
+                EVLM_ERR_FORMAT,
+                "%s: key 'general.alignment': must be a u32 power of two <= %u (got %s %u)",
+                g->path, EVLM_GGUF_MAX_ALIGNMENT, vtype_name(kv->type), v);
         g->alignment = v;
     }
     return EVLM_OK;
@@ -280,7 +310,8 @@ static evlm_status parse_tensor_info(cur *c, evlm_gguf *g, evlm_tensor *t, uint6
     t->name = name;
     g->n_tensors++; /* owned from here on */
     size_t s = hash_slot(&g->t_hash, name, t_name, g);
-    if (g->t_hash.slots[s]) return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' appears twice", g->path, name);
+    if (g->t_hash.slots[s])
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' appears twice", g->path, name);
     g->t_hash.slots[s] = (uint32_t)g->n_tensors;
 
     uint32_t n_dims, gt;
@@ -288,8 +319,8 @@ static evlm_status parse_tensor_info(cur *c, evlm_gguf *g, evlm_tensor *t, uint6
     snprintf(field, sizeof field, "tensor '%s'", name);
     EVLM_TRY(rd_u32(c, &n_dims, field));
     if (n_dims < 1 || n_dims > EVLM_MAX_DIMS)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': %u dimensions (1..%d supported)", g->path, name,
-                          n_dims, EVLM_MAX_DIMS);
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': %u dimensions (1..%d supported)",
+                          g->path, name, n_dims, EVLM_MAX_DIMS);
     t->n_dims = (int)n_dims;
     for (int d = 0; d < EVLM_MAX_DIMS; d++) t->ne[d] = 1;
     uint64_t nel = 1;
@@ -297,24 +328,28 @@ static evlm_status parse_tensor_info(cur *c, evlm_gguf *g, evlm_tensor *t, uint6
         uint64_t v;
         EVLM_TRY(rd_u64(c, &v, field));
         if (v == 0 || v > (uint64_t)INT64_MAX / nel)
-            return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': ne[%u] = %llu (must be > 0, element count < 2^63)",
+            return evlm__fail(EVLM_ERR_FORMAT,
+                              "%s: tensor '%s': ne[%u] = %llu (must be > 0, element count < 2^63)",
                               g->path, name, d, (unsigned long long)v);
         nel *= v;
         t->ne[d] = (int64_t)v;
     }
     EVLM_TRY(rd_u32(c, &gt, field));
     if (!evlm_gguf_from_ggml_type(gt, &t->type))
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %u is not supported", g->path, name, gt);
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %u is not supported",
+                          g->path, name, gt);
     int blk = evlm_type_block(t->type);
     if (t->ne[0] % blk)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': %s needs ne[0] (%lld) to be a multiple of %d", g->path,
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor '%s': %s needs ne[0] (%lld) to be a multiple of %d", g->path,
                           name, evlm_type_name(t->type), (long long)t->ne[0], blk);
     uint64_t blocks = nel / (uint64_t)blk, bs = evlm_type_size(t->type);
     if (blocks > (uint64_t)SIZE_MAX / bs)
         return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': byte size overflows", g->path, name);
     EVLM_TRY(rd_u64(c, offset, field));
     if (*offset % g->alignment)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': offset %llu is not a multiple of the alignment %u",
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor '%s': offset %llu is not a multiple of the alignment %u",
                           g->path, name, (unsigned long long)*offset, g->alignment);
     evlm_tensor_set_contiguous(t);
     return EVLM_OK;
@@ -328,15 +363,16 @@ static evlm_status parse(evlm_gguf *g) {
     c.pos = 4;
     EVLM_TRY(rd_u32(&c, &version, "version"));
     if (version != EVLM_GGUF_VERSION)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: GGUF version %u (only %d is supported)", g->path, version,
-                          EVLM_GGUF_VERSION);
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: GGUF version %u (only %d is supported)",
+                          g->path, version, EVLM_GGUF_VERSION);
     g->version = version;
     uint64_t n_t, n_kv;
     EVLM_TRY(rd_u64(&c, &n_t, "tensor count"));
     EVLM_TRY(rd_u64(&c, &n_kv, "metadata count"));
     /* a kv takes at least 8 + 1 + 4 + 1 bytes, a tensor info 8 + 1 + 4 + 8 + 4 + 8 */
     if (n_kv > left(&c) / 14 || n_t > left(&c) / 33 || n_kv * 14 + n_t * 33 > left(&c))
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: %llu keys and %llu tensors cannot fit in a file of %zu bytes",
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: %llu keys and %llu tensors cannot fit in a file of %zu bytes",
                           g->path, (unsigned long long)n_kv, (unsigned long long)n_t, g->size);
     if (n_t >= UINT32_MAX || n_kv >= UINT32_MAX)
         return evlm__fail(EVLM_ERR_FORMAT, "%s: too many keys or tensors", g->path);
@@ -349,11 +385,13 @@ static evlm_status parse(evlm_gguf *g) {
         return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", g->path);
     }
     evlm_status st = EVLM_OK;
-    for (uint64_t i = 0; i < n_t && st == EVLM_OK; i++) st = parse_tensor_info(&c, g, &g->tensors[i], &offsets[i]);
+    for (uint64_t i = 0; i < n_t && st == EVLM_OK; i++)
+        st = parse_tensor_info(&c, g, &g->tensors[i], &offsets[i]);
     if (st == EVLM_OK) {
         size_t a = g->alignment, pad = (a - c.pos % a) % a;
         if (pad > left(&c) && n_t > 0)
-            st = evlm__fail(EVLM_ERR_FORMAT, "%s: truncated: the data section (at byte %zu) is missing", g->path,
+            st = evlm__fail(EVLM_ERR_FORMAT,
+                            "%s: truncated: the data section (at byte %zu) is missing", g->path,
                             c.pos + pad);
         g->data_off = pad > left(&c) ? g->size : c.pos + pad;
     }
@@ -362,12 +400,14 @@ static evlm_status parse(evlm_gguf *g) {
         evlm_tensor *t = &g->tensors[i];
         uint64_t nb = evlm_tensor_nbytes(t);
         if (offsets[i] > data_size || nb > data_size - offsets[i])
-            st = evlm__fail(EVLM_ERR_FORMAT,
-                            "%s: tensor '%s': bytes [%llu, %llu) of the data section exceed its %llu bytes", g->path,
-                            t->name, (unsigned long long)offsets[i], (unsigned long long)(offsets[i] + nb),
-                            (unsigned long long)data_size);
+            st = evlm__fail(
+                EVLM_ERR_FORMAT,
+                "%s: tensor '%s': bytes [%llu, %llu) of the data section exceed its %llu bytes",
+                g->path, t->name, (unsigned long long)offsets[i],
+                (unsigned long long)(offsets[i] + nb), (unsigned long long)data_size);
         else
-            t->data = (void *)(uintptr_t)(g->base + g->data_off + offsets[i]); /* read-only in practice */
+            t->data =
+                (void *)(uintptr_t)(g->base + g->data_off + offsets[i]); /* read-only in practice */
     }
     free(offsets);
     return st;
@@ -386,7 +426,8 @@ static evlm_status gguf_new(const char *what, evlm_gguf **out) {
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_from_memory(const char *what, const void *data, size_t size, evlm_gguf **out) {
+evlm_status evlm_gguf_from_memory(const char *what, const void *data, size_t size,
+                                  evlm_gguf **out) {
     *out = NULL;
     if (!what) what = "gguf";
     if (!data && size) return evlm__fail(EVLM_ERR_ARG, "%s: NULL data", what);
@@ -425,11 +466,21 @@ evlm_status evlm_gguf_open(const char *path, evlm_gguf **out) {
 
 /* ---- queries ---------------------------------------------------------------------------- */
 
-const char *evlm_gguf_path(const evlm_gguf *g) { return g ? g->path : ""; }
-uint32_t evlm_gguf_alignment(const evlm_gguf *g) { return g->alignment; }
-size_t evlm_gguf_data_offset(const evlm_gguf *g) { return g->data_off; }
-size_t evlm_gguf_kv_count(const evlm_gguf *g) { return g ? g->n_kv : 0; }
-const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i) { return g && i < g->n_kv ? g->kv[i].key : NULL; }
+const char *evlm_gguf_path(const evlm_gguf *g) {
+    return g ? g->path : "";
+}
+uint32_t evlm_gguf_alignment(const evlm_gguf *g) {
+    return g->alignment;
+}
+size_t evlm_gguf_data_offset(const evlm_gguf *g) {
+    return g->data_off;
+}
+size_t evlm_gguf_kv_count(const evlm_gguf *g) {
+    return g ? g->n_kv : 0;
+}
+const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i) {
+    return g && i < g->n_kv ? g->kv[i].key : NULL;
+}
 
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key) {
     if (!g || !key || !g->kv_hash.cap) return -1;
@@ -437,7 +488,9 @@ long evlm_gguf_find_key(const evlm_gguf *g, const char *key) {
     return s ? (long)s - 1 : -1;
 }
 
-size_t evlm_gguf_tensor_count(const evlm_gguf *g) { return g ? g->n_tensors : 0; }
+size_t evlm_gguf_tensor_count(const evlm_gguf *g) {
+    return g ? g->n_tensors : 0;
+}
 
 const evlm_tensor *evlm_gguf_tensor_at(const evlm_gguf *g, size_t i) {
     return g && i < g->n_tensors ? &g->tensors[i] : NULL;
@@ -451,7 +504,9 @@ const evlm_tensor *evlm_gguf_tensor_find(const evlm_gguf *g, const char *name) {
 
 static evlm_status get_kv(const evlm_gguf *g, const char *key, const gg_kv **out) {
     long i = evlm_gguf_find_key(g, key);
-    if (i < 0) return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s' not found", evlm_gguf_path(g), key ? key : "(null)");
+    if (i < 0)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s' not found", evlm_gguf_path(g),
+                          key ? key : "(null)");
     *out = &g->kv[i];
     return EVLM_OK;
 }
@@ -467,27 +522,42 @@ static int int_at(uint32_t type, const uint8_t *p, int *neg, uint64_t *mag) {
     int64_t s;
     *neg = 0;
     switch (type) {
-    case EVLM_GGUF_U8: case EVLM_GGUF_U16: case EVLM_GGUF_U32: case EVLM_GGUF_U64:
+    case EVLM_GGUF_U8:
+    case EVLM_GGUF_U16:
+    case EVLM_GGUF_U32:
+    case EVLM_GGUF_U64:
         *mag = le(p, (int)vtype_size(type));
         return 1;
-    case EVLM_GGUF_I8: s = (int8_t)p[0]; break;
-    case EVLM_GGUF_I16: s = (int16_t)(uint16_t)le(p, 2); break;
-    case EVLM_GGUF_I32: s = (int32_t)(uint32_t)le(p, 4); break;
-    case EVLM_GGUF_I64: s = (int64_t)le(p, 8); break;
-    default: return 0;
+    case EVLM_GGUF_I8:
+        s = (int8_t)p[0];
+        break;
+    case EVLM_GGUF_I16:
+        s = (int16_t)(uint16_t)le(p, 2);
+        break;
+    case EVLM_GGUF_I32:
+        s = (int32_t)(uint32_t)le(p, 4);
+        break;
+    case EVLM_GGUF_I64:
+        s = (int64_t)le(p, 8);
+        break;
+    default:
+        return 0;
     }
     *neg = s < 0;
     *mag = s < 0 ? (uint64_t)0 - (uint64_t)s : (uint64_t)s;
     return 1;
 }
 
-static evlm_status get_int(const evlm_gguf *g, const char *key, int64_t lo, uint64_t hi, int *neg, uint64_t *mag) {
+static evlm_status get_int(const evlm_gguf *g, const char *key, int64_t lo, uint64_t hi, int *neg,
+                           uint64_t *mag) {
     const gg_kv *kv = NULL;
     EVLM_TRY(get_kv(g, key, &kv));
-    if (kv->type == EVLM_GGUF_ARRAY || !int_at(kv->type, kv->val, neg, mag)) return wrong_type(g, kv, "an integer");
-    if ((*neg && *mag > (uint64_t)0 - (uint64_t)lo) || (!*neg && *mag > hi) || (*neg && lo == 0 && *mag))
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': value %s%llu out of range", g->path, key, *neg ? "-" : "",
-                          (unsigned long long)*mag);
+    if (kv->type == EVLM_GGUF_ARRAY || !int_at(kv->type, kv->val, neg, mag))
+        return wrong_type(g, kv, "an integer");
+    if ((*neg && *mag > (uint64_t)0 - (uint64_t)lo) || (!*neg && *mag > hi) ||
+        (*neg && lo == 0 && *mag))
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': value %s%llu out of range", g->path, key,
+                          *neg ? "-" : "", (unsigned long long)*mag);
     return EVLM_OK;
 }
 
@@ -557,7 +627,8 @@ static evlm_status get_arr(const evlm_gguf *g, const char *key, const gg_kv **kv
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_get_arr_n(const evlm_gguf *g, const char *key, evlm_gguf_vtype *elem, size_t *n) {
+evlm_status evlm_gguf_get_arr_n(const evlm_gguf *g, const char *key, evlm_gguf_vtype *elem,
+                                size_t *n) {
     const gg_kv *kv = NULL;
     EVLM_TRY(get_arr(g, key, &kv));
     if (elem) *elem = (evlm_gguf_vtype)kv->elem;
@@ -565,13 +636,14 @@ evlm_status evlm_gguf_get_arr_n(const evlm_gguf *g, const char *key, evlm_gguf_v
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_get_arr_str(const evlm_gguf *g, const char *key, size_t i, const char **s, size_t *len) {
+evlm_status evlm_gguf_get_arr_str(const evlm_gguf *g, const char *key, size_t i, const char **s,
+                                  size_t *len) {
     const gg_kv *kv = NULL;
     EVLM_TRY(get_arr(g, key, &kv));
     if (kv->elem != EVLM_GGUF_STRING) return wrong_type(g, kv, "an array of strings");
     if (i >= kv->n)
-        return evlm__fail(EVLM_ERR_RANGE, "%s: key '%s': index %zu of %llu elements", g->path, key, i,
-                          (unsigned long long)kv->n);
+        return evlm__fail(EVLM_ERR_RANGE, "%s: key '%s': index %zu of %llu elements", g->path, key,
+                          i, (unsigned long long)kv->n);
     *len = (size_t)le(kv->strs[i], 8);
     *s = (const char *)kv->strs[i] + 8;
     return EVLM_OK;
@@ -579,7 +651,8 @@ evlm_status evlm_gguf_get_arr_str(const evlm_gguf *g, const char *key, size_t i,
 
 static evlm_status check_cap(const evlm_gguf *g, const gg_kv *kv, size_t cap) {
     if (kv->n > cap)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s' has %llu elements, more than the %zu expected", g->path,
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: key '%s' has %llu elements, more than the %zu expected", g->path,
                           kv->key, (unsigned long long)kv->n, cap);
     return EVLM_OK;
 }
@@ -590,14 +663,15 @@ evlm_status evlm_gguf_get_arr_i32(const evlm_gguf *g, const char *key, int32_t *
     size_t es = vtype_size(kv->elem);
     int neg = 0;
     uint64_t m = 0;
-    if (kv->elem == EVLM_GGUF_BOOL || kv->elem == EVLM_GGUF_F32 || kv->elem == EVLM_GGUF_F64 || es == 0)
+    if (kv->elem == EVLM_GGUF_BOOL || kv->elem == EVLM_GGUF_F32 || kv->elem == EVLM_GGUF_F64 ||
+        es == 0)
         return wrong_type(g, kv, "integers"); /* (no element is read: the array may be empty) */
     EVLM_TRY(check_cap(g, kv, cap));
     for (uint64_t i = 0; i < kv->n; i++) {
         int_at(kv->elem, kv->val + i * es, &neg, &m);
         if ((!neg && m > INT32_MAX) || (neg && m > (uint64_t)INT32_MAX + 1))
-            return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': element %llu does not fit int32", g->path, key,
-                              (unsigned long long)i);
+            return evlm__fail(EVLM_ERR_FORMAT, "%s: key '%s': element %llu does not fit int32",
+                              g->path, key, (unsigned long long)i);
         dst[i] = neg ? (int32_t)(-(int64_t)m) : (int32_t)m;
     }
     return EVLM_OK;
@@ -613,10 +687,12 @@ evlm_status evlm_gguf_get_arr_f32(const evlm_gguf *g, const char *key, float *ds
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char **text, size_t *len) {
+evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char **text,
+                                size_t *len) {
     char key[256];
     int n = snprintf(key, sizeof key, "evlm.file.%s", name ? name : "");
-    if (n < 0 || (size_t)n >= sizeof key) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_file_text: name too long");
+    if (n < 0 || (size_t)n >= sizeof key)
+        return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_file_text: name too long");
     return evlm_gguf_get_str(g, key, text, len);
 }
 
@@ -637,11 +713,14 @@ static void owner_free(void *p) {
 }
 
 /* llama.cpp's "llama" rows of attn_q / attn_k (weight or bias) back into Hugging Face order. */
-static evlm_status unpermute(const evlm_gguf *g, const evlm_tensor *t, int n_head, gg_owner *o, void **out) {
+static evlm_status unpermute(const evlm_gguf *g, const evlm_tensor *t, int n_head, gg_owner *o,
+                             void **out) {
     int64_t rows = t->n_dims == 1 ? t->ne[0] : t->ne[1];
     size_t row_bytes = t->n_dims == 1 ? evlm_type_size(t->type) : t->nb[1];
-    if ((t->n_dims == 1 && evlm_type_is_quant(t->type)) || t->n_dims > 2 || n_head <= 0 || rows % (2 * n_head))
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': %lld rows cannot be split into %d RoPE heads", g->path,
+    if ((t->n_dims == 1 && evlm_type_is_quant(t->type)) || t->n_dims > 2 || n_head <= 0 ||
+        rows % (2 * n_head))
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor '%s': %lld rows cannot be split into %d RoPE heads", g->path,
                           t->name, (long long)rows, n_head);
     size_t nb = evlm_tensor_nbytes(t);
     uint8_t *dst = malloc(nb ? nb : 1);
@@ -650,7 +729,8 @@ static evlm_status unpermute(const evlm_gguf *g, const evlm_tensor *t, int n_hea
     int64_t hd = rows / n_head;
     for (int64_t r = 0; r < rows; r++) {
         int64_t src = evlm_gguf_qk_src_row(r, hd, false);
-        memcpy(dst + (size_t)r * row_bytes, (const uint8_t *)t->data + (size_t)src * row_bytes, row_bytes);
+        memcpy(dst + (size_t)r * row_bytes, (const uint8_t *)t->data + (size_t)src * row_bytes,
+               row_bytes);
     }
     *out = dst;
     return EVLM_OK;
@@ -702,7 +782,8 @@ evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out) {
             if (st == EVLM_OK && evlm_gguf_find_key(g, "llama.attention.head_count_kv") >= 0)
                 st = evlm_gguf_get_u32(g, "llama.attention.head_count_kv", &hk);
             if (st == EVLM_OK && (h == 0 || hk == 0 || h > 65536 || hk > h))
-                st = evlm__fail(EVLM_ERR_FORMAT, "%s: head counts %u / %u are invalid", g->path, h, hk);
+                st = evlm__fail(EVLM_ERR_FORMAT, "%s: head counts %u / %u are invalid", g->path, h,
+                                hk);
             if (st != EVLM_OK) break;
             n_head = (int)h;
             n_head_kv = (int)hk;
@@ -778,18 +859,22 @@ static evlm_status put_key(evlm_gguf_writer *w, const char *key, uint32_t type) 
         return evlm__fail(EVLM_ERR_ARG, "gguf writer: general.alignment is set by the writer (%d)",
                           EVLM_GGUF_ALIGNMENT);
     for (size_t i = 0; i < w->n_kv; i++)
-        if (strcmp(w->keys[i], key) == 0) return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s' set twice", key);
+        if (strcmp(w->keys[i], key) == 0)
+            return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s' set twice", key);
     char **nk = realloc(w->keys, (w->n_kv + 1) * sizeof *nk);
     if (!nk) return evlm__fail(EVLM_ERR_NOMEM, "gguf writer: out of memory");
     w->keys = nk;
-    if (!(w->keys[w->n_kv] = strdup(key))) return evlm__fail(EVLM_ERR_NOMEM, "gguf writer: out of memory");
+    if (!(w->keys[w->n_kv] = strdup(key)))
+        return evlm__fail(EVLM_ERR_NOMEM, "gguf writer: out of memory");
     w->n_kv++;
     EVLM_TRY(put_str(&w->kv, key, strlen(key)));
     return put_le(&w->kv, type, 4);
 }
 
-evlm_status evlm_gguf_writer_set_strn(evlm_gguf_writer *w, const char *key, const char *s, size_t n) {
-    if (!s && n) return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s': NULL string", key ? key : "");
+evlm_status evlm_gguf_writer_set_strn(evlm_gguf_writer *w, const char *key, const char *s,
+                                      size_t n) {
+    if (!s && n)
+        return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s': NULL string", key ? key : "");
     EVLM_TRY(put_key(w, key, EVLM_GGUF_STRING));
     return put_str(&w->kv, s, n);
 }
@@ -829,8 +914,10 @@ evlm_status evlm_gguf_writer_set_bool(evlm_gguf_writer *w, const char *key, bool
     return put_le(&w->kv, v ? 1 : 0, 1);
 }
 
-static evlm_status put_arr(evlm_gguf_writer *w, const char *key, uint32_t elem, size_t n, const void *p) {
-    if (!p && n) return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s': NULL array", key ? key : "");
+static evlm_status put_arr(evlm_gguf_writer *w, const char *key, uint32_t elem, size_t n,
+                           const void *p) {
+    if (!p && n)
+        return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s': NULL array", key ? key : "");
     EVLM_TRY(put_key(w, key, EVLM_GGUF_ARRAY));
     EVLM_TRY(put_le(&w->kv, elem, 4));
     return put_le(&w->kv, n, 8);
@@ -840,7 +927,8 @@ evlm_status evlm_gguf_writer_set_arr_str(evlm_gguf_writer *w, const char *key, c
                                          const size_t *lens, size_t n) {
     for (size_t i = 0; s && i < n; i++)
         if (!s[i] && (!lens || lens[i]))
-            return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s': NULL string %zu", key ? key : "", i);
+            return evlm__fail(EVLM_ERR_ARG, "gguf writer: key '%s': NULL string %zu",
+                              key ? key : "", i);
     EVLM_TRY(put_arr(w, key, EVLM_GGUF_STRING, n, s));
     for (size_t i = 0; i < n; i++) {
         size_t len = lens ? lens[i] : strlen(s[i]);
@@ -849,41 +937,48 @@ evlm_status evlm_gguf_writer_set_arr_str(evlm_gguf_writer *w, const char *key, c
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_writer_set_arr_i32(evlm_gguf_writer *w, const char *key, const int32_t *v, size_t n) {
+evlm_status evlm_gguf_writer_set_arr_i32(evlm_gguf_writer *w, const char *key, const int32_t *v,
+                                         size_t n) {
     EVLM_TRY(put_arr(w, key, EVLM_GGUF_I32, n, v));
     for (size_t i = 0; i < n; i++) EVLM_TRY(put_le(&w->kv, (uint32_t)v[i], 4));
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_writer_set_arr_f32(evlm_gguf_writer *w, const char *key, const float *v, size_t n) {
+evlm_status evlm_gguf_writer_set_arr_f32(evlm_gguf_writer *w, const char *key, const float *v,
+                                         size_t n) {
     EVLM_TRY(put_arr(w, key, EVLM_GGUF_F32, n, v));
     for (size_t i = 0; i < n; i++) EVLM_TRY(put_le(&w->kv, f32_bits(v[i]), 4));
     return EVLM_OK;
 }
 
-static evlm_status add_tensor(evlm_gguf_writer *w, const char *name, evlm_type type, int n_dims, const int64_t *ne,
-                              const void *data, evlm_gguf_fill_fn fill, void *ctx) {
+static evlm_status add_tensor(evlm_gguf_writer *w, const char *name, evlm_type type, int n_dims,
+                              const int64_t *ne, const void *data, evlm_gguf_fill_fn fill,
+                              void *ctx) {
     if (!w || !name || !name[0] || strlen(name) > EVLM_GGUF_MAX_NAME || !ne)
-        return evlm__fail(EVLM_ERR_ARG, "gguf writer: bad tensor name '%s'", name ? name : "(null)");
+        return evlm__fail(EVLM_ERR_ARG, "gguf writer: bad tensor name '%s'",
+                          name ? name : "(null)");
     if (evlm_gguf_ggml_type(type) < 0)
-        return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s': type %s has no GGUF equivalent", name,
-                          evlm_type_name(type));
+        return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s': type %s has no GGUF equivalent",
+                          name, evlm_type_name(type));
     if (n_dims < 1 || n_dims > EVLM_MAX_DIMS)
         return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s': n_dims %d", name, n_dims);
     evlm_tensor t = {.type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}};
     uint64_t nel = 1;
     for (int d = 0; d < n_dims; d++) {
         if (ne[d] <= 0 || (uint64_t)ne[d] > (uint64_t)INT64_MAX / nel)
-            return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s': bad ne[%d] = %lld", name, d, (long long)ne[d]);
+            return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s': bad ne[%d] = %lld", name, d,
+                              (long long)ne[d]);
         nel *= (uint64_t)ne[d];
         t.ne[d] = ne[d];
     }
     if (ne[0] % evlm_type_block(type))
-        return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s': %s needs ne[0] (%lld) a multiple of %d", name,
+        return evlm__fail(EVLM_ERR_ARG,
+                          "gguf writer: tensor '%s': %s needs ne[0] (%lld) a multiple of %d", name,
                           evlm_type_name(type), (long long)ne[0], evlm_type_block(type));
     if (nel / (uint64_t)evlm_type_block(type) > (uint64_t)SIZE_MAX / evlm_type_size(type) / 2)
         return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' is too large", name);
-    if (!data && !fill) return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' has no data", name);
+    if (!data && !fill)
+        return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' has no data", name);
     for (size_t i = 0; i < w->n_t; i++)
         if (strcmp(w->tensors[i].t.name, name) == 0)
             return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' given twice", name);
@@ -901,19 +996,26 @@ static evlm_status add_tensor(evlm_gguf_writer *w, const char *name, evlm_type t
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_writer_add_tensor(evlm_gguf_writer *w, const char *name, evlm_type type, int n_dims,
-                                        const int64_t *ne, const void *data) {
-    if (!data) return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' has no data", name ? name : "(null)");
+evlm_status evlm_gguf_writer_add_tensor(evlm_gguf_writer *w, const char *name, evlm_type type,
+                                        int n_dims, const int64_t *ne, const void *data) {
+    if (!data)
+        return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' has no data",
+                          name ? name : "(null)");
     return add_tensor(w, name, type, n_dims, ne, data, NULL, NULL);
 }
 
-evlm_status evlm_gguf_writer_add_tensor_fill(evlm_gguf_writer *w, const char *name, evlm_type type, int n_dims,
-                                             const int64_t *ne, evlm_gguf_fill_fn fill, void *ctx) {
-    if (!fill) return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' has no fill", name ? name : "(null)");
+evlm_status evlm_gguf_writer_add_tensor_fill(evlm_gguf_writer *w, const char *name, evlm_type type,
+                                             int n_dims, const int64_t *ne, evlm_gguf_fill_fn fill,
+                                             void *ctx) {
+    if (!fill)
+        return evlm__fail(EVLM_ERR_ARG, "gguf writer: tensor '%s' has no fill",
+                          name ? name : "(null)");
     return add_tensor(w, name, type, n_dims, ne, NULL, fill, ctx);
 }
 
-static size_t pad_to(uint64_t n) { return (size_t)((EVLM_GGUF_ALIGNMENT - n % EVLM_GGUF_ALIGNMENT) % EVLM_GGUF_ALIGNMENT); }
+static size_t pad_to(uint64_t n) {
+    return (size_t)((EVLM_GGUF_ALIGNMENT - n % EVLM_GGUF_ALIGNMENT) % EVLM_GGUF_ALIGNMENT);
+}
 
 typedef struct wstate {
     evlm_afile *af;
@@ -977,7 +1079,8 @@ static evlm_status write_body(evlm_gguf_writer *w, wstate *ws) {
         }
         st = put_str(&h, wt->t.name, strlen(wt->t.name));
         if (st == EVLM_OK) st = put_le(&h, (uint32_t)wt->t.n_dims, 4);
-        for (int d = 0; d < wt->t.n_dims && st == EVLM_OK; d++) st = put_le(&h, (uint64_t)wt->t.ne[d], 8);
+        for (int d = 0; d < wt->t.n_dims && st == EVLM_OK; d++)
+            st = put_le(&h, (uint64_t)wt->t.ne[d], 8);
         if (st == EVLM_OK) st = put_le(&h, (uint32_t)evlm_gguf_ggml_type(wt->t.type), 4);
         if (st == EVLM_OK) st = put_le(&h, wt->offset, 8);
     }
@@ -996,8 +1099,8 @@ static evlm_status write_body(evlm_gguf_writer *w, wstate *ws) {
     return st;
 }
 
-evlm_status evlm_gguf_writer_write(evlm_gguf_writer *w, const char *path, evlm_gguf_progress_fn progress,
-                                   void *progress_ctx) {
+evlm_status evlm_gguf_writer_write(evlm_gguf_writer *w, const char *path,
+                                   evlm_gguf_progress_fn progress, void *progress_ctx) {
     if (!w || !path) return evlm__fail(EVLM_ERR_ARG, "gguf writer: NULL argument");
     evlm_afile af;
     EVLM_TRY(evlm_afile_open(&af, path));

@@ -31,10 +31,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EVLM_GGUF_VERSION 3
-#define EVLM_GGUF_ALIGNMENT 32            /* the default, and what the writer uses */
+#define EVLM_GGUF_VERSION       3
+#define EVLM_GGUF_ALIGNMENT     32         /* the default, and what the writer uses */
 #define EVLM_GGUF_MAX_ALIGNMENT (1u << 20) /* larger general.alignment values are refused */
-#define EVLM_GGUF_MAX_NAME 4096           /* keys and tensor names (llama.cpp: names < 64) */
+#define EVLM_GGUF_MAX_NAME      4096       /* keys and tensor names (llama.cpp: names < 64) */
 
 /* Metadata value types (the numbers are the file's). */
 typedef enum evlm_gguf_vtype {
@@ -106,7 +106,8 @@ const evlm_tensor *evlm_gguf_tensor_find(const evlm_gguf *g, const char *name);
 
 /* A Hugging Face file stored verbatim as "evlm.file.<name>" (e.g. "config.json"); an error
  * naming the key when absent. */
-evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char **text, size_t *len);
+evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char **text,
+                                size_t *len);
 
 /* The tensors as a weight set under their Hugging Face names (gguf_names.h, with the prefix of
  * "evlm.text_prefix", default "model."), so model loaders use evlm_weights_* unchanged. For
@@ -131,15 +132,16 @@ void evlm_gguf_writer_free(evlm_gguf_writer *w);
 
 /* Metadata (copied). A key given twice is an error; general.alignment is the writer's. */
 evlm_status evlm_gguf_writer_set_str(evlm_gguf_writer *w, const char *key, const char *s);
-evlm_status evlm_gguf_writer_set_strn(evlm_gguf_writer *w, const char *key, const char *s, size_t n);
+evlm_status evlm_gguf_writer_set_strn(evlm_gguf_writer *w, const char *key, const char *s,
+                                      size_t n);
 evlm_status evlm_gguf_writer_set_u32(evlm_gguf_writer *w, const char *key, uint32_t v);
 evlm_status evlm_gguf_writer_set_i32(evlm_gguf_writer *w, const char *key, int32_t v);
 evlm_status evlm_gguf_writer_set_u64(evlm_gguf_writer *w, const char *key, uint64_t v);
 evlm_status evlm_gguf_writer_set_f32(evlm_gguf_writer *w, const char *key, float v);
 evlm_status evlm_gguf_writer_set_bool(evlm_gguf_writer *w, const char *key, bool v);
 /* lens may be NULL (NUL-terminated strings). */
-evlm_status evlm_gguf_writer_set_arr_str(evlm_gguf_writer *w, const char *key,
-                                         const char *const *s, const size_t *lens, size_t n);
+evlm_status evlm_gguf_writer_set_arr_str(evlm_gguf_writer *w, const char *key, const char *const *s,
+                                         const size_t *lens, size_t n);
 evlm_status evlm_gguf_writer_set_arr_i32(evlm_gguf_writer *w, const char *key, const int32_t *v,
                                          size_t n);
 evlm_status evlm_gguf_writer_set_arr_f32(evlm_gguf_writer *w, const char *key, const float *v,

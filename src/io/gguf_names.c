@@ -82,7 +82,8 @@ int evlm_gguf_name_to_llama(const char *hf, const char *prefix, char *out, size_
 
 int evlm_gguf_name_to_hf(const char *g, const char *prefix, char *out, size_t cap) {
     if (strcmp(g, "output.weight") == 0) return emit(out, cap, "lm_head.weight", "", "");
-    if (strcmp(g, "token_embd.weight") == 0) return emit(out, cap, prefix, "embed_tokens.weight", "");
+    if (strcmp(g, "token_embd.weight") == 0)
+        return emit(out, cap, prefix, "embed_tokens.weight", "");
     if (strcmp(g, "output_norm.weight") == 0) return emit(out, cap, prefix, "norm.weight", "");
     size_t ln;
     if (strncmp(g, "blk.", 4) != 0 || !layer_index(g + 4, &ln)) return copy_name(g, out, cap);
@@ -127,7 +128,8 @@ const char *evlm_gguf_hf_text_prefix(const evlm_weights *w) {
 
 const char *evlm_gguf_arch_for(const evlm_decoder_config *cfg) {
     if (strncmp(cfg->model_type, "qwen2", 5) == 0)
-        return cfg->mrope_section[0] || cfg->mrope_section[1] || cfg->mrope_section[2] ? "qwen2vl" : "qwen2";
+        return cfg->mrope_section[0] || cfg->mrope_section[1] || cfg->mrope_section[2] ? "qwen2vl"
+                                                                                       : "qwen2";
     return "llama";
 }
 
@@ -140,10 +142,12 @@ static evlm_status put_hparams(evlm_gguf_writer *w, const evlm_decoder_config *c
     EVLM_TRY(evlm_gguf_writer_set_str(w, "general.architecture", a));
     if (c->architecture[0]) EVLM_TRY(evlm_gguf_writer_set_str(w, "general.name", c->architecture));
     EVLM_TRY(evlm_gguf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)c->vocab_size));
-    EVLM_TRY(evlm_gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)c->max_position_embeddings));
+    EVLM_TRY(
+        evlm_gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)c->max_position_embeddings));
     EVLM_TRY(evlm_gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)c->hidden_size));
     EVLM_TRY(evlm_gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)c->n_layers));
-    EVLM_TRY(evlm_gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->intermediate_size));
+    EVLM_TRY(
+        evlm_gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->intermediate_size));
     EVLM_TRY(evlm_gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_heads));
     EVLM_TRY(evlm_gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_heads));
     EVLM_TRY(evlm_gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->rms_norm_eps));
@@ -177,11 +181,15 @@ static const char *pre_name(const cJSON *root, const char *arch) {
     const cJSON *p;
     cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers")) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
-        if (!cJSON_IsString(t)) other++;
-        else if (!strcmp(t->valuestring, "Digits") && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "individual_digits")))
+        if (!cJSON_IsString(t))
+            other++;
+        else if (!strcmp(t->valuestring, "Digits") &&
+                 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "individual_digits")))
             digits++;
-        else if (!strcmp(t->valuestring, "ByteLevel")) bytelevel++;
-        else other++;
+        else if (!strcmp(t->valuestring, "ByteLevel"))
+            bytelevel++;
+        else
+            other++;
     }
     return digits == 1 && bytelevel == 1 && !other ? "smollm" : "default";
 }
@@ -189,16 +197,18 @@ static const char *pre_name(const cJSON *root, const char *arch) {
 enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER = 4, TOK_UNUSED = 5 };
 #define MAX_VOCAB (16 << 20)
 
-static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const evlm_decoder_config *cfg,
-                                 const cJSON *root) {
+static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what,
+                                 const evlm_decoder_config *cfg, const cJSON *root) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0 || !cJSON_IsObject(vocab))
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tokenizer.json: only BPE models with a \"vocab\" object can be "
-                          "written as a gpt2 GGUF tokenizer", what);
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "%s: tokenizer.json: only BPE models with a \"vocab\" object can be "
+                          "written as a gpt2 GGUF tokenizer",
+                          what);
     /* the vocabulary size: max id + 1, at least the config's */
     int64_t n = cfg->vocab_size > 0 ? cfg->vocab_size : 0;
     const cJSON *e;
@@ -208,7 +218,8 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const ev
             const cJSON *id = pass ? cJSON_GetObjectItemCaseSensitive(e, "id") : e;
             if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= MAX_VOCAB ||
                 id->valuedouble != (double)(int64_t)id->valuedouble)
-                return evlm__fail(EVLM_ERR_FORMAT, "%s: tokenizer.json: token id out of range", what);
+                return evlm__fail(EVLM_ERR_FORMAT, "%s: tokenizer.json: token id out of range",
+                                  what);
             if ((int64_t)id->valuedouble + 1 > n) n = (int64_t)id->valuedouble + 1;
         }
     }
@@ -222,15 +233,18 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const ev
         cJSON_ArrayForEach(e, arr) {
             const cJSON *id = pass ? cJSON_GetObjectItemCaseSensitive(e, "id") : e;
             const cJSON *content = pass ? cJSON_GetObjectItemCaseSensitive(e, "content") : NULL;
-            const char *s = pass ? (cJSON_IsString(content) ? content->valuestring : NULL) : e->string;
+            const char *s =
+                pass ? (cJSON_IsString(content) ? content->valuestring : NULL) : e->string;
             if (!s) {
-                st = evlm__fail(EVLM_ERR_FORMAT, "%s: tokenizer.json: added token without \"content\"", what);
+                st = evlm__fail(EVLM_ERR_FORMAT,
+                                "%s: tokenizer.json: added token without \"content\"", what);
                 break;
             }
             int64_t i = (int64_t)id->valuedouble;
             tok[i] = s;
-            tt[i] = !pass ? TOK_NORMAL
-                          : cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? TOK_CONTROL : TOK_USER;
+            tt[i] = !pass                                                          ? TOK_NORMAL
+                    : cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? TOK_CONTROL
+                                                                                   : TOK_USER;
         }
     }
     for (int64_t i = 0; i < n && st == EVLM_OK; i++) {
@@ -240,9 +254,13 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const ev
         tt[i] = TOK_UNUSED;
     }
     if (st == EVLM_OK) st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
-    if (st == EVLM_OK) st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre_name(root, evlm_gguf_arch_for(cfg)));
-    if (st == EVLM_OK) st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, (size_t)n);
-    if (st == EVLM_OK) st = evlm_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", tt, (size_t)n);
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.pre",
+                                      pre_name(root, evlm_gguf_arch_for(cfg)));
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, (size_t)n);
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", tt, (size_t)n);
     free(tok);
     free(tt);
     free(pads);
@@ -257,7 +275,8 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const ev
         const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
         if (cJSON_IsString(e)) {
             ms[k] = strdup(e->valuestring);
-        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(a) && cJSON_IsString(b)) {
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(a) &&
+                   cJSON_IsString(b)) {
             size_t la = strlen(a->valuestring), lb = strlen(b->valuestring);
             if ((ms[k] = malloc(la + lb + 2))) {
                 memcpy(ms[k], a->valuestring, la);
@@ -265,7 +284,8 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const ev
                 memcpy(ms[k] + la + 1, b->valuestring, lb + 1);
             }
         } else {
-            st = evlm__fail(EVLM_ERR_FORMAT, "%s: tokenizer.json: merge %d is neither \"a b\" nor [a, b]", what, k);
+            st = evlm__fail(EVLM_ERR_FORMAT,
+                            "%s: tokenizer.json: merge %d is neither \"a b\" nor [a, b]", what, k);
             break;
         }
         if (!ms[k++]) {
@@ -274,24 +294,31 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what, const ev
         }
     }
     if (st == EVLM_OK)
-        st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL, (size_t)k);
+        st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL,
+                                          (size_t)k);
     for (int i = 0; i < k; i++) free(ms[i]);
     free(ms);
     if (st != EVLM_OK) return st;
 
-    if (cfg->bos_token_id >= 0) EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)cfg->bos_token_id));
+    if (cfg->bos_token_id >= 0)
+        EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id",
+                                          (uint32_t)cfg->bos_token_id));
     if (cfg->n_eos > 0)
-        EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)cfg->eos_token_ids[0]));
+        EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id",
+                                          (uint32_t)cfg->eos_token_ids[0]));
     /* BOS is added when the post-processor's single template starts with a special token */
-    const cJSON *single = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "post_processor"),
-                                                            "single");
-    bool add_bos = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, 0), "SpecialToken") != NULL;
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "single");
+    bool add_bos =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, 0), "SpecialToken") != NULL;
     return evlm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
 }
 
-evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, const evlm_decoder_config *cfg,
-                                     const char *tokenizer_json, size_t tokenizer_len, const char *chat_template) {
-    if (!w || !cfg || !tokenizer_json) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_put_llama_meta: NULL argument");
+evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what,
+                                     const evlm_decoder_config *cfg, const char *tokenizer_json,
+                                     size_t tokenizer_len, const char *chat_template) {
+    if (!w || !cfg || !tokenizer_json)
+        return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_put_llama_meta: NULL argument");
     if (!what) what = "model";
     EVLM_TRY(put_hparams(w, cfg));
     cJSON *root;
@@ -299,14 +326,16 @@ evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, cons
         return evlm__fail_prefix(EVLM_ERR_FORMAT, "tokenizer.json");
     evlm_status st = put_tokenizer(w, what, cfg, root);
     cJSON_Delete(root);
-    if (st == EVLM_OK && chat_template) st = evlm_gguf_writer_set_str(w, "tokenizer.chat_template", chat_template);
+    if (st == EVLM_OK && chat_template)
+        st = evlm_gguf_writer_set_str(w, "tokenizer.chat_template", chat_template);
     return st;
 }
 
 static const char *const k_hf_files[] = {
-    "config.json",          "generation_config.json", "tokenizer.json",         "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json",   "chat_template.json",     "chat_template.jinja",
-    "preprocessor_config.json", "processor_config.json",
+    "config.json",           "generation_config.json",  "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "chat_template.json",    "chat_template.jinja",     "preprocessor_config.json",
+    "processor_config.json",
 };
 
 evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_put) {
@@ -341,14 +370,16 @@ static evlm_status conv_fill(void *ctx, const evlm_tensor *t, int64_t row0, int6
     int64_t ne0 = t->ne[0];
     if (t->n_dims == 1 && c->head_dim) { /* a bias: permute elements */
         evlm_dequantize_row(s->type, s->data, c->row + ne0, ne0);
-        for (int64_t i = 0; i < ne0; i++) c->row[i] = c->row[ne0 + evlm_gguf_qk_src_row(i, c->head_dim, true)];
+        for (int64_t i = 0; i < ne0; i++)
+            c->row[i] = c->row[ne0 + evlm_gguf_qk_src_row(i, c->head_dim, true)];
         evlm_quantize_row(t->type, c->row, dst, ne0);
         return EVLM_OK;
     }
     for (int64_t r = row0; r < row0 + n; r++) {
         int64_t sr = c->head_dim ? evlm_gguf_qk_src_row(r, c->head_dim, true) : r;
         if (s->type == t->type) { /* already converted: only the row order changes */
-            memcpy((char *)dst + (size_t)(r - row0) * t->nb[1], (const char *)s->data + (size_t)sr * s->nb[1], t->nb[1]);
+            memcpy((char *)dst + (size_t)(r - row0) * t->nb[1],
+                   (const char *)s->data + (size_t)sr * s->nb[1], t->nb[1]);
             continue;
         }
         evlm_dequantize_row(s->type, (const char *)s->data + (size_t)sr * s->nb[1], c->row, ne0);
@@ -381,7 +412,8 @@ static evlm_status find_chat_template(const char *dir, char **out) {
         free(text);
         EVLM_TRY(st);
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
-        if (cJSON_IsString(t) && !(*out = strdup(t->valuestring))) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        if (cJSON_IsString(t) && !(*out = strdup(t->valuestring)))
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         cJSON_Delete(root);
         EVLM_TRY(st);
     }
@@ -389,20 +421,23 @@ static evlm_status find_chat_template(const char *dir, char **out) {
 }
 
 static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm_weights *w,
-                               const evlm_decoder_config *cfg, const char *prefix, evlm_gguf_type_fn type_for,
-                               void *ctx, conv *convs, float *scratch) {
+                               const evlm_decoder_config *cfg, const char *prefix,
+                               evlm_gguf_type_fn type_for, void *ctx, conv *convs, float *scratch) {
     bool llama = strcmp(evlm_gguf_arch_for(cfg), "llama") == 0;
     char gname[EVLM_GGUF_MAX_NAME + 160], back[EVLM_GGUF_MAX_NAME + 160];
     for (size_t i = 0; i < evlm_weights_count(w); i++) {
         const evlm_tensor *t = evlm_weights_at(w, i);
         if (evlm_gguf_name_to_llama(t->name, prefix, gname, sizeof gname) < 0 ||
-            evlm_gguf_name_to_hf(gname, prefix, back, sizeof back) < 0 || strcmp(back, t->name) != 0)
-            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has no reversible GGUF name", dir, t->name);
+            evlm_gguf_name_to_hf(gname, prefix, back, sizeof back) < 0 ||
+            strcmp(back, t->name) != 0)
+            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has no reversible GGUF name",
+                              dir, t->name);
         const evlm_tensor *src = t;
         evlm_type to = type_for ? type_for(ctx, t->name, t, &src) : t->type;
         if (to == EVLM_TYPE_COUNT) continue; /* left out */
         if (!src || src->n_dims != t->n_dims || memcmp(src->ne, t->ne, sizeof t->ne))
-            return evlm__fail(EVLM_ERR_ARG, "%s: tensor '%s': replacement data of another shape", dir, t->name);
+            return evlm__fail(EVLM_ERR_ARG, "%s: tensor '%s': replacement data of another shape",
+                              dir, t->name);
         t = src;
         int qk = llama ? evlm_gguf_is_qk(gname) : 0;
         int64_t ne[EVLM_MAX_DIMS];
@@ -410,24 +445,27 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
         int n_dims = t->n_dims ? t->n_dims : 1; /* a scalar becomes [1] */
         if (to == t->type && !qk) {
             if (evlm_gguf_ggml_type(to) < 0)
-                return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s has no GGUF type", dir, t->name,
+                return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                                  "%s: tensor '%s': dtype %s has no GGUF type", dir, t->name,
                                   evlm_type_name(to));
             EVLM_TRY(evlm_gguf_writer_add_tensor(gw, gname, to, n_dims, ne, t->data));
             continue;
         }
         if ((!evlm_type_is_file_float(t->type) && t->type != to) || evlm_gguf_ggml_type(to) < 0 ||
             (!evlm_type_is_file_float(to) && !evlm_type_is_quant(to)))
-            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", dir, t->name,
-                              evlm_type_name(t->type), evlm_type_name(to));
+            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", dir,
+                              t->name, evlm_type_name(t->type), evlm_type_name(to));
         if (ne[0] % evlm_type_block(to))
-            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': %lld columns are not a multiple of %d for %s",
-                              dir, t->name, (long long)ne[0], evlm_type_block(to), evlm_type_name(to));
+            return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                              "%s: tensor '%s': %lld columns are not a multiple of %d for %s", dir,
+                              t->name, (long long)ne[0], evlm_type_block(to), evlm_type_name(to));
         convs[i] = (conv){.src = t, .row = scratch};
         if (qk) {
             int heads = qk == 1 ? cfg->n_heads : cfg->n_kv_heads;
             int64_t rows = n_dims == 1 ? ne[0] : ne[1];
             if (n_dims > 2 || heads <= 0 || rows % (2 * heads))
-                return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': %lld rows do not split into %d heads", dir,
+                return evlm__fail(EVLM_ERR_FORMAT,
+                                  "%s: tensor '%s': %lld rows do not split into %d heads", dir,
                                   t->name, (long long)rows, heads);
             convs[i].head_dim = rows / heads;
         }
@@ -436,7 +474,8 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path, evlm_gguf_type_fn type_for, void *ctx,
+evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path,
+                                evlm_gguf_type_fn type_for, void *ctx,
                                 evlm_gguf_progress_fn progress, void *progress_ctx) {
     if (!hf_dir || !out_path) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_export_hf: NULL path");
     evlm_decoder_config cfg;
@@ -450,7 +489,8 @@ evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path, evlm_g
     evlm_status st = evlm_weights_open(hf_dir, &w);
     const char *prefix = st == EVLM_OK ? evlm_gguf_hf_text_prefix(w) : NULL;
     if (st == EVLM_OK && !prefix)
-        st = evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: no '*embed_tokens.weight' tensor (text prefix unknown)", hf_dir);
+        st = evlm__fail(EVLM_ERR_UNSUPPORTED,
+                        "%s: no '*embed_tokens.weight' tensor (text prefix unknown)", hf_dir);
     if (st == EVLM_OK) st = read_text(hf_dir, "tokenizer.json", &tok, &tok_len);
     if (st == EVLM_OK && !tok) st = evlm__fail(EVLM_ERR_IO, "%s: no tokenizer.json", hf_dir);
     if (st == EVLM_OK) st = find_chat_template(hf_dir, &tmpl);

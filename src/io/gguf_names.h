@@ -46,8 +46,9 @@ const char *evlm_gguf_arch_for(const evlm_decoder_config *cfg);
  * parameters, tokenizer.ggml.* (gpt2 BPE from tokenizer.json text: vocabulary ordered by id and
  * padded to the config's vocab_size, token types, merges "a b", bos / eos ids) and
  * tokenizer.chat_template when chat_template is non-NULL. Errors name `what` (the folder). */
-evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what, const evlm_decoder_config *cfg,
-                                     const char *tokenizer_json, size_t tokenizer_len, const char *chat_template);
+evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what,
+                                     const evlm_decoder_config *cfg, const char *tokenizer_json,
+                                     size_t tokenizer_len, const char *chat_template);
 /* Every Hugging Face side file of dir that exists (config.json, tokenizer.json, ...) as
  * "evlm.file.<name>"; *n_put receives how many (may be NULL). */
 evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_put);
@@ -66,7 +67,8 @@ typedef evlm_type (*evlm_gguf_type_fn)(void *ctx, const char *hf_name, const evl
 /* Converts a Hugging Face folder (config.json, tokenizer.json, safetensors weights) to one GGUF
  * file: weights converted per tensor (evlm_quantize_row) to type_for(ctx, ...) (NULL: keep the
  * dtype), llama.cpp names and metadata, the text prefix and the Hugging Face files. Atomic. */
-evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path, evlm_gguf_type_fn type_for, void *ctx,
+evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path,
+                                evlm_gguf_type_fn type_for, void *ctx,
                                 evlm_gguf_progress_fn progress, void *progress_ctx);
 
 #endif

@@ -166,20 +166,25 @@ static evlm_status parse_rope(const cfg_src *s, evlm_decoder_config *cfg) {
         if (ms && !cJSON_IsNull(ms)) {
             int sum = 0;
             if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) != 3)
-                return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s.mrope_section\" must be a list of 3 integers",
+                return evlm__fail(EVLM_ERR_FORMAT,
+                                  "%s: field \"%s.mrope_section\" must be a list of 3 integers",
                                   file, block);
             for (int i = 0; i < 3; i++) {
                 const cJSON *v = cJSON_GetArrayItem(ms, i);
                 if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 512 ||
                     v->valuedouble != (double)(int)v->valuedouble)
-                    return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s.mrope_section[%d]\" must be an integer in [0, 512]",
-                                      file, block, i);
+                    return evlm__fail(
+                        EVLM_ERR_FORMAT,
+                        "%s: field \"%s.mrope_section[%d]\" must be an integer in [0, 512]", file,
+                        block, i);
                 cfg->mrope_section[i] = (int)v->valuedouble;
                 sum += cfg->mrope_section[i];
             }
             if (sum * 2 != cfg->head_dim)
-                return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s.mrope_section\" sums to %d, not head_dim / 2 = %d",
-                                  file, block, sum, cfg->head_dim / 2);
+                return evlm__fail(
+                    EVLM_ERR_FORMAT,
+                    "%s: field \"%s.mrope_section\" sums to %d, not head_dim / 2 = %d", file, block,
+                    sum, cfg->head_dim / 2);
         }
         if (strcmp(type, "default") == 0 || strcmp(type, "mrope") == 0) {
             cfg->rope_type = EVLM_ROPE_DEFAULT;
@@ -325,7 +330,8 @@ static evlm_status parse_generation(const char *file, const cJSON *root, evlm_de
 }
 
 evlm_status evlm_decoder_config_parse(const char *what, const char *json, size_t len,
-                                    const char *gen_json, size_t gen_len, evlm_decoder_config *cfg) {
+                                      const char *gen_json, size_t gen_len,
+                                      evlm_decoder_config *cfg) {
     if (!what) what = "config.json";
     if (!json || !cfg) return evlm__fail(EVLM_ERR_ARG, "%s: NULL argument", what);
     memset(cfg, 0, sizeof *cfg);

@@ -39,18 +39,19 @@ typedef struct evlm_decoder_config {
     float rms_norm_eps;
     double rope_theta; /* default 10000 */
     evlm_rope_type rope_type;
-    float rope_factor;            /* linear and llama3 */
-    float rope_low_freq_factor;   /* llama3 */
-    float rope_high_freq_factor;  /* llama3 */
-    int rope_original_max_pos;    /* llama3 original_max_position_embeddings */
-    int mrope_section[3];         /* M-RoPE (Qwen2-VL): frequencies per temporal / height / width
-                                     position, summing to head_dim / 2; all 0 for plain RoPE */
-    bool tie_word_embeddings;     /* default: true if the lm_head tensor is absent is decided by the loader; this is config's value (default false) */
+    float rope_factor;           /* linear and llama3 */
+    float rope_low_freq_factor;  /* llama3 */
+    float rope_high_freq_factor; /* llama3 */
+    int rope_original_max_pos;   /* llama3 original_max_position_embeddings */
+    int mrope_section[3];        /* M-RoPE (Qwen2-VL): frequencies per temporal / height / width
+                                    position, summing to head_dim / 2; all 0 for plain RoPE */
+    bool tie_word_embeddings;    /* default: true if the lm_head tensor is absent is decided by the
+                                    loader; this is config's value (default false) */
     bool attention_bias;
     bool mlp_bias;
     char hidden_act[16]; /* "silu" */
-    char dtype[16];      /* dtype the text model was saved from ("bfloat16", "float32", "" unknown) */
-    int bos_token_id;    /* -1 when absent */
+    char dtype[16];   /* dtype the text model was saved from ("bfloat16", "float32", "" unknown) */
+    int bos_token_id; /* -1 when absent */
     int n_eos;
     int32_t eos_token_ids[EVLM_MAX_EOS];
 } evlm_decoder_config;
@@ -62,6 +63,7 @@ evlm_status evlm_decoder_config_load(const char *dir, evlm_decoder_config *cfg);
 evlm_status evlm_decoder_config_load_dir(const evlm_dir *d, evlm_decoder_config *cfg);
 /* Same from already-parsed JSON text (fuzzer / tests); gen_json may be NULL. */
 evlm_status evlm_decoder_config_parse(const char *what, const char *json, size_t len,
-                                    const char *gen_json, size_t gen_len, evlm_decoder_config *cfg);
+                                      const char *gen_json, size_t gen_len,
+                                      evlm_decoder_config *cfg);
 
 #endif

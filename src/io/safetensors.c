@@ -373,8 +373,7 @@ static int cmp_names(const void *a, const void *b) {
 static evlm_status check_tensors(const char *path, const evlm_tensor *ts, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const evlm_tensor *t = &ts[i];
-        if (!t->name || !evlm_type_traits_of(t->type)->st_dtype ||
-            t->n_dims < 0 ||
+        if (!t->name || !evlm_type_traits_of(t->type)->st_dtype || t->n_dims < 0 ||
             t->n_dims > EVLM_MAX_DIMS)
             return evlm__fail(EVLM_ERR_ARG, "%s: tensor %zu: bad name, type or n_dims", path, i);
         size_t nb = evlm_type_size(t->type);
@@ -419,7 +418,7 @@ evlm_status evlm_safetensors_write(const char *path, const evlm_tensor *tensors,
         if (st == EVLM_OK) st = json_escape(&h, t->name);
         if (st == EVLM_OK)
             st = evlm_str_appendf(&h, ":{\"dtype\":\"%s\",\"shape\":[",
-                                 evlm_type_traits_of(t->type)->st_dtype);
+                                  evlm_type_traits_of(t->type)->st_dtype);
         for (int d = t->n_dims - 1; d >= 0 && st == EVLM_OK; d--)
             st = evlm_str_appendf(&h, "%lld%s", (long long)t->ne[d], d ? "," : "");
         if (st == EVLM_OK)
@@ -453,4 +452,3 @@ evlm_status evlm_safetensors_write(const char *path, const evlm_tensor *tensors,
     }
     return evlm_afile_commit(&af);
 }
-

@@ -15,7 +15,7 @@
 #include "io/weights.h"
 
 #define EVLM_ST_MAX_HEADER (100u << 20) /* 100 MiB, like the reference implementation */
-#define EVLM_ST_MAX_DIMS 8               /* views have 4: the innermost extra dims fold into ne[0] */
+#define EVLM_ST_MAX_DIMS   8            /* views have 4: the innermost extra dims fold into ne[0] */
 
 /* path: a folder (model.safetensors.index.json or model.safetensors inside), an index json,
  * or a single .safetensors file. */

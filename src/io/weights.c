@@ -105,7 +105,6 @@ evlm_status evlm__weights_add(evlm_weights *w, const evlm_tensor *t, uint32_t fi
     return EVLM_OK;
 }
 
-
 /* ---- the set -------------------------------------------------------------------------- */
 
 evlm_weights *evlm__weights_new(void) {
@@ -277,11 +276,13 @@ static void repack_fn(void *arg, int ith, int nth) {
     const evlm_tensor *t = rt->t;
     size_t gbytes = EVLM_R16 * evlm_row_bytes(t->type, t->ne[0]);
     for (;;) {
-        int64_t r0 = (int64_t)atomic_fetch_add_explicit(&rt->next, 1, memory_order_relaxed) * REPACK_SLICE;
+        int64_t r0 =
+            (int64_t)atomic_fetch_add_explicit(&rt->next, 1, memory_order_relaxed) * REPACK_SLICE;
         if (r0 >= t->ne[1]) break;
         int64_t rows = t->ne[1] - r0 < REPACK_SLICE ? t->ne[1] - r0 : REPACK_SLICE;
         const char *src = (const char *)t->data + (size_t)r0 * t->nb[1];
-        evlm_repack_r16(t->type, src, t->nb[1], rows, t->ne[0], rt->dst + (size_t)(r0 / EVLM_R16) * gbytes);
+        evlm_repack_r16(t->type, src, t->nb[1], rows, t->ne[0],
+                        rt->dst + (size_t)(r0 / EVLM_R16) * gbytes);
         if (rt->drop) drop_pages(src, (size_t)rows * t->nb[1]);
     }
 }
@@ -299,7 +300,8 @@ evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, ev
     char *arena = no ? aligned_alloc(huge, len) : NULL;
     if (no) w->owned = no;
     if (!arena)
-        return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory interleaving the weight matrices (%zu MB)",
+        return evlm__fail(EVLM_ERR_NOMEM,
+                          "%s: out of memory interleaving the weight matrices (%zu MB)",
                           evlm_weights_path(w), total >> 20);
     w->owned[w->n_owned++] = arena;
 #ifdef MADV_HUGEPAGE
@@ -321,9 +323,11 @@ evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, ev
 
 /* ---- typed getters ----------------------------------------------------------------------- */
 
-evlm_status evlm_weights_check_float(const evlm_weights *w, const char *name, const evlm_tensor *t) {
+evlm_status evlm_weights_check_float(const evlm_weights *w, const char *name,
+                                     const evlm_tensor *t) {
     if (!evlm_type_is_file_float(t->type))
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "%s: tensor '%s' has dtype %s (expected F32/F16/BF16)",
                           evlm_weights_path(w), name, evlm_type_name(t->type));
     return EVLM_OK;
 }
@@ -337,9 +341,9 @@ evlm_status evlm_weights_get_matrix(const evlm_weights *w, const char *name, int
     if (evlm_type_is_quant(t)) {
         if (cols % evlm_type_block(t) != 0) {
             *out = NULL;
-            return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' is %s with %lld columns (not a multiple of %d)",
-                              evlm_weights_path(w), name, evlm_type_name(t), (long long)cols,
-                              evlm_type_block(t));
+            return evlm__fail(
+                EVLM_ERR_FORMAT, "%s: tensor '%s' is %s with %lld columns (not a multiple of %d)",
+                evlm_weights_path(w), name, evlm_type_name(t), (long long)cols, evlm_type_block(t));
         }
         return EVLM_OK;
     }
@@ -360,7 +364,8 @@ evlm_status evlm_weights_get_floats(const evlm_weights *w, const char *name, int
     return EVLM_OK;
 }
 
-evlm_status evlm_weights_get_vector(const evlm_weights *w, const char *name, int64_t n, float *dst) {
+evlm_status evlm_weights_get_vector(const evlm_weights *w, const char *name, int64_t n,
+                                    float *dst) {
     return evlm_weights_get_floats(w, name, 1, &n, (size_t)n, dst);
 }
 
@@ -406,8 +411,8 @@ evlm_status evlm_weights_bind(const evlm_weights *w, const char *prefix, const e
         const evlm_bind *r = &rows[i];
         int len = snprintf(name, sizeof name, "%s%s", prefix, r->name);
         if (len < 0 || (size_t)len >= sizeof name)
-            return evlm__fail(EVLM_ERR_ARG, "%s: tensor name '%s%s' is too long", evlm_weights_path(w),
-                              prefix, r->name);
+            return evlm__fail(EVLM_ERR_ARG, "%s: tensor name '%s%s' is too long",
+                              evlm_weights_path(w), prefix, r->name);
         void *field = (char *)dst + r->offset;
         if (r->optional && !evlm_weights_find(w, name)) {
             const void *none = NULL;

@@ -38,8 +38,8 @@ const char *evlm_weights_path(const evlm_weights *w);
 
 /* Like find, but a missing tensor or a shape other than ne[0..n_dims-1] is an error naming
  * the tensor; pass ne = NULL to skip the shape check. */
-evlm_status evlm_weights_get(const evlm_weights *w, const char *name, int n_dims,
-                             const int64_t *ne, const evlm_tensor **out);
+evlm_status evlm_weights_get(const evlm_weights *w, const char *name, int n_dims, const int64_t *ne,
+                             const evlm_tensor **out);
 /* Error (naming the tensor) unless t is F32, F16 or BF16. */
 evlm_status evlm_weights_check_float(const evlm_weights *w, const char *name, const evlm_tensor *t);
 /* evlm_weights_get for a 2-D matrix of ne = {cols, rows}: F32/F16/BF16, or a block-quantized
@@ -72,18 +72,19 @@ typedef enum evlm_bind_kind {
 } evlm_bind_kind;
 
 typedef struct evlm_bind {
-    const char *name;    /* appended to the prefix given to evlm_weights_bind */
+    const char *name; /* appended to the prefix given to evlm_weights_bind */
     evlm_bind_kind kind;
-    size_t offset;       /* offsetof the destination field in the struct being bound */
+    size_t offset; /* offsetof the destination field in the struct being bound */
     int n_dims;
     int64_t ne[EVLM_MAX_DIMS]; /* ggml order: a Linear [out, in] is {in, out} */
-    bool optional;       /* absent: the field is set to NULL instead of an error */
+    bool optional;             /* absent: the field is set to NULL instead of an error */
 } evlm_bind;
 
 /* Rows of a table binding fields of struct type T. */
 #define EVLM_BIND_MAT(T, field, name, cols, rows)                                                  \
-    {(name), EVLM_BIND_MATRIX, offsetof(T, field), 2, {(cols), (rows)}, false}
-#define EVLM_BIND_VEC(T, field, name, n) {(name), EVLM_BIND_FLOATS, offsetof(T, field), 1, {(n)}, false}
+    { (name), EVLM_BIND_MATRIX, offsetof(T, field), 2, {(cols), (rows)}, false }
+#define EVLM_BIND_VEC(T, field, name, n)                                                           \
+    { (name), EVLM_BIND_FLOATS, offsetof(T, field), 1, {(n)}, false }
 
 /* Binds rows[0..n) into the struct at dst: the tensor named prefix + rows[i].name, checked
  * against the row's kind and shape. Errors name the tensor; on error dst may be half filled. */

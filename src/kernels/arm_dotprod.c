@@ -25,7 +25,6 @@
 #include <arm_neon.h>
 #include <string.h>
 
-
 /* the row-major tiles with SDOT (arm_q8.h) */
 #define QT_DOT(acc, a, b) vdotq_s32(acc, a, b)
 #include "kernels/arm_q8.h"
@@ -188,8 +187,8 @@ void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t l
     if (tiles)
         evlm__q8_walk(&k_qshape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
     else
-        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw,
-                         evlm_type_r16_base(wt), m, n0, n1, k);
+        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt),
+                         m, n0, n1, k);
 }
 
 #else

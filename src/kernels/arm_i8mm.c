@@ -23,8 +23,6 @@
 #include <arm_neon.h>
 #include <string.h>
 
-
-
 /* A tile is 2 activation rows (a, b) x one group of 16 weight rows over kb block columns.
  * SMMLA wants each operand as two 8-byte rows of the same 8 elements: for the activations the
  * 64-bit halves of a and b zipped (ZIP1 / ZIP2 .2D), for the weights two consecutive 64-byte
@@ -103,8 +101,8 @@ EVLM__INLINE void mm_tile(float *y, size_t ldy, const evlm_q8a *xa, const evlm_q
     const int q4_1 = base == EVLM_TYPE_Q4_1;
     const evlm_q8a *xr[2] = {xa, xb};
     float32x4_t acc[2][4];
-    EVLM__UNROLL for (int i = 0; i < 2; i++)
-        EVLM__UNROLL for (int q = 0; q < 4; q++) acc[i][q] = vdupq_n_f32(0.0f);
+    EVLM__UNROLL for (int i = 0; i < 2; i++) EVLM__UNROLL for (int q = 0; q < 4; q++) acc[i][q] =
+        vdupq_n_f32(0.0f);
     for (int b = 0; b < kb; b++) {
         const char *cd = gw + (size_t)b * col;
         const int8_t *qs = (const int8_t *)(cd + (q4_1 ? 64 : 32));

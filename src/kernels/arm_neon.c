@@ -37,7 +37,6 @@
 #include <math.h>
 #include <string.h>
 
-
 /* ---- float gemm ------------------------------------------------------------------------------ */
 
 /* 4 weights from element j of a row of type wt, as float (exact for all three types). */
@@ -70,9 +69,8 @@ EVLM__INLINE float load1(const void *w, int j, evlm_type wt) {
         float32x4_t xv[4], wv[8];                                                                  \
         EVLM__UNROLL for (int i = 0; i < MR; i++) xv[i] = vld1q_f32(x + (size_t)i * ldx + (j));    \
         EVLM__UNROLL for (int r = 0; r < NR; r++) wv[r] = load4(w + (size_t)r * ldw, (j), wt);     \
-        EVLM__UNROLL for (int i = 0; i < MR; i++)                                                  \
-            EVLM__UNROLL for (int r = 0; r < NR; r++)                                              \
-                acc[i][r] = vfmaq_f32(acc[i][r], xv[i], wv[r]);                                    \
+        EVLM__UNROLL for (int i = 0; i < MR; i++) EVLM__UNROLL for (int r = 0; r < NR; r++)        \
+            acc[i][r] = vfmaq_f32(acc[i][r], xv[i], wv[r]);                                        \
     } while (0)
 
 /* y[i][r] = x_i . w_r for MR rows of x and NR weight rows: each x block of 4 is loaded once per
@@ -81,8 +79,8 @@ EVLM__INLINE float load1(const void *w, int j, evlm_type wt) {
 EVLM__INLINE void ftile(float *y, size_t ldy, const float *x, size_t ldx, const char *w, size_t ldw,
                         int k, evlm_type wt, int MR, int NR) {
     float32x4_t acc[4][8];
-    EVLM__UNROLL for (int i = 0; i < MR; i++)
-        EVLM__UNROLL for (int r = 0; r < NR; r++) acc[i][r] = vdupq_n_f32(0.0f);
+    EVLM__UNROLL for (int i = 0; i < MR; i++) EVLM__UNROLL for (int r = 0; r < NR; r++) acc[i][r] =
+        vdupq_n_f32(0.0f);
     int j = 0;
     if (MR == 1 && NR == 8) {
         const int es = wt == EVLM_TYPE_F32 ? 4 : 2, line = 64 / es; /* weights per 64 bytes */
@@ -93,13 +91,11 @@ EVLM__INLINE void ftile(float *y, size_t ldy, const float *x, size_t ldx, const 
         }
     }
     for (; j + 4 <= k; j += 4) FTILE_STEP(j);
-    EVLM__UNROLL for (int i = 0; i < MR; i++)
-        EVLM__UNROLL for (int r = 0; r < NR; r++) {
-            float s = vaddvq_f32(acc[i][r]);
-            for (int t = j; t < k; t++)
-                s += x[(size_t)i * ldx + t] * load1(w + (size_t)r * ldw, t, wt);
-            y[(size_t)i * ldy + r] = s;
-        }
+    EVLM__UNROLL for (int i = 0; i < MR; i++) EVLM__UNROLL for (int r = 0; r < NR; r++) {
+        float s = vaddvq_f32(acc[i][r]);
+        for (int t = j; t < k; t++) s += x[(size_t)i * ldx + t] * load1(w + (size_t)r * ldw, t, wt);
+        y[(size_t)i * ldy + r] = s;
+    }
 }
 
 typedef void (*ftile_fn)(float *, size_t, const float *, size_t, const char *, size_t, int);
@@ -375,8 +371,8 @@ EVLM__INLINE void attn_v_block(float *out, const float *v, size_t ld, int n_kv, 
         if (mask && !mask[t]) continue;
         const float *vr = v + (size_t)t * ld + c0;
         float32x4_t vp = vdupq_n_f32(p[j++]);
-        EVLM__UNROLL for (int c = 0; c < NV; c++)
-            acc[c] = vfmaq_f32(acc[c], vp, vld1q_f32(vr + 4 * c));
+        EVLM__UNROLL for (int c = 0; c < NV; c++) acc[c] =
+            vfmaq_f32(acc[c], vp, vld1q_f32(vr + 4 * c));
     }
     EVLM__UNROLL for (int c = 0; c < NV; c++) vst1q_f32(out + c0 + 4 * c, acc[c]);
 }
@@ -469,31 +465,31 @@ EVLM__INLINE float32x4_t hide_below(float32x4_t v, int lo) {
     return vbslq_f32(hide, vdupq_n_f32(-INFINITY), v);
 }
 
-#define AT_V float32x4_t
-#define AT_VL 4
-#define AT_QV 4
-#define AT_ZERO() vdupq_n_f32(0.0f)
-#define AT_SET1(f) vdupq_n_f32(f)
-#define AT_BCAST(p) vdupq_n_f32(*(p))
-#define AT_LOAD(p) vld1q_f32(p)
-#define AT_STORE(p, v) vst1q_f32(p, v)
-#define AT_ADD(a, b) vaddq_f32(a, b)
-#define AT_SUB(a, b) vsubq_f32(a, b)
-#define AT_MUL(a, b) vmulq_f32(a, b)
-#define AT_MAX(a, b) vmaxq_f32(a, b)
-#define AT_FMA(acc, v, b) vfmaq_f32(acc, v, b)
-#define AT_DG 4
-#define AT_KG float32x4_t
-#define AT_KLOAD(p) vld1q_f32(p)
+#define AT_V                  float32x4_t
+#define AT_VL                 4
+#define AT_QV                 4
+#define AT_ZERO()             vdupq_n_f32(0.0f)
+#define AT_SET1(f)            vdupq_n_f32(f)
+#define AT_BCAST(p)           vdupq_n_f32(*(p))
+#define AT_LOAD(p)            vld1q_f32(p)
+#define AT_STORE(p, v)        vst1q_f32(p, v)
+#define AT_ADD(a, b)          vaddq_f32(a, b)
+#define AT_SUB(a, b)          vsubq_f32(a, b)
+#define AT_MUL(a, b)          vmulq_f32(a, b)
+#define AT_MAX(a, b)          vmaxq_f32(a, b)
+#define AT_FMA(acc, v, b)     vfmaq_f32(acc, v, b)
+#define AT_DG                 4
+#define AT_KG                 float32x4_t
+#define AT_KLOAD(p)           vld1q_f32(p)
 #define AT_KFMA(acc, v, g, L) vfmaq_laneq_f32(acc, v, g, L)
-#define AT_EXP(v) exp4(v)
-#define AT_EXP_P(s, mx) exp4(vsubq_f32(s, mx)) /* exp4(-inf) = 0 */
-#define AT_HIDE(v, lo) hide_below(v, lo)
-#define AT_DOT(q, k, n) dot_f32(q, k, n)
+#define AT_EXP(v)             exp4(v)
+#define AT_EXP_P(s, mx)       exp4(vsubq_f32(s, mx)) /* exp4(-inf) = 0 */
+#define AT_HIDE(v, lo)        hide_below(v, lo)
+#define AT_DOT(q, k, n)       dot_f32(q, k, n)
 #define AT_SOFTMAX(s, nl, mx) (softmax_packed(s, nl, mx), 1.0f)
-#define AT_WEIGHT(s, f) ((void)(f), (s))
-#define AT_AXPY(o, p, v, n) axpy(o, p, v, n)
-#define AT_UNROLL_SOFTMAX EVLM__UNROLL
+#define AT_WEIGHT(s, f)       ((void)(f), (s))
+#define AT_AXPY(o, p, v, n)   axpy(o, p, v, n)
+#define AT_UNROLL_SOFTMAX     EVLM__UNROLL
 #include "kernels/attn_walk.h"
 
 /* ---- int8 activations and weights ------------------------------------------------------------ */
@@ -685,8 +681,8 @@ static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, con
     if (tiles)
         evlm__q8_walk(&k_qshape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
     else
-        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw,
-                         evlm_type_r16_base(wt), m, n0, n1, k);
+        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt),
+                         m, n0, n1, k);
 }
 
 const evlm_kernels evlm_kernels_neon = {

@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define R16F_PF_BYTES 2048  /* prefetch distance in each group's stream (decode) */
+#define R16F_PF_BYTES 2048 /* prefetch distance in each group's stream (decode) */
 
 /* quarter q of column j of a group (4 values at p) widened to float */
 #define R16F_ES(bt) ((bt) == EVLM_TYPE_F32 ? 4u : 2u)
@@ -54,11 +54,11 @@ EVLM__INLINE void store_part(float *y, float32x4_t a, int n) {
 #define R16F_INIT(MR, G, r, a)                                                                     \
     if (MR > r) {                                                                                  \
         EVLM__UNROLL for (int v = 0; v < 4 * G; v++) {                                             \
-            const float *yv = y + (size_t)(r) * ldy + 4 * v;                                       \
-            a[v] = first ? vdupq_n_f32(0.0f)                                                       \
+            const float *yv = y + (size_t)(r)*ldy + 4 * v;                                         \
+            a[v] = first              ? vdupq_n_f32(0.0f)                                          \
                    : 4 * v + 4 <= lim ? vld1q_f32(yv)                                              \
                    : 4 * v < lim      ? load_part(yv, lim - 4 * v)                                 \
-                                      : vdupq_n_f32(0.0f);                                         \
+                                      : vdupq_n_f32(0.0f);                                              \
         }                                                                                          \
     }
 #define R16F_COL(MR, G, r, a)                                                                      \
@@ -66,9 +66,11 @@ EVLM__INLINE void store_part(float *y, float32x4_t a, int n) {
 #define R16F_STORE(MR, G, r, a)                                                                    \
     if (MR > r) {                                                                                  \
         EVLM__UNROLL for (int v = 0; v < 4 * G; v++) {                                             \
-            float *yv = y + (size_t)(r) * ldy + 4 * v;                                             \
-            if (4 * v + 4 <= lim) vst1q_f32(yv, a[v]);                                             \
-            else if (4 * v < lim) store_part(yv, a[v], lim - 4 * v);                               \
+            float *yv = y + (size_t)(r)*ldy + 4 * v;                                               \
+            if (4 * v + 4 <= lim)                                                                  \
+                vst1q_f32(yv, a[v]);                                                               \
+            else if (4 * v < lim)                                                                  \
+                store_part(yv, a[v], lim - 4 * v);                                                 \
         }                                                                                          \
     }
 #define R16F_ROWS(OP, MR, G)                                                                       \
@@ -81,8 +83,8 @@ EVLM__INLINE void store_part(float *y, float32x4_t a, int n) {
                                       const char *w, size_t gs, int j0, int j1, bool first,        \
                                       int lim, bool pf) {                                          \
         const evlm_type bt = EVLM_TYPE_##T;                                                        \
-        const size_t qs = 4 * R16F_ES(bt), cs = 4 * qs; /* bytes per quarter column, column */    \
-        float32x4_t a0[4 * G], a1[4 * G], a2[4 * G], a3[4 * G], a4[4 * G];                          \
+        const size_t qs = 4 * R16F_ES(bt), cs = 4 * qs; /* bytes per quarter column, column */     \
+        float32x4_t a0[4 * G], a1[4 * G], a2[4 * G], a3[4 * G], a4[4 * G];                         \
         R16F_ROWS(R16F_INIT, MR, G)                                                                \
         for (int j = j0; j < j1; j++) {                                                            \
             const char *wj = w + (size_t)j * cs;                                                   \
@@ -92,7 +94,8 @@ EVLM__INLINE void store_part(float *y, float32x4_t a, int n) {
             float xs[MR];                                                                          \
             EVLM__UNROLL for (int r = 0; r < MR; r++) xs[r] = x[(size_t)r * ldx + j];              \
             EVLM__UNROLL for (int v = 0; v < 4 * G; v++) {                                         \
-                float32x4_t wq = load_quarter(wj + (size_t)(v / 4) * gs + (size_t)(v % 4) * qs, bt); \
+                float32x4_t wq =                                                                   \
+                    load_quarter(wj + (size_t)(v / 4) * gs + (size_t)(v % 4) * qs, bt);            \
                 R16F_ROWS(R16F_COL, MR, G)                                                         \
             }                                                                                      \
         }                                                                                          \
@@ -100,12 +103,15 @@ EVLM__INLINE void store_part(float *y, float32x4_t a, int n) {
     }
 
 /* tiles[G - 1][MR - 1]: G = 1 with MR = 1..5, G = 2 with MR = 1..2 */
+/* a macro of macros, laid out by hand */
+/* clang-format off */
 #define R16F_SET(T)                                                                                \
     R16F_TILE(T, 1, 1) R16F_TILE(T, 2, 1) R16F_TILE(T, 3, 1) R16F_TILE(T, 4, 1)                    \
     R16F_TILE(T, 5, 1) R16F_TILE(T, 1, 2) R16F_TILE(T, 2, 2)                                       \
     static const evlm__r16f_tile tiles_##T[4][8] = {                                               \
         {tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1, tile_##T##_5x1},          \
         {tile_##T##_1x2, tile_##T##_2x2, 0, 0, 0}};
+/* clang-format on */
 R16F_SET(F32)
 R16F_SET(F16)
 R16F_SET(BF16)
@@ -115,7 +121,10 @@ static const evlm__r16f_shape k_shape = {4, {0, 2, 2, 1, 1}, 5, 1};
 
 void evlm__neon_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                           evlm_type wt, int m, int n0, int n1, int k) {
-    evlm__r16f_walk(&k_shape, wt == EVLM_TYPE_F32_R16 ? tiles_F32 : wt == EVLM_TYPE_F16_R16 ? tiles_F16 : tiles_BF16,
+    evlm__r16f_walk(&k_shape,
+                    wt == EVLM_TYPE_F32_R16   ? tiles_F32
+                    : wt == EVLM_TYPE_F16_R16 ? tiles_F16
+                                              : tiles_BF16,
                     y, ldy, x, ldx, w, wt, m, n0, n1, k);
 }
 

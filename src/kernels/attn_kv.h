@@ -3,8 +3,8 @@
  * per row (per head and token: scale = max|x| / 127), which quarters the cache of long contexts.
  *
  * Portable C written for the compiler's vectorizer, one query row at a time; the float32 cache
- * uses the kernel table's attn_rows (several rows per key read). The softmax is ref's (evlm__ref_softmax_exp, scalar expf): every table
- * computes a compressed-cache row the same way.
+ * uses the kernel table's attn_rows (several rows per key read). The softmax is ref's
+ * (evlm__ref_softmax_exp, scalar expf): every table computes a compressed-cache row the same way.
  */
 #ifndef EVLM_KERNELS_ATTN_KV_H
 #define EVLM_KERNELS_ATTN_KV_H

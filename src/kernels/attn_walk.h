@@ -81,8 +81,8 @@ static void attn_tile_simd(float *out, size_t ldo, const float *q, size_t ldq, i
             int t = 0;
             for (; t + AT_KR <= bk; t += AT_KR) {
                 AT_V s0[AT_QV], s1[AT_QV], s2[AT_QV], s3[AT_QV];
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                    s0[c] = s1[c] = s2[c] = s3[c] = AT_ZERO();
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) s0[c] = s1[c] = s2[c] = s3[c] =
+                    AT_ZERO();
                 const float *k0 = kb + (size_t)t * ldkv;
                 int d = 0;
                 /* AT_DG dims of each key per load, used lane by lane: one FMA per d in order */
@@ -91,9 +91,8 @@ static void attn_tile_simd(float *out, size_t ldo, const float *q, size_t ldq, i
                     AT_KG b2 = AT_KLOAD(k0 + 2 * ldkv + d), b3 = AT_KLOAD(k0 + 3 * ldkv + d);
                     const float *qd = qt + (size_t)d * AT_BQ;
 #define AT_S_LANE(L)                                                                               \
-    if ((L) < AT_DG)                                                                               \
-        EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {                                             \
-            AT_V qv = AT_LOAD(qd + (L) * AT_BQ + AT_VL * c);                                       \
+    if ((L) < AT_DG) EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {                                \
+            AT_V qv = AT_LOAD(qd + (L)*AT_BQ + AT_VL * c);                                         \
             s0[c] = AT_KFMA(s0[c], qv, b0, L);                                                     \
             s1[c] = AT_KFMA(s1[c], qv, b1, L);                                                     \
             s2[c] = AT_KFMA(s2[c], qv, b2, L);                                                     \
@@ -130,8 +129,8 @@ static void attn_tile_simd(float *out, size_t ldo, const float *q, size_t ldq, i
                 const float *k0 = kb + (size_t)t * ldkv;
                 for (int d = 0; d < hd; d++) {
                     AT_V b0 = AT_BCAST(k0 + d);
-                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                        s0[c] = AT_FMA(s0[c], AT_LOAD(qt + (size_t)d * AT_BQ + AT_VL * c), b0);
+                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) s0[c] =
+                        AT_FMA(s0[c], AT_LOAD(qt + (size_t)d * AT_BQ + AT_VL * c), b0);
                 }
                 EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
                     AT_STORE(pb + (size_t)t * AT_BQ + AT_VL * c, s0[c]);
@@ -182,8 +181,8 @@ static void attn_tile_simd(float *out, size_t ldo, const float *q, size_t ldq, i
                 for (int u = 0; u < bk; u++) {
                     const float *vr = vb + (size_t)u * ldkv + d; /* v[u][d .. d + 3] */
                     AT_KG g[AT_DR / AT_DG];
-                    EVLM__UNROLL for (int j = 0; j < AT_DR / AT_DG; j++)
-                        g[j] = AT_KLOAD(vr + AT_DG * j);
+                    EVLM__UNROLL for (int j = 0; j < AT_DR / AT_DG; j++) g[j] =
+                        AT_KLOAD(vr + AT_DG * j);
                     EVLM__UNROLL for (int c = 0; c < AT_QV; c++) {
                         AT_V p = AT_LOAD(pb + (size_t)u * AT_BQ + AT_VL * c);
                         o0[c] = AT_KFMA(o0[c], p, g[0 / AT_DG], 0 % AT_DG);
@@ -202,12 +201,12 @@ static void attn_tile_simd(float *out, size_t ldo, const float *q, size_t ldq, i
             for (; d < hd; d++) {
                 AT_V o0[AT_QV];
                 float *od = ot + (size_t)d * AT_BQ;
-                EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                    o0[c] = AT_MUL(AT_LOAD(od + AT_VL * c), corr[c]);
+                EVLM__UNROLL for (int c = 0; c < AT_QV; c++) o0[c] =
+                    AT_MUL(AT_LOAD(od + AT_VL * c), corr[c]);
                 for (int u = 0; u < bk; u++) {
                     AT_V b0 = AT_BCAST(vb + (size_t)u * ldkv + d);
-                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++)
-                        o0[c] = AT_FMA(o0[c], AT_LOAD(pb + (size_t)u * AT_BQ + AT_VL * c), b0);
+                    EVLM__UNROLL for (int c = 0; c < AT_QV; c++) o0[c] =
+                        AT_FMA(o0[c], AT_LOAD(pb + (size_t)u * AT_BQ + AT_VL * c), b0);
                 }
                 EVLM__UNROLL for (int c = 0; c < AT_QV; c++) AT_STORE(od + AT_VL * c, o0[c]);
             }

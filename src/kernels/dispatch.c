@@ -93,8 +93,12 @@ static const evlm_kernels *avx512vnni(void) {
 #ifndef HWCAP2_I8MM
 #define HWCAP2_I8MM (1UL << 13)
 #endif
-static int cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
-static int cpu_has_i8mm(void) { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
+static int cpu_has_dotprod(void) {
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+}
+static int cpu_has_i8mm(void) {
+    return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
+}
 
 #endif
 

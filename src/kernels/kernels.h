@@ -55,9 +55,9 @@ typedef struct evlm_kernels {
      * least one. Each row is bitwise this table's attn_row with the equivalent mask row; the keys
      * and values are read once for all rows (keys outer, rows inner). scores: n_q * max(n_kv)
      * floats. */
-    void (*attn_rows)(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
-                      size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
-                      float scale, float *scores);
+    void (*attn_rows)(float *const *out, const float *const *q, int n_q, const float *k,
+                      const float *v, size_t ld, const int *n_kv, int n_pre,
+                      const uint8_t *const *mask, int head_dim, float scale, float *scores);
     /* Largest of x[0, n) (n >= 1, no NaN): the same value in every table (max is exact). */
     float (*max)(const float *x, int n);
     /* Attention of n_q query rows against n_kv >= 1 keys / values for long sequences (the
@@ -76,7 +76,8 @@ typedef struct evlm_kernels {
 #define EVLM_ATTN_ROWS 16 /* most rows of one attn_rows call */
 
 /* Whether row i of an attn_rows call sees key t. */
-static inline bool evlm_attn_rows_sees(const int *n_kv, int n_pre, const uint8_t *const *mask, int i, int t) {
+static inline bool evlm_attn_rows_sees(const int *n_kv, int n_pre, const uint8_t *const *mask,
+                                       int i, int t) {
     return t < n_kv[i] && (t < n_pre || !mask || !mask[i] || mask[i][t - n_pre]);
 }
 

@@ -6,9 +6,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#define MAX_OUTS 8         /* products per hand-off (evlm_matmul_n splits longer lists) */
+#define MAX_OUTS          8 /* products per hand-off (evlm_matmul_n splits longer lists) */
 #define CHUNKS_PER_THREAD 6 /* work pieces per thread and product: the faster thread takes more */
-#define MIN_CHUNK_BYTES (48 * 1024) /* ... but each piece reads at least this much weight */
+#define MIN_CHUNK_BYTES   (48 * 1024) /* ... but each piece reads at least this much weight */
 
 typedef struct {
     const evlm_kernels *kn;
@@ -48,11 +48,11 @@ static void gemm_fn(void *arg, int ith, int nth) {
             n1 = u1 * EVLM_R16 < n ? u1 * EVLM_R16 : n;
         }
         if (t->xq && evlm_type_is_quant(w->type))
-            t->kn->gemm_q(out->y, out->ldy, t->xq, (size_t)t->k / EVLM_QK, w->data, w->nb[1], w->type, t->m,
-                          n0, n1, t->k);
+            t->kn->gemm_q(out->y, out->ldy, t->xq, (size_t)t->k / EVLM_QK, w->data, w->nb[1],
+                          w->type, t->m, n0, n1, t->k);
         else
-            t->kn->gemm(out->y, out->ldy, t->x, t->ldx, w->data, w->nb[1], w->type, t->m, n0, n1, t->k,
-                        t->scratch + (size_t)ith * t->scratch_stride);
+            t->kn->gemm(out->y, out->ldy, t->x, t->ldx, w->data, w->nb[1], w->type, t->m, n0, n1,
+                        t->k, t->scratch + (size_t)ith * t->scratch_stride);
         if (out->bias)
             for (int i = 0; i < t->m; i++)
                 for (int j = n0; j < n1; j++) out->y[(size_t)i * out->ldy + j] += out->bias[j];
@@ -101,8 +101,15 @@ void evlm_matmul_n(const evlm_matmul_env *env, const float *x, size_t ldx, int m
         return;
     }
     int k = (int)outs[0].w->ne[0];
-    gemm_task t = {.kn = evlm_kernels_get(), .x = x, .ldx = ldx, .m = m, .k = k, .outs = outs, .n_outs = n_outs,
-                   .scratch = env->scratch, .scratch_stride = env->scratch_stride};
+    gemm_task t = {.kn = evlm_kernels_get(),
+                   .x = x,
+                   .ldx = ldx,
+                   .m = m,
+                   .k = k,
+                   .outs = outs,
+                   .n_outs = n_outs,
+                   .scratch = env->scratch,
+                   .scratch_stride = env->scratch_stride};
     bool quant = false;
     double macs = 0;
     for (int o = 0; o < n_outs; o++) {
@@ -113,14 +120,18 @@ void evlm_matmul_n(const evlm_matmul_env *env, const float *x, size_t ldx, int m
     if (quant && env->act == EVLM_ACT_INT8 && env->qbuf && (size_t)m * kb <= env->qbuf_blocks) {
         t.xq = t.qbuf = env->qbuf;
         /* prefill: quantizing 512 rows on one thread would idle the others through it */
-        if (m >= 8 && (double)m * (double)k >= 65536.0) evlm_pool_run(env->pool, quant_fn, &t);
-        else quant_fn(&t, 0, 1);
+        if (m >= 8 && (double)m * (double)k >= 65536.0)
+            evlm_pool_run(env->pool, quant_fn, &t);
+        else
+            quant_fn(&t, 0, 1);
     }
     /* below ~64k multiply-adds the hand-off to the pool costs more than it saves */
     bool alone = macs < 65536.0;
     plan_pieces(&t, alone ? 1 : evlm_pool_size(env->pool));
-    if (alone) gemm_fn(&t, 0, 1);
-    else evlm_pool_run(env->pool, gemm_fn, &t);
+    if (alone)
+        gemm_fn(&t, 0, 1);
+    else
+        evlm_pool_run(env->pool, gemm_fn, &t);
 }
 
 void evlm_matmul(const evlm_matmul_env *env, float *y, size_t ldy, const float *x, size_t ldx,

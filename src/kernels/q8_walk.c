@@ -27,8 +27,8 @@
 #define Q8_CORR 4096 /* int32 corrections of one (row chunk x block chunk), 16 KB of stack */
 
 void evlm__q8_walk(const evlm__q8_shape *s, const evlm__q8_tile (*tiles)[4], float *y, size_t ldy,
-                   const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m, int n0,
-                   int n1, int k) {
+                   const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m, int n0, int n1,
+                   int k) {
     int kb = k / EVLM_QK, mc = evlm__act_chunk_rows(k);
     for (int i0 = 0; i0 < m; i0 += mc) {
         int i1 = m - i0 < mc ? m : i0 + mc;
@@ -71,9 +71,8 @@ void evlm__q8r16_walk(const evlm__q8r16_shape *s, const evlm__q8r16_tile (*tiles
                     for (int h = 0; h < 2 && tiles[mr - 1][h]; h++)
                         tiles[mr - 1][h](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy,
                                          x + (size_t)i * ldx + b0, ldx,
-                                         off ? corr + (size_t)(i - i0) * kc : NULL,
-                                         (size_t)kc, gw, nb,
-                                         n1 - g * EVLM_R16, b0 == 0);
+                                         off ? corr + (size_t)(i - i0) * kc : NULL, (size_t)kc, gw,
+                                         nb, n1 - g * EVLM_R16, b0 == 0);
                 }
             }
         }

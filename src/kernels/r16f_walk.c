@@ -16,8 +16,9 @@
 #define R16F_KC 256 /* columns per chunk (m > stream_m) */
 #define R16F_MC 96  /* x rows per L2 block */
 
-void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8], float *y, size_t ldy,
-                     const float *x, size_t ldx, const void *w, evlm_type wt, int m, int n0, int n1, int k) {
+void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8], float *y,
+                     size_t ldy, const float *x, size_t ldx, const void *w, evlm_type wt, int m,
+                     int n0, int n1, int k) {
     const size_t gs = (size_t)EVLM_R16 * (size_t)k * evlm_type_size(wt);
     const int g0 = n0 / EVLM_R16, g1 = (n1 + EVLM_R16 - 1) / EVLM_R16;
     const int tail = n1 - (g1 - 1) * EVLM_R16; /* valid rows of the last group, 1..16 */
@@ -27,7 +28,8 @@ void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8
         for (int g = g0; g < g1; g += gmax) {
             int G = g1 - g < gmax ? g1 - g : gmax;
             int lim = g + G == g1 ? EVLM_R16 * (G - 1) + tail : EVLM_R16 * G;
-            tiles[G - 1][m - 1](y + (size_t)g * EVLM_R16, ldy, x, ldx, wb + (size_t)g * gs, gs, 0, k, true, lim, true);
+            tiles[G - 1][m - 1](y + (size_t)g * EVLM_R16, ldy, x, ldx, wb + (size_t)g * gs, gs, 0,
+                                k, true, lim, true);
         }
         return;
     }
@@ -40,8 +42,9 @@ void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8
                 int lim = g + G == g1 ? EVLM_R16 * (G - 1) + tail : EVLM_R16 * G;
                 for (int i = i0; i < i1; i += s->mr) {
                     int mr = i1 - i < s->mr ? i1 - i : s->mr;
-                    tiles[G - 1][mr - 1](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy, x + (size_t)i * ldx, ldx,
-                                         wb + (size_t)g * gs, gs, j0, j1, j0 == 0, lim, i == i0);
+                    tiles[G - 1][mr - 1](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy,
+                                         x + (size_t)i * ldx, ldx, wb + (size_t)g * gs, gs, j0, j1,
+                                         j0 == 0, lim, i == i0);
                 }
             }
         }

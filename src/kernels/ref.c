@@ -81,8 +81,9 @@ float evlm__ref_softmax_exp(float *scores, int n, float mx) {
 }
 
 /* attn_row of row i of an attn_rows call (attn_row itself: one row, n_pre 0) */
-static void attn_row_vis(float *out, const float *q, const float *k, const float *v, size_t ld, const int *n_kv,
-                         int n_pre, const uint8_t *const *mask, int i, int head_dim, float scale, float *scores) {
+static void attn_row_vis(float *out, const float *q, const float *k, const float *v, size_t ld,
+                         const int *n_kv, int n_pre, const uint8_t *const *mask, int i,
+                         int head_dim, float scale, float *scores) {
     float mx = -INFINITY;
     for (int t = 0; t < n_kv[i]; t++) {
         if (!evlm_attn_rows_sees(n_kv, n_pre, mask, i, t)) {
@@ -112,10 +113,11 @@ void evlm__ref_attn_row(float *out, const float *q, const float *k, const float 
 }
 
 /* row by row (ref reads the keys once per row) */
-void evlm__ref_attn_rows(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
-                         size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
-                         float scale, float *scores) {
-    for (int i = 0; i < n_q; i++) attn_row_vis(out[i], q[i], k, v, ld, n_kv, n_pre, mask, i, head_dim, scale, scores);
+void evlm__ref_attn_rows(float *const *out, const float *const *q, int n_q, const float *k,
+                         const float *v, size_t ld, const int *n_kv, int n_pre,
+                         const uint8_t *const *mask, int head_dim, float scale, float *scores) {
+    for (int i = 0; i < n_q; i++)
+        attn_row_vis(out[i], q[i], k, v, ld, n_kv, n_pre, mask, i, head_dim, scale, scores);
 }
 
 /* attn_row for each query row over the keys it sees, scores in scratch (n_kv floats): the
@@ -124,8 +126,8 @@ void evlm__ref_attn_tile(float *out, size_t ldo, const float *q, size_t ldq, int
                          const float *k, const float *v, size_t ldkv, int n_kv, int head_dim,
                          float scale, int kv0, float *scratch) {
     for (int i = 0; i < n_q; i++)
-        evlm__ref_attn_row(out + (size_t)i * ldo, q + (size_t)i * ldq, k, v, kv0 < 0 ? n_kv : kv0 + i + 1,
-                           head_dim, ldkv, scale, NULL, scratch);
+        evlm__ref_attn_row(out + (size_t)i * ldo, q + (size_t)i * ldq, k, v,
+                           kv0 < 0 ? n_kv : kv0 + i + 1, head_dim, ldkv, scale, NULL, scratch);
 }
 
 /* Two passes (mean, then centred variance) in float, as torch's CPU LayerNorm computes the
@@ -149,15 +151,18 @@ void evlm__ref_gelu_tanh(float *x, int n) {
     }
 }
 
-void evlm__ref_quantize_act(const float *x, evlm_q8a *y, int k) { evlm_quantize_act_ref(x, y, k); }
+void evlm__ref_quantize_act(const float *x, evlm_q8a *y, int k) {
+    evlm_quantize_act_ref(x, y, k);
+}
 
 void evlm__ref_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
     for (int n = n0; n < n1; n++) {
         const void *wr = (const char *)w + (size_t)n * ldw;
         for (int i = 0; i < m; i++)
-            y[(size_t)i * ldy + n] = evlm_type_is_r16(wt) ? evlm_r16_dot_ref(wt, w, k, n, x + (size_t)i * ldx)
-                                                          : evlm_vec_dot_q_ref(wt, wr, x + (size_t)i * ldx, k);
+            y[(size_t)i * ldy + n] = evlm_type_is_r16(wt)
+                                         ? evlm_r16_dot_ref(wt, w, k, n, x + (size_t)i * ldx)
+                                         : evlm_vec_dot_q_ref(wt, wr, x + (size_t)i * ldx, k);
     }
 }
 

@@ -39,9 +39,9 @@ void evlm__ref_rope(float *x, int n_heads, int head_dim, const float *cos, const
 void evlm__ref_attn_row(float *out, const float *q, const float *k, const float *v, int n_kv,
                         int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores);
 float evlm__ref_softmax_exp(float *scores, int n, float mx);
-void evlm__ref_attn_rows(float *const *out, const float *const *q, int n_q, const float *k, const float *v,
-                         size_t ld, const int *n_kv, int n_pre, const uint8_t *const *mask, int head_dim,
-                         float scale, float *scores);
+void evlm__ref_attn_rows(float *const *out, const float *const *q, int n_q, const float *k,
+                         const float *v, size_t ld, const int *n_kv, int n_pre,
+                         const uint8_t *const *mask, int head_dim, float scale, float *scores);
 void evlm__ref_attn_tile(float *out, size_t ldo, const float *q, size_t ldq, int n_q,
                          const float *k, const float *v, size_t ldkv, int n_kv, int head_dim,
                          float scale, int kv0, float *scratch);
@@ -84,8 +84,8 @@ typedef struct {
     int nr1, nr; /* weight rows per wide tile: one activation row in the chunk / more */
 } evlm__q8_shape;
 void evlm__q8_walk(const evlm__q8_shape *s, const evlm__q8_tile (*tiles)[4], float *y, size_t ldy,
-                   const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m, int n0,
-                   int n1, int k);
+                   const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, int m, int n0, int n1,
+                   int k);
 /* *_R16 weights: a tile computes MR activation rows (x, stride ldx blocks) x the rows r < rows of
  * one group (never writing y past them) over nb block columns from gw (the group's block column
  * b0), starting from 0 (first) or from y (later block chunks); corr (when the walk has an offset):
@@ -115,12 +115,13 @@ void evlm__q8r16_walk(const evlm__q8r16_shape *s, const evlm__q8r16_tile (*tiles
 typedef void (*evlm__r16f_tile)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
                                 size_t gs, int j0, int j1, bool first, int lim, bool pf);
 typedef struct {
-    int stream_m;     /* m <= stream_m: one pass along k ... */
-    int stream_g[9];  /* ... stream_g[m] groups per tile (stream_m <= 8) */
-    int mr, g;        /* otherwise tiles of mr rows x g groups */
+    int stream_m;    /* m <= stream_m: one pass along k ... */
+    int stream_g[9]; /* ... stream_g[m] groups per tile (stream_m <= 8) */
+    int mr, g;       /* otherwise tiles of mr rows x g groups */
 } evlm__r16f_shape;
-void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8], float *y, size_t ldy,
-                     const float *x, size_t ldx, const void *w, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8], float *y,
+                     size_t ldy, const float *x, size_t ldx, const void *w, evlm_type wt, int m,
+                     int n0, int n1, int k);
 /* The entries (w the matrix base, n0 a multiple of 16); each output bitwise evlm__ref_gemm's. */
 void evlm__avx512_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                             evlm_type wt, int m, int n0, int n1, int k);

@@ -25,7 +25,6 @@
 #include <math.h>
 #include <string.h>
 
-
 EVLM__INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -65,7 +64,9 @@ EVLM__INLINE float dot(const float *x, const void *w, int k, evlm_type wt) {
     return s;
 }
 
-static float dot_f32(const float *x, const void *w, int k) { return dot(x, w, k, EVLM_TYPE_F32); }
+static float dot_f32(const float *x, const void *w, int k) {
+    return dot(x, w, k, EVLM_TYPE_F32);
+}
 
 /* ---- gemm ----------------------------------------------------------------------------------
  * Every output element is one dot product summed the same way whatever the path: a single
@@ -74,9 +75,9 @@ static float dot_f32(const float *x, const void *w, int k) { return dot(x, w, k,
  * Speed comes from register tiles instead: MR rows of x times NR weight rows share their loads
  * (MR x NR accumulators), and F16 / BF16 weights are widened once per tile, not once per x row. */
 
-#define GEMM_MR 4 /* x rows per tile */
-#define GEMM_NR 3 /* weight rows per tile (m > 1): 12 accumulators + 3 weights + 1 x = 16 ymm */
-#define GEMM_NR1 4 /* weight rows per tile at m = 1 */
+#define GEMM_MR       4 /* x rows per tile */
+#define GEMM_NR       3 /* weight rows per tile (m > 1): 12 accumulators + 3 weights + 1 x = 16 ymm */
+#define GEMM_NR1      4            /* weight rows per tile at m = 1 */
 #define GEMM_L2_BYTES (256 * 1024) /* weight rows per chunk: x tiles re-read once per chunk */
 
 static const int32_t lane_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -84,8 +85,9 @@ static const int32_t lane_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0
 /* the last n < 8 weights from element j, zero-padded to 8 */
 EVLM__INLINE __m256 load8_tail(const void *w, int j, evlm_type wt, int n) {
     if (wt == EVLM_TYPE_F32)
-        return _mm256_maskload_ps((const float *)w + j,
-                                  _mm256_loadu_si256((const __m256i *)(const void *)(lane_mask + 8 - n)));
+        return _mm256_maskload_ps(
+            (const float *)w + j,
+            _mm256_loadu_si256((const __m256i *)(const void *)(lane_mask + 8 - n)));
     uint16_t h[8] = {0};
     memcpy(h, (const uint16_t *)w + j, sizeof(uint16_t) * (size_t)n);
     return load8(h, 0, wt);
@@ -107,21 +109,22 @@ EVLM__INLINE __m256 load8_tail(const void *w, int j, evlm_type wt, int n) {
 #define GEMM_TILE_STORE(MR, NR, r, a)                                                              \
     if (MR > r)                                                                                    \
         for (int c = 0; c < NR; c++) y[(size_t)r * ldy + c] = hsum8(a[c]);
-#define GEMM_XFULL(r) _mm256_loadu_ps(x + (size_t)(r) * ldx + j)
-#define GEMM_XTAIL(r) _mm256_maskload_ps(x + (size_t)(r) * ldx + j, xm)
-/* Streaming tiles (m <= GEMM_MR) request the line GEMM_PF_BYTES ahead in each of their rows, one per 64
- * bytes of progress (see gemm_avx2) */
-#define GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                             \
+#define GEMM_XFULL(r) _mm256_loadu_ps(x + (size_t)(r)*ldx + j)
+#define GEMM_XTAIL(r) _mm256_maskload_ps(x + (size_t)(r)*ldx + j, xm)
+/* Streaming tiles (m <= GEMM_MR) request the line GEMM_PF_BYTES ahead in each of their rows, one
+ * per 64 bytes of progress (see gemm_avx2) */
+#define GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                            \
     if (pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                                                 \
-        for (int c = 0; c < NR; c++) _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
-#define GEMM_ES(wt) ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
+        for (int c = 0; c < NR; c++)                                                               \
+            _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
+#define GEMM_ES(wt)   ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
 #define GEMM_PF_BYTES 1536 /* prefetch distance along a row (tuned by measurement) */
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
     __m256 a0[NR], a1[NR], a2[NR], a3[NR], wv[NR];                                                 \
     for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm256_setzero_ps();              \
     int j = 0;                                                                                     \
     for (; j + 8 <= k; j += 8) {                                                                   \
-        GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                             \
+        GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                            \
         GEMM_TILE_STEP(MR, NR, load8(w + (size_t)c * ldw, j, wt), GEMM_XFULL)                      \
     }                                                                                              \
     if (j < k) {                                                                                   \
@@ -135,8 +138,8 @@ EVLM__INLINE __m256 load8_tail(const void *w, int j, evlm_type wt, int n) {
 
 /* pf: this tile's w + GEMM_PF_BYTES, the addresses to prefetch ahead of the loads (decode tiles
  * only), or NULL */
-typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
-                        size_t ldw, int k, const char *pf);
+typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w, size_t ldw,
+                        int k, const char *pf);
 
 #define TILE_FN(T, MR, NR)                                                                         \
     static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const float *x, size_t ldx,           \
@@ -167,13 +170,23 @@ static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const vo
                       evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
     const tile_fn(*set)[GEMM_MR + 1];
     switch (wt) {
-    case EVLM_TYPE_F32: set = tiles_F32; break;
-    case EVLM_TYPE_F16: set = tiles_F16; break;
-    case EVLM_TYPE_BF16: set = tiles_BF16; break;
+    case EVLM_TYPE_F32:
+        set = tiles_F32;
+        break;
+    case EVLM_TYPE_F16:
+        set = tiles_F16;
+        break;
+    case EVLM_TYPE_BF16:
+        set = tiles_BF16;
+        break;
     case EVLM_TYPE_F32_R16:
     case EVLM_TYPE_F16_R16:
-    case EVLM_TYPE_BF16_R16: evlm__avx2_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k); return;
-    default: evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch); return;
+    case EVLM_TYPE_BF16_R16:
+        evlm__avx2_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k);
+        return;
+    default:
+        evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+        return;
     }
     const int nr = m == 1 ? GEMM_NR1 : GEMM_NR;
     const tile_fn *wide = set[m == 1 ? 2 : 1], *narrow = set[0];
@@ -185,7 +198,8 @@ static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const vo
      * sequential stream but not with NR interleaved ones (short rows end before it even ramps
      * up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a short row that is
      * the next rows, past the share the next matrix; a prefetch never faults) */
-    const bool stream = m <= GEMM_MR; /* one x tile: every weight is read once (decode, token trees) */
+    const bool stream =
+        m <= GEMM_MR; /* one x tile: every weight is read once (decode, token trees) */
     for (int c0 = n0; c0 < n1; c0 += nc) {
         int c1 = n1 - c0 > nc ? c0 + nc : n1;
         for (int i = 0; i < m; i += GEMM_MR) {
@@ -197,7 +211,8 @@ static void gemm_avx2(float *y, size_t ldy, const float *x, size_t ldx, const vo
                 const char *pf = stream ? wb + (size_t)n * ldw + GEMM_PF_BYTES : NULL;
                 wide[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, pf);
             }
-            for (; n < c1; n++) narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, NULL);
+            for (; n < c1; n++)
+                narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, NULL);
         }
     }
 }
@@ -220,13 +235,15 @@ EVLM__INLINE __m256 exp8(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
 }
 
 /* lanes [0, left) of a load / store (left < 8: a tail) */
 EVLM__INLINE __m256i lanes(int left) {
-    return _mm256_loadu_si256((const __m256i *)(const void *)(lane_mask + 8 - (left < 8 ? left : 8)));
+    return _mm256_loadu_si256(
+        (const __m256i *)(const void *)(lane_mask + 8 - (left < 8 ? left : 8)));
 }
 
 /* largest of x[0, n): 16 lanes, then the tree of the halves and a scalar tail */
@@ -252,7 +269,8 @@ static void silu_mul_avx2(float *g, const float *u, int n) {
     for (int i = 0; i < n; i += 8) {
         __m256i mk = lanes(n - i);
         __m256 v = _mm256_maskload_ps(g + i, mk);
-        __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+        __m256 s =
+            _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
         _mm256_maskstore_ps(g + i, mk, _mm256_mul_ps(s, _mm256_maskload_ps(u + i, mk)));
     }
 }
@@ -279,14 +297,16 @@ static void layernorm_avx2(float *y, const float *x, const float *w, const float
     __m256 vm = _mm256_set1_ps(mean), ss = _mm256_setzero_ps();
     for (int i = 0; i < n; i += 8) {
         __m256i mk = lanes(n - i);
-        __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm), _mm256_castsi256_ps(mk));
+        __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm),
+                                 _mm256_castsi256_ps(mk));
         ss = _mm256_fmadd_ps(d, d, ss);
     }
     __m256 inv = _mm256_set1_ps(1.0f / sqrtf(hsum8(ss) / (float)n + eps));
     for (int i = 0; i < n; i += 8) {
         __m256i mk = lanes(n - i);
         __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, mk), vm), inv);
-        __m256 r = _mm256_add_ps(_mm256_mul_ps(d, _mm256_maskload_ps(w + i, mk)), _mm256_maskload_ps(b + i, mk));
+        __m256 r = _mm256_add_ps(_mm256_mul_ps(d, _mm256_maskload_ps(w + i, mk)),
+                                 _mm256_maskload_ps(b + i, mk));
         _mm256_maskstore_ps(y + i, mk, r);
     }
 }
@@ -314,10 +334,13 @@ static void rope_avx2(float *x, int n_heads, int head_dim, const float *cos, con
             _mm256_storeu_ps(v + i, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s)));
             _mm256_storeu_ps(v + i + half, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, s)));
         }
-        if (i < half) { /* the tail through padded copies (a scalar tail could be contracted to FMA) */
+        if (i <
+            half) { /* the tail through padded copies (a scalar tail could be contracted to FMA) */
             float a[8] = {0}, b[8] = {0}, c[8] = {0}, sn[8] = {0};
-            for (int t = 0; t < half - i; t++) a[t] = v[i + t], b[t] = v[i + half + t], c[t] = cos[i + t], sn[t] = sin[i + t];
-            __m256 va = _mm256_loadu_ps(a), vb = _mm256_loadu_ps(b), vc = _mm256_loadu_ps(c), vs = _mm256_loadu_ps(sn);
+            for (int t = 0; t < half - i; t++)
+                a[t] = v[i + t], b[t] = v[i + half + t], c[t] = cos[i + t], sn[t] = sin[i + t];
+            __m256 va = _mm256_loadu_ps(a), vb = _mm256_loadu_ps(b), vc = _mm256_loadu_ps(c),
+                   vs = _mm256_loadu_ps(sn);
             _mm256_storeu_ps(a, _mm256_sub_ps(_mm256_mul_ps(va, vc), _mm256_mul_ps(vb, vs)));
             _mm256_storeu_ps(b, _mm256_add_ps(_mm256_mul_ps(vb, vc), _mm256_mul_ps(va, vs)));
             for (int t = 0; t < half - i; t++) v[i + t] = a[t], v[i + half + t] = b[t];
@@ -351,7 +374,8 @@ static float softmax_packed(float *scores, int nl, float mx) {
 }
 
 static void attn_row_avx2(float *out, const float *q, const float *k, const float *v, int n_kv,
-                          int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
+                          int head_dim, size_t ld, float scale, const uint8_t *mask,
+                          float *scores) {
     float mx = -INFINITY;
     int nl = 0;
     for (int t = 0; t < n_kv; t++) {
@@ -373,12 +397,14 @@ static void attn_row_avx2(float *out, const float *q, const float *k, const floa
         float p = scores[jj++] * inv;
         __m256 vp = _mm256_set1_ps(p);
         if (in_regs) {
-            for (int c = 0; c < nv; c++) acc[c] = _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + 8 * c), acc[c]);
+            for (int c = 0; c < nv; c++)
+                acc[c] = _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + 8 * c), acc[c]);
             continue;
         }
         int i = 0;
         for (; i + 8 <= head_dim; i += 8)
-            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + i), _mm256_loadu_ps(out + i)));
+            _mm256_storeu_ps(
+                out + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(vr + i), _mm256_loadu_ps(out + i)));
         for (; i < head_dim; i++) out[i] += p * vr[i];
     }
     if (in_regs)
@@ -406,30 +432,30 @@ EVLM__INLINE __m256 hide_below(__m256 v, int lo) {
     return _mm256_blendv_ps(v, _mm256_set1_ps(-INFINITY), hide);
 }
 
-#define AT_V __m256
-#define AT_VL 8
-#define AT_QV 2
-#define AT_ZERO() _mm256_setzero_ps()
-#define AT_SET1(f) _mm256_set1_ps(f)
-#define AT_BCAST(p) _mm256_broadcast_ss(p)
-#define AT_LOAD(p) _mm256_loadu_ps(p)
-#define AT_STORE(p, v) _mm256_storeu_ps(p, v)
-#define AT_ADD(a, b) _mm256_add_ps(a, b)
-#define AT_SUB(a, b) _mm256_sub_ps(a, b)
-#define AT_MUL(a, b) _mm256_mul_ps(a, b)
-#define AT_MAX(a, b) _mm256_max_ps(a, b)
-#define AT_FMA(acc, v, b) _mm256_fmadd_ps(b, v, acc)
-#define AT_DG 1
-#define AT_KG __m256
-#define AT_KLOAD(p) _mm256_broadcast_ss(p)
+#define AT_V                  __m256
+#define AT_VL                 8
+#define AT_QV                 2
+#define AT_ZERO()             _mm256_setzero_ps()
+#define AT_SET1(f)            _mm256_set1_ps(f)
+#define AT_BCAST(p)           _mm256_broadcast_ss(p)
+#define AT_LOAD(p)            _mm256_loadu_ps(p)
+#define AT_STORE(p, v)        _mm256_storeu_ps(p, v)
+#define AT_ADD(a, b)          _mm256_add_ps(a, b)
+#define AT_SUB(a, b)          _mm256_sub_ps(a, b)
+#define AT_MUL(a, b)          _mm256_mul_ps(a, b)
+#define AT_MAX(a, b)          _mm256_max_ps(a, b)
+#define AT_FMA(acc, v, b)     _mm256_fmadd_ps(b, v, acc)
+#define AT_DG                 1
+#define AT_KG                 __m256
+#define AT_KLOAD(p)           _mm256_broadcast_ss(p)
 #define AT_KFMA(acc, v, g, L) _mm256_fmadd_ps(g, v, acc)
-#define AT_EXP(v) exp8(v)
-#define AT_EXP_P(s, mx) exp8(_mm256_sub_ps(s, mx)) /* exp8(-inf) = 0 */
-#define AT_HIDE(v, lo) hide_below(v, lo)
-#define AT_DOT(q, k, n) dot_f32(q, k, n)
+#define AT_EXP(v)             exp8(v)
+#define AT_EXP_P(s, mx)       exp8(_mm256_sub_ps(s, mx)) /* exp8(-inf) = 0 */
+#define AT_HIDE(v, lo)        hide_below(v, lo)
+#define AT_DOT(q, k, n)       dot_f32(q, k, n)
 #define AT_SOFTMAX(s, nl, mx) softmax_packed(s, nl, mx)
-#define AT_WEIGHT(s, f) ((s) * (f))
-#define AT_AXPY(o, p, v, n) axpy(o, p, v, n)
+#define AT_WEIGHT(s, f)       ((s) * (f))
+#define AT_AXPY(o, p, v, n)   axpy(o, p, v, n)
 #define AT_UNROLL_SOFTMAX
 #include "kernels/attn_walk.h"
 

@@ -34,7 +34,6 @@
 #include <immintrin.h>
 #include <string.h>
 
-
 /* ---- activation quantization ---------------------------------------------------------------- */
 
 /* roundf (ties away from zero) of 8 floats as int32: trunc, then one step away from zero when
@@ -79,10 +78,12 @@ void evlm__avx2_quantize_act(const float *x, evlm_q8a *y, int k) {
         __m256i q[4];
         for (int j = 0; j < 4; j++) q[j] = round_away(_mm256_mul_ps(v[j], vid));
         /* packs interleave 128-bit lanes; the permute puts the 32 bytes back in order */
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        __m256i p =
+            _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(void *)y[b].qs, p);
-        int sum = hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        int sum =
+            hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
         y[b].d = d;
         y[b].s = d * (float)sum;
     }
@@ -97,7 +98,7 @@ EVLM__INLINE float h2f(const void *p) {
 }
 
 EVLM__INLINE size_t block_bytes(evlm_type wt) {
-    return wt == EVLM_TYPE_Q8_0 ? sizeof(evlm_block_q8_0)
+    return wt == EVLM_TYPE_Q8_0   ? sizeof(evlm_block_q8_0)
            : wt == EVLM_TYPE_Q4_0 ? sizeof(evlm_block_q4_0)
                                   : sizeof(evlm_block_q4_1);
 }
@@ -135,9 +136,12 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
             if (wt == EVLM_TYPE_Q4_1) sx = _mm256_set1_ps(xb->s * 0.125f); /* m * s over 8 lanes */
             for (int r = 0; r < NR; r++) {
                 __m256i p;
-                if (wt == EVLM_TYPE_Q8_0) p = _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(xv, wv[r]));
-                else if (wt == EVLM_TYPE_Q4_0) p = _mm256_sub_epi16(_mm256_maddubs_epi16(wv[r], xv), x8);
-                else p = _mm256_maddubs_epi16(wv[r], xv);
+                if (wt == EVLM_TYPE_Q8_0)
+                    p = _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(xv, wv[r]));
+                else if (wt == EVLM_TYPE_Q4_0)
+                    p = _mm256_sub_epi16(_mm256_maddubs_epi16(wv[r], xv), x8);
+                else
+                    p = _mm256_maddubs_epi16(wv[r], xv);
                 __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), dw[r]);
                 acc[i][r] = _mm256_fmadd_ps(t, dx, acc[i][r]);
                 if (wt == EVLM_TYPE_Q4_1) acc[i][r] = _mm256_fmadd_ps(dm[r], sx, acc[i][r]);
@@ -149,11 +153,13 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
 }
 
 #define TILE(T, MR, NR)                                                                            \
-    static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,       \
+    static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,        \
                                        const char *w, size_t ldw, int kb) {                        \
         tile(y, ldy, x, ldx, w, ldw, kb, EVLM_TYPE_##T, MR, NR);                                   \
     }
 /* [0]: one weight row; [1]: two (several activation rows); [2]: 1 x 4 (a single activation row) */
+/* a macro of macros, laid out by hand */
+/* clang-format off */
 #define TILES(T)                                                                                   \
     TILE(T, 1, 1) TILE(T, 2, 1) TILE(T, 3, 1) TILE(T, 4, 1)                                        \
     TILE(T, 1, 2) TILE(T, 2, 2) TILE(T, 3, 2) TILE(T, 4, 2) TILE(T, 1, 4)                          \
@@ -161,6 +167,7 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
         {tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1},                          \
         {tile_##T##_1x2, tile_##T##_2x2, tile_##T##_3x2, tile_##T##_4x2},                          \
         {tile_##T##_1x4, NULL, NULL, NULL}};
+/* clang-format on */
 TILES(Q8_0)
 TILES(Q4_0)
 TILES(Q4_1)
@@ -171,8 +178,8 @@ TILES(Q4_1)
 /* A block column of a group holds 16 rows: fp16 scales, (Q4_1) fp16 minimums, then 64-byte
  * chunks with one 32-bit lane per row; here each chunk is two 8-row halves (one ymm each), so
  * the accumulators are 8 rows wide (no horizontal sums). */
-#define R16_MC   64   /* activation rows per chunk (their blocks stay in L2) */
-#define R16_MR   4    /* activation rows per register tile: up to 2 x 16 weight rows, 4 x 8 */
+#define R16_MC 64 /* activation rows per chunk (their blocks stay in L2) */
+#define R16_MR 4  /* activation rows per register tile: up to 2 x 16 weight rows, 4 x 8 */
 
 EVLM__INLINE size_t r16_qs0(evlm_type wt) {
     return wt == EVLM_TYPE_Q4_1 ? 64 : 32;
@@ -281,12 +288,15 @@ EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
         r16_tile(y, ldy, x, ldx, corr, ldc, gw, nb, rows, first, EVLM_TYPE_##T, MR, H0, NH);       \
     }
 /* [MR - 1]: 1 or 2 rows x both halves; 3 or 4 rows x one half, [0] then [1] */
+/* a macro of macros, laid out by hand */
+/* clang-format off */
 #define R16_TILES(T)                                                                               \
     R16_TILE(T, 1, 0, 2) R16_TILE(T, 2, 0, 2) R16_TILE(T, 3, 0, 1) R16_TILE(T, 4, 0, 1)            \
     R16_TILE(T, 3, 1, 1) R16_TILE(T, 4, 1, 1)                                                      \
     static const evlm__q8r16_tile r16_tiles_##T[R16_MR][2] = {                                     \
         {r16_tile_##T##_1_02, NULL}, {r16_tile_##T##_2_02, NULL},                                  \
         {r16_tile_##T##_3_01, r16_tile_##T##_3_11}, {r16_tile_##T##_4_01, r16_tile_##T##_4_11}};
+/* clang-format on */
 R16_TILES(Q8_0)
 R16_TILES(Q4_0)
 R16_TILES(Q4_1)
@@ -316,19 +326,33 @@ void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
     const evlm__q8_tile(*tiles)[4] = NULL;
     const evlm__q8r16_tile(*r16)[2] = NULL;
     switch (wt) {
-    case EVLM_TYPE_Q8_0: tiles = tiles_Q8_0; break;
-    case EVLM_TYPE_Q4_0: tiles = tiles_Q4_0; break;
-    case EVLM_TYPE_Q4_1: tiles = tiles_Q4_1; break;
-    case EVLM_TYPE_Q8_0_R16: r16 = r16_tiles_Q8_0; break;
-    case EVLM_TYPE_Q4_0_R16: r16 = r16_tiles_Q4_0; break;
-    case EVLM_TYPE_Q4_1_R16: r16 = r16_tiles_Q4_1; break;
-    default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
+    case EVLM_TYPE_Q8_0:
+        tiles = tiles_Q8_0;
+        break;
+    case EVLM_TYPE_Q4_0:
+        tiles = tiles_Q4_0;
+        break;
+    case EVLM_TYPE_Q4_1:
+        tiles = tiles_Q4_1;
+        break;
+    case EVLM_TYPE_Q8_0_R16:
+        r16 = r16_tiles_Q8_0;
+        break;
+    case EVLM_TYPE_Q4_0_R16:
+        r16 = r16_tiles_Q4_0;
+        break;
+    case EVLM_TYPE_Q4_1_R16:
+        r16 = r16_tiles_Q4_1;
+        break;
+    default:
+        evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        return;
     }
     if (tiles)
         evlm__q8_walk(&k_shape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
     else
-        evlm__q8r16_walk(&k_r16_shape, r16, evlm__avx2_q8_corr, wt == EVLM_TYPE_Q4_0_R16 ? 8 : 0,
-                         y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
+        evlm__q8r16_walk(&k_r16_shape, r16, evlm__avx2_q8_corr, wt == EVLM_TYPE_Q4_0_R16 ? 8 : 0, y,
+                         ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
 }
 
 /* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */
@@ -386,10 +410,12 @@ static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type w
 
 /* x (k) . w (k), k a multiple of 32, 4 accumulators of 8 lanes */
 static float dot32(const float *x, const float *w, int k) {
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
     for (int j = 0; j < k; j += 32)
         for (int u = 0; u < 4; u++)
-            a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8 * u), _mm256_loadu_ps(w + j + 8 * u), a[u]);
+            a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8 * u), _mm256_loadu_ps(w + j + 8 * u),
+                                   a[u]);
     return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 }
 

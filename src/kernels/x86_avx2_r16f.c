@@ -22,7 +22,7 @@
 #include <immintrin.h>
 #include <stdbool.h>
 
-#define R16F_PF_BYTES 2048  /* prefetch distance in each group's stream (decode) */
+#define R16F_PF_BYTES 2048 /* prefetch distance in each group's stream (decode) */
 
 /* half h of column j of a group (8 values at p) widened to float */
 #define R16F_ES(bt) ((bt) == EVLM_TYPE_F32 ? 4u : 2u)
@@ -45,30 +45,32 @@ EVLM__INLINE __m256i lanes(int n) {
 #define R16F_INIT(MR, G, r, a)                                                                     \
     if (MR > r) {                                                                                  \
         EVLM__UNROLL for (int v = 0; v < 2 * G; v++) {                                             \
-            const float *yv = y + (size_t)(r) * ldy + 8 * v;                                       \
-            a[v] = first ? _mm256_setzero_ps()                                                     \
+            const float *yv = y + (size_t)(r)*ldy + 8 * v;                                         \
+            a[v] = first              ? _mm256_setzero_ps()                                        \
                    : 8 * v + 8 <= lim ? _mm256_loadu_ps(yv)                                        \
                                       : _mm256_maskload_ps(yv, lanes(lim - 8 * v));                \
         }                                                                                          \
     }
 #define R16F_ROW(MR, G, r, a)                                                                      \
     if (MR > r) {                                                                                  \
-        __m256 xv = _mm256_broadcast_ss(x + (size_t)(r) * ldx + j);                                \
-        EVLM__UNROLL for (int v = 0; v < 2 * G; v++) a[v] = _mm256_fmadd_ps(wv[v], xv, a[v]);     \
+        __m256 xv = _mm256_broadcast_ss(x + (size_t)(r)*ldx + j);                                  \
+        EVLM__UNROLL for (int v = 0; v < 2 * G; v++) a[v] = _mm256_fmadd_ps(wv[v], xv, a[v]);      \
     }
 #define R16F_COL(MR, G, r, a)                                                                      \
     if (MR > r) a[v] = _mm256_fmadd_ps(wq, xb[r], a[v]);
 #define R16F_STORE(MR, G, r, a)                                                                    \
     if (MR > r) {                                                                                  \
         EVLM__UNROLL for (int v = 0; v < 2 * G; v++) {                                             \
-            float *yv = y + (size_t)(r) * ldy + 8 * v;                                             \
-            if (8 * v + 8 <= lim) _mm256_storeu_ps(yv, a[v]);                                      \
-            else if (8 * v < lim) _mm256_maskstore_ps(yv, lanes(lim - 8 * v), a[v]);               \
+            float *yv = y + (size_t)(r)*ldy + 8 * v;                                               \
+            if (8 * v + 8 <= lim)                                                                  \
+                _mm256_storeu_ps(yv, a[v]);                                                        \
+            else if (8 * v < lim)                                                                  \
+                _mm256_maskstore_ps(yv, lanes(lim - 8 * v), a[v]);                                 \
         }                                                                                          \
     }
 #define R16F_ROWS(OP, MR, G)                                                                       \
-    OP(MR, G, 0, a0) OP(MR, G, 1, a1) OP(MR, G, 2, a2) OP(MR, G, 3, a3) OP(MR, G, 4, a4)           \
-    OP(MR, G, 5, a5)
+    OP(MR, G, 0, a0)                                                                               \
+    OP(MR, G, 1, a1) OP(MR, G, 2, a2) OP(MR, G, 3, a3) OP(MR, G, 4, a4) OP(MR, G, 5, a5)
 
 /* The order of one column's FMAs, which is the order GCC allocates registers in (x86 schedules
  * only after allocation): row by row (the 2G weight vectors loaded first, one x broadcast live)
@@ -83,7 +85,7 @@ EVLM__INLINE __m256i lanes(int n) {
                                       const char *w, size_t gs, int j0, int j1, bool first,        \
                                       int lim, bool pf) {                                          \
         const evlm_type bt = EVLM_TYPE_##T;                                                        \
-        const size_t hs = 8 * R16F_ES(bt), cs = 2 * hs; /* bytes per half column, per column */   \
+        const size_t hs = 8 * R16F_ES(bt), cs = 2 * hs; /* bytes per half column, per column */    \
         __m256 a0[2 * G], a1[2 * G], a2[2 * G], a3[2 * G], a4[2 * G], a5[2 * G], wv[2 * G];        \
         R16F_ROWS(R16F_INIT, MR, G)                                                                \
         for (int j = j0; j < j1; j++) {                                                            \
@@ -93,15 +95,15 @@ EVLM__INLINE __m256i lanes(int n) {
                     _mm_prefetch(wj + (size_t)g * gs + R16F_PF_BYTES, _MM_HINT_T0);                \
             if (R16F_BY_COLUMN(MR, G)) {                                                           \
                 __m256 xb[MR];                                                                     \
-                EVLM__UNROLL for (int r = 0; r < MR; r++)                                          \
-                    xb[r] = _mm256_broadcast_ss(x + (size_t)r * ldx + j);                          \
+                EVLM__UNROLL for (int r = 0; r < MR; r++) xb[r] =                                  \
+                    _mm256_broadcast_ss(x + (size_t)r * ldx + j);                                  \
                 EVLM__UNROLL for (int v = 0; v < 2 * G; v++) {                                     \
                     __m256 wq = load_half(wj + (size_t)(v / 2) * gs + (size_t)(v % 2) * hs, bt);   \
                     R16F_ROWS(R16F_COL, MR, G)                                                     \
                 }                                                                                  \
             } else {                                                                               \
-                EVLM__UNROLL for (int v = 0; v < 2 * G; v++)                                       \
-                    wv[v] = load_half(wj + (size_t)(v / 2) * gs + (size_t)(v % 2) * hs, bt);       \
+                EVLM__UNROLL for (int v = 0; v < 2 * G; v++) wv[v] =                               \
+                    load_half(wj + (size_t)(v / 2) * gs + (size_t)(v % 2) * hs, bt);               \
                 R16F_ROWS(R16F_ROW, MR, G)                                                         \
             }                                                                                      \
         }                                                                                          \
@@ -110,6 +112,8 @@ EVLM__INLINE __m256i lanes(int n) {
 
 /* tiles[G - 1][MR - 1]: G = 1 with MR = 1..6, G = 2 with MR = 1..3, G = 3 with MR = 1..2,
  * G = 4 with MR = 1 (at most 12 accumulators; decode uses G = 5 - m) */
+/* a macro of macros, laid out by hand */
+/* clang-format off */
 #define R16F_SET(T)                                                                                \
     R16F_TILE(T, 1, 1) R16F_TILE(T, 2, 1) R16F_TILE(T, 3, 1) R16F_TILE(T, 4, 1)                    \
     R16F_TILE(T, 5, 1) R16F_TILE(T, 6, 1)                                                          \
@@ -122,6 +126,7 @@ EVLM__INLINE __m256i lanes(int n) {
         {tile_##T##_1x2, tile_##T##_2x2, tile_##T##_3x2, 0, 0, 0},                                 \
         {tile_##T##_1x3, tile_##T##_2x3, 0, 0, 0, 0},                                              \
         {tile_##T##_1x4, 0, 0, 0, 0, 0}};
+/* clang-format on */
 R16F_SET(F32)
 R16F_SET(F16)
 R16F_SET(BF16)
@@ -131,7 +136,10 @@ static const evlm__r16f_shape k_shape = {4, {0, 4, 3, 2, 1}, 6, 1};
 
 void evlm__avx2_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                           evlm_type wt, int m, int n0, int n1, int k) {
-    evlm__r16f_walk(&k_shape, wt == EVLM_TYPE_F32_R16 ? tiles_F32 : wt == EVLM_TYPE_F16_R16 ? tiles_F16 : tiles_BF16,
+    evlm__r16f_walk(&k_shape,
+                    wt == EVLM_TYPE_F32_R16   ? tiles_F32
+                    : wt == EVLM_TYPE_F16_R16 ? tiles_F16
+                                              : tiles_BF16,
                     y, ldy, x, ldx, w, wt, m, n0, n1, k);
 }
 

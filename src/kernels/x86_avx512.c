@@ -17,14 +17,13 @@
 #include "kernels/ref_impl.h"
 
 /* built only with this file's flags (CMakeLists.txt), so dispatch.c knows it exists */
-#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) &&                        \
     defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
 #include <stdbool.h>
 #include <math.h>
 #include <string.h>
-
 
 /* The 16 (masked: first popcount(mk)) weights from element j of a row of type wt, as float. */
 EVLM__INLINE __m512 load16(const void *w, int j, evlm_type wt, __mmask16 mk) {
@@ -64,7 +63,9 @@ EVLM__INLINE float dot(const float *x, const void *w, int k, evlm_type wt) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-static float dot_f32(const float *x, const void *w, int k) { return dot(x, w, k, EVLM_TYPE_F32); }
+static float dot_f32(const float *x, const void *w, int k) {
+    return dot(x, w, k, EVLM_TYPE_F32);
+}
 
 /* ---- gemm ----------------------------------------------------------------------------------
  * Every output element is one dot product summed the same way whatever the path: a single
@@ -81,9 +82,9 @@ EVLM__INLINE float hsum16(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
 }
 
-#define GEMM_MR 4 /* x rows per tile */
-#define GEMM_NR 6 /* weight rows per tile (m > 1) */
-#define GEMM_NR1 8 /* weight rows per tile at m = 1: 8 FMA chains hide the latency */
+#define GEMM_MR       4 /* x rows per tile */
+#define GEMM_NR       6 /* weight rows per tile (m > 1) */
+#define GEMM_NR1      8 /* weight rows per tile at m = 1: 8 FMA chains hide the latency */
 #define GEMM_L2_BYTES (384 * 1024) /* weight rows per chunk: x tiles re-read once per chunk */
 
 /* Y[0..MR)[0..NR) = X[0..MR) . W[0..NR) over k, MR <= 4. A macro rather than an inline function,
@@ -103,22 +104,23 @@ EVLM__INLINE float hsum16(__m512 v) {
 #define GEMM_TILE_STORE(MR, NR, r, a)                                                              \
     if (MR > r)                                                                                    \
         for (int c = 0; c < NR; c++) y[(size_t)r * ldy + c] = hsum16(a[c]);
-/* Streaming tiles (m <= GEMM_MR) request the line GEMM_PF_BYTES ahead in each of their rows, one per 64
- * bytes of progress (see gemm_avx512) */
-#define GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                             \
+/* Streaming tiles (m <= GEMM_MR) request the line GEMM_PF_BYTES ahead in each of their rows, one
+ * per 64 bytes of progress (see gemm_avx512) */
+#define GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                            \
     if (pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                                                 \
-        for (int c = 0; c < NR; c++) _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
-#define GEMM_ES(wt) ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
+        for (int c = 0; c < NR; c++)                                                               \
+            _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
+#define GEMM_ES(wt)   ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
 #define GEMM_PF_BYTES 1536 /* prefetch distance along a row (tuned by measurement) */
-#define GEMM_XFULL(r) _mm512_loadu_ps(x + (size_t)(r) * ldx + j)
-#define GEMM_XTAIL(r) _mm512_maskz_loadu_ps(mk, x + (size_t)(r) * ldx + j)
+#define GEMM_XFULL(r) _mm512_loadu_ps(x + (size_t)(r)*ldx + j)
+#define GEMM_XTAIL(r) _mm512_maskz_loadu_ps(mk, x + (size_t)(r)*ldx + j)
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
     __m512 a0[NR], a1[NR], a2[NR], a3[NR], wv[NR];                                                 \
     for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm512_setzero_ps();              \
     int j = 0;                                                                                     \
     for (; j + 16 <= k; j += 16) {                                                                 \
-        GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                             \
-        GEMM_TILE_STEP(MR, NR, load16_full(w + (size_t)c * ldw, j, wt), GEMM_XFULL)             \
+        GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                            \
+        GEMM_TILE_STEP(MR, NR, load16_full(w + (size_t)c * ldw, j, wt), GEMM_XFULL)                \
     }                                                                                              \
     if (j < k) {                                                                                   \
         __mmask16 mk = (__mmask16)((1u << (k - j)) - 1u);                                          \
@@ -131,8 +133,8 @@ EVLM__INLINE float hsum16(__m512 v) {
 
 /* pf: this tile's w + GEMM_PF_BYTES, the addresses to prefetch ahead of the loads (decode tiles
  * only), or NULL */
-typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
-                        size_t ldw, int k, const char *pf);
+typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w, size_t ldw,
+                        int k, const char *pf);
 
 #define TILE_FN(T, MR, NR)                                                                         \
     static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const float *x, size_t ldx,           \
@@ -159,17 +161,27 @@ TILE_SET(BF16)
 
 /* Y (m, n) = X (m, k) @ W^T, W rows [n0, n1): chunks of weight rows that stay in L2; in each,
  * tiles of MR x rows (in L1) against NR weight rows at a time, leftovers one row at a time */
-static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
-                        size_t ldw, evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
+static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
+                        evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
     const tile_fn(*set)[GEMM_MR + 1];
     switch (wt) {
-    case EVLM_TYPE_F32: set = tiles_F32; break;
-    case EVLM_TYPE_F16: set = tiles_F16; break;
-    case EVLM_TYPE_BF16: set = tiles_BF16; break;
+    case EVLM_TYPE_F32:
+        set = tiles_F32;
+        break;
+    case EVLM_TYPE_F16:
+        set = tiles_F16;
+        break;
+    case EVLM_TYPE_BF16:
+        set = tiles_BF16;
+        break;
     case EVLM_TYPE_F32_R16:
     case EVLM_TYPE_F16_R16:
-    case EVLM_TYPE_BF16_R16: evlm__avx512_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k); return;
-    default: evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch); return;
+    case EVLM_TYPE_BF16_R16:
+        evlm__avx512_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k);
+        return;
+    default:
+        evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+        return;
     }
     const int nr = m == 1 ? GEMM_NR1 : GEMM_NR;
     const tile_fn *wide = set[m == 1 ? 2 : 1], *narrow = set[0];
@@ -181,7 +193,8 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
      * sequential stream but not with NR interleaved ones (short rows end before it even ramps
      * up), so tiles ask for GEMM_PF_BYTES ahead in each of their rows (past a short row that is
      * the next rows, past the share the next matrix; a prefetch never faults) */
-    const bool stream = m <= GEMM_MR; /* one x tile: every weight is read once (decode, token trees) */
+    const bool stream =
+        m <= GEMM_MR; /* one x tile: every weight is read once (decode, token trees) */
     for (int c0 = n0; c0 < n1; c0 += nc) {
         int c1 = n1 - c0 > nc ? c0 + nc : n1;
         for (int i = 0; i < m; i += GEMM_MR) {
@@ -193,7 +206,8 @@ static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const 
                 const char *pf = stream ? wb + (size_t)n * ldw + GEMM_PF_BYTES : NULL;
                 wide[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, pf);
             }
-            for (; n < c1; n++) narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, NULL);
+            for (; n < c1; n++)
+                narrow[mr](yi + n, ldy, xi, ldx, wb + (size_t)n * ldw, ldw, k, NULL);
         }
     }
 }
@@ -240,7 +254,8 @@ static void silu_mul_avx512(float *g, const float *u, int n) {
     for (int i = 0; i < n; i += 16) {
         __mmask16 mk = tail_mask(n - i);
         __m512 v = _mm512_maskz_loadu_ps(mk, g + i);
-        __m512 s = _mm512_div_ps(v, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+        __m512 s =
+            _mm512_div_ps(v, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), v))));
         _mm512_mask_storeu_ps(g + i, mk, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(mk, u + i)));
     }
 }
@@ -262,7 +277,8 @@ static void gelu_tanh_avx512(float *x, int n) {
 static void layernorm_avx512(float *y, const float *x, const float *w, const float *b, int n,
                              float eps) {
     __m512 s = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+    for (int i = 0; i < n; i += 16)
+        s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
     float mean = hsum16(s) / (float)n;
     __m512 vm = _mm512_set1_ps(mean), ss = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
@@ -299,10 +315,13 @@ static void rope_avx512(float *x, int n_heads, int head_dim, const float *cos, c
         float *v = x + (size_t)h * head_dim;
         for (int i = 0; i < half; i += 16) {
             __mmask16 mk = tail_mask(half - i);
-            __m512 a = _mm512_maskz_loadu_ps(mk, v + i), b = _mm512_maskz_loadu_ps(mk, v + i + half);
+            __m512 a = _mm512_maskz_loadu_ps(mk, v + i),
+                   b = _mm512_maskz_loadu_ps(mk, v + i + half);
             __m512 c = _mm512_maskz_loadu_ps(mk, cos + i), s = _mm512_maskz_loadu_ps(mk, sin + i);
-            _mm512_mask_storeu_ps(v + i, mk, _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s)));
-            _mm512_mask_storeu_ps(v + i + half, mk, _mm512_add_ps(_mm512_mul_ps(b, c), _mm512_mul_ps(a, s)));
+            _mm512_mask_storeu_ps(v + i, mk,
+                                  _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s)));
+            _mm512_mask_storeu_ps(v + i + half, mk,
+                                  _mm512_add_ps(_mm512_mul_ps(b, c), _mm512_mul_ps(a, s)));
         }
     }
 }
@@ -331,7 +350,8 @@ static float softmax_packed(float *scores, int nl, float mx) {
     __m512 vsum = _mm512_setzero_ps();
     for (int j = 0; j < nl; j += 16) {
         __mmask16 mk = tail_mask(nl - j);
-        __m512 e = _mm512_maskz_mov_ps(mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + j), vmx)));
+        __m512 e = _mm512_maskz_mov_ps(
+            mk, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + j), vmx)));
         _mm512_mask_storeu_ps(scores + j, mk, e);
         vsum = _mm512_add_ps(vsum, e);
     }
@@ -339,7 +359,8 @@ static float softmax_packed(float *scores, int nl, float mx) {
 }
 
 static void attn_row_avx512(float *out, const float *q, const float *k, const float *v, int n_kv,
-                            int head_dim, size_t ld, float scale, const uint8_t *mask, float *scores) {
+                            int head_dim, size_t ld, float scale, const uint8_t *mask,
+                            float *scores) {
     float mx = -INFINITY;
     int nl = 0;
     for (int t = 0; t < n_kv; t++) {
@@ -360,13 +381,15 @@ static void attn_row_avx512(float *out, const float *q, const float *k, const fl
         const float *vr = v + (size_t)t * ld;
         __m512 vp = _mm512_set1_ps(scores[j++] * inv);
         if (in_regs) {
-            for (int c = 0; c < nv; c++) acc[c] = _mm512_fmadd_ps(vp, _mm512_loadu_ps(vr + 16 * c), acc[c]);
+            for (int c = 0; c < nv; c++)
+                acc[c] = _mm512_fmadd_ps(vp, _mm512_loadu_ps(vr + 16 * c), acc[c]);
             continue;
         }
         for (int i = 0; i < head_dim; i += 16) {
             __mmask16 mk = tail_mask(head_dim - i);
-            _mm512_mask_storeu_ps(out + i, mk, _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, vr + i),
-                                                               _mm512_maskz_loadu_ps(mk, out + i)));
+            _mm512_mask_storeu_ps(out + i, mk,
+                                  _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, vr + i),
+                                                  _mm512_maskz_loadu_ps(mk, out + i)));
         }
     }
     if (in_regs)
@@ -387,8 +410,9 @@ EVLM__INLINE void axpy(float *o, float p, const float *v, int n) {
                          _mm512_fmadd_ps(vp, _mm512_loadu_ps(v + c), _mm512_loadu_ps(o + c)));
     if (c < n) {
         __mmask16 mk = tail_mask(n - c);
-        _mm512_mask_storeu_ps(o + c, mk, _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, v + c),
-                                                         _mm512_maskz_loadu_ps(mk, o + c)));
+        _mm512_mask_storeu_ps(o + c, mk,
+                              _mm512_fmadd_ps(vp, _mm512_maskz_loadu_ps(mk, v + c),
+                                              _mm512_maskz_loadu_ps(mk, o + c)));
     }
 }
 
@@ -404,30 +428,30 @@ EVLM__INLINE __m512 exp_p(__m512 s, __m512 mx) {
                                exp16(_mm512_sub_ps(s, mx)));
 }
 
-#define AT_V __m512
-#define AT_VL 16
-#define AT_QV 4
-#define AT_ZERO() _mm512_setzero_ps()
-#define AT_SET1(f) _mm512_set1_ps(f)
-#define AT_BCAST(p) _mm512_set1_ps(*(p))
-#define AT_LOAD(p) _mm512_loadu_ps(p)
-#define AT_STORE(p, v) _mm512_storeu_ps(p, v)
-#define AT_ADD(a, b) _mm512_add_ps(a, b)
-#define AT_SUB(a, b) _mm512_sub_ps(a, b)
-#define AT_MUL(a, b) _mm512_mul_ps(a, b)
-#define AT_MAX(a, b) _mm512_max_ps(a, b)
-#define AT_FMA(acc, v, b) _mm512_fmadd_ps(b, v, acc)
-#define AT_DG 1
-#define AT_KG __m512
-#define AT_KLOAD(p) _mm512_set1_ps(*(p))
+#define AT_V                  __m512
+#define AT_VL                 16
+#define AT_QV                 4
+#define AT_ZERO()             _mm512_setzero_ps()
+#define AT_SET1(f)            _mm512_set1_ps(f)
+#define AT_BCAST(p)           _mm512_set1_ps(*(p))
+#define AT_LOAD(p)            _mm512_loadu_ps(p)
+#define AT_STORE(p, v)        _mm512_storeu_ps(p, v)
+#define AT_ADD(a, b)          _mm512_add_ps(a, b)
+#define AT_SUB(a, b)          _mm512_sub_ps(a, b)
+#define AT_MUL(a, b)          _mm512_mul_ps(a, b)
+#define AT_MAX(a, b)          _mm512_max_ps(a, b)
+#define AT_FMA(acc, v, b)     _mm512_fmadd_ps(b, v, acc)
+#define AT_DG                 1
+#define AT_KG                 __m512
+#define AT_KLOAD(p)           _mm512_set1_ps(*(p))
 #define AT_KFMA(acc, v, g, L) _mm512_fmadd_ps(g, v, acc)
-#define AT_EXP(v) exp16(v)
-#define AT_EXP_P(s, mx) exp_p(s, mx)
-#define AT_HIDE(v, lo) hide_below(v, lo)
-#define AT_DOT(q, k, n) head_dot(q, k, n)
+#define AT_EXP(v)             exp16(v)
+#define AT_EXP_P(s, mx)       exp_p(s, mx)
+#define AT_HIDE(v, lo)        hide_below(v, lo)
+#define AT_DOT(q, k, n)       head_dot(q, k, n)
 #define AT_SOFTMAX(s, nl, mx) softmax_packed(s, nl, mx)
-#define AT_WEIGHT(s, f) ((s) * (f))
-#define AT_AXPY(o, p, v, n) axpy(o, p, v, n)
+#define AT_WEIGHT(s, f)       ((s) * (f))
+#define AT_AXPY(o, p, v, n)   axpy(o, p, v, n)
 #define AT_UNROLL_SOFTMAX
 #include "kernels/attn_walk.h"
 

@@ -33,12 +33,11 @@
 #include "quant/repack.h"
 
 /* built only with this file's flags (CMakeLists.txt), so dispatch.c knows it exists */
-#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) &&                        \
     defined(__AVX512VL__) && defined(__AVX512VNNI__) && defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
 #include <string.h>
-
 
 /* ---- activation quantization ---------------------------------------------------------------- */
 
@@ -92,7 +91,7 @@ EVLM__INLINE float h2f(const void *p) {
 }
 
 EVLM__INLINE size_t block_bytes(evlm_type wt) {
-    return wt == EVLM_TYPE_Q8_0 ? sizeof(evlm_block_q8_0)
+    return wt == EVLM_TYPE_Q8_0   ? sizeof(evlm_block_q8_0)
            : wt == EVLM_TYPE_Q4_0 ? sizeof(evlm_block_q4_0)
                                   : sizeof(evlm_block_q4_1);
 }
@@ -121,9 +120,10 @@ EVLM__INLINE __m512i load_w(const char *blk, int two, evlm_type wt) {
 /* Activation bytes of blocks b (b + 1) in the lane order of load_w. */
 EVLM__INLINE __m512i load_x(const evlm_q8a *x, int two, evlm_type wt) {
     __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)x[0].qs);
-    __m512i v = two ? _mm512_inserti64x4(_mm512_castsi256_si512(a),
-                                         _mm256_loadu_si256((const __m256i *)(const void *)x[1].qs), 1)
-                    : _mm512_zextsi256_si512(a);
+    __m512i v =
+        two ? _mm512_inserti64x4(_mm512_castsi256_si512(a),
+                                 _mm256_loadu_si256((const __m256i *)(const void *)x[1].qs), 1)
+            : _mm512_zextsi256_si512(a);
     if (wt != EVLM_TYPE_Q8_0) v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
     return v;
 }
@@ -145,7 +145,8 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
             const char *blk = w + (size_t)r * ldw + (size_t)b * bs;
             wv[r] = load_w(blk, two, wt);
             dw[r] = pair_ps(h2f(blk), two ? h2f(blk + bs) : 0.0f, wt);
-            if (wt == EVLM_TYPE_Q4_1) dm[r] = pair_ps(h2f(blk + 2), two ? h2f(blk + bs + 2) : 0.0f, wt);
+            if (wt == EVLM_TYPE_Q4_1)
+                dm[r] = pair_ps(h2f(blk + 2), two ? h2f(blk + bs + 2) : 0.0f, wt);
         }
         for (int i = 0; i < MR; i++) {
             const evlm_q8a *xb = x + (size_t)i * ldx + b;
@@ -169,11 +170,13 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
 }
 
 #define TILE(T, MR, NR)                                                                            \
-    static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,       \
+    static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,        \
                                        const char *w, size_t ldw, int kb) {                        \
         tile(y, ldy, x, ldx, w, ldw, kb, EVLM_TYPE_##T, MR, NR);                                   \
     }
 /* [0]: one weight row; [1]: four; [2]: 1 x 4 again (q8_walk.c's single-row chunks) */
+/* a macro of macros, laid out by hand */
+/* clang-format off */
 #define TILES(T)                                                                                   \
     TILE(T, 1, 1) TILE(T, 2, 1) TILE(T, 3, 1) TILE(T, 4, 1)                                        \
     TILE(T, 1, 4) TILE(T, 2, 4) TILE(T, 3, 4) TILE(T, 4, 4)                                        \
@@ -181,6 +184,7 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
         {tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1},                          \
         {tile_##T##_1x4, tile_##T##_2x4, tile_##T##_3x4, tile_##T##_4x4},                          \
         {tile_##T##_1x4, NULL, NULL, NULL}};
+/* clang-format on */
 TILES(Q8_0)
 TILES(Q4_0)
 TILES(Q4_1)
@@ -191,8 +195,8 @@ TILES(Q4_1)
 /* One block column of a group holds 16 rows: fp16 scales, (Q4_1) fp16 minimums, then 64-byte
  * chunks with one 32-bit lane per row, so a zmm load is 4 weights of each of 16 rows and the
  * accumulators are 16 rows wide (no horizontal sums). */
-#define R16_MC   64   /* activation rows per chunk (their blocks stay in L2) */
-#define R16_MR   8    /* activation rows per register tile */
+#define R16_MC 64 /* activation rows per chunk (their blocks stay in L2) */
+#define R16_MR 8  /* activation rows per register tile */
 
 EVLM__INLINE size_t r16_qs0(evlm_type wt) {
     return wt == EVLM_TYPE_Q4_1 ? 64 : 32;
@@ -268,16 +272,19 @@ EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
     static void r16_tile_##T##_##MR(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,           \
                                     const int32_t *corr, size_t ldc, const char *gw, int nb,       \
                                     int rows, bool first) {                                        \
-        __mmask16 mask = rows >= EVLM_R16 ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);   \
+        __mmask16 mask = rows >= EVLM_R16 ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);     \
         r16_tile(y, ldy, x, ldx, corr, ldc, gw, nb, mask, first, EVLM_TYPE_##T, MR);               \
     }
 /* [MR - 1][0]: MR rows x the whole group */
+/* a macro of macros, laid out by hand */
+/* clang-format off */
 #define R16_TILES(T)                                                                               \
     R16_TILE(T, 1) R16_TILE(T, 2) R16_TILE(T, 3) R16_TILE(T, 4)                                    \
     R16_TILE(T, 5) R16_TILE(T, 6) R16_TILE(T, 7) R16_TILE(T, 8)                                    \
     static const evlm__q8r16_tile r16_tiles_##T[R16_MR][2] = {                                     \
         {r16_tile_##T##_1}, {r16_tile_##T##_2}, {r16_tile_##T##_3}, {r16_tile_##T##_4},            \
         {r16_tile_##T##_5}, {r16_tile_##T##_6}, {r16_tile_##T##_7}, {r16_tile_##T##_8}};
+/* clang-format on */
 R16_TILES(Q8_0)
 R16_TILES(Q4_0)
 R16_TILES(Q4_1)
@@ -295,13 +302,27 @@ void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx
     const evlm__q8_tile(*tiles)[4] = NULL;
     const evlm__q8r16_tile(*r16)[2] = NULL;
     switch (wt) {
-    case EVLM_TYPE_Q8_0: tiles = tiles_Q8_0; break;
-    case EVLM_TYPE_Q4_0: tiles = tiles_Q4_0; break;
-    case EVLM_TYPE_Q4_1: tiles = tiles_Q4_1; break;
-    case EVLM_TYPE_Q8_0_R16: r16 = r16_tiles_Q8_0; break;
-    case EVLM_TYPE_Q4_0_R16: r16 = r16_tiles_Q4_0; break;
-    case EVLM_TYPE_Q4_1_R16: r16 = r16_tiles_Q4_1; break;
-    default: evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k); return;
+    case EVLM_TYPE_Q8_0:
+        tiles = tiles_Q8_0;
+        break;
+    case EVLM_TYPE_Q4_0:
+        tiles = tiles_Q4_0;
+        break;
+    case EVLM_TYPE_Q4_1:
+        tiles = tiles_Q4_1;
+        break;
+    case EVLM_TYPE_Q8_0_R16:
+        r16 = r16_tiles_Q8_0;
+        break;
+    case EVLM_TYPE_Q4_0_R16:
+        r16 = r16_tiles_Q4_0;
+        break;
+    case EVLM_TYPE_Q4_1_R16:
+        r16 = r16_tiles_Q4_1;
+        break;
+    default:
+        evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        return;
     }
     if (tiles) {
         evlm__q8_walk(&k_shape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);

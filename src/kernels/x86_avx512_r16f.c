@@ -18,7 +18,7 @@
 #include <immintrin.h>
 #include <stdbool.h>
 
-#define R16F_PF_BYTES 2048  /* prefetch distance in each group's stream (decode) */
+#define R16F_PF_BYTES 2048 /* prefetch distance in each group's stream (decode) */
 
 /* column j of a group (16 values) widened to float */
 #define R16F_ES(bt) ((bt) == EVLM_TYPE_F32 ? 4u : 2u)
@@ -35,19 +35,22 @@ EVLM__INLINE __m512 load_col(const char *p, evlm_type bt) {
     if (MR > r)                                                                                    \
         for (int g = 0; g < G; g++)                                                                \
             a[g] = first ? _mm512_setzero_ps()                                                     \
-                         : _mm512_maskz_loadu_ps(g == G - 1 ? last : 0xffff, y + (size_t)(r) * ldy + 16 * g);
+                         : _mm512_maskz_loadu_ps(g == G - 1 ? last : 0xffff,                       \
+                                                 y + (size_t)(r)*ldy + 16 * g);
 #define R16F_ROW(MR, G, r, a)                                                                      \
     if (MR > r) {                                                                                  \
-        __m512 xv = _mm512_set1_ps(x[(size_t)(r) * ldx + j]);                                      \
+        __m512 xv = _mm512_set1_ps(x[(size_t)(r)*ldx + j]);                                        \
         for (int g = 0; g < G; g++) a[g] = _mm512_fmadd_ps(wv[g], xv, a[g]);                       \
     }
 #define R16F_STORE(MR, G, r, a)                                                                    \
     if (MR > r)                                                                                    \
         for (int g = 0; g < G; g++)                                                                \
-            _mm512_mask_storeu_ps(y + (size_t)(r) * ldy + 16 * g, g == G - 1 ? last : 0xffff, a[g]);
+            _mm512_mask_storeu_ps(y + (size_t)(r)*ldy + 16 * g, g == G - 1 ? last : 0xffff, a[g]);
 #define R16F_ROWS(OP, MR, G)                                                                       \
-    OP(MR, G, 0, a0) OP(MR, G, 1, a1) OP(MR, G, 2, a2) OP(MR, G, 3, a3)                            \
-    OP(MR, G, 4, a4) OP(MR, G, 5, a5) OP(MR, G, 6, a6) OP(MR, G, 7, a7)
+    OP(MR, G, 0, a0)                                                                               \
+    OP(MR, G, 1, a1)                                                                               \
+    OP(MR, G, 2, a2)                                                                               \
+    OP(MR, G, 3, a3) OP(MR, G, 4, a4) OP(MR, G, 5, a5) OP(MR, G, 6, a6) OP(MR, G, 7, a7)
 
 /* an evlm__r16f_tile (ref_impl.h); the last group's lanes past lim are masked */
 
@@ -64,7 +67,8 @@ EVLM__INLINE __m512 load_col(const char *p, evlm_type bt) {
         for (int j = j0; j < j1; j++) {                                                            \
             const char *wj = w + (size_t)j * cs;                                                   \
             if (pf && ((size_t)j * cs) % 64 == 0)                                                  \
-                for (int g = 0; g < G; g++) _mm_prefetch(wj + (size_t)g * gs + R16F_PF_BYTES, _MM_HINT_T0); \
+                for (int g = 0; g < G; g++)                                                        \
+                    _mm_prefetch(wj + (size_t)g * gs + R16F_PF_BYTES, _MM_HINT_T0);                \
             for (int g = 0; g < G; g++) wv[g] = load_col(wj + (size_t)g * gs, bt);                 \
             R16F_ROWS(R16F_ROW, MR, G)                                                             \
         }                                                                                          \
@@ -73,11 +77,17 @@ EVLM__INLINE __m512 load_col(const char *p, evlm_type bt) {
 
 /* tiles[G - 1][MR - 1]: G = 1..3 with MR = 1..8, G = 4 with MR = 1..6 (at most 24 accumulators) */
 #define R16F_TILES_G(T, G)                                                                         \
-    R16F_TILE(T, 1, G) R16F_TILE(T, 2, G) R16F_TILE(T, 3, G) R16F_TILE(T, 4, G)                    \
-    R16F_TILE(T, 5, G) R16F_TILE(T, 6, G) R16F_TILE(T, 7, G) R16F_TILE(T, 8, G)
+    R16F_TILE(T, 1, G)                                                                             \
+    R16F_TILE(T, 2, G)                                                                             \
+    R16F_TILE(T, 3, G)                                                                             \
+    R16F_TILE(T, 4, G) R16F_TILE(T, 5, G) R16F_TILE(T, 6, G) R16F_TILE(T, 7, G) R16F_TILE(T, 8, G)
 #define R16F_ROW_OF(T, G)                                                                          \
-    {tile_##T##_1x##G, tile_##T##_2x##G, tile_##T##_3x##G, tile_##T##_4x##G,                       \
-     tile_##T##_5x##G, tile_##T##_6x##G, tile_##T##_7x##G, tile_##T##_8x##G}
+    {                                                                                              \
+        tile_##T##_1x##G, tile_##T##_2x##G, tile_##T##_3x##G, tile_##T##_4x##G, tile_##T##_5x##G,  \
+            tile_##T##_6x##G, tile_##T##_7x##G, tile_##T##_8x##G                                   \
+    }
+/* a macro of macros, laid out by hand */
+/* clang-format off */
 #define R16F_SET(T)                                                                                \
     R16F_TILES_G(T, 1)                                                                             \
     R16F_TILES_G(T, 2)                                                                             \
@@ -88,6 +98,7 @@ EVLM__INLINE __m512 load_col(const char *p, evlm_type bt) {
         R16F_ROW_OF(T, 1), R16F_ROW_OF(T, 2), R16F_ROW_OF(T, 3),                                   \
         {tile_##T##_1x4, tile_##T##_2x4, tile_##T##_3x4, tile_##T##_4x4, tile_##T##_5x4,           \
          tile_##T##_6x4, 0, 0}};
+/* clang-format on */
 R16F_SET(F32)
 R16F_SET(F16)
 R16F_SET(BF16)
@@ -97,7 +108,10 @@ static const evlm__r16f_shape k_shape = {8, {0, 4, 4, 4, 4, 4, 4, 3, 3}, 8, 3};
 
 void evlm__avx512_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                             evlm_type wt, int m, int n0, int n1, int k) {
-    evlm__r16f_walk(&k_shape, wt == EVLM_TYPE_F32_R16 ? tiles_F32 : wt == EVLM_TYPE_F16_R16 ? tiles_F16 : tiles_BF16,
+    evlm__r16f_walk(&k_shape,
+                    wt == EVLM_TYPE_F32_R16   ? tiles_F32
+                    : wt == EVLM_TYPE_F16_R16 ? tiles_F16
+                                              : tiles_BF16,
                     y, ldy, x, ldx, w, wt, m, n0, n1, k);
 }
 

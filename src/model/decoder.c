@@ -1,8 +1,8 @@
 /*
  * decoder.c - the text decoder every family runs (Llama-style blocks): weight binding and the
- * batched float32 forward pass (see decoder.h). Numerics follow transformers' LlamaModel: RMSNorm in float32, rotate-half
- * RoPE with inv_freq computed as torch does in float32, softmax attention scaled by
- * head_dim^-0.5, SwiGLU MLP.
+ * batched float32 forward pass (see decoder.h). Numerics follow transformers' LlamaModel: RMSNorm
+ * in float32, rotate-half RoPE with inv_freq computed as torch does in float32, softmax attention
+ * scaled by head_dim^-0.5, SwiGLU MLP.
  */
 #include "model/decoder.h"
 #include "quant/repack.h"
@@ -19,9 +19,12 @@
 
 static const char *k_prefixes[] = {"model.text_model.", "model.language_model.", "model.", ""};
 
-static bool has(const evlm_weights *w, const char *name) { return evlm_weights_find(w, name) != NULL; }
+static bool has(const evlm_weights *w, const char *name) {
+    return evlm_weights_find(w, name) != NULL;
+}
 
-evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg, const evlm_weights *w) {
+evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg,
+                              const evlm_weights *w) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     const int H = cfg->hidden_size, F = cfg->intermediate_size, L = cfg->n_layers;
@@ -34,7 +37,8 @@ evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg, c
         if (has(w, name)) prefix = k_prefixes[i];
     }
     if (!prefix)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: no token embedding tensor (looked for '*embed_tokens.weight')",
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: no token embedding tensor (looked for '*embed_tokens.weight')",
                           evlm_weights_path(w));
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
 
@@ -42,7 +46,7 @@ evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg, c
     if (!m->layers) return evlm__fail(EVLM_ERR_NOMEM, "out of memory binding weights");
     evlm_status st = EVLM_OK;
 #define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_decoder_layer, field, suffix, cols, rows)
-#define V(field, suffix, n) EVLM_BIND_VEC(evlm_decoder_layer, field, suffix, n)
+#define V(field, suffix, n)          EVLM_BIND_VEC(evlm_decoder_layer, field, suffix, n)
     const evlm_bind base[] = {
         V(attn_norm, "input_layernorm.weight", H),
         V(ffn_norm, "post_attention_layernorm.weight", H),
@@ -93,10 +97,13 @@ evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg, c
     m->out_norm = p;
 
     snprintf(name, sizeof name, "%sembed_tokens.weight", prefix);
-    if ((st = evlm_weights_get_matrix(w, name, H, cfg->vocab_size, &m->tok_embd)) != EVLM_OK) goto fail;
+    if ((st = evlm_weights_get_matrix(w, name, H, cfg->vocab_size, &m->tok_embd)) != EVLM_OK)
+        goto fail;
     m->rope_bf16 = strcmp(cfg->dtype, "bfloat16") == 0;
     if (has(w, "lm_head.weight")) {
-        if ((st = evlm_weights_get_matrix(w, "lm_head.weight", H, cfg->vocab_size, &m->lm_head)) != EVLM_OK) goto fail;
+        if ((st = evlm_weights_get_matrix(w, "lm_head.weight", H, cfg->vocab_size, &m->lm_head)) !=
+            EVLM_OK)
+            goto fail;
     } else if (cfg->tie_word_embeddings) {
         m->lm_head = m->tok_embd;
     } else {
@@ -151,14 +158,15 @@ static void rope_inv_freq(const evlm_decoder_config *c, bool bf16, float *inv, i
         for (int i = 0; i < half; i++) inv[i] = evlm_bf16_to_f32(evlm_f32_to_bf16(inv[i]));
 }
 
-evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx, int n_batch,
-                                  int n_threads, evlm_type kv_type) {
+evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx,
+                                    int n_batch, int n_threads, evlm_type kv_type) {
     memset(s, 0, sizeof *s);
     const evlm_decoder_config *c = &m->cfg;
     if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
         return evlm__fail(EVLM_ERR_ARG, "context size, batch and threads must be positive");
     if (kv_type != EVLM_TYPE_F32 && kv_type != EVLM_TYPE_F16 && kv_type != EVLM_TYPE_I8)
-        return evlm__fail(EVLM_ERR_ARG, "the KV cache holds f32, f16 or int8, not %s", evlm_type_name(kv_type));
+        return evlm__fail(EVLM_ERR_ARG, "the KV cache holds f32, f16 or int8, not %s",
+                          evlm_type_name(kv_type));
     s->kv_type = kv_type;
     const size_t H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
     const size_t QD = (size_t)c->n_heads * HD, KD = (size_t)c->n_kv_heads * HD;
@@ -166,27 +174,29 @@ evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m
     size_t maxk = H > F ? H : F;
     if (QD > maxk) maxk = QD;
     s->scratch_per_thread = maxk + C;
-    if (kv_type == EVLM_TYPE_F32 && s->scratch_per_thread < EVLM_ATTN_ROWS * C) /* attn_rows' scores */
+    if (kv_type == EVLM_TYPE_F32 &&
+        s->scratch_per_thread < EVLM_ATTN_ROWS * C) /* attn_rows' scores */
         s->scratch_per_thread = EVLM_ATTN_ROWS * C;
     if (s->scratch_per_thread < evlm_attn_tile_scratch((int)C, (int)HD)) /* prefill's attn_tile */
         s->scratch_per_thread = evlm_attn_tile_scratch((int)C, (int)HD);
     /* the k, v cache in floats' worth: f16 halves it, int8 quarters it plus a scale per row */
-    size_t kv_floats = kv_type == EVLM_TYPE_F32   ? 2 * L * KD * C
-                       : kv_type == EVLM_TYPE_F16 ? L * KD * C
-                                                  : (2 * L * KD * C + 3) / 4 + 2 * L * (size_t)c->n_kv_heads * C;
-    size_t n_floats = kv_floats
-                      + C * HD                /* cos + sin */
+    size_t kv_floats = kv_type == EVLM_TYPE_F32 ? 2 * L * KD * C
+                       : kv_type == EVLM_TYPE_F16
+                           ? L * KD * C
+                           : (2 * L * KD * C + 3) / 4 + 2 * L * (size_t)c->n_kv_heads * C;
+    size_t n_floats = kv_floats + C * HD                                /* cos + sin */
                       + 2 * B * H + 2 * B * QD + 2 * B * KD + 2 * B * F /* activations */
-                      + s->scratch_per_thread * (size_t)n_threads
-                      + B * HD                /* M-RoPE cos | sin per token */
+                      + s->scratch_per_thread * (size_t)n_threads +
+                      B * HD                            /* M-RoPE cos | sin per token */
                       + (C * (size_t)n_threads + 3) / 4 /* mask rows (bytes) */
-                      + 16;                              /* realignment after the cache */
+                      + 16;                             /* realignment after the cache */
     if (n_floats > ((size_t)1 << 40) / sizeof(float))
         return evlm__fail(EVLM_ERR_NOMEM, "context of %d tokens needs too much memory", n_ctx);
     s->arena_bytes = n_floats * sizeof(float);
     s->arena = calloc(n_floats, sizeof(float));
     if (!s->arena)
-        return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate %zu MB for the context", s->arena_bytes >> 20);
+        return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate %zu MB for the context",
+                          s->arena_bytes >> 20);
     float *p = s->arena;
 #define CARVE(field, count)                                                                        \
     do {                                                                                           \
@@ -256,7 +266,8 @@ static void matmul(evlm_decoder_state *s, float *y, size_t ldy, const float *x, 
     evlm_matmul(&s->mm, y, ldy, x, ldx, w, bias, m);
 }
 
-static void observe(evlm_decoder_state *s, int layer, const char *group, const float *x, int m, int k) {
+static void observe(evlm_decoder_state *s, int layer, const char *group, const float *x, int m,
+                    int k) {
     if (s->observe) s->observe(s->observe_user, layer, group, x, m, k);
 }
 
@@ -289,7 +300,8 @@ static void attn_fn(void *arg, int ith, int nth) {
             if (filled != i) {
                 int bslot = t->slot0 - t->off;
                 memset(mrow, 1, (size_t)bslot);
-                memcpy(mrow + bslot, t->mask + (size_t)(t->off + i) * t->bn, (size_t)(t->off + i) + 1);
+                memcpy(mrow + bslot, t->mask + (size_t)(t->off + i) * t->bn,
+                       (size_t)(t->off + i) + 1);
                 filled = i;
             }
             mask = mrow;
@@ -297,8 +309,9 @@ static void attn_fn(void *arg, int ith, int nth) {
         float *out = s->att + i * QD + (size_t)h * HD;
         const float *q = s->q + i * QD + (size_t)h * HD;
         size_t es = evlm_type_size(s->kv_type), row = base / HD;
-        evlm_attn_row_kv(out, q, (const char *)s->k_cache + base * es, (const char *)s->v_cache + base * es,
-                         s->kv_type, s->k_scale ? s->k_scale + row : NULL, s->v_scale ? s->v_scale + row : NULL,
+        evlm_attn_row_kv(out, q, (const char *)s->k_cache + base * es,
+                         (const char *)s->v_cache + base * es, s->kv_type,
+                         s->k_scale ? s->k_scale + row : NULL, s->v_scale ? s->v_scale + row : NULL,
                          t->slot0 + i + 1, HD, HD, scale, mask, scores);
     }
 }
@@ -335,8 +348,9 @@ static void attn_rows_fn(void *arg, int ith, int nth) {
             n_kv[nq] = t->slot0 + i + 1;
         }
         size_t base = (((size_t)t->layer * NKV + kvh) * s->n_ctx) * HD;
-        t->kn->attn_rows(out, q, nq, (const float *)s->k_cache + base, (const float *)s->v_cache + base, HD, n_kv,
-                         bslot, mask, HD, scale, scores);
+        t->kn->attn_rows(out, q, nq, (const float *)s->k_cache + base,
+                         (const float *)s->v_cache + base, HD, n_kv, bslot, mask, HD, scale,
+                         scores);
         r0 = end;
     }
 }
@@ -346,7 +360,7 @@ static void attn_rows_fn(void *arg, int ith, int nth) {
  * slot. Token trees and short batches keep attn_rows (their rows must be the bits of one-token
  * decoding, see kernels.h); a prompt's rows differ from them by float rounding only. */
 #define ATTN_TILE_MIN 32
-#define ATTN_TILE_Q 64
+#define ATTN_TILE_Q   64
 
 static void attn_tile_fn(void *arg, int ith, int nth) {
     const attn_task *t = arg;
@@ -360,11 +374,13 @@ static void attn_tile_fn(void *arg, int ith, int nth) {
     int r0, r1;
     evlm_split_rows(NH * NB, ith, nth, &r0, &r1);
     for (int r = r0; r < r1; r++) {
-        int h = r / NB, i0 = (r % NB) * ATTN_TILE_Q, nq = t->n - i0 < ATTN_TILE_Q ? t->n - i0 : ATTN_TILE_Q;
+        int h = r / NB, i0 = (r % NB) * ATTN_TILE_Q,
+            nq = t->n - i0 < ATTN_TILE_Q ? t->n - i0 : ATTN_TILE_Q;
         size_t base = (((size_t)t->layer * NKV + (size_t)(h / group)) * s->n_ctx) * HD;
         const float *kc = (const float *)s->k_cache + base, *vc = (const float *)s->v_cache + base;
-        t->kn->attn_tile(s->att + (size_t)i0 * QD + (size_t)h * HD, QD, s->q + (size_t)i0 * QD + (size_t)h * HD,
-                         QD, nq, kc, vc, (size_t)HD, t->slot0 + i0 + nq, HD, scale, t->slot0 + i0, scratch);
+        t->kn->attn_tile(s->att + (size_t)i0 * QD + (size_t)h * HD, QD,
+                         s->q + (size_t)i0 * QD + (size_t)h * HD, QD, nq, kc, vc, (size_t)HD,
+                         t->slot0 + i0 + nq, HD, scale, t->slot0 + i0, scratch);
     }
 }
 
@@ -396,7 +412,8 @@ static void token_rope(const evlm_decoder_config *c, const evlm_decoder_state *s
 
 /* Batch tokens [off, off + n) of b at slots n_past.. (n <= n_batch). */
 static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
-                                 const evlm_decoder_batch *b, int off, int n, float *logits, int32_t *top) {
+                                 const evlm_decoder_batch *b, int off, int n, float *logits,
+                                 int32_t *top) {
     const evlm_kernels *kn = evlm_kernels_get();
     const evlm_decoder_config *c = &m->cfg;
     const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
@@ -409,7 +426,8 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
     for (int i = 0; i < n; i++) {
         if (ids && inj && ids[i] == inj->image_token) {
             if (inj->used >= inj->n_rows)
-                return evlm__fail(EVLM_ERR_ARG, "more image tokens in the prompt than image features (%d)",
+                return evlm__fail(EVLM_ERR_ARG,
+                                  "more image tokens in the prompt than image features (%d)",
                                   inj->n_rows);
             memcpy(s->x + (size_t)i * H, inj->rows + (size_t)inj->used++ * H, sizeof(float) * H);
         } else if (ids) {
@@ -425,10 +443,11 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
     for (int l = 0; l < c->n_layers; l++) {
         const evlm_decoder_layer *ly = &m->layers[l];
         for (int i = 0; i < n; i++)
-            kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H, c->rms_norm_eps);
+            kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H,
+                        c->rms_norm_eps);
         observe(s, l, "attn_qkv", s->xb, n, H);
-        const evlm_matmul_out qkv[3] = {{s->q, QD, ly->wq, ly->bq}, {s->k, KD, ly->wk, ly->bk},
-                                         {s->v, KD, ly->wv, ly->bv}};
+        const evlm_matmul_out qkv[3] = {
+            {s->q, QD, ly->wq, ly->bq}, {s->k, KD, ly->wk, ly->bk}, {s->v, KD, ly->wv, ly->bv}};
         evlm_matmul_n(&s->mm, s->xb, H, n, qkv, 3);
         for (int i = 0; i < n; i++) {
             int pos = b->pos ? b->pos[off + i] : slot0 + i + s->pos_offset;
@@ -440,10 +459,10 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
             for (int h = 0; h < c->n_kv_heads; h++) {
                 size_t dst = ((((size_t)l * c->n_kv_heads + h) * s->n_ctx) + slot0 + i) * HD;
                 size_t es = evlm_type_size(s->kv_type), row = dst / HD;
-                evlm_kv_store((char *)s->k_cache + dst * es, s->k_scale ? s->k_scale + row : NULL, s->kv_type,
-                              s->k + (size_t)i * KD + (size_t)h * HD, HD);
-                evlm_kv_store((char *)s->v_cache + dst * es, s->v_scale ? s->v_scale + row : NULL, s->kv_type,
-                              s->v + (size_t)i * KD + (size_t)h * HD, HD);
+                evlm_kv_store((char *)s->k_cache + dst * es, s->k_scale ? s->k_scale + row : NULL,
+                              s->kv_type, s->k + (size_t)i * KD + (size_t)h * HD, HD);
+                evlm_kv_store((char *)s->v_cache + dst * es, s->v_scale ? s->v_scale + row : NULL,
+                              s->kv_type, s->v + (size_t)i * KD + (size_t)h * HD, HD);
             }
         }
         /* masks are lower-triangular, so earlier chunks of the batch are in the cache already */
@@ -455,9 +474,11 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
 
         for (int i = 0; i < n; i++)
-            kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->ffn_norm, H, c->rms_norm_eps);
+            kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->ffn_norm, H,
+                        c->rms_norm_eps);
         observe(s, l, "ffn_gate_up", s->xb, n, H);
-        const evlm_matmul_out gate_up[2] = {{s->hb, F, ly->w_gate, ly->b_gate}, {s->hb2, F, ly->w_up, ly->b_up}};
+        const evlm_matmul_out gate_up[2] = {{s->hb, F, ly->w_gate, ly->b_gate},
+                                            {s->hb2, F, ly->w_up, ly->b_up}};
         evlm_matmul_n(&s->mm, s->xb, H, n, gate_up, 2);
         for (int i = 0; i < n; i++) kn->silu_mul(s->hb + (size_t)i * F, s->hb2 + (size_t)i * F, F);
         observe(s, l, "ffn_down", s->hb, n, F);
@@ -472,56 +493,71 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
     if (b->out_rows) {
         for (int j = 0; j < b->n_out; j++) {
             int r = b->out_rows[j] - off;
-            if (r < 0) before++;
-            else if (r < n) kn->rmsnorm(s->xb + (size_t)rows++ * H, s->x + (size_t)r * H, m->out_norm, H, c->rms_norm_eps);
+            if (r < 0)
+                before++;
+            else if (r < n)
+                kn->rmsnorm(s->xb + (size_t)rows++ * H, s->x + (size_t)r * H, m->out_norm, H,
+                            c->rms_norm_eps);
         }
     } else {
         int first = b->all_logits ? 0 : n - 1;
         for (int i = first; i < n; i++)
-            kn->rmsnorm(s->xb + (size_t)rows++ * H, s->x + (size_t)i * H, m->out_norm, H, c->rms_norm_eps);
+            kn->rmsnorm(s->xb + (size_t)rows++ * H, s->x + (size_t)i * H, m->out_norm, H,
+                        c->rms_norm_eps);
     }
     if (!rows) return EVLM_OK;
     observe(s, -1, "lm_head", s->xb, rows, H);
     if (top) { /* greedy ids only */
         if (!s->greedy.y) EVLM_TRY(evlm_greedy_work_init(&s->greedy, c->vocab_size, H));
         for (int r0 = 0; r0 < rows; r0 += EVLM_GREEDY_ROWS)
-            evlm_greedy_argmax(m->greedy.q.data && m->greedy.w == m->lm_head ? &m->greedy : NULL, m->lm_head, &s->mm, &s->greedy, s->xb + (size_t)r0 * H, H,
-                      rows - r0 < EVLM_GREEDY_ROWS ? rows - r0 : EVLM_GREEDY_ROWS, top + before + r0);
+            evlm_greedy_argmax(m->greedy.q.data && m->greedy.w == m->lm_head ? &m->greedy : NULL,
+                               m->lm_head, &s->mm, &s->greedy, s->xb + (size_t)r0 * H, H,
+                               rows - r0 < EVLM_GREEDY_ROWS ? rows - r0 : EVLM_GREEDY_ROWS,
+                               top + before + r0);
         return EVLM_OK;
     }
-    matmul(s, logits + (size_t)before * c->vocab_size, (size_t)c->vocab_size, s->xb, H, m->lm_head, NULL, rows);
+    matmul(s, logits + (size_t)before * c->vocab_size, (size_t)c->vocab_size, s->xb, H, m->lm_head,
+           NULL, rows);
     return EVLM_OK;
 }
 
-static evlm_status check_batch(const evlm_decoder *m, const evlm_decoder_state *s, const evlm_decoder_batch *b) {
+static evlm_status check_batch(const evlm_decoder *m, const evlm_decoder_state *s,
+                               const evlm_decoder_batch *b) {
     if (b->n < 1) return evlm__fail(EVLM_ERR_ARG, "nothing to evaluate");
-    if (!b->ids && !b->embd) return evlm__fail(EVLM_ERR_ARG, "a batch needs token ids or embeddings");
-    if (b->top && b->logits) return evlm__fail(EVLM_ERR_ARG, "a batch asks for logits or greedy ids, not both");
+    if (!b->ids && !b->embd)
+        return evlm__fail(EVLM_ERR_ARG, "a batch needs token ids or embeddings");
+    if (b->top && b->logits)
+        return evlm__fail(EVLM_ERR_ARG, "a batch asks for logits or greedy ids, not both");
     if (b->out_rows)
         for (int j = 0; j < b->n_out; j++)
-            if (b->out_rows[j] < 0 || b->out_rows[j] >= b->n || (j && b->out_rows[j] <= b->out_rows[j - 1]))
-                return evlm__fail(EVLM_ERR_ARG, "logit rows must increase within the batch of %d", b->n);
+            if (b->out_rows[j] < 0 || b->out_rows[j] >= b->n ||
+                (j && b->out_rows[j] <= b->out_rows[j - 1]))
+                return evlm__fail(EVLM_ERR_ARG, "logit rows must increase within the batch of %d",
+                                  b->n);
     if (s->n_past + b->n > s->n_ctx)
         return evlm__fail(EVLM_ERR_RANGE, "context is full: %d + %d tokens exceed n_ctx = %d",
                           s->n_past, b->n, s->n_ctx);
     for (int i = 0; i < b->n; i++) {
         int pos = b->pos ? b->pos[i] : s->n_past + i + s->pos_offset;
         if (pos < 0 || pos >= s->n_ctx)
-            return evlm__fail(EVLM_ERR_RANGE, "token %d: position %d is outside [0, n_ctx = %d)", i, pos,
-                              s->n_ctx);
+            return evlm__fail(EVLM_ERR_RANGE, "token %d: position %d is outside [0, n_ctx = %d)", i,
+                              pos, s->n_ctx);
         if (b->mrope_pos)
             for (int sec = 0; sec < 3; sec++) {
                 int p = b->mrope_pos[(size_t)sec * b->n + i];
                 if (p < 0 || p >= s->n_ctx)
-                    return evlm__fail(EVLM_ERR_RANGE, "token %d: M-RoPE position %d is outside [0, n_ctx = %d)",
-                                      i, p, s->n_ctx);
+                    return evlm__fail(EVLM_ERR_RANGE,
+                                      "token %d: M-RoPE position %d is outside [0, n_ctx = %d)", i,
+                                      p, s->n_ctx);
             }
         if (b->mask) {
             const uint8_t *row = b->mask + (size_t)i * b->n;
-            if (!row[i]) return evlm__fail(EVLM_ERR_ARG, "attention mask: token %d does not see itself", i);
+            if (!row[i])
+                return evlm__fail(EVLM_ERR_ARG, "attention mask: token %d does not see itself", i);
             for (int j = i + 1; j < b->n; j++)
                 if (row[j])
-                    return evlm__fail(EVLM_ERR_ARG, "attention mask: token %d sees the later token %d", i, j);
+                    return evlm__fail(EVLM_ERR_ARG,
+                                      "attention mask: token %d sees the later token %d", i, j);
         }
     }
     (void)m;
@@ -529,7 +565,7 @@ static evlm_status check_batch(const evlm_decoder *m, const evlm_decoder_state *
 }
 
 evlm_status evlm_decoder_decode(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
-                              const evlm_decoder_batch *b) {
+                                const evlm_decoder_batch *b) {
     EVLM_TRY(check_batch(m, s, b));
     const size_t V = (size_t)m->cfg.vocab_size;
     const int n_past0 = s->n_past, used0 = b->inject ? b->inject->used : 0;
@@ -560,23 +596,27 @@ evlm_status evlm_decoder_decode(const evlm_decoder *m, evlm_decoder_state *s, ev
 }
 
 evlm_status evlm_decoder_forward(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
-                               const int32_t *ids, const float *embd, evlm_decoder_inject *inject,
-                               int n, float *logits, bool all_logits) {
-    evlm_decoder_batch b = {.n = n, .ids = ids, .embd = embd, .inject = inject, .logits = logits,
-                          .all_logits = all_logits};
+                                 const int32_t *ids, const float *embd, evlm_decoder_inject *inject,
+                                 int n, float *logits, bool all_logits) {
+    evlm_decoder_batch b = {.n = n,
+                            .ids = ids,
+                            .embd = embd,
+                            .inject = inject,
+                            .logits = logits,
+                            .all_logits = all_logits};
     return evlm_decoder_decode(m, s, pool, &b);
 }
 
 evlm_status evlm_decoder_kv_keep(const evlm_decoder *m, evlm_decoder_state *s, int base,
-                               const int *slots, int n_keep) {
+                                 const int *slots, int n_keep) {
     const evlm_decoder_config *c = &m->cfg;
     if (base < 0 || base > s->n_past || n_keep < 0 || base + n_keep > s->n_past)
         return evlm__fail(EVLM_ERR_ARG, "cannot keep %d cache entries from %d (the cache holds %d)",
                           n_keep, base, s->n_past);
     for (int j = 0; j < n_keep; j++) {
         if (slots[j] < base + j || slots[j] >= s->n_past || (j && slots[j] <= slots[j - 1]))
-            return evlm__fail(EVLM_ERR_ARG, "cache slots to keep must increase within [%d, %d)", base,
-                              s->n_past);
+            return evlm__fail(EVLM_ERR_ARG, "cache slots to keep must increase within [%d, %d)",
+                              base, s->n_past);
     }
     const size_t HD = (size_t)c->head_dim;
     for (int j = 0; j < n_keep; j++) {
@@ -584,7 +624,8 @@ evlm_status evlm_decoder_kv_keep(const evlm_decoder *m, evlm_decoder_state *s, i
         for (int l = 0; l < c->n_layers; l++)
             for (int h = 0; h < c->n_kv_heads; h++) {
                 size_t row = ((size_t)l * c->n_kv_heads + h) * s->n_ctx;
-                size_t to = row + base + j, from = row + slots[j], es = evlm_type_size(s->kv_type) * HD;
+                size_t to = row + base + j, from = row + slots[j],
+                       es = evlm_type_size(s->kv_type) * HD;
                 memmove((char *)s->k_cache + to * es, (char *)s->k_cache + from * es, es);
                 memmove((char *)s->v_cache + to * es, (char *)s->v_cache + from * es, es);
                 if (s->k_scale) {

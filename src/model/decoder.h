@@ -40,44 +40,47 @@ typedef struct evlm_decoder {
     const float *out_norm;
     evlm_decoder_layer *layers;
     evlm_fstore floats; /* owns the widened norms and biases */
-    char prefix[64];  /* "model." or "model.text_model." ... */
-    bool rope_bf16;   /* round RoPE frequencies to bf16: the config says the model was bf16 */
-    evlm_greedy_head greedy; /* int8 copy of a float head for greedy ids (greedy.q.data NULL: none) */
+    char prefix[64];    /* "model." or "model.text_model." ... */
+    bool rope_bf16;     /* round RoPE frequencies to bf16: the config says the model was bf16 */
+    evlm_greedy_head
+        greedy; /* int8 copy of a float head for greedy ids (greedy.q.data NULL: none) */
 } evlm_decoder;
 
 /* Binds the weights of cfg in w (which must outlive the model). Errors name the tensor. */
-evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg, const evlm_weights *w);
+evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg,
+                              const evlm_weights *w);
 void evlm_decoder_release(evlm_decoder *m);
 
 /* Called with the input of every matmul (calibration statistics): layer (-1 for the output
  * head), the projection group ("attn_qkv", "attn_o", "ffn_gate_up", "ffn_down", "lm_head"),
  * and x (m rows of k floats). */
 typedef void (*evlm_decoder_observer)(void *user, int layer, const char *group, const float *x,
-                                    int m, int k);
+                                      int m, int k);
 
 /* Per-sequence state: KV cache, rope tables, activation arena. */
 typedef struct evlm_decoder_state {
     int n_ctx, n_batch, n_past;
     int pos_offset; /* RoPE position of slot i is i + pos_offset unless a batch gives positions */
-    evlm_type kv_type;        /* F32, F16 or I8 (one float scale per row) */
-    void *k_cache, *v_cache;  /* [layer][kv_head][n_ctx][head_dim] of kv_type */
-    float *k_scale, *v_scale; /* I8: [layer][kv_head][n_ctx] */
-    float *rope_cos, *rope_sin; /* [n_ctx][head_dim/2] */
+    evlm_type kv_type;                          /* F32, F16 or I8 (one float scale per row) */
+    void *k_cache, *v_cache;                    /* [layer][kv_head][n_ctx][head_dim] of kv_type */
+    float *k_scale, *v_scale;                   /* I8: [layer][kv_head][n_ctx] */
+    float *rope_cos, *rope_sin;                 /* [n_ctx][head_dim/2] */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2; /* [n_batch][...] */
-    float *scratch;  /* per thread: max(k) floats for weight rows + n_ctx attention scores */
+    float *scratch; /* per thread: max(k) floats for weight rows + n_ctx attention scores */
     size_t scratch_per_thread;
     uint8_t *mask_rows; /* per thread: n_ctx bytes, one attention mask row */
     float *rope_tmp;    /* [n_batch][head_dim]: per-token cos | sin of M-RoPE */
     evlm_matmul_env mm;
-    evlm_greedy_work greedy; /* greedy ids' buffers, planned at the first batch that asks for them */
+    evlm_greedy_work
+        greedy; /* greedy ids' buffers, planned at the first batch that asks for them */
     evlm_decoder_observer observe; /* nullable */
     void *observe_user;
     void *arena;
     size_t arena_bytes;
 } evlm_decoder_state;
 
-evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx, int n_batch,
-                                  int n_threads, evlm_type kv_type);
+evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx,
+                                    int n_batch, int n_threads, evlm_type kv_type);
 void evlm_decoder_state_release(evlm_decoder_state *s);
 
 /* Image features that replace the embeddings of image-token positions: the i-th occurrence
@@ -101,28 +104,28 @@ typedef struct evlm_decoder_batch {
                                  batch is always seen); must be 0 above the diagonal and 1 on it.
                                  NULL: causal */
     evlm_decoder_inject *inject; /* nullable: image features for image-token ids */
-    float *logits;            /* NULL, [n_vocab] for the last token, [n][n_vocab] (all_logits), or
-                                 [n_out][n_vocab] for the rows listed in out_rows */
+    float *logits; /* NULL, [n_vocab] for the last token, [n][n_vocab] (all_logits), or
+                      [n_out][n_vocab] for the rows listed in out_rows */
     bool all_logits;
-    const int *out_rows;      /* nullable: increasing batch rows whose logits are wanted */
+    const int *out_rows; /* nullable: increasing batch rows whose logits are wanted */
     int n_out;
-    int32_t *top;             /* instead of logits (which must be NULL): the greedy id (argmax,
-                                 lowest id on ties) of each row logits would be given for; bitwise
-                                 the argmax of those logits, computed through m->greedy if built */
+    int32_t *top; /* instead of logits (which must be NULL): the greedy id (argmax,
+                     lowest id on ties) of each row logits would be given for; bitwise
+                     the argmax of those logits, computed through m->greedy if built */
 } evlm_decoder_batch;
 
 /* Evaluates a batch and appends it to the cache (n_past += n). Errors leave n_past unchanged. */
 evlm_status evlm_decoder_decode(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
-                              const evlm_decoder_batch *b);
+                                const evlm_decoder_batch *b);
 
 /* The common case: n tokens (ids, or embd [n][hidden]) at the next positions, causal. */
 evlm_status evlm_decoder_forward(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
-                               const int32_t *ids, const float *embd, evlm_decoder_inject *inject,
-                               int n, float *logits, bool all_logits);
+                                 const int32_t *ids, const float *embd, evlm_decoder_inject *inject,
+                                 int n, float *logits, bool all_logits);
 
 /* Keeps n_keep of the cache slots from base on (slots[j] >= base, increasing) by moving them to
  * base + j, and drops the rest: n_past = base + n_keep. Used after verifying guessed tokens. */
 evlm_status evlm_decoder_kv_keep(const evlm_decoder *m, evlm_decoder_state *s, int base,
-                               const int *slots, int n_keep);
+                                 const int *slots, int n_keep);
 
 #endif

@@ -78,10 +78,9 @@ const evlm_family *evlm__family_find(const char *architecture);
 /* The registry, for tests and listings: families[i] for i < count. */
 const evlm_family *const *evlm__families(int *count);
 
-
 /* Shared by the families' prompt builders. */
-evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t len, bool add_special,
-                                  evlm_ids *out);
+evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t len,
+                                  bool add_special, evlm_ids *out);
 evlm_status evlm__image_input_load(const evlm_image_input *in, int index, evlm_image *img);
 
 /* Shared by the families' synth hooks (synth.c). evlm__synth_put: add() of a tensor named

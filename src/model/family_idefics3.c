@@ -31,7 +31,8 @@ static evlm_status load(evlm_model *m, const evlm_dir *d, const evlm_model_param
     m->family_state = v;
     EVLM_TRY(evlm_idefics3_config_load_dir(d, &v->vcfg));
     EVLM_TRY(evlm_idefics3_proc_load_dir(d, &v->proc));
-    if (p->image_splitting != EVLM_SPLIT_CONFIG) v->proc.do_image_splitting = p->image_splitting == EVLM_SPLIT_ON;
+    if (p->image_splitting != EVLM_SPLIT_CONFIG)
+        v->proc.do_image_splitting = p->image_splitting == EVLM_SPLIT_ON;
     EVLM_TRY(evlm_siglip_init(&v->siglip, &v->vcfg, m->weights));
     m->has_vision = true;
     int rows = 0, cols = 0, tiles = 1;
@@ -91,9 +92,11 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
         grids[i].cols = px[i].n_cols;
         total_tiles += px[i].n_tiles;
     }
-    if ((st = evlm_idefics3_expand(text, grids, n_images, v->vcfg.tokens_per_tile, &expanded)) != EVLM_OK)
+    if ((st = evlm_idefics3_expand(text, grids, n_images, v->vcfg.tokens_per_tile, &expanded)) !=
+        EVLM_OK)
         goto done;
-    if ((st = evlm__prompt_tokenize(m, expanded.data, expanded.len, add_special, &p->ids)) != EVLM_OK)
+    if ((st = evlm__prompt_tokenize(m, expanded.data, expanded.len, add_special, &p->ids)) !=
+        EVLM_OK)
         goto done;
     if (total_tiles > 0) {
         const size_t H = (size_t)m->cfg.hidden_size, per_tile = (size_t)v->vcfg.tokens_per_tile;
@@ -116,8 +119,10 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
         int n_tok = 0;
         for (size_t i = 0; i < p->ids.len; i++) n_tok += p->ids.data[i] == p->image_token;
         if (n_tok != p->n_feat_rows) {
-            st = evlm__fail(EVLM_ERR_FORMAT, "the expanded prompt has %d image tokens for %d image features "
-                            "(does the tokenizer know <image>?)", n_tok, p->n_feat_rows);
+            st = evlm__fail(EVLM_ERR_FORMAT,
+                            "the expanded prompt has %d image tokens for %d image features "
+                            "(does the tokenizer know <image>?)",
+                            n_tok, p->n_feat_rows);
             goto done;
         }
     }

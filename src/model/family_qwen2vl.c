@@ -47,7 +47,8 @@ static evlm_status load(evlm_model *m, const evlm_dir *d, const evlm_model_param
     EVLM_TRY(evlm_qwen2vl_proc_load_dir(d, &v->proc));
     EVLM_TRY(evlm_qwen2vl_vision_config_load_dir(d, &v->cfg));
     if (v->cfg.hidden_size != m->cfg.hidden_size)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s/config.json: vision_config.hidden_size %d is not the text width %d",
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s/config.json: vision_config.hidden_size %d is not the text width %d",
                           d->path, v->cfg.hidden_size, m->cfg.hidden_size);
     EVLM_TRY(config_token(d, "image_token_id", 151655, &v->image_token));
     EVLM_TRY(config_token(d, "vision_start_token_id", 151652, &v->vision_start));
@@ -56,7 +57,8 @@ static evlm_status load(evlm_model *m, const evlm_dir *d, const evlm_model_param
     m->has_vision = true;
     int64_t cap = v->proc.max_pixels / ((int64_t)v->proc.patch_size * v->proc.patch_size);
     v->max_patches = (int)(cap < 1024 ? (cap < 4 ? 4 : cap) : 1024);
-    EVLM_TRY(evlm_qwen2vl_vit_state_init(&v->state, &v->vit, v->max_patches, evlm_pool_size(m->pool)));
+    EVLM_TRY(
+        evlm_qwen2vl_vit_state_init(&v->state, &v->vit, v->max_patches, evlm_pool_size(m->pool)));
     v->state.mm.act = m->act;
     return EVLM_OK;
 }
@@ -121,12 +123,14 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
         total += px[i].n_tokens;
     }
     if ((st = markers(text, &marked)) != EVLM_OK) goto done;
-    if ((st = evlm_tokenizer_encode(m->tok, marked.data, marked.len, true, add_special, &raw)) != EVLM_OK)
+    if ((st = evlm_tokenizer_encode(m->tok, marked.data, marked.len, true, add_special, &raw)) !=
+        EVLM_OK)
         goto done;
     int n_pads = 0;
     for (size_t i = 0; i < raw.len; i++) n_pads += raw.data[i] == pad;
     if (n_pads != n_images) {
-        st = evlm__fail(EVLM_ERR_ARG, "the prompt has %d image markers (<|image_pad|> or <image>) for %d images",
+        st = evlm__fail(EVLM_ERR_ARG,
+                        "the prompt has %d image markers (<|image_pad|> or <image>) for %d images",
                         n_pads, n_images);
         goto done;
     }
@@ -154,7 +158,8 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
     for (int i = 0; i < n_images && st == EVLM_OK; i++) {
         if (px[i].n_patches > v->max_patches) { /* a larger image than planned: grow once */
             evlm_qwen2vl_vit_state_release(&v->state);
-            st = evlm_qwen2vl_vit_state_init(&v->state, &v->vit, px[i].n_patches, evlm_pool_size(m->pool));
+            st = evlm_qwen2vl_vit_state_init(&v->state, &v->vit, px[i].n_patches,
+                                             evlm_pool_size(m->pool));
             if (st != EVLM_OK) {
                 v->max_patches = 0; /* nothing planned now: the next image plans again */
                 break;
@@ -168,8 +173,8 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
     }
     pthread_mutex_unlock(&m->vision_mu);
     if (st != EVLM_OK) goto done;
-    st = evlm_qwen2vl_rope_index(p->ids.data, (int)n, pad, v->cfg.spatial_merge_size, grids, n_images,
-                                 p->mrope, &p->mdelta);
+    st = evlm_qwen2vl_rope_index(p->ids.data, (int)n, pad, v->cfg.spatial_merge_size, grids,
+                                 n_images, p->mrope, &p->mdelta);
     p->image_ms = evlm_time_ms() - t0;
 done:
     for (int i = 0; i < n_images; i++) evlm_qwen2vl_pixels_free(&px[i]);

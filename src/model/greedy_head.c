@@ -1,4 +1,5 @@
-/* greedy_head.c - greedy ids from an int8 copy of the head plus exact candidates (see greedy_head.h). */
+/* greedy_head.c - greedy ids from an int8 copy of the head plus exact candidates (see
+ * greedy_head.h). */
 #include "model/greedy_head.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
@@ -9,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PIECE_GROUPS 48     /* groups of 16 rows per work piece of the int8 pass */
-#define MAX_GROUP_SHARE 2   /* more than half the groups as candidates: the full float head is cheaper */
+#define PIECE_GROUPS 48 /* groups of 16 rows per work piece of the int8 pass */
+#define MAX_GROUP_SHARE                                                                            \
+    2 /* more than half the groups as candidates: the full float head is cheaper */
 
 /* ---- the int8 copy ------------------------------------------------------------------------- */
 
@@ -60,7 +62,8 @@ static void init_fn(void *arg, int ith, int nth) {
                 if (e2 > emax) emax = e2;
                 if (n2 > nmax) nmax = n2;
             }
-            evlm_repack_r16(EVLM_TYPE_Q8_0, blk, t->h->q.nb[1], rows, k, (char *)t->h->q.data + (size_t)g * gbytes);
+            evlm_repack_r16(EVLM_TYPE_Q8_0, blk, t->h->q.nb[1], rows, k,
+                            (char *)t->h->q.data + (size_t)g * gbytes);
         }
     }
     t->err[ith] = emax;
@@ -72,34 +75,45 @@ static void init_fn(void *arg, int ith, int nth) {
 evlm_status evlm_greedy_head_init(evlm_greedy_head *h, const evlm_tensor *w, evlm_pool *pool) {
     memset(h, 0, sizeof *h);
     const int64_t k = w->ne[0], n = w->ne[1];
-    if (!evlm_type_is_r16_float(w->type) || k % EVLM_QK || k < EVLM_QK || n < 1 || n > INT32_MAX / 2)
-        return evlm__fail(EVLM_ERR_ARG, "%s: the int8 argmax head needs a float interleaved matrix "
-                                        "with a multiple of 32 columns", w->name ? w->name : "head");
+    if (!evlm_type_is_r16_float(w->type) || k % EVLM_QK || k < EVLM_QK || n < 1 ||
+        n > INT32_MAX / 2)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "%s: the int8 argmax head needs a float interleaved matrix "
+                          "with a multiple of 32 columns",
+                          w->name ? w->name : "head");
     h->w = w;
     h->q = *w;
     h->q.type = EVLM_TYPE_Q8_0_R16;
     h->q.nb[1] = evlm_row_bytes(EVLM_TYPE_Q8_0, k);
     size_t bytes = evlm_r16_bytes(EVLM_TYPE_Q8_0_R16, n, k);
     h->q.data = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!h->q.data) return evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head");
+    if (!h->q.data)
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head");
     const int nth = pool ? evlm_pool_size(pool) : 1;
     double *maxima = calloc(2 * (size_t)nth, sizeof(double));
     if (!maxima) {
         evlm_greedy_head_release(h);
         return evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head");
     }
-    init_task t = {.h = h, .n = (int)n, .k = (int)k, .groups = (int)((n + EVLM_R16 - 1) / EVLM_R16),
-                   .err = maxima, .norm = maxima + nth};
+    init_task t = {.h = h,
+                   .n = (int)n,
+                   .k = (int)k,
+                   .groups = (int)((n + EVLM_R16 - 1) / EVLM_R16),
+                   .err = maxima,
+                   .norm = maxima + nth};
     atomic_init(&t.next, 0);
     atomic_init(&t.bad, 0);
-    if (pool && nth > 1) evlm_pool_run(pool, init_fn, &t);
-    else init_fn(&t, 0, 1);
+    if (pool && nth > 1)
+        evlm_pool_run(pool, init_fn, &t);
+    else
+        init_fn(&t, 0, 1);
     int bad = atomic_load(&t.bad);
     if (bad) {
         free(maxima);
         evlm_greedy_head_release(h);
-        return bad == 2 ? evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head")
-                        : evlm__fail(EVLM_ERR_ARG, "%s: non-finite weights", w->name ? w->name : "head");
+        return bad == 2
+                   ? evlm__fail(EVLM_ERR_NOMEM, "out of memory for the int8 copy of the head")
+                   : evlm__fail(EVLM_ERR_ARG, "%s: non-finite weights", w->name ? w->name : "head");
     }
     for (int i = 0; i < nth; i++) {
         if (t.err[i] > h->err_max) h->err_max = t.err[i];
@@ -174,12 +188,14 @@ static void approx_fn(void *arg, int ith, int nth) {
     evlm_greedy_work *wk = t->wk;
     const size_t kb = (size_t)t->k / EVLM_QK;
     for (int p; (p = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < t->n_pieces;) {
-        int g0 = p * PIECE_GROUPS, g1 = g0 + PIECE_GROUPS < t->groups ? g0 + PIECE_GROUPS : t->groups;
+        int g0 = p * PIECE_GROUPS,
+            g1 = g0 + PIECE_GROUPS < t->groups ? g0 + PIECE_GROUPS : t->groups;
         int n0 = g0 * EVLM_R16, n1 = g1 * EVLM_R16 < t->n ? g1 * EVLM_R16 : t->n;
-        t->kn->gemm_q(wk->y, (size_t)t->n, wk->xq, kb, t->h->q.data, t->h->q.nb[1], t->h->q.type, t->m, n0, n1,
-                      t->k);
+        t->kn->gemm_q(wk->y, (size_t)t->n, wk->xq, kb, t->h->q.data, t->h->q.nb[1], t->h->q.type,
+                      t->m, n0, n1, t->k);
         for (int i = 0; i < t->m; i++)
-            wk->pmax[(size_t)i * t->n_pieces + p] = t->kn->max(wk->y + (size_t)i * t->n + n0, n1 - n0);
+            wk->pmax[(size_t)i * t->n_pieces + p] =
+                t->kn->max(wk->y + (size_t)i * t->n + n0, n1 - n0);
     }
 }
 
@@ -191,8 +207,8 @@ static void exact_fn(void *arg, int ith, int nth) {
     float *scratch = t->env->scratch + (size_t)ith * t->env->scratch_stride;
     for (int p; (p = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < t->n_pieces;) {
         int n0 = t->list[p] * EVLM_R16, n1 = n0 + EVLM_R16 < t->n ? n0 + EVLM_R16 : t->n;
-        t->kn->gemm(t->wk->y, (size_t)t->n, t->x, t->ldx, w->data, w->nb[1], w->type, t->m, n0, n1, t->k,
-                    scratch);
+        t->kn->gemm(t->wk->y, (size_t)t->n, t->x, t->ldx, w->data, w->nb[1], w->type, t->m, n0, n1,
+                    t->k, scratch);
     }
 }
 
@@ -222,13 +238,14 @@ static void full_head(const evlm_tensor *w, const evlm_matmul_env *env, evlm_gre
 }
 
 void evlm_greedy_argmax(const evlm_greedy_head *h, const evlm_tensor *w, const evlm_matmul_env *env,
-               evlm_greedy_work *wk, const float *x, size_t ldx, int m, int32_t *top) {
+                        evlm_greedy_work *wk, const float *x, size_t ldx, int m, int32_t *top) {
     if (!h || m < 1) {
         if (m > 0) full_head(w, env, wk, x, ldx, m, top);
         return;
     }
     const evlm_kernels *kn = evlm_kernels_get();
-    const int n = (int)w->ne[1], k = (int)w->ne[0], kb = k / EVLM_QK, groups = (n + EVLM_R16 - 1) / EVLM_R16;
+    const int n = (int)w->ne[1], k = (int)w->ne[0], kb = k / EVLM_QK,
+              groups = (n + EVLM_R16 - 1) / EVLM_R16;
     const double u = ldexp(1.0, -24), gamma = (k + 16) * u / (1 - (k + 16) * u);
     double bound[EVLM_GREEDY_ROWS];
     for (int i = 0; i < m; i++) {
@@ -256,8 +273,17 @@ void evlm_greedy_argmax(const evlm_greedy_head *h, const evlm_tensor *w, const e
         bound[i] = b * (1 + 1e-6) + 1e-30;
     }
 
-    pass_task t = {.kn = kn, .h = h, .env = env, .wk = wk, .x = x, .ldx = ldx, .m = m, .n = n, .k = k,
-                   .groups = groups, .n_pieces = (groups + PIECE_GROUPS - 1) / PIECE_GROUPS};
+    pass_task t = {.kn = kn,
+                   .h = h,
+                   .env = env,
+                   .wk = wk,
+                   .x = x,
+                   .ldx = ldx,
+                   .m = m,
+                   .n = n,
+                   .k = k,
+                   .groups = groups,
+                   .n_pieces = (groups + PIECE_GROUPS - 1) / PIECE_GROUPS};
     atomic_init(&t.next, 0);
     evlm_pool_run(env->pool, approx_fn, &t);
 
@@ -284,7 +310,8 @@ void evlm_greedy_argmax(const evlm_greedy_head *h, const evlm_tensor *w, const e
         for (int g = p * PIECE_GROUPS; g < g1; g++) {
             int n0 = g * EVLM_R16, n1 = n0 + EVLM_R16 < n ? n0 + EVLM_R16 : n;
             bool cand = false;
-            for (int i = 0; i < m && !cand; i++) cand = range_reaches(wk->y + (size_t)i * n, n0, n1, thr[i]);
+            for (int i = 0; i < m && !cand; i++)
+                cand = range_reaches(wk->y + (size_t)i * n, n0, n1, thr[i]);
             if (cand) wk->groups[nl++] = g;
         }
     }
@@ -299,8 +326,10 @@ void evlm_greedy_argmax(const evlm_greedy_head *h, const evlm_tensor *w, const e
     t.list = wk->groups;
     t.n_pieces = nl;
     atomic_init(&t.next, 0);
-    if (nl > 4) evlm_pool_run(env->pool, exact_fn, &t);
-    else exact_fn(&t, 0, 1);
+    if (nl > 4)
+        evlm_pool_run(env->pool, exact_fn, &t);
+    else
+        exact_fn(&t, 0, 1);
     for (int i = 0; i < m; i++) {
         const float *y = wk->y + (size_t)i * n;
         float bv = 0;

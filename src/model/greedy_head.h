@@ -37,8 +37,8 @@
 #define EVLM_GREEDY_ROWS 16 /* rows per evlm_greedy_argmax call */
 
 typedef struct evlm_greedy_head {
-    const evlm_tensor *w; /* the float R16 head */
-    evlm_tensor q;        /* its Q8_0_R16 copy (q.data owned) */
+    const evlm_tensor *w;     /* the float R16 head */
+    evlm_tensor q;            /* its Q8_0_R16 copy (q.data owned) */
     double err_max, norm_max; /* largest ||w - w~|| and ||w~|| over the rows (rounded up) */
 } evlm_greedy_head;
 
@@ -51,11 +51,12 @@ size_t evlm_greedy_head_bytes(const evlm_greedy_head *h);
 
 /* What a call needs for a head of n rows and k columns, planned once per state. */
 typedef struct evlm_greedy_work {
-    float *y;          /* [EVLM_GREEDY_ROWS][n]: approximate logits, then exact ones */
-    float *pmax;       /* [EVLM_GREEDY_ROWS][pieces]: largest approximate logit of each work piece */
-    evlm_q8a *xq;      /* [EVLM_GREEDY_ROWS][k / 32] */
-    int32_t *groups;   /* candidate groups of a call */
-    int64_t n_groups, n_full; /* so far: candidate groups evaluated exactly, rows given the full head */
+    float *y;        /* [EVLM_GREEDY_ROWS][n]: approximate logits, then exact ones */
+    float *pmax;     /* [EVLM_GREEDY_ROWS][pieces]: largest approximate logit of each work piece */
+    evlm_q8a *xq;    /* [EVLM_GREEDY_ROWS][k / 32] */
+    int32_t *groups; /* candidate groups of a call */
+    int64_t n_groups,
+        n_full; /* so far: candidate groups evaluated exactly, rows given the full head */
 } evlm_greedy_work;
 
 evlm_status evlm_greedy_work_init(evlm_greedy_work *wk, int n, int k);
@@ -65,6 +66,6 @@ void evlm_greedy_work_release(evlm_greedy_work *wk);
  * skipped), for m <= EVLM_GREEDY_ROWS rows of w->ne[0] floats, ldx apart. h NULL: the full head
  * (any type), then the argmax. */
 void evlm_greedy_argmax(const evlm_greedy_head *h, const evlm_tensor *w, const evlm_matmul_env *env,
-               evlm_greedy_work *wk, const float *x, size_t ldx, int m, int32_t *top);
+                        evlm_greedy_work *wk, const float *x, size_t ldx, int m, int32_t *top);
 
 #endif

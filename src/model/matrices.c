@@ -42,9 +42,13 @@ static void find_one(void *user, const evlm_tensor **slot, evlm_matrix_role role
     find_walk *f = user;
     if (f->at++ != f->want || !f->out) return;
     const evlm_tensor *t = *slot;
-    *f->out = (evlm_matrix_info){.name = t->name, .role = role, .layer = layer,
-                                 .rows = t->ne[1], .cols = t->ne[0],
-                                 .type = evlm_type_is_r16(t->type) ? evlm_type_r16_base(t->type) : t->type};
+    *f->out = (evlm_matrix_info){.name = t->name,
+                                 .role = role,
+                                 .layer = layer,
+                                 .rows = t->ne[1],
+                                 .cols = t->ne[0],
+                                 .type = evlm_type_is_r16(t->type) ? evlm_type_r16_base(t->type)
+                                                                   : t->type};
 }
 
 int evlm_model_n_matrices(const evlm_model *m) {
@@ -63,12 +67,18 @@ evlm_status evlm_model_matrix(const evlm_model *m, int i, evlm_matrix_info *out)
 
 const char *evlm_matrix_role_name(evlm_matrix_role r) {
     static const char *const k_names[EVLM_ROLE_COUNT] = {
-        [EVLM_ROLE_ATTN_Q] = "attn_q",           [EVLM_ROLE_ATTN_K] = "attn_k",
-        [EVLM_ROLE_ATTN_V] = "attn_v",           [EVLM_ROLE_ATTN_O] = "attn_o",
-        [EVLM_ROLE_MLP_GATE] = "mlp_gate",       [EVLM_ROLE_MLP_UP] = "mlp_up",
-        [EVLM_ROLE_MLP_DOWN] = "mlp_down",       [EVLM_ROLE_EMBED] = "embed",
-        [EVLM_ROLE_HEAD] = "head",               [EVLM_ROLE_VISION_ATTN] = "vision_attn",
-        [EVLM_ROLE_VISION_MLP] = "vision_mlp",   [EVLM_ROLE_CONNECTOR] = "connector",
+        [EVLM_ROLE_ATTN_Q] = "attn_q",
+        [EVLM_ROLE_ATTN_K] = "attn_k",
+        [EVLM_ROLE_ATTN_V] = "attn_v",
+        [EVLM_ROLE_ATTN_O] = "attn_o",
+        [EVLM_ROLE_MLP_GATE] = "mlp_gate",
+        [EVLM_ROLE_MLP_UP] = "mlp_up",
+        [EVLM_ROLE_MLP_DOWN] = "mlp_down",
+        [EVLM_ROLE_EMBED] = "embed",
+        [EVLM_ROLE_HEAD] = "head",
+        [EVLM_ROLE_VISION_ATTN] = "vision_attn",
+        [EVLM_ROLE_VISION_MLP] = "vision_mlp",
+        [EVLM_ROLE_CONNECTOR] = "connector",
     };
     return (unsigned)r < EVLM_ROLE_COUNT ? k_names[r] : "?";
 }
@@ -81,7 +91,8 @@ typedef struct {
     size_t bytes;
 } layer_sum;
 
-static void add_layer_matrix(void *user, const evlm_tensor **slot, evlm_matrix_role role, int layer) {
+static void add_layer_matrix(void *user, const evlm_tensor **slot, evlm_matrix_role role,
+                             int layer) {
     (void)layer;
     layer_sum *s = user;
     if (role > EVLM_ROLE_MLP_DOWN) return;
@@ -95,7 +106,9 @@ static layer_sum layer_matrices(const evlm_model *m) {
     return s;
 }
 
-int64_t evlm_model_n_layer_params(const evlm_model *m) { return layer_matrices(m).params; }
+int64_t evlm_model_n_layer_params(const evlm_model *m) {
+    return layer_matrices(m).params;
+}
 
 size_t evlm_model_greedy_head_bytes(const evlm_model *m) {
     return evlm_greedy_head_bytes(&m->decoder.greedy);
@@ -109,10 +122,18 @@ size_t evlm_model_decode_bytes(const evlm_model *m) {
 
 /* ---- model.h ------------------------------------------------------------------------------ */
 
-const evlm_weights *evlm__model_weights(const evlm_model *m) { return m->weights; }
-const evlm_decoder_config *evlm__model_config(const evlm_model *m) { return &m->cfg; }
-evlm_pool *evlm__model_pool(const evlm_model *m) { return m->pool; }
-const char *evlm__model_text_prefix(const evlm_model *m) { return m->decoder.prefix; }
+const evlm_weights *evlm__model_weights(const evlm_model *m) {
+    return m->weights;
+}
+const evlm_decoder_config *evlm__model_config(const evlm_model *m) {
+    return &m->cfg;
+}
+evlm_pool *evlm__model_pool(const evlm_model *m) {
+    return m->pool;
+}
+const char *evlm__model_text_prefix(const evlm_model *m) {
+    return m->decoder.prefix;
+}
 
 bool evlm__model_has_bias(const evlm_model *m, int layer, evlm_matrix_role role) {
     if (layer < 0 || layer >= m->cfg.n_layers) return false;

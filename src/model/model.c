@@ -33,7 +33,8 @@ evlm_context_params evlm_context_default_params(void) {
     return p;
 }
 
-static evlm_status find_family(const char *dir, const evlm_decoder_config *cfg, const evlm_family **out) {
+static evlm_status find_family(const char *dir, const evlm_decoder_config *cfg,
+                               const evlm_family **out) {
     *out = evlm__family_find(cfg->architecture);
     if (*out) return EVLM_OK;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s/config.json: architecture \"%s\" is not supported",
@@ -60,14 +61,15 @@ static bool want_repack(void) {
 }
 
 /* Greedy ids through an int8 copy of a float head (greedy_head.h) when the head is a large part of
- * a decode pass: at least GREEDY_HEAD_MIN_VOCAB rows and 1 / GREEDY_HEAD_MIN_SHARE of the bytes a token reads
- * (small decoders with large vocabularies; for an 8B Llama the copy would cost 0.5 GB of memory
- * for a few percent of speed: docs/PERFORMANCE.md). */
+ * a decode pass: at least GREEDY_HEAD_MIN_VOCAB rows and 1 / GREEDY_HEAD_MIN_SHARE of the bytes a
+ * token reads (small decoders with large vocabularies; for an 8B Llama the copy would cost 0.5 GB
+ * of memory for a few percent of speed: docs/PERFORMANCE.md). */
 #define GREEDY_HEAD_MIN_VOCAB 8192
 #define GREEDY_HEAD_MIN_SHARE 8
 static evlm_status build_greedy_head(evlm_model *m) {
     const evlm_tensor *w = m->decoder.lm_head;
-    if (!evlm_type_is_r16_float(w->type) || w->ne[1] < GREEDY_HEAD_MIN_VOCAB || w->ne[0] % EVLM_QK ||
+    if (!evlm_type_is_r16_float(w->type) || w->ne[1] < GREEDY_HEAD_MIN_VOCAB ||
+        w->ne[0] % EVLM_QK ||
         evlm_tensor_nbytes(w) * GREEDY_HEAD_MIN_SHARE < evlm_model_decode_bytes(m))
         return EVLM_OK;
     evlm_status st = evlm_greedy_head_init(&m->decoder.greedy, w, m->pool);
@@ -89,7 +91,8 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
         d.get = gguf_file;
         d.ctx = g;
     } else if (!evlm_dir_has(&d, "config.json")) {
-        return evlm__fail(EVLM_ERR_IO, "%s: not a model folder (no config.json) nor a GGUF file", path);
+        return evlm__fail(EVLM_ERR_IO, "%s: not a model folder (no config.json) nor a GGUF file",
+                          path);
     }
 
     char *tok_json = NULL;
@@ -109,11 +112,14 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
     if ((st = evlm_decoder_init(&m->decoder, &m->cfg, m->weights)) != EVLM_OK) goto fail;
     if ((st = evlm_dir_name(&d, "tokenizer.json", file, sizeof file)) != EVLM_OK) goto fail;
-    if ((st = evlm_dir_read(&d, "tokenizer.json", EVLM_JSON_MAX_FILE, &tok_json, &tok_len)) != EVLM_OK) goto fail;
+    if ((st = evlm_dir_read(&d, "tokenizer.json", EVLM_JSON_MAX_FILE, &tok_json, &tok_len)) !=
+        EVLM_OK)
+        goto fail;
     if ((st = evlm_tokenizer_from_json(file, tok_json, tok_len, &m->tok)) != EVLM_OK) goto fail;
     if (evlm_tokenizer_n_vocab(m->tok) > m->cfg.vocab_size) {
-        st = evlm__fail(EVLM_ERR_FORMAT, "%s: tokenizer has %d tokens but the model's vocab_size is %d",
-                        file, evlm_tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
+        st = evlm__fail(EVLM_ERR_FORMAT,
+                        "%s: tokenizer has %d tokens but the model's vocab_size is %d", file,
+                        evlm_tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
         goto fail;
     }
     if (evlm_chat_template_load_dir(&d, &m->tmpl) != EVLM_OK) {
@@ -128,7 +134,8 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     /* the matrices the layers bound, interleaved for the kernels (quantized ones only for int8
      * activations: the f32 path dequantizes rows) */
     if (!p.keep_layout && want_repack() &&
-        (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true, m->pool)) != EVLM_OK)
+        (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true, m->pool)) !=
+            EVLM_OK)
         goto fail;
     if (!p.float_head && (st = build_greedy_head(m)) != EVLM_OK) goto fail;
     free(tok_json);
@@ -155,9 +162,15 @@ void evlm_model_free(evlm_model *m) {
     free(m);
 }
 
-int evlm_model_n_vocab(const evlm_model *m) { return m->cfg.vocab_size; }
-int evlm_model_n_ctx_train(const evlm_model *m) { return m->cfg.max_position_embeddings; }
-int evlm_model_n_threads(const evlm_model *m) { return m->n_threads; }
+int evlm_model_n_vocab(const evlm_model *m) {
+    return m->cfg.vocab_size;
+}
+int evlm_model_n_ctx_train(const evlm_model *m) {
+    return m->cfg.max_position_embeddings;
+}
+int evlm_model_n_threads(const evlm_model *m) {
+    return m->n_threads;
+}
 
 size_t evlm_model_weight_bytes(const evlm_model *m) {
     size_t b = 0;
@@ -200,8 +213,8 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
     /* the context's own workers: contexts of one model decode at once from several threads */
     evlm_status st = evlm_pool_new(p.n_threads > 0 ? p.n_threads : m->n_threads, &c->pool);
     if (st == EVLM_OK)
-        st = evlm_decoder_state_init(&c->state, &m->decoder, n_ctx, n_batch, evlm_pool_size(c->pool),
-                                   kv_types[p.kv]);
+        st = evlm_decoder_state_init(&c->state, &m->decoder, n_ctx, n_batch,
+                                     evlm_pool_size(c->pool), kv_types[p.kv]);
     c->state.mm.act = m->act;
     if (st != EVLM_OK) {
         evlm_pool_free(c->pool);
@@ -220,10 +233,16 @@ void evlm_context_free(evlm_context *c) {
     free(c);
 }
 
-int evlm_context_n_past(const evlm_context *c) { return c->state.n_past; }
+int evlm_context_n_past(const evlm_context *c) {
+    return c->state.n_past;
+}
 
-evlm_model *evlm_context_model(evlm_context *c) { return c->model; }
-int evlm_context_n_ctx(const evlm_context *c) { return c->state.n_ctx; }
+evlm_model *evlm_context_model(evlm_context *c) {
+    return c->model;
+}
+int evlm_context_n_ctx(const evlm_context *c) {
+    return c->state.n_ctx;
+}
 
 evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
     if (n_past < 0 || n_past > c->state.n_past)
@@ -236,10 +255,11 @@ evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
     return EVLM_OK;
 }
 
-evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logits, bool all_logits) {
+evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logits,
+                        bool all_logits) {
     if (!ids) return evlm__fail(EVLM_ERR_ARG, "no token ids");
-    return evlm_decoder_forward(&c->model->decoder, &c->state, c->pool, ids, NULL, NULL, n,
-                              logits, all_logits);
+    return evlm_decoder_forward(&c->model->decoder, &c->state, c->pool, ids, NULL, NULL, n, logits,
+                                all_logits);
 }
 
 evlm_status evlm_decode_greedy(evlm_context *c, const int32_t *ids, int n, int32_t *top, bool all) {
@@ -248,9 +268,11 @@ evlm_status evlm_decode_greedy(evlm_context *c, const int32_t *ids, int n, int32
     return evlm_decoder_decode(&c->model->decoder, &c->state, c->pool, &b);
 }
 
-static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth, const uint8_t *mask,
-                               int n, const int *out_rows, int n_out, float *logits, int32_t *top) {
-    if (!ids || !depth || !mask || n < 1) return evlm__fail(EVLM_ERR_ARG, "empty or incomplete token tree");
+static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,
+                               const uint8_t *mask, int n, const int *out_rows, int n_out,
+                               float *logits, int32_t *top) {
+    if (!ids || !depth || !mask || n < 1)
+        return evlm__fail(EVLM_ERR_ARG, "empty or incomplete token tree");
     if (n > c->tree_cap) {
         int32_t *np = realloc(c->tree_pos, sizeof(int32_t) * (size_t)n);
         if (!np) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
@@ -259,9 +281,16 @@ static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_
     }
     int32_t *pos = c->tree_pos;
     int base = c->state.n_past + c->state.pos_offset;
-    for (int i = 0; i < n; i++) pos[i] = base + (depth[i] >= 0 && depth[i] <= n ? depth[i] : -base - 1);
-    evlm_decoder_batch b = {.n = n, .ids = ids, .pos = pos, .mask = mask, .logits = logits,
-                          .out_rows = out_rows, .n_out = n_out, .top = top};
+    for (int i = 0; i < n; i++)
+        pos[i] = base + (depth[i] >= 0 && depth[i] <= n ? depth[i] : -base - 1);
+    evlm_decoder_batch b = {.n = n,
+                            .ids = ids,
+                            .pos = pos,
+                            .mask = mask,
+                            .logits = logits,
+                            .out_rows = out_rows,
+                            .n_out = n_out,
+                            .top = top};
     return evlm_decoder_decode(&c->model->decoder, &c->state, c->pool, &b);
 }
 
@@ -300,8 +329,8 @@ evlm_status evlm_tokenize(const evlm_model *m, const char *text, size_t len, boo
     return EVLM_OK;
 }
 
-evlm_status evlm_detokenize(const evlm_model *m, const int32_t *ids, size_t n_ids, bool skip_special,
-                            char **text) {
+evlm_status evlm_detokenize(const evlm_model *m, const int32_t *ids, size_t n_ids,
+                            bool skip_special, char **text) {
     evlm_str s = {0};
     *text = NULL;
     /* ids the model has but the tokenizer lacks (a vocabulary padded for alignment, e.g. Qwen2's
@@ -332,10 +361,12 @@ evlm_status evlm_detokenize(const evlm_model *m, const int32_t *ids, size_t n_id
     return EVLM_OK;
 }
 
-evlm_status evlm_chat_prompt(const evlm_model *m, const char *user_text, int n_images, char **prompt) {
+evlm_status evlm_chat_prompt(const evlm_model *m, const char *user_text, int n_images,
+                             char **prompt) {
     *prompt = NULL;
     if (!m->tmpl) return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s", m->tmpl_error);
-    if (n_images < 0 || n_images > 64) return evlm__fail(EVLM_ERR_ARG, "bad image count %d", n_images);
+    if (n_images < 0 || n_images > 64)
+        return evlm__fail(EVLM_ERR_ARG, "bad image count %d", n_images);
     evlm_chat_part parts[65];
     for (int i = 0; i < n_images; i++) parts[i] = (evlm_chat_part){EVLM_PART_IMAGE, NULL};
     parts[n_images] = (evlm_chat_part){EVLM_PART_TEXT, user_text};

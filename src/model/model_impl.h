@@ -30,14 +30,14 @@ struct evlm_model {
     char tmpl_error[512]; /* why there is no template */
     evlm_pool *pool; /* load-time work (repack, greedy head) and, under vision_mu, image encoding */
     int n_threads;
-    pthread_mutex_t vision_mu; /* one image encoding at a time: the pool, the family's encoder state */
-    evlm_act act; /* what quantized matmuls multiply: int8 (default) or f32 activations */
+    pthread_mutex_t
+        vision_mu; /* one image encoding at a time: the pool, the family's encoder state */
+    evlm_act act;  /* what quantized matmuls multiply: int8 (default) or f32 activations */
     int32_t eos[EVLM_MAX_EOS];
     int n_eos;
     bool has_vision;    /* set by the family's load */
     void *family_state; /* the family's own parts (vision tower, processor), owned by it */
 };
-
 
 struct evlm_context {
     evlm_model *model;

@@ -16,15 +16,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool evlm_model_has_vision(const evlm_model *m) { return m->has_vision; }
+bool evlm_model_has_vision(const evlm_model *m) {
+    return m->has_vision;
+}
 
 const int32_t *evlm_prompt_ids(const evlm_prompt *p, size_t *n) {
     *n = p->ids.len;
     return p->ids.data;
 }
 
-int evlm_prompt_n_image_tokens(const evlm_prompt *p) { return p->n_feat_rows; }
-double evlm_prompt_image_ms(const evlm_prompt *p) { return p->image_ms; }
+int evlm_prompt_n_image_tokens(const evlm_prompt *p) {
+    return p->n_feat_rows;
+}
+double evlm_prompt_image_ms(const evlm_prompt *p) {
+    return p->image_ms;
+}
 
 evlm_status evlm__prompt_from_ids(const int32_t *ids, size_t n, evlm_prompt **out) {
     *out = NULL;
@@ -59,8 +65,8 @@ evlm_status evlm__image_input_load(const evlm_image_input *in, int index, evlm_i
     return evlm_image_from_rgb(in->rgb, in->width, in->height, in->stride, img);
 }
 
-evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t len, bool add_special,
-                                  evlm_ids *out) {
+evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t len,
+                                  bool add_special, evlm_ids *out) {
     EVLM_TRY(evlm_tokenizer_encode(m->tok, text, len, true, add_special, out));
     if (out->len == 0) return evlm__fail(EVLM_ERR_ARG, "the prompt is empty after tokenization");
     return EVLM_OK;
@@ -70,14 +76,17 @@ evlm_status evlm_prompt_new(evlm_model *m, const char *text, bool add_special,
                             const evlm_image_input *images, int n_images, evlm_prompt **out) {
     *out = NULL;
     if (!text) return evlm__fail(EVLM_ERR_ARG, "no prompt text");
-    if (n_images < 0 || n_images > 64) return evlm__fail(EVLM_ERR_ARG, "bad image count %d", n_images);
+    if (n_images < 0 || n_images > 64)
+        return evlm__fail(EVLM_ERR_ARG, "bad image count %d", n_images);
     if (n_images > 0 && !m->has_vision)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "this model (%s) has no vision tower: images cannot be used",
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "this model (%s) has no vision tower: images cannot be used",
                           m->cfg.architecture);
     evlm_prompt *p = calloc(1, sizeof *p);
     if (!p) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
-    evlm_status st = m->family->prompt ? m->family->prompt(m, p, text, add_special, images, n_images)
-                                       : evlm__prompt_tokenize(m, text, strlen(text), add_special, &p->ids);
+    evlm_status st = m->family->prompt
+                         ? m->family->prompt(m, p, text, add_special, images, n_images)
+                         : evlm__prompt_tokenize(m, text, strlen(text), add_special, &p->ids);
     if (st != EVLM_OK) {
         evlm_prompt_free(p);
         return st;
@@ -87,13 +96,17 @@ evlm_status evlm_prompt_new(evlm_model *m, const char *text, bool add_special,
 }
 
 /* the prompt's batch with logits or greedy ids (top) */
-static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits, int32_t *top,
-                                 bool all) {
+static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
+                                 int32_t *top, bool all) {
     evlm_model *m = ctx->model;
     evlm_decoder_state *s = &ctx->state;
     evlm_decoder_inject inj = {p->image_token, p->features, p->n_feat_rows, 0};
-    evlm_decoder_batch b = {.n = (int)p->ids.len, .ids = p->ids.data, .inject = p->n_feat_rows ? &inj : NULL,
-                          .logits = logits, .top = top, .all_logits = all};
+    evlm_decoder_batch b = {.n = (int)p->ids.len,
+                            .ids = p->ids.data,
+                            .inject = p->n_feat_rows ? &inj : NULL,
+                            .logits = logits,
+                            .top = top,
+                            .all_logits = all};
     if (!p->mrope) return evlm_decoder_decode(&m->decoder, s, ctx->pool, &b);
     /* M-RoPE: the prompt's positions start where the context's next position is */
     const size_t n = p->ids.len;
@@ -109,7 +122,8 @@ static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float 
     return st;
 }
 
-evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits, bool all_logits) {
+evlm_status evlm_decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
+                               bool all_logits) {
     return decode_prompt(ctx, p, logits, NULL, all_logits);
 }
 

@@ -21,7 +21,8 @@ static int8_t round_i8(float v) {
     return (int8_t)(t + (f >= 0.5f) - (f <= -0.5f));
 }
 
-/* truncation toward zero into [0, 15] of a value biased to be non-negative (ggml's (int8_t)(x + 8.5f)) */
+/* truncation toward zero into [0, 15] of a value biased to be non-negative (ggml's (int8_t)(x
+ * + 8.5f)) */
 static int nibble(float v) {
     if (!(v == v) || v < 0.0f) return 0;
     return v >= 15.0f ? 15 : (int)v;

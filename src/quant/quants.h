@@ -26,12 +26,13 @@ typedef struct {
 } evlm_block_q8_0;
 
 typedef struct {
-    uint16_t d;               /* fp16 scale */
-    uint8_t qs[EVLM_QK / 2]; /* element j in the low nibble of byte j, j + 16 in the high one; value (q - 8) * d */
+    uint16_t d;              /* fp16 scale */
+    uint8_t qs[EVLM_QK / 2]; /* element j in the low nibble of byte j, j + 16 in the high one; value
+                                (q - 8) * d */
 } evlm_block_q4_0;
 
 typedef struct {
-    uint16_t d, m;            /* fp16 scale and minimum */
+    uint16_t d, m;           /* fp16 scale and minimum */
     uint8_t qs[EVLM_QK / 2]; /* as Q4_0; value q * d + m */
 } evlm_block_q4_1;
 

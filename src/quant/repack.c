@@ -23,7 +23,9 @@ static int n_chunks(evlm_type base) {
 }
 
 /* offset of the qs bytes inside a ggml block */
-static size_t block_qs(evlm_type base) { return (size_t)evlm_type_traits_of(base)->head; }
+static size_t block_qs(evlm_type base) {
+    return (size_t)evlm_type_traits_of(base)->head;
+}
 
 /* float types: element (r, j) to (r / 16) * 16k + 16j + r % 16. Typed copies in blocks of 64
  * columns, so the 16 rows are read as short sequential runs and each written block (2 / 4 KB)
@@ -35,12 +37,14 @@ static size_t block_qs(evlm_type base) { return (size_t)evlm_type_traits_of(base
         for (int64_t j0 = 0; j0 < k; j0 += 64) {                                                   \
             int64_t j1 = k - j0 < 64 ? k : j0 + 64;                                                \
             for (int r = 0; r < rows; r++) {                                                       \
-                const T *row = (const T *)(const void *)((const char *)src + (size_t)(g * EVLM_R16 + r) * ldw); \
+                const T *row = (const T *)(const void *)((const char *)src +                       \
+                                                         (size_t)(g * EVLM_R16 + r) * ldw);        \
                 for (int64_t j = j0; j < j1; j++) gd[(size_t)j * EVLM_R16 + (size_t)r] = row[j];   \
             }                                                                                      \
         }                                                                                          \
     }
-static void repack_float(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k, char *dst) {
+static void repack_float(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k,
+                         char *dst) {
     if (evlm_type_size(base) == 4) {
         REPACK_FLOAT(uint32_t)
     } else {
@@ -56,7 +60,8 @@ void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int
         repack_float(base, src, ldw, n, k, dst);
         return;
     }
-    size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base), bq = block_qs(base);
+    size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base),
+           bq = block_qs(base);
     int nc = n_chunks(base);
     int64_t kb = k / EVLM_QK, groups = (n + EVLM_R16 - 1) / EVLM_R16;
     memset(dst, 0, evlm_r16_bytes(rt, n, k));
@@ -75,11 +80,13 @@ void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int
     }
 }
 
-void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, int64_t b, void *out) {
+void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, int64_t b,
+                        void *out) {
     evlm_type base = evlm_type_r16_base(rt);
     int64_t kb = k / EVLM_QK;
     char *blk = out;
-    size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base), bq = block_qs(base);
+    size_t bs = evlm_type_size(base), col = EVLM_R16 * bs, q0 = qs_offset(base),
+           bq = block_qs(base);
     int lane = (int)(r % EVLM_R16), nc = n_chunks(base);
     const char *cd = (const char *)data + ((size_t)(r / EVLM_R16) * (size_t)kb + (size_t)b) * col;
     for (size_t h = 0; h < bq / 2; h++) memcpy(blk + 2 * h, cd + 2 * EVLM_R16 * h + 2 * lane, 2);
@@ -88,13 +95,15 @@ void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, in
 
 void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void *blocks) {
     size_t bs = evlm_type_size(evlm_type_r16_base(rt));
-    for (int64_t b = 0; b < k / EVLM_QK; b++) evlm_r16_get_block(rt, data, k, r, b, (char *)blocks + (size_t)b * bs);
+    for (int64_t b = 0; b < k / EVLM_QK; b++)
+        evlm_r16_get_block(rt, data, k, r, b, (char *)blocks + (size_t)b * bs);
 }
 
 /* address of element (r, 0) of a float R16 matrix; element j is 16 * j values further */
 static const char *float_elem0(evlm_type rt, const void *data, int64_t k, int64_t r) {
     size_t es = evlm_type_size(rt);
-    return (const char *)data + ((size_t)(r / EVLM_R16) * EVLM_R16 * (size_t)k + (size_t)(r % EVLM_R16)) * es;
+    return (const char *)data +
+           ((size_t)(r / EVLM_R16) * EVLM_R16 * (size_t)k + (size_t)(r % EVLM_R16)) * es;
 }
 
 void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t r, float *y) {
@@ -149,6 +158,8 @@ float evlm_r16_dot_f32_ref(evlm_type rt, const void *data, int64_t k, int64_t r,
 }
 
 void evlm_matrix_row_f32(const evlm_tensor *t, int64_t r, float *y) {
-    if (evlm_type_is_r16(t->type)) evlm_r16_dequantize_row(t->type, t->data, t->ne[0], r, y);
-    else evlm_dequantize_row(t->type, (const char *)t->data + (size_t)r * t->nb[1], y, t->ne[0]);
+    if (evlm_type_is_r16(t->type))
+        evlm_r16_dequantize_row(t->type, t->data, t->ne[0], r, y);
+    else
+        evlm_dequantize_row(t->type, (const char *)t->data + (size_t)r * t->nb[1], y, t->ne[0]);
 }

@@ -47,7 +47,9 @@
 
 /* Q8_0 -> Q8_0_R16, BF16 -> BF16_R16 etc. (the table's r16); EVLM_TYPE_COUNT for a type that
  * has no interleaved form. */
-static inline evlm_type evlm_type_r16(evlm_type base) { return evlm_type_traits_of(base)->r16; }
+static inline evlm_type evlm_type_r16(evlm_type base) {
+    return evlm_type_traits_of(base)->r16;
+}
 /* Q8_0_R16 -> Q8_0 etc. (the table's r16_base); EVLM_TYPE_COUNT for a type that is not
  * interleaved. */
 static inline evlm_type evlm_type_r16_base(evlm_type rt) {

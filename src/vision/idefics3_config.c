@@ -1,5 +1,6 @@
 /*
- * idefics3_config.c - Idefics3 vision / connector settings from config.json (see idefics3_config.h).
+ * idefics3_config.c - Idefics3 vision / connector settings from config.json (see
+ * idefics3_config.h).
  *
  * Layouts: transformers 5.x writes a lean "vision_config" (model_type "idefics3_vision");
  * 4.x (SmolVLM releases) writes every PretrainedConfig attribute, with extra keys such as
@@ -121,7 +122,7 @@ static evlm_status parse_config(const char *file, const cJSON *root, evlm_idefic
 }
 
 evlm_status evlm_idefics3_config_parse(const char *what, const char *json, size_t len,
-                                     evlm_idefics3_config *cfg) {
+                                       evlm_idefics3_config *cfg) {
     if (!what) what = "config.json";
     if (!json || !cfg) return evlm__fail(EVLM_ERR_ARG, "%s: NULL argument", what);
     memset(cfg, 0, sizeof *cfg);

@@ -44,6 +44,6 @@ evlm_status evlm_idefics3_config_load(const char *dir, evlm_idefics3_config *cfg
 evlm_status evlm_idefics3_config_load_dir(const evlm_dir *d, evlm_idefics3_config *cfg);
 /* Same from JSON text; `what` names it in errors (e.g. the path). */
 evlm_status evlm_idefics3_config_parse(const char *what, const char *json, size_t len,
-                                     evlm_idefics3_config *cfg);
+                                       evlm_idefics3_config *cfg);
 
 #endif

@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_IMAGE_SIZE 4096   /* transformers' MAX_IMAGE_SIZE: the resized longest edge cap */
-#define MAX_TILES 4096        /* rows * cols beyond this is a hostile config */
-#define MAX_OUT_BYTES (2ull << 30)
+#define MAX_IMAGE_SIZE 4096 /* transformers' MAX_IMAGE_SIZE: the resized longest edge cap */
+#define MAX_TILES      4096 /* rows * cols beyond this is a hostile config */
+#define MAX_OUT_BYTES  (2ull << 30)
 
 evlm_idefics3_proc evlm_idefics3_proc_default(void) {
     evlm_idefics3_proc p;
@@ -51,13 +51,13 @@ static evlm_status get_triple(const char *file, const cJSON *obj, const char *ke
         return EVLM_OK;
     }
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\" must be a number or a list of 3",
-                          file, key);
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\" must be a number or a list of 3", file,
+                          key);
     for (int c = 0; c < 3; c++) {
         const cJSON *e = cJSON_GetArrayItem(v, c);
         if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble))
-            return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\"[%d] must be a finite number",
-                              file, key, c);
+            return evlm__fail(EVLM_ERR_FORMAT, "%s: field \"%s\"[%d] must be a finite number", file,
+                              key, c);
         out[c] = (float)e->valuedouble;
     }
     return EVLM_OK;
@@ -256,8 +256,8 @@ static evlm_status make_plan(const evlm_idefics3_proc *p, int w, int h, plan *pl
     return EVLM_OK;
 }
 
-evlm_status evlm_idefics3_plan(const evlm_idefics3_proc *p, int w, int h, int *n_rows,
-                               int *n_cols, int *n_tiles) {
+evlm_status evlm_idefics3_plan(const evlm_idefics3_proc *p, int w, int h, int *n_rows, int *n_cols,
+                               int *n_tiles) {
     plan pl;
     EVLM_TRY(make_plan(p, w, h, &pl));
     if (n_rows) *n_rows = pl.rows;

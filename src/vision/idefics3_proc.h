@@ -29,20 +29,20 @@
 typedef struct evlm_idefics3_proc {
     bool do_convert_rgb; /* decoded images are RGB already; kept for completeness */
     bool do_resize, do_rescale, do_normalize, do_pad, do_image_splitting;
-    int longest_edge;      /* size.longest_edge; 0 when size gives height/width */
-    int size_h, size_w;    /* size.height / size.width (used when longest_edge == 0) */
-    int max_image_size;    /* max_image_size.longest_edge: the tile side S */
+    int longest_edge;   /* size.longest_edge; 0 when size gives height/width */
+    int size_h, size_w; /* size.height / size.width (used when longest_edge == 0) */
+    int max_image_size; /* max_image_size.longest_edge: the tile side S */
     evlm_resample resample;
     double rescale_factor;
     float image_mean[3], image_std[3];
 } evlm_idefics3_proc;
 
 typedef struct evlm_idefics3_pixels {
-    int n_tiles;          /* n_rows * n_cols + 1 when split, else 1 */
-    int n_rows, n_cols;   /* 0, 0 when the image was not split */
-    int tile;             /* S: tiles are S x S */
+    int n_tiles;              /* n_rows * n_cols + 1 when split, else 1 */
+    int n_rows, n_cols;       /* 0, 0 when the image was not split */
+    int tile;                 /* S: tiles are S x S */
     int resized_w, resized_h; /* size after step 1 (for the record) */
-    float *pixel_values;  /* [n_tiles][3][S][S]: the tiles row-major, then the global image */
+    float *pixel_values;      /* [n_tiles][3][S][S]: the tiles row-major, then the global image */
     uint8_t *pixel_attention_mask; /* [n_tiles][S][S], 1 = real pixel */
 } evlm_idefics3_pixels;
 
@@ -59,8 +59,8 @@ evlm_status evlm_idefics3_proc_from_json(const char *file, const cJSON *obj,
                                          evlm_idefics3_proc *out);
 
 /* Output sizes for an input of w x h (no pixels touched): what the prompt expansion needs. */
-evlm_status evlm_idefics3_plan(const evlm_idefics3_proc *p, int w, int h, int *n_rows,
-                               int *n_cols, int *n_tiles);
+evlm_status evlm_idefics3_plan(const evlm_idefics3_proc *p, int w, int h, int *n_rows, int *n_cols,
+                               int *n_tiles);
 
 evlm_status evlm_idefics3_preprocess(const evlm_idefics3_proc *p, const evlm_image *img,
                                      evlm_idefics3_pixels *out);

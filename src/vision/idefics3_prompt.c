@@ -41,7 +41,8 @@ evlm_status evlm_idefics3_expand(const char *text, const evlm_image_grid *grids,
     int found = evlm_idefics3_count_images(text);
     if (found != n_images)
         return evlm__fail(EVLM_ERR_ARG, "the prompt has %d <image> marker%s but %d image%s given",
-                          found, found == 1 ? "" : "s", n_images, n_images == 1 ? " was" : "s were");
+                          found, found == 1 ? "" : "s", n_images,
+                          n_images == 1 ? " was" : "s were");
     if (image_seq_len < 1 || image_seq_len > 100000)
         return evlm__fail(EVLM_ERR_ARG, "bad image_seq_len %d", image_seq_len);
     const char *p = text;

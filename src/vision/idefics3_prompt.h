@@ -3,8 +3,9 @@
  *
  * Each "<image>" in the text becomes, for an image split into rows x cols tiles:
  *   for each row r, col c: <fake_token_around_image><row_r_col_c><image>*seq_len, "\n" after
- *   each row; then "\n<fake_token_around_image><global-img><image>*seq_len<fake_token_around_image>"
- * and for an unsplit image (rows = cols = 0):
+ *   each row; then
+ * "\n<fake_token_around_image><global-img><image>*seq_len<fake_token_around_image>" and for an
+ * unsplit image (rows = cols = 0):
  *   <fake_token_around_image><global-img><image>*seq_len<fake_token_around_image>
  * The count of "<image>" markers must equal the number of images given: an error otherwise.
  * Not here: the pixels (src/vision), tokenization (the caller tokenizes the expanded text).

@@ -55,13 +55,11 @@ evlm_status evlm_image_alloc(int w, int h, evlm_image *out) {
 static evlm_status check_size(const char *what, uint64_t w, uint64_t h,
                               const evlm_image_limits *lim);
 
-evlm_status evlm_image_from_rgb(const uint8_t *rgb, int w, int h, size_t stride,
-                                evlm_image *out) {
+evlm_status evlm_image_from_rgb(const uint8_t *rgb, int w, int h, size_t stride, evlm_image *out) {
     out->w = out->h = 0;
     out->rgb = NULL;
     if (!rgb) return evlm__fail(EVLM_ERR_ARG, "evlm_image_from_rgb: NULL pixels");
-    if (w <= 0 || h <= 0)
-        return evlm__fail(EVLM_ERR_ARG, "evlm_image_from_rgb: size %dx%d", w, h);
+    if (w <= 0 || h <= 0) return evlm__fail(EVLM_ERR_ARG, "evlm_image_from_rgb: size %dx%d", w, h);
     if (stride < (size_t)w * 3)
         return evlm__fail(EVLM_ERR_ARG, "evlm_image_from_rgb: stride %zu < 3 * width %d", stride,
                           w);
@@ -79,9 +77,9 @@ static evlm_status too_big(const char *what, uint64_t w, uint64_t h, int64_t max
     int64_t s = 1;
     while ((s + 1) * (s + 1) <= max_pixels && s < 3037000499LL) s++;
     if (s * s == max_pixels)
-        return evlm__fail(EVLM_ERR_RANGE, "%s: image is %llux%llu, more than the %lldx%lld pixel limit",
-                          what, (unsigned long long)w, (unsigned long long)h, (long long)s,
-                          (long long)s);
+        return evlm__fail(EVLM_ERR_RANGE,
+                          "%s: image is %llux%llu, more than the %lldx%lld pixel limit", what,
+                          (unsigned long long)w, (unsigned long long)h, (long long)s, (long long)s);
     return evlm__fail(EVLM_ERR_RANGE, "%s: image is %llux%llu, more than the %lld-pixel limit",
                       what, (unsigned long long)w, (unsigned long long)h, (long long)max_pixels);
 }
@@ -139,8 +137,8 @@ static uint32_t be32(const uint8_t *p) {
 
 /* Runs libpng; returns 1 after a longjmp (message in j->msg), else 0 with j->st set. */
 static int png_run(png_job *j) {
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, j, png_on_error,
-                                             png_on_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, j, png_on_error, png_on_warning);
     if (!png) {
         j->st = evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory for the PNG decoder", j->what);
         return 0;
@@ -183,8 +181,9 @@ static int png_run(png_job *j) {
     size_t rowbytes = png_get_rowbytes(png, info);
     if ((ch != 1 && ch != 3) || rowbytes != (size_t)w * ch * bps) {
         png_destroy_read_struct(&png, &info, NULL);
-        j->st = evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: PNG color type %d, depth %d: unexpected layout",
-                           j->what, ctype, depth);
+        j->st =
+            evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: PNG color type %d, depth %d: unexpected layout",
+                       j->what, ctype, depth);
         return 0;
     }
     j->st = evlm_image_alloc((int)w, (int)h, &j->img);
@@ -265,7 +264,9 @@ typedef struct jpg_job {
 } jpg_job;
 
 /* cinfo is the job's first member, so the common pointer libjpeg passes back is the job. */
-static jpg_job *jpg_of(j_common_ptr c) { return (jpg_job *)(void *)c; }
+static jpg_job *jpg_of(j_common_ptr c) {
+    return (jpg_job *)(void *)c;
+}
 
 static void jpg_error_exit(j_common_ptr c) {
     jpg_job *j = jpg_of(c);
@@ -279,7 +280,9 @@ static void jpg_emit_message(j_common_ptr c, int level) {
     if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) jpg_error_exit(c);
 }
 
-static void jpg_output_message(j_common_ptr c) { (void)c; }
+static void jpg_output_message(j_common_ptr c) {
+    (void)c;
+}
 
 static void jpg_progress(j_common_ptr c) {
     if (!c->is_decompressor) return;
@@ -308,13 +311,17 @@ static int jpg_run(jpg_job *j, const uint8_t *data, size_t size) {
 
     int cmyk = 0;
     switch (j->cinfo.jpeg_color_space) {
-    case JCS_GRAYSCALE: j->cinfo.out_color_space = JCS_GRAYSCALE; break;
+    case JCS_GRAYSCALE:
+        j->cinfo.out_color_space = JCS_GRAYSCALE;
+        break;
     case JCS_CMYK:
     case JCS_YCCK:
         j->cinfo.out_color_space = JCS_CMYK;
         cmyk = 1;
         break;
-    default: j->cinfo.out_color_space = JCS_RGB; break;
+    default:
+        j->cinfo.out_color_space = JCS_RGB;
+        break;
     }
     jpeg_start_decompress(&j->cinfo);
     int nc = j->cinfo.output_components;
@@ -404,16 +411,19 @@ evlm_status evlm_image_decode(const char *what, const void *data, size_t size,
     if (size >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
         return decode_jpeg(what, p, size, lim, out);
     const char *fmt = NULL;
-    if (size >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0)) fmt = "GIF";
+    if (size >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
+        fmt = "GIF";
     else if (size >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
         fmt = "WebP";
-    else if (size >= 2 && memcmp(p, "BM", 2) == 0) fmt = "BMP";
+    else if (size >= 2 && memcmp(p, "BM", 2) == 0)
+        fmt = "BMP";
     else if (size >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0))
         fmt = "TIFF";
     if (fmt)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: %s images are not supported (PNG or JPEG only)",
-                          what, fmt);
-    return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: unknown image format (PNG or JPEG expected)", what);
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "%s: %s images are not supported (PNG or JPEG only)", what, fmt);
+    return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: unknown image format (PNG or JPEG expected)",
+                      what);
 }
 
 evlm_status evlm_image_load(const char *path, const evlm_image_limits *lim, evlm_image *out) {

@@ -46,8 +46,7 @@ evlm_status evlm_image_decode(const char *what, const void *data, size_t size,
 
 /* Copies a packed-RGB frame: h rows of w pixels, each row `stride` bytes apart
  * (stride >= 3*w). */
-evlm_status evlm_image_from_rgb(const uint8_t *rgb, int w, int h, size_t stride,
-                                evlm_image *out);
+evlm_status evlm_image_from_rgb(const uint8_t *rgb, int w, int h, size_t stride, evlm_image *out);
 
 /* Allocates an uninitialized w x h image (used by the resampler and the processors). */
 evlm_status evlm_image_alloc(int w, int h, evlm_image *out);

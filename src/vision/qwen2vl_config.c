@@ -107,7 +107,8 @@ evlm_status evlm_qwen2vl_vision_config_load(const char *dir, evlm_qwen2vl_vision
     return evlm_qwen2vl_vision_config_load_dir(&d, cfg);
 }
 
-evlm_status evlm_qwen2vl_vision_config_load_dir(const evlm_dir *d, evlm_qwen2vl_vision_config *cfg) {
+evlm_status evlm_qwen2vl_vision_config_load_dir(const evlm_dir *d,
+                                                evlm_qwen2vl_vision_config *cfg) {
     char path[4096];
     EVLM_TRY(evlm_dir_name(d, "config.json", path, sizeof path));
     char *json = NULL;
@@ -117,4 +118,3 @@ evlm_status evlm_qwen2vl_vision_config_load_dir(const evlm_dir *d, evlm_qwen2vl_
     free(json);
     return st;
 }
-

@@ -75,26 +75,21 @@ evlm_status evlm_qwen2vl_vit_init(evlm_qwen2vl_vit *m, const evlm_qwen2vl_vision
     m->patch_w.ne[2] = m->patch_w.ne[3] = 1;
     evlm_tensor_set_contiguous(&m->patch_w);
 
-#define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_qwen2vl_vit_layer, field, suffix, cols, rows)
+#define M(field, suffix, cols, rows)                                                               \
+    EVLM_BIND_MAT(evlm_qwen2vl_vit_layer, field, suffix, cols, rows)
 #define V(field, suffix, n) EVLM_BIND_VEC(evlm_qwen2vl_vit_layer, field, suffix, n)
     const evlm_bind layer[] = {
-        V(ln1_w, "norm1.weight", D),
-        V(ln1_b, "norm1.bias", D),
-        V(ln2_w, "norm2.weight", D),
-        V(ln2_b, "norm2.bias", D),
-        M(qkv, "attn.qkv.weight", D, 3 * D),
-        V(b_qkv, "attn.qkv.bias", 3 * D),
-        M(proj, "attn.proj.weight", D, D),
-        V(b_proj, "attn.proj.bias", D),
-        M(fc1, "mlp.fc1.weight", D, F),
-        V(b_fc1, "mlp.fc1.bias", F),
-        M(fc2, "mlp.fc2.weight", F, D),
-        V(b_fc2, "mlp.fc2.bias", D),
+        V(ln1_w, "norm1.weight", D),         V(ln1_b, "norm1.bias", D),
+        V(ln2_w, "norm2.weight", D),         V(ln2_b, "norm2.bias", D),
+        M(qkv, "attn.qkv.weight", D, 3 * D), V(b_qkv, "attn.qkv.bias", 3 * D),
+        M(proj, "attn.proj.weight", D, D),   V(b_proj, "attn.proj.bias", D),
+        M(fc1, "mlp.fc1.weight", D, F),      V(b_fc1, "mlp.fc1.bias", F),
+        M(fc2, "mlp.fc2.weight", F, D),      V(b_fc2, "mlp.fc2.bias", D),
     };
 #undef M
 #undef V
 #define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_qwen2vl_vit, field, suffix, cols, rows)
-#define V(field, suffix, n) EVLM_BIND_VEC(evlm_qwen2vl_vit, field, suffix, n)
+#define V(field, suffix, n)          EVLM_BIND_VEC(evlm_qwen2vl_vit, field, suffix, n)
     const evlm_bind merger[] = {
         V(ln_q_w, "merger.ln_q.weight", D),
         V(ln_q_b, "merger.ln_q.bias", D),
@@ -303,8 +298,8 @@ static void rows_fn(void *arg, int ith, int nth) {
             const float *q = t->s->qkv + i0 * ld + (size_t)h * HD;
             const float *k = t->s->qkv + (size_t)f * t->frame * ld + (size_t)D + (size_t)h * HD;
             float *scratch = t->s->scratch + (size_t)ith * t->s->scratch_per_thread;
-            t->kn->attn_tile(t->s->att + i0 * (size_t)D + (size_t)h * HD, (size_t)D, q, ld, nq, k, k + D, ld,
-                             t->frame, HD, (float)(1.0 / sqrt((double)HD)), -1, scratch);
+            t->kn->attn_tile(t->s->att + i0 * (size_t)D + (size_t)h * HD, (size_t)D, q, ld, nq, k,
+                             k + D, ld, t->frame, HD, (float)(1.0 / sqrt((double)HD)), -1, scratch);
             break;
         }
         }
@@ -370,8 +365,9 @@ evlm_status evlm_qwen2vl_vit_encode(const evlm_qwen2vl_vit *m, evlm_qwen2vl_vit_
         run_rows(pool, &proto, ROW_LAYERNORM, N, D, s->x, s->xb, ly->ln1_w, ly->ln1_b);
         matmul(pool, s, s->qkv, s->xb, ly->qkv, ly->b_qkv, N);
         run_rows(pool, &proto, ROW_ROPE, N, 3 * D, s->qkv, NULL, NULL, NULL);
-        run_rows(pool, &proto, ROW_ATTN, c->n_heads * (N / frame) * ((frame + ATTN_QBLOCK - 1) / ATTN_QBLOCK), 0,
-                 NULL, NULL, NULL, NULL);
+        run_rows(pool, &proto, ROW_ATTN,
+                 c->n_heads * (N / frame) * ((frame + ATTN_QBLOCK - 1) / ATTN_QBLOCK), 0, NULL,
+                 NULL, NULL, NULL);
         matmul(pool, s, s->xb, s->att, ly->proj, ly->b_proj, N);
         run_rows(pool, &proto, ROW_ADD, N, D, s->x, s->xb, NULL, NULL);
 

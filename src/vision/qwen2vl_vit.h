@@ -26,7 +26,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-
 typedef struct evlm_qwen2vl_vit_layer {
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* (D) */
     const evlm_tensor *qkv, *proj;              /* (3D, D), (D, D) */

@@ -27,7 +27,9 @@
 
 /* ---- filters (Pillow's, with their supports) ------------------------------------------- */
 
-static double box_filter(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
+static double box_filter(double x) {
+    return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0;
+}
 
 static double bilinear_filter(double x) {
     if (x < 0.0) x = -x;
@@ -72,24 +74,36 @@ static const rs_filter *filter_of(evlm_resample f) {
                            hamming = {hamming_filter, 1.0}, bicubic = {bicubic_filter, 2.0},
                            lanczos = {lanczos_filter, 3.0};
     switch (f) {
-    case EVLM_RESAMPLE_BOX: return &box;
-    case EVLM_RESAMPLE_BILINEAR: return &bilinear;
-    case EVLM_RESAMPLE_HAMMING: return &hamming;
-    case EVLM_RESAMPLE_BICUBIC: return &bicubic;
-    case EVLM_RESAMPLE_LANCZOS: return &lanczos;
-    case EVLM_RESAMPLE_NEAREST: break;
+    case EVLM_RESAMPLE_BOX:
+        return &box;
+    case EVLM_RESAMPLE_BILINEAR:
+        return &bilinear;
+    case EVLM_RESAMPLE_HAMMING:
+        return &hamming;
+    case EVLM_RESAMPLE_BICUBIC:
+        return &bicubic;
+    case EVLM_RESAMPLE_LANCZOS:
+        return &lanczos;
+    case EVLM_RESAMPLE_NEAREST:
+        break;
     }
     return NULL;
 }
 
 const char *evlm_resample_name(evlm_resample filter) {
     switch (filter) {
-    case EVLM_RESAMPLE_NEAREST: return "nearest";
-    case EVLM_RESAMPLE_LANCZOS: return "lanczos";
-    case EVLM_RESAMPLE_BILINEAR: return "bilinear";
-    case EVLM_RESAMPLE_BICUBIC: return "bicubic";
-    case EVLM_RESAMPLE_BOX: return "box";
-    case EVLM_RESAMPLE_HAMMING: return "hamming";
+    case EVLM_RESAMPLE_NEAREST:
+        return "nearest";
+    case EVLM_RESAMPLE_LANCZOS:
+        return "lanczos";
+    case EVLM_RESAMPLE_BILINEAR:
+        return "bilinear";
+    case EVLM_RESAMPLE_BICUBIC:
+        return "bicubic";
+    case EVLM_RESAMPLE_BOX:
+        return "box";
+    case EVLM_RESAMPLE_HAMMING:
+        return "hamming";
     }
     return "unknown";
 }
@@ -98,8 +112,8 @@ const char *evlm_resample_name(evlm_resample filter) {
 
 typedef struct rs_coeffs {
     int ksize;
-    int *bounds;  /* [out_size][2]: first input index, count */
-    int32_t *kk;  /* [out_size][ksize] fixed point */
+    int *bounds; /* [out_size][2]: first input index, count */
+    int32_t *kk; /* [out_size][ksize] fixed point */
 } rs_coeffs;
 
 static void coeffs_free(rs_coeffs *c) {
@@ -110,8 +124,7 @@ static void coeffs_free(rs_coeffs *c) {
 }
 
 /* precompute_coeffs + normalize_coeffs_8bpc for the box [in0, in1) = [0, in_size). */
-static evlm_status precompute_coeffs(int in_size, int out_size, const rs_filter *f,
-                                     rs_coeffs *c) {
+static evlm_status precompute_coeffs(int in_size, int out_size, const rs_filter *f, rs_coeffs *c) {
     float in0 = 0.0f, in1 = (float)in_size; /* Pillow's box is float[4] */
     double scale, filterscale;
     filterscale = scale = (double)(in1 - in0) / out_size;

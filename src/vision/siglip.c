@@ -47,7 +47,8 @@
 
 static const char *k_prefixes[] = {"model.", ""};
 
-evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg, const evlm_weights *w) {
+evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg,
+                             const evlm_weights *w) {
     if (!m || !cfg || !w) return evlm__fail(EVLM_ERR_ARG, "evlm_siglip_init: NULL argument");
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -88,7 +89,7 @@ evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg, co
     evlm_tensor_set_contiguous(&m->patch_w);
 
 #define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_siglip_layer, field, suffix, cols, rows)
-#define V(field, suffix, n) EVLM_BIND_VEC(evlm_siglip_layer, field, suffix, n)
+#define V(field, suffix, n)          EVLM_BIND_VEC(evlm_siglip_layer, field, suffix, n)
     const evlm_bind layer[] = {
         V(ln1_w, "layer_norm1.weight", D),
         V(ln1_b, "layer_norm1.bias", D),
@@ -110,11 +111,15 @@ evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg, co
 #undef M
 #undef V
 #define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_siglip, field, suffix, cols, rows)
-#define V(field, suffix, n) EVLM_BIND_VEC(evlm_siglip, field, suffix, n)
+#define V(field, suffix, n)          EVLM_BIND_VEC(evlm_siglip, field, suffix, n)
     const evlm_bind embd[] = {
         V(patch_b, "vision_model.embeddings.patch_embedding.bias", D),
-        {"vision_model.embeddings.position_embedding.weight", EVLM_BIND_FLOATS,
-         offsetof(evlm_siglip, pos_embd), 2, {D, N}, false},
+        {"vision_model.embeddings.position_embedding.weight",
+         EVLM_BIND_FLOATS,
+         offsetof(evlm_siglip, pos_embd),
+         2,
+         {D, N},
+         false},
     };
     const evlm_bind tail[] = {
         V(post_ln_w, "vision_model.post_layernorm.weight", D),
@@ -208,7 +213,8 @@ evlm_status evlm_siglip_state_init(evlm_siglip_state *s, const evlm_siglip *m, i
     bool quant = evlm_type_is_quant(m->patch_w.type) || evlm_type_is_quant(m->proj->type);
     for (int l = 0; l < c->n_layers; l++)
         quant = quant || evlm_type_is_quant(m->layers[l].wq->type) ||
-                evlm_type_is_quant(m->layers[l].fc1->type) || evlm_type_is_quant(m->layers[l].fc2->type);
+                evlm_type_is_quant(m->layers[l].fc1->type) ||
+                evlm_type_is_quant(m->layers[l].fc2->type);
     if (quant) {
         s->mm.qbuf_blocks = evlm_matmul_qbuf_blocks((int)M, (int)maxk);
         s->mm.qbuf = malloc(s->mm.qbuf_blocks * sizeof(evlm_q8a));
@@ -411,8 +417,8 @@ static void attn_fn(void *arg, int ith, int nth) {
         int tile = r / (NH * NB), h = (r / NB) % NH, i0 = (r % NB) * ATTN_QBLOCK;
         int nq = N - i0 < ATTN_QBLOCK ? N - i0 : ATTN_QBLOCK;
         size_t row = (size_t)tile * N + (size_t)i0, base = (size_t)tile * N * D + (size_t)h * HD;
-        t->kn->attn_tile(s->att + row * D + (size_t)h * HD, D, s->q + row * D + (size_t)h * HD, D, nq,
-                         s->k + base, s->v + base, D, s->n_valid[tile], HD, scale, -1, scratch);
+        t->kn->attn_tile(s->att + row * D + (size_t)h * HD, D, s->q + row * D + (size_t)h * HD, D,
+                         nq, s->k + base, s->v + base, D, s->n_valid[tile], HD, scale, -1, scratch);
     }
 }
 

@@ -41,12 +41,13 @@ typedef struct evlm_siglip {
     const evlm_tensor *proj; /* (text_hidden, D * scale^2) */
     evlm_siglip_layer *layers;
     evlm_fstore floats; /* owns the widened vectors */
-    char prefix[64];  /* "model." or "" */
+    char prefix[64];    /* "model." or "" */
 } evlm_siglip;
 
 /* Binds the tower and connector of cfg in w (which must outlive the model). Errors name the
  * tensor (missing, wrong shape, wrong dtype). */
-evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg, const evlm_weights *w);
+evlm_status evlm_siglip_init(evlm_siglip *m, const evlm_idefics3_config *cfg,
+                             const evlm_weights *w);
 void evlm_siglip_release(evlm_siglip *m);
 
 /* Activations for up to max_tiles tiles per pass (longer batches run in chunks). */
@@ -61,7 +62,7 @@ typedef struct evlm_siglip_state {
     int32_t *n_valid;                /* [T] valid patches per tile */
     float *scratch;                  /* per thread: max(k) weight-row floats + N attention scores */
     size_t scratch_per_thread;
-    evlm_matmul_env mm;              /* scratch + int8 activation blocks when weights are quantized */
+    evlm_matmul_env mm; /* scratch + int8 activation blocks when weights are quantized */
     void *arena;
     size_t arena_bytes;
 } evlm_siglip_state;
