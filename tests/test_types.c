@@ -14,10 +14,16 @@
  * (2^-25 below the normal range); BF16 2^-8 |x|; Q8_0 amax (1/254 + 2^-11); Q4_0 amax (1/8 +
  * 2^-11: the clamp at q = 15 costs a full step, see test_quants.c); Q4_1 amax (1/15 + 3 2^-11),
  * each rounded up a little. A new convertible type must add its bound to bound_of().
+ * The kernels' per-type entries (kernels/ref_impl.h) are checked against the kinds: every entry
+ * array of every SIMD file built for this architecture (x86-64: avx2, avx512, avx512vnni; AArch64:
+ * neon, dotprod, i8mm; checked as data, whether or not this CPU runs them) has an entry for
+ * exactly the types of the kind it handles, none for an R16 form, and every R16 form finds its
+ * kernels through r16_base.
  * Not here: the exact ggml bytes of each format and the tight bounds (test_quants.c).
  */
 #include "core/tensor.h"
 #include "io/gguf.h"
+#include "kernels/ref_impl.h"
 #include "io/safetensors.h"
 #include "quant/quants.h"
 #include "quant/repack.h"
@@ -310,6 +316,129 @@ static void test_r16_rows(void) {
     }
 }
 
+/* ---- the kernels' per-type entries ---- */
+
+/* the kinds of type an entry array is for */
+static bool file_float(const evlm_type_traits *a) {
+    return a->is_float && !a->memory_only;
+}
+#if defined(__x86_64__) || defined(__aarch64__)
+static bool file_quant(const evlm_type_traits *a) {
+    return a->is_quant && !a->memory_only;
+}
+static bool float_r16(const evlm_type_traits *a) { /* a file float type with an R16 form */
+    return file_float(a) && a->r16 != EVLM_TYPE_COUNT;
+}
+static bool quant_r16(const evlm_type_traits *a) {
+    return file_quant(a) && a->r16 != EVLM_TYPE_COUNT;
+}
+#if defined(__aarch64__)
+static bool never(const evlm_type_traits *a) {
+    (void)a;
+    return false;
+}
+#endif
+
+/* an entry array of file `file` (name `what`): has(t) says whether type t has an entry; the types
+ * with one are exactly those of kind; R16 forms have none of their own, and each R16 form of a
+ * kind-type base reaches that base's entry through r16_base. */
+static void check_entries(const char *what, bool (*has)(int),
+                          bool (*kind)(const evlm_type_traits *)) {
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
+        const evlm_type_traits *a = tr(t);
+        if (a->memory_only) {
+            CHECKF(!has(t), "%s: an entry of its own for the R16 form %s", what, a->name);
+            evlm_type b = a->r16_base;
+            CHECKF(b < EVLM_TYPE_COUNT && tr(b)->r16 == (evlm_type)t, "%s: %s has no base", what,
+                   a->name);
+            if (b < EVLM_TYPE_COUNT && kind(tr(b)))
+                CHECKF(has(b), "%s: %s finds no entry through its base %s", what, a->name,
+                       tr(b)->name);
+        } else {
+            CHECKF(has(t) == kind(a), "%s: %s %s", what, a->name,
+                   has(t) ? "has an entry but is not of its kind" : "has no entry");
+        }
+    }
+}
+
+#endif
+
+#define HAS(name, expr)                                                                            \
+    static bool name(int t) {                                                                      \
+        return expr;                                                                               \
+    }
+#if defined(__x86_64__)
+HAS(avx2_gemm, evlm__avx2_gemm_f[t] != NULL)
+HAS(avx512_gemm, evlm__avx512_gemm_f[t] != NULL)
+HAS(avx2_r16f, evlm__avx2_r16f[t] != NULL)
+HAS(avx512_r16f, evlm__avx512_r16f[t] != NULL)
+HAS(avx2_deq, evlm__avx2_deq[t] != NULL)
+HAS(vnni_deq, evlm__avx512vnni_deq[t] != NULL)
+HAS(avx2_q8, evlm__avx2_q8[t].tiles != NULL)
+HAS(avx2_q8r16, evlm__avx2_q8[t].r16 != NULL)
+HAS(vnni_q8, evlm__avx512vnni_q8[t].tiles != NULL)
+HAS(vnni_q8r16, evlm__avx512vnni_q8[t].r16 != NULL)
+#endif
+#if defined(__aarch64__)
+HAS(neon_gemm, evlm__neon_gemm_f[t] != NULL)
+HAS(neon_r16f, evlm__neon_r16f[t] != NULL)
+HAS(neon_deq, evlm__neon_deq[t] != NULL)
+HAS(neon_q8, evlm__neon_q8[t].tiles != NULL)
+HAS(neon_q8r16, evlm__neon_q8[t].r16 != NULL)
+HAS(dotprod_q8, evlm__dotprod_q8[t].tiles != NULL)
+HAS(dotprod_q8r16, evlm__dotprod_q8[t].r16 != NULL)
+HAS(i8mm_q8, evlm__i8mm_q8[t].tiles != NULL)
+HAS(i8mm_q8r16, evlm__i8mm_q8[t].r16 != NULL)
+#endif
+
+static void test_kernel_entries(void) {
+    /* the tables are the avx2 / avx512 / avx512vnni / neon of dispatch.c: avx2 = x86_avx2.c with
+     * x86_avx2_quant.c, avx512 = x86_avx512.c with x86_avx2_quant.c, avx512vnni = x86_avx512.c
+     * with x86_avx512_quant.c; neon = arm_neon.c, with arm_dotprod.c / arm_i8mm.c's gemm_q */
+#if defined(__x86_64__)
+    check_entries("avx2 gemm tiles", avx2_gemm, file_float);
+    check_entries("avx512 gemm tiles", avx512_gemm, file_float);
+    check_entries("avx2 R16 float tiles", avx2_r16f, float_r16);
+    check_entries("avx512 R16 float tiles", avx512_r16f, float_r16);
+    check_entries("avx2 dequantizing rows", avx2_deq, file_quant);
+    check_entries("avx512vnni dequantizing rows", vnni_deq, file_quant);
+    check_entries("avx2 int8 tiles", avx2_q8, file_quant);
+    check_entries("avx2 int8 R16 tiles", avx2_q8r16, quant_r16);
+    check_entries("avx512vnni int8 tiles", vnni_q8, file_quant);
+    check_entries("avx512vnni int8 R16 tiles", vnni_q8r16, quant_r16);
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++) /* the x86 tiles' zero points are 0..255 */
+        CHECK(evlm__avx2_q8[t].off >= 0 && evlm__avx512vnni_q8[t].off >= 0 &&
+              evlm__avx2_q8[t].off < 256 && evlm__avx512vnni_q8[t].off < 256);
+#endif
+#if defined(__aarch64__)
+    check_entries("neon gemm tiles", neon_gemm, file_float);
+    check_entries("neon R16 float tiles", neon_r16f, float_r16);
+    check_entries("neon dequantizing rows", neon_deq, file_quant);
+    check_entries("neon int8 tiles", neon_q8, file_quant);
+    check_entries("neon int8 R16 tiles", neon_q8r16, quant_r16);
+    check_entries("dotprod int8 tiles", dotprod_q8, file_quant);
+    check_entries("dotprod int8 R16 tiles", dotprod_q8r16, quant_r16);
+    check_entries("i8mm int8 tiles (none: arm_dotprod.c's)", i8mm_q8, never);
+    check_entries("i8mm int8 R16 tiles", i8mm_q8r16, quant_r16);
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++) /* the ARM tiles take no correction */
+        CHECK(!evlm__neon_q8[t].off && !evlm__dotprod_q8[t].off && !evlm__i8mm_q8[t].off);
+#endif
+    /* KV cache elements: whole bytes of values, or int8 with a row scale */
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
+        const evlm_type_traits *a = tr(t);
+        CHECKF(a->kv == 0 || a->kv == EVLM_TYPE_KV_VALUES || a->kv == EVLM_TYPE_KV_SCALED,
+               "%s: kv %d", a->name, a->kv);
+        if (a->kv == EVLM_TYPE_KV_VALUES)
+            CHECKF(file_float(a) && a->block == 1 && evlm_type_ops_of((evlm_type)t)->from_float,
+                   "%s: a KV cache of values needs a plain float type", a->name);
+        if (a->kv == EVLM_TYPE_KV_SCALED)
+            CHECKF(a->size == 1 && !a->is_float && !a->is_quant, "%s: scaled rows are int8",
+                   a->name);
+    }
+    CHECK(tr(EVLM_TYPE_F32)->kv && tr(EVLM_TYPE_F16)->kv && tr(EVLM_TYPE_I8)->kv);
+    CHECK(!evlm_type_traits_of(EVLM_TYPE_COUNT)->kv);
+}
+
 int main(void) {
     test_rows();
     test_r16_pairs();
@@ -317,5 +446,6 @@ int main(void) {
     test_st_parse();
     test_round_trips();
     test_r16_rows();
+    test_kernel_entries();
     return test_done();
 }

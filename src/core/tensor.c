@@ -8,25 +8,25 @@
 /* The only list of types: a new one is a row here (and in quant/types.c). Columns: name,
  * elements per block, bytes per block, fp16 header bytes of a block, float?, quantized?, in
  * memory only?, R16 form, the type an R16 form is built from, GGML_TYPE_* id, ggml name,
- * safetensors dtype. */
+ * safetensors dtype, KV cache element (0: never). */
 const evlm_type_traits evlm__type_traits[EVLM_TYPE_COUNT + 1] = {
-    [T(F32)] = {"F32", 1, 4, 0, 1, 0, 0, T(F32_R16), NONE, 0, "f32", "F32"},
-    [T(F16)] = {"F16", 1, 2, 0, 1, 0, 0, T(F16_R16), NONE, 1, "f16", "F16"},
-    [T(BF16)] = {"BF16", 1, 2, 0, 1, 0, 0, T(BF16_R16), NONE, 30, "bf16", "BF16"},
-    [T(I64)] = {"I64", 1, 8, 0, 0, 0, 0, NONE, NONE, 27, "i64", "I64"},
-    [T(I32)] = {"I32", 1, 4, 0, 0, 0, 0, NONE, NONE, 26, "i32", "I32"},
-    [T(I8)] = {"I8", 1, 1, 0, 0, 0, 0, NONE, NONE, 24, "i8", "I8"},
-    [T(U8)] = {"U8", 1, 1, 0, 0, 0, 0, NONE, NONE, -1, NULL, "U8"},
-    [T(Q8_0)] = {"Q8_0", 32, 34, 2, 0, 1, 0, T(Q8_0_R16), NONE, 8, "q8_0", NULL},
-    [T(Q4_0)] = {"Q4_0", 32, 18, 2, 0, 1, 0, T(Q4_0_R16), NONE, 2, "q4_0", NULL},
-    [T(Q4_1)] = {"Q4_1", 32, 20, 4, 0, 1, 0, T(Q4_1_R16), NONE, 3, "q4_1", NULL},
-    [T(Q8_0_R16)] = {"Q8_0_R16", 32, 34, 2, 0, 1, 1, NONE, T(Q8_0), -1, NULL, NULL},
-    [T(Q4_0_R16)] = {"Q4_0_R16", 32, 18, 2, 0, 1, 1, NONE, T(Q4_0), -1, NULL, NULL},
-    [T(Q4_1_R16)] = {"Q4_1_R16", 32, 20, 4, 0, 1, 1, NONE, T(Q4_1), -1, NULL, NULL},
-    [T(F32_R16)] = {"F32_R16", 1, 4, 0, 1, 0, 1, NONE, T(F32), -1, NULL, NULL},
-    [T(F16_R16)] = {"F16_R16", 1, 2, 0, 1, 0, 1, NONE, T(F16), -1, NULL, NULL},
-    [T(BF16_R16)] = {"BF16_R16", 1, 2, 0, 1, 0, 1, NONE, T(BF16), -1, NULL, NULL},
-    [NONE] = {"?", 1, 0, 0, 0, 0, 0, NONE, NONE, -1, NULL, NULL},
+    [T(F32)] = {"F32", 1, 4, 0, 1, 0, 0, T(F32_R16), NONE, 0, "f32", "F32", EVLM_TYPE_KV_VALUES},
+    [T(F16)] = {"F16", 1, 2, 0, 1, 0, 0, T(F16_R16), NONE, 1, "f16", "F16", EVLM_TYPE_KV_VALUES},
+    [T(BF16)] = {"BF16", 1, 2, 0, 1, 0, 0, T(BF16_R16), NONE, 30, "bf16", "BF16", 0},
+    [T(I64)] = {"I64", 1, 8, 0, 0, 0, 0, NONE, NONE, 27, "i64", "I64", 0},
+    [T(I32)] = {"I32", 1, 4, 0, 0, 0, 0, NONE, NONE, 26, "i32", "I32", 0},
+    [T(I8)] = {"I8", 1, 1, 0, 0, 0, 0, NONE, NONE, 24, "i8", "I8", EVLM_TYPE_KV_SCALED},
+    [T(U8)] = {"U8", 1, 1, 0, 0, 0, 0, NONE, NONE, -1, NULL, "U8", 0},
+    [T(Q8_0)] = {"Q8_0", 32, 34, 2, 0, 1, 0, T(Q8_0_R16), NONE, 8, "q8_0", NULL, 0},
+    [T(Q4_0)] = {"Q4_0", 32, 18, 2, 0, 1, 0, T(Q4_0_R16), NONE, 2, "q4_0", NULL, 0},
+    [T(Q4_1)] = {"Q4_1", 32, 20, 4, 0, 1, 0, T(Q4_1_R16), NONE, 3, "q4_1", NULL, 0},
+    [T(Q8_0_R16)] = {"Q8_0_R16", 32, 34, 2, 0, 1, 1, NONE, T(Q8_0), -1, NULL, NULL, 0},
+    [T(Q4_0_R16)] = {"Q4_0_R16", 32, 18, 2, 0, 1, 1, NONE, T(Q4_0), -1, NULL, NULL, 0},
+    [T(Q4_1_R16)] = {"Q4_1_R16", 32, 20, 4, 0, 1, 1, NONE, T(Q4_1), -1, NULL, NULL, 0},
+    [T(F32_R16)] = {"F32_R16", 1, 4, 0, 1, 0, 1, NONE, T(F32), -1, NULL, NULL, 0},
+    [T(F16_R16)] = {"F16_R16", 1, 2, 0, 1, 0, 1, NONE, T(F16), -1, NULL, NULL, 0},
+    [T(BF16_R16)] = {"BF16_R16", 1, 2, 0, 1, 0, 1, NONE, T(BF16), -1, NULL, NULL, 0},
+    [NONE] = {"?", 1, 0, 0, 0, 0, 0, NONE, NONE, -1, NULL, NULL, 0},
 };
 
 #undef T

@@ -55,7 +55,13 @@ typedef struct evlm_type_traits {
     int gguf_id;           /* GGML_TYPE_* number; -1 when GGUF has none */
     const char *gguf_name; /* ggml's type name ("q4_1", "bf16"); NULL when none */
     const char *st_dtype;  /* safetensors dtype string; NULL when none */
+    int kv;                /* as a KV cache element: 0 never, else EVLM_TYPE_KV_VALUES or
+                            * EVLM_TYPE_KV_SCALED (kernels/attn_kv.h reads both) */
 } evlm_type_traits;
+
+/* evlm_type_traits.kv: rows hold the values (F32, F16), or int8 with a float scale per row */
+#define EVLM_TYPE_KV_VALUES 1
+#define EVLM_TYPE_KV_SCALED 2
 
 /* Largest block of any type (bytes): buffers that hold one block of whatever type. */
 #define EVLM_TYPE_MAX_BLOCK_BYTES 64

@@ -81,14 +81,15 @@
 /* y[i][r] for MR activation rows and rows r < nv of the group at gw (kb block columns) */
 EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *gw,
                            int kb, int nv, evlm_type base, int MR) {
-    size_t col = EVLM_R16 * evlm_type_size(base);
+    const size_t col = EVLM_R16 * evlm_type_traits_of(base)->size;
+    const size_t q0 = EVLM_R16 * (size_t)evlm_type_traits_of(base)->head;
     const int q4_1 = base == EVLM_TYPE_Q4_1;
     float32x4_t acc[2][4];
     for (int i = 0; i < MR; i++)
         for (int q = 0; q < 4; q++) acc[i][q] = vdupq_n_f32(0.0f);
     for (int b = 0; b < kb; b++) {
         const char *cd = gw + (size_t)b * col;
-        const int8_t *qs = (const int8_t *)(cd + (q4_1 ? 64 : 32));
+        const int8_t *qs = (const int8_t *)(cd + q0); /* past the 16 rows' fp16 fields */
         int8x16_t x0[2], x1[2];
         int32x4_t s[2][4];
         for (int i = 0; i < MR; i++) {
@@ -157,38 +158,18 @@ R16TILES(Q4_1)
  * read it from L2) */
 static const evlm__q8r16_shape k_r16_shape = {0, 2, false};
 
+/* the int8 entries per block type (ref_impl.h); the R16 tiles take no zero point */
+const evlm__q8_kern evlm__dotprod_q8[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = {qtiles_Q8_0, r16tiles_Q8_0, 0},
+    [EVLM_TYPE_Q4_0] = {qtiles_Q4_0, r16tiles_Q4_0, 0},
+    [EVLM_TYPE_Q4_1] = {qtiles_Q4_1, r16tiles_Q4_1, 0},
+};
+
 void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const evlm__q8_tile(*tiles)[4] = NULL;
-    const evlm__q8r16_tile(*r16)[2] = NULL;
-    switch (wt) {
-    case EVLM_TYPE_Q8_0:
-        tiles = qtiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0:
-        tiles = qtiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1:
-        tiles = qtiles_Q4_1;
-        break;
-    case EVLM_TYPE_Q8_0_R16:
-        r16 = r16tiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0_R16:
-        r16 = r16tiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1_R16:
-        r16 = r16tiles_Q4_1;
-        break;
-    default:
+    if (!evlm__q8_gemm(evlm__dotprod_q8, &k_qshape, &k_r16_shape, NULL, y, ldy, x, ldx, w, ldw, wt,
+                       m, n0, n1, k))
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
-        return;
-    }
-    if (tiles)
-        evlm__q8_walk(&k_qshape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-    else
-        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt),
-                         m, n0, n1, k);
 }
 
 #else

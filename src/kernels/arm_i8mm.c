@@ -97,7 +97,8 @@ EVLM__INLINE void store_row(float *y, const float32x4_t a[4], int nv) {
  * for an odd last row */
 EVLM__INLINE void mm_tile(float *y, size_t ldy, const evlm_q8a *xa, const evlm_q8a *xb,
                           const char *gw, int kb, int nv, int two, evlm_type base) {
-    size_t col = EVLM_R16 * evlm_type_size(base);
+    const size_t col = EVLM_R16 * evlm_type_traits_of(base)->size;
+    const size_t q0 = EVLM_R16 * (size_t)evlm_type_traits_of(base)->head;
     const int q4_1 = base == EVLM_TYPE_Q4_1;
     const evlm_q8a *xr[2] = {xa, xb};
     float32x4_t acc[2][4];
@@ -105,7 +106,7 @@ EVLM__INLINE void mm_tile(float *y, size_t ldy, const evlm_q8a *xa, const evlm_q
         vdupq_n_f32(0.0f);
     for (int b = 0; b < kb; b++) {
         const char *cd = gw + (size_t)b * col;
-        const int8_t *qs = (const int8_t *)(cd + (q4_1 ? 64 : 32));
+        const int8_t *qs = (const int8_t *)(cd + q0); /* past the 16 rows' fp16 fields */
         int8x16_t x0a = vld1q_s8(xa[b].qs), x1a = vld1q_s8(xa[b].qs + 16);
         int8x16_t x0b = vld1q_s8(xb[b].qs), x1b = vld1q_s8(xb[b].qs + 16);
         /* elements 0..7, 8..15, 16..23, 24..31 of rows a (low 8 bytes) and b (high 8) */
@@ -179,29 +180,19 @@ MMTILE(Q4_1)
  * each group of 16 weight rows is streamed once from memory and met by pairs of activation rows */
 static const evlm__q8r16_shape k_r16_shape = {0, 2, false};
 
+/* the int8 entries per block type (ref_impl.h): R16 forms only, no zero point */
+const evlm__q8_kern evlm__i8mm_q8[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = {NULL, mm_tiles_Q8_0, 0},
+    [EVLM_TYPE_Q4_0] = {NULL, mm_tiles_Q4_0, 0},
+    [EVLM_TYPE_Q4_1] = {NULL, mm_tiles_Q4_1, 0},
+};
+
 void evlm__neon_i8mm_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                             size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const evlm__q8r16_tile(*tiles)[2];
-    switch (wt) {
-    case EVLM_TYPE_Q8_0_R16:
-        tiles = mm_tiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0_R16:
-        tiles = mm_tiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1_R16:
-        tiles = mm_tiles_Q4_1;
-        break;
-    default:
-        tiles = NULL;
-        break;
-    }
-    if (!tiles || m < 2) {
+    /* the row-major types (no entry here) and m = 1 go to arm_dotprod.c */
+    if (m < 2 || !evlm__q8_gemm(evlm__i8mm_q8, NULL, &k_r16_shape, NULL, y, ldy, x, ldx, w, ldw, wt,
+                                m, n0, n1, k))
         evlm__neon_dotprod_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
-        return;
-    }
-    evlm__q8r16_walk(&k_r16_shape, tiles, NULL, 0, y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt),
-                     m, n0, n1, k);
 }
 
 #else

@@ -83,7 +83,7 @@ EVLM__INLINE void ftile(float *y, size_t ldy, const float *x, size_t ldx, const 
         vdupq_n_f32(0.0f);
     int j = 0;
     if (MR == 1 && NR == 8) {
-        const int es = wt == EVLM_TYPE_F32 ? 4 : 2, line = 64 / es; /* weights per 64 bytes */
+        const int es = (int)evlm_type_traits_of(wt)->size, line = 64 / es; /* per 64 bytes */
         for (; j + line <= k; j += line) {
             EVLM__UNROLL for (int r = 0; r < NR; r++)
                 __builtin_prefetch(w + (size_t)r * ldw + (size_t)j * es + GEMM_PF_BYTES);
@@ -98,7 +98,7 @@ EVLM__INLINE void ftile(float *y, size_t ldy, const float *x, size_t ldx, const 
     }
 }
 
-typedef void (*ftile_fn)(float *, size_t, const float *, size_t, const char *, size_t, int);
+/* evlm__neon_f_tile (ref_impl.h) */
 
 #define FTILE(T, MR, NR)                                                                           \
     static void ftile_##T##_##MR##x##NR(float *y, size_t ldy, const float *x, size_t ldx,          \
@@ -111,7 +111,7 @@ typedef void (*ftile_fn)(float *, size_t, const float *, size_t, const char *, s
 #define FTILES(T)                                                                                  \
     FTILE(T, 1, 1) FTILE(T, 2, 1) FTILE(T, 3, 1) FTILE(T, 4, 1)                                    \
     FTILE(T, 1, 4) FTILE(T, 2, 4) FTILE(T, 3, 4) FTILE(T, 4, 4) FTILE(T, 1, 8)                     \
-    static const ftile_fn ftiles_##T[3][4] = {                                                     \
+    static const evlm__neon_f_tile ftiles_##T[3][4] = {                                                     \
         {ftile_##T##_1x1, ftile_##T##_2x1, ftile_##T##_3x1, ftile_##T##_4x1},                      \
         {ftile_##T##_1x4, ftile_##T##_2x4, ftile_##T##_3x4, ftile_##T##_4x4},                      \
         {ftile_##T##_1x8, NULL, NULL, NULL}};
@@ -120,8 +120,15 @@ FTILES(F32)
 FTILES(F16)
 FTILES(BF16)
 
+/* the float gemm's tile sets per file type (ref_impl.h) */
+const evlm__neon_f_set evlm__neon_gemm_f[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_F32] = ftiles_F32,
+    [EVLM_TYPE_F16] = ftiles_F16,
+    [EVLM_TYPE_BF16] = ftiles_BF16,
+};
+
 /* Y (m, n) = X (m, k) @ W^T for W rows [n0, n1) with tiles from `tiles`. */
-static void gemm_tiles(const ftile_fn (*tiles)[4], float *y, size_t ldy, const float *x, size_t ldx,
+static void gemm_tiles(evlm__neon_f_set tiles, float *y, size_t ldy, const float *x, size_t ldx,
                        const char *w, size_t ldw, int m, int n0, int n1, int k) {
     for (int n = n0; n < n1;) {
         int nr = m == 1 && n1 - n >= 8 ? 8 : n1 - n >= 4 ? 4 : 1;
@@ -137,18 +144,20 @@ static void gemm_tiles(const ftile_fn (*tiles)[4], float *y, size_t ldy, const f
 
 /* One Q8_0 / Q4_0 / Q4_1 block (ggml bytes) to 32 floats, value for value as
  * evlm_dequantize_row (q * d, then + m). */
-static void dequant_block(const char *blk, float *dst, evlm_type wt) {
+EVLM__INLINE void dequant_block(const char *blk, float *dst, evlm_type wt) {
+    const size_t q0 = (size_t)evlm_type_traits_of(wt)->head; /* the quants after d (and m) */
     uint16_t hd, hm = 0;
     memcpy(&hd, blk, 2);
     if (wt == EVLM_TYPE_Q4_1) memcpy(&hm, blk + 2, 2);
     float32x4_t d = vdupq_n_f32(evlm_f16_to_f32(hd)), mn = vdupq_n_f32(evlm_f16_to_f32(hm));
     int16x8_t q[4];
     if (wt == EVLM_TYPE_Q8_0) {
-        int8x16_t a = vld1q_s8((const int8_t *)(blk + 2)), c = vld1q_s8((const int8_t *)(blk + 18));
+        int8x16_t a = vld1q_s8((const int8_t *)(blk + q0));
+        int8x16_t c = vld1q_s8((const int8_t *)(blk + q0 + 16));
         q[0] = vmovl_s8(vget_low_s8(a)), q[1] = vmovl_s8(vget_high_s8(a));
         q[2] = vmovl_s8(vget_low_s8(c)), q[3] = vmovl_s8(vget_high_s8(c));
     } else {
-        uint8x16_t p = vld1q_u8((const uint8_t *)blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4));
+        uint8x16_t p = vld1q_u8((const uint8_t *)blk + q0);
         int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(p, vdupq_n_u8(0x0f)));
         int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(p, 4));
         if (wt == EVLM_TYPE_Q4_0)
@@ -165,53 +174,67 @@ static void dequant_block(const char *blk, float *dst, evlm_type wt) {
     }
 }
 
-static void dequant_row(const char *blk, float *dst, int k, evlm_type wt) {
-    size_t bs = evlm_type_size(wt);
+EVLM__INLINE void dequant_row(const char *blk, float *dst, int k, evlm_type wt) {
+    const size_t bs = evlm_type_traits_of(wt)->size;
     for (int b = 0; b < k / EVLM_QK; b++)
         dequant_block(blk + (size_t)b * bs, dst + (size_t)b * EVLM_QK, wt);
 }
 
+#define DEQ_ROW(T)                                                                                 \
+    static void deq_##T(const void *w, float *dst, int k) {                                        \
+        dequant_row(w, dst, k, EVLM_TYPE_##T);                                                     \
+    }
+DEQ_ROW(Q8_0)
+DEQ_ROW(Q4_0)
+DEQ_ROW(Q4_1)
+
+/* the dequantizing gemm's row decoders per block type (ref_impl.h) */
+const evlm__deq_row evlm__neon_deq[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = deq_Q8_0,
+    [EVLM_TYPE_Q4_0] = deq_Q4_0,
+    [EVLM_TYPE_Q4_1] = deq_Q4_1,
+};
+
 /* Row r of an R16 matrix of base type bt to float: each block gathered back into ggml bytes
- * (quant/repack.h), then dequant_block. */
-static void dequant_r16_row(const char *w, int r, float *dst, int k, evlm_type bt) {
-    char blk[sizeof(evlm_block_q8_0)];
+ * (quant/repack.h), then the base type's row decoder. */
+static void dequant_r16_row(const char *w, int r, float *dst, int k, evlm_type bt,
+                            evlm__deq_row deq) {
+    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
     for (int b = 0; b < k / EVLM_QK; b++) {
         evlm_r16_get_block(evlm_type_r16(bt), w, k, r, b, blk);
-        dequant_block(blk, dst + (size_t)b * EVLM_QK, bt);
+        deq(blk, dst + (size_t)b * EVLM_QK, EVLM_QK);
     }
 }
 
+/* float types by their entry, float R16 forms by their base's, block types (and their R16 forms)
+ * dequantized by their base's row decoder; the rest to ref */
 static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
                       evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
     const char *wc = w;
-    switch (wt) {
-    case EVLM_TYPE_F32:
-        gemm_tiles(ftiles_F32, y, ldy, x, ldx, wc, ldw, m, n0, n1, k);
+    const evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
+    if ((unsigned)base >= EVLM_TYPE_COUNT) {
+        evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
-    case EVLM_TYPE_F16:
-        gemm_tiles(ftiles_F16, y, ldy, x, ldx, wc, ldw, m, n0, n1, k);
+    }
+    if (base == wt && evlm__neon_gemm_f[wt]) {
+        gemm_tiles(evlm__neon_gemm_f[wt], y, ldy, x, ldx, wc, ldw, m, n0, n1, k);
         return;
-    case EVLM_TYPE_BF16:
-        gemm_tiles(ftiles_BF16, y, ldy, x, ldx, wc, ldw, m, n0, n1, k);
-        return;
-    case EVLM_TYPE_F32_R16:
-    case EVLM_TYPE_F16_R16:
-    case EVLM_TYPE_BF16_R16:
+    }
+    if (base != wt && evlm__neon_r16f[base]) {
         evlm__neon_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k);
         return;
-    default:
-        break;
     }
-    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
+    const evlm__deq_row deq = evlm__neon_deq[base];
+    if (!deq || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }
     /* quantized weights, act f32: each row dequantized once into scratch, then as an F32 row */
     for (int n = n0; n < n1; n++) {
-        if (evlm_type_is_r16(wt))
-            dequant_r16_row(wc, n, scratch, k, evlm_type_r16_base(wt));
+        if (base != wt)
+            dequant_r16_row(wc, n, scratch, k, base, deq);
         else
-            dequant_row(wc + (size_t)n * ldw, scratch, k, wt);
+            deq(wc + (size_t)n * ldw, scratch, k);
         gemm_tiles(ftiles_F32, y + n, ldy, x, ldx, (const char *)scratch, 0, m, 0, 1, k);
     }
 }
@@ -585,13 +608,14 @@ EVLM__INLINE int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
 /* y[r] for rows r < nv of the group at gw (kb block columns) against one activation row x */
 EVLM__INLINE void r16_row(float *y, const evlm_q8a *x, const char *gw, int kb, int nv,
                           evlm_type base) {
-    size_t col = EVLM_R16 * evlm_type_size(base);
+    const size_t col = EVLM_R16 * evlm_type_traits_of(base)->size;
+    const size_t q0 = EVLM_R16 * (size_t)evlm_type_traits_of(base)->head;
     const int q4_1 = base == EVLM_TYPE_Q4_1;
     float32x4_t acc[4];
     for (int q = 0; q < 4; q++) acc[q] = vdupq_n_f32(0.0f);
     for (int b = 0; b < kb; b++) {
         const char *cd = gw + (size_t)b * col;
-        const int8_t *qs = (const int8_t *)(cd + (q4_1 ? 64 : 32));
+        const int8_t *qs = (const int8_t *)(cd + q0); /* past the 16 rows' fp16 fields */
         int8x16_t x0 = vld1q_s8(x[b].qs), x1 = vld1q_s8(x[b].qs + 16);
         int32x4_t s[4];
         if (base == EVLM_TYPE_Q8_0) {
@@ -650,39 +674,20 @@ R16_TILE(Q4_1)
  * from memory once per chunk and re-read from cache for each row */
 static const evlm__q8r16_shape k_r16_shape = {0, 1, false};
 
-/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles. */
+/* the int8 entries per block type (ref_impl.h); the R16 tiles take no zero point */
+const evlm__q8_kern evlm__neon_q8[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = {qtiles_Q8_0, r16_tiles_Q8_0, 0},
+    [EVLM_TYPE_Q4_0] = {qtiles_Q4_0, r16_tiles_Q4_0, 0},
+    [EVLM_TYPE_Q4_1] = {qtiles_Q4_1, r16_tiles_Q4_1, 0},
+};
+
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles;
+ * types without an entry go to ref. */
 static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                         size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const evlm__q8_tile(*tiles)[4] = NULL;
-    const evlm__q8r16_tile(*r16)[2] = NULL;
-    switch (wt) {
-    case EVLM_TYPE_Q8_0:
-        tiles = qtiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0:
-        tiles = qtiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1:
-        tiles = qtiles_Q4_1;
-        break;
-    case EVLM_TYPE_Q8_0_R16:
-        r16 = r16_tiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0_R16:
-        r16 = r16_tiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1_R16:
-        r16 = r16_tiles_Q4_1;
-        break;
-    default:
+    if (!evlm__q8_gemm(evlm__neon_q8, &k_qshape, &k_r16_shape, NULL, y, ldy, x, ldx, w, ldw, wt, m,
+                       n0, n1, k))
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
-        return;
-    }
-    if (tiles)
-        evlm__q8_walk(&k_qshape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-    else
-        evlm__q8r16_walk(&k_r16_shape, r16, NULL, 0, y, ldy, x, ldx, w, ldw, evlm_type_r16_base(wt),
-                         m, n0, n1, k);
 }
 
 const evlm_kernels evlm_kernels_neon = {

@@ -28,7 +28,6 @@
 #define R16F_PF_BYTES 2048 /* prefetch distance in each group's stream (decode) */
 
 /* quarter q of column j of a group (4 values at p) widened to float */
-#define R16F_ES(bt) ((bt) == EVLM_TYPE_F32 ? 4u : 2u)
 EVLM__INLINE float32x4_t load_quarter(const char *p, evlm_type bt) {
     if (bt == EVLM_TYPE_F32) return vld1q_f32((const float *)(const void *)p);
     uint16x4_t h = vld1_u16((const uint16_t *)(const void *)p);
@@ -83,7 +82,8 @@ EVLM__INLINE void store_part(float *y, float32x4_t a, int n) {
                                       const char *w, size_t gs, int j0, int j1, bool first,        \
                                       int lim, bool pf) {                                          \
         const evlm_type bt = EVLM_TYPE_##T;                                                        \
-        const size_t qs = 4 * R16F_ES(bt), cs = 4 * qs; /* bytes per quarter column, column */     \
+        /* bytes per quarter column, per column (the element size from the traits) */              \
+        const size_t qs = 4 * evlm_type_traits_of(bt)->size, cs = 4 * qs;                          \
         float32x4_t a0[4 * G], a1[4 * G], a2[4 * G], a3[4 * G], a4[4 * G];                         \
         R16F_ROWS(R16F_INIT, MR, G)                                                                \
         for (int j = j0; j < j1; j++) {                                                            \
@@ -116,16 +116,20 @@ R16F_SET(F32)
 R16F_SET(F16)
 R16F_SET(BF16)
 
+/* the tiles per file type, for its R16 form (ref_impl.h) */
+const evlm__r16f_set evlm__neon_r16f[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_F32] = tiles_F32,
+    [EVLM_TYPE_F16] = tiles_F16,
+    [EVLM_TYPE_BF16] = tiles_BF16,
+};
+
 /* decode: 2 groups per tile for m <= 2, else 1; prefill 5 rows x 1 group (20 accumulators) */
 static const evlm__r16f_shape k_shape = {4, {0, 2, 2, 1, 1}, 5, 1};
 
 void evlm__neon_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                           evlm_type wt, int m, int n0, int n1, int k) {
-    evlm__r16f_walk(&k_shape,
-                    wt == EVLM_TYPE_F32_R16   ? tiles_F32
-                    : wt == EVLM_TYPE_F16_R16 ? tiles_F16
-                                              : tiles_BF16,
-                    y, ldy, x, ldx, w, wt, m, n0, n1, k);
+    evlm__r16f_walk(&k_shape, evlm__neon_r16f[evlm_type_r16_base(wt)], y, ldy, x, ldx, w, wt, m, n0,
+                    n1, k);
 }
 
 #else

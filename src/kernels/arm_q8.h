@@ -29,7 +29,7 @@ EVLM__INLINE void load_h16(const char *p, float32x4_t v[4]) {
 #ifdef QT_DOT
 EVLM__INLINE void qtile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
                         size_t ldw, int kb, evlm_type wt, int MR, int NR) {
-    size_t bs = evlm_type_size(wt);
+    const size_t bs = evlm_type_traits_of(wt)->size, hd = (size_t)evlm_type_traits_of(wt)->head;
     float32x4_t acc[4][4];
     for (int i = 0; i < MR; i++)
         for (int r = 0; r < NR; r++) acc[i][r] = vdupq_n_f32(0.0f);
@@ -39,10 +39,10 @@ EVLM__INLINE void qtile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, con
         for (int r = 0; r < NR; r++) {
             const char *blk = w + (size_t)r * ldw + (size_t)b * bs;
             if (wt == EVLM_TYPE_Q8_0) {
-                w0[r] = vld1q_s8((const int8_t *)(blk + 2));
-                w1[r] = vld1q_s8((const int8_t *)(blk + 18));
+                w0[r] = vld1q_s8((const int8_t *)(blk + hd));
+                w1[r] = vld1q_s8((const int8_t *)(blk + hd + 16));
             } else {
-                uint8x16_t p = vld1q_u8((const uint8_t *)blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4));
+                uint8x16_t p = vld1q_u8((const uint8_t *)blk + hd);
                 w0[r] = vreinterpretq_s8_u8(vandq_u8(p, vdupq_n_u8(0x0f)));
                 w1[r] = vreinterpretq_s8_u8(vshrq_n_u8(p, 4));
                 if (wt == EVLM_TYPE_Q4_0) {

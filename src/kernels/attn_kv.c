@@ -1,16 +1,16 @@
-/* attn_kv.c - attention over F16 / int8 KV caches (see attn_kv.h). */
+/* attn_kv.c - attention over F16 / int8 KV caches (see attn_kv.h). What a cache type is comes
+ * from its traits (evlm_type_traits.kv): rows of values are written by the type's from_float
+ * (quant/types.h), scaled rows are int8 with a float scale per row. */
 #include "kernels/attn_kv.h"
 #include "kernels/ref_impl.h"
+#include "quant/types.h"
 
 #include <math.h>
 #include <string.h>
 
 void evlm_kv_store(void *dst, float *scale, evlm_type t, const float *x, int n) {
-    if (t == EVLM_TYPE_F32) {
-        memcpy(dst, x, sizeof(float) * (size_t)n);
-    } else if (t == EVLM_TYPE_F16) {
-        uint16_t *h = dst;
-        for (int i = 0; i < n; i++) h[i] = evlm_f32_to_f16(x[i]);
+    if (evlm_type_traits_of(t)->kv != EVLM_TYPE_KV_SCALED) {
+        evlm_type_ops_of(t)->from_float(x, dst, n);
     } else {
         float amax = 0.0f;
         for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
@@ -21,9 +21,9 @@ void evlm_kv_store(void *dst, float *scale, evlm_type t, const float *x, int n) 
     }
 }
 
-static float dot_row(const float *q, const void *k, evlm_type t, size_t row, size_t ld, int n) {
+static float dot_row(const float *q, const void *k, bool scaled, size_t row, size_t ld, int n) {
     float s = 0.0f;
-    if (t == EVLM_TYPE_F16) {
+    if (!scaled) {
         const uint16_t *h = (const uint16_t *)k + row * ld;
         for (int i = 0; i < n; i++) s += q[i] * evlm_f16_to_f32(h[i]);
     } else {
@@ -36,14 +36,15 @@ static float dot_row(const float *q, const void *k, evlm_type t, size_t row, siz
 void evlm_attn_row_kv(float *out, const float *q, const void *k, const void *v, evlm_type t,
                       const float *ks, const float *vs, int n_kv, int head_dim, size_t ld,
                       float scale, const uint8_t *mask, float *scores) {
+    const bool scaled = evlm_type_traits_of(t)->kv == EVLM_TYPE_KV_SCALED; /* int8, else F16 */
     float mx = -INFINITY;
     for (int j = 0; j < n_kv; j++) {
         if (mask && !mask[j]) {
             scores[j] = -INFINITY;
             continue;
         }
-        float s = dot_row(q, k, t, (size_t)j, ld, head_dim) * scale;
-        if (t == EVLM_TYPE_I8) s *= ks[j];
+        float s = dot_row(q, k, scaled, (size_t)j, ld, head_dim) * scale;
+        if (scaled) s *= ks[j];
         scores[j] = s;
         if (s > mx) mx = s;
     }
@@ -52,7 +53,7 @@ void evlm_attn_row_kv(float *out, const float *q, const void *k, const void *v, 
     for (int j = 0; j < n_kv; j++) {
         if (mask && !mask[j]) continue;
         float p = scores[j] * inv;
-        if (t == EVLM_TYPE_F16) {
+        if (!scaled) {
             const uint16_t *h = (const uint16_t *)v + (size_t)j * ld;
             for (int i = 0; i < head_dim; i++) out[i] += p * evlm_f16_to_f32(h[i]);
         } else {

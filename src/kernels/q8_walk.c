@@ -19,7 +19,9 @@
  *
  * The walks decide only which tile computes an output and when; every output is one tile's
  * arithmetic over all its blocks in order, the same whatever m, n0 or n1 (gemm_q's contract), so
- * the walks do not change any bits. Not here: the tiles, quantize_act, dequantizing gemms.
+ * the walks do not change any bits. evlm__q8_gemm looks a weight type up in a file's per-type
+ * entries (ref_impl.h; an R16 form through its base) and runs the walk for it.
+ * Not here: the tiles, quantize_act, dequantizing gemms.
  */
 #include "kernels/ref_impl.h"
 #include "quant/repack.h"
@@ -77,4 +79,21 @@ void evlm__q8r16_walk(const evlm__q8r16_shape *s, const evlm__q8r16_tile (*tiles
             }
         }
     }
+}
+
+bool evlm__q8_gemm(const evlm__q8_kern kern[EVLM_TYPE_COUNT], const evlm__q8_shape *s,
+                   const evlm__q8r16_shape *rs, evlm__q8_corr corr_fn, float *y, size_t ldy,
+                   const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, evlm_type wt, int m,
+                   int n0, int n1, int k) {
+    const evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
+    if ((unsigned)base >= EVLM_TYPE_COUNT) return false;
+    const evlm__q8_kern *e = &kern[base];
+    if (base == wt) {
+        if (!e->tiles) return false;
+        evlm__q8_walk(s, e->tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
+    } else {
+        if (!e->r16) return false;
+        evlm__q8r16_walk(rs, e->r16, corr_fn, e->off, y, ldy, x, ldx, w, ldw, base, m, n0, n1, k);
+    }
+    return true;
 }

@@ -107,6 +107,36 @@ void evlm__q8r16_walk(const evlm__q8r16_shape *s, const evlm__q8r16_tile (*tiles
                       size_t ldx, const void *w, size_t ldw, evlm_type base, int m, int n0, int n1,
                       int k);
 
+/* ---- per-type kernel entries ----------------------------------------------------------------
+ * Each ISA file registers its kernels per weight type in arrays indexed by evlm_type, filled
+ * where the kernels are defined (designated initializers: const data, nothing at start-up), and
+ * its entry points look the type up instead of switching on it. A *_R16 form has no entry of its
+ * own: it is looked up through its base (evlm_type_traits.r16_base), so a block type is its enum
+ * value, its traits and ops rows and one entry per array here. The lookup happens once per call
+ * of gemm / gemm_q; inside a tile the type is a compile-time constant (each tile is instantiated
+ * per type), so the format's own branches and its sizes (read from the traits table once per
+ * tile call, not per block) cost nothing per element. test_types checks that every table has an
+ * entry for every type of the kinds it handles. */
+
+/* One block type's int8 gemm_q kernels: its row-major tiles, the tiles of its R16 form, and the
+ * zero point of those R16 tiles (they compute on bytes offset by off; the walk adds -off times
+ * each activation block's byte sum: x86_avx2_quant.c Q4_0 8, x86_avx512_quant.c Q8_0 128 and
+ * Q4_0 8, 0 elsewhere). NULL tiles: that layout has no kernel in this file. */
+typedef struct {
+    const evlm__q8_tile (*tiles)[4];
+    const evlm__q8r16_tile (*r16)[2];
+    int32_t off;
+} evlm__q8_kern;
+/* gemm_q with the entry of wt in kern (an R16 form through its base): q8_walk.c's walks. Returns
+ * false, computing nothing, when kern has no kernel for wt. */
+bool evlm__q8_gemm(const evlm__q8_kern kern[EVLM_TYPE_COUNT], const evlm__q8_shape *s,
+                   const evlm__q8r16_shape *rs, evlm__q8_corr corr_fn, float *y, size_t ldy,
+                   const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, evlm_type wt, int m,
+                   int n0, int n1, int k);
+/* The dequantizing gemm's row decoder of one block type: k elements (k a multiple of 32) of the
+ * row at w (the type's file layout) to floats, value for value as evlm_dequantize_row. */
+typedef void (*evlm__deq_row)(const void *w, float *dst, int k);
+
 /* Float R16 gemm (F32_R16 / F16_R16 / BF16_R16, quant/repack.h). A tile computes y rows [0, MR)
  * and outputs [0, lim) (lim <= 16 G: the last group may be partial; nothing past lim is read or
  * written) over columns [j0, j1) of G groups starting at w (gs bytes apart); first: the
@@ -122,6 +152,9 @@ typedef struct {
 void evlm__r16f_walk(const evlm__r16f_shape *s, const evlm__r16f_tile (*tiles)[8], float *y,
                      size_t ldy, const float *x, size_t ldx, const void *w, evlm_type wt, int m,
                      int n0, int n1, int k);
+/* A float type's R16 tiles (tiles[G - 1][MR - 1]), registered per file type (F32 / F16 / BF16)
+ * and looked up through r16_base. */
+typedef const evlm__r16f_tile (*evlm__r16f_set)[8];
 /* The entries (w the matrix base, n0 a multiple of 16); each output bitwise evlm__ref_gemm's. */
 void evlm__avx512_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                             evlm_type wt, int m, int n0, int n1, int k);
@@ -129,6 +162,31 @@ void evlm__avx2_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, cons
                           evlm_type wt, int m, int n0, int n1, int k);
 void evlm__neon_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                           evlm_type wt, int m, int n0, int n1, int k);
+
+/* The float gemm's register tiles of x86_avx2.c / x86_avx512.c: MR rows of x (1..4) x NR weight
+ * rows over k; pf: the addresses to prefetch ahead (decode) or NULL. A file type's set is
+ * set[0][MR] (NR = 1), set[1][MR] (NR wide), set[2][1] (1 x the decode width). */
+typedef void (*evlm__f_tile)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
+                             size_t ldw, int k, const char *pf);
+typedef const evlm__f_tile (*evlm__f_set)[5];
+
+/* The per-type entries of each file (x86-64 or AArch64 only; see above), for the tests. */
+extern const evlm__f_set evlm__avx2_gemm_f[EVLM_TYPE_COUNT], evlm__avx512_gemm_f[EVLM_TYPE_COUNT];
+extern const evlm__r16f_set evlm__avx2_r16f[EVLM_TYPE_COUNT], evlm__avx512_r16f[EVLM_TYPE_COUNT];
+extern const evlm__deq_row evlm__avx2_deq[EVLM_TYPE_COUNT];
+extern const evlm__deq_row evlm__avx512vnni_deq[EVLM_TYPE_COUNT];
+extern const evlm__q8_kern evlm__avx2_q8[EVLM_TYPE_COUNT], evlm__avx512vnni_q8[EVLM_TYPE_COUNT];
+/* arm_neon.c's float tiles take no pf (they prefetch by shape): [0][MR - 1], [1][MR - 1],
+ * [2][0] as q8_walk.c's int8 tiles */
+typedef void (*evlm__neon_f_tile)(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
+                                  size_t ldw, int k);
+typedef const evlm__neon_f_tile (*evlm__neon_f_set)[4];
+extern const evlm__neon_f_set evlm__neon_gemm_f[EVLM_TYPE_COUNT];
+extern const evlm__r16f_set evlm__neon_r16f[EVLM_TYPE_COUNT];
+extern const evlm__deq_row evlm__neon_deq[EVLM_TYPE_COUNT];
+/* arm_i8mm.c registers R16 forms only (row-major types and m = 1 go to arm_dotprod.c) */
+extern const evlm__q8_kern evlm__neon_q8[EVLM_TYPE_COUNT], evlm__dotprod_q8[EVLM_TYPE_COUNT];
+extern const evlm__q8_kern evlm__i8mm_q8[EVLM_TYPE_COUNT];
 
 /* AArch64 only: arm_neon.c (NEON, the base ISA there: the "neon" table) and arm_dotprod.c (SDOT,
  * compiled with -march=armv8.2-a+dotprod; dispatch.c puts its gemm_q into "neon" when the hwcaps

@@ -97,16 +97,10 @@ EVLM__INLINE float h2f(const void *p) {
     return _cvtsh_ss(h);
 }
 
-EVLM__INLINE size_t block_bytes(evlm_type wt) {
-    return wt == EVLM_TYPE_Q8_0   ? sizeof(evlm_block_q8_0)
-           : wt == EVLM_TYPE_Q4_0 ? sizeof(evlm_block_q4_0)
-                                  : sizeof(evlm_block_q4_1);
-}
-
 /* acc[i][r] (8 lanes) over all blocks for MR activation rows x NR weight rows; y = lane sums. */
 EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
                        size_t ldw, int kb, evlm_type wt, int MR, int NR) {
-    size_t bs = block_bytes(wt);
+    const size_t bs = evlm_type_traits_of(wt)->size, hd = (size_t)evlm_type_traits_of(wt)->head;
     const __m256i ones = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f);
     __m256 acc[4][4];
     for (int i = 0; i < MR; i++)
@@ -117,11 +111,10 @@ EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
         for (int r = 0; r < NR; r++) {
             const char *blk = w + (size_t)r * ldw + (size_t)b * bs;
             if (wt == EVLM_TYPE_Q8_0) {
-                wv[r] = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+                wv[r] = _mm256_loadu_si256((const __m256i *)(const void *)(blk + hd));
                 wa[r] = _mm256_abs_epi8(wv[r]);
             } else {
-                __m128i q = _mm_loadu_si128(
-                    (const __m128i *)(const void *)(blk + (wt == EVLM_TYPE_Q4_0 ? 2 : 4)));
+                __m128i q = _mm_loadu_si128((const __m128i *)(const void *)(blk + hd));
                 wv[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lo4);
             }
             dw[r] = _mm256_set1_ps(h2f(blk));
@@ -181,10 +174,6 @@ TILES(Q4_1)
 #define R16_MC 64 /* activation rows per chunk (their blocks stay in L2) */
 #define R16_MR 4  /* activation rows per register tile: up to 2 x 16 weight rows, 4 x 8 */
 
-EVLM__INLINE size_t r16_qs0(evlm_type wt) {
-    return wt == EVLM_TYPE_Q4_1 ? 64 : 32;
-}
-
 EVLM__INLINE __m256i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -201,7 +190,9 @@ EVLM__INLINE __m256i bcast4(const int8_t *p) {
 EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const int32_t *corr,
                            size_t ldc, const char *gw, int nb, int rows, bool first, evlm_type wt,
                            int MR, int H0, int NH) {
-    const size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
+    /* a block column: the 16 rows' fp16 fields, then their quants */
+    const size_t col = EVLM_R16 * evlm_type_traits_of(wt)->size;
+    const size_t q0 = EVLM_R16 * (size_t)evlm_type_traits_of(wt)->head;
     const __m256i ones = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f);
     const int r0 = 8 * H0, r1 = 8 * (H0 + NH) < rows ? 8 * (H0 + NH) : rows;
     float tmp[R16_MR][EVLM_R16];
@@ -320,39 +311,21 @@ void evlm__avx2_q8_corr(int32_t *c, const evlm_q8a *x, int nb, int32_t mul) {
 static const evlm__q8_shape k_shape = {4, 2};
 static const evlm__q8r16_shape k_r16_shape = {R16_MC, R16_MR, true};
 
-/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles. */
+/* The int8 entries per block type (ref_impl.h): Q4_0's R16 tiles keep the nibbles unsigned and
+ * take the -8 through the walk's corrections; Q8_0's are signed already, Q4_1 needs none. */
+const evlm__q8_kern evlm__avx2_q8[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = {tiles_Q8_0, r16_tiles_Q8_0, 0},
+    [EVLM_TYPE_Q4_0] = {tiles_Q4_0, r16_tiles_Q4_0, 8},
+    [EVLM_TYPE_Q4_1] = {tiles_Q4_1, r16_tiles_Q4_1, 0},
+};
+
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles;
+ * types without an entry go to ref. */
 void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                        size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const evlm__q8_tile(*tiles)[4] = NULL;
-    const evlm__q8r16_tile(*r16)[2] = NULL;
-    switch (wt) {
-    case EVLM_TYPE_Q8_0:
-        tiles = tiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0:
-        tiles = tiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1:
-        tiles = tiles_Q4_1;
-        break;
-    case EVLM_TYPE_Q8_0_R16:
-        r16 = r16_tiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0_R16:
-        r16 = r16_tiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1_R16:
-        r16 = r16_tiles_Q4_1;
-        break;
-    default:
+    if (!evlm__q8_gemm(evlm__avx2_q8, &k_shape, &k_r16_shape, evlm__avx2_q8_corr, y, ldy, x, ldx, w,
+                       ldw, wt, m, n0, n1, k))
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
-        return;
-    }
-    if (tiles)
-        evlm__q8_walk(&k_shape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-    else
-        evlm__q8r16_walk(&k_r16_shape, r16, evlm__avx2_q8_corr, wt == EVLM_TYPE_Q4_0_R16 ? 8 : 0, y,
-                         ldy, x, ldx, w, ldw, evlm_type_r16_base(wt), m, n0, n1, k);
 }
 
 /* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */
@@ -386,9 +359,9 @@ EVLM__INLINE void dequant_block(__m256i qs, float d, float mn, float *dst, evlm_
 }
 
 /* One Q8_0 / Q4_0 / Q4_1 row (ggml layout) to float. */
-static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
+EVLM__INLINE void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
     const char *blk = w;
-    size_t bs = block_bytes(wt), q0 = wt == EVLM_TYPE_Q4_1 ? 4 : 2;
+    const size_t bs = evlm_type_traits_of(wt)->size, q0 = (size_t)evlm_type_traits_of(wt)->head;
     for (int b = 0; b < k / EVLM_QK; b++, blk += bs, dst += EVLM_QK) {
         __m256i qs = wt == EVLM_TYPE_Q8_0
                          ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + q0))
@@ -398,13 +371,29 @@ static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
     }
 }
 
-/* Row r of an R16 matrix of base type wt to float: each block gathered back into ggml bytes
- * (quant/repack.h), then dequant_row's block code. */
-static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type wt) {
-    char blk[sizeof(evlm_block_q8_0)];
+#define DEQ_ROW(T)                                                                                 \
+    static void deq_##T(const void *w, float *dst, int k) {                                        \
+        dequant_row(w, dst, k, EVLM_TYPE_##T);                                                     \
+    }
+DEQ_ROW(Q8_0)
+DEQ_ROW(Q4_0)
+DEQ_ROW(Q4_1)
+
+/* the dequantizing gemm's row decoders per block type (ref_impl.h) */
+const evlm__deq_row evlm__avx2_deq[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = deq_Q8_0,
+    [EVLM_TYPE_Q4_0] = deq_Q4_0,
+    [EVLM_TYPE_Q4_1] = deq_Q4_1,
+};
+
+/* Row r of an R16 matrix of base type bt to float: each block gathered back into ggml bytes
+ * (quant/repack.h), then the base type's row decoder. */
+static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type bt,
+                            evlm__deq_row deq) {
+    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
     for (int b = 0; b < k / EVLM_QK; b++) {
-        evlm_r16_get_block(evlm_type_r16(wt), w, k, r, b, blk);
-        dequant_row(blk, dst + (size_t)b * EVLM_QK, EVLM_QK, wt);
+        evlm_r16_get_block(evlm_type_r16(bt), w, k, r, b, blk);
+        deq(blk, dst + (size_t)b * EVLM_QK, EVLM_QK);
     }
 }
 
@@ -419,20 +408,21 @@ static float dot32(const float *x, const float *w, int k) {
     return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 }
 
-/* gemm for Q8_0 / Q4_0 / Q4_1 weights and their R16 forms: each row dequantized once into
- * scratch (k floats), then dotted with all m rows of x. Other weight types go to `ref`. */
+/* gemm for the block types of evlm__avx2_deq and their R16 forms: each row dequantized once
+ * into scratch (k floats), then dotted with all m rows of x. Other weight types go to `ref`. */
 void evlm__avx2_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                          size_t ldw, evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
     evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
-    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
+    evlm__deq_row deq = (unsigned)base < EVLM_TYPE_COUNT ? evlm__avx2_deq[base] : NULL;
+    if (!deq || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }
     for (int n = n0; n < n1; n++) {
         if (base != wt)
-            dequant_row_r16(w, n, scratch, k, base);
+            dequant_row_r16(w, n, scratch, k, base, deq);
         else
-            dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
+            deq((const char *)w + (size_t)n * ldw, scratch, k);
         for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);
     }
 }

@@ -25,7 +25,6 @@
 #define R16F_PF_BYTES 2048 /* prefetch distance in each group's stream (decode) */
 
 /* half h of column j of a group (8 values at p) widened to float */
-#define R16F_ES(bt) ((bt) == EVLM_TYPE_F32 ? 4u : 2u)
 EVLM__INLINE __m256 load_half(const char *p, evlm_type bt) {
     if (bt == EVLM_TYPE_F32) return _mm256_loadu_ps((const float *)(const void *)p);
     __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
@@ -85,7 +84,8 @@ EVLM__INLINE __m256i lanes(int n) {
                                       const char *w, size_t gs, int j0, int j1, bool first,        \
                                       int lim, bool pf) {                                          \
         const evlm_type bt = EVLM_TYPE_##T;                                                        \
-        const size_t hs = 8 * R16F_ES(bt), cs = 2 * hs; /* bytes per half column, per column */    \
+        /* bytes per half column, per column (the element size from the traits) */                 \
+        const size_t hs = 8 * evlm_type_traits_of(bt)->size, cs = 2 * hs;                          \
         __m256 a0[2 * G], a1[2 * G], a2[2 * G], a3[2 * G], a4[2 * G], a5[2 * G], wv[2 * G];        \
         R16F_ROWS(R16F_INIT, MR, G)                                                                \
         for (int j = j0; j < j1; j++) {                                                            \
@@ -131,16 +131,20 @@ R16F_SET(F32)
 R16F_SET(F16)
 R16F_SET(BF16)
 
+/* the tiles per file type, for its R16 form (ref_impl.h) */
+const evlm__r16f_set evlm__avx2_r16f[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_F32] = tiles_F32,
+    [EVLM_TYPE_F16] = tiles_F16,
+    [EVLM_TYPE_BF16] = tiles_BF16,
+};
+
 /* decode: 5 - m groups per tile (at most 12 accumulators); prefill 6 rows x 1 group */
 static const evlm__r16f_shape k_shape = {4, {0, 4, 3, 2, 1}, 6, 1};
 
 void evlm__avx2_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                           evlm_type wt, int m, int n0, int n1, int k) {
-    evlm__r16f_walk(&k_shape,
-                    wt == EVLM_TYPE_F32_R16   ? tiles_F32
-                    : wt == EVLM_TYPE_F16_R16 ? tiles_F16
-                                              : tiles_BF16,
-                    y, ldy, x, ldx, w, wt, m, n0, n1, k);
+    evlm__r16f_walk(&k_shape, evlm__avx2_r16f[evlm_type_r16_base(wt)], y, ldy, x, ldx, w, wt, m, n0,
+                    n1, k);
 }
 
 #else

@@ -15,6 +15,7 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/ref_impl.h"
+#include "quant/repack.h"
 
 /* built only with this file's flags (CMakeLists.txt), so dispatch.c knows it exists */
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) &&                        \
@@ -107,14 +108,14 @@ EVLM__INLINE float hsum16(__m512 v) {
 /* Streaming tiles (m <= GEMM_MR) request the line GEMM_PF_BYTES ahead in each of their rows, one
  * per 64 bytes of progress (see gemm_avx512) */
 #define GEMM_PREFETCH_AHEAD(MR, NR, wt)                                                            \
-    if (pf && ((size_t)j * GEMM_ES(wt)) % 64 == 0)                                                 \
+    if (pf && ((size_t)j * es) % 64 == 0)                                                          \
         for (int c = 0; c < NR; c++)                                                               \
-            _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * GEMM_ES(wt), _MM_HINT_T0);
-#define GEMM_ES(wt)   ((wt) == EVLM_TYPE_F32 ? 4u : 2u) /* bytes per weight, constant per tile */
+            _mm_prefetch(pf + (size_t)c * ldw + (size_t)j * es, _MM_HINT_T0);
 #define GEMM_PF_BYTES 1536 /* prefetch distance along a row (tuned by measurement) */
 #define GEMM_XFULL(r) _mm512_loadu_ps(x + (size_t)(r)*ldx + j)
 #define GEMM_XTAIL(r) _mm512_maskz_loadu_ps(mk, x + (size_t)(r)*ldx + j)
 #define GEMM_TILE_BODY(MR, NR, wt)                                                                 \
+    const size_t es = evlm_type_traits_of(wt)->size; /* bytes per weight */                        \
     __m512 a0[NR], a1[NR], a2[NR], a3[NR], wv[NR];                                                 \
     for (int c = 0; c < NR; c++) a0[c] = a1[c] = a2[c] = a3[c] = _mm512_setzero_ps();              \
     int j = 0;                                                                                     \
@@ -131,10 +132,8 @@ EVLM__INLINE float hsum16(__m512 v) {
     GEMM_TILE_STORE(MR, NR, 2, a2)                                                                 \
     GEMM_TILE_STORE(MR, NR, 3, a3)
 
-/* pf: this tile's w + GEMM_PF_BYTES, the addresses to prefetch ahead of the loads (decode tiles
- * only), or NULL */
-typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const char *w, size_t ldw,
-                        int k, const char *pf);
+/* evlm__f_tile (ref_impl.h); pf: this tile's w + GEMM_PF_BYTES, the addresses to prefetch ahead
+ * of the loads (decode tiles only), or NULL */
 
 #define TILE_FN(T, MR, NR)                                                                         \
     static void tile_##T##_##MR##x##NR(float *y, size_t ldy, const float *x, size_t ldx,           \
@@ -151,7 +150,7 @@ typedef void (*tile_fn)(float *y, size_t ldy, const float *x, size_t ldx, const 
     TILE_FN(T, 3, 6)                                                                               \
     TILE_FN(T, 4, 6)                                                                               \
     TILE_FN(T, 1, 8)                                                                               \
-    static const tile_fn tiles_##T[3][GEMM_MR + 1] = {                                             \
+    static const evlm__f_tile tiles_##T[3][GEMM_MR + 1] = {                                        \
         {NULL, tile_##T##_1x1, tile_##T##_2x1, tile_##T##_3x1, tile_##T##_4x1},                    \
         {NULL, tile_##T##_1x6, tile_##T##_2x6, tile_##T##_3x6, tile_##T##_4x6},                    \
         {NULL, tile_##T##_1x8, NULL, NULL, NULL}};
@@ -159,32 +158,28 @@ TILE_SET(F32)
 TILE_SET(F16)
 TILE_SET(BF16)
 
+/* the float gemm's tile sets per file type (ref_impl.h) */
+const evlm__f_set evlm__avx512_gemm_f[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_F32] = tiles_F32,
+    [EVLM_TYPE_F16] = tiles_F16,
+    [EVLM_TYPE_BF16] = tiles_BF16,
+};
+
 /* Y (m, n) = X (m, k) @ W^T, W rows [n0, n1): chunks of weight rows that stay in L2; in each,
  * tiles of MR x rows (in L1) against NR weight rows at a time, leftovers one row at a time */
 static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
                         evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
-    const tile_fn(*set)[GEMM_MR + 1];
-    switch (wt) {
-    case EVLM_TYPE_F32:
-        set = tiles_F32;
-        break;
-    case EVLM_TYPE_F16:
-        set = tiles_F16;
-        break;
-    case EVLM_TYPE_BF16:
-        set = tiles_BF16;
-        break;
-    case EVLM_TYPE_F32_R16:
-    case EVLM_TYPE_F16_R16:
-    case EVLM_TYPE_BF16_R16:
-        evlm__avx512_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k);
-        return;
-    default:
-        evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
+    const evlm__f_set set = (unsigned)wt < EVLM_TYPE_COUNT ? evlm__avx512_gemm_f[wt] : NULL;
+    if (!set) { /* float R16 forms by their base's entry, block types dequantized */
+        const evlm_type base = evlm_type_r16_base(wt);
+        if ((unsigned)base < EVLM_TYPE_COUNT && evlm__avx512_r16f[base])
+            evlm__avx512_gemm_r16f(y, ldy, x, ldx, w, wt, m, n0, n1, k);
+        else
+            evlm__avx2_gemm_deq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }
     const int nr = m == 1 ? GEMM_NR1 : GEMM_NR;
-    const tile_fn *wide = set[m == 1 ? 2 : 1], *narrow = set[0];
+    const evlm__f_tile *wide = set[m == 1 ? 2 : 1], *narrow = set[0];
     size_t row_bytes = (size_t)k * evlm_type_size(wt) + 64;
     int nc = (int)(GEMM_L2_BYTES / row_bytes) / nr * nr;
     if (nc < nr) nc = nr;

@@ -90,25 +90,18 @@ EVLM__INLINE float h2f(const void *p) {
     return _cvtsh_ss(h);
 }
 
-EVLM__INLINE size_t block_bytes(evlm_type wt) {
-    return wt == EVLM_TYPE_Q8_0   ? sizeof(evlm_block_q8_0)
-           : wt == EVLM_TYPE_Q4_0 ? sizeof(evlm_block_q4_0)
-                                  : sizeof(evlm_block_q4_1);
-}
-
 /* The weights of blocks b (and b + 1 when two) of one row as unsigned bytes, in the lane order
  * of pair_ps: Q8_0 as q + 128; Q4 as [b lo nibbles, b+1 lo, b hi, b+1 hi] (16 bytes each). */
 EVLM__INLINE __m512i load_w(const char *blk, int two, evlm_type wt) {
-    size_t bs = block_bytes(wt);
+    const size_t bs = evlm_type_traits_of(wt)->size, off = (size_t)evlm_type_traits_of(wt)->head;
     if (wt == EVLM_TYPE_Q8_0) {
-        const __m256i *p0 = (const __m256i *)(const void *)(blk + 2);
-        const __m256i *p1 = (const __m256i *)(const void *)(blk + bs + 2);
+        const __m256i *p0 = (const __m256i *)(const void *)(blk + off);
+        const __m256i *p1 = (const __m256i *)(const void *)(blk + bs + off);
         __m512i v = two ? _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(p0)),
                                              _mm256_loadu_si256(p1), 1)
                         : _mm512_zextsi256_si512(_mm256_loadu_si256(p0));
         return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
     }
-    size_t off = wt == EVLM_TYPE_Q4_0 ? 2 : 4;
     __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)(blk + off));
     __m128i hi = two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + bs + off))
                      : _mm_setzero_si128();
@@ -131,7 +124,7 @@ EVLM__INLINE __m512i load_x(const evlm_q8a *x, int two, evlm_type wt) {
 /* acc[i][r] (16 lanes) over all blocks for MR activation rows x NR weight rows; y = lane sums. */
 EVLM__INLINE void tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
                        size_t ldw, int kb, evlm_type wt, int MR, int NR) {
-    size_t bs = block_bytes(wt);
+    const size_t bs = evlm_type_traits_of(wt)->size;
     __m512 acc[4][4];
     for (int i = 0; i < MR; i++)
         for (int r = 0; r < NR; r++) acc[i][r] = _mm512_setzero_ps();
@@ -198,10 +191,6 @@ TILES(Q4_1)
 #define R16_MC 64 /* activation rows per chunk (their blocks stay in L2) */
 #define R16_MR 8  /* activation rows per register tile */
 
-EVLM__INLINE size_t r16_qs0(evlm_type wt) {
-    return wt == EVLM_TYPE_Q4_1 ? 64 : 32;
-}
-
 EVLM__INLINE __m512i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -217,7 +206,9 @@ EVLM__INLINE __m512i bcast4(const int8_t *p) {
 EVLM__INLINE void r16_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const int32_t *corr,
                            size_t ldc, const char *gw, int nb, __mmask16 mask, bool first,
                            evlm_type wt, int MR) {
-    const size_t col = EVLM_R16 * block_bytes(wt), q0 = r16_qs0(wt);
+    /* a block column: the 16 rows' fp16 fields, then their quants */
+    const size_t col = EVLM_R16 * evlm_type_traits_of(wt)->size;
+    const size_t q0 = EVLM_R16 * (size_t)evlm_type_traits_of(wt)->head;
     const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[R16_MR];
     for (int i = 0; i < MR; i++)
@@ -296,41 +287,21 @@ R16_TILES(Q4_1)
 static const evlm__q8_shape k_shape = {4, 4};
 static const evlm__q8r16_shape k_r16_shape = {R16_MC, R16_MR, true};
 
-/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles. */
+/* The int8 entries per block type (ref_impl.h), with the zero points of the R16 tiles: Q8_0's
+ * bytes xor 0x80 (+128), Q4_0's nibbles (+8), Q4_1 none. */
+const evlm__q8_kern evlm__avx512vnni_q8[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = {tiles_Q8_0, r16_tiles_Q8_0, 128},
+    [EVLM_TYPE_Q4_0] = {tiles_Q4_0, r16_tiles_Q4_0, 8},
+    [EVLM_TYPE_Q4_1] = {tiles_Q4_1, r16_tiles_Q4_1, 0},
+};
+
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1): q8_walk.c's walks with this file's tiles;
+ * types without an entry go to ref. */
 void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                              size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    const evlm__q8_tile(*tiles)[4] = NULL;
-    const evlm__q8r16_tile(*r16)[2] = NULL;
-    switch (wt) {
-    case EVLM_TYPE_Q8_0:
-        tiles = tiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0:
-        tiles = tiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1:
-        tiles = tiles_Q4_1;
-        break;
-    case EVLM_TYPE_Q8_0_R16:
-        r16 = r16_tiles_Q8_0;
-        break;
-    case EVLM_TYPE_Q4_0_R16:
-        r16 = r16_tiles_Q4_0;
-        break;
-    case EVLM_TYPE_Q4_1_R16:
-        r16 = r16_tiles_Q4_1;
-        break;
-    default:
+    if (!evlm__q8_gemm(evlm__avx512vnni_q8, &k_shape, &k_r16_shape, evlm__avx2_q8_corr, y, ldy, x,
+                       ldx, w, ldw, wt, m, n0, n1, k))
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
-        return;
-    }
-    if (tiles) {
-        evlm__q8_walk(&k_shape, tiles, y, ldy, x, ldx, w, ldw, m, n0, n1, k);
-        return;
-    }
-    int32_t off = wt == EVLM_TYPE_Q8_0_R16 ? 128 : wt == EVLM_TYPE_Q4_0_R16 ? 8 : 0;
-    evlm__q8r16_walk(&k_r16_shape, r16, evlm__avx2_q8_corr, off, y, ldy, x, ldx, w, ldw,
-                     evlm_type_r16_base(wt), m, n0, n1, k);
 }
 
 /* ---- dequantizing gemm (act f32) ------------------------------------------------------------- */
@@ -363,9 +334,9 @@ EVLM__INLINE void dequant_block(__m256i qs, float d, float mn, float *dst, evlm_
 }
 
 /* One Q8_0 / Q4_0 / Q4_1 row (ggml layout) to float. */
-static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
+EVLM__INLINE void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
     const char *blk = w;
-    size_t bs = block_bytes(wt), q0 = wt == EVLM_TYPE_Q4_1 ? 4 : 2;
+    const size_t bs = evlm_type_traits_of(wt)->size, q0 = (size_t)evlm_type_traits_of(wt)->head;
     for (int b = 0; b < k / EVLM_QK; b++, blk += bs, dst += EVLM_QK) {
         __m256i qs = wt == EVLM_TYPE_Q8_0
                          ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + q0))
@@ -375,13 +346,29 @@ static void dequant_row(const void *w, float *dst, int k, evlm_type wt) {
     }
 }
 
-/* Row r of an R16 matrix of base type wt to float: each block gathered back into ggml bytes
- * (quant/repack.h), then dequant_row's block code. */
-static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type wt) {
-    char blk[sizeof(evlm_block_q8_0)];
+#define DEQ_ROW(T)                                                                                 \
+    static void deq_##T(const void *w, float *dst, int k) {                                        \
+        dequant_row(w, dst, k, EVLM_TYPE_##T);                                                     \
+    }
+DEQ_ROW(Q8_0)
+DEQ_ROW(Q4_0)
+DEQ_ROW(Q4_1)
+
+/* the dequantizing gemm's row decoders per block type (ref_impl.h) */
+const evlm__deq_row evlm__avx512vnni_deq[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_Q8_0] = deq_Q8_0,
+    [EVLM_TYPE_Q4_0] = deq_Q4_0,
+    [EVLM_TYPE_Q4_1] = deq_Q4_1,
+};
+
+/* Row r of an R16 matrix of base type bt to float: each block gathered back into ggml bytes
+ * (quant/repack.h), then the base type's row decoder. */
+static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type bt,
+                            evlm__deq_row deq) {
+    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
     for (int b = 0; b < k / EVLM_QK; b++) {
-        evlm_r16_get_block(evlm_type_r16(wt), w, k, r, b, blk);
-        dequant_row(blk, dst + (size_t)b * EVLM_QK, EVLM_QK, wt);
+        evlm_r16_get_block(evlm_type_r16(bt), w, k, r, b, blk);
+        deq(blk, dst + (size_t)b * EVLM_QK, EVLM_QK);
     }
 }
 
@@ -395,21 +382,23 @@ static float dot32(const float *x, const float *w, int k) {
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-/* gemm for Q8_0 / Q4_0 / Q4_1 weights and their R16 forms: each row dequantized once into
- * scratch (k floats), then dotted with all m rows of x. Other weight types go to `ref`. */
+/* gemm for the block types of evlm__avx512vnni_deq and their R16 forms: each row dequantized
+ * once into scratch (k floats), then dotted with all m rows of x. Other weight types go to
+ * `ref`. */
 void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch) {
     evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
-    if (!evlm_type_is_quant(wt) || k % EVLM_QK) {
+    evlm__deq_row deq = (unsigned)base < EVLM_TYPE_COUNT ? evlm__avx512vnni_deq[base] : NULL;
+    if (!deq || k % EVLM_QK) {
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }
     for (int n = n0; n < n1; n++) {
         if (base != wt)
-            dequant_row_r16(w, n, scratch, k, base);
+            dequant_row_r16(w, n, scratch, k, base, deq);
         else
-            dequant_row((const char *)w + (size_t)n * ldw, scratch, k, wt);
+            deq((const char *)w + (size_t)n * ldw, scratch, k);
         for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);
     }
 }

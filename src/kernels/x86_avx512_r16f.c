@@ -21,7 +21,6 @@
 #define R16F_PF_BYTES 2048 /* prefetch distance in each group's stream (decode) */
 
 /* column j of a group (16 values) widened to float */
-#define R16F_ES(bt) ((bt) == EVLM_TYPE_F32 ? 4u : 2u)
 EVLM__INLINE __m512 load_col(const char *p, evlm_type bt) {
     if (bt == EVLM_TYPE_F32) return _mm512_loadu_ps((const float *)(const void *)p);
     __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
@@ -61,7 +60,7 @@ EVLM__INLINE __m512 load_col(const char *p, evlm_type bt) {
         const evlm_type bt = EVLM_TYPE_##T;                                                        \
         const int ll = lim - 16 * (G - 1); /* lanes of the last group, 1..16 */                    \
         const __mmask16 last = (__mmask16)(ll >= 16 ? 0xffffu : (1u << ll) - 1u);                  \
-        const size_t cs = 16 * R16F_ES(bt); /* bytes per column */                                 \
+        const size_t cs = 16 * evlm_type_traits_of(bt)->size; /* bytes per column */               \
         __m512 a0[G], a1[G], a2[G], a3[G], a4[G], a5[G], a6[G], a7[G], wv[G];                      \
         R16F_ROWS(R16F_INIT, MR, G)                                                                \
         for (int j = j0; j < j1; j++) {                                                            \
@@ -103,16 +102,20 @@ R16F_SET(F32)
 R16F_SET(F16)
 R16F_SET(BF16)
 
+/* the tiles per file type, for its R16 form (ref_impl.h) */
+const evlm__r16f_set evlm__avx512_r16f[EVLM_TYPE_COUNT] = {
+    [EVLM_TYPE_F32] = tiles_F32,
+    [EVLM_TYPE_F16] = tiles_F16,
+    [EVLM_TYPE_BF16] = tiles_BF16,
+};
+
 /* decode: 4 groups per tile up to 6 rows (24 accumulators), 3 for 7-8; prefill 8 rows x 3 groups */
 static const evlm__r16f_shape k_shape = {8, {0, 4, 4, 4, 4, 4, 4, 3, 3}, 8, 3};
 
 void evlm__avx512_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                             evlm_type wt, int m, int n0, int n1, int k) {
-    evlm__r16f_walk(&k_shape,
-                    wt == EVLM_TYPE_F32_R16   ? tiles_F32
-                    : wt == EVLM_TYPE_F16_R16 ? tiles_F16
-                                              : tiles_BF16,
-                    y, ldy, x, ldx, w, wt, m, n0, n1, k);
+    evlm__r16f_walk(&k_shape, evlm__avx512_r16f[evlm_type_r16_base(wt)], y, ldy, x, ldx, w, wt, m,
+                    n0, n1, k);
 }
 
 #else

@@ -164,7 +164,8 @@ evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m
     const evlm_decoder_config *c = &m->cfg;
     if (n_ctx < 1 || n_batch < 1 || n_threads < 1)
         return evlm__fail(EVLM_ERR_ARG, "context size, batch and threads must be positive");
-    if (kv_type != EVLM_TYPE_F32 && kv_type != EVLM_TYPE_F16 && kv_type != EVLM_TYPE_I8)
+    const int kv = evlm_type_traits_of(kv_type)->kv; /* what the type is as a cache element */
+    if (!kv)
         return evlm__fail(EVLM_ERR_ARG, "the KV cache holds f32, f16 or int8, not %s",
                           evlm_type_name(kv_type));
     s->kv_type = kv_type;
@@ -180,10 +181,8 @@ evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m
     if (s->scratch_per_thread < evlm_attn_tile_scratch((int)C, (int)HD)) /* prefill's attn_tile */
         s->scratch_per_thread = evlm_attn_tile_scratch((int)C, (int)HD);
     /* the k, v cache in floats' worth: f16 halves it, int8 quarters it plus a scale per row */
-    size_t kv_floats = kv_type == EVLM_TYPE_F32 ? 2 * L * KD * C
-                       : kv_type == EVLM_TYPE_F16
-                           ? L * KD * C
-                           : (2 * L * KD * C + 3) / 4 + 2 * L * (size_t)c->n_kv_heads * C;
+    size_t kv_floats = (2 * L * KD * C * evlm_type_size(kv_type) + 3) / 4;
+    if (kv == EVLM_TYPE_KV_SCALED) kv_floats += 2 * L * (size_t)c->n_kv_heads * C;
     size_t n_floats = kv_floats + C * HD                                /* cos + sin */
                       + 2 * B * H + 2 * B * QD + 2 * B * KD + 2 * B * F /* activations */
                       + s->scratch_per_thread * (size_t)n_threads +
@@ -203,7 +202,7 @@ evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m
         s->field = p;                                                                              \
         p += (count);                                                                              \
     } while (0)
-    if (kv_type == EVLM_TYPE_I8) {
+    if (kv == EVLM_TYPE_KV_SCALED) {
         CARVE(k_scale, L * (size_t)c->n_kv_heads * C);
         CARVE(v_scale, L * (size_t)c->n_kv_heads * C);
     }
