@@ -28,6 +28,8 @@ static const struct {
     {"tokenize", evlm_cmd_tokenize,
      "JSON strings on stdin to id arrays: tokenize -m DIR [--decode]"},
     {"info", evlm_cmd_info, "describe a model: info -m PATH [--json]"},
+    {"export-onnx", evlm_cmd_export_onnx,
+     "ONNX graphs for the NPU: export-onnx -m MODEL -o DIR [--precision fp32] [--ar N] [--ctx C]"},
     {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
 };
 

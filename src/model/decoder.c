@@ -158,6 +158,10 @@ static void rope_inv_freq(const evlm_decoder_config *c, bool bf16, float *inv, i
         for (int i = 0; i < half; i++) inv[i] = evlm_bf16_to_f32(evlm_f32_to_bf16(inv[i]));
 }
 
+void evlm_decoder_rope_inv_freq(const evlm_decoder *m, float *inv) {
+    rope_inv_freq(&m->cfg, m->rope_bf16, inv, m->cfg.head_dim / 2);
+}
+
 evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx,
                                     int n_batch, int n_threads, evlm_type kv_type) {
     memset(s, 0, sizeof *s);

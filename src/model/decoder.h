@@ -50,6 +50,9 @@ typedef struct evlm_decoder {
 evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg,
                               const evlm_weights *w);
 void evlm_decoder_release(evlm_decoder *m);
+/* The RoPE inverse frequencies [head_dim / 2] the forward pass uses (rope_type adjustments,
+ * bf16 rounding included); the tables are cos / sin of (float)pos * inv[i]. */
+void evlm_decoder_rope_inv_freq(const evlm_decoder *m, float *inv);
 
 /* Called with the input of every matmul (calibration statistics): layer (-1 for the output
  * head), the projection group ("attn_qkv", "attn_o", "ffn_gate_up", "ffn_down", "lm_head"),

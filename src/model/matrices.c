@@ -128,6 +128,9 @@ const evlm_weights *evlm__model_weights(const evlm_model *m) {
 const evlm_decoder_config *evlm__model_config(const evlm_model *m) {
     return &m->cfg;
 }
+const evlm_decoder *evlm__model_decoder(const evlm_model *m) {
+    return &m->decoder;
+}
 evlm_pool *evlm__model_pool(const evlm_model *m) {
     return m->pool;
 }

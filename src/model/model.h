@@ -25,6 +25,8 @@ void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user);
 
 const evlm_weights *evlm__model_weights(const evlm_model *m);
 const evlm_decoder_config *evlm__model_config(const evlm_model *m);
+/* The bound text decoder, read-only (its norms, biases and matrices: the ONNX export walks it). */
+const evlm_decoder *evlm__model_decoder(const evlm_model *m);
 evlm_pool *evlm__model_pool(const evlm_model *m);
 /* Whether decoder layer `layer`'s matrix of role (ATTN_Q .. MLP_DOWN) is bound with a bias. */
 bool evlm__model_has_bias(const evlm_model *m, int layer, evlm_matrix_role role);

@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+// ort_run.mjs - runs an `evlm export-onnx` folder in ONNX Runtime (onnxruntime-node, CPU):
+// reads manifest.json, prefills the prompt ids through the AR-N graph (in chunks of N, the last
+// one padded), then decodes greedily through the AR-1 graph with the KV cache as graph inputs and
+// outputs, and prints as its last line one JSON object
+//   {"ids": [generated ids, the eos id included when it ends the answer], "logits_first": [...]}
+// (logits_first: the first 8 logits of the last prompt position).
+// Every forward pass runs in ONNX Runtime; this script only moves tensors. Not here:
+// tokenization, chat templates, images, sampling other than greedy.
+//
+// usage: node scripts/ort_run.mjs DIR --ids 1,2,3 [-n N] [--logits-out FILE] [--threads T]
+//   -n N              tokens to generate (default 16; 0: prefill only)
+//   --logits-out FILE the prefill logits of every prompt position, float32 [n_prompt][vocab]
+// onnxruntime-node is looked up as usual, then in build/npm (scripts/deps.sh --npm installs it
+// there).
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function die(msg) {
+  process.stderr.write(`ort_run: ${msg}\n`);
+  process.exit(1);
+}
+
+function loadOrt() {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const bases = [import.meta.url, path.join(here, '..', 'build', 'npm', 'package.json')];
+  if (process.env.EVLM_NPM_DIR) bases.unshift(path.join(process.env.EVLM_NPM_DIR, 'package.json'));
+  for (const b of bases) {
+    try {
+      return createRequire(b)('onnxruntime-node');
+    } catch (e) {
+      if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    }
+  }
+  die('onnxruntime-node is not installed (scripts/deps.sh --npm puts it in build/npm)');
+}
+
+const args = process.argv.slice(2);
+let dir = null, ids = null, nGen = 16, logitsOut = null, threads = 1;
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  const val = () => {
+    if (i + 1 >= args.length) die(`${a} needs a value`);
+    return args[++i];
+  };
+  if (a === '--ids') {
+    ids = val().split(',').filter((s) => s.length).map((s) => {
+      const v = Number(s);
+      if (!Number.isInteger(v) || v < 0) die(`--ids: '${s}' is not a token id`);
+      return v;
+    });
+  } else if (a === '-n') {
+    nGen = Number(val());
+    if (!Number.isInteger(nGen) || nGen < 0) die('-n needs an integer >= 0');
+  } else if (a === '--logits-out') logitsOut = val();
+  else if (a === '--threads') threads = Number(val());
+  else if (a.startsWith('-')) die(`unknown option '${a}'`);
+  else if (!dir) dir = a;
+  else die(`unexpected argument '${a}'`);
+}
+if (!dir) die('usage: node scripts/ort_run.mjs DIR --ids 1,2,3 [-n N] [--logits-out FILE]');
+if (!ids || !ids.length) die('no prompt ids (--ids 1,2,3)');
+
+const man = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+if (man.format !== 'evlm-onnx') die(`${dir}/manifest.json: not an evlm-onnx manifest`);
+const M = man.model;
+const V = M.vocab_size, L = M.n_layers, KV = M.n_kv_heads, HD = M.head_dim, C = man.ctx;
+const HIDDEN = man.mask.hidden;
+const eos = new Set(M.eos_token_ids || []);
+for (const id of ids) if (id >= V) die(`token id ${id} is outside the vocabulary [0, ${V})`);
+
+const ort = loadOrt();
+const graphOf = (name) => man.graphs.find((g) => g.name === name) || die(`no ${name} graph`);
+const gPre = graphOf('prefill'), gDec = graphOf('decode');
+const opts = { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1 };
+const sPre = await ort.InferenceSession.create(path.join(dir, gPre.file), opts);
+const sDec = await ort.InferenceSession.create(path.join(dir, gDec.file), opts);
+
+// the cache: per layer, key and value [KV][C][HD]
+const kCache = [], vCache = [];
+for (let l = 0; l < L; l++) {
+  kCache.push(new Float32Array(KV * C * HD));
+  vCache.push(new Float32Array(KV * C * HD));
+}
+let nPast = 0;
+
+// Runs graph g on tokens (t valid of g.n_tokens) at positions nPast.., returns logits rows.
+async function step(sess, g, toks) {
+  const N = g.n_tokens, P = g.past_len, t = toks.length;
+  if (nPast > P) die(`${nPast} cached tokens do not fit the ${g.name} graph's ${P} past slots`);
+  const feeds = {};
+  const idArr = new BigInt64Array(N), posArr = new BigInt64Array(N);
+  for (let i = 0; i < N; i++) {
+    idArr[i] = BigInt(i < t ? toks[i] : 0);
+    posArr[i] = BigInt(nPast + i);
+  }
+  const mask = new Float32Array(N * C).fill(HIDDEN);
+  for (let i = 0; i < N; i++) {
+    for (let j = 0; j < nPast; j++) mask[i * C + j] = 0;
+    for (let j = 0; j <= i; j++) mask[i * C + P + j] = 0;
+  }
+  for (const inp of g.inputs) {
+    const dims = inp.shape;
+    if (inp.role === 'input_ids') feeds[inp.name] = new ort.Tensor('int64', idArr, dims);
+    else if (inp.role === 'position_ids') feeds[inp.name] = new ort.Tensor('int64', posArr, dims);
+    else if (inp.role === 'attention_mask') feeds[inp.name] = new ort.Tensor('float32', mask, dims);
+    else if (inp.role === 'past_key' || inp.role === 'past_value') {
+      const src = (inp.role === 'past_key' ? kCache : vCache)[inp.layer];
+      const buf = new Float32Array(KV * P * HD);
+      for (let h = 0; h < KV; h++)
+        buf.set(src.subarray(h * C * HD, h * C * HD + P * HD), h * P * HD);
+      feeds[inp.name] = new ort.Tensor('float32', buf, dims);
+    } else die(`${g.name}: input ${inp.name} has an unknown role '${inp.role}'`);
+  }
+  const out = await sess.run(feeds);
+  let logits = null;
+  for (const o of g.outputs) {
+    const d = out[o.name].data;
+    if (o.role === 'logits') logits = d;
+    else if (o.role === 'present_key' || o.role === 'present_value') {
+      const dst = (o.role === 'present_key' ? kCache : vCache)[o.layer];
+      for (let h = 0; h < KV; h++)
+        for (let i = 0; i < t; i++)
+          dst.set(d.subarray((h * N + i) * HD, (h * N + i + 1) * HD), (h * C + nPast + i) * HD);
+    }
+  }
+  nPast += t;
+  return logits.subarray(0, t * V);
+}
+
+function argmax(row) {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i; // lowest id on ties
+  return best;
+}
+
+// prefill in chunks of N
+const prompt = new Float32Array(ids.length * V);
+for (let s = 0; s < ids.length; s += gPre.n_tokens) {
+  const toks = ids.slice(s, s + gPre.n_tokens);
+  prompt.set(await step(sPre, gPre, toks), s * V);
+}
+if (logitsOut) fs.writeFileSync(logitsOut, Buffer.from(prompt.buffer));
+const last = prompt.subarray((ids.length - 1) * V, ids.length * V);
+const gen = [];
+let next = argmax(last);
+while (gen.length < nGen) {
+  gen.push(next);
+  if (eos.has(next) || gen.length === nGen) break;
+  if (nPast + 1 > C) break; // the window is full
+  next = argmax(await step(sDec, gDec, [next]));
+}
+console.log(JSON.stringify({ ids: gen, logits_first: Array.from(last.subarray(0, 8)) }));
