@@ -1,0 +1,282 @@
+/*
+ * test_onnx.c - the ONNX writer (src/io/onnx.c) and the decoder export (evlm_export_onnx): a tiny
+ * graph written, packed and read back through protobuf-c's unpack of the same generated structs
+ * (IR and opset, inputs / outputs with shapes and dtypes, inline and external initializers with
+ * location / offset / length, nodes with int / ints / float attributes); bad names and shapes
+ * make the save fail naming the tensor; the export of llama-tiny (../shared) reads back as two
+ * graphs sharing one weight file at the same offsets, and hostile settings are refused naming
+ * "ar", "ctx", "precision". Running the graphs is cli_onnx.sh's (ONNX Runtime); a build without
+ * the ONNX writer only checks that the export says so.
+ */
+#include "test.h"
+
+#include "evlm.h"
+#include "evlm_npu.h"
+
+#ifdef EVLM_ONNX
+#include "io/onnx.h"
+#include "onnx.pb-c.h"
+#endif
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef EVLM_ONNX
+
+static const Onnx__AttributeProto *find_attr(const Onnx__NodeProto *n, const char *name) {
+    for (size_t i = 0; i < n->n_attribute; i++)
+        if (!strcmp(n->attribute[i]->name, name)) return n->attribute[i];
+    return NULL;
+}
+
+static const char *ext_value(const Onnx__TensorProto *t, const char *key) {
+    for (size_t i = 0; i < t->n_external_data; i++)
+        if (!strcmp(t->external_data[i]->key, key)) return t->external_data[i]->value;
+    return NULL;
+}
+
+static void test_writer(const char *tmp) {
+    evlm_onnx *g;
+    CHECK_OK(evlm_onnx_new("tiny", 17, &g));
+    if (!g) return;
+    const int64_t xs[2] = {2, 3}, ws[2] = {3, 4}, bs[1] = {4}, ys[2] = {2, 4};
+    const float bias[4] = {1, 2, 3, 4};
+    evlm_onnx_input(g, "x", EVLM_ONNX_F32, 2, xs);
+    evlm_onnx_input(g, "ids", EVLM_ONNX_I64, 2, xs);
+    evlm_onnx_output(g, "y", EVLM_ONNX_F32, 2, ys);
+    evlm_onnx_init_external(g, "w", EVLM_ONNX_F32, 2, ws, "weights.bin", 128);
+    evlm_onnx_init(g, "b", EVLM_ONNX_F32, 1, bs, bias);
+    float two = 2.0f;
+    evlm_onnx_init(g, "two", EVLM_ONNX_F32, 0, NULL, &two);
+    int n0 = evlm_onnx_node(g, "MatMul", 2, (const char *[]){"x", "w"}, 1, (const char *[]){"xw"});
+    int n1 =
+        evlm_onnx_node(g, "Gemm", 3, (const char *[]){"x", "w", "b"}, 1, (const char *[]){"y"});
+    evlm_onnx_attr_int(g, n1, "transB", 1);
+    evlm_onnx_attr_ints(g, n1, "perm", 3, (const int64_t[]){0, 2, 1});
+    evlm_onnx_attr_float(g, n1, "alpha", 0.5f);
+    CHECK(n0 == 0 && n1 == 1);
+    CHECK_OK(evlm_onnx_status(g));
+    char path[512];
+    snprintf(path, sizeof path, "%s/tiny.onnx", tmp);
+    CHECK_OK(evlm_onnx_save(g, path));
+    uint8_t *buf;
+    size_t n;
+    CHECK_OK(evlm_onnx_pack(g, &buf, &n));
+    evlm_onnx_free(g);
+    /* the file holds the packed bytes */
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (f) {
+        uint8_t *fb = malloc(n + 1);
+        CHECK(fb && fread(fb, 1, n + 1, f) == n && !memcmp(fb, buf, n));
+        free(fb);
+        fclose(f);
+    }
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, n, buf);
+    free(buf);
+    CHECK(m != NULL);
+    if (!m) return;
+    CHECK(m->has_ir_version && m->ir_version == 8 && !strcmp(m->producer_name, "evlm"));
+    CHECK(m->n_opset_import == 1 && !strcmp(m->opset_import[0]->domain, "") &&
+          m->opset_import[0]->version == 17);
+    const Onnx__GraphProto *gr = m->graph;
+    CHECK(gr && !strcmp(gr->name, "tiny") && gr->n_input == 2 && gr->n_output == 1);
+    if (gr && gr->n_input == 2) {
+        const Onnx__TypeProto__Tensor *tt = gr->input[1]->type->tensor_type;
+        CHECK(!strcmp(gr->input[1]->name, "ids") && tt->elem_type == 7);
+        CHECK(tt->shape->n_dim == 2 && tt->shape->dim[0]->dim_value == 2 &&
+              tt->shape->dim[1]->dim_value == 3);
+        CHECK(gr->output[0]->type->tensor_type->elem_type == 1);
+    }
+    CHECK(gr && gr->n_initializer == 3);
+    if (gr && gr->n_initializer == 3) {
+        const Onnx__TensorProto *w = gr->initializer[0], *b = gr->initializer[1],
+                                *s = gr->initializer[2];
+        CHECK(!strcmp(w->name, "w") && w->data_location == 1 && !w->has_raw_data);
+        CHECK(w->n_dims == 2 && w->dims[0] == 3 && w->dims[1] == 4 && w->data_type == 1);
+        CHECK(ext_value(w, "location") && !strcmp(ext_value(w, "location"), "weights.bin"));
+        CHECK(ext_value(w, "offset") && !strcmp(ext_value(w, "offset"), "128"));
+        CHECK(ext_value(w, "length") && !strcmp(ext_value(w, "length"), "48"));
+        CHECK(b->has_raw_data && b->raw_data.len == 16 && !memcmp(b->raw_data.data, bias, 16));
+        CHECK(s->n_dims == 0 && s->raw_data.len == 4 && !memcmp(s->raw_data.data, &two, 4));
+    }
+    CHECK(gr && gr->n_node == 2);
+    if (gr && gr->n_node == 2) {
+        const Onnx__NodeProto *nd = gr->node[1];
+        CHECK(!strcmp(nd->op_type, "Gemm") && nd->n_input == 3 && !strcmp(nd->input[2], "b") &&
+              nd->n_output == 1 && !strcmp(nd->output[0], "y"));
+        const Onnx__AttributeProto *a = find_attr(nd, "transB"), *p = find_attr(nd, "perm"),
+                                   *al = find_attr(nd, "alpha");
+        CHECK(a && a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT && a->i == 1);
+        CHECK(p && p->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS && p->n_ints == 3 &&
+              p->ints[1] == 2);
+        CHECK(al && al->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT && al->f == 0.5f);
+        CHECK(gr->node[0]->n_attribute == 0 && strcmp(gr->node[0]->name, nd->name));
+    }
+    onnx__model_proto__free_unpacked(m, NULL);
+}
+
+/* A bad call makes the whole graph fail (sticky), naming what was wrong; nothing is written. */
+static void test_writer_errors(const char *tmp) {
+    const int64_t bad[2] = {2, 0}, ok2[2] = {2, 2};
+    const float z[4] = {0};
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.onnx", tmp);
+    evlm_onnx *g;
+    CHECK(evlm_onnx_new("", 17, &g) == EVLM_ERR_ARG && !g);
+    CHECK(evlm_onnx_new("g", 0, &g) == EVLM_ERR_ARG && !g);
+
+    CHECK_OK(evlm_onnx_new("g", 17, &g));
+    evlm_onnx_input(g, "x", EVLM_ONNX_F32, 2, bad);
+    evlm_onnx_init(g, "later", EVLM_ONNX_F32, 2, ok2, z); /* ignored after the failure */
+    CHECK(evlm_onnx_save(g, path) == EVLM_ERR_ARG && strstr(evlm_last_error(), "'x'"));
+    CHECK(access(path, F_OK) != 0);
+    evlm_onnx_free(g);
+
+    CHECK_OK(evlm_onnx_new("g", 17, &g));
+    evlm_onnx_init(g, "w", (evlm_onnx_dtype)99, 2, ok2, z);
+    CHECK(evlm_onnx_status(g) == EVLM_ERR_ARG && strstr(evlm_last_error(), "'w'"));
+    evlm_onnx_free(g);
+
+    CHECK_OK(evlm_onnx_new("g", 17, &g));
+    evlm_onnx_init_external(g, "w", EVLM_ONNX_F32, 9, ok2, "f.bin", 0);
+    CHECK(evlm_onnx_status(g) == EVLM_ERR_ARG);
+    evlm_onnx_free(g);
+
+    CHECK_OK(evlm_onnx_new("g", 17, &g));
+    evlm_onnx_node(g, "Add", 2, (const char *[]){"a", ""}, 1, (const char *[]){"c"});
+    CHECK(evlm_onnx_status(g) == EVLM_ERR_ARG);
+    evlm_onnx_free(g);
+
+    CHECK_OK(evlm_onnx_new("g", 17, &g));
+    evlm_onnx_attr_int(g, 3, "axis", 1);
+    CHECK(evlm_onnx_status(g) == EVLM_ERR_ARG && strstr(evlm_last_error(), "axis"));
+    evlm_onnx_free(g);
+}
+
+static Onnx__ModelProto *read_model(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n);
+    Onnx__ModelProto *m = NULL;
+    if (b && fread(b, 1, (size_t)n, f) == (size_t)n)
+        m = onnx__model_proto__unpack(NULL, (size_t)n, b);
+    free(b);
+    fclose(f);
+    return m;
+}
+
+/* Both graphs reference the same weights at the same offsets, inside the weight file. */
+static void test_export_graphs(const char *out, int n_layers) {
+    char p1[700], p2[700], pw[700];
+    snprintf(p1, sizeof p1, "%s/decoder_ar4.onnx", out);
+    snprintf(p2, sizeof p2, "%s/decoder_ar1.onnx", out);
+    snprintf(pw, sizeof pw, "%s/decoder.weights.bin", out);
+    Onnx__ModelProto *a = read_model(p1), *b = read_model(p2);
+    struct stat st;
+    CHECK(a && b && stat(pw, &st) == 0);
+    if (!a || !b || stat(pw, &st) != 0) goto done;
+    CHECK(a->graph->n_input == (size_t)(3 + 2 * n_layers));
+    CHECK(a->graph->n_output == (size_t)(1 + 2 * n_layers));
+    CHECK(b->graph->n_input == a->graph->n_input && b->graph->n_output == a->graph->n_output);
+    CHECK(!strcmp(a->graph->output[0]->name, "logits"));
+    size_t n_ext = 0, same = 0, inside = 0;
+    for (size_t i = 0; i < a->graph->n_initializer; i++) {
+        const Onnx__TensorProto *t = a->graph->initializer[i];
+        if (t->data_location != 1) continue;
+        n_ext++;
+        const char *loc = ext_value(t, "location"), *off = ext_value(t, "offset"),
+                   *len = ext_value(t, "length");
+        if (loc && off && len && !strcmp(loc, "decoder.weights.bin") &&
+            strtoull(off, NULL, 10) + strtoull(len, NULL, 10) <= (unsigned long long)st.st_size)
+            inside++;
+        for (size_t j = 0; j < b->graph->n_initializer; j++) {
+            const Onnx__TensorProto *u = b->graph->initializer[j];
+            if (!strcmp(u->name, t->name) && u->data_location == 1 && off &&
+                ext_value(u, "offset") && !strcmp(ext_value(u, "offset"), off))
+                same++;
+        }
+    }
+    /* embedding, cos, sin, final norm, 2 norms + 7 matrices per layer (llama-tiny: no biases) */
+    CHECKF(n_ext == (size_t)(4 + 9 * n_layers), "%zu external initializers", n_ext);
+    CHECK(same == n_ext && inside == n_ext);
+done:
+    if (a) onnx__model_proto__free_unpacked(a, NULL);
+    if (b) onnx__model_proto__free_unpacked(b, NULL);
+}
+
+#endif
+
+static void rm_export(const char *out) {
+    const char *files[] = {"decoder_ar4.onnx", "decoder_ar1.onnx", "decoder.weights.bin",
+                           "manifest.json"};
+    char p[700];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, files[i]);
+        unlink(p);
+    }
+    rmdir(out);
+}
+
+static void test_export(const char *shared, const char *tmp) {
+    char dir[512], out[560];
+    snprintf(dir, sizeof dir, "%s/fixtures/llama-tiny", shared);
+    snprintf(out, sizeof out, "%s/export", tmp);
+    evlm_model *m;
+    CHECK_OK(evlm_model_load(dir, NULL, &m));
+    if (!m) return;
+    evlm_onnx_params p = evlm_onnx_default_params();
+#ifndef EVLM_ONNX
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_UNSUPPORTED);
+    evlm_model_free(m);
+    return;
+#else
+    p.ar = 0;
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_ARG && strstr(evlm_last_error(), "ar = 0"));
+    p.ar = 8;
+    p.ctx = 8;
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_ARG && strstr(evlm_last_error(), "ctx = 8"));
+    p.ctx = 100000;
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_ARG && strstr(evlm_last_error(), "ctx"));
+    p.ctx = 32;
+    p.precision = "w8a8";
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_UNSUPPORTED &&
+          strstr(evlm_last_error(), "precision"));
+    CHECK(access(out, F_OK) != 0); /* nothing written */
+    p.precision = "fp32";
+    p.ar = 4;
+    p.ctx = 16;
+    CHECK_OK(evlm_export_onnx(m, out, &p));
+    test_export_graphs(out, 2);
+    /* a second export into the now full folder is refused and leaves it as it was */
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_IO && strstr(evlm_last_error(), "not empty"));
+    char man[700];
+    snprintf(man, sizeof man, "%s/manifest.json", out);
+    CHECK(access(man, F_OK) == 0);
+    rm_export(out);
+    evlm_model_free(m);
+#endif
+}
+
+int main(void) {
+    char tmp[] = "/tmp/evlm_test_onnx_XXXXXX";
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
+#ifdef EVLM_ONNX
+    test_writer(tmp);
+    test_writer_errors(tmp);
+    char p[600];
+    snprintf(p, sizeof p, "%s/tiny.onnx", tmp);
+    unlink(p);
+#endif
+    const char *shared = test_shared_dir();
+    if (shared) test_export(shared, tmp);
+    rmdir(tmp);
+    return test_done();
+}
