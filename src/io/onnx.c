@@ -266,7 +266,7 @@ static Onnx__TensorProto *tensor(evlm_onnx *g, const char *name, evlm_onnx_dtype
     int64_t *dims = gnew(g, sizeof *dims * (size_t)ndim);
     if (failed(g)) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(dims, shape, sizeof *dims * (size_t)ndim);
+    if (ndim) memcpy(dims, shape, sizeof *dims * (size_t)ndim);
     t->n_dims = (size_t)ndim;
     t->dims = dims;
     t->has_data_type = 1;
