@@ -209,8 +209,6 @@ done:
     if (b) onnx__model_proto__free_unpacked(b, NULL);
 }
 
-#endif
-
 static void rm_export(const char *out) {
     const char *files[] = {"decoder_ar4.onnx", "decoder_ar1.onnx", "decoder.weights.bin",
                            "manifest.json"};
@@ -221,6 +219,8 @@ static void rm_export(const char *out) {
     }
     rmdir(out);
 }
+
+#endif
 
 static void test_export(const char *shared, const char *tmp) {
     char dir[512], out[560];
