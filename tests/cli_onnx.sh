@@ -27,11 +27,14 @@ bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 err() { # pattern, command...
   local pat=$1; shift
   local e rc; e=$("$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] && printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
+  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] &&
+     printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
 }
 
 e=$("$BIN" export-onnx -m "$F/llama-tiny" -o "$tmp/probe" --ar 8 --ctx 64 2>&1 >/dev/null)
-if printf '%s' "$e" | grep -q "EVLM_ONNX=OFF"; then echo "SKIP: built without the ONNX export"; exit 77; fi
+if printf '%s' "$e" | grep -q "EVLM_ONNX=OFF"; then
+  echo "SKIP: built without the ONNX export"; exit 77
+fi
 rm -rf "$tmp/probe"
 
 P="Once upon a time there was a little robot who liked the quick brown fox"
@@ -40,8 +43,10 @@ for m in llama-tiny qwen2vl-tiny smolvlm-tiny; do
   [ -d "$M" ] || { bad "$M missing"; continue; }
   "$BIN" export-onnx -m "$M" -o "$O" --ar 8 --ctx 64 >/dev/null || { bad "$m: export"; continue; }
   "$BIN" logits -m "$M" -p "$P" --raw --out "$tmp/$m.ref" > "$tmp/$m.ids.json" || bad "$m: logits"
-  ids=$(python3 -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['ids'])))" "$tmp/$m.ids.json")
-  node "$RUN" "$O" --ids "$ids" -n 12 --logits-out "$tmp/$m.ort" > "$tmp/$m.ort.out" || bad "$m: ort_run"
+  ids=$(python3 -c "import json, sys; print(','.join(map(str, json.load(sys.stdin)['ids'])))" \
+        < "$tmp/$m.ids.json")
+  node "$RUN" "$O" --ids "$ids" -n 12 --logits-out "$tmp/$m.ort" > "$tmp/$m.ort.out" ||
+    bad "$m: ort_run"
   "$BIN" run -m "$M" -p "$P" --raw -n 12 --temp 0 --json > "$tmp/$m.run.json" || bad "$m: run"
   python3 - "$O" "$tmp/$m" <<'PY' && ok || bad "$m: ONNX Runtime vs evlm"
 import json, os, struct, sys
@@ -54,7 +59,8 @@ r = struct.unpack("<%df" % (n * V), ref); g = struct.unpack("<%df" % (n * V), go
 worst = max(abs(a - b) / max(1.0, abs(a)) for a, b in zip(r, g))
 ort_ids = json.loads(open(t + ".ort.out").read().strip().splitlines()[-1])["ids"]
 evlm_ids = json.load(open(t + ".run.json"))["output_ids"]
-print("%s: %d prompt tokens, worst logit error %.2e, greedy %s" % (os.path.basename(t), n, worst, ort_ids))
+print("%s: %d prompt tokens, worst logit error %.2e, greedy %s"
+      % (os.path.basename(t), n, worst, ort_ids))
 assert worst <= 1e-3, worst
 assert ort_ids == evlm_ids, (ort_ids, evlm_ids)
 # the manifest: both graphs, every role, the KV layout, files present
@@ -81,16 +87,19 @@ done
 M="$F/llama-tiny"
 err "option --ar" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 0
 err "\-\-ctx 8 must be larger than --ar 8" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --ctx 8
-err "ctx = 4096 is past the model's trained context" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --ctx 4096
+err "ctx = 4096 is past the model's trained context" \
+  "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --ctx 4096
 err "precision 'w4a16'" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --precision w4a16
 err "no output folder" "$BIN" export-onnx -m "$M"
 mkdir -p "$tmp/full"; echo x > "$tmp/full/keep"
 err "exists and is not empty" "$BIN" export-onnx -m "$M" -o "$tmp/full" --ar 8 --ctx 64
-if [ -e "$tmp/bad" ] || [ "$(ls "$tmp/full")" != keep ] || ls -d "$tmp"/*.tmp.* >/dev/null 2>&1; then
+if [ -e "$tmp/bad" ] || [ "$(ls "$tmp/full")" != keep ] ||
+   ls -d "$tmp"/*.tmp.* >/dev/null 2>&1; then
   bad "a failed export left files behind"; else ok; fi
 # an empty folder is a fine destination
 mkdir -p "$tmp/empty"
-"$BIN" export-onnx -m "$M" -o "$tmp/empty" --ar 4 --ctx 16 >/dev/null && [ -f "$tmp/empty/decoder_ar4.onnx" ] && ok || bad "export into an empty folder"
+"$BIN" export-onnx -m "$M" -o "$tmp/empty" --ar 4 --ctx 16 >/dev/null &&
+  [ -f "$tmp/empty/decoder_ar4.onnx" ] && ok || bad "export into an empty folder"
 
 echo "cli_onnx: $pass passed, $fail failed"
 [ $fail -eq 0 ]
