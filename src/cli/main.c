@@ -28,6 +28,7 @@ static const struct {
     {"tokenize", evlm_cmd_tokenize,
      "JSON strings on stdin to id arrays: tokenize -m DIR [--decode]"},
     {"info", evlm_cmd_info, "describe a model: info -m PATH [--json]"},
+    {"plan", evlm_cmd_plan, "NPU fit and speed: plan -m MODEL|CONFIG.json --target T [--json]"},
     {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
 };
 
