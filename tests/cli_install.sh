@@ -25,7 +25,7 @@ done_() { echo "cli_install: $pass passed, $fail failed"; [ $fail -eq 0 ] || exi
 
 cmake --install "$B" --prefix "$P" > "$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; bad "cmake --install"; done_; }
 L=$(dirname "$(find "$P" -name libevlm.a | head -1)")
-for f in include/evlm.h include/evlm_compress.h bin/evlm; do [ -e "$P/$f" ] || bad "$f not installed"; done
+for f in include/evlm.h include/evlm_compress.h include/evlm_npu.h bin/evlm; do [ -e "$P/$f" ] || bad "$f not installed"; done
 for f in libevlm.a libevlm.so pkgconfig/evlm.pc; do [ -e "$L/$f" ] || bad "$f not installed in $L"; done
 [ $fail -eq 0 ] && ok || done_
 
@@ -34,7 +34,7 @@ soname=$(readelf -d "$L/libevlm.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 case "$soname" in libevlm.so.[0-9]*) [ -e "$L/$soname" ] && ok || bad "$soname missing";; *) bad "SONAME '$soname'";; esac
 
 # exported: the functions the public headers declare, nothing else (no internals, no data)
-sed -n 's/^EVLM_API[^(]*[ *]\([a-z_0-9]*\)(.*/\1/p' "$P/include/evlm.h" "$P/include/evlm_compress.h" |
+sed -n 's/^EVLM_API[^(]*[ *]\([a-z_0-9]*\)(.*/\1/p' "$P/include/evlm.h" "$P/include/evlm_compress.h" "$P/include/evlm_npu.h" |
   sort > "$tmp/declared"
 nm -D --defined-only "$L/libevlm.so" | awk '$3 != "" {print $3}' | grep -v '^_' | sort > "$tmp/exported"
 if [ -s "$tmp/declared" ] && diff "$tmp/declared" "$tmp/exported" > "$tmp/sym.diff"; then ok
