@@ -56,6 +56,14 @@ if [ -n "${EVLM_SHARED:-}" ] && [ -d "$EVLM_SHARED/fixtures/smolvlm-tiny" ]; the
   ok "vlm folder" 'printf "%s" "$out" | grep -q "image encode:" && printf "%s" "$out" | grep -q "in the tensors"'
   out=$("$BIN" plan -m "$EVLM_SHARED/fixtures/smolvlm-tiny/config.json" --json)
   ok "vlm config" 'printf "%s" "$out" | python3 -c "import json,sys; p=json.load(sys.stdin); assert p[\"params\"][\"total\"]==236016 and p[\"params_file\"]==-1"'
+  # a GGUF file: the config.json it embeds, its tensors counted
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  if "$BIN" quantize -m "$EVLM_SHARED/fixtures/smolvlm-tiny" -o "$tmp/m.gguf" --type q8_0 >/dev/null 2>&1; then
+    out=$("$BIN" plan -m "$tmp/m.gguf" --json)
+    ok "gguf" 'printf "%s" "$out" | python3 -c "import json,sys; p=json.load(sys.stdin); assert p[\"params\"][\"total\"]==236016==p[\"params_file\"]"'
+  else
+    fail=$((fail+1)); echo "FAIL (quantize for the gguf check)"
+  fi
 fi
 
 expect_err "no model" "no model given" -- "$BIN" plan --target sa8295
