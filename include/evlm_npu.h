@@ -1,21 +1,44 @@
 /*
  * evlm_npu.h - the Qualcomm NPU path of libevlm (docs/NPU.md): static-shape ONNX graphs of a
- * loaded model for ONNX Runtime's QNN execution provider and Qualcomm's converters.
+ * loaded model for ONNX Runtime's QNN execution provider and Qualcomm's converters, and the fit
+ * planner: will a model run on the Hexagon NPU of a Qualcomm automotive SoC, in how many graph
+ * parts, and how fast (a roofline estimate).
  *
- * What exists: the text decoder (Llama / Qwen2 families; a VLM's text half for text-only
- * prompts) in float32, as two graphs sharing one external weight file: AR-N prefill and AR-1
- * decode, the KV cache, positions and an additive attention mask as explicit inputs, described
- * by DIR/manifest.json. Not yet: quantized (QDQ) precisions, the vision encoder, part splits,
- * per-SoC targets (issue 19).
+ * Export. What exists: the text decoder (Llama / Qwen2 families; a VLM's text half for
+ * text-only prompts) in float32, as two graphs sharing one external weight file: AR-N prefill
+ * and AR-1 decode, the KV cache, positions and an additive attention mask as explicit inputs,
+ * described by DIR/manifest.json. Not yet: quantized (QDQ) precisions, the vision encoder, part
+ * splits, per-SoC targets (issue 19).
+ *
+ * Planner. From a config.json alone (no weights needed), a Hugging Face folder or a GGUF file,
+ * the planner counts the parameters of every part (decoder layers, embedding, head, vision
+ * tower, connector), their bytes at a QNN precision (fp16, w8a16, w8a8, w4a16 with per-block
+ * scales, w4), the KV cache at the context length with the target's KV precision, the
+ * activations of the prompt graph and a runtime overhead, and sets them against the target's
+ * NPU-addressable memory and per-graph limit (the part split). Times: image encode and time to
+ * first token are FLOPs over the target's effective 8- or 16-bit throughput; decode tok/s is
+ * bytes per token over the effective DRAM bandwidth. The two effective factors are fractions of
+ * the target's published peaks calibrated on ONE published measurement
+ * (evlm_plan_calibration_point), never per model. The targets table (evlm_npu_target_at)
+ * carries every number with its source; numbers that no source found gives are labelled as
+ * assumptions there and in docs/NPU.md.
+ *
+ * Not here: simulation of NPU numerics, anything that runs on a device.
  */
 #ifndef EVLM_NPU_H
 #define EVLM_NPU_H
 
 #include "evlm.h"
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- ONNX export ---------------------------------------------------------------------------- */
 
 typedef struct evlm_onnx_params {
     int ar;                /* tokens of the prefill graph (AR-N), >= 1; default 128 */
@@ -33,6 +56,132 @@ EVLM_API evlm_onnx_params evlm_onnx_default_params(void);
  * a build without the ONNX writer (cmake -DEVLM_ONNX=OFF). */
 EVLM_API evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                                       const evlm_onnx_params *params);
+
+/* ---- planner ------------------------------------------------------------------------------- */
+
+/* ---- targets ------------------------------------------------------------------------------ */
+
+typedef struct evlm_npu_target_info {
+    const char *name;    /* what --target takes: "sa8295" */
+    const char *soc;     /* "SA8295P" */
+    int hexagon;         /* Hexagon (HTP) architecture version: 68, 73 */
+    double tops;         /* marketed peak AI TOPS (8-bit ops) */
+    double dram_gb_s;    /* peak DRAM bandwidth, GB/s (1e9 bytes) */
+    double vtcm_mib;     /* VTCM (tightly coupled memory) of the NPU */
+    int64_t graph_limit; /* largest weights one graph (context binary part) may hold, bytes */
+    int64_t addressable; /* NPU-addressable memory of one session (32-bit VA), bytes */
+    int kv_bits;         /* KV cache precision of quantized graphs */
+    bool int4_block;     /* int4 per-block weights (Hexagon V69 and later) */
+    const char *sources; /* each field's source, one "field: source" line per field */
+} evlm_npu_target_info;
+
+EVLM_API size_t evlm_npu_n_targets(void);
+EVLM_API const evlm_npu_target_info *evlm_npu_target_at(size_t i);
+/* By name ("sa8295"; "SA8295P" too); NULL when unknown. */
+EVLM_API const evlm_npu_target_info *evlm_npu_target_find(const char *name);
+
+/* ---- precisions --------------------------------------------------------------------------- */
+
+typedef enum evlm_npu_precision {
+    EVLM_NPU_DEFAULT = 0, /* w4a16 where int4 block weights run, w4 elsewhere */
+    EVLM_NPU_FP16,        /* fp16 weights and activations */
+    EVLM_NPU_W8A16,       /* int8 per-channel weights, 16-bit activations */
+    EVLM_NPU_W8A8,        /* int8 per-channel weights, 8-bit activations */
+    EVLM_NPU_W4A16,       /* int4 per-block weights (block 64, fp16 scales), 16-bit activations */
+    EVLM_NPU_W4,          /* int4 per-channel weights, fp16 activations (Qualcomm AI Hub "w4") */
+} evlm_npu_precision;
+
+EVLM_API const char *evlm_npu_precision_name(evlm_npu_precision p);
+/* "fp16", "w8a16", "w8a8", "w4a16", "w4"; EVLM_ERR_ARG naming the accepted ones otherwise. */
+EVLM_API evlm_status evlm_npu_precision_parse(const char *s, evlm_npu_precision *out);
+
+/* ---- the plan ----------------------------------------------------------------------------- */
+
+typedef struct evlm_plan_params {
+    const char *target;           /* default "sa8295" */
+    evlm_npu_precision precision; /* default EVLM_NPU_DEFAULT */
+    int n_ctx;                    /* context length of the static graphs; 0: 4096 (or less when
+                                     the model's max_position_embeddings is less) */
+    int ar;                       /* prompt-processor graph length (AR-N); 0: 128 */
+    int n_prompt;                 /* prompt tokens for ttft_ms; 0: one AR-N chunk */
+    int n_tiles;                  /* image tiles encoded per image (vision models); 0: 1 */
+    int max_parts;                /* most graph parts the deployment accepts; 0: no bound */
+} evlm_plan_params;
+
+#define EVLM_PLAN_MAX_PARTS 64
+
+typedef struct evlm_plan_part {
+    int first_layer, last_layer; /* decoder layers in this part; -1 when none */
+    bool embedding, head;        /* holds the token embedding / the final norm and LM head */
+    int64_t bytes;               /* its weights */
+} evlm_plan_part;
+
+typedef struct evlm_plan {
+    const evlm_npu_target_info *target;
+    evlm_npu_precision precision;
+    int n_ctx, ar, n_prompt, n_tiles;
+    char model_type[32];
+    /* parameters (counted from the config; tied embeddings counted once) */
+    int64_t params_layers, params_embedding, params_head, params_vision, params_connector;
+    int64_t params_total;
+    int64_t params_file; /* counted from the tensors of a folder or GGUF; -1 without weights */
+    /* memory, bytes */
+    int64_t text_weights_bytes;   /* decoder, embedding, head (a tied head stored twice: the
+                                     embedding and the head sit in different parts) */
+    int64_t vision_weights_bytes; /* vision tower and connector */
+    int64_t weights_bytes;
+    int kv_bits;
+    int64_t kv_bytes;         /* at n_ctx */
+    int64_t activation_bytes; /* live tensors of the AR-N prompt graph and the vision graph */
+    int64_t overhead_bytes;   /* runtime overhead (an assumption, docs/NPU.md) */
+    int64_t total_bytes;
+    int64_t limit_bytes; /* target->addressable */
+    int64_t graph_limit; /* target->graph_limit */
+    int n_parts;         /* decoder graph parts (each under graph_limit) */
+    evlm_plan_part parts[EVLM_PLAN_MAX_PARTS];
+    int n_vision_parts; /* 0 for a text model */
+    int max_ctx;        /* largest context whose total still fits (0 when the weights do not) */
+    bool fits;
+    char why[256]; /* the limit that decides, in words */
+    /* roofline estimates */
+    double bytes_per_token; /* decode: weights read + the whole static KV cache */
+    double flops_per_token; /* decode, at n_ctx */
+    double flops_per_chunk; /* one AR-N prompt chunk, at n_ctx */
+    double vision_flops;    /* one image of n_tiles tiles */
+    double eff_bandwidth;   /* calibrated fraction of peak DRAM bandwidth */
+    double eff_compute;     /* calibrated fraction of the peak for this precision's class */
+    double peak_ops;        /* ops/s the precision's class may reach (a16: tops / 2) */
+    double decode_tok_s;
+    double ttft_ms;      /* n_prompt tokens */
+    double ttft_full_ms; /* a prompt filling n_ctx */
+    double image_encode_ms;
+} evlm_plan;
+
+EVLM_API evlm_plan_params evlm_plan_default_params(void);
+/* path: a config.json file, a model folder (its config.json; its tensors counted when present)
+ * or a GGUF file (the config.json it embeds). Errors: unknown target, a precision the target
+ * cannot run (int4 block weights before V69), a context the model or the memory cannot hold
+ * (naming the limit and the largest context that fits). A model whose weights do not fit is not
+ * an error: fits is false and why names the limit. */
+EVLM_API evlm_status evlm_plan_model(const char *path, const evlm_plan_params *params,
+                                     evlm_plan *out);
+/* The same from config.json text; what names it in errors. */
+EVLM_API evlm_status evlm_plan_config(const char *what, const char *json, size_t len,
+                                      const evlm_plan_params *params, evlm_plan *out);
+
+/* The one published measurement the effective factors come from. */
+typedef struct evlm_plan_calibration {
+    const char *model;  /* "Llama-3.2-1B-Instruct" */
+    const char *target; /* "sa8295" */
+    evlm_npu_precision precision;
+    int n_ctx, ar;
+    double tok_s;   /* published decode rate */
+    double ttft_ms; /* published time to first token of one AR-N chunk */
+    const char *source;
+    double eff_bandwidth, eff_compute; /* the factors it gives */
+} evlm_plan_calibration;
+
+EVLM_API const evlm_plan_calibration *evlm_plan_calibration_point(void);
 
 #ifdef __cplusplus
 }
