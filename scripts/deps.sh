@@ -49,7 +49,7 @@ npm_ort() {
   [ "$have" = "$ORT_NODE_VERSION" ] && return 0
   [ $quiet -eq 1 ] || echo "deps: npm install onnxruntime-node@$ORT_NODE_VERSION into build/npm"
   mkdir -p "$npm_dir"
-  if ! npm_config_onnxruntime_node_install_cuda=skip npm install --prefix "$npm_dir" \
+  if ! npm_config_onnxruntime_node_install_cuda=skip timeout 900 npm install --prefix "$npm_dir" \
        --no-audit --no-fund --no-package-lock --loglevel=error \
        "onnxruntime-node@$ORT_NODE_VERSION" >/dev/null; then
     echo "deps: warning: npm could not install onnxruntime-node (tests/cli_onnx.sh will skip)"
