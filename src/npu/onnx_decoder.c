@@ -558,8 +558,8 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
                                 "token's; text-only prompts pass zeros");
     } else if (evlm_model_has_vision(model))
         cJSON_AddStringToObject(j, "vision_note",
-                                "this model's vision tower is not exported yet (Qwen2-VL): "
-                                "text-only prompts");
+                                "no vision graph in this export (--tiles 0, or a tower "
+                                "not exported yet: Qwen2-VL's): text-only prompts");
     cJSON *parts = cJSON_AddArrayToObject(j, "parts");
     cJSON *p0 = cJSON_CreateObject();
     cJSON_AddItemToArray(parts, p0);

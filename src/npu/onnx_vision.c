@@ -54,6 +54,7 @@
 evlm_status evlm__onnx_vision_plan(const evlm_model *m, int tiles, int *n_tiles) {
     *n_tiles = 0;
     int max_tiles = 0;
+    if (tiles < 0) return EVLM_OK; /* none asked */
     if (!evlm__model_idefics3(m, NULL, NULL, &max_tiles)) {
         if (tiles <= 0) return EVLM_OK;
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "tiles = %d: %s", tiles,
