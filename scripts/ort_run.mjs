@@ -143,7 +143,8 @@ let nPast = 0;
 const H = M.hidden_size;
 let feats = null; // [n image tokens][H]
 if (pixels) {
-  const vis = man.vision || die(`${dir}: no vision graph in the manifest (exported with --tiles 0?)`);
+  const vis = man.vision ||
+    die(`${dir}: no vision graph in the manifest (exported with --tiles 0?)`);
   const gVis = graphOf('vision');
   const T = gVis.n_tiles, tileLen = gVis.inputs[0].shape.slice(1).reduce((a, b) => a * b, 1);
   const TOK = vis.tokens_per_tile;
@@ -156,7 +157,8 @@ if (pixels) {
     const buf = new Float32Array(T * tileLen);
     buf.set(pixels.subarray(t0 * tileLen, (t0 + n) * tileLen));
     for (let i = n; i < T; i++) buf.copyWithin(i * tileLen, 0, tileLen);
-    const out = await sVis.run({ [gVis.inputs[0].name]: new ort.Tensor('float32', buf, gVis.inputs[0].shape) });
+    const inp = gVis.inputs[0];
+    const out = await sVis.run({ [inp.name]: new ort.Tensor('float32', buf, inp.shape) });
     feats.set(out[gVis.outputs[0].name].data.subarray(0, n * TOK * H), t0 * TOK * H);
   }
   const nImg = ids.filter((id) => id === vis.image_token_id).length;

@@ -87,7 +87,9 @@ M="$F/smolvlm-tiny"
 P="<|im_start|>User:<image>What is the plate number?<end_of_utterance>
 Assistant:"
 "$BIN" export-onnx -m "$M" -o "$tmp/tiny" --ar 16 --ctx 256 >/dev/null || bad "smolvlm-tiny: export"
-[ "$(python3 -c "import json; print(json.load(open('$tmp/tiny/manifest.json'))['vision']['n_tiles'])")" = 5 ] &&
+nt=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['vision']['n_tiles'])" \
+     "$tmp/tiny/manifest.json")
+[ "$nt" = 5 ] &&
   ok || bad "smolvlm-tiny: default tiles (the processor's most for one image: 2 x 2 + 1)"
 check tiny "$M" "$tmp/tiny" "$M/ref_image.png" 16 "$P" --raw
 "$BIN" export-onnx -m "$M" -o "$tmp/tiny2" --ar 32 --ctx 256 --tiles 2 >/dev/null ||
