@@ -85,6 +85,9 @@ if (ids && text !== null) die('--ids and -p exclude each other');
 if ((text !== null || image) && !model) die('-p / --image need -m MODEL (for evlm prompt)');
 if (image && text === null) die('--image needs -p TEXT');
 
+const man = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+if (man.format !== 'evlm-onnx') die(`${dir}/manifest.json: not an evlm-onnx manifest`);
+
 // evlm prompt: the ids (and the image's pixel values) exactly as `evlm run` builds them
 function evlm(args) {
   try {
@@ -102,6 +105,9 @@ if (text !== null) {
     const args = ['-p', text];
     if (raw) args.push('--raw');
     if (image) args.push('--image', image, '--pixels-out', pxFile);
+    // the processor's tiling as the export was made (export-onnx --image-splitting)
+    if (image && man.vision && typeof man.vision.image_splitting === 'boolean')
+      args.push('--image-splitting', man.vision.image_splitting ? 'on' : 'off');
     const r = evlm(args);
     ids = r.ids;
     if (image) {
@@ -115,8 +121,6 @@ if (text !== null) {
 }
 if (!ids || !ids.length) die('no prompt ids (--ids 1,2,3 or -p TEXT)');
 
-const man = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-if (man.format !== 'evlm-onnx') die(`${dir}/manifest.json: not an evlm-onnx manifest`);
 const M = man.model;
 const V = M.vocab_size, L = M.n_layers, KV = M.n_kv_heads, HD = M.head_dim, C = man.ctx;
 const HIDDEN = man.mask.hidden;

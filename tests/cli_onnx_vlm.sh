@@ -3,9 +3,10 @@
 # SmolVLM export's vision graph (vision.onnx, --tiles) gives evlm's image features within 1e-4 x
 # max(1, |ref|), and the image features placed at the image-token positions of the prefill graph,
 # then greedy AR-1 decoding, give the ids of `evlm run --temp 0` on the same image and prompt:
-# on smolvlm-tiny's reference image with the default tile count (the whole image in one pass) and
-# with --tiles 2 (three passes, the last one padded), and on the scene model's three sample images
-# (models/scenes-vlm/samples) when ../shared/models/scenes-vlm is there. A vision graph asked of a
+# on smolvlm-tiny's reference image with the default tile count (the whole image in one pass),
+# with --tiles 2 (three passes, the last one padded) and with --image-splitting off (one tile),
+# and on the scene model's three sample images (models/scenes-vlm/samples) when
+# ../shared/models/scenes-vlm is there. A vision graph asked of a
 # model without an exportable tower fails with one line naming why. Skipped (77) without
 # ../shared, node or onnxruntime-node (scripts/deps.sh installs it into build/npm), under the
 # sanitizers and the aarch64 build (no ONNX export there).
@@ -95,6 +96,15 @@ check tiny "$M" "$tmp/tiny" "$M/ref_image.png" 16 "$P" --raw
 "$BIN" export-onnx -m "$M" -o "$tmp/tiny2" --ar 32 --ctx 256 --tiles 2 >/dev/null ||
   bad "smolvlm-tiny: export --tiles 2"
 check tiny2 "$M" "$tmp/tiny2" "$M/ref_image.png" 16 "$P" --raw
+
+# --image-splitting off: one tile, the manifest tells ort_run to ask evlm for the same pixels
+"$BIN" export-onnx -m "$M" -o "$tmp/tiny1" --ar 16 --ctx 128 --image-splitting off >/dev/null ||
+  bad "smolvlm-tiny: export --image-splitting off"
+a=$(node "$RUN" "$tmp/tiny1" -m "$M" --raw --image "$M/ref_image.png" -p "$P" -n 8 --evlm "$BIN" |
+    tail -1 | python3 -c "import json, sys; print(json.load(sys.stdin)['ids'])")
+b=$("$BIN" run -m "$M" --raw --image "$M/ref_image.png" -p "$P" -n 8 --temp 0 --json \
+    --image-splitting off | python3 -c "import json, sys; print(json.load(sys.stdin)['output_ids'])")
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "--image-splitting off: ONNX Runtime $a, evlm $b"
 
 SC="$S/models/scenes-vlm"
 if [ -d "$SC" ]; then

@@ -22,7 +22,8 @@ static void usage(void) {
            "  --ar N        tokens of the prefill graph (default 128)\n"
            "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n"
            "  --tiles T     image tiles of the vision graph vision.onnx (Idefics3 / SmolVLM;\n"
-           "                default: the most the processor makes of one image; 0: none)\n");
+           "                default: the most the processor makes of one image; 0: none)\n"
+           "  --image-splitting on|off  the processor's tiling (default: its config's)\n");
 }
 
 int evlm_cmd_export_onnx(int argc, char **argv) {
@@ -32,7 +33,7 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-t") ||
-            !strcmp(a, "--threads")) {
+            !strcmp(a, "--threads") || !strcmp(a, "--image-splitting")) {
             cli_model_opt(&o, argc, argv, &i);
         } else if (!strcmp(a, "-o") || !strcmp(a, "--out"))
             out = cli_value(argc, argv, &i);

@@ -373,7 +373,8 @@ static cJSON *io_obj(const char *name, const char *role, int ndim, const int64_t
 evlm_status evlm__onnx_vision_write(const evlm_model *model, const char *dir, int n_tiles,
                                     int opset, cJSON *root, cJSON *graphs) {
     const evlm_siglip *m = NULL;
-    if (!evlm__model_idefics3(model, &m, NULL, NULL) || n_tiles < 1)
+    const evlm_idefics3_proc *proc = NULL;
+    if (!evlm__model_idefics3(model, &m, &proc, NULL) || n_tiles < 1)
         return evlm__fail(EVLM_ERR_ARG, "the vision graph: no Idefics3 tower or no tiles");
     const evlm_idefics3_config *c = &m->cfg;
     size_t dl = strlen(dir) + 32;
@@ -419,6 +420,7 @@ evlm_status evlm__onnx_vision_write(const evlm_model *model, const char *dir, in
     cJSON_AddNumberToObject(v, "image_size", (double)S);
     cJSON_AddNumberToObject(v, "tokens_per_tile", (double)TOK);
     cJSON_AddNumberToObject(v, "image_token_id", c->image_token_id);
+    cJSON_AddBoolToObject(v, "image_splitting", proc->do_image_splitting);
     cJSON_AddStringToObject(v, "weights", EVLM_ONNX_VISION_WEIGHTS);
     cJSON_AddStringToObject(v, "pixel_values",
                             "[n_tiles, 3, S, S] float32 as the image processor gives them "
