@@ -354,9 +354,9 @@ typedef struct {
 } io_desc;
 
 /* The graph of n new tokens over ctx slots; its inputs / outputs are listed into io (room for
- * 3 + 4 * layers + 1 entries), *n_io set. */
-/* image_in: the graph also takes image_features [1, n, hidden] and image_mask [1, n, 1] (1: the
- * position's embedding is its image_features row, 0: the token's; exact either way) */
+ * 5 + 4 * layers + 1 entries), *n_io set. image_in: it also takes image_features [1, n, hidden]
+ * and image_mask [1, n, 1] (1: the position's embedding is its image_features row, 0: the
+ * token's; exact either way). */
 static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char *gname, int n,
                                int ctx, bool image_in, const char *path, io_desc *io, int *n_io) {
     const evlm_decoder_config *c = &d->cfg;
