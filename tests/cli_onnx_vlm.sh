@@ -124,6 +124,11 @@ err "tiles = 1: the model has no vision tower" \
   "$BIN" export-onnx -m "$F/llama-tiny" -o "$tmp/bad" --ar 8 --ctx 64 --tiles 1
 err "option --tiles" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --tiles 65
 [ -e "$tmp/bad" ] && bad "a failed export left files behind" || ok
+err "\-\-pixels-out needs exactly one --image" \
+  "$BIN" prompt -m "$M" --raw -p "hi" --pixels-out "$tmp/px.bin"
+err "only the Idefics3 / SmolVLM processor" "$BIN" prompt -m "$F/qwen2vl-tiny" --raw \
+  --image "$M/ref_image.png" -p "<|vision_start|><|image_pad|><|vision_end|>hi" \
+  --pixels-out "$tmp/px.bin"
 # --tiles 0: no vision graph
 "$BIN" export-onnx -m "$M" -o "$tmp/novis" --ar 8 --ctx 64 --tiles 0 >/dev/null &&
   [ ! -e "$tmp/novis/vision.onnx" ] && ok || bad "--tiles 0 still wrote a vision graph"
