@@ -7,8 +7,10 @@
  * Export. What exists: the text decoder (Llama / Qwen2 families; a VLM's text half for
  * text-only prompts) in float32, as two graphs sharing one external weight file: AR-N prefill
  * and AR-1 decode, the KV cache, positions and an additive attention mask as explicit inputs,
- * described by DIR/manifest.json. Not yet: quantized (QDQ) precisions, the vision encoder, part
- * splits, per-SoC targets (issue 19).
+ * described by DIR/manifest.json; for Idefics3 / SmolVLM also the vision tower + connector as
+ * one graph of a fixed tile count (its own weight file), the prefill graph then taking image
+ * features for the image-token positions. Not yet: quantized (QDQ) precisions, Qwen2-VL's
+ * tower, part splits, per-SoC targets (issue 19).
  *
  * Planner. From a config.json alone (no weights needed), a Hugging Face folder or a GGUF file,
  * the planner counts the parameters of every part (decoder layers, embedding, head, vision
@@ -45,17 +47,33 @@ typedef struct evlm_onnx_params {
     int ctx;               /* context window C of both graphs (past + new tokens), > ar;
                               0: min(1024, the model's trained context) */
     const char *precision; /* "fp32" (the only one so far); NULL: fp32 */
+    int tiles;             /* tiles of the vision graph (Idefics3 / SmolVLM); 0: the most the
+                              processor makes of one image; -1: no vision graph */
 } evlm_onnx_params;
 
 EVLM_API evlm_onnx_params evlm_onnx_default_params(void);
 
 /* Writes DIR/decoder_ar{N}.onnx, DIR/decoder_ar1.onnx, DIR/decoder.weights.bin and
- * DIR/manifest.json. dir must not exist or be an empty folder; the files are written into a
- * temporary sibling folder renamed to dir at the end, so a failure leaves no half-written
- * export. Errors name the setting at fault ("ar", "ctx", "precision"). EVLM_ERR_UNSUPPORTED in
- * a build without the ONNX writer (cmake -DEVLM_ONNX=OFF). */
+ * DIR/manifest.json (Idefics3 / SmolVLM: also DIR/vision.onnx, DIR/vision.weights.bin). dir must
+ * not exist or be an empty folder; the files are written into a temporary sibling folder renamed to
+ * dir at the end, so a failure leaves no half-written export. Errors name the setting at fault
+ * ("ar", "ctx", "precision", "tiles"). EVLM_ERR_UNSUPPORTED in a build without the ONNX writer
+ * (cmake -DEVLM_ONNX=OFF). */
 EVLM_API evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                                       const evlm_onnx_params *params);
+
+/* The vision graph's input for one image: pixel_values [*n_tiles][3][*tile][*tile] float32
+ * (malloc'd; free it) as the model's image processor makes them (splitting as loaded), the
+ * tiles row-major, then the global image. EVLM_ERR_UNSUPPORTED for models other than
+ * Idefics3 / SmolVLM. */
+EVLM_API evlm_status evlm_onnx_image_pixels(const evlm_model *model, const evlm_image_input *image,
+                                            float **pixels, int *n_tiles, int *tile);
+
+/* The image features evlm's own encoder gave prompt p ([*n_rows][*width] float32, owned by p;
+ * NULL and 0 rows without images): what the vision graph's image_features are checked
+ * against. */
+EVLM_API const float *evlm_onnx_prompt_features(const evlm_model *model, const evlm_prompt *p,
+                                                int *n_rows, int *width);
 
 /* ---- planner ------------------------------------------------------------------------------- */
 

@@ -1,19 +1,30 @@
 #!/usr/bin/env node
 // ort_run.mjs - runs an `evlm export-onnx` folder in ONNX Runtime (onnxruntime-node, CPU):
-// reads manifest.json, prefills the prompt ids through the AR-N graph (in chunks of N, the last
-// one padded), then decodes greedily through the AR-1 graph with the KV cache as graph inputs and
-// outputs, and prints as its last line one JSON object
-//   {"ids": [generated ids, the eos id included when it ends the answer], "logits_first": [...]}
+// reads manifest.json, (with --image) runs the vision graph over the image's tiles and places
+// its rows at the prompt's image-token positions, prefills the prompt through the AR-N graph (in
+// chunks of N, the last one padded), then decodes greedily through the AR-1 graph with the KV
+// cache as graph inputs and outputs, and prints as its last line one JSON object
+//   {"ids": [generated ids, the eos id included when it ends the answer], "logits_first": [...],
+//    "text": "..." (with -m)}
 // (logits_first: the first 8 logits of the last prompt position).
-// Every forward pass runs in ONNX Runtime; this script only moves tensors. Not here:
-// tokenization, chat templates, images, sampling other than greedy.
+// Every forward pass runs in ONNX Runtime; this script only moves tensors. Tokenization, the
+// chat template, image preprocessing and detokenization come from evlm (`evlm prompt`). Not here:
+// sampling other than greedy, several images per prompt.
 //
 // usage: node scripts/ort_run.mjs DIR --ids 1,2,3 [-n N] [--logits-out FILE] [--threads T]
+//        node scripts/ort_run.mjs DIR -m MODEL [--image FILE] -p TEXT [--raw] [-n N] ...
 //   -n N              tokens to generate (default 16; 0: prefill only)
 //   --logits-out FILE the prefill logits of every prompt position, float32 [n_prompt][vocab]
+//   -m MODEL          the exported model (evlm reads its tokenizer, template and processor)
+//   --image FILE      one image; -p TEXT the user text (chat template unless --raw, where TEXT
+//                     holds the <image> marker)
+//   --features-out F  the vision graph's image features, float32 [rows][hidden]
+//   --evlm BIN        the evlm binary (default: $EVLM_BIN, else build/release/evlm)
 // onnxruntime-node is looked up as usual, then in build/npm (scripts/deps.sh --npm installs it
 // there).
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +50,9 @@ function loadOrt() {
 
 const args = process.argv.slice(2);
 let dir = null, ids = null, nGen = 16, logitsOut = null, threads = 1;
+let model = null, image = null, text = null, raw = false, featuresOut = null;
+let evlmBin = process.env.EVLM_BIN ||
+  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'build', 'release', 'evlm');
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const val = () => {
@@ -55,16 +69,58 @@ for (let i = 0; i < args.length; i++) {
     nGen = Number(val());
     if (!Number.isInteger(nGen) || nGen < 0) die('-n needs an integer >= 0');
   } else if (a === '--logits-out') logitsOut = val();
+  else if (a === '-m') model = val();
+  else if (a === '--image') image = val();
+  else if (a === '-p') text = val();
+  else if (a === '--raw') raw = true;
+  else if (a === '--features-out') featuresOut = val();
+  else if (a === '--evlm') evlmBin = val();
   else if (a === '--threads') threads = Number(val());
   else if (a.startsWith('-')) die(`unknown option '${a}'`);
   else if (!dir) dir = a;
   else die(`unexpected argument '${a}'`);
 }
-if (!dir) die('usage: node scripts/ort_run.mjs DIR --ids 1,2,3 [-n N] [--logits-out FILE]');
-if (!ids || !ids.length) die('no prompt ids (--ids 1,2,3)');
+if (!dir) die('usage: node scripts/ort_run.mjs DIR (--ids 1,2,3 | -m MODEL [--image F] -p TEXT)');
+if (ids && text !== null) die('--ids and -p exclude each other');
+if ((text !== null || image) && !model) die('-p / --image need -m MODEL (for evlm prompt)');
+if (image && text === null) die('--image needs -p TEXT');
 
 const man = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
 if (man.format !== 'evlm-onnx') die(`${dir}/manifest.json: not an evlm-onnx manifest`);
+
+// evlm prompt: the ids (and the image's pixel values) exactly as `evlm run` builds them
+function evlm(args) {
+  try {
+    return JSON.parse(execFileSync(evlmBin, ['prompt', '-m', model, ...args],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 28 }));
+  } catch (e) {
+    die(`${evlmBin} prompt failed${e.status ? ` (exit ${e.status})` : `: ${e.message}`}`);
+  }
+}
+let pixels = null, nTiles = 0;
+if (text !== null) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ort_run.'));
+  const pxFile = path.join(tmp, 'pixels.bin');
+  try {
+    const args = ['-p', text];
+    if (raw) args.push('--raw');
+    if (image) args.push('--image', image, '--pixels-out', pxFile);
+    // the processor's tiling as the export was made (export-onnx --image-splitting)
+    if (image && man.vision && typeof man.vision.image_splitting === 'boolean')
+      args.push('--image-splitting', man.vision.image_splitting ? 'on' : 'off');
+    const r = evlm(args);
+    ids = r.ids;
+    if (image) {
+      const b = fs.readFileSync(pxFile);
+      pixels = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+      nTiles = r.n_tiles;
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+if (!ids || !ids.length) die('no prompt ids (--ids 1,2,3 or -p TEXT)');
+
 const M = man.model;
 const V = M.vocab_size, L = M.n_layers, KV = M.n_kv_heads, HD = M.head_dim, C = man.ctx;
 const HIDDEN = man.mask.hidden;
@@ -86,8 +142,42 @@ for (let l = 0; l < L; l++) {
 }
 let nPast = 0;
 
+// the image: the vision graph over the tiles, T at a time (tiles are independent; a short last
+// pass is padded with copies of its first tile and the extra rows dropped)
+const H = M.hidden_size;
+let feats = null; // [n image tokens][H]
+if (pixels) {
+  const vis = man.vision ||
+    die(`${dir}: no vision graph in the manifest (exported with --tiles 0?)`);
+  const gVis = graphOf('vision');
+  const T = gVis.n_tiles, tileLen = gVis.inputs[0].shape.slice(1).reduce((a, b) => a * b, 1);
+  const TOK = vis.tokens_per_tile;
+  if (pixels.length !== nTiles * tileLen)
+    die(`pixel values of ${nTiles} tiles do not match the vision graph's tile shape`);
+  const sVis = await ort.InferenceSession.create(path.join(dir, gVis.file), opts);
+  feats = new Float32Array(nTiles * TOK * H);
+  for (let t0 = 0; t0 < nTiles; t0 += T) {
+    const n = Math.min(T, nTiles - t0);
+    const buf = new Float32Array(T * tileLen);
+    buf.set(pixels.subarray(t0 * tileLen, (t0 + n) * tileLen));
+    for (let i = n; i < T; i++) buf.copyWithin(i * tileLen, 0, tileLen);
+    const inp = gVis.inputs[0];
+    const out = await sVis.run({ [inp.name]: new ort.Tensor('float32', buf, inp.shape) });
+    feats.set(out[gVis.outputs[0].name].data.subarray(0, n * TOK * H), t0 * TOK * H);
+  }
+  const nImg = ids.filter((id) => id === vis.image_token_id).length;
+  if (nImg !== nTiles * TOK)
+    die(`the prompt has ${nImg} image tokens for ${nTiles * TOK} image feature rows`);
+  if (featuresOut) fs.writeFileSync(featuresOut, Buffer.from(feats.buffer));
+}
+const imgRow = new Int32Array(ids.length).fill(-1); // feature row of each prompt position
+if (feats) {
+  let r = 0;
+  ids.forEach((id, i) => { if (id === man.vision.image_token_id) imgRow[i] = r++; });
+}
+
 // Runs graph g on tokens (t valid of g.n_tokens) at positions nPast.., returns logits rows.
-async function step(sess, g, toks) {
+async function step(sess, g, toks, rows = null) {
   const N = g.n_tokens, P = g.past_len, t = toks.length;
   if (nPast > P) die(`${nPast} cached tokens do not fit the ${g.name} graph's ${P} past slots`);
   const feeds = {};
@@ -106,6 +196,15 @@ async function step(sess, g, toks) {
     if (inp.role === 'input_ids') feeds[inp.name] = new ort.Tensor('int64', idArr, dims);
     else if (inp.role === 'position_ids') feeds[inp.name] = new ort.Tensor('int64', posArr, dims);
     else if (inp.role === 'attention_mask') feeds[inp.name] = new ort.Tensor('float32', mask, dims);
+    else if (inp.role === 'image_features' || inp.role === 'image_mask') {
+      const w = inp.role === 'image_features' ? H : 1, buf = new Float32Array(N * w);
+      for (let i = 0; i < t && rows; i++) {
+        if (rows[i] < 0) continue;
+        if (w === 1) buf[i] = 1;
+        else buf.set(feats.subarray(rows[i] * H, (rows[i] + 1) * H), i * H);
+      }
+      feeds[inp.name] = new ort.Tensor('float32', buf, dims);
+    }
     else if (inp.role === 'past_key' || inp.role === 'past_value') {
       const src = (inp.role === 'past_key' ? kCache : vCache)[inp.layer];
       const buf = new Float32Array(KV * P * HD);
@@ -140,7 +239,7 @@ function argmax(row) {
 const prompt = new Float32Array(ids.length * V);
 for (let s = 0; s < ids.length; s += gPre.n_tokens) {
   const toks = ids.slice(s, s + gPre.n_tokens);
-  prompt.set(await step(sPre, gPre, toks), s * V);
+  prompt.set(await step(sPre, gPre, toks, imgRow.subarray(s, s + toks.length)), s * V);
 }
 if (logitsOut) fs.writeFileSync(logitsOut, Buffer.from(prompt.buffer));
 const last = prompt.subarray((ids.length - 1) * V, ids.length * V);
@@ -152,4 +251,6 @@ while (gen.length < nGen) {
   if (nPast + 1 > C) break; // the window is full
   next = argmax(await step(sDec, gDec, [next]));
 }
-console.log(JSON.stringify({ ids: gen, logits_first: Array.from(last.subarray(0, 8)) }));
+const result = { ids: gen, logits_first: Array.from(last.subarray(0, 8)) };
+if (model) result.text = evlm(['--detok', gen.join(',')]).text;
+console.log(JSON.stringify(result));

@@ -65,7 +65,8 @@ assert worst <= 1e-3, worst
 assert ort_ids == evlm_ids, (ort_ids, evlm_ids)
 # the manifest: both graphs, every role, the KV layout, files present
 L, KV, HD = man["model"]["n_layers"], man["model"]["n_kv_heads"], man["model"]["head_dim"]
-assert [g["name"] for g in man["graphs"]] == ["prefill", "decode"]
+assert [g["name"] for g in man["graphs"]] == ["prefill", "decode"] + (
+    ["vision"] if "vision" in man else [])  # SmolVLM: tests/cli_onnx_vlm.sh checks it
 for g, N in zip(man["graphs"], (8, 1)):
     assert g["n_tokens"] == N and g["past_len"] == 64 - N and os.path.isfile(o + "/" + g["file"])
     roles = {}

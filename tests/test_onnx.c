@@ -5,8 +5,9 @@
  * location / offset / length, nodes with int / ints / float attributes); bad names and shapes
  * make the save fail naming the tensor; the export of llama-tiny (../shared) reads back as two
  * graphs sharing one weight file at the same offsets, and hostile settings are refused naming
- * "ar", "ctx", "precision". Running the graphs is cli_onnx.sh's (ONNX Runtime); a build without
- * the ONNX writer only checks that the export says so.
+ * "ar", "ctx", "precision", "tiles"; smolvlm-tiny's export adds the vision graph (its I/O, its own
+ * weight file) and the prefill graph's image inputs. Running the graphs is cli_onnx.sh's (ONNX
+ * Runtime); a build without the ONNX writer only checks that the export says so.
  */
 #include "test.h"
 
@@ -211,13 +212,78 @@ done:
 
 static void rm_export(const char *out) {
     const char *files[] = {"decoder_ar4.onnx", "decoder_ar1.onnx", "decoder.weights.bin",
-                           "manifest.json"};
+                           "manifest.json",    "vision.onnx",      "vision.weights.bin"};
     char p[700];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(p, sizeof p, "%s/%s", out, files[i]);
         unlink(p);
     }
     rmdir(out);
+}
+
+/* SmolVLM: the vision graph of 2 tiles (its I/O, its weights external and inside its own file),
+ * the prefill graph's two image inputs, the pixel values of the reference image; a vision graph
+ * asked of a text model is refused. */
+static void test_export_vision(const char *shared, const char *tmp) {
+    char dir[512], out[560], p[700];
+    snprintf(dir, sizeof dir, "%s/fixtures/smolvlm-tiny", shared);
+    snprintf(out, sizeof out, "%s/export_vis", tmp);
+    evlm_model *m;
+    CHECK_OK(evlm_model_load(dir, NULL, &m));
+    if (!m) return;
+    evlm_onnx_params par = evlm_onnx_default_params();
+    par.ar = 4;
+    par.ctx = 16;
+    par.tiles = 65;
+    CHECK(evlm_export_onnx(m, out, &par) == EVLM_ERR_ARG && strstr(evlm_last_error(), "tiles"));
+    par.tiles = 2;
+    CHECK_OK(evlm_export_onnx(m, out, &par));
+    snprintf(p, sizeof p, "%s/vision.onnx", out);
+    Onnx__ModelProto *v = read_model(p);
+    snprintf(p, sizeof p, "%s/decoder_ar4.onnx", out);
+    Onnx__ModelProto *a = read_model(p);
+    snprintf(p, sizeof p, "%s/vision.weights.bin", out);
+    struct stat st;
+    CHECK(v && a && stat(p, &st) == 0);
+    if (v && a && stat(p, &st) == 0) {
+        const Onnx__GraphProto *g = v->graph;
+        CHECK(g->n_input == 1 && !strcmp(g->input[0]->name, "pixel_values"));
+        CHECK(g->n_output == 1 && !strcmp(g->output[0]->name, "image_features"));
+        const Onnx__TensorShapeProto *si = g->input[0]->type->tensor_type->shape,
+                                     *so = g->output[0]->type->tensor_type->shape;
+        CHECK(si->n_dim == 4 && si->dim[0]->dim_value == 2 && si->dim[1]->dim_value == 3 &&
+              si->dim[2]->dim_value == 64 && si->dim[3]->dim_value == 64);
+        CHECK(so->n_dim == 2 && so->dim[0]->dim_value == 32 && so->dim[1]->dim_value == 64);
+        size_t n_ext = 0, inside = 0;
+        for (size_t i = 0; i < g->n_initializer; i++) {
+            const Onnx__TensorProto *t = g->initializer[i];
+            if (t->data_location != 1) continue;
+            n_ext++;
+            const char *loc = ext_value(t, "location"), *off = ext_value(t, "offset"),
+                       *len = ext_value(t, "length");
+            if (loc && off && len && !strcmp(loc, "vision.weights.bin") &&
+                strtoull(off, NULL, 10) + strtoull(len, NULL, 10) <= (unsigned long long)st.st_size)
+                inside++;
+        }
+        CHECK(n_ext > 0 && inside == n_ext);
+        size_t img = 0;
+        for (size_t i = 0; i < a->graph->n_input; i++)
+            img += !strcmp(a->graph->input[i]->name, "image_features") ||
+                   !strcmp(a->graph->input[i]->name, "image_mask");
+        CHECK(img == 2);
+    }
+    if (v) onnx__model_proto__free_unpacked(v, NULL);
+    if (a) onnx__model_proto__free_unpacked(a, NULL);
+    rm_export(out);
+    /* the graph's input for the reference image: 2 x 2 tiles + the global image of 64 x 64 */
+    snprintf(p, sizeof p, "%s/ref_image.png", dir);
+    evlm_image_input img = {.path = p};
+    float *px = NULL;
+    int n_tiles = 0, tile = 0;
+    CHECK_OK(evlm_onnx_image_pixels(m, &img, &px, &n_tiles, &tile));
+    CHECK(px && n_tiles == 5 && tile == 64);
+    free(px);
+    evlm_model_free(m);
 }
 
 #endif
@@ -250,6 +316,15 @@ static void test_export(const char *shared, const char *tmp) {
     p.precision = "fp32";
     p.ar = 4;
     p.ctx = 16;
+    p.tiles = 1;
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_UNSUPPORTED &&
+          strstr(evlm_last_error(), "no vision tower"));
+    evlm_image_input img = {.path = "x.png"};
+    float *px = NULL;
+    int n_tiles = 0, tile = 0;
+    CHECK(evlm_onnx_image_pixels(m, &img, &px, &n_tiles, &tile) == EVLM_ERR_UNSUPPORTED && !px);
+    CHECK(access(out, F_OK) != 0);
+    p.tiles = 0;
     CHECK_OK(evlm_export_onnx(m, out, &p));
     test_export_graphs(out, 2);
     /* a second export into the now full folder is refused and leaves it as it was */
@@ -259,6 +334,7 @@ static void test_export(const char *shared, const char *tmp) {
     CHECK(access(man, F_OK) == 0);
     rm_export(out);
     evlm_model_free(m);
+    test_export_vision(shared, tmp);
 #endif
 }
 

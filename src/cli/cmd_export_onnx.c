@@ -1,8 +1,9 @@
 /*
- * cmd_export_onnx.c - `evlm export-onnx -m MODEL -o DIR [--precision fp32] [--ar N] [--ctx C]`:
- * the text decoder as static-shape ONNX graphs (AR-N prefill, AR-1 decode, shared weights,
- * manifest.json; include/evlm_npu.h, docs/NPU.md). Prints {"dir": ..., "ar": N} on success. Not
- * here: running the graphs (scripts/ort_run.mjs does, in ONNX Runtime).
+ * cmd_export_onnx.c - `evlm export-onnx -m MODEL -o DIR [--precision fp32] [--ar N] [--ctx C]
+ * [--tiles T]`: the text decoder as static-shape ONNX graphs (AR-N prefill, AR-1 decode, shared
+ * weights, manifest.json; include/evlm_npu.h, docs/NPU.md), and a SmolVLM's vision graph. Prints
+ * {"dir": ..., "ar": N} on success. Not here: running the graphs (scripts/ort_run.mjs does, in ONNX
+ * Runtime).
  */
 #include "cli.h"
 #include "evlm_npu.h"
@@ -19,7 +20,10 @@ static void usage(void) {
            "                decoder.weights.bin, manifest.json\n"
            "  --precision   fp32 (the only one so far)\n"
            "  --ar N        tokens of the prefill graph (default 128)\n"
-           "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n");
+           "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n"
+           "  --tiles T     image tiles of the vision graph vision.onnx (Idefics3 / SmolVLM;\n"
+           "                default: the most the processor makes of one image; 0: none)\n"
+           "  --image-splitting on|off  the processor's tiling (default: its config's)\n");
 }
 
 int evlm_cmd_export_onnx(int argc, char **argv) {
@@ -29,7 +33,7 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-t") ||
-            !strcmp(a, "--threads")) {
+            !strcmp(a, "--threads") || !strcmp(a, "--image-splitting")) {
             cli_model_opt(&o, argc, argv, &i);
         } else if (!strcmp(a, "-o") || !strcmp(a, "--out"))
             out = cli_value(argc, argv, &i);
@@ -39,7 +43,10 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
                 cli_die("--precision '%s': only fp32 is exported so far", p.precision);
         } else if (!strcmp(a, "--ar"))
             p.ar = cli_int(argc, argv, &i, 2, 8192);
-        else if (!strcmp(a, "--ctx"))
+        else if (!strcmp(a, "--tiles")) {
+            p.tiles = cli_int(argc, argv, &i, 0, 64);
+            if (p.tiles == 0) p.tiles = -1;
+        } else if (!strcmp(a, "--ctx"))
             p.ctx = cli_int(argc, argv, &i, 3, 1 << 20);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage();
@@ -58,6 +65,7 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "dir", out);
     cJSON_AddNumberToObject(j, "ar", p.ar);
+    if (p.tiles > 0) cJSON_AddNumberToObject(j, "tiles", p.tiles);
     char *s = cJSON_PrintUnformatted(j);
     if (!s) cli_die("out of memory");
     puts(s);

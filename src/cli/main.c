@@ -30,6 +30,8 @@ static const struct {
     {"info", evlm_cmd_info, "describe a model: info -m PATH [--json]"},
     {"export-onnx", evlm_cmd_export_onnx,
      "ONNX graphs for the NPU: export-onnx -m MODEL -o DIR [--precision fp32] [--ar N] [--ctx C]"},
+    {"prompt", evlm_cmd_prompt,
+     "prompt ids / pixel values for outside runners: prompt -m DIR [--image F] -p TEXT ..."},
     {"plan", evlm_cmd_plan, "NPU fit and speed: plan -m MODEL|CONFIG.json --target T [--json]"},
     {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
 };

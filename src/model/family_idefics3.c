@@ -172,6 +172,18 @@ static evlm_status synth(const evlm_synth_cfg *c, evlm_synth_add add, void *u) {
                            0, "model.connector.modality_projection.proj.weight");
 }
 
+extern const evlm_family evlm_family_idefics3;
+
+bool evlm__model_idefics3(const evlm_model *m, const evlm_siglip **tower,
+                          const evlm_idefics3_proc **proc, int *max_tiles) {
+    if (!m || m->family != &evlm_family_idefics3 || !m->family_state) return false;
+    const idefics3 *v = m->family_state;
+    if (tower) *tower = &v->siglip;
+    if (proc) *proc = &v->proc;
+    if (max_tiles) *max_tiles = v->max_tiles;
+    return true;
+}
+
 static const char *const k_archs[] = {"Idefics3ForConditionalGeneration",
                                       "SmolVLMForConditionalGeneration", NULL};
 

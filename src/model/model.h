@@ -42,4 +42,12 @@ void evlm__context_observe(evlm_context *c, evlm_decoder_observer fn, void *user
 evlm_status evlm__prompt_from_ids(const int32_t *ids, size_t n, evlm_prompt **out);
 const float *evlm__prompt_features(const evlm_prompt *p, int *n_rows);
 
+/* The Idefics3 / SmolVLM vision parts of m, read-only (the ONNX export of the tower walks them,
+ * src/npu/onnx_vision.c): false when m is not of that family. max_tiles: the tiles of the
+ * largest image the processor makes (its longest_edge squared, splitting as loaded). */
+struct evlm_siglip;
+struct evlm_idefics3_proc;
+bool evlm__model_idefics3(const evlm_model *m, const struct evlm_siglip **tower,
+                          const struct evlm_idefics3_proc **proc, int *max_tiles);
+
 #endif

@@ -19,7 +19,8 @@
  *
  * It reads the model through model/model.h alone. Not here (issue 19, next): QDQ precisions,
  * M-RoPE's 3-D positions (a Qwen2-VL text half exports for text-only prompts, where the three
- * positions are equal), the vision encoder, part splits by target.
+ * positions are equal), the vision encoder (onnx_vision.c; here only the prefill graph's
+ * image_features / image_mask inputs and the manifest entries), part splits by target.
  */
 #include "evlm_npu.h"
 
@@ -27,6 +28,7 @@
 #include "core/status.h"
 #include "io/onnx.h"
 #include "model/model.h"
+#include "npu/onnx_vision.h"
 #include "quant/repack.h"
 
 #include <cjson/cJSON.h>
@@ -352,9 +354,11 @@ typedef struct {
 } io_desc;
 
 /* The graph of n new tokens over ctx slots; its inputs / outputs are listed into io (room for
- * 3 + 4 * layers + 1 entries), *n_io set. */
+ * 5 + 4 * layers + 1 entries), *n_io set. image_in: it also takes image_features [1, n, hidden]
+ * and image_mask [1, n, 1] (1: the position's embedding is its image_features row, 0: the
+ * token's; exact either way). */
 static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char *gname, int n,
-                               int ctx, const char *path, io_desc *io, int *n_io) {
+                               int ctx, bool image_in, const char *path, io_desc *io, int *n_io) {
     const evlm_decoder_config *c = &d->cfg;
     const int64_t N = n, P = ctx - n, C = ctx, H = c->hidden_size, V = c->vocab_size;
     const int64_t NH = c->n_heads, KV = c->n_kv_heads, HD = c->head_dim, G = NH / KV;
@@ -374,6 +378,10 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char
     IO("input_ids", -1, "int64", "input_ids", 2, {1, N});
     IO("position_ids", -1, "int64", "position_ids", 2, {1, N});
     IO("attention_mask", -1, "float32", "attention_mask", 4, {1, 1, N, C});
+    if (image_in) {
+        IO("image_features", -1, "float32", "image_features", 3, {1, N, H});
+        IO("image_mask", -1, "float32", "image_mask", 3, {1, N, 1});
+    }
     for (int l = 0; l < c->n_layers; l++) {
         IO("past_key", l, "float32", "past_key", 4, {1, KV, P, HD});
         IO("past_value", l, "float32", "past_value", 4, {1, KV, P, HD});
@@ -412,6 +420,14 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char
     /* per graph: the embedding, the RoPE rows of the positions, the mask repeated per group */
     char x[64], t[64];
     op(&b, "Gather", tmp(&b, x, "embd"), 2, "embed_tokens", "input_ids");
+    if (image_in) { /* x * (1 - mask) + image_features * mask */
+        char keep[64], kx[64], fx[64];
+        const_f32(&b, "c.one", 1.0f);
+        op(&b, "Sub", tmp(&b, keep, "keep"), 2, "c.one", "image_mask");
+        op(&b, "Mul", tmp(&b, kx, "tok"), 2, x, keep);
+        op(&b, "Mul", tmp(&b, fx, "img"), 2, "image_features", "image_mask");
+        op(&b, "Add", tmp(&b, x, "embd"), 2, kx, fx);
+    }
     op(&b, "Gather", tmp(&b, t, "cos"), 2, "rope_cos", "position_ids");
     op(&b, "Reshape", "rope.cos", 2, t, "c.shape_rope");
     op(&b, "Gather", tmp(&b, t, "sin"), 2, "rope_sin", "position_ids");
@@ -471,7 +487,7 @@ static void add_graph(cJSON *graphs, const char *name, const char *file, int n, 
 
 static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, int ctx,
                       uint64_t wbytes, const char *f_pre, const io_desc *io_pre, int n_pre,
-                      const char *f_dec, const io_desc *io_dec, int n_dec) {
+                      const char *f_dec, const io_desc *io_dec, int n_dec, cJSON *vis) {
     const evlm_decoder_config *c = &d->cfg;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "evlm-onnx");
@@ -528,6 +544,22 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
     cJSON *graphs = cJSON_AddArrayToObject(j, "graphs");
     add_graph(graphs, "prefill", f_pre, ar, ctx, io_pre, n_pre);
     add_graph(graphs, "decode", f_dec, 1, ctx, io_dec, n_dec);
+    if (vis) { /* onnx_vision.c's graph and "vision" object */
+        cJSON *vg = cJSON_DetachItemFromObject(vis, "graphs"), *vg0;
+        while (vg && (vg0 = cJSON_DetachItemFromArray(vg, 0))) cJSON_AddItemToArray(graphs, vg0);
+        cJSON_Delete(vg);
+        cJSON *vi = cJSON_DetachItemFromObject(vis, "vision");
+        if (vi) cJSON_AddItemToObject(j, "vision", vi);
+        cJSON_AddStringToObject(j, "prefill_images",
+                                "the prefill graph's inputs image_features [1, ar, hidden] and "
+                                "image_mask [1, ar, 1]: where the mask is 1 the position's "
+                                "embedding is its image_features row (the vision graph's rows "
+                                "in order at the image_token_id positions), elsewhere the "
+                                "token's; text-only prompts pass zeros");
+    } else if (evlm_model_has_vision(model))
+        cJSON_AddStringToObject(j, "vision_note",
+                                "no vision graph in this export (--tiles 0, or a tower "
+                                "not exported yet: Qwen2-VL's): text-only prompts");
     cJSON *parts = cJSON_AddArrayToObject(j, "parts");
     cJSON *p0 = cJSON_CreateObject();
     cJSON_AddItemToArray(parts, p0);
@@ -588,18 +620,22 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     evlm_onnx_params p = params ? *params : evlm_onnx_default_params();
     const evlm_decoder *d = evlm__model_decoder(model);
     const evlm_decoder_config *c = &d->cfg;
-    int ctx = 0;
+    int ctx = 0, n_tiles = 0;
     EVLM_TRY(check_params(c, &p, &ctx));
+    EVLM_TRY(evlm__onnx_vision_plan(model, p.tiles, &n_tiles));
     if (!dir || !*dir) return evlm__fail(EVLM_ERR_ARG, "no output folder");
     EVLM_TRY(check_dest(dir));
 
     size_t dl = strlen(dir);
     char *tmpdir = malloc(dl + 16), *path = malloc(dl + 64);
-    size_t n_io = 3 + 4 * (size_t)c->n_layers + 1;
+    size_t n_io = 5 + 4 * (size_t)c->n_layers + 1;
     io_desc *io_pre = calloc(n_io, sizeof *io_pre), *io_dec = calloc(n_io, sizeof *io_dec);
     wfile w = {0};
     char f_pre[32], *man = NULL;
-    const char *files[4] = {WEIGHTS_FILE, f_pre, "decoder_ar1.onnx", "manifest.json"};
+    const char *files[6] = {WEIGHTS_FILE,          f_pre,
+                            "decoder_ar1.onnx",    "manifest.json",
+                            EVLM_ONNX_VISION_FILE, EVLM_ONNX_VISION_WEIGHTS};
+    cJSON *vis = NULL;
     evlm_status st = EVLM_OK;
     bool made = false;
     if (!tmpdir || !path || !io_pre || !io_dec) {
@@ -631,11 +667,24 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
 
     int n_pre = 0, n_dec = 0;
     snprintf(path, dl + 64, "%s/%s", tmpdir, f_pre);
-    if ((st = build_graph(d, &w, "prefill", p.ar, ctx, path, io_pre, &n_pre)) != EVLM_OK) goto done;
+    if ((st = build_graph(d, &w, "prefill", p.ar, ctx, n_tiles > 0, path, io_pre, &n_pre)) !=
+        EVLM_OK)
+        goto done;
     snprintf(path, dl + 64, "%s/%s", tmpdir, "decoder_ar1.onnx");
-    if ((st = build_graph(d, &w, "decode", 1, ctx, path, io_dec, &n_dec)) != EVLM_OK) goto done;
+    if ((st = build_graph(d, &w, "decode", 1, ctx, false, path, io_dec, &n_dec)) != EVLM_OK)
+        goto done;
+    if (n_tiles > 0) {
+        vis = cJSON_CreateObject();
+        if (!vis || !cJSON_AddArrayToObject(vis, "graphs")) {
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory writing manifest.json");
+            goto done;
+        }
+        if ((st = evlm__onnx_vision_write(model, tmpdir, n_tiles, EXPORT_OPSET, vis,
+                                          cJSON_GetObjectItem(vis, "graphs"))) != EVLM_OK)
+            goto done;
+    }
     man = manifest(model, d, p.ar, ctx, w.off, f_pre, io_pre, n_pre, "decoder_ar1.onnx", io_dec,
-                   n_dec);
+                   n_dec, vis);
     if (!man) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory writing manifest.json");
         goto done;
@@ -656,6 +705,7 @@ done:
         rmdir(tmpdir);
     }
     free(man);
+    cJSON_Delete(vis);
     free(w.e);
     free(io_pre);
     free(io_dec);

@@ -1,0 +1,439 @@
+/*
+ * onnx_vision.c - the Idefics3 / SmolVLM vision tower and connector as one static-shape float32
+ * ONNX graph for ONNX Runtime and its QNN execution provider (the vision half of
+ * evlm_export_onnx, onnx_vision.h), evlm_onnx_image_pixels (the graph's input, as evlm's
+ * image processor makes it) and evlm_onnx_prompt_features (what its output is checked against).
+ *
+ * Graph of T tiles (S = image_size, p = patch, G = S / p, N = G * G, D = hidden, s = scale):
+ *   input  pixel_values [T, 3, S, S] float32, preprocessed (resized, rescaled, normalised)
+ *   output image_features [T * N / s^2, text_hidden] float32: the rows that replace the prompt's
+ *          image tokens, tile after tile.
+ * Conv (kernel = stride = p, the tower's patch Conv2d) -> Reshape / Transpose to [T, N, D] ->
+ * + the position table rows of a full tile -> per layer LayerNormalization -> MatMul q / k / v
+ * (+ bias) -> per-head scores MatMul, x head_dim^-0.5, Softmax, MatMul v -> out projection ->
+ * residual; LayerNormalization -> fc1 -> gelu tanh written as 0.5 x (1 + Tanh(k (x + c x^3)))
+ * -> fc2 -> residual; post LayerNormalization; the connector's pixel shuffle as the exact
+ * Reshape / Transpose sequence of Idefics3Connector.pixel_shuffle; the bias-free projection.
+ * Ops: Conv, Reshape, Transpose, Add, Mul, MatMul, LayerNormalization, Softmax, Tanh (opset 17,
+ * all in the QNN EP's list). Weights are stored [in, out] for MatMul in their own file.
+ *
+ * No pixel attention mask: the graph encodes full tiles, which is what the processor makes for
+ * one image (its mask is all ones); position ids are those evlm_siglip_position_ids gives a full
+ * tile, baked into the table. Tiles are independent, so a runner encodes an image of more tiles
+ * in several passes, or pads the last pass with any tiles and drops their rows.
+ *
+ * Not here: Qwen2-VL's tower (refused by evlm__onnx_vision_plan), padded tiles of a batch of
+ * several images, quantized precisions.
+ */
+#include "npu/onnx_vision.h"
+#include "evlm_npu.h"
+
+#include "core/file.h"
+#include "core/status.h"
+#include "model/family.h"
+#include "model/model.h"
+#include "vision/idefics3_proc.h"
+#include "vision/siglip.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef EVLM_ONNX
+#include "io/onnx.h"
+#include "quant/repack.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
+#endif
+
+#define VISION_MAX_TILES 64
+
+evlm_status evlm__onnx_vision_plan(const evlm_model *m, int tiles, int *n_tiles) {
+    *n_tiles = 0;
+    int max_tiles = 0;
+    if (tiles < 0) return EVLM_OK; /* none asked */
+    if (!evlm__model_idefics3(m, NULL, NULL, &max_tiles)) {
+        if (tiles <= 0) return EVLM_OK;
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "tiles = %d: %s", tiles,
+                          evlm_model_has_vision(m)
+                              ? "only the Idefics3 / SmolVLM vision tower is exported so far "
+                                "(Qwen2-VL's is not yet)"
+                              : "the model has no vision tower");
+    }
+    if (tiles > VISION_MAX_TILES)
+        return evlm__fail(EVLM_ERR_ARG, "tiles = %d: the vision graph takes 1 to %d tiles", tiles,
+                          VISION_MAX_TILES);
+    *n_tiles = tiles > 0 ? tiles : max_tiles;
+    return EVLM_OK;
+}
+
+evlm_status evlm_onnx_image_pixels(const evlm_model *model, const evlm_image_input *image,
+                                   float **pixels, int *n_tiles, int *tile) {
+    const evlm_idefics3_proc *proc = NULL;
+    if (!model || !image || !pixels || !n_tiles || !tile)
+        return evlm__fail(EVLM_ERR_ARG, "evlm_onnx_image_pixels: NULL argument");
+    *pixels = NULL;
+    if (!evlm__model_idefics3(model, NULL, &proc, NULL))
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "pixel values: only the Idefics3 / SmolVLM processor is exported so far");
+    evlm_image img = {0};
+    EVLM_TRY(evlm__image_input_load(image, 0, &img));
+    evlm_idefics3_pixels px = {0};
+    evlm_status st = evlm_idefics3_preprocess(proc, &img, &px);
+    evlm_image_free(&img);
+    if (st != EVLM_OK) {
+        if (image->path) evlm__fail_prefix(st, "%s", image->path);
+        return st;
+    }
+    *pixels = px.pixel_values; /* ownership moves to the caller */
+    px.pixel_values = NULL;
+    *n_tiles = px.n_tiles;
+    *tile = px.tile;
+    evlm_idefics3_pixels_free(&px);
+    return EVLM_OK;
+}
+
+const float *evlm_onnx_prompt_features(const evlm_model *model, const evlm_prompt *p, int *n_rows,
+                                       int *width) {
+    int n = 0;
+    const float *f = p ? evlm__prompt_features(p, &n) : NULL;
+    if (n_rows) *n_rows = f ? n : 0;
+    if (width) *width = model ? evlm__model_config(model)->hidden_size : 0;
+    return f;
+}
+
+#ifndef EVLM_ONNX
+
+evlm_status evlm__onnx_vision_write(const evlm_model *m, const char *dir, int n_tiles, int opset,
+                                    cJSON *root, cJSON *graphs) {
+    (void)m, (void)dir, (void)n_tiles, (void)opset, (void)root, (void)graphs;
+    return evlm__fail(EVLM_ERR_UNSUPPORTED, "this build has no ONNX export (EVLM_ONNX=OFF)");
+}
+
+#else
+
+/* ---- the weight file ------------------------------------------------------------------------ */
+
+typedef struct {
+    evlm_onnx *g;
+    FILE *f;
+    const char *path;
+    uint64_t off;
+    int k; /* intermediate names */
+} vb;
+
+static evlm_status vb_write(vb *b, const void *p, size_t n) {
+    if (n && fwrite(p, 1, n, b->f) != n)
+        return evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", b->path, strerror(errno));
+    b->off += n;
+    return EVLM_OK;
+}
+
+/* Writes n floats at the next 64-byte boundary as the initializer name of shape. */
+static evlm_status vb_tensor(vb *b, const char *name, const float *v, int ndim,
+                             const int64_t *shape) {
+    static const uint8_t zeros[64];
+    EVLM_TRY(vb_write(b, zeros, (size_t)((64 - b->off % 64) % 64)));
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    evlm_onnx_init_external(b->g, name, EVLM_ONNX_F32, ndim, shape, EVLM_ONNX_VISION_WEIGHTS,
+                            b->off);
+    return vb_write(b, v, sizeof(float) * (size_t)n);
+}
+
+static evlm_status vb_vec(vb *b, const char *name, const float *v, int64_t n) {
+    return vb_tensor(b, name, v, 1, (const int64_t[]){n});
+}
+
+/* A matrix t (rows = out, cols = in) stored transposed, [in, out], for MatMul. */
+static evlm_status vb_matrix_t(vb *b, const char *name, const evlm_tensor *t) {
+    const int64_t cols = t->ne[0], rows = t->ne[1];
+    float *buf = malloc(sizeof(float) * (size_t)cols);
+    float *tr = malloc(sizeof(float) * (size_t)(rows * cols));
+    evlm_status st = EVLM_OK;
+    if (!buf || !tr) {
+        st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting %s", name);
+    } else {
+        for (int64_t r = 0; r < rows; r++) {
+            evlm_matrix_row_f32(t, r, buf);
+            for (int64_t c = 0; c < cols; c++) tr[c * rows + r] = buf[c];
+        }
+        st = vb_tensor(b, name, tr, 2, (const int64_t[]){cols, rows});
+    }
+    free(buf);
+    free(tr);
+    return st;
+}
+
+/* ---- graph helpers -------------------------------------------------------------------------- */
+
+static const char *tmp(vb *b, char *buf, const char *what) {
+    snprintf(buf, 64, "v%d_%s", b->k++, what);
+    return buf;
+}
+
+static int op(vb *b, const char *type, const char *out, int n_in, ...) {
+    const char *in[4];
+    va_list ap;
+    va_start(ap, n_in);
+    for (int i = 0; i < n_in && i < 4; i++) in[i] = va_arg(ap, const char *);
+    va_end(ap);
+    return evlm_onnx_node(b->g, type, n_in, in, 1, &out);
+}
+
+static void shape_const(vb *b, const char *name, int n, const int64_t *v) {
+    evlm_onnx_init(b->g, name, EVLM_ONNX_I64, 1, (const int64_t[]){n}, v);
+}
+
+static void f32_const(vb *b, const char *name, float v) {
+    evlm_onnx_init(b->g, name, EVLM_ONNX_F32, 0, NULL, &v);
+}
+
+static void transpose(vb *b, char *y, const char *x, int n, const int64_t *perm) {
+    int nd = op(b, "Transpose", tmp(b, y, "tr"), 1, x);
+    evlm_onnx_attr_ints(b->g, nd, "perm", n, perm);
+}
+
+static void layernorm(vb *b, char *y, const char *x, const char *w, const char *bias, float eps) {
+    int nd = op(b, "LayerNormalization", tmp(b, y, "ln"), 3, x, w, bias);
+    evlm_onnx_attr_int(b->g, nd, "axis", -1);
+    evlm_onnx_attr_float(b->g, nd, "epsilon", eps);
+}
+
+/* y = x W^T + bias for the weights "{w}" / "{w}.b" */
+static void linear(vb *b, char *y, const char *x, const char *w) {
+    char t[64], bn[80];
+    snprintf(bn, sizeof bn, "%s.b", w);
+    op(b, "MatMul", tmp(b, t, "mm"), 2, x, w);
+    op(b, "Add", tmp(b, y, "lin"), 2, t, bn);
+}
+
+/* ---- weights and graph ---------------------------------------------------------------------- */
+
+static evlm_status write_weights(vb *b, const evlm_siglip *m) {
+    const evlm_idefics3_config *c = &m->cfg;
+    const int64_t D = c->hidden_size, F = c->intermediate_size, N = c->num_patches;
+    const int64_t P = c->patch_size, C = c->num_channels;
+    char nm[64];
+    /* the Conv2d weight [D, C, p, p]: the 2-D view's rows */
+    float *buf = malloc(sizeof(float) * (size_t)(D * C * P * P > N * D ? D * C * P * P : N * D));
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)N);
+    uint8_t *full = malloc((size_t)N);
+    evlm_status st = EVLM_OK;
+    if (!buf || !pos || !full) {
+        st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting the vision tower");
+        goto done;
+    }
+    for (int64_t r = 0; r < D; r++) evlm_matrix_row_f32(&m->patch_w, r, buf + r * C * P * P);
+    if ((st = vb_tensor(b, "patch.w", buf, 4, (const int64_t[]){D, C, P, P})) != EVLM_OK) goto done;
+    if ((st = vb_vec(b, "patch.b", m->patch_b, D)) != EVLM_OK) goto done;
+    /* the position rows of a full tile */
+    memset(full, 1, (size_t)N);
+    if (evlm_siglip_position_ids(c, full, pos) < 0) {
+        st = EVLM_ERR_ARG; /* the message is set */
+        goto done;
+    }
+    for (int64_t i = 0; i < N; i++)
+        memcpy(buf + i * D, m->pos_embd + (size_t)pos[i] * (size_t)D, sizeof(float) * (size_t)D);
+    if ((st = vb_tensor(b, "pos", buf, 2, (const int64_t[]){N, D})) != EVLM_OK) goto done;
+    for (int l = 0; l < c->n_layers && st == EVLM_OK; l++) {
+        const evlm_siglip_layer *ly = &m->layers[l];
+        const struct {
+            const char *name;
+            const float *v;
+            int64_t n;
+        } vecs[] = {{"ln1.w", ly->ln1_w, D}, {"ln1.b", ly->ln1_b, D}, {"ln2.w", ly->ln2_w, D},
+                    {"ln2.b", ly->ln2_b, D}, {"q.b", ly->bq, D},      {"k.b", ly->bk, D},
+                    {"v.b", ly->bv, D},      {"o.b", ly->bo, D},      {"fc1.b", ly->b_fc1, F},
+                    {"fc2.b", ly->b_fc2, D}};
+        const struct {
+            const char *name;
+            const evlm_tensor *t;
+        } mats[] = {{"q", ly->wq}, {"k", ly->wk},    {"v", ly->wv},
+                    {"o", ly->wo}, {"fc1", ly->fc1}, {"fc2", ly->fc2}};
+        for (size_t i = 0; i < sizeof vecs / sizeof *vecs && st == EVLM_OK; i++) {
+            snprintf(nm, sizeof nm, "l%d.%s", l, vecs[i].name);
+            st = vb_vec(b, nm, vecs[i].v, vecs[i].n);
+        }
+        for (size_t i = 0; i < sizeof mats / sizeof *mats && st == EVLM_OK; i++) {
+            snprintf(nm, sizeof nm, "l%d.%s", l, mats[i].name);
+            st = vb_matrix_t(b, nm, mats[i].t);
+        }
+    }
+    if (st == EVLM_OK) st = vb_vec(b, "post.w", m->post_ln_w, D);
+    if (st == EVLM_OK) st = vb_vec(b, "post.b", m->post_ln_b, D);
+    if (st == EVLM_OK) st = vb_matrix_t(b, "proj", m->proj);
+done:
+    free(buf);
+    free(pos);
+    free(full);
+    return st;
+}
+
+static void build_graph(vb *b, const evlm_siglip *m, int T) {
+    const evlm_idefics3_config *c = &m->cfg;
+    const int64_t D = c->hidden_size, N = c->num_patches, G = c->patches_per_side;
+    const int64_t NH = c->n_heads, HD = c->head_dim, s = c->scale_factor, S = c->image_size;
+    const int64_t TOK = c->tokens_per_tile, TH = c->text_hidden_size;
+    evlm_onnx *g = b->g;
+    evlm_onnx_input(g, "pixel_values", EVLM_ONNX_F32, 4,
+                    (const int64_t[]){T, c->num_channels, S, S});
+    evlm_onnx_output(g, "image_features", EVLM_ONNX_F32, 2, (const int64_t[]){T * TOK, TH});
+    shape_const(b, "c.tdn", 3, (const int64_t[]){T, D, N});
+    shape_const(b, "c.heads", 4, (const int64_t[]){T, N, NH, HD});
+    shape_const(b, "c.tnd", 3, (const int64_t[]){T, N, D});
+    shape_const(b, "c.shuf1", 4, (const int64_t[]){T, G, G / s, D * s});
+    shape_const(b, "c.shuf2", 4, (const int64_t[]){T, G / s, G / s, D * s * s});
+    shape_const(b, "c.rows", 2, (const int64_t[]){T * TOK, D * s * s});
+    f32_const(b, "c.scale", (float)(1.0 / sqrt((double)HD)));
+    f32_const(b, "c.half", 0.5f);
+    f32_const(b, "c.one", 1.0f);
+    f32_const(b, "c.gk", 0.7978845608028654f);
+    f32_const(b, "c.gc", 0.044715f);
+
+    char x[64], t[64], u[64];
+    int nd = op(b, "Conv", tmp(b, t, "conv"), 3, "pixel_values", "patch.w", "patch.b");
+    evlm_onnx_attr_ints(g, nd, "kernel_shape", 2, (const int64_t[]){c->patch_size, c->patch_size});
+    evlm_onnx_attr_ints(g, nd, "strides", 2, (const int64_t[]){c->patch_size, c->patch_size});
+    op(b, "Reshape", tmp(b, u, "tdn"), 2, t, "c.tdn");
+    transpose(b, t, u, 3, (const int64_t[]){0, 2, 1});
+    op(b, "Add", tmp(b, x, "embd"), 2, t, "pos");
+    for (int l = 0; l < c->n_layers; l++) {
+        char w[64], w2[64], h[64], q[64], k[64], v[64], a[64], y[64];
+        snprintf(w, sizeof w, "l%d.ln1.w", l);
+        snprintf(w2, sizeof w2, "l%d.ln1.b", l);
+        layernorm(b, h, x, w, w2, c->layer_norm_eps);
+        /* q [T, NH, N, HD], k^T [T, NH, HD, N], v [T, NH, N, HD] */
+        snprintf(w, sizeof w, "l%d.q", l);
+        linear(b, t, h, w);
+        op(b, "Reshape", tmp(b, u, "qh"), 2, t, "c.heads");
+        transpose(b, q, u, 4, (const int64_t[]){0, 2, 1, 3});
+        snprintf(w, sizeof w, "l%d.k", l);
+        linear(b, t, h, w);
+        op(b, "Reshape", tmp(b, u, "kh"), 2, t, "c.heads");
+        transpose(b, k, u, 4, (const int64_t[]){0, 2, 3, 1});
+        snprintf(w, sizeof w, "l%d.v", l);
+        linear(b, t, h, w);
+        op(b, "Reshape", tmp(b, u, "vh"), 2, t, "c.heads");
+        transpose(b, v, u, 4, (const int64_t[]){0, 2, 1, 3});
+        op(b, "MatMul", tmp(b, t, "qk"), 2, q, k);
+        op(b, "Mul", tmp(b, u, "scaled"), 2, t, "c.scale");
+        nd = op(b, "Softmax", tmp(b, a, "probs"), 1, u);
+        evlm_onnx_attr_int(g, nd, "axis", -1);
+        op(b, "MatMul", tmp(b, t, "att"), 2, a, v);
+        transpose(b, u, t, 4, (const int64_t[]){0, 2, 1, 3});
+        op(b, "Reshape", tmp(b, t, "attn"), 2, u, "c.tnd");
+        snprintf(w, sizeof w, "l%d.o", l);
+        linear(b, u, t, w);
+        op(b, "Add", tmp(b, y, "res1"), 2, x, u);
+        /* MLP: fc1, gelu tanh, fc2 */
+        snprintf(w, sizeof w, "l%d.ln2.w", l);
+        snprintf(w2, sizeof w2, "l%d.ln2.b", l);
+        layernorm(b, h, y, w, w2, c->layer_norm_eps);
+        snprintf(w, sizeof w, "l%d.fc1", l);
+        linear(b, t, h, w);
+        char x2[64], x3[64], in[64], th[64];
+        op(b, "Mul", tmp(b, x2, "x2"), 2, t, t);
+        op(b, "Mul", tmp(b, x3, "x3"), 2, x2, t);
+        op(b, "Mul", tmp(b, u, "cx3"), 2, x3, "c.gc");
+        op(b, "Add", tmp(b, in, "inner"), 2, t, u);
+        op(b, "Mul", tmp(b, u, "kin"), 2, in, "c.gk");
+        op(b, "Tanh", tmp(b, th, "tanh"), 1, u);
+        op(b, "Add", tmp(b, u, "onep"), 2, th, "c.one");
+        op(b, "Mul", tmp(b, in, "xh"), 2, t, "c.half");
+        op(b, "Mul", tmp(b, h, "gelu"), 2, in, u);
+        snprintf(w, sizeof w, "l%d.fc2", l);
+        linear(b, t, h, w);
+        op(b, "Add", tmp(b, x, "res2"), 2, y, t);
+    }
+    layernorm(b, t, x, "post.w", "post.b", c->layer_norm_eps);
+    /* Idefics3Connector.pixel_shuffle: [T, G, G/s, D s] -> (0 2 1 3) -> [T, G/s, G/s, D s^2]
+     * -> (0 2 1 3) -> rows [T * N / s^2, D s^2] */
+    op(b, "Reshape", tmp(b, u, "shuf1"), 2, t, "c.shuf1");
+    transpose(b, t, u, 4, (const int64_t[]){0, 2, 1, 3});
+    op(b, "Reshape", tmp(b, u, "shuf2"), 2, t, "c.shuf2");
+    transpose(b, t, u, 4, (const int64_t[]){0, 2, 1, 3});
+    op(b, "Reshape", tmp(b, u, "rows"), 2, t, "c.rows");
+    op(b, "MatMul", "image_features", 2, u, "proj");
+}
+
+static cJSON *io_obj(const char *name, const char *role, int ndim, const int64_t *shape) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+    for (int i = 0; i < ndim; i++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[i]));
+    cJSON_AddStringToObject(o, "dtype", "float32");
+    cJSON_AddStringToObject(o, "role", role);
+    return o;
+}
+
+evlm_status evlm__onnx_vision_write(const evlm_model *model, const char *dir, int n_tiles,
+                                    int opset, cJSON *root, cJSON *graphs) {
+    const evlm_siglip *m = NULL;
+    const evlm_idefics3_proc *proc = NULL;
+    if (!evlm__model_idefics3(model, &m, &proc, NULL) || n_tiles < 1)
+        return evlm__fail(EVLM_ERR_ARG, "the vision graph: no Idefics3 tower or no tiles");
+    const evlm_idefics3_config *c = &m->cfg;
+    size_t dl = strlen(dir) + 32;
+    char *path = malloc(dl);
+    if (!path) return evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting the vision tower");
+    vb b = {0};
+    evlm_status st = evlm_onnx_new("vision", opset, &b.g);
+    snprintf(path, dl, "%s/%s", dir, EVLM_ONNX_VISION_WEIGHTS);
+    b.path = path;
+    if (st == EVLM_OK && !(b.f = fopen(path, "wb")))
+        st = evlm__fail(EVLM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (st == EVLM_OK) st = write_weights(&b, m);
+    if (b.f) {
+        if (st == EVLM_OK && (fflush(b.f) != 0 || fsync(fileno(b.f)) != 0))
+            st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        if (fclose(b.f) != 0 && st == EVLM_OK)
+            st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    if (st == EVLM_OK) {
+        build_graph(&b, m, n_tiles);
+        snprintf(path, dl, "%s/%s", dir, EVLM_ONNX_VISION_FILE);
+        st = evlm_onnx_save(b.g, path);
+    }
+    evlm_onnx_free(b.g);
+    free(path);
+    EVLM_TRY(st);
+
+    const int64_t T = n_tiles, S = c->image_size, TOK = c->tokens_per_tile;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(graphs, o);
+    cJSON_AddStringToObject(o, "name", "vision");
+    cJSON_AddStringToObject(o, "file", EVLM_ONNX_VISION_FILE);
+    cJSON_AddNumberToObject(o, "n_tiles", n_tiles);
+    cJSON *in = cJSON_AddArrayToObject(o, "inputs");
+    cJSON_AddItemToArray(
+        in, io_obj("pixel_values", "pixel_values", 4, (const int64_t[]){T, c->num_channels, S, S}));
+    cJSON *out = cJSON_AddArrayToObject(o, "outputs");
+    cJSON_AddItemToArray(out, io_obj("image_features", "image_features", 2,
+                                     (const int64_t[]){T * TOK, c->text_hidden_size}));
+    cJSON *v = cJSON_AddObjectToObject(root, "vision");
+    cJSON_AddStringToObject(v, "tower", "idefics3-siglip");
+    cJSON_AddNumberToObject(v, "n_tiles", n_tiles);
+    cJSON_AddNumberToObject(v, "image_size", (double)S);
+    cJSON_AddNumberToObject(v, "tokens_per_tile", (double)TOK);
+    cJSON_AddNumberToObject(v, "image_token_id", c->image_token_id);
+    cJSON_AddBoolToObject(v, "image_splitting", proc->do_image_splitting);
+    cJSON_AddStringToObject(v, "weights", EVLM_ONNX_VISION_WEIGHTS);
+    cJSON_AddStringToObject(v, "pixel_values",
+                            "[n_tiles, 3, S, S] float32 as the image processor gives them "
+                            "(evlm prompt --pixels-out): the tiles row-major, then the global "
+                            "image; full tiles only, so no pixel attention mask");
+    cJSON_AddStringToObject(v, "tiles_note",
+                            "tiles are independent: an image of more tiles runs in several "
+                            "passes, a short last pass is padded and its extra rows dropped");
+    cJSON_AddStringToObject(v, "image_features",
+                            "rows replace the prompt's image_token_id tokens in order; the "
+                            "prefill graph takes them as image_features with image_mask = 1 "
+                            "at those positions");
+    return EVLM_OK;
+}
+
+#endif
