@@ -44,7 +44,13 @@ typedef struct evlm_onnx_params {
     int ar;                /* tokens of the prefill graph (AR-N), >= 1; default 128 */
     int ctx;               /* context window C of both graphs (past + new tokens), > ar;
                               0: min(1024, the model's trained context) */
-    const char *precision; /* "fp32" (the only one so far); NULL: fp32 */
+    const char *precision; /* "fp32", "fp16" (float16 weights), "w8a16", "w8a8", "w4a16" (QDQ,
+                              docs/NPU.md); NULL: fp32 */
+    const char *target;    /* "sa8295", "sa8255", "sa8775" (evlm_npu_target_find) or NULL /
+                              "generic": the KV cache's bits and int4 support come from it */
+    const char *calib;     /* calibration for the QDQ precisions: a text file, or a .jsonl
+                              dataset ({"question", "answer"}; images ignored: text decoder) */
+    int calib_tokens;      /* text tokens used, in chunks of 256 (default 2048) */
 } evlm_onnx_params;
 
 EVLM_API evlm_onnx_params evlm_onnx_default_params(void);
