@@ -7,8 +7,9 @@
  * Export. What exists: the text decoder (Llama / Qwen2 families; a VLM's text half for
  * text-only prompts) in float32, as two graphs sharing one external weight file: AR-N prefill
  * and AR-1 decode, the KV cache, positions and an additive attention mask as explicit inputs,
- * described by DIR/manifest.json. Not yet: quantized (QDQ) precisions, the vision encoder, part
- * splits, per-SoC targets (issue 19).
+ * described by DIR/manifest.json; float16 weights, or the QDQ precisions w8a16 / w8a8 / w4a16
+ * calibrated on a text or dataset (encodings.json in AIMET's format beside). Not yet: the vision
+ * encoder, part splits (issue 19).
  *
  * Planner. From a config.json alone (no weights needed), a Hugging Face folder or a GGUF file,
  * the planner counts the parameters of every part (decoder layers, embedding, head, vision
@@ -23,7 +24,9 @@
  * carries every number with its source; numbers that no source found gives are labelled as
  * assumptions there and in docs/NPU.md.
  *
- * Not here: simulation of NPU numerics, anything that runs on a device.
+ * Simulation (evlm_npu_sim): a context computes with an export's quantized numerics.
+ *
+ * Not here: anything that runs on a device.
  */
 #ifndef EVLM_NPU_H
 #define EVLM_NPU_H
@@ -62,6 +65,13 @@ EVLM_API evlm_onnx_params evlm_onnx_default_params(void);
  * a build without the ONNX writer (cmake -DEVLM_ONNX=OFF). */
 EVLM_API evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                                       const evlm_onnx_params *params);
+
+/* NPU numerics simulation: ctx computes with the numerics of the export in dir (manifest.json's
+ * "quantization"): the export's dequantized weights, and at each of its activation points (the
+ * matmul inputs, the KV cache rows) QuantizeLinear -> DequantizeLinear with its scale and zero
+ * point. The simulation belongs to ctx and is freed with it; other contexts of the model are
+ * unaffected. An fp32 export simulates the float model. Errors name the file at fault. */
+EVLM_API evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir);
 
 /* ---- planner ------------------------------------------------------------------------------- */
 

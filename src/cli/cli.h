@@ -65,7 +65,11 @@ typedef struct cli_model_opts {
     bool f32_act;               /* --act f32 */
     bool float_head;            /* --head float */
     evlm_image_splitting split; /* --image-splitting on|off */
+    const char *sim;            /* --sim DIR: an ONNX export's numerics (evlm_npu_sim) */
 } cli_model_opts;
+
+/* Attaches the --sim export's simulation to ctx (nothing without --sim); dies on failure. */
+void cli_apply_sim(evlm_context *ctx);
 
 /* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv, --act, --head,
  * --image-splitting at argv[*i];

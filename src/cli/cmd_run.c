@@ -86,6 +86,7 @@ int evlm_cmd_run(int argc, char **argv) {
         cli_die("the prompt has %zu tokens, the context only %d", n, cp.n_ctx);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
+    cli_apply_sim(ctx);
     double setup_ms = evlm_time_ms() - t_request;
 
     evlm_gen_result r;
