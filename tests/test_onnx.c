@@ -24,6 +24,7 @@
 #endif
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -323,6 +324,37 @@ done:
     cJSON_Delete(enc);
 }
 
+/* A context simulating the export computes finite logits that differ from the float model's
+ * (ONNX Runtime's agreement with them is cli_onnx_qdq.sh's); another context is untouched. */
+static void test_sim(evlm_model *m, const char *out) {
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = 32;
+    evlm_context *a = NULL, *b = NULL;
+    CHECK_OK(evlm_context_new(m, &cp, &a));
+    CHECK_OK(evlm_context_new(m, &cp, &b));
+    if (!a || !b) goto done;
+    CHECK_OK(evlm_npu_sim(a, out));
+    const int32_t ids[5] = {1, 45, 49, 263, 93};
+    const int V = evlm_model_n_vocab(m);
+    float *la = malloc(sizeof(float) * (size_t)V * 5), *lb = malloc(sizeof(float) * (size_t)V * 5);
+    if (la && lb) {
+        CHECK_OK(evlm_decode(a, ids, 5, la, true));
+        CHECK_OK(evlm_decode(b, ids, 5, lb, true));
+        int finite = 1, differ = 0;
+        for (int i = 0; i < 5 * V; i++) {
+            finite &= isfinite(la[i]) != 0;
+            differ += la[i] != lb[i];
+        }
+        CHECK(finite && differ > 0);
+    }
+    free(la);
+    free(lb);
+    CHECK(evlm_npu_sim(a, "/nonexistent") == EVLM_ERR_IO);
+done:
+    evlm_context_free(a);
+    evlm_context_free(b);
+}
+
 static void test_export_qdq(evlm_model *m, const char *tmp) {
     char out[600], cal[600];
     snprintf(out, sizeof out, "%s/export_qdq", tmp);
@@ -352,6 +384,7 @@ static void test_export_qdq(evlm_model *m, const char *tmp) {
         p.precision = k ? "w4a16" : "w8a16";
         CHECK_OK(evlm_export_onnx(m, out, &p));
         test_qdq_graph(out, 2, k == 1);
+        test_sim(m, out);
         rm_export(out);
     }
     unlink(cal);
