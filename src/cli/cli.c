@@ -130,6 +130,10 @@ void cli_apply_sim(evlm_context *ctx) {
     if (g_sim_dir) cli_check(evlm_npu_sim(ctx, g_sim_dir));
 }
 
+void cli_set_sim(const char *dir) {
+    g_sim_dir = dir;
+}
+
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (!strcmp(a, "--sim"))

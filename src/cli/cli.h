@@ -70,6 +70,8 @@ typedef struct cli_model_opts {
 
 /* Attaches the --sim export's simulation to ctx (nothing without --sim); dies on failure. */
 void cli_apply_sim(evlm_context *ctx);
+/* Sets (NULL: clears) the export cli_apply_sim attaches, for commands with several models. */
+void cli_set_sim(const char *dir);
 
 /* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv, --act, --head,
  * --image-splitting at argv[*i];
