@@ -7,8 +7,9 @@
 # fp16 1e-3 x max(1, |ref|) (float arithmetic alone); QDQ worst |d| <= 4 s and mean |d| <= 0.5 s,
 # s the export's coarsest activation step (the largest scale in manifest.json): both sides compute
 # the same quantized values, except where float summation order puts a value on the other side of
-# a rounding edge, which moves it by one step. Hostile: w4a16 for sa8295 refused naming V68, a QDQ
-# precision without --calib, --sim on another model's export. Skipped (77) as cli_onnx.sh is.
+# a rounding edge, which moves it by one step. Hostile: w4a16 for sa8295 refused naming V68, a
+# context sa8295 cannot hold refused by the planner naming the limit, a QDQ precision without
+# --calib, --sim on another model's export. Skipped (77) as cli_onnx.sh is.
 set -u
 S="${EVLM_SHARED:-}"
 F="$S/fixtures"
@@ -110,6 +111,19 @@ err "needs calibration data" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --c
   --precision w8a16
 err "target 'sa9999'" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --precision w8a16 \
   --target sa9999 --calib "$tmp/calib.txt"
+# a context the target cannot hold: llama-tiny's weights with a 1M-token trained context, AR-8192
+# graphs: the planner (evlm_plan_model) refuses before anything is loaded or written
+mkdir "$tmp/big"
+for f in "$M"/*; do ln -s "$f" "$tmp/big/"; done
+rm "$tmp/big/config.json"
+python3 - "$M/config.json" "$tmp/big/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["max_position_embeddings"] = 1 << 20
+json.dump(c, open(sys.argv[2], "w"))
+PY
+err "past sa8295's NPU-addressable memory of 3.75 GiB; the largest context that fits" \
+  "$BIN" export-onnx -m "$tmp/big" -o "$tmp/bad" --ar 8192 --ctx 1048576 --precision w8a16 \
+  --target sa8295 --calib "$tmp/calib.txt"
 [ -e "$tmp/bad" ] && bad "a refused export left files behind" || ok
 err "exported from another model" "$BIN" logits -m "$F/qwen2vl-tiny" -p "$P" --raw \
   --out "$tmp/x.bin" --sim "$tmp/llama-tiny.w8a16"
