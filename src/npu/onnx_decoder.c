@@ -229,7 +229,7 @@ static evlm_status wf_qmatrix(wfile *w, qdq_state *q, const char *name, int laye
     e->transposed = transposed;
     e->bits = bits;
     int64_t d0 = transposed ? in : out, d1 = transposed ? out : in;
-    EVLM_TRY(wf_begin(w, name, 2, d0, d1));
+    if ((st = wf_begin(w, name, 2, d0, d1)) != EVLM_OK) goto done;
     e->q_off = w->off;
     if (bits == 16) {
         w->e[w->n - 1].dtype = EVLM_ONNX_F16;
@@ -944,13 +944,13 @@ static void quant_json(cJSON *j, const qdq_state *q, const char *calib) {
 static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, int ctx,
                       uint64_t wbytes, const char *f_pre, const io_desc *io_pre, int n_pre,
                       const char *f_dec, const io_desc *io_dec, int n_dec, const qdq_state *q,
-                      const char *prec, const char *calib) {
+                      const char *prec, const char *calib, const evlm_npu_target_info *tgt) {
     const evlm_decoder_config *c = &d->cfg;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "evlm-onnx");
     cJSON_AddNumberToObject(j, "version", 1);
     cJSON_AddStringToObject(j, "precision", prec);
-    cJSON_AddStringToObject(j, "target", q && q->target ? q->target->name : "generic");
+    cJSON_AddStringToObject(j, "target", tgt ? tgt->name : "generic");
     cJSON_AddNumberToObject(j, "opset", q ? EXPORT_OPSET_QDQ : EXPORT_OPSET);
     cJSON_AddNumberToObject(j, "ar", ar);
     cJSON_AddNumberToObject(j, "ctx", ctx);
@@ -1178,7 +1178,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
         if (st != EVLM_OK) goto done;
     }
     man = manifest(model, d, p.ar, ctx, w.off, f_pre, io_pre, n_pre, "decoder_ar1.onnx", io_dec,
-                   n_dec, q, p.precision ? p.precision : "fp32", p.calib);
+                   n_dec, q, p.precision ? p.precision : "fp32", p.calib, qs.target);
     if (!man) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory writing manifest.json");
         goto done;
