@@ -263,7 +263,7 @@ static void test_qdq_graph(const char *out, int n_layers, bool int4) {
     const cJSON *q = cJSON_GetObjectItem(man, "quantization");
     const cJSON *acts = cJSON_GetObjectItem(q, "activations"),
                 *ws = cJSON_GetObjectItem(q, "weights");
-    const int n_pts = 6 * n_layers + 1, n_w = 7 * n_layers + 1;
+    const int n_pts = 7 * n_layers + 1, n_w = 7 * n_layers + 1;
     CHECKF(cJSON_GetArraySize(acts) == n_pts, "%d points", cJSON_GetArraySize(acts));
     CHECKF(cJSON_GetArraySize(ws) == n_w, "%d weights", cJSON_GetArraySize(ws));
     const cJSON *ae = cJSON_GetObjectItem(enc, "activation_encodings"),

@@ -464,6 +464,7 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
                        s->rope_tmp + (size_t)i * HD + half, &cs, &sn);
             kn->rope(s->q + (size_t)i * QD, c->n_heads, HD, cs, sn);
             kn->rope(s->k + (size_t)i * KD, c->n_kv_heads, HD, cs, sn);
+            transform(s, l, "attn_q", s->q + (size_t)i * QD, 1, QD);
             transform(s, l, "kv_key", s->k + (size_t)i * KD, 1, KD);
             transform(s, l, "kv_value", s->v + (size_t)i * KD, 1, KD);
             for (int h = 0; h < c->n_kv_heads; h++) {

@@ -62,7 +62,8 @@ typedef void (*evlm_decoder_observer)(void *user, int layer, const char *group, 
 
 /* Called, when set, with every matmul input right after the observer and before the matmul
  * reads it (the same groups), and with each new token's key (after RoPE) and value rows before
- * they enter the KV cache (groups "kv_key", "kv_value": m = 1 row of n_kv_heads * head_dim):
+ * they enter the KV cache (groups "kv_key", "kv_value": m = 1 row of n_kv_heads * head_dim)
+ * and each new token's query row after RoPE ("attn_q", m = 1 row of n_heads * head_dim):
  * it may rewrite x in place (NPU numerics simulation, src/npu/sim.c) or only read it (the ONNX
  * export's calibration). NULL: the forward pass is unchanged. */
 typedef void (*evlm_decoder_transform)(void *user, int layer, const char *group, float *x, int m,

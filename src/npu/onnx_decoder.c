@@ -533,7 +533,9 @@ static void layer(gb *b, char *x, int l) {
     concat(b, tmp(b, ka, "k_all"), 2, 2, (const char *[]){past_k, pk});
     concat(b, tmp(b, va, "v_all"), 2, 2, (const char *[]){past_v, pv});
     /* the G query heads of a kv head as G * N rows: [1, KV, G * N, HD] */
-    op(b, "Reshape", tmp(b, qg, "q_group"), 2, qr, "c.shape_qg");
+    char qq[64];
+    op(b, "Reshape", tmp(b, qg, "q_group"), 2, qdq(b, qq, qr, point(b, l, "attn_q"), NULL),
+       "c.shape_qg");
     transpose(b, ktt, ka, perm_kt);
     op(b, "MatMul", tmp(b, sc, "scores"), 2, qg, ktt);
     op(b, "Mul", tmp(b, ss, "scaled"), 2, sc, "c.scale");
@@ -1127,7 +1129,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
         }
         for (int i = 0; i < qs.n_pts; i++) {
             int g = i % QDQ_N_GROUPS;
-            bool kv = i < c->n_layers * QDQ_N_GROUPS && (g == 1 || g == 2);
+            bool kv = i < c->n_layers * QDQ_N_GROUPS && !strncmp(evlm__qdq_groups[g], "kv_", 3);
             qs.pts[i].bits = kv ? qs.kv_bits : qs.act_bits;
         }
         if (qs.prec != EVLM_NPU_FP16 && (st = calibrate(model, &p, &qs)) != EVLM_OK) goto done;

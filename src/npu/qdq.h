@@ -5,11 +5,11 @@
  * simulation compute the same numbers.
  *
  * Points: per layer, the inputs of the q/k/v, o, gate/up and down matmuls (the decoder's
- * observer groups), the key (after RoPE) and value rows that enter the KV cache; then the LM
- * head's input. Activations: asymmetric unsigned per-tensor (uint16 for a16, uint8 for a8; the
- * KV cache at the target's kv_bits), range = [min(min, 0), max(max, 0)] of calibration.
- * Weights: symmetric int8 per output channel (w8*), symmetric int4 per block of QDQ_BLOCK input
- * channels (w4a16), float16 (fp16).
+ * observer groups), the query after RoPE (the scores matmul's other input), the key (after RoPE)
+ * and value rows that enter the KV cache; then the LM head's input. Activations: asymmetric
+ * unsigned per-tensor (uint16 for a16, uint8 for a8; the KV cache at the target's kv_bits), range =
+ * [min(min, 0), max(max, 0)] of calibration. Weights: symmetric int8 per output channel (w8*),
+ * symmetric int4 per block of QDQ_BLOCK input channels (w4a16), float16 (fp16).
  *
  * Not here: the graph itself (onnx_decoder.c), the forward pass (model/decoder.c).
  */
@@ -24,11 +24,11 @@
 #include <string.h>
 
 #define QDQ_BLOCK    64 /* int4 weights: input channels per scale */
-#define QDQ_N_GROUPS 6  /* points per layer */
+#define QDQ_N_GROUPS 7  /* points per layer */
 
 /* The groups of a layer's points, in order; the head's point is "lm_head". */
-static const char *const evlm__qdq_groups[QDQ_N_GROUPS] = {"attn_qkv", "kv_key",      "kv_value",
-                                                           "attn_o",   "ffn_gate_up", "ffn_down"};
+static const char *const evlm__qdq_groups[QDQ_N_GROUPS] = {
+    "attn_qkv", "attn_q", "kv_key", "kv_value", "attn_o", "ffn_gate_up", "ffn_down"};
 
 /* Index of a point: layer * QDQ_N_GROUPS + group, the head's last (n_layers * QDQ_N_GROUPS);
  * -1 for a group that is not a point. */
