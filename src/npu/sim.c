@@ -3,14 +3,15 @@
  * export (evlm export-onnx, manifest.json's "quantization"), as AIMET's QuantSim does: every
  * quantized weight replaced by its dequantized export value (read from the export's weight file,
  * int8 / int4 values times their scales, float16 widened), and at every activation point of the
- * manifest (the inputs of the q/k/v, o, gate/up, down matmuls and of the head; the key and value
- * rows entering the KV cache, at the target's KV bits) a QuantizeLinear -> DequantizeLinear
+ * manifest (the inputs of the q/k/v, o, gate/up, down matmuls and of the head; the query after
+ * RoPE; the key and value rows entering the KV cache, at the target's KV bits) a QuantizeLinear ->
+ * DequantizeLinear
  * with the export's scale and zero point (round half to even, saturating; qdq.h).
  *
  * The simulation belongs to the context (its own decoder view and tables, freed with it); the
  * model is untouched, and a context without one runs the unchanged forward pass (the decoder's
- * transform hook is a NULL check). Not here: the attention's own matmuls (q k^T, p v) and the
- * softmax in reduced precision (the export keeps them float; docs/NPU.md), fp16 activations.
+ * transform hook is a NULL check). Not here: the softmax probabilities and the elementwise ops in
+ * reduced precision (the export keeps them float; docs/NPU.md), fp16 activations.
  */
 #include "evlm_npu.h"
 
