@@ -92,6 +92,8 @@ void cli_lookahead_resolve(evlm_lookahead_params *la, bool la_auto, const evlm_m
     "only\n"                                                                                       \
     "  --head int8|float   greedy ids through an int8 copy of a float head (default, same ids) "   \
     "or not\n"
+#define CLI_SIM_HELP                                                                               \
+    "  --sim DIR           compute with the numerics of an export-onnx folder (docs/NPU.md)\n"
 /* Context parameters from the options: -c (or n_ctx when -c is absent) and --kv. */
 evlm_context_params cli_context_params(const cli_model_opts *o, int n_ctx);
 /* Cache slots one lookahead step may need beyond the answer (0 when off). */

@@ -135,7 +135,7 @@ int evlm_cmd_bench(int argc, char **argv) {
             tune = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r "
-                   "REPS] [--json]\n" CLI_LOOKAHEAD_HELP
+                   "REPS] [--json]\n" CLI_LOOKAHEAD_HELP CLI_SIM_HELP
                    "  --tune-lookahead    measure a grid of lookahead settings on this model and "
                    "print the fastest\n");
             return 0;

@@ -18,7 +18,7 @@ int evlm_cmd_logits(int argc, char **argv) {
             out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: evlm logits -m DIR [--image FILE ...] -p TEXT [--raw] --out FILE [-t "
-                   "THREADS]\n");
+                   "THREADS]\n" CLI_SIM_HELP);
             return 0;
         } else
             cli_die("unknown option '%s'", argv[i]);

@@ -34,7 +34,7 @@ static void usage(void) {
         "  --seed S            random seed (0 = fixed default)\n"
         "  --stop STR          stop when STR appears (up to %d)\n"
         "  -t THREADS          threads (physical cores)\n"
-        "  -c CTX              context length (prompt + n)\n" CLI_LOOKAHEAD_HELP
+        "  -c CTX              context length (prompt + n)\n" CLI_LOOKAHEAD_HELP CLI_SIM_HELP
         "  --json              print one JSON object with ids, text and timings at the end\n",
         EVLM_MAX_STOP);
 }
