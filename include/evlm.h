@@ -12,7 +12,8 @@
  * docs/ARCHITECTURE.md); the shared library exports only what the public headers declare.
  *
  * Threads. A loaded model is shared read-only; each context owns its mutable state (KV cache,
- * activations) and its worker threads. From several threads at once, it is safe to:
+ * activations, an NPU numerics simulation attached by evlm_npu_sim) and its worker threads. From
+ * several threads at once, it is safe to:
  *  - decode with several contexts of one model, each context used by one thread at a time
  *    (evlm_decode*, evlm_context_*, evlm_generate with lookahead or sampling): each context
  *    runs its forward passes on its own pool of evlm_context_params.n_threads workers (0 = the

@@ -7,10 +7,11 @@
  * Export. What exists: the text decoder (Llama / Qwen2 families; a VLM's text half for
  * text-only prompts) in float32, as two graphs sharing one external weight file: AR-N prefill
  * and AR-1 decode, the KV cache, positions and an additive attention mask as explicit inputs,
- * described by DIR/manifest.json; for Idefics3 / SmolVLM also the vision tower + connector as
- * one graph of a fixed tile count (its own weight file), the prefill graph then taking image
- * features for the image-token positions. Not yet: quantized (QDQ) precisions, Qwen2-VL's
- * tower, part splits, per-SoC targets (issue 19).
+ * described by DIR/manifest.json; float16 weights, or the QDQ precisions w8a16 / w8a8 / w4a16
+ * calibrated on a text or dataset (encodings.json in AIMET's format beside); for Idefics3 /
+ * SmolVLM also the vision tower + connector as one graph of a fixed tile count (its own weight
+ * file), the prefill graph then taking image features for the image-token positions. Not yet:
+ * Qwen2-VL's tower, a quantized vision graph, part splits (issue 19).
  *
  * Planner. From a config.json alone (no weights needed), a Hugging Face folder or a GGUF file,
  * the planner counts the parameters of every part (decoder layers, embedding, head, vision
@@ -25,7 +26,9 @@
  * carries every number with its source; numbers that no source found gives are labelled as
  * assumptions there and in docs/NPU.md.
  *
- * Not here: simulation of NPU numerics, anything that runs on a device.
+ * Simulation (evlm_npu_sim): a context computes with an export's quantized numerics.
+ *
+ * Not here: anything that runs on a device.
  */
 #ifndef EVLM_NPU_H
 #define EVLM_NPU_H
@@ -46,7 +49,13 @@ typedef struct evlm_onnx_params {
     int ar;                /* tokens of the prefill graph (AR-N), >= 1; default 128 */
     int ctx;               /* context window C of both graphs (past + new tokens), > ar;
                               0: min(1024, the model's trained context) */
-    const char *precision; /* "fp32" (the only one so far); NULL: fp32 */
+    const char *precision; /* "fp32", "fp16" (float16 weights), "w8a16", "w8a8", "w4a16" (QDQ,
+                              docs/NPU.md); NULL: fp32 */
+    const char *target;    /* "sa8295", "sa8255", "sa8775" (evlm_npu_target_find) or NULL /
+                              "generic": the KV cache's bits and int4 support come from it */
+    const char *calib;     /* calibration for the QDQ precisions: a text file, or a .jsonl
+                              dataset ({"question", "answer"}; images ignored: text decoder) */
+    int calib_tokens;      /* text tokens used, in chunks of 256 (default 2048) */
     int tiles;             /* tiles of the vision graph (Idefics3 / SmolVLM); 0: the most the
                               processor makes of one image; -1: no vision graph */
 } evlm_onnx_params;
@@ -74,6 +83,13 @@ EVLM_API evlm_status evlm_onnx_image_pixels(const evlm_model *model, const evlm_
  * against. */
 EVLM_API const float *evlm_onnx_prompt_features(const evlm_model *model, const evlm_prompt *p,
                                                 int *n_rows, int *width);
+
+/* NPU numerics simulation: ctx computes with the numerics of the export in dir (manifest.json's
+ * "quantization"): the export's dequantized weights, and at each of its activation points (the
+ * matmul inputs, the KV cache rows) QuantizeLinear -> DequantizeLinear with its scale and zero
+ * point. The simulation belongs to ctx and is freed with it; other contexts of the model are
+ * unaffected. An fp32 export simulates the float model. Errors name the file at fault. */
+EVLM_API evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir);
 
 /* ---- planner ------------------------------------------------------------------------------- */
 

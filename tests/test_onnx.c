@@ -6,8 +6,13 @@
  * make the save fail naming the tensor; the export of llama-tiny (../shared) reads back as two
  * graphs sharing one weight file at the same offsets, and hostile settings are refused naming
  * "ar", "ctx", "precision", "tiles"; smolvlm-tiny's export adds the vision graph (its I/O, its own
- * weight file) and the prefill graph's image inputs. Running the graphs is cli_onnx.sh's (ONNX
- * Runtime); a build without the ONNX writer only checks that the export says so.
+ * weight file) and the prefill graph's image inputs; the QDQ exports (w8a16 on sa8255, w4a16 on
+ * sa8255) read back with a QuantizeLinear -> DequantizeLinear pair at every point the manifest
+ * lists (uint16 activations, uint8 KV at the target's 8 bits), int8 per-channel / int4 per-block
+ * weight initializers with their scales, and encodings.json naming exactly the graph's quantized
+ * tensors; w4a16 on the V68 target and a QDQ precision without calibration are refused. Running
+ * the graphs is cli_onnx.sh's, cli_onnx_vlm.sh's and cli_onnx_qdq.sh's (ONNX Runtime); a build
+ * without the ONNX writer only checks that the export says so.
  */
 #include "test.h"
 
@@ -19,6 +24,8 @@
 #include "onnx.pb-c.h"
 #endif
 
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -212,7 +219,8 @@ done:
 
 static void rm_export(const char *out) {
     const char *files[] = {"decoder_ar4.onnx", "decoder_ar1.onnx", "decoder.weights.bin",
-                           "manifest.json",    "vision.onnx",      "vision.weights.bin"};
+                           "manifest.json",    "vision.onnx",      "vision.weights.bin",
+                           "encodings.json"};
     char p[700];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(p, sizeof p, "%s/%s", out, files[i]);
@@ -286,6 +294,169 @@ static void test_export_vision(const char *shared, const char *tmp) {
     evlm_model_free(m);
 }
 
+static cJSON *read_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    cJSON *j = NULL;
+    if (b && fread(b, 1, (size_t)n, f) == (size_t)n) j = cJSON_ParseWithLength(b, (size_t)n);
+    free(b);
+    fclose(f);
+    return j;
+}
+
+static const Onnx__TensorProto *find_init(const Onnx__GraphProto *g, const char *name) {
+    for (size_t i = 0; i < g->n_initializer; i++)
+        if (!strcmp(g->initializer[i]->name, name)) return g->initializer[i];
+    return NULL;
+}
+
+/* The QDQ structure of out's prefill graph against its manifest and encodings.json. */
+static void test_qdq_graph(const char *out, int n_layers, bool int4) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/decoder_ar4.onnx", out);
+    Onnx__ModelProto *m = read_model(p);
+    snprintf(p, sizeof p, "%s/manifest.json", out);
+    cJSON *man = read_json(p);
+    snprintf(p, sizeof p, "%s/encodings.json", out);
+    cJSON *enc = read_json(p);
+    CHECK(m && man && enc);
+    if (!m || !man || !enc) goto done;
+    const Onnx__GraphProto *g = m->graph;
+    CHECK(m->n_opset_import == 1 && m->opset_import[0]->version == 21);
+    const cJSON *q = cJSON_GetObjectItem(man, "quantization");
+    const cJSON *acts = cJSON_GetObjectItem(q, "activations"),
+                *ws = cJSON_GetObjectItem(q, "weights");
+    const int n_pts = 7 * n_layers + 1, n_w = 7 * n_layers + 1;
+    CHECKF(cJSON_GetArraySize(acts) == n_pts, "%d points", cJSON_GetArraySize(acts));
+    CHECKF(cJSON_GetArraySize(ws) == n_w, "%d weights", cJSON_GetArraySize(ws));
+    const cJSON *ae = cJSON_GetObjectItem(enc, "activation_encodings"),
+                *pe = cJSON_GetObjectItem(enc, "param_encodings");
+    CHECK(cJSON_GetArraySize(ae) == n_pts && cJSON_GetArraySize(pe) == n_w);
+    /* every QuantizeLinear: its input is a point's tensor with an encoding of the same scale */
+    int n_q = 0, n_dq = 0, n_block = 0, matched = 0;
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *nd = g->node[i];
+        if (!strcmp(nd->op_type, "DequantizeLinear")) {
+            n_dq++;
+            const Onnx__AttributeProto *bs = find_attr(nd, "block_size");
+            if (bs && bs->i == 64) n_block++;
+            continue;
+        }
+        if (strcmp(nd->op_type, "QuantizeLinear")) continue;
+        n_q++;
+        const Onnx__TensorProto *sc = find_init(g, nd->input[1]), *zp = find_init(g, nd->input[2]);
+        const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(ae, nd->input[0]), 0);
+        if (!sc || !zp || !e || sc->raw_data.len != 4) continue;
+        float s;
+        memcpy(&s, sc->raw_data.data, 4);
+        int bits = (int)cJSON_GetObjectItem(e, "bitwidth")->valuedouble;
+        if ((float)cJSON_GetObjectItem(e, "scale")->valuedouble == s &&
+            zp->data_type == (bits == 16 ? 4 : 2))
+            matched++;
+    }
+    CHECKF(n_q == n_pts && matched == n_pts, "%d QuantizeLinear, %d matched", n_q, matched);
+    CHECKF(n_dq == n_pts + n_w, "%d DequantizeLinear", n_dq);
+    CHECK(n_block == (int4 ? n_w : 0));
+    /* the KV points are 8-bit (sa8255), the others 16-bit */
+    int kv8 = 0, a16 = 0;
+    for (int i = 0; i < n_pts; i++) {
+        const cJSON *e = cJSON_GetArrayItem(acts, i);
+        const char *grp = cJSON_GetObjectItem(e, "group")->valuestring;
+        int bits = (int)cJSON_GetObjectItem(e, "bits")->valuedouble;
+        bool kv = !strncmp(grp, "kv_", 3);
+        kv8 += kv && bits == 8;
+        a16 += !kv && bits == 16;
+        CHECK(cJSON_GetObjectItem(ae, cJSON_GetObjectItem(e, "tensor")->valuestring) != NULL);
+    }
+    CHECK(kv8 == 2 * n_layers && a16 == n_pts - 2 * n_layers);
+    /* weights: int8 / int4 values, float scales shaped for DequantizeLinear, listed in
+     * param_encodings (one entry per output channel, or per block) */
+    const Onnx__TensorProto *wq = find_init(g, "l0.wq"), *wqs = find_init(g, "l0.wq.scale");
+    CHECK(wq && wqs);
+    if (wq && wqs) {
+        CHECK(wq->data_type == (int4 ? 22 : 3) && wq->n_dims == 2);
+        CHECK(wqs->data_type == 1 && wqs->n_dims == (int4 ? 2u : 1u));
+        int64_t out_ch = wq->dims[1], blocks = int4 ? (wq->dims[0] + 63) / 64 : 1;
+        CHECK(wqs->dims[wqs->n_dims - 1] == out_ch);
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(pe, "l0.wq")) == out_ch * blocks);
+    }
+    CHECK(cJSON_GetObjectItem(pe, "lm_head.q") != NULL);
+done:
+    if (m) onnx__model_proto__free_unpacked(m, NULL);
+    cJSON_Delete(man);
+    cJSON_Delete(enc);
+}
+
+/* A context simulating the export computes finite logits that differ from the float model's
+ * (ONNX Runtime's agreement with them is cli_onnx_qdq.sh's); another context is untouched. */
+static void test_sim(evlm_model *m, const char *out) {
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = 32;
+    evlm_context *a = NULL, *b = NULL;
+    CHECK_OK(evlm_context_new(m, &cp, &a));
+    CHECK_OK(evlm_context_new(m, &cp, &b));
+    if (!a || !b) goto done;
+    CHECK_OK(evlm_npu_sim(a, out));
+    const int32_t ids[5] = {1, 45, 49, 263, 93};
+    const int V = evlm_model_n_vocab(m);
+    float *la = malloc(sizeof(float) * (size_t)V * 5), *lb = malloc(sizeof(float) * (size_t)V * 5);
+    if (la && lb) {
+        CHECK_OK(evlm_decode(a, ids, 5, la, true));
+        CHECK_OK(evlm_decode(b, ids, 5, lb, true));
+        int finite = 1, differ = 0;
+        for (int i = 0; i < 5 * V; i++) {
+            finite &= isfinite(la[i]) != 0;
+            differ += la[i] != lb[i];
+        }
+        CHECK(finite && differ > 0);
+    }
+    free(la);
+    free(lb);
+    CHECK(evlm_npu_sim(a, "/nonexistent") == EVLM_ERR_IO);
+done:
+    evlm_context_free(a);
+    evlm_context_free(b);
+}
+
+static void test_export_qdq(evlm_model *m, const char *tmp) {
+    char out[600], cal[600];
+    snprintf(out, sizeof out, "%s/export_qdq", tmp);
+    snprintf(cal, sizeof cal, "%s/calib.txt", tmp);
+    FILE *f = fopen(cal, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    for (int i = 0; i < 8; i++)
+        fprintf(f, "Once upon a time a little robot read %d books about the quick brown fox.\n", i);
+    fclose(f);
+    evlm_onnx_params p = evlm_onnx_default_params();
+    p.ar = 4;
+    p.ctx = 16;
+    p.precision = "w8a16";
+    p.target = "sa8255";
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_ARG && strstr(evlm_last_error(), "calib"));
+    p.calib = cal;
+    p.precision = "w4a16";
+    p.target = "sa8295";
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_UNSUPPORTED &&
+          strstr(evlm_last_error(), "V68") && strstr(evlm_last_error(), "int4"));
+    p.target = "sa9999";
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_ARG && strstr(evlm_last_error(), "target"));
+    CHECK(access(out, F_OK) != 0);
+    p.target = "sa8255";
+    for (int k = 0; k < 2; k++) {
+        p.precision = k ? "w4a16" : "w8a16";
+        CHECK_OK(evlm_export_onnx(m, out, &p));
+        test_qdq_graph(out, 2, k == 1);
+        test_sim(m, out);
+        rm_export(out);
+    }
+    unlink(cal);
+}
+
 #endif
 
 static void test_export(const char *shared, const char *tmp) {
@@ -309,9 +480,8 @@ static void test_export(const char *shared, const char *tmp) {
     p.ctx = 100000;
     CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_ARG && strstr(evlm_last_error(), "ctx"));
     p.ctx = 32;
-    p.precision = "w8a8";
-    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_UNSUPPORTED &&
-          strstr(evlm_last_error(), "precision"));
+    p.precision = "int3";
+    CHECK(evlm_export_onnx(m, out, &p) == EVLM_ERR_ARG && strstr(evlm_last_error(), "precision"));
     CHECK(access(out, F_OK) != 0); /* nothing written */
     p.precision = "fp32";
     p.ar = 4;
@@ -333,6 +503,7 @@ static void test_export(const char *shared, const char *tmp) {
     snprintf(man, sizeof man, "%s/manifest.json", out);
     CHECK(access(man, F_OK) == 0);
     rm_export(out);
+    test_export_qdq(m, tmp);
     evlm_model_free(m);
     test_export_vision(shared, tmp);
 #endif

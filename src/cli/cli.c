@@ -1,5 +1,6 @@
 /* cli.c - argument helpers, file reading / writing and the shared model options (see cli.h). */
 #include "cli.h"
+#include "evlm_npu.h"
 
 #include <errno.h>
 #include <math.h>
@@ -122,9 +123,22 @@ void cli_write_file_atomic(const char *path, const void *data, size_t n) {
     }
 }
 
+/* --sim DIR: the export whose numerics every context of this command simulates */
+static const char *g_sim_dir;
+
+void cli_apply_sim(evlm_context *ctx) {
+    if (g_sim_dir) cli_check(evlm_npu_sim(ctx, g_sim_dir));
+}
+
+void cli_set_sim(const char *dir) {
+    g_sim_dir = dir;
+}
+
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+    if (!strcmp(a, "--sim"))
+        g_sim_dir = o->sim = cli_value(argc, argv, i);
+    else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
         o->model = cli_value(argc, argv, i);
     else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
         o->prompt = cli_value(argc, argv, i);

@@ -66,7 +66,13 @@ typedef struct cli_model_opts {
     bool f32_act;               /* --act f32 */
     bool float_head;            /* --head float */
     evlm_image_splitting split; /* --image-splitting on|off */
+    const char *sim;            /* --sim DIR: an ONNX export's numerics (evlm_npu_sim) */
 } cli_model_opts;
+
+/* Attaches the --sim export's simulation to ctx (nothing without --sim); dies on failure. */
+void cli_apply_sim(evlm_context *ctx);
+/* Sets (NULL: clears) the export cli_apply_sim attaches, for commands with several models. */
+void cli_set_sim(const char *dir);
 
 /* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv, --act, --head,
  * --image-splitting at argv[*i];
@@ -87,6 +93,8 @@ void cli_lookahead_resolve(evlm_lookahead_params *la, bool la_auto, const evlm_m
     "only\n"                                                                                       \
     "  --head int8|float   greedy ids through an int8 copy of a float head (default, same ids) "   \
     "or not\n"
+#define CLI_SIM_HELP                                                                               \
+    "  --sim DIR           compute with the numerics of an export-onnx folder (docs/NPU.md)\n"
 /* Context parameters from the options: -c (or n_ctx when -c is absent) and --kv. */
 evlm_context_params cli_context_params(const cli_model_opts *o, int n_ctx);
 /* Cache slots one lookahead step may need beyond the answer (0 when off). */

@@ -45,6 +45,7 @@ static double decode_speed(evlm_model *m, const evlm_prompt *pr, const cli_model
         cli_context_params(o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
+    cli_apply_sim(ctx);
     evlm_gen_params gp = evlm_gen_default_params();
     gp.n_predict = n_gen;
     gp.ignore_eos = true;
@@ -134,7 +135,7 @@ int evlm_cmd_bench(int argc, char **argv) {
             tune = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: evlm bench -m MODEL [--image FILE] [-p N_PROMPT] [-n N_GEN] [-t T] [-r "
-                   "REPS] [--json]\n" CLI_LOOKAHEAD_HELP
+                   "REPS] [--json]\n" CLI_LOOKAHEAD_HELP CLI_SIM_HELP
                    "  --tune-lookahead    measure a grid of lookahead settings on this model and "
                    "print the fastest\n");
             return 0;
@@ -182,6 +183,7 @@ int evlm_cmd_bench(int argc, char **argv) {
         cli_context_params(&o, (int)n_ids + n_gen + 1 + cli_lookahead_room(&la));
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
+    cli_apply_sim(ctx);
 
     double *img_ms = calloc((size_t)reps, sizeof(double)),
            *pre = calloc((size_t)reps, sizeof(double));

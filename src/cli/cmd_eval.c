@@ -34,7 +34,7 @@ int evlm_cmd_eval(int argc, char **argv) {
             n_predict = cli_int(argc, argv, &i, 1, 4096);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: evlm eval -m MODEL --dataset FILE.jsonl [--json] [-v] [-n N] [-t "
-                   "THREADS]\n" CLI_LOOKAHEAD_HELP);
+                   "THREADS]\n" CLI_LOOKAHEAD_HELP CLI_SIM_HELP);
             return 0;
         } else
             cli_die("unknown option '%s'", a);

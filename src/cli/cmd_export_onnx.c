@@ -1,9 +1,9 @@
 /*
- * cmd_export_onnx.c - `evlm export-onnx -m MODEL -o DIR [--precision fp32] [--ar N] [--ctx C]
- * [--tiles T]`: the text decoder as static-shape ONNX graphs (AR-N prefill, AR-1 decode, shared
- * weights, manifest.json; include/evlm_npu.h, docs/NPU.md), and a SmolVLM's vision graph. Prints
- * {"dir": ..., "ar": N} on success. Not here: running the graphs (scripts/ort_run.mjs does, in ONNX
- * Runtime).
+ * cmd_export_onnx.c - `evlm export-onnx -m MODEL -o DIR [--precision P] [--target T]
+ * [--calib FILE] [--ar N] [--ctx C] [--tiles T]`: the text decoder as static-shape ONNX graphs
+ * (AR-N prefill, AR-1 decode, shared weights, manifest.json; include/evlm_npu.h, docs/NPU.md),
+ * and a SmolVLM's vision graph. Prints {"dir": ..., "ar": N} on success. Not here: running the
+ * graphs (scripts/ort_run.mjs does, in ONNX Runtime).
  */
 #include "cli.h"
 #include "evlm_npu.h"
@@ -14,11 +14,14 @@
 #include <string.h>
 
 static void usage(void) {
-    printf("usage: evlm export-onnx -m MODEL -o DIR [--precision fp32] [--ar N] [--ctx C] [-t "
-           "THREADS]\n"
+    printf("usage: evlm export-onnx -m MODEL -o DIR [--precision P] [--target T] [--calib FILE]\n"
+           "                        [--ar N] [--ctx C] [-t THREADS]\n"
            "  -o DIR        a new (or empty) folder: decoder_arN.onnx, decoder_ar1.onnx,\n"
-           "                decoder.weights.bin, manifest.json\n"
-           "  --precision   fp32 (the only one so far)\n"
+           "                decoder.weights.bin, manifest.json (+ encodings.json for QDQ)\n"
+           "  --precision   fp32 (default), fp16 (float16 weights), w8a16, w8a8, w4a16 (QDQ)\n"
+           "  --target      sa8295, sa8255, sa8775 or generic (default): KV bits, int4 support\n"
+           "  --calib FILE  calibration text or .jsonl dataset (QDQ precisions need it)\n"
+           "  --calib-tokens N  text tokens used (default 2048)\n"
            "  --ar N        tokens of the prefill graph (default 128)\n"
            "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n"
            "  --tiles T     image tiles of the vision graph vision.onnx (Idefics3 / SmolVLM;\n"
@@ -39,9 +42,13 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
             out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--precision")) {
             p.precision = cli_value(argc, argv, &i);
-            if (strcmp(p.precision, "fp32"))
-                cli_die("--precision '%s': only fp32 is exported so far", p.precision);
-        } else if (!strcmp(a, "--ar"))
+        } else if (!strcmp(a, "--target"))
+            p.target = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--calib"))
+            p.calib = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--calib-tokens"))
+            p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
+        else if (!strcmp(a, "--ar"))
             p.ar = cli_int(argc, argv, &i, 2, 8192);
         else if (!strcmp(a, "--tiles")) {
             p.tiles = cli_int(argc, argv, &i, 0, 64);
@@ -58,6 +65,21 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
     if (!out) cli_die("no output folder given (-o DIR)");
     if (p.ctx && p.ctx <= p.ar)
         cli_die("--ctx %d must be larger than --ar %d (past + new tokens)", p.ctx, p.ar);
+    if (p.target && strcmp(p.target, "generic")) { /* the planner: does the context fit? */
+        evlm_plan_params pp = evlm_plan_default_params();
+        pp.target = p.target;
+        pp.ar = p.ar;
+        pp.n_ctx = p.ctx;
+        if (p.precision && strcmp(p.precision, "fp32"))
+            cli_check(evlm_npu_precision_parse(p.precision, &pp.precision));
+        else
+            pp.precision = EVLM_NPU_FP16; /* fp32 graphs run in fp16 on the HTP */
+        evlm_plan pl;
+        if (pp.precision != EVLM_NPU_W4A16) { /* w4a16 on V68: the export names the limit */
+            cli_check(evlm_plan_model(o.model, &pp, &pl));
+            if (!pl.fits) cli_die("target %s: %s", p.target, pl.why);
+        }
+    }
     evlm_model *m = cli_load_model(&o);
     evlm_status st = evlm_export_onnx(m, out, &p);
     evlm_model_free(m);

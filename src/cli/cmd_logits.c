@@ -18,7 +18,7 @@ int evlm_cmd_logits(int argc, char **argv) {
             out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: evlm logits -m DIR [--image FILE ...] -p TEXT [--raw] --out FILE [-t "
-                   "THREADS]\n");
+                   "THREADS]\n" CLI_SIM_HELP);
             return 0;
         } else
             cli_die("unknown option '%s'", argv[i]);
@@ -33,6 +33,7 @@ int evlm_cmd_logits(int argc, char **argv) {
         cli_die("the prompt has %zu tokens, more than the context (%d)", n, cp.n_ctx);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
+    cli_apply_sim(ctx);
     size_t V = (size_t)evlm_model_n_vocab(m);
     float *logits = malloc(sizeof(float) * V * n);
     if (!logits) cli_die("out of memory for %zu x %zu logits", n, V);

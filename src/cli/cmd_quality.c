@@ -8,10 +8,13 @@
  * chunk's first predicts the next token. Reported: the perplexity of both models, the mean and
  * 99th percentile of KL(P_ref || P_quant) over positions, and how often both pick the same top-1
  * token. Dataset: the accuracy of both models (greedy answers, exact match, as `evlm eval`).
- * The two models must share a vocabulary.
+ * The two models must share a vocabulary. `--sim DIR` (an ONNX export, evlm_npu_sim): QUANT
+ * computes with that export's numerics; -q may then be left out (QUANT = REF), so the report is
+ * the float model against its simulated NPU numerics.
  */
 #include "cli.h"
 #include "dataset.h"
+#include "evlm_npu.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -53,6 +56,7 @@ static void eval_text(evlm_model *ref, evlm_model *q, const char *path, const cl
     evlm_context *cr, *cq;
     cli_check(evlm_context_new(ref, &cp, &cr));
     cli_check(evlm_context_new(q, &cp, &cq));
+    if (o->sim) cli_check(evlm_npu_sim(cq, o->sim));
     float *lr = malloc(sizeof(float) * (size_t)V * (size_t)chunk);
     float *lq = malloc(sizeof(float) * (size_t)V * (size_t)chunk);
     double *pr = malloc(sizeof(double) * (size_t)V), *pq = malloc(sizeof(double) * (size_t)V);
@@ -113,14 +117,17 @@ int evlm_cmd_quality(int argc, char **argv) {
         else if (!strcmp(a, "--json"))
             json = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: evlm quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
-                   "[--chunk N]\n"
-                   "                    [--max-tokens N] [-n N] [-t THREADS] [--json]\n");
+            printf(
+                "usage: evlm quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
+                "[--chunk N]\n"
+                "                    [--max-tokens N] [-n N] [-t THREADS] [--json] [--sim DIR]\n");
             return 0;
         } else
             cli_die("unknown option '%s'", a);
     }
-    if (!quant) cli_die("no quantized model given (-q PATH)");
+    cli_set_sim(NULL); /* the simulation is the quantized side's only (below) */
+    if (!quant && o.sim) quant = o.model;
+    if (!quant) cli_die("no quantized model given (-q PATH, or --sim DIR)");
     if (!text && !dataset)
         cli_die("nothing to measure: give --text FILE and/or --dataset FILE.jsonl");
     if (o.n_ctx) chunk = o.n_ctx;
@@ -165,7 +172,9 @@ int evlm_cmd_quality(int argc, char **argv) {
         cli_eval_result rr, rq;
         evlm_context_params cp = cli_context_params(&o, 0);
         cli_eval_dataset(ref, dataset, &gp, &cp, false, !json, &rr);
+        cli_set_sim(o.sim);
         cli_eval_dataset(q, dataset, &gp, &cp, false, !json, &rq);
+        cli_set_sim(NULL);
         double ar = (double)rr.correct / rr.n, aq = (double)rq.correct / rq.n;
         snprintf(table + tl, sizeof table - (size_t)tl,
                  "| accuracy (%d items) | %.1f %% | %.1f %% |\n", rr.n, 100 * ar, 100 * aq);

@@ -34,7 +34,7 @@ static void usage(void) {
         "  --seed S            random seed (0 = fixed default)\n"
         "  --stop STR          stop when STR appears (up to %d)\n"
         "  -t THREADS          threads (physical cores)\n"
-        "  -c CTX              context length (prompt + n)\n" CLI_LOOKAHEAD_HELP
+        "  -c CTX              context length (prompt + n)\n" CLI_LOOKAHEAD_HELP CLI_SIM_HELP
         "  --json              print one JSON object with ids, text and timings at the end\n",
         EVLM_MAX_STOP);
 }
@@ -86,6 +86,7 @@ int evlm_cmd_run(int argc, char **argv) {
         cli_die("the prompt has %zu tokens, the context only %d", n, cp.n_ctx);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, &cp, &ctx));
+    cli_apply_sim(ctx);
     double setup_ms = evlm_time_ms() - t_request;
 
     evlm_gen_result r;

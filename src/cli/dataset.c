@@ -65,6 +65,7 @@ void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params 
     char *base = dirname(dsdir);
     evlm_context *ctx;
     cli_check(evlm_context_new(m, cp, &ctx));
+    cli_apply_sim(ctx);
     /* one lookahead n-gram pool for the whole set, as a deployment would keep it */
     evlm_gen_params gpl = *gp;
     evlm_ngram_cache *cache = NULL;

@@ -42,6 +42,8 @@ size_t evlm_onnx_dtype_size(evlm_onnx_dtype dt) {
         return 8;
     case EVLM_ONNX_F16:
         return 2;
+    case EVLM_ONNX_I4:
+        return 1;
     }
     return 0;
 }
@@ -64,6 +66,8 @@ const char *evlm_onnx_dtype_name(evlm_onnx_dtype dt) {
         return "int64";
     case EVLM_ONNX_F16:
         return "float16";
+    case EVLM_ONNX_I4:
+        return "int4";
     }
     return "?";
 }
@@ -272,7 +276,7 @@ static Onnx__TensorProto *tensor(evlm_onnx *g, const char *name, evlm_onnx_dtype
     t->has_data_type = 1;
     t->data_type = (int32_t)dt;
     t->name = gstr(g, name);
-    *bytes = n * es;
+    *bytes = dt == EVLM_ONNX_I4 ? (n + 1) / 2 : n * es;
     return t;
 }
 

@@ -30,11 +30,13 @@ typedef enum evlm_onnx_dtype {
     EVLM_ONNX_I32 = 6,
     EVLM_ONNX_I64 = 7,
     EVLM_ONNX_F16 = 10,
+    EVLM_ONNX_I4 = 22, /* two per byte, the first in the low nibble (onnx.proto of IR 10) */
 } evlm_onnx_dtype;
 
 #define EVLM_ONNX_MAX_DIMS 8
 
-/* Bytes of one element of dtype (0 for an unknown dtype). */
+/* Bytes of one element of dtype (0 for an unknown dtype; 1 for int4, whose n elements take
+ * (n + 1) / 2 bytes). */
 size_t evlm_onnx_dtype_size(evlm_onnx_dtype dt);
 /* "float32", "int64", ... (the names manifest.json uses). */
 const char *evlm_onnx_dtype_name(evlm_onnx_dtype dt);

@@ -274,6 +274,10 @@ static void observe(evlm_decoder_state *s, int layer, const char *group, const f
     if (s->observe) s->observe(s->observe_user, layer, group, x, m, k);
 }
 
+static void transform(evlm_decoder_state *s, int layer, const char *group, float *x, int m, int k) {
+    if (s->transform) s->transform(s->transform_user, layer, group, x, m, k);
+}
+
 typedef struct {
     const evlm_kernels *kn;
     const evlm_decoder_config *c;
@@ -449,6 +453,7 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H,
                         c->rms_norm_eps);
         observe(s, l, "attn_qkv", s->xb, n, H);
+        transform(s, l, "attn_qkv", s->xb, n, H);
         const evlm_matmul_out qkv[3] = {
             {s->q, QD, ly->wq, ly->bq}, {s->k, KD, ly->wk, ly->bk}, {s->v, KD, ly->wv, ly->bv}};
         evlm_matmul_n(&s->mm, s->xb, H, n, qkv, 3);
@@ -459,6 +464,9 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
                        s->rope_tmp + (size_t)i * HD + half, &cs, &sn);
             kn->rope(s->q + (size_t)i * QD, c->n_heads, HD, cs, sn);
             kn->rope(s->k + (size_t)i * KD, c->n_kv_heads, HD, cs, sn);
+            transform(s, l, "attn_q", s->q + (size_t)i * QD, 1, QD);
+            transform(s, l, "kv_key", s->k + (size_t)i * KD, 1, KD);
+            transform(s, l, "kv_value", s->v + (size_t)i * KD, 1, KD);
             for (int h = 0; h < c->n_kv_heads; h++) {
                 size_t dst = ((((size_t)l * c->n_kv_heads + h) * s->n_ctx) + slot0 + i) * HD;
                 size_t es = evlm_type_size(s->kv_type), row = dst / HD;
@@ -473,6 +481,7 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
         bool f32 = s->kv_type == EVLM_TYPE_F32, tiles = f32 && !b->mask && n >= ATTN_TILE_MIN;
         evlm_pool_run(pool, tiles ? attn_tile_fn : f32 ? attn_rows_fn : attn_fn, &at);
         observe(s, l, "attn_o", s->att, n, QD);
+        transform(s, l, "attn_o", s->att, n, QD);
         matmul(s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
 
@@ -480,11 +489,13 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->ffn_norm, H,
                         c->rms_norm_eps);
         observe(s, l, "ffn_gate_up", s->xb, n, H);
+        transform(s, l, "ffn_gate_up", s->xb, n, H);
         const evlm_matmul_out gate_up[2] = {{s->hb, F, ly->w_gate, ly->b_gate},
                                             {s->hb2, F, ly->w_up, ly->b_up}};
         evlm_matmul_n(&s->mm, s->xb, H, n, gate_up, 2);
         for (int i = 0; i < n; i++) kn->silu_mul(s->hb + (size_t)i * F, s->hb2 + (size_t)i * F, F);
         observe(s, l, "ffn_down", s->hb, n, F);
+        transform(s, l, "ffn_down", s->hb, n, F);
         matmul(s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
     }
@@ -510,6 +521,7 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
     }
     if (!rows) return EVLM_OK;
     observe(s, -1, "lm_head", s->xb, rows, H);
+    transform(s, -1, "lm_head", s->xb, rows, H);
     if (top) { /* greedy ids only */
         if (!s->greedy.y) EVLM_TRY(evlm_greedy_work_init(&s->greedy, c->vocab_size, H));
         for (int r0 = 0; r0 < rows; r0 += EVLM_GREEDY_ROWS)

@@ -60,6 +60,15 @@ void evlm_decoder_rope_inv_freq(const evlm_decoder *m, float *inv);
 typedef void (*evlm_decoder_observer)(void *user, int layer, const char *group, const float *x,
                                       int m, int k);
 
+/* Called, when set, with every matmul input right after the observer and before the matmul
+ * reads it (the same groups), and with each new token's key (after RoPE) and value rows before
+ * they enter the KV cache (groups "kv_key", "kv_value": m = 1 row of n_kv_heads * head_dim)
+ * and each new token's query row after RoPE ("attn_q", m = 1 row of n_heads * head_dim):
+ * it may rewrite x in place (NPU numerics simulation, src/npu/sim.c) or only read it (the ONNX
+ * export's calibration). NULL: the forward pass is unchanged. */
+typedef void (*evlm_decoder_transform)(void *user, int layer, const char *group, float *x, int m,
+                                       int k);
+
 /* Per-sequence state: KV cache, rope tables, activation arena. */
 typedef struct evlm_decoder_state {
     int n_ctx, n_batch, n_past;
@@ -78,6 +87,8 @@ typedef struct evlm_decoder_state {
         greedy; /* greedy ids' buffers, planned at the first batch that asks for them */
     evlm_decoder_observer observe; /* nullable */
     void *observe_user;
+    evlm_decoder_transform transform; /* nullable */
+    void *transform_user;
     void *arena;
     size_t arena_bytes;
 } evlm_decoder_state;

@@ -149,3 +149,16 @@ void evlm__context_observe(evlm_context *c, evlm_decoder_observer fn, void *user
     c->state.observe = fn;
     c->state.observe_user = user;
 }
+
+void evlm__context_transform(evlm_context *c, evlm_decoder_transform fn, void *user) {
+    c->state.transform = fn;
+    c->state.transform_user = user;
+}
+
+void evlm__context_set_sim(evlm_context *c, const evlm_decoder *d, void *sim,
+                           void (*sim_free)(void *)) {
+    if (c->sim_free) c->sim_free(c->sim);
+    c->sim_decoder = d;
+    c->sim = sim;
+    c->sim_free = sim_free;
+}

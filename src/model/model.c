@@ -227,6 +227,7 @@ evlm_status evlm_context_new(evlm_model *m, const evlm_context_params *params, e
 
 void evlm_context_free(evlm_context *c) {
     if (!c) return;
+    if (c->sim_free) c->sim_free(c->sim);
     evlm_decoder_state_release(&c->state);
     evlm_pool_free(c->pool);
     free(c->tree_pos);
@@ -258,14 +259,14 @@ evlm_status evlm_context_truncate(evlm_context *c, int n_past) {
 evlm_status evlm_decode(evlm_context *c, const int32_t *ids, int n, float *logits,
                         bool all_logits) {
     if (!ids) return evlm__fail(EVLM_ERR_ARG, "no token ids");
-    return evlm_decoder_forward(&c->model->decoder, &c->state, c->pool, ids, NULL, NULL, n, logits,
-                                all_logits);
+    return evlm_decoder_forward(evlm__ctx_decoder(c), &c->state, c->pool, ids, NULL, NULL, n,
+                                logits, all_logits);
 }
 
 evlm_status evlm_decode_greedy(evlm_context *c, const int32_t *ids, int n, int32_t *top, bool all) {
     if (!ids || !top) return evlm__fail(EVLM_ERR_ARG, "no token ids or no room for the greedy ids");
     evlm_decoder_batch b = {.n = n, .ids = ids, .top = top, .all_logits = all};
-    return evlm_decoder_decode(&c->model->decoder, &c->state, c->pool, &b);
+    return evlm_decoder_decode(evlm__ctx_decoder(c), &c->state, c->pool, &b);
 }
 
 static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,
@@ -291,7 +292,7 @@ static evlm_status decode_tree(evlm_context *c, const int32_t *ids, const int32_
                             .out_rows = out_rows,
                             .n_out = n_out,
                             .top = top};
-    return evlm_decoder_decode(&c->model->decoder, &c->state, c->pool, &b);
+    return evlm_decoder_decode(evlm__ctx_decoder(c), &c->state, c->pool, &b);
 }
 
 evlm_status evlm_decode_tree(evlm_context *c, const int32_t *ids, const int32_t *depth,
@@ -308,7 +309,7 @@ evlm_status evlm_decode_tree_greedy(evlm_context *c, const int32_t *ids, const i
 }
 
 evlm_status evlm_context_keep(evlm_context *c, int base, const int *slots, int n_keep) {
-    return evlm_decoder_kv_keep(&c->model->decoder, &c->state, base, slots, n_keep);
+    return evlm_decoder_kv_keep(evlm__ctx_decoder(c), &c->state, base, slots, n_keep);
 }
 
 /* ---- text ----------------------------------------------------------------------------------- */

@@ -36,6 +36,13 @@ const char *evlm__model_text_prefix(const evlm_model *m);
 /* Calls fn with the input of every matmul c's forward passes run (NULL: none), on the thread
  * that decodes. */
 void evlm__context_observe(evlm_context *c, evlm_decoder_observer fn, void *user);
+/* Calls fn at the same points, and at each new key / value row, letting it rewrite the values
+ * (evlm_decoder_transform; NULL: none), on the thread that decodes. */
+void evlm__context_transform(evlm_context *c, evlm_decoder_transform fn, void *user);
+/* Attaches a simulation to c (src/npu/sim.c): c computes with decoder d from now on (NULL: the
+ * model's) and calls sim_free(sim) when freed or when another simulation replaces it. */
+void evlm__context_set_sim(evlm_context *c, const evlm_decoder *d, void *sim,
+                           void (*sim_free)(void *));
 
 /* A prompt of ready token ids (no images); the image features a prompt carries
  * ([n_rows][hidden], NULL without images). */

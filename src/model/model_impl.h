@@ -45,6 +45,16 @@ struct evlm_context {
     evlm_decoder_state state;
     int32_t *tree_pos; /* positions of evlm_decode_tree's batch, grown, never per step */
     int tree_cap;
+    /* NPU numerics simulation (src/npu/sim.c), owned by the context: the decoder it computes
+     * with (the model's with the export's dequantized weights; NULL: the model's) */
+    const evlm_decoder *sim_decoder;
+    void *sim;
+    void (*sim_free)(void *sim);
 };
+
+/* The decoder c computes with: the simulation's when one is attached. */
+static inline const evlm_decoder *evlm__ctx_decoder(const evlm_context *c) {
+    return c->sim_decoder ? c->sim_decoder : &c->model->decoder;
+}
 
 #endif

@@ -98,7 +98,6 @@ evlm_status evlm_prompt_new(evlm_model *m, const char *text, bool add_special,
 /* the prompt's batch with logits or greedy ids (top) */
 static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
                                  int32_t *top, bool all) {
-    evlm_model *m = ctx->model;
     evlm_decoder_state *s = &ctx->state;
     evlm_decoder_inject inj = {p->image_token, p->features, p->n_feat_rows, 0};
     evlm_decoder_batch b = {.n = (int)p->ids.len,
@@ -107,7 +106,7 @@ static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float 
                             .logits = logits,
                             .top = top,
                             .all_logits = all};
-    if (!p->mrope) return evlm_decoder_decode(&m->decoder, s, ctx->pool, &b);
+    if (!p->mrope) return evlm_decoder_decode(evlm__ctx_decoder(ctx), s, ctx->pool, &b);
     /* M-RoPE: the prompt's positions start where the context's next position is */
     const size_t n = p->ids.len;
     int32_t *pos = malloc(sizeof(int32_t) * 3 * n);
@@ -116,7 +115,7 @@ static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float 
     for (size_t i = 0; i < 3 * n; i++) pos[i] = p->mrope[i] + base;
     b.pos = b.mrope_pos = pos;
     b.inject = &inj;
-    evlm_status st = evlm_decoder_decode(&m->decoder, s, ctx->pool, &b);
+    evlm_status st = evlm_decoder_decode(evlm__ctx_decoder(ctx), s, ctx->pool, &b);
     if (st == EVLM_OK) s->pos_offset += p->mdelta;
     free(pos);
     return st;

@@ -29,6 +29,7 @@
 #include "io/onnx.h"
 #include "model/model.h"
 #include "npu/onnx_vision.h"
+#include "npu/qdq.h"
 #include "quant/repack.h"
 
 #include <cjson/cJSON.h>
@@ -43,13 +44,14 @@
 #include <unistd.h>
 
 #define EXPORT_OPSET       17
+#define EXPORT_OPSET_QDQ   21 /* uint16 activations, int4 blocked weights (DequantizeLinear-21) */
 #define EXPORT_MASK_HIDDEN (-65504.0f) /* the lowest float16: the same mask serves fp16 graphs */
 #define EXPORT_ALIGN       64
 #define WEIGHTS_FILE       "decoder.weights.bin"
 #define EXPORT_MAX_GROUP   64 /* query heads per kv head */
 
 evlm_onnx_params evlm_onnx_default_params(void) {
-    evlm_onnx_params p = {.ar = 128, .ctx = 0, .precision = NULL};
+    evlm_onnx_params p = {.ar = 128, .ctx = 0, .precision = NULL, .calib_tokens = 2048};
     return p;
 }
 
@@ -72,7 +74,33 @@ typedef struct {
     int ndim;
     int64_t shape[2];
     uint64_t offset;
+    evlm_onnx_dtype dtype; /* 0: float32 */
 } wentry;
+
+/* A quantized (or float16) matrix of the export: its stored tensor "name", "name.scale" and
+ * "name.zp" (QDQ), how it is laid out, where its values sit in the weight file. */
+typedef struct {
+    char name[64];
+    int layer;       /* -1: the head */
+    int out, in;     /* output / input channels */
+    bool transposed; /* stored [in, out] (MatMul) rather than [out, in] (Gemm transB) */
+    int bits;        /* 8, 4 or 16 (float16) */
+    uint64_t q_off, s_off;
+} qweight;
+
+/* What a quantized export needs while it writes and builds (NULL for fp32). */
+typedef struct {
+    evlm_npu_precision prec;
+    int act_bits, kv_bits;
+    evlm_qdq_point *pts; /* [n_layers * QDQ_N_GROUPS + 1] */
+    char (*tensor)[64];  /* the float tensor each point quantizes, named by the first graph */
+    int n_pts;
+    qweight *qw;
+    int n_qw, cap_qw;
+    bool mismatch;                      /* the graphs named a point's tensor differently (a bug) */
+    const evlm_npu_target_info *target; /* NULL: generic */
+    int n_calib_rows;
+} qdq_state;
 
 typedef struct {
     FILE *f;
@@ -106,6 +134,7 @@ static evlm_status wf_begin(wfile *w, const char *name, int ndim, int64_t d0, in
     e->shape[0] = d0;
     e->shape[1] = d1;
     e->offset = w->off;
+    e->dtype = EVLM_ONNX_F32;
     return EVLM_OK;
 }
 
@@ -144,19 +173,130 @@ done:
     return st;
 }
 
+/* Matrix t ([out rows] x [in cols]) quantized as q->prec: int8 symmetric per output channel,
+ * int4 symmetric per block of QDQ_BLOCK input channels, or float16; values stored [in, out]
+ * when transposed (MatMul), [out, in] otherwise (Gemm transB), then float32 scales shaped as
+ * DequantizeLinear wants them ([out]; blocks: [in / B, out] or [out, in / B]), then zero
+ * points of the value type (zeros). */
+static evlm_status wf_qmatrix(wfile *w, qdq_state *q, const char *name, int layer,
+                              const evlm_tensor *t, bool transposed) {
+    const int64_t in = t->ne[0], out = t->ne[1];
+    const int bits = q->prec == EVLM_NPU_FP16 ? 16 : q->prec == EVLM_NPU_W4A16 ? 4 : 8;
+    const int64_t nb = bits == 4 ? (in + QDQ_BLOCK - 1) / QDQ_BLOCK : 1;
+    const int64_t n = in * out, n_sc = out * nb;
+    float *row = malloc(sizeof(float) * (size_t)in), *sc = malloc(sizeof(float) * (size_t)n_sc);
+    int8_t *qv = malloc((size_t)n);
+    uint16_t *hv = bits == 16 ? malloc(sizeof(uint16_t) * (size_t)n) : NULL;
+    uint8_t *packed = calloc((size_t)(bits == 4 ? (n + 1) / 2 : n) + 1, 1);
+    evlm_status st = EVLM_OK;
+    if (!row || !sc || !qv || !packed || (bits == 16 && !hv)) {
+        st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting %s", name);
+        goto done;
+    }
+    if (q->n_qw == q->cap_qw) {
+        int cap = q->cap_qw ? 2 * q->cap_qw : 64;
+        qweight *e = realloc(q->qw, sizeof *e * (size_t)cap);
+        if (!e) {
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory listing the exported weights");
+            goto done;
+        }
+        q->qw = e;
+        q->cap_qw = cap;
+    }
+    const int qmax = bits == 4 ? 7 : 127;
+    for (int64_t o = 0; o < out; o++) {
+        evlm_matrix_row_f32(t, o, row);
+        for (int64_t kb = 0; kb < nb; kb++) {
+            int64_t i0 = kb * QDQ_BLOCK,
+                    i1 = bits == 4 && i0 + QDQ_BLOCK < in ? i0 + QDQ_BLOCK : in;
+            if (bits != 4) i0 = 0;
+            float amax = 0;
+            for (int64_t i = i0; i < i1; i++) amax = fabsf(row[i]) > amax ? fabsf(row[i]) : amax;
+            float s = amax > 0 ? amax / (float)qmax : 1.0f;
+            sc[o * nb + kb] = s;
+            for (int64_t i = i0; i < i1; i++) {
+                float r = nearbyintf(row[i] / s);
+                r = r < -qmax ? (float)-qmax : r > qmax ? (float)qmax : r;
+                int64_t at = transposed ? i * out + o : o * in + i;
+                qv[at] = (int8_t)r;
+                if (hv) hv[at] = evlm_f32_to_f16(row[i]);
+            }
+        }
+    }
+    qweight *e = &q->qw[q->n_qw++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->layer = layer;
+    e->out = (int)out;
+    e->in = (int)in;
+    e->transposed = transposed;
+    e->bits = bits;
+    int64_t d0 = transposed ? in : out, d1 = transposed ? out : in;
+    if ((st = wf_begin(w, name, 2, d0, d1)) != EVLM_OK) goto done;
+    e->q_off = w->off;
+    if (bits == 16) {
+        w->e[w->n - 1].dtype = EVLM_ONNX_F16;
+        st = wf_write(w, hv, sizeof(uint16_t) * (size_t)n);
+        goto done;
+    }
+    w->e[w->n - 1].dtype = bits == 4 ? EVLM_ONNX_I4 : EVLM_ONNX_I8;
+    if (bits == 4)
+        for (int64_t i = 0; i < n; i++)
+            packed[i / 2] |= (uint8_t)(((uint8_t)qv[i] & 0xF) << (i % 2 ? 4 : 0));
+    if ((st = wf_write(w, bits == 4 ? packed : (const void *)qv,
+                       (size_t)(bits == 4 ? (n + 1) / 2 : n))) != EVLM_OK)
+        goto done;
+    /* scales as DequantizeLinear takes them */
+    char nm[80];
+    float *sl = malloc(sizeof(float) * (size_t)n_sc);
+    if (!sl) {
+        st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting %s", name);
+        goto done;
+    }
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t kb = 0; kb < nb; kb++)
+            sl[transposed ? kb * out + o : o * nb + kb] = sc[o * nb + kb];
+    snprintf(nm, sizeof nm, "%s.scale", name);
+    if (bits == 8)
+        st = wf_begin(w, nm, 1, out, 0);
+    else
+        st = wf_begin(w, nm, 2, transposed ? nb : out, transposed ? out : nb);
+    e->s_off = w->off;
+    if (st == EVLM_OK) st = wf_write(w, sl, sizeof(float) * (size_t)n_sc);
+    free(sl);
+    memset(packed, 0, (size_t)(bits == 4 ? (n_sc + 1) / 2 : n_sc));
+    snprintf(nm, sizeof nm, "%s.zp", name);
+    if (st == EVLM_OK) {
+        if (bits == 8)
+            st = wf_begin(w, nm, 1, out, 0);
+        else
+            st = wf_begin(w, nm, 2, transposed ? nb : out, transposed ? out : nb);
+    }
+    if (st == EVLM_OK) {
+        w->e[w->n - 1].dtype = bits == 4 ? EVLM_ONNX_I4 : EVLM_ONNX_I8;
+        st = wf_write(w, packed, (size_t)(bits == 4 ? (n_sc + 1) / 2 : n_sc));
+    }
+done:
+    free(row);
+    free(sc);
+    free(qv);
+    free(hv);
+    free(packed);
+    return st;
+}
+
 static const wentry *wf_find(const wfile *w, const char *name) {
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->e[i].name, name)) return &w->e[i];
     return NULL;
 }
 
-static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w) {
+static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w, qdq_state *q) {
     const evlm_decoder_config *c = &d->cfg;
     const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim, half = HD / 2;
     const int QD = c->n_heads * HD, KD = c->n_kv_heads * HD;
     char nm[64];
     EVLM_TRY(wf_matrix(w, "embed_tokens", d->tok_embd, false));
-    if (d->lm_head != d->tok_embd) EVLM_TRY(wf_matrix(w, "lm_head", d->lm_head, false));
+    if (d->lm_head != d->tok_embd && !q) EVLM_TRY(wf_matrix(w, "lm_head", d->lm_head, false));
     /* cos | sin tables [ctx, head_dim], both halves alike (rotate-half), as the decoder's */
     float inv[512];
     evlm_decoder_rope_inv_freq(d, inv);
@@ -197,12 +337,14 @@ static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w) {
         EVLM_TRY(wf_floats(w, nm, ly->ffn_norm, H));
         for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
             snprintf(nm, sizeof nm, "l%d.%s", l, mats[i].name);
-            EVLM_TRY(wf_matrix(w, nm, mats[i].w, true));
+            EVLM_TRY(q ? wf_qmatrix(w, q, nm, l, mats[i].w, true)
+                       : wf_matrix(w, nm, mats[i].w, true));
             if (!mats[i].b) continue;
             snprintf(nm, sizeof nm, "l%d.%s.bias", l, mats[i].name);
             EVLM_TRY(wf_floats(w, nm, mats[i].b, mats[i].nb));
         }
     }
+    if (q) EVLM_TRY(wf_qmatrix(w, q, "lm_head.q", -1, d->lm_head, false));
     return wf_floats(w, "norm", d->out_norm, H);
 }
 
@@ -215,6 +357,8 @@ typedef struct {
     int n, past;      /* new tokens, past slots */
     int k;            /* counter for intermediate names */
     const char *mask; /* the mask as the grouped scores want it */
+    qdq_state *q;     /* NULL: float32 */
+    bool first;       /* the first graph names the points' tensors; the second must agree */
 } gb;
 
 /* A fresh intermediate name "t{k}_{what}" into buf (64 bytes). */
@@ -241,11 +385,73 @@ static void const_f32(gb *b, const char *name, float v) {
     evlm_onnx_init(b->g, name, EVLM_ONNX_F32, 0, NULL, &v);
 }
 
+/* The float weight a MatMul / Gemm reads for the stored weight `name`: the name itself (fp32),
+ * its Cast to float (fp16) or its DequantizeLinear (int8 per channel on the output axis, int4
+ * per block on the input axis) into out. */
+static const char *weight(gb *b, char *out, const char *name, bool transposed) {
+    if (!b->q) return name;
+    if (b->q->prec == EVLM_NPU_FP16) {
+        snprintf(out, 64, "%s.f32", name);
+        int nd = evlm_onnx_node(b->g, "Cast", 1, &name, 1, (const char *[]){out});
+        evlm_onnx_attr_int(b->g, nd, "to", EVLM_ONNX_F32);
+        return out;
+    }
+    char sn[80], zn[80];
+    snprintf(sn, sizeof sn, "%s.scale", name);
+    snprintf(zn, sizeof zn, "%s.zp", name);
+    snprintf(out, 64, "%s.dq", name);
+    int nd = evlm_onnx_node(b->g, "DequantizeLinear", 3, (const char *[]){name, sn, zn}, 1,
+                            (const char *[]){out});
+    if (b->q->prec == EVLM_NPU_W4A16) {
+        evlm_onnx_attr_int(b->g, nd, "axis", transposed ? 0 : 1);
+        evlm_onnx_attr_int(b->g, nd, "block_size", QDQ_BLOCK);
+    } else
+        evlm_onnx_attr_int(b->g, nd, "axis", transposed ? 1 : 0);
+    return out;
+}
+
+/* Activation x quantized at point idx: QuantizeLinear -> DequantizeLinear into out (a fresh
+ * name, or `dst` when given); x itself without quantization. */
+static const char *qdq(gb *b, char *out, const char *x, int idx, const char *dst) {
+    if (!b->q || b->q->prec == EVLM_NPU_FP16) {
+        if (dst) op(b, "Identity", dst, 1, x);
+        return dst ? dst : x;
+    }
+    if (b->first)
+        snprintf(b->q->tensor[idx], 64, "%s", x);
+    else if (strcmp(b->q->tensor[idx], x))
+        b->q->mismatch = true;
+    char sn[32], zn[32], qn[64];
+    snprintf(sn, sizeof sn, "qp%d.scale", idx);
+    snprintf(zn, sizeof zn, "qp%d.zp", idx);
+    const evlm_qdq_point *p = &b->q->pts[idx];
+    evlm_onnx_init(b->g, sn, EVLM_ONNX_F32, 0, NULL, &p->scale);
+    if (p->bits == 16) {
+        uint16_t z = (uint16_t)p->zp;
+        evlm_onnx_init(b->g, zn, EVLM_ONNX_U16, 0, NULL, &z);
+    } else {
+        uint8_t z = (uint8_t)p->zp;
+        evlm_onnx_init(b->g, zn, EVLM_ONNX_U8, 0, NULL, &z);
+    }
+    op(b, "QuantizeLinear", tmp(b, qn, "q"), 3, x, sn, zn);
+    if (dst) snprintf(out, 64, "%s", dst);
+    op(b, "DequantizeLinear", dst ? dst : tmp(b, out, "dq"), 3, qn, sn, zn);
+    return out;
+}
+
+static int point(const gb *b, int l, const char *group) {
+    return evlm__qdq_index(b->c->n_layers, l, group);
+}
+
 /* y = x W (+ bias) for the weight "l{l}.{w}" */
 static void linear(gb *b, char *y, const char *x, int l, const char *w) {
-    char wn[64], bn[64], t[64];
+    char wn[64], bn[64], t[64], wd[64];
     snprintf(wn, sizeof wn, "l%d.%s", l, w);
     snprintf(bn, sizeof bn, "l%d.%s.bias", l, w);
+    if (b->q) {
+        const char *f = weight(b, wd, wn, true);
+        snprintf(wn, sizeof wn, "%s", f);
+    }
     if (!wf_find(b->w, bn)) {
         op(b, "MatMul", tmp(b, y, w), 2, x, wn);
         return;
@@ -258,9 +464,10 @@ static void linear(gb *b, char *y, const char *x, int l, const char *w) {
 static void rmsnorm(gb *b, char *y, const char *x, const char *w) {
     char sq[64], ms[64], ae[64], rt[64], dv[64];
     op(b, "Mul", tmp(b, sq, "sq"), 2, x, x);
-    int nd = evlm_onnx_node(b->g, "ReduceMean", 1, (const char *[]){sq}, 1,
+    /* opset 18 moved ReduceMean's axes from an attribute to an input */
+    int nd = evlm_onnx_node(b->g, "ReduceMean", b->q ? 2 : 1, (const char *[]){sq, "c.axes"}, 1,
                             (const char *[]){tmp(b, ms, "ms")});
-    evlm_onnx_attr_ints(b->g, nd, "axes", 1, (const int64_t[]){-1});
+    if (!b->q) evlm_onnx_attr_ints(b->g, nd, "axes", 1, (const int64_t[]){-1});
     evlm_onnx_attr_int(b->g, nd, "keepdims", 1);
     op(b, "Add", tmp(b, ae, "eps"), 2, ms, "c.eps");
     op(b, "Sqrt", tmp(b, rt, "rms"), 1, ae);
@@ -299,9 +506,11 @@ static void layer(gb *b, char *x, int l) {
         o2[64], y[64], x2[64];
     snprintf(w, sizeof w, "l%d.attn_norm", l);
     rmsnorm(b, xn, x, w);
-    linear(b, q, xn, l, "wq");
-    linear(b, k, xn, l, "wk");
-    linear(b, v, xn, l, "wv");
+    char xq[64];
+    const char *xi = qdq(b, xq, xn, point(b, l, "attn_qkv"), NULL);
+    linear(b, q, xi, l, "wq");
+    linear(b, k, xi, l, "wk");
+    linear(b, v, xi, l, "wv");
     op(b, "Reshape", tmp(b, t, "q4"), 2, q, "c.shape_q");
     transpose(b, qt, t, perm_heads);
     op(b, "Reshape", tmp(b, t, "k4"), 2, k, "c.shape_kv");
@@ -309,17 +518,26 @@ static void layer(gb *b, char *x, int l) {
     snprintf(pk, sizeof pk, "present_key_%d", l);
     snprintf(pv, sizeof pv, "present_value_%d", l);
     rope(b, tmp(b, qr, "q_rope"), qt);
-    rope(b, pk, kt);
+    char kf[64], vf[64], tq[64];
+    snprintf(kf, sizeof kf, "l%d.key", l);
+    snprintf(vf, sizeof vf, "l%d.value", l);
+    const bool kvq = b->q && b->q->prec != EVLM_NPU_FP16;
+    rope(b, kvq ? kf : pk, kt);
+    if (kvq) qdq(b, tq, kf, point(b, l, "kv_key"), pk);
     op(b, "Reshape", tmp(b, t, "v4"), 2, v, "c.shape_kv");
-    int nd = evlm_onnx_node(b->g, "Transpose", 1, (const char *[]){t}, 1, (const char *[]){pv});
+    int nd = evlm_onnx_node(b->g, "Transpose", 1, (const char *[]){t}, 1,
+                            (const char *[]){kvq ? vf : pv});
     evlm_onnx_attr_ints(b->g, nd, "perm", 4, perm_heads);
+    if (kvq) qdq(b, tq, vf, point(b, l, "kv_value"), pv);
     char past_k[64], past_v[64];
     snprintf(past_k, sizeof past_k, "past_key_%d", l);
     snprintf(past_v, sizeof past_v, "past_value_%d", l);
     concat(b, tmp(b, ka, "k_all"), 2, 2, (const char *[]){past_k, pk});
     concat(b, tmp(b, va, "v_all"), 2, 2, (const char *[]){past_v, pv});
     /* the G query heads of a kv head as G * N rows: [1, KV, G * N, HD] */
-    op(b, "Reshape", tmp(b, qg, "q_group"), 2, qr, "c.shape_qg");
+    char qq[64];
+    op(b, "Reshape", tmp(b, qg, "q_group"), 2, qdq(b, qq, qr, point(b, l, "attn_q"), NULL),
+       "c.shape_qg");
     transpose(b, ktt, ka, perm_kt);
     op(b, "MatMul", tmp(b, sc, "scores"), 2, qg, ktt);
     op(b, "Mul", tmp(b, ss, "scaled"), 2, sc, "c.scale");
@@ -331,18 +549,21 @@ static void layer(gb *b, char *x, int l) {
     op(b, "Reshape", tmp(b, o4, "attn4"), 2, o, "c.shape_heads");
     transpose(b, ot, o4, perm_heads);
     op(b, "Reshape", tmp(b, o2, "attn2"), 2, ot, "c.shape_qd");
-    linear(b, y, o2, l, "wo");
+    char oq[64];
+    linear(b, y, qdq(b, oq, o2, point(b, l, "attn_o"), NULL), l, "wo");
     op(b, "Add", tmp(b, x2, "resid"), 2, x, y);
 
     char fn[64], g[64], u[64], sg[64], si[64], h[64], d[64];
     snprintf(w, sizeof w, "l%d.ffn_norm", l);
     rmsnorm(b, fn, x2, w);
-    linear(b, g, fn, l, "w_gate");
-    linear(b, u, fn, l, "w_up");
+    char fq[64], hq[64];
+    const char *fi = qdq(b, fq, fn, point(b, l, "ffn_gate_up"), NULL);
+    linear(b, g, fi, l, "w_gate");
+    linear(b, u, fi, l, "w_up");
     op(b, "Sigmoid", tmp(b, sg, "sig"), 1, g);
     op(b, "Mul", tmp(b, si, "silu"), 2, g, sg);
     op(b, "Mul", tmp(b, h, "swiglu"), 2, si, u);
-    linear(b, d, h, l, "w_down");
+    linear(b, d, qdq(b, hq, h, point(b, l, "ffn_down"), NULL), l, "w_down");
     op(b, "Add", tmp(b, x, "resid"), 2, x2, d);
 }
 
@@ -357,14 +578,15 @@ typedef struct {
  * 5 + 4 * layers + 1 entries), *n_io set. image_in: it also takes image_features [1, n, hidden]
  * and image_mask [1, n, 1] (1: the position's embedding is its image_features row, 0: the
  * token's; exact either way). */
-static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char *gname, int n,
-                               int ctx, bool image_in, const char *path, io_desc *io, int *n_io) {
+static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state *q, bool first,
+                               const char *gname, int n, int ctx, bool image_in, const char *path,
+                               io_desc *io, int *n_io) {
     const evlm_decoder_config *c = &d->cfg;
     const int64_t N = n, P = ctx - n, C = ctx, H = c->hidden_size, V = c->vocab_size;
     const int64_t NH = c->n_heads, KV = c->n_kv_heads, HD = c->head_dim, G = NH / KV;
     evlm_onnx *g;
-    EVLM_TRY(evlm_onnx_new(gname, EXPORT_OPSET, &g));
-    gb b = {g, w, c, n, (int)P, 0, "attention_mask"};
+    EVLM_TRY(evlm_onnx_new(gname, q ? EXPORT_OPSET_QDQ : EXPORT_OPSET, &g));
+    gb b = {g, w, c, n, (int)P, 0, "attention_mask", q, first};
     int m = 0;
 #define IO(nm, ly, dt, rl, nd, ...)                                                                \
     do {                                                                                           \
@@ -399,7 +621,7 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char
             g, io[i].name, strcmp(io[i].dtype, "int64") ? EVLM_ONNX_F32 : EVLM_ONNX_I64, io[i].ndim,
             io[i].shape);
     for (int i = 0; i < w->n; i++)
-        evlm_onnx_init_external(g, w->e[i].name, EVLM_ONNX_F32, w->e[i].ndim, w->e[i].shape,
+        evlm_onnx_init_external(g, w->e[i].name, w->e[i].dtype, w->e[i].ndim, w->e[i].shape,
                                 WEIGHTS_FILE, w->e[i].offset);
     /* constants */
     const_f32(&b, "c.eps", c->rms_norm_eps);
@@ -409,6 +631,7 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char
     const_i64(&b, "c.half", 1, (const int64_t[]){HD / 2});
     const_i64(&b, "c.hd", 1, (const int64_t[]){HD});
     const_i64(&b, "c.axis3", 1, (const int64_t[]){3});
+    if (q) const_i64(&b, "c.axes", 1, (const int64_t[]){-1});
     const_i64(&b, "c.shape_q", 4, (const int64_t[]){1, N, NH, HD});
     const_i64(&b, "c.shape_kv", 4, (const int64_t[]){1, N, KV, HD});
     const_i64(&b, "c.shape_qg", 4, (const int64_t[]){1, KV, G * N, HD});
@@ -420,13 +643,14 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char
     /* per graph: the embedding, the RoPE rows of the positions, the mask repeated per group */
     char x[64], t[64];
     op(&b, "Gather", tmp(&b, x, "embd"), 2, "embed_tokens", "input_ids");
-    if (image_in) { /* x * (1 - mask) + image_features * mask */
-        char keep[64], kx[64], fx[64];
+    if (image_in) { /* x * (1 - mask) + image_features * mask; fixed names, not tmp(): the
+                       graphs' later names (the QDQ points') must match the decode graph's */
         const_f32(&b, "c.one", 1.0f);
-        op(&b, "Sub", tmp(&b, keep, "keep"), 2, "c.one", "image_mask");
-        op(&b, "Mul", tmp(&b, kx, "tok"), 2, x, keep);
-        op(&b, "Mul", tmp(&b, fx, "img"), 2, "image_features", "image_mask");
-        op(&b, "Add", tmp(&b, x, "embd"), 2, kx, fx);
+        op(&b, "Sub", "img.keep", 2, "c.one", "image_mask");
+        op(&b, "Mul", "img.tok", 2, x, "img.keep");
+        op(&b, "Mul", "img.feat", 2, "image_features", "image_mask");
+        op(&b, "Add", "img.embd", 2, "img.tok", "img.feat");
+        snprintf(x, sizeof x, "%s", "img.embd");
     }
     op(&b, "Gather", tmp(&b, t, "cos"), 2, "rope_cos", "position_ids");
     op(&b, "Reshape", "rope.cos", 2, t, "c.shape_rope");
@@ -442,15 +666,204 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, const char
     char xn[64], rows[64], lg[64];
     rmsnorm(&b, xn, x, "norm");
     op(&b, "Reshape", tmp(&b, rows, "rows"), 2, xn, "c.shape_rows");
+    char rq[64], hw[64];
+    const char *head = d->lm_head != d->tok_embd ? "lm_head" : "embed_tokens";
+    if (q) head = weight(&b, hw, "lm_head.q", false);
     int nd = evlm_onnx_node(
-        g, "Gemm", 2,
-        (const char *[]){rows, d->lm_head != d->tok_embd ? "lm_head" : "embed_tokens"}, 1,
+        g, "Gemm", 2, (const char *[]){qdq(&b, rq, rows, point(&b, -1, "lm_head"), NULL), head}, 1,
         (const char *[]){tmp(&b, lg, "head")});
     evlm_onnx_attr_int(g, nd, "transB", 1);
     op(&b, "Reshape", "logits", 2, lg, "c.shape_logits");
     evlm_status st = evlm_onnx_save(g, path);
     evlm_onnx_free(g);
     return st;
+}
+
+/* ---- calibration ---------------------------------------------------------------------------- */
+
+#define CALIB_CHUNK 256
+
+/* the decoder's transform hook, read-only: min / max of every point */
+static void calib_fn(void *user, int layer, const char *group, float *x, int m, int k) {
+    qdq_state *q = user;
+    int idx = evlm__qdq_index((q->n_pts - 1) / QDQ_N_GROUPS, layer, group);
+    if (idx < 0) return;
+    evlm_qdq_point *p = &q->pts[idx];
+    for (size_t i = 0; i < (size_t)m * (size_t)k; i++) {
+        p->min = x[i] < p->min ? x[i] : p->min;
+        p->max = x[i] > p->max ? x[i] : p->max;
+    }
+    if (!strcmp(group, "attn_qkv") && layer == 0) q->n_calib_rows += m;
+}
+
+/* Token sequences of the calibration file: a text's tokens in chunks of CALIB_CHUNK (up to
+ * tokens in all), or a .jsonl dataset's question (through the chat template) + answer each. */
+static evlm_status calib_seqs(const evlm_model *model, const char *path, int tokens, int32_t **ids,
+                              size_t *n, size_t **ends, size_t *n_seq) {
+    char *data;
+    size_t len;
+    *ids = NULL;
+    *ends = NULL;
+    *n = *n_seq = 0;
+    EVLM_TRY(evlm_read_file(path, (size_t)1 << 30, &data, &len));
+    size_t pl = strlen(path);
+    evlm_status st = EVLM_OK;
+    if (pl < 6 || strcmp(path + pl - 6, ".jsonl")) {
+        st = evlm_tokenize(model, data, len, false, true, ids, n);
+        if (st == EVLM_OK && *n < 2) st = evlm__fail(EVLM_ERR_ARG, "%s: fewer than 2 tokens", path);
+        if (st == EVLM_OK && *n > (size_t)tokens) *n = (size_t)tokens;
+        size_t k = (*n + CALIB_CHUNK - 1) / CALIB_CHUNK;
+        if (st == EVLM_OK && !(*ends = malloc(sizeof **ends * (k ? k : 1))))
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; st == EVLM_OK && i < k; i++)
+            (*ends)[i] = (i + 1) * CALIB_CHUNK < *n ? (i + 1) * CALIB_CHUNK : *n;
+        if (st == EVLM_OK) *n_seq = k;
+        free(data);
+        return st;
+    }
+    int line_no = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(data, "\n", &save); line && st == EVLM_OK && *n < (size_t)tokens;
+         line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        cJSON *item = cJSON_Parse(line);
+        const cJSON *qs = cJSON_GetObjectItem(item, "question"),
+                    *ans = cJSON_GetObjectItem(item, "answer");
+        char *chat = NULL;
+        int32_t *t = NULL;
+        size_t nt = 0;
+        if (!cJSON_IsString(qs) || (ans && !cJSON_IsString(ans)))
+            st = evlm__fail(EVLM_ERR_FORMAT, "%s:%d: expected {\"question\", \"answer\"} strings",
+                            path, line_no);
+        if (st == EVLM_OK) st = evlm_chat_prompt(model, qs->valuestring, 0, &chat);
+        size_t cl = chat ? strlen(chat) : 0, al = ans ? strlen(ans->valuestring) : 0;
+        char *full = st == EVLM_OK ? malloc(cl + al + 1) : NULL;
+        if (st == EVLM_OK && !full) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        if (st == EVLM_OK) {
+            memcpy(full, chat, cl);
+            if (al) memcpy(full + cl, ans->valuestring, al);
+            full[cl + al] = 0;
+            st = evlm_tokenize(model, full, cl + al, true, false, &t, &nt);
+        }
+        if (nt > CALIB_CHUNK) nt = CALIB_CHUNK;
+        int32_t *ni = st == EVLM_OK && nt ? realloc(*ids, sizeof **ids * (*n + nt)) : *ids;
+        size_t *ne = st == EVLM_OK && nt ? realloc(*ends, sizeof **ends * (*n_seq + 1)) : *ends;
+        if (ni) *ids = ni;
+        if (ne) *ends = ne;
+        if (st == EVLM_OK && nt && (!ni || !ne)) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        if (st == EVLM_OK && nt) {
+            memcpy(*ids + *n, t, sizeof *t * nt);
+            *n += nt;
+            (*ends)[(*n_seq)++] = *n;
+        }
+        free(t);
+        free(full);
+        free(chat);
+        cJSON_Delete(item);
+    }
+    free(data);
+    if (st == EVLM_OK && !*n_seq) st = evlm__fail(EVLM_ERR_ARG, "%s: no calibration items", path);
+    return st;
+}
+
+/* Runs the float model over the calibration file with calib_fn watching, then encodes every
+ * point. */
+static evlm_status calibrate(const evlm_model *model, const evlm_onnx_params *p, qdq_state *q) {
+    int32_t *ids = NULL;
+    size_t n = 0, *ends = NULL, n_seq = 0;
+    EVLM_TRY(calib_seqs(model, p->calib, p->calib_tokens > 0 ? p->calib_tokens : 2048, &ids, &n,
+                        &ends, &n_seq));
+    for (int i = 0; i < q->n_pts; i++) {
+        q->pts[i].min = INFINITY;
+        q->pts[i].max = -INFINITY;
+    }
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = CALIB_CHUNK;
+    cp.n_batch = CALIB_CHUNK;
+    evlm_context *c = NULL;
+    const size_t V = (size_t)evlm__model_decoder(model)->cfg.vocab_size;
+    float *lg = malloc(sizeof(float) * V * CALIB_CHUNK);
+    /* a context only reads the model; the export's model is const to its caller */
+    evlm_status st = lg ? evlm_context_new((evlm_model *)(uintptr_t)model, &cp, &c)
+                        : evlm__fail(EVLM_ERR_NOMEM, "out of memory for calibration logits");
+    if (st == EVLM_OK) evlm__context_transform(c, calib_fn, q);
+    for (size_t i = 0, at = 0; st == EVLM_OK && i < n_seq; at = ends[i++]) {
+        st = evlm_context_truncate(c, 0);
+        if (st == EVLM_OK) st = evlm_decode(c, ids + at, (int)(ends[i] - at), lg, true);
+    }
+    if (st != EVLM_OK) evlm__fail_prefix(st, "calibration (%s)", p->calib);
+    for (int i = 0; st == EVLM_OK && i < q->n_pts; i++) {
+        if (!(q->pts[i].min <= q->pts[i].max)) q->pts[i].min = q->pts[i].max = 0;
+        evlm__qdq_encode(&q->pts[i]);
+    }
+    evlm_context_free(c);
+    free(lg);
+    free(ids);
+    free(ends);
+    return st;
+}
+
+/* encodings.json in AIMET's format (version 0.6.1: lists of per-channel encodings, unsigned
+ * offsets): activation_encodings keyed by the float tensor each QuantizeLinear reads,
+ * param_encodings keyed by the quantized weight initializers, one entry per output channel
+ * (int4: per block, output channel-major, with "block_size"). Weight scales are read back from
+ * the values written, so this file and the graph cannot disagree. */
+static char *encodings(const qdq_state *q, FILE *wf) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON *acts = cJSON_AddObjectToObject(j, "activation_encodings");
+    for (int i = 0; i < q->n_pts; i++) {
+        const evlm_qdq_point *p = &q->pts[i];
+        cJSON *a = cJSON_AddArrayToObject(acts, q->tensor[i]);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(a, e);
+        cJSON_AddNumberToObject(e, "bitwidth", p->bits);
+        cJSON_AddStringToObject(e, "dtype", "int");
+        cJSON_AddStringToObject(e, "is_symmetric", "False");
+        cJSON_AddNumberToObject(e, "max", (double)p->scale * ((1 << p->bits) - 1 - p->zp));
+        cJSON_AddNumberToObject(e, "min", -(double)p->scale * p->zp);
+        cJSON_AddNumberToObject(e, "offset", -p->zp);
+        cJSON_AddNumberToObject(e, "scale", p->scale);
+    }
+    cJSON *pars = cJSON_AddObjectToObject(j, "param_encodings");
+    for (int i = 0; i < q->n_qw && wf; i++) {
+        const qweight *w = &q->qw[i];
+        int64_t nb = w->bits == 4 ? (w->in + QDQ_BLOCK - 1) / QDQ_BLOCK : 1;
+        float *sc = malloc(sizeof(float) * (size_t)(w->out * nb));
+        if (!sc || fseeko(wf, (off_t)w->s_off, SEEK_SET) ||
+            fread(sc, sizeof(float), (size_t)(w->out * nb), wf) != (size_t)(w->out * nb)) {
+            free(sc);
+            cJSON_Delete(j);
+            return NULL;
+        }
+        cJSON *a = cJSON_AddArrayToObject(pars, w->name);
+        int half = 1 << (w->bits - 1);
+        for (int64_t o = 0; o < w->out; o++)
+            for (int64_t kb = 0; kb < nb; kb++) {
+                float s = sc[w->transposed ? kb * w->out + o : o * nb + kb];
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddItemToArray(a, e);
+                cJSON_AddNumberToObject(e, "bitwidth", w->bits);
+                cJSON_AddStringToObject(e, "dtype", "int");
+                cJSON_AddStringToObject(e, "is_symmetric", "True");
+                cJSON_AddNumberToObject(e, "max", (double)s * (half - 1));
+                cJSON_AddNumberToObject(e, "min", -(double)s * half);
+                cJSON_AddNumberToObject(e, "offset", -half);
+                cJSON_AddNumberToObject(e, "scale", s);
+                if (w->bits == 4) cJSON_AddNumberToObject(e, "block_size", QDQ_BLOCK);
+            }
+        free(sc);
+    }
+    cJSON_AddArrayToObject(j, "excluded_layers");
+    cJSON *qa = cJSON_AddObjectToObject(j, "quantizer_args");
+    cJSON_AddNumberToObject(qa, "activation_bitwidth", q->act_bits);
+    cJSON_AddNumberToObject(qa, "param_bitwidth", q->qw && q->n_qw ? q->qw[0].bits : 8);
+    cJSON_AddStringToObject(qa, "dtype", "int");
+    cJSON_AddBoolToObject(qa, "per_channel_quantization", true);
+    cJSON_AddStringToObject(qa, "quant_scheme", "post_training_tf");
+    cJSON_AddStringToObject(j, "version", "0.6.1");
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    return s;
 }
 
 /* ---- manifest and folder -------------------------------------------------------------------- */
@@ -485,15 +898,80 @@ static void add_graph(cJSON *graphs, const char *name, const char *file, int n, 
     cJSON_AddItemToObject(o, "outputs", io_json(io, n_in, n_io));
 }
 
+/* manifest.json's "quantization": the precision's scheme, every activation point (tensor,
+ * layer, group, bits, scale, zero point, calibration range) and every quantized weight (where
+ * its values and scales sit in the weight file: what --sim reads). */
+static void quant_json(cJSON *j, const qdq_state *q, const char *calib) {
+    cJSON *o = cJSON_AddObjectToObject(j, "quantization");
+    cJSON_AddStringToObject(o, "scheme",
+                            q->prec == EVLM_NPU_FP16
+                                ? "float16 weights (Cast to float), float32 activations"
+                                : "QDQ: weights symmetric (int8 per output channel, int4 per "
+                                  "block of input channels), activations asymmetric unsigned "
+                                  "per tensor");
+    cJSON_AddStringToObject(o, "rounding", "half to even, saturating (ONNX QuantizeLinear)");
+    if (q->prec != EVLM_NPU_FP16) {
+        cJSON_AddNumberToObject(o, "activation_bits", q->act_bits);
+        cJSON_AddNumberToObject(o, "kv_bits", q->kv_bits);
+        cJSON_AddStringToObject(o, "statistic",
+                                "min / max over every calibration token (no percentile), "
+                                "widened to include 0");
+        cJSON_AddStringToObject(o, "calibration", calib ? calib : "");
+        cJSON_AddNumberToObject(o, "calibration_tokens", q->n_calib_rows);
+        cJSON *a = cJSON_AddArrayToObject(o, "activations");
+        int L = (q->n_pts - 1) / QDQ_N_GROUPS;
+        for (int i = 0; i < q->n_pts; i++) {
+            const evlm_qdq_point *p = &q->pts[i];
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddItemToArray(a, e);
+            cJSON_AddNumberToObject(e, "index", i);
+            cJSON_AddStringToObject(e, "tensor", q->tensor[i]);
+            cJSON_AddNumberToObject(e, "layer", i < L * QDQ_N_GROUPS ? i / QDQ_N_GROUPS : -1);
+            cJSON_AddStringToObject(
+                e, "group", i < L * QDQ_N_GROUPS ? evlm__qdq_groups[i % QDQ_N_GROUPS] : "lm_head");
+            cJSON_AddStringToObject(e, "dtype", p->bits == 16 ? "uint16" : "uint8");
+            cJSON_AddNumberToObject(e, "bits", p->bits);
+            cJSON_AddNumberToObject(e, "scale", p->scale);
+            cJSON_AddNumberToObject(e, "zero_point", p->zp);
+            cJSON_AddNumberToObject(e, "min", p->min);
+            cJSON_AddNumberToObject(e, "max", p->max);
+        }
+    }
+    cJSON *w = cJSON_AddArrayToObject(o, "weights");
+    for (int i = 0; i < q->n_qw; i++) {
+        const qweight *x = &q->qw[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(w, e);
+        cJSON_AddStringToObject(e, "name", x->name);
+        cJSON_AddNumberToObject(e, "layer", x->layer);
+        cJSON_AddStringToObject(e, "dtype",
+                                x->bits == 16  ? "float16"
+                                : x->bits == 4 ? "int4"
+                                               : "int8");
+        cJSON_AddNumberToObject(e, "out", x->out);
+        cJSON_AddNumberToObject(e, "in", x->in);
+        cJSON_AddStringToObject(e, "layout", x->transposed ? "[in, out]" : "[out, in]");
+        cJSON_AddNumberToObject(e, "offset", (double)x->q_off);
+        if (x->bits != 16) {
+            cJSON_AddNumberToObject(e, "scale_offset", (double)x->s_off);
+            cJSON_AddNumberToObject(e, "axis", x->bits == 4 ? !x->transposed : x->transposed);
+            if (x->bits == 4) cJSON_AddNumberToObject(e, "block_size", QDQ_BLOCK);
+        }
+    }
+}
+
 static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, int ctx,
                       uint64_t wbytes, const char *f_pre, const io_desc *io_pre, int n_pre,
-                      const char *f_dec, const io_desc *io_dec, int n_dec, cJSON *vis) {
+                      const char *f_dec, const io_desc *io_dec, int n_dec, cJSON *vis,
+                      const qdq_state *q, const char *prec, const char *calib,
+                      const evlm_npu_target_info *tgt) {
     const evlm_decoder_config *c = &d->cfg;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "evlm-onnx");
     cJSON_AddNumberToObject(j, "version", 1);
-    cJSON_AddStringToObject(j, "precision", "fp32");
-    cJSON_AddNumberToObject(j, "opset", EXPORT_OPSET);
+    cJSON_AddStringToObject(j, "precision", prec);
+    cJSON_AddStringToObject(j, "target", tgt ? tgt->name : "generic");
+    cJSON_AddNumberToObject(j, "opset", q ? EXPORT_OPSET_QDQ : EXPORT_OPSET);
     cJSON_AddNumberToObject(j, "ar", ar);
     cJSON_AddNumberToObject(j, "ctx", ctx);
     cJSON *m = cJSON_AddObjectToObject(j, "model");
@@ -519,12 +997,19 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
     cJSON *w = cJSON_AddObjectToObject(j, "weights");
     cJSON_AddStringToObject(w, "file", WEIGHTS_FILE);
     cJSON_AddNumberToObject(w, "bytes", (double)wbytes);
-    cJSON_AddStringToObject(w, "dtype", "float32");
+    cJSON_AddStringToObject(w, "dtype", q ? prec : "float32");
     cJSON_AddStringToObject(w, "shared_by",
                             "every graph (ONNX external data: location, offset, "
                             "length)");
     cJSON *kv = cJSON_AddObjectToObject(j, "kv");
     cJSON_AddStringToObject(kv, "dtype", "float32");
+    if (q && q->prec != EVLM_NPU_FP16) {
+        cJSON_AddNumberToObject(kv, "quantized_bits", q->kv_bits);
+        cJSON_AddStringToObject(kv, "quantized_note",
+                                "present_* leave the graph through QuantizeLinear -> "
+                                "DequantizeLinear (the kv_key / kv_value points): float32 "
+                                "values on the uint grid of the target's KV precision");
+    }
     cJSON_AddStringToObject(kv, "layout",
                             "[1, n_kv_heads, slots, head_dim] per layer and key / "
                             "value; keys after RoPE");
@@ -566,6 +1051,7 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
     cJSON_AddNumberToObject(p0, "first_layer", 0);
     cJSON_AddNumberToObject(p0, "n_layers", c->n_layers);
     cJSON_AddStringToObject(p0, "weights", WEIGHTS_FILE);
+    if (q) quant_json(j, q, calib);
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
     return s;
@@ -591,12 +1077,36 @@ static evlm_status check_dest(const char *dir) {
                               dir);
 }
 
-static evlm_status check_params(const evlm_decoder_config *c, const evlm_onnx_params *p, int *ctx) {
-    if (p->precision && strcmp(p->precision, "fp32"))
-        return evlm__fail(EVLM_ERR_UNSUPPORTED,
-                          "precision '%s': only fp32 is exported so far (fp16 and the QDQ "
-                          "precisions w8a16 / w4a16 / w8a8 are not yet)",
+/* The precision and target settings into q (q->prec = EVLM_NPU_DEFAULT for fp32). */
+static evlm_status check_precision(const evlm_onnx_params *p, qdq_state *q) {
+    q->prec = EVLM_NPU_DEFAULT;
+    q->target = NULL;
+    if (p->target && strcmp(p->target, "generic") && !(q->target = evlm_npu_target_find(p->target)))
+        return evlm__fail(EVLM_ERR_ARG, "target '%s': not one of sa8295, sa8255, sa8775, generic",
+                          p->target);
+    if (!p->precision || !strcmp(p->precision, "fp32")) return EVLM_OK;
+    if (evlm_npu_precision_parse(p->precision, &q->prec) != EVLM_OK || q->prec == EVLM_NPU_W4 ||
+        q->prec == EVLM_NPU_DEFAULT)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "precision '%s': export-onnx takes fp32, fp16, w8a16, w8a8, w4a16",
                           p->precision);
+    const evlm_npu_target_info *t = q->target;
+    if (q->prec == EVLM_NPU_W4A16 && t && !t->int4_block)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "precision 'w4a16' on target %s: %s is Hexagon V%d, which has no int4 "
+                          "per-block weights (V69 and later); use w8a16 or w8a8",
+                          t->name, t->soc, t->hexagon);
+    q->act_bits = q->prec == EVLM_NPU_W8A8 ? 8 : 16;
+    q->kv_bits = t ? t->kv_bits : q->act_bits;
+    if (q->prec != EVLM_NPU_FP16 && !p->calib)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "precision '%s' needs calibration data (calib: a text or .jsonl file) "
+                          "for its activation encodings",
+                          p->precision);
+    return EVLM_OK;
+}
+
+static evlm_status check_params(const evlm_decoder_config *c, const evlm_onnx_params *p, int *ctx) {
     if (p->ar < 2 || p->ar > 8192)
         return evlm__fail(EVLM_ERR_ARG, "ar = %d: the prefill graph takes 2 to 8192 tokens", p->ar);
     int train = c->max_position_embeddings;
@@ -621,10 +1131,14 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     const evlm_decoder *d = evlm__model_decoder(model);
     const evlm_decoder_config *c = &d->cfg;
     int ctx = 0, n_tiles = 0;
+    qdq_state qs = {0};
+    EVLM_TRY(check_precision(&p, &qs));
     EVLM_TRY(check_params(c, &p, &ctx));
     EVLM_TRY(evlm__onnx_vision_plan(model, p.tiles, &n_tiles));
     if (!dir || !*dir) return evlm__fail(EVLM_ERR_ARG, "no output folder");
     EVLM_TRY(check_dest(dir));
+    qdq_state *q = qs.prec == EVLM_NPU_DEFAULT ? NULL : &qs;
+    char *enc = NULL;
 
     size_t dl = strlen(dir);
     char *tmpdir = malloc(dl + 16), *path = malloc(dl + 64);
@@ -632,15 +1146,34 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     io_desc *io_pre = calloc(n_io, sizeof *io_pre), *io_dec = calloc(n_io, sizeof *io_dec);
     wfile w = {0};
     char f_pre[32], *man = NULL;
-    const char *files[6] = {WEIGHTS_FILE,          f_pre,
-                            "decoder_ar1.onnx",    "manifest.json",
-                            EVLM_ONNX_VISION_FILE, EVLM_ONNX_VISION_WEIGHTS};
+    const char *files[7] = {WEIGHTS_FILE,
+                            f_pre,
+                            "decoder_ar1.onnx",
+                            "manifest.json",
+                            "encodings.json",
+                            EVLM_ONNX_VISION_FILE,
+                            EVLM_ONNX_VISION_WEIGHTS};
     cJSON *vis = NULL;
     evlm_status st = EVLM_OK;
     bool made = false;
     if (!tmpdir || !path || !io_pre || !io_dec) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting to %s", dir);
         goto done;
+    }
+    if (q) {
+        qs.n_pts = c->n_layers * QDQ_N_GROUPS + 1;
+        qs.pts = calloc((size_t)qs.n_pts, sizeof *qs.pts);
+        qs.tensor = calloc((size_t)qs.n_pts, sizeof *qs.tensor);
+        if (!qs.pts || !qs.tensor) {
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting to %s", dir);
+            goto done;
+        }
+        for (int i = 0; i < qs.n_pts; i++) {
+            int g = i % QDQ_N_GROUPS;
+            bool kv = i < c->n_layers * QDQ_N_GROUPS && !strncmp(evlm__qdq_groups[g], "kv_", 3);
+            qs.pts[i].bits = kv ? qs.kv_bits : qs.act_bits;
+        }
+        if (qs.prec != EVLM_NPU_FP16 && (st = calibrate(model, &p, &qs)) != EVLM_OK) goto done;
     }
     while (dl > 1 && dir[dl - 1] == '/') dl--; /* "out/" -> "out.tmp.XXXXXX" */
     snprintf(tmpdir, dl + 16, "%.*s.tmp.XXXXXX", (int)dl, dir);
@@ -658,7 +1191,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
         st = evlm__fail(EVLM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         goto done;
     }
-    st = write_weights(d, ctx, &w);
+    st = write_weights(d, ctx, &w, q);
     if (st == EVLM_OK && (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0))
         st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     if (fclose(w.f) != 0 && st == EVLM_OK)
@@ -667,12 +1200,28 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
 
     int n_pre = 0, n_dec = 0;
     snprintf(path, dl + 64, "%s/%s", tmpdir, f_pre);
-    if ((st = build_graph(d, &w, "prefill", p.ar, ctx, n_tiles > 0, path, io_pre, &n_pre)) !=
-        EVLM_OK)
+    if ((st = build_graph(d, &w, q, true, "prefill", p.ar, ctx, n_tiles > 0, path, io_pre,
+                          &n_pre)) != EVLM_OK)
         goto done;
     snprintf(path, dl + 64, "%s/%s", tmpdir, "decoder_ar1.onnx");
-    if ((st = build_graph(d, &w, "decode", 1, ctx, false, path, io_dec, &n_dec)) != EVLM_OK)
+    if ((st = build_graph(d, &w, q, false, "decode", 1, ctx, false, path, io_dec, &n_dec)) !=
+        EVLM_OK)
         goto done;
+    if (q && qs.mismatch) {
+        st = evlm__fail(EVLM_ERR_UNSUPPORTED,
+                        "the prefill and decode graphs name a point differently");
+        goto done;
+    }
+    if (q && qs.prec != EVLM_NPU_FP16) {
+        snprintf(path, dl + 64, "%s/%s", tmpdir, WEIGHTS_FILE);
+        FILE *wf = fopen(path, "rb");
+        enc = wf ? encodings(&qs, wf) : NULL;
+        if (wf) fclose(wf);
+        snprintf(path, dl + 64, "%s/encodings.json", tmpdir);
+        st = enc ? evlm_write_file_atomic(path, enc, strlen(enc))
+                 : evlm__fail(EVLM_ERR_IO, "%s: cannot write the encodings", path);
+        if (st != EVLM_OK) goto done;
+    }
     if (n_tiles > 0) {
         vis = cJSON_CreateObject();
         if (!vis || !cJSON_AddArrayToObject(vis, "graphs")) {
@@ -684,7 +1233,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
             goto done;
     }
     man = manifest(model, d, p.ar, ctx, w.off, f_pre, io_pre, n_pre, "decoder_ar1.onnx", io_dec,
-                   n_dec, vis);
+                   n_dec, vis, q, p.precision ? p.precision : "fp32", p.calib, qs.target);
     if (!man) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory writing manifest.json");
         goto done;
@@ -706,6 +1255,10 @@ done:
     }
     free(man);
     cJSON_Delete(vis);
+    free(enc);
+    free(qs.pts);
+    free(qs.tensor);
+    free(qs.qw);
     free(w.e);
     free(io_pre);
     free(io_dec);
