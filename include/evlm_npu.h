@@ -11,7 +11,9 @@
  * calibrated on a text or dataset (encodings.json in AIMET's format beside); for Idefics3 /
  * SmolVLM also the vision tower + connector as one graph of a fixed tile count (its own weight
  * file), the prefill graph then taking image features for the image-token positions. Not yet:
- * Qwen2-VL's tower, a quantized vision graph, part splits (issue 19).
+ * Qwen2-VL's tower, a quantized vision graph. A decoder past the target's per-graph limit is
+ * split by layer ranges into parts (the planner's split), each with its own weight file shared
+ * by its prefill and decode graphs, the hidden states handed from part to part.
  *
  * Planner. From a config.json alone (no weights needed), a Hugging Face folder or a GGUF file,
  * the planner counts the parameters of every part (decoder layers, embedding, head, vision
@@ -58,16 +60,21 @@ typedef struct evlm_onnx_params {
     int calib_tokens;      /* text tokens used, in chunks of 256 (default 2048) */
     int tiles;             /* tiles of the vision graph (Idefics3 / SmolVLM); 0: the most the
                               processor makes of one image; -1: no vision graph */
+    int parts;             /* decoder graph parts: 0: as the target's per-graph limit needs
+                              (the planner's split; one part without a target); K: K parts of
+                              even layer ranges (tests; at most the layer count) */
 } evlm_onnx_params;
 
 EVLM_API evlm_onnx_params evlm_onnx_default_params(void);
 
 /* Writes DIR/decoder_ar{N}.onnx, DIR/decoder_ar1.onnx, DIR/decoder.weights.bin and
- * DIR/manifest.json (Idefics3 / SmolVLM: also DIR/vision.onnx, DIR/vision.weights.bin). dir must
+ * DIR/manifest.json (Idefics3 / SmolVLM: also DIR/vision.onnx, DIR/vision.weights.bin); split
+ * into K > 1 parts: DIR/decoder_p{k}_ar{N}.onnx, DIR/decoder_p{k}_ar1.onnx and
+ * DIR/decoder_p{k}.weights.bin for each part k, manifest.json's "parts" in order. dir must
  * not exist or be an empty folder; the files are written into a temporary sibling folder renamed to
  * dir at the end, so a failure leaves no half-written export. Errors name the setting at fault
- * ("ar", "ctx", "precision", "tiles"). EVLM_ERR_UNSUPPORTED in a build without the ONNX writer
- * (cmake -DEVLM_ONNX=OFF). */
+ * ("ar", "ctx", "precision", "tiles", "parts"). EVLM_ERR_UNSUPPORTED in a build without the ONNX
+ * writer (cmake -DEVLM_ONNX=OFF). */
 EVLM_API evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                                       const evlm_onnx_params *params);
 

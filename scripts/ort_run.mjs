@@ -3,7 +3,9 @@
 // reads manifest.json, (with --image) runs the vision graph over the image's tiles and places
 // its rows at the prompt's image-token positions, prefills the prompt through the AR-N graph (in
 // chunks of N, the last one padded), then decodes greedily through the AR-1 graph with the KV
-// cache as graph inputs and outputs, and prints as its last line one JSON object
+// cache as graph inputs and outputs (a split export: each step runs the parts in order, the
+// hidden states handed from one to the next, each part the cache of its layers), and prints as
+// its last line one JSON object
 //   {"ids": [generated ids, the eos id included when it ends the answer], "logits_first": [...],
 //    "text": "..." (with -m)}
 // (logits_first: the first 8 logits of the last prompt position).
@@ -129,10 +131,21 @@ for (const id of ids) if (id >= V) die(`token id ${id} is outside the vocabulary
 
 const ort = loadOrt();
 const graphOf = (name) => man.graphs.find((g) => g.name === name) || die(`no ${name} graph`);
-const gPre = graphOf('prefill'), gDec = graphOf('decode');
 const opts = { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1 };
-const sPre = await ort.InferenceSession.create(path.join(dir, gPre.file), opts);
-const sDec = await ort.InferenceSession.create(path.join(dir, gDec.file), opts);
+// the decoder's parts in order (manifest "parts"; an export without a split has one): each runs
+// after the previous one, taking its hidden_states
+const nParts = (man.parts || []).length || 1;
+async function partsOf(name) {
+  const chain = [];
+  for (let k = 0; k < nParts; k++) {
+    const g = man.graphs.find((x) => x.name === name && (x.part || 0) === k) ||
+      die(`no ${name} graph of part ${k}`);
+    chain.push({ g, sess: await ort.InferenceSession.create(path.join(dir, g.file), opts) });
+  }
+  return chain;
+}
+const pre = await partsOf('prefill'), dec = await partsOf('decode');
+const gPre = pre[0].g;
 
 // the cache: per layer, key and value [KV][C][HD]
 const kCache = [], vCache = [];
@@ -176,8 +189,22 @@ if (feats) {
   ids.forEach((id, i) => { if (id === man.vision.image_token_id) imgRow[i] = r++; });
 }
 
-// Runs graph g on tokens (t valid of g.n_tokens) at positions nPast.., returns logits rows.
-async function step(sess, g, toks, rows = null) {
+// Runs the chain of part graphs on tokens (t valid of n_tokens) at positions nPast.., returns
+// the last part's logits rows.
+async function step(chain, toks, rows = null) {
+  let hidden = null, logits = null;
+  for (const { sess, g } of chain) {
+    const r = await stepPart(sess, g, toks, rows, hidden);
+    hidden = r.hidden;
+    logits = r.logits;
+  }
+  if (!logits) die('the last part gives no logits');
+  nPast += toks.length;
+  return logits.subarray(0, toks.length * V);
+}
+
+// Runs one part's graph g; the KV cache rows of its layers are written at nPast...
+async function stepPart(sess, g, toks, rows, hiddenIn) {
   const N = g.n_tokens, P = g.past_len, t = toks.length;
   if (nPast > P) die(`${nPast} cached tokens do not fit the ${g.name} graph's ${P} past slots`);
   const feeds = {};
@@ -196,6 +223,10 @@ async function step(sess, g, toks, rows = null) {
     if (inp.role === 'input_ids') feeds[inp.name] = new ort.Tensor('int64', idArr, dims);
     else if (inp.role === 'position_ids') feeds[inp.name] = new ort.Tensor('int64', posArr, dims);
     else if (inp.role === 'attention_mask') feeds[inp.name] = new ort.Tensor('float32', mask, dims);
+    else if (inp.role === 'hidden_states') {
+      if (!hiddenIn) die(`${g.file}: takes hidden_states but no part before it gives them`);
+      feeds[inp.name] = new ort.Tensor('float32', hiddenIn, dims);
+    }
     else if (inp.role === 'image_features' || inp.role === 'image_mask') {
       const w = inp.role === 'image_features' ? H : 1, buf = new Float32Array(N * w);
       for (let i = 0; i < t && rows; i++) {
@@ -214,10 +245,11 @@ async function step(sess, g, toks, rows = null) {
     } else die(`${g.name}: input ${inp.name} has an unknown role '${inp.role}'`);
   }
   const out = await sess.run(feeds);
-  let logits = null;
+  let logits = null, hidden = null;
   for (const o of g.outputs) {
     const d = out[o.name].data;
     if (o.role === 'logits') logits = d;
+    else if (o.role === 'hidden_states') hidden = d;
     else if (o.role === 'present_key' || o.role === 'present_value') {
       const dst = (o.role === 'present_key' ? kCache : vCache)[o.layer];
       for (let h = 0; h < KV; h++)
@@ -225,8 +257,7 @@ async function step(sess, g, toks, rows = null) {
           dst.set(d.subarray((h * N + i) * HD, (h * N + i + 1) * HD), (h * C + nPast + i) * HD);
     }
   }
-  nPast += t;
-  return logits.subarray(0, t * V);
+  return { logits, hidden };
 }
 
 function argmax(row) {
@@ -239,7 +270,7 @@ function argmax(row) {
 const prompt = new Float32Array(ids.length * V);
 for (let s = 0; s < ids.length; s += gPre.n_tokens) {
   const toks = ids.slice(s, s + gPre.n_tokens);
-  prompt.set(await step(sPre, gPre, toks, imgRow.subarray(s, s + toks.length)), s * V);
+  prompt.set(await step(pre, toks, imgRow.subarray(s, s + toks.length)), s * V);
 }
 if (logitsOut) fs.writeFileSync(logitsOut, Buffer.from(prompt.buffer));
 const last = prompt.subarray((ids.length - 1) * V, ids.length * V);
@@ -249,7 +280,7 @@ while (gen.length < nGen) {
   gen.push(next);
   if (eos.has(next) || gen.length === nGen) break;
   if (nPast + 1 > C) break; // the window is full
-  next = argmax(await step(sDec, gDec, [next]));
+  next = argmax(await step(dec, [next]));
 }
 const result = { ids: gen, logits_first: Array.from(last.subarray(0, 8)) };
 if (model) result.text = evlm(['--detok', gen.join(',')]).text;

@@ -1,6 +1,7 @@
 /*
  * cmd_export_onnx.c - `evlm export-onnx -m MODEL -o DIR [--precision P] [--target T]
- * [--calib FILE] [--ar N] [--ctx C] [--tiles T]`: the text decoder as static-shape ONNX graphs
+ * [--calib FILE] [--ar N] [--ctx C] [--tiles T] [--parts K]`: the text decoder as static-shape
+ * ONNX graphs
  * (AR-N prefill, AR-1 decode, shared weights, manifest.json; include/evlm_npu.h, docs/NPU.md),
  * and a SmolVLM's vision graph. Prints {"dir": ..., "ar": N} on success. Not here: running the
  * graphs (scripts/ort_run.mjs does, in ONNX Runtime).
@@ -15,7 +16,7 @@
 
 static void usage(void) {
     printf("usage: evlm export-onnx -m MODEL -o DIR [--precision P] [--target T] [--calib FILE]\n"
-           "                        [--ar N] [--ctx C] [-t THREADS]\n"
+           "                        [--ar N] [--ctx C] [--parts K] [-t THREADS]\n"
            "  -o DIR        a new (or empty) folder: decoder_arN.onnx, decoder_ar1.onnx,\n"
            "                decoder.weights.bin, manifest.json (+ encodings.json for QDQ)\n"
            "  --precision   fp32 (default), fp16 (float16 weights), w8a16, w8a8, w4a16 (QDQ)\n"
@@ -24,6 +25,8 @@ static void usage(void) {
            "  --calib-tokens N  text tokens used (default 2048)\n"
            "  --ar N        tokens of the prefill graph (default 128)\n"
            "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n"
+           "  --parts K     split the decoder into K parts of even layer ranges (default: as\n"
+           "                the target's per-graph limit needs, the planner's split)\n"
            "  --tiles T     image tiles of the vision graph vision.onnx (Idefics3 / SmolVLM;\n"
            "                default: the most the processor makes of one image; 0: none)\n"
            "  --image-splitting on|off  the processor's tiling (default: its config's)\n");
@@ -53,7 +56,9 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
         else if (!strcmp(a, "--tiles")) {
             p.tiles = cli_int(argc, argv, &i, 0, 64);
             if (p.tiles == 0) p.tiles = -1;
-        } else if (!strcmp(a, "--ctx"))
+        } else if (!strcmp(a, "--parts"))
+            p.parts = cli_int(argc, argv, &i, 1, 64);
+        else if (!strcmp(a, "--ctx"))
             p.ctx = cli_int(argc, argv, &i, 3, 1 << 20);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage();
@@ -88,6 +93,7 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
     cJSON_AddStringToObject(j, "dir", out);
     cJSON_AddNumberToObject(j, "ar", p.ar);
     if (p.tiles > 0) cJSON_AddNumberToObject(j, "tiles", p.tiles);
+    if (p.parts > 0) cJSON_AddNumberToObject(j, "parts", p.parts);
     char *s = cJSON_PrintUnformatted(j);
     if (!s) cli_die("out of memory");
     puts(s);

@@ -28,7 +28,9 @@
 #include "core/status.h"
 #include "io/onnx.h"
 #include "model/model.h"
+#include "npu/onnx_parts.h"
 #include "npu/onnx_vision.h"
+#include "npu/plan.h"
 #include "npu/qdq.h"
 #include "quant/repack.h"
 
@@ -53,6 +55,55 @@
 evlm_onnx_params evlm_onnx_default_params(void) {
     evlm_onnx_params p = {.ar = 128, .ctx = 0, .precision = NULL, .calib_tokens = 2048};
     return p;
+}
+
+evlm_status evlm__onnx_split(const evlm_decoder_config *c, const evlm_npu_target_info *t,
+                             evlm_npu_precision prec, int ar, int ctx, int forced,
+                             evlm__onnx_part *parts, int *n) {
+    const int L = c->n_layers;
+    *n = 0;
+    if (forced < 0 || forced > L || forced > EVLM_PLAN_MAX_PARTS)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "parts = %d: the decoder's %d layers split into 1 to %d parts", forced, L,
+                          L < EVLM_PLAN_MAX_PARTS ? L : EVLM_PLAN_MAX_PARTS);
+    if (forced > 0 || !t) {
+        const int k = forced > 0 ? forced : 1;
+        for (int i = 0; i < k; i++)
+            parts[i] = (evlm__onnx_part){.first = (int)((int64_t)i * L / k),
+                                         .end = (int)((int64_t)(i + 1) * L / k),
+                                         .embedding = i == 0,
+                                         .head = i == k - 1};
+        *n = k;
+        return EVLM_OK;
+    }
+    /* the planner's split of the text decoder at this precision (fp32 runs as fp16 on the HTP) */
+    evlm__plan_model m;
+    memset(&m, 0, sizeof m);
+    m.text = *c;
+    m.vision = EVLM_PLAN_VISION_NONE;
+    evlm_plan_params pp = evlm_plan_default_params();
+    pp.target = t->name;
+    pp.precision = prec == EVLM_NPU_DEFAULT ? EVLM_NPU_FP16 : prec;
+    pp.ar = ar;
+    pp.n_ctx = ctx;
+    evlm_plan *plan = malloc(sizeof *plan);
+    if (!plan) return evlm__fail(EVLM_ERR_NOMEM, "out of memory planning the part split");
+    evlm_status st = evlm__plan_compute(&m, &pp, 1.0, 1.0, plan);
+    if (st == EVLM_OK && (plan->n_parts < 1 || plan->n_parts > EVLM_PLAN_MAX_PARTS))
+        st = evlm__fail(EVLM_ERR_UNSUPPORTED, "target %s: %d graph parts (at most %d)", t->name,
+                        plan->n_parts, EVLM_PLAN_MAX_PARTS);
+    for (int i = 0, at = 0; st == EVLM_OK && i < plan->n_parts; i++) {
+        const evlm_plan_part *pp_i = &plan->parts[i];
+        evlm__onnx_part *o = &parts[i];
+        o->first = pp_i->first_layer >= 0 ? pp_i->first_layer : at;
+        o->end = pp_i->first_layer >= 0 ? pp_i->last_layer + 1 : o->first;
+        o->embedding = pp_i->embedding;
+        o->head = pp_i->head;
+        at = o->end;
+    }
+    if (st == EVLM_OK) *n = plan->n_parts;
+    free(plan);
+    return st;
 }
 
 #ifndef EVLM_ONNX
@@ -85,6 +136,7 @@ typedef struct {
     int out, in;     /* output / input channels */
     bool transposed; /* stored [in, out] (MatMul) rather than [out, in] (Gemm transB) */
     int bits;        /* 8, 4 or 16 (float16) */
+    int part;        /* the part whose weight file holds it */
     uint64_t q_off, s_off;
 } qweight;
 
@@ -100,6 +152,7 @@ typedef struct {
     bool mismatch;                      /* the graphs named a point's tensor differently (a bug) */
     const evlm_npu_target_info *target; /* NULL: generic */
     int n_calib_rows;
+    int cur_part; /* the part being written */
 } qdq_state;
 
 typedef struct {
@@ -230,6 +283,7 @@ static evlm_status wf_qmatrix(wfile *w, qdq_state *q, const char *name, int laye
     e->in = (int)in;
     e->transposed = transposed;
     e->bits = bits;
+    e->part = q->cur_part;
     int64_t d0 = transposed ? in : out, d1 = transposed ? out : in;
     if ((st = wf_begin(w, name, 2, d0, d1)) != EVLM_OK) goto done;
     e->q_off = w->off;
@@ -290,14 +344,9 @@ static const wentry *wf_find(const wfile *w, const char *name) {
     return NULL;
 }
 
-static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w, qdq_state *q) {
-    const evlm_decoder_config *c = &d->cfg;
-    const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim, half = HD / 2;
-    const int QD = c->n_heads * HD, KD = c->n_kv_heads * HD;
-    char nm[64];
-    EVLM_TRY(wf_matrix(w, "embed_tokens", d->tok_embd, false));
-    if (d->lm_head != d->tok_embd && !q) EVLM_TRY(wf_matrix(w, "lm_head", d->lm_head, false));
-    /* cos | sin tables [ctx, head_dim], both halves alike (rotate-half), as the decoder's */
+/* cos | sin tables [ctx, head_dim], both halves alike (rotate-half), as the decoder's */
+static evlm_status write_rope(const evlm_decoder *d, int ctx, wfile *w) {
+    const int HD = d->cfg.head_dim, half = HD / 2;
     float inv[512];
     evlm_decoder_rope_inv_freq(d, inv);
     float *cs = malloc(sizeof(float) * (size_t)ctx * HD),
@@ -316,8 +365,23 @@ static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w, qdq_s
         st = wf_write(w, sn, sizeof(float) * (size_t)ctx * HD);
     free(cs);
     free(sn);
-    EVLM_TRY(st);
-    for (int l = 0; l < c->n_layers; l++) {
+    return st;
+}
+
+/* The weights of part pt: the embedding (part 0; also the last part's head table when the head is
+ * tied and float32), the RoPE tables (parts with layers), its layers, the final norm and head. */
+static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w, qdq_state *q,
+                                 const evlm__onnx_part *pt) {
+    const evlm_decoder_config *c = &d->cfg;
+    const int H = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
+    const int QD = c->n_heads * HD, KD = c->n_kv_heads * HD;
+    const bool tied = d->lm_head == d->tok_embd;
+    char nm[64];
+    if (pt->embedding || (pt->head && tied && !q))
+        EVLM_TRY(wf_matrix(w, "embed_tokens", d->tok_embd, false));
+    if (pt->head && !tied && !q) EVLM_TRY(wf_matrix(w, "lm_head", d->lm_head, false));
+    if (pt->first < pt->end) EVLM_TRY(write_rope(d, ctx, w));
+    for (int l = pt->first; l < pt->end; l++) {
         const evlm_decoder_layer *ly = &d->layers[l];
         const struct {
             const char *name;
@@ -344,6 +408,7 @@ static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w, qdq_s
             EVLM_TRY(wf_floats(w, nm, mats[i].b, mats[i].nb));
         }
     }
+    if (!pt->head) return EVLM_OK;
     if (q) EVLM_TRY(wf_qmatrix(w, q, "lm_head.q", -1, d->lm_head, false));
     return wf_floats(w, "norm", d->out_norm, H);
 }
@@ -359,11 +424,12 @@ typedef struct {
     const char *mask; /* the mask as the grouped scores want it */
     qdq_state *q;     /* NULL: float32 */
     bool first;       /* the first graph names the points' tensors; the second must agree */
+    const char *pfx;  /* intermediate names' prefix: "p{k}_" in a split export, else "" */
 } gb;
 
 /* A fresh intermediate name "t{k}_{what}" into buf (64 bytes). */
 static const char *tmp(gb *b, char *buf, const char *what) {
-    snprintf(buf, 64, "t%d_%s", b->k++, what);
+    snprintf(buf, 64, "%st%d_%s", b->pfx, b->k++, what);
     return buf;
 }
 
@@ -574,19 +640,24 @@ typedef struct {
     int64_t shape[4];
 } io_desc;
 
-/* The graph of n new tokens over ctx slots; its inputs / outputs are listed into io (room for
- * 5 + 4 * layers + 1 entries), *n_io set. image_in: it also takes image_features [1, n, hidden]
- * and image_mask [1, n, 1] (1: the position's embedding is its image_features row, 0: the
- * token's; exact either way). */
+/* The graph of part pt for n new tokens over ctx slots, its weights in the file wname; its
+ * inputs / outputs are listed into io (room for 5 + 4 * layers + 1 entries), *n_io and *n_in
+ * (the inputs) set. image_in: it also takes image_features [1, n, hidden] and image_mask
+ * [1, n, 1] (1: the position's embedding is its image_features row, 0: the token's; exact
+ * either way). A part without the embedding takes hidden_states_in [1, n, hidden], one without
+ * the head gives hidden_states [1, n, hidden] (both role hidden_states): the residual stream
+ * after its last layer. */
 static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state *q, bool first,
                                const char *gname, int n, int ctx, bool image_in, const char *path,
-                               io_desc *io, int *n_io) {
+                               const evlm__onnx_part *pt, const char *wname, const char *pfx,
+                               io_desc *io, int *n_io, int *n_in) {
     const evlm_decoder_config *c = &d->cfg;
     const int64_t N = n, P = ctx - n, C = ctx, H = c->hidden_size, V = c->vocab_size;
     const int64_t NH = c->n_heads, KV = c->n_kv_heads, HD = c->head_dim, G = NH / KV;
+    const bool layers = pt->first < pt->end;
     evlm_onnx *g;
     EVLM_TRY(evlm_onnx_new(gname, q ? EXPORT_OPSET_QDQ : EXPORT_OPSET, &g));
-    gb b = {g, w, c, n, (int)P, 0, "attention_mask", q, first};
+    gb b = {g, w, c, n, (int)P, 0, "attention_mask", q, first, pfx};
     int m = 0;
 #define IO(nm, ly, dt, rl, nd, ...)                                                                \
     do {                                                                                           \
@@ -597,52 +668,68 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state 
             snprintf(e.name, sizeof e.name, "%s_%d", nm, (int)(ly));                               \
         io[m++] = e;                                                                               \
     } while (0)
-    IO("input_ids", -1, "int64", "input_ids", 2, {1, N});
+    if (pt->embedding)
+        IO("input_ids", -1, "int64", "input_ids", 2, {1, N});
+    else
+        IO("hidden_states_in", -1, "float32", "hidden_states", 3, {1, N, H});
     IO("position_ids", -1, "int64", "position_ids", 2, {1, N});
     IO("attention_mask", -1, "float32", "attention_mask", 4, {1, 1, N, C});
     if (image_in) {
         IO("image_features", -1, "float32", "image_features", 3, {1, N, H});
         IO("image_mask", -1, "float32", "image_mask", 3, {1, N, 1});
     }
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = pt->first; l < pt->end; l++) {
         IO("past_key", l, "float32", "past_key", 4, {1, KV, P, HD});
         IO("past_value", l, "float32", "past_value", 4, {1, KV, P, HD});
     }
     const int n_inputs = m;
-    IO("logits", -1, "float32", "logits", 3, {1, N, V});
-    for (int l = 0; l < c->n_layers; l++) {
+    if (pt->head)
+        IO("logits", -1, "float32", "logits", 3, {1, N, V});
+    else
+        IO("hidden_states", -1, "float32", "hidden_states", 3, {1, N, H});
+    for (int l = pt->first; l < pt->end; l++) {
         IO("present_key", l, "float32", "present_key", 4, {1, KV, N, HD});
         IO("present_value", l, "float32", "present_value", 4, {1, KV, N, HD});
     }
 #undef IO
     *n_io = m;
+    *n_in = n_inputs;
     for (int i = 0; i < m; i++)
         (i < n_inputs ? evlm_onnx_input : evlm_onnx_output)(
             g, io[i].name, strcmp(io[i].dtype, "int64") ? EVLM_ONNX_F32 : EVLM_ONNX_I64, io[i].ndim,
             io[i].shape);
     for (int i = 0; i < w->n; i++)
-        evlm_onnx_init_external(g, w->e[i].name, w->e[i].dtype, w->e[i].ndim, w->e[i].shape,
-                                WEIGHTS_FILE, w->e[i].offset);
-    /* constants */
-    const_f32(&b, "c.eps", c->rms_norm_eps);
-    const_f32(&b, "c.minus1", -1.0f);
-    const_f32(&b, "c.scale", 1.0f / sqrtf((float)HD));
-    const_i64(&b, "c.zero", 1, (const int64_t[]){0});
-    const_i64(&b, "c.half", 1, (const int64_t[]){HD / 2});
-    const_i64(&b, "c.hd", 1, (const int64_t[]){HD});
-    const_i64(&b, "c.axis3", 1, (const int64_t[]){3});
-    if (q) const_i64(&b, "c.axes", 1, (const int64_t[]){-1});
-    const_i64(&b, "c.shape_q", 4, (const int64_t[]){1, N, NH, HD});
-    const_i64(&b, "c.shape_kv", 4, (const int64_t[]){1, N, KV, HD});
-    const_i64(&b, "c.shape_qg", 4, (const int64_t[]){1, KV, G * N, HD});
-    const_i64(&b, "c.shape_heads", 4, (const int64_t[]){1, NH, N, HD});
-    const_i64(&b, "c.shape_qd", 3, (const int64_t[]){1, N, NH * HD});
-    const_i64(&b, "c.shape_rope", 4, (const int64_t[]){1, 1, N, HD});
-    const_i64(&b, "c.shape_rows", 2, (const int64_t[]){N, H});
-    const_i64(&b, "c.shape_logits", 3, (const int64_t[]){1, N, V});
+        evlm_onnx_init_external(g, w->e[i].name, w->e[i].dtype, w->e[i].ndim, w->e[i].shape, wname,
+                                w->e[i].offset);
+    /* constants (those a part without layers or head would not use left out) */
+    if (layers || pt->head) const_f32(&b, "c.eps", c->rms_norm_eps);
+    if (layers) {
+        const_f32(&b, "c.minus1", -1.0f);
+        const_f32(&b, "c.scale", 1.0f / sqrtf((float)HD));
+        const_i64(&b, "c.zero", 1, (const int64_t[]){0});
+        const_i64(&b, "c.half", 1, (const int64_t[]){HD / 2});
+        const_i64(&b, "c.hd", 1, (const int64_t[]){HD});
+        const_i64(&b, "c.axis3", 1, (const int64_t[]){3});
+    }
+    if (q && (layers || pt->head)) const_i64(&b, "c.axes", 1, (const int64_t[]){-1});
+    if (layers) {
+        const_i64(&b, "c.shape_q", 4, (const int64_t[]){1, N, NH, HD});
+        const_i64(&b, "c.shape_kv", 4, (const int64_t[]){1, N, KV, HD});
+        const_i64(&b, "c.shape_qg", 4, (const int64_t[]){1, KV, G * N, HD});
+        const_i64(&b, "c.shape_heads", 4, (const int64_t[]){1, NH, N, HD});
+        const_i64(&b, "c.shape_qd", 3, (const int64_t[]){1, N, NH * HD});
+        const_i64(&b, "c.shape_rope", 4, (const int64_t[]){1, 1, N, HD});
+    }
+    if (pt->head) {
+        const_i64(&b, "c.shape_rows", 2, (const int64_t[]){N, H});
+        const_i64(&b, "c.shape_logits", 3, (const int64_t[]){1, N, V});
+    }
     /* per graph: the embedding, the RoPE rows of the positions, the mask repeated per group */
     char x[64], t[64];
-    op(&b, "Gather", tmp(&b, x, "embd"), 2, "embed_tokens", "input_ids");
+    if (pt->embedding)
+        op(&b, "Gather", tmp(&b, x, "embd"), 2, "embed_tokens", "input_ids");
+    else
+        snprintf(x, sizeof x, "%s", "hidden_states_in");
     if (image_in) { /* x * (1 - mask) + image_features * mask; fixed names, not tmp(): the
                        graphs' later names (the QDQ points') must match the decode graph's */
         const_f32(&b, "c.one", 1.0f);
@@ -652,17 +739,25 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state 
         op(&b, "Add", "img.embd", 2, "img.tok", "img.feat");
         snprintf(x, sizeof x, "%s", "img.embd");
     }
-    op(&b, "Gather", tmp(&b, t, "cos"), 2, "rope_cos", "position_ids");
-    op(&b, "Reshape", "rope.cos", 2, t, "c.shape_rope");
-    op(&b, "Gather", tmp(&b, t, "sin"), 2, "rope_sin", "position_ids");
-    op(&b, "Reshape", "rope.sin", 2, t, "c.shape_rope");
+    if (layers) {
+        op(&b, "Gather", tmp(&b, t, "cos"), 2, "rope_cos", "position_ids");
+        op(&b, "Reshape", "rope.cos", 2, t, "c.shape_rope");
+        op(&b, "Gather", tmp(&b, t, "sin"), 2, "rope_sin", "position_ids");
+        op(&b, "Reshape", "rope.sin", 2, t, "c.shape_rope");
+    }
     const char *masks[EXPORT_MAX_GROUP];
     for (int i = 0; i < G; i++) masks[i] = "attention_mask";
-    if (G > 1) {
+    if (G > 1 && layers) {
         concat(&b, "mask.group", 2, (int)G, masks);
         b.mask = "mask.group";
     }
-    for (int l = 0; l < c->n_layers; l++) layer(&b, x, l);
+    for (int l = pt->first; l < pt->end; l++) layer(&b, x, l);
+    if (!pt->head) {
+        op(&b, "Identity", "hidden_states", 1, x);
+        evlm_status st = evlm_onnx_save(g, path);
+        evlm_onnx_free(g);
+        return st;
+    }
     char xn[64], rows[64], lg[64];
     rmsnorm(&b, xn, x, "norm");
     op(&b, "Reshape", tmp(&b, rows, "rows"), 2, xn, "c.shape_rows");
@@ -808,7 +903,7 @@ static evlm_status calibrate(const evlm_model *model, const evlm_onnx_params *p,
  * param_encodings keyed by the quantized weight initializers, one entry per output channel
  * (int4: per block, output channel-major, with "block_size"). Weight scales are read back from
  * the values written, so this file and the graph cannot disagree. */
-static char *encodings(const qdq_state *q, FILE *wf) {
+static char *encodings(const qdq_state *q, FILE *const *wfs) {
     cJSON *j = cJSON_CreateObject();
     cJSON *acts = cJSON_AddObjectToObject(j, "activation_encodings");
     for (int i = 0; i < q->n_pts; i++) {
@@ -825,11 +920,12 @@ static char *encodings(const qdq_state *q, FILE *wf) {
         cJSON_AddNumberToObject(e, "scale", p->scale);
     }
     cJSON *pars = cJSON_AddObjectToObject(j, "param_encodings");
-    for (int i = 0; i < q->n_qw && wf; i++) {
+    for (int i = 0; i < q->n_qw; i++) {
         const qweight *w = &q->qw[i];
+        FILE *wf = wfs[w->part];
         int64_t nb = w->bits == 4 ? (w->in + QDQ_BLOCK - 1) / QDQ_BLOCK : 1;
         float *sc = malloc(sizeof(float) * (size_t)(w->out * nb));
-        if (!sc || fseeko(wf, (off_t)w->s_off, SEEK_SET) ||
+        if (!sc || !wf || fseeko(wf, (off_t)w->s_off, SEEK_SET) ||
             fread(sc, sizeof(float), (size_t)(w->out * nb), wf) != (size_t)(w->out * nb)) {
             free(sc);
             cJSON_Delete(j);
@@ -884,13 +980,12 @@ static cJSON *io_json(const io_desc *io, int from, int to) {
     return a;
 }
 
-static void add_graph(cJSON *graphs, const char *name, const char *file, int n, int ctx,
-                      const io_desc *io, int n_io) {
-    int n_in = 0;
-    while (n_in < n_io && strcmp(io[n_in].role, "logits")) n_in++;
+static void add_graph(cJSON *graphs, const char *name, int part, const char *file, int n, int ctx,
+                      const io_desc *io, int n_in, int n_io) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToArray(graphs, o);
     cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddNumberToObject(o, "part", part);
     cJSON_AddStringToObject(o, "file", file);
     cJSON_AddNumberToObject(o, "n_tokens", n);
     cJSON_AddNumberToObject(o, "past_len", ctx - n);
@@ -901,7 +996,8 @@ static void add_graph(cJSON *graphs, const char *name, const char *file, int n, 
 /* manifest.json's "quantization": the precision's scheme, every activation point (tensor,
  * layer, group, bits, scale, zero point, calibration range) and every quantized weight (where
  * its values and scales sit in the weight file: what --sim reads). */
-static void quant_json(cJSON *j, const qdq_state *q, const char *calib) {
+static void quant_json(cJSON *j, const qdq_state *q, const char *calib, int n_parts,
+                       char (*wnames)[48]) {
     cJSON *o = cJSON_AddObjectToObject(j, "quantization");
     cJSON_AddStringToObject(o, "scheme",
                             q->prec == EVLM_NPU_FP16
@@ -951,6 +1047,7 @@ static void quant_json(cJSON *j, const qdq_state *q, const char *calib) {
         cJSON_AddNumberToObject(e, "out", x->out);
         cJSON_AddNumberToObject(e, "in", x->in);
         cJSON_AddStringToObject(e, "layout", x->transposed ? "[in, out]" : "[out, in]");
+        if (n_parts > 1) cJSON_AddStringToObject(e, "file", wnames[x->part]);
         cJSON_AddNumberToObject(e, "offset", (double)x->q_off);
         if (x->bits != 16) {
             cJSON_AddNumberToObject(e, "scale_offset", (double)x->s_off);
@@ -960,9 +1057,17 @@ static void quant_json(cJSON *j, const qdq_state *q, const char *calib) {
     }
 }
 
+/* One decoder part of the export: its layers, files and graphs' inputs / outputs. */
+typedef struct {
+    evlm__onnx_part pt;
+    char f_pre[48], f_dec[48];
+    uint64_t bytes;
+    io_desc *io_pre, *io_dec;
+    int n_pre, n_dec, in_pre, in_dec;
+} xpart;
+
 static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, int ctx,
-                      uint64_t wbytes, const char *f_pre, const io_desc *io_pre, int n_pre,
-                      const char *f_dec, const io_desc *io_dec, int n_dec, cJSON *vis,
+                      const xpart *xp, int np, char (*wnames)[48], bool forced, cJSON *vis,
                       const qdq_state *q, const char *prec, const char *calib,
                       const evlm_npu_target_info *tgt) {
     const evlm_decoder_config *c = &d->cfg;
@@ -995,12 +1100,17 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
                                 "M-RoPE with equal temporal / height / width positions: exact for "
                                 "text-only prompts; image positions are not exported yet");
     cJSON *w = cJSON_AddObjectToObject(j, "weights");
-    cJSON_AddStringToObject(w, "file", WEIGHTS_FILE);
+    uint64_t wbytes = 0;
+    for (int k = 0; k < np; k++) wbytes += xp[k].bytes;
+    if (np == 1) cJSON_AddStringToObject(w, "file", wnames[0]);
     cJSON_AddNumberToObject(w, "bytes", (double)wbytes);
     cJSON_AddStringToObject(w, "dtype", q ? prec : "float32");
     cJSON_AddStringToObject(w, "shared_by",
-                            "every graph (ONNX external data: location, offset, "
-                            "length)");
+                            np == 1 ? "every graph (ONNX external data: location, offset, "
+                                      "length)"
+                                    : "each part's file by that part's prefill and decode graphs "
+                                      "(ONNX external data: location, offset, length); parts[i]"
+                                      ".weights");
     cJSON *kv = cJSON_AddObjectToObject(j, "kv");
     cJSON_AddStringToObject(kv, "dtype", "float32");
     if (q && q->prec != EVLM_NPU_FP16) {
@@ -1027,8 +1137,12 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
     cJSON_AddStringToObject(mk, "columns",
                             "past_len past slots, then the n_tokens new tokens (ctx in all)");
     cJSON *graphs = cJSON_AddArrayToObject(j, "graphs");
-    add_graph(graphs, "prefill", f_pre, ar, ctx, io_pre, n_pre);
-    add_graph(graphs, "decode", f_dec, 1, ctx, io_dec, n_dec);
+    for (int k = 0; k < np; k++) {
+        add_graph(graphs, "prefill", k, xp[k].f_pre, ar, ctx, xp[k].io_pre, xp[k].in_pre,
+                  xp[k].n_pre);
+        add_graph(graphs, "decode", k, xp[k].f_dec, 1, ctx, xp[k].io_dec, xp[k].in_dec,
+                  xp[k].n_dec);
+    }
     if (vis) { /* onnx_vision.c's graph and "vision" object */
         cJSON *vg = cJSON_DetachItemFromObject(vis, "graphs"), *vg0;
         while (vg && (vg0 = cJSON_DetachItemFromArray(vg, 0))) cJSON_AddItemToArray(graphs, vg0);
@@ -1045,13 +1159,30 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
         cJSON_AddStringToObject(j, "vision_note",
                                 "no vision graph in this export (--tiles 0, or a tower "
                                 "not exported yet: Qwen2-VL's): text-only prompts");
+    cJSON_AddStringToObject(j, "parts_split",
+                            forced ? "forced (evlm_onnx_params.parts / --parts): even layer ranges"
+                            : tgt  ? "the planner's (evlm plan) under the target's per-graph limit"
+                                   : "one part (no target: no per-graph limit)");
+    cJSON_AddStringToObject(j, "parts_note",
+                            "run in order: part 0 from input_ids, each next part from the "
+                            "previous part's hidden_states output (its hidden_states_in input), "
+                            "the last part gives logits; each part holds the KV cache of its "
+                            "layers; all parts take position_ids and attention_mask alike");
     cJSON *parts = cJSON_AddArrayToObject(j, "parts");
-    cJSON *p0 = cJSON_CreateObject();
-    cJSON_AddItemToArray(parts, p0);
-    cJSON_AddNumberToObject(p0, "first_layer", 0);
-    cJSON_AddNumberToObject(p0, "n_layers", c->n_layers);
-    cJSON_AddStringToObject(p0, "weights", WEIGHTS_FILE);
-    if (q) quant_json(j, q, calib);
+    for (int k = 0; k < np; k++) {
+        cJSON *p0 = cJSON_CreateObject();
+        cJSON_AddItemToArray(parts, p0);
+        cJSON_AddNumberToObject(p0, "index", k);
+        cJSON_AddNumberToObject(p0, "first_layer", xp[k].pt.first);
+        cJSON_AddNumberToObject(p0, "n_layers", xp[k].pt.end - xp[k].pt.first);
+        cJSON_AddBoolToObject(p0, "embedding", xp[k].pt.embedding);
+        cJSON_AddBoolToObject(p0, "head", xp[k].pt.head);
+        cJSON_AddStringToObject(p0, "weights", wnames[k]);
+        cJSON_AddNumberToObject(p0, "weights_bytes", (double)xp[k].bytes);
+        cJSON_AddStringToObject(p0, "prefill", xp[k].f_pre);
+        cJSON_AddStringToObject(p0, "decode", xp[k].f_dec);
+    }
+    if (q) quant_json(j, q, calib, np, wnames);
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
     return s;
@@ -1125,40 +1256,95 @@ static evlm_status check_params(const evlm_decoder_config *c, const evlm_onnx_pa
     return EVLM_OK;
 }
 
+/* Removes every file of the temporary folder, then the folder. */
+static void remove_tmp(const char *tmpdir, char *path, size_t cap) {
+    DIR *dp = opendir(tmpdir);
+    struct dirent *e;
+    while (dp && (e = readdir(dp)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(path, cap, "%s/%s", tmpdir, e->d_name);
+            unlink(path);
+        }
+    if (dp) closedir(dp);
+    rmdir(tmpdir);
+}
+
+/* Writes part k's weight file into tmpdir (its entries into w, reset) and builds its graphs. */
+static evlm_status write_part(const evlm_decoder *d, qdq_state *q, int ctx, int ar, bool image_in,
+                              const char *tmpdir, char *path, size_t cap, int k, int np,
+                              const char *wname, xpart *x, wfile *w) {
+    snprintf(path, cap, "%s/%s", tmpdir, wname);
+    w->path = path;
+    w->n = 0;
+    w->off = 0;
+    if (!(w->f = fopen(path, "wb")))
+        return evlm__fail(EVLM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (q) q->cur_part = k;
+    evlm_status st = write_weights(d, ctx, w, q, &x->pt);
+    if (st == EVLM_OK && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
+        st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (fclose(w->f) != 0 && st == EVLM_OK)
+        st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    w->f = NULL;
+    EVLM_TRY(st);
+    x->bytes = w->off;
+    char pfx[16] = "";
+    if (np > 1) snprintf(pfx, sizeof pfx, "p%d_", k);
+    snprintf(path, cap, "%s/%s", tmpdir, x->f_pre);
+    EVLM_TRY(build_graph(d, w, q, true, "prefill", ar, ctx, image_in && x->pt.embedding, path,
+                         &x->pt, wname, pfx, x->io_pre, &x->n_pre, &x->in_pre));
+    snprintf(path, cap, "%s/%s", tmpdir, x->f_dec);
+    return build_graph(d, w, q, false, "decode", 1, ctx, false, path, &x->pt, wname, pfx, x->io_dec,
+                       &x->n_dec, &x->in_dec);
+}
+
 evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                              const evlm_onnx_params *params) {
     evlm_onnx_params p = params ? *params : evlm_onnx_default_params();
     const evlm_decoder *d = evlm__model_decoder(model);
     const evlm_decoder_config *c = &d->cfg;
-    int ctx = 0, n_tiles = 0;
+    int ctx = 0, n_tiles = 0, np = 0;
     qdq_state qs = {0};
     EVLM_TRY(check_precision(&p, &qs));
     EVLM_TRY(check_params(c, &p, &ctx));
     EVLM_TRY(evlm__onnx_vision_plan(model, p.tiles, &n_tiles));
     if (!dir || !*dir) return evlm__fail(EVLM_ERR_ARG, "no output folder");
+    evlm__onnx_part pts[EVLM_PLAN_MAX_PARTS];
+    EVLM_TRY(evlm__onnx_split(c, qs.target, qs.prec, p.ar, ctx, p.parts, pts, &np));
     EVLM_TRY(check_dest(dir));
     qdq_state *q = qs.prec == EVLM_NPU_DEFAULT ? NULL : &qs;
     char *enc = NULL;
 
     size_t dl = strlen(dir);
-    char *tmpdir = malloc(dl + 16), *path = malloc(dl + 64);
+    const size_t cap = dl + 64;
+    char *tmpdir = malloc(dl + 16), *path = malloc(cap);
     size_t n_io = 5 + 4 * (size_t)c->n_layers + 1;
-    io_desc *io_pre = calloc(n_io, sizeof *io_pre), *io_dec = calloc(n_io, sizeof *io_dec);
+    xpart *xp = calloc((size_t)np, sizeof *xp);
+    io_desc *ios = calloc(2 * n_io * (size_t)np, sizeof *ios);
+    char(*wnames)[48] = calloc((size_t)np, sizeof *wnames);
+    FILE **wfs = calloc((size_t)np, sizeof *wfs);
     wfile w = {0};
-    char f_pre[32], *man = NULL;
-    const char *files[7] = {WEIGHTS_FILE,
-                            f_pre,
-                            "decoder_ar1.onnx",
-                            "manifest.json",
-                            "encodings.json",
-                            EVLM_ONNX_VISION_FILE,
-                            EVLM_ONNX_VISION_WEIGHTS};
+    char *man = NULL;
     cJSON *vis = NULL;
     evlm_status st = EVLM_OK;
     bool made = false;
-    if (!tmpdir || !path || !io_pre || !io_dec) {
+    if (!tmpdir || !path || !xp || !ios || !wnames || !wfs) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting to %s", dir);
         goto done;
+    }
+    for (int k = 0; k < np; k++) { /* one part keeps the unsplit export's file names */
+        xp[k].pt = pts[k];
+        xp[k].io_pre = ios + 2 * n_io * (size_t)k;
+        xp[k].io_dec = xp[k].io_pre + n_io;
+        if (np == 1) {
+            snprintf(wnames[k], sizeof wnames[k], "%s", WEIGHTS_FILE);
+            snprintf(xp[k].f_pre, sizeof xp[k].f_pre, "decoder_ar%d.onnx", p.ar);
+            snprintf(xp[k].f_dec, sizeof xp[k].f_dec, "decoder_ar1.onnx");
+        } else {
+            snprintf(wnames[k], sizeof wnames[k], "decoder_p%d.weights.bin", k);
+            snprintf(xp[k].f_pre, sizeof xp[k].f_pre, "decoder_p%d_ar%d.onnx", k, p.ar);
+            snprintf(xp[k].f_dec, sizeof xp[k].f_dec, "decoder_p%d_ar1.onnx", k);
+        }
     }
     if (q) {
         qs.n_pts = c->n_layers * QDQ_N_GROUPS + 1;
@@ -1183,41 +1369,24 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
         goto done;
     }
     made = true;
-    snprintf(f_pre, sizeof f_pre, "decoder_ar%d.onnx", p.ar);
-
-    snprintf(path, dl + 64, "%s/%s", tmpdir, WEIGHTS_FILE);
-    w.path = path;
-    if (!(w.f = fopen(path, "wb"))) {
-        st = evlm__fail(EVLM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        goto done;
-    }
-    st = write_weights(d, ctx, &w, q);
-    if (st == EVLM_OK && (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0))
-        st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    if (fclose(w.f) != 0 && st == EVLM_OK)
-        st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    for (int k = 0; k < np && st == EVLM_OK; k++)
+        st = write_part(d, q, ctx, p.ar, n_tiles > 0, tmpdir, path, cap, k, np, wnames[k], &xp[k],
+                        &w);
     if (st != EVLM_OK) goto done;
-
-    int n_pre = 0, n_dec = 0;
-    snprintf(path, dl + 64, "%s/%s", tmpdir, f_pre);
-    if ((st = build_graph(d, &w, q, true, "prefill", p.ar, ctx, n_tiles > 0, path, io_pre,
-                          &n_pre)) != EVLM_OK)
-        goto done;
-    snprintf(path, dl + 64, "%s/%s", tmpdir, "decoder_ar1.onnx");
-    if ((st = build_graph(d, &w, q, false, "decode", 1, ctx, false, path, io_dec, &n_dec)) !=
-        EVLM_OK)
-        goto done;
     if (q && qs.mismatch) {
         st = evlm__fail(EVLM_ERR_UNSUPPORTED,
                         "the prefill and decode graphs name a point differently");
         goto done;
     }
     if (q && qs.prec != EVLM_NPU_FP16) {
-        snprintf(path, dl + 64, "%s/%s", tmpdir, WEIGHTS_FILE);
-        FILE *wf = fopen(path, "rb");
-        enc = wf ? encodings(&qs, wf) : NULL;
-        if (wf) fclose(wf);
-        snprintf(path, dl + 64, "%s/encodings.json", tmpdir);
+        for (int k = 0; k < np; k++) {
+            snprintf(path, cap, "%s/%s", tmpdir, wnames[k]);
+            wfs[k] = fopen(path, "rb");
+        }
+        enc = encodings(&qs, wfs);
+        for (int k = 0; k < np; k++)
+            if (wfs[k]) fclose(wfs[k]);
+        snprintf(path, cap, "%s/encodings.json", tmpdir);
         st = enc ? evlm_write_file_atomic(path, enc, strlen(enc))
                  : evlm__fail(EVLM_ERR_IO, "%s: cannot write the encodings", path);
         if (st != EVLM_OK) goto done;
@@ -1232,13 +1401,13 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                                           cJSON_GetObjectItem(vis, "graphs"))) != EVLM_OK)
             goto done;
     }
-    man = manifest(model, d, p.ar, ctx, w.off, f_pre, io_pre, n_pre, "decoder_ar1.onnx", io_dec,
-                   n_dec, vis, q, p.precision ? p.precision : "fp32", p.calib, qs.target);
+    man = manifest(model, d, p.ar, ctx, xp, np, wnames, p.parts > 0, vis, q,
+                   p.precision ? p.precision : "fp32", p.calib, qs.target);
     if (!man) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory writing manifest.json");
         goto done;
     }
-    snprintf(path, dl + 64, "%s/manifest.json", tmpdir);
+    snprintf(path, cap, "%s/manifest.json", tmpdir);
     if ((st = evlm_write_file_atomic(path, man, strlen(man))) != EVLM_OK) goto done;
     if (chmod(tmpdir, 0755) != 0 || rename(tmpdir, dir) != 0)
         st = evlm__fail(EVLM_ERR_IO, "%s: cannot move the export in place: %s", dir,
@@ -1246,13 +1415,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     else
         made = false;
 done:
-    if (made) { /* leave nothing behind */
-        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-            snprintf(path, dl + 64, "%s/%s", tmpdir, files[i]);
-            unlink(path);
-        }
-        rmdir(tmpdir);
-    }
+    if (made) remove_tmp(tmpdir, path, cap); /* leave nothing behind */
     free(man);
     cJSON_Delete(vis);
     free(enc);
@@ -1260,8 +1423,10 @@ done:
     free(qs.tensor);
     free(qs.qw);
     free(w.e);
-    free(io_pre);
-    free(io_dec);
+    free(xp);
+    free(ios);
+    free(wnames);
+    free(wfs);
     free(tmpdir);
     free(path);
     return st;

@@ -226,13 +226,23 @@ evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    snprintf(path, dl + 64, "%s/%s", dir, str(cJSON_GetObjectItem(j, "weights"), "file"));
-    if (!(f = fopen(path, "rb"))) {
-        st = evlm__fail(EVLM_ERR_IO, "%s: cannot open", path);
-        goto done;
+    /* a split export names each weight's part file; one part: weights.file */
+    const char *wdef = str(cJSON_GetObjectItem(j, "weights"), "file");
+    char cur[64] = "";
+    for (int i = 0; i < nw && st == EVLM_OK; i++, s->n_mats++) {
+        const cJSON *e = cJSON_GetArrayItem(ws, i);
+        const char *fn = cJSON_GetObjectItem(e, "file") ? str(e, "file") : wdef;
+        if (!f || strcmp(fn, cur)) {
+            if (f) fclose(f);
+            snprintf(cur, sizeof cur, "%s", fn);
+            snprintf(path, dl + 64, "%s/%s", dir, cur);
+            if (!(f = fopen(path, "rb"))) {
+                st = evlm__fail(EVLM_ERR_IO, "%s: cannot open", path);
+                goto done;
+            }
+        }
+        st = load_weight(s, i, e, f, path);
     }
-    for (int i = 0; i < nw && st == EVLM_OK; i++, s->n_mats++)
-        st = load_weight(s, i, cJSON_GetArrayItem(ws, i), f, path);
     if (st != EVLM_OK) goto done;
     int na = cJSON_GetArraySize(as);
     if (na) {
