@@ -10,14 +10,22 @@
  * sa8255) read back with a QuantizeLinear -> DequantizeLinear pair at every point the manifest
  * lists (uint16 activations, uint8 KV at the target's 8 bits), int8 per-channel / int4 per-block
  * weight initializers with their scales, and encodings.json naming exactly the graph's quantized
- * tensors; w4a16 on the V68 target and a QDQ precision without calibration are refused. Running
+ * tensors; w4a16 on the V68 target and a QDQ precision without calibration are refused; llama-tiny
+ * split into 2 parts (--parts) reads back as four graphs: part 0 from input_ids to hidden_states,
+ * part 1 from hidden_states_in to logits, the past / present of each part's layers only, each
+ * part's graphs on its own weight file (the layers' tensors in exactly one), and 3 parts of 2
+ * layers refused; the export's part split of Llama-3.2-3B's config for sa8295 (w8a16, fp32 as
+ * fp16) is the planner's, part for part. Running
  * the graphs is cli_onnx.sh's, cli_onnx_vlm.sh's and cli_onnx_qdq.sh's (ONNX Runtime); a build
  * without the ONNX writer only checks that the export says so.
  */
 #include "test.h"
 
+#include "core/file.h"
 #include "evlm.h"
 #include "evlm_npu.h"
+#include "npu/onnx_parts.h"
+#include "npu/plan.h"
 
 #ifdef EVLM_ONNX
 #include "io/onnx.h"
@@ -25,6 +33,7 @@
 #endif
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -457,7 +466,163 @@ static void test_export_qdq(evlm_model *m, const char *tmp) {
     unlink(cal);
 }
 
+/* Removes the files of an export folder, then the folder. */
+static void rm_dir(const char *out) {
+    DIR *dp = opendir(out);
+    struct dirent *e;
+    char p[1024];
+    while (dp && (e = readdir(dp)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", out, e->d_name);
+            unlink(p);
+        }
+    if (dp) closedir(dp);
+    rmdir(out);
+}
+
+static const char *dim_str(const Onnx__ValueInfoProto *v, char *buf, size_t cap) {
+    const Onnx__TensorShapeProto *sh = v->type->tensor_type->shape;
+    size_t at = 0;
+    buf[0] = 0;
+    for (size_t i = 0; sh && i < sh->n_dim && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%lld,", (long long)sh->dim[i]->dim_value);
+    return buf;
+}
+
+/* llama-tiny (2 layers) in 2 parts: the graphs' I/O, the hidden_states hand-over, each part's
+ * graphs on its own weight file at the same offsets, every layer tensor in its part alone. */
+static void test_export_parts(evlm_model *m, const char *tmp) {
+    char out[560], p[700];
+    snprintf(out, sizeof out, "%s/parts", tmp);
+    evlm_onnx_params pp = evlm_onnx_default_params();
+    pp.ar = 4;
+    pp.ctx = 16;
+    pp.parts = 3;
+    CHECK(evlm_export_onnx(m, out, &pp) == EVLM_ERR_ARG && strstr(evlm_last_error(), "parts = 3") &&
+          strstr(evlm_last_error(), "2 layers"));
+    CHECK(access(out, F_OK) != 0);
+    pp.parts = 2;
+    CHECK_OK(evlm_export_onnx(m, out, &pp));
+    Onnx__ModelProto *g[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    for (int k = 0; k < 2; k++)
+        for (int d = 0; d < 2; d++) {
+            snprintf(p, sizeof p, "%s/decoder_p%d_ar%d.onnx", out, k, d ? 1 : 4);
+            g[k][d] = read_model(p);
+            CHECKF(g[k][d] != NULL, "%s", p);
+        }
+    if (!g[0][0] || !g[0][1] || !g[1][0] || !g[1][1]) goto done;
+    for (int k = 0; k < 2; k++)
+        for (int d = 0; d < 2; d++) {
+            const Onnx__GraphProto *gr = g[k][d]->graph;
+            const char *in0 = k ? "hidden_states_in" : "input_ids";
+            const char *out0 = k ? "logits" : "hidden_states";
+            char pk[32], pv[32];
+            CHECK(gr->n_input == 5 && gr->n_output == 3);
+            if (gr->n_input != 5 || gr->n_output != 3) continue;
+            CHECK(!strcmp(gr->input[0]->name, in0) && !strcmp(gr->output[0]->name, out0));
+            snprintf(pk, sizeof pk, "past_key_%d", k);
+            snprintf(pv, sizeof pv, "past_value_%d", k);
+            CHECK(!strcmp(gr->input[3]->name, pk) && !strcmp(gr->input[4]->name, pv));
+            snprintf(pk, sizeof pk, "present_key_%d", k);
+            snprintf(pv, sizeof pv, "present_value_%d", k);
+            CHECK(!strcmp(gr->output[1]->name, pk) && !strcmp(gr->output[2]->name, pv));
+            char wf[40];
+            snprintf(wf, sizeof wf, "decoder_p%d.weights.bin", k);
+            for (size_t i = 0; i < gr->n_initializer; i++) {
+                const Onnx__TensorProto *t = gr->initializer[i];
+                if (t->data_location != 1) continue;
+                const char *loc = ext_value(t, "location");
+                CHECKF(loc && !strcmp(loc, wf), "%s of part %d in %s", t->name, k, loc);
+                int l = -1;
+                if (sscanf(t->name, "l%d.", &l) == 1) CHECKF(l == k, "%s in part %d", t->name, k);
+                /* the part's other graph: the same tensor at the same offset */
+                const Onnx__GraphProto *o = g[k][!d]->graph;
+                bool same = false;
+                for (size_t j = 0; j < o->n_initializer && !same; j++)
+                    same = !strcmp(o->initializer[j]->name, t->name) &&
+                           !strcmp(ext_value(o->initializer[j], "offset"), ext_value(t, "offset"));
+                CHECKF(same, "%s: not shared by part %d's graphs", t->name, k);
+            }
+        }
+    /* the hand-over: part 0's hidden_states is part 1's hidden_states_in, [1, n, hidden] */
+    for (int d = 0; d < 2; d++) {
+        char a[64], b[64];
+        dim_str(g[0][d]->graph->output[0], a, sizeof a);
+        dim_str(g[1][d]->graph->input[0], b, sizeof b);
+        CHECKF(!strcmp(a, b) && !strcmp(a, d ? "1,1,64," : "1,4,64,"), "%s vs %s", a, b);
+    }
+    snprintf(p, sizeof p, "%s/manifest.json", out);
+    cJSON *man = read_json(p);
+    CHECK(man != NULL);
+    const cJSON *parts = cJSON_GetObjectItem(man, "parts");
+    CHECK(cJSON_GetArraySize(parts) == 2);
+    CHECK(!cJSON_GetObjectItem(cJSON_GetObjectItem(man, "weights"), "file"));
+    for (int k = 0; k < 2 && cJSON_GetArraySize(parts) == 2; k++) {
+        const cJSON *pt = cJSON_GetArrayItem(parts, k);
+        CHECK(cJSON_GetObjectItem(pt, "first_layer")->valueint == k &&
+              cJSON_GetObjectItem(pt, "n_layers")->valueint == 1);
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(pt, "embedding")) == (k == 0));
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(pt, "head")) == (k == 1));
+    }
+    cJSON_Delete(man);
+done:
+    for (int k = 0; k < 2; k++)
+        for (int d = 0; d < 2; d++)
+            if (g[k][d]) onnx__model_proto__free_unpacked(g[k][d], NULL);
+    rm_dir(out);
+}
+
 #endif
+
+/* One source of truth: the export's part split of a config the planner splits (Llama-3.2-3B at
+ * w8a16 on sa8295: 2 parts) is the planner's, part for part; fp32 splits as fp16; no target and
+ * a forced count split evenly; a count past the layers is refused. No weights needed. */
+static void test_split_agrees(void) {
+    const char *src = getenv("EVLM_SRC");
+    char path[600];
+    snprintf(path, sizeof path, "%s/tests/data/llama-3.2-3b-config.json", src ? src : ".");
+    char *json = NULL;
+    size_t len = 0;
+    CHECK_OK(evlm_read_file(path, 1 << 20, &json, &len));
+    if (!json) return;
+    evlm__plan_model pm;
+    memset(&pm, 0, sizeof pm);
+    CHECK_OK(evlm__plan_parse(path, json, len, &pm));
+    const evlm_npu_target_info *t = evlm_npu_target_find("sa8295");
+    const evlm_npu_precision precs[2] = {EVLM_NPU_W8A16, EVLM_NPU_DEFAULT /* fp32 */};
+    evlm__onnx_part parts[EVLM_PLAN_MAX_PARTS];
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+        evlm_plan_params pp = evlm_plan_default_params();
+        pp.target = "sa8295";
+        pp.precision = precs[i] == EVLM_NPU_DEFAULT ? EVLM_NPU_FP16 : precs[i];
+        pp.n_ctx = 1024;
+        pp.ar = 128;
+        evlm_plan pl;
+        CHECK_OK(evlm_plan_model(path, &pp, &pl));
+        CHECK_OK(evlm__onnx_split(&pm.text, t, precs[i], 128, 1024, 0, parts, &n));
+        printf("Llama-3.2-3B %s on sa8295: planner %d parts, export %d parts\n",
+               i ? "fp32 (as fp16)" : "w8a16", pl.n_parts, n);
+        CHECKF(n == pl.n_parts && n >= 2, "export %d parts, planner %d", n, pl.n_parts);
+        for (int k = 0; k < n && n == pl.n_parts; k++) {
+            const evlm_plan_part *a = &pl.parts[k];
+            CHECK(parts[k].embedding == a->embedding && parts[k].head == a->head);
+            if (a->first_layer >= 0)
+                CHECK(parts[k].first == a->first_layer && parts[k].end == a->last_layer + 1);
+            else
+                CHECK(parts[k].first == parts[k].end);
+        }
+    }
+    CHECK_OK(evlm__onnx_split(&pm.text, NULL, EVLM_NPU_W8A16, 128, 1024, 0, parts, &n));
+    CHECK(n == 1 && parts[0].first == 0 && parts[0].end == 28 && parts[0].embedding &&
+          parts[0].head);
+    CHECK_OK(evlm__onnx_split(&pm.text, t, EVLM_NPU_W8A16, 128, 1024, 3, parts, &n));
+    CHECK(n == 3 && parts[0].end == 9 && parts[1].first == 9 && parts[1].end == 18 &&
+          parts[2].first == 18 && parts[2].end == 28 && !parts[1].embedding && !parts[1].head);
+    CHECK(evlm__onnx_split(&pm.text, t, EVLM_NPU_W8A16, 128, 1024, 29, parts, &n) == EVLM_ERR_ARG &&
+          strstr(evlm_last_error(), "28 layers"));
+    free(json);
+}
 
 static void test_export(const char *shared, const char *tmp) {
     char dir[512], out[560];
@@ -503,6 +668,7 @@ static void test_export(const char *shared, const char *tmp) {
     snprintf(man, sizeof man, "%s/manifest.json", out);
     CHECK(access(man, F_OK) == 0);
     rm_export(out);
+    test_export_parts(m, tmp);
     test_export_qdq(m, tmp);
     evlm_model_free(m);
     test_export_vision(shared, tmp);
@@ -522,6 +688,7 @@ int main(void) {
     snprintf(p, sizeof p, "%s/tiny.onnx", tmp);
     unlink(p);
 #endif
+    test_split_agrees();
     const char *shared = test_shared_dir();
     if (shared) test_export(shared, tmp);
     rmdir(tmp);
