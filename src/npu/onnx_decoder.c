@@ -1,7 +1,9 @@
 /*
  * onnx_decoder.c - evlm_export_onnx (include/evlm_npu.h): the text decoder as two static-shape
  * float32 ONNX graphs for ONNX Runtime and its QNN execution provider, AR-N prefill and AR-1
- * decode, sharing one external weight file, described by manifest.json.
+ * decode, sharing one external weight file, described by manifest.json; past the target's
+ * per-graph limit (or as evlm_onnx_params.parts forces) split by layer ranges into parts, each
+ * with its own weight file and both graphs, the hidden states handed on as graph I/O.
  *
  * Graph of n new tokens over a window of C = P + n slots (P past slots):
  *   inputs  input_ids [1, n] int64, position_ids [1, n] int64, attention_mask [1, 1, n, C]
@@ -15,12 +17,14 @@
  * RoPE rotate-half from cos / sin tables [C, head_dim] gathered by position_ids; GQA by folding
  * each kv head's query heads into rows ([1, kv, group * n, head_dim]) against a mask repeated
  * group times (4-D tensors only); linear layers as MatMul with weights stored [in, out]; the
- * head as Gemm(transB) over the [vocab, hidden] table, so a tied embedding is stored once.
+ * head as Gemm(transB) over the [vocab, hidden] table, so a tied embedding is stored once (a split
+ * export: once more in the last part).
  *
  * It reads the model through model/model.h alone. Not here (issue 19, next): QDQ precisions,
  * M-RoPE's 3-D positions (a Qwen2-VL text half exports for text-only prompts, where the three
  * positions are equal), the vision encoder (onnx_vision.c; here only the prefill graph's
- * image_features / image_mask inputs and the manifest entries), part splits by target.
+ * image_features / image_mask inputs and the manifest entries), the split's arithmetic (the
+ * planner's, through onnx_parts.h).
  */
 #include "evlm_npu.h"
 
