@@ -224,7 +224,10 @@ def main():
                     prec, pct(acc[label]), 100 * (acc[label] - acc["float"]),
                     e["decoder_mb"], e["vision_mb"], e["total_mb"]))
     L += ["", "The vision graph is float32 in every export (only the decoder is quantized);"
-          " the decoder file keeps a float32 embedding table for `Gather`.", "",
+          " the decoder file keeps a float32 embedding table for `Gather` (about 50 MB; fp32"
+          " reads the head from it, the other precisions store their own head copy, hence fp16"
+          " above fp32). The folder also holds the .onnx graphs and `encodings.json` (AIMET"
+          " text: one entry per output channel, for w4a16 per block, hence its size).", "",
           "ONNX Runtime (`node scripts/ort_run.mjs DIR -m MODEL --image F -p Q -n %d`, every"
           " forward pass in ONNX Runtime) against evlm's greedy answer with `--sim DIR` (the"
           " answers `evlm eval -v --sim DIR` printed; any that differ re-checked with `evlm run"
