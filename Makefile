@@ -4,7 +4,7 @@ CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 FATAL ?= $(if $(CI),ON,OFF)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all build test test-deps format-check test-release test-asan test-tsan test-arm demo bench compression-report fuzz format deps clean
+.PHONY: all build test test-deps format-check test-release test-asan test-tsan test-arm demo bench compression-report npu-report fuzz format deps clean
 
 all: build
 
@@ -60,6 +60,9 @@ bench: build
 
 compression-report: build
 	@python3 scripts/compression_report.py
+
+npu-report: build
+	@python3 scripts/npu_report.py
 
 fuzz:
 	cmake --preset fuzz >/dev/null
