@@ -11,33 +11,8 @@
 # gives the whole export's logits bitwise. Hostile: --parts 3 on 2 layers refused naming the
 # layer count. Skipped (77) as cli_onnx.sh is.
 set -u
-S="${EVLM_SHARED:-}"
-F="$S/fixtures"
-if [ "${EVLM_SANITIZED:-0}" = 1 ]; then echo "SKIP: sanitizer / emulated build"; exit 77; fi
-if [ ! -d "$F/llama-tiny" ]; then echo "SKIP: $F not found"; exit 77; fi
-if ! command -v node >/dev/null; then echo "SKIP: node not found (scripts/deps.sh)"; exit 77; fi
-RUN="$EVLM_SRC/scripts/ort_run.mjs"
-if ! node -e "require(process.argv[1] + '/build/npm/node_modules/onnxruntime-node')" \
-     "$EVLM_SRC" >/dev/null 2>&1 && ! node -e "require('onnxruntime-node')" >/dev/null 2>&1; then
-  echo "SKIP: onnxruntime-node not installed (scripts/deps.sh puts it in build/npm)"; exit 77
-fi
-BIN="$EVLM_BIN"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-err() { # pattern, command...
-  local pat=$1; shift
-  local e rc; e=$("$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] &&
-     printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
-}
-
-e=$("$BIN" export-onnx -m "$F/llama-tiny" -o "$tmp/probe" --ar 8 --ctx 64 2>&1 >/dev/null)
-if printf '%s' "$e" | grep -q "EVLM_ONNX=OFF"; then
-  echo "SKIP: built without the ONNX export"; exit 77
-fi
-rm -rf "$tmp/probe"
+ONNX_FIXTURE=llama-tiny
+. "$(dirname "$0")/onnx_common.sh"
 
 for i in 1 2 3 4 5 6; do
   echo "The little robot $i read about the quick brown fox, the lazy dog and a red kite."
