@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 evlm_status evlm_json_parse(const char *what, const char *data, size_t len, cJSON **out) {
     const char *end = NULL;
@@ -43,6 +44,40 @@ evlm_status evlm_json_int(const char *file, const cJSON *obj, const char *key, i
                           file, key, d, (long long)lo, (long long)hi);
     *out = (int64_t)d;
     return EVLM_OK;
+}
+
+evlm_status evlm_json_int32(const char *file, const cJSON *obj, const char *key, int64_t lo,
+                            int64_t hi, int *out) {
+    if (!obj) return EVLM_OK;
+    int64_t v = *out;
+    EVLM_TRY(evlm_json_int(file, obj, key, lo, hi, &v));
+    *out = (int)v;
+    return EVLM_OK;
+}
+
+evlm_status evlm_json_parse_into(const char *what, const char *json, size_t len,
+                                 evlm_json_fill_fn fn, void *out, size_t size) {
+    if (!what) what = "config.json";
+    if (!json || !out) return evlm__fail(EVLM_ERR_ARG, "%s: NULL argument", what);
+    memset(out, 0, size);
+    cJSON *root = NULL;
+    EVLM_TRY(evlm_json_parse(what, json, len, &root));
+    evlm_status st = fn(what, root, out);
+    cJSON_Delete(root);
+    if (st != EVLM_OK) memset(out, 0, size);
+    return st;
+}
+
+evlm_status evlm_json_load_dir_into(const evlm_dir *d, const char *name, evlm_json_fill_fn fn,
+                                    void *out, size_t size) {
+    char path[4096];
+    EVLM_TRY(evlm_dir_name(d, name, path, sizeof path));
+    char *json = NULL;
+    size_t n = 0;
+    EVLM_TRY(evlm_dir_read(d, name, EVLM_JSON_MAX_FILE, &json, &n));
+    evlm_status st = evlm_json_parse_into(path, json, n, fn, out, size);
+    free(json);
+    return st;
 }
 
 evlm_status evlm_json_num(const char *file, const cJSON *obj, const char *key, double *out) {

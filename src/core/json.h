@@ -26,9 +26,21 @@ evlm_status evlm_json_image_processor(const evlm_dir *d, cJSON **root, const cJS
 /* Parses a buffer; `what` names it in errors. */
 evlm_status evlm_json_parse(const char *what, const char *data, size_t len, cJSON **out);
 
+/* A config struct of `size` bytes at out filled by fn from JSON text (`what` names it, default
+ * "config.json"): zeroed first, and again when parsing or fn fails. */
+typedef evlm_status (*evlm_json_fill_fn)(const char *file, const cJSON *root, void *out);
+evlm_status evlm_json_parse_into(const char *what, const char *json, size_t len,
+                                 evlm_json_fill_fn fn, void *out, size_t size);
+/* The same from the file `name` of d, named in errors by its path. */
+evlm_status evlm_json_load_dir_into(const evlm_dir *d, const char *name, evlm_json_fill_fn fn,
+                                    void *out, size_t size);
+
 /* Optional fields (ok when absent or null). */
 evlm_status evlm_json_int(const char *file, const cJSON *obj, const char *key, int64_t lo,
                           int64_t hi, int64_t *out);
+/* The same into an int; obj NULL (an absent section) reads nothing. */
+evlm_status evlm_json_int32(const char *file, const cJSON *obj, const char *key, int64_t lo,
+                            int64_t hi, int *out);
 evlm_status evlm_json_num(const char *file, const cJSON *obj, const char *key, double *out);
 evlm_status evlm_json_bool(const char *file, const cJSON *obj, const char *key, bool *out);
 /* *out points into the cJSON tree. */

@@ -18,15 +18,6 @@
 #include <string.h>
 
 /* An optional integer field: *out keeps its default when absent. */
-static evlm_status opt_int(const char *file, const cJSON *obj, const char *key, int64_t lo,
-                           int64_t hi, int *out) {
-    if (!obj) return EVLM_OK;
-    int64_t v = *out;
-    EVLM_TRY(evlm_json_int(file, obj, key, lo, hi, &v));
-    *out = (int)v;
-    return EVLM_OK;
-}
-
 /* The sub-object `key` of root, NULL when absent or null; an error when not an object. */
 static evlm_status sub_object(const char *file, const cJSON *root, const char *key,
                               const cJSON **out) {
@@ -39,7 +30,8 @@ static evlm_status sub_object(const char *file, const cJSON *root, const char *k
     return EVLM_OK;
 }
 
-static evlm_status parse_config(const char *file, const cJSON *root, evlm_idefics3_config *c) {
+static evlm_status parse_config(const char *file, const cJSON *root, void *out) {
+    evlm_idefics3_config *c = out;
     if (!cJSON_IsObject(root)) return evlm__fail(EVLM_ERR_FORMAT, "%s: not a JSON object", file);
     const cJSON *vc, *tc;
     EVLM_TRY(sub_object(file, root, "vision_config", &vc));
@@ -58,13 +50,13 @@ static evlm_status parse_config(const char *file, const cJSON *root, evlm_idefic
     c->patch_size = 32;
     double eps = 1e-6;
     const char *act = "gelu_pytorch_tanh";
-    EVLM_TRY(opt_int(vfile, vc, "hidden_size", 1, 65536, &c->hidden_size));
-    EVLM_TRY(opt_int(vfile, vc, "intermediate_size", 1, 1 << 20, &c->intermediate_size));
-    EVLM_TRY(opt_int(vfile, vc, "num_hidden_layers", 1, 1024, &c->n_layers));
-    EVLM_TRY(opt_int(vfile, vc, "num_attention_heads", 1, 1024, &c->n_heads));
-    EVLM_TRY(opt_int(vfile, vc, "num_channels", 1, 16, &c->num_channels));
-    EVLM_TRY(opt_int(vfile, vc, "image_size", 1, 8192, &c->image_size));
-    EVLM_TRY(opt_int(vfile, vc, "patch_size", 1, 8192, &c->patch_size));
+    EVLM_TRY(evlm_json_int32(vfile, vc, "hidden_size", 1, 65536, &c->hidden_size));
+    EVLM_TRY(evlm_json_int32(vfile, vc, "intermediate_size", 1, 1 << 20, &c->intermediate_size));
+    EVLM_TRY(evlm_json_int32(vfile, vc, "num_hidden_layers", 1, 1024, &c->n_layers));
+    EVLM_TRY(evlm_json_int32(vfile, vc, "num_attention_heads", 1, 1024, &c->n_heads));
+    EVLM_TRY(evlm_json_int32(vfile, vc, "num_channels", 1, 16, &c->num_channels));
+    EVLM_TRY(evlm_json_int32(vfile, vc, "image_size", 1, 8192, &c->image_size));
+    EVLM_TRY(evlm_json_int32(vfile, vc, "patch_size", 1, 8192, &c->patch_size));
     if (vc) {
         EVLM_TRY(evlm_json_num(vfile, vc, "layer_norm_eps", &eps));
         EVLM_TRY(evlm_json_str(vfile, vc, "hidden_act", &act));
@@ -102,8 +94,8 @@ static evlm_status parse_config(const char *file, const cJSON *root, evlm_idefic
     /* transformers' Idefics3Config defaults */
     c->scale_factor = 2;
     c->image_token_id = 128257;
-    EVLM_TRY(opt_int(file, root, "scale_factor", 1, 256, &c->scale_factor));
-    EVLM_TRY(opt_int(file, root, "image_token_id", 0, INT32_MAX, &c->image_token_id));
+    EVLM_TRY(evlm_json_int32(file, root, "scale_factor", 1, 256, &c->scale_factor));
+    EVLM_TRY(evlm_json_int32(file, root, "image_token_id", 0, INT32_MAX, &c->image_token_id));
     if (c->patches_per_side % c->scale_factor != 0)
         return evlm__fail(EVLM_ERR_FORMAT,
                           "%s: field \"scale_factor\" = %d does not divide the %d patches per "
@@ -117,21 +109,13 @@ static evlm_status parse_config(const char *file, const cJSON *root, evlm_idefic
 
     /* LlamaConfig's default width when text_config (or its hidden_size) is absent */
     c->text_hidden_size = 4096;
-    EVLM_TRY(opt_int(tfile, tc, "hidden_size", 1, 65536, &c->text_hidden_size));
+    EVLM_TRY(evlm_json_int32(tfile, tc, "hidden_size", 1, 65536, &c->text_hidden_size));
     return EVLM_OK;
 }
 
 evlm_status evlm_idefics3_config_parse(const char *what, const char *json, size_t len,
                                        evlm_idefics3_config *cfg) {
-    if (!what) what = "config.json";
-    if (!json || !cfg) return evlm__fail(EVLM_ERR_ARG, "%s: NULL argument", what);
-    memset(cfg, 0, sizeof *cfg);
-    cJSON *root = NULL;
-    EVLM_TRY(evlm_json_parse(what, json, len, &root));
-    evlm_status st = parse_config(what, root, cfg);
-    cJSON_Delete(root);
-    if (st != EVLM_OK) memset(cfg, 0, sizeof *cfg);
-    return st;
+    return evlm_json_parse_into(what, json, len, parse_config, cfg, sizeof *cfg);
 }
 
 evlm_status evlm_idefics3_config_load(const char *dir, evlm_idefics3_config *cfg) {
@@ -140,12 +124,5 @@ evlm_status evlm_idefics3_config_load(const char *dir, evlm_idefics3_config *cfg
 }
 
 evlm_status evlm_idefics3_config_load_dir(const evlm_dir *d, evlm_idefics3_config *cfg) {
-    char path[4096];
-    EVLM_TRY(evlm_dir_name(d, "config.json", path, sizeof path));
-    char *json = NULL;
-    size_t n = 0;
-    EVLM_TRY(evlm_dir_read(d, "config.json", EVLM_JSON_MAX_FILE, &json, &n));
-    evlm_status st = evlm_idefics3_config_parse(path, json, n, cfg);
-    free(json);
-    return st;
+    return evlm_json_load_dir_into(d, "config.json", parse_config, cfg, sizeof *cfg);
 }

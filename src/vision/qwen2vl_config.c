@@ -9,17 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static evlm_status opt_int(const char *file, const cJSON *obj, const char *key, int64_t lo,
-                           int64_t hi, int *out) {
-    if (!obj) return EVLM_OK;
-    int64_t v = *out;
-    EVLM_TRY(evlm_json_int(file, obj, key, lo, hi, &v));
-    *out = (int)v;
-    return EVLM_OK;
-}
-
-static evlm_status parse_config(const char *file, const cJSON *root,
-                                evlm_qwen2vl_vision_config *c) {
+static evlm_status parse_config(const char *file, const cJSON *root, void *out) {
+    evlm_qwen2vl_vision_config *c = out;
     if (!cJSON_IsObject(root)) return evlm__fail(EVLM_ERR_FORMAT, "%s: not a JSON object", file);
     const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
     if (vc && cJSON_IsNull(vc)) vc = NULL;
@@ -39,15 +30,15 @@ static evlm_status parse_config(const char *file, const cJSON *root,
     c->temporal_patch_size = 2;
     double mlp_ratio = 4.0;
     const char *act = "quick_gelu";
-    EVLM_TRY(opt_int(vf, vc, "depth", 1, 1024, &c->depth));
-    EVLM_TRY(opt_int(vf, vc, "embed_dim", 1, 65536, &c->embed_dim));
-    EVLM_TRY(opt_int(vf, vc, "hidden_size", 1, 65536, &c->hidden_size));
-    EVLM_TRY(opt_int(vf, vc, "num_heads", 1, 1024, &c->n_heads));
-    EVLM_TRY(opt_int(vf, vc, "in_chans", 1, 16, &c->in_channels));
-    EVLM_TRY(opt_int(vf, vc, "in_channels", 1, 16, &c->in_channels));
-    EVLM_TRY(opt_int(vf, vc, "patch_size", 1, 1024, &c->patch_size));
-    EVLM_TRY(opt_int(vf, vc, "spatial_merge_size", 1, 64, &c->spatial_merge_size));
-    EVLM_TRY(opt_int(vf, vc, "temporal_patch_size", 1, 16, &c->temporal_patch_size));
+    EVLM_TRY(evlm_json_int32(vf, vc, "depth", 1, 1024, &c->depth));
+    EVLM_TRY(evlm_json_int32(vf, vc, "embed_dim", 1, 65536, &c->embed_dim));
+    EVLM_TRY(evlm_json_int32(vf, vc, "hidden_size", 1, 65536, &c->hidden_size));
+    EVLM_TRY(evlm_json_int32(vf, vc, "num_heads", 1, 1024, &c->n_heads));
+    EVLM_TRY(evlm_json_int32(vf, vc, "in_chans", 1, 16, &c->in_channels));
+    EVLM_TRY(evlm_json_int32(vf, vc, "in_channels", 1, 16, &c->in_channels));
+    EVLM_TRY(evlm_json_int32(vf, vc, "patch_size", 1, 1024, &c->patch_size));
+    EVLM_TRY(evlm_json_int32(vf, vc, "spatial_merge_size", 1, 64, &c->spatial_merge_size));
+    EVLM_TRY(evlm_json_int32(vf, vc, "temporal_patch_size", 1, 16, &c->temporal_patch_size));
     if (vc) {
         EVLM_TRY(evlm_json_num(vf, vc, "mlp_ratio", &mlp_ratio));
         EVLM_TRY(evlm_json_str(vf, vc, "hidden_act", &act));
@@ -91,15 +82,7 @@ static evlm_status parse_config(const char *file, const cJSON *root,
 
 evlm_status evlm_qwen2vl_vision_config_parse(const char *what, const char *json, size_t len,
                                              evlm_qwen2vl_vision_config *cfg) {
-    if (!what) what = "config.json";
-    if (!json || !cfg) return evlm__fail(EVLM_ERR_ARG, "%s: NULL argument", what);
-    memset(cfg, 0, sizeof *cfg);
-    cJSON *root = NULL;
-    EVLM_TRY(evlm_json_parse(what, json, len, &root));
-    evlm_status st = parse_config(what, root, cfg);
-    cJSON_Delete(root);
-    if (st != EVLM_OK) memset(cfg, 0, sizeof *cfg);
-    return st;
+    return evlm_json_parse_into(what, json, len, parse_config, cfg, sizeof *cfg);
 }
 
 evlm_status evlm_qwen2vl_vision_config_load(const char *dir, evlm_qwen2vl_vision_config *cfg) {
@@ -109,12 +92,5 @@ evlm_status evlm_qwen2vl_vision_config_load(const char *dir, evlm_qwen2vl_vision
 
 evlm_status evlm_qwen2vl_vision_config_load_dir(const evlm_dir *d,
                                                 evlm_qwen2vl_vision_config *cfg) {
-    char path[4096];
-    EVLM_TRY(evlm_dir_name(d, "config.json", path, sizeof path));
-    char *json = NULL;
-    size_t n = 0;
-    EVLM_TRY(evlm_dir_read(d, "config.json", EVLM_JSON_MAX_FILE, &json, &n));
-    evlm_status st = evlm_qwen2vl_vision_config_parse(path, json, n, cfg);
-    free(json);
-    return st;
+    return evlm_json_load_dir_into(d, "config.json", parse_config, cfg, sizeof *cfg);
 }
