@@ -195,17 +195,6 @@ const evlm__deq_row evlm__neon_deq[EVLM_TYPE_COUNT] = {
     [EVLM_TYPE_Q4_1] = deq_Q4_1,
 };
 
-/* Row r of an R16 matrix of base type bt to float: each block gathered back into ggml bytes
- * (quant/repack.h), then the base type's row decoder. */
-static void dequant_r16_row(const char *w, int r, float *dst, int k, evlm_type bt,
-                            evlm__deq_row deq) {
-    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
-    for (int b = 0; b < k / EVLM_QK; b++) {
-        evlm_r16_get_block(evlm_type_r16(bt), w, k, r, b, blk);
-        deq(blk, dst + (size_t)b * EVLM_QK, EVLM_QK);
-    }
-}
-
 /* float types by their entry, float R16 forms by their base's, block types (and their R16 forms)
  * dequantized by their base's row decoder; the rest to ref */
 static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
@@ -231,10 +220,7 @@ static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const vo
     }
     /* quantized weights, act f32: each row dequantized once into scratch, then as an F32 row */
     for (int n = n0; n < n1; n++) {
-        if (base != wt)
-            dequant_r16_row(wc, n, scratch, k, base, deq);
-        else
-            deq(wc + (size_t)n * ldw, scratch, k);
+        evlm__deq_matrix_row(wc, ldw, wt, n, scratch, k, deq);
         gemm_tiles(ftiles_F32, y + n, ldy, x, ldx, (const char *)scratch, 0, m, 0, 1, k);
     }
 }

@@ -97,3 +97,16 @@ bool evlm__q8_gemm(const evlm__q8_kern kern[EVLM_TYPE_COUNT], const evlm__q8_sha
     }
     return true;
 }
+
+void evlm__deq_matrix_row(const void *w, size_t ldw, evlm_type wt, int n, float *dst, int k,
+                          evlm__deq_row deq) {
+    if (!evlm_type_is_r16(wt)) {
+        deq((const char *)w + (size_t)n * ldw, dst, k);
+        return;
+    }
+    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
+    for (int b = 0; b < k / EVLM_QK; b++) {
+        evlm_r16_get_block(wt, w, k, n, b, blk);
+        deq(blk, dst + (size_t)b * EVLM_QK, EVLM_QK);
+    }
+}

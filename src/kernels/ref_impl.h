@@ -136,6 +136,10 @@ bool evlm__q8_gemm(const evlm__q8_kern kern[EVLM_TYPE_COUNT], const evlm__q8_sha
 /* The dequantizing gemm's row decoder of one block type: k elements (k a multiple of 32) of the
  * row at w (the type's file layout) to floats, value for value as evlm_dequantize_row. */
 typedef void (*evlm__deq_row)(const void *w, float *dst, int k);
+/* Row n of a block matrix of type wt (row-major, ldw bytes apart, or its R16 form: each block
+ * gathered back into ggml bytes, quant/repack.h) to k floats through deq, its base's decoder. */
+void evlm__deq_matrix_row(const void *w, size_t ldw, evlm_type wt, int n, float *dst, int k,
+                          evlm__deq_row deq);
 
 /* Float R16 gemm (F32_R16 / F16_R16 / BF16_R16, quant/repack.h). A tile computes y rows [0, MR)
  * and outputs [0, lim) (lim <= 16 G: the last group may be partial; nothing past lim is read or

@@ -386,17 +386,6 @@ const evlm__deq_row evlm__avx2_deq[EVLM_TYPE_COUNT] = {
     [EVLM_TYPE_Q4_1] = deq_Q4_1,
 };
 
-/* Row r of an R16 matrix of base type bt to float: each block gathered back into ggml bytes
- * (quant/repack.h), then the base type's row decoder. */
-static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type bt,
-                            evlm__deq_row deq) {
-    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
-    for (int b = 0; b < k / EVLM_QK; b++) {
-        evlm_r16_get_block(evlm_type_r16(bt), w, k, r, b, blk);
-        deq(blk, dst + (size_t)b * EVLM_QK, EVLM_QK);
-    }
-}
-
 /* x (k) . w (k), k a multiple of 32, 4 accumulators of 8 lanes */
 static float dot32(const float *x, const float *w, int k) {
     __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -419,10 +408,7 @@ void evlm__avx2_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const
         return;
     }
     for (int n = n0; n < n1; n++) {
-        if (base != wt)
-            dequant_row_r16(w, n, scratch, k, base, deq);
-        else
-            deq((const char *)w + (size_t)n * ldw, scratch, k);
+        evlm__deq_matrix_row(w, ldw, wt, n, scratch, k, deq);
         for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);
     }
 }

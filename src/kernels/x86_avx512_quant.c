@@ -361,17 +361,6 @@ const evlm__deq_row evlm__avx512vnni_deq[EVLM_TYPE_COUNT] = {
     [EVLM_TYPE_Q4_1] = deq_Q4_1,
 };
 
-/* Row r of an R16 matrix of base type bt to float: each block gathered back into ggml bytes
- * (quant/repack.h), then the base type's row decoder. */
-static void dequant_row_r16(const void *w, int r, float *dst, int k, evlm_type bt,
-                            evlm__deq_row deq) {
-    char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
-    for (int b = 0; b < k / EVLM_QK; b++) {
-        evlm_r16_get_block(evlm_type_r16(bt), w, k, r, b, blk);
-        deq(blk, dst + (size_t)b * EVLM_QK, EVLM_QK);
-    }
-}
-
 /* x (k) . w (k), k a multiple of 32, 2 accumulators of 16 lanes */
 static float dot32(const float *x, const float *w, int k) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -395,10 +384,7 @@ void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx,
         return;
     }
     for (int n = n0; n < n1; n++) {
-        if (base != wt)
-            dequant_row_r16(w, n, scratch, k, base, deq);
-        else
-            deq((const char *)w + (size_t)n * ldw, scratch, k);
+        evlm__deq_matrix_row(w, ldw, wt, n, scratch, k, deq);
         for (int i = 0; i < m; i++) y[(size_t)i * ldy + n] = dot32(x + (size_t)i * ldx, scratch, k);
     }
 }
