@@ -37,28 +37,11 @@ AR, CTX, NPRED = 64, 256, 64
 EXPORTS = [("fp32", "fp32", None, True), ("fp16", "fp16", "sa8295", False),
            ("w8a16", "w8a16", "sa8295", True), ("w8a8", "w8a8", "sa8295", True),
            ("w4a16", "w4a16", "sa8255", True)]
-log = lambda *a: print(*a, file=sys.stderr, flush=True)
-
-
-def run(args, check=True):
-    log("$ " + " ".join(args))
-    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if check and r.returncode != 0:
-        raise SystemExit("failed: %s\n%s" % (" ".join(args), r.stderr[-2000:]))
-    return r
-
-
-def last_json(out):
-    return json.loads(out.strip().splitlines()[-1])
+from report_common import cpu_name, last_json, log, run  # noqa: E402
 
 
 def machine():
-    try:
-        cpu = open("/proc/cpuinfo").read()
-        name = next(l.split(":", 1)[1].strip() for l in cpu.splitlines()
-                    if l.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or "?"
+    name = cpu_name()
     ort = "?"
     for p in ("build/npm/node_modules/onnxruntime-node/package.json",):
         if os.path.exists(p):

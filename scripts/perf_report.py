@@ -23,19 +23,7 @@ LLAMA_CPP = {
     ("qwen2-1.5b", "f16"): (64, 10.1), ("qwen2-1.5b", "q8_0"): (78, 15.5), ("qwen2-1.5b", "q4_0"): (68, 33.2),
 }
 
-log = lambda *a: print(*a, file=sys.stderr, flush=True)
-
-
-def run(args, check=True):
-    log("$ " + " ".join(args))
-    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if check and r.returncode != 0:
-        raise SystemExit("failed: %s\n%s" % (" ".join(args), r.stderr[-2000:]))
-    return r
-
-
-def last_json(out):
-    return json.loads(out.strip().splitlines()[-1])
+from report_common import last_json, log, run  # noqa: E402
 
 
 def has_quantize():
