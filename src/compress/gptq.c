@@ -1,4 +1,6 @@
-/* gptq.c - GPTQ into ggml block formats (see gptq.h). */
+/* gptq.c - GPTQ into ggml block formats and onto the ONNX export's symmetric grids (see
+ * gptq.h). One column sweep serves both: a grid (the table below) says how many columns share a
+ * scale, chooses the scale from the current weights and rounds a weight onto it. */
 #include "compress/gptq.h"
 
 #include "compress/rtn.h"
@@ -132,6 +134,45 @@ static const grid_fns k_grids[EVLM_TYPE_COUNT] = {
     [EVLM_TYPE_Q4_1] = {q4_1_init, q4_1_put},
 };
 
+/* ---- the export's symmetric grids (gptq.h) ---------------------------------------------- */
+
+/* A group's scale from its m current weights x (written to *scale). */
+static grid sym_init(const evlm_gptq_sym *sg, const float *x, int64_t m, float *scale) {
+    grid g = {0};
+    float amax = 0.0f;
+    for (int64_t j = 0; j < m; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    g.dq = evlm_gptq_sym_scale(amax, sg->qmax);
+    *scale = g.dq;
+    return g;
+}
+
+static float sym_put(const evlm_gptq_sym *sg, const grid *g, float x, int8_t *code) {
+    int8_t q = evlm_gptq_sym_code(x, g->dq, sg->qmax);
+    *code = q;
+    return (float)q * g->dq; /* DequantizeLinear: (q - 0) * scale */
+}
+
+static int64_t sym_groups(const evlm_gptq_sym *sg, int64_t k) {
+    return sg->group >= k ? 1 : (k + sg->group - 1) / sg->group;
+}
+
+/* Row r of the grid's codes times their scales. */
+static void sym_row(const evlm_gptq_sym *sg, int64_t r, int64_t k, float *out) {
+    const int64_t gs = sg->group < k ? sg->group : k, nb = sym_groups(sg, k);
+    for (int64_t i = 0; i < k; i++)
+        out[i] = (float)sg->codes[r * k + i] * sg->scales[r * nb + i / gs];
+}
+
+void evlm_gptq_sym_round(const evlm_gptq_sym *sg, const float *w, int64_t n, int64_t k) {
+    const int64_t gs = sg->group < k ? sg->group : k, nb = sym_groups(sg, k);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t i0 = b * gs, i1 = i0 + gs < k ? i0 + gs : k;
+            grid g = sym_init(sg, w + r * k + i0, i1 - i0, &sg->scales[r * nb + b]);
+            for (int64_t i = i0; i < i1; i++) sym_put(sg, &g, w[r * k + i], &sg->codes[r * k + i]);
+        }
+}
+
 /* ---- H^-1 = U^T U ---------------------------------------------------------------------- */
 
 /* h (k x k, row-major, symmetric) damped in place with lambda = damp * mean diag; on success the
@@ -154,6 +195,7 @@ static lapack_int chol_inverse_upper(double *h, int64_t k, double damp) {
 
 typedef struct sweep {
     evlm_type t;
+    const evlm_gptq_sym *sym; /* non-NULL: this symmetric grid instead of the block type t */
     int64_t n, k, bc;
     const float *u; /* k x k, upper triangle valid */
     float *w;       /* n x k working weights */
@@ -171,22 +213,31 @@ typedef struct sweep {
 
 static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
     const int64_t k = s->k, bc = s->bc;
+    const evlm_gptq_sym *sg = s->sym;
+    const int64_t gs = sg ? (sg->group < k ? sg->group : k) : EVLM_QK; /* columns per scale */
+    const int64_t nb = sg ? sym_groups(sg, k) : 0;
     for (int64_t i1 = 0; i1 < k; i1 += bc) {
         int64_t i2 = i1 + bc < k ? i1 + bc : k;
         for (int64_t r = r0; r < r1; r++) {
             float *w = s->w + r * k, *e = s->err + r * bc, *tr = s->trace ? s->trace + r * k : NULL;
-            char *orow = (char *)s->out + (size_t)r * s->rb;
-            const grid_fns *gf = &k_grids[s->t];
+            char *orow = sg ? NULL : (char *)s->out + (size_t)r * s->rb;
+            const grid_fns *gf = sg ? NULL : &k_grids[s->t];
             grid g = {0};
             void *blk = NULL;
             for (int64_t i = i1; i < i2; i++) {
-                if (i % EVLM_QK == 0) {
-                    blk = orow + (size_t)(i / EVLM_QK) * evlm_type_size(s->t);
-                    g = gf->init(w + i, blk);
+                if (i % gs == 0) {
+                    if (sg)
+                        g = sym_init(sg, w + i, i + gs < k ? gs : k - i,
+                                     &sg->scales[r * nb + i / gs]);
+                    else {
+                        blk = orow + (size_t)(i / EVLM_QK) * evlm_type_size(s->t);
+                        g = gf->init(w + i, blk);
+                    }
                 }
                 float x = w[i];
                 if (tr) tr[i] = x;
-                float q = gf->put(&g, x, (int)(i % EVLM_QK), blk);
+                float q = sg ? sym_put(sg, &g, x, &sg->codes[r * k + i])
+                             : gf->put(&g, x, (int)(i % EVLM_QK), blk);
                 const float *urow = s->u + i * k;
                 float d = (x - q) / urow[i];
                 e[i - i1] = d;
@@ -209,7 +260,10 @@ static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
     }
     /* per-row output error against the original weights, from the undamped xtx */
     for (int64_t r = r0; r < r1; r++) {
-        evlm_dequantize_row(s->t, (const char *)s->out + (size_t)r * s->rb, deq, k);
+        if (sg)
+            sym_row(sg, r, k, deq);
+        else
+            evlm_dequantize_row(s->t, (const char *)s->out + (size_t)r * s->rb, deq, k);
         const float *w0 = s->w0 + r * k;
         double se = 0.0, sr = 0.0;
         for (int64_t i = 0; i < k; i++) {
@@ -237,19 +291,16 @@ static void sweep_task(void *arg, int ith, int nth) {
     if (r0 < r1) sweep_rows(s, r0, r1, s->deq + (size_t)ith * (size_t)s->k);
 }
 
-evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
-                               int64_t n_samples, const evlm_gptq_params *p, evlm_pool *pool,
-                               void *out, evlm_gptq_result *res) {
-    evlm_gptq_params dp = evlm_gptq_default_params();
-    if (!p) p = &dp;
-    memset(res, 0, sizeof *res);
-    EVLM_TRY(evlm_compress_check_shape("gptq", t, n, k));
-    if (!k_grids[t].init)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "gptq: no GPTQ grid for %s", evlm_type_name(t));
+/* The sweep onto block type t (sym NULL) or onto sym's grid, after the caller's checks of the
+ * grid. */
+static evlm_status gptq_run(evlm_type t, const evlm_gptq_sym *sym, const float *w, int64_t n,
+                            int64_t k, const double *xtx, int64_t n_samples,
+                            const evlm_gptq_params *p, evlm_pool *pool, void *out,
+                            evlm_gptq_result *res) {
     if (!w || !xtx || !out)
         return evlm__fail(EVLM_ERR_ARG, "gptq: NULL weights, statistics or output");
     if (n_samples <= 0) return evlm__fail(EVLM_ERR_ARG, "gptq: no calibration rows");
-    if (!(p->damp >= 0.0) || p->block_cols <= 0 || p->block_cols % EVLM_QK || p->max_retries < 0)
+    if (!(p->damp >= 0.0) || p->block_cols <= 0 || p->max_retries < 0)
         return evlm__fail(EVLM_ERR_ARG, "gptq: bad parameters (damp %g, block_cols %d)", p->damp,
                           p->block_cols);
     if (n > INT32_MAX) return evlm__fail(EVLM_ERR_ARG, "gptq: %lld rows", (long long)n);
@@ -317,8 +368,10 @@ evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k
             goto done;
         }
 
-    sweep s = {t,        n, k,   p->block_cols, u,           wk,  err, out,    evlm_row_bytes(t, k),
-               p->trace, w, xtx, row_err,       row_err + n, deq, nth, EVLM_OK};
+    sweep s = {t,        sym, n,      k,       p->block_cols,
+               u,        wk,  err,    out,     sym ? 0 : evlm_row_bytes(t, k),
+               p->trace, w,   xtx,    row_err, row_err + n,
+               deq,      nth, EVLM_OK};
     if (pool)
         evlm_pool_run(pool, sweep_task, &s);
     else
@@ -338,4 +391,38 @@ done:
     free(row_err);
     free(deq);
     return st;
+}
+
+evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
+                               int64_t n_samples, const evlm_gptq_params *p, evlm_pool *pool,
+                               void *out, evlm_gptq_result *res) {
+    evlm_gptq_params dp = evlm_gptq_default_params();
+    if (!p) p = &dp;
+    memset(res, 0, sizeof *res);
+    EVLM_TRY(evlm_compress_check_shape("gptq", t, n, k));
+    if (!k_grids[t].init)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "gptq: no GPTQ grid for %s", evlm_type_name(t));
+    if (p->block_cols % EVLM_QK)
+        return evlm__fail(EVLM_ERR_ARG, "gptq: bad parameters (damp %g, block_cols %d)", p->damp,
+                          p->block_cols);
+    return gptq_run(t, NULL, w, n, k, xtx, n_samples, p, pool, out, res);
+}
+
+evlm_status evlm_gptq_quantize_sym(const evlm_gptq_sym *sg, const float *w, int64_t n, int64_t k,
+                                   const double *xtx, int64_t n_samples, const evlm_gptq_params *p,
+                                   evlm_pool *pool, evlm_gptq_result *res) {
+    evlm_gptq_params dp = evlm_gptq_default_params();
+    if (!p) p = &dp;
+    memset(res, 0, sizeof *res);
+    if (!sg || !sg->codes || !sg->scales) return evlm__fail(EVLM_ERR_ARG, "gptq: no output grid");
+    if (n <= 0 || k <= 0 || k > INT32_MAX)
+        return evlm__fail(EVLM_ERR_ARG, "gptq: bad shape %lld x %lld", (long long)n, (long long)k);
+    if (sg->qmax < 1 || sg->qmax > 127 || sg->group < 1)
+        return evlm__fail(EVLM_ERR_ARG, "gptq: bad grid (qmax %d, group %lld)", sg->qmax,
+                          (long long)sg->group);
+    /* a group's scale comes from its current weights: the lazy updates must have reached them */
+    if (sg->group < k && p->block_cols % sg->group)
+        return evlm__fail(EVLM_ERR_ARG, "gptq: block_cols %d is not a multiple of the group %lld",
+                          p->block_cols, (long long)sg->group);
+    return gptq_run(EVLM_TYPE_COUNT, sg, w, n, k, xtx, n_samples, p, pool, sg->codes, res);
 }

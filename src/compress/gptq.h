@@ -18,6 +18,13 @@
  *     that block's grid.
  * Rows are independent, so threads split rows and the output does not depend on their number.
  * Memory: k*k doubles (the factorization) + k*k floats (U) + n*k floats (working weights).
+ * The same sweep writes the ONNX export's QDQ weights (src/npu, qdq.h) onto a symmetric grid
+ * (evlm_gptq_sym): codes in [-qmax, qmax] (int8: 127, int4: 7), one float32 scale per `group`
+ * consecutive columns (int4: 64; group >= k: one per output channel, int8), the scale amax / qmax
+ * of the group's weights as they stand when its first column is reached (for per-channel int8:
+ * the original row), each code round-half-even(w / scale) saturated, dequantized as code * scale
+ * (ONNX DequantizeLinear with zero point 0). With a diagonal Hessian this is exactly
+ * evlm_gptq_sym_round (plain rounding), the export's round-to-nearest.
  * Not here: act-order (columns by decreasing H_jj), which conflicts with fixed 32-column blocks.
  */
 #ifndef EVLM_COMPRESS_GPTQ_H
@@ -27,6 +34,7 @@
 #include "core/threadpool.h"
 #include "evlm.h"
 
+#include <math.h>
 #include <stdint.h>
 
 typedef struct evlm_gptq_params {
@@ -51,5 +59,34 @@ evlm_gptq_params evlm_gptq_default_params(void);
 evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
                                int64_t n_samples, const evlm_gptq_params *p, evlm_pool *pool,
                                void *out, evlm_gptq_result *res);
+
+/* The export's symmetric grid (above): where GPTQ writes, n x k codes and n x groups scales
+ * (groups = ceil(k / group), 1 when group >= k). */
+typedef struct evlm_gptq_sym {
+    int qmax;      /* largest code: 127 (int8), 7 (int4) */
+    int64_t group; /* columns per scale */
+    int8_t *codes; /* out: [n][k] */
+    float *scales; /* out: [n][groups] */
+} evlm_gptq_sym;
+
+/* The grid's scale of a group whose largest |w| is amax (1 for an all-zero group). */
+static inline float evlm_gptq_sym_scale(float amax, int qmax) {
+    return amax > 0 ? amax / (float)qmax : 1.0f;
+}
+
+/* w's code on a grid of scale s: round half to even, saturated at +-qmax. */
+static inline int8_t evlm_gptq_sym_code(float w, float s, int qmax) {
+    float r = nearbyintf(w / s);
+    return (int8_t)(r < (float)-qmax ? (float)-qmax : r > (float)qmax ? (float)qmax : r);
+}
+
+/* Round-to-nearest onto the grid: every group's scale from its own weights, then each code. */
+void evlm_gptq_sym_round(const evlm_gptq_sym *g, const float *w, int64_t n, int64_t k);
+
+/* GPTQ of w (n x k) onto g's grid, fills g->codes and g->scales; the rest as
+ * evlm_gptq_quantize (p->block_cols must be a multiple of g->group unless group >= k). */
+evlm_status evlm_gptq_quantize_sym(const evlm_gptq_sym *g, const float *w, int64_t n, int64_t k,
+                                   const double *xtx, int64_t n_samples, const evlm_gptq_params *p,
+                                   evlm_pool *pool, evlm_gptq_result *res);
 
 #endif
