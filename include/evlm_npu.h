@@ -63,6 +63,9 @@ typedef struct evlm_onnx_params {
     int parts;             /* decoder graph parts: 0: as the target's per-graph limit needs
                               (the planner's split; one part without a target); K: K parts of
                               even layer ranges (tests; at most the layer count) */
+    const char *method;    /* the QDQ weights: "rtn" (NULL: round to nearest) or "gptq" (GPTQ
+                              onto the same int8 / int4 grids with the Hessian of the
+                              calibration tokens' matmul inputs; needs calib) */
 } evlm_onnx_params;
 
 EVLM_API evlm_onnx_params evlm_onnx_default_params(void);

@@ -1,10 +1,9 @@
 /*
  * cmd_export_onnx.c - `evlm export-onnx -m MODEL -o DIR [--precision P] [--target T]
- * [--calib FILE] [--ar N] [--ctx C] [--tiles T] [--parts K]`: the text decoder as static-shape
- * ONNX graphs
- * (AR-N prefill, AR-1 decode, shared weights, manifest.json; include/evlm_npu.h, docs/NPU.md),
- * and a SmolVLM's vision graph. Prints {"dir": ..., "ar": N} on success. Not here: running the
- * graphs (scripts/ort_run.mjs does, in ONNX Runtime).
+ * [--calib FILE] [--method rtn|gptq] [--ar N] [--ctx C] [--tiles T] [--parts K]`: the text decoder
+ * as static-shape ONNX graphs (AR-N prefill, AR-1 decode, shared weights, manifest.json;
+ * include/evlm_npu.h, docs/NPU.md), and a SmolVLM's vision graph. Prints {"dir": ..., "ar": N} on
+ * success. Not here: running the graphs (scripts/ort_run.mjs does, in ONNX Runtime).
  */
 #include "cli.h"
 #include "evlm_npu.h"
@@ -15,21 +14,24 @@
 #include <string.h>
 
 static void usage(void) {
-    printf("usage: evlm export-onnx -m MODEL -o DIR [--precision P] [--target T] [--calib FILE]\n"
-           "                        [--ar N] [--ctx C] [--parts K] [-t THREADS]\n"
-           "  -o DIR        a new (or empty) folder: decoder_arN.onnx, decoder_ar1.onnx,\n"
-           "                decoder.weights.bin, manifest.json (+ encodings.json for QDQ)\n"
-           "  --precision   fp32 (default), fp16 (float16 weights), w8a16, w8a8, w4a16 (QDQ)\n"
-           "  --target      sa8295, sa8255, sa8775 or generic (default): KV bits, int4 support\n"
-           "  --calib FILE  calibration text or .jsonl dataset (QDQ precisions need it)\n"
-           "  --calib-tokens N  text tokens used (default 2048)\n"
-           "  --ar N        tokens of the prefill graph (default 128)\n"
-           "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n"
-           "  --parts K     split the decoder into K parts of even layer ranges (default: as\n"
-           "                the target's per-graph limit needs, the planner's split)\n"
-           "  --tiles T     image tiles of the vision graph vision.onnx (Idefics3 / SmolVLM;\n"
-           "                default: the most the processor makes of one image; 0: none)\n"
-           "  --image-splitting on|off  the processor's tiling (default: its config's)\n");
+    printf(
+        "usage: evlm export-onnx -m MODEL -o DIR [--precision P] [--target T] [--calib FILE]\n"
+        "                        [--method rtn|gptq] [--ar N] [--ctx C] [--parts K] [-t THREADS]\n"
+        "  -o DIR        a new (or empty) folder: decoder_arN.onnx, decoder_ar1.onnx,\n"
+        "                decoder.weights.bin, manifest.json (+ encodings.json for QDQ)\n"
+        "  --precision   fp32 (default), fp16 (float16 weights), w8a16, w8a8, w4a16 (QDQ)\n"
+        "  --target      sa8295, sa8255, sa8775 or generic (default): KV bits, int4 support\n"
+        "  --calib FILE  calibration text or .jsonl dataset (QDQ precisions need it)\n"
+        "  --method M    QDQ weights: rtn (round to nearest, default) or gptq (GPTQ onto\n"
+        "                the same grids with the Hessian of the --calib tokens)\n"
+        "  --calib-tokens N  text tokens used (default 2048)\n"
+        "  --ar N        tokens of the prefill graph (default 128)\n"
+        "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n"
+        "  --parts K     split the decoder into K parts of even layer ranges (default: as\n"
+        "                the target's per-graph limit needs, the planner's split)\n"
+        "  --tiles T     image tiles of the vision graph vision.onnx (Idefics3 / SmolVLM;\n"
+        "                default: the most the processor makes of one image; 0: none)\n"
+        "  --image-splitting on|off  the processor's tiling (default: its config's)\n");
 }
 
 int evlm_cmd_export_onnx(int argc, char **argv) {
@@ -49,6 +51,8 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
             p.target = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--calib"))
             p.calib = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--method"))
+            p.method = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--calib-tokens"))
             p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
         else if (!strcmp(a, "--ar"))

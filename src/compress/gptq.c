@@ -211,6 +211,27 @@ typedef struct sweep {
     evlm_status st;
 } sweep;
 
+/* e^T xtx e and w0^T xtx w0 of one row, e = w0 - deq (dead inputs skipped) */
+static void row_error(const float *w0, const float *deq, int64_t k, const double *xtx, double *err,
+                      double *ref) {
+    double se = 0.0, sr = 0.0;
+    for (int64_t i = 0; i < k; i++) {
+        const double *h = xtx + i * k;
+        double ei = (double)w0[i] - (double)deq[i];
+        if (h[i] == 0.0) continue; /* dead input: its whole row of xtx is 0 */
+        double he = 0.0, hw = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            double wj = (double)w0[j];
+            he += h[j] * (wj - (double)deq[j]);
+            hw += h[j] * wj;
+        }
+        se += ei * he;
+        sr += (double)w0[i] * hw;
+    }
+    *err = se;
+    *ref = sr;
+}
+
 static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
     const int64_t k = s->k, bc = s->bc;
     const evlm_gptq_sym *sg = s->sym;
@@ -264,23 +285,7 @@ static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
             sym_row(sg, r, k, deq);
         else
             evlm_dequantize_row(s->t, (const char *)s->out + (size_t)r * s->rb, deq, k);
-        const float *w0 = s->w0 + r * k;
-        double se = 0.0, sr = 0.0;
-        for (int64_t i = 0; i < k; i++) {
-            const double *h = s->xtx + i * k;
-            double ei = (double)w0[i] - (double)deq[i];
-            if (h[i] == 0.0) continue; /* dead input: its whole row of xtx is 0 */
-            double he = 0.0, hw = 0.0;
-            for (int64_t j = 0; j < k; j++) {
-                double wj = (double)w0[j];
-                he += h[j] * (wj - (double)deq[j]);
-                hw += h[j] * wj;
-            }
-            se += ei * he;
-            sr += (double)w0[i] * hw;
-        }
-        s->row_err[r] = se;
-        s->row_ref[r] = sr;
+        row_error(s->w0 + r * k, deq, k, s->xtx, &s->row_err[r], &s->row_ref[r]);
     }
 }
 
@@ -425,4 +430,21 @@ evlm_status evlm_gptq_quantize_sym(const evlm_gptq_sym *sg, const float *w, int6
         return evlm__fail(EVLM_ERR_ARG, "gptq: block_cols %d is not a multiple of the group %lld",
                           p->block_cols, (long long)sg->group);
     return gptq_run(EVLM_TYPE_COUNT, sg, w, n, k, xtx, n_samples, p, pool, sg->codes, res);
+}
+
+evlm_status evlm_gptq_sym_error(const evlm_gptq_sym *g, const float *w, int64_t n, int64_t k,
+                                const double *xtx, double *err, double *ref) {
+    float *deq = malloc(sizeof(float) * (size_t)(k > 0 ? k : 1));
+    if (!deq) return evlm__fail(EVLM_ERR_NOMEM, "gptq: out of memory");
+    *err = *ref = 0.0;
+    for (int64_t r = 0; r < n; r++) {
+        double e, f;
+        sym_row(g, r, k, deq);
+        row_error(w + r * k, deq, k, xtx, &e, &f);
+        *err += e;
+        *ref += f;
+    }
+    if (*err < 0.0) *err = 0.0;
+    free(deq);
+    return EVLM_OK;
 }

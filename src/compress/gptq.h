@@ -89,4 +89,8 @@ evlm_status evlm_gptq_quantize_sym(const evlm_gptq_sym *g, const float *w, int64
                                    const double *xtx, int64_t n_samples, const evlm_gptq_params *p,
                                    evlm_pool *pool, evlm_gptq_result *res);
 
+/* err = ||X (W - Q)^T||^2 and ref = ||X W^T||^2 of g's codes and scales (as evlm_gptq_result). */
+evlm_status evlm_gptq_sym_error(const evlm_gptq_sym *g, const float *w, int64_t n, int64_t k,
+                                const double *xtx, double *err, double *ref);
+
 #endif

@@ -28,6 +28,8 @@
  */
 #include "evlm_npu.h"
 
+#include "compress/calib.h"
+#include "compress/gptq.h"
 #include "core/file.h"
 #include "core/status.h"
 #include "io/onnx.h"
@@ -142,6 +144,8 @@ typedef struct {
     int bits;        /* 8, 4 or 16 (float16) */
     int part;        /* the part whose weight file holds it */
     uint64_t q_off, s_off;
+    double rel_err, rtn_rel_err; /* GPTQ: ||X (W - Q)^T||^2 / ||X W^T||^2 on the calibration
+                                    rows, of its weights and of round-to-nearest's; -1: none */
 } qweight;
 
 /* What a quantized export needs while it writes and builds (NULL for fp32). */
@@ -156,7 +160,10 @@ typedef struct {
     bool mismatch;                      /* the graphs named a point's tensor differently (a bug) */
     const evlm_npu_target_info *target; /* NULL: generic */
     int n_calib_rows;
-    int cur_part; /* the part being written */
+    int cur_part;      /* the part being written */
+    bool gptq;         /* weights by GPTQ (evlm_onnx_params.method) rather than rounding */
+    evlm_calib *calib; /* GPTQ: X^T X of every matmul input group, from the calibration */
+    evlm_pool *pool;
 } qdq_state;
 
 typedef struct {
@@ -236,17 +243,17 @@ done:
  * DequantizeLinear wants them ([out]; blocks: [in / B, out] or [out, in / B]), then zero
  * points of the value type (zeros). */
 static evlm_status wf_qmatrix(wfile *w, qdq_state *q, const char *name, int layer,
-                              const evlm_tensor *t, bool transposed) {
+                              const char *group, const evlm_tensor *t, bool transposed) {
     const int64_t in = t->ne[0], out = t->ne[1];
     const int bits = q->prec == EVLM_NPU_FP16 ? 16 : q->prec == EVLM_NPU_W4A16 ? 4 : 8;
     const int64_t nb = bits == 4 ? (in + QDQ_BLOCK - 1) / QDQ_BLOCK : 1;
     const int64_t n = in * out, n_sc = out * nb;
-    float *row = malloc(sizeof(float) * (size_t)in), *sc = malloc(sizeof(float) * (size_t)n_sc);
-    int8_t *qv = malloc((size_t)n);
+    float *wf = malloc(sizeof(float) * (size_t)n), *sc = malloc(sizeof(float) * (size_t)n_sc);
+    int8_t *qv = malloc((size_t)n), *codes = malloc((size_t)n);
     uint16_t *hv = bits == 16 ? malloc(sizeof(uint16_t) * (size_t)n) : NULL;
     uint8_t *packed = calloc((size_t)(bits == 4 ? (n + 1) / 2 : n) + 1, 1);
     evlm_status st = EVLM_OK;
-    if (!row || !sc || !qv || !packed || (bits == 16 && !hv)) {
+    if (!wf || !sc || !qv || !codes || !packed || (bits == 16 && !hv)) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting %s", name);
         goto done;
     }
@@ -260,27 +267,37 @@ static evlm_status wf_qmatrix(wfile *w, qdq_state *q, const char *name, int laye
         q->qw = e;
         q->cap_qw = cap;
     }
-    const int qmax = bits == 4 ? 7 : 127;
-    for (int64_t o = 0; o < out; o++) {
-        evlm_matrix_row_f32(t, o, row);
-        for (int64_t kb = 0; kb < nb; kb++) {
-            int64_t i0 = kb * QDQ_BLOCK,
-                    i1 = bits == 4 && i0 + QDQ_BLOCK < in ? i0 + QDQ_BLOCK : in;
-            if (bits != 4) i0 = 0;
-            float amax = 0;
-            for (int64_t i = i0; i < i1; i++) amax = fabsf(row[i]) > amax ? fabsf(row[i]) : amax;
-            float s = amax > 0 ? amax / (float)qmax : 1.0f;
-            sc[o * nb + kb] = s;
-            for (int64_t i = i0; i < i1; i++) {
-                float r = nearbyintf(row[i] / s);
-                r = r < -qmax ? (float)-qmax : r > qmax ? (float)qmax : r;
-                int64_t at = transposed ? i * out + o : o * in + i;
-                qv[at] = (int8_t)r;
-                if (hv) hv[at] = evlm_f32_to_f16(row[i]);
-            }
+    for (int64_t o = 0; o < out; o++) evlm_matrix_row_f32(t, o, wf + o * in);
+    /* int8 per output channel / int4 per block of QDQ_BLOCK: rounded, or GPTQ on the same grid */
+    evlm_gptq_sym g = {bits == 4 ? 7 : 127, bits == 4 ? QDQ_BLOCK : in, codes, sc};
+    double rel = -1, rtn_rel = -1;
+    const evlm_calib_stat *cs = q->calib ? evlm_calib_find(q->calib, layer, group) : NULL;
+    if (bits != 16 && cs && cs->xtx && cs->n_rows > 0) {
+        double err, ref;
+        evlm_gptq_result res;
+        evlm_gptq_sym_round(&g, wf, out, in);
+        st = evlm_gptq_sym_error(&g, wf, out, in, cs->xtx, &err, &ref);
+        rtn_rel = ref > 0 ? err / ref : 0;
+        if (st == EVLM_OK)
+            st = evlm_gptq_quantize_sym(&g, wf, out, in, cs->xtx, cs->n_rows, NULL, q->pool, &res);
+        if (st != EVLM_OK) {
+            evlm__fail_prefix(st, "%s", name);
+            goto done;
         }
-    }
+        rel = res.rel_err;
+    } else if (bits != 16)
+        evlm_gptq_sym_round(&g, wf, out, in);
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t i = 0; i < in; i++) {
+            int64_t at = transposed ? i * out + o : o * in + i;
+            if (hv)
+                hv[at] = evlm_f32_to_f16(wf[o * in + i]);
+            else
+                qv[at] = codes[o * in + i];
+        }
     qweight *e = &q->qw[q->n_qw++];
+    e->rel_err = rel;
+    e->rtn_rel_err = rtn_rel;
     snprintf(e->name, sizeof e->name, "%s", name);
     e->layer = layer;
     e->out = (int)out;
@@ -334,7 +351,8 @@ static evlm_status wf_qmatrix(wfile *w, qdq_state *q, const char *name, int laye
         st = wf_write(w, packed, (size_t)(bits == 4 ? (n_sc + 1) / 2 : n_sc));
     }
 done:
-    free(row);
+    free(wf);
+    free(codes);
     free(sc);
     free(qv);
     free(hv);
@@ -388,24 +406,24 @@ static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w, qdq_s
     for (int l = pt->first; l < pt->end; l++) {
         const evlm_decoder_layer *ly = &d->layers[l];
         const struct {
-            const char *name;
+            const char *name, *group; /* the calibration group of its input */
             const evlm_tensor *w;
             const float *b;
             int nb;
-        } mats[] = {{"wq", ly->wq, ly->bq, QD},
-                    {"wk", ly->wk, ly->bk, KD},
-                    {"wv", ly->wv, ly->bv, KD},
-                    {"wo", ly->wo, ly->bo, H},
-                    {"w_gate", ly->w_gate, ly->b_gate, F},
-                    {"w_up", ly->w_up, ly->b_up, F},
-                    {"w_down", ly->w_down, ly->b_down, H}};
+        } mats[] = {{"wq", "attn_qkv", ly->wq, ly->bq, QD},
+                    {"wk", "attn_qkv", ly->wk, ly->bk, KD},
+                    {"wv", "attn_qkv", ly->wv, ly->bv, KD},
+                    {"wo", "attn_o", ly->wo, ly->bo, H},
+                    {"w_gate", "ffn_gate_up", ly->w_gate, ly->b_gate, F},
+                    {"w_up", "ffn_gate_up", ly->w_up, ly->b_up, F},
+                    {"w_down", "ffn_down", ly->w_down, ly->b_down, H}};
         snprintf(nm, sizeof nm, "l%d.attn_norm", l);
         EVLM_TRY(wf_floats(w, nm, ly->attn_norm, H));
         snprintf(nm, sizeof nm, "l%d.ffn_norm", l);
         EVLM_TRY(wf_floats(w, nm, ly->ffn_norm, H));
         for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
             snprintf(nm, sizeof nm, "l%d.%s", l, mats[i].name);
-            EVLM_TRY(q ? wf_qmatrix(w, q, nm, l, mats[i].w, true)
+            EVLM_TRY(q ? wf_qmatrix(w, q, nm, l, mats[i].group, mats[i].w, true)
                        : wf_matrix(w, nm, mats[i].w, true));
             if (!mats[i].b) continue;
             snprintf(nm, sizeof nm, "l%d.%s.bias", l, mats[i].name);
@@ -413,7 +431,7 @@ static evlm_status write_weights(const evlm_decoder *d, int ctx, wfile *w, qdq_s
         }
     }
     if (!pt->head) return EVLM_OK;
-    if (q) EVLM_TRY(wf_qmatrix(w, q, "lm_head.q", -1, d->lm_head, false));
+    if (q) EVLM_TRY(wf_qmatrix(w, q, "lm_head.q", -1, "lm_head", d->lm_head, false));
     return wf_floats(w, "norm", d->out_norm, H);
 }
 
@@ -886,10 +904,19 @@ static evlm_status calibrate(const evlm_model *model, const evlm_onnx_params *p,
     evlm_status st = lg ? evlm_context_new((evlm_model *)(uintptr_t)model, &cp, &c)
                         : evlm__fail(EVLM_ERR_NOMEM, "out of memory for calibration logits");
     if (st == EVLM_OK) evlm__context_transform(c, calib_fn, q);
+    if (st == EVLM_OK && q->gptq) { /* GPTQ's Hessians: X^T X of every matmul input group */
+        evlm_calib_params kp = evlm_calib_default_params();
+        kp.hessian = true;
+        kp.lm_head = true;
+        kp.reservoir_rows = 0;
+        if ((st = evlm_calib_new(&kp, &q->calib)) == EVLM_OK)
+            evlm__context_observe(c, evlm_calib_observe, q->calib);
+    }
     for (size_t i = 0, at = 0; st == EVLM_OK && i < n_seq; at = ends[i++]) {
         st = evlm_context_truncate(c, 0);
         if (st == EVLM_OK) st = evlm_decode(c, ids + at, (int)(ends[i] - at), lg, true);
     }
+    if (st == EVLM_OK && q->calib) st = evlm_calib_status(q->calib);
     if (st != EVLM_OK) evlm__fail_prefix(st, "calibration (%s)", p->calib);
     for (int i = 0; st == EVLM_OK && i < q->n_pts; i++) {
         if (!(q->pts[i].min <= q->pts[i].max)) q->pts[i].min = q->pts[i].max = 0;
@@ -1018,6 +1045,10 @@ static void quant_json(cJSON *j, const qdq_state *q, const char *calib, int n_pa
                                 "widened to include 0");
         cJSON_AddStringToObject(o, "calibration", calib ? calib : "");
         cJSON_AddNumberToObject(o, "calibration_tokens", q->n_calib_rows);
+        cJSON_AddStringToObject(o, "weight_method",
+                                q->gptq ? "gptq (on the grids above, Hessian of the calibration "
+                                          "tokens' matmul inputs, damp 0.01, no act-order)"
+                                        : "rtn");
         cJSON *a = cJSON_AddArrayToObject(o, "activations");
         int L = (q->n_pts - 1) / QDQ_N_GROUPS;
         for (int i = 0; i < q->n_pts; i++) {
@@ -1057,6 +1088,10 @@ static void quant_json(cJSON *j, const qdq_state *q, const char *calib, int n_pa
             cJSON_AddNumberToObject(e, "scale_offset", (double)x->s_off);
             cJSON_AddNumberToObject(e, "axis", x->bits == 4 ? !x->transposed : x->transposed);
             if (x->bits == 4) cJSON_AddNumberToObject(e, "block_size", QDQ_BLOCK);
+        }
+        if (x->rel_err >= 0) { /* GPTQ: its output error on the calibration rows and RTN's */
+            cJSON_AddNumberToObject(e, "calib_rel_err", x->rel_err);
+            cJSON_AddNumberToObject(e, "rtn_calib_rel_err", x->rtn_rel_err);
         }
     }
 }
@@ -1219,7 +1254,16 @@ static evlm_status check_precision(const evlm_onnx_params *p, qdq_state *q) {
     if (p->target && strcmp(p->target, "generic") && !(q->target = evlm_npu_target_find(p->target)))
         return evlm__fail(EVLM_ERR_ARG, "target '%s': not one of sa8295, sa8255, sa8775, generic",
                           p->target);
-    if (!p->precision || !strcmp(p->precision, "fp32")) return EVLM_OK;
+    if (p->method && strcmp(p->method, "rtn") && strcmp(p->method, "gptq"))
+        return evlm__fail(EVLM_ERR_ARG, "method '%s': export-onnx takes rtn or gptq", p->method);
+    if (!p->precision || !strcmp(p->precision, "fp32")) {
+        if (p->method && strcmp(p->method, "rtn"))
+            return evlm__fail(EVLM_ERR_ARG,
+                              "method '%s' with precision 'fp32': GPTQ needs a quantized "
+                              "precision (w8a16, w8a8, w4a16)",
+                              p->method);
+        return EVLM_OK;
+    }
     if (evlm_npu_precision_parse(p->precision, &q->prec) != EVLM_OK || q->prec == EVLM_NPU_W4 ||
         q->prec == EVLM_NPU_DEFAULT)
         return evlm__fail(EVLM_ERR_ARG,
@@ -1231,6 +1275,11 @@ static evlm_status check_precision(const evlm_onnx_params *p, qdq_state *q) {
                           "precision 'w4a16' on target %s: %s is Hexagon V%d, which has no int4 "
                           "per-block weights (V69 and later); use w8a16 or w8a8",
                           t->name, t->soc, t->hexagon);
+    q->gptq = p->method && !strcmp(p->method, "gptq");
+    if (q->gptq && q->prec == EVLM_NPU_FP16)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "method 'gptq' with precision 'fp16': GPTQ needs an integer weight "
+                          "grid (w8a16, w8a8, w4a16)");
     q->act_bits = q->prec == EVLM_NPU_W8A8 ? 8 : 16;
     q->kv_bits = t ? t->kv_bits : q->act_bits;
     if (q->prec != EVLM_NPU_FP16 && !p->calib)
@@ -1363,6 +1412,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
             bool kv = i < c->n_layers * QDQ_N_GROUPS && !strncmp(evlm__qdq_groups[g], "kv_", 3);
             qs.pts[i].bits = kv ? qs.kv_bits : qs.act_bits;
         }
+        qs.pool = evlm__model_pool(model);
         if (qs.prec != EVLM_NPU_FP16 && (st = calibrate(model, &p, &qs)) != EVLM_OK) goto done;
     }
     while (dl > 1 && dir[dl - 1] == '/') dl--; /* "out/" -> "out.tmp.XXXXXX" */
@@ -1425,6 +1475,7 @@ done:
     free(enc);
     free(qs.pts);
     free(qs.tensor);
+    evlm_calib_free(qs.calib);
     free(qs.qw);
     free(w.e);
     free(xp);
