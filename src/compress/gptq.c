@@ -245,6 +245,8 @@ static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
             const grid_fns *gf = sg ? NULL : &k_grids[s->t];
             grid g = {0};
             void *blk = NULL;
+            if (sg && i1 % gs) /* a group that began in an earlier lazy block: its scale */
+                g.dq = sg->scales[r * nb + i1 / gs];
             for (int64_t i = i1; i < i2; i++) {
                 if (i % gs == 0) {
                     if (sg)
