@@ -2,7 +2,9 @@
 # evlm export-onnx's quantized precisions checked by ONNX Runtime (scripts/ort_run.mjs) against
 # evlm's simulation of them (--sim DIR): llama-tiny in fp16, w8a16, w8a8 and w4a16 for sa8255
 # (8-bit KV cache), qwen2vl-tiny's text half in w8a8 and smolvlm-tiny's in w4a16, each calibrated
-# on a small text made here. For each: greedy ids through the AR-1 graph equal `evlm run --sim`'s;
+# on a small text made here; with --method gptq llama-tiny in w4a16 and w8a16 and smolvlm-tiny in
+# w8a8 (GPTQ weights on the same grids: the same checks, and every matrix's output error on the
+# calibration rows, recorded in manifest.json, at most round-to-nearest's). For each: greedy ids through the AR-1 graph equal `evlm run --sim`'s;
 # every prompt position's logits equal `evlm logits --sim`'s within the tolerance of docs/NPU.md:
 # fp16 1e-3 x max(1, |ref|) (float arithmetic alone); QDQ worst |d| <= 4 s and mean |d| <= 0.5 s,
 # s the export's coarsest activation step (the largest scale in manifest.json): both sides compute
@@ -18,10 +20,11 @@ for i in 1 2 3 4 5 6; do
   echo "The little robot $i read about the quick brown fox, the lazy dog and a red kite."
 done > "$tmp/calib.txt"
 P="Once upon a time there was a little robot who liked the quick brown fox"
-check() { # model precision
-  local m=$1 pr=$2 M="$F/$1" O="$tmp/$1.$2"
+check() { # model precision [method]
+  local m=$1 pr=$2 me=${3:-rtn} M="$F/$1" O="$tmp/$1.$2"
+  [ "$me" = rtn ] || O="$O.$me"
   "$BIN" export-onnx -m "$M" -o "$O" --ar 8 --ctx 64 --precision "$pr" --target sa8255 \
-    --calib "$tmp/calib.txt" >/dev/null || { bad "$m $pr: export"; return; }
+    --calib "$tmp/calib.txt" --method "$me" >/dev/null || { bad "$m $pr $me: export"; return; }
   "$BIN" logits -m "$M" -p "$P" --raw --out "$O.ref" --sim "$O" > "$O.ids.json" ||
     { bad "$m $pr: logits --sim"; return; }
   local ids
@@ -31,10 +34,23 @@ check() { # model precision
     { bad "$m $pr: ort_run"; return; }
   "$BIN" run -m "$M" -p "$P" --raw -n 12 --temp 0 --json --sim "$O" > "$O.run.json" ||
     { bad "$m $pr: run --sim"; return; }
-  python3 - "$O" "$RUN" <<'PY' && ok || bad "$m $pr: ONNX Runtime vs evlm --sim"
+  python3 - "$O" "$RUN" "$me" <<'PY' && ok || bad "$m $pr $me: ONNX Runtime vs evlm --sim"
 import json, os, struct, subprocess, sys
-o, run = sys.argv[1], sys.argv[2]
+o, run, method = sys.argv[1], sys.argv[2], sys.argv[3]
 man = json.load(open(o + "/manifest.json"))
+ws = man["quantization"]["weights"]
+if method == "gptq":
+    assert man["quantization"]["weight_method"].startswith("gptq")
+    assert len(ws) > 0 and all("calib_rel_err" in w for w in ws)
+    worse = [(w["name"], w["calib_rel_err"], w["rtn_calib_rel_err"]) for w in ws
+             if w["calib_rel_err"] > w["rtn_calib_rel_err"]]
+    assert not worse, worse
+    print("%s: GPTQ / RTN output error on the calibration rows, mean over %d matrices: %.3f"
+          % (os.path.basename(o), len(ws),
+             sum(w["calib_rel_err"] / w["rtn_calib_rel_err"] for w in ws) / len(ws)))
+elif "weight_method" in man["quantization"]:
+    assert man["quantization"]["weight_method"] == "rtn"
+    assert not any("calib_rel_err" in w for w in ws)
 n = len(json.load(open(o + ".ids.json"))["ids"]); V = man["model"]["vocab_size"]
 ref = open(o + ".ref", "rb").read(); got = open(o + ".ort", "rb").read()
 assert len(ref) == len(got) == 4 * n * V, (len(ref), len(got), n, V)
@@ -77,6 +93,9 @@ PY
 for pr in fp16 w8a16 w8a8 w4a16; do check llama-tiny $pr; done
 check qwen2vl-tiny w8a8
 check smolvlm-tiny w4a16
+check llama-tiny w4a16 gptq
+check llama-tiny w8a16 gptq
+check smolvlm-tiny w8a8 gptq
 
 M="$F/llama-tiny"
 # hostile settings: one line naming the limit, nothing written
@@ -84,6 +103,12 @@ err "V68, which has no int4" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --c
   --precision w4a16 --target sa8295 --calib "$tmp/calib.txt"
 err "needs calibration data" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --ctx 64 \
   --precision w8a16
+err "method 'gptq' with precision 'fp16'" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 \
+  --ctx 64 --precision fp16 --method gptq
+err "method 'obs': export-onnx takes rtn or gptq" "$BIN" export-onnx -m "$M" -o "$tmp/bad" \
+  --ar 8 --ctx 64 --precision w8a16 --method obs --calib "$tmp/calib.txt"
+err "needs calibration data" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --ctx 64 \
+  --precision w4a16 --method gptq
 err "target 'sa9999'" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --precision w8a16 \
   --target sa9999 --calib "$tmp/calib.txt"
 # a context the target cannot hold: llama-tiny's weights with a 1M-token trained context, AR-8192
