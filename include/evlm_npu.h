@@ -66,6 +66,9 @@ typedef struct evlm_onnx_params {
     const char *method;    /* the QDQ weights: "rtn" (NULL: round to nearest) or "gptq" (GPTQ
                               onto the same int8 / int4 grids with the Hessian of the
                               calibration tokens' matmul inputs; needs calib) */
+    bool calib_images;     /* method gptq with a .jsonl calibration (VLMs): the items once more
+                              with their images encoded, so GPTQ's Hessians also see the
+                              image-token rows (the activation encodings stay the text's) */
 } evlm_onnx_params;
 
 EVLM_API evlm_onnx_params evlm_onnx_default_params(void);

@@ -4,7 +4,8 @@
 # (8-bit KV cache), qwen2vl-tiny's text half in w8a8 and smolvlm-tiny's in w4a16, each calibrated
 # on a small text made here; with --method gptq llama-tiny in w4a16 and w8a16 and smolvlm-tiny in
 # w8a8 (GPTQ weights on the same grids: the same checks, and every matrix's output error on the
-# calibration rows, recorded in manifest.json, at most round-to-nearest's). For each: greedy ids through the AR-1 graph equal `evlm run --sim`'s;
+# calibration rows, recorded in manifest.json, at most round-to-nearest's; once with
+# --calib-images, the Hessians from image prompts). For each: greedy ids through the AR-1 graph equal `evlm run --sim`'s;
 # every prompt position's logits equal `evlm logits --sim`'s within the tolerance of docs/NPU.md:
 # fp16 1e-3 x max(1, |ref|) (float arithmetic alone); QDQ worst |d| <= 4 s and mean |d| <= 0.5 s,
 # s the export's coarsest activation step (the largest scale in manifest.json): both sides compute
@@ -20,11 +21,13 @@ for i in 1 2 3 4 5 6; do
   echo "The little robot $i read about the quick brown fox, the lazy dog and a red kite."
 done > "$tmp/calib.txt"
 P="Once upon a time there was a little robot who liked the quick brown fox"
-check() { # model precision [method]
-  local m=$1 pr=$2 me=${3:-rtn} M="$F/$1" O="$tmp/$1.$2"
+check() { # model precision [method [calibration file [export-onnx options...]]]
+  local m=$1 pr=$2 me=${3:-rtn} cal=${4:-$tmp/calib.txt} M="${MDIR:-$F}/$1" O="$tmp/$1.$2"
+  shift $(($# < 4 ? $# : 4))
   [ "$me" = rtn ] || O="$O.$me"
+  [ $# -eq 0 ] || O="$O.img"
   "$BIN" export-onnx -m "$M" -o "$O" --ar 8 --ctx 64 --precision "$pr" --target sa8255 \
-    --calib "$tmp/calib.txt" --method "$me" >/dev/null || { bad "$m $pr $me: export"; return; }
+    --calib "$cal" --method "$me" "$@" >/dev/null || { bad "$m $pr $me $*: export"; return; }
   "$BIN" logits -m "$M" -p "$P" --raw --out "$O.ref" --sim "$O" > "$O.ids.json" ||
     { bad "$m $pr: logits --sim"; return; }
   local ids
@@ -42,6 +45,7 @@ ws = man["quantization"]["weights"]
 if method == "gptq":
     assert man["quantization"]["weight_method"].startswith("gptq")
     assert len(ws) > 0 and all("calib_rel_err" in w for w in ws)
+    assert man["quantization"]["calibration_images"] == o.endswith(".img")
     worse = [(w["name"], w["calib_rel_err"], w["rtn_calib_rel_err"]) for w in ws
              if w["calib_rel_err"] > w["rtn_calib_rel_err"]]
     assert not worse, worse
@@ -96,6 +100,17 @@ check smolvlm-tiny w4a16
 check llama-tiny w4a16 gptq
 check llama-tiny w8a16 gptq
 check smolvlm-tiny w8a8 gptq
+# GPTQ's Hessians with the calibration items' images (--calib-images; encodings from the text):
+# smolvlm-tiny given SmolVLM's chat template (the fixture has none)
+mkdir "$tmp/models" "$tmp/models/smolvlm-chat"
+for f in "$F/smolvlm-tiny"/*; do ln -s "$f" "$tmp/models/smolvlm-chat/"; done
+cat > "$tmp/models/smolvlm-chat/chat_template.json" <<'JSON'
+{"chat_template": "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"}
+JSON
+for i in 1 2; do
+  echo "{\"image\": \"$F/smolvlm-tiny/ref_image.png\", \"question\": \"What is it $i?\", \"answer\": \"A robot.\"}"
+done > "$tmp/calib.jsonl"
+MDIR="$tmp/models" check smolvlm-chat w4a16 gptq "$tmp/calib.jsonl" --calib-images --tiles 0
 
 M="$F/llama-tiny"
 # hostile settings: one line naming the limit, nothing written
@@ -109,6 +124,8 @@ err "method 'obs': export-onnx takes rtn or gptq" "$BIN" export-onnx -m "$M" -o 
   --ar 8 --ctx 64 --precision w8a16 --method obs --calib "$tmp/calib.txt"
 err "needs calibration data" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 --ctx 64 \
   --precision w4a16 --method gptq
+err "calib_images: feeds GPTQ's Hessians" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --ar 8 \
+  --ctx 64 --precision w8a16 --calib "$tmp/calib.txt" --method gptq --calib-images
 err "target 'sa9999'" "$BIN" export-onnx -m "$M" -o "$tmp/bad" --precision w8a16 \
   --target sa9999 --calib "$tmp/calib.txt"
 # a context the target cannot hold: llama-tiny's weights with a 1M-token trained context, AR-8192

@@ -24,7 +24,9 @@ static void usage(void) {
         "  --calib FILE  calibration text or .jsonl dataset (QDQ precisions need it)\n"
         "  --method M    QDQ weights: rtn (round to nearest, default) or gptq (GPTQ onto\n"
         "                the same grids with the Hessian of the --calib tokens)\n"
-        "  --calib-tokens N  text tokens used (default 2048)\n"
+        "  --calib-tokens N  tokens used (default 2048)\n"
+        "  --calib-images  gptq: the .jsonl items once more with their images, so GPTQ's\n"
+        "                Hessians see the image-token rows (VLMs; encodings: text only)\n"
         "  --ar N        tokens of the prefill graph (default 128)\n"
         "  --ctx C       context window of both graphs, > N (default min(1024, trained))\n"
         "  --parts K     split the decoder into K parts of even layer ranges (default: as\n"
@@ -53,6 +55,8 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
             p.calib = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--method"))
             p.method = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--calib-images"))
+            p.calib_images = true;
         else if (!strcmp(a, "--calib-tokens"))
             p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
         else if (!strcmp(a, "--ar"))

@@ -162,6 +162,7 @@ typedef struct {
     int n_calib_rows;
     int cur_part;      /* the part being written */
     bool gptq;         /* weights by GPTQ (evlm_onnx_params.method) rather than rounding */
+    bool calib_images; /* the calibration items' images were encoded too */
     evlm_calib *calib; /* GPTQ: X^T X of every matmul input group, from the calibration */
     evlm_pool *pool;
 } qdq_state;
@@ -798,7 +799,8 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state 
 
 /* ---- calibration ---------------------------------------------------------------------------- */
 
-#define CALIB_CHUNK 256
+#define CALIB_CHUNK     256
+#define CALIB_IMAGE_CTX 4096 /* the context of a calibration item with its image */
 
 /* the decoder's transform hook, read-only: min / max of every point */
 static void calib_fn(void *user, int layer, const char *group, float *x, int m, int k) {
@@ -883,11 +885,88 @@ static evlm_status calib_seqs(const evlm_model *model, const char *path, int tok
     return st;
 }
 
+/* A .jsonl dataset's items with their images (p->calib_images): each item's question (through
+ * the chat template, one image marker) + answer as a prompt with its image encoded, decoded by c,
+ * up to p's token budget (image tokens included). */
+static evlm_status calib_image_items(const evlm_model *model, const evlm_onnx_params *p,
+                                     evlm_context *c) {
+    char *data;
+    size_t len;
+    const char *path = p->calib;
+    EVLM_TRY(evlm_read_file(path, (size_t)1 << 30, &data, &len));
+    const char *slash = strrchr(path, '/');
+    int base_len = slash ? (int)(slash - path) : 1;
+    const char *base = slash ? path : ".";
+    evlm_model *m = (evlm_model *)(uintptr_t)model; /* encoding an image only reads the model */
+    const size_t budget = (size_t)(p->calib_tokens > 0 ? p->calib_tokens : 2048);
+    size_t used = 0;
+    int line_no = 0, n_items = 0;
+    char *save = NULL;
+    evlm_status st = EVLM_OK;
+    for (char *line = strtok_r(data, "\n", &save); line && st == EVLM_OK && used < budget;
+         line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        cJSON *item = cJSON_Parse(line);
+        const cJSON *img = cJSON_GetObjectItem(item, "image"),
+                    *qs = cJSON_GetObjectItem(item, "question"),
+                    *ans = cJSON_GetObjectItem(item, "answer");
+        char *chat = NULL, *full = NULL, img_path[4096];
+        evlm_prompt *pr = NULL;
+        if (!cJSON_IsString(qs) || !cJSON_IsString(img) || (ans && !cJSON_IsString(ans)))
+            st = evlm__fail(EVLM_ERR_FORMAT,
+                            "%s:%d: expected {\"image\", \"question\", \"answer\"} strings "
+                            "(calib_images)",
+                            path, line_no);
+        if (st == EVLM_OK) {
+            if (img->valuestring[0] == '/')
+                snprintf(img_path, sizeof img_path, "%s", img->valuestring);
+            else
+                snprintf(img_path, sizeof img_path, "%.*s/%s", base_len, base, img->valuestring);
+            st = evlm_chat_prompt(model, qs->valuestring, 1, &chat);
+        }
+        size_t cl = chat ? strlen(chat) : 0, al = ans ? strlen(ans->valuestring) : 0;
+        if (st == EVLM_OK && !(full = malloc(cl + al + 1)))
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+        if (st == EVLM_OK) {
+            memcpy(full, chat, cl);
+            if (al) memcpy(full + cl, ans->valuestring, al);
+            full[cl + al] = 0;
+            evlm_image_input in = {.path = img_path};
+            st = evlm_prompt_new(m, full, false, &in, 1, &pr);
+        }
+        size_t n = 0;
+        if (st == EVLM_OK) evlm_prompt_ids(pr, &n);
+        if (st == EVLM_OK && (int)n > evlm_context_n_ctx(c))
+            st = evlm__fail(EVLM_ERR_ARG, "%zu tokens: past the calibration context %d", n,
+                            evlm_context_n_ctx(c));
+        if (st == EVLM_OK) st = evlm_context_truncate(c, 0);
+        if (st == EVLM_OK) st = evlm_decode_prompt(c, pr, NULL, false);
+        if (st != EVLM_OK) evlm__fail_prefix(st, "%s:%d", path, line_no);
+        used += n;
+        n_items++;
+        evlm_prompt_free(pr);
+        free(full);
+        free(chat);
+        cJSON_Delete(item);
+    }
+    free(data);
+    if (st == EVLM_OK && !n_items) st = evlm__fail(EVLM_ERR_ARG, "%s: no calibration items", path);
+    return st;
+}
+
 /* Runs the float model over the calibration file with calib_fn watching, then encodes every
  * point. */
 static evlm_status calibrate(const evlm_model *model, const evlm_onnx_params *p, qdq_state *q) {
     int32_t *ids = NULL;
     size_t n = 0, *ends = NULL, n_seq = 0;
+    size_t pl = strlen(p->calib);
+    const bool images = p->calib_images;
+    if (images && (!q->gptq || !evlm_model_has_vision(model) || pl < 6 ||
+                   strcmp(p->calib + pl - 6, ".jsonl")))
+        return evlm__fail(EVLM_ERR_ARG,
+                          "calib_images: feeds GPTQ's Hessians (method gptq) from a vision "
+                          "model's .jsonl dataset with images (calib: %s)",
+                          p->calib);
     EVLM_TRY(calib_seqs(model, p->calib, p->calib_tokens > 0 ? p->calib_tokens : 2048, &ids, &n,
                         &ends, &n_seq));
     for (int i = 0; i < q->n_pts; i++) {
@@ -896,6 +975,10 @@ static evlm_status calibrate(const evlm_model *model, const evlm_onnx_params *p,
     }
     evlm_context_params cp = evlm_context_default_params();
     cp.n_ctx = CALIB_CHUNK;
+    if (images) { /* room for an image's tokens */
+        int train = evlm_model_n_ctx_train(model);
+        cp.n_ctx = train > 0 && train < CALIB_IMAGE_CTX ? train : CALIB_IMAGE_CTX;
+    }
     cp.n_batch = CALIB_CHUNK;
     evlm_context *c = NULL;
     const size_t V = (size_t)evlm__model_decoder(model)->cfg.vocab_size;
@@ -915,6 +998,12 @@ static evlm_status calibrate(const evlm_model *model, const evlm_onnx_params *p,
     for (size_t i = 0, at = 0; st == EVLM_OK && i < n_seq; at = ends[i++]) {
         st = evlm_context_truncate(c, 0);
         if (st == EVLM_OK) st = evlm_decode(c, ids + at, (int)(ends[i] - at), lg, true);
+    }
+    /* the items again with their images, for the Hessians alone: the activation encodings stay
+     * those of the text (docs/NPU.md: image rows in the ranges coarsen the 8-bit KV cache) */
+    if (st == EVLM_OK && images) {
+        evlm__context_transform(c, NULL, NULL);
+        st = calib_image_items(model, p, c);
     }
     if (st == EVLM_OK && q->calib) st = evlm_calib_status(q->calib);
     if (st != EVLM_OK) evlm__fail_prefix(st, "calibration (%s)", p->calib);
@@ -1045,6 +1134,7 @@ static void quant_json(cJSON *j, const qdq_state *q, const char *calib, int n_pa
                                 "widened to include 0");
         cJSON_AddStringToObject(o, "calibration", calib ? calib : "");
         cJSON_AddNumberToObject(o, "calibration_tokens", q->n_calib_rows);
+        cJSON_AddBoolToObject(o, "calibration_images", q->calib_images);
         cJSON_AddStringToObject(o, "weight_method",
                                 q->gptq ? "gptq (on the grids above, Hessian of the calibration "
                                           "tokens' matmul inputs, damp 0.01, no act-order)"
@@ -1276,6 +1366,7 @@ static evlm_status check_precision(const evlm_onnx_params *p, qdq_state *q) {
                           "per-block weights (V69 and later); use w8a16 or w8a8",
                           t->name, t->soc, t->hexagon);
     q->gptq = p->method && !strcmp(p->method, "gptq");
+    q->calib_images = p->calib_images;
     if (q->gptq && q->prec == EVLM_NPU_FP16)
         return evlm__fail(EVLM_ERR_ARG,
                           "method 'gptq' with precision 'fp16': GPTQ needs an integer weight "
