@@ -5,7 +5,8 @@
 # on a small text made here; with --method gptq llama-tiny in w4a16 and w8a16 and smolvlm-tiny in
 # w8a8 (GPTQ weights on the same grids: the same checks, and every matrix's output error on the
 # calibration rows, recorded in manifest.json, at most round-to-nearest's; once with
-# --calib-images, the Hessians from image prompts). For each: greedy ids through the AR-1 graph equal `evlm run --sim`'s;
+# --calib-images, the Hessians from image prompts). For each: greedy ids through the AR-1 graph
+# equal `evlm run --sim`'s;
 # every prompt position's logits equal `evlm logits --sim`'s within the tolerance of docs/NPU.md:
 # fp16 1e-3 x max(1, |ref|) (float arithmetic alone); QDQ worst |d| <= 4 s and mean |d| <= 0.5 s,
 # s the export's coarsest activation step (the largest scale in manifest.json): both sides compute
