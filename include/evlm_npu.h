@@ -97,6 +97,16 @@ EVLM_API evlm_status evlm_onnx_image_pixels(const evlm_model *model, const evlm_
 EVLM_API const float *evlm_onnx_prompt_features(const evlm_model *model, const evlm_prompt *p,
                                                 int *n_rows, int *width);
 
+/* M-RoPE positions of prompt p (Qwen2-VL with images): [3][n_ids] temporal, height and width
+ * rows counted from 0, as the decoder uses them (the graphs' position_ids [3, 1, n]); NULL when
+ * the prompt has none (every position is its index, the three alike). *next (may be NULL): the
+ * position of the token after the prompt (n_ids without M-RoPE positions). */
+EVLM_API const int32_t *evlm_onnx_prompt_positions(const evlm_prompt *p, int32_t *next);
+
+/* The token id whose positions take p's image features (the prefill graph's image_mask), -1
+ * when p has none. */
+EVLM_API int32_t evlm_onnx_prompt_image_token(const evlm_prompt *p);
+
 /* NPU numerics simulation: ctx computes with the numerics of the export in dir (manifest.json's
  * "quantization"): the export's dequantized weights, and at each of its activation points (the
  * matmul inputs, the KV cache rows) QuantizeLinear -> DequantizeLinear with its scale and zero

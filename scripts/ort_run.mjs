@@ -10,8 +10,11 @@
 //    "text": "..." (with -m)}
 // (logits_first: the first 8 logits of the last prompt position).
 // Every forward pass runs in ONNX Runtime; this script only moves tensors. Tokenization, the
-// chat template, image preprocessing and detokenization come from evlm (`evlm prompt`). Not here:
-// sampling other than greedy, several images per prompt.
+// chat template, image preprocessing and detokenization come from evlm (`evlm prompt`), and for
+// Qwen2-VL, whose vision tower is not exported (the manifest has no vision graph; the prefill
+// graph takes image_features), the image features and the M-RoPE positions too (`evlm prompt`
+// prints mrope_positions; the graphs take position_ids [3, 1, n]). Not here: sampling other than
+// greedy, several images per prompt.
 //
 // usage: node scripts/ort_run.mjs DIR --ids 1,2,3 [-n N] [--logits-out FILE] [--threads T]
 //        node scripts/ort_run.mjs DIR -m MODEL [--image FILE] -p TEXT [--raw] [-n N] ...
@@ -99,20 +102,32 @@ function evlm(args) {
     die(`${evlmBin} prompt failed${e.status ? ` (exit ${e.status})` : `: ${e.message}`}`);
   }
 }
-let pixels = null, nTiles = 0;
+let pixels = null, nTiles = 0, extFeats = null, imageToken = -1, mpos = null, mnext = 0;
+// an export without a vision graph whose prefill graph takes image features (Qwen2-VL)
+const extImages = !man.vision &&
+  man.graphs.some((g) => g.name === 'prefill' && g.inputs.some((x) => x.role === 'image_features'));
 if (text !== null) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ort_run.'));
-  const pxFile = path.join(tmp, 'pixels.bin');
+  const pxFile = path.join(tmp, 'pixels.bin'), ftFile = path.join(tmp, 'features.bin');
   try {
     const args = ['-p', text];
     if (raw) args.push('--raw');
-    if (image) args.push('--image', image, '--pixels-out', pxFile);
+    if (image && extImages) args.push('--image', image, '--features-out', ftFile);
+    else if (image) args.push('--image', image, '--pixels-out', pxFile);
     // the processor's tiling as the export was made (export-onnx --image-splitting)
     if (image && man.vision && typeof man.vision.image_splitting === 'boolean')
       args.push('--image-splitting', man.vision.image_splitting ? 'on' : 'off');
     const r = evlm(args);
     ids = r.ids;
-    if (image) {
+    if (r.mrope_positions) {
+      mpos = r.mrope_positions;
+      mnext = r.mrope_next;
+    }
+    if (image && extImages) {
+      const b = fs.readFileSync(ftFile);
+      extFeats = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+      imageToken = r.image_token_id;
+    } else if (image) {
       const b = fs.readFileSync(pxFile);
       pixels = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
       nTiles = r.n_tiles;
@@ -183,11 +198,23 @@ if (pixels) {
     die(`the prompt has ${nImg} image tokens for ${nTiles * TOK} image feature rows`);
   if (featuresOut) fs.writeFileSync(featuresOut, Buffer.from(feats.buffer));
 }
+if (extFeats) {
+  feats = extFeats;
+  const nImg = ids.filter((id) => id === imageToken).length;
+  if (nImg * H !== feats.length)
+    die(`the prompt has ${nImg} image tokens for ${feats.length / H} image feature rows`);
+  if (featuresOut) fs.writeFileSync(featuresOut, Buffer.from(feats.buffer));
+} else if (image && !pixels) die('--image: no vision graph and no image_features input');
+if (feats && !extFeats) imageToken = man.vision.image_token_id;
 const imgRow = new Int32Array(ids.length).fill(-1); // feature row of each prompt position
 if (feats) {
   let r = 0;
-  ids.forEach((id, i) => { if (id === man.vision.image_token_id) imgRow[i] = r++; });
+  ids.forEach((id, i) => { if (id === imageToken) imgRow[i] = r++; });
 }
+// position of the token at slot j: its index, or with M-RoPE positions (a Qwen2-VL image prompt)
+// the prompt's own, then on from mrope_next; pos(j, sec) for the section sec
+const mdelta = mpos ? mnext - ids.length : 0;
+const pos = (j, sec) => (mpos && j < ids.length ? mpos[sec][j] : j + mdelta);
 
 // Runs the chain of part graphs on tokens (t valid of n_tokens) at positions nPast.., returns
 // the last part's logits rows.
@@ -208,10 +235,12 @@ async function stepPart(sess, g, toks, rows, hiddenIn) {
   const N = g.n_tokens, P = g.past_len, t = toks.length;
   if (nPast > P) die(`${nPast} cached tokens do not fit the ${g.name} graph's ${P} past slots`);
   const feeds = {};
-  const idArr = new BigInt64Array(N), posArr = new BigInt64Array(N);
+  const posIn = g.inputs.find((x) => x.role === 'position_ids');
+  const nSec = posIn && posIn.shape.length === 3 ? posIn.shape[0] : 1; // M-RoPE: [3, 1, N]
+  const idArr = new BigInt64Array(N), posArr = new BigInt64Array(nSec * N);
   for (let i = 0; i < N; i++) {
     idArr[i] = BigInt(i < t ? toks[i] : 0);
-    posArr[i] = BigInt(nPast + i);
+    for (let sec = 0; sec < nSec; sec++) posArr[sec * N + i] = BigInt(pos(nPast + i, sec));
   }
   const mask = new Float32Array(N * C).fill(HIDDEN);
   for (let i = 0; i < N; i++) {

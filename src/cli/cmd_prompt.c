@@ -2,7 +2,8 @@
  * cmd_prompt.c - `evlm prompt -m MODEL [--image FILE] -p TEXT [--raw] [--ids-out FILE]
  * [--pixels-out FILE]` and `evlm prompt -m MODEL --detok 1,2,3`: what an outside runner (e.g.
  * scripts/ort_run.mjs over an export-onnx folder) needs from evlm beyond the forward passes.
- * The first form prints {"ids": [...], "n_image_tokens", "n_tiles", "tile"}:
+ * The first form prints {"ids": [...], "n_image_tokens", "n_tiles", "tile"} (with an image also
+ * "image_token_id"; Qwen2-VL: "mrope_positions" [3][n] and "mrope_next", the graphs' positions):
  * the prompt's ids exactly as `evlm run` builds them (chat template unless --raw, image markers
  * expanded), optionally the ids as int64 to --ids-out, and the image's pixel_values
  * [n_tiles][3][tile][tile] as raw float32 to --pixels-out (evlm_onnx_image_pixels) and evlm's
@@ -106,6 +107,20 @@ int evlm_cmd_prompt(int argc, char **argv) {
     cJSON *a = cJSON_AddArrayToObject(j, "ids");
     for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
     cJSON_AddNumberToObject(j, "n_image_tokens", evlm_prompt_n_image_tokens(pr));
+    if (evlm_onnx_prompt_image_token(pr) >= 0)
+        cJSON_AddNumberToObject(j, "image_token_id", evlm_onnx_prompt_image_token(pr));
+    int32_t next = 0;
+    const int32_t *mpos = evlm_onnx_prompt_positions(pr, &next);
+    if (mpos) { /* M-RoPE: the graphs' position_ids [3, 1, n] */
+        cJSON *mp = cJSON_AddArrayToObject(j, "mrope_positions");
+        for (int sec = 0; sec < 3; sec++) {
+            cJSON *row = cJSON_CreateArray();
+            cJSON_AddItemToArray(mp, row);
+            for (size_t i = 0; i < n; i++)
+                cJSON_AddItemToArray(row, cJSON_CreateNumber(mpos[(size_t)sec * n + i]));
+        }
+        cJSON_AddNumberToObject(j, "mrope_next", next);
+    }
     if (ids_out) {
         int64_t *w = malloc(sizeof *w * (n ? n : 1));
         if (!w) cli_die("out of memory");

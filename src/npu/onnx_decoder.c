@@ -14,16 +14,16 @@
  *           the n new rows only; the runner writes them into its cache.
  * Ops (all in the QNN EP's list): Gather, MatMul, Gemm, Add, Mul, Div, Sqrt, ReduceMean,
  * Sigmoid, Softmax, Concat, Reshape, Transpose, Slice. RMSNorm as x / sqrt(mean(x * x) + eps) * w;
- * RoPE rotate-half from cos / sin tables [C, head_dim] gathered by position_ids; GQA by folding
+ * RoPE rotate-half from cos / sin tables [C, head_dim] gathered by position_ids (M-RoPE, Qwen2-VL:
+ * position_ids [3, 1, n], the three gathered rows masked by section and summed); GQA by folding
  * each kv head's query heads into rows ([1, kv, group * n, head_dim]) against a mask repeated
  * group times (4-D tensors only); linear layers as MatMul with weights stored [in, out]; the
  * head as Gemm(transB) over the [vocab, hidden] table, so a tied embedding is stored once (a split
  * export: once more in the last part).
  *
- * It reads the model through model/model.h alone. Not here (issue 19, next): QDQ precisions,
- * M-RoPE's 3-D positions (a Qwen2-VL text half exports for text-only prompts, where the three
- * positions are equal), the vision encoder (onnx_vision.c; here only the prefill graph's
- * image_features / image_mask inputs and the manifest entries), the split's arithmetic (the
+ * It reads the model through model/model.h alone. Not here: the vision encoder (onnx_vision.c;
+ * here only the prefill graph's image_features / image_mask inputs and the manifest entries;
+ * Qwen2-VL's tower is not exported, its features are a graph input), the split's arithmetic (the
  * planner's, through onnx_parts.h).
  */
 #include "evlm_npu.h"
@@ -695,7 +695,11 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state 
         IO("input_ids", -1, "int64", "input_ids", 2, {1, N});
     else
         IO("hidden_states_in", -1, "float32", "hidden_states", 3, {1, N, H});
-    IO("position_ids", -1, "int64", "position_ids", 2, {1, N});
+    const bool mrope = c->mrope_section[0] || c->mrope_section[1];
+    if (mrope) /* Qwen2-VL: temporal / height / width positions, as transformers' [3, batch, n] */
+        IO("position_ids", -1, "int64", "position_ids", 3, {3, 1, N});
+    else
+        IO("position_ids", -1, "int64", "position_ids", 2, {1, N});
     IO("attention_mask", -1, "float32", "attention_mask", 4, {1, 1, N, C});
     if (image_in) {
         IO("image_features", -1, "float32", "image_features", 3, {1, N, H});
@@ -741,7 +745,7 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state 
         const_i64(&b, "c.shape_qg", 4, (const int64_t[]){1, KV, G * N, HD});
         const_i64(&b, "c.shape_heads", 4, (const int64_t[]){1, NH, N, HD});
         const_i64(&b, "c.shape_qd", 3, (const int64_t[]){1, N, NH * HD});
-        const_i64(&b, "c.shape_rope", 4, (const int64_t[]){1, 1, N, HD});
+        if (!mrope) const_i64(&b, "c.shape_rope", 4, (const int64_t[]){1, 1, N, HD});
     }
     if (pt->head) {
         const_i64(&b, "c.shape_rows", 2, (const int64_t[]){N, H});
@@ -762,11 +766,32 @@ static evlm_status build_graph(const evlm_decoder *d, const wfile *w, qdq_state 
         op(&b, "Add", "img.embd", 2, "img.tok", "img.feat");
         snprintf(x, sizeof x, "%s", "img.embd");
     }
-    if (layers) {
+    if (layers && !mrope) {
         op(&b, "Gather", tmp(&b, t, "cos"), 2, "rope_cos", "position_ids");
         op(&b, "Reshape", "rope.cos", 2, t, "c.shape_rope");
         op(&b, "Gather", tmp(&b, t, "sin"), 2, "rope_sin", "position_ids");
         op(&b, "Reshape", "rope.sin", 2, t, "c.shape_rope");
+    } else if (layers) { /* M-RoPE: frequency j (and j + HD/2) from its section's position */
+        float *sel = calloc((size_t)(3 * HD), sizeof *sel);
+        if (!sel) {
+            evlm_onnx_free(g);
+            return evlm__fail(EVLM_ERR_NOMEM, "out of memory building %s", path);
+        }
+        for (int64_t j = 0, sec = 0, end = c->mrope_section[0]; j < HD / 2; j++) {
+            while (j >= end && sec < 2) end += c->mrope_section[++sec];
+            sel[sec * HD + j] = sel[sec * HD + j + HD / 2] = 1.0f;
+        }
+        evlm_onnx_init(g, "c.mrope_select", EVLM_ONNX_F32, 4, (const int64_t[]){3, 1, 1, HD}, sel);
+        free(sel);
+        const_i64(&b, "c.axis0", 1, (const int64_t[]){0});
+        /* [3, 1, N, HD] rows x one-hot [3, 1, 1, HD], summed over the sections: exact (x + 0) */
+        char u[64];
+        op(&b, "Gather", tmp(&b, t, "cos3"), 2, "rope_cos", "position_ids");
+        op(&b, "Mul", tmp(&b, u, "cos_sel"), 2, t, "c.mrope_select");
+        op(&b, "ReduceSum", "rope.cos", 2, u, "c.axis0");
+        op(&b, "Gather", tmp(&b, t, "sin3"), 2, "rope_sin", "position_ids");
+        op(&b, "Mul", tmp(&b, u, "sin_sel"), 2, t, "c.mrope_select");
+        op(&b, "ReduceSum", "rope.sin", 2, u, "c.axis0");
     }
     const char *masks[EXPORT_MAX_GROUP];
     for (int i = 0; i < G; i++) masks[i] = "attention_mask";
@@ -1096,6 +1121,12 @@ static cJSON *io_json(const io_desc *io, int from, int to) {
         cJSON_AddStringToObject(o, "dtype", io[i].dtype);
         cJSON_AddStringToObject(o, "role", io[i].role);
         if (io[i].layer >= 0) cJSON_AddNumberToObject(o, "layer", io[i].layer);
+        if (!strcmp(io[i].role, "position_ids"))
+            cJSON_AddStringToObject(o, "layout",
+                                    io[i].ndim == 3
+                                        ? "mrope: [3 (temporal, height, width), 1, n_tokens], "
+                                          "model.mrope_section frequencies each"
+                                        : "[1, n_tokens]");
     }
     return a;
 }
@@ -1197,7 +1228,7 @@ typedef struct {
 
 static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, int ctx,
                       const xpart *xp, int np, char (*wnames)[48], bool forced, cJSON *vis,
-                      const qdq_state *q, const char *prec, const char *calib,
+                      bool image_in, const qdq_state *q, const char *prec, const char *calib,
                       const evlm_npu_target_info *tgt) {
     const evlm_decoder_config *c = &d->cfg;
     cJSON *j = cJSON_CreateObject();
@@ -1223,11 +1254,20 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
     int n_eos = evlm_model_eos_ids(model, &eos_ids);
     for (int i = 0; i < n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(eos_ids[i]));
     bool mrope = c->mrope_section[0] || c->mrope_section[1];
-    cJSON_AddStringToObject(m, "rope", mrope ? "mrope-text" : "rope");
-    if (mrope)
+    cJSON_AddStringToObject(m, "rope", mrope ? "mrope" : "rope");
+    if (mrope) {
+        cJSON *ms = cJSON_AddArrayToObject(m, "mrope_section");
+        for (int i = 0; i < 3; i++)
+            cJSON_AddItemToArray(ms, cJSON_CreateNumber(c->mrope_section[i]));
         cJSON_AddStringToObject(m, "rope_note",
-                                "M-RoPE with equal temporal / height / width positions: exact for "
-                                "text-only prompts; image positions are not exported yet");
+                                "M-RoPE (Qwen2-VL): position_ids [3, 1, n] hold each token's "
+                                "temporal, height and width positions (transformers' "
+                                "get_rope_index; `evlm prompt` prints them as mrope_positions); "
+                                "rotary frequencies [0, s0) take the temporal one, [s0, s0 + s1) "
+                                "the height, the rest the width (s = mrope_section, in pairs of "
+                                "head_dim / 2); text tokens have three equal positions, and "
+                                "after a prompt the positions go on from mrope_next");
+    }
     cJSON *w = cJSON_AddObjectToObject(j, "weights");
     uint64_t wbytes = 0;
     for (int k = 0; k < np; k++) wbytes += xp[k].bytes;
@@ -1284,10 +1324,21 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
                                 "embedding is its image_features row (the vision graph's rows "
                                 "in order at the image_token_id positions), elsewhere the "
                                 "token's; text-only prompts pass zeros");
+    } else if (image_in) {
+        cJSON_AddStringToObject(j, "prefill_images",
+                                "the prefill graph's inputs image_features [1, ar, hidden] and "
+                                "image_mask [1, ar, 1]: where the mask is 1 the position's "
+                                "embedding is its image_features row (the image's merged "
+                                "feature rows in order at the image-token positions), elsewhere "
+                                "the token's; text-only prompts pass zeros");
+        cJSON_AddStringToObject(j, "vision_note",
+                                "no vision graph: Qwen2-VL's tower (Conv3d patches, 2-D rotary, "
+                                "PatchMerger) is not exported yet; its image features come from "
+                                "evlm (`evlm prompt --image F --features-out FILE`, with the "
+                                "prompt's image_token_id and mrope_positions)");
     } else if (evlm_model_has_vision(model))
         cJSON_AddStringToObject(j, "vision_note",
-                                "no vision graph in this export (--tiles 0, or a tower "
-                                "not exported yet: Qwen2-VL's): text-only prompts");
+                                "no vision graph in this export (--tiles 0): text-only prompts");
     cJSON_AddStringToObject(j, "parts_split",
                             forced ? "forced (evlm_onnx_params.parts / --parts): even layer ranges"
                             : tgt  ? "the planner's (evlm plan) under the target's per-graph limit"
@@ -1457,6 +1508,11 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     EVLM_TRY(evlm__onnx_split(c, qs.target, qs.prec, p.ar, ctx, p.parts, pts, &np));
     EVLM_TRY(check_dest(dir));
     qdq_state *q = qs.prec == EVLM_NPU_DEFAULT ? NULL : &qs;
+    /* Qwen2-VL (M-RoPE): no vision graph (evlm__onnx_vision_plan says what is missing), but the
+     * prefill graph takes image features computed elsewhere (evlm prompt --features-out) */
+    const bool ext_images = n_tiles == 0 && p.tiles >= 0 && evlm_model_has_vision(model) &&
+                            (c->mrope_section[0] || c->mrope_section[1]);
+    const bool image_in = n_tiles > 0 || ext_images;
     char *enc = NULL;
 
     size_t dl = strlen(dir);
@@ -1515,8 +1571,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     }
     made = true;
     for (int k = 0; k < np && st == EVLM_OK; k++)
-        st = write_part(d, q, ctx, p.ar, n_tiles > 0, tmpdir, path, cap, k, np, wnames[k], &xp[k],
-                        &w);
+        st = write_part(d, q, ctx, p.ar, image_in, tmpdir, path, cap, k, np, wnames[k], &xp[k], &w);
     if (st != EVLM_OK) goto done;
     if (q && qs.mismatch) {
         st = evlm__fail(EVLM_ERR_UNSUPPORTED,
@@ -1546,7 +1601,7 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                                           cJSON_GetObjectItem(vis, "graphs"))) != EVLM_OK)
             goto done;
     }
-    man = manifest(model, d, p.ar, ctx, xp, np, wnames, p.parts > 0, vis, q,
+    man = manifest(model, d, p.ar, ctx, xp, np, wnames, p.parts > 0, vis, image_in, q,
                    p.precision ? p.precision : "fp32", p.calib, qs.target);
     if (!man) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory writing manifest.json");

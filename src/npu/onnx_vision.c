@@ -59,8 +59,11 @@ evlm_status evlm__onnx_vision_plan(const evlm_model *m, int tiles, int *n_tiles)
         if (tiles <= 0) return EVLM_OK;
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "tiles = %d: %s", tiles,
                           evlm_model_has_vision(m)
-                              ? "only the Idefics3 / SmolVLM vision tower is exported so far "
-                                "(Qwen2-VL's is not yet)"
+                              ? "only the Idefics3 / SmolVLM vision tower is exported so far; "
+                                "Qwen2-VL's is not (missing: its Conv3d patch embedding as a "
+                                "MatMul, the 2-D rotary of its blocks and the PatchMerger for a "
+                                "fixed image grid): export without --tiles, and the prefill "
+                                "graph takes its image features as the input image_features"
                               : "the model has no vision tower");
     }
     if (tiles > VISION_MAX_TILES)
