@@ -4,14 +4,15 @@
  * planner: will a model run on the Hexagon NPU of a Qualcomm automotive SoC, in how many graph
  * parts, and how fast (a roofline estimate).
  *
- * Export. What exists: the text decoder (Llama / Qwen2 families; a VLM's text half for
- * text-only prompts) in float32, as two graphs sharing one external weight file: AR-N prefill
- * and AR-1 decode, the KV cache, positions and an additive attention mask as explicit inputs,
- * described by DIR/manifest.json; float16 weights, or the QDQ precisions w8a16 / w8a8 / w4a16
- * calibrated on a text or dataset (encodings.json in AIMET's format beside); for Idefics3 /
- * SmolVLM also the vision tower + connector as one graph of a fixed tile count (its own weight
- * file), the prefill graph then taking image features for the image-token positions. Not yet:
- * Qwen2-VL's tower, a quantized vision graph. A decoder past the target's per-graph limit is
+ * Export. What exists: the text decoder (Llama / Qwen2 families, a VLM's text half; Qwen2-VL's
+ * with M-RoPE positions [3, 1, n] and image features as a prefill input) in float32, as two graphs
+ * sharing one external weight file: AR-N prefill and AR-1 decode, the KV cache, positions and an
+ * additive attention mask as explicit inputs, described by DIR/manifest.json; float16 weights, or
+ * the QDQ precisions w8a16 / w8a8 / w4a16 calibrated on a text or dataset (encodings.json in
+ * AIMET's format beside), their weights rounded to nearest or placed by GPTQ on the same grids; for
+ * Idefics3 / SmolVLM also the vision tower + connector as one graph of a fixed tile count (its own
+ * weight file), the prefill graph then taking image features for the image-token positions. Not
+ * yet: Qwen2-VL's tower, a quantized vision graph. A decoder past the target's per-graph limit is
  * split by layer ranges into parts (the planner's split), each with its own weight file shared
  * by its prefill and decode graphs, the hidden states handed from part to part.
  *
