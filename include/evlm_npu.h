@@ -67,6 +67,9 @@ typedef struct evlm_onnx_params {
     const char *method;    /* the QDQ weights: "rtn" (NULL: round to nearest) or "gptq" (GPTQ
                               onto the same int8 / int4 grids with the Hessian of the
                               calibration tokens' matmul inputs; needs calib) */
+    int grid_h, grid_w;    /* Qwen2-VL: the vision graph for images of grid_h x grid_w patches
+                              (the processor's grid, `evlm prompt --image` prints it; multiples
+                              of the merge size); 0: no vision graph */
     bool calib_images;     /* method gptq with a .jsonl calibration (VLMs): the items once more
                               with their images encoded, so GPTQ's Hessians also see the
                               image-token rows (the activation encodings stay the text's) */
@@ -91,6 +94,13 @@ EVLM_API evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
  * Idefics3 / SmolVLM. */
 EVLM_API evlm_status evlm_onnx_image_pixels(const evlm_model *model, const evlm_image_input *image,
                                             float **pixels, int *n_tiles, int *tile);
+
+/* The Qwen2-VL vision graph's input for one image: the processor's patch rows
+ * [*grid_t * *grid_h * *grid_w][*patch_dim] float32 (malloc'd; free it), in its merge-block
+ * order. EVLM_ERR_UNSUPPORTED for models other than Qwen2-VL. */
+EVLM_API evlm_status evlm_onnx_image_patches(const evlm_model *model, const evlm_image_input *image,
+                                             float **pixels, int *grid_t, int *grid_h, int *grid_w,
+                                             int *patch_dim);
 
 /* The image features evlm's own encoder gave prompt p ([*n_rows][*width] float32, owned by p;
  * NULL and 0 rows without images): what the vision graph's image_features are checked

@@ -112,7 +112,9 @@ if (text !== null) {
   try {
     const args = ['-p', text];
     if (raw) args.push('--raw');
+    const q2 = man.vision && man.vision.tower === 'qwen2vl'; // patch rows of one fixed grid
     if (image && extImages) args.push('--image', image, '--features-out', ftFile);
+    else if (image && q2) args.push('--image', image, '--patches-out', pxFile);
     else if (image) args.push('--image', image, '--pixels-out', pxFile);
     // the processor's tiling as the export was made (export-onnx --image-splitting)
     if (image && man.vision && typeof man.vision.image_splitting === 'boolean')
@@ -131,6 +133,13 @@ if (text !== null) {
       const b = fs.readFileSync(pxFile);
       pixels = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
       nTiles = r.n_tiles;
+      if (q2) {
+        const want = man.vision.grid.join('x'), got = r.grid.join('x');
+        if (want !== got)
+          die(`the image's patch grid ${got} is not the vision graph's ${want} (export-onnx ` +
+              `--grid ${r.grid[1]}x${r.grid[2]} makes one for it)`);
+        nTiles = 1;
+      }
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -178,7 +187,8 @@ if (pixels) {
   const vis = man.vision ||
     die(`${dir}: no vision graph in the manifest (exported with --tiles 0?)`);
   const gVis = graphOf('vision');
-  const T = gVis.n_tiles, tileLen = gVis.inputs[0].shape.slice(1).reduce((a, b) => a * b, 1);
+  // a tile: [3, S, S] of Idefics3's [T, 3, S, S]; Qwen2-VL's one grid [N, patch_dim] is one
+  const T = gVis.n_tiles, tileLen = gVis.inputs[0].shape.reduce((a, b) => a * b, 1) / T;
   const TOK = vis.tokens_per_tile;
   if (pixels.length !== nTiles * tileLen)
     die(`pixel values of ${nTiles} tiles do not match the vision graph's tile shape`);

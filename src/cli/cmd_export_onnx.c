@@ -1,9 +1,11 @@
 /*
  * cmd_export_onnx.c - `evlm export-onnx -m MODEL -o DIR [--precision P] [--target T]
- * [--calib FILE] [--method rtn|gptq] [--ar N] [--ctx C] [--tiles T] [--parts K]`: the text decoder
- * as static-shape ONNX graphs (AR-N prefill, AR-1 decode, shared weights, manifest.json;
- * include/evlm_npu.h, docs/NPU.md), and a SmolVLM's vision graph. Prints {"dir": ..., "ar": N} on
- * success. Not here: running the graphs (scripts/ort_run.mjs does, in ONNX Runtime).
+ * [--calib FILE] [--method rtn|gptq] [--ar N] [--ctx C] [--tiles T] [--grid HxW] [--parts K]`: the
+ * text decoder as static-shape ONNX graphs (AR-N prefill, AR-1 decode, shared weights,
+ * manifest.json; include/evlm_npu.h, docs/NPU.md), and a SmolVLM / Qwen2-VL vision graph. Prints
+ * {"dir":
+ * ..., "ar": N} on success. Not here: running the graphs (scripts/ort_run.mjs does, in ONNX
+ * Runtime).
  */
 #include "cli.h"
 #include "evlm_npu.h"
@@ -33,7 +35,9 @@ static void usage(void) {
         "                the target's per-graph limit needs, the planner's split)\n"
         "  --tiles T     image tiles of the vision graph vision.onnx (Idefics3 / SmolVLM;\n"
         "                default: the most the processor makes of one image; 0: none)\n"
-        "  --image-splitting on|off  the processor's tiling (default: its config's)\n");
+        "  --image-splitting on|off  the processor's tiling (default: its config's)\n"
+        "  --grid HxW    Qwen2-VL: vision.onnx for images of H x W patches (the grid\n"
+        "                `evlm prompt --image` prints; default: no vision graph)\n");
 }
 
 int evlm_cmd_export_onnx(int argc, char **argv) {
@@ -57,7 +61,13 @@ int evlm_cmd_export_onnx(int argc, char **argv) {
             p.method = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--calib-images"))
             p.calib_images = true;
-        else if (!strcmp(a, "--calib-tokens"))
+        else if (!strcmp(a, "--grid")) {
+            const char *v = cli_value(argc, argv, &i);
+            char tail;
+            if (sscanf(v, "%dx%d%c", &p.grid_h, &p.grid_w, &tail) != 2 || p.grid_h < 1 ||
+                p.grid_w < 1 || p.grid_h > 4096 || p.grid_w > 4096)
+                cli_die("--grid '%s': expected ROWSxCOLS in patches, e.g. 4x6", v);
+        } else if (!strcmp(a, "--calib-tokens"))
             p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
         else if (!strcmp(a, "--ar"))
             p.ar = cli_int(argc, argv, &i, 2, 8192);

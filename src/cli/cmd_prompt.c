@@ -23,11 +23,13 @@
 
 static void usage(void) {
     printf("usage: evlm prompt -m MODEL [--image FILE] -p TEXT [--raw] [--ids-out FILE]\n"
-           "                  [--pixels-out FILE] [--features-out FILE]\n"
+           "                  [--pixels-out FILE] [--features-out FILE] [--patches-out FILE]\n"
            "       evlm prompt -m MODEL --detok 1,2,3\n"
            "  --ids-out FILE     the prompt ids as int64 little-endian\n"
            "  --pixels-out FILE  the image's pixel_values [tiles][3][S][S] as float32\n"
            "  --features-out FILE  evlm's image features [rows][hidden] as float32\n"
+           "  --patches-out FILE  Qwen2-VL: the image's patch rows [t*h*w][patch_dim] as\n"
+           "                  float32 (prints \"grid\": [t, h, w])\n"
            "  --detok IDS        print {\"text\": ...} of comma-separated ids\n");
 }
 
@@ -74,6 +76,7 @@ static int detok(evlm_model *m, const char *list) {
 int evlm_cmd_prompt(int argc, char **argv) {
     cli_model_opts o = {0};
     const char *ids_out = NULL, *pixels_out = NULL, *detok_ids = NULL, *features_out = NULL;
+    const char *patches_out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_model_opt(&o, argc, argv, &i)) continue;
@@ -83,6 +86,8 @@ int evlm_cmd_prompt(int argc, char **argv) {
             pixels_out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--features-out"))
             features_out = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--patches-out"))
+            patches_out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--detok"))
             detok_ids = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -93,6 +98,7 @@ int evlm_cmd_prompt(int argc, char **argv) {
     }
     if (!o.model) cli_die("no model given (-m MODEL)");
     if (pixels_out && o.n_images != 1) cli_die("--pixels-out needs exactly one --image");
+    if (patches_out && o.n_images != 1) cli_die("--patches-out needs exactly one --image");
     evlm_model *m = cli_load_model(&o);
     if (detok_ids) {
         int rc = detok(m, detok_ids);
@@ -137,6 +143,19 @@ int evlm_cmd_prompt(int argc, char **argv) {
         free(px);
         cJSON_AddNumberToObject(j, "n_tiles", n_tiles);
         cJSON_AddNumberToObject(j, "tile", tile);
+    }
+    if (patches_out) { /* Qwen2-VL: the vision graph's patch rows */
+        evlm_image_input img = {.path = o.images[0]};
+        float *px = NULL;
+        int gt = 0, gh = 0, gw = 0, pd = 0;
+        cli_check(evlm_onnx_image_patches(m, &img, &px, &gt, &gh, &gw, &pd));
+        write_all(patches_out, px, sizeof(float) * (size_t)gt * (size_t)gh * (size_t)gw * pd);
+        free(px);
+        cJSON *gr = cJSON_AddArrayToObject(j, "grid");
+        cJSON_AddItemToArray(gr, cJSON_CreateNumber(gt));
+        cJSON_AddItemToArray(gr, cJSON_CreateNumber(gh));
+        cJSON_AddItemToArray(gr, cJSON_CreateNumber(gw));
+        cJSON_AddNumberToObject(j, "patch_dim", pd);
     }
     if (features_out) {
         int rows = 0, width = 0;

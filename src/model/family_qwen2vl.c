@@ -225,6 +225,18 @@ static evlm_status synth(const evlm_synth_cfg *c, evlm_synth_add add, void *u) {
     return evlm__synth_put(add, u, B, 1, v.hidden_size, 0, 0, 0, "visual.merger.mlp.2.bias");
 }
 
+extern const evlm_family evlm_family_qwen2vl;
+
+bool evlm__model_qwen2vl(const evlm_model *m, const evlm_qwen2vl_vit **tower,
+                         const evlm_qwen2vl_proc **proc, int32_t *image_token) {
+    if (!m || m->family != &evlm_family_qwen2vl || !m->family_state) return false;
+    const qwen2vl *v = m->family_state;
+    if (tower) *tower = &v->vit;
+    if (proc) *proc = &v->proc;
+    if (image_token) *image_token = v->image_token;
+    return true;
+}
+
 static const char *const k_archs[] = {"Qwen2VLForConditionalGeneration", NULL};
 
 const evlm_family evlm_family_qwen2vl = {

@@ -57,4 +57,11 @@ struct evlm_idefics3_proc;
 bool evlm__model_idefics3(const evlm_model *m, const struct evlm_siglip **tower,
                           const struct evlm_idefics3_proc **proc, int *max_tiles);
 
+/* The Qwen2-VL vision parts of m, read-only (the ONNX export of its tower, src/npu/onnx_vision.c):
+ * false when m is not of that family. image_token: the <|image_pad|> id. */
+struct evlm_qwen2vl_vit;
+struct evlm_qwen2vl_proc;
+bool evlm__model_qwen2vl(const evlm_model *m, const struct evlm_qwen2vl_vit **tower,
+                         const struct evlm_qwen2vl_proc **proc, int32_t *image_token);
+
 #endif

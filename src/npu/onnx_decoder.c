@@ -1504,6 +1504,13 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     EVLM_TRY(check_params(c, &p, &ctx));
     EVLM_TRY(evlm__onnx_vision_plan(model, p.tiles, &n_tiles));
     if (!dir || !*dir) return evlm__fail(EVLM_ERR_ARG, "no output folder");
+    if ((p.grid_h > 0) != (p.grid_w > 0) || p.grid_h < 0 || p.grid_w < 0 ||
+        (p.grid_h > 0 && (!evlm_model_has_vision(model) || n_tiles > 0 ||
+                          !(c->mrope_section[0] || c->mrope_section[1]))))
+        return evlm__fail(EVLM_ERR_ARG,
+                          "grid = %dx%d: a Qwen2-VL vision graph's patch rows x columns (both "
+                          "positive)",
+                          p.grid_h, p.grid_w);
     evlm__onnx_part pts[EVLM_PLAN_MAX_PARTS];
     EVLM_TRY(evlm__onnx_split(c, qs.target, qs.prec, p.ar, ctx, p.parts, pts, &np));
     EVLM_TRY(check_dest(dir));
@@ -1591,14 +1598,17 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
                  : evlm__fail(EVLM_ERR_IO, "%s: cannot write the encodings", path);
         if (st != EVLM_OK) goto done;
     }
-    if (n_tiles > 0) {
+    if (n_tiles > 0 || (ext_images && p.grid_h > 0)) {
         vis = cJSON_CreateObject();
         if (!vis || !cJSON_AddArrayToObject(vis, "graphs")) {
             st = evlm__fail(EVLM_ERR_NOMEM, "out of memory writing manifest.json");
             goto done;
         }
-        if ((st = evlm__onnx_vision_write(model, tmpdir, n_tiles, EXPORT_OPSET, vis,
-                                          cJSON_GetObjectItem(vis, "graphs"))) != EVLM_OK)
+        cJSON *vg = cJSON_GetObjectItem(vis, "graphs");
+        if ((st = n_tiles > 0
+                      ? evlm__onnx_vision_write(model, tmpdir, n_tiles, EXPORT_OPSET, vis, vg)
+                      : evlm__onnx_qwen2vl_write(model, tmpdir, p.grid_h, p.grid_w, EXPORT_OPSET,
+                                                 vis, vg)) != EVLM_OK)
             goto done;
     }
     man = manifest(model, d, p.ar, ctx, xp, np, wnames, p.parts > 0, vis, image_in, q,

@@ -33,6 +33,8 @@
 #include "model/family.h"
 #include "model/model.h"
 #include "vision/idefics3_proc.h"
+#include "vision/qwen2vl_proc.h"
+#include "vision/qwen2vl_vit.h"
 #include "vision/siglip.h"
 
 #include <stdlib.h>
@@ -59,11 +61,10 @@ evlm_status evlm__onnx_vision_plan(const evlm_model *m, int tiles, int *n_tiles)
         if (tiles <= 0) return EVLM_OK;
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "tiles = %d: %s", tiles,
                           evlm_model_has_vision(m)
-                              ? "only the Idefics3 / SmolVLM vision tower is exported so far; "
-                                "Qwen2-VL's is not (missing: its Conv3d patch embedding as a "
-                                "MatMul, the 2-D rotary of its blocks and the PatchMerger for a "
-                                "fixed image grid): export without --tiles, and the prefill "
-                                "graph takes its image features as the input image_features"
+                              ? "tiles are Idefics3 / SmolVLM's; Qwen2-VL's vision graph is "
+                                "one fixed patch grid: grid_h x grid_w (--grid HxW, the grid "
+                                "`evlm prompt --image` prints), or none and the prefill graph "
+                                "takes its image features as the input image_features"
                               : "the model has no vision tower");
     }
     if (tiles > VISION_MAX_TILES)
@@ -99,6 +100,34 @@ evlm_status evlm_onnx_image_pixels(const evlm_model *model, const evlm_image_inp
     return EVLM_OK;
 }
 
+evlm_status evlm_onnx_image_patches(const evlm_model *model, const evlm_image_input *image,
+                                    float **pixels, int *grid_t, int *grid_h, int *grid_w,
+                                    int *patch_dim) {
+    const evlm_qwen2vl_proc *proc = NULL;
+    if (!model || !image || !pixels || !grid_t || !grid_h || !grid_w || !patch_dim)
+        return evlm__fail(EVLM_ERR_ARG, "evlm_onnx_image_patches: NULL argument");
+    *pixels = NULL;
+    if (!evlm__model_qwen2vl(model, NULL, &proc, NULL))
+        return evlm__fail(EVLM_ERR_UNSUPPORTED, "patch rows: the model is not Qwen2-VL");
+    evlm_image img = {0};
+    EVLM_TRY(evlm__image_input_load(image, 0, &img));
+    evlm_qwen2vl_pixels px = {0};
+    evlm_status st = evlm_qwen2vl_preprocess(proc, &img, &px);
+    evlm_image_free(&img);
+    if (st != EVLM_OK) {
+        if (image->path) evlm__fail_prefix(st, "%s", image->path);
+        return st;
+    }
+    *pixels = px.pixel_values; /* ownership moves to the caller */
+    px.pixel_values = NULL;
+    *grid_t = px.grid_t;
+    *grid_h = px.grid_h;
+    *grid_w = px.grid_w;
+    *patch_dim = px.patch_dim;
+    evlm_qwen2vl_pixels_free(&px);
+    return EVLM_OK;
+}
+
 const float *evlm_onnx_prompt_features(const evlm_model *model, const evlm_prompt *p, int *n_rows,
                                        int *width) {
     int n = 0;
@@ -113,6 +142,12 @@ const float *evlm_onnx_prompt_features(const evlm_model *model, const evlm_promp
 evlm_status evlm__onnx_vision_write(const evlm_model *m, const char *dir, int n_tiles, int opset,
                                     cJSON *root, cJSON *graphs) {
     (void)m, (void)dir, (void)n_tiles, (void)opset, (void)root, (void)graphs;
+    return evlm__fail(EVLM_ERR_UNSUPPORTED, "this build has no ONNX export (EVLM_ONNX=OFF)");
+}
+
+evlm_status evlm__onnx_qwen2vl_write(const evlm_model *m, const char *dir, int grid_h, int grid_w,
+                                     int opset, cJSON *root, cJSON *graphs) {
+    (void)m, (void)dir, (void)grid_h, (void)grid_w, (void)opset, (void)root, (void)graphs;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "this build has no ONNX export (EVLM_ONNX=OFF)");
 }
 
@@ -436,6 +471,255 @@ evlm_status evlm__onnx_vision_write(const evlm_model *model, const char *dir, in
                             "rows replace the prompt's image_token_id tokens in order; the "
                             "prefill graph takes them as image_features with image_mask = 1 "
                             "at those positions");
+    return EVLM_OK;
+}
+
+/* ---- Qwen2-VL: the tower + PatchMerger for one grid --------------------------------------------
+ * Graph of one still image of gh x gw patches (N = gh * gw rows in the processor's merge-block
+ * order; D = embed_dim, NH heads of HD):
+ *   pixel_values [N, C*T*p*p] -> MatMul (the Conv3d weight as [C*T*p*p, D]: kernel = stride, so
+ *   one row per patch) -> per block: LayerNormalization -> qkv MatMul + bias -> [N, 3, NH, HD]
+ *   -> (1 2 0 3) -> q / k / v by Gather on axis 0 -> 2-D rotary on q and k (rotate-half with the
+ *   cos / sin tables of the grid, [N, HD], stored: patch (row, col) takes row x inv_freq in the
+ *   first HD/4 frequencies and col x inv_freq in the rest, as qwen2vl_vit.c) -> scores MatMul x
+ *   HD^-0.5 -> Softmax over all N patches (one frame: no window, no block mask) -> MatMul v ->
+ *   (0 2 1 3) -> [N, D] -> proj -> residual; LayerNormalization -> fc1 -> QuickGELU as
+ *   x Sigmoid(1.702 x) (or erf GELU) -> fc2 -> residual; merger: ln_q -> [N / m^2, D m^2]
+ *   (m^2 consecutive rows are one merge block) -> mlp.0 -> 0.5 x (1 + Erf(x / sqrt 2)) -> mlp.2
+ *   -> image_features [N / m^2, hidden]. */
+
+static evlm_status q2_weights(vb *b, const evlm_qwen2vl_vit *m, int gh, int gw) {
+    const evlm_qwen2vl_vision_config *c = &m->cfg;
+    const int64_t D = c->embed_dim, F = c->mlp_dim, HD = c->head_dim, N = (int64_t)gh * gw;
+    const int HD2 = (int)HD / 2, q = HD2 / 2, ms = c->spatial_merge_size;
+    char nm[64];
+    EVLM_TRY(vb_matrix_t(b, "patch", &m->patch_w));
+    float *cs = malloc(sizeof(float) * (size_t)(N * HD)),
+          *sn = malloc(sizeof(float) * (size_t)(N * HD));
+    evlm_status st =
+        cs && sn ? EVLM_OK : evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting the tower");
+    for (int64_t r = 0; r < N && st == EVLM_OK; r++) { /* qwen2vl_vit.c's ROW_ROPE_TABLE */
+        const int i = (int)r, blk = i / (ms * ms), in = i % (ms * ms), bw_n = gw / ms;
+        const int row = (blk / bw_n) * ms + in / ms, col = (blk % bw_n) * ms + in % ms;
+        for (int k = 0; k < HD2; k++) {
+            float f = (float)(k < q ? row : col) * m->inv_freq[k % q];
+            cs[r * HD + k] = cs[r * HD + k + HD2] = (float)cos((double)f);
+            sn[r * HD + k] = sn[r * HD + k + HD2] = (float)sin((double)f);
+        }
+    }
+    if (st == EVLM_OK) st = vb_tensor(b, "rope.cos", cs, 2, (const int64_t[]){N, HD});
+    if (st == EVLM_OK) st = vb_tensor(b, "rope.sin", sn, 2, (const int64_t[]){N, HD});
+    free(cs);
+    free(sn);
+    for (int l = 0; l < c->depth && st == EVLM_OK; l++) {
+        const evlm_qwen2vl_vit_layer *ly = &m->layers[l];
+        const struct {
+            const char *name;
+            const float *v;
+            int64_t n;
+        } vecs[] = {{"ln1.w", ly->ln1_w, D}, {"ln1.b", ly->ln1_b, D},     {"ln2.w", ly->ln2_w, D},
+                    {"ln2.b", ly->ln2_b, D}, {"qkv.b", ly->b_qkv, 3 * D}, {"proj.b", ly->b_proj, D},
+                    {"fc1.b", ly->b_fc1, F}, {"fc2.b", ly->b_fc2, D}};
+        const struct {
+            const char *name;
+            const evlm_tensor *t;
+        } mats[] = {{"qkv", ly->qkv}, {"proj", ly->proj}, {"fc1", ly->fc1}, {"fc2", ly->fc2}};
+        for (size_t i = 0; i < sizeof vecs / sizeof *vecs && st == EVLM_OK; i++) {
+            snprintf(nm, sizeof nm, "l%d.%s", l, vecs[i].name);
+            st = vb_vec(b, nm, vecs[i].v, vecs[i].n);
+        }
+        for (size_t i = 0; i < sizeof mats / sizeof *mats && st == EVLM_OK; i++) {
+            snprintf(nm, sizeof nm, "l%d.%s", l, mats[i].name);
+            st = vb_matrix_t(b, nm, mats[i].t);
+        }
+    }
+    if (st == EVLM_OK) st = vb_vec(b, "lnq.w", m->ln_q_w, D);
+    if (st == EVLM_OK) st = vb_vec(b, "lnq.b", m->ln_q_b, D);
+    if (st == EVLM_OK) st = vb_matrix_t(b, "mlp0", m->mlp0);
+    if (st == EVLM_OK) st = vb_vec(b, "mlp0.b", m->b_mlp0, c->merged_dim);
+    if (st == EVLM_OK) st = vb_matrix_t(b, "mlp2", m->mlp2);
+    if (st == EVLM_OK) st = vb_vec(b, "mlp2.b", m->b_mlp2, c->hidden_size);
+    return st;
+}
+
+/* x * cos + rotate_half(x) * sin over the last axis (HD) */
+static void q2_rope(vb *b, char *y, const char *x) {
+    char x1[64], x2[64], n2[64], rot[64], a[64], c[64];
+    op(b, "Slice", tmp(b, x1, "x1"), 4, x, "c.zero", "c.half", "c.axis3");
+    op(b, "Slice", tmp(b, x2, "x2"), 4, x, "c.half", "c.hd", "c.axis3");
+    op(b, "Neg", tmp(b, n2, "negx2"), 1, x2);
+    int nd = evlm_onnx_node(b->g, "Concat", 2, (const char *[]){n2, x1}, 1,
+                            (const char *[]){tmp(b, rot, "rot")});
+    evlm_onnx_attr_int(b->g, nd, "axis", -1);
+    op(b, "Mul", tmp(b, a, "xcos"), 2, x, "rope.cos");
+    op(b, "Mul", tmp(b, c, "rotsin"), 2, rot, "rope.sin");
+    op(b, "Add", tmp(b, y, "rope"), 2, a, c);
+}
+
+/* 0.5 x (1 + Erf(x / sqrt 2)) */
+static void q2_gelu_erf(vb *b, char *y, const char *x) {
+    char t[64], u[64], v[64];
+    op(b, "Mul", tmp(b, t, "xs"), 2, x, "c.isqrt2");
+    op(b, "Erf", tmp(b, u, "erf"), 1, t);
+    op(b, "Add", tmp(b, v, "onep"), 2, u, "c.one");
+    op(b, "Mul", tmp(b, t, "xh"), 2, x, "c.half_f");
+    op(b, "Mul", tmp(b, y, "gelu"), 2, t, v);
+}
+
+static void q2_graph(vb *b, const evlm_qwen2vl_vit *m, int gh, int gw) {
+    const evlm_qwen2vl_vision_config *c = &m->cfg;
+    const int64_t D = c->embed_dim, NH = c->n_heads, HD = c->head_dim, N = (int64_t)gh * gw;
+    const int64_t MM = (int64_t)c->spatial_merge_size * c->spatial_merge_size;
+    evlm_onnx *g = b->g;
+    evlm_onnx_input(g, "pixel_values", EVLM_ONNX_F32, 2, (const int64_t[]){N, c->patch_dim});
+    evlm_onnx_output(g, "image_features", EVLM_ONNX_F32, 2,
+                     (const int64_t[]){N / MM, c->hidden_size});
+    shape_const(b, "c.qkv", 4, (const int64_t[]){N, 3, NH, HD});
+    shape_const(b, "c.nd", 2, (const int64_t[]){N, D});
+    shape_const(b, "c.merge", 2, (const int64_t[]){N / MM, D * MM});
+    shape_const(b, "c.i0", 1, (const int64_t[]){0});
+    shape_const(b, "c.i1", 1, (const int64_t[]){1});
+    shape_const(b, "c.i2", 1, (const int64_t[]){2});
+    shape_const(b, "c.zero", 1, (const int64_t[]){0});
+    shape_const(b, "c.half", 1, (const int64_t[]){HD / 2});
+    shape_const(b, "c.hd", 1, (const int64_t[]){HD});
+    shape_const(b, "c.axis3", 1, (const int64_t[]){3});
+    f32_const(b, "c.scale", (float)(1.0 / sqrt((double)HD)));
+    f32_const(b, "c.one", 1.0f);
+    f32_const(b, "c.half_f", 0.5f);
+    f32_const(b, "c.isqrt2", 0.70710678118654752f);
+    f32_const(b, "c.qg", 1.702f);
+    char x[64], t[64], u[64];
+    op(b, "MatMul", tmp(b, x, "patches"), 2, "pixel_values", "patch");
+    for (int l = 0; l < c->depth; l++) {
+        char w[64], w2[64], h[64], qkv[64], qh[3][64], a[64], y[64];
+        snprintf(w, sizeof w, "l%d.ln1.w", l);
+        snprintf(w2, sizeof w2, "l%d.ln1.b", l);
+        layernorm(b, h, x, w, w2, c->layer_norm_eps);
+        snprintf(w, sizeof w, "l%d.qkv", l);
+        linear(b, t, h, w);
+        op(b, "Reshape", tmp(b, u, "qkv5"), 2, t, "c.qkv");
+        transpose(b, qkv, u, 4, (const int64_t[]){1, 2, 0, 3}); /* [3, NH, N, HD] */
+        static const char *const idx[3] = {"c.i0", "c.i1", "c.i2"};
+        for (int i = 0; i < 3; i++) { /* [1, NH, N, HD] */
+            int nd = op(b, "Gather", tmp(b, t, "part"), 2, qkv, idx[i]);
+            evlm_onnx_attr_int(g, nd, "axis", 0);
+            if (i < 2)
+                q2_rope(b, qh[i], t);
+            else
+                snprintf(qh[i], sizeof qh[i], "%s", t);
+        }
+        transpose(b, u, qh[1], 4, (const int64_t[]){0, 1, 3, 2});
+        op(b, "MatMul", tmp(b, t, "qk"), 2, qh[0], u);
+        op(b, "Mul", tmp(b, u, "scaled"), 2, t, "c.scale");
+        int nd = op(b, "Softmax", tmp(b, a, "probs"), 1, u);
+        evlm_onnx_attr_int(g, nd, "axis", -1);
+        op(b, "MatMul", tmp(b, t, "att"), 2, a, qh[2]);
+        transpose(b, u, t, 4, (const int64_t[]){0, 2, 1, 3});
+        op(b, "Reshape", tmp(b, t, "attn"), 2, u, "c.nd");
+        snprintf(w, sizeof w, "l%d.proj", l);
+        linear(b, u, t, w);
+        op(b, "Add", tmp(b, y, "res1"), 2, x, u);
+        snprintf(w, sizeof w, "l%d.ln2.w", l);
+        snprintf(w2, sizeof w2, "l%d.ln2.b", l);
+        layernorm(b, h, y, w, w2, c->layer_norm_eps);
+        snprintf(w, sizeof w, "l%d.fc1", l);
+        linear(b, t, h, w);
+        if (c->act == EVLM_QWEN2VL_GELU)
+            q2_gelu_erf(b, h, t);
+        else { /* QuickGELU (q2_plan refuses the tanh form) */
+            op(b, "Mul", tmp(b, u, "qx"), 2, t, "c.qg");
+            op(b, "Sigmoid", tmp(b, a, "sig"), 1, u);
+            op(b, "Mul", tmp(b, h, "qgelu"), 2, t, a);
+        }
+        snprintf(w, sizeof w, "l%d.fc2", l);
+        linear(b, t, h, w);
+        op(b, "Add", tmp(b, x, "res2"), 2, y, t);
+    }
+    layernorm(b, t, x, "lnq.w", "lnq.b", c->layer_norm_eps);
+    op(b, "Reshape", tmp(b, u, "merged"), 2, t, "c.merge");
+    linear(b, t, u, "mlp0");
+    q2_gelu_erf(b, u, t);
+    linear(b, t, u, "mlp2");
+    op(b, "Identity", "image_features", 1, t);
+}
+
+evlm_status evlm__onnx_qwen2vl_write(const evlm_model *model, const char *dir, int gh, int gw,
+                                     int opset, cJSON *root, cJSON *graphs) {
+    const evlm_qwen2vl_vit *m = NULL;
+    int32_t image_token = -1;
+    if (!evlm__model_qwen2vl(model, &m, NULL, &image_token))
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "grid = %dx%d: only a Qwen2-VL model has a patch-grid vision graph", gh,
+                          gw);
+    const evlm_qwen2vl_vision_config *c = &m->cfg;
+    const int ms = c->spatial_merge_size;
+    if (gh < ms || gw < ms || gh % ms || gw % ms || (int64_t)gh * gw > 16384)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "grid = %dx%d: patch rows and columns must be multiples of the merge "
+                          "size %d, at most 16384 patches",
+                          gh, gw, ms);
+    if (c->act == EVLM_QWEN2VL_GELU_TANH)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "grid: the tower's tanh GELU is not in the Qwen2-VL vision graph");
+    size_t dl = strlen(dir) + 32;
+    char *path = malloc(dl);
+    if (!path) return evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting the vision tower");
+    vb b = {0};
+    evlm_status st = evlm_onnx_new("vision", opset, &b.g);
+    snprintf(path, dl, "%s/%s", dir, EVLM_ONNX_VISION_WEIGHTS);
+    b.path = path;
+    if (st == EVLM_OK && !(b.f = fopen(path, "wb")))
+        st = evlm__fail(EVLM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (st == EVLM_OK) st = q2_weights(&b, m, gh, gw);
+    if (b.f) {
+        if (st == EVLM_OK && (fflush(b.f) != 0 || fsync(fileno(b.f)) != 0))
+            st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        if (fclose(b.f) != 0 && st == EVLM_OK)
+            st = evlm__fail(EVLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    if (st == EVLM_OK) {
+        q2_graph(&b, m, gh, gw);
+        snprintf(path, dl, "%s/%s", dir, EVLM_ONNX_VISION_FILE);
+        st = evlm_onnx_save(b.g, path);
+    }
+    evlm_onnx_free(b.g);
+    free(path);
+    EVLM_TRY(st);
+
+    const int64_t N = (int64_t)gh * gw, TOK = N / (ms * ms);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(graphs, o);
+    cJSON_AddStringToObject(o, "name", "vision");
+    cJSON_AddStringToObject(o, "file", EVLM_ONNX_VISION_FILE);
+    cJSON_AddNumberToObject(o, "n_tiles", 1);
+    cJSON *in = cJSON_AddArrayToObject(o, "inputs");
+    cJSON_AddItemToArray(
+        in, io_obj("pixel_values", "pixel_values", 2, (const int64_t[]){N, c->patch_dim}));
+    cJSON *out = cJSON_AddArrayToObject(o, "outputs");
+    cJSON_AddItemToArray(
+        out, io_obj("image_features", "image_features", 2, (const int64_t[]){TOK, c->hidden_size}));
+    cJSON *v = cJSON_AddObjectToObject(root, "vision");
+    cJSON_AddStringToObject(v, "tower", "qwen2vl");
+    cJSON *gr = cJSON_AddArrayToObject(v, "grid");
+    cJSON_AddItemToArray(gr, cJSON_CreateNumber(1));
+    cJSON_AddItemToArray(gr, cJSON_CreateNumber(gh));
+    cJSON_AddItemToArray(gr, cJSON_CreateNumber(gw));
+    cJSON_AddNumberToObject(v, "n_tiles", 1);
+    cJSON_AddNumberToObject(v, "patch_dim", c->patch_dim);
+    cJSON_AddNumberToObject(v, "tokens_per_tile", (double)TOK);
+    cJSON_AddNumberToObject(v, "image_token_id", image_token);
+    cJSON_AddStringToObject(v, "weights", EVLM_ONNX_VISION_WEIGHTS);
+    cJSON_AddStringToObject(v, "pixel_values",
+                            "[grid_h * grid_w, patch_dim] float32: one still image's patch rows "
+                            "as the processor gives them (evlm prompt --patches-out), in its "
+                            "merge-block order; only an image the processor resizes to this "
+                            "grid fits (another grid needs its own export, --grid)");
+    cJSON_AddStringToObject(v, "image_features",
+                            "rows replace the prompt's image_token_id tokens in order; the "
+                            "prefill graph takes them as image_features with image_mask = 1 "
+                            "at those positions; the positions are M-RoPE's (evlm prompt "
+                            "mrope_positions)");
     return EVLM_OK;
 }
 

@@ -1,8 +1,8 @@
 /*
  * onnx_vision.h - the vision half of evlm_export_onnx (src/npu/onnx_vision.c): the Idefics3 /
  * SmolVLM tower and connector as one static-shape float32 ONNX graph of a fixed tile count, its
- * own external weight file, and its part of manifest.json. Not here: the decoder graphs
- * (onnx_decoder.c), Qwen2-VL's tower (refused with a message), quantized precisions.
+ * own external weight file, and its part of manifest.json; Qwen2-VL's tower + PatchMerger for one
+ * fixed patch grid. Not here: the decoder graphs (onnx_decoder.c), quantized precisions.
  */
 #ifndef EVLM_NPU_ONNX_VISION_H
 #define EVLM_NPU_ONNX_VISION_H
@@ -24,5 +24,12 @@ evlm_status evlm__onnx_vision_plan(const evlm_model *m, int tiles, int *n_tiles)
  * evlm__onnx_vision_plan, > 0) and adds the graph to graphs and a "vision" object to root. */
 evlm_status evlm__onnx_vision_write(const evlm_model *m, const char *dir, int n_tiles, int opset,
                                     cJSON *root, cJSON *graphs);
+
+/* Qwen2-VL: writes dir/vision.onnx and dir/vision.weights.bin, the tower + PatchMerger for one
+ * still image of grid_h x grid_w patches, and adds the graph and a "vision" object (tower
+ * "qwen2vl", grid) to the manifest. Errors: not a Qwen2-VL model, a grid that is not multiples
+ * of the merge size, a tanh-GELU tower. */
+evlm_status evlm__onnx_qwen2vl_write(const evlm_model *m, const char *dir, int grid_h, int grid_w,
+                                     int opset, cJSON *root, cJSON *graphs);
 
 #endif
