@@ -11,10 +11,11 @@
  * the QDQ precisions w8a16 / w8a8 / w4a16 calibrated on a text or dataset (encodings.json in
  * AIMET's format beside), their weights rounded to nearest or placed by GPTQ on the same grids; for
  * Idefics3 / SmolVLM also the vision tower + connector as one graph of a fixed tile count (its own
- * weight file), the prefill graph then taking image features for the image-token positions. Not
- * yet: Qwen2-VL's tower, a quantized vision graph. A decoder past the target's per-graph limit is
- * split by layer ranges into parts (the planner's split), each with its own weight file shared
- * by its prefill and decode graphs, the hidden states handed from part to part.
+ * weight file), the prefill graph then taking image features for the image-token positions; for
+ * Qwen2-VL its tower + PatchMerger for one patch grid. Not yet: a quantized vision graph. A decoder
+ * past the target's per-graph limit is split by layer ranges into parts (the planner's split), each
+ * with its own weight file shared by its prefill and decode graphs, the hidden states handed from
+ * part to part.
  *
  * Planner. From a config.json alone (no weights needed), a Hugging Face folder or a GGUF file,
  * the planner counts the parameters of every part (decoder layers, embedding, head, vision

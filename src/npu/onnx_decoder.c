@@ -1332,9 +1332,9 @@ static char *manifest(const evlm_model *model, const evlm_decoder *d, int ar, in
                                 "feature rows in order at the image-token positions), elsewhere "
                                 "the token's; text-only prompts pass zeros");
         cJSON_AddStringToObject(j, "vision_note",
-                                "no vision graph: Qwen2-VL's tower (Conv3d patches, 2-D rotary, "
-                                "PatchMerger) is not exported yet; its image features come from "
-                                "evlm (`evlm prompt --image F --features-out FILE`, with the "
+                                "no vision graph (Qwen2-VL's is one patch grid: export with "
+                                "--grid HxW): the image features come from elsewhere, e.g. evlm "
+                                "(`evlm prompt --image F --features-out FILE`, with the "
                                 "prompt's image_token_id and mrope_positions)");
     } else if (evlm_model_has_vision(model))
         cJSON_AddStringToObject(j, "vision_note",
