@@ -93,7 +93,7 @@ else
 fi
 
 # hostile settings: one line naming why, nothing written
-err "tiles = 2: only the Idefics3 / SmolVLM vision tower is exported so far" \
+err "tiles = 2: tiles are Idefics3 / SmolVLM's; Qwen2-VL's vision graph is one fixed patch grid" \
   "$BIN" export-onnx -m "$F/qwen2vl-tiny" -o "$tmp/bad" --ar 8 --ctx 64 --tiles 2
 err "tiles = 1: the model has no vision tower" \
   "$BIN" export-onnx -m "$F/llama-tiny" -o "$tmp/bad" --ar 8 --ctx 64 --tiles 1
