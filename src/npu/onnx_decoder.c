@@ -938,10 +938,8 @@ static evlm_status calib_image_items(const evlm_model *model, const evlm_onnx_pa
         char *chat = NULL, *full = NULL, img_path[4096];
         evlm_prompt *pr = NULL;
         if (!cJSON_IsString(qs) || !cJSON_IsString(img) || (ans && !cJSON_IsString(ans)))
-            st = evlm__fail(EVLM_ERR_FORMAT,
-                            "%s:%d: expected {\"image\", \"question\", \"answer\"} strings "
-                            "(calib_images)",
-                            path, line_no);
+            st = evlm__fail(EVLM_ERR_FORMAT, "expected {\"image\", \"question\", \"answer\"} "
+                                             "strings (calib_images)");
         if (st == EVLM_OK) {
             if (img->valuestring[0] == '/')
                 snprintf(img_path, sizeof img_path, "%s", img->valuestring);
