@@ -31,6 +31,7 @@ typedef struct qt {
     evlm_tensor view;
     double rel_err, kl;
     const char *method;
+    double sparsity; /* pruned: the fraction of zeros written (prune.h); -1: not pruned */
 } qt;
 
 typedef struct qctx {
