@@ -307,6 +307,40 @@ evlm_status evlm__prune_matrix(qctx *q, qt *x, float *w, const evlm__qmethod *me
     return s == EVLM_OK ? s : evlm__fail_prefix(s, "%s", x->src->name);
 }
 
+evlm_status evlm__prune_layers(qctx *q, const evlm__qmethod *meth) {
+    const int n_layers = evlm__model_config(q->m)->n_layers;
+    const evlm_tensor **orig = calloc((size_t)n_layers * 7, sizeof *orig);
+    if (!orig) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    evlm_status st = EVLM_OK;
+    for (int l = 0; l < n_layers && st == EVLM_OK; l++) {
+        evlm__q_progress(q, "prune", l, n_layers);
+        if (l > 0) { /* layer 0's inputs do not depend on any pruning */
+            evlm_calib_select_layer(q->calib, l);
+            st = evlm__q_observe_pass(q);
+        }
+        for (int i = 0; i < 7 && st == EVLM_OK; i++) {
+            qt *x = q->lm[l * 7 + i];
+            if (!x) continue;
+            bool prune = evlm__prune_applies(q, x);
+            if (x->pinned || !(evlm_type_is_quant(x->to) || prune)) continue;
+            float *w = evlm__q_widen(x->src);
+            st = !w      ? evlm__fail(EVLM_ERR_NOMEM, "out of memory")
+                 : prune ? evlm__prune_matrix(q, x, w, meth)
+                         : meth->matrix(q, x, w);
+            free(w);
+            if (st == EVLM_OK && x->slot && (x->qdata || x->fdata)) {
+                orig[l * 7 + i] = *x->slot;
+                *x->slot = &x->view; /* the next layers' inputs come through the pruned one */
+            }
+        }
+    }
+    for (int i = 0; i < n_layers * 7; i++)
+        if (orig[i]) *q->lm[i]->slot = orig[i];
+    free(orig);
+    if (st == EVLM_OK) evlm__q_progress(q, "prune", n_layers, n_layers);
+    return st;
+}
+
 evlm_status evlm__prune_vision(qctx *q) {
     const evlm_prune_params *r = pp(q);
     if (r->vision_sparsity == 0.0 && r->vision_group_m == 0) return EVLM_OK;

@@ -41,6 +41,10 @@ bool evlm__prune_applies(const qctx *q, const qt *x);
  * (quantizing through meth's algorithm where the pruning keeps zeros): sets x->qdata or
  * x->fdata, x->view, x->method, x->rel_err (against the unpruned float matrix), x->sparsity. */
 evlm_status evlm__prune_matrix(qctx *q, qt *x, float *w, const evlm__qmethod *meth);
+/* The decoder matrices of every layer, in layer order, for calibrated pruning (Wanda,
+ * SparseGPT): layer l's statistics are gathered again with layers 0..l-1 already pruned (and
+ * quantized) in the model, as SparseGPT and Wanda do; matrices left dense go through meth. */
+evlm_status evlm__prune_layers(qctx *q, const evlm__qmethod *meth);
 /* Magnitude pruning of the vision tower and connector matrices (their own setting). */
 evlm_status evlm__prune_vision(qctx *q);
 

@@ -327,6 +327,23 @@ static evlm_status mean_kl(const qctx *q, evlm_model *m, double *out) {
     return st;
 }
 
+/* One pass of q->m (as its slots now are) over the calibration set into q->calib's observer:
+ * sequential pruning's statistics of layer l behind the already pruned layers 0..l-1. */
+evlm_status evlm__q_observe_pass(qctx *q) {
+    evlm_context *c;
+    EVLM_TRY(new_ctx(q->m, q, &c));
+    evlm__context_observe(c, evlm_calib_observe, q->calib);
+    evlm_status st = EVLM_OK;
+    for (int i = 0; i < q->n_prompts && st == EVLM_OK; i++) {
+        st = evlm_context_truncate(c, 0);
+        if (st == EVLM_OK) st = evlm_decode_prompt(c, q->prompts[i], NULL, false);
+    }
+    evlm_context_free(c);
+    if (st == EVLM_OK && evlm_calib_status(q->calib) != EVLM_OK)
+        st = evlm__fail(evlm_calib_status(q->calib), "calibration: %s", evlm_calib_error(q->calib));
+    return st;
+}
+
 /* The float model over the calibration set: statistics of every matmul input, and the float
  * next-token distributions of the first positions. */
 static evlm_status calibrate(qctx *q, bool hessian) {
@@ -626,7 +643,9 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     /* the language model's matrices */
     int total = 0, done = 0;
     for (int i = 0; i < q.n; i++) total += q.t[i].kind == K_LM;
-    if (st == EVLM_OK && meth->layer) {
+    if (st == EVLM_OK && evlm__prune_needs_hessian(&p)) {
+        st = evlm__prune_layers(&q, meth); /* layer by layer behind the pruned layers */
+    } else if (st == EVLM_OK && meth->layer) {
         for (int l = 0; l < n_layers && st == EVLM_OK; l++) {
             evlm__q_progress(&q, "quantize", l, n_layers);
             st = meth->layer(&q, l);
