@@ -64,6 +64,9 @@ python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert abs(r["spars
 "$BIN" quantize -m "$F/llama-tiny" -o "$tmp/q.gguf" --type q4_0 --prune magnitude --sparsity 0.5 \
   --json -q > "$tmp/q.json" || bad "quantize --prune"
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert abs(r["sparsity"]-0.5)<0.01 and any(t["method"]=="magnitude+rtn" and t["type"]=="Q4_0" for t in r["tensors"])' "$tmp/q.json" && ok || bad "quantize --prune report"
+"$BIN" quantize -m "$F/llama-tiny" -o "$tmp/qg.gguf" --type q8_0 --method gptq --calib "$F/corpus.txt" \
+  --calib-tokens 512 --prune magnitude --pattern 4:8 --json -q > "$tmp/qg.json" || bad "quantize gptq --prune"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert abs(r["sparsity"]-0.5)<0.01 and any(t["method"]=="magnitude+gptq" for t in r["tensors"])' "$tmp/qg.json" && ok || bad "quantize gptq --prune report"
 
 # errors
 M="$F/llama-tiny"

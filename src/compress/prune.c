@@ -223,9 +223,8 @@ evlm_status evlm__prune_matrix(qctx *q, qt *x, float *w, const evlm__qmethod *me
     const evlm_prune_params *r = pp(q);
     int64_t n = x->src->ne[1], k = x->src->ne[0], nk = n * k;
     bool quant = evlm_type_is_quant(x->to);
-    const evlm_calib_stat *st = q->calib && x->group && r->method != EVLM_PRUNE_MAGNITUDE
-                                    ? evlm_calib_find(q->calib, x->layer, x->group)
-                                    : NULL;
+    const evlm_calib_stat *st =
+        q->calib && x->group ? evlm_calib_find(q->calib, x->layer, x->group) : NULL;
     bool stats = st && st->xtx && st->k == k && st->n_rows > 0;
     evlm_prune_method m = stats ? r->method : EVLM_PRUNE_MAGNITUDE; /* nothing reached it */
     bool gptq = quant && stats && meth->id == EVLM_QMETHOD_GPTQ;
@@ -263,7 +262,9 @@ evlm_status evlm__prune_matrix(qctx *q, qt *x, float *w, const evlm__qmethod *me
         x->method = m == EVLM_PRUNE_WANDA ? (!quant ? "wanda"
                                              : gptq ? "wanda+gptq"
                                                     : "wanda+rtn")
-                                          : (!quant ? "magnitude" : "magnitude+rtn");
+                                          : (!quant ? "magnitude"
+                                             : gptq ? "magnitude+gptq"
+                                                    : "magnitude+rtn");
     } else if (s == EVLM_OK) {
         evlm_gptq_prune ad = {
             .sparsity = r->sparsity, .keep_n = r->keep_n, .group_m = r->group_m, .mask_out = mask};
