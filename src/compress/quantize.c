@@ -663,7 +663,8 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
             free(w);
         }
     }
-    if (st == EVLM_OK) evlm__q_progress(&q, "quantize", total, total);
+    if (st == EVLM_OK && !evlm__prune_needs_hessian(&p)) /* else the prune stage's bar */
+        evlm__q_progress(&q, "quantize", total, total);
     if (st == EVLM_OK) st = evlm__prune_vision(&q);
     if (st == EVLM_OK) st = evlm_gguf_export_hf(in_dir, out_gguf, type_for, &q, write_progress, &q);
     /* what was written */
