@@ -150,7 +150,7 @@ static void test_sparsegpt(void) {
     for (int i = 0; i < k * k; i++) h[i] = xtx[i] * 2.0 / N;
     for (int i = 0; i < n * k; i++) w[i] = (float)(0.1 * gauss());
     evlm_gptq_params p = evlm_gptq_default_params();
-    evlm_gptq_result res;
+    evlm_gptq_result res, res2;
 
     /* 0 %: identity, plain and through the adaptive path (4:4 keeps every weight) */
     evlm_gptq_prune none = {0}, all = {.keep_n = 4, .group_m = 4, .mask_out = mask};
@@ -262,6 +262,16 @@ static void test_sparsegpt(void) {
         }
         CHECKF(bad == 0, "sparsegpt + gptq %s: %d pruned weights are not 0", evlm_type_name(t),
                bad);
+        /* one pass does at least as well as SparseGPT in float, then rounding (its grids see
+         * the pruning's compensation coming) */
+        float *fl = malloc(sizeof(float) * n * k);
+        double e_two, r_two;
+        CHECK_OK(evlm_gptq_run(EVLM_TYPE_F32, w, n, k, xtx, N, &p, &sp, NULL, fl, &res2));
+        CHECK_OK(evlm_rtn_quantize(t, fl, n, k, c));
+        CHECK_OK(evlm_quant_error_xtx(t, w, c, n, k, xtx, &e_two, &r_two));
+        CHECKF(res.err <= e_two, "sparsegpt + gptq %s in one pass: error %g > %g of two steps",
+               evlm_type_name(t), res.err, e_two);
+        free(fl);
         /* a fixed (magnitude) mask through GPTQ: kept zeros, error below mask-then-round */
         CHECK_OK(evlm_prune_mask(EVLM_PRUNE_MAGNITUDE, w, n, k, NULL, 0.5, 0, 0, mask));
         evlm_gptq_prune fm = {.mask = mask};

@@ -216,6 +216,22 @@ static void select_at(const sweep *s, const float *w, uint8_t *mrow, int64_t i, 
     }
 }
 
+/* The 32 weights of the block at column i as the pruning inside the block will leave them: the
+ * pruned ones 0, their errors spread over the block's later columns (rounding errors left out).
+ * Pruning moves the weights it compensates far more than rounding does, so a grid chosen from
+ * the weights before that would clip them. */
+static void grid_lookahead(const sweep *s, const float *w, const uint8_t *mrow, int64_t i,
+                           float *z) {
+    for (int j = 0; j < EVLM_QK; j++) z[j] = w[i + j];
+    for (int t = 0; t < EVLM_QK; t++) {
+        if (!mrow[i + t]) continue;
+        const float *urow = s->u + (i + t) * s->k + i;
+        float d = z[t] / urow[t];
+        z[t] = 0.0f;
+        for (int j = t + 1; j < EVLM_QK; j++) z[j] -= d * urow[j];
+    }
+}
+
 static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq, cand *cd) {
     const int64_t k = s->k, bc = s->bc;
     for (int64_t i1 = 0; i1 < k; i1 += bc) {
@@ -233,7 +249,7 @@ static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq, cand *cd) {
                     blk = orow + (size_t)(i / EVLM_QK) * evlm_type_size(s->t);
                     if (mrow) { /* the grid of the weights that stay */
                         float z[EVLM_QK];
-                        for (int j = 0; j < EVLM_QK; j++) z[j] = mrow[i + j] ? 0.0f : w[i + j];
+                        grid_lookahead(s, w, mrow, i, z);
                         g = gf->init(z, blk);
                     } else {
                         g = gf->init(w + i, blk);
