@@ -596,16 +596,14 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
         return evlm__fail(EVLM_ERR_ARG, "type must be Q8_0, Q4_0, Q4_1, F16, BF16 or F32");
     if (!p.keep_dtype && !evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16)
         return evlm__fail(EVLM_ERR_ARG, "vision must be Q8_0, Q4_0, Q4_1 or F16");
-    if ((p.keep_dtype || float_type) && p.method != EVLM_QMETHOD_RTN)
-        return evlm__fail(EVLM_ERR_ARG,
-                          "method %d quantizes: it needs a block type (type Q8_0, "
-                          "Q4_0 or Q4_1)",
-                          (int)p.method);
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     bool have_calib = p.calib_text || p.calib_jsonl;
     const evlm__qmethod *meth = evlm__qmethod_find(p.method);
     if (!meth)
         return evlm__fail(EVLM_ERR_ARG, "method %d is not a quantization method", (int)p.method);
+    if ((p.keep_dtype || float_type) && p.method != EVLM_QMETHOD_RTN)
+        return evlm__fail(EVLM_ERR_ARG, "method %s quantizes: type must be Q8_0, Q4_0 or Q4_1",
+                          meth->name);
     if ((meth->calibration || mixed) && !have_calib)
         return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (calib_text or calib_jsonl)",
                           meth->calibration ? meth->title : "mixed precision");
