@@ -83,6 +83,37 @@ typedef struct evlm_quant_keep {
     evlm_type type;
 } evlm_quant_keep;
 
+/* ---- pruning (a stage of the same pipeline: evlm prune is evlm_quantize with these) ------------
+ * Decoder matrices (q, k, v, o, gate, up, down) lose a fraction of each row (unstructured) or
+ * M - N of every M consecutive inputs (N:M, along the input dimension; "2:4" keeps 2 of 4):
+ *   - magnitude: the least |W_ij| of each row (or group); needs no calibration;
+ *   - wanda: the least |W_ij| * ||X_j||_2 of each row (or group), X the calibration inputs;
+ *   - sparsegpt: the column loop of GPTQ (one pass) with the mask chosen per block of columns by
+ *     w^2 / [U_jj]^2 and each pruned weight's error spread over the columns not yet visited;
+ *     with method GPTQ the same pass also quantizes (the zeros stay exactly 0).
+ * A fixed mask (magnitude, wanda) is kept through quantization: GPTQ receives it, round to
+ * nearest maps 0 to 0 (Q8_0, Q4_0; Q4_1 has no exact zero and is refused with pruning; AWQ,
+ * whose scales would be folded around the zeros, too). The vision tower and connector take
+ * their own setting, by magnitude only (the tower has no observer of its matmul inputs). The
+ * embedding and output head are never pruned. */
+typedef enum evlm_prune_method {
+    EVLM_PRUNE_NONE = 0,
+    EVLM_PRUNE_MAGNITUDE,
+    EVLM_PRUNE_WANDA,
+    EVLM_PRUNE_SPARSEGPT
+} evlm_prune_method;
+
+typedef struct evlm_prune_params {
+    evlm_prune_method method; /* decoder matrices */
+    double sparsity;          /* unstructured: fraction of each row set to 0, in [0, 1) */
+    int keep_n, group_m;      /* N:M instead (group_m > 0): keep keep_n of every group_m inputs;
+                                 group_m divides 32 and the matrix's columns */
+    const char *const *keep;  /* fnmatch() globs of tensor names left dense */
+    int n_keep;
+    double vision_sparsity; /* vision tower + connector, by magnitude: a fraction of each row */
+    int vision_keep_n, vision_group_m; /* ... or N:M */
+} evlm_prune_params;
+
 typedef struct evlm_quantize_params {
     evlm_type type;   /* language-model matrices: Q8_0, Q4_0 or Q4_1 */
     evlm_type vision; /* vision tower + connector matrices: Q8_0 (default), Q4_0, Q4_1 or F16 */
@@ -99,6 +130,9 @@ typedef struct evlm_quantize_params {
     /* progress of a stage (nullable): done of total units */
     void (*progress)(void *user, const char *stage, int done, int total);
     void *user;
+    evlm_prune_params prune; /* method NONE (default): no pruning */
+    bool keep_dtype;         /* matrices keep their source float dtype (type and vision are ignored
+                                there): evlm prune without --type; type may also be F32 / F16 / BF16 */
 } evlm_quantize_params;
 
 EVLM_API evlm_quantize_params evlm_quantize_default_params(void);
@@ -108,11 +142,13 @@ typedef struct evlm_quant_tensor_report {
     evlm_type from, to;
     int64_t n_elements;
     size_t bytes;
-    const char *method; /* "rtn", "awq", "gptq", "keep", "float" */
+    const char *method; /* "rtn", "awq", "gptq", "keep", "float"; pruned: "magnitude",
+                           "wanda+gptq", "sparsegpt+gptq", ... */
     double rel_err;     /* output error on calibration rows ||(W - Q) x||^2 / ||W x||^2, or the
                            weight error ||W - Q||^2 / ||W||^2 without calibration;
                            -1: not a matrix */
     double kl;          /* sensitivity (mean KL), -1 when not measured */
+    double sparsity;    /* pruned tensors: the fraction of zeros written; -1: not pruned */
 } evlm_quant_tensor_report;
 
 typedef struct evlm_quantize_report {

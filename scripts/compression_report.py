@@ -139,6 +139,15 @@ def main():
     doc.append("## Targets (issue 5)\n\n- q8_0 with int8 activations: mean KL <= 0.002 vs bf16 and no accuracy loss on the scene dev set.\n"
                "- int4 with AWQ or GPTQ: mean KL at least 30 % below plain round-to-nearest Q4_0, scene accuracy within 2 points of bf16.\n"
                "- int4 file size <= 0.32x the bf16 size.\n")
+    # sections measured by their own commands (written in them) are carried over as they are
+    try:
+        old = open("docs/COMPRESSION.md").read()
+        at = old.find("\n## Pruning")
+        if at >= 0:
+            end = old.find("\n## ", at + 1)
+            doc.append(old[at + 1:end if end >= 0 else len(old)].rstrip() + "\n")
+    except OSError:
+        pass
     text = "\n".join(doc)
     with open("docs/COMPRESSION.md.tmp", "w") as f:
         f.write(text)

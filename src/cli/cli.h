@@ -26,9 +26,19 @@ int evlm_cmd_bench(int argc, char **argv);
 int evlm_cmd_synth(int argc, char **argv);
 int evlm_cmd_quality(int argc, char **argv);
 int evlm_cmd_quantize(int argc, char **argv);
+int evlm_cmd_prune(int argc, char **argv);
 int evlm_cmd_export_onnx(int argc, char **argv);
 int evlm_cmd_plan(int argc, char **argv);
 int evlm_cmd_prompt(int argc, char **argv);
+
+/* quantize and prune (cmd_quantize.c, cmd_prune.c): the progress bar (user: a bool *, on), the
+ * per-tensor report as a table or JSON, and the pruning options (--prune METHOD, --sparsity S,
+ * --pattern N:M, --vision-sparsity S, --vision-pattern N:M at argv[*i]; true if used). */
+struct evlm_quantize_report;
+struct evlm_prune_params;
+void cli_quant_bar(void *user, const char *stage, int done, int total);
+void cli_quant_report(const char *out, const struct evlm_quantize_report *r, bool json);
+bool cli_prune_opt(struct evlm_prune_params *p, int argc, char **argv, int *i);
 
 /* Name of the running subcommand, for messages. */
 extern const char *cli_cmd;

@@ -1,7 +1,8 @@
 /*
  * cmd_quantize.c - `evlm quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [--calib FILE ...]
  * [--method rtn|awq|gptq] [--keep PATTERN[=TYPE] ...] [--target-bpw X | --max-size MB]
- * [--vision q8_0|q4_0|q4_1|f16] [--calib-tokens N] [--calib-items N] [--json]`: one GGUF file
+ * [--vision q8_0|q4_0|q4_1|f16] [--calib-tokens N] [--calib-items N] [--json]
+ * [--prune magnitude|wanda|sparsegpt --sparsity S | --pattern N:M ...]`: one GGUF file
  * with a per-tensor report (type, method, output error on calibration rows, sensitivity) and a
  * progress bar on stderr. --calib takes a text file or a .jsonl dataset (repeatable).
  */
@@ -21,7 +22,7 @@ static bool parse_type(const char *s, evlm_type *t) {
     return true;
 }
 
-static void bar(void *user, const char *stage, int done, int total) {
+void cli_quant_bar(void *user, const char *stage, int done, int total) {
     bool *on = user;
     if (!*on) return;
     int width = 30, fill = total > 0 ? (int)((long)width * done / total) : width;
@@ -39,12 +40,73 @@ static bool is_quant(evlm_type t) {
     return t == EVLM_TYPE_Q8_0 || t == EVLM_TYPE_Q4_0 || t == EVLM_TYPE_Q4_1;
 }
 
+void cli_quant_report(const char *out, const evlm_quantize_report *r, bool json) {
+    double zeros = 0, pruned = 0; /* over the pruned tensors */
+    for (int i = 0; i < r->n; i++)
+        if (r->t[i].sparsity >= 0) {
+            zeros += r->t[i].sparsity * (double)r->t[i].n_elements;
+            pruned += (double)r->t[i].n_elements;
+        }
+    if (!json) {
+        printf("| tensor | from | to | method | rel. error | sensitivity (KL) | MB |%s\n"
+               "|---|---|---|---|---:|---:|---:|%s\n",
+               pruned > 0 ? " sparsity |" : "", pruned > 0 ? "---:|" : "");
+        for (int i = 0; i < r->n; i++) {
+            const evlm_quant_tensor_report *t = &r->t[i];
+            char err[32] = "", kl[32] = "", sp[32] = "";
+            if (t->rel_err >= 0) snprintf(err, sizeof err, "%.2e", t->rel_err);
+            if (t->kl >= 0) snprintf(kl, sizeof kl, "%.2e", t->kl);
+            if (pruned > 0)
+                snprintf(sp, sizeof sp, t->sparsity >= 0 ? " %.4f |" : " |", t->sparsity);
+            printf("| %s | %s | %s | %s | %s | %s | %.2f |%s\n", t->name, tname(t->from),
+                   tname(t->to), t->method, err, kl, (double)t->bytes / 1e6, sp);
+        }
+        if (pruned > 0)
+            printf("\npruned: %.0f of %.0f weights of the pruned matrices are 0 (%.2f %%)", zeros,
+                   pruned, 100.0 * zeros / pruned);
+        printf("\n%s: %.1f MB -> %.1f MB (%.2fx), %.3f bits per weight", out,
+               (double)r->in_bytes / 1e6, (double)r->out_bytes / 1e6,
+               r->out_bytes ? (double)r->in_bytes / (double)r->out_bytes : 0, r->bpw);
+        if (r->kl_mean >= 0)
+            printf("; mean KL vs float %.5f over %d calibration positions", r->kl_mean,
+                   r->n_calib_rows);
+        if (r->vision_cos >= 0) printf("; vision encoder cosine %.5f", r->vision_cos);
+        printf("\n");
+    } else {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "file", out);
+        cJSON_AddNumberToObject(j, "in_bytes", (double)r->in_bytes);
+        cJSON_AddNumberToObject(j, "out_bytes", (double)r->out_bytes);
+        cJSON_AddNumberToObject(j, "bpw", r->bpw);
+        cJSON_AddNumberToObject(j, "kl_mean", r->kl_mean);
+        cJSON_AddNumberToObject(j, "vision_cos", r->vision_cos);
+        cJSON_AddNumberToObject(j, "sparsity", pruned > 0 ? zeros / pruned : 0);
+        cJSON *ts = cJSON_AddArrayToObject(j, "tensors");
+        for (int i = 0; i < r->n; i++) {
+            cJSON *t = cJSON_CreateObject();
+            cJSON_AddStringToObject(t, "name", r->t[i].name);
+            cJSON_AddStringToObject(t, "type", tname(r->t[i].to));
+            cJSON_AddStringToObject(t, "method", r->t[i].method);
+            cJSON_AddNumberToObject(t, "rel_err", r->t[i].rel_err);
+            cJSON_AddNumberToObject(t, "kl", r->t[i].kl);
+            cJSON_AddNumberToObject(t, "sparsity", r->t[i].sparsity);
+            cJSON_AddNumberToObject(t, "bytes", (double)r->t[i].bytes);
+            cJSON_AddItemToArray(ts, t);
+        }
+        char *s = cJSON_PrintUnformatted(j);
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    }
+}
+
 int evlm_cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     evlm_quantize_params p = evlm_quantize_default_params();
     evlm_quant_keep keep[32];
     char *keep_pat[32];
-    int n_keep = 0;
+    int n_keep = 0, n_prune_keep = 0;
+    const char *prune_keep[32];
     bool json = false, type_given = false, show = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -103,7 +165,12 @@ int evlm_cmd_quantize(int argc, char **argv) {
             p.max_size_mb = cli_double(argc, argv, &i, 0.001, 1e7);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             p.n_threads = cli_int(argc, argv, &i, 1, 512);
-        else if (!strcmp(a, "--json"))
+        else if (cli_prune_opt(&p.prune, argc, argv, &i))
+            ;
+        else if (!strcmp(a, "--prune-keep")) {
+            if (n_prune_keep == 32) cli_die("at most 32 --prune-keep patterns");
+            prune_keep[n_prune_keep++] = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--json"))
             json = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
             show = false;
@@ -120,6 +187,9 @@ int evlm_cmd_quantize(int argc, char **argv) {
                    "  --max-size MB         the same within a file size\n"
                    "  --vision TYPE         vision tower + connector matrices: q8_0 (default), "
                    "q4_0, q4_1, f16\n"
+                   "  --prune M --sparsity S | --pattern N:M   prune first (magnitude, wanda, "
+                   "sparsegpt; as evlm prune),\n"
+                   "                        --prune-keep PATTERN: tensors left dense\n"
                    "  --calib-tokens N      text tokens used (2048); --calib-items N: dataset "
                    "items used (16)\n"
                    "  -t THREADS, --json, -q (no progress bar)\n");
@@ -140,54 +210,18 @@ int evlm_cmd_quantize(int argc, char **argv) {
                                                 : "mixed precision");
     p.keep = keep;
     p.n_keep = n_keep;
+    if ((p.prune.method == EVLM_PRUNE_WANDA || p.prune.method == EVLM_PRUNE_SPARSEGPT) &&
+        !p.calib_text && !p.calib_jsonl)
+        cli_die("--prune %s needs calibration data (--calib FILE)",
+                p.prune.method == EVLM_PRUNE_WANDA ? "wanda" : "sparsegpt");
+    p.prune.keep = prune_keep;
+    p.prune.n_keep = n_prune_keep;
     show = show && !json;
-    p.progress = bar;
+    p.progress = cli_quant_bar;
     p.user = &show;
     evlm_quantize_report r;
     cli_check(evlm_quantize(in, out, &p, &r));
-    if (!json) {
-        printf("| tensor | from | to | method | rel. error | sensitivity (KL) | MB "
-               "|\n|---|---|---|---|---:|---:|---:|\n");
-        for (int i = 0; i < r.n; i++) {
-            const evlm_quant_tensor_report *t = &r.t[i];
-            char err[32] = "", kl[32] = "";
-            if (t->rel_err >= 0) snprintf(err, sizeof err, "%.2e", t->rel_err);
-            if (t->kl >= 0) snprintf(kl, sizeof kl, "%.2e", t->kl);
-            printf("| %s | %s | %s | %s | %s | %s | %.2f |\n", t->name, tname(t->from),
-                   tname(t->to), t->method, err, kl, (double)t->bytes / 1e6);
-        }
-        printf("\n%s: %.1f MB -> %.1f MB (%.2fx), %.3f bits per weight", out,
-               (double)r.in_bytes / 1e6, (double)r.out_bytes / 1e6,
-               r.out_bytes ? (double)r.in_bytes / (double)r.out_bytes : 0, r.bpw);
-        if (r.kl_mean >= 0)
-            printf("; mean KL vs float %.5f over %d calibration positions", r.kl_mean,
-                   r.n_calib_rows);
-        if (r.vision_cos >= 0) printf("; vision encoder cosine %.5f", r.vision_cos);
-        printf("\n");
-    } else {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "file", out);
-        cJSON_AddNumberToObject(j, "in_bytes", (double)r.in_bytes);
-        cJSON_AddNumberToObject(j, "out_bytes", (double)r.out_bytes);
-        cJSON_AddNumberToObject(j, "bpw", r.bpw);
-        cJSON_AddNumberToObject(j, "kl_mean", r.kl_mean);
-        cJSON_AddNumberToObject(j, "vision_cos", r.vision_cos);
-        cJSON *ts = cJSON_AddArrayToObject(j, "tensors");
-        for (int i = 0; i < r.n; i++) {
-            cJSON *t = cJSON_CreateObject();
-            cJSON_AddStringToObject(t, "name", r.t[i].name);
-            cJSON_AddStringToObject(t, "type", tname(r.t[i].to));
-            cJSON_AddStringToObject(t, "method", r.t[i].method);
-            cJSON_AddNumberToObject(t, "rel_err", r.t[i].rel_err);
-            cJSON_AddNumberToObject(t, "kl", r.t[i].kl);
-            cJSON_AddNumberToObject(t, "bytes", (double)r.t[i].bytes);
-            cJSON_AddItemToArray(ts, t);
-        }
-        char *s = cJSON_PrintUnformatted(j);
-        puts(s);
-        free(s);
-        cJSON_Delete(j);
-    }
+    cli_quant_report(out, &r, json);
     evlm_quantize_report_free(&r);
     for (int i = 0; i < n_keep; i++) free(keep_pat[i]);
     return 0;

@@ -9,6 +9,7 @@
 
 #include <lapacke.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,7 +196,6 @@ static lapack_int chol_inverse_upper(double *h, int64_t k, double damp) {
 
 typedef struct sweep {
     evlm_type t;
-    const evlm_gptq_sym *sym; /* non-NULL: this symmetric grid instead of the block type t */
     int64_t n, k, bc;
     const float *u; /* k x k, upper triangle valid */
     float *w;       /* n x k working weights */
@@ -209,7 +209,70 @@ typedef struct sweep {
     float *deq; /* nth x k: a dequantized row per thread */
     int nth;
     evlm_status st;
+    /* pruning: mask (n x k, 1 = zero; NULL: none), adaptive when the selection is on */
+    uint8_t *mask;
+    bool quant;    /* t is a block type (else F32 rows) */
+    bool adaptive; /* choose the mask on the way (SparseGPT) */
+    double sparsity;
+    int keep_n, group_m;
+    struct cand *cand;        /* nth x max(bc, 32): candidates of a selection, per thread */
+    const evlm_gptq_sym *sym; /* non-NULL: this symmetric grid instead of the block type t */
 } sweep;
+
+typedef struct cand {
+    float score;
+    int j;
+} cand;
+
+/* ascending score, then column: a total order, so the selection does not depend on qsort */
+static int cand_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? -1 : 1;
+    return (x->j > y->j) - (x->j < y->j);
+}
+
+/* Sets mrow[j] for the cnt columns of [j0, j1) of least w_j^2 / U_jj^2. */
+static void select_least(const sweep *s, const float *w, uint8_t *mrow, int64_t j0, int64_t j1,
+                         int64_t cnt, cand *c) {
+    int64_t m = j1 - j0;
+    for (int64_t j = j0; j < j1; j++) {
+        float d = s->u[j * s->k + j];
+        c[j - j0] = (cand){w[j] * w[j] / (d * d), (int)j};
+        mrow[j] = 0;
+    }
+    qsort(c, (size_t)m, sizeof *c, cand_cmp);
+    for (int64_t t = 0; t < cnt && t < m; t++) mrow[c[t].j] = 1;
+}
+
+/* The adaptive selection due at column i of a row (block bounds i1, i2). */
+static void select_at(const sweep *s, const float *w, uint8_t *mrow, int64_t i, int64_t i1,
+                      int64_t i2, cand *c) {
+    if (s->group_m > 0) {
+        int64_t g = s->quant ? EVLM_QK : s->group_m;
+        if (i % g) return;
+        for (int64_t j0 = i; j0 < i + g && j0 < i2; j0 += s->group_m)
+            select_least(s, w, mrow, j0, j0 + s->group_m, s->group_m - s->keep_n, c);
+    } else if (i == i1) {
+        int64_t cnt = llround(s->sparsity * (double)i2) - llround(s->sparsity * (double)i1);
+        select_least(s, w, mrow, i1, i2, cnt, c);
+    }
+}
+
+/* The 32 weights of the block at column i as the pruning inside the block will leave them: the
+ * pruned ones 0, their errors spread over the block's later columns (rounding errors left out).
+ * Pruning moves the weights it compensates far more than rounding does, so a grid chosen from
+ * the weights before that would clip them. */
+static void grid_lookahead(const sweep *s, const float *w, const uint8_t *mrow, int64_t i,
+                           float *z) {
+    for (int j = 0; j < EVLM_QK; j++) z[j] = w[i + j];
+    for (int t = 0; t < EVLM_QK; t++) {
+        if (!mrow[i + t]) continue;
+        const float *urow = s->u + (i + t) * s->k + i;
+        float d = z[t] / urow[t];
+        z[t] = 0.0f;
+        for (int j = t + 1; j < EVLM_QK; j++) z[j] -= d * urow[j];
+    }
+}
 
 /* e^T xtx e and w0^T xtx w0 of one row, e = w0 - deq (dead inputs skipped) */
 static void row_error(const float *w0, const float *deq, int64_t k, const double *xtx, double *err,
@@ -232,7 +295,7 @@ static void row_error(const float *w0, const float *deq, int64_t k, const double
     *ref = sr;
 }
 
-static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
+static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq, cand *cd) {
     const int64_t k = s->k, bc = s->bc;
     const evlm_gptq_sym *sg = s->sym;
     const int64_t gs = sg ? (sg->group < k ? sg->group : k) : EVLM_QK; /* columns per scale */
@@ -242,25 +305,36 @@ static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
         for (int64_t r = r0; r < r1; r++) {
             float *w = s->w + r * k, *e = s->err + r * bc, *tr = s->trace ? s->trace + r * k : NULL;
             char *orow = sg ? NULL : (char *)s->out + (size_t)r * s->rb;
+            uint8_t *mrow = s->mask ? s->mask + r * k : NULL;
             const grid_fns *gf = sg ? NULL : &k_grids[s->t];
             grid g = {0};
             void *blk = NULL;
             if (sg && i1 % gs) /* a group that began in an earlier lazy block: its scale */
                 g.dq = sg->scales[r * nb + i1 / gs];
             for (int64_t i = i1; i < i2; i++) {
-                if (i % gs == 0) {
-                    if (sg)
-                        g = sym_init(sg, w + i, i + gs < k ? gs : k - i,
-                                     &sg->scales[r * nb + i / gs]);
-                    else {
-                        blk = orow + (size_t)(i / EVLM_QK) * evlm_type_size(s->t);
+                if (s->adaptive) select_at(s, w, mrow, i, i1, i2, cd);
+                if (sg && i % gs == 0)
+                    g = sym_init(sg, w + i, i + gs < k ? gs : k - i, &sg->scales[r * nb + i / gs]);
+                else if (!sg && s->quant && i % EVLM_QK == 0) {
+                    blk = orow + (size_t)(i / EVLM_QK) * evlm_type_size(s->t);
+                    if (mrow) { /* the grid of the weights that stay */
+                        float z[EVLM_QK];
+                        grid_lookahead(s, w, mrow, i, z);
+                        g = gf->init(z, blk);
+                    } else {
                         g = gf->init(w + i, blk);
                     }
                 }
                 float x = w[i];
                 if (tr) tr[i] = x;
-                float q = sg ? sym_put(sg, &g, x, &sg->codes[r * k + i])
-                             : gf->put(&g, x, (int)(i % EVLM_QK), blk);
+                bool zero = mrow && mrow[i];
+                float q;
+                if (sg)
+                    q = sym_put(sg, &g, x, &sg->codes[r * k + i]);
+                else if (s->quant) /* 0 is on the Q8_0 / Q4_0 grids: code 0, nibble 8 */
+                    q = gf->put(&g, zero ? 0.0f : x, (int)(i % EVLM_QK), blk);
+                else
+                    q = ((float *)(void *)orow)[i] = zero ? 0.0f : x;
                 const float *urow = s->u + i * k;
                 float d = (x - q) / urow[i];
                 e[i - i1] = d;
@@ -285,8 +359,10 @@ static void sweep_rows(sweep *s, int64_t r0, int64_t r1, float *deq) {
     for (int64_t r = r0; r < r1; r++) {
         if (sg)
             sym_row(sg, r, k, deq);
-        else
+        else if (s->quant)
             evlm_dequantize_row(s->t, (const char *)s->out + (size_t)r * s->rb, deq, k);
+        else
+            memcpy(deq, (const char *)s->out + (size_t)r * s->rb, sizeof(float) * (size_t)k);
         row_error(s->w0 + r * k, deq, k, s->xtx, &s->row_err[r], &s->row_ref[r]);
     }
 }
@@ -295,15 +371,42 @@ static void sweep_task(void *arg, int ith, int nth) {
     sweep *s = arg;
     int r0, r1;
     evlm_split_rows((int)s->n, ith, nth, &r0, &r1);
-    if (r0 < r1) sweep_rows(s, r0, r1, s->deq + (size_t)ith * (size_t)s->k);
+    size_t nc = (size_t)(s->bc > EVLM_QK ? s->bc : EVLM_QK);
+    if (r0 < r1) sweep_rows(s, r0, r1, s->deq + (size_t)ith * (size_t)s->k, s->cand + ith * nc);
 }
 
-/* The sweep onto block type t (sym NULL) or onto sym's grid, after the caller's checks of the
- * grid. */
+/* Checks a pruning request against the shape (k) and output type. */
+static evlm_status check_prune(const evlm_gptq_prune *pr, evlm_type t, int64_t k) {
+    if (t == EVLM_TYPE_Q4_1 && (pr->mask || pr->sparsity > 0.0 || pr->group_m > 0))
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "gptq: Q4_1 has no exact zero on its grid (prune into Q8_0 or Q4_0)");
+    if (!(pr->sparsity >= 0.0 && pr->sparsity < 1.0))
+        return evlm__fail(EVLM_ERR_ARG, "gptq: sparsity %g is not in [0, 1)", pr->sparsity);
+    if (pr->group_m != 0) {
+        if (pr->sparsity > 0.0)
+            return evlm__fail(EVLM_ERR_ARG, "gptq: both a sparsity and an N:M pattern");
+        if (pr->group_m < 1 || EVLM_QK % pr->group_m || pr->keep_n < 0 ||
+            pr->keep_n > pr->group_m || k % pr->group_m)
+            return evlm__fail(EVLM_ERR_ARG,
+                              "gptq: pattern %d:%d (N <= M, M dividing 32 and the %lld inputs)",
+                              pr->keep_n, pr->group_m, (long long)k);
+    }
+    return EVLM_OK;
+}
+
+evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
+                               int64_t n_samples, const evlm_gptq_params *p, evlm_pool *pool,
+                               void *out, evlm_gptq_result *res) {
+    return evlm_gptq_run(t, w, n, k, xtx, n_samples, p, NULL, pool, out, res);
+}
+
+/* The sweep onto block type t or F32 (sym NULL; pr: pruning) or onto sym's grid (pr none),
+ * after the caller's checks of the type, grid and pruning request. */
 static evlm_status gptq_run(evlm_type t, const evlm_gptq_sym *sym, const float *w, int64_t n,
                             int64_t k, const double *xtx, int64_t n_samples,
-                            const evlm_gptq_params *p, evlm_pool *pool, void *out,
-                            evlm_gptq_result *res) {
+                            const evlm_gptq_params *p, const evlm_gptq_prune *pr, evlm_pool *pool,
+                            void *out, evlm_gptq_result *res) {
+    bool quant = t != EVLM_TYPE_F32;
     if (!w || !xtx || !out)
         return evlm__fail(EVLM_ERR_ARG, "gptq: NULL weights, statistics or output");
     if (n_samples <= 0) return evlm__fail(EVLM_ERR_ARG, "gptq: no calibration rows");
@@ -328,8 +431,13 @@ static evlm_status gptq_run(evlm_type t, const evlm_gptq_sym *sym, const float *
     float *err = malloc(sizeof(float) * (size_t)n * (size_t)p->block_cols);
     double *row_err = malloc(sizeof(double) * 2 * (size_t)n);
     float *deq = malloc(sizeof(float) * (size_t)k * (size_t)nth);
+    bool adaptive = !pr->mask && (pr->sparsity > 0.0 || pr->group_m > 0);
+    bool pruning = pr->mask || adaptive;
+    size_t nc = (size_t)(p->block_cols > EVLM_QK ? p->block_cols : EVLM_QK);
+    uint8_t *mask = pruning && !pr->mask_out ? malloc((size_t)n * (size_t)k) : pr->mask_out;
+    cand *cd = adaptive ? malloc(sizeof(cand) * nc * (size_t)nth) : NULL;
     evlm_status st = EVLM_OK;
-    if (!h || !u || !wk || !err || !row_err || !deq) {
+    if (!h || !u || !wk || !err || !row_err || !deq || (pruning && !mask) || (adaptive && !cd)) {
         st = evlm__fail(EVLM_ERR_NOMEM, "gptq: out of memory (k = %lld, n = %lld)", (long long)k,
                         (long long)n);
         goto done;
@@ -375,10 +483,34 @@ static evlm_status gptq_run(evlm_type t, const evlm_gptq_sym *sym, const float *
             goto done;
         }
 
-    sweep s = {t,        sym, n,      k,       p->block_cols,
-               u,        wk,  err,    out,     sym ? 0 : evlm_row_bytes(t, k),
-               p->trace, w,   xtx,    row_err, row_err + n,
-               deq,      nth, EVLM_OK};
+    if (pr->mask && mask) memcpy(mask, pr->mask, (size_t)n * (size_t)k);
+    sweep s = {.t = t,
+               .n = n,
+               .k = k,
+               .bc = p->block_cols,
+               .u = u,
+               .w = wk,
+               .err = err,
+               .out = out,
+               .rb = sym     ? 0
+                     : quant ? evlm_row_bytes(t, k)
+                             : sizeof(float) * (size_t)k,
+               .trace = p->trace,
+               .w0 = w,
+               .xtx = xtx,
+               .row_err = row_err,
+               .row_ref = row_err + n,
+               .deq = deq,
+               .nth = nth,
+               .st = EVLM_OK,
+               .mask = pruning ? mask : NULL,
+               .quant = quant,
+               .adaptive = adaptive,
+               .sparsity = pr->sparsity,
+               .keep_n = pr->keep_n,
+               .group_m = pr->group_m,
+               .cand = cd,
+               .sym = sym};
     if (pool)
         evlm_pool_run(pool, sweep_task, &s);
     else
@@ -397,22 +529,31 @@ done:
     free(err);
     free(row_err);
     free(deq);
+    free(cd);
+    if (mask != pr->mask_out) free(mask);
     return st;
 }
 
-evlm_status evlm_gptq_quantize(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
-                               int64_t n_samples, const evlm_gptq_params *p, evlm_pool *pool,
-                               void *out, evlm_gptq_result *res) {
+evlm_status evlm_gptq_run(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
+                          int64_t n_samples, const evlm_gptq_params *p, const evlm_gptq_prune *pr,
+                          evlm_pool *pool, void *out, evlm_gptq_result *res) {
     evlm_gptq_params dp = evlm_gptq_default_params();
+    evlm_gptq_prune none = {0};
     if (!p) p = &dp;
+    if (!pr) pr = &none;
     memset(res, 0, sizeof *res);
-    EVLM_TRY(evlm_compress_check_shape("gptq", t, n, k));
-    if (!k_grids[t].init)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "gptq: no GPTQ grid for %s", evlm_type_name(t));
+    if (t != EVLM_TYPE_F32) {
+        EVLM_TRY(evlm_compress_check_shape("gptq", t, n, k));
+        if (!k_grids[t].init)
+            return evlm__fail(EVLM_ERR_UNSUPPORTED, "gptq: no GPTQ grid for %s", evlm_type_name(t));
+    } else if (n <= 0 || k <= 0 || k > ((int64_t)1 << 20)) {
+        return evlm__fail(EVLM_ERR_ARG, "gptq: bad shape %lld x %lld", (long long)n, (long long)k);
+    }
+    EVLM_TRY(check_prune(pr, t, k));
     if (p->block_cols % EVLM_QK)
         return evlm__fail(EVLM_ERR_ARG, "gptq: bad parameters (damp %g, block_cols %d)", p->damp,
                           p->block_cols);
-    return gptq_run(t, NULL, w, n, k, xtx, n_samples, p, pool, out, res);
+    return gptq_run(t, NULL, w, n, k, xtx, n_samples, p, pr, pool, out, res);
 }
 
 evlm_status evlm_gptq_quantize_sym(const evlm_gptq_sym *sg, const float *w, int64_t n, int64_t k,
@@ -431,7 +572,8 @@ evlm_status evlm_gptq_quantize_sym(const evlm_gptq_sym *sg, const float *w, int6
     if (sg->group < k && p->block_cols % sg->group)
         return evlm__fail(EVLM_ERR_ARG, "gptq: block_cols %d is not a multiple of the group %lld",
                           p->block_cols, (long long)sg->group);
-    return gptq_run(EVLM_TYPE_COUNT, sg, w, n, k, xtx, n_samples, p, pool, sg->codes, res);
+    evlm_gptq_prune none = {0};
+    return gptq_run(EVLM_TYPE_COUNT, sg, w, n, k, xtx, n_samples, p, &none, pool, sg->codes, res);
 }
 
 evlm_status evlm_gptq_sym_error(const evlm_gptq_sym *g, const float *w, int64_t n, int64_t k,

@@ -25,6 +25,15 @@
  * the original row), each code round-half-even(w / scale) saturated, dequantized as code * scale
  * (ONNX DequantizeLinear with zero point 0). With a diagonal Hessian this is exactly
  * evlm_gptq_sym_round (plain rounding), the export's round-to-nearest.
+ * The same column loop prunes (SparseGPT, Frantar & Alistarh 2023, evlm_gptq_run below): a
+ * pruned column's value becomes exactly 0 and its error is spread like a rounding error. The mask
+ * is given (fixed: Wanda / magnitude masks, kept exactly through quantization) or chosen on the
+ * way (adaptive): per row, per block of block_cols columns at the block's first column, the
+ * round(S * i2) - round(S * i1) columns of least w_j^2 / U_jj^2 (current compensated weights);
+ * for N:M, per group of M columns when its first column is reached (all the groups of a 32-column
+ * quantization block at that block's start when quantizing, so its grid sees the final zeros).
+ * Quantized types need an exact zero on the grid: Q8_0 and Q4_0 (Q4_1's min is refused). With
+ * t = F32 the loop only prunes and writes float rows.
  * Not here: act-order (columns by decreasing H_jj), which conflicts with fixed 32-column blocks.
  */
 #ifndef EVLM_COMPRESS_GPTQ_H
@@ -53,6 +62,14 @@ typedef struct evlm_gptq_result {
 } evlm_gptq_result;
 
 evlm_gptq_params evlm_gptq_default_params(void);
+
+/* Pruning inside the column loop (see the top). All zero: no pruning. */
+typedef struct evlm_gptq_prune {
+    const uint8_t *mask; /* n x k fixed mask (1: the weight becomes 0), or NULL */
+    double sparsity;     /* adaptive, unstructured: fraction of each row set to 0, [0, 1) */
+    int keep_n, group_m; /* adaptive N:M: keep keep_n of every group_m inputs (32 % group_m = 0) */
+    uint8_t *mask_out;   /* nullable, n x k: receives the mask used */
+} evlm_gptq_prune;
 
 /* Quantizes w (n x k) with xtx (k x k, full symmetric square) gathered from n_samples rows into
  * out (n rows of evlm_row_bytes(t, k) bytes). pool may be NULL (one thread). */
@@ -92,5 +109,10 @@ evlm_status evlm_gptq_quantize_sym(const evlm_gptq_sym *g, const float *w, int64
 /* err = ||X (W - Q)^T||^2 and ref = ||X W^T||^2 of g's codes and scales (as evlm_gptq_result). */
 evlm_status evlm_gptq_sym_error(const evlm_gptq_sym *g, const float *w, int64_t n, int64_t k,
                                 const double *xtx, double *err, double *ref);
+/* evlm_gptq_quantize with pruning: t is Q8_0 / Q4_0 (out: quantized rows; pruned weights are
+ * exactly 0 once dequantized) or F32 (out: n x k floats, pruning only); pr NULL: no pruning. */
+evlm_status evlm_gptq_run(evlm_type t, const float *w, int64_t n, int64_t k, const double *xtx,
+                          int64_t n_samples, const evlm_gptq_params *p, const evlm_gptq_prune *pr,
+                          evlm_pool *pool, void *out, evlm_gptq_result *res);
 
 #endif

@@ -31,6 +31,7 @@ typedef struct qt {
     evlm_tensor view;
     double rel_err, kl;
     const char *method;
+    double sparsity; /* pruned: the fraction of zeros written (prune.h); -1: not pruned */
 } qt;
 
 typedef struct qctx {
@@ -80,6 +81,8 @@ void evlm__q_set_view(qt *x, evlm_type type, void *data);
 double evlm__q_rel_error(const qctx *q, const qt *x, const float *w, const void *qd);
 /* Room for x's quantized rows in x->qdata (n rows of type x->to). */
 evlm_status evlm__q_alloc(qt *x);
+/* One forward pass of q->m over the calibration prompts feeding q->calib (no logits kept). */
+evlm_status evlm__q_observe_pass(qctx *q);
 /* After x->qdata is filled from float w: x->view and x->rel_err. */
 void evlm__q_finish(const qctx *q, qt *x, const float *w);
 

@@ -9,6 +9,7 @@
 #include "compress/pipeline.h"
 #include "compress/calib.h"
 #include "compress/gptq.h"
+#include "compress/prune.h"
 #include "compress/rtn.h"
 #include "core/buf.h"
 #include "core/file.h"
@@ -131,7 +132,7 @@ static evlm_status classify(qctx *q) {
     EVLM_TRY(c.st);
     for (int i = 0; i < q->n; i++) {
         qt *x = &q->t[i];
-        x->rel_err = x->kl = -1;
+        x->rel_err = x->kl = x->sparsity = -1;
         x->method = "float";
         switch (x->kind) {
         case K_LM:
@@ -147,7 +148,8 @@ static evlm_status classify(qctx *q) {
             x->to = x->src->type;
             break;
         }
-        if (x->kind != K_OTHER && !can_hold(x->src, x->to)) x->to = x->src->type;
+        if (x->kind != K_OTHER && (p->keep_dtype || !can_hold(x->src, x->to)))
+            x->to = x->src->type; /* keep_dtype: evlm prune without a type */
         for (int k = 0; k < p->n_keep; k++) {
             if (fnmatch(p->keep[k].pattern, x->src->name, 0) != 0) continue;
             if (!can_hold(x->src, p->keep[k].type))
@@ -159,7 +161,10 @@ static evlm_status classify(qctx *q) {
             x->to = p->keep[k].type;
             x->pinned = true;
         }
-        if (x->kind != K_OTHER) x->method = x->pinned ? "keep" : "rtn";
+        if (x->kind != K_OTHER)
+            x->method = x->pinned                                            ? "keep"
+                        : evlm_type_is_quant(x->to) || x->to != x->src->type ? "rtn"
+                                                                             : "float";
     }
     return EVLM_OK;
 }
@@ -319,6 +324,23 @@ static evlm_status mean_kl(const qctx *q, evlm_model *m, double *out) {
     free(tmp);
     evlm_context_free(c);
     *out = row ? sum / row : 0;
+    return st;
+}
+
+/* One pass of q->m (as its slots now are) over the calibration set into q->calib's observer:
+ * sequential pruning's statistics of layer l behind the already pruned layers 0..l-1. */
+evlm_status evlm__q_observe_pass(qctx *q) {
+    evlm_context *c;
+    EVLM_TRY(new_ctx(q->m, q, &c));
+    evlm__context_observe(c, evlm_calib_observe, q->calib);
+    evlm_status st = EVLM_OK;
+    for (int i = 0; i < q->n_prompts && st == EVLM_OK; i++) {
+        st = evlm_context_truncate(c, 0);
+        if (st == EVLM_OK) st = evlm_decode_prompt(c, q->prompts[i], NULL, false);
+    }
+    evlm_context_free(c);
+    if (st == EVLM_OK && evlm_calib_status(q->calib) != EVLM_OK)
+        st = evlm__fail(evlm_calib_status(q->calib), "calibration: %s", evlm_calib_error(q->calib));
     return st;
 }
 
@@ -568,18 +590,24 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     memset(rep, 0, sizeof *rep);
     rep->kl_mean = rep->vision_cos = -1;
     evlm_quantize_params p = params ? *params : evlm_quantize_default_params();
-    if (!evlm_type_is_file_quant(p.type))
-        return evlm__fail(EVLM_ERR_ARG, "type must be Q8_0, Q4_0 or Q4_1");
-    if (!evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16)
+    bool float_type =
+        p.type == EVLM_TYPE_F32 || p.type == EVLM_TYPE_F16 || p.type == EVLM_TYPE_BF16;
+    if (!p.keep_dtype && !evlm_type_is_file_quant(p.type) && !float_type)
+        return evlm__fail(EVLM_ERR_ARG, "type must be Q8_0, Q4_0, Q4_1, F16, BF16 or F32");
+    if (!p.keep_dtype && !evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16)
         return evlm__fail(EVLM_ERR_ARG, "vision must be Q8_0, Q4_0, Q4_1 or F16");
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     bool have_calib = p.calib_text || p.calib_jsonl;
     const evlm__qmethod *meth = evlm__qmethod_find(p.method);
     if (!meth)
         return evlm__fail(EVLM_ERR_ARG, "method %d is not a quantization method", (int)p.method);
+    if ((p.keep_dtype || float_type) && p.method != EVLM_QMETHOD_RTN)
+        return evlm__fail(EVLM_ERR_ARG, "method %s quantizes: type must be Q8_0, Q4_0 or Q4_1",
+                          meth->name);
     if ((meth->calibration || mixed) && !have_calib)
         return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (calib_text or calib_jsonl)",
                           meth->calibration ? meth->title : "mixed precision");
+    EVLM_TRY(evlm__prune_validate(&p, meth));
     if (p.calib_tokens < 2) p.calib_tokens = 2;
     if (p.calib_items < 1) p.calib_items = 1;
     evlm_dir d = evlm_dir_folder(in_dir);
@@ -606,13 +634,16 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (st == EVLM_OK) st = classify(&q);
     if (st == EVLM_OK && p.calib_text) st = load_text(&q);
     if (st == EVLM_OK && p.calib_jsonl) st = load_jsonl(&q);
-    if (st == EVLM_OK && have_calib) st = calibrate(&q, meth->hessian);
+    if (st == EVLM_OK && have_calib)
+        st = calibrate(&q, meth->hessian || evlm__prune_needs_hessian(&p));
     if (st == EVLM_OK && mixed) st = sensitivity(&q);
     if (st == EVLM_OK && mixed) st = allocate(&q);
     /* the language model's matrices */
     int total = 0, done = 0;
     for (int i = 0; i < q.n; i++) total += q.t[i].kind == K_LM;
-    if (st == EVLM_OK && meth->layer) {
+    if (st == EVLM_OK && evlm__prune_needs_hessian(&p)) {
+        st = evlm__prune_layers(&q, meth); /* layer by layer behind the pruned layers */
+    } else if (st == EVLM_OK && meth->layer) {
         for (int l = 0; l < n_layers && st == EVLM_OK; l++) {
             evlm__q_progress(&q, "quantize", l, n_layers);
             st = meth->layer(&q, l);
@@ -620,14 +651,19 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     } else {
         for (int i = 0; i < q.n && st == EVLM_OK; i++) {
             qt *x = &q.t[i];
-            if (x->kind != K_LM || x->pinned || !evlm_type_is_quant(x->to)) continue;
+            bool prune = evlm__prune_applies(&q, x);
+            if (x->kind != K_LM || x->pinned || !(evlm_type_is_quant(x->to) || prune)) continue;
             evlm__q_progress(&q, "quantize", done++, total);
             float *w = evlm__q_widen(x->src);
-            st = w ? meth->matrix(&q, x, w) : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+            st = !w      ? evlm__fail(EVLM_ERR_NOMEM, "out of memory")
+                 : prune ? evlm__prune_matrix(&q, x, w, meth)
+                         : meth->matrix(&q, x, w);
             free(w);
         }
     }
-    if (st == EVLM_OK) evlm__q_progress(&q, "quantize", total, total);
+    if (st == EVLM_OK && !evlm__prune_needs_hessian(&p)) /* else the prune stage's bar */
+        evlm__q_progress(&q, "quantize", total, total);
+    if (st == EVLM_OK) st = evlm__prune_vision(&q);
     if (st == EVLM_OK) st = evlm_gguf_export_hf(in_dir, out_gguf, type_for, &q, write_progress, &q);
     /* what was written */
     if (st == EVLM_OK) {
@@ -647,6 +683,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
         r->method = x->kind == K_OTHER ? (x->fdata ? "awq-fold" : "float") : x->method;
         r->rel_err = x->rel_err;
         r->kl = x->kl;
+        r->sparsity = x->sparsity;
         rep->in_bytes += evlm_tensor_nbytes(x->src);
         rep->out_bytes += r->bytes;
     }
