@@ -20,6 +20,9 @@ static const struct {
     {"quantize", evlm_cmd_quantize,
      "compress: quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [--calib FILE] [--method "
      "rtn|awq|gptq] ..."},
+    {"lowrank", evlm_cmd_lowrank,
+     "factor matrices: lowrank -m DIR -o OUT (--rank R | --ratio P) [--method "
+     "svd|asvd|svd-llm] [--calib FILE] ..."},
     {"quality", evlm_cmd_quality,
      "compare with a reference: quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
      "[--json]"},

@@ -83,4 +83,14 @@ evlm_status evlm__q_alloc(qt *x);
 /* After x->qdata is filled from float w: x->view and x->rel_err. */
 void evlm__q_finish(const qctx *q, qt *x, const float *w);
 
+/* ---- the calibration set, for the passes beside quantization (lowrank_model.c) ----
+ * q->p gives calib_text / calib_jsonl / calib_tokens / calib_items, q->m the float model. */
+evlm_status evlm__q_load_calib(qctx *q);
+/* Statistics of every matmul input (xtx too when hessian), the float distributions for KL. */
+evlm_status evlm__q_calibrate(qctx *q, bool hessian);
+/* Mean KL of m over the kept calibration positions against the float model. */
+evlm_status evlm__q_mean_kl(const qctx *q, evlm_model *m, double *out);
+/* Frees the prompts, the statistics and the distributions. */
+void evlm__q_free_calib(qctx *q);
+
 #endif

@@ -682,3 +682,37 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (st != EVLM_OK) evlm_quantize_report_free(rep);
     return st;
 }
+
+/* ---- for the other passes (pipeline.h) ---------------------------------------------------- */
+
+evlm_status evlm__q_load_calib(qctx *q) {
+    if (q->p->calib_text) EVLM_TRY(load_text(q));
+    if (q->p->calib_jsonl) EVLM_TRY(load_jsonl(q));
+    return EVLM_OK;
+}
+
+evlm_status evlm__q_calibrate(qctx *q, bool hessian) {
+    return calibrate(q, hessian);
+}
+
+evlm_status evlm__q_mean_kl(const qctx *q, evlm_model *m, double *out) {
+    return mean_kl(q, m, out);
+}
+
+void evlm__q_free_calib(qctx *q) {
+    for (int i = 0; i < q->n_prompts; i++) {
+        evlm_prompt_free(q->prompts[i]);
+        free(q->texts[i]);
+        free(q->images[i]);
+    }
+    free(q->prompts);
+    free(q->texts);
+    free(q->images);
+    free(q->ref_logp);
+    evlm_calib_free(q->calib);
+    q->prompts = NULL;
+    q->texts = q->images = NULL;
+    q->ref_logp = NULL;
+    q->calib = NULL;
+    q->n_prompts = q->n_kl_prompts = q->kl_rows = 0;
+}
