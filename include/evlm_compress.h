@@ -99,6 +99,14 @@ typedef struct evlm_quantize_params {
     /* progress of a stage (nullable): done of total units */
     void (*progress)(void *user, const char *stage, int done, int total);
     void *user;
+    /* Low-rank compensation of the quantization error (needs calibration; rtn or gptq): each
+     * quantized decoder matrix gets W ~ Q(W) + B A, E = W - Q(W) factored in closed form against
+     * the calibration covariance (LQER / QERA), stored as "<proj>.lowrank_a" / ".lowrank_b".
+     * lowrank_comp: that rank for every matrix; lowrank_bpw: the ranks that fit that many extra
+     * bits per weight, spent where the output error removed per bit is largest. 0: off. */
+    int lowrank_comp;
+    double lowrank_bpw;
+    evlm_type lowrank_type; /* F16 (default) or Q8_0 (ranks a multiple of 32), also BF16, F32 */
 } evlm_quantize_params;
 
 EVLM_API evlm_quantize_params evlm_quantize_default_params(void);
