@@ -504,6 +504,10 @@ evlm_status evlm_lowrank(const char *in_dir, const char *out, const evlm_lowrank
     if (!in_dir || !out) return evlm__fail(EVLM_ERR_ARG, "evlm_lowrank: NULL path");
     evlm_lowrank_params p = params ? *params : evlm_lowrank_default_params();
     EVLM_TRY(check_params(&p));
+    if (!ends_with(out, ".gguf") && !evlm_type_is_file_float(p.type))
+        return evlm__fail(EVLM_ERR_ARG,
+                          "%s: a Hugging Face folder holds float factors (f32, f16, bf16), not %s",
+                          out, evlm_type_name(p.type));
     evlm_dir d = evlm_dir_folder(in_dir);
     if (!evlm_dir_has(&d, "config.json"))
         return evlm__fail(EVLM_ERR_ARG,
