@@ -624,10 +624,10 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (st == EVLM_OK) st = classify(&q);
     if (st == EVLM_OK && p.calib_text) st = load_text(&q);
     if (st == EVLM_OK && p.calib_jsonl) st = load_jsonl(&q);
-    if (st == EVLM_OK && evlm__model_decoder(q.m)->lr_no_dense > 0)
+    if (st == EVLM_OK && evlm__model_decoder(q.m)->lr_max_rank > 0)
         st = evlm__fail(EVLM_ERR_UNSUPPORTED,
-                        "%s: quantizing a low-rank factored model is not done (quantize the dense "
-                        "model)",
+                        "%s: quantizing a model with low-rank factors is not done "
+                        "(quantize the dense model)",
                         in_dir);
     if (st == EVLM_OK && have_calib) st = calibrate(&q, meth->hessian || lowrank);
     if (st == EVLM_OK && mixed) st = sensitivity(&q);
