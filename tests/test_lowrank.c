@@ -10,6 +10,7 @@
  *   - a factored llama-tiny (Hugging Face folder and GGUF) gives the logits of the dense model
  *     whose W is B A computed in float (within 1e-4 * max(1, |logit|); the GGUF file bit for bit
  *     the folder); W + B A (compensation) likewise;
+ *     and the same bits with 1 and 3 threads;
  *   - hostile factor shapes are load errors naming the tensor;
  *   - quantization with compensation of rank 0 writes the plain quantized file byte for byte;
  *     a rank-8 compensation lowers every compensated matrix's output error.
@@ -177,9 +178,13 @@ static void write_model(const char *src, const char *dir, const evlm_tensor *t, 
     CHECK_OK(evlm_safetensors_write(p, t, n));
 }
 
+static int g_threads; /* 0: the default */
+
 static float *logits_of(const char *model, int *V, int n) {
     evlm_model *m = NULL;
-    CHECK_OK(evlm_model_load(model, NULL, &m));
+    evlm_model_params mp = evlm_model_default_params();
+    mp.n_threads = g_threads;
+    CHECK_OK(evlm_model_load(model, &mp, &m));
     if (!m) return NULL;
     *V = evlm_model_n_vocab(m);
     int32_t ids[12];
@@ -330,6 +335,15 @@ static void factored_models(const char *fixture) {
     write_model(fixture, dense, t, n);
     compare_logits("factored folder vs dense B A", dense, fact, 1e-4, false);
     compare_logits("factored GGUF vs folder", fact, gguf, 0, true);
+    g_threads = 1; /* the factored paths' bits do not depend on the thread count */
+    int V1 = 0, V3 = 0;
+    float *l1 = logits_of(fact, &V1, 10);
+    g_threads = 3;
+    float *l3 = logits_of(fact, &V3, 10);
+    g_threads = 0;
+    CHECK(l1 && l3 && V1 == V3 && !memcmp(l1, l3, sizeof(float) * 10 * (size_t)V1));
+    free(l1);
+    free(l3);
 
     /* compensation: the fixture's own weights plus the factors beside them */
     size_t m = 0;
