@@ -133,6 +133,14 @@ typedef struct evlm_quantize_params {
     evlm_prune_params prune; /* method NONE (default): no pruning */
     bool keep_dtype;         /* matrices keep their source float dtype (type and vision are ignored
                                 there): evlm prune without --type; type may also be F32 / F16 / BF16 */
+    /* Low-rank compensation of the quantization error (needs calibration; rtn or gptq): each
+     * quantized decoder matrix gets W ~ Q(W) + B A, E = W - Q(W) factored in closed form against
+     * the calibration covariance (LQER / QERA), stored as "<proj>.lowrank_a" / ".lowrank_b".
+     * lowrank_comp: that rank for every matrix; lowrank_bpw: the ranks that fit that many extra
+     * bits per weight, spent where the output error removed per bit is largest. 0: off. */
+    int lowrank_comp;
+    double lowrank_bpw;
+    evlm_type lowrank_type; /* F16 (default) or Q8_0 (ranks a multiple of 32), also BF16, F32 */
 } evlm_quantize_params;
 
 EVLM_API evlm_quantize_params evlm_quantize_default_params(void);
@@ -166,6 +174,68 @@ typedef struct evlm_quantize_report {
 EVLM_API evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
                                    const evlm_quantize_params *p, evlm_quantize_report *report);
 EVLM_API void evlm_quantize_report_free(evlm_quantize_report *r);
+
+/* ---- low-rank factorization ----------------------------------------------------------------
+ * evlm_lowrank replaces decoder matrices W [out, in] by two thin factors, W ~ B A with
+ * A [r, in] and B [out, r], stored as "<proj>.lowrank_a" / "<proj>.lowrank_b" instead of
+ * "<proj>.weight" (names no Hugging Face checkpoint uses; the runtime runs y = B (A x) + bias).
+ * A matrix is only factored when r (in + out) < in * out. Methods: plain truncated SVD; ASVD
+ * (input channels scaled by (mean |x|)^alpha of the calibration inputs before the SVD, the
+ * scaling folded back into A); SVD-LLM (whitening by the Cholesky factor of the calibration
+ * covariance, so truncation drops exactly the smallest output-error energy). With `ratio`, the
+ * ranks per matrix are chosen greedily by the measured output-error energy per parameter until
+ * the decoder matrices hold that fraction of their parameters. docs/COMPRESSION.md, "Low rank".
+ */
+
+typedef enum evlm_lrmethod {
+    EVLM_LRMETHOD_SVD = 0, /* plain truncated SVD */
+    EVLM_LRMETHOD_ASVD,    /* activation-aware channel scaling */
+    EVLM_LRMETHOD_SVD_LLM  /* whitening by the Cholesky factor of the input covariance */
+} evlm_lrmethod;
+
+typedef struct evlm_lowrank_params {
+    evlm_lrmethod method;
+    int rank;                /* every matrix at this rank (0: ratio decides) */
+    double ratio;            /* 0 < ratio < 1: parameters kept of the decoder matrices */
+    double alpha;            /* ASVD's exponent (default 0.5) */
+    evlm_type type;          /* the factors: F16 (default), F32, BF16, Q8_0, Q4_0 (rank a multiple
+                                of 32 then) */
+    const char *calib_text;  /* as in evlm_quantize_params; ASVD and SVD-LLM need one */
+    const char *calib_jsonl; /* ... */
+    int calib_tokens, calib_items;
+    const char *const *keep; /* fnmatch() globs over tensor names of matrices kept dense */
+    int n_keep;
+    int n_threads; /* 0: physical cores */
+    void (*progress)(void *user, const char *stage, int done, int total);
+    void *user;
+} evlm_lowrank_params;
+
+EVLM_API evlm_lowrank_params evlm_lowrank_default_params(void);
+
+typedef struct evlm_lowrank_matrix_report {
+    char name[160]; /* the dense matrix's tensor name */
+    int64_t rows, cols;
+    int rank;       /* 0: kept dense */
+    int64_t params; /* stored: rank (rows + cols), or rows * cols when dense */
+    double rel_err; /* ||(W - B A) x||^2 / ||W x||^2 on the calibration rows (weight space
+                       without calibration); 0 when dense */
+} evlm_lowrank_matrix_report;
+
+typedef struct evlm_lowrank_report {
+    evlm_lowrank_matrix_report *t;
+    int n;
+    int64_t dense_params, params; /* decoder matrices before / after */
+    double kl_mean;               /* the written model vs the source on the calibration set */
+    int n_calib_rows;
+} evlm_lowrank_report;
+
+/* Factors the decoder matrices of the Hugging Face folder in_dir into out: a GGUF file when out
+ * ends in ".gguf", else a Hugging Face folder (config, tokenizer and other files copied,
+ * model.safetensors; float factor types only). Atomic files. p NULL = defaults (rank must be
+ * set then). */
+EVLM_API evlm_status evlm_lowrank(const char *in_dir, const char *out, const evlm_lowrank_params *p,
+                                  evlm_lowrank_report *report);
+EVLM_API void evlm_lowrank_report_free(evlm_lowrank_report *r);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,7 @@ the trained llama2.c model aidreams260K (converted), and the SmolLM2-135M shape 
 size and speed only). Environment: EVLM (binary), EVLM_SHARED (../shared), REPORT_QUICK=1
 (skip the 135M shape). Quantized files go to build/compression/.
 """
-import json, os, subprocess, sys, datetime
+import datetime, glob, json, os, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.chdir(ROOT)
@@ -139,15 +139,9 @@ def main():
     doc.append("## Targets (issue 5)\n\n- q8_0 with int8 activations: mean KL <= 0.002 vs bf16 and no accuracy loss on the scene dev set.\n"
                "- int4 with AWQ or GPTQ: mean KL at least 30 % below plain round-to-nearest Q4_0, scene accuracy within 2 points of bf16.\n"
                "- int4 file size <= 0.32x the bf16 size.\n")
-    # sections measured by their own commands (written in them) are carried over as they are
-    try:
-        old = open("docs/COMPRESSION.md").read()
-        at = old.find("\n## Pruning")
-        if at >= 0:
-            end = old.find("\n## ", at + 1)
-            doc.append(old[at + 1:end if end >= 0 else len(old)].rstrip() + "\n")
-    except OSError:
-        pass
+    for extra in sorted(glob.glob("docs/compression/*.md")):  # hand-measured sections (issue 16)
+        with open(extra) as f:
+            doc.append(f.read())
     text = "\n".join(doc)
     with open("docs/COMPRESSION.md.tmp", "w") as f:
         f.write(text)

@@ -30,6 +30,7 @@ int evlm_cmd_prune(int argc, char **argv);
 int evlm_cmd_export_onnx(int argc, char **argv);
 int evlm_cmd_plan(int argc, char **argv);
 int evlm_cmd_prompt(int argc, char **argv);
+int evlm_cmd_lowrank(int argc, char **argv);
 
 /* quantize and prune (cmd_quantize.c, cmd_prune.c): the progress bar (user: a bool *, on), the
  * per-tensor report as a table or JSON, and the pruning options (--prune METHOD, --sparsity S,

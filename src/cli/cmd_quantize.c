@@ -163,7 +163,16 @@ int evlm_cmd_quantize(int argc, char **argv) {
             p.target_bpw = cli_double(argc, argv, &i, 1, 32);
         else if (!strcmp(a, "--max-size"))
             p.max_size_mb = cli_double(argc, argv, &i, 0.001, 1e7);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+        else if (!strcmp(a, "--lowrank-comp"))
+            p.lowrank_comp = cli_int(argc, argv, &i, 0, 1 << 20);
+        else if (!strcmp(a, "--lowrank-bpw"))
+            p.lowrank_bpw = cli_double(argc, argv, &i, 0, 32);
+        else if (!strcmp(a, "--lowrank-type")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!parse_type(v, &p.lowrank_type) ||
+                (p.lowrank_type != EVLM_TYPE_F16 && p.lowrank_type != EVLM_TYPE_Q8_0))
+                cli_die("--lowrank-type takes f16 or q8_0, not '%s'", v);
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             p.n_threads = cli_int(argc, argv, &i, 1, 512);
         else if (cli_prune_opt(&p.prune, argc, argv, &i))
             ;
@@ -190,6 +199,10 @@ int evlm_cmd_quantize(int argc, char **argv) {
                    "  --prune M --sparsity S | --pattern N:M   prune first (magnitude, wanda, "
                    "sparsegpt; as evlm prune),\n"
                    "                        --prune-keep PATTERN: tensors left dense\n"
+                   "  --lowrank-comp R      add a rank-R correction W - Q(W) ~ B A per decoder "
+                   "matrix (needs --calib)\n"
+                   "  --lowrank-bpw B       ... or the ranks that fit B extra bits per weight\n"
+                   "  --lowrank-type T      the correction's factors: f16 (default) or q8_0\n"
                    "  --calib-tokens N      text tokens used (2048); --calib-items N: dataset "
                    "items used (16)\n"
                    "  -t THREADS, --json, -q (no progress bar)\n");
@@ -201,6 +214,10 @@ int evlm_cmd_quantize(int argc, char **argv) {
     if (!out) cli_die("no output file given (-o OUT.gguf)");
     if (!type_given) cli_die("no --type given (q8_0, q4_0 or q4_1)");
     if (p.target_bpw > 0 && p.max_size_mb > 0) cli_die("give --target-bpw or --max-size, not both");
+    if (p.lowrank_comp > 0 && p.lowrank_bpw > 0)
+        cli_die("give --lowrank-comp or --lowrank-bpw, not both");
+    if ((p.lowrank_comp > 0 || p.lowrank_bpw > 0) && !p.calib_text && !p.calib_jsonl)
+        cli_die("--lowrank-comp / --lowrank-bpw need calibration data (--calib FILE)");
     /* the library names the parameters; the command names its options */
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     if ((p.method != EVLM_QMETHOD_RTN || mixed) && !p.calib_text && !p.calib_jsonl)

@@ -23,6 +23,9 @@ static const struct {
     {"prune", evlm_cmd_prune,
      "sparsify: prune -m DIR -o OUT.gguf --method magnitude|wanda|sparsegpt --sparsity S | "
      "--pattern 2:4 ..."},
+    {"lowrank", evlm_cmd_lowrank,
+     "factor matrices: lowrank -m DIR -o OUT (--rank R | --ratio P) [--method "
+     "svd|asvd|svd-llm] [--calib FILE] ..."},
     {"quality", evlm_cmd_quality,
      "compare with a reference: quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
      "[--json]"},

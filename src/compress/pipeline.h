@@ -86,4 +86,29 @@ evlm_status evlm__q_observe_pass(qctx *q);
 /* After x->qdata is filled from float w: x->view and x->rel_err. */
 void evlm__q_finish(const qctx *q, qt *x, const float *w);
 
+/* ---- low-rank compensation of quantization error (lowrank_comp.c) ----
+ * After the method: for the quantized decoder matrices, E = W - Q(W) factored against the
+ * calibration covariance (lowrank.h, whitening), at p->lowrank_comp or within p->lowrank_bpw extra
+ * bits per weight of the file's el elements; factors "<proj>.lowrank_a" / ".lowrank_b" in
+ * p->lowrank_type. */
+typedef struct evlm__lrcomp {
+    evlm_tensor *t;  /* [n]: a, b of each compensated matrix (names and data owned) */
+    const qt **of;   /* [n]: the matrix each factor belongs to */
+    double *rel_err; /* [n]: ||(W - Q - B A) x||^2 / ||W x||^2 after compensation */
+    int n;
+    double bits; /* bits the factors take */
+} evlm__lrcomp;
+evlm_status evlm__q_lowrank_comp(qctx *q, int64_t el, evlm__lrcomp *out);
+void evlm__lrcomp_free(evlm__lrcomp *c);
+
+/* ---- the calibration set, for the passes beside quantization (lowrank_model.c) ----
+ * q->p gives calib_text / calib_jsonl / calib_tokens / calib_items, q->m the float model. */
+evlm_status evlm__q_load_calib(qctx *q);
+/* Statistics of every matmul input (xtx too when hessian), the float distributions for KL. */
+evlm_status evlm__q_calibrate(qctx *q, bool hessian);
+/* Mean KL of m over the kept calibration positions against the float model. */
+evlm_status evlm__q_mean_kl(const qctx *q, evlm_model *m, double *out);
+/* Frees the prompts, the statistics and the distributions. */
+void evlm__q_free_calib(qctx *q);
+
 #endif

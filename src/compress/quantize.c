@@ -39,6 +39,7 @@ evlm_quantize_params evlm_quantize_default_params(void) {
     p.vision = EVLM_TYPE_Q8_0;
     p.calib_tokens = 2048;
     p.calib_items = 16;
+    p.lowrank_type = EVLM_TYPE_F16;
     return p;
 }
 
@@ -608,6 +609,26 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
         return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (calib_text or calib_jsonl)",
                           meth->calibration ? meth->title : "mixed precision");
     EVLM_TRY(evlm__prune_validate(&p, meth));
+    const bool lowrank = p.lowrank_comp > 0 || p.lowrank_bpw > 0;
+    if (p.lowrank_comp < 0 || p.lowrank_bpw < 0 || (p.lowrank_comp > 0 && p.lowrank_bpw > 0))
+        return evlm__fail(EVLM_ERR_ARG, "give lowrank_comp (>= 0) or lowrank_bpw (>= 0), not both");
+    if (lowrank && p.lowrank_type != EVLM_TYPE_F16 && p.lowrank_type != EVLM_TYPE_Q8_0 &&
+        p.lowrank_type != EVLM_TYPE_BF16 && p.lowrank_type != EVLM_TYPE_F32)
+        return evlm__fail(EVLM_ERR_ARG, "lowrank_type: f16, q8_0, bf16 or f32, not %s",
+                          evlm_type_name(p.lowrank_type));
+    if (lowrank && evlm_type_is_quant(p.lowrank_type) && p.lowrank_comp % 32)
+        return evlm__fail(EVLM_ERR_ARG, "lowrank_comp %d: %s factors need a multiple of 32",
+                          p.lowrank_comp, evlm_type_name(p.lowrank_type));
+    if (lowrank && !have_calib)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "low-rank compensation needs calibration data (calib_text or "
+                          "calib_jsonl)");
+    if (lowrank && p.method == EVLM_QMETHOD_AWQ)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "low-rank compensation after AWQ is not done (use rtn or gptq)");
+    if (lowrank && p.keep_dtype)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "low-rank compensation corrects a quantization: give a quantized type");
     if (p.calib_tokens < 2) p.calib_tokens = 2;
     if (p.calib_items < 1) p.calib_items = 1;
     evlm_dir d = evlm_dir_folder(in_dir);
@@ -634,8 +655,13 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (st == EVLM_OK) st = classify(&q);
     if (st == EVLM_OK && p.calib_text) st = load_text(&q);
     if (st == EVLM_OK && p.calib_jsonl) st = load_jsonl(&q);
+    if (st == EVLM_OK && evlm__model_decoder(q.m)->lr_max_rank > 0)
+        st = evlm__fail(EVLM_ERR_UNSUPPORTED,
+                        "%s: quantizing a model with low-rank factors is not done "
+                        "(quantize the dense model)",
+                        in_dir);
     if (st == EVLM_OK && have_calib)
-        st = calibrate(&q, meth->hessian || evlm__prune_needs_hessian(&p));
+        st = calibrate(&q, meth->hessian || evlm__prune_needs_hessian(&p) || lowrank);
     if (st == EVLM_OK && mixed) st = sensitivity(&q);
     if (st == EVLM_OK && mixed) st = allocate(&q);
     /* the language model's matrices */
@@ -664,14 +690,19 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (st == EVLM_OK && !evlm__prune_needs_hessian(&p)) /* else the prune stage's bar */
         evlm__q_progress(&q, "quantize", total, total);
     if (st == EVLM_OK) st = evlm__prune_vision(&q);
-    if (st == EVLM_OK) st = evlm_gguf_export_hf(in_dir, out_gguf, type_for, &q, write_progress, &q);
-    /* what was written */
-    if (st == EVLM_OK) {
-        rep->t = calloc((size_t)q.n, sizeof *rep->t);
-        if (!rep->t) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
-    }
     int64_t el = 0;
     double bits = st == EVLM_OK ? file_bits(&q, &el) : 0;
+    evlm__lrcomp comp = {0};
+    if (st == EVLM_OK && lowrank) st = evlm__q_lowrank_comp(&q, el, &comp);
+    if (st == EVLM_OK)
+        st = evlm_gguf_export_hf_extra(in_dir, out_gguf, type_for, &q, comp.t, (size_t)comp.n,
+                                       write_progress, &q);
+    /* what was written */
+    if (st == EVLM_OK) {
+        rep->t = calloc((size_t)(q.n + comp.n), sizeof *rep->t);
+        if (!rep->t) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    }
+    bits += comp.bits;
     for (int i = 0; st == EVLM_OK && i < q.n; i++) {
         const qt *x = &q.t[i];
         evlm_quant_tensor_report *r = &rep->t[rep->n++];
@@ -687,6 +718,19 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
         rep->in_bytes += evlm_tensor_nbytes(x->src);
         rep->out_bytes += r->bytes;
     }
+    for (int i = 0; st == EVLM_OK && i < comp.n; i++) { /* the compensation's factors */
+        const evlm_tensor *f = &comp.t[i];
+        evlm_quant_tensor_report *r = &rep->t[rep->n++];
+        snprintf(r->name, sizeof r->name, "%s", f->name);
+        r->from = r->to = f->type;
+        r->n_elements = evlm_tensor_nelements(f);
+        r->bytes = evlm_tensor_nbytes(f);
+        r->method = "lowrank";
+        r->rel_err = comp.rel_err[i];
+        r->kl = -1;
+        rep->out_bytes += r->bytes;
+    }
+    evlm__lrcomp_free(&comp);
     rep->bpw = el ? bits / (double)el : 0;
     /* the written model against float: KL over the calibration set, encoder cosine */
     if (st == EVLM_OK && have_calib) {
@@ -718,4 +762,38 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     evlm_model_free(q.m);
     if (st != EVLM_OK) evlm_quantize_report_free(rep);
     return st;
+}
+
+/* ---- for the other passes (pipeline.h) ---------------------------------------------------- */
+
+evlm_status evlm__q_load_calib(qctx *q) {
+    if (q->p->calib_text) EVLM_TRY(load_text(q));
+    if (q->p->calib_jsonl) EVLM_TRY(load_jsonl(q));
+    return EVLM_OK;
+}
+
+evlm_status evlm__q_calibrate(qctx *q, bool hessian) {
+    return calibrate(q, hessian);
+}
+
+evlm_status evlm__q_mean_kl(const qctx *q, evlm_model *m, double *out) {
+    return mean_kl(q, m, out);
+}
+
+void evlm__q_free_calib(qctx *q) {
+    for (int i = 0; i < q->n_prompts; i++) {
+        evlm_prompt_free(q->prompts[i]);
+        free(q->texts[i]);
+        free(q->images[i]);
+    }
+    free(q->prompts);
+    free(q->texts);
+    free(q->images);
+    free(q->ref_logp);
+    evlm_calib_free(q->calib);
+    q->prompts = NULL;
+    q->texts = q->images = NULL;
+    q->ref_logp = NULL;
+    q->calib = NULL;
+    q->n_prompts = q->n_kl_prompts = q->kl_rows = 0;
 }

@@ -477,6 +477,32 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
 evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path,
                                 evlm_gguf_type_fn type_for, void *ctx,
                                 evlm_gguf_progress_fn progress, void *progress_ctx) {
+    return evlm_gguf_export_hf_extra(hf_dir, out_path, type_for, ctx, NULL, 0, progress,
+                                     progress_ctx);
+}
+
+static evlm_status add_extra(evlm_gguf_writer *gw, const char *dir, const char *prefix,
+                             const evlm_tensor *extra, size_t n_extra) {
+    char gname[EVLM_GGUF_MAX_NAME + 160];
+    for (size_t i = 0; i < n_extra; i++) {
+        const evlm_tensor *t = &extra[i];
+        if (evlm_gguf_name_to_llama(t->name, prefix, gname, sizeof gname) != 0 ||
+            strcmp(gname, t->name) != 0)
+            return evlm__fail(EVLM_ERR_ARG, "%s: extra tensor '%s' would take a llama.cpp name",
+                              dir, t->name);
+        if (evlm_gguf_ggml_type(t->type) < 0)
+            return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s has no GGUF type",
+                              dir, t->name, evlm_type_name(t->type));
+        EVLM_TRY(evlm_gguf_writer_add_tensor(gw, t->name, t->type, t->n_dims ? t->n_dims : 1, t->ne,
+                                             t->data));
+    }
+    return EVLM_OK;
+}
+
+evlm_status evlm_gguf_export_hf_extra(const char *hf_dir, const char *out_path,
+                                      evlm_gguf_type_fn type_for, void *ctx,
+                                      const evlm_tensor *extra, size_t n_extra,
+                                      evlm_gguf_progress_fn progress, void *progress_ctx) {
     if (!hf_dir || !out_path) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_export_hf: NULL path");
     evlm_decoder_config cfg;
     EVLM_TRY(evlm_decoder_config_load(hf_dir, &cfg));
@@ -510,6 +536,7 @@ evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path,
         if (!convs || !scratch) st = evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", hf_dir);
     }
     if (st == EVLM_OK) st = add_weights(gw, hf_dir, w, &cfg, prefix, type_for, ctx, convs, scratch);
+    if (st == EVLM_OK) st = add_extra(gw, hf_dir, prefix, extra, n_extra);
     if (st == EVLM_OK) st = evlm_gguf_writer_write(gw, out_path, progress, progress_ctx);
     evlm_gguf_writer_free(gw);
     evlm_weights_free(w);

@@ -70,5 +70,13 @@ typedef evlm_type (*evlm_gguf_type_fn)(void *ctx, const char *hf_name, const evl
 evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path,
                                 evlm_gguf_type_fn type_for, void *ctx,
                                 evlm_gguf_progress_fn progress, void *progress_ctx);
+/* The same with n_extra tensors appended after the folder's (new tensors such as low-rank
+ * factors, "<proj>.lowrank_a" / ".lowrank_b"): each stored under its Hugging Face name as given
+ * (type, shape, contiguous data valid until the write), with no llama.cpp name and no Q / K row
+ * permutation. */
+evlm_status evlm_gguf_export_hf_extra(const char *hf_dir, const char *out_path,
+                                      evlm_gguf_type_fn type_for, void *ctx,
+                                      const evlm_tensor *extra, size_t n_extra,
+                                      evlm_gguf_progress_fn progress, void *progress_ctx);
 
 #endif

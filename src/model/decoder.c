@@ -23,6 +23,56 @@ static bool has(const evlm_weights *w, const char *name) {
     return evlm_weights_find(w, name) != NULL;
 }
 
+/* ---- low-rank factors ---------------------------------------------------------------------- */
+
+static const char *const k_stems[EVLM_DECODER_LR_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+const char *evlm_decoder_matrix_stem(int i) {
+    return i >= 0 && i < EVLM_DECODER_LR_COUNT ? k_stems[i] : "?";
+}
+
+/* Binds "<pre><stem>.lowrank_a" [r, in] and ".lowrank_b" [out, r] of matrix i when present;
+ * *present says whether they are. Hostile shapes (a factor without the other, r = 0,
+ * r > min(in, out), wrong in / out, ranks that disagree) are errors naming the tensor. */
+static evlm_status bind_lowrank(evlm_decoder *m, const evlm_weights *w, const char *pre, int i,
+                                int64_t in, int64_t out, evlm_decoder_layer *ly, bool *present) {
+    char na[256], nb[256];
+    snprintf(na, sizeof na, "%s%s.lowrank_a", pre, k_stems[i]);
+    snprintf(nb, sizeof nb, "%s%s.lowrank_b", pre, k_stems[i]);
+    const evlm_tensor *a = evlm_weights_find(w, na), *b = evlm_weights_find(w, nb);
+    *present = a || b;
+    if (!a && !b) return EVLM_OK;
+    if (!a || !b)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s' comes without '%s'",
+                          evlm_weights_path(w), a ? na : nb, a ? nb : na);
+    if (a->n_dims != 2 || b->n_dims != 2)
+        return evlm__fail(EVLM_ERR_FORMAT, "%s: tensor '%s': a low-rank factor is a 2-D matrix",
+                          evlm_weights_path(w), a->n_dims != 2 ? na : nb);
+    int64_t r = a->ne[1], max_r = in < out ? in : out;
+    if (a->ne[0] != in)
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor '%s' has %lld columns, the matrix's input width is %lld",
+                          evlm_weights_path(w), na, (long long)a->ne[0], (long long)in);
+    if (r < 1 || r > max_r)
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor '%s': rank %lld is outside [1, min(in, out) = %lld]",
+                          evlm_weights_path(w), na, (long long)r, (long long)max_r);
+    if (b->ne[0] != r)
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor '%s' has %lld columns, its '%s' has rank %lld",
+                          evlm_weights_path(w), nb, (long long)b->ne[0], na, (long long)r);
+    if (b->ne[1] != out)
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s: tensor '%s' has %lld rows, the matrix's output width is %lld",
+                          evlm_weights_path(w), nb, (long long)b->ne[1], (long long)out);
+    EVLM_TRY(evlm_weights_get_matrix(w, na, in, r, &ly->lr[i].a));
+    EVLM_TRY(evlm_weights_get_matrix(w, nb, r, out, &ly->lr[i].b));
+    if (r > m->lr_max_rank) m->lr_max_rank = (int)r;
+    return EVLM_OK;
+}
+
 evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg,
                               const evlm_weights *w) {
     memset(m, 0, sizeof *m);
@@ -47,7 +97,7 @@ evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg,
     evlm_status st = EVLM_OK;
 #define M(field, suffix, cols, rows) EVLM_BIND_MAT(evlm_decoder_layer, field, suffix, cols, rows)
 #define V(field, suffix, n)          EVLM_BIND_VEC(evlm_decoder_layer, field, suffix, n)
-    const evlm_bind base[] = {
+    evlm_bind base[] = {
         V(attn_norm, "input_layernorm.weight", H),
         V(ffn_norm, "post_attention_layernorm.weight", H),
         M(wq, "self_attn.q_proj.weight", H, QD),
@@ -78,7 +128,17 @@ evlm_status evlm_decoder_init(evlm_decoder *m, const evlm_decoder_config *cfg,
     for (int l = 0; l < L && st == EVLM_OK; l++) {
         evlm_decoder_layer *ly = &m->layers[l];
         snprintf(pre, sizeof pre, "%slayers.%d.", prefix, l);
-        st = evlm_weights_bind(w, pre, base, sizeof base / sizeof *base, ly, &m->floats);
+        /* matrices 0..6 are rows 2..8 of base; a factored one may go without its weight */
+        for (int i = 0; i < EVLM_DECODER_LR_COUNT && st == EVLM_OK; i++) {
+            bool lr = false;
+            st = bind_lowrank(m, w, pre, i, base[2 + i].ne[0], base[2 + i].ne[1], ly, &lr);
+            base[2 + i].optional = lr;
+        }
+        if (st == EVLM_OK)
+            st = evlm_weights_bind(w, pre, base, sizeof base / sizeof *base, ly, &m->floats);
+        const evlm_tensor *const mats[] = {ly->wq,     ly->wk,   ly->wv,    ly->wo,
+                                           ly->w_gate, ly->w_up, ly->w_down};
+        for (int i = 0; i < EVLM_DECODER_LR_COUNT && st == EVLM_OK; i++) m->lr_no_dense += !mats[i];
         snprintf(name, sizeof name, "%sself_attn.q_proj.bias", pre);
         if (st == EVLM_OK && (cfg->attention_bias || has(w, name)))
             st = evlm_weights_bind(w, pre, attn_bias, 4, ly, &m->floats);
@@ -241,6 +301,15 @@ evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m
         evlm_decoder_state_release(s);
         return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the activation blocks");
     }
+    if (m->lr_max_rank > 0) { /* the low-rank paths' A x (a group of 3) and B (A x) */
+        size_t max_out = maxk > KD ? maxk : KD;
+        s->lr_t = malloc(sizeof(float) * B * 3 * (size_t)m->lr_max_rank);
+        s->lr_y = malloc(sizeof(float) * B * max_out);
+        if (!s->lr_t || !s->lr_y) {
+            evlm_decoder_state_release(s);
+            return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the low-rank activations");
+        }
+    }
     int half = c->head_dim / 2;
     float inv[512];
     rope_inv_freq(c, m->rope_bf16, inv, half);
@@ -256,6 +325,8 @@ evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m
 
 void evlm_decoder_state_release(evlm_decoder_state *s) {
     evlm_greedy_work_release(&s->greedy);
+    free(s->lr_t);
+    free(s->lr_y);
     free(s->mm.qbuf);
     free(s->arena);
     memset(s, 0, sizeof *s);
@@ -267,6 +338,51 @@ void evlm_decoder_state_release(evlm_decoder_state *s) {
 static void matmul(evlm_decoder_state *s, float *y, size_t ldy, const float *x, size_t ldx,
                    const evlm_tensor *w, const float *bias, int m) {
     evlm_matmul(&s->mm, y, ldy, x, ldx, w, bias, m);
+}
+
+/* Products of one x (m rows): outs[j] is matrix idx[j] of layer ly, whose weight (outs[j].w) may
+ * be NULL when it is factored. The dense products run in one hand-off; then each factored one
+ * adds its low-rank path y += B (A x) (the A products of the group in one hand-off), or makes
+ * y = B (A x) + bias without a dense weight. Every element is computed in a fixed order, so the
+ * results stay independent of thread count and batch. */
+static void linear_n(evlm_decoder_state *s, const evlm_decoder_layer *ly, const float *x,
+                     size_t ldx, int m, const evlm_matmul_out *outs, const int *idx, int n_outs) {
+    evlm_matmul_out dense[3], a_outs[3];
+    int n_dense = 0, n_lr = 0, lr_of[3];
+    size_t ldt = 0;
+    for (int j = 0; j < n_outs; j++) {
+        if (outs[j].w) dense[n_dense++] = outs[j];
+        const struct evlm_decoder_lowrank *f = &ly->lr[idx[j]];
+        if (!f->a) continue;
+        lr_of[n_lr] = j;
+        a_outs[n_lr++] = (evlm_matmul_out){NULL, 0, f->a, NULL};
+        ldt += (size_t)f->a->ne[1];
+    }
+    evlm_matmul_n(&s->mm, x, ldx, m, dense, n_dense);
+    if (!n_lr) return;
+    size_t col = 0;
+    for (int i = 0; i < n_lr; i++) { /* A x of each into its columns of lr_t [m][ldt] */
+        a_outs[i].y = s->lr_t + col;
+        a_outs[i].ldy = ldt;
+        col += (size_t)a_outs[i].w->ne[1];
+    }
+    evlm_matmul_n(&s->mm, x, ldx, m, a_outs, n_lr);
+    for (int i = 0; i < n_lr; i++) {
+        const evlm_matmul_out *o = &outs[lr_of[i]];
+        const evlm_tensor *b = ly->lr[idx[lr_of[i]]].b;
+        const float *t = a_outs[i].y;
+        if (!o->w) {
+            evlm_matmul(&s->mm, o->y, o->ldy, t, ldt, b, o->bias, m);
+            continue;
+        }
+        const size_t out = (size_t)b->ne[1];
+        evlm_matmul(&s->mm, s->lr_y, out, t, ldt, b, NULL, m);
+        for (int r = 0; r < m; r++) {
+            float *y = o->y + (size_t)r * o->ldy;
+            const float *d = s->lr_y + (size_t)r * out;
+            for (size_t e = 0; e < out; e++) y[e] += d[e];
+        }
+    }
 }
 
 static void observe(evlm_decoder_state *s, int layer, const char *group, const float *x, int m,
@@ -417,6 +533,11 @@ static void token_rope(const evlm_decoder_config *c, const evlm_decoder_state *s
     *ps = sn;
 }
 
+static const int k_lr_qkv[3] = {EVLM_DECODER_LR_Q, EVLM_DECODER_LR_K, EVLM_DECODER_LR_V},
+                 k_lr_o[1] = {EVLM_DECODER_LR_O},
+                 k_lr_gate_up[2] = {EVLM_DECODER_LR_GATE, EVLM_DECODER_LR_UP},
+                 k_lr_down[1] = {EVLM_DECODER_LR_DOWN};
+
 /* Batch tokens [off, off + n) of b at slots n_past.. (n <= n_batch). */
 static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, evlm_pool *pool,
                                  const evlm_decoder_batch *b, int off, int n, float *logits,
@@ -456,7 +577,7 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
         transform(s, l, "attn_qkv", s->xb, n, H);
         const evlm_matmul_out qkv[3] = {
             {s->q, QD, ly->wq, ly->bq}, {s->k, KD, ly->wk, ly->bk}, {s->v, KD, ly->wv, ly->bv}};
-        evlm_matmul_n(&s->mm, s->xb, H, n, qkv, 3);
+        linear_n(s, ly, s->xb, H, n, qkv, k_lr_qkv, 3);
         for (int i = 0; i < n; i++) {
             int pos = b->pos ? b->pos[off + i] : slot0 + i + s->pos_offset;
             const float *cs, *sn;
@@ -482,7 +603,8 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
         evlm_pool_run(pool, tiles ? attn_tile_fn : f32 ? attn_rows_fn : attn_fn, &at);
         observe(s, l, "attn_o", s->att, n, QD);
         transform(s, l, "attn_o", s->att, n, QD);
-        matmul(s, s->xb, H, s->att, QD, ly->wo, ly->bo, n);
+        const evlm_matmul_out o_out = {s->xb, H, ly->wo, ly->bo};
+        linear_n(s, ly, s->att, QD, n, &o_out, k_lr_o, 1);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
 
         for (int i = 0; i < n; i++)
@@ -492,11 +614,12 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
         transform(s, l, "ffn_gate_up", s->xb, n, H);
         const evlm_matmul_out gate_up[2] = {{s->hb, F, ly->w_gate, ly->b_gate},
                                             {s->hb2, F, ly->w_up, ly->b_up}};
-        evlm_matmul_n(&s->mm, s->xb, H, n, gate_up, 2);
+        linear_n(s, ly, s->xb, H, n, gate_up, k_lr_gate_up, 2);
         for (int i = 0; i < n; i++) kn->silu_mul(s->hb + (size_t)i * F, s->hb2 + (size_t)i * F, F);
         observe(s, l, "ffn_down", s->hb, n, F);
         transform(s, l, "ffn_down", s->hb, n, F);
-        matmul(s, s->xb, H, s->hb, F, ly->w_down, ly->b_down, n);
+        const evlm_matmul_out down_out = {s->xb, H, ly->w_down, ly->b_down};
+        linear_n(s, ly, s->hb, F, n, &down_out, k_lr_down, 1);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
     }
     s->n_past += n;

@@ -31,7 +31,28 @@ typedef struct evlm_decoder_layer {
     const float *bq, *bk, *bv, *bo; /* NULL when absent */
     const evlm_tensor *w_gate, *w_up, *w_down;
     const float *b_gate, *b_up, *b_down;
+    /* Low-rank factors by matrix (q, k, v, o, gate, up, down: EVLM_DECODER_LR_*), a NULL when
+     * the matrix has none. A matrix stored as "<proj>.lowrank_a" [r, in] (ne {in, r}) and
+     * "<proj>.lowrank_b" [out, r] (ne {r, out}) runs y = B (A x) (+ bias) when its
+     * "<proj>.weight" is absent (then that matrix pointer is NULL), and y = W x + B (A x)
+     * (+ bias) beside it (compensation of quantization error). docs/COMPRESSION.md, "Low rank". */
+    struct evlm_decoder_lowrank {
+        const evlm_tensor *a, *b;
+    } lr[7];
 } evlm_decoder_layer;
+
+enum { /* index of a layer's matrix in evlm_decoder_layer.lr (the order of the matrix walk) */
+       EVLM_DECODER_LR_Q = 0,
+       EVLM_DECODER_LR_K,
+       EVLM_DECODER_LR_V,
+       EVLM_DECODER_LR_O,
+       EVLM_DECODER_LR_GATE,
+       EVLM_DECODER_LR_UP,
+       EVLM_DECODER_LR_DOWN,
+       EVLM_DECODER_LR_COUNT
+};
+/* The Hugging Face name stem of matrix i ("self_attn.q_proj", ... "mlp.down_proj"). */
+const char *evlm_decoder_matrix_stem(int i);
 
 typedef struct evlm_decoder {
     evlm_decoder_config cfg;
@@ -43,7 +64,9 @@ typedef struct evlm_decoder {
     char prefix[64];    /* "model." or "model.text_model." ... */
     bool rope_bf16;     /* round RoPE frequencies to bf16: the config says the model was bf16 */
     evlm_greedy_head
-        greedy; /* int8 copy of a float head for greedy ids (greedy.q.data NULL: none) */
+        greedy;      /* int8 copy of a float head for greedy ids (greedy.q.data NULL: none) */
+    int lr_max_rank; /* the largest rank of the layers' low-rank factors; 0: none */
+    int lr_no_dense; /* factored matrices stored without their dense weight */
 } evlm_decoder;
 
 /* Binds the weights of cfg in w (which must outlive the model). Errors name the tensor. */
@@ -91,6 +114,8 @@ typedef struct evlm_decoder_state {
     void *transform_user;
     void *arena;
     size_t arena_bytes;
+    float *lr_t, *lr_y; /* low-rank paths: A x [n_batch][3 * lr_max_rank], B (A x) [n_batch][max
+                           out]; NULL without factors */
 } evlm_decoder_state;
 
 evlm_status evlm_decoder_state_init(evlm_decoder_state *s, const evlm_decoder *m, int n_ctx,

@@ -13,13 +13,10 @@
 void evlm__model_matrices(evlm_model *m, evlm_matrix_fn fn, void *user) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
         evlm_decoder_layer *y = &m->decoder.layers[l];
-        fn(user, &y->wq, EVLM_ROLE_ATTN_Q, l);
-        fn(user, &y->wk, EVLM_ROLE_ATTN_K, l);
-        fn(user, &y->wv, EVLM_ROLE_ATTN_V, l);
-        fn(user, &y->wo, EVLM_ROLE_ATTN_O, l);
-        fn(user, &y->w_gate, EVLM_ROLE_MLP_GATE, l);
-        fn(user, &y->w_up, EVLM_ROLE_MLP_UP, l);
-        fn(user, &y->w_down, EVLM_ROLE_MLP_DOWN, l);
+        const evlm_tensor **slots[] = {&y->wq,     &y->wk,   &y->wv,    &y->wo,
+                                       &y->w_gate, &y->w_up, &y->w_down};
+        for (int i = 0; i < 7; i++) /* a matrix stored only as low-rank factors has no weight */
+            if (*slots[i]) fn(user, slots[i], (evlm_matrix_role)(EVLM_ROLE_ATTN_Q + i), l);
     }
     fn(user, &m->decoder.tok_embd, EVLM_ROLE_EMBED, -1);
     fn(user, &m->decoder.lm_head, EVLM_ROLE_HEAD, -1);
@@ -103,6 +100,13 @@ static void add_layer_matrix(void *user, const evlm_tensor **slot, evlm_matrix_r
 static layer_sum layer_matrices(const evlm_model *m) {
     layer_sum s = {0, 0};
     walk(m, add_layer_matrix, &s);
+    for (int l = 0; l < m->cfg.n_layers; l++) /* the low-rank factors a token reads too */
+        for (int i = 0; i < EVLM_DECODER_LR_COUNT; i++) {
+            const struct evlm_decoder_lowrank *f = &m->decoder.layers[l].lr[i];
+            if (!f->a) continue;
+            s.params += evlm_tensor_nelements(f->a) + evlm_tensor_nelements(f->b);
+            s.bytes += evlm_tensor_nbytes(f->a) + evlm_tensor_nbytes(f->b);
+        }
     return s;
 }
 

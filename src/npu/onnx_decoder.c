@@ -1498,6 +1498,10 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     const evlm_decoder_config *c = &d->cfg;
     int ctx = 0, n_tiles = 0, np = 0;
     qdq_state qs = {0};
+    if (d->lr_max_rank > 0)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "the ONNX export does not take low-rank factored matrices (*.lowrank_a "
+                          "/ *.lowrank_b) yet");
     EVLM_TRY(check_precision(&p, &qs));
     EVLM_TRY(check_params(c, &p, &ctx));
     EVLM_TRY(evlm__onnx_vision_plan(model, p.tiles, &n_tiles));

@@ -175,6 +175,9 @@ evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir) {
     if (!ctx || !dir) return evlm__fail(EVLM_ERR_ARG, "no context or no export folder");
     const evlm_decoder *md = evlm__model_decoder(evlm_context_model(ctx));
     const evlm_decoder_config *c = &md->cfg;
+    if (md->lr_max_rank > 0)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "the NPU simulation does not take low-rank factored matrices yet");
     size_t dl = strlen(dir);
     char *path = malloc(dl + 64);
     if (!path) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
