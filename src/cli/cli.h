@@ -29,6 +29,7 @@ int evlm_cmd_quantize(int argc, char **argv);
 int evlm_cmd_export_onnx(int argc, char **argv);
 int evlm_cmd_plan(int argc, char **argv);
 int evlm_cmd_prompt(int argc, char **argv);
+int evlm_cmd_prune_structured(int argc, char **argv);
 
 /* Name of the running subcommand, for messages. */
 extern const char *cli_cmd;

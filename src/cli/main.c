@@ -20,6 +20,9 @@ static const struct {
     {"quantize", evlm_cmd_quantize,
      "compress: quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [--calib FILE] [--method "
      "rtn|awq|gptq] ..."},
+    {"prune-structured", evlm_cmd_prune_structured,
+     "remove heads / channels / layers: prune-structured -m DIR -o OUT --structured [--heads N] "
+     "[--ffn N] [--layers N] | --ratio P --calib FILE ..."},
     {"quality", evlm_cmd_quality,
      "compare with a reference: quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
      "[--json]"},
