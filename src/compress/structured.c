@@ -27,9 +27,13 @@
  * removes relative to the mean importance of its kind (a unit of average importance is taken to
  * be worth its parameters; Minitron's ranking of units by importance per parameter saved, with
  * ShortGPT's block influence for layers), averaged over the kept layers, so costs of the three
- * kinds compare per parameter. The cheapest step is taken until at least P is removed (the last
- * step may overshoot by its own size; the report gives what was reached). Within-group head
- * removal only: whole kv groups go only when asked with `heads`.
+ * kinds compare per parameter. The cheapest step that does not remove more than what is left
+ * to remove is taken until at least P is removed (a layer, which may be a large share of the
+ * parameters, is passed over near the end while a smaller step fits, so the result lands within
+ * one head or FFN step above P; when every step overshoots, the one that loses the least
+ * importance in all, cost x parameters, finishes). The
+ * report gives what was reached. Within-group head removal only: whole kv groups go only when
+ * asked with `heads`.
  *
  * The vision tower (Idefics3 / SmolVLM's SigLIP) has no activation observer: `vision_ffn` ranks
  * its MLP channels by ||fc1 row|| * ||fc2 column|| (weights), `vision_layers` keeps the first N
@@ -200,22 +204,20 @@ static evlm_status plan_ratio(plan *p, const evlm__importance *imp, double ratio
     double removed = 0;
     (void)mlp_bias;
     while (removed < target) {
-        double best = INFINITY, saves = 0;
-        int kind = -1, which = -1;
-        /* a layer */
-        if (kept_layers > 1 && imean > 0) {
-            for (int l = 0; l < L; l++) {
-                if (!p->layer_keep[l]) continue;
-                double c = imp->infl[l] / imean;
-                if (c < best) {
-                    best = c;
-                    kind = 0;
-                    which = l;
+        /* the three candidate steps: cost (relative importance removed) and parameters saved */
+        double cost[3] = {(double)INFINITY, (double)INFINITY, (double)INFINITY},
+               saves[3] = {0, 0, 0};
+        int layer = -1, n_ch = 0;
+        const int64_t per_layer = layer_params(p, NKV * qpg, NKV, ffn, qkv_bias);
+        if (kept_layers > 1 && imean > 0) { /* a layer */
+            for (int l = 0; l < L; l++)
+                if (p->layer_keep[l] && !(imp->infl[l] / imean >= cost[0])) {
+                    cost[0] = imp->infl[l] / imean;
+                    layer = l;
                 }
-            }
+            saves[0] = (double)per_layer;
         }
-        /* a query head per group */
-        if (qpg > 1) {
+        if (qpg > 1) { /* a query head per group */
             double c = 0;
             for (int l = 0; l < L; l++) {
                 if (!p->layer_keep[l]) continue;
@@ -226,46 +228,46 @@ static evlm_status plan_ratio(plan *p, const evlm__importance *imp, double ratio
                 }
                 c += hmean[l] > 0 ? s / (NKV * hmean[l]) : 0;
             }
-            c /= kept_layers;
-            if (c < best) {
-                best = c;
-                kind = 1;
-            }
+            cost[1] = c / kept_layers;
+            saves[1] = (double)kept_layers *
+                       (double)(per_layer - layer_params(p, NKV * (qpg - 1), NKV, ffn, qkv_bias));
         }
-        /* FFN_STEP channels */
-        if (ffn > FFN_STEP) {
-            int n = ffn - FFN_STEP >= FFN_STEP ? FFN_STEP : ffn - FFN_STEP;
+        if (ffn > FFN_STEP) { /* FFN_STEP channels */
+            n_ch = ffn - FFN_STEP >= FFN_STEP ? FFN_STEP : ffn - FFN_STEP;
             double c = 0;
             for (int l = 0; l < L; l++) {
                 if (!p->layer_keep[l]) continue;
                 double s = 0;
-                for (int j = 0; j < n; j++)
+                for (int j = 0; j < n_ch; j++)
                     s += imp->chan[(size_t)l * F + forder[(size_t)l * F + (F - ffn) + j]];
-                c += fmean[l] > 0 ? s / (n * fmean[l]) : 0;
+                c += fmean[l] > 0 ? s / (n_ch * fmean[l]) : 0;
             }
-            c /= kept_layers;
-            if (c < best) {
-                best = c;
-                kind = 2;
-                which = n;
-            }
+            cost[2] = c / kept_layers;
+            saves[2] = (double)kept_layers *
+                       (double)(per_layer - layer_params(p, NKV * qpg, NKV, ffn - n_ch, qkv_bias));
         }
+        /* the cheapest step per parameter that does not overshoot what is left; when every step
+         * overshoots, the one that loses the least importance in all (cost x parameters) */
+        int kind = -1;
+        for (int pass = 0; pass < 2 && kind < 0; pass++)
+            for (int k = 0; k < 3; k++) {
+                if (!isfinite(cost[k]) || (!pass && saves[k] > target - removed)) continue;
+                double a = pass ? cost[k] * saves[k] : cost[k];
+                double b = kind < 0 ? 0 : pass ? cost[kind] * saves[kind] : cost[kind];
+                if (kind < 0 || a < b) kind = k;
+            }
         if (kind < 0) break; /* nothing left to remove */
-        int64_t per_layer = layer_params(p, NKV * qpg, NKV, ffn, qkv_bias);
         if (kind == 0) {
-            p->layer_keep[which] = 0;
+            p->layer_keep[layer] = 0;
             kept_layers--;
-            saves = (double)per_layer;
         } else if (kind == 1) {
-            saves = (double)kept_layers *
-                    (double)(per_layer - layer_params(p, NKV * (qpg - 1), NKV, ffn, qkv_bias));
             qpg--;
         } else {
-            saves = (double)kept_layers *
-                    (double)(per_layer - layer_params(p, NKV * qpg, NKV, ffn - which, qkv_bias));
-            ffn -= which;
+            ffn -= n_ch;
         }
-        removed += saves;
+        removed += saves[kind];
+        fprintf(stderr, "step %d cost %.3f saves %.0f removed %.0f / %.0f\n", kind, cost[kind],
+                saves[kind], removed, target);
     }
     p->layers = kept_layers;
     p->heads = NKV * qpg;
