@@ -266,8 +266,6 @@ static evlm_status plan_ratio(plan *p, const evlm__importance *imp, double ratio
             ffn -= n_ch;
         }
         removed += saves[kind];
-        fprintf(stderr, "step %d cost %.3f saves %.0f removed %.0f / %.0f\n", kind, cost[kind],
-                saves[kind], removed, target);
     }
     p->layers = kept_layers;
     p->heads = NKV * qpg;
