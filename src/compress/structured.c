@@ -26,14 +26,14 @@
  * ones; 32 keeps the width a multiple of the int8 block). Each step's cost is the importance it
  * removes relative to the mean importance of its kind (a unit of average importance is taken to
  * be worth its parameters; Minitron's ranking of units by importance per parameter saved, with
- * ShortGPT's block influence for layers), averaged over the kept layers, so costs of the three
- * kinds compare per parameter. The cheapest step that does not remove more than what is left
- * to remove is taken until at least P is removed (a layer, which may be a large share of the
- * parameters, is passed over near the end while a smaller step fits, so the result lands within
- * one head or FFN step above P; when every step overshoots, the one that loses the least
- * importance in all, cost x parameters, finishes). The
- * report gives what was reached. Within-group head removal only: whole kv groups go only when
- * asked with `heads`.
+ * ShortGPT's block influence for layers, whose typical value is the median over layers: the
+ * first layer's influence is an outlier several times the others'), averaged over the kept layers,
+ * so costs of the three kinds compare per parameter. The cheapest step that does not remove more
+ * than what is left to remove is taken until at least P is removed (a layer, which may be a large
+ * share of the parameters, is passed over near the end while a smaller step fits, so the result
+ * lands within one head or FFN step above P; when every step overshoots, the one that loses the
+ * least importance in all, cost x parameters, finishes). The report gives what was reached.
+ * Within-group head removal only: whole kv groups go only when asked with `heads`.
  *
  * The vision tower (Idefics3 / SmolVLM's SigLIP) has no activation observer: `vision_ffn` ranks
  * its MLP channels by ||fc1 row|| * ||fc2 column|| (weights), `vision_layers` keeps the first N
@@ -173,8 +173,18 @@ static evlm_status plan_ratio(plan *p, const evlm__importance *imp, double ratio
         free(fmean);
         return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     }
+    /* the layers' typical influence: their median (the first layer's influence is an outlier
+     * several times the others', which would make every other layer look cheap) */
     double imean = 0;
-    for (int l = 0; l < L; l++) imean += imp->infl[l] / L;
+    {
+        int *o = malloc(sizeof(int) * (size_t)L);
+        if (o) {
+            sort_desc(imp->infl, L, o);
+            imean =
+                L % 2 ? imp->infl[o[L / 2]] : (imp->infl[o[L / 2 - 1]] + imp->infl[o[L / 2]]) / 2;
+            free(o);
+        }
+    }
     for (int l = 0; l < L; l++) {
         const double *hv = imp->head + (size_t)l * NH, *fv = imp->chan + (size_t)l * F;
         hmean[l] = fmean[l] = 0;
