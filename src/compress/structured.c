@@ -104,26 +104,38 @@ static void plan_free(plan *p) {
 }
 
 /* indices of v[0..n) sorted by value descending (ties: lower index first) */
-static const double *g_sort_v;
+typedef struct ranked {
+    double v;
+    int i;
+} ranked;
+
 static int by_value_desc(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b;
-    if (g_sort_v[i] > g_sort_v[j]) return -1;
-    if (g_sort_v[i] < g_sort_v[j]) return 1;
-    return i < j ? -1 : i > j;
+    const ranked *x = a, *y = b;
+    if (x->v > y->v) return -1;
+    if (x->v < y->v) return 1;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
-static void sort_desc(const double *v, int n, int *idx) {
-    for (int i = 0; i < n; i++) idx[i] = i;
-    g_sort_v = v;
-    qsort(idx, (size_t)n, sizeof *idx, by_value_desc);
-    g_sort_v = NULL;
+/* idx: the indices of v[0..n) by value, largest first (ties: lower index first). No global
+ * state (several prunings may run at once); false when out of memory. */
+static bool sort_desc(const double *v, int n, int *idx) {
+    ranked *r = malloc(sizeof *r * (size_t)(n > 0 ? n : 1));
+    if (!r) return false;
+    for (int i = 0; i < n; i++) r[i] = (ranked){v[i], i};
+    qsort(r, (size_t)n, sizeof *r, by_value_desc);
+    for (int i = 0; i < n; i++) idx[i] = r[i].i;
+    free(r);
+    return true;
 }
 
 /* keep[i] = 1 for the `keep` largest of v[0..n) */
 static evlm_status keep_top(const double *v, int n, int keep, uint8_t *mask) {
+    if (n <= 0) return EVLM_OK;
     int *idx = malloc(sizeof(int) * (size_t)n);
-    if (!idx) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
-    sort_desc(v, n, idx);
+    if (!idx || !sort_desc(v, n, idx)) {
+        free(idx);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    }
     memset(mask, 0, (size_t)n);
     for (int i = 0; i < keep && i < n; i++) mask[idx[i]] = 1;
     free(idx);
@@ -176,15 +188,12 @@ static evlm_status plan_ratio(plan *p, const evlm__importance *imp, double ratio
     /* the layers' typical influence: their median (the first layer's influence is an outlier
      * several times the others', which would make every other layer look cheap) */
     double imean = 0;
-    {
-        int *o = malloc(sizeof(int) * (size_t)L);
-        if (o) {
-            sort_desc(imp->infl, L, o);
-            imean =
-                L % 2 ? imp->infl[o[L / 2]] : (imp->infl[o[L / 2 - 1]] + imp->infl[o[L / 2]]) / 2;
-            free(o);
-        }
-    }
+    int *lo = malloc(sizeof(int) * (size_t)L);
+    bool ok = lo && sort_desc(imp->infl, L, lo);
+    if (ok)
+        imean =
+            L % 2 ? imp->infl[lo[L / 2]] : (imp->infl[lo[L / 2 - 1]] + imp->infl[lo[L / 2]]) / 2;
+    free(lo);
     for (int l = 0; l < L; l++) {
         const double *hv = imp->head + (size_t)l * NH, *fv = imp->chan + (size_t)l * F;
         hmean[l] = fmean[l] = 0;
@@ -192,7 +201,7 @@ static evlm_status plan_ratio(plan *p, const evlm__importance *imp, double ratio
         for (int j = 0; j < F; j++) fmean[l] += fv[j] / F;
         for (int g = 0; g < NKV; g++) {
             int *o = horder + (size_t)l * NH + (size_t)g * G;
-            sort_desc(hv + (size_t)g * G, G, o);
+            ok = ok && sort_desc(hv + (size_t)g * G, G, o);
             for (int a = 0, b = G - 1; a < b; a++, b--) { /* ascending */
                 int t = o[a];
                 o[a] = o[b];
@@ -200,12 +209,19 @@ static evlm_status plan_ratio(plan *p, const evlm__importance *imp, double ratio
             }
         }
         int *o = forder + (size_t)l * F;
-        sort_desc(fv, F, o);
+        ok = ok && sort_desc(fv, F, o);
         for (int a = 0, b = F - 1; a < b; a++, b--) {
             int t = o[a];
             o[a] = o[b];
             o[b] = t;
         }
+    }
+    if (!ok) {
+        free(horder);
+        free(forder);
+        free(hmean);
+        free(fmean);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     }
     memset(p->layer_keep, 1, (size_t)L);
     int kept_layers = L, qpg = G, ffn = F; /* q heads per group, FFN width */
@@ -312,12 +328,13 @@ static void collect_name(void *user, const evlm_tensor **slot, evlm_matrix_role 
     const char *name = *slot ? (*slot)->name : NULL;
     if (!name || layer < 0) return;
     if (role <= EVLM_ROLE_MLP_DOWN && layer < 1024) n->m[layer][role] = name;
-    if (role == EVLM_ROLE_VISION_MLP && layer < 256) {
+    if (role == EVLM_ROLE_VISION_MLP) {
+        if (layer + 1 > n->n_vision_layers) n->n_vision_layers = layer + 1;
+        if (layer >= 256) return;
         if (!n->vfc1[layer])
             n->vfc1[layer] = name;
         else
             n->vfc2[layer] = name;
-        if (layer + 1 > n->n_vision_layers) n->n_vision_layers = layer + 1;
     }
 }
 
@@ -784,7 +801,7 @@ evlm_status evlm_prune_structured(const char *in_dir, const char *out_path,
             }
             (void)rest;
         }
-        if (vl0 == 0) {
+        if (vl0 == 0 && nm->n_vision_layers <= 256) { /* else: vision settings refused */
             p.vL = nm->n_vision_layers;
             p.vF = (int)f1->ne[1];
         }
