@@ -66,6 +66,8 @@ err "calib" "$BIN" prune-structured --structured -m "$L" -o "$tmp/x" --heads 2
 err "structured is required" "$BIN" prune-structured -m "$L" -o "$tmp/x" --heads 2 --calib "$C"
 err "vision_heads" "$BIN" "${P[@]}" -m "$V" -o "$tmp/x" --vision-heads 3
 err "already exists" "$BIN" "${P[@]}" -m "$L" -o "$tmp/p" --heads 2
+err "Hugging Face model folder" "$BIN" "${P[@]}" -m "$tmp/p.gguf" -o "$tmp/x" --heads 2
+err "cannot create" "$BIN" "${P[@]}" -m "$L" -o "$tmp/no/such/x" --heads 2
 err "unknown option" "$BIN" "${P[@]}" -m "$L" -o "$tmp/x" --bogus
 [ -e "$tmp/x" ] && bad "an output was left behind" || ok
 ls "$tmp" | grep -q "tmp\." && bad "a temporary folder was left behind" || ok
