@@ -236,6 +236,65 @@ typedef struct evlm_lowrank_report {
 EVLM_API evlm_status evlm_lowrank(const char *in_dir, const char *out, const evlm_lowrank_params *p,
                                   evlm_lowrank_report *report);
 EVLM_API void evlm_lowrank_report_free(evlm_lowrank_report *r);
+/* ---- structured pruning --------------------------------------------------------------------
+ * evlm_prune_structured: whole attention heads, FFN channels and decoder layers removed by
+ * importance measured on calibration activations, written as a standard model with smaller
+ * uniform dimensions (a Hugging Face folder, or evlm's GGUF container of one). Each count is
+ * what remains; 0 keeps all. `ratio` instead removes that fraction of the decoder's
+ * non-embedding parameters, the split between heads, channels and layers chosen by importance
+ * (the rule: src/compress/structured.c). */
+
+typedef struct evlm_prune_structured_params {
+    int heads;  /* attention (query) heads kept per decoder layer; 0: all */
+    int ffn;    /* FFN width (intermediate_size) kept; 0: all */
+    int layers; /* decoder layers kept; 0: all */
+    int vision_heads, vision_ffn, vision_layers; /* the SigLIP tower, likewise; 0: all */
+    double ratio; /* in (0, 1): fraction of the decoder's non-embedding parameters to remove
+                     (with the counts above all 0); 0: off */
+    const char *calib_text;  /* a text file, nullable */
+    const char *calib_jsonl; /* {image, question, answer} lines, nullable */
+    int calib_tokens;        /* text tokens used (default 2048) */
+    int calib_items;         /* dataset items used (default 16) */
+    int n_threads;           /* 0: physical cores */
+    void (*progress)(void *user, const char *stage, int done, int total); /* nullable */
+    void *user;
+} evlm_prune_structured_params;
+
+EVLM_API evlm_prune_structured_params evlm_prune_structured_default_params(void);
+
+/* One decoder layer of the source model. */
+typedef struct evlm_prune_layer_report {
+    bool kept;
+    int new_index;      /* in the output, -1 when removed */
+    double influence;   /* mean 1 - cos(layer input, layer output) of the residual stream */
+    int heads_kept;     /* query heads kept (0 when the layer is removed) */
+    double head_keep;   /* fraction of the layer's head-output norm kept */
+    double ffn_keep;    /* fraction of the layer's FFN activation magnitude kept */
+    uint8_t *head_mask; /* [n_heads] 1 = kept (owned by the report) */
+    uint8_t *ffn_mask;  /* [intermediate_size] 1 = kept (owned by the report) */
+} evlm_prune_layer_report;
+
+typedef struct evlm_prune_structured_report {
+    int layers_before, layers_after;
+    int heads_before, heads_after;       /* per layer */
+    int kv_heads_before, kv_heads_after; /* per layer */
+    int ffn_before, ffn_after;
+    int vision_layers_before, vision_layers_after, vision_ffn_before, vision_ffn_after;
+    int64_t params_before, params_after; /* the decoder's non-embedding parameters */
+    int64_t total_before, total_after;   /* every tensor of the model */
+    evlm_prune_layer_report *layer;      /* [layers_before] */
+    int n_calib_rows;                    /* calibration positions measured */
+    bool measured;                       /* importance came from calibration activations */
+} evlm_prune_structured_report;
+
+/* Prunes the Hugging Face folder in_dir into out: a folder (written as a temporary folder
+ * renamed at the end; out must not exist) or, when out ends in ".gguf", one GGUF file.
+ * p NULL = defaults (nothing removed). report (nullable; free with
+ * evlm_prune_structured_report_free) says what was removed. */
+EVLM_API evlm_status evlm_prune_structured(const char *in_dir, const char *out,
+                                           const evlm_prune_structured_params *p,
+                                           evlm_prune_structured_report *report);
+EVLM_API void evlm_prune_structured_report_free(evlm_prune_structured_report *r);
 
 #ifdef __cplusplus
 }

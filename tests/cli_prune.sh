@@ -82,7 +82,7 @@ err "magnitude, wanda or sparsegpt" "$BIN" prune -m "$M" -o "$tmp/x.gguf" --meth
 err "q4_1 has no exact zero" "$BIN" prune -m "$M" -o "$tmp/x.gguf" --method magnitude --sparsity 0.5 --type q4_1
 err "Q4_1 has no exact zero" "$BIN" quantize -m "$M" -o "$tmp/x.gguf" --type q4_1 --prune magnitude --sparsity 0.5
 err "would not keep the" "$BIN" quantize -m "$M" -o "$tmp/x.gguf" --type q4_0 --method awq --calib "$F/corpus.txt" --prune magnitude --sparsity 0.5
-err "unknown option '--structured'" "$BIN" prune -m "$M" -o "$tmp/x.gguf" --structured
+err "add --structured" "$BIN" prune -m "$M" -o "$tmp/x.gguf" --method magnitude --sparsity 0.5 --heads 2
 [ ! -e "$tmp/x.gguf" ] && [ -z "$(ls "$tmp" | grep -F '.tmp.')" ] && ok || bad "a failed prune left a file behind"
 
 echo "$pass passed, $fail failed"

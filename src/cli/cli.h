@@ -40,6 +40,7 @@ struct evlm_prune_params;
 void cli_quant_bar(void *user, const char *stage, int done, int total);
 void cli_quant_report(const char *out, const struct evlm_quantize_report *r, bool json);
 bool cli_prune_opt(struct evlm_prune_params *p, int argc, char **argv, int *i);
+int evlm_cmd_prune_structured(int argc, char **argv);
 
 /* Name of the running subcommand, for messages. */
 extern const char *cli_cmd;

@@ -7,7 +7,8 @@
  * matrices keep their source float dtype unless --type asks for another (q8_0 / q4_0 quantize in
  * the same pass: GPTQ after a calibrated method, round to nearest after magnitude). Also the
  * pruning options `evlm quantize` shares (cli_prune_opt).
- * Not here: structured pruning (--structured is not an option of this command).
+ * With --structured the command is structured pruning (cmd_prune_structured.c): whole heads,
+ * FFN channels and layers.
  */
 #include "cli.h"
 #include "evlm_compress.h"
@@ -87,6 +88,15 @@ static void usage(void) {
 }
 
 int evlm_cmd_prune(int argc, char **argv) {
+    static const char *const structured_only[] = {
+        "--heads",      "--ffn",           "--layers", "--vision-heads",
+        "--vision-ffn", "--vision-layers", "--ratio"};
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--structured")) return evlm_cmd_prune_structured(argc, argv);
+    for (int i = 1; i < argc; i++)
+        for (size_t j = 0; j < sizeof structured_only / sizeof *structured_only; j++)
+            if (!strcmp(argv[i], structured_only[j]))
+                cli_die("%s is an option of structured pruning: add --structured", argv[i]);
     const char *in = NULL, *out = NULL;
     evlm_quantize_params p = evlm_quantize_default_params();
     const char *keep[32];

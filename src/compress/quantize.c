@@ -8,6 +8,7 @@
  */
 #include "compress/pipeline.h"
 #include "compress/calib.h"
+#include "compress/calib_set.h"
 #include "compress/gptq.h"
 #include "compress/prune.h"
 #include "compress/rtn.h"
@@ -19,12 +20,10 @@
 #include "quant/quants.h"
 
 #include <fnmatch.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK     256 /* calibration text chunk (tokens) */
 #define KL_ROWS   512 /* positions whose float distributions are kept for KL */
 #define RESERVOIR 256
 
@@ -173,97 +172,17 @@ static evlm_status classify(qctx *q) {
 /* ---- the calibration set ------------------------------------------------------------------------
  */
 
-static evlm_status add_prompt(qctx *q, evlm_prompt *pr, const char *text, const char *image) {
-    size_t n = (size_t)q->n_prompts + 1;
-    evlm_prompt **np = realloc(q->prompts, sizeof *np * n);
-    if (np) q->prompts = np;
-    char **nt = np ? realloc(q->texts, sizeof *nt * n) : NULL;
-    if (nt) q->texts = nt;
-    char **ni = nt ? realloc(q->images, sizeof *ni * n) : NULL;
-    if (ni) q->images = ni;
-    if (!ni) {
-        evlm_prompt_free(pr);
-        return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
-    }
-    q->texts[q->n_prompts] = text ? strdup(text) : NULL;
-    q->images[q->n_prompts] = image ? strdup(image) : NULL;
-    q->prompts[q->n_prompts++] = pr;
-    return EVLM_OK;
-}
-
-static evlm_status load_text(qctx *q) {
-    char *text;
-    size_t len;
-    EVLM_TRY(evlm_read_file(q->p->calib_text, (size_t)1 << 30, &text, &len));
-    int32_t *ids = NULL;
-    size_t n = 0;
-    evlm_status st = evlm_tokenize(q->m, text, len, false, true, &ids, &n);
-    free(text);
-    if (st == EVLM_OK && n < 2)
-        st = evlm__fail(EVLM_ERR_ARG, "%s: fewer than 2 tokens", q->p->calib_text);
-    size_t use = n < (size_t)q->p->calib_tokens ? n : (size_t)q->p->calib_tokens;
-    for (size_t at = 0; st == EVLM_OK && at + 1 < use; at += CHUNK) {
-        evlm_prompt *pr;
-        size_t len_c = use - at < CHUNK ? use - at : CHUNK;
-        st = evlm__prompt_from_ids(ids + at, len_c, &pr);
-        if (st == EVLM_OK) st = add_prompt(q, pr, NULL, NULL);
-    }
-    free(ids);
-    return st;
-}
-
-static evlm_status load_jsonl(qctx *q) {
-    char *data;
-    size_t len;
-    const char *path = q->p->calib_jsonl;
-    EVLM_TRY(evlm_read_file(path, (size_t)1 << 30, &data, &len));
-    char base_buf[4096];
-    snprintf(base_buf, sizeof base_buf, "%s", path);
-    const char *base = dirname(base_buf);
+static evlm_status load_calib(qctx *q) {
+    evlm__calib_set cs = {0};
     evlm_status st = EVLM_OK;
-    int line_no = 0, used = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(data, "\n", &save);
-         line && st == EVLM_OK && used < q->p->calib_items; line = strtok_r(NULL, "\n", &save)) {
-        line_no++;
-        cJSON *item = cJSON_Parse(line);
-        const cJSON *img = cJSON_GetObjectItem(item, "image"),
-                    *qs = cJSON_GetObjectItem(item, "question");
-        const cJSON *ans = cJSON_GetObjectItem(item, "answer");
-        if (!item || !cJSON_IsString(qs) || (img && !cJSON_IsString(img)) ||
-            (ans && !cJSON_IsString(ans))) {
-            cJSON_Delete(item);
-            st = evlm__fail(EVLM_ERR_FORMAT,
-                            "%s:%d: expected {\"image\", \"question\", \"answer\"} strings", path,
-                            line_no);
-            break;
-        }
-        char img_path[8192];
-        evlm_image_input in = {0};
-        int n_img = img && evlm_model_has_vision(q->m) ? 1 : 0;
-        if (n_img) {
-            if (img->valuestring[0] == '/')
-                snprintf(img_path, sizeof img_path, "%s", img->valuestring);
-            else
-                snprintf(img_path, sizeof img_path, "%s/%s", base, img->valuestring);
-            in.path = img_path;
-        }
-        char *chat = NULL;
-        st = evlm_chat_prompt(q->m, qs->valuestring, n_img, &chat);
-        evlm_str full = {0};
-        if (st == EVLM_OK) st = evlm_str_append(&full, chat, strlen(chat));
-        if (st == EVLM_OK && ans)
-            st = evlm_str_append(&full, ans->valuestring, strlen(ans->valuestring));
-        evlm_prompt *pr = NULL;
-        if (st == EVLM_OK) st = evlm_prompt_new(q->m, full.data, false, &in, n_img, &pr);
-        if (st == EVLM_OK) st = add_prompt(q, pr, full.data, n_img ? img_path : NULL);
-        if (st != EVLM_OK) evlm__fail_prefix(st, "%s:%d", path, line_no);
-        free(chat);
-        evlm_str_free(&full);
-        cJSON_Delete(item);
-        used++;
-    }
-    free(data);
+    if (q->p->calib_text)
+        st = evlm__calib_set_text(&cs, q->m, q->p->calib_text, q->p->calib_tokens);
+    if (st == EVLM_OK && q->p->calib_jsonl)
+        st = evlm__calib_set_jsonl(&cs, q->m, q->p->calib_jsonl, q->p->calib_items);
+    q->prompts = cs.prompts; /* freed with q */
+    q->texts = cs.texts;
+    q->images = cs.images;
+    q->n_prompts = cs.n;
     return st;
 }
 
@@ -653,8 +572,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (!q.t || !q.lm) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     for (int i = 0; st == EVLM_OK && i < q.n; i++) q.t[i].src = evlm_weights_at(weights, (size_t)i);
     if (st == EVLM_OK) st = classify(&q);
-    if (st == EVLM_OK && p.calib_text) st = load_text(&q);
-    if (st == EVLM_OK && p.calib_jsonl) st = load_jsonl(&q);
+    if (st == EVLM_OK && have_calib) st = load_calib(&q);
     if (st == EVLM_OK && evlm__model_decoder(q.m)->lr_max_rank > 0)
         st = evlm__fail(EVLM_ERR_UNSUPPORTED,
                         "%s: quantizing a model with low-rank factors is not done "
@@ -767,9 +685,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
 /* ---- for the other passes (pipeline.h) ---------------------------------------------------- */
 
 evlm_status evlm__q_load_calib(qctx *q) {
-    if (q->p->calib_text) EVLM_TRY(load_text(q));
-    if (q->p->calib_jsonl) EVLM_TRY(load_jsonl(q));
-    return EVLM_OK;
+    return load_calib(q);
 }
 
 evlm_status evlm__q_calibrate(qctx *q, bool hessian) {

@@ -331,23 +331,24 @@ evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what,
     return st;
 }
 
-static const char *const k_hf_files[] = {
+const char *const evlm_hf_side_files[] = {
     "config.json",           "generation_config.json",  "tokenizer.json",
     "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "chat_template.json",    "chat_template.jinja",     "preprocessor_config.json",
     "processor_config.json",
 };
+const size_t evlm_hf_n_side_files = sizeof evlm_hf_side_files / sizeof *evlm_hf_side_files;
 
 evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_put) {
     if (n_put) *n_put = 0;
-    for (size_t i = 0; i < sizeof k_hf_files / sizeof *k_hf_files; i++) {
+    for (size_t i = 0; i < evlm_hf_n_side_files; i++) {
         char path[4096], key[128];
-        EVLM_TRY(evlm_path_join(path, sizeof path, dir, k_hf_files[i]));
+        EVLM_TRY(evlm_path_join(path, sizeof path, dir, evlm_hf_side_files[i]));
         if (!evlm_file_exists(path)) continue;
         char *text;
         size_t n;
         EVLM_TRY(evlm_read_file(path, EVLM_JSON_MAX_FILE, &text, &n));
-        snprintf(key, sizeof key, "evlm.file.%s", k_hf_files[i]);
+        snprintf(key, sizeof key, "evlm.file.%s", evlm_hf_side_files[i]);
         evlm_status st = evlm_gguf_writer_set_strn(w, key, text, n);
         free(text);
         EVLM_TRY(st);

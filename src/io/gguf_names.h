@@ -49,6 +49,9 @@ const char *evlm_gguf_arch_for(const evlm_decoder_config *cfg);
 evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what,
                                      const evlm_decoder_config *cfg, const char *tokenizer_json,
                                      size_t tokenizer_len, const char *chat_template);
+/* The Hugging Face side files a model folder may carry (config.json, tokenizer.json, ...). */
+extern const char *const evlm_hf_side_files[];
+extern const size_t evlm_hf_n_side_files;
 /* Every Hugging Face side file of dir that exists (config.json, tokenizer.json, ...) as
  * "evlm.file.<name>"; *n_put receives how many (may be NULL). */
 evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_put);

@@ -570,6 +570,7 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
 
     for (int l = 0; l < c->n_layers; l++) {
         const evlm_decoder_layer *ly = &m->layers[l];
+        if (s->residual) s->residual(s->residual_user, l, "residual", s->x, n, H);
         for (int i = 0; i < n; i++)
             kn->rmsnorm(s->xb + (size_t)i * H, s->x + (size_t)i * H, ly->attn_norm, H,
                         c->rms_norm_eps);
@@ -622,6 +623,7 @@ static evlm_status forward_chunk(const evlm_decoder *m, evlm_decoder_state *s, e
         linear_n(s, ly, s->hb, F, n, &down_out, k_lr_down, 1);
         for (size_t j = 0; j < (size_t)n * H; j++) s->x[j] += s->xb[j];
     }
+    if (s->residual) s->residual(s->residual_user, c->n_layers, "residual", s->x, n, H);
     s->n_past += n;
 
     if (!logits && !top) return EVLM_OK;

@@ -112,6 +112,10 @@ typedef struct evlm_decoder_state {
     void *observe_user;
     evlm_decoder_transform transform; /* nullable */
     void *transform_user;
+    /* nullable: called (group "residual", k = hidden) with the residual stream entering each
+     * layer l and, as layer n_layers, leaving the last one (layer importance); read only */
+    evlm_decoder_observer residual;
+    void *residual_user;
     void *arena;
     size_t arena_bytes;
     float *lr_t, *lr_y; /* low-rank paths: A x [n_batch][3 * lr_max_rank], B (A x) [n_batch][max

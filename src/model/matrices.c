@@ -154,6 +154,11 @@ void evlm__context_observe(evlm_context *c, evlm_decoder_observer fn, void *user
     c->state.observe_user = user;
 }
 
+void evlm__context_observe_residual(evlm_context *c, evlm_decoder_observer fn, void *user) {
+    c->state.residual = fn;
+    c->state.residual_user = user;
+}
+
 void evlm__context_transform(evlm_context *c, evlm_decoder_transform fn, void *user) {
     c->state.transform = fn;
     c->state.transform_user = user;

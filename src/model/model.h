@@ -36,6 +36,9 @@ const char *evlm__model_text_prefix(const evlm_model *m);
 /* Calls fn with the input of every matmul c's forward passes run (NULL: none), on the thread
  * that decodes. */
 void evlm__context_observe(evlm_context *c, evlm_decoder_observer fn, void *user);
+/* Calls fn with the residual stream entering each decoder layer and leaving the last
+ * (evlm_decoder_state.residual; NULL: none), on the thread that decodes. */
+void evlm__context_observe_residual(evlm_context *c, evlm_decoder_observer fn, void *user);
 /* Calls fn at the same points, and at each new key / value row, letting it rewrite the values
  * (evlm_decoder_transform; NULL: none), on the thread that decodes. */
 void evlm__context_transform(evlm_context *c, evlm_decoder_transform fn, void *user);
