@@ -1,15 +1,17 @@
 /*
  * x86_avx2_s24.c - AVX2 kernels on the 2:4-sparse forms (quant/sparse24.h), for the avx2 table
  * and the avx512 table on CPUs without VNNI (both use x86_avx2_quant.c for int8):
- *   - gemm_q on Q8_0_S24: per 8-row half, each 32-byte half chunk of kept int8 expands to the two
- *     dense R16 half chunks it stands for (vpermd of the pair codes through a table of byte
- *     indices, vpshufb of the kept bytes, zero where nothing was kept); the exact block sums
- *     (|w| times x with w's sign, as x86_avx2_quant.c) and the float step p = float(isum) * dx,
- *     acc = fma(dw, p, acc) are the dense R16 tile's, so every output is bitwise its result on the
- *     zeroed matrix, whatever m, n0, n1;
- *   - gemm on F32_S24 / F16_S24 / BF16_S24: the 4 dense columns of each group of inputs rebuilt
- *     from the two kept ones (compares of the codes' positions, blends), then the dense fma chain
- *     along k, zeros included: bitwise ref and the dense F*_R16 kernels.
+ *   - gemm_q on Q8_0_S24: per 8-row half and 32-byte half chunk of kept int8, the activation
+ *     bytes the kept weights meet gathered in registers (vpshufb, indices from the pair codes
+ *     through vpermd tables); the exact block sums (|w| times x with w's sign, as
+ *     x86_avx2_quant.c) and the float step p = float(isum) * dx, acc = fma(dw, p, acc) are the
+ *     dense R16 tile's, so every output is bitwise its result on the zeroed matrix, whatever m,
+ *     n0, n1 (expanding the kept bytes back to dense chunks instead ran decode at 1.18x the dense
+ *     speed, this faster: docs/PERFORMANCE.md);
+ *   - gemm on F32_S24 / F16_S24 / BF16_S24: per group of 4 inputs, each row's two kept values
+ *     times their activations gathered from the 4 inputs (vpermps), two fmas in input order:
+ *     the dense chain less its zero terms, bitwise ref and the dense F*_R16 kernels for finite
+ *     activations (x86_avx512_s24f.c says why).
  * Compiled with -mavx2 -mfma -mf16c (CMakeLists.txt); empty elsewhere. Not here: Q4 2:4 forms.
  */
 #include "kernels/ref_impl.h"
@@ -27,30 +29,31 @@
 #define S24_MC 64 /* as x86_avx2_quant.c's R16 walk */
 #define S24_MR 4
 
-/* byte indices into a row's 4 kept bytes per pair code, group h of a chunk (0x80: zero); codes 6
- * and 7 never occur */
-static const int32_t k_idx[2][8] = {
-    {(int32_t)0x80800100, (int32_t)0x80018000, (int32_t)0x01808000, (int32_t)0x80010080,
-     (int32_t)0x01800080, (int32_t)0x01008080, (int32_t)0x80808080, (int32_t)0x80808080},
-    {(int32_t)0x80800302, (int32_t)0x80038002, (int32_t)0x03808002, (int32_t)0x80030280,
-     (int32_t)0x03800280, (int32_t)0x03028080, (int32_t)0x80808080, (int32_t)0x80808080}};
+/* per pair code: the bytes of x[16 h .. 16 h + 15] that a row's 4 kept values meet, for the
+ * first (A) and second (B) group of an even or odd chunk (x86_avx512_s24q.c); vpermd reads the
+ * low 3 bits of an index. Codes 6 and 7 never occur. */
+static const int32_t k_ta[2][8] = {
+    {0x00000100, 0x00000200, 0x00000300, 0x00000201, 0x00000301, 0x00000302},
+    {0x00000908, 0x00000a08, 0x00000b08, 0x00000a09, 0x00000b09, 0x00000b0a}};
+static const int32_t k_tb[2][8] = {
+    {0x05040000, 0x06040000, 0x07040000, 0x06050000, 0x07050000, 0x07060000},
+    {0x0d0c0000, 0x0e0c0000, 0x0f0c0000, 0x0e0d0000, 0x0f0d0000, 0x0f0e0000}};
 
-EVLM__INLINE __m256i bcast4(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
+EVLM__INLINE __m256i load8i(const int32_t *p) {
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
 }
 
 /* MR activation rows x the rows of one group below `rows` (via a temporary when partial) over nb
- * block columns of gw (352 bytes each), from 0 (first) or from y */
+ * block columns of gw (352 bytes each), from 0 (first) or from y. Per 8-row half and chunk, the
+ * activation bytes the kept weights meet are gathered (vpshufb, indices from the codes through
+ * vpermd tables), then |w| times x with w's sign (vpmaddubsw: pairs <= 2 * 127 * 128, no
+ * saturation) as x86_avx2_quant.c: exact block sums, the dense ones, and its float step. */
 EVLM__INLINE void s24_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *gw,
                            int nb, int rows, bool first, int MR) {
     const size_t col = EVLM_R16 * evlm_type_size(EVLM_TYPE_Q8_0_S24);
-    const __m256i ones = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi32(15);
-    const __m256i t0 = _mm256_loadu_si256((const __m256i *)(const void *)k_idx[0]);
-    const __m256i t1 = _mm256_loadu_si256((const __m256i *)(const void *)k_idx[1]);
-    const __m256i rowoff = _mm256_set_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0, 0x0c0c0c0c,
-                                            0x08080808, 0x04040404, 0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ta0 = load8i(k_ta[0]), ta1 = load8i(k_ta[1]);
+    const __m256i tb0 = load8i(k_tb[0]), tb1 = load8i(k_tb[1]);
     float tmp[S24_MR][EVLM_R16];
     float *yo = y;
     size_t ldo = ldy;
@@ -65,6 +68,11 @@ EVLM__INLINE void s24_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
         for (int h = 0; h < 2; h++)
             acc[i][h] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(yo + (size_t)i * ldo + 8 * h);
     for (int b = 0; b < nb; b++, gw += col) {
+        __m256i xh[S24_MR][2];
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < 2; j++)
+                xh[i][j] = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    (const __m128i *)(const void *)(x[(size_t)i * ldx + b].qs + 16 * j)));
         for (int h = 0; h < 2; h++) { /* rows 8h .. 8h + 7 */
             __m256i is[S24_MR];
             for (int i = 0; i < MR; i++) is[i] = _mm256_setzero_si256();
@@ -73,18 +81,14 @@ EVLM__INLINE void s24_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
                     _mm256_loadu_si256((const __m256i *)(const void *)(gw + 32 + 64 * c + 32 * h));
                 __m256i codes = _mm256_cvtepu8_epi32(
                     _mm_loadl_epi64((const __m128i *)(const void *)(gw + 288 + 16 * c + 8 * h)));
-                for (int s = 0; s < 2; s++) { /* dense chunk 2c + s */
-                    __m256i nib = s ? _mm256_srli_epi32(codes, 4) : _mm256_and_si256(codes, lo4);
-                    __m256i idx =
-                        _mm256_add_epi32(_mm256_permutevar8x32_epi32(s ? t1 : t0, nib), rowoff);
-                    __m256i wv = _mm256_shuffle_epi8(kept, idx);
-                    __m256i wa = _mm256_abs_epi8(wv);
-                    for (int i = 0; i < MR; i++) {
-                        __m256i xs =
-                            _mm256_sign_epi8(bcast4(x[(size_t)i * ldx + b].qs + 8 * c + 4 * s), wv);
-                        is[i] = _mm256_add_epi32(
-                            is[i], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones));
-                    }
+                __m256i idx = _mm256_or_si256(
+                    _mm256_permutevar8x32_epi32(c & 1 ? ta1 : ta0, codes),
+                    _mm256_permutevar8x32_epi32(c & 1 ? tb1 : tb0, _mm256_srli_epi32(codes, 4)));
+                __m256i wa = _mm256_abs_epi8(kept);
+                for (int i = 0; i < MR; i++) {
+                    __m256i xs = _mm256_sign_epi8(_mm256_shuffle_epi8(xh[i][c / 2], idx), kept);
+                    is[i] = _mm256_add_epi32(is[i],
+                                             _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones));
                 }
             }
             __m256 dw =
@@ -137,39 +141,40 @@ EVLM__INLINE __m256 load8(const char *p, evlm_type base) {
 }
 
 /* y rows [0, MR) x the U half groups (8 rows each; half u is rows 8 (u % 2) of group u / 2, the
- * groups gs bytes apart from w) below lim, over all k columns */
+ * groups gs bytes apart from w) below lim, over all k columns: per group of 4 inputs the two kept
+ * values of each row meet their activations gathered from x[4q .. 4q+3] (vpermps; positions from
+ * the codes through vpermd, which reads their low 3 bits), two fmas in input order (the dense
+ * chain less its zero terms: the same bits for finite x, see x86_avx512_s24f.c) */
 EVLM__INLINE void s24f_tile(float *y, size_t ldy, const float *x, size_t ldx, const char *w,
                             size_t gs, int k, int lim, evlm_type base, int U, int MR) {
     const size_t es = evlm_type_size(base), cs = EVLM_R16 * es;
     const __m256i tp0 = _mm256_loadu_si256((const __m256i *)(const void *)k_p0);
     const __m256i tp1 = _mm256_loadu_si256((const __m256i *)(const void *)k_p1);
-    const __m256i lo4 = _mm256_set1_epi32(15);
     __m256 acc[4][4];
     for (int u = 0; u < U; u++)
         for (int i = 0; i < MR; i++) acc[u][i] = _mm256_setzero_ps();
     for (int p = 0; p < k / 8; p++) {
+        __m256i codes[4];
+        for (int u = 0; u < U; u++)
+            codes[u] = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                (const __m128i *)(const void *)(w + (size_t)(u / 2) * gs + (size_t)(k / 2) * cs +
+                                                16 * (size_t)p + 8 * (size_t)(u % 2))));
         for (int h = 0; h < 2; h++) {
             const int q = 2 * p + h;
+            __m256 xv[4];
+            for (int i = 0; i < MR; i++)
+                xv[i] = _mm256_broadcast_ps(
+                    (const __m128 *)(const void *)(x + (size_t)i * ldx + (size_t)(4 * q)));
             for (int u = 0; u < U; u++) {
-                const char *gw = w + (size_t)(u / 2) * gs;
-                const size_t lane0 = 8 * (size_t)(u % 2);
-                __m256i codes = _mm256_cvtepu8_epi32(
-                    _mm_loadl_epi64((const __m128i *)(const void *)(gw + (size_t)(k / 2) * cs +
-                                                                    16 * (size_t)p + lane0)));
-                codes = h ? _mm256_srli_epi32(codes, 4) : _mm256_and_si256(codes, lo4);
-                __m256i p0 = _mm256_permutevar8x32_epi32(tp0, codes);
-                __m256i p1 = _mm256_permutevar8x32_epi32(tp1, codes);
-                __m256 k0 = load8(gw + (size_t)(2 * q) * cs + lane0 * es, base);
-                __m256 k1 = load8(gw + (size_t)(2 * q + 1) * cs + lane0 * es, base);
-                for (int j = 0; j < 4; j++) {
-                    __m256i jv = _mm256_set1_epi32(j);
-                    __m256 m0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(p0, jv));
-                    __m256 m1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(p1, jv));
-                    __m256 wj = _mm256_blendv_ps(_mm256_and_ps(m0, k0), k1, m1);
-                    for (int i = 0; i < MR; i++)
-                        acc[u][i] = _mm256_fmadd_ps(
-                            wj, _mm256_set1_ps(x[(size_t)i * ldx + (size_t)(4 * q + j)]),
-                            acc[u][i]);
+                const char *gw = w + (size_t)(u / 2) * gs + 8 * (size_t)(u % 2) * es;
+                __m256i c = h ? _mm256_srli_epi32(codes[u], 4) : codes[u];
+                __m256i p0 = _mm256_permutevar8x32_epi32(tp0, c);
+                __m256i p1 = _mm256_permutevar8x32_epi32(tp1, c);
+                __m256 k0 = load8(gw + (size_t)(2 * q) * cs, base);
+                __m256 k1 = load8(gw + (size_t)(2 * q + 1) * cs, base);
+                for (int i = 0; i < MR; i++) {
+                    acc[u][i] = _mm256_fmadd_ps(k0, _mm256_permutevar8x32_ps(xv[i], p0), acc[u][i]);
+                    acc[u][i] = _mm256_fmadd_ps(k1, _mm256_permutevar8x32_ps(xv[i], p1), acc[u][i]);
                 }
             }
         }
