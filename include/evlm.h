@@ -420,6 +420,10 @@ typedef struct evlm_tensor_info {
     int n_dims;
     int64_t shape[4]; /* PyTorch order: the outermost dimension first */
     size_t bytes;
+    size_t mem_bytes; /* what a loaded model holds for it when it is a weight matrix: bytes, or
+                         fewer when the matrix is 2:4 (every aligned group of 4 inputs holds 2
+                         zeros: held as its kept half and their positions unless EVLM_SPARSE=0) */
+    bool sparse24;    /* a 2:4 matrix (mem_bytes counts its 2:4 form) */
 } evlm_tensor_info;
 
 typedef struct evlm_model_info evlm_model_info;

@@ -43,6 +43,19 @@ for m in "$tmp/s24-bf16" "$tmp/s24-f16" "$tmp/s24-q8.gguf"; do
   if [ -n "$s" ] && [ -n "$d" ] && [ "$s" -lt "$d" ]; then ok; else bad "$(basename "$m"): $s bytes (2:4) vs $d (dense)"; fi
   echo "$(basename "$m"): ids $a; weights $s bytes with the 2:4 forms, $d dense"
 done
+# evlm info marks the 14 layer matrices (2 layers x 7) as 2:4 and counts their in-memory bytes
+for m in "$tmp/s24-bf16" "$tmp/s24-q8.gguf" "$tmp/dense"; do
+  want=14; [ "$m" = "$tmp/dense" ] && want=0
+  "$BIN" info -m "$m" --json > "$tmp/info.json" 2>/dev/null || bad "info $m"
+  python3 - "$tmp/info.json" "$want" <<'PY' && ok || bad "info $(basename "$m")"
+import json, sys
+j = json.load(open(sys.argv[1])); want = int(sys.argv[2])
+n = sum(t["sparse24"] for t in j["tensors"])
+assert j["n_sparse24"] == n == want, (j["n_sparse24"], n, want)
+assert (j["mem_bytes"] < j["n_bytes"]) == (want > 0)
+assert all(t["mem_bytes"] < t["bytes"] for t in j["tensors"] if t["sparse24"])
+PY
+done
 # every layer of the tiny model is 2:4 (the q8_0 file too: its zeros are exact int8 zeros)
 a=$(bytes "$tmp/dense"); b=$(bytes "$tmp/dense" EVLM_SPARSE=0)
 if [ -n "$a" ] && [ "$a" = "$b" ]; then ok; else bad "dense model: $a vs $b bytes"; fi
