@@ -1,15 +1,17 @@
 /*
  * x86_avx512_s24q.c - the avx512vnni table's gemm_q on Q8_0_S24 weights (2:4-sparse, quant/
- * sparse24.h): for each 64-byte chunk of kept int8 (16 rows x 4 kept of 8 inputs) the activation
- * bytes the kept weights meet are gathered in registers (vpshufb, indices from the pair codes
- * through vpermd tables), one vpdpbusd per chunk and activation row instead of the dense two.
- * The block sums are exact integers, the dense ones (the dropped weights are 0), and the float
- * step is x86_avx512_quant.c's Q8_0_R16 one (p = float(isum) * dx, acc = fma(dw, p, acc)), so
- * every output is bitwise the dense kernel's on the zeroed matrix, for any m, n0, n1 (gemm_q's
- * contract); the bytes read per 16 rows and 32 inputs are 352 instead of 544. Measured against
- * expanding each chunk back to the two dense R16 chunks (vpshufb of the kept bytes, then the
- * dense tile): decode 1.46x the dense kernel's speed for that one (bench_sparse24, 1 thread,
- * loaded machine), this one faster (docs/PERFORMANCE.md).
+ * sparse24.h): each 64-byte chunk of kept int8 (16 rows x 4 kept of 8 inputs) expands in
+ * registers to the two dense R16 chunks it stands for (vpermd of the pair codes through a table
+ * of byte indices, vpshufb of the kept bytes, zeros where nothing was kept), then runs exactly
+ * x86_avx512_quant.c's Q8_0_R16 arithmetic: bytes xor 0x80 times x with vpdpbusd, the walk's
+ * -128 sum(x) correction, p = float(isum) * dx, acc = fma(dw, p, acc). So every output is bitwise
+ * the dense kernel's on the zeroed matrix, for any m, n0, n1 (gemm_q's contract); only the bytes
+ * read from memory change (352 per 16 rows and 32 inputs instead of 544). Measured against
+ * gathering the activation bytes each kept weight meets instead (vpshufb of x + 128 from the
+ * codes, one vpdpbusd per chunk, minus 128 sum(kept)), alternately in one run of bench_sparse24
+ * (1 thread, m = 1): this expansion 1.63x / 1.68x the dense kernel's speed, the gather 1.44x /
+ * 1.40x (it stays below the memory bandwidth); prefill (m = 64) about the same for both (~0.85x).
+ * The AVX2 and float kernels gather (x86_avx2_s24.c, x86_avx512_s24f.c), which won there.
  *
  * Compiled with the avx512vnni flags (CMakeLists.txt); empty elsewhere. Not here: Q4 2:4 forms
  * (none), the float 2:4 forms (x86_avx512_s24f.c), deciding what is 2:4 (io/weights.c).
@@ -27,60 +29,64 @@
 #define S24_MC 64 /* activation rows per chunk, as the dense R16 walk */
 #define S24_MR 8  /* activation rows per register tile */
 
-/* per pair code: the bytes of x[16 h .. 16 h + 15] (h: which half of the block a chunk reads)
- * that a row's 4 kept values meet: the first group of chunk c (kept bytes 0, 1: table A, inputs
- * 8 (c % 2) + position) and its second group (kept bytes 2, 3: table B, 8 (c % 2) + 4 +
- * position), for even and odd c; vpermd reads the low 4 bits of an index, so the low nibble of a
- * code byte needs no mask. Codes 6 .. 15 never occur. */
-static const int32_t k_ta[2][16] = {
-    {0x00000100, 0x00000200, 0x00000300, 0x00000201, 0x00000301, 0x00000302},
-    {0x00000908, 0x00000a08, 0x00000b08, 0x00000a09, 0x00000b09, 0x00000b0a}};
-static const int32_t k_tb[2][16] = {
-    {0x05040000, 0x06040000, 0x07040000, 0x06050000, 0x07050000, 0x07060000},
-    {0x0d0c0000, 0x0e0c0000, 0x0f0c0000, 0x0e0d0000, 0x0f0d0000, 0x0f0e0000}};
+/* byte indices (into a row's 4 kept bytes) of the 4 dense inputs of a group, per pair code, for
+ * the first (h = 0: kept bytes 0, 1) and second (h = 1: kept bytes 2, 3) group of a chunk; 0x80:
+ * not kept (vpshufb writes 0). Codes 6 .. 15 never occur. */
+static const int32_t k_idx[2][16] = {
+    {(int32_t)0x80800100, (int32_t)0x80018000, (int32_t)0x01808000, (int32_t)0x80010080,
+     (int32_t)0x01800080, (int32_t)0x01008080, (int32_t)0x80808080, (int32_t)0x80808080,
+     (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080,
+     (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080},
+    {(int32_t)0x80800302, (int32_t)0x80038002, (int32_t)0x03808002, (int32_t)0x80030280,
+     (int32_t)0x03800280, (int32_t)0x03028080, (int32_t)0x80808080, (int32_t)0x80808080,
+     (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080,
+     (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080, (int32_t)0x80808080}};
 
-/* MR activation rows x the 16 weight rows of one group (lanes of `mask`) over nb Q8_0_S24 block
- * columns (352 bytes) from gw: acc starts at 0 (first) or at y (later block chunks). Per chunk
- * of kept int8 (16 rows x 4), the 4 activation bytes each row's kept values meet are gathered
- * (vpshufb of x + 128, per 128-bit lane, indices from the codes through k_ta / k_tb); vpdpbusd
- * of them with the signed kept bytes, minus 128 sum(kept) (a vpdpbusd of 0x80 bytes): the exact
- * block sum of the dense row (the dropped weights are 0). The float step is x86_avx512_quant.c's
- * R16 one (p = float(isum) * dx, acc = fma(dw, p, acc)), so outputs are bitwise the dense R16
- * kernel's. */
-EVLM__INLINE void s24_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *gw,
-                           int nb, __mmask16 mask, bool first, int MR) {
+EVLM__INLINE __m512i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* As x86_avx512_quant.c's r16_tile for Q8_0, reading a Q8_0_S24 block column (352 bytes): the
+ * dense chunk 2c + h of row r is vpshufb(kept chunk c, idx[h][code] + 4 (r % 4)). */
+EVLM__INLINE void s24_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const int32_t *corr,
+                           size_t ldc, const char *gw, int nb, __mmask16 mask, bool first, int MR) {
     const size_t col = EVLM_R16 * evlm_type_size(EVLM_TYPE_Q8_0_S24);
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __m512i ta0 = _mm512_loadu_si512(k_ta[0]), ta1 = _mm512_loadu_si512(k_ta[1]);
-    const __m512i tb0 = _mm512_loadu_si512(k_tb[0]), tb1 = _mm512_loadu_si512(k_tb[1]);
+    const __m512i flip = _mm512_set1_epi8((char)0x80), lo4 = _mm512_set1_epi32(15);
+    const __m512i t0 = _mm512_loadu_si512(k_idx[0]), t1 = _mm512_loadu_si512(k_idx[1]);
+    const __m512i rowoff = _mm512_set_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0, 0x0c0c0c0c,
+                                            0x08080808, 0x04040404, 0, 0x0c0c0c0c, 0x08080808,
+                                            0x04040404, 0, 0x0c0c0c0c, 0x08080808, 0x04040404, 0);
     __m512 acc[S24_MR];
     for (int i = 0; i < MR; i++)
         acc[i] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y + (size_t)i * ldy);
     for (int b = 0; b < nb; b++, gw += col) {
-        __m512i is[S24_MR], xh[S24_MR][2], cw = _mm512_setzero_si512();
+        __m512i is[S24_MR][2];
         for (int i = 0; i < MR; i++) {
-            const int8_t *xq = x[(size_t)i * ldx + b].qs;
-            is[i] = _mm512_setzero_si512();
-            for (int h = 0; h < 2; h++)
-                xh[i][h] = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128(
-                                                (const __m128i *)(const void *)(xq + 16 * h))),
-                                            flip);
+            is[i][0] = _mm512_set1_epi32(corr[(size_t)i * ldc + (size_t)b]);
+            is[i][1] = _mm512_setzero_si512();
         }
         for (int c = 0; c < 4; c++) {
             __m512i kept = _mm512_loadu_si512(gw + 32 + 64 * c);
             __m512i codes = _mm512_cvtepu8_epi32(
                 _mm_loadu_si128((const __m128i *)(const void *)(gw + 288 + 16 * c)));
-            __m512i idx = _mm512_or_si512(
-                _mm512_permutexvar_epi32(codes, c & 1 ? ta1 : ta0),
-                _mm512_permutexvar_epi32(_mm512_srli_epi32(codes, 4), c & 1 ? tb1 : tb0));
-            cw = _mm512_dpbusd_epi32(cw, flip, kept);
-            for (int i = 0; i < MR; i++)
-                is[i] = _mm512_dpbusd_epi32(is[i], _mm512_shuffle_epi8(xh[i][c / 2], idx), kept);
+            __m512i i0 = _mm512_add_epi32(
+                _mm512_permutexvar_epi32(_mm512_and_si512(codes, lo4), t0), rowoff);
+            __m512i i1 =
+                _mm512_add_epi32(_mm512_permutexvar_epi32(_mm512_srli_epi32(codes, 4), t1), rowoff);
+            __m512i w0 = _mm512_xor_si512(_mm512_shuffle_epi8(kept, i0), flip);
+            __m512i w1 = _mm512_xor_si512(_mm512_shuffle_epi8(kept, i1), flip);
+            for (int i = 0; i < MR; i++) { /* dense chunks 2c (even chain) and 2c + 1 (odd) */
+                const int8_t *xq = x[(size_t)i * ldx + b].qs;
+                is[i][0] = _mm512_dpbusd_epi32(is[i][0], w0, bcast4(xq + 8 * c));
+                is[i][1] = _mm512_dpbusd_epi32(is[i][1], w1, bcast4(xq + 8 * c + 4));
+            }
         }
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)gw));
         for (int i = 0; i < MR; i++) {
             const evlm_q8a *xb = x + (size_t)i * ldx + b;
-            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(is[i], cw)),
+            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(is[i][0], is[i][1])),
                                      _mm512_set1_ps(xb->d));
             acc[i] = _mm512_fmadd_ps(dw, p, acc[i]);
         }
@@ -93,8 +99,7 @@ EVLM__INLINE void s24_tile(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, 
                               const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,   \
                               bool first) {                                                        \
         __mmask16 mask = rows >= EVLM_R16 ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);     \
-        (void)corr, (void)ldc;                                                                     \
-        s24_tile(y, ldy, x, ldx, gw, nb, mask, first, MR);                                         \
+        s24_tile(y, ldy, x, ldx, corr, ldc, gw, nb, mask, first, MR);                              \
     }
 S24_TILE(1)
 S24_TILE(2)
@@ -108,13 +113,13 @@ static const evlm__q8r16_tile s24_tiles[S24_MR][2] = {{s24_tile_1}, {s24_tile_2}
                                                       {s24_tile_4}, {s24_tile_5}, {s24_tile_6},
                                                       {s24_tile_7}, {s24_tile_8}};
 
-/* the dense Q8_0_R16 walk's shape (x86_avx512_quant.c); no zero point: the tiles correct their
- * own offset */
+/* the dense Q8_0_R16 walk's shape and zero point (x86_avx512_quant.c) */
 static const evlm__q8r16_shape k_shape = {S24_MC, S24_MR, true};
 
 void evlm__avx512vnni_gemm_q_s24(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                                  size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    evlm__q8r16_walk(&k_shape, s24_tiles, NULL, 0, y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+    evlm__q8r16_walk(&k_shape, s24_tiles, evlm__avx2_q8_corr, 128, y, ldy, x, ldx, w, ldw, wt, m,
+                     n0, n1, k);
 }
 
 #else
