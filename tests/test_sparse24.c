@@ -11,9 +11,10 @@
  *     at a group boundary (the threads' pieces); the float forms also equal ref's dense R16
  *     chain bitwise (the R16 invariant); the dequantizing gemm (act f32) reads Q8_0_S24 as the
  *     dense R16 matrix, bitwise.
- * The matrices hold every pair code and groups with 3 and 4 zeros; x holds no zeros. Bitwise
- * because the int8 block sums are exact integers and the float steps are the dense kernel's
- * (the zeros contribute exact zeros), and the float chain keeps its zero terms.
+ * The matrices hold every pair code and groups with 3 and 4 zeros; x is finite and holds no
+ * zeros. Bitwise because the int8 block sums are exact integers and the float steps are the dense
+ * kernel's, and the float chains drop only terms fma(+-0, x, acc) = acc (acc starts at +0 and
+ * never becomes -0).
  * Not here: a whole model (cli_sparse24.sh: greedy ids with and without the sparse forms).
  */
 #include "core/tensor.h"

@@ -23,17 +23,17 @@
  *             nibble) and 2p + 1 (high)). k a multiple of 8. Per 8 inputs and row: 4 values and
  *             1 byte (the traits' block of 8: 17 / 9 / 9 bytes).
  *
- * A chunk's kept int8 expand back to the dense R16 chunks (quant/repack.h) with one byte shuffle
- * per 16 rows x 4 inputs, so the int8 kernels do exactly the dense R16 arithmetic on the zeroed
- * matrix (the same integer sums, the same float steps: bitwise the dense kernel's result); the
- * float kernels rebuild each column of 16 rows and run the dense fma chain, zeros included
- * (bitwise). An S24 matrix keeps ne = {k, n}; nb[1] is its own row bytes (evlm_row_bytes of the
- * S24 type), so a group is 16 * nb[1] bytes. evlm_type_is_r16 is true for these types (16-row
- * groups, r16_base their file type), and the R16 accessors of repack.h (get_block,
- * dequantize_row, dot_ref, dot_f32_ref, evlm_matrix_row_f32) read them too.
+ * The kernels either expand a chunk's kept int8 back to the dense R16 chunks (one byte shuffle per
+ * 16 rows x 4 inputs) and run the dense tile, or gather the activations each kept value meets
+ * (from the codes); the int8 block sums are the dense ones and the float steps the dense tile's,
+ * and the float chains drop only the zero terms (fma(0, x, acc) = acc for finite x): bitwise the
+ * dense kernel's result. An S24 matrix keeps ne = {k, n}; nb[1] is its own row bytes
+ * (evlm_row_bytes of the S24 type), so a group is 16 * nb[1] bytes. evlm_type_is_r16 is true for
+ * these types (16-row groups, r16_base their file type), and the R16 accessors of repack.h
+ * (get_block, dequantize_row, dot_ref, dot_f32_ref, evlm_matrix_row_f32) read them too.
  *
- * Not here: the kernels (src/kernels: x86_*_s24*.c), when to build them (io/weights.c: at load, off
- * with EVLM_SPARSE=0 or evlm_model_params.keep_dense), pruning (src/compress).
+ * Not here: the kernels (src/kernels: x86_*_s24*.c, arm_s24.c), when to build them (io/weights.c:
+ * at load, off with EVLM_SPARSE=0 or evlm_model_params.keep_dense), pruning (src/compress).
  */
 #ifndef EVLM_QUANT_SPARSE24_H
 #define EVLM_QUANT_SPARSE24_H
