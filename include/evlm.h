@@ -73,7 +73,8 @@ EVLM_API const char *evlm_status_str(evlm_status st);
 /* Element types of weight tensors: what files store (safetensors dtypes, GGUF types) and what
  * quantization writes. Q8_0, Q4_0 and Q4_1 are ggml's block formats (32 weights per block with
  * a scale; Q4_1 also a minimum). The *_R16 types are layouts the loader builds in memory (16 rows
- * interleaved for the kernels): no file holds them and no call here reports them. */
+ * interleaved for the kernels): no file holds them and no call here reports them; so are the
+ * *_S24 types (a 2:4-sparse matrix: the kept half of the values and their positions). */
 typedef enum evlm_type {
     EVLM_TYPE_F32 = 0,
     EVLM_TYPE_F16,
@@ -91,6 +92,10 @@ typedef enum evlm_type {
     EVLM_TYPE_F32_R16,
     EVLM_TYPE_F16_R16,
     EVLM_TYPE_BF16_R16,
+    EVLM_TYPE_Q8_0_S24,
+    EVLM_TYPE_F32_S24,
+    EVLM_TYPE_F16_S24,
+    EVLM_TYPE_BF16_S24,
     EVLM_TYPE_COUNT
 } evlm_type;
 
@@ -124,6 +129,9 @@ typedef struct evlm_model_params {
     bool keep_layout; /* weight tensors stay as in the file (tools that read them back, such as
                          quantize); by default matrices are interleaved 16 rows at a time for the
                          kernels (EVLM_REPACK=0 does the same for every load) */
+    bool keep_dense;  /* no 2:4-sparse forms: by default a matrix whose every aligned group of 4
+                         inputs holds 2 zeros is stored in memory as its kept half and their
+                         positions (fewer bytes per token; EVLM_SPARSE=0 does the same) */
 } evlm_model_params;
 
 typedef enum evlm_kv_type {
@@ -217,6 +225,9 @@ typedef struct evlm_synth_params {
     const char *tokenizer_dir; /* NULL: the tokenizer and chat template files come from the
                                   config's folder; else from this one */
     uint64_t seed;             /* same seed and arguments: byte-identical files */
+    bool sparse24;             /* every random 2-D matrix but the embeddings and lm_head 2:4:
+                                  the 2 smallest |w| of each aligned group of 4 inputs zeroed
+                                  (magnitude pruning), for the 2:4 kernels' benchmarks */
 } evlm_synth_params;
 
 evlm_synth_params evlm_synth_default_params(void);
@@ -409,6 +420,10 @@ typedef struct evlm_tensor_info {
     int n_dims;
     int64_t shape[4]; /* PyTorch order: the outermost dimension first */
     size_t bytes;
+    size_t mem_bytes; /* what a loaded model holds for it when it is a weight matrix: bytes, or
+                         fewer when the matrix is 2:4 (every aligned group of 4 inputs holds 2
+                         zeros: held as its kept half and their positions unless EVLM_SPARSE=0) */
+    bool sparse24;    /* a 2:4 matrix (mem_bytes counts its 2:4 form) */
 } evlm_tensor_info;
 
 typedef struct evlm_model_info evlm_model_info;

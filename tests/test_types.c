@@ -27,6 +27,7 @@
 #include "io/safetensors.h"
 #include "quant/quants.h"
 #include "quant/repack.h"
+#include "quant/sparse24.h"
 #include "quant/types.h"
 #include "test.h"
 
@@ -63,7 +64,8 @@ static void test_rows(void) {
                        (size_t)a->head < a->size,
                    "%s: header %d of a %zu-byte block", nm, a->head, a->size);
         } else {
-            CHECKF(a->block == 1 && a->head == 0, "%s: block %d, head %d", nm, a->block, a->head);
+            CHECKF(a->block == (a->s24 ? 8 : 1) && a->head == 0, "%s: block %d, head %d", nm,
+                   a->block, a->head);
         }
         /* kinds: exactly the types that convert from float, and back, are float or quantized */
         const evlm_type_ops *o = evlm_type_ops_of((evlm_type)t);
@@ -104,8 +106,9 @@ static void test_r16_pairs(void) {
                 CHECKF(a->size == 2 || a->size == 4, "%s: %zu-byte elements", r->name, a->size);
         }
         if (a->r16_base != EVLM_TYPE_COUNT)
-            CHECKF(tr(a->r16_base)->r16 == (evlm_type)t, "%s is not the R16 form of %s", a->name,
-                   evlm_type_name(a->r16_base));
+            CHECKF(tr(a->r16_base)->r16 == (evlm_type)t ||
+                       (a->s24 && evlm_type_s24(a->r16_base) == (evlm_type)t),
+                   "%s is not the R16 or 2:4 form of %s", a->name, evlm_type_name(a->r16_base));
         CHECK(evlm_type_r16_base((evlm_type)t) == a->r16_base);
         CHECK(evlm_type_is_r16((evlm_type)t) == (a->r16_base != EVLM_TYPE_COUNT));
         if (a->memory_only)
@@ -349,8 +352,9 @@ static void check_entries(const char *what, bool (*has)(int),
         if (a->memory_only) {
             CHECKF(!has(t), "%s: an entry of its own for the R16 form %s", what, a->name);
             evlm_type b = a->r16_base;
-            CHECKF(b < EVLM_TYPE_COUNT && tr(b)->r16 == (evlm_type)t, "%s: %s has no base", what,
-                   a->name);
+            CHECKF(b < EVLM_TYPE_COUNT &&
+                       (tr(b)->r16 == (evlm_type)t || evlm_type_s24(b) == (evlm_type)t),
+                   "%s: %s has no base", what, a->name);
             if (b < EVLM_TYPE_COUNT && kind(tr(b)))
                 CHECKF(has(b), "%s: %s finds no entry through its base %s", what, a->name,
                        tr(b)->name);
@@ -439,9 +443,58 @@ static void test_kernel_entries(void) {
     CHECK(!evlm_type_traits_of(EVLM_TYPE_COUNT)->kv);
 }
 
+/* 2:4 forms: one per base at most, in memory only, of their base's kind; a block holds half
+ * the base's values, a nibble per 4 of them and the base's fp16 header; rows read back as the
+ * base's after packing a 2:4 matrix of every base that has a form */
+static void test_s24_rows(void) {
+    enum { N = 21, K = 64 };
+    static float x[N * K], f[K], g[K];
+    static unsigned char w[N * K * 8], r[32 * K * 8];
+    int n_forms = 0;
+    for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
+        const evlm_type_traits *a = tr(t);
+        if (!a->s24) {
+            evlm_type st = evlm_type_s24((evlm_type)t);
+            CHECKF(st == EVLM_TYPE_COUNT || (!a->memory_only && tr(st)->r16_base == (evlm_type)t),
+                   "%s: 2:4 form %s", a->name, evlm_type_name(st));
+            continue;
+        }
+        n_forms++;
+        const evlm_type b = a->r16_base;
+        const evlm_type_traits *bt = tr(b);
+        CHECKF(b < EVLM_TYPE_COUNT && !bt->memory_only && evlm_type_s24(b) == (evlm_type)t,
+               "%s: base %s", a->name, bt->name);
+        CHECKF(a->memory_only && a->is_float == bt->is_float && a->is_quant == bt->is_quant &&
+                   a->r16 == EVLM_TYPE_COUNT && evlm_type_is_r16((evlm_type)t) &&
+                   evlm_type_is_s24((evlm_type)t),
+               "%s: kind", a->name);
+        size_t vb = (bt->size - (size_t)bt->head) / (size_t)bt->block; /* bytes per value */
+        CHECKF(a->block % 8 == 0, "%s: block %d", a->name, a->block);
+        CHECKF(a->size == (size_t)a->block / 2 * vb + (size_t)a->block / 8 + (size_t)bt->head &&
+                   a->head == bt->head,
+               "%s: %zu bytes per block of %d", a->name, a->size, a->block);
+        const evlm_type_ops *o = evlm_type_ops_of(b);
+        size_t rb = evlm_row_bytes(b, K);
+        for (int i = 0; i < N * K; i++) x[i] = i % 4 == (i / K) % 3 || i % 4 == 3 ? 0.0f : frand();
+        for (int i = 0; i < N; i++) o->from_float(x + i * K, w + (size_t)i * rb, K);
+        CHECK(evlm_s24_check(b, w, rb, N, K));
+        CHECK(evlm_r16_bytes((evlm_type)t, N, K) <= sizeof r);
+        evlm_repack_s24(b, w, rb, N, K, r);
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            o->to_float(w + (size_t)i * rb, f, K);
+            evlm_r16_dequantize_row((evlm_type)t, r, K, i, g);
+            bad += memcmp(f, g, sizeof f) != 0;
+        }
+        CHECKF(bad == 0, "%s: %d rows differ after packing", a->name, bad);
+    }
+    CHECK(n_forms >= 1);
+}
+
 int main(void) {
     test_rows();
     test_r16_pairs();
+    test_s24_rows();
     test_file_names();
     test_st_parse();
     test_round_trips();

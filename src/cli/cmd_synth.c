@@ -1,10 +1,12 @@
 /*
  * cmd_synth.c - `evlm synth --config CONFIG.json -o OUT_DIR [--dtype bf16|f16|f32] [--text-only]
- * [--seed S] [--tokenizer DIR]`: a random-weight model for a Hugging Face config, so benchmarks
- * need no downloads (evlm_model_synth: matrices ~ U(-a, a) with the std of N(0, 0.02), norms 1,
- * biases 0, deterministic per seed; the config's tokenizer, chat template and processor files
- * copied, or a byte-level tokenizer synthesized). --text-only writes just the language model of
- * a VLM config as a Llama-style folder; --tokenizer DIR takes the tokenizer files from DIR.
+ * [--seed S] [--tokenizer DIR] [--pattern 2:4]`: a random-weight model for a Hugging Face config,
+ * so benchmarks need no downloads (evlm_model_synth: matrices ~ U(-a, a) with the std of N(0,
+ * 0.02), norms 1, biases 0, deterministic per seed; the config's tokenizer, chat template and
+ * processor files copied, or a byte-level tokenizer synthesized). --text-only writes just the
+ * language model of a VLM config as a Llama-style folder; --tokenizer DIR takes the tokenizer files
+ * from DIR;
+ * --pattern 2:4 zeroes the 2 smallest of every 4 inputs of each decoder matrix (2:4 benchmarks).
  * Not here: which tensors a model has (each family's synth hook in the library).
  */
 #include "cli.h"
@@ -22,7 +24,11 @@ int evlm_cmd_synth(int argc, char **argv) {
             p.out_dir = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--dtype"))
             p.dtype = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--text-only"))
+        else if (!strcmp(a, "--pattern")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (strcmp(v, "2:4")) cli_die("--pattern: only 2:4 is supported, not '%s'", v);
+            p.sparse24 = true;
+        } else if (!strcmp(a, "--text-only"))
             p.text_only = true;
         else if (!strcmp(a, "--tokenizer"))
             p.tokenizer_dir = cli_value(argc, argv, &i);
@@ -30,7 +36,7 @@ int evlm_cmd_synth(int argc, char **argv) {
             p.seed = (uint64_t)cli_int(argc, argv, &i, 0, 1 << 30);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: evlm synth --config CONFIG.json -o OUT_DIR [--dtype bf16|f16|f32] "
-                   "[--text-only] [--seed S]\n"
+                   "[--text-only] [--seed S] [--pattern 2:4]\n"
                    "                  [--tokenizer DIR]   (tokenizer files from DIR instead of "
                    "the config's folder)\n");
             return 0;

@@ -57,6 +57,8 @@ typedef struct evlm_type_traits {
     const char *st_dtype;  /* safetensors dtype string; NULL when none */
     int kv;                /* as a KV cache element: 0 never, else EVLM_TYPE_KV_VALUES or
                             * EVLM_TYPE_KV_SCALED (kernels/attn_kv.h reads both) */
+    bool s24; /* a 2:4-sparse form (quant/sparse24.h): 16 rows interleaved like an R16 form
+               * (r16_base is its file type) but only 2 of every 4 values stored */
 } evlm_type_traits;
 
 /* evlm_type_traits.kv: rows hold the values (F32, F16), or int8 with a float scale per row */

@@ -10,6 +10,8 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
+#include "quant/repack.h"
+#include "quant/sparse24.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@ _Static_assert(EVLM_MAX_DIMS <= 4, "evlm_tensor_info.shape holds every dimension
 
 struct evlm_model_info {
     evlm_weights *w;
+    int8_t *s24; /* per tensor: -1 not checked yet, 0 dense, 1 a 2:4 matrix */
     bool have_cfg;
     evlm_text_config cfg;
 };
@@ -93,6 +96,7 @@ evlm_status evlm_model_info_open(const char *path, evlm_model_info **out) {
 void evlm_model_info_free(evlm_model_info *info) {
     if (!info) return;
     evlm_weights_free(info->w);
+    free(info->s24);
     free(info);
 }
 
@@ -112,6 +116,20 @@ evlm_tensor_info evlm_model_info_tensor(const evlm_model_info *info, size_t i) {
     ti.type = t->type;
     ti.n_dims = t->n_dims;
     for (int d = 0; d < t->n_dims && d < 4; d++) ti.shape[d] = t->ne[t->n_dims - 1 - d];
-    ti.bytes = evlm_tensor_nbytes(t);
+    ti.bytes = ti.mem_bytes = evlm_tensor_nbytes(t);
+    /* the runtime's 2:4 test (io/weights.c): a 2-D matrix of 16 rows or more with a 2:4 form */
+    evlm_model_info *mi = (evlm_model_info *)(uintptr_t)info; /* the cache only */
+    if (!mi->s24 && (mi->s24 = malloc(evlm_weights_count(info->w))))
+        memset(mi->s24, -1, evlm_weights_count(info->w));
+    if (mi->s24 && mi->s24[i] < 0) {
+        evlm_type st = evlm_type_s24(t->type);
+        mi->s24[i] = st != EVLM_TYPE_COUNT && t->n_dims == 2 && t->ne[1] >= EVLM_R16 &&
+                     t->nb[1] == evlm_row_bytes(t->type, t->ne[0]) &&
+                     evlm_s24_check(t->type, t->data, t->nb[1], t->ne[1], t->ne[0]);
+    }
+    if (mi->s24 && mi->s24[i] == 1) {
+        ti.sparse24 = true;
+        ti.mem_bytes = evlm_r16_bytes(evlm_type_s24(t->type), t->ne[1], t->ne[0]);
+    }
     return ti;
 }

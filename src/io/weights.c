@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "quant/quants.h"
 #include "quant/repack.h"
+#include "quant/sparse24.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -248,77 +249,127 @@ void evlm_weights_note_matrix(const evlm_weights *w, const evlm_tensor *t) {
     if (w && t >= w->tensors && t < w->tensors + w->n) w->matrix[t - w->tensors] = 1;
 }
 
-/* bytes of tensor i's interleaved copy, 0 if it is not to be repacked */
-static size_t repack_bytes(const evlm_weights *w, size_t i, bool quant, bool floats) {
+/* whether tensor i is to be interleaved (R16 or S24) */
+static bool repackable(const evlm_weights *w, size_t i, bool quant, bool floats) {
     const evlm_tensor *t = &w->tensors[i];
-    evlm_type rt = evlm_type_r16(t->type);
-    if (rt == EVLM_TYPE_COUNT || !w->matrix[i] || t->n_dims != 2 || t->ne[1] < EVLM_R16 ||
-        t->nb[1] != evlm_row_bytes(t->type, t->ne[0]))
-        return 0;
-    if (evlm_type_is_quant(t->type) ? !quant || t->ne[0] % EVLM_QK : !floats) return 0;
+    if (evlm_type_r16(t->type) == EVLM_TYPE_COUNT || !w->matrix[i] || t->n_dims != 2 ||
+        t->ne[1] < EVLM_R16 || t->nb[1] != evlm_row_bytes(t->type, t->ne[0]))
+        return false;
+    return evlm_type_is_quant(t->type) ? quant && t->ne[0] % EVLM_QK == 0 : floats;
+}
+
+/* bytes of a tensor's copy in form rt (R16 or S24), on a 64-byte boundary */
+static size_t form_bytes(const evlm_tensor *t, evlm_type rt) {
     return (evlm_r16_bytes(rt, t->ne[1], t->ne[0]) + 63) & ~(size_t)63;
 }
 
 /* One matrix's copy in slices of whole groups, taken from a shared counter by the pool's
  * threads; each slice is its own run of the copy, and its source pages are given back as soon as
- * it is done, so the resident set never holds a whole matrix twice. */
+ * it is done, so the resident set never holds a whole matrix twice. The 2:4 check runs the same
+ * way before (check: every slice tests its rows; dense: one of them found a dense group). */
 #define REPACK_SLICE (16 * EVLM_R16)
 typedef struct {
     const evlm_tensor *t;
+    evlm_type rt; /* the form: evlm_type_r16 or evlm_type_s24 of the tensor's type */
     char *dst;
-    bool drop; /* the source is a mapped file or someone else's views: give its pages back */
+    bool drop;  /* the source is a mapped file or someone else's views: give its pages back */
+    bool check; /* only test the 2:4 pattern */
     atomic_int next;
+    atomic_int dense;
 } repack_task;
 
 static void repack_fn(void *arg, int ith, int nth) {
     (void)ith, (void)nth;
     repack_task *rt = arg;
     const evlm_tensor *t = rt->t;
-    size_t gbytes = EVLM_R16 * evlm_row_bytes(t->type, t->ne[0]);
+    size_t gbytes = EVLM_R16 * evlm_row_bytes(rt->rt, t->ne[0]);
     for (;;) {
+        if (rt->check && atomic_load_explicit(&rt->dense, memory_order_relaxed)) break;
         int64_t r0 =
             (int64_t)atomic_fetch_add_explicit(&rt->next, 1, memory_order_relaxed) * REPACK_SLICE;
         if (r0 >= t->ne[1]) break;
         int64_t rows = t->ne[1] - r0 < REPACK_SLICE ? t->ne[1] - r0 : REPACK_SLICE;
         const char *src = (const char *)t->data + (size_t)r0 * t->nb[1];
-        evlm_repack_r16(t->type, src, t->nb[1], rows, t->ne[0],
-                        rt->dst + (size_t)(r0 / EVLM_R16) * gbytes);
+        if (rt->check) {
+            if (!evlm_s24_check(t->type, src, t->nb[1], rows, t->ne[0]))
+                atomic_store_explicit(&rt->dense, 1, memory_order_relaxed);
+            continue;
+        }
+        char *dst = rt->dst + (size_t)(r0 / EVLM_R16) * gbytes;
+        if (evlm_type_is_s24(rt->rt))
+            evlm_repack_s24(t->type, src, t->nb[1], rows, t->ne[0], dst);
+        else
+            evlm_repack_r16(t->type, src, t->nb[1], rows, t->ne[0], dst);
         if (rt->drop) drop_pages(src, (size_t)rows * t->nb[1]);
     }
+}
+
+/* whether every aligned group of 4 inputs of t holds 2 zeros (one pass over the pool) */
+static bool is_s24(const evlm_tensor *t, evlm_pool *pool) {
+    evlm_type st = evlm_type_s24(t->type);
+    if (st == EVLM_TYPE_COUNT || !evlm_s24_check(t->type, t->data, t->nb[1], 1, t->ne[0]))
+        return false; /* no form, an unfit k, or a dense first row: no need for the pool */
+    repack_task rt = {.t = t, .rt = st, .check = true};
+    atomic_init(&rt.next, 0);
+    atomic_init(&rt.dense, 0);
+    evlm_pool_run(pool, repack_fn, &rt);
+    return !atomic_load(&rt.dense);
 }
 
 /* One buffer for all the copies, on 2 MB boundaries and marked for transparent huge pages: the
  * 1.5B bf16 model writes 3 GB at load, and 4 KB pages made that 750k page faults (most of the
  * load time is the kernel zeroing fresh pages, which the pool's threads share). */
-evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, evlm_pool *pool) {
+evlm_status evlm_weights_repack(evlm_weights *w, bool quant, bool floats, bool sparse,
+                                evlm_pool *pool) {
+    evlm_type *form = calloc(w->n ? w->n : 1, sizeof *form);
+    if (!form) return evlm__fail(EVLM_ERR_NOMEM, "out of memory planning the weight repack");
     size_t total = 0;
-    for (size_t i = 0; i < w->n; i++) total += repack_bytes(w, i, quant, floats);
-    if (!total) return EVLM_OK;
+    for (size_t i = 0; i < w->n; i++) {
+        const evlm_tensor *t = &w->tensors[i];
+        form[i] = EVLM_TYPE_COUNT;
+        if (!repackable(w, i, quant, floats)) continue;
+        form[i] = sparse && is_s24(t, pool) ? evlm_type_s24(t->type) : evlm_type_r16(t->type);
+        total += form_bytes(t, form[i]);
+    }
+    if (!total) {
+        free(form);
+        return EVLM_OK;
+    }
     const size_t huge = (size_t)2 << 20;
     size_t len = (total + huge - 1) & ~(huge - 1);
     void **no = realloc(w->owned, (w->n_owned + 1) * sizeof *no);
     char *arena = no ? aligned_alloc(huge, len) : NULL;
     if (no) w->owned = no;
-    if (!arena)
+    if (!arena) {
+        free(form);
         return evlm__fail(EVLM_ERR_NOMEM,
                           "%s: out of memory interleaving the weight matrices (%zu MB)",
                           evlm_weights_path(w), total >> 20);
+    }
     w->owned[w->n_owned++] = arena;
 #ifdef MADV_HUGEPAGE
     (void)madvise(arena, len, MADV_HUGEPAGE);
 #endif
     for (size_t i = 0; i < w->n; i++) {
-        size_t bytes = repack_bytes(w, i, quant, floats);
-        if (!bytes) continue;
+        if (form[i] == EVLM_TYPE_COUNT) continue;
         evlm_tensor *t = &w->tensors[i];
-        repack_task rt = {.t = t, .dst = arena, .drop = w->n_files > 0 || w->owner};
+        repack_task rt = {.t = t, .rt = form[i], .dst = arena, .drop = w->n_files > 0 || w->owner};
         atomic_init(&rt.next, 0);
+        atomic_init(&rt.dense, 0);
         evlm_pool_run(pool, repack_fn, &rt);
-        t->type = evlm_type_r16(t->type);
+        size_t bytes = form_bytes(t, form[i]);
+        t->type = form[i];
+        if (evlm_type_is_s24(form[i])) /* its own row bytes (quant/sparse24.h) */
+            evlm_tensor_set_contiguous(t);
         t->data = arena;
         arena += bytes;
     }
+    free(form);
     return EVLM_OK;
+}
+
+evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, evlm_pool *pool) {
+    return evlm_weights_repack(w, quant, floats, false, pool);
 }
 
 /* ---- typed getters ----------------------------------------------------------------------- */

@@ -102,6 +102,11 @@ void evlm_weights_note_matrix(const evlm_weights *w, const evlm_tensor *t);
  * tensors stay valid (type and data change). After this, read rows with evlm_matrix_row_f32, not
  * through nb[1]. The copying is split over pool's threads (NULL: the calling thread). */
 evlm_status evlm_weights_repack_r16(evlm_weights *w, bool quant, bool floats, evlm_pool *pool);
+/* The same, and when sparse a matrix whose every aligned group of 4 inputs holds 2 exact zeros
+ * (one pass over it) becomes its 2:4 form instead (quant/sparse24.h: Q8_0_S24, F16_S24 ...; nb
+ * then its own row bytes). */
+evlm_status evlm_weights_repack(evlm_weights *w, bool quant, bool floats, bool sparse,
+                                evlm_pool *pool);
 
 /* ---- for the container readers ------------------------------------------------------------- */
 

@@ -201,7 +201,8 @@ static void gemm_neon(float *y, size_t ldy, const float *x, size_t ldx, const vo
                       evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
     const char *wc = w;
     const evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
-    if ((unsigned)base >= EVLM_TYPE_COUNT) {
+    if ((unsigned)base >= EVLM_TYPE_COUNT ||
+        (evlm_type_traits_of(wt)->s24 && evlm_type_traits_of(wt)->is_float)) { /* float 2:4: ref */
         evlm__ref_gemm(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k, scratch);
         return;
     }

@@ -86,7 +86,7 @@ bool evlm__q8_gemm(const evlm__q8_kern kern[EVLM_TYPE_COUNT], const evlm__q8_sha
                    const evlm_q8a *x, size_t ldx, const void *w, size_t ldw, evlm_type wt, int m,
                    int n0, int n1, int k) {
     const evlm_type base = evlm_type_is_r16(wt) ? evlm_type_r16_base(wt) : wt;
-    if ((unsigned)base >= EVLM_TYPE_COUNT) return false;
+    if ((unsigned)base >= EVLM_TYPE_COUNT || evlm_type_traits_of(wt)->s24) return false;
     const evlm__q8_kern *e = &kern[base];
     if (base == wt) {
         if (!e->tiles) return false;

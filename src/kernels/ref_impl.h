@@ -167,6 +167,23 @@ void evlm__avx2_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, cons
 void evlm__neon_gemm_r16f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                           evlm_type wt, int m, int n0, int n1, int k);
 
+/* 2:4-sparse forms (quant/sparse24.h), x86-64 only: gemm_q on Q8_0_S24 (x86_avx512_s24q.c for
+ * the avx512vnni table, x86_avx2_s24.c for avx2 / avx512) and gemm on F32_S24 / F16_S24 /
+ * BF16_S24 (x86_avx512_s24f.c, x86_avx2_s24.c): each output bitwise the dense R16 kernel's of the
+ * same table on the zeroed matrix. Other tables (NEON without dotprod, NEON floats) take ref's,
+ * which are the NEON R16 kernels' bits (evlm__q8_gemm refuses S24 forms). */
+void evlm__avx512vnni_gemm_q_s24(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                                 size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx2_gemm_q_s24(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                           size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx512_gemm_s24f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                            evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx2_gemm_s24f(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                          evlm_type wt, int m, int n0, int n1, int k);
+/* AArch64 with dotprod (arm_s24.c): gemm_q on Q8_0_S24, bitwise ref's */
+void evlm__dotprod_gemm_q_s24(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                              size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+
 /* The float gemm's register tiles of x86_avx2.c / x86_avx512.c: MR rows of x (1..4) x NR weight
  * rows over k; pf: the addresses to prefetch ahead (decode) or NULL. A file type's set is
  * set[0][MR] (NR = 1), set[1][MR] (NR wide), set[2][1] (1 x the decode width). */

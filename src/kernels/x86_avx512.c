@@ -169,6 +169,10 @@ const evlm__f_set evlm__avx512_gemm_f[EVLM_TYPE_COUNT] = {
  * tiles of MR x rows (in L1) against NR weight rows at a time, leftovers one row at a time */
 static void gemm_avx512(float *y, size_t ldy, const float *x, size_t ldx, const void *w, size_t ldw,
                         evlm_type wt, int m, int n0, int n1, int k, float *scratch) {
+    if (evlm_type_traits_of(wt)->s24 && evlm_type_traits_of(wt)->is_float) { /* 2:4 forms */
+        evlm__avx512_gemm_s24f(y, ldy, x, ldx, w, wt, m, n0, n1, k);
+        return;
+    }
     const evlm__f_set set = (unsigned)wt < EVLM_TYPE_COUNT ? evlm__avx512_gemm_f[wt] : NULL;
     if (!set) { /* float R16 forms by their base's entry, block types dequantized */
         const evlm_type base = evlm_type_r16_base(wt);

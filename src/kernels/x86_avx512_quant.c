@@ -299,6 +299,10 @@ const evlm__q8_kern evlm__avx512vnni_q8[EVLM_TYPE_COUNT] = {
  * types without an entry go to ref. */
 void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                              size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
+    if (wt == EVLM_TYPE_Q8_0_S24) { /* x86_avx512_s24q.c */
+        evlm__avx512vnni_gemm_q_s24(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        return;
+    }
     if (!evlm__q8_gemm(evlm__avx512vnni_q8, &k_shape, &k_r16_shape, evlm__avx2_q8_corr, y, ldy, x,
                        ldx, w, ldw, wt, m, n0, n1, k))
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);

@@ -60,6 +60,12 @@ static bool want_repack(void) {
     return !(e && strcmp(e, "0") == 0);
 }
 
+/* 2:4 matrices take their sparse form (quant/sparse24.h) unless EVLM_SPARSE=0 (comparisons). */
+static bool want_sparse(void) {
+    const char *e = getenv("EVLM_SPARSE");
+    return !(e && strcmp(e, "0") == 0);
+}
+
 /* Greedy ids through an int8 copy of a float head (greedy_head.h) when the head is a large part of
  * a decode pass: at least GREEDY_HEAD_MIN_VOCAB rows and 1 / GREEDY_HEAD_MIN_SHARE of the bytes a
  * token reads (small decoders with large vocabularies; for an 8B Llama the copy would cost 0.5 GB
@@ -134,8 +140,8 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     /* the matrices the layers bound, interleaved for the kernels (quantized ones only for int8
      * activations: the f32 path dequantizes rows) */
     if (!p.keep_layout && want_repack() &&
-        (st = evlm_weights_repack_r16(m->weights, m->act == EVLM_ACT_INT8, true, m->pool)) !=
-            EVLM_OK)
+        (st = evlm_weights_repack(m->weights, m->act == EVLM_ACT_INT8, true,
+                                  !p.keep_dense && want_sparse(), m->pool)) != EVLM_OK)
         goto fail;
     if (!p.float_head && (st = build_greedy_head(m)) != EVLM_OK) goto fail;
     free(tok_json);

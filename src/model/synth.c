@@ -29,6 +29,7 @@ typedef struct synth {
     char **names;
     int n, cap;
     evlm_type type;
+    bool sparse24; /* evlm_synth_params.sparse24 */
     uint64_t rng;
     size_t bytes;
 } synth;
@@ -75,10 +76,34 @@ static evlm_status add(void *user, const char *name, evlm_synth_kind kind, int n
     t->data = data;
     s->names[s->n++] = nm;
     const float a = 0.02f * sqrtf(3.0f); /* U(-a, a) has std 0.02 */
+    const bool prune = s->sparse24 && kind == EVLM_SYNTH_RANDOM && nd == 2 && t->ne[0] % 4 == 0 &&
+                       !strstr(name, "embed") && !strstr(name, "lm_head");
+    float g[4];
     for (size_t i = 0; i < n; i++) {
         float x = kind == EVLM_SYNTH_RANDOM ? a * uniform(&s->rng)
                   : kind == EVLM_SYNTH_ONES ? 1.0f
                                             : 0.0f;
+        if (prune) { /* the 2 smallest |x| of each group of 4 (the lower index on ties) to 0 */
+            g[i % 4] = x;
+            if (i % 4 != 3) continue;
+            int lo0 = 0;
+            for (int j = 1; j < 4; j++)
+                if (fabsf(g[j]) < fabsf(g[lo0])) lo0 = j;
+            int lo1 = lo0 == 0 ? 1 : 0;
+            for (int j = 0; j < 4; j++)
+                if (j != lo0 && fabsf(g[j]) < fabsf(g[lo1])) lo1 = j;
+            g[lo0] = g[lo1] = 0.0f;
+            for (size_t j = i - 3; j <= i; j++) {
+                float v = g[j % 4];
+                if (t->type == EVLM_TYPE_F32)
+                    ((float *)data)[j] = v;
+                else if (t->type == EVLM_TYPE_F16)
+                    ((uint16_t *)data)[j] = evlm_f32_to_f16(v);
+                else
+                    ((uint16_t *)data)[j] = evlm_f32_to_bf16(v);
+            }
+            continue;
+        }
         if (t->type == EVLM_TYPE_F32)
             ((float *)data)[i] = x;
         else if (t->type == EVLM_TYPE_F16)
@@ -249,7 +274,7 @@ evlm_status evlm_model_synth(const evlm_synth_params *p, int *n_tensors, size_t 
     if (bytes) *bytes = 0;
     if (!p || !p->config || !p->out_dir)
         return evlm__fail(EVLM_ERR_ARG, "evlm_model_synth: config and out_dir are required");
-    synth s = {.rng = p->seed};
+    synth s = {.rng = p->seed, .sparse24 = p->sparse24};
     const char *dtype = p->dtype ? p->dtype : "bf16";
     if (!strcmp(dtype, "bf16"))
         s.type = EVLM_TYPE_BF16;

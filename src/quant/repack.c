@@ -1,6 +1,7 @@
 /* repack.c - 16-row interleaved quantized matrices (see repack.h). */
 #include "quant/repack.h"
 #include "quant/quants.h"
+#include "quant/sparse24.h"
 
 #include <math.h>
 #include <string.h>
@@ -82,6 +83,10 @@ void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int
 
 void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, int64_t b,
                         void *out) {
+    if (evlm_type_is_s24(rt)) {
+        evlm_s24_get_block(rt, data, k, r, b, out);
+        return;
+    }
     evlm_type base = evlm_type_r16_base(rt);
     int64_t kb = k / EVLM_QK;
     char *blk = out;
@@ -107,6 +112,10 @@ static const char *float_elem0(evlm_type rt, const void *data, int64_t k, int64_
 }
 
 void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t r, float *y) {
+    if (evlm_type_is_s24(rt)) {
+        evlm_s24_dequantize_row(rt, data, k, r, y);
+        return;
+    }
     evlm_type base = evlm_type_r16_base(rt);
     if (evlm_type_is_r16_float(rt)) {
         /* element j of the row is EVLM_R16 elements after element j - 1: gathered 64 at a time,
@@ -145,6 +154,7 @@ float evlm_r16_dot_ref(evlm_type rt, const void *data, int64_t k, int64_t r, con
 }
 
 float evlm_r16_dot_f32_ref(evlm_type rt, const void *data, int64_t k, int64_t r, const float *x) {
+    if (evlm_type_is_s24(rt)) return evlm_s24_dot_f32_ref(rt, data, k, r, x);
     evlm_type base = evlm_type_r16_base(rt);
     const char *p = float_elem0(rt, data, k, r);
     size_t step = EVLM_R16 * evlm_type_size(rt);
