@@ -56,6 +56,9 @@ int main(void) {
     snprintf(out, sizeof out, "%s/q8.gguf", g_tmp);
     CHECK_OK(run(model, out, EVLM_TYPE_Q8_0, EVLM_QMETHOD_RTN, corpus, 0, 0, NULL, 0, &r));
     printf("q8_0 rtn: %.3f bpw, KL %.6f\n", r.bpw, r.kl_mean);
+    /* the report is optional */
+    snprintf(out, sizeof out, "%s/q8-noreport.gguf", g_tmp);
+    CHECK_OK(run(model, out, EVLM_TYPE_Q8_0, EVLM_QMETHOD_RTN, NULL, 0, 0, NULL, 0, NULL));
     CHECK(r.kl_mean >= 0 && r.kl_mean < 0.002);
     const evlm_quant_tensor_report *wq = tensor(&r, "model.layers.0.self_attn.q_proj.weight");
     CHECK(wq && wq->to == EVLM_TYPE_Q8_0 && wq->rel_err >= 0 && wq->rel_err < 1e-3);

@@ -506,7 +506,9 @@ static evlm_status vision_cosine(const qctx *q, evlm_model *qm, double *out) {
 }
 
 evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
-                          const evlm_quantize_params *params, evlm_quantize_report *rep) {
+                          const evlm_quantize_params *params, evlm_quantize_report *report) {
+    evlm_quantize_report own;
+    evlm_quantize_report *rep = report ? report : &own; /* report is optional */
     memset(rep, 0, sizeof *rep);
     rep->kl_mean = rep->vision_cos = -1;
     evlm_quantize_params p = params ? *params : evlm_quantize_default_params();
@@ -678,7 +680,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     free(q.ref_logp);
     evlm_calib_free(q.calib);
     evlm_model_free(q.m);
-    if (st != EVLM_OK) evlm_quantize_report_free(rep);
+    if (st != EVLM_OK || !report) evlm_quantize_report_free(rep);
     return st;
 }
 
