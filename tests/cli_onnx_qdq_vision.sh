@@ -9,7 +9,8 @@
 # quantized values except where float summation order puts a value on the other side of a
 # rounding edge) and mean |d| <= 1 % of the quantization's own mean effect |sim - float| (so the
 # simulation reproduces the graph's numerics, not float's); the greedy ids of the whole answer in
-# ONNX Runtime equal `evlm run --sim`'s. w8a8 (uint8 activations): the worst bound only; ONNX
+# ONNX Runtime equal `evlm run --sim`'s; the same ids on the scene model's three samples (w8a16,
+# sa8295) when ../shared has it. w8a8 (uint8 activations): the worst bound only; ONNX
 # Runtime's CPU optimizer runs uint8 QDQ through fused integer kernels whose results differ from
 # the QDQ arithmetic as written (docs/NPU.md: mean |d| 44 % of the quantization's effect, 18 %
 # with graphOptimizationLevel "disabled"), so its ids are reported, not asserted. Also: the manifest's vision.quantization and
@@ -85,6 +86,37 @@ assert all(a["zero_point"] < 2 ** bits for a in acts)
 PY
 }
 for pr in w8a16 w8a8 w4a16; do check "$pr"; done
+
+# the scene model's three samples (when ../shared has it): w8a16 for sa8295 (V68, the target that
+# needs a quantized tower), calibrated on 16 scenes-train items; ONNX Runtime's greedy answer
+# equals `evlm run --sim`'s
+SC="$S/models/scenes-vlm"
+TR="$S/datasets/scenes-train"
+if [ -d "$SC" ] && [ -f "$TR/train.jsonl" ]; then
+  python3 - "$TR" "$tmp/scal.jsonl" <<'PY'
+import json, os, sys
+lines = [l for l in open(os.path.join(sys.argv[1], "train.jsonl")) if l.strip()]
+with open(sys.argv[2], "w") as f:
+    for i in range(16):
+        it = json.loads(lines[i * len(lines) // 16])
+        it["image"] = os.path.join(sys.argv[1], it["image"])
+        f.write(json.dumps(it) + "\n")
+PY
+  if "$BIN" export-onnx -m "$SC" -o "$tmp/scenes" --ar 64 --ctx 256 --precision w8a16        --target sa8295 --calib "$tmp/scal.jsonl" >/dev/null; then
+    for im in car_030 child_060 fatigue_000; do
+      f="$EVLM_SRC/models/scenes-vlm/samples/$im.png"
+      a=$(node "$RUN" "$tmp/scenes" -m "$SC" --image "$f" -p "Describe the image." -n 32 \
+            --evlm "$BIN" | tail -1 | python3 -c "import json, sys; print(json.load(sys.stdin)['ids'])")
+      b=$("$BIN" run -m "$SC" --image "$f" -p "Describe the image." -n 32 --temp 0 --json \
+            --sim "$tmp/scenes" | python3 -c "import json, sys; print(json.load(sys.stdin)['output_ids'])")
+      [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "scenes $im w8a16: ONNX Runtime $a, --sim $b"
+    done
+  else
+    bad "scenes: export w8a16"
+  fi
+else
+  echo "note: $SC not found, the scene model's samples not checked"
+fi
 
 # --sim of an fp32 export: the float tower, bitwise
 "$BIN" export-onnx -m "$M" -o "$tmp/fp32" --ar 16 --ctx 256 >/dev/null &&
