@@ -24,7 +24,9 @@
  *    preprocessed and tokenized in parallel, while the vision encoder (whose activations and
  *    workers belong to the model) encodes the images of one prompt at a time per model, so
  *    concurrent image prompts wait for each other there. A ready evlm_prompt is read-only and
- *    may be evaluated by several contexts at once;
+ *    may be evaluated by several contexts at once. evlm_npu_sim_prompt_new (evlm_npu.h) is the
+ *    same with the tower numerics of a context's simulation, handed to that one encoding under
+ *    the same lock; it reads the context, so no other thread may use that context meanwhile;
  *  - use several samplers, each by one thread at a time.
  * Not safe: one context (or sampler, or evlm_ngram_cache: one generation at a time uses it)
  * from two threads at once; freeing a model while any of its contexts lives or a call on it

@@ -126,6 +126,16 @@ EVLM_API int32_t evlm_onnx_prompt_image_token(const evlm_prompt *p);
  * unaffected. An fp32 export simulates the float model. Errors name the file at fault. */
 EVLM_API evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir);
 
+/* evlm_prompt_new with the images encoded by the numerics of ctx's simulation: when its export
+ * has a quantized vision graph (manifest.json's vision.quantization), the tower runs on the
+ * export's dequantized int8 weights with its activation points fake-quantized; otherwise (no
+ * simulation, a float32 vision graph) exactly evlm_prompt_new. Threads: as evlm_prompt_new (the
+ * image encoding holds the model's vision_mu; the simulation's tower is read-only), while no
+ * other thread uses ctx; the prompt keeps no reference to ctx. */
+EVLM_API evlm_status evlm_npu_sim_prompt_new(evlm_context *ctx, const char *text, bool add_special,
+                                             const evlm_image_input *images, int n_images,
+                                             evlm_prompt **out);
+
 /* ---- planner ------------------------------------------------------------------------------- */
 
 /* ---- targets ------------------------------------------------------------------------------ */

@@ -155,7 +155,10 @@ for (const id of ids) if (id >= V) die(`token id ${id} is outside the vocabulary
 
 const ort = loadOrt();
 const graphOf = (name) => man.graphs.find((g) => g.name === name) || die(`no ${name} graph`);
+// ORT_OPT=disabled|basic|extended|all: ONNX Runtime's graph optimization level (default: its own,
+// all); docs/NPU.md uses "disabled" to separate its fused uint8 kernels from the QDQ arithmetic
 const opts = { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1 };
+if (process.env.ORT_OPT) opts.graphOptimizationLevel = process.env.ORT_OPT;
 // the decoder's parts in order (manifest "parts"; an export without a split has one): each runs
 // after the previous one, taking its hidden_states
 const nParts = (man.parts || []).length || 1;

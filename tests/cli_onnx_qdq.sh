@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # evlm export-onnx's quantized precisions checked by ONNX Runtime (scripts/ort_run.mjs) against
 # evlm's simulation of them (--sim DIR): llama-tiny in fp16, w8a16, w8a8 and w4a16 for sa8255
-# (8-bit KV cache), qwen2vl-tiny's text half in w8a8 and smolvlm-tiny's in w4a16, each calibrated
-# on a small text made here; with --method gptq llama-tiny in w4a16 and w8a16 and smolvlm-tiny in
+# (8-bit KV cache), qwen2vl-tiny's text half in w8a8 and smolvlm-tiny's in w4a16 (--tiles 0: a
+# text calibration cannot calibrate the quantized vision graph, cli_onnx_qdq_vision.sh does), each
+# calibrated on a small text made here; with --method gptq llama-tiny in w4a16 and w8a16 and smolvlm-tiny in
 # w8a8 (GPTQ weights on the same grids: the same checks, and every matrix's output error on the
 # calibration rows, recorded in manifest.json, at most round-to-nearest's; once with
 # --calib-images, the Hessians from image prompts). For each: greedy ids through the AR-1 graph
@@ -26,7 +27,7 @@ check() { # model precision [method [calibration file [export-onnx options...]]]
   local m=$1 pr=$2 me=${3:-rtn} cal=${4:-$tmp/calib.txt} M="${MDIR:-$F}/$1" O="$tmp/$1.$2"
   shift $(($# < 4 ? $# : 4))
   [ "$me" = rtn ] || O="$O.$me"
-  [ $# -eq 0 ] || O="$O.img"
+  case " $* " in *" --calib-images "*) O="$O.img" ;; esac
   "$BIN" export-onnx -m "$M" -o "$O" --ar 8 --ctx 64 --precision "$pr" --target sa8255 \
     --calib "$cal" --method "$me" "$@" >/dev/null || { bad "$m $pr $me $*: export"; return; }
   "$BIN" logits -m "$M" -p "$P" --raw --out "$O.ref" --sim "$O" > "$O.ids.json" ||
@@ -97,10 +98,10 @@ PY
 }
 for pr in fp16 w8a16 w8a8 w4a16; do check llama-tiny $pr; done
 check qwen2vl-tiny w8a8
-check smolvlm-tiny w4a16
+check smolvlm-tiny w4a16 rtn "$tmp/calib.txt" --tiles 0 # text calibration: no vision graph
 check llama-tiny w4a16 gptq
 check llama-tiny w8a16 gptq
-check smolvlm-tiny w8a8 gptq
+check smolvlm-tiny w8a8 gptq "$tmp/calib.txt" --tiles 0
 # GPTQ's Hessians with the calibration items' images (--calib-images; encodings from the text):
 # smolvlm-tiny given SmolVLM's chat template (the fixture has none)
 mkdir "$tmp/models" "$tmp/models/smolvlm-chat"

@@ -480,6 +480,112 @@ static void rm_dir(const char *out) {
     rmdir(out);
 }
 
+/* SmolVLM w8a16 for sa8255: the QDQ vision graph (opset 21, one QuantizeLinear per point of the
+ * manifest's vision.quantization, int8 weights) calibrated on a .jsonl's images; a prompt made
+ * through the simulation (evlm_npu_sim_prompt_new) has the same rows as the float one, moved by
+ * the quantization (nonzero, small), and through an fp32 export's simulation the float tower's
+ * bits; a text calibration of a vision export refused, nothing written. */
+static void test_export_vision_qdq(const char *shared, const char *tmp) {
+    char dir[512], out[560], out2[560], cal[600], txt[600], img[600], p[700];
+    snprintf(dir, sizeof dir, "%s/fixtures/smolvlm-tiny", shared);
+    snprintf(img, sizeof img, "%s/ref_image.png", dir);
+    snprintf(out, sizeof out, "%s/export_visq", tmp);
+    snprintf(out2, sizeof out2, "%s/export_visf", tmp);
+    snprintf(cal, sizeof cal, "%s/calib_vis.jsonl", tmp);
+    snprintf(txt, sizeof txt, "%s/calib_vis.txt", tmp);
+    FILE *f = fopen(cal, "w"), *g = fopen(txt, "w");
+    CHECK(f && g);
+    if (!f || !g) {
+        if (f) fclose(f);
+        if (g) fclose(g);
+        return;
+    }
+    for (int i = 0; i < 2; i++)
+        fprintf(f, "{\"image\": \"%s\", \"question\": \"What is it %d?\", \"answer\": \"A.\"}\n",
+                img, i);
+    fprintf(g, "The little robot read about the quick brown fox.\n");
+    fclose(f);
+    fclose(g);
+    evlm_model *m;
+    CHECK_OK(evlm_model_load(dir, NULL, &m));
+    if (!m) return;
+    evlm_onnx_params par = evlm_onnx_default_params();
+    par.ar = 4;
+    par.ctx = 16;
+    par.precision = "w8a16";
+    par.target = "sa8255";
+    par.calib = txt;
+    CHECK(evlm_export_onnx(m, out, &par) == EVLM_ERR_ARG &&
+          strstr(evlm_last_error(), "calibration images"));
+    CHECK(access(out, F_OK) != 0);
+    par.calib = cal;
+    CHECK_OK(evlm_export_onnx(m, out, &par));
+    snprintf(p, sizeof p, "%s/manifest.json", out);
+    cJSON *man = read_json(p);
+    const cJSON *vq = cJSON_GetObjectItem(cJSON_GetObjectItem(man, "vision"), "quantization");
+    int n_pts = cJSON_GetArraySize(cJSON_GetObjectItem(vq, "activations"));
+    CHECK(vq && n_pts > 2 && (n_pts - 2) % 7 == 0);
+    snprintf(p, sizeof p, "%s/vision.onnx", out);
+    Onnx__ModelProto *v = read_model(p);
+    CHECK(v != NULL);
+    if (v) {
+        int nq = 0, n_i8 = 0;
+        for (size_t i = 0; i < v->graph->n_node; i++)
+            nq += !strcmp(v->graph->node[i]->op_type, "QuantizeLinear");
+        for (size_t i = 0; i < v->graph->n_initializer; i++)
+            n_i8 += v->graph->initializer[i]->data_type == EVLM_ONNX_I8;
+        CHECK(nq == n_pts);
+        CHECK(n_i8 == 2 * cJSON_GetArraySize(cJSON_GetObjectItem(vq, "weights")));
+        CHECK(v->n_opset_import == 1 && v->opset_import[0]->version == 21);
+        onnx__model_proto__free_unpacked(v, NULL);
+    }
+    cJSON_Delete(man);
+    par.precision = NULL; /* fp32 */
+    par.target = NULL;
+    par.calib = NULL;
+    CHECK_OK(evlm_export_onnx(m, out2, &par));
+    const char *text = "<|im_start|>User:<image>What is it?<end_of_utterance>\nAssistant:";
+    evlm_image_input in = {.path = img};
+    evlm_context_params cp = evlm_context_default_params();
+    cp.n_ctx = 64;
+    evlm_context *cq = NULL, *cf = NULL;
+    evlm_prompt *pf = NULL, *pq = NULL, *pf2 = NULL;
+    CHECK_OK(evlm_context_new(m, &cp, &cq));
+    CHECK_OK(evlm_context_new(m, &cp, &cf));
+    if (cq && cf) {
+        CHECK_OK(evlm_npu_sim(cq, out));
+        CHECK_OK(evlm_npu_sim(cf, out2));
+        CHECK_OK(evlm_prompt_new(m, text, true, &in, 1, &pf));
+        CHECK_OK(evlm_npu_sim_prompt_new(cq, text, true, &in, 1, &pq));
+        CHECK_OK(evlm_npu_sim_prompt_new(cf, text, true, &in, 1, &pf2));
+    }
+    int nf = 0, nq = 0, n2 = 0, w = 0;
+    const float *ff = pf ? evlm_onnx_prompt_features(m, pf, &nf, &w) : NULL;
+    const float *fq = pq ? evlm_onnx_prompt_features(m, pq, &nq, NULL) : NULL;
+    const float *f2 = pf2 ? evlm_onnx_prompt_features(m, pf2, &n2, NULL) : NULL;
+    CHECK(ff && fq && f2 && nf > 0 && nq == nf && n2 == nf);
+    if (ff && fq && f2 && nq == nf && n2 == nf) {
+        double worst = 0, big = 0;
+        for (size_t i = 0; i < (size_t)nf * (size_t)w; i++) {
+            double d = fabs((double)fq[i] - (double)ff[i]);
+            worst = d > worst ? d : worst;
+            big = fabs(ff[i]) > big ? fabs(ff[i]) : big;
+        }
+        CHECK(worst > 0 && worst < 0.1 * big); /* quantized, and close */
+        CHECK(!memcmp(ff, f2, sizeof(float) * (size_t)nf * (size_t)w));
+    }
+    evlm_prompt_free(pf);
+    evlm_prompt_free(pq);
+    evlm_prompt_free(pf2);
+    evlm_context_free(cq);
+    evlm_context_free(cf);
+    evlm_model_free(m);
+    rm_dir(out);
+    rm_dir(out2);
+    unlink(cal);
+    unlink(txt);
+}
+
 static const char *dim_str(const Onnx__ValueInfoProto *v, char *buf, size_t cap) {
     const Onnx__TensorShapeProto *sh = v->type->tensor_type->shape;
     size_t at = 0;
@@ -672,6 +778,7 @@ static void test_export(const char *shared, const char *tmp) {
     test_export_qdq(m, tmp);
     evlm_model_free(m);
     test_export_vision(shared, tmp);
+    test_export_vision_qdq(shared, tmp);
 #endif
 }
 

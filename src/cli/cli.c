@@ -134,6 +134,13 @@ void cli_set_sim(const char *dir) {
     g_sim_dir = dir;
 }
 
+evlm_status cli_prompt_new(evlm_model *m, evlm_context *ctx, const char *text, bool add_special,
+                           const evlm_image_input *images, int n_images, evlm_prompt **out) {
+    if (g_sim_dir && ctx && n_images > 0) /* the images through the export's vision numerics */
+        return evlm_npu_sim_prompt_new(ctx, text, add_special, images, n_images, out);
+    return evlm_prompt_new(m, text, add_special, images, n_images, out);
+}
+
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (!strcmp(a, "--sim"))
@@ -256,8 +263,15 @@ evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o) {
     memset(imgs, 0, sizeof imgs);
     for (int i = 0; i < o->n_images; i++) imgs[i].path = o->images[i];
     evlm_prompt *p;
+    evlm_context *sc = NULL; /* --sim with images: a small context carrying the simulation */
+    if (g_sim_dir && o->n_images > 0) {
+        evlm_context_params cp = evlm_context_default_params();
+        cp.n_ctx = cp.n_batch = 16;
+        cli_check(evlm_context_new(m, &cp, &sc));
+        cli_apply_sim(sc);
+    }
     if (o->raw) {
-        cli_check(evlm_prompt_new(m, o->prompt, true, imgs, o->n_images, &p));
+        cli_check(cli_prompt_new(m, sc, o->prompt, true, imgs, o->n_images, &p));
     } else {
         char *text;
         evlm_status st = evlm_chat_prompt(m, o->prompt, o->n_images, &text);
@@ -265,8 +279,9 @@ evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o) {
         if (st == EVLM_ERR_UNSUPPORTED) cli_die("%s; use --raw", evlm_last_error());
         cli_check(st);
         /* the template already holds the special tokens it wants (HF: add_special_tokens=False) */
-        cli_check(evlm_prompt_new(m, text, false, imgs, o->n_images, &p));
+        cli_check(cli_prompt_new(m, sc, text, false, imgs, o->n_images, &p));
         free(text);
     }
+    evlm_context_free(sc);
     return p;
 }

@@ -85,6 +85,10 @@ typedef struct cli_model_opts {
 void cli_apply_sim(evlm_context *ctx);
 /* Sets (NULL: clears) the export cli_apply_sim attaches, for commands with several models. */
 void cli_set_sim(const char *dir);
+/* evlm_prompt_new, or with --sim, a context carrying the simulation and images: the images
+ * encoded through the export's (quantized) vision numerics (evlm_npu_sim_prompt_new). */
+evlm_status cli_prompt_new(evlm_model *m, evlm_context *ctx, const char *text, bool add_special,
+                           const evlm_image_input *images, int n_images, evlm_prompt **out);
 
 /* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv, --act, --head,
  * --image-splitting at argv[*i];
@@ -92,7 +96,8 @@ void cli_set_sim(const char *dir);
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
 /* The prompt: --raw tokenizes the text as written (special tokens parsed, the tokenizer's
  * post-processor applied, e.g. BOS; one "<image>" per --image); otherwise the chat template
- * wraps it as a user turn carrying the images. Images are decoded and encoded here. */
+ * wraps it as a user turn carrying the images. Images are decoded and encoded here (with --sim,
+ * through the export's vision numerics, on a small context carrying the simulation). */
 evlm_prompt *cli_prompt(evlm_model *m, const cli_model_opts *o);
 /* Consumes --lookahead W,N,G|auto and --prompt-lookup N at argv[*i]; true if used. "auto" is
  * resolved by cli_lookahead_resolve once the model is loaded. */

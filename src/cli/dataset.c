@@ -102,7 +102,7 @@ void cli_eval_dataset(evlm_model *m, const char *dataset, const evlm_gen_params 
         char *text;
         cli_check(evlm_chat_prompt(m, q->valuestring, n_img, &text));
         evlm_prompt *pr;
-        cli_check(evlm_prompt_new(m, text, false, &in, n_img, &pr));
+        cli_check(cli_prompt_new(m, ctx, text, false, &in, n_img, &pr));
         free(text);
         double setup = evlm_time_ms() - t0;
         cli_check(evlm_context_truncate(ctx, 0));

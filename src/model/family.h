@@ -30,6 +30,9 @@ typedef struct evlm_prompt {
     double image_ms;
     int32_t *mrope; /* M-RoPE models with images: [3][n] positions from 0; NULL otherwise */
     int32_t mdelta; /* next position - n after this prompt */
+    /* while the prompt is made (evlm__prompt_new_hooked): the numerics its images are encoded
+     * with (NPU simulation, calibration); NULL: the model's float tower */
+    const evlm_vision_hook *vision_hook;
 } evlm_prompt;
 
 /* What evlm_model_synth gives a family: the config.json it synthesizes a model for (file names

@@ -108,12 +108,19 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
             goto done;
         }
         float *dst = p->features;
+        /* a hook (NPU simulation, calibration) holds for this prompt's encoding alone */
+        const evlm_vision_hook *hk = p->vision_hook;
+        const evlm_siglip *tower = hk && hk->tower ? hk->tower : &v->siglip;
         pthread_mutex_lock(&m->vision_mu);
+        v->vstate.transform = hk ? hk->transform : NULL;
+        v->vstate.transform_user = hk ? hk->user : NULL;
         for (int i = 0; i < n_images && st == EVLM_OK; i++) {
-            st = evlm_siglip_encode(&v->siglip, &v->vstate, m->pool, px[i].pixel_values,
+            st = evlm_siglip_encode(tower, &v->vstate, m->pool, px[i].pixel_values,
                                     px[i].pixel_attention_mask, px[i].n_tiles, dst);
             dst += (size_t)px[i].n_tiles * per_tile * H;
         }
+        v->vstate.transform = NULL;
+        v->vstate.transform_user = NULL;
         pthread_mutex_unlock(&m->vision_mu);
         if (st != EVLM_OK) goto done;
         int n_tok = 0;

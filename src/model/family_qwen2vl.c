@@ -99,6 +99,10 @@ static evlm_status markers(const char *text, evlm_str *out) {
 static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool add_special,
                           const evlm_image_input *images, int n_images) {
     qwen2vl *v = m->family_state;
+    if (p->vision_hook && n_images > 0)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "a quantized Qwen2-VL tower is not simulated (its vision graph is "
+                          "float32)");
     evlm_status st = EVLM_OK;
     evlm_str marked = {0};
     evlm_ids raw = {0};

@@ -171,3 +171,7 @@ void evlm__context_set_sim(evlm_context *c, const evlm_decoder *d, void *sim,
     c->sim = sim;
     c->sim_free = sim_free;
 }
+
+void *evlm__context_sim(const evlm_context *c, void (*sim_free)(void *)) {
+    return c->sim && c->sim_free == sim_free ? c->sim : NULL;
+}

@@ -47,6 +47,25 @@ void evlm__context_transform(evlm_context *c, evlm_decoder_transform fn, void *u
 void evlm__context_set_sim(evlm_context *c, const evlm_decoder *d, void *sim,
                            void (*sim_free)(void *));
 
+/* The tower numerics a prompt's images are encoded with (src/npu: NPU simulation and the
+ * calibration of a quantized vision graph). tower: the family's tower with other weights (an
+ * evlm_siglip for Idefics3; NULL: the model's); transform: called on the encoding thread, under
+ * the model's vision_mu, with each quantization point's activations x [m][k] as they are made
+ * (layer -1 for the points outside the layers; groups: npu/qdq_vision.h), free to rewrite them;
+ * NULL: none. Only the Idefics3 family takes a hook (the others refuse one). */
+typedef struct evlm_vision_hook {
+    const void *tower;
+    void (*transform)(void *user, int layer, const char *group, float *x, int m, int k);
+    void *user;
+} evlm_vision_hook;
+
+/* evlm_prompt_new with the images encoded through hook (NULL: evlm_prompt_new). */
+evlm_status evlm__prompt_new_hooked(evlm_model *m, const char *text, bool add_special,
+                                    const evlm_image_input *images, int n_images,
+                                    const evlm_vision_hook *hook, evlm_prompt **out);
+/* The simulation attached to c when it was attached with sim_free, else NULL. */
+void *evlm__context_sim(const evlm_context *c, void (*sim_free)(void *));
+
 /* A prompt of ready token ids (no images); the image features a prompt carries
  * ([n_rows][hidden], NULL without images). */
 evlm_status evlm__prompt_from_ids(const int32_t *ids, size_t n, evlm_prompt **out);

@@ -74,6 +74,12 @@ evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t 
 
 evlm_status evlm_prompt_new(evlm_model *m, const char *text, bool add_special,
                             const evlm_image_input *images, int n_images, evlm_prompt **out) {
+    return evlm__prompt_new_hooked(m, text, add_special, images, n_images, NULL, out);
+}
+
+evlm_status evlm__prompt_new_hooked(evlm_model *m, const char *text, bool add_special,
+                                    const evlm_image_input *images, int n_images,
+                                    const evlm_vision_hook *hook, evlm_prompt **out) {
     *out = NULL;
     if (!text) return evlm__fail(EVLM_ERR_ARG, "no prompt text");
     if (n_images < 0 || n_images > 64)
@@ -84,9 +90,11 @@ evlm_status evlm_prompt_new(evlm_model *m, const char *text, bool add_special,
                           m->cfg.architecture);
     evlm_prompt *p = calloc(1, sizeof *p);
     if (!p) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    p->vision_hook = hook;
     evlm_status st = m->family->prompt
                          ? m->family->prompt(m, p, text, add_special, images, n_images)
                          : evlm__prompt_tokenize(m, text, strlen(text), add_special, &p->ids);
+    p->vision_hook = NULL; /* the hook lives only while the prompt is made */
     if (st != EVLM_OK) {
         evlm_prompt_free(p);
         return st;

@@ -880,6 +880,9 @@ static evlm_status calib_seqs(const evlm_model *model, const char *path, int tok
             st = evlm__fail(EVLM_ERR_FORMAT, "%s:%d: expected {\"question\", \"answer\"} strings",
                             path, line_no);
         if (st == EVLM_OK) st = evlm_chat_prompt(model, qs->valuestring, 0, &chat);
+        if (st == EVLM_ERR_UNSUPPORTED) /* no chat template: the question as written */
+            st = (chat = strdup(qs->valuestring)) ? EVLM_OK
+                                                  : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
         size_t cl = chat ? strlen(chat) : 0, al = ans ? strlen(ans->valuestring) : 0;
         char *full = st == EVLM_OK ? malloc(cl + al + 1) : NULL;
         if (st == EVLM_OK && !full) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
@@ -1516,6 +1519,15 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
     evlm__onnx_part pts[EVLM_PLAN_MAX_PARTS];
     EVLM_TRY(evlm__onnx_split(c, qs.target, qs.prec, p.ar, ctx, p.parts, pts, &np));
     EVLM_TRY(check_dest(dir));
+    size_t cl = p.calib ? strlen(p.calib) : 0;
+    if (n_tiles > 0 && qs.prec != EVLM_NPU_DEFAULT && qs.prec != EVLM_NPU_FP16 &&
+        (cl < 6 || strcmp(p.calib + cl - 6, ".jsonl")))
+        return evlm__fail(EVLM_ERR_ARG,
+                          "precision '%s' of a vision model: the quantized vision graph's "
+                          "activation encodings come from calibration images; calib %s is not a "
+                          ".jsonl dataset with images (give one, or --tiles 0 for the text "
+                          "graphs alone)",
+                          p.precision, p.calib ? p.calib : "(none)");
     qdq_state *q = qs.prec == EVLM_NPU_DEFAULT ? NULL : &qs;
     /* Qwen2-VL (M-RoPE): no vision graph (evlm__onnx_vision_plan says what is missing), but the
      * prefill graph takes image features computed elsewhere (evlm prompt --features-out) */
@@ -1607,10 +1619,12 @@ evlm_status evlm_export_onnx(const evlm_model *model, const char *dir,
             goto done;
         }
         cJSON *vg = cJSON_GetObjectItem(vis, "graphs");
-        if ((st = n_tiles > 0
-                      ? evlm__onnx_vision_write(model, tmpdir, n_tiles, EXPORT_OPSET, vis, vg)
-                      : evlm__onnx_qwen2vl_write(model, tmpdir, p.grid_h, p.grid_w, EXPORT_OPSET,
-                                                 vis, vg)) != EVLM_OK)
+        const int vbits = q && qs.prec != EVLM_NPU_FP16 ? qs.act_bits : 0; /* QDQ tower */
+        if ((st = n_tiles > 0 ? evlm__onnx_vision_write(model, tmpdir, n_tiles,
+                                                        vbits ? EXPORT_OPSET_QDQ : EXPORT_OPSET,
+                                                        vbits, p.calib, vis, vg)
+                              : evlm__onnx_qwen2vl_write(model, tmpdir, p.grid_h, p.grid_w,
+                                                         EXPORT_OPSET, vis, vg)) != EVLM_OK)
             goto done;
     }
     man = manifest(model, d, p.ar, ctx, xp, np, wnames, p.parts > 0, vis, image_in, q,

@@ -41,8 +41,12 @@
 #include <string.h>
 
 #ifdef EVLM_ONNX
+#include "compress/gptq.h"
 #include "io/onnx.h"
+#include "npu/qdq_vision.h"
 #include "quant/repack.h"
+
+#include <cjson/cJSON.h>
 
 #include <errno.h>
 #include <math.h>
@@ -140,8 +144,9 @@ const float *evlm_onnx_prompt_features(const evlm_model *model, const evlm_promp
 #ifndef EVLM_ONNX
 
 evlm_status evlm__onnx_vision_write(const evlm_model *m, const char *dir, int n_tiles, int opset,
-                                    cJSON *root, cJSON *graphs) {
-    (void)m, (void)dir, (void)n_tiles, (void)opset, (void)root, (void)graphs;
+                                    int act_bits, const char *calib, cJSON *root, cJSON *graphs) {
+    (void)m, (void)dir, (void)n_tiles, (void)opset, (void)act_bits, (void)calib, (void)root,
+        (void)graphs;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "this build has no ONNX export (EVLM_ONNX=OFF)");
 }
 
@@ -155,12 +160,36 @@ evlm_status evlm__onnx_qwen2vl_write(const evlm_model *m, const char *dir, int g
 
 /* ---- the weight file ------------------------------------------------------------------------ */
 
+/* A quantized matrix of the QDQ vision graph: int8 codes ([in, out] for MatMul; the Conv's
+ * [D, C, p, p]), float32 scales [out], int8 zero points (zeros). */
+typedef struct {
+    char name[32];
+    int layer; /* -1: patch / proj */
+    int64_t out, in;
+    bool conv; /* stored [out, in] (the Conv weight), else [in, out] */
+    uint64_t q_off, s_off;
+} vqw;
+
+/* What a QDQ vision graph needs (NULL: the float32 graph). */
+typedef struct {
+    int bits; /* activations: 16 or 8 */
+    int L;    /* tower layers */
+    int n_pts;
+    evlm_qdq_point *pts; /* [n_pts], qdq_vision.h's order */
+    char (*tensor)[64];  /* the float tensor each point's QuantizeLinear reads */
+    vqw *w;
+    int n_w, cap_w;
+    int n_images, n_tiles; /* calibration */
+    int n_patches;         /* per tile */
+} vq;
+
 typedef struct {
     evlm_onnx *g;
     FILE *f;
     const char *path;
     uint64_t off;
     int k; /* intermediate names */
+    vq *q; /* NULL: float32 */
 } vb;
 
 static evlm_status vb_write(vb *b, const void *p, size_t n) {
@@ -186,8 +215,80 @@ static evlm_status vb_vec(vb *b, const char *name, const float *v, int64_t n) {
     return vb_tensor(b, name, v, 1, (const int64_t[]){n});
 }
 
-/* A matrix t (rows = out, cols = in) stored transposed, [in, out], for MatMul. */
+/* Writes n bytes at the next 64-byte boundary as the initializer name (dtype, shape); *off: where
+ * they start. */
+static evlm_status vb_raw(vb *b, const char *name, evlm_onnx_dtype dt, int ndim,
+                          const int64_t *shape, const void *v, size_t n, uint64_t *off) {
+    static const uint8_t zeros[64];
+    EVLM_TRY(vb_write(b, zeros, (size_t)((64 - b->off % 64) % 64)));
+    evlm_onnx_init_external(b->g, name, dt, ndim, shape, EVLM_ONNX_VISION_WEIGHTS, b->off);
+    if (off) *off = b->off;
+    return vb_write(b, v, n);
+}
+
+/* Matrix t (rows = out, cols = in) as int8 symmetric per output channel (rounded to nearest,
+ * compress/gptq.h's grid, as the decoder's w8): "name" the codes ([in, out] for MatMul, or for
+ * the Conv [out, C, p, p]), "name.scale" [out] float32, "name.zp" [out] int8 zeros. */
+static evlm_status vb_qmatrix(vb *b, const char *name, int layer, const evlm_tensor *t, bool conv,
+                              const int64_t *conv_shape) {
+    vq *q = b->q;
+    const int64_t in = t->ne[0], out = t->ne[1], n = in * out;
+    float *wf = malloc(sizeof(float) * (size_t)n), *sc = malloc(sizeof(float) * (size_t)out);
+    int8_t *codes = malloc((size_t)n), *tr = malloc((size_t)n), *zp = calloc((size_t)out, 1);
+    evlm_status st = EVLM_OK;
+    if (q->n_w == q->cap_w) {
+        int cap = q->cap_w ? 2 * q->cap_w : 32;
+        vqw *e = realloc(q->w, sizeof *e * (size_t)cap);
+        if (e) {
+            q->w = e;
+            q->cap_w = cap;
+        } else
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory listing the vision weights");
+    }
+    if (!wf || !sc || !codes || !tr || !zp)
+        st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting %s", name);
+    if (st != EVLM_OK) goto done;
+    for (int64_t o = 0; o < out; o++) evlm_matrix_row_f32(t, o, wf + o * in);
+    evlm_gptq_sym g = {127, in, codes, sc};
+    evlm_gptq_sym_round(&g, wf, out, in);
+    vqw *e = &q->w[q->n_w++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->layer = layer;
+    e->out = out;
+    e->in = in;
+    e->conv = conv;
+    if (!conv)
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t i = 0; i < in; i++) tr[i * out + o] = codes[o * in + i];
+    char nm[48];
+    st = conv ? vb_raw(b, name, EVLM_ONNX_I8, 4, conv_shape, codes, (size_t)n, &e->q_off)
+              : vb_raw(b, name, EVLM_ONNX_I8, 2, (const int64_t[]){in, out}, tr, (size_t)n,
+                       &e->q_off);
+    snprintf(nm, sizeof nm, "%s.scale", name);
+    if (st == EVLM_OK)
+        st = vb_raw(b, nm, EVLM_ONNX_F32, 1, (const int64_t[]){out}, sc,
+                    sizeof(float) * (size_t)out, &e->s_off);
+    snprintf(nm, sizeof nm, "%s.zp", name);
+    if (st == EVLM_OK)
+        st = vb_raw(b, nm, EVLM_ONNX_I8, 1, (const int64_t[]){out}, zp, (size_t)out, NULL);
+done:
+    free(wf);
+    free(sc);
+    free(codes);
+    free(tr);
+    free(zp);
+    return st;
+}
+
+/* A matrix t (rows = out, cols = in) stored transposed, [in, out], for MatMul (quantized in a
+ * QDQ graph). */
 static evlm_status vb_matrix_t(vb *b, const char *name, const evlm_tensor *t) {
+    if (b->q) {
+        int layer = -1;
+        if (name[0] == 'l') layer = atoi(name + 1);
+        return vb_qmatrix(b, name, layer, t, false, NULL);
+    }
     const int64_t cols = t->ne[0], rows = t->ne[1];
     float *buf = malloc(sizeof(float) * (size_t)cols);
     float *tr = malloc(sizeof(float) * (size_t)(rows * cols));
@@ -241,11 +342,49 @@ static void layernorm(vb *b, char *y, const char *x, const char *w, const char *
     evlm_onnx_attr_float(b->g, nd, "epsilon", eps);
 }
 
+/* The float weight a MatMul / Conv reads for the stored weight `name`: itself (float32) or its
+ * DequantizeLinear (int8 per output channel, on axis) into out. */
+static const char *weight(vb *b, char *out, const char *name, int axis) {
+    if (!b->q) return name;
+    char sn[64], zn[64];
+    snprintf(sn, sizeof sn, "%s.scale", name);
+    snprintf(zn, sizeof zn, "%s.zp", name);
+    snprintf(out, 64, "%s.dq", name);
+    int nd = evlm_onnx_node(b->g, "DequantizeLinear", 3, (const char *[]){name, sn, zn}, 1,
+                            (const char *[]){out});
+    evlm_onnx_attr_int(b->g, nd, "axis", axis);
+    return out;
+}
+
+/* Activation x at point `group` of layer l (qdq_vision.h): QuantizeLinear -> DequantizeLinear
+ * with the point's encoding into a fresh name; x itself in a float32 graph. */
+static const char *qdq(vb *b, char *out, const char *x, int l, const char *group) {
+    vq *q = b->q;
+    if (!q) return x;
+    int idx = evlm__qdqv_index(q->L, l, group);
+    const evlm_qdq_point *p = &q->pts[idx];
+    snprintf(q->tensor[idx], 64, "%s", x);
+    char sn[32], zn[32], qn[64];
+    snprintf(sn, sizeof sn, "vqp%d.scale", idx);
+    snprintf(zn, sizeof zn, "vqp%d.zp", idx);
+    evlm_onnx_init(b->g, sn, EVLM_ONNX_F32, 0, NULL, &p->scale);
+    if (p->bits == 16) {
+        uint16_t z = (uint16_t)p->zp;
+        evlm_onnx_init(b->g, zn, EVLM_ONNX_U16, 0, NULL, &z);
+    } else {
+        uint8_t z = (uint8_t)p->zp;
+        evlm_onnx_init(b->g, zn, EVLM_ONNX_U8, 0, NULL, &z);
+    }
+    op(b, "QuantizeLinear", tmp(b, qn, "q"), 3, x, sn, zn);
+    op(b, "DequantizeLinear", tmp(b, out, "dq"), 3, qn, sn, zn);
+    return out;
+}
+
 /* y = x W^T + bias for the weights "{w}" / "{w}.b" */
 static void linear(vb *b, char *y, const char *x, const char *w) {
-    char t[64], bn[80];
+    char t[64], bn[80], wd[64];
     snprintf(bn, sizeof bn, "%s.b", w);
-    op(b, "MatMul", tmp(b, t, "mm"), 2, x, w);
+    op(b, "MatMul", tmp(b, t, "mm"), 2, x, weight(b, wd, w, 1));
     op(b, "Add", tmp(b, y, "lin"), 2, t, bn);
 }
 
@@ -265,8 +404,14 @@ static evlm_status write_weights(vb *b, const evlm_siglip *m) {
         st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting the vision tower");
         goto done;
     }
-    for (int64_t r = 0; r < D; r++) evlm_matrix_row_f32(&m->patch_w, r, buf + r * C * P * P);
-    if ((st = vb_tensor(b, "patch.w", buf, 4, (const int64_t[]){D, C, P, P})) != EVLM_OK) goto done;
+    if (b->q) {
+        st = vb_qmatrix(b, "patch.w", -1, &m->patch_w, true, (const int64_t[]){D, C, P, P});
+        if (st != EVLM_OK) goto done;
+    } else {
+        for (int64_t r = 0; r < D; r++) evlm_matrix_row_f32(&m->patch_w, r, buf + r * C * P * P);
+        st = vb_tensor(b, "patch.w", buf, 4, (const int64_t[]){D, C, P, P});
+        if (st != EVLM_OK) goto done;
+    }
     if ((st = vb_vec(b, "patch.b", m->patch_b, D)) != EVLM_OK) goto done;
     /* the position rows of a full tile */
     memset(full, 1, (size_t)N);
@@ -332,30 +477,32 @@ static void build_graph(vb *b, const evlm_siglip *m, int T) {
     f32_const(b, "c.gk", 0.7978845608028654f);
     f32_const(b, "c.gc", 0.044715f);
 
-    char x[64], t[64], u[64];
-    int nd = op(b, "Conv", tmp(b, t, "conv"), 3, "pixel_values", "patch.w", "patch.b");
+    char x[64], t[64], u[64], pq[64], wd[64];
+    int nd = op(b, "Conv", tmp(b, t, "conv"), 3, qdq(b, pq, "pixel_values", -1, "v_patch"),
+                weight(b, wd, "patch.w", 0), "patch.b");
     evlm_onnx_attr_ints(g, nd, "kernel_shape", 2, (const int64_t[]){c->patch_size, c->patch_size});
     evlm_onnx_attr_ints(g, nd, "strides", 2, (const int64_t[]){c->patch_size, c->patch_size});
     op(b, "Reshape", tmp(b, u, "tdn"), 2, t, "c.tdn");
     transpose(b, t, u, 3, (const int64_t[]){0, 2, 1});
     op(b, "Add", tmp(b, x, "embd"), 2, t, "pos");
     for (int l = 0; l < c->n_layers; l++) {
-        char w[64], w2[64], h[64], q[64], k[64], v[64], a[64], y[64];
+        char w[64], w2[64], h[64], q[64], k[64], v[64], a[64], y[64], hq[64], tq[64];
         snprintf(w, sizeof w, "l%d.ln1.w", l);
         snprintf(w2, sizeof w2, "l%d.ln1.b", l);
         layernorm(b, h, x, w, w2, c->layer_norm_eps);
+        const char *hx = qdq(b, hq, h, l, "v_qkv");
         /* q [T, NH, N, HD], k^T [T, NH, HD, N], v [T, NH, N, HD] */
         snprintf(w, sizeof w, "l%d.q", l);
-        linear(b, t, h, w);
-        op(b, "Reshape", tmp(b, u, "qh"), 2, t, "c.heads");
+        linear(b, t, hx, w);
+        op(b, "Reshape", tmp(b, u, "qh"), 2, qdq(b, tq, t, l, "v_q"), "c.heads");
         transpose(b, q, u, 4, (const int64_t[]){0, 2, 1, 3});
         snprintf(w, sizeof w, "l%d.k", l);
-        linear(b, t, h, w);
-        op(b, "Reshape", tmp(b, u, "kh"), 2, t, "c.heads");
+        linear(b, t, hx, w);
+        op(b, "Reshape", tmp(b, u, "kh"), 2, qdq(b, tq, t, l, "v_k"), "c.heads");
         transpose(b, k, u, 4, (const int64_t[]){0, 2, 3, 1});
         snprintf(w, sizeof w, "l%d.v", l);
-        linear(b, t, h, w);
-        op(b, "Reshape", tmp(b, u, "vh"), 2, t, "c.heads");
+        linear(b, t, hx, w);
+        op(b, "Reshape", tmp(b, u, "vh"), 2, qdq(b, tq, t, l, "v_v"), "c.heads");
         transpose(b, v, u, 4, (const int64_t[]){0, 2, 1, 3});
         op(b, "MatMul", tmp(b, t, "qk"), 2, q, k);
         op(b, "Mul", tmp(b, u, "scaled"), 2, t, "c.scale");
@@ -365,14 +512,14 @@ static void build_graph(vb *b, const evlm_siglip *m, int T) {
         transpose(b, u, t, 4, (const int64_t[]){0, 2, 1, 3});
         op(b, "Reshape", tmp(b, t, "attn"), 2, u, "c.tnd");
         snprintf(w, sizeof w, "l%d.o", l);
-        linear(b, u, t, w);
+        linear(b, u, qdq(b, tq, t, l, "v_o"), w);
         op(b, "Add", tmp(b, y, "res1"), 2, x, u);
         /* MLP: fc1, gelu tanh, fc2 */
         snprintf(w, sizeof w, "l%d.ln2.w", l);
         snprintf(w2, sizeof w2, "l%d.ln2.b", l);
         layernorm(b, h, y, w, w2, c->layer_norm_eps);
         snprintf(w, sizeof w, "l%d.fc1", l);
-        linear(b, t, h, w);
+        linear(b, t, qdq(b, hq, h, l, "v_fc1"), w);
         char x2[64], x3[64], in[64], th[64];
         op(b, "Mul", tmp(b, x2, "x2"), 2, t, t);
         op(b, "Mul", tmp(b, x3, "x3"), 2, x2, t);
@@ -384,7 +531,7 @@ static void build_graph(vb *b, const evlm_siglip *m, int T) {
         op(b, "Mul", tmp(b, in, "xh"), 2, t, "c.half");
         op(b, "Mul", tmp(b, h, "gelu"), 2, in, u);
         snprintf(w, sizeof w, "l%d.fc2", l);
-        linear(b, t, h, w);
+        linear(b, t, qdq(b, hq, h, l, "v_fc2"), w);
         op(b, "Add", tmp(b, x, "res2"), 2, y, t);
     }
     layernorm(b, t, x, "post.w", "post.b", c->layer_norm_eps);
@@ -395,7 +542,7 @@ static void build_graph(vb *b, const evlm_siglip *m, int T) {
     op(b, "Reshape", tmp(b, u, "shuf2"), 2, t, "c.shuf2");
     transpose(b, t, u, 4, (const int64_t[]){0, 2, 1, 3});
     op(b, "Reshape", tmp(b, u, "rows"), 2, t, "c.rows");
-    op(b, "MatMul", "image_features", 2, u, "proj");
+    op(b, "MatMul", "image_features", 2, qdq(b, pq, u, -1, "v_proj"), weight(b, wd, "proj", 1));
 }
 
 static cJSON *io_obj(const char *name, const char *role, int ndim, const int64_t *shape) {
@@ -408,18 +555,230 @@ static cJSON *io_obj(const char *name, const char *role, int ndim, const int64_t
     return o;
 }
 
+/* ---- calibration and encodings of the QDQ graph -------------------------------------------- */
+
+#define VISION_CALIB_IMAGES 16 /* calibration images at most (the first items with one) */
+
+/* the tower's transform hook, read-only: min / max of every point */
+static void vcalib_fn(void *user, int layer, const char *group, float *x, int m, int k) {
+    vq *q = user;
+    int idx = evlm__qdqv_index(q->L, layer, group);
+    if (idx < 0) return;
+    evlm_qdq_point *p = &q->pts[idx];
+    for (size_t i = 0; i < (size_t)m * (size_t)k; i++) {
+        p->min = x[i] < p->min ? x[i] : p->min;
+        p->max = x[i] > p->max ? x[i] : p->max;
+    }
+    if (idx == q->L * QDQV_N_GROUPS) q->n_tiles += m / q->n_patches;
+}
+
+/* The float tower over the images of the .jsonl dataset at path (up to VISION_CALIB_IMAGES
+ * items with an "image"; each encoded as its prompt encodes it, tiles and all), watched by
+ * vcalib_fn; then every point encoded (qdq.h). */
+static evlm_status vision_calibrate(const evlm_model *model, const char *path, vq *q) {
+    size_t pl = strlen(path);
+    if (pl < 6 || strcmp(path + pl - 6, ".jsonl"))
+        return evlm__fail(EVLM_ERR_ARG,
+                          "calib %s: the quantized vision graph's activation encodings come from "
+                          "calibration images: give a .jsonl dataset whose items have an "
+                          "\"image\" (or --tiles 0: the text graphs alone)",
+                          path);
+    char *data;
+    size_t len;
+    EVLM_TRY(evlm_read_file(path, (size_t)1 << 30, &data, &len));
+    for (int i = 0; i < q->n_pts; i++) {
+        q->pts[i].min = INFINITY;
+        q->pts[i].max = -INFINITY;
+    }
+    const char *slash = strrchr(path, '/');
+    int base_len = slash ? (int)(slash - path) : 1;
+    const char *base = slash ? path : ".";
+    evlm_model *m = (evlm_model *)(uintptr_t)model; /* encoding an image only reads the model */
+    evlm_vision_hook hook = {NULL, vcalib_fn, q};
+    int line_no = 0;
+    char *save = NULL;
+    evlm_status st = EVLM_OK;
+    for (char *line = strtok_r(data, "\n", &save);
+         line && st == EVLM_OK && q->n_images < VISION_CALIB_IMAGES;
+         line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        cJSON *item = cJSON_Parse(line);
+        const cJSON *img = cJSON_GetObjectItem(item, "image"),
+                    *qs = cJSON_GetObjectItem(item, "question");
+        char *chat = NULL, img_path[4096];
+        evlm_prompt *pr = NULL;
+        if (!item) st = evlm__fail(EVLM_ERR_FORMAT, "%s:%d: not a JSON object", path, line_no);
+        if (st == EVLM_OK && cJSON_IsString(img)) {
+            if (img->valuestring[0] == '/')
+                snprintf(img_path, sizeof img_path, "%s", img->valuestring);
+            else
+                snprintf(img_path, sizeof img_path, "%.*s/%s", base_len, base, img->valuestring);
+            const char *text = cJSON_IsString(qs) ? qs->valuestring : "";
+            st = evlm_chat_prompt(model, text, 1, &chat);
+            if (st == EVLM_ERR_UNSUPPORTED) { /* no chat template: the image marker, the text */
+                size_t n = strlen(text) + 16;
+                st = (chat = malloc(n)) ? EVLM_OK : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+                if (chat) snprintf(chat, n, "<image>%s", text);
+            }
+            evlm_image_input in = {.path = img_path};
+            if (st == EVLM_OK) st = evlm__prompt_new_hooked(m, chat, false, &in, 1, &hook, &pr);
+            if (st == EVLM_OK) q->n_images++;
+            if (st != EVLM_OK) evlm__fail_prefix(st, "%s:%d", path, line_no);
+        }
+        evlm_prompt_free(pr);
+        free(chat);
+        cJSON_Delete(item);
+    }
+    free(data);
+    if (st == EVLM_OK && !q->n_images)
+        st = evlm__fail(EVLM_ERR_ARG,
+                        "calib %s: no item has an \"image\": the quantized vision graph's "
+                        "activation encodings need calibration images (or --tiles 0: the text "
+                        "graphs alone)",
+                        path);
+    for (int i = 0; st == EVLM_OK && i < q->n_pts; i++) {
+        if (!(q->pts[i].min <= q->pts[i].max)) q->pts[i].min = q->pts[i].max = 0;
+        evlm__qdq_encode(&q->pts[i]);
+    }
+    return st;
+}
+
+/* vision.encodings.json, AIMET's format as the decoder's encodings.json (onnx_decoder.c): the
+ * vision graph converts on its own, with its own overrides file. */
+static char *vision_encodings(const vq *q, FILE *wf) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON *acts = cJSON_AddObjectToObject(j, "activation_encodings");
+    for (int i = 0; i < q->n_pts; i++) {
+        const evlm_qdq_point *p = &q->pts[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(acts, q->tensor[i]), e);
+        cJSON_AddNumberToObject(e, "bitwidth", p->bits);
+        cJSON_AddStringToObject(e, "dtype", "int");
+        cJSON_AddStringToObject(e, "is_symmetric", "False");
+        cJSON_AddNumberToObject(e, "max", (double)p->scale * ((1 << p->bits) - 1 - p->zp));
+        cJSON_AddNumberToObject(e, "min", -(double)p->scale * p->zp);
+        cJSON_AddNumberToObject(e, "offset", -p->zp);
+        cJSON_AddNumberToObject(e, "scale", p->scale);
+    }
+    cJSON *pars = cJSON_AddObjectToObject(j, "param_encodings");
+    for (int i = 0; i < q->n_w; i++) {
+        const vqw *w = &q->w[i];
+        float *sc = malloc(sizeof(float) * (size_t)w->out);
+        if (!sc || fseeko(wf, (off_t)w->s_off, SEEK_SET) ||
+            fread(sc, sizeof(float), (size_t)w->out, wf) != (size_t)w->out) {
+            free(sc);
+            cJSON_Delete(j);
+            return NULL;
+        }
+        cJSON *a = cJSON_AddArrayToObject(pars, w->name);
+        for (int64_t o = 0; o < w->out; o++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddItemToArray(a, e);
+            cJSON_AddNumberToObject(e, "bitwidth", 8);
+            cJSON_AddStringToObject(e, "dtype", "int");
+            cJSON_AddStringToObject(e, "is_symmetric", "True");
+            cJSON_AddNumberToObject(e, "max", (double)sc[o] * 127);
+            cJSON_AddNumberToObject(e, "min", -(double)sc[o] * 128);
+            cJSON_AddNumberToObject(e, "offset", -128);
+            cJSON_AddNumberToObject(e, "scale", sc[o]);
+        }
+        free(sc);
+    }
+    cJSON_AddArrayToObject(j, "excluded_layers");
+    cJSON *qa = cJSON_AddObjectToObject(j, "quantizer_args");
+    cJSON_AddNumberToObject(qa, "activation_bitwidth", q->bits);
+    cJSON_AddNumberToObject(qa, "param_bitwidth", 8);
+    cJSON_AddStringToObject(qa, "dtype", "int");
+    cJSON_AddBoolToObject(qa, "per_channel_quantization", true);
+    cJSON_AddStringToObject(qa, "quant_scheme", "post_training_tf");
+    cJSON_AddStringToObject(j, "version", "0.6.1");
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* The vision object's "quantization": what --sim reads (sim_vision.c). */
+static void vision_quant_json(cJSON *v, const vq *q, const char *calib) {
+    cJSON *o = cJSON_AddObjectToObject(v, "quantization");
+    cJSON_AddStringToObject(o, "scheme",
+                            "QDQ: weights int8 symmetric per output channel (rounded), "
+                            "activations asymmetric unsigned per tensor");
+    cJSON_AddNumberToObject(o, "activation_bits", q->bits);
+    cJSON_AddStringToObject(o, "rounding", "half to even, saturating (ONNX QuantizeLinear)");
+    cJSON_AddStringToObject(o, "statistic",
+                            "min / max over the calibration images' tiles, widened to include 0");
+    cJSON_AddStringToObject(o, "calibration", calib);
+    cJSON_AddNumberToObject(o, "calibration_images", q->n_images);
+    cJSON_AddNumberToObject(o, "calibration_tiles", q->n_tiles);
+    cJSON_AddStringToObject(o, "encodings", "vision.encodings.json");
+    cJSON *a = cJSON_AddArrayToObject(o, "activations");
+    for (int i = 0; i < q->n_pts; i++) {
+        const evlm_qdq_point *p = &q->pts[i];
+        int layer;
+        const char *group = evlm__qdqv_group(q->L, i, &layer);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(a, e);
+        cJSON_AddNumberToObject(e, "index", i);
+        cJSON_AddStringToObject(e, "tensor", q->tensor[i]);
+        cJSON_AddNumberToObject(e, "layer", layer);
+        cJSON_AddStringToObject(e, "group", group);
+        cJSON_AddStringToObject(e, "dtype", p->bits == 16 ? "uint16" : "uint8");
+        cJSON_AddNumberToObject(e, "bits", p->bits);
+        cJSON_AddNumberToObject(e, "scale", p->scale);
+        cJSON_AddNumberToObject(e, "zero_point", p->zp);
+        cJSON_AddNumberToObject(e, "min", p->min);
+        cJSON_AddNumberToObject(e, "max", p->max);
+    }
+    cJSON *w = cJSON_AddArrayToObject(o, "weights");
+    for (int i = 0; i < q->n_w; i++) {
+        const vqw *x = &q->w[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(w, e);
+        cJSON_AddStringToObject(e, "name", x->name);
+        cJSON_AddNumberToObject(e, "layer", x->layer);
+        cJSON_AddStringToObject(e, "dtype", "int8");
+        cJSON_AddNumberToObject(e, "out", (double)x->out);
+        cJSON_AddNumberToObject(e, "in", (double)x->in);
+        cJSON_AddStringToObject(e, "layout", x->conv ? "[out, in]" : "[in, out]");
+        cJSON_AddNumberToObject(e, "offset", (double)x->q_off);
+        cJSON_AddNumberToObject(e, "scale_offset", (double)x->s_off);
+        cJSON_AddNumberToObject(e, "axis", x->conv ? 0 : 1);
+    }
+}
+
 evlm_status evlm__onnx_vision_write(const evlm_model *model, const char *dir, int n_tiles,
-                                    int opset, cJSON *root, cJSON *graphs) {
+                                    int opset, int act_bits, const char *calib, cJSON *root,
+                                    cJSON *graphs) {
     const evlm_siglip *m = NULL;
     const evlm_idefics3_proc *proc = NULL;
     if (!evlm__model_idefics3(model, &m, &proc, NULL) || n_tiles < 1)
         return evlm__fail(EVLM_ERR_ARG, "the vision graph: no Idefics3 tower or no tiles");
+    if (act_bits && (act_bits != 8 && act_bits != 16))
+        return evlm__fail(EVLM_ERR_ARG, "the vision graph: %d-bit activations", act_bits);
     const evlm_idefics3_config *c = &m->cfg;
     size_t dl = strlen(dir) + 32;
     char *path = malloc(dl);
     if (!path) return evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting the vision tower");
     vb b = {0};
-    evlm_status st = evlm_onnx_new("vision", opset, &b.g);
+    vq q = {0};
+    char *enc = NULL;
+    evlm_status st = EVLM_OK;
+    if (act_bits) {
+        q.bits = act_bits;
+        q.L = c->n_layers;
+        q.n_patches = c->num_patches;
+        q.n_pts = evlm__qdqv_count(c->n_layers);
+        q.pts = calloc((size_t)q.n_pts, sizeof *q.pts);
+        q.tensor = calloc((size_t)q.n_pts, sizeof *q.tensor);
+        if (!q.pts || !q.tensor)
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory exporting the vision tower");
+        for (int i = 0; i < q.n_pts && st == EVLM_OK; i++) q.pts[i].bits = act_bits;
+        if (st == EVLM_OK && !calib)
+            st = evlm__fail(EVLM_ERR_ARG, "the quantized vision graph needs calibration images");
+        if (st == EVLM_OK) st = vision_calibrate(model, calib, &q);
+        b.q = &q;
+    }
+    if (st == EVLM_OK) st = evlm_onnx_new("vision", opset, &b.g);
     snprintf(path, dl, "%s/%s", dir, EVLM_ONNX_VISION_WEIGHTS);
     b.path = path;
     if (st == EVLM_OK && !(b.f = fopen(path, "wb")))
@@ -436,9 +795,24 @@ evlm_status evlm__onnx_vision_write(const evlm_model *model, const char *dir, in
         snprintf(path, dl, "%s/%s", dir, EVLM_ONNX_VISION_FILE);
         st = evlm_onnx_save(b.g, path);
     }
+    if (st == EVLM_OK && act_bits) { /* the scales read back from the file written */
+        snprintf(path, dl, "%s/%s", dir, EVLM_ONNX_VISION_WEIGHTS);
+        FILE *wf = fopen(path, "rb");
+        enc = wf ? vision_encodings(&q, wf) : NULL;
+        if (wf) fclose(wf);
+        snprintf(path, dl, "%s/vision.encodings.json", dir);
+        st = enc ? evlm_write_file_atomic(path, enc, strlen(enc))
+                 : evlm__fail(EVLM_ERR_IO, "%s: cannot write the encodings", path);
+    }
     evlm_onnx_free(b.g);
     free(path);
-    EVLM_TRY(st);
+    free(enc);
+    if (st != EVLM_OK) {
+        free(q.pts);
+        free(q.tensor);
+        free(q.w);
+        return st;
+    }
 
     const int64_t T = n_tiles, S = c->image_size, TOK = c->tokens_per_tile;
     cJSON *o = cJSON_CreateObject();
@@ -471,6 +845,10 @@ evlm_status evlm__onnx_vision_write(const evlm_model *model, const char *dir, in
                             "rows replace the prompt's image_token_id tokens in order; the "
                             "prefill graph takes them as image_features with image_mask = 1 "
                             "at those positions");
+    if (act_bits) vision_quant_json(v, &q, calib);
+    free(q.pts);
+    free(q.tensor);
+    free(q.w);
     return EVLM_OK;
 }
 

@@ -10,8 +10,11 @@
  *
  * The simulation belongs to the context (its own decoder view and tables, freed with it); the
  * model is untouched, and a context without one runs the unchanged forward pass (the decoder's
- * transform hook is a NULL check). Not here: the softmax probabilities and the elementwise ops in
- * reduced precision (the export keeps them float; docs/NPU.md), fp16 activations.
+ * transform hook is a NULL check). A quantized vision graph (the export's vision.quantization) is
+ * simulated by sim_vision.c; prompts made by evlm_npu_sim_prompt_new encode their images with it
+ * (the model's vision state and pool, under its vision_mu, as every prompt). Not here: the softmax
+ * probabilities and the elementwise ops in reduced precision (the export keeps them float;
+ * docs/NPU.md), fp16 activations.
  */
 #include "evlm_npu.h"
 
@@ -19,6 +22,7 @@
 #include "core/status.h"
 #include "model/model.h"
 #include "npu/qdq.h"
+#include "npu/sim_vision.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -38,6 +42,7 @@ typedef struct {
     int n_mats;
     sim_point *pts; /* by evlm__qdq_index; NULL without activation points */
     int n_pts, n_layers;
+    evlm__sim_vision *vis; /* the quantized vision graph's numerics (sim_vision.c); NULL: float */
 } npu_sim;
 
 static void sim_free(void *p) {
@@ -48,6 +53,7 @@ static void sim_free(void *p) {
     free(s->mats);
     free(s->layers);
     free(s->pts);
+    evlm__sim_vision_free(s->vis);
     free(s);
 }
 
@@ -274,6 +280,8 @@ evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir) {
             st = evlm__fail(EVLM_ERR_FORMAT, "%s: activation point %d is missing", path, i);
             goto done;
         }
+    if ((st = evlm__sim_vision_load(evlm_context_model(ctx), dir, j, &s->vis)) != EVLM_OK)
+        goto done;
 attach:
     evlm__context_set_sim(ctx, &s->dec, s, sim_free);
     evlm__context_transform(ctx, s->pts ? sim_transform : NULL, s);
@@ -284,4 +292,13 @@ done:
     cJSON_Delete(j);
     free(path);
     return st;
+}
+
+evlm_status evlm_npu_sim_prompt_new(evlm_context *ctx, const char *text, bool add_special,
+                                    const evlm_image_input *images, int n_images,
+                                    evlm_prompt **out) {
+    if (!ctx || !out) return evlm__fail(EVLM_ERR_ARG, "evlm_npu_sim_prompt_new: NULL argument");
+    const npu_sim *s = evlm__context_sim(ctx, sim_free);
+    return evlm__prompt_new_hooked(evlm_context_model(ctx), text, add_special, images, n_images,
+                                   s ? evlm__sim_vision_hook(s->vis) : NULL, out);
 }

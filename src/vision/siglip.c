@@ -424,6 +424,11 @@ static void attn_fn(void *arg, int ith, int nth) {
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
+/* the state's transform (siglip.h) at one quantization point; nothing without one */
+static void hook(evlm_siglip_state *s, int layer, const char *group, float *x, int m, int k) {
+    if (s->transform) s->transform(s->transform_user, layer, group, x, m, k);
+}
+
 static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm_pool *pool,
                                 const float *pixels, const uint8_t *mask, int T, int first,
                                 float *out) {
@@ -457,15 +462,20 @@ static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm
 
     /* embeddings: conv as gemm over flattened patches, + bias, + position embedding */
     run_rows(pool, kn, m, s, ROW_PATCH, M, CPP, NULL, s->patches, NULL, NULL, pixels);
+    hook(s, -1, "v_patch", s->patches, M, CPP);
     matmul(pool, s, s->x, s->patches, &m->patch_w, m->patch_b, M);
     run_rows(pool, kn, m, s, ROW_POS, M, D, s->x, NULL, NULL, NULL, NULL);
 
     for (int l = 0; l < c->n_layers; l++) {
         const evlm_siglip_layer *ly = &m->layers[l];
         run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, ly->ln1_w, ly->ln1_b, NULL);
+        hook(s, l, "v_qkv", s->xb, M, D);
         matmul(pool, s, s->q, s->xb, ly->wq, ly->bq, M);
         matmul(pool, s, s->k, s->xb, ly->wk, ly->bk, M);
         matmul(pool, s, s->v, s->xb, ly->wv, ly->bv, M);
+        hook(s, l, "v_q", s->q, M, D);
+        hook(s, l, "v_k", s->k, M, D);
+        hook(s, l, "v_v", s->v, M, D);
         /* padding patches are no keys: move the real ones to the front of their tile */
         for (int t = 0; t < T; t++) {
             if (s->n_valid[t] == N) continue;
@@ -482,12 +492,15 @@ static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm
         }
         attn_task at = {kn, m, s, T};
         evlm_pool_run(pool, attn_fn, &at);
+        hook(s, l, "v_o", s->att, M, D);
         matmul(pool, s, s->xb, s->att, ly->wo, ly->bo, M);
         run_rows(pool, kn, m, s, ROW_ADD, M, D, s->x, s->xb, NULL, NULL, NULL);
 
         run_rows(pool, kn, m, s, ROW_LAYERNORM, M, D, s->x, s->xb, ly->ln2_w, ly->ln2_b, NULL);
+        hook(s, l, "v_fc1", s->xb, M, D);
         matmul(pool, s, s->hb, s->xb, ly->fc1, ly->b_fc1, M);
         run_rows(pool, kn, m, s, ROW_GELU, M, F, NULL, s->hb, NULL, NULL, NULL);
+        hook(s, l, "v_fc2", s->hb, M, F);
         matmul(pool, s, s->xb, s->hb, ly->fc2, ly->b_fc2, M);
         run_rows(pool, kn, m, s, ROW_ADD, M, D, s->x, s->xb, NULL, NULL, NULL);
     }
@@ -497,6 +510,7 @@ static evlm_status encode_chunk(const evlm_siglip *m, evlm_siglip_state *s, evlm
     const int rows = T * c->tokens_per_tile;
     const int DS = D * c->scale_factor * c->scale_factor;
     run_rows(pool, kn, m, s, ROW_SHUFFLE, rows, DS, s->xb, s->shuf, NULL, NULL, NULL);
+    hook(s, -1, "v_proj", s->shuf, rows, DS);
     matmul(pool, s, out, s->shuf, m->proj, NULL, rows);
     return EVLM_OK;
 }

@@ -63,6 +63,13 @@ typedef struct evlm_siglip_state {
     float *scratch;                  /* per thread: max(k) weight-row floats + N attention scores */
     size_t scratch_per_thread;
     evlm_matmul_env mm; /* scratch + int8 activation blocks when weights are quantized */
+    /* NPU simulation / calibration of a quantized vision graph (src/npu, qdq_vision.h): called
+     * on the encoding thread with each quantization point's activations [m][k] right after they
+     * are made (the patch rows, the inputs of q/k/v, q, k, v, the inputs of o, fc1, fc2, the
+     * shuffled rows); NULL (the default): the float tower, unchanged. Its owner sets it for one
+     * encoding and clears it (the model's vision_mu guards the state) */
+    void (*transform)(void *user, int layer, const char *group, float *x, int m, int k);
+    void *transform_user;
     void *arena;
     size_t arena_bytes;
 } evlm_siglip_state;
