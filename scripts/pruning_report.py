@@ -171,6 +171,9 @@ def section(evlm, shared, out_dir, threads, quick, run, size_mb, plot):
     corpus = os.path.join(shared, "fixtures/corpus.txt")
     dev = os.path.join(shared, "datasets/scenes-dev/dev.jsonl")
     items, kl_tokens = (8, 512) if quick else (32, 2048)
+    quick_note = " **REPORT_QUICK=1: %d calibration items, %d KL tokens.**" % (items, kl_tokens) if quick else ""
+    reuse_note = (" REPORT_REUSE=1: rows measured by an earlier run of the same commands were reused from its "
+                  "cache (build/compression/cache), their speed columns as measured then." if REUSE else "")
     doc = ["## Pruning and low rank (issue 16)\n",
            "Generated with the tables above. Every row is made from the source by one command (`evlm prune`, "
            "`evlm prune --structured`, `evlm lowrank`, `evlm quantize`; its options in the row's label, the rest "
@@ -180,8 +183,9 @@ def section(evlm, shared, out_dir, threads, quick, run, size_mb, plot):
            "structured rows are Hugging Face folders (`file MB` counts the folder), the others GGUF. `bpw` comes "
            "from the tools that report it (prune, quantize: every tensor of the file, low-rank factors included). "
            "The speed columns were measured on a shared 2-core machine running other jobs: compare them "
-           "within a table, and only for large differences.%s\n"
-           % (" **REPORT_QUICK=1: %d calibration items, %d KL tokens.**" % (items, kl_tokens) if quick else "")]
+           "within a table, and only for large differences (load average when this section started: "
+           "%.1f / %.1f / %.1f over 1 / 5 / 15 minutes; %s threads).%s%s\n"
+           % (os.getloadavg() + (threads, quick_note, reuse_note))]
     if os.path.exists(dev):
         cal = _calib_train(shared, out_dir, items)
         calib = ["--calib", cal, "--calib-items", str(items)]
