@@ -4,7 +4,9 @@
 # a factor whose rows are not a multiple of 32 keeps its type) and the file runs through run /
 # bench / quality; its logits stay close to the factored float model's (KL no more than twice
 # the dense model's own q8_0 KL, plus a floor); the report's bits per weight are the bytes it
-# lists; GPTQ / AWQ, pruning and compensation on a factored model are refused with one line.
+# lists; GPTQ of the factors (B's statistics through A) gives a lower KL than their round to
+# nearest on the calibration text; AWQ, pruning and compensation on a factored model are refused
+# with one line.
 set -u
 S="${EVLM_SHARED:-}"
 F="$S/fixtures/llama-tiny"; C="$S/fixtures/corpus.txt"
@@ -66,9 +68,25 @@ assert any(x["type"] != "Q8_0" for x in b), "no rank of r06 is off the 32 grid: 
 PY
 "$BIN" run -m "$tmp/r06-q8.gguf" --raw -p "Hello" -n 4 > /dev/null && ok || bad "run r06"
 
+# GPTQ of the factors against their round to nearest (q4_0; embedding bf16 so that the factors'
+# and the dense attention matrices' error is what KL sees; calibration and KL on the same text)
+for m in rtn gptq; do
+  "$BIN" quantize -m "$tmp/r32" -o "$tmp/g-$m.gguf" --type q4_0 --method $m \
+    --keep '*embed_tokens*=bf16' --calib "$C" --calib-tokens 1024 -q --json > "$tmp/g-$m.json" \
+    || bad "quantize factored $m"
+  kl "$tmp/r32" "$tmp/g-$m.gguf" > "$tmp/kl-g-$m.json"
+done
+python3 - "$tmp/g-gptq.json" "$tmp/kl-g-rtn.json" "$tmp/kl-g-gptq.json" <<'PY' && ok || bad "gptq of factors"
+import json, sys
+r, a, b = (json.load(open(p)) for p in sys.argv[1:4])
+f = [x for x in r["tensors"] if ".lowrank_" in x["name"]]
+assert len(f) == 12 and all(x["method"] == "gptq" for x in f), f
+print("factored q4_0, KL vs float: rtn %.4f, gptq %.4f" % (a["kl_mean"], b["kl_mean"]))
+assert b["kl_mean"] < a["kl_mean"], (a, b)
+PY
+
 # refused combinations
-err "round to nearest only" "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --method gptq --calib "$C"
-err "round to nearest only" "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --method awq --calib "$C"
+err "rtn or gptq only" "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --method awq --calib "$C"
 err "pruning the decoder of a model with low-rank factors" "$BIN" prune -m "$tmp/r32" -o "$tmp/x.gguf" --method magnitude --sparsity 0.5
 err "compensation of a model with low-rank factors" "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --calib "$C" --lowrank-comp 32
 [ ! -e "$tmp/x.gguf" ] && ok || bad "a failed run left a file"
