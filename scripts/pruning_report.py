@@ -13,6 +13,7 @@ import hashlib, json, os, shutil, subprocess, sys
 log = lambda *a: print(*a, file=sys.stderr, flush=True)
 CACHE = "build/compression/cache"
 REUSE = os.environ.get("REPORT_REUSE") == "1"
+_MADE = {}  # the outputs written by this run (intermediate steps shared between rows)
 
 
 # ---- a measurement cache, so an interrupted run can be resumed (REPORT_REUSE=1) -------------
@@ -88,8 +89,16 @@ def measure_table(name, evlm, src, out_dir, threads, run, size_mb, plot, calib, 
                 steps = args if isinstance(args[0], list) else [args]  # a chain: each step's output
                 step_in = src                                           # (a folder) feeds the next
                 for i, a in enumerate(steps):
-                    step_out = path if i == len(steps) - 1 else "%s.step%d" % (path, i + 1)
-                    made = run([evlm] + a[:1] + ["-m", step_in, "-o", step_out] + a[1:] + ["-t", threads, "--json", "-q"])
+                    cmd = a[:1] + ["-m", step_in, "-o", None] + a[1:] + ["-t", threads, "--json", "-q"]
+                    if i == len(steps) - 1:
+                        step_out = path
+                    else:  # an intermediate folder, named by its command: made once per run
+                        step_out = os.path.join(out_dir, "%s-step-%s" % (name, hashlib.sha1(
+                            "\0".join(c for c in cmd if c).encode()).hexdigest()[:12]))
+                    cmd[cmd.index(None)] = step_out
+                    if step_out not in _MADE:
+                        _MADE[step_out] = run([evlm] + cmd)
+                    made = _MADE[step_out]
                     step_in = step_out
             r = run([evlm, "run", "-m", path, "--json", "-t", threads] + run_args)
             qual = run([evlm, "quality", "-m", src, "-q", path, "--json", "-t", threads] + quality_args) if args else None
