@@ -106,7 +106,7 @@ def measure_table(name, evlm, src, out_dir, threads, run, size_mb, plot, calib, 
             log("variant %s failed: %s" % (label, e))
             rows.append((label, group, None, None, None, None, str(e).splitlines()[-1][:200]))
             continue
-        if made and "ffn_after" in made:  # structured: what remains
+        if group == "structured" and made and "ffn_after" in made:  # what remains
             label += " (layers / heads / FFN %d / %d / %d)" % (made["layers_after"], made["heads_after"], made["ffn_after"])
         rows.append((label, group, path, made, r, qual, None))
     base = size_mb(src, True)
