@@ -607,7 +607,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     }
     if (st == EVLM_OK && !evlm__prune_needs_hessian(&p)) /* else the prune stage's bar */
         evlm__q_progress(&q, "quantize", total, total);
-    if (st == EVLM_OK) st = evlm__q_factors(&q); /* low-rank factors: round to nearest */
+    if (st == EVLM_OK) st = evlm__q_factors(&q); /* low-rank factors: rtn or gptq */
     if (st == EVLM_OK) st = evlm__prune_vision(&q);
     int64_t el = 0;
     double bits = st == EVLM_OK ? file_bits(&q, &el) : 0;
