@@ -100,31 +100,35 @@ def measure_table(name, evlm, src, out_dir, threads, run, size_mb, plot, calib, 
                         _MADE[step_out] = run([evlm] + cmd)
                     made = _MADE[step_out]
                     step_in = step_out
+            info = run([evlm, "info", "-m", path, "--json"])  # what the file stores
             r = run([evlm, "run", "-m", path, "--json", "-t", threads] + run_args)
             qual = run([evlm, "quality", "-m", src, "-q", path, "--json", "-t", threads] + quality_args) if args else None
         except SystemExit as e:  # run() raises it with the command's error
             log("variant %s failed: %s" % (label, e))
-            rows.append((label, group, None, None, None, None, str(e).splitlines()[-1][:200]))
+            rows.append((label, group, None, None, None, None, None, str(e).splitlines()[-1][:200]))
             continue
         if group == "structured" and made and "ffn_after" in made:  # what remains
             label += " (layers / heads / FFN %d / %d / %d)" % (made["layers_after"], made["heads_after"], made["ffn_after"])
-        rows.append((label, group, path, made, r, qual, None))
-    base = size_mb(src, True)
+        rows.append((label, group, path, made, info, r, qual, None))
+    base = None
     lines = ["| variant | weights MB | vs source | file MB | bpw | peak RSS MB | CPU util | TTFT ms | decode tok/s | mean KL | KL p99 | top-1 | accuracy |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     res = {}
-    for label, group, path, made, r, qual, err in rows:
+    for label, group, path, made, info, r, qual, err in rows:
         if err:
             lines.append("| %s | failed: %s |%s" % (label, err.replace("|", "/"), " |" * 11))
             continue
-        wmb = made["out_bytes"] / 1e6 if made and "out_bytes" in made else size_mb(path, True) if os.path.isdir(path) else size_mb(path)
+        wmb = info["n_bytes"] / 1e6  # tensor bytes as stored (evlm info), factors included
+        base = base or wmb  # the source's
+        bpw = made["bpw"] if made and "bpw" in made else (
+            8.0 * info["n_bytes"] / info["n_params"] if info["n_params"] else 0)
         acc = qual.get("accuracy_quant") if qual else base_acc
         res[label] = dict(qual or {}, accuracy=acc, file_mb=size_mb(path))
         if qual:  # the source is the first table's point
             plot.append((name, label, size_mb(path), acc, qual.get("kl_mean")))
         lines.append("| %s | %.1f | %.2fx | %.1f | %s | %.0f | %.2f | %.1f | %.0f | %s | %s | %s | %s |" % (
             label if qual else "source", wmb, wmb / base, size_mb(path),
-            "%.2f" % made["bpw"] if made and "bpw" in made else "-", r["peak_rss_mb"], r["cpu_util"], r["ttft_ms"],
+            "%.2f" % bpw, r["peak_rss_mb"], r["cpu_util"], r["ttft_ms"],
             r["decode_tok_s"], "%.5f" % qual["kl_mean"] if qual and "kl_mean" in qual else "-",
             "%.4f" % qual["kl_p99"] if qual and "kl_p99" in qual else "-",
             "%.1f %%" % (100 * qual["top1_agreement"]) if qual and "top1_agreement" in qual else "-",
@@ -192,8 +196,10 @@ def section(evlm, shared, out_dir, threads, quick, run, size_mb, plot):
            "below) and measured like the quantization rows: `evlm run` for the speed columns, `evlm quality` against "
            "the source for KL, top-1 and accuracy. Pruned and factored files keep the source's dtype unless the label "
            "names a type; unstructured zeros are stored dense (as large and, in float, as fast as the source); "
-           "structured rows are Hugging Face folders (`file MB` counts the folder), the others GGUF. `bpw` comes "
-           "from the tools that report it (prune, quantize: every tensor of the file, low-rank factors included). "
+           "structured rows are Hugging Face folders (`file MB` counts the folder), the others GGUF. `weights MB` counts "
+           "the tensors as the file stores them (`evlm info`: every tensor, low-rank factors included); `bpw` is "
+           "prune's / quantize's report (every tensor's bits, compensation factors included, over the model's "
+           "weights: what `--lowrank-bpw` spends), else the file's bits over the parameters it stores. "
            "The speed columns were measured on a shared 2-core machine running other jobs: compare them "
            "within a table, and only for large differences (load average when this section started: "
            "%.1f / %.1f / %.1f over 1 / 5 / 15 minutes; %s threads).%s%s\n"
@@ -248,6 +254,7 @@ def plot(rows, png):
         log("gnuplot not found: the plot is skipped (scripts/deps.sh installs gnuplot-nox)")
         return link + "*gnuplot was missing when this report ran: docs/compression/pareto.png is not up to date.*\n"
     pts = [(mb, acc, kl, lab) for m, lab, mb, acc, kl in rows if m == "scenes"]
+    num = {lab: str(i + 1) for i, (_, _, _, lab) in enumerate(pts)}  # points labelled by number
     acc = [(mb, 100 * a, lab) for mb, a, _, lab in pts if a is not None]
     kl = [(mb, k, lab) for mb, _, k, lab in pts if k is not None and k > 0]
     if not acc or not kl:
@@ -259,9 +266,9 @@ def plot(rows, png):
     for fn, data in (("acc.dat", acc), ("acc_front.dat", facc), ("kl.dat", kl), ("kl_front.dat", fkl)):
         with open(os.path.join(d, fn), "w") as f:
             for s, v, lab in data:
-                f.write('%.3f %.6g "%s"\n' % (s, v, lab.replace('"', "'").replace("`", "")))
+                f.write('%.3f %.6g "%s"\n' % (s, v, num[lab]))
     tmp = png + ".tmp.png"
-    script = """set terminal pngcairo size 1600,700 font ",9"
+    script = """set terminal pngcairo size 1600,800 font ",10"
 set output "{tmp}"
 set multiplot layout 1,2 title "Scene VLM: quality against file size (Pareto front: no variant smaller and better)"
 set termoption noenhanced
@@ -272,13 +279,13 @@ set xlabel "file MB"
 set ylabel "accuracy on scenes-dev (%)"
 plot "{d}/acc.dat" using 1:2 with points pt 7 ps 1 title "variant", \\
      "{d}/acc_front.dat" using 1:2 with linespoints lw 2 pt 6 ps 2 title "Pareto front", \\
-     "{d}/acc.dat" using 1:2:3 with labels rotate by 25 left offset 0.6,0.3 font ",7" notitle
+     "{d}/acc.dat" using 1:2:3 with labels left offset 0.5,0.4 font ",9" notitle
 set logscale y
 set format y "%g"
 set ylabel "mean KL vs the bf16 source (log)"
 plot "{d}/kl.dat" using 1:2 with points pt 7 ps 1 title "variant", \\
      "{d}/kl_front.dat" using 1:2 with linespoints lw 2 pt 6 ps 2 title "Pareto front", \\
-     "{d}/kl.dat" using 1:2:3 with labels rotate by 25 left offset 0.6,0.3 font ",7" notitle
+     "{d}/kl.dat" using 1:2:3 with labels left offset 0.5,0.4 font ",9" notitle
 unset multiplot
 """.format(tmp=tmp, d=d)
     r = subprocess.run([gp], input=script, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -287,5 +294,6 @@ unset multiplot
         return link + "*gnuplot failed when this report ran: docs/compression/pareto.png is not up to date.*\n"
     os.replace(tmp, png)
     return link + ("Left: accuracy (Pareto front: %s). Right: mean KL over the corpus and dev answers (front: %s); "
-                   "the source has no KL and is only on the left.\n"
-                   % (", ".join(l for _, _, l in facc), ", ".join(l for _, _, l in fkl)))
+                   "the source has no KL and is only on the left. Points: %s.\n"
+                   % (", ".join(l for _, _, l in facc), ", ".join(l for _, _, l in fkl),
+                      "; ".join("%s %s" % (num[lab], lab) for _, _, _, lab in pts)))
