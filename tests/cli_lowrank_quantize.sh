@@ -28,7 +28,8 @@ kl() { "$BIN" quality -m "$1" -q "$2" --text "$C" --max-tokens 512 --json | tail
 "$BIN" lowrank -m "$F" -o "$tmp/r32" --rank 32 -q --json > /dev/null || bad "lowrank --rank 32"
 "$BIN" lowrank -m "$F" -o "$tmp/r06" --ratio 0.6 --method svd-llm --calib "$C" --calib-tokens 512 \
   -q --json > /dev/null || bad "lowrank --ratio 0.6"
-"$BIN" quantize -m "$F" -o "$tmp/dense-q8.gguf" --type q8_0 -q --json > /dev/null || bad "dense q8_0"
+"$BIN" quantize -m "$F" -o "$tmp/dense-q8.gguf" --type q8_0 -q --json > /dev/null \
+  || bad "dense q8_0"
 for t in q8_0 q4_0; do
   "$BIN" quantize -m "$tmp/r32" -o "$tmp/r32-$t.gguf" --type $t --keep '*embed_tokens*=bf16' \
     --calib "$C" --calib-tokens 256 -q --json > "$tmp/r32-$t.json" || bad "quantize factored $t"
@@ -56,7 +57,8 @@ print("KL vs float: dense q8_0 %.5f, factored q8_0 (embedding bf16) %.5f; top-1 
 assert f["kl_mean"] <= 2 * d["kl_mean"] + 1e-3 and f["top1_agreement"] >= 0.8, f
 PY
 # ranks that are not multiples of 32: A (rows as wide as the input) is quantized, B keeps its type
-"$BIN" quantize -m "$tmp/r06" -o "$tmp/r06-q8.gguf" --type q8_0 -q --json > "$tmp/r06.json" || bad "quantize r06"
+"$BIN" quantize -m "$tmp/r06" -o "$tmp/r06-q8.gguf" --type q8_0 -q --json > "$tmp/r06.json" \
+  || bad "quantize r06"
 python3 - "$tmp/r06.json" <<'PY' && ok || bad "report of r06"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -64,7 +66,7 @@ a = [x for x in r["tensors"] if x["name"].endswith(".lowrank_a")]
 b = [x for x in r["tensors"] if x["name"].endswith(".lowrank_b")]
 assert a and all(x["type"] == "Q8_0" for x in a), a
 assert all(x["type"] in ("Q8_0", "F16", "BF16", "F32") for x in b), b
-assert any(x["type"] != "Q8_0" for x in b), "no rank of r06 is off the 32 grid: the case is not tested"
+assert any(x["type"] != "Q8_0" for x in b), "no rank of r06 is off the 32 grid: case not tested"
 PY
 "$BIN" run -m "$tmp/r06-q8.gguf" --raw -p "Hello" -n 4 > /dev/null && ok || bad "run r06"
 
@@ -76,7 +78,8 @@ for m in rtn gptq; do
     || bad "quantize factored $m"
   kl "$tmp/r32" "$tmp/g-$m.gguf" > "$tmp/kl-g-$m.json"
 done
-python3 - "$tmp/g-gptq.json" "$tmp/kl-g-rtn.json" "$tmp/kl-g-gptq.json" <<'PY' && ok || bad "gptq of factors"
+python3 - "$tmp/g-gptq.json" "$tmp/kl-g-rtn.json" "$tmp/kl-g-gptq.json" <<'PY' \
+  && ok || bad "gptq of factors"
 import json, sys
 r, a, b = (json.load(open(p)) for p in sys.argv[1:4])
 f = [x for x in r["tensors"] if ".lowrank_" in x["name"]]
@@ -86,9 +89,12 @@ assert b["kl_mean"] < a["kl_mean"], (a, b)
 PY
 
 # refused combinations
-err "rtn or gptq only" "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --method awq --calib "$C"
-err "pruning the decoder of a model with low-rank factors" "$BIN" prune -m "$tmp/r32" -o "$tmp/x.gguf" --method magnitude --sparsity 0.5
-err "compensation of a model with low-rank factors" "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --calib "$C" --lowrank-comp 32
+err "rtn or gptq only" \
+  "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --method awq --calib "$C"
+err "pruning the decoder of a model with low-rank factors" \
+  "$BIN" prune -m "$tmp/r32" -o "$tmp/x.gguf" --method magnitude --sparsity 0.5
+err "compensation of a model with low-rank factors" \
+  "$BIN" quantize -m "$tmp/r32" -o "$tmp/x.gguf" --type q4_0 --calib "$C" --lowrank-comp 32
 [ ! -e "$tmp/x.gguf" ] && ok || bad "a failed run left a file"
 
 echo "$pass passed, $fail failed"
