@@ -170,7 +170,9 @@ typedef struct evlm_quantize_report {
 } evlm_quantize_report;
 
 /* Quantizes the model folder in_dir into out_gguf (written atomically); p NULL = defaults.
- * report (nullable; free with evlm_quantize_report_free) describes every tensor of the file. */
+ * report (nullable; free with evlm_quantize_report_free) describes every tensor of the file.
+ * A model with low-rank factors (evlm_lowrank) has them quantized like its decoder matrices, by
+ * rtn or gptq (AWQ, pruning and compensation on such a model: EVLM_ERR_UNSUPPORTED). */
 EVLM_API evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
                                    const evlm_quantize_params *p, evlm_quantize_report *report);
 EVLM_API void evlm_quantize_report_free(evlm_quantize_report *r);

@@ -6,9 +6,20 @@ TTFT, decode tok/s, KL divergence vs the float model, accuracy.
 Models: the trained scene VLM (models/scenes-vlm, SmolVLM architecture) with the scenes-dev set,
 the trained llama2.c model aidreams260K (converted), and the SmolLM2-135M shape (random weights:
 size and speed only). Environment: EVLM (binary), EVLM_SHARED (../shared), REPORT_QUICK=1
-(skip the 135M shape). Quantized files go to build/compression/.
+(skip the 135M shape; the pruning / low-rank rows with 8 calibration items and 512 KL tokens).
+Quantized files go to build/compression/.
+
+Then the pruning and low-rank rows of issue 16 (scripts/pruning_report.py: 50 % unstructured,
+2:4, structured, SVD / ASVD / SVD-LLM, q4_0 GPTQ with low-rank compensation) in the same columns,
+the hand-written commentary of docs/compression/*.md, and docs/compression/pareto.png (gnuplot;
+skipped with a note when gnuplot is missing). REPORT_REUSE=1 reuses the measurements cached in
+build/compression/cache/ by an interrupted run (same commands only).
 """
 import datetime, glob, json, os, subprocess, sys
+
+sys.dont_write_bytecode = True  # scripts/__pycache__ is not ours to rewrite
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pruning_report  # noqa: E402  (issue 16's rows, the plot)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.chdir(ROOT)
@@ -18,14 +29,20 @@ OUT = "build/compression"
 THREADS = os.environ.get("BENCH_THREADS", "2")
 QUICK = os.environ.get("REPORT_QUICK") == "1"
 log = lambda *a: print(*a, file=sys.stderr, flush=True)
+PLOT = []  # (model, label, file MB, accuracy or None, mean KL or None) of every row
 
 
 def run(args):
+    cached = pruning_report.cache_get(args)
+    if cached is not None:
+        return cached
     log("$ " + " ".join(args))
     r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         raise SystemExit("failed: %s\n%s" % (" ".join(args), r.stderr[-2000:]))
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    pruning_report.cache_put(args, out)
+    return out
 
 
 def size_mb(path, weights_only=False):
@@ -80,6 +97,9 @@ def table(name, src, calib, target_bpw, run_args, quality_args, note):
     if any(c >= 0 for c in vis):
         extra = "\nVision encoder output vs float (cosine, calibration images): " + ", ".join(
             "%s %.5f" % (lab, q["vision_cos"]) for lab, _, q, _, _ in rows if q and q["vision_cos"] >= 0) + ".\n"
+    PLOT.extend((name, label, size_mb(path), qual["accuracy_quant"] if qual and "accuracy_quant" in qual
+                 else (rows[1][4] or {}).get("accuracy_ref") if qual is None else None,
+                 qual.get("kl_mean") if qual else None) for label, path, q, r, qual in rows)
     return "\n".join(lines) + "\n" + extra + note
 
 
@@ -139,9 +159,11 @@ def main():
     doc.append("## Targets (issue 5)\n\n- q8_0 with int8 activations: mean KL <= 0.002 vs bf16 and no accuracy loss on the scene dev set.\n"
                "- int4 with AWQ or GPTQ: mean KL at least 30 % below plain round-to-nearest Q4_0, scene accuracy within 2 points of bf16.\n"
                "- int4 file size <= 0.32x the bf16 size.\n")
-    for extra in sorted(glob.glob("docs/compression/*.md")):  # hand-measured sections (issue 16)
+    doc.append(pruning_report.section(EVLM, SHARED, OUT, THREADS, QUICK, run, size_mb, PLOT))
+    for extra in sorted(glob.glob("docs/compression/*.md")):  # commentary, hand-measured speed
         with open(extra) as f:
             doc.append(f.read())
+    doc.append(pruning_report.plot(PLOT, "docs/compression/pareto.png"))
     text = "\n".join(doc)
     with open("docs/COMPRESSION.md.tmp", "w") as f:
         f.write(text)

@@ -15,6 +15,7 @@
 #                                  libonnx-dev's onnx.proto at build time; libprotobuf-c packs it
 #   nodejs (npm where the nodejs package lacks it)
 #                                  scripts/ort_run.mjs runs exported graphs in ONNX Runtime
+#   gnuplot-nox                    make compression-report's docs/compression/pareto.png
 # Then, as any user, npm's onnxruntime-node (ORT_NODE_VERSION, CPU only: its CUDA download is
 # skipped) into build/npm (ignored by git), for tests/cli_onnx.sh; when npm cannot reach its
 # registry this only warns, and that test is skipped.
@@ -37,7 +38,7 @@ for a in "$@"; do
 done
 pkgs=(cmake make gcc pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libpng-dev
       libjpeg62-turbo-dev liblapacke-dev clang libclang-rt-14-dev clang-format python3
-      libprotobuf-c-dev protobuf-c-compiler libonnx-dev nodejs)
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev nodejs gnuplot-nox)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 ORT_NODE_VERSION=1.30.0
 npm_dir="$(cd "$(dirname "$0")/.." && pwd)/build/npm"

@@ -67,7 +67,7 @@ err "Hugging Face model folder" "$BIN" lowrank -m "$tmp/r8.gguf" -o "$tmp/x.gguf
 err "need calibration data" "$BIN" quantize -m "$F" -o "$tmp/x.gguf" --type q4_0 --lowrank-comp 8
 err "not both" "$BIN" quantize -m "$F" -o "$tmp/x.gguf" --type q4_0 --calib "$C" --lowrank-comp 8 --lowrank-bpw 0.5
 err "after AWQ is not done" "$BIN" quantize -m "$F" -o "$tmp/x.gguf" --type q4_0 --method awq --calib "$C" --lowrank-comp 8
-err "low-rank factors is not done" "$BIN" quantize -m "$tmp/svdllm" -o "$tmp/x.gguf" --type q8_0
+err "rtn or gptq only" "$BIN" quantize -m "$tmp/svdllm" -o "$tmp/x.gguf" --type q4_0 --method awq --calib "$C"
 err "f16 or q8_0" "$BIN" quantize -m "$F" -o "$tmp/x.gguf" --type q4_0 --calib "$C" --lowrank-comp 8 --lowrank-type q4_1
 if ! "$BIN" export-onnx -m "$tmp/r8.gguf" -o "$tmp/onnx" 2>&1 | grep -q "EVLM_ONNX=OFF"; then
   err "low-rank" "$BIN" export-onnx -m "$tmp/r8.gguf" -o "$tmp/onnx"

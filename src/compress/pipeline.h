@@ -15,7 +15,7 @@
 
 #include <stdbool.h>
 
-enum { K_OTHER = 0, K_LM, K_EMBED, K_VISION };
+enum { K_OTHER = 0, K_LM, K_EMBED, K_VISION, K_LOWRANK /* a decoder matrix's low-rank factor */ };
 
 /* One tensor of the model and what the pipeline makes of it. */
 typedef struct qt {
@@ -100,6 +100,17 @@ typedef struct evlm__lrcomp {
 } evlm__lrcomp;
 evlm_status evlm__q_lowrank_comp(qctx *q, int64_t el, evlm__lrcomp *out);
 void evlm__lrcomp_free(evlm__lrcomp *c);
+
+/* ---- a model stored with low-rank factors (quantize_lowrank.c) ----
+ * check: the combinations done (rtn or gptq; no AWQ, pruning or compensation on top);
+ * mark: the factors as K_LOWRANK (before the types are chosen); factors: their round to nearest
+ * or GPTQ into x->qdata (after the decoder's matrices). */
+evlm_status evlm__q_lowrank_check(const qctx *q, const char *in_dir);
+evlm_status evlm__q_mark_factors(qctx *q);
+evlm_status evlm__q_factors(qctx *q);
+/* The X^T X of the inputs A x from that of x: out (r x r) = a (r x k rows) xtx (k x k) a^T. */
+evlm_status evlm__q_xtx_through(const float *a, int64_t r, int64_t k, const double *xtx,
+                                double *out);
 
 /* ---- the calibration set, for the passes beside quantization (lowrank_model.c) ----
  * q->p gives calib_text / calib_jsonl / calib_tokens / calib_items, q->m the float model. */

@@ -130,6 +130,7 @@ static evlm_status classify(qctx *q) {
     classify_walk c = {q, NULL, EVLM_OK};
     evlm__model_matrices(q->m, classify_one, &c);
     EVLM_TRY(c.st);
+    EVLM_TRY(evlm__q_mark_factors(q)); /* quantize_lowrank.c */
     for (int i = 0; i < q->n; i++) {
         qt *x = &q->t[i];
         x->rel_err = x->kl = x->sparsity = -1;
@@ -139,6 +140,7 @@ static evlm_status classify(qctx *q) {
             x->to = p->type;
             break;
         case K_EMBED:
+        case K_LOWRANK:
             x->to = p->type;
             break;
         case K_VISION:
@@ -574,12 +576,8 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (!q.t || !q.lm) st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     for (int i = 0; st == EVLM_OK && i < q.n; i++) q.t[i].src = evlm_weights_at(weights, (size_t)i);
     if (st == EVLM_OK) st = classify(&q);
+    if (st == EVLM_OK) st = evlm__q_lowrank_check(&q, in_dir); /* factored models */
     if (st == EVLM_OK && have_calib) st = load_calib(&q);
-    if (st == EVLM_OK && evlm__model_decoder(q.m)->lr_max_rank > 0)
-        st = evlm__fail(EVLM_ERR_UNSUPPORTED,
-                        "%s: quantizing a model with low-rank factors is not done "
-                        "(quantize the dense model)",
-                        in_dir);
     if (st == EVLM_OK && have_calib)
         st = calibrate(&q, meth->hessian || evlm__prune_needs_hessian(&p) || lowrank);
     if (st == EVLM_OK && mixed) st = sensitivity(&q);
@@ -609,6 +607,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     }
     if (st == EVLM_OK && !evlm__prune_needs_hessian(&p)) /* else the prune stage's bar */
         evlm__q_progress(&q, "quantize", total, total);
+    if (st == EVLM_OK) st = evlm__q_factors(&q); /* low-rank factors: rtn or gptq */
     if (st == EVLM_OK) st = evlm__prune_vision(&q);
     int64_t el = 0;
     double bits = st == EVLM_OK ? file_bits(&q, &el) : 0;
