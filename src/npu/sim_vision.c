@@ -3,7 +3,10 @@
  * with an export's QDQ vision-graph numerics. Its state: a copy of the model's evlm_siglip whose
  * matrices (the patch Conv, q / k / v / o, fc1 / fc2 per layer, the connector's projection) are
  * the export's int8 codes times their per-channel scales in float32 (what DequantizeLinear
- * gives), and the activation encodings of every qdq_vision.h point, applied by the tower's
+ * gives), 16-row interleaved (F32_R16) like the model's own float matrices, so every output is
+ * one fma chain along k under every kernel table (the row-major F32 path sums in an order of
+ * each table's own: at uint8 those last-bit differences flip codes, docs/NPU.md), and the
+ * activation encodings of every qdq_vision.h point, applied by the tower's
  * transform hook as QuantizeLinear -> DequantizeLinear (qdq.h's evlm__qdq_fake). Prompts reach
  * it through evlm_npu_sim_prompt_new (sim.c), which hands this hook to the family's image
  * encoding for that prompt alone, under the model's vision_mu.
@@ -15,6 +18,7 @@
 
 #include "core/status.h"
 #include "npu/qdq_vision.h"
+#include "quant/repack.h"
 #include "vision/siglip.h"
 
 #include <stdio.h>
@@ -127,9 +131,17 @@ static evlm_status load_weight(evlm__sim_vision *v, int i, const cJSON *e, FILE 
     free(codes);
     free(sc);
     if (st != EVLM_OK) return st;
+    /* 16-row interleaved (quant/repack.h), as the model's own float matrices are bound: each
+     * output one fma chain along k from 0, the same bits under every kernel table */
+    size_t rb = evlm_r16_bytes(EVLM_TYPE_F32_R16, out, in);
+    float *r = aligned_alloc(64, (rb + 63) & ~(size_t)63);
+    if (!r) return evlm__fail(EVLM_ERR_NOMEM, "out of memory repacking '%s'", name);
+    evlm_repack_r16(EVLM_TYPE_F32, w, sizeof(float) * (size_t)in, out, in, r);
+    free(w);
+    v->data[i] = w = r;
     evlm_tensor *t = &v->mats[i];
     memset(t, 0, sizeof *t);
-    t->type = EVLM_TYPE_F32;
+    t->type = EVLM_TYPE_F32_R16;
     t->n_dims = 2;
     for (int d = 0; d < EVLM_MAX_DIMS; d++) t->ne[d] = 1;
     t->ne[0] = in;
