@@ -32,7 +32,8 @@ int evlm_cmd_plan(int argc, char **argv);
 int evlm_cmd_prompt(int argc, char **argv);
 int evlm_cmd_lowrank(int argc, char **argv);
 
-/* quantize and prune (cmd_quantize.c, cmd_prune.c): the progress bar (user: a bool *, on), the
+/* quantize and prune (cmd_quantize.c, cmd_prune.c): the progress bar of every offline command
+ * (quantize, prune, prune --structured, lowrank; user: a bool *, on), the
  * per-tensor report as a table or JSON, and the pruning options (--prune METHOD, --sparsity S,
  * --pattern N:M, --vision-sparsity S, --vision-pattern N:M at argv[*i]; true if used). */
 struct evlm_quantize_report;

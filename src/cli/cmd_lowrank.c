@@ -14,16 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void bar(void *user, const char *stage, int done, int total) {
-    bool *on = user;
-    if (!*on) return;
-    int width = 30, fill = total > 0 ? (int)((long)width * done / total) : width;
-    fprintf(stderr, "\r%-12s [%.*s%*s] %d/%d", stage, fill, "##############################",
-            width - fill, "", done, total);
-    if (done >= total) fputc('\n', stderr);
-    fflush(stderr);
-}
-
 static const char *method_name(evlm_lrmethod m) {
     return m == EVLM_LRMETHOD_ASVD ? "asvd" : m == EVLM_LRMETHOD_SVD_LLM ? "svd-llm" : "svd";
 }
@@ -111,7 +101,7 @@ int evlm_cmd_lowrank(int argc, char **argv) {
     p.keep = keep;
     p.n_keep = n_keep;
     show = show && !json;
-    p.progress = bar;
+    p.progress = cli_quant_bar;
     p.user = &show;
     evlm_lowrank_report r;
     cli_check(evlm_lowrank(in, out, &p, &r));

@@ -15,16 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void bar(void *user, const char *stage, int done, int total) {
-    bool *on = user;
-    if (!*on) return;
-    int width = 30, fill = total > 0 ? (int)((long)width * done / total) : width;
-    fprintf(stderr, "\r%-12s [%.*s%*s] %d/%d", stage, fill, "##############################",
-            width - fill, "", done, total);
-    if (done >= total) fputc('\n', stderr);
-    fflush(stderr);
-}
-
 static void usage(void) {
     printf("usage: evlm prune --structured -m DIR -o OUT_DIR|OUT.gguf [options]\n"
            "  --heads N          attention heads kept per decoder layer (a multiple of the kv\n"
@@ -124,7 +114,7 @@ int evlm_cmd_prune_structured(int argc, char **argv) {
         cli_die("removing decoder heads, channels or layers measures their importance on "
                 "calibration data: give --calib FILE");
     show = show && !json;
-    p.progress = bar;
+    p.progress = cli_quant_bar;
     p.user = &show;
     evlm_prune_structured_report r;
     cli_check(evlm_prune_structured(in, out, &p, &r));
