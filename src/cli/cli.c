@@ -43,6 +43,26 @@ int cli_int(int argc, char **argv, int *i, int lo, int hi) {
     return (int)x;
 }
 
+bool cli_calib_opt(const char **text, const char **jsonl, int *tokens, int *items, int argc,
+                   char **argv, int *i) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--calib")) {
+        const char *v = cli_value(argc, argv, i);
+        size_t n = strlen(v);
+        if (n > 6 && !strcmp(v + n - 6, ".jsonl"))
+            *jsonl = v;
+        else
+            *text = v;
+    } else if (!strcmp(a, "--calib-tokens")) {
+        *tokens = cli_int(argc, argv, i, 2, 1 << 24);
+    } else if (!strcmp(a, "--calib-items")) {
+        *items = cli_int(argc, argv, i, 1, 1 << 20);
+    } else {
+        return false;
+    }
+    return true;
+}
+
 double cli_double(int argc, char **argv, int *i, double lo, double hi) {
     const char *opt = argv[*i], *v = cli_value(argc, argv, i);
     char *end;

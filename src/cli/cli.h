@@ -58,6 +58,11 @@ void cli_check(evlm_status st);
 /* The value after option argv[*i] (advances *i). */
 const char *cli_value(int argc, char **argv, int *i);
 int cli_int(int argc, char **argv, int *i, int lo, int hi);
+/* The calibration options of the offline commands at argv[*i]: --calib FILE (a .jsonl file is
+ * {image, question, answer} items, anything else text), --calib-tokens N, --calib-items N; true
+ * when argv[*i] was one of them (its value consumed). */
+bool cli_calib_opt(const char **text, const char **jsonl, int *tokens, int *items, int argc,
+                   char **argv, int *i);
 double cli_double(int argc, char **argv, int *i, double lo, double hi);
 /* Reads all of stdin (bounded). */
 char *cli_read_stdin(size_t *len);

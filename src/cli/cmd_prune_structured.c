@@ -81,18 +81,10 @@ int evlm_cmd_prune_structured(int argc, char **argv) {
                 cli_die("--ratio %g: must be in (0, 1) (the fraction of the decoder's "
                         "non-embedding parameters removed)",
                         p.ratio);
-        } else if (!strcmp(a, "--calib")) {
-            const char *v = cli_value(argc, argv, &i);
-            size_t n = strlen(v);
-            if (n > 6 && !strcmp(v + n - 6, ".jsonl"))
-                p.calib_jsonl = v;
-            else
-                p.calib_text = v;
-        } else if (!strcmp(a, "--calib-tokens"))
-            p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
-        else if (!strcmp(a, "--calib-items"))
-            p.calib_items = cli_int(argc, argv, &i, 1, 1 << 20);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+        } else if (cli_calib_opt(&p.calib_text, &p.calib_jsonl, &p.calib_tokens, &p.calib_items,
+                                 argc, argv, &i)) {
+            /* done: calibration option */
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             p.n_threads = cli_int(argc, argv, &i, 1, 512);
         else if (!strcmp(a, "--json"))
             json = true;

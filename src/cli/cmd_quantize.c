@@ -133,18 +133,10 @@ int evlm_cmd_quantize(int argc, char **argv) {
                 p.method = EVLM_QMETHOD_GPTQ;
             else
                 cli_die("--method takes rtn, awq or gptq, not '%s'", v);
-        } else if (!strcmp(a, "--calib")) {
-            const char *v = cli_value(argc, argv, &i);
-            size_t n = strlen(v);
-            if (n > 6 && !strcmp(v + n - 6, ".jsonl"))
-                p.calib_jsonl = v;
-            else
-                p.calib_text = v;
-        } else if (!strcmp(a, "--calib-tokens"))
-            p.calib_tokens = cli_int(argc, argv, &i, 2, 1 << 24);
-        else if (!strcmp(a, "--calib-items"))
-            p.calib_items = cli_int(argc, argv, &i, 1, 1 << 20);
-        else if (!strcmp(a, "--keep")) {
+        } else if (cli_calib_opt(&p.calib_text, &p.calib_jsonl, &p.calib_tokens, &p.calib_items,
+                                 argc, argv, &i)) {
+            /* done: calibration option */
+        } else if (!strcmp(a, "--keep")) {
             if (n_keep == 32) cli_die("at most 32 --keep patterns");
             const char *v = cli_value(argc, argv, &i);
             keep_pat[n_keep] = strdup(v);
