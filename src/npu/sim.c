@@ -22,6 +22,7 @@
 #include "core/status.h"
 #include "model/model.h"
 #include "npu/qdq.h"
+#include "npu/sim_io.h"
 #include "npu/sim_vision.h"
 
 #include <cjson/cJSON.h>
@@ -66,36 +67,19 @@ static void sim_transform(void *user, int layer, const char *group, float *x, in
         x[i] = evlm__qdq_fake(x[i], p.scale, p.zp, p.qmax);
 }
 
-static double num(const cJSON *o, const char *key, double dflt) {
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static const char *str(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-/* Reads n bytes at off of f into buf. */
-static evlm_status read_at(FILE *f, const char *path, uint64_t off, void *buf, size_t n) {
-    if (fseeko(f, (off_t)off, SEEK_SET) != 0 || fread(buf, 1, n, f) != n)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: cannot read %zu bytes at %llu (truncated?)", path,
-                          n, (unsigned long long)off);
-    return EVLM_OK;
-}
-
 /* One weight entry of the manifest into s->mats[i] ([out][in] floats). */
 static evlm_status load_weight(npu_sim *s, int i, const cJSON *e, FILE *f, const char *path) {
-    const char *name = str(e, "name"), *dt = str(e, "dtype");
-    const int64_t out = (int64_t)num(e, "out", 0), in = (int64_t)num(e, "in", 0);
-    const bool tr = !strcmp(str(e, "layout"), "[in, out]");
+    const char *name = evlm__sim_str(e, "name"), *dt = evlm__sim_str(e, "dtype");
+    const int64_t out = (int64_t)evlm__sim_num(e, "out", 0),
+                  in = (int64_t)evlm__sim_num(e, "in", 0);
+    const bool tr = !strcmp(evlm__sim_str(e, "layout"), "[in, out]");
     const int bits = !strcmp(dt, "int8")      ? 8
                      : !strcmp(dt, "int4")    ? 4
                      : !strcmp(dt, "float16") ? 16
                                               : 0;
     if (!bits || out < 1 || in < 1 || out * in > ((int64_t)1 << 34))
         return evlm__fail(EVLM_ERR_FORMAT, "%s: weight '%s': bad dtype or shape", path, name);
-    const int64_t n = out * in, block = bits == 4 ? (int64_t)num(e, "block_size", 0) : in;
+    const int64_t n = out * in, block = bits == 4 ? (int64_t)evlm__sim_num(e, "block_size", 0) : in;
     if (block < 1) return evlm__fail(EVLM_ERR_FORMAT, "%s: weight '%s': no block_size", path, name);
     const int64_t nb = (in + block - 1) / block;
     size_t bytes = (size_t)(bits == 16 ? 2 * n : bits == 4 ? (n + 1) / 2 : n);
@@ -106,10 +90,11 @@ static evlm_status load_weight(npu_sim *s, int i, const cJSON *e, FILE *f, const
     evlm_status st = raw && w && (bits == 16 || sc)
                          ? EVLM_OK
                          : evlm__fail(EVLM_ERR_NOMEM, "out of memory reading weight '%s'", name);
-    if (st == EVLM_OK) st = read_at(f, path, (uint64_t)num(e, "offset", -1), raw, bytes);
+    if (st == EVLM_OK)
+        st = evlm__sim_read_at(f, path, (uint64_t)evlm__sim_num(e, "offset", -1), raw, bytes);
     if (st == EVLM_OK && sc)
-        st = read_at(f, path, (uint64_t)num(e, "scale_offset", -1), sc,
-                     sizeof(float) * (size_t)(out * nb));
+        st = evlm__sim_read_at(f, path, (uint64_t)evlm__sim_num(e, "scale_offset", -1), sc,
+                               sizeof(float) * (size_t)(out * nb));
     for (int64_t o = 0; st == EVLM_OK && o < out; o++)
         for (int64_t c = 0; c < in; c++) {
             int64_t at = tr ? c * out + o : o * in + c;
@@ -148,7 +133,7 @@ static evlm_status load_weight(npu_sim *s, int i, const cJSON *e, FILE *f, const
     for (int d = 2; d < EVLM_MAX_DIMS; d++) t->nb[d] = t->nb[1] * (size_t)out;
     t->data = w;
     /* bind it in place of the model's matrix */
-    int layer = (int)num(e, "layer", -2);
+    int layer = (int)evlm__sim_num(e, "layer", -2);
     const evlm_decoder_config *c = &s->dec.cfg;
     if (layer == -1 && !strcmp(name, "lm_head.q")) {
         if (out != c->vocab_size || in != c->hidden_size) goto shape;
@@ -197,18 +182,19 @@ evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir) {
     FILE *f = NULL;
     if (st != EVLM_OK) goto done;
     const cJSON *m = cJSON_GetObjectItem(j, "model"), *q = cJSON_GetObjectItem(j, "quantization");
-    if (!j || strcmp(str(j, "format"), "evlm-onnx") || !m) {
+    if (!j || strcmp(evlm__sim_str(j, "format"), "evlm-onnx") || !m) {
         st = evlm__fail(EVLM_ERR_FORMAT, "%s: not an evlm ONNX export manifest", path);
         goto done;
     }
-    if ((int)num(m, "n_layers", -1) != c->n_layers ||
-        (int)num(m, "hidden_size", -1) != c->hidden_size ||
-        (int)num(m, "vocab_size", -1) != c->vocab_size) {
-        st = evlm__fail(EVLM_ERR_ARG,
-                        "%s: exported from another model (%d layers, hidden %d, "
-                        "vocab %d; this one: %d, %d, %d)",
-                        path, (int)num(m, "n_layers", -1), (int)num(m, "hidden_size", -1),
-                        (int)num(m, "vocab_size", -1), c->n_layers, c->hidden_size, c->vocab_size);
+    if ((int)evlm__sim_num(m, "n_layers", -1) != c->n_layers ||
+        (int)evlm__sim_num(m, "hidden_size", -1) != c->hidden_size ||
+        (int)evlm__sim_num(m, "vocab_size", -1) != c->vocab_size) {
+        st = evlm__fail(
+            EVLM_ERR_ARG,
+            "%s: exported from another model (%d layers, hidden %d, "
+            "vocab %d; this one: %d, %d, %d)",
+            path, (int)evlm__sim_num(m, "n_layers", -1), (int)evlm__sim_num(m, "hidden_size", -1),
+            (int)evlm__sim_num(m, "vocab_size", -1), c->n_layers, c->hidden_size, c->vocab_size);
         goto done;
     }
     s = calloc(1, sizeof *s);
@@ -236,11 +222,11 @@ evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir) {
         goto done;
     }
     /* a split export names each weight's part file; one part: weights.file */
-    const char *wdef = str(cJSON_GetObjectItem(j, "weights"), "file");
+    const char *wdef = evlm__sim_str(cJSON_GetObjectItem(j, "weights"), "file");
     char cur[64] = "";
     for (int i = 0; i < nw && st == EVLM_OK; i++, s->n_mats++) {
         const cJSON *e = cJSON_GetArrayItem(ws, i);
-        const char *fn = cJSON_GetObjectItem(e, "file") ? str(e, "file") : wdef;
+        const char *fn = cJSON_GetObjectItem(e, "file") ? evlm__sim_str(e, "file") : wdef;
         if (!f || strcmp(fn, cur)) {
             if (f) fclose(f);
             snprintf(cur, sizeof cur, "%s", fn);
@@ -264,15 +250,17 @@ evlm_status evlm_npu_sim(evlm_context *ctx, const char *dir) {
     }
     for (int i = 0; i < na; i++) {
         const cJSON *e = cJSON_GetArrayItem(as, i);
-        int idx = evlm__qdq_index(c->n_layers, (int)num(e, "layer", -2), str(e, "group"));
-        int bits = (int)num(e, "bits", 0);
-        float scale = (float)num(e, "scale", 0);
+        int idx = evlm__qdq_index(c->n_layers, (int)evlm__sim_num(e, "layer", -2),
+                                  evlm__sim_str(e, "group"));
+        int bits = (int)evlm__sim_num(e, "bits", 0);
+        float scale = (float)evlm__sim_num(e, "scale", 0);
         if (idx < 0 || idx >= s->n_pts || (bits != 8 && bits != 16) || !(scale > 0)) {
             snprintf(path, dl + 64, "%s/manifest.json", dir);
             st = evlm__fail(EVLM_ERR_FORMAT, "%s: activation point %d is malformed", path, i);
             goto done;
         }
-        s->pts[idx] = (sim_point){scale, (int32_t)num(e, "zero_point", 0), (1 << bits) - 1};
+        s->pts[idx] =
+            (sim_point){scale, (int32_t)evlm__sim_num(e, "zero_point", 0), (1 << bits) - 1};
     }
     for (int i = 0; i < s->n_pts; i++)
         if (!(s->pts[i].scale > 0)) {

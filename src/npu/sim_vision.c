@@ -18,6 +18,7 @@
 
 #include "core/status.h"
 #include "npu/qdq_vision.h"
+#include "npu/sim_io.h"
 #include "quant/repack.h"
 #include "vision/siglip.h"
 
@@ -64,23 +65,6 @@ static void vtransform(void *user, int layer, const char *group, float *x, int m
         x[i] = evlm__qdq_fake(x[i], p.scale, p.zp, p.qmax);
 }
 
-static double num(const cJSON *o, const char *key, double dflt) {
-    const cJSON *x = cJSON_GetObjectItem(o, key);
-    return cJSON_IsNumber(x) ? x->valuedouble : dflt;
-}
-
-static const char *str(const cJSON *o, const char *key) {
-    const cJSON *x = cJSON_GetObjectItem(o, key);
-    return cJSON_IsString(x) ? x->valuestring : "";
-}
-
-static evlm_status read_at(FILE *f, const char *path, uint64_t off, void *buf, size_t n) {
-    if (fseeko(f, (off_t)off, SEEK_SET) != 0 || fread(buf, 1, n, f) != n)
-        return evlm__fail(EVLM_ERR_FORMAT, "%s: cannot read %zu bytes at %llu (truncated?)", path,
-                          n, (unsigned long long)off);
-    return EVLM_OK;
-}
-
 /* The slot of the tower a weight entry names, or NULL. */
 static const evlm_tensor **slot_of(evlm__sim_vision *v, const char *name) {
     if (!strcmp(name, "proj")) return &v->tower.proj;
@@ -103,14 +87,15 @@ static const evlm_tensor **slot_of(evlm__sim_vision *v, const char *name) {
 /* Weight entry e into v->mats[i] and its slot in the tower. */
 static evlm_status load_weight(evlm__sim_vision *v, int i, const cJSON *e, FILE *f,
                                const char *path) {
-    const char *name = str(e, "name");
-    const int64_t out = (int64_t)num(e, "out", 0), in = (int64_t)num(e, "in", 0);
+    const char *name = evlm__sim_str(e, "name");
+    const int64_t out = (int64_t)evlm__sim_num(e, "out", 0),
+                  in = (int64_t)evlm__sim_num(e, "in", 0);
     const bool conv = !strcmp(name, "patch.w");
     const evlm_tensor *ref = conv ? &v->tower.patch_w : NULL;
     const evlm_tensor **slot = conv ? NULL : slot_of(v, name);
     if (slot) ref = *slot;
-    if (!ref || strcmp(str(e, "dtype"), "int8") || ref->ne[0] != in || ref->ne[1] != out ||
-        strcmp(str(e, "layout"), conv ? "[out, in]" : "[in, out]"))
+    if (!ref || strcmp(evlm__sim_str(e, "dtype"), "int8") || ref->ne[0] != in ||
+        ref->ne[1] != out || strcmp(evlm__sim_str(e, "layout"), conv ? "[out, in]" : "[in, out]"))
         return evlm__fail(EVLM_ERR_FORMAT,
                           "%s: vision weight '%s' (%lld x %lld) is not an int8 matrix of this "
                           "model's tower",
@@ -121,10 +106,11 @@ static evlm_status load_weight(evlm__sim_vision *v, int i, const cJSON *e, FILE 
     v->data[i] = w;
     evlm_status st =
         codes && sc && w ? EVLM_OK : evlm__fail(EVLM_ERR_NOMEM, "out of memory reading '%s'", name);
-    if (st == EVLM_OK) st = read_at(f, path, (uint64_t)num(e, "offset", -1), codes, (size_t)n);
     if (st == EVLM_OK)
-        st =
-            read_at(f, path, (uint64_t)num(e, "scale_offset", -1), sc, sizeof(float) * (size_t)out);
+        st = evlm__sim_read_at(f, path, (uint64_t)evlm__sim_num(e, "offset", -1), codes, (size_t)n);
+    if (st == EVLM_OK)
+        st = evlm__sim_read_at(f, path, (uint64_t)evlm__sim_num(e, "scale_offset", -1), sc,
+                               sizeof(float) * (size_t)out);
     for (int64_t o = 0; st == EVLM_OK && o < out; o++)
         for (int64_t c = 0; c < in; c++) /* DequantizeLinear: (q - 0) * scale in float */
             w[o * in + c] = (float)codes[conv ? o * in + c : c * out + o] * sc[o];
@@ -206,10 +192,11 @@ evlm_status evlm__sim_vision_load(const evlm_model *m, const char *dir, const cJ
     }
     for (int i = 0; i < na; i++) {
         const cJSON *e = cJSON_GetArrayItem(as, i);
-        int idx = evlm__qdqv_index(L, (int)num(e, "layer", -2), str(e, "group"));
-        int bits = (int)num(e, "bits", 0);
-        float scale = (float)num(e, "scale", 0);
-        int zp = (int)num(e, "zero_point", -1);
+        int idx =
+            evlm__qdqv_index(L, (int)evlm__sim_num(e, "layer", -2), evlm__sim_str(e, "group"));
+        int bits = (int)evlm__sim_num(e, "bits", 0);
+        float scale = (float)evlm__sim_num(e, "scale", 0);
+        int zp = (int)evlm__sim_num(e, "zero_point", -1);
         if (idx < 0 || (bits != 8 && bits != 16) || !(scale > 0) || zp < 0 || zp >= (1 << bits) ||
             v->pts[idx].scale > 0) {
             st =
@@ -218,8 +205,9 @@ evlm_status evlm__sim_vision_load(const evlm_model *m, const char *dir, const cJ
         }
         v->pts[idx] = (vpoint){scale, zp, (1 << bits) - 1};
     }
-    snprintf(path, dl, "%s/%s", dir, str(vis, "weights"));
-    if (strchr(str(vis, "weights"), '/') || !*str(vis, "weights") || !(f = fopen(path, "rb"))) {
+    snprintf(path, dl, "%s/%s", dir, evlm__sim_str(vis, "weights"));
+    if (strchr(evlm__sim_str(vis, "weights"), '/') || !*evlm__sim_str(vis, "weights") ||
+        !(f = fopen(path, "rb"))) {
         st = evlm__fail(EVLM_ERR_IO, "%s: cannot open the vision weights", path);
         goto done;
     }
