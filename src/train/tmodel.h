@@ -1,0 +1,92 @@
+/*
+ * tmodel.h - a model being trained: its parameters (params.h), the forward pass that keeps
+ * what the backward needs, the backward, and the losses. The seam between the training loops
+ * (finetune, distill, qat, the grad command) and the model code (tdecoder.c, tvision.c,
+ * loss.c).
+ *
+ * A batch is a list of sequences evaluated each on its own (positions from 0, causal), packed
+ * one after another into the rows of one pass (no padding rows): the attention never crosses a
+ * sequence. A sequence of a vision model may carry the processed tiles of its image (pixel
+ * values as the image processor gives them); their features replace the embeddings of its image
+ * tokens, in order, as in inference. Activations live in one arena planned for (max_tokens,
+ * max_tiles) at creation; a batch beyond it is an EVLM_ERR_ARG naming the limit.
+ * Families: Llama-style decoders (Llama, SmolLM2, Qwen2 with biases) and Idefics3 / SmolVLM
+ * (SigLIP tower + pixel-shuffle connector). Qwen2-VL is refused with EVLM_ERR_UNSUPPORTED
+ * (its M-RoPE / window-attention backward is not built).
+ *
+ * Threads: a tmodel is used by one thread at a time; it runs its ops on its own pool.
+ */
+#ifndef EVLM_TRAIN_TMODEL_H
+#define EVLM_TRAIN_TMODEL_H
+
+#include "evlm.h"
+#include "train/params.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct evlm_tmodel evlm_tmodel;
+
+typedef struct evlm_tseq {
+    const int32_t *ids; /* [n], image tokens already expanded */
+    int n;
+    const uint8_t *target; /* [n]: 1 where position t (t < n - 1) predicts ids[t + 1] in the
+                              loss; NULL: none (a sequence used only for the hidden loss) */
+    const float *pixels;      /* [n_tiles][C][S][S] processed tiles, or NULL */
+    const uint8_t *pixel_mask; /* [n_tiles][S][S] nonzero = real pixel, or NULL (all real) */
+    int n_tiles;
+} evlm_tseq;
+
+typedef struct evlm_tbatch {
+    const evlm_tseq *seq;
+    int n_seq;
+} evlm_tbatch;
+
+typedef enum evlm_tloss {
+    EVLM_TLOSS_CE = 0, /* cross-entropy of the targets */
+    EVLM_TLOSS_KD,     /* tau^2 KL(teacher || student) at temperature tau */
+    EVLM_TLOSS_RKL,    /* tau^2 KL(student || teacher) */
+    EVLM_TLOSS_HIDDEN, /* MSE of every layer's residual stream against the teacher's */
+    EVLM_TLOSS_QAT_CE, /* CE through Q4_0 fake-quantized decoder matrices (straight-through) */
+} evlm_tloss;
+
+/* Parses "ce" / "kd" / "rkl" / "hidden" / "qat_ce"; -1 when unknown. */
+int evlm_tloss_parse(const char *s);
+const char *evlm_tloss_name(evlm_tloss l);
+
+typedef struct evlm_tmodel_params {
+    int n_threads;  /* 0 = physical cores */
+    int max_tokens; /* most rows of one batch (all its sequences together) */
+    int max_tiles;  /* most image tiles of one batch (0 for text-only training) */
+} evlm_tmodel_params;
+
+/* The parameters of a loaded model (evlm_model_load with keep_layout) as a model to train.
+ * The model must outlive the tmodel (its config, tokenizer, processor are used, its weights
+ * only copied). */
+evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm_tmodel **out);
+void evlm_tmodel_free(evlm_tmodel *tm);
+
+evlm_tparams *evlm_tmodel_params_of(evlm_tmodel *tm);
+const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm);
+
+typedef struct evlm_tstep {
+    evlm_tloss loss;
+    float temperature;          /* kd / rkl */
+    evlm_tmodel *teacher;       /* kd / rkl / hidden: forward only, never changed */
+    float grad_scale;           /* gradients of this batch are multiplied by it (accumulation) */
+    bool no_backward;           /* forward and loss only (evaluation) */
+} evlm_tstep;
+
+typedef struct evlm_tresult {
+    double loss;   /* the batch's loss (mean over its targets / elements) */
+    int n_targets; /* target positions in the batch */
+    int n_tokens;  /* rows of the batch */
+} evlm_tresult;
+
+/* One forward and backward: the loss of the batch, and grad_scale * d(loss)/d(parameter)
+ * ADDED to the gradient of every trainable parameter (frozen ones get nothing, and the work
+ * for them is skipped where it can be). */
+evlm_status evlm_tmodel_step(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_tstep *s,
+                             evlm_tresult *r);
+
+#endif
