@@ -1,0 +1,121 @@
+/*
+ * loss.c - the training losses (loss.h): softmax rows in float with double sums, one row per
+ * thread task, gradients written over the logits.
+ * Not here: the logits, the head's backward (tmodel.c).
+ */
+#include "train/loss.h"
+
+#include <math.h>
+
+typedef enum { ROW_CE, ROW_KD, ROW_RKL } row_kind;
+
+typedef struct {
+    row_kind kind;
+    float *z;
+    const float *zt;
+    const int32_t *y;
+    int n, V;
+    float tau, scale;
+    bool grad;
+    double *row_loss;
+} row_task;
+
+/* max of a[0..V) * inv and log(sum exp(a * inv - max)) + max, in double */
+static double row_lse(const float *a, int V, float inv) {
+    float mx = -INFINITY;
+    for (int j = 0; j < V; j++)
+        if (a[j] * inv > mx) mx = a[j] * inv;
+    double s = 0;
+    for (int j = 0; j < V; j++) s += exp((double)(a[j] * inv - mx));
+    return (double)mx + log(s);
+}
+
+static void ce_row(float *z, int32_t y, int V, float scale, bool grad, double *loss) {
+    double lse = row_lse(z, V, 1.0f);
+    *loss = lse - (double)z[y];
+    if (!grad) return;
+    for (int j = 0; j < V; j++) z[j] = scale * (float)exp((double)z[j] - lse);
+    z[y] -= scale;
+}
+
+static void kd_row(float *z, const float *zt, int V, float tau, float scale, bool grad,
+                   double *loss) {
+    const float inv = 1.0f / tau;
+    double ls = row_lse(z, V, inv), lt = row_lse(zt, V, inv), kl = 0;
+    for (int j = 0; j < V; j++) {
+        double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
+        kl += exp(lpt) * (lpt - lps);
+    }
+    *loss = (double)tau * tau * kl;
+    if (!grad) return;
+    for (int j = 0; j < V; j++) {
+        double pt = exp((double)(zt[j] * inv) - lt), ps = exp((double)(z[j] * inv) - ls);
+        z[j] = (float)((double)scale * tau * (ps - pt));
+    }
+}
+
+static void rkl_row(float *z, const float *zt, int V, float tau, float scale, bool grad,
+                    double *loss) {
+    const float inv = 1.0f / tau;
+    double ls = row_lse(z, V, inv), lt = row_lse(zt, V, inv), f = 0;
+    for (int j = 0; j < V; j++) {
+        double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
+        f += exp(lps) * (lps - lpt);
+    }
+    *loss = (double)tau * tau * f;
+    if (!grad) return;
+    for (int j = 0; j < V; j++) {
+        double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
+        z[j] = (float)((double)scale * tau * exp(lps) * (lps - lpt - f));
+    }
+}
+
+static void rows_fn(void *arg, int ith, int nth) {
+    const row_task *t = arg;
+    int r0, r1;
+    evlm_split_rows(t->n, ith, nth, &r0, &r1);
+    for (int r = r0; r < r1; r++) {
+        float *z = t->z + (size_t)r * t->V;
+        const float *zt = t->zt ? t->zt + (size_t)r * t->V : NULL;
+        switch (t->kind) {
+        case ROW_CE: ce_row(z, t->y[r], t->V, t->scale, t->grad, &t->row_loss[r]); break;
+        case ROW_KD: kd_row(z, zt, t->V, t->tau, t->scale, t->grad, &t->row_loss[r]); break;
+        case ROW_RKL: rkl_row(z, zt, t->V, t->tau, t->scale, t->grad, &t->row_loss[r]); break;
+        }
+    }
+}
+
+static void run_rows(const evlm_tops *o, row_task *t) {
+    if (o && o->pool)
+        evlm_pool_run(o->pool, rows_fn, t);
+    else
+        rows_fn(t, 0, 1);
+}
+
+void evlm_tloss_ce_rows(const evlm_tops *o, float *z, const int32_t *y, int n, int V, float scale,
+                        bool grad, double *row_loss) {
+    row_task t = {ROW_CE, z, NULL, y, n, V, 1.0f, scale, grad, row_loss};
+    run_rows(o, &t);
+}
+
+void evlm_tloss_kd_rows(const evlm_tops *o, float *z, const float *zt, int n, int V, float tau,
+                        float scale, bool grad, double *row_loss) {
+    row_task t = {ROW_KD, z, zt, NULL, n, V, tau, scale, grad, row_loss};
+    run_rows(o, &t);
+}
+
+void evlm_tloss_rkl_rows(const evlm_tops *o, float *z, const float *zt, int n, int V, float tau,
+                         float scale, bool grad, double *row_loss) {
+    row_task t = {ROW_RKL, z, zt, NULL, n, V, tau, scale, grad, row_loss};
+    run_rows(o, &t);
+}
+
+double evlm_tloss_sq_err(float *d, const float *h, const float *ht, size_t n, float scale) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        float e = h[i] - ht[i];
+        s += (double)e * e;
+        if (d) d[i] += scale * 2.0f * e;
+    }
+    return s;
+}
