@@ -46,11 +46,11 @@ static void kd_row(float *z, const float *zt, int V, float tau, float scale, boo
         double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
         kl += exp(lpt) * (lpt - lps);
     }
-    *loss = (double)tau * tau * kl;
+    *loss = (double)tau * (double)tau * kl;
     if (!grad) return;
     for (int j = 0; j < V; j++) {
         double pt = exp((double)(zt[j] * inv) - lt), ps = exp((double)(z[j] * inv) - ls);
-        z[j] = (float)((double)scale * tau * (ps - pt));
+        z[j] = (float)((double)scale * (double)tau * (ps - pt));
     }
 }
 
@@ -62,11 +62,11 @@ static void rkl_row(float *z, const float *zt, int V, float tau, float scale, bo
         double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
         f += exp(lps) * (lps - lpt);
     }
-    *loss = (double)tau * tau * f;
+    *loss = (double)tau * (double)tau * f;
     if (!grad) return;
     for (int j = 0; j < V; j++) {
         double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
-        z[j] = (float)((double)scale * tau * exp(lps) * (lps - lpt - f));
+        z[j] = (float)((double)scale * (double)tau * exp(lps) * (lps - lpt - f));
     }
 }
 
@@ -78,9 +78,15 @@ static void rows_fn(void *arg, int ith, int nth) {
         float *z = t->z + (size_t)r * t->V;
         const float *zt = t->zt ? t->zt + (size_t)r * t->V : NULL;
         switch (t->kind) {
-        case ROW_CE: ce_row(z, t->y[r], t->V, t->scale, t->grad, &t->row_loss[r]); break;
-        case ROW_KD: kd_row(z, zt, t->V, t->tau, t->scale, t->grad, &t->row_loss[r]); break;
-        case ROW_RKL: rkl_row(z, zt, t->V, t->tau, t->scale, t->grad, &t->row_loss[r]); break;
+        case ROW_CE:
+            ce_row(z, t->y[r], t->V, t->scale, t->grad, &t->row_loss[r]);
+            break;
+        case ROW_KD:
+            kd_row(z, zt, t->V, t->tau, t->scale, t->grad, &t->row_loss[r]);
+            break;
+        case ROW_RKL:
+            rkl_row(z, zt, t->V, t->tau, t->scale, t->grad, &t->row_loss[r]);
+            break;
         }
     }
 }
@@ -114,7 +120,7 @@ double evlm_tloss_sq_err(float *d, const float *h, const float *ht, size_t n, fl
     double s = 0;
     for (size_t i = 0; i < n; i++) {
         float e = h[i] - ht[i];
-        s += (double)e * e;
+        s += (double)e * (double)e;
         if (d) d[i] += scale * 2.0f * e;
     }
     return s;
