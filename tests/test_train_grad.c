@@ -1,0 +1,405 @@
+/*
+ * test_train_grad.c - the training engine's gradients (src/train: tmodel, tdecoder, loss, qat)
+ * against ../shared/fixtures/grad (torch autograd, float32): llama-tiny and smolvlm-tiny, every
+ * loss (ce, kd, rkl, hidden, qat_ce), under ref and every x86 kernel table this CPU runs; every
+ * tensor within max |g - g_ref| <= 1e-3 max |g_ref| + 1e-6 and the loss within 1e-4 relative
+ * (the fixtures' README). Also: a Qwen2 with q/k/v biases (synthesized, random biases) against
+ * central finite differences, the same for smolvlm-tiny's text-only sequence, frozen parameters
+ * get nothing and leave the rest unchanged, grad_scale halves, two runs are bitwise equal,
+ * over-long batches and Qwen2-VL are refused with clear messages.
+ */
+#include "core/file.h"
+#include "core/json.h"
+#include "evlm_npu.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+#include "test.h"
+#include "train/tmodel.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+static const char *const k_losses[] = {"ce", "kd", "rkl", "hidden", "qat_ce"};
+
+typedef struct tbatch {
+    evlm_tseq seq[8];
+    int32_t *ids[8];
+    uint8_t *target[8];
+    float *pixels[8];
+    int n_seq, n_tokens, n_tiles;
+    float temperature;
+    double loss[5], norm[5];
+} tbatch;
+
+static void tbatch_free(tbatch *b) {
+    for (int s = 0; s < b->n_seq; s++) {
+        free(b->ids[s]);
+        free(b->target[s]);
+        free(b->pixels[s]);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+/* batch.json of a fixture (only_text: the sequences without images) */
+static bool load_batch(const char *dir, evlm_model *m, bool only_text, tbatch *b) {
+    memset(b, 0, sizeof *b);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/batch.json", dir);
+    cJSON *root;
+    CHECK_OK(evlm_json_load(path, &root));
+    if (!root) return false;
+    const cJSON *seqs = cJSON_GetObjectItem(root, "sequences"), *js;
+    b->temperature = (float)cJSON_GetObjectItem(root, "temperature")->valuedouble;
+    const cJSON *losses = cJSON_GetObjectItem(root, "losses");
+    for (int l = 0; l < 5; l++) {
+        const cJSON *o = cJSON_GetObjectItem(losses, k_losses[l]);
+        b->loss[l] = cJSON_GetObjectItem(o, "loss")->valuedouble;
+        b->norm[l] = cJSON_GetObjectItem(o, "grad_norm")->valuedouble;
+    }
+    cJSON_ArrayForEach(js, seqs) {
+        const cJSON *imgs = cJSON_GetObjectItem(js, "images");
+        if (only_text && imgs) continue;
+        int s = b->n_seq++, n = cJSON_GetArraySize(cJSON_GetObjectItem(js, "ids")), i = 0;
+        b->ids[s] = malloc(sizeof(int32_t) * (size_t)n);
+        b->target[s] = calloc((size_t)n, 1);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(js, "ids")) b->ids[s][i++] = it->valueint;
+        for (int t = cJSON_GetObjectItem(js, "loss_from")->valueint; t < n - 1; t++)
+            b->target[s][t] = 1;
+        b->seq[s] = (evlm_tseq){b->ids[s], n, b->target[s], NULL, NULL, 0};
+        if (imgs) {
+            char ip[4400];
+            snprintf(ip, sizeof ip, "%s/%s", dir, cJSON_GetArrayItem(imgs, 0)->valuestring);
+            evlm_image_input in = {.path = ip};
+            int tile;
+            CHECK_OK(evlm_onnx_image_pixels(m, &in, &b->pixels[s], &b->seq[s].n_tiles, &tile));
+            b->seq[s].pixels = b->pixels[s];
+            b->n_tiles += b->seq[s].n_tiles;
+        }
+        b->n_tokens += n;
+    }
+    cJSON_Delete(root);
+    return true;
+}
+
+static evlm_model *load(const char *dir) {
+    evlm_model_params mp = evlm_model_default_params();
+    mp.keep_layout = true;
+    mp.n_threads = 2;
+    evlm_model *m = NULL;
+    CHECK_OK(evlm_model_load(dir, &mp, &m));
+    return m;
+}
+
+static evlm_tmodel *tnew(evlm_model *m, const tbatch *b, const evlm_kernels *k, int threads) {
+    evlm_tmodel_params p = {threads, b->n_tokens, b->n_tiles, k};
+    evlm_tmodel *tm = NULL;
+    CHECK_OK(evlm_tmodel_new(m, &p, &tm));
+    return tm;
+}
+
+static evlm_status step(evlm_tmodel *tm, evlm_tmodel *teacher, const tbatch *b, int loss,
+                        float scale, evlm_tresult *r) {
+    evlm_tstep s = {(evlm_tloss)loss, b->temperature, teacher, scale, false};
+    evlm_tbatch tb = {b->seq, b->n_seq};
+    return evlm_tmodel_step(tm, &tb, &s, r);
+}
+
+/* Every tensor of ref against the gradients; returns the worst error / allowed ratio. */
+static double compare_ref(const evlm_tparams *tp, const char *ref_path, const char *what) {
+    evlm_weights *ref;
+    CHECK_OK(evlm_weights_open(ref_path, &ref));
+    if (!ref) return INFINITY;
+    double worst = 0;
+    for (size_t i = 0; i < evlm_weights_count(ref); i++) {
+        const evlm_tensor *t = evlm_weights_at(ref, i);
+        const evlm_tparam *p = evlm_tparams_find(tp, t->name);
+        CHECKF(p && p->n == (size_t)evlm_tensor_nelements(t), "%s: %s missing or mis-sized", what,
+               t->name);
+        if (!p || p->n != (size_t)evlm_tensor_nelements(t)) continue;
+        const float *r = t->data, *g = tp->g + p->off;
+        double rmax = 0, err = 0;
+        for (size_t j = 0; j < p->n; j++) {
+            if (fabs((double)r[j]) > rmax) rmax = fabs((double)r[j]);
+            if (fabs((double)g[j] - (double)r[j]) > err) err = fabs((double)g[j] - (double)r[j]);
+        }
+        double allowed = 1e-3 * rmax + 1e-6;
+        CHECKF(err <= allowed, "%s: %s: max error %.3g, allowed %.3g", what, t->name, err, allowed);
+        if (err / allowed > worst) worst = err / allowed;
+    }
+    evlm_weights_free(ref);
+    return worst;
+}
+
+static double grad_norm(const evlm_tparams *tp) {
+    double s = 0;
+    for (size_t i = 0; i < tp->n_floats; i++) s += (double)tp->g[i] * (double)tp->g[i];
+    return sqrt(s);
+}
+
+/* The fixture dir: every loss under kernel table k. */
+static void fixture_case(const char *name, const char *gdir, evlm_model *m, evlm_model *tm_model,
+                         const tbatch *b, const evlm_kernels *k) {
+    evlm_tmodel *tm = tnew(m, b, k, 2), *te = tnew(tm_model, b, k, 2);
+    if (!tm || !te) goto done;
+    for (int l = 0; l < 5; l++) {
+        char what[256], ref[4400];
+        snprintf(what, sizeof what, "%s %s [%s]", name, k_losses[l], k->name);
+        evlm_tparams *tp = evlm_tmodel_params_of(tm);
+        evlm_tparams_zero_grad(tp);
+        evlm_tresult r;
+        evlm_status st = step(tm, te, b, l, 1.0f, &r);
+        CHECKF(st == EVLM_OK, "%s: %s", what, evlm_last_error());
+        if (st != EVLM_OK) continue;
+        CHECKF(fabs(r.loss - b->loss[l]) <= 1e-4 * fabs(b->loss[l]), "%s: loss %.9g, torch %.9g",
+               what, r.loss, b->loss[l]);
+        double gn = grad_norm(tp);
+        CHECKF(fabs(gn - b->norm[l]) <= 1e-3 * b->norm[l], "%s: grad norm %.9g, torch %.9g", what,
+               gn, b->norm[l]);
+        snprintf(ref, sizeof ref, "%s/grads_%s.safetensors", gdir, k_losses[l]);
+        double worst = compare_ref(tp, ref, what);
+        printf("%-32s loss %.7f (torch %.7f)  worst error %.3f of tolerance\n", what, r.loss,
+               b->loss[l], worst);
+    }
+done:
+    evlm_tmodel_free(te);
+    evlm_tmodel_free(tm);
+}
+
+/* Central differences of the loss along a random direction u of each tensor named: the
+ * directional derivative g . u against (L(w + h u) - L(w - h u)) / 2h. */
+static void fd_check(const char *what, evlm_tmodel *tm, evlm_tmodel *te, const tbatch *b, int loss,
+                     const char *const *names, int n_names) {
+    evlm_tparams *tp = evlm_tmodel_params_of(tm);
+    evlm_tresult r;
+    evlm_tparams_zero_grad(tp);
+    CHECK_OK(step(tm, te, b, loss, 1.0f, &r));
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < n_names; i++) {
+        const evlm_tparam *p = evlm_tparams_find(tp, names[i]);
+        CHECKF(p != NULL, "%s: no parameter %s", what, names[i]);
+        if (!p) continue;
+        float *w = tp->w + p->off, *u = malloc(sizeof(float) * p->n);
+        const float *g = tp->g + p->off;
+        double dot = 0, wn = 0, gn = 0;
+        for (size_t j = 0; j < p->n; j++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            u[j] = (float)((double)(seed >> 40) / (double)(1ull << 24) - 0.5);
+            dot += (double)g[j] * (double)u[j];
+            wn += (double)u[j] * (double)u[j];
+            gn += (double)g[j] * (double)g[j];
+        }
+        const double h = 2e-3 / sqrt(wn / (double)p->n); /* ~2e-3 per element */
+        double lp, lm;
+        evlm_tstep s = {(evlm_tloss)loss, b->temperature, te, 1.0f, true};
+        evlm_tbatch tb = {b->seq, b->n_seq};
+        for (size_t j = 0; j < p->n; j++) w[j] += (float)h * u[j];
+        CHECK_OK(evlm_tmodel_step(tm, &tb, &s, &r));
+        lp = r.loss;
+        for (size_t j = 0; j < p->n; j++) w[j] -= 2.0f * (float)h * u[j];
+        CHECK_OK(evlm_tmodel_step(tm, &tb, &s, &r));
+        lm = r.loss;
+        for (size_t j = 0; j < p->n; j++) w[j] += (float)h * u[j];
+        double fd = (lp - lm) / (2 * h), tol = 2e-2 * sqrt(gn * wn) + 1e-4;
+        CHECKF(fabs(fd - dot) <= tol, "%s: %s: g.u %.6g, finite difference %.6g (tolerance %.3g)",
+               what, names[i], dot, fd, tol);
+        free(u);
+    }
+}
+
+static void qwen2_case(const char *llama, const char *tmp) {
+    char cfg[4400], dir[4400];
+    snprintf(cfg, sizeof cfg, "%s/qwen2.json", tmp);
+    snprintf(dir, sizeof dir, "%s/qwen2", tmp);
+    const char *cj = "{\"architectures\": [\"Qwen2ForCausalLM\"], \"model_type\": \"qwen2\", "
+                     "\"hidden_size\": 64, \"intermediate_size\": 96, \"num_hidden_layers\": 2, "
+                     "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 16, "
+                     "\"vocab_size\": 680, \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000.0, "
+                     "\"tie_word_embeddings\": false, \"torch_dtype\": \"float32\"}";
+    CHECK_OK(evlm_write_file_atomic(cfg, cj, strlen(cj)));
+    evlm_synth_params sp = evlm_synth_default_params();
+    sp.config = cfg;
+    sp.out_dir = dir;
+    sp.dtype = "f32";
+    sp.tokenizer_dir = llama;
+    CHECK_OK(evlm_model_synth(&sp, NULL, NULL));
+    evlm_model *m = load(dir);
+    if (!m) return;
+    tbatch b = {0};
+    static const int32_t ids0[] = {1, 87, 526, 201, 57, 74, 284, 342, 267, 281, 78, 423, 307};
+    static const int32_t ids1[] = {54, 74, 71, 223, 441, 276, 77, 302, 294};
+    static uint8_t tg0[13], tg1[9];
+    for (int t = 0; t < 12; t++) tg0[t] = t >= 3;
+    for (int t = 0; t < 8; t++) tg1[t] = 1;
+    b.seq[0] = (evlm_tseq){ids0, 13, tg0, NULL, NULL, 0};
+    b.seq[1] = (evlm_tseq){ids1, 9, tg1, NULL, NULL, 0};
+    b.n_seq = 2;
+    b.n_tokens = 22;
+    b.temperature = 2.0f;
+    evlm_tmodel *tm = tnew(m, &b, NULL, 2);
+    if (tm) {
+        /* random biases (synth writes zeros) and norm weights, so their use is visible */
+        evlm_tparams *tp = evlm_tmodel_params_of(tm);
+        uint64_t seed = 42;
+        for (int i = 0; i < tp->n; i++)
+            if (strstr(tp->p[i].name, ".bias") || strstr(tp->p[i].name, "norm"))
+                for (size_t j = 0; j < tp->p[i].n; j++) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    float r = (float)((double)(seed >> 40) / (double)(1ull << 24) - 0.5);
+                    tp->w[tp->p[i].off + j] += strstr(tp->p[i].name, ".bias") ? 0.5f * r : 0.3f * r;
+                }
+        CHECK(evlm_tparams_find(tp, "model.layers.0.self_attn.q_proj.bias") != NULL);
+        static const char *const names[] = {"model.layers.0.self_attn.q_proj.bias",
+                                            "model.layers.0.self_attn.k_proj.bias",
+                                            "model.layers.1.self_attn.v_proj.bias",
+                                            "model.layers.0.self_attn.q_proj.weight",
+                                            "model.layers.1.mlp.down_proj.weight",
+                                            "model.layers.0.input_layernorm.weight",
+                                            "model.norm.weight",
+                                            "lm_head.weight",
+                                            "model.embed_tokens.weight"};
+        fd_check("qwen2 ce", tm, NULL, &b, EVLM_TLOSS_CE, names, 9);
+    }
+    evlm_tmodel_free(tm);
+    evlm_model_free(m);
+}
+
+/* Freezing: the frozen tensors get exactly nothing, the others what a full run gives. */
+static void freeze_case(evlm_model *m, const tbatch *b) {
+    evlm_tmodel *tm = tnew(m, b, NULL, 2);
+    if (!tm) return;
+    evlm_tparams *tp = evlm_tmodel_params_of(tm);
+    evlm_tresult r;
+    evlm_tparams_zero_grad(tp);
+    CHECK_OK(step(tm, NULL, b, EVLM_TLOSS_CE, 1.0f, &r));
+    float *full = malloc(sizeof(float) * tp->n_floats);
+    memcpy(full, tp->g, sizeof(float) * tp->n_floats);
+    /* bitwise repeatable */
+    evlm_tparams_zero_grad(tp);
+    CHECK_OK(step(tm, NULL, b, EVLM_TLOSS_CE, 1.0f, &r));
+    CHECK(memcmp(full, tp->g, sizeof(float) * tp->n_floats) == 0);
+    /* grad_scale: half the gradient */
+    evlm_tparams_zero_grad(tp);
+    CHECK_OK(step(tm, NULL, b, EVLM_TLOSS_CE, 0.5f, &r));
+    double worst = 0;
+    for (size_t i = 0; i < tp->n_floats; i++) {
+        double e = fabs((double)tp->g[i] - 0.5 * (double)full[i]);
+        if (e > worst) worst = e;
+    }
+    CHECKF(worst < 1e-5, "grad_scale 0.5: off by %g", worst);
+    const char *freeze[] = {"*.mlp.*", "*norm*"};
+    int n_train = 0;
+    CHECK_OK(evlm_tparams_select(tp, NULL, 0, freeze, 2, &n_train));
+    CHECK(n_train > 0 && n_train < tp->n);
+    evlm_tparams_zero_grad(tp);
+    CHECK_OK(step(tm, NULL, b, EVLM_TLOSS_CE, 1.0f, &r));
+    for (int i = 0; i < tp->n; i++) {
+        const evlm_tparam *p = &tp->p[i];
+        bool same = true, zero = true;
+        for (size_t j = 0; j < p->n; j++) {
+            same &= tp->g[p->off + j] == full[p->off + j];
+            zero &= tp->g[p->off + j] == 0.0f;
+        }
+        if (p->trainable)
+            CHECKF(same, "freezing others changed the gradient of %s", p->name);
+        else
+            CHECKF(zero, "frozen %s got a gradient", p->name);
+    }
+    const char *none[] = {"nothing.matches"};
+    CHECK(evlm_tparams_select(tp, none, 1, NULL, 0, &n_train) == EVLM_ERR_ARG);
+    CHECK(strstr(evlm_last_error(), "nothing.matches") != NULL);
+    free(full);
+    evlm_tmodel_free(tm);
+    /* a batch beyond max_tokens */
+    tbatch small = *b;
+    small.n_tokens = b->seq[0].n;
+    tm = tnew(m, &small, NULL, 1);
+    if (tm) {
+        evlm_status st = step(tm, NULL, b, EVLM_TLOSS_CE, 1.0f, &r);
+        CHECKF(st == EVLM_ERR_ARG && strstr(evlm_last_error(), "max_tokens"), "status %d: %s",
+               (int)st, evlm_last_error());
+    }
+    evlm_tmodel_free(tm);
+}
+
+int main(void) {
+    const char *shared = test_shared_dir();
+    if (!shared) return 77;
+    char tmp[] = "/tmp/evlm_train_grad_XXXXXX";
+    if (!mkdtemp(tmp)) return 1;
+    const char *const tables[] = {"ref", "avx2", "avx512", "avx512vnni", "neon"};
+    static const char *const fixtures[] = {"llama-tiny", "smolvlm-tiny"};
+    char llama_dir[4200];
+    snprintf(llama_dir, sizeof llama_dir, "%s/fixtures/llama-tiny", shared);
+    for (int f = 0; f < 2; f++) {
+        char dir[4200], gdir[4200], tdir[4300];
+        snprintf(dir, sizeof dir, "%s/fixtures/%s", shared, fixtures[f]);
+        snprintf(gdir, sizeof gdir, "%s/fixtures/grad/%s", shared, fixtures[f]);
+        snprintf(tdir, sizeof tdir, "%s/teacher", gdir);
+        evlm_model *m = load(dir), *te = load(tdir);
+        tbatch b;
+        if (!m || !te || !load_batch(gdir, m, false, &b)) return test_done();
+        /* the whole batch (images included) needs the vision tower's backward */
+        bool vision_ok = true;
+        if (b.n_tiles > 0) {
+            evlm_tmodel *tm = tnew(m, &b, NULL, 1);
+            evlm_tresult r;
+            evlm_status st = tm ? step(tm, NULL, &b, EVLM_TLOSS_CE, 1.0f, &r) : EVLM_ERR_ARG;
+            vision_ok = st == EVLM_OK;
+            if (st == EVLM_ERR_UNSUPPORTED)
+                printf("SKIP %s with images: %s\n", fixtures[f], evlm_last_error());
+            else
+                CHECKF(st == EVLM_OK, "%s: %s", fixtures[f], evlm_last_error());
+            evlm_tmodel_free(tm);
+        }
+        for (size_t k = 0; vision_ok && k < sizeof tables / sizeof *tables; k++) {
+            const evlm_kernels *kt = evlm_kernels_by_name(tables[k]);
+            if (!kt) {
+                printf("%s: kernel table %s not on this CPU\n", fixtures[f], tables[k]);
+                continue;
+            }
+            fixture_case(fixtures[f], gdir, m, te, &b, kt);
+        }
+        if (f == 0) freeze_case(m, &b);
+        if (f == 1) { /* the text-only sequence against finite differences, every loss */
+            tbatch tb;
+            if (load_batch(gdir, m, true, &tb)) {
+                evlm_tmodel *tm = tnew(m, &tb, NULL, 2), *tt = tnew(te, &tb, NULL, 2);
+                static const char *const names[] = {
+                    "model.text_model.layers.0.self_attn.k_proj.weight",
+                    "model.text_model.layers.1.mlp.gate_proj.weight",
+                    "model.text_model.layers.1.post_attention_layernorm.weight",
+                    "model.text_model.embed_tokens.weight"};
+                for (int l = 0; tm && tt && l < 4; l++) {
+                    char what[64];
+                    snprintf(what, sizeof what, "smolvlm text %s", k_losses[l]);
+                    fd_check(what, tm, tt, &tb, l, names, l == EVLM_TLOSS_HIDDEN ? 3 : 4);
+                }
+                evlm_tmodel_free(tt);
+                evlm_tmodel_free(tm);
+                tbatch_free(&tb);
+            }
+        }
+        tbatch_free(&b);
+        evlm_model_free(te);
+        evlm_model_free(m);
+    }
+    qwen2_case(llama_dir, tmp);
+
+    /* Qwen2-VL is refused with a clear message */
+    char qdir[4200];
+    snprintf(qdir, sizeof qdir, "%s/fixtures/qwen2vl-tiny", shared);
+    evlm_model *q = load(qdir);
+    if (q) {
+        evlm_tmodel_params p = {1, 16, 0, NULL};
+        evlm_tmodel *tm = NULL;
+        evlm_status st = evlm_tmodel_new(q, &p, &tm);
+        CHECKF(st == EVLM_ERR_UNSUPPORTED && strstr(evlm_last_error(), "Qwen2-VL") && !tm,
+               "status %d: %s", (int)st, evlm_last_error());
+        evlm_model_free(q);
+    }
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return test_done();
+}
