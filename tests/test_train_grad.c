@@ -305,6 +305,18 @@ static void freeze_case(evlm_model *m, const tbatch *b) {
         else
             CHECKF(zero, "frozen %s got a gradient", p->name);
     }
+    /* only the last layer: the walk stops above layer 0, its gradients still the full run's */
+    const char *last[] = {"*layers.1.*"};
+    CHECK_OK(evlm_tparams_select(tp, last, 1, NULL, 0, &n_train));
+    evlm_tparams_zero_grad(tp);
+    CHECK_OK(step(tm, NULL, b, EVLM_TLOSS_CE, 1.0f, &r));
+    for (int i = 0; i < tp->n; i++) {
+        const evlm_tparam *p = &tp->p[i];
+        bool ok = true;
+        for (size_t j = 0; j < p->n; j++)
+            ok &= tp->g[p->off + j] == (p->trainable ? full[p->off + j] : 0.0f);
+        CHECKF(ok, "training layer 1 only: %s (trainable %d) differs", p->name, p->trainable);
+    }
     const char *none[] = {"nothing.matches"};
     CHECK(evlm_tparams_select(tp, none, 1, NULL, 0, &n_train) == EVLM_ERR_ARG);
     CHECK(strstr(evlm_last_error(), "nothing.matches") != NULL);

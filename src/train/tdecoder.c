@@ -372,7 +372,19 @@ void evlm_tdecoder_backward(evlm_tdecoder *d, const evlm_tops *o, const evlm_tde
     const float eps = d->cfg.rms_norm_eps;
     const evlm_top_attn_shape sh = attn_shape(d, r);
     if (hid) hid(hid_user, d->L, d->x + (size_t)d->L * T * H, d->dx);
-    for (int l = d->L - 1; l >= 0; l--) {
+    /* the walk stops below the lowest layer that has something to learn, unless the embedding
+     * or the image rows (the vision tower) want the stream's gradient */
+    int stop = 0;
+    if (!pg(d, d->embed) && !(dimg && r->img)) {
+        stop = d->L;
+        for (int l = 0; l < d->L && stop == d->L; l++)
+            for (int i = 0; i < EVLM_TD_COUNT; i++)
+                if (pg(d, d->lp[l][i])) {
+                    stop = l;
+                    break;
+                }
+    }
+    for (int l = d->L - 1; l >= stop; l--) {
         const evlm_tparam *const *P = d->lp[l];
         const float *X = d->x + (size_t)l * T * H, *xm = d->xmid + (size_t)l * T * H;
         const float *q = d->q + (size_t)l * T * QD, *k = d->k + (size_t)l * T * KD,
@@ -408,6 +420,7 @@ void evlm_tdecoder_backward(evlm_tdecoder *d, const evlm_tops *o, const evlm_tde
                              pw(d, P[EVLM_TD_ATTN_NORM]), d->rstd1 + (size_t)l * T, n, H);
         if (hid && l >= 1) hid(hid_user, l, X, d->dx);
     }
+    if (stop > 0) return; /* nothing below wants a gradient */
     /* the embedding: ordinary rows scatter-add, image rows hand their gradient back */
     float *eg = pg(d, d->embed);
     int img = 0;

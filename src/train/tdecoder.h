@@ -119,7 +119,9 @@ typedef void (*evlm_tdec_hidden_fn)(void *user, int layer, const float *h, float
 
 /* The backward through every layer from d->dx, then the embedding: rows of ordinary ids
  * scatter-add into the embedding's gradient, image-token rows go to dimg [n_img][H] (written;
- * NULL: dropped). hid may be NULL. */
+ * NULL: dropped). hid may be NULL. Frozen parameters (not trainable) get nothing, and the walk
+ * stops below the lowest layer with a trainable parameter when neither the embedding nor dimg
+ * wants the stream's gradient (dimg is then left unwritten). */
 void evlm_tdecoder_backward(evlm_tdecoder *d, const evlm_tops *o, const evlm_tdec_rows *r,
                             evlm_tdec_hidden_fn hid, void *hid_user, float *dimg);
 
