@@ -177,13 +177,13 @@ evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm
     const int H = tm->dec.H, V = tm->dec.V;
     int max_dim = tm->dec.F > H ? tm->dec.F : H;
     if (tm->dec.QD > max_dim) max_dim = tm->dec.QD;
+    if (V > max_dim) max_dim = V; /* the head's rows */
     int max_seq = p->max_tokens, head_dim = tm->dec.HD < 128 ? 128 : tm->dec.HD;
     if (model->has_vision) {
         if ((st = vision_geometry(tm)) != EVLM_OK) goto fail;
         for (int i = 0; i < tm->tp.n; i++) /* the tower's widths and patch counts */
             for (int d = 0; d < tm->tp.p[i].n_dims; d++)
-                if (tm->tp.p[i].shape[d] > max_dim && tm->tp.p[i].shape[d] < V &&
-                    strstr(tm->tp.p[i].name, "vision"))
+                if (tm->tp.p[i].shape[d] > max_dim && strstr(tm->tp.p[i].name, "vision"))
                     max_dim = (int)tm->tp.p[i].shape[d];
         if (max_dim > max_seq) max_seq = max_dim;
         /* the family's image token: what Idefics3 prompts expand an image's rows into */
