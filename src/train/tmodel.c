@@ -195,6 +195,24 @@ evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm
                             evlm_weights_path(model->weights));
             goto fail;
         }
+#if HAVE_TVISION
+        if (tm->max_tiles > 0) {
+            st = evlm_tvision_new(model, &tm->tp, tm->max_tiles, &tm->vis);
+            if (st != EVLM_OK) goto fail;
+            int vd = 0, vs = 0, vh = 0;
+            evlm_tvision_tops_need(tm->vis, &vd, &vs, &vh);
+            max_dim = vd > max_dim ? vd : max_dim;
+            max_seq = vs > max_seq ? vs : max_seq;
+            head_dim = vh > head_dim ? vh : head_dim;
+            if (evlm_tvision_tokens_per_tile(tm->vis) != tm->per_tile) {
+                st = evlm__fail(EVLM_ERR_FORMAT,
+                                "the vision tower gives %d rows a tile, its "
+                                "shapes say %d",
+                                evlm_tvision_tokens_per_tile(tm->vis), tm->per_tile);
+                goto fail;
+            }
+        }
+#endif
     }
     if ((st = evlm_tops_init(&tm->ops, tm->pool, p->kernels, max_dim, max_seq, head_dim)) !=
         EVLM_OK)
@@ -219,9 +237,6 @@ evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm
         ALLOC(mask, (size_t)tm->max_tiles * S * S);
         ALLOC(img, rows * H);
         ALLOC(dimg, rows * H);
-#if HAVE_TVISION
-        if ((st = evlm_tvision_new(model, &tm->tp, tm->max_tiles, &tm->vis)) != EVLM_OK) goto fail;
-#endif
     }
     *out = tm;
     return EVLM_OK;
