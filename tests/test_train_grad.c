@@ -225,16 +225,20 @@ static void qwen2_case(const char *llama, const char *tmp) {
     CHECK_OK(evlm_model_synth(&sp, NULL, NULL));
     evlm_model *m = load(dir);
     if (!m) return;
+    /* two sequences of 90 and 70 ids, 157 targets: more than one block of the head's rows */
     tbatch b = {0};
-    static const int32_t ids0[] = {1, 87, 526, 201, 57, 74, 284, 342, 267, 281, 78, 423, 307};
-    static const int32_t ids1[] = {54, 74, 71, 223, 441, 276, 77, 302, 294};
-    static uint8_t tg0[13], tg1[9];
-    for (int t = 0; t < 12; t++) tg0[t] = t >= 3;
-    for (int t = 0; t < 8; t++) tg1[t] = 1;
-    b.seq[0] = (evlm_tseq){ids0, 13, tg0, NULL, NULL, 0};
-    b.seq[1] = (evlm_tseq){ids1, 9, tg1, NULL, NULL, 0};
+    static int32_t ids[160];
+    static uint8_t tg[160];
+    uint64_t rs = 7;
+    for (int i = 0; i < 160; i++) {
+        rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((rs >> 33) % 680);
+        tg[i] = i != 89 && i != 159 && i != 5;
+    }
+    b.seq[0] = (evlm_tseq){ids, 90, tg, NULL, NULL, 0};
+    b.seq[1] = (evlm_tseq){ids + 90, 70, tg + 90, NULL, NULL, 0};
     b.n_seq = 2;
-    b.n_tokens = 22;
+    b.n_tokens = 160;
     b.temperature = 2.0f;
     evlm_tmodel *tm = tnew(m, &b, NULL, 2);
     if (tm) {

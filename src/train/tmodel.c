@@ -31,7 +31,9 @@ typedef struct evlm_tvision evlm_tvision;
 #include <stdlib.h>
 #include <string.h>
 
-#define LOGIT_ROWS 32 /* target rows whose logits exist at once */
+#define LOGIT_ROWS                                                                                 \
+    128 /* target rows whose logits exist at once (the head's dW is read and written once per      \
+           block) */
 
 struct evlm_tmodel {
     evlm_model *model;
