@@ -31,9 +31,8 @@ typedef struct evlm_tvision evlm_tvision;
 #include <stdlib.h>
 #include <string.h>
 
-#define LOGIT_ROWS                                                                                 \
-    128 /* target rows whose logits exist at once (the head's dW is read and written once per      \
-           block) */
+/* target rows whose logits exist at once (the head's dW is read and written once a block) */
+#define LOGIT_ROWS 128
 
 struct evlm_tmodel {
     evlm_model *model;
