@@ -1,7 +1,7 @@
 /*
- * loss.c - the training losses (loss.h): softmax rows in float with double sums, one row per
- * thread task, gradients written over the logits.
- * Not here: the logits, the head's backward (tmodel.c).
+ * loss.c - the training losses (loss.h): softmax rows with float exponentials and double sums, one
+ * row per thread task, gradients written over the logits. Not here: the logits, the head's backward
+ * (tmodel.c).
  */
 #include "train/loss.h"
 
@@ -20,53 +20,53 @@ typedef struct {
     double *row_loss;
 } row_task;
 
-/* max of a[0..V) * inv and log(sum exp(a * inv - max)) + max, in double */
-static double row_lse(const float *a, int V, float inv) {
+/* log(sum exp(a[j] * inv)) over a[0..V): float exponentials, a double sum */
+static float row_lse(const float *a, int V, float inv) {
     float mx = -INFINITY;
     for (int j = 0; j < V; j++)
         if (a[j] * inv > mx) mx = a[j] * inv;
     double s = 0;
-    for (int j = 0; j < V; j++) s += exp((double)(a[j] * inv - mx));
-    return (double)mx + log(s);
+    for (int j = 0; j < V; j++) s += (double)expf(a[j] * inv - mx);
+    return mx + (float)log(s);
 }
 
 static void ce_row(float *z, int32_t y, int V, float scale, bool grad, double *loss) {
-    double lse = row_lse(z, V, 1.0f);
-    *loss = lse - (double)z[y];
+    const float lse = row_lse(z, V, 1.0f);
+    *loss = (double)lse - (double)z[y];
     if (!grad) return;
-    for (int j = 0; j < V; j++) z[j] = scale * (float)exp((double)z[j] - lse);
+    for (int j = 0; j < V; j++) z[j] = scale * expf(z[j] - lse);
     z[y] -= scale;
 }
 
+/* kd and rkl: log p_s, log p_t at temperature tau of row j */
 static void kd_row(float *z, const float *zt, int V, float tau, float scale, bool grad,
                    double *loss) {
-    const float inv = 1.0f / tau;
-    double ls = row_lse(z, V, inv), lt = row_lse(zt, V, inv), kl = 0;
+    const float inv = 1.0f / tau, ls = row_lse(z, V, inv), lt = row_lse(zt, V, inv);
+    double kl = 0;
     for (int j = 0; j < V; j++) {
-        double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
-        kl += exp(lpt) * (lpt - lps);
+        float lpt = zt[j] * inv - lt, lps = z[j] * inv - ls;
+        kl += (double)(expf(lpt) * (lpt - lps));
     }
     *loss = (double)tau * (double)tau * kl;
     if (!grad) return;
-    for (int j = 0; j < V; j++) {
-        double pt = exp((double)(zt[j] * inv) - lt), ps = exp((double)(z[j] * inv) - ls);
-        z[j] = (float)((double)scale * (double)tau * (ps - pt));
-    }
+    const float c = scale * tau;
+    for (int j = 0; j < V; j++) z[j] = c * (expf(z[j] * inv - ls) - expf(zt[j] * inv - lt));
 }
 
 static void rkl_row(float *z, const float *zt, int V, float tau, float scale, bool grad,
                     double *loss) {
-    const float inv = 1.0f / tau;
-    double ls = row_lse(z, V, inv), lt = row_lse(zt, V, inv), f = 0;
+    const float inv = 1.0f / tau, ls = row_lse(z, V, inv), lt = row_lse(zt, V, inv);
+    double f = 0;
     for (int j = 0; j < V; j++) {
-        double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
-        f += exp(lps) * (lps - lpt);
+        float lpt = zt[j] * inv - lt, lps = z[j] * inv - ls;
+        f += (double)(expf(lps) * (lps - lpt));
     }
     *loss = (double)tau * (double)tau * f;
     if (!grad) return;
+    const float c = scale * tau, ff = (float)f;
     for (int j = 0; j < V; j++) {
-        double lpt = (double)(zt[j] * inv) - lt, lps = (double)(z[j] * inv) - ls;
-        z[j] = (float)((double)scale * (double)tau * exp(lps) * (lps - lpt - f));
+        float lpt = zt[j] * inv - lt, lps = z[j] * inv - ls;
+        z[j] = c * expf(lps) * (lps - lpt - ff);
     }
 }
 
