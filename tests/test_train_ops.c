@@ -197,7 +197,7 @@ typedef struct {
 } ew_ctx;
 static double ew_ref(const ew_ctx *c, int i) {
     double g = c->g[i];
-    if (c->gelu) return 0.5 * g * (1 + tanh(sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)));
+    if (c->gelu) return 0.5 * g * (1 + tanh(sqrt(2 / acos(-1.0)) * (g + 0.044715 * g * g * g)));
     return g / (1 + exp(-g)) * c->u[i];
 }
 static double ew_loss(void *p) {
