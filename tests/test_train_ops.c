@@ -10,6 +10,7 @@
  * truncation error is ~1e-8, the rest is the op's float32 rounding).
  */
 #include "core/threadpool.h"
+#include "kernels/kernels.h"
 #include "train/ops.h"
 #include "test.h"
 
@@ -373,6 +374,113 @@ static void test_threads(const evlm_tops *o1, const evlm_tops *o3) {
     free(buf);
 }
 
+/* ---- the training kernels of every table this CPU runs against ref ------------------------- */
+
+/* sgemm: all four layouts, shapes around the tiles (6 / 8 x 16 / 48 / 12) and cache blocks
+ * (k 256, n 768), padded leading dimensions, acc on and off. Bound per element:
+ * |got - ref| <= 1e-5 * (sum_p |a b| + 1e-6) (float sums in another order). Also: a sub-block
+ * of C computed alone is bitwise the same as inside the whole (the split of C over threads). */
+static void test_sgemm_table(const evlm_kernels *kn, float *scratch) {
+    static const int ms[] = {1, 7, 50, 97}, ns[] = {1, 17, 48, 100, 800}, ks[] = {1, 5, 300, 515};
+    int bad = 0, bad_sub = 0, runs = 0;
+    for (int lay = 0; lay < 4; lay++)
+        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                    int m = ms[mi], n = ns[ni], k = ks[ki];
+                    if ((size_t)m * n * k > 4000000) continue;
+                    bool a_t = lay & 1, b_t = lay & 2, acc = (mi + ni + ki) % 2;
+                    size_t lda = (size_t)(a_t ? m : k) + 3, ldb = (size_t)(b_t ? k : n) + 5;
+                    size_t ldc = (size_t)n + 2;
+                    size_t na = lda * (size_t)(a_t ? k : m), nb = ldb * (size_t)(b_t ? n : k);
+                    float *a = malloc(na * 4), *b = malloc(nb * 4), *c0 = malloc(ldc * m * 4);
+                    float *c1 = malloc(ldc * m * 4), *c2 = malloc(ldc * m * 4);
+                    fill(a, na, 1), fill(b, nb, 1), fill(c0, ldc * m, 1);
+                    memcpy(c1, c0, ldc * m * 4);
+                    memcpy(c2, c0, ldc * m * 4);
+                    evlm_kernels_ref.sgemm(c0, ldc, a, lda, a_t, b, ldb, b_t, m, n, k, acc, NULL);
+                    kn->sgemm(c1, ldc, a, lda, a_t, b, ldb, b_t, m, n, k, acc, scratch);
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            double mag = 1e-6;
+                            for (int p = 0; p < k; p++)
+                                mag += fabs((double)(a_t ? a[p * lda + i] : a[i * lda + p]) *
+                                            (double)(b_t ? b[j * ldb + p] : b[p * ldb + j]));
+                            if (acc) mag += fabs((double)c2[i * ldc + j]);
+                            double e = fabs((double)c1[i * ldc + j] - (double)c0[i * ldc + j]);
+                            if (!(e <= 1e-5 * mag)) bad++;
+                        }
+                    for (size_t i = n; i < ldc; i++)
+                        bad += c1[(m - 1) * ldc + i] != c2[(m - 1) * ldc + i];
+                    /* rows [i0, m) x columns [j0, n) alone */
+                    int i0 = m / 3, j0 = n / 2;
+                    const float *as = a_t ? a + i0 : a + (size_t)i0 * lda;
+                    const float *bs = b_t ? b + (size_t)j0 * ldb : b + j0;
+                    kn->sgemm(c2 + (size_t)i0 * ldc + j0, ldc, as, lda, a_t, bs, ldb, b_t, m - i0,
+                              n - j0, k, acc, scratch);
+                    for (int i = i0; i < m; i++)
+                        for (int j = j0; j < n; j++) bad_sub += c2[i * ldc + j] != c1[i * ldc + j];
+                    runs++;
+                    free(a), free(b), free(c0), free(c1), free(c2);
+                }
+    CHECKF(bad == 0, "%s sgemm: %d elements off ref (%d shapes)", kn->name, bad, runs);
+    CHECKF(bad_sub == 0, "%s sgemm: %d elements of a sub-block differ", kn->name, bad_sub);
+}
+
+/* The element-wise training kernels against ref: |got - ref| <= tol * (1 + |ref|); n around
+ * the lane counts; inputs up to +-12 (exp's range) for swiglu / gelu. */
+static void test_ew_table(const evlm_kernels *kn) {
+    static const int lens[] = {1, 7, 8, 15, 16, 17, 33, 576, 1031};
+    const evlm_kernels *r = &evlm_kernels_ref;
+    int bad[4] = {0};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        int n = lens[li];
+        float *x = malloc(n * 4), *dy = malloc(n * 4), *w = malloc(n * 4), *u = malloc(n * 4);
+        float *o1 = malloc(n * 4), *o2 = malloc(n * 4), *p1 = malloc(n * 4), *p2 = malloc(n * 4);
+        fill(x, n, 3), fill(dy, n, 1), fill(w, n, 1), fill(u, n, 2);
+        fill(o1, n, 1);
+        memcpy(o2, o1, n * 4);
+        r->rmsnorm_bwd(o1, dy, x, w, 0.7f, n);
+        kn->rmsnorm_bwd(o2, dy, x, w, 0.7f, n);
+        for (int i = 0; i < n; i++) bad[0] += !(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
+        fill(o1, n, 1);
+        memcpy(o2, o1, n * 4);
+        r->layernorm_bwd(o1, dy, x, w, 0.3f, 0.9f, n);
+        kn->layernorm_bwd(o2, dy, x, w, 0.3f, 0.9f, n);
+        for (int i = 0; i < n; i++) bad[1] += !(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
+        for (int i = 0; i < n; i++) x[i] *= 4.0f;
+        r->swiglu_bwd(o1, p1, dy, x, u, n);
+        kn->swiglu_bwd(o2, p2, dy, x, u, n);
+        for (int i = 0; i < n; i++)
+            bad[2] += !(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])) &&
+                        fabsf(p1[i] - p2[i]) <= 1e-5f * (1 + fabsf(p1[i])));
+        r->gelu_tanh_bwd(o1, dy, x, n);
+        memcpy(o2, dy, n * 4);
+        kn->gelu_tanh_bwd(o2, o2, x, n); /* aliasing dx = dy */
+        for (int i = 0; i < n; i++) bad[3] += !(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
+        free(x), free(dy), free(w), free(u), free(o1), free(o2), free(p1), free(p2);
+    }
+    CHECKF(bad[0] == 0, "%s rmsnorm_bwd: %d off", kn->name, bad[0]);
+    CHECKF(bad[1] == 0, "%s layernorm_bwd: %d off", kn->name, bad[1]);
+    CHECKF(bad[2] == 0, "%s swiglu_bwd: %d off", kn->name, bad[2]);
+    CHECKF(bad[3] == 0, "%s gelu_tanh_bwd: %d off", kn->name, bad[3]);
+}
+
+static void test_tables(void) {
+    static const char *const names[] = {"ref", "avx2", "avx512", "avx512vnni", "neon"};
+    float *scratch = malloc(EVLM_SGEMM_SCRATCH * sizeof(float));
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const evlm_kernels *kn = evlm_kernels_by_name(names[i]);
+        if (!kn) {
+            printf("table %s: not built or not supported by this CPU, skipped\n", names[i]);
+            continue;
+        }
+        test_sgemm_table(kn, scratch);
+        test_ew_table(kn);
+    }
+    free(scratch);
+}
+
 int main(void) {
     evlm_pool *p1 = NULL, *p3 = NULL;
     CHECK_OK(evlm_pool_new(1, &p1));
@@ -394,6 +502,7 @@ int main(void) {
         test_attn(os[t], false, true, 2, 2);
     }
     test_threads(&o1, &o3);
+    test_tables();
     evlm_tops_release(&o1);
     evlm_tops_release(&o3);
     evlm_pool_free(p1);

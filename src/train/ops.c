@@ -40,7 +40,8 @@ evlm_status evlm_tops_init(evlm_tops *o, evlm_pool *pool, const evlm_kernels *k,
     o->pool = pool;
     o->k = k ? k : evlm_kernels_get();
     int nth = pool ? evlm_pool_size(pool) : 1;
-    size_t need = (size_t)max_dim;
+    size_t need = EVLM_SGEMM_SCRATCH;
+    if ((size_t)max_dim > need) need = (size_t)max_dim;
     size_t att = (size_t)max_seq + 2 * (size_t)head_dim;
     if (att > need) need = att;
     o->scratch_stride = round_up(need);
@@ -65,90 +66,102 @@ void evlm_tops_release(evlm_tops *o) {
 
 typedef struct lin_job {
     const evlm_tops *o;
-    float *y, *dx, *dw, *db;
-    const float *x, *w, *b, *dy;
-    bool dx_acc;
+    float *c;
+    size_t ldc, lda, ldb;
+    const float *a, *b, *bias;
+    bool a_t, b_t, acc;
     int m, n, k;
+    /* db: column sums of dy (m rows of n) */
+    float *db;
+    const float *dy;
 } lin_job;
 
-static void lin_fwd_task(void *arg, int ith, int nth) {
+#define LIN_UNIT 48 /* C is split in multiples of 48 rows or columns (whole register tiles) */
+
+/* Thread ith's block of C: rows (m >= n) or columns, in whole units; the kernel's per-element
+ * operations do not depend on the block, so neither do the results. */
+static void lin_task(void *arg, int ith, int nth) {
     const lin_job *j = arg;
-    int r0, r1;
-    evlm_split_rows(j->m, ith, nth, &r0, &r1);
-    for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * j->k;
-        float *yr = j->y + (size_t)r * j->n;
-        for (int c = 0; c < j->n; c++) {
-            const float *wc = j->w + (size_t)c * j->k;
-            float s = 0.0f;
-            for (int i = 0; i < j->k; i++) s += xr[i] * wc[i];
-            yr[c] = s + (j->b ? j->b[c] : 0.0f);
-        }
+    bool by_rows = j->m >= j->n;
+    int units = ((by_rows ? j->m : j->n) + LIN_UNIT - 1) / LIN_UNIT, u0, u1;
+    evlm_split_rows(units, ith, nth, &u0, &u1);
+    int lim = by_rows ? j->m : j->n, e0 = u0 * LIN_UNIT, e1 = u1 * LIN_UNIT;
+    if (e1 > lim) e1 = lim;
+    if (e0 >= e1) return;
+    float *scratch = j->o->scratch + (size_t)ith * j->o->scratch_stride;
+    int r0 = by_rows ? e0 : 0, r1 = by_rows ? e1 : j->m;
+    int c0 = by_rows ? 0 : e0, c1 = by_rows ? j->n : e1;
+    bool acc = j->acc;
+    if (j->bias) {
+        for (int r = r0; r < r1; r++)
+            memcpy(j->c + (size_t)r * j->ldc + c0, j->bias + c0, sizeof(float) * (size_t)(c1 - c0));
+        acc = true;
     }
+    const float *a = j->a_t ? j->a + r0 : j->a + (size_t)r0 * j->lda;
+    const float *b = j->b_t ? j->b + (size_t)c0 * j->ldb : j->b + c0;
+    j->o->k->sgemm(j->c + (size_t)r0 * j->ldc + c0, j->ldc, a, j->lda, j->a_t, b, j->ldb, j->b_t,
+                   r1 - r0, c1 - c0, j->k, acc, scratch);
+}
+
+/* C (m, n) (+)= op(A) @ op(B) over the pool (kernels.h's sgemm layouts) */
+static void tops_gemm(const evlm_tops *o, float *c, size_t ldc, const float *a, size_t lda,
+                      bool a_t, const float *b, size_t ldb, bool b_t, const float *bias, int m,
+                      int n, int k, bool acc) {
+    if (m <= 0 || n <= 0) return;
+    lin_job j = {.o = o,
+                 .c = c,
+                 .ldc = ldc,
+                 .a = a,
+                 .lda = lda,
+                 .a_t = a_t,
+                 .b = b,
+                 .ldb = ldb,
+                 .b_t = b_t,
+                 .bias = bias,
+                 .m = m,
+                 .n = n,
+                 .k = k,
+                 .acc = acc};
+    tops_run(o, lin_task, &j);
 }
 
 void evlm_top_linear(const evlm_tops *o, float *y, const float *x, const float *w, const float *b,
                      int m, int n, int k) {
-    lin_job j = {.o = o, .y = y, .x = x, .w = w, .b = b, .m = m, .n = n, .k = k};
-    tops_run(o, lin_fwd_task, &j);
+    /* y = x (m, k) @ (w (n, k))^T: B (p, j) = w[j * k + p] */
+    tops_gemm(o, y, (size_t)n, x, (size_t)k, false, w, (size_t)k, true, b, m, n, k, false);
 }
 
-static void lin_dx_task(void *arg, int ith, int nth) {
-    const lin_job *j = arg;
-    int r0, r1;
-    evlm_split_rows(j->m, ith, nth, &r0, &r1);
-    for (int r = r0; r < r1; r++) {
-        float *dxr = j->dx + (size_t)r * j->k;
-        const float *dyr = j->dy + (size_t)r * j->n;
-        if (!j->dx_acc) memset(dxr, 0, (size_t)j->k * sizeof(float));
-        for (int c = 0; c < j->n; c++) {
-            float g = dyr[c];
-            const float *wc = j->w + (size_t)c * j->k;
-            for (int i = 0; i < j->k; i++) dxr[i] += g * wc[i];
-        }
-    }
-}
-
-/* dw rows (output features) [c0, c1) of this thread, each summed over all m rows in order. */
-static void lin_dw_task(void *arg, int ith, int nth) {
+/* db columns [c0, c1) of this thread, each summed over all m rows in row order */
+static void lin_db_task(void *arg, int ith, int nth) {
     const lin_job *j = arg;
     int c0, c1;
     evlm_split_rows(j->n, ith, nth, &c0, &c1);
-    for (int c = c0; c < c1; c++) {
-        float *dwc = j->dw ? j->dw + (size_t)c * j->k : NULL;
-        float dbs = 0.0f;
-        for (int r = 0; r < j->m; r++) {
-            float g = j->dy[(size_t)r * j->n + c];
-            dbs += g;
-            if (dwc) {
-                const float *xr = j->x + (size_t)r * j->k;
-                for (int i = 0; i < j->k; i++) dwc[i] += g * xr[i];
-            }
-        }
-        if (j->db) j->db[c] += dbs;
+    for (int r = 0; r < j->m; r++) {
+        const float *dyr = j->dy + (size_t)r * j->n;
+        for (int c = c0; c < c1; c++) j->db[c] += dyr[c];
     }
 }
 
 void evlm_top_linear_bwd(const evlm_tops *o, float *dx, bool dx_acc, float *dw, float *db,
                          const float *dy, const float *x, const float *w, int m, int n, int k) {
-    lin_job j = {.o = o,
-                 .dx = dx,
-                 .dw = dw,
-                 .db = db,
-                 .dy = dy,
-                 .x = x,
-                 .w = w,
-                 .dx_acc = dx_acc,
-                 .m = m,
-                 .n = n,
-                 .k = k};
-    if (dx) tops_run(o, lin_dx_task, &j);
-    if (dw || db) tops_run(o, lin_dw_task, &j);
+    /* dx (m, k) = dy (m, n) @ w (n, k) */
+    if (dx)
+        tops_gemm(o, dx, (size_t)k, dy, (size_t)n, false, w, (size_t)k, false, NULL, m, k, n,
+                  dx_acc);
+    /* dw (n, k) += dy^T (n, m) @ x (m, k): A (i, p) = dy[p * n + i]; each element is one
+     * thread's sum over all m rows (C is split by rows or columns of dw, never by m) */
+    if (dw)
+        tops_gemm(o, dw, (size_t)k, dy, (size_t)n, true, x, (size_t)k, false, NULL, n, k, m, true);
+    if (db) {
+        lin_job j = {.o = o, .db = db, .dy = dy, .m = m, .n = n};
+        tops_run(o, lin_db_task, &j);
+    }
 }
 
 /* ---- norms -------------------------------------------------------------------------------- */
 
 typedef struct norm_job {
+    const evlm_kernels *k;
     float *y, *mean, *rstd, *dx, *dw, *db;
     const float *x, *w, *b, *dy, *cmean, *crstd;
     int m, n;
@@ -181,12 +194,8 @@ static void rms_dx_task(void *arg, int ith, int nth) {
     int r0, r1;
     evlm_split_rows(j->m, ith, nth, &r0, &r1);
     for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * j->n, *dyr = j->dy + (size_t)r * j->n;
-        float *dxr = j->dx + (size_t)r * j->n;
-        float rs = j->crstd[r], dot = 0.0f;
-        for (int i = 0; i < j->n; i++) dot += dyr[i] * j->w[i] * xr[i];
-        float c = rs * rs * dot / (float)j->n;
-        for (int i = 0; i < j->n; i++) dxr[i] += rs * (dyr[i] * j->w[i] - xr[i] * c);
+        size_t off = (size_t)r * j->n;
+        j->k->rmsnorm_bwd(j->dx + off, j->dy + off, j->x + off, j->w, j->crstd[r], j->n);
     }
 }
 
@@ -203,7 +212,8 @@ static void rms_dw_task(void *arg, int ith, int nth) {
 
 void evlm_top_rmsnorm_bwd(const evlm_tops *o, float *dx, float *dw, const float *dy, const float *x,
                           const float *w, const float *rstd, int m, int n) {
-    norm_job j = {.dx = dx, .dw = dw, .dy = dy, .x = x, .w = w, .crstd = rstd, .m = m, .n = n};
+    norm_job j = {
+        .k = o->k, .dx = dx, .dw = dw, .dy = dy, .x = x, .w = w, .crstd = rstd, .m = m, .n = n};
     if (dx) tops_run(o, rms_dx_task, &j);
     if (dw) tops_run(o, rms_dw_task, &j);
 }
@@ -239,18 +249,9 @@ static void ln_dx_task(void *arg, int ith, int nth) {
     int r0, r1;
     evlm_split_rows(j->m, ith, nth, &r0, &r1);
     for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * j->n, *dyr = j->dy + (size_t)r * j->n;
-        float *dxr = j->dx + (size_t)r * j->n;
-        float mu = j->cmean[r], rs = j->crstd[r], sg = 0.0f, sgx = 0.0f;
-        for (int i = 0; i < j->n; i++) {
-            float g = dyr[i] * j->w[i];
-            sg += g;
-            sgx += g * (xr[i] - mu) * rs;
-        }
-        sg /= (float)j->n;
-        sgx /= (float)j->n;
-        for (int i = 0; i < j->n; i++)
-            dxr[i] += rs * (dyr[i] * j->w[i] - sg - (xr[i] - mu) * rs * sgx);
+        size_t off = (size_t)r * j->n;
+        j->k->layernorm_bwd(j->dx + off, j->dy + off, j->x + off, j->w, j->cmean[r], j->crstd[r],
+                            j->n);
     }
 }
 
@@ -271,7 +272,8 @@ static void ln_dw_task(void *arg, int ith, int nth) {
 void evlm_top_layernorm_bwd(const evlm_tops *o, float *dx, float *dw, float *db, const float *dy,
                             const float *x, const float *w, const float *mean, const float *rstd,
                             int m, int n) {
-    norm_job j = {.dx = dx,
+    norm_job j = {.k = o->k,
+                  .dx = dx,
                   .dw = dw,
                   .db = db,
                   .dy = dy,
@@ -288,6 +290,7 @@ void evlm_top_layernorm_bwd(const evlm_tops *o, float *dx, float *dw, float *db,
 /* ---- element-wise ------------------------------------------------------------------------- */
 
 typedef struct ew_job {
+    const evlm_kernels *k;
     float *a, *b;
     const float *c, *d, *e;
     size_t n;
@@ -299,18 +302,22 @@ static void ew_range(size_t n, int ith, int nth, size_t *i0, size_t *i1) {
     *i1 = *i0 + per + (t < rem ? 1 : 0);
 }
 
+/* pieces of at most 2^30 elements: the kernels count in int */
+#define EW_PIECE ((size_t)1 << 30)
+
 static void swiglu_task(void *arg, int ith, int nth) {
     const ew_job *j = arg;
     size_t i0, i1;
     ew_range(j->n, ith, nth, &i0, &i1);
-    for (size_t i = i0; i < i1; i++) {
-        float g = j->c[i];
-        j->a[i] = g / (1.0f + expf(-g)) * j->d[i];
+    for (size_t i = i0; i < i1; i += EW_PIECE) {
+        int len = (int)(i1 - i < EW_PIECE ? i1 - i : EW_PIECE);
+        if (j->a != j->c) memcpy(j->a + i, j->c + i, sizeof(float) * (size_t)len);
+        j->k->silu_mul(j->a + i, j->d + i, len);
     }
 }
 
 void evlm_top_swiglu(const evlm_tops *o, float *h, const float *g, const float *u, size_t n) {
-    ew_job j = {.a = h, .c = g, .d = u, .n = n};
+    ew_job j = {.k = o->k, .a = h, .c = g, .d = u, .n = n};
     tops_run(o, swiglu_task, &j);
 }
 
@@ -318,35 +325,32 @@ static void swiglu_bwd_task(void *arg, int ith, int nth) {
     const ew_job *j = arg;
     size_t i0, i1;
     ew_range(j->n, ith, nth, &i0, &i1);
-    for (size_t i = i0; i < i1; i++) {
-        float dh = j->c[i], g = j->d[i], u = j->e[i];
-        float sg = 1.0f / (1.0f + expf(-g));
-        if (j->b) j->b[i] = dh * g * sg;
-        if (j->a) j->a[i] = dh * u * sg * (1.0f + g * (1.0f - sg));
+    for (size_t i = i0; i < i1; i += EW_PIECE) {
+        int len = (int)(i1 - i < EW_PIECE ? i1 - i : EW_PIECE);
+        j->k->swiglu_bwd(j->a ? j->a + i : NULL, j->b ? j->b + i : NULL, j->c + i, j->d + i,
+                         j->e + i, len);
     }
 }
 
 void evlm_top_swiglu_bwd(const evlm_tops *o, float *dg, float *du, const float *dh, const float *g,
                          const float *u, size_t n) {
-    ew_job j = {.a = dg, .b = du, .c = dh, .d = g, .e = u, .n = n};
+    ew_job j = {.k = o->k, .a = dg, .b = du, .c = dh, .d = g, .e = u, .n = n};
     tops_run(o, swiglu_bwd_task, &j);
 }
-
-#define GELU_C 0.7978845608028654f /* sqrt(2 / pi) */
-#define GELU_A 0.044715f
 
 static void gelu_task(void *arg, int ith, int nth) {
     const ew_job *j = arg;
     size_t i0, i1;
     ew_range(j->n, ith, nth, &i0, &i1);
-    for (size_t i = i0; i < i1; i++) {
-        float x = j->c[i];
-        j->a[i] = 0.5f * x * (1.0f + tanhf(GELU_C * (x + GELU_A * x * x * x)));
+    for (size_t i = i0; i < i1; i += EW_PIECE) {
+        int len = (int)(i1 - i < EW_PIECE ? i1 - i : EW_PIECE);
+        if (j->a != j->c) memcpy(j->a + i, j->c + i, sizeof(float) * (size_t)len);
+        j->k->gelu_tanh(j->a + i, len);
     }
 }
 
 void evlm_top_gelu_tanh(const evlm_tops *o, float *y, const float *x, size_t n) {
-    ew_job j = {.a = y, .c = x, .n = n};
+    ew_job j = {.k = o->k, .a = y, .c = x, .n = n};
     tops_run(o, gelu_task, &j);
 }
 
@@ -354,17 +358,15 @@ static void gelu_bwd_task(void *arg, int ith, int nth) {
     const ew_job *j = arg;
     size_t i0, i1;
     ew_range(j->n, ith, nth, &i0, &i1);
-    for (size_t i = i0; i < i1; i++) {
-        float x = j->d[i], dy = j->c[i];
-        float t = tanhf(GELU_C * (x + GELU_A * x * x * x));
-        float dt = GELU_C * (1.0f + 3.0f * GELU_A * x * x);
-        j->a[i] = dy * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dt);
+    for (size_t i = i0; i < i1; i += EW_PIECE) {
+        int len = (int)(i1 - i < EW_PIECE ? i1 - i : EW_PIECE);
+        j->k->gelu_tanh_bwd(j->a + i, j->c + i, j->d + i, len);
     }
 }
 
 void evlm_top_gelu_tanh_bwd(const evlm_tops *o, float *dx, const float *dy, const float *x,
                             size_t n) {
-    ew_job j = {.a = dx, .c = dy, .d = x, .n = n};
+    ew_job j = {.k = o->k, .a = dx, .c = dy, .d = x, .n = n};
     tops_run(o, gelu_bwd_task, &j);
 }
 
