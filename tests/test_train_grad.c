@@ -5,8 +5,8 @@
  * tensor within max |g - g_ref| <= 1e-3 max |g_ref| + 1e-6 and the loss within 1e-4 relative
  * (the fixtures' README). Also: a Qwen2 with q/k/v biases (synthesized, random biases) against
  * central finite differences, the same for smolvlm-tiny's text-only sequence, frozen parameters
- * get nothing and leave the rest unchanged, grad_scale halves, two runs are bitwise equal,
- * over-long batches and Qwen2-VL are refused with clear messages.
+ * get nothing and leave the rest unchanged, grad_scale halves, two runs and 1 / 2 / 3 threads are
+ * bitwise equal, over-long batches and Qwen2-VL are refused with clear messages.
  */
 #include "core/file.h"
 #include "core/json.h"
@@ -291,6 +291,17 @@ static void freeze_case(evlm_model *m, const tbatch *b) {
         if (e > worst) worst = e;
     }
     CHECKF(worst < 1e-5, "grad_scale 0.5: off by %g", worst);
+    /* the thread count changes nothing (1, 2, 3 workers: bitwise) */
+    for (int threads = 1; threads <= 3; threads += 2) {
+        evlm_tmodel *t2 = tnew(m, b, NULL, threads);
+        if (!t2) break;
+        evlm_tparams *p2 = evlm_tmodel_params_of(t2);
+        evlm_tparams_zero_grad(p2);
+        CHECK_OK(step(t2, NULL, b, EVLM_TLOSS_CE, 1.0f, &r));
+        CHECKF(memcmp(full, p2->g, sizeof(float) * tp->n_floats) == 0,
+               "%d threads: other gradients than 2 threads", threads);
+        evlm_tmodel_free(t2);
+    }
     const char *freeze[] = {"*.mlp.*", "*norm*"};
     int n_train = 0;
     CHECK_OK(evlm_tparams_select(tp, NULL, 0, freeze, 2, &n_train));
