@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "load: %s\n", evlm_last_error());
         return 1;
     }
-    evlm_tmodel_params tp = {threads, B * T, 0, NULL};
+    evlm_tmodel_params tp = {threads, B * T, 0, NULL, false};
     evlm_tmodel *tm;
     if (evlm_tmodel_new(m, &tp, &tm) != EVLM_OK) {
         fprintf(stderr, "tmodel: %s\n", evlm_last_error());

@@ -91,11 +91,23 @@ static evlm_model *load(const char *dir) {
     return m;
 }
 
-static evlm_tmodel *tnew(evlm_model *m, const tbatch *b, const evlm_kernels *k, int threads) {
-    evlm_tmodel_params p = {threads, b->n_tokens, b->n_tiles, k};
+static evlm_tmodel *tnew_as(evlm_model *m, const tbatch *b, const evlm_kernels *k, int threads,
+                            bool forward_only) {
+    evlm_tmodel_params p = {threads, b->n_tokens, b->n_tiles, k, forward_only};
     evlm_tmodel *tm = NULL;
     CHECK_OK(evlm_tmodel_new(m, &p, &tm));
     return tm;
+}
+
+static evlm_tmodel *tnew(evlm_model *m, const tbatch *b, const evlm_kernels *k, int threads) {
+    return tnew_as(m, b, k, threads, false);
+}
+
+/* a teacher: weights only */
+static evlm_tmodel *tnew_teacher(evlm_model *m, const tbatch *b, const evlm_kernels *k) {
+    evlm_tmodel *t = tnew_as(m, b, k, 2, true);
+    if (t) CHECK(evlm_tmodel_params_of(t)->g == NULL);
+    return t;
 }
 
 static evlm_status step(evlm_tmodel *tm, evlm_tmodel *teacher, const tbatch *b, int loss,
@@ -140,7 +152,7 @@ static double grad_norm(const evlm_tparams *tp) {
 /* The fixture dir: every loss under kernel table k. */
 static void fixture_case(const char *name, const char *gdir, evlm_model *m, evlm_model *tm_model,
                          const tbatch *b, const evlm_kernels *k) {
-    evlm_tmodel *tm = tnew(m, b, k, 2), *te = tnew(tm_model, b, k, 2);
+    evlm_tmodel *tm = tnew(m, b, k, 2), *te = tnew_teacher(tm_model, b, k);
     if (!tm || !te) goto done;
     for (int l = 0; l < 5; l++) {
         char what[256], ref[4400];
@@ -332,6 +344,20 @@ static void freeze_case(evlm_model *m, const tbatch *b) {
             ok &= tp->g[p->off + j] == (p->trainable ? full[p->off + j] : 0.0f);
         CHECKF(ok, "training layer 1 only: %s (trainable %d) differs", p->name, p->trainable);
     }
+    /* a forward-only model has no backward, and nothing to select */
+    evlm_tmodel *fo = tnew_as(m, b, NULL, 1, true);
+    if (fo) {
+        evlm_status st = step(fo, NULL, b, EVLM_TLOSS_CE, 1.0f, &r);
+        CHECKF(st == EVLM_ERR_ARG && strstr(evlm_last_error(), "no_backward"), "status %d: %s",
+               (int)st, evlm_last_error());
+        evlm_tstep ev = {EVLM_TLOSS_CE, 1.0f, NULL, 1.0f, true};
+        evlm_tresult r2;
+        CHECK_OK(evlm_tmodel_step(fo, &(evlm_tbatch){b->seq, b->n_seq}, &ev, &r2));
+        CHECK(fabs(r2.loss - b->loss[EVLM_TLOSS_CE]) <= 1e-4 * b->loss[EVLM_TLOSS_CE]);
+        CHECK(evlm_tparams_select(evlm_tmodel_params_of(fo), NULL, 0, NULL, 0, NULL) ==
+              EVLM_ERR_ARG);
+        evlm_tmodel_free(fo);
+    }
     const char *none[] = {"nothing.matches"};
     CHECK(evlm_tparams_select(tp, none, 1, NULL, 0, &n_train) == EVLM_ERR_ARG);
     CHECK(strstr(evlm_last_error(), "nothing.matches") != NULL);
@@ -391,7 +417,7 @@ int main(void) {
         if (f == 1) { /* the text-only sequence against finite differences, every loss */
             tbatch tb;
             if (load_batch(gdir, m, true, &tb)) {
-                evlm_tmodel *tm = tnew(m, &tb, NULL, 2), *tt = tnew(te, &tb, NULL, 2);
+                evlm_tmodel *tm = tnew(m, &tb, NULL, 2), *tt = tnew_teacher(te, &tb, NULL);
                 static const char *const names[] = {
                     "model.text_model.layers.0.self_attn.k_proj.weight",
                     "model.text_model.layers.1.mlp.gate_proj.weight",
@@ -418,7 +444,7 @@ int main(void) {
     snprintf(qdir, sizeof qdir, "%s/fixtures/qwen2vl-tiny", shared);
     evlm_model *q = load(qdir);
     if (q) {
-        evlm_tmodel_params p = {1, 16, 0, NULL};
+        evlm_tmodel_params p = {1, 16, 0, NULL, false};
         evlm_tmodel *tm = NULL;
         evlm_status st = evlm_tmodel_new(q, &p, &tm);
         CHECKF(st == EVLM_ERR_UNSUPPORTED && strstr(evlm_last_error(), "Qwen2-VL") && !tm,

@@ -162,7 +162,7 @@ static evlm_status load_tmodel(const char *path, int threads, const gbatch *b, e
     mp.keep_layout = true;
     mp.n_threads = threads;
     EVLM_TRY(evlm_model_load(path, &mp, m));
-    evlm_tmodel_params tp = {threads, b->n_tokens < 2 ? 2 : b->n_tokens, b->n_tiles, NULL};
+    evlm_tmodel_params tp = {threads, b->n_tokens < 2 ? 2 : b->n_tokens, b->n_tiles, NULL, true};
     return evlm_tmodel_new(*m, &tp, tm);
 }
 
@@ -204,7 +204,7 @@ evlm_status evlm_grad(const evlm_grad_params *p, evlm_grad_result *r) {
     evlm_status st = evlm_model_load(p->model, &mp, &m);
     if (st == EVLM_OK) st = load_batch(p->batch, m, &b);
     if (st == EVLM_OK) {
-        evlm_tmodel_params tp = {p->n_threads, b.n_tokens, b.n_tiles, NULL};
+        evlm_tmodel_params tp = {p->n_threads, b.n_tokens, b.n_tiles, NULL, false};
         st = evlm_tmodel_new(m, &tp, &tm);
     }
     if (st == EVLM_OK && distill)

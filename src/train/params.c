@@ -30,7 +30,7 @@ static bool widen(const evlm_tensor *t, float *dst) {
     return true;
 }
 
-evlm_status evlm_tparams_from_weights(evlm_tparams *tp, const evlm_weights *ws) {
+static evlm_status from_weights(evlm_tparams *tp, const evlm_weights *ws, int copies) {
     memset(tp, 0, sizeof *tp);
     const size_t n = evlm_weights_count(ws);
     if (n == 0 || n > (size_t)1 << 24)
@@ -70,19 +70,32 @@ evlm_status evlm_tparams_from_weights(evlm_tparams *tp, const evlm_weights *ws) 
         }
     }
     tp->n_floats = off;
-    tp->mem = aligned_alloc(64, 4 * off * sizeof(float));
+    tp->mem = aligned_alloc(64, (size_t)copies * off * sizeof(float));
     if (!tp->mem) {
         evlm_tparams_release(tp);
         return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate %zu MB for the parameters",
-                          (4 * off * sizeof(float)) >> 20);
+                          ((size_t)copies * off * sizeof(float)) >> 20);
     }
-    memset(tp->mem, 0, 4 * off * sizeof(float));
+    memset(tp->mem, 0, (size_t)copies * off * sizeof(float));
     tp->w = tp->mem;
-    tp->g = tp->w + off;
-    tp->m = tp->g + off;
-    tp->v = tp->m + off;
-    for (size_t i = 0; i < n; i++) widen(evlm_weights_at(ws, i), tp->w + tp->p[i].off);
+    if (copies == 4) {
+        tp->g = tp->w + off;
+        tp->m = tp->g + off;
+        tp->v = tp->m + off;
+    }
+    for (size_t i = 0; i < n; i++) {
+        widen(evlm_weights_at(ws, i), tp->w + tp->p[i].off);
+        tp->p[i].trainable = copies == 4;
+    }
     return EVLM_OK;
+}
+
+evlm_status evlm_tparams_from_weights(evlm_tparams *tp, const evlm_weights *ws) {
+    return from_weights(tp, ws, 4);
+}
+
+evlm_status evlm_tparams_from_weights_frozen(evlm_tparams *tp, const evlm_weights *ws) {
+    return from_weights(tp, ws, 1);
 }
 
 void evlm_tparams_release(evlm_tparams *tp) {
@@ -104,7 +117,7 @@ float *evlm_tparams_w(const evlm_tparams *tp, const char *name) {
 
 float *evlm_tparams_g(const evlm_tparams *tp, const char *name) {
     const evlm_tparam *p = evlm_tparams_find(tp, name);
-    return p ? tp->g + p->off : NULL;
+    return p && tp->g ? tp->g + p->off : NULL;
 }
 
 static bool match_any(const char *name, const char *const *globs, int n) {
@@ -115,6 +128,8 @@ static bool match_any(const char *name, const char *const *globs, int n) {
 
 evlm_status evlm_tparams_select(evlm_tparams *tp, const char *const *train, int n_train,
                                 const char *const *freeze, int n_freeze, int *n_trainable) {
+    if (!tp->g)
+        return evlm__fail(EVLM_ERR_ARG, "a frozen parameter set (weights only) trains nothing");
     int count = 0;
     for (int i = 0; i < tp->n; i++) {
         evlm_tparam *p = &tp->p[i];

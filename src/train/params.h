@@ -38,11 +38,14 @@ typedef struct evlm_tparams {
 /* Every tensor of ws as a float32 parameter (all trainable, gradients and moments zero).
  * Errors name the tensor (a type that cannot be widened). */
 evlm_status evlm_tparams_from_weights(evlm_tparams *tp, const evlm_weights *ws);
+/* The weights alone (a teacher, an evaluation): g, m, v NULL, nothing trainable, a quarter of
+ * the memory. */
+evlm_status evlm_tparams_from_weights_frozen(evlm_tparams *tp, const evlm_weights *ws);
 void evlm_tparams_release(evlm_tparams *tp);
 
 /* The parameter named name, or NULL. */
 const evlm_tparam *evlm_tparams_find(const evlm_tparams *tp, const char *name);
-/* Its weights / gradient, or NULL when absent. */
+/* Its weights / gradient, or NULL when absent (the gradient: also in a frozen set). */
 float *evlm_tparams_w(const evlm_tparams *tp, const char *name);
 float *evlm_tparams_g(const evlm_tparams *tp, const char *name);
 

@@ -42,6 +42,7 @@ struct evlm_tmodel {
     evlm_tdecoder dec;
     evlm_tvision *vis; /* NULL: text only */
     int max_tokens, max_tiles;
+    bool forward_only;   /* weights only: no backward */
     int32_t image_token; /* -1: none */
     /* vision geometry, from the tower's parameters */
     int channels, tile, per_tile;
@@ -169,7 +170,9 @@ evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm
     tm->max_tokens = p->max_tokens;
     tm->max_tiles = model->has_vision ? p->max_tiles : 0;
     tm->image_token = -1;
-    evlm_status st = evlm_tparams_from_weights(&tm->tp, model->weights);
+    tm->forward_only = p->forward_only;
+    evlm_status st = p->forward_only ? evlm_tparams_from_weights_frozen(&tm->tp, model->weights)
+                                     : evlm_tparams_from_weights(&tm->tp, model->weights);
     if (st != EVLM_OK) goto fail;
     int n_threads = p->n_threads > 0 ? p->n_threads : evlm_physical_cores();
     if ((st = evlm_pool_new(n_threads < 1 ? 1 : n_threads, &tm->pool)) != EVLM_OK) goto fail;
@@ -393,6 +396,9 @@ evlm_status evlm_tmodel_step(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_t
     if ((l == EVLM_TLOSS_KD || l == EVLM_TLOSS_RKL) && !(s->temperature > 0))
         return evlm__fail(EVLM_ERR_ARG, "the %s loss needs a temperature > 0 (got %g)",
                           evlm_tloss_name(l), (double)s->temperature);
+    if (tm->forward_only && !s->no_backward)
+        return evlm__fail(EVLM_ERR_ARG, "a forward-only model (a teacher) has no backward: set "
+                                        "no_backward");
     EVLM_TRY(forward(tm, b, l == EVLM_TLOSS_QAT_CE, rows_loss));
     r->n_tokens = tm->n;
     r->n_targets = tm->n_targets;

@@ -30,9 +30,9 @@ typedef struct evlm_tmodel evlm_tmodel;
 typedef struct evlm_tseq {
     const int32_t *ids; /* [n], image tokens already expanded */
     int n;
-    const uint8_t *target;     /* [n]: 1 where position t (t < n - 1) predicts ids[t + 1] in the
-                                  loss; NULL: none (a sequence used only for the hidden loss) */
-    const float *pixels;       /* [n_tiles][C][S][S] processed tiles, or NULL */
+    const uint8_t *target; /* [n]: 1 where position t (t < n - 1) predicts ids[t + 1] in the
+                              loss; NULL: none (a sequence used only for the hidden loss) */
+    const float *pixels;      /* [n_tiles][C][S][S] processed tiles, or NULL */
     const uint8_t *pixel_mask; /* [n_tiles][S][S] nonzero = real pixel, or NULL (all real) */
     int n_tiles;
 } evlm_tseq;
@@ -58,7 +58,9 @@ typedef struct evlm_tmodel_params {
     int n_threads;  /* 0 = physical cores */
     int max_tokens; /* most rows of one batch (all its sequences together) */
     int max_tiles;  /* most image tiles of one batch (0 for text-only training) */
-    const struct evlm_kernels *kernels; /* the kernel table of the ops; NULL: evlm_kernels_get() */
+    const struct evlm_kernels *kernels; /* the ops' kernel table; NULL: evlm_kernels_get() */
+    bool forward_only; /* a teacher / evaluation: weights only (evlm_tparams_from_weights_frozen),
+                          every step must set no_backward */
 } evlm_tmodel_params;
 
 /* The parameters of a loaded model (evlm_model_load with keep_layout) as a model to train.
@@ -72,10 +74,10 @@ const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm);
 
 typedef struct evlm_tstep {
     evlm_tloss loss;
-    float temperature;    /* kd / rkl */
-    evlm_tmodel *teacher; /* kd / rkl / hidden: forward only, never changed */
-    float grad_scale;     /* gradients of this batch are multiplied by it (accumulation) */
-    bool no_backward;     /* forward and loss only (evaluation) */
+    float temperature;          /* kd / rkl */
+    evlm_tmodel *teacher;       /* kd / rkl / hidden: forward only, never changed */
+    float grad_scale;           /* gradients of this batch are multiplied by it (accumulation) */
+    bool no_backward;           /* forward and loss only (evaluation) */
 } evlm_tstep;
 
 typedef struct evlm_tresult {
