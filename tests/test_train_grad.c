@@ -363,6 +363,21 @@ static void freeze_case(evlm_model *m, const tbatch *b) {
     CHECK(strstr(evlm_last_error(), "nothing.matches") != NULL);
     free(full);
     evlm_tmodel_free(tm);
+    /* a sequence longer than the model's context (llama-tiny: 512 positions) */
+    {
+        static int32_t ids[600];
+        static uint8_t tg[600];
+        for (int i = 0; i < 600; i++) ids[i] = 1 + i % 300, tg[i] = 1;
+        tbatch lb = {0};
+        lb.seq[0] = (evlm_tseq){ids, 600, tg, NULL, NULL, 0};
+        lb.n_seq = 1;
+        lb.n_tokens = 600;
+        evlm_tmodel *tl = tnew(m, &lb, NULL, 1);
+        evlm_status st = tl ? step(tl, NULL, &lb, EVLM_TLOSS_CE, 1.0f, &r) : EVLM_OK;
+        CHECKF(st == EVLM_ERR_ARG && strstr(evlm_last_error(), "context (512)"), "status %d: %s",
+               (int)st, evlm_last_error());
+        evlm_tmodel_free(tl);
+    }
     /* a batch beyond max_tokens */
     tbatch small = *b;
     small.n_tokens = b->seq[0].n;

@@ -262,6 +262,11 @@ static evlm_status pack(evlm_tmodel *tm, const evlm_tbatch *b) {
         const evlm_tseq *q = &b->seq[s];
         if (q->n < 1 || !q->ids)
             return evlm__fail(EVLM_ERR_ARG, "sequence %d of the batch is empty", s);
+        const int ctx = tm->model->cfg.max_position_embeddings;
+        if (ctx > 0 && q->n > ctx)
+            return evlm__fail(EVLM_ERR_ARG,
+                              "sequence %d has %d tokens, more than the model's context (%d)", s,
+                              q->n, ctx);
         if (q->n > tm->max_tokens - n)
             return evlm__fail(EVLM_ERR_ARG,
                               "the batch has more than %d tokens (max_tokens) at sequence %d",
