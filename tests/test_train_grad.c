@@ -219,6 +219,112 @@ static void fd_check(const char *what, evlm_tmodel *tm, evlm_tmodel *te, const t
     }
 }
 
+/* Two sequences of 90 and 70 random ids below 680, 157 targets: more than one block of the
+ * head's rows. */
+static void random_batch(tbatch *bp) {
+    tbatch b = {0};
+    static int32_t ids[160];
+    static uint8_t tg[160];
+    uint64_t rs = 7;
+    for (int i = 0; i < 160; i++) {
+        rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((rs >> 33) % 680);
+        tg[i] = i != 89 && i != 159 && i != 5;
+    }
+    b.seq[0] = (evlm_tseq){ids, 90, tg, NULL, NULL, 0};
+    b.seq[1] = (evlm_tseq){ids + 90, 70, tg + 90, NULL, NULL, 0};
+    b.n_seq = 2;
+    b.n_tokens = 160;
+    b.temperature = 2.0f;
+    *bp = b;
+}
+
+/* kd / rkl between models of different widths (a random student of width 96 and 1 layer,
+ * llama-tiny as the teacher), 157 targets: the losses against ones computed here in double
+ * from both models' inference logits (evlm_decode). */
+static void teacher_shape_case(const char *llama, const char *tmp) {
+    char cfg[4400], dir[4400];
+    snprintf(cfg, sizeof cfg, "%s/wide.json", tmp);
+    snprintf(dir, sizeof dir, "%s/wide", tmp);
+    const char *cj = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+                     "\"hidden_size\": 96, \"intermediate_size\": 160, \"num_hidden_layers\": 1, "
+                     "\"num_attention_heads\": 6, \"num_key_value_heads\": 2, \"head_dim\": 16, "
+                     "\"vocab_size\": 680, \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true, "
+                     "\"torch_dtype\": \"float32\", \"max_position_embeddings\": 512}";
+    CHECK_OK(evlm_write_file_atomic(cfg, cj, strlen(cj)));
+    evlm_synth_params sp = evlm_synth_default_params();
+    sp.config = cfg;
+    sp.out_dir = dir;
+    sp.dtype = "f32";
+    sp.tokenizer_dir = llama;
+    sp.seed = 3;
+    CHECK_OK(evlm_model_synth(&sp, NULL, NULL));
+    /* the student is the wide random model, the teacher llama-tiny (its logits far from
+     * uniform, so a teacher row read at the student's width would show) */
+    evlm_model *s = load(dir), *t = load(llama), *si = NULL, *ti = NULL;
+    CHECK_OK(evlm_model_load(dir, NULL, &si));
+    CHECK_OK(evlm_model_load(llama, NULL, &ti));
+    tbatch b;
+    random_batch(&b);
+    evlm_tmodel *ts = s ? tnew(s, &b, NULL, 2) : NULL, *tt = t ? tnew_teacher(t, &b, NULL) : NULL;
+    if (!ts || !tt || !si || !ti) goto done;
+    const int V = 680;
+    float *zs = malloc(sizeof(float) * 90 * V), *zt = malloc(sizeof(float) * 90 * V);
+    for (int l = EVLM_TLOSS_KD; l <= EVLM_TLOSS_RKL; l++) {
+        double ref = 0;
+        int nt = 0;
+        for (int q = 0; q < b.n_seq; q++) {
+            const evlm_tseq *sq = &b.seq[q];
+            evlm_model *ms[2] = {si, ti};
+            float *zz[2] = {zs, zt};
+            for (int w = 0; w < 2; w++) {
+                evlm_context_params cp = evlm_context_default_params();
+                cp.n_ctx = sq->n;
+                evlm_context *c = NULL;
+                CHECK_OK(evlm_context_new(ms[w], &cp, &c));
+                if (c) CHECK_OK(evlm_decode(c, sq->ids, sq->n, zz[w], true));
+                evlm_context_free(c);
+            }
+            for (int r = 0; r < sq->n - 1; r++) {
+                if (!sq->target[r]) continue;
+                const float *a = zs + (size_t)r * V, *c = zt + (size_t)r * V;
+                double ma = -1e300, mc = -1e300, sa = 0, sc = 0, kl = 0;
+                for (int j = 0; j < V; j++) {
+                    ma = fmax(ma, (double)a[j] / 2.0);
+                    mc = fmax(mc, (double)c[j] / 2.0);
+                }
+                for (int j = 0; j < V; j++) {
+                    sa += exp((double)a[j] / 2.0 - ma);
+                    sc += exp((double)c[j] / 2.0 - mc);
+                }
+                for (int j = 0; j < V; j++) {
+                    double la = (double)a[j] / 2.0 - ma - log(sa),
+                           lc = (double)c[j] / 2.0 - mc - log(sc);
+                    kl += l == EVLM_TLOSS_KD ? exp(lc) * (lc - la) : exp(la) * (la - lc);
+                }
+                ref += 4.0 * kl;
+                nt++;
+            }
+        }
+        ref /= nt;
+        evlm_tresult r;
+        evlm_tstep st = {(evlm_tloss)l, 2.0f, tt, 1.0f, true};
+        CHECK_OK(evlm_tmodel_step(ts, &(evlm_tbatch){b.seq, b.n_seq}, &st, &r));
+        CHECKF(r.n_targets == nt && fabs(r.loss - ref) <= 1e-4 * ref + 1e-6,
+               "%s with a narrower teacher: %.9g, from the inference logits %.9g (%d / %d targets)",
+               k_losses[l], r.loss, ref, r.n_targets, nt);
+    }
+    free(zs);
+    free(zt);
+done:
+    evlm_tmodel_free(tt);
+    evlm_tmodel_free(ts);
+    evlm_model_free(si);
+    evlm_model_free(ti);
+    evlm_model_free(s);
+    evlm_model_free(t);
+}
+
 static void qwen2_case(const char *llama, const char *tmp) {
     char cfg[4400], dir[4400];
     snprintf(cfg, sizeof cfg, "%s/qwen2.json", tmp);
@@ -237,21 +343,8 @@ static void qwen2_case(const char *llama, const char *tmp) {
     CHECK_OK(evlm_model_synth(&sp, NULL, NULL));
     evlm_model *m = load(dir);
     if (!m) return;
-    /* two sequences of 90 and 70 ids, 157 targets: more than one block of the head's rows */
-    tbatch b = {0};
-    static int32_t ids[160];
-    static uint8_t tg[160];
-    uint64_t rs = 7;
-    for (int i = 0; i < 160; i++) {
-        rs = rs * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)((rs >> 33) % 680);
-        tg[i] = i != 89 && i != 159 && i != 5;
-    }
-    b.seq[0] = (evlm_tseq){ids, 90, tg, NULL, NULL, 0};
-    b.seq[1] = (evlm_tseq){ids + 90, 70, tg + 90, NULL, NULL, 0};
-    b.n_seq = 2;
-    b.n_tokens = 160;
-    b.temperature = 2.0f;
+    tbatch b;
+    random_batch(&b);
     evlm_tmodel *tm = tnew(m, &b, NULL, 2);
     if (tm) {
         /* random biases (synth writes zeros) and norm weights, so their use is visible */
@@ -453,6 +546,7 @@ int main(void) {
         evlm_model_free(m);
     }
     qwen2_case(llama_dir, tmp);
+    teacher_shape_case(llama_dir, tmp);
 
     /* Qwen2-VL is refused with a clear message */
     char qdir[4200];

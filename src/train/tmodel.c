@@ -430,7 +430,9 @@ evlm_status evlm_tmodel_step(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_t
                                    tm->row_loss);
             } else {
                 evlm_tmodel *te = s->teacher;
-                evlm_tdecoder_logits(&te->dec, &te->ops, te->xf + (size_t)c0 * H, nr, tm->zt);
+                /* the teacher's rows are of its own width */
+                evlm_tdecoder_logits(&te->dec, &te->ops, te->xf + (size_t)c0 * te->dec.H, nr,
+                                     tm->zt);
                 if (l == EVLM_TLOSS_KD)
                     evlm_tloss_kd_rows(&tm->ops, tm->z, tm->zt, nr, (int)V, s->temperature, scale,
                                        grad, tm->row_loss);
