@@ -52,6 +52,31 @@ static float *siglip_features(const evlm_model *m, const float *px, const uint8_
     return out;
 }
 
+/* a misshapen or missing parameter is an error naming it */
+static void test_bind_errors(evlm_model *m, const evlm_tparams *tp) {
+    evlm_tparams bad = *tp;
+    bad.p = malloc(sizeof *bad.p * (size_t)tp->n);
+    if (!bad.p) return;
+    const char *name = "model.vision_model.encoder.layers.1.mlp.fc1.weight";
+    for (int pass = 0; pass < 2; pass++) {
+        memcpy(bad.p, tp->p, sizeof *bad.p * (size_t)tp->n);
+        evlm_tparam *p = NULL;
+        for (int i = 0; i < bad.n && !p; i++)
+            if (strcmp(bad.p[i].name, name) == 0) p = &bad.p[i];
+        CHECK(p != NULL);
+        if (!p) break;
+        if (pass == 0)
+            p->shape[0] = 95;
+        else
+            p->name[0] = 'X';
+        evlm_tvision *v = NULL;
+        CHECK(evlm_tvision_new(m, &bad, 2, &v) == EVLM_ERR_FORMAT && v == NULL &&
+              strstr(evlm_last_error(), name) &&
+              strstr(evlm_last_error(), pass == 0 ? "[95, 48]" : "not found"));
+    }
+    free(bad.p);
+}
+
 /* ---- 1. forward ----------------------------------------------------------------------------- */
 
 static void test_forward(evlm_model *m, evlm_tvision *v, const char *fixture, const st_file *ref) {
@@ -334,6 +359,7 @@ int main(void) {
         evlm_tvision_tops_need(v, &max_dim, &max_seq, &head_dim);
         CHECK_OK(evlm_tops_init(&g_ops, g_pool, NULL, max_dim, max_seq, head_dim));
         CHECK(evlm_tvision_tokens_per_tile(v) == 16);
+        test_bind_errors(m, &tp);
         test_forward(m, v, fixture, &ref);
         test_backward(&tp, v, &ref);
         test_prompt_pixels(m, v, shared, fixture);
