@@ -10,13 +10,13 @@
  *            padding patches masked as keys; x_mid = a @ Wo^T + bo + x_l;
  *            h2 = LN2(x_mid); u = h2 @ W1^T + b1; x_{l+1} = gelu(u) @ W2^T + b2 + x_mid
  *   y (M, D) = post_LN(x_L); shuf (R, DS) = pixel shuffle of y; features = shuf @ Wproj^T
- * Kept for the backward: patches, every x_l, x_mid, h1, h2, q, k, v, a, lse, u, the norms'
- * mean / rstd, y, shuf; gelu(u) is recomputed in the backward (one F-wide row per patch and
- * layer saved). The backward runs the walk in reverse with the ops' backward passes (ops.h);
- * the pixel shuffle and the position gather are permutations / scatter-adds done here, in row
- * order, so the results are deterministic for a fixed thread count.
- * Not here: the ops' numerics (ops.c), preprocessing, the decoder (tdecoder.c), the gradient of
- * the pixels.
+ * Kept for the backward: patches, every x_l, x_mid, q, k, v, a, lse, u, the norms' mean /
+ * rstd, y, shuf; h1, h2 and gelu(u) are recomputed in the backward (cheap row ops, bit-identical
+ * to the forward's: 2 D + F floats per patch and layer saved). The backward runs the walk in
+ * reverse with the ops' backward passes (ops.h); the pixel shuffle and the position gather are
+ * permutations / scatter-adds done here, in row order, so the results are deterministic for a fixed
+ * thread count. Not here: the ops' numerics (ops.c), preprocessing, the decoder (tdecoder.c), the
+ * gradient of the pixels.
  */
 #include "train/tvision.h"
 #include "core/status.h"
@@ -71,7 +71,7 @@ enum { EP_PATCH_W, EP_PATCH_B, EP_POS, EP_POST_W, EP_POST_B, EP_PROJ, EP_COUNT }
 
 /* one layer's activations, (M, D) unless noted */
 typedef struct layer_act {
-    float *x_in, *h1, *q, *k, *v, *att, *x_mid, *h2;
+    float *x_in, *q, *k, *v, *att, *x_mid;
     float *u;                             /* (M, F) fc1 output before the GELU */
     float *lse;                           /* (n_heads, M) */
     float *mean1, *rstd1, *mean2, *rstd2; /* (M) */
@@ -88,6 +88,8 @@ struct evlm_tvision {
     float *x_last, *y;               /* (M, D): x_L and post_LN(x_L) */
     float *mean_p, *rstd_p;          /* (M) */
     float *shuf;                     /* (R, DS) */
+    float *hbuf;                     /* (M, D): LN1 / LN2 output, recomputed in the backward */
+    float *stat;                     /* (2 M): the recomputed norms' mean / rstd */
     float *dres, *dh, *dq, *dk, *dv; /* (M, D) backward */
     float *dF, *gbuf;                /* (M, F) backward; gbuf: gelu(u) in both passes */
     float *dshuf;                    /* (R, DS) */
@@ -205,9 +207,9 @@ evlm_status evlm_tvision_new(const evlm_model *m, evlm_tparams *tp, int max_tile
     if ((st = bind_all(v)) != EVLM_OK) goto fail;
 
     /* the config bounds every factor (idefics3_config.c), so only the total needs a check */
-    const size_t per_layer = M * (8 * D + F) + M * NH + 4 * M;
-    const size_t n_floats =
-        L * per_layer + M * CPP + 2 * M * D + 2 * M + R * DS + 5 * M * D + 2 * M * F + R * DS;
+    const size_t per_layer = M * (6 * D + F) + M * NH + 4 * M;
+    const size_t n_floats = L * per_layer + M * CPP + 2 * M * D + 2 * M + R * DS + M * D + 2 * M +
+                            5 * M * D + 2 * M * F + R * DS;
     const size_t bytes = n_floats * sizeof(float) + M * sizeof(int32_t) + 2 * T * sizeof(int) + M;
     if (n_floats > ((size_t)1 << 38) || M > ((size_t)1 << 30)) {
         st =
@@ -230,13 +232,11 @@ evlm_status evlm_tvision_new(const evlm_model *m, evlm_tparams *tp, int max_tile
     for (size_t l = 0; l < L; l++) {
         layer_act *a = &v->la[l];
         CARVE(a->x_in, M * D);
-        CARVE(a->h1, M * D);
         CARVE(a->q, M * D);
         CARVE(a->k, M * D);
         CARVE(a->v, M * D);
         CARVE(a->att, M * D);
         CARVE(a->x_mid, M * D);
-        CARVE(a->h2, M * D);
         CARVE(a->u, M * F);
         CARVE(a->lse, M * NH);
         CARVE(a->mean1, M);
@@ -250,6 +250,8 @@ evlm_status evlm_tvision_new(const evlm_model *m, evlm_tparams *tp, int max_tile
     CARVE(v->mean_p, M);
     CARVE(v->rstd_p, M);
     CARVE(v->shuf, R * DS);
+    CARVE(v->hbuf, M * D);
+    CARVE(v->stat, 2 * M);
     CARVE(v->dres, M * D);
     CARVE(v->dh, M * D);
     CARVE(v->dq, M * D);
@@ -395,17 +397,17 @@ evlm_status evlm_tvision_forward(evlm_tvision *v, const evlm_tops *o, const floa
         const evlm_tparam *const *lp = v->lp + (size_t)l * LP_COUNT;
         layer_act *a = &v->la[l];
         float *x_out = l + 1 < c->n_layers ? v->la[l + 1].x_in : v->x_last;
-        evlm_top_layernorm(o, a->h1, a->mean1, a->rstd1, a->x_in, W(v, lp[LP_LN1_W]),
+        evlm_top_layernorm(o, v->hbuf, a->mean1, a->rstd1, a->x_in, W(v, lp[LP_LN1_W]),
                            W(v, lp[LP_LN1_B]), M, D, eps);
-        evlm_top_linear(o, a->q, a->h1, W(v, lp[LP_Q_W]), W(v, lp[LP_Q_B]), M, D, D);
-        evlm_top_linear(o, a->k, a->h1, W(v, lp[LP_K_W]), W(v, lp[LP_K_B]), M, D, D);
-        evlm_top_linear(o, a->v, a->h1, W(v, lp[LP_V_W]), W(v, lp[LP_V_B]), M, D, D);
+        evlm_top_linear(o, a->q, v->hbuf, W(v, lp[LP_Q_W]), W(v, lp[LP_Q_B]), M, D, D);
+        evlm_top_linear(o, a->k, v->hbuf, W(v, lp[LP_K_W]), W(v, lp[LP_K_B]), M, D, D);
+        evlm_top_linear(o, a->v, v->hbuf, W(v, lp[LP_V_W]), W(v, lp[LP_V_B]), M, D, D);
         evlm_top_attn(o, &sh, a->att, a->lse, a->q, a->k, a->v);
         evlm_top_linear(o, a->x_mid, a->att, W(v, lp[LP_O_W]), W(v, lp[LP_O_B]), M, D, D);
         evlm_top_add(o, a->x_mid, a->x_in, (size_t)M * D);
-        evlm_top_layernorm(o, a->h2, a->mean2, a->rstd2, a->x_mid, W(v, lp[LP_LN2_W]),
+        evlm_top_layernorm(o, v->hbuf, a->mean2, a->rstd2, a->x_mid, W(v, lp[LP_LN2_W]),
                            W(v, lp[LP_LN2_B]), M, D, eps);
-        evlm_top_linear(o, a->u, a->h2, W(v, lp[LP_FC1_W]), W(v, lp[LP_FC1_B]), M, F, D);
+        evlm_top_linear(o, a->u, v->hbuf, W(v, lp[LP_FC1_W]), W(v, lp[LP_FC1_B]), M, F, D);
         evlm_top_gelu_tanh(o, v->gbuf, a->u, (size_t)M * F);
         evlm_top_linear(o, x_out, v->gbuf, W(v, lp[LP_FC2_W]), W(v, lp[LP_FC2_B]), M, D, F);
         evlm_top_add(o, x_out, a->x_mid, (size_t)M * D);
@@ -480,7 +482,9 @@ evlm_status evlm_tvision_backward(evlm_tvision *v, const evlm_tops *o, const flo
         evlm_top_linear_bwd(o, v->dF, false, G(v, lp[LP_FC2_W]), G(v, lp[LP_FC2_B]), v->dres,
                             v->gbuf, W(v, lp[LP_FC2_W]), M, D, F);
         evlm_top_gelu_tanh_bwd(o, v->dF, v->dF, a->u, (size_t)M * F);
-        evlm_top_linear_bwd(o, v->dh, false, G(v, lp[LP_FC1_W]), G(v, lp[LP_FC1_B]), v->dF, a->h2,
+        evlm_top_layernorm(o, v->hbuf, v->stat, v->stat + M, a->x_mid, W(v, lp[LP_LN2_W]),
+                           W(v, lp[LP_LN2_B]), M, D, c->layer_norm_eps);
+        evlm_top_linear_bwd(o, v->dh, false, G(v, lp[LP_FC1_W]), G(v, lp[LP_FC1_B]), v->dF, v->hbuf,
                             W(v, lp[LP_FC1_W]), M, F, D);
         evlm_top_layernorm_bwd(o, v->dres, G(v, lp[LP_LN2_W]), G(v, lp[LP_LN2_B]), v->dh, a->x_mid,
                                W(v, lp[LP_LN2_W]), a->mean2, a->rstd2, M, D);
@@ -488,11 +492,13 @@ evlm_status evlm_tvision_backward(evlm_tvision *v, const evlm_tops *o, const flo
         evlm_top_linear_bwd(o, v->dh, false, G(v, lp[LP_O_W]), G(v, lp[LP_O_B]), v->dres, a->att,
                             W(v, lp[LP_O_W]), M, D, D);
         evlm_top_attn_bwd(o, &sh, v->dq, v->dk, v->dv, v->dh, a->q, a->k, a->v, a->att, a->lse);
-        evlm_top_linear_bwd(o, v->dh, false, G(v, lp[LP_Q_W]), G(v, lp[LP_Q_B]), v->dq, a->h1,
+        evlm_top_layernorm(o, v->hbuf, v->stat, v->stat + M, a->x_in, W(v, lp[LP_LN1_W]),
+                           W(v, lp[LP_LN1_B]), M, D, c->layer_norm_eps);
+        evlm_top_linear_bwd(o, v->dh, false, G(v, lp[LP_Q_W]), G(v, lp[LP_Q_B]), v->dq, v->hbuf,
                             W(v, lp[LP_Q_W]), M, D, D);
-        evlm_top_linear_bwd(o, v->dh, true, G(v, lp[LP_K_W]), G(v, lp[LP_K_B]), v->dk, a->h1,
+        evlm_top_linear_bwd(o, v->dh, true, G(v, lp[LP_K_W]), G(v, lp[LP_K_B]), v->dk, v->hbuf,
                             W(v, lp[LP_K_W]), M, D, D);
-        evlm_top_linear_bwd(o, v->dh, true, G(v, lp[LP_V_W]), G(v, lp[LP_V_B]), v->dv, a->h1,
+        evlm_top_linear_bwd(o, v->dh, true, G(v, lp[LP_V_W]), G(v, lp[LP_V_B]), v->dv, v->hbuf,
                             W(v, lp[LP_V_W]), M, D, D);
         evlm_top_layernorm_bwd(o, below ? v->dres : NULL, G(v, lp[LP_LN1_W]), G(v, lp[LP_LN1_B]),
                                v->dh, a->x_in, W(v, lp[LP_LN1_W]), a->mean1, a->rstd1, M, D);
