@@ -48,23 +48,27 @@ enum {
     LP_COUNT
 };
 
-static const char *const k_layer_names[LP_COUNT] = {
-    "layer_norm1.weight",
-    "layer_norm1.bias",
-    "self_attn.q_proj.weight",
-    "self_attn.q_proj.bias",
-    "self_attn.k_proj.weight",
-    "self_attn.k_proj.bias",
-    "self_attn.v_proj.weight",
-    "self_attn.v_proj.bias",
-    "self_attn.out_proj.weight",
-    "self_attn.out_proj.bias",
-    "layer_norm2.weight",
-    "layer_norm2.bias",
-    "mlp.fc1.weight",
-    "mlp.fc1.bias",
-    "mlp.fc2.weight",
-    "mlp.fc2.bias",
+/* each layer parameter's name and shape (PyTorch order) in units: 'D' hidden, 'F' MLP, 0 none */
+static const struct {
+    const char *name;
+    char d0, d1;
+} k_layer[LP_COUNT] = {
+    {"layer_norm1.weight", 'D', 0},
+    {"layer_norm1.bias", 'D', 0},
+    {"self_attn.q_proj.weight", 'D', 'D'},
+    {"self_attn.q_proj.bias", 'D', 0},
+    {"self_attn.k_proj.weight", 'D', 'D'},
+    {"self_attn.k_proj.bias", 'D', 0},
+    {"self_attn.v_proj.weight", 'D', 'D'},
+    {"self_attn.v_proj.bias", 'D', 0},
+    {"self_attn.out_proj.weight", 'D', 'D'},
+    {"self_attn.out_proj.bias", 'D', 0},
+    {"layer_norm2.weight", 'D', 0},
+    {"layer_norm2.bias", 'D', 0},
+    {"mlp.fc1.weight", 'F', 'D'},
+    {"mlp.fc1.bias", 'F', 0},
+    {"mlp.fc2.weight", 'D', 'F'},
+    {"mlp.fc2.bias", 'D', 0},
 };
 
 enum { EP_PATCH_W, EP_PATCH_B, EP_POS, EP_POST_W, EP_POST_B, EP_PROJ, EP_COUNT };
@@ -154,18 +158,8 @@ static evlm_status bind_all(evlm_tvision *v) {
     for (int l = 0; l < c->n_layers; l++) {
         snprintf(pre, sizeof pre, "%svision_model.encoder.layers.%d.", prefix, l);
         for (int i = 0; i < LP_COUNT; i++) {
-            int64_t shape[2] = {D, D};
-            int nd = (i == LP_LN1_W || i == LP_LN1_B || i == LP_LN2_W || i == LP_LN2_B ||
-                      i == LP_Q_B || i == LP_K_B || i == LP_V_B || i == LP_O_B || i == LP_FC2_B)
-                         ? 1
-                         : 2;
-            if (i == LP_FC1_W) shape[0] = F;
-            if (i == LP_FC2_W) shape[1] = F;
-            if (i == LP_FC1_B) {
-                nd = 1;
-                shape[0] = F;
-            }
-            EVLM_TRY(bind(v->tp, pre, k_layer_names[i], nd, shape,
+            const int64_t shape[2] = {k_layer[i].d0 == 'F' ? F : D, k_layer[i].d1 == 'F' ? F : D};
+            EVLM_TRY(bind(v->tp, pre, k_layer[i].name, k_layer[i].d1 ? 2 : 1, shape,
                           &v->lp[(size_t)l * LP_COUNT + (size_t)i]));
         }
     }
