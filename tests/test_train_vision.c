@@ -171,6 +171,9 @@ static void test_backward(evlm_tparams *tp, evlm_tvision *v, const st_file *ref)
     }
     free(rl);
     int n_checked = 0;
+    float worst_ratio = 0; /* max over tensors of max |g - ref| / bound */
+    float *scales = calloc((size_t)tp->n, sizeof(float)); /* of each gradient, for the bounds */
+    if (!scales) return;
     for (int i = 0; i < tp->n; i++) {
         const evlm_tparam *p = &tp->p[i];
         const float *g = tp->g + p->off;
@@ -194,22 +197,26 @@ static void test_backward(evlm_tparams *tp, evlm_tvision *v, const st_file *ref)
             if (qref) scale = max_abs(qref, p->n);
             free(qref);
         }
+        scales[i] = scale;
+        if (d / (1e-3f * scale + 1e-6f) > worst_ratio) worst_ratio = d / (1e-3f * scale + 1e-6f);
         CHECKF(d <= 1e-3f * scale + 1e-6f && all_finite(g, p->n),
                "%s: max |g - ref| %.3g, max |ref| %.3g, bound from %.3g", p->name, (double)d,
                (double)mx, (double)scale);
         n_checked++;
         free(want);
     }
-    printf("%d vision gradients checked\n", n_checked);
+    printf("%d vision gradients checked, worst error %.3f of the bound\n", n_checked,
+           (double)worst_ratio);
     CHECK(n_checked == 38);
 
-    /* gradients accumulate: a second pass doubles them (to rounding, per tensor) */
+    /* gradients accumulate: a second pass doubles them (to rounding, per tensor; text ones
+     * stay 0) */
     float *g1 = malloc(sizeof(float) * tp->n_floats);
     memcpy(g1, tp->g, sizeof(float) * tp->n_floats);
     CHECK(run_backward(v, ref, &loss));
     for (int i = 0; i < tp->n; i++) {
         const evlm_tparam *p = &tp->p[i];
-        float worst = 0, mx = 2 * max_abs(g1 + p->off, p->n);
+        float worst = 0, mx = 2 * scales[i];
         for (size_t j = p->off; j < p->off + p->n; j++)
             worst = fabsf(tp->g[j] - 2 * g1[j]) > worst ? fabsf(tp->g[j] - 2 * g1[j]) : worst;
         CHECKF(worst <= 1e-5f * mx, "%s: a second backward does not add up: %.3g of %.3g", p->name,
@@ -242,6 +249,7 @@ static void test_backward(evlm_tparams *tp, evlm_tvision *v, const st_file *ref)
     CHECK(max_abs(tp->g, tp->n_floats) == 0.0f);
     CHECK_OK(evlm_tparams_select(tp, NULL, 0, NULL, 0, &n_tr));
     free(g1);
+    free(scales);
 }
 
 /* ---- 3. a prompt's training inputs ---------------------------------------------------------- */
