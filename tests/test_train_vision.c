@@ -405,10 +405,63 @@ done:
     }
 }
 
+/* the scenes model (another shape: 128-pixel tiles of 16-pixel patches, 6 layers, 192 wide):
+ * the forward on a prompt's tiles equals the prompt's features; the backward runs, finite */
+static void test_scenes(const char *shared, const char *png) {
+    char dir[8192];
+    snprintf(dir, sizeof dir, "%s/models/scenes-vlm", shared);
+    evlm_model_params mp = evlm_model_default_params();
+    mp.keep_layout = true;
+    mp.n_threads = 2;
+    evlm_model *m = NULL;
+    if (evlm_model_load(dir, &mp, &m) != EVLM_OK) {
+        printf("scenes-vlm not loaded (%s): skipped\n", evlm_last_error());
+        return;
+    }
+    evlm_image_input img = {.path = png};
+    evlm_ids ids = {0};
+    float *px = NULL, *ours = NULL;
+    uint8_t *mask = NULL;
+    int n_tiles = 0, rows = 0;
+    evlm_prompt *p = NULL;
+    evlm_tparams tp = {0};
+    evlm_tvision *v = NULL;
+    evlm_tops o = {0};
+    CHECK_OK(
+        evlm__prompt_pixels(m, "<image>Which scene?", false, &img, 1, &ids, &px, &mask, &n_tiles));
+    CHECK_OK(evlm_prompt_new(m, "<image>Which scene?", false, &img, 1, &p));
+    CHECK_OK(tp_from_weights(&tp, evlm__model_weights(m)));
+    CHECK_OK(evlm_tvision_new(m, &tp, n_tiles > 0 ? n_tiles : 1, &v));
+    if (!p || !px || !v) goto done;
+    int max_dim = 0, max_seq = 0, head_dim = 0;
+    evlm_tvision_tops_need(v, &max_dim, &max_seq, &head_dim);
+    CHECK_OK(evlm_tops_init(&o, g_pool, NULL, max_dim, max_seq, head_dim));
+    const float *pf = evlm__prompt_features(p, &rows);
+    CHECK(rows == n_tiles * evlm_tvision_tokens_per_tile(v));
+    ours = malloc(sizeof(float) * (size_t)rows * 256);
+    CHECK_OK(evlm_tvision_forward(v, &o, px, mask, n_tiles, ours));
+    CHECK(close_rel(ours, pf, (size_t)rows * 256, 1e-5f, "scenes-vlm forward"));
+    CHECK_OK(evlm_tvision_backward(v, &o, ours)); /* d(sum features^2 / 2) */
+    const evlm_tparam *pw = NULL;
+    for (int i = 0; i < tp.n; i++)
+        if (strstr(tp.p[i].name, "patch_embedding.weight")) pw = &tp.p[i];
+    CHECK(pw && all_finite(tp.g, tp.n_floats) && max_abs(tp.g + pw->off, pw->n) > 0.0f);
+    evlm_tops_release(&o);
+done:
+    free(ours);
+    evlm_tvision_free(v);
+    tp_release(&tp);
+    evlm_prompt_free(p);
+    evlm_ids_free(&ids);
+    free(px);
+    free(mask);
+    evlm_model_free(m);
+}
+
 int main(void) {
     const char *shared = test_shared_dir();
     if (!shared) return 77;
-    char fixture[4096], path[4096];
+    char fixture[4096], path[8192];
     snprintf(fixture, sizeof fixture, "%s/fixtures/smolvlm-tiny", shared);
     const char *src = getenv("EVLM_SRC");
     snprintf(path, sizeof path, "%s/tests/data/tvision_ref.safetensors", src ? src : ".");
@@ -436,6 +489,8 @@ int main(void) {
         test_forward(m, v, fixture, &ref);
         test_backward(&tp, v, &ref);
         test_prompt_pixels(m, v, shared, fixture);
+        snprintf(path, sizeof path, "%s/ref_image.png", fixture);
+        test_scenes(shared, path);
         evlm_tops_release(&g_ops);
     }
     evlm_tvision_free(v);
