@@ -13,6 +13,7 @@
  *      the prompt's features (bit for bit) and equal the transformers pixel_values; Qwen2-VL is
  *      refused; a text-only model tokenizes.
  */
+#include "core/sysinfo.h"
 #include "core/threadpool.h"
 #include "model/family.h"
 #include "model/model.h"
@@ -439,9 +440,13 @@ static void test_scenes(const char *shared, const char *png) {
     const float *pf = evlm__prompt_features(p, &rows);
     CHECK(rows == n_tiles * evlm_tvision_tokens_per_tile(v));
     ours = malloc(sizeof(float) * (size_t)rows * 256);
+    double t0 = evlm_time_ms();
     CHECK_OK(evlm_tvision_forward(v, &o, px, mask, n_tiles, ours));
+    double t1 = evlm_time_ms();
     CHECK(close_rel(ours, pf, (size_t)rows * 256, 1e-5f, "scenes-vlm forward"));
     CHECK_OK(evlm_tvision_backward(v, &o, ours)); /* d(sum features^2 / 2) */
+    printf("scenes-vlm, %d tiles, 2 threads: forward %.1f ms, backward %.1f ms\n", n_tiles, t1 - t0,
+           evlm_time_ms() - t1);
     const evlm_tparam *pw = NULL;
     for (int i = 0; i < tp.n; i++)
         if (strstr(tp.p[i].name, "patch_embedding.weight")) pw = &tp.p[i];
