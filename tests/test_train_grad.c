@@ -117,6 +117,13 @@ static evlm_status step(evlm_tmodel *tm, evlm_tmodel *teacher, const tbatch *b, 
     return evlm_tmodel_step(tm, &tb, &s, r);
 }
 
+static double max_abs_d(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)x[i]) > m) m = fabs((double)x[i]);
+    return m;
+}
+
 /* Every tensor of ref against the gradients; returns the worst error / allowed ratio. */
 static double compare_ref(const evlm_tparams *tp, const char *ref_path, const char *what) {
     evlm_weights *ref;
@@ -130,10 +137,19 @@ static double compare_ref(const evlm_tparams *tp, const char *ref_path, const ch
                t->name);
         if (!p || p->n != (size_t)evlm_tensor_nelements(t)) continue;
         const float *r = t->data, *g = tp->g + p->off;
-        double rmax = 0, err = 0;
-        for (size_t j = 0; j < p->n; j++) {
-            if (fabs((double)r[j]) > rmax) rmax = fabs((double)r[j]);
+        double rmax = max_abs_d(r, p->n), err = 0;
+        for (size_t j = 0; j < p->n; j++)
             if (fabs((double)g[j] - (double)r[j]) > err) err = fabs((double)g[j] - (double)r[j]);
+        /* the vision tower's k_proj.bias: exactly 0 in exact arithmetic (the README), its values
+         * float32 noise; the bound takes its scale from the same layer's q_proj.bias gradient, as
+         * test_train_vision does */
+        const char *kb = strstr(t->name, "k_proj.bias");
+        if (kb && strstr(t->name, "vision_model")) {
+            char qname[200];
+            snprintf(qname, sizeof qname, "%.*sq_proj.bias", (int)(kb - t->name), t->name);
+            const evlm_tensor *qt = evlm_weights_find(ref, qname);
+            CHECKF(qt != NULL, "%s: no %s in the reference", what, qname);
+            if (qt) rmax = max_abs_d(qt->data, (size_t)evlm_tensor_nelements(qt));
         }
         double allowed = 1e-3 * rmax + 1e-6;
         CHECKF(err <= allowed, "%s: %s: max error %.3g, allowed %.3g", what, t->name, err, allowed);
@@ -500,20 +516,8 @@ int main(void) {
         evlm_model *m = load(dir), *te = load(tdir);
         tbatch b;
         if (!m || !te || !load_batch(gdir, m, false, &b)) return test_done();
-        /* the whole batch (images included) needs the vision tower's backward */
-        bool vision_ok = true;
-        if (b.n_tiles > 0) {
-            evlm_tmodel *tm = tnew(m, &b, NULL, 1);
-            evlm_tresult r;
-            evlm_status st = tm ? step(tm, NULL, &b, EVLM_TLOSS_CE, 1.0f, &r) : EVLM_ERR_ARG;
-            vision_ok = st == EVLM_OK;
-            if (st == EVLM_ERR_UNSUPPORTED)
-                printf("SKIP %s with images: %s\n", fixtures[f], evlm_last_error());
-            else
-                CHECKF(st == EVLM_OK, "%s: %s", fixtures[f], evlm_last_error());
-            evlm_tmodel_free(tm);
-        }
-        for (size_t k = 0; vision_ok && k < sizeof tables / sizeof *tables; k++) {
+        CHECK(f == 0 || b.n_tiles == 5); /* smolvlm-tiny: 4 tiles and the global image */
+        for (size_t k = 0; k < sizeof tables / sizeof *tables; k++) {
             const evlm_kernels *kt = evlm_kernels_by_name(tables[k]);
             if (!kt) {
                 printf("%s: kernel table %s not on this CPU\n", fixtures[f], tables[k]);

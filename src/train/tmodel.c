@@ -14,18 +14,8 @@
 #include "train/loss.h"
 #include "train/ops.h"
 #include "train/tdecoder.h"
-#include "tokenizer/tokenizer.h"
-
-#if defined(__has_include)
-#if __has_include("train/tvision.h")
 #include "train/tvision.h"
-#define HAVE_TVISION 1
-#endif
-#endif
-#ifndef HAVE_TVISION
-#define HAVE_TVISION 0
-typedef struct evlm_tvision evlm_tvision;
-#endif
+#include "tokenizer/tokenizer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -81,9 +71,7 @@ const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm) {
 
 void evlm_tmodel_free(evlm_tmodel *tm) {
     if (!tm) return;
-#if HAVE_TVISION
     evlm_tvision_free(tm->vis);
-#endif
     evlm_tdecoder_release(&tm->dec);
     evlm_tops_release(&tm->ops);
     evlm_pool_free(tm->pool);
@@ -194,12 +182,10 @@ evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm
         tm->image_token = evlm_tokenizer_token_id(model->tok, "<image>");
         if (tm->image_token < 0 || tm->image_token >= V) {
             st = evlm__fail(EVLM_ERR_FORMAT,
-                            "%s: the tokenizer has no '<image>' token in the "
-                            "vocabulary",
+                            "%s: the tokenizer has no '<image>' token in the vocabulary",
                             evlm_weights_path(model->weights));
             goto fail;
         }
-#if HAVE_TVISION
         if (tm->max_tiles > 0) {
             st = evlm_tvision_new(model, &tm->tp, tm->max_tiles, &tm->vis);
             if (st != EVLM_OK) goto fail;
@@ -210,13 +196,11 @@ evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm
             head_dim = vh > head_dim ? vh : head_dim;
             if (evlm_tvision_tokens_per_tile(tm->vis) != tm->per_tile) {
                 st = evlm__fail(EVLM_ERR_FORMAT,
-                                "the vision tower gives %d rows a tile, its "
-                                "shapes say %d",
+                                "the vision tower gives %d rows a tile, its shapes say %d",
                                 evlm_tvision_tokens_per_tile(tm->vis), tm->per_tile);
                 goto fail;
             }
         }
-#endif
     }
     if ((st = evlm_tops_init(&tm->ops, tm->pool, p->kernels, max_dim, max_seq, head_dim)) !=
         EVLM_OK)
@@ -341,15 +325,9 @@ static evlm_tdec_rows rows_of(const evlm_tmodel *tm) {
 /* Packs b and runs the forward (vision, decoder, final norm of the target rows). */
 static evlm_status forward(evlm_tmodel *tm, const evlm_tbatch *b, bool qat, bool head) {
     EVLM_TRY(pack(tm, b));
-    if (tm->n_tiles > 0) {
-#if HAVE_TVISION
+    if (tm->n_tiles > 0)
         EVLM_TRY(
             evlm_tvision_forward(tm->vis, &tm->ops, tm->pixels, tm->mask, tm->n_tiles, tm->img));
-#else
-        return evlm__fail(EVLM_ERR_UNSUPPORTED,
-                          "this build has no vision tower backward (src/train/tvision.c)");
-#endif
-    }
     EVLM_TRY(evlm_tdecoder_set_qat(&tm->dec, &tm->ops, qat));
     evlm_tdec_rows r = rows_of(tm);
     EVLM_TRY(evlm_tdecoder_forward(&tm->dec, &tm->ops, &r));
@@ -463,8 +441,6 @@ evlm_status evlm_tmodel_step(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_t
     evlm_tdec_rows rr = rows_of(tm);
     evlm_tdecoder_backward(&tm->dec, &tm->ops, &rr, rows_loss ? NULL : hidden_grad, &hc,
                            tm->n_tiles ? tm->dimg : NULL);
-#if HAVE_TVISION
     if (tm->n_tiles > 0) EVLM_TRY(evlm_tvision_backward(tm->vis, &tm->ops, tm->dimg));
-#endif
     return EVLM_OK;
 }
