@@ -70,6 +70,7 @@ expect_err "bad id" 'badid.json: sequences\[1\].ids\[1\]' -- "$BIN" grad -m "$M"
 printf '{"sequences": [{"ids": [1, 2, 3], "loss_from": 7}]}' >"$T/badfrom.json"
 expect_err "bad loss_from" 'badfrom.json: sequences\[0\].loss_from' -- "$BIN" grad -m "$M" --batch "$T/badfrom.json" --loss ce -o "$T/bad4.safetensors"
 expect_err "missing batch" "/nonexistent/batch.json" -- "$BIN" grad -m "$M" --batch /nonexistent/batch.json --loss ce -o "$T/bad5.safetensors"
+expect_err "image, text model" 'sequences\[0\] has an image, the model has no vision tower' -- "$BIN" grad -m "$M" --batch "$SG/batch.json" --loss ce -o "$T/bad8.safetensors"
 expect_err "unknown loss" "unknown loss 'mse'" -- "$BIN" grad -m "$M" --batch "$G/batch.json" --loss mse -o "$T/bad6.safetensors"
 expect_err "no teacher" "needs a teacher" -- "$BIN" grad -m "$M" --batch "$G/batch.json" --loss kd -o "$T/bad7.safetensors"
 expect_err "no output" "no output file" -- "$BIN" grad -m "$M" --batch "$G/batch.json" --loss ce

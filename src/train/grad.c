@@ -100,6 +100,10 @@ static evlm_status load_seq(const char *file, const cJSON *js, int s, evlm_model
             return evlm__fail(EVLM_ERR_FORMAT,
                               "%s: sequences[%d].images must be an array of one image path", file,
                               s);
+        if (!evlm_model_has_vision(m))
+            return evlm__fail(EVLM_ERR_ARG,
+                              "%s: sequences[%d] has an image, the model has no vision tower", file,
+                              s);
         const char *name = cJSON_GetArrayItem(imgs, 0)->valuestring;
         char path[4096];
         if (snprintf(path, sizeof path, "%s%s", name[0] == '/' ? "" : dir, name) >=
