@@ -241,7 +241,6 @@ fail:
 static evlm_status pack(evlm_tmodel *tm, const evlm_tbatch *b) {
     if (!b || b->n_seq < 1 || !b->seq) return evlm__fail(EVLM_ERR_ARG, "an empty batch");
     int n = 0, nt = 0, tiles = 0, n_img = 0;
-    bool any_mask = false;
     for (int s = 0; s < b->n_seq; s++) {
         const evlm_tseq *q = &b->seq[s];
         if (q->n < 1 || !q->ids)
@@ -291,7 +290,6 @@ static evlm_status pack(evlm_tmodel *tm, const evlm_tbatch *b) {
             memcpy(tm->pixels + (size_t)tiles * tm->channels * S2, q->pixels, sizeof(float) * px);
             if (q->pixel_mask) {
                 memcpy(tm->mask + (size_t)tiles * S2, q->pixel_mask, (size_t)q->n_tiles * S2);
-                any_mask = true;
             } else {
                 memset(tm->mask + (size_t)tiles * S2, 1, (size_t)q->n_tiles * S2);
             }
@@ -305,7 +303,6 @@ static evlm_status pack(evlm_tmodel *tm, const evlm_tbatch *b) {
     tm->n_targets = nt;
     tm->n_tiles = tiles;
     tm->n_img = n_img;
-    (void)any_mask;
     return EVLM_OK;
 }
 
