@@ -21,8 +21,8 @@
 typedef struct evlm_tparam {
     char name[160];
     int n_dims;
-    int64_t shape[4]; /* PyTorch order, outermost first */
-    size_t off, n;    /* floats: w[off .. off + n) is this parameter (likewise g, m, v) */
+    int64_t shape[4];   /* PyTorch order, outermost first */
+    size_t off, n;      /* floats: w[off .. off + n) is this parameter (likewise g, m, v) */
     evlm_type src_type; /* the type the file stored (the output folder keeps it by default) */
     bool trainable;
 } evlm_tparam;
@@ -30,9 +30,9 @@ typedef struct evlm_tparam {
 typedef struct evlm_tparams {
     evlm_tparam *p;
     int n;
-    size_t n_floats;        /* total floats of one of w / g / m / v */
-    float *w, *g, *m, *v;   /* weights, gradients, first and second moments: n_floats each */
-    void *mem;              /* the one allocation behind w, g, m, v */
+    size_t n_floats;      /* total floats of one of w / g / m / v */
+    float *w, *g, *m, *v; /* weights, gradients, first and second moments: n_floats each */
+    void *mem;            /* the one allocation behind w, g, m, v */
 } evlm_tparams;
 
 /* Every tensor of ws as a float32 parameter (all trainable, gradients and moments zero).

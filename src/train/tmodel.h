@@ -30,9 +30,9 @@ typedef struct evlm_tmodel evlm_tmodel;
 typedef struct evlm_tseq {
     const int32_t *ids; /* [n], image tokens already expanded */
     int n;
-    const uint8_t *target; /* [n]: 1 where position t (t < n - 1) predicts ids[t + 1] in the
-                              loss; NULL: none (a sequence used only for the hidden loss) */
-    const float *pixels;      /* [n_tiles][C][S][S] processed tiles, or NULL */
+    const uint8_t *target;     /* [n]: 1 where position t (t < n - 1) predicts ids[t + 1] in the
+                                  loss; NULL: none (a sequence used only for the hidden loss) */
+    const float *pixels;       /* [n_tiles][C][S][S] processed tiles, or NULL */
     const uint8_t *pixel_mask; /* [n_tiles][S][S] nonzero = real pixel, or NULL (all real) */
     int n_tiles;
 } evlm_tseq;
@@ -74,10 +74,10 @@ const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm);
 
 typedef struct evlm_tstep {
     evlm_tloss loss;
-    float temperature;          /* kd / rkl */
-    evlm_tmodel *teacher;       /* kd / rkl / hidden: forward only, never changed */
-    float grad_scale;           /* gradients of this batch are multiplied by it (accumulation) */
-    bool no_backward;           /* forward and loss only (evaluation) */
+    float temperature;    /* kd / rkl */
+    evlm_tmodel *teacher; /* kd / rkl / hidden: forward only, never changed */
+    float grad_scale;     /* gradients of this batch are multiplied by it (accumulation) */
+    bool no_backward;     /* forward and loss only (evaluation) */
 } evlm_tstep;
 
 typedef struct evlm_tresult {
