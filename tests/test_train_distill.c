@@ -10,6 +10,7 @@
  */
 #include "core/file.h"
 #include "core/json.h"
+#include "core/threadpool.h"
 #include "evlm_npu.h"
 #include "test.h"
 #include "train/distill.h"
@@ -90,6 +91,144 @@ static void rows_vs_torch(void) {
     free(z0);
     free(zt);
     free(z);
+    cJSON_Delete(root);
+}
+
+/* ---- the white-box terms on raw activations against torch ---------------------------------- */
+
+static int read_floats(const cJSON *root, const char *key, float *dst, int max) {
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(root, key)) {
+        if (i < max) dst[i] = (float)it->valuedouble;
+        i++;
+    }
+    return i;
+}
+
+/* lse [NH][n] of the causal attention within the sequences (the forward's, from q and k) */
+static void fill_lse(evlm_tdecoder *d, const int *off, const int *len, int n_seq) {
+    const float scale = 1.0f / sqrtf((float)d->HD);
+    for (int s = 0; s < n_seq; s++)
+        for (int i = off[s]; i < off[s] + len[s]; i++)
+            for (int h = 0; h < d->NH; h++) {
+                double sc[64], mx = -1e300, sum = 0;
+                const float *q = d->q + (size_t)i * d->QD + (size_t)h * d->HD;
+                for (int j = off[s]; j <= i; j++) {
+                    const float *k =
+                        d->k + (size_t)j * d->KD + (size_t)(h / (d->NH / d->NKV)) * d->HD;
+                    float dd = 0.0f;
+                    for (int x = 0; x < d->HD; x++) dd += q[x] * k[x];
+                    sc[j - off[s]] = (double)(dd * scale);
+                    mx = fmax(mx, sc[j - off[s]]);
+                }
+                for (int j = off[s]; j <= i; j++) sum += exp(sc[j - off[s]] - mx);
+                d->lse[(size_t)h * (size_t)(off[n_seq - 1] + len[n_seq - 1]) + i] =
+                    (float)(mx + log(sum));
+            }
+}
+
+static double worst_vs(const float *a, const cJSON *root, const char *key, int n, double *gmax) {
+    double w = 0, m = 0;
+    for (int i = 0; i < n; i++) {
+        const double r = cJSON_GetArrayItem(cJSON_GetObjectItem(root, key), i)->valuedouble;
+        w = fmax(w, fabs((double)a[i] - r));
+        m = fmax(m, fabs(r));
+    }
+    *gmax = m;
+    return w;
+}
+
+static void maps_vs_torch(void) {
+    const char *src = getenv("EVLM_SRC");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tests/data/distill_maps_ref.json", src ? src : ".");
+    cJSON *root = NULL;
+    CHECK_OK(evlm_json_load(path, &root));
+    if (!root) return;
+    int off[2] = {0, 0}, len[2];
+    len[0] = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "lens"), 0)->valueint;
+    len[1] = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "lens"), 1)->valueint;
+    off[1] = len[0];
+    const int n = len[0] + len[1], Hs = cJSON_GetObjectItem(root, "width_s")->valueint,
+              Ht = cJSON_GetObjectItem(root, "width_t")->valueint;
+    evlm_tdecoder ds, dt;
+    memset(&ds, 0, sizeof ds);
+    memset(&dt, 0, sizeof dt);
+    evlm_tdecoder *dd[2] = {&ds, &dt};
+    const char *side[2] = {"student", "teacher"}, *qn[2] = {"qs", "qt"}, *kn[2] = {"ks", "kt"};
+    for (int m = 0; m < 2; m++) {
+        const cJSON *sh = cJSON_GetObjectItem(root, side[m]);
+        evlm_tdecoder *d = dd[m];
+        d->L = 1;
+        d->H = m ? Ht : Hs;
+        d->NH = cJSON_GetObjectItem(sh, "nh")->valueint;
+        d->NKV = cJSON_GetObjectItem(sh, "nkv")->valueint;
+        d->HD = cJSON_GetObjectItem(sh, "hd")->valueint;
+        d->QD = d->NH * d->HD;
+        d->KD = d->NKV * d->HD;
+        d->V = 10;
+        d->max_tokens = n;
+        d->x = calloc((size_t)2 * n * d->H, sizeof(float));
+        d->q = calloc((size_t)n * d->QD, sizeof(float));
+        d->k = calloc((size_t)n * d->KD, sizeof(float));
+        d->lse = calloc((size_t)n * d->NH, sizeof(float));
+        CHECK(read_floats(root, qn[m], d->q, n * d->QD) == n * d->QD);
+        CHECK(read_floats(root, kn[m], d->k, n * d->KD) == n * d->KD);
+        fill_lse(d, off, len, 2);
+    }
+    CHECK(read_floats(root, "h_s", ds.x + (size_t)n * Hs, n * Hs) == n * Hs);
+    CHECK(read_floats(root, "h_t", dt.x + (size_t)n * Ht, n * Ht) == n * Ht);
+    evlm_pool *pool = NULL;
+    CHECK_OK(evlm_pool_new(2, &pool));
+    evlm_distill d = evlm_distill_default();
+    d.logit = EVLM_DLOGIT_NONE;
+    d.hidden_weight = 1.0f;
+    d.attn_weight = 1.0f;
+    evlm_distill_state *st = NULL;
+    if (pool) CHECK_OK(evlm_distill_state_new(&d, &ds, &dt, pool, NULL, n, &st));
+    evlm_tparams *pp = st ? evlm_distill_state_params(st) : NULL;
+    CHECK(pp && pp->n == 1 && pp->p[0].shape[0] == Ht && pp->p[0].shape[1] == Hs);
+    if (pp) {
+        /* identity-like start, then the reference's W */
+        CHECK(pp->w[0] == 1.0f && pp->w[1] == 0.0f && pp->w[(size_t)Hs + 1] == 1.0f);
+        CHECK(read_floats(root, "W", pp->w, Ht * Hs) == Ht * Hs);
+        const evlm_distill_rows r = {n, 2, off, len};
+        double hid, att, gm;
+        evlm_distill_forward(st, &d, &ds, &dt, &r, &hid, &att);
+        const double rh = cJSON_GetObjectItem(root, "hidden")->valuedouble,
+                     ra = cJSON_GetObjectItem(root, "attn")->valuedouble;
+        CHECKF(fabs(hid - rh) <= 1e-5 * rh && fabs(att - ra) <= 1e-5 * ra,
+               "hidden %.9g / %.9g, attention %.9g / %.9g (torch)", hid, rh, att, ra);
+        evlm_distill_arm(st, &d, &ds, &dt, &r, 1.0f);
+        float *dq = calloc((size_t)n * ds.QD, sizeof(float)), *dk = calloc((size_t)n * ds.KD, 4);
+        float *dx = calloc((size_t)n * Hs, sizeof(float));
+        evlm_distill_attn_hook(st, 0, dq, dk);
+        double w = worst_vs(dq, root, "dqs", n * ds.QD, &gm);
+        CHECKF(w <= 1e-5 * gm, "attention: dq off by %.3g (max %.3g)", w, gm);
+        w = worst_vs(dk, root, "dks", n * ds.KD, &gm);
+        CHECKF(w <= 1e-5 * gm, "attention: dk off by %.3g (max %.3g)", w, gm);
+        evlm_tparams_zero_grad(pp);
+        evlm_distill_hidden_hook(st, 1, ds.x + (size_t)n * Hs, dx);
+        w = worst_vs(dx, root, "dhs", n * Hs, &gm);
+        CHECKF(w <= 1e-5 * gm, "hidden: dh off by %.3g (max %.3g)", w, gm);
+        w = worst_vs(pp->g, root, "dW", Ht * Hs, &gm);
+        CHECKF(w <= 1e-5 * gm, "hidden: dW off by %.3g (max %.3g)", w, gm);
+        printf("white-box terms on raw activations: hidden %.6g, attention %.6g (torch %.6g, "
+               "%.6g)\n",
+               hid, att, rh, ra);
+        free(dq);
+        free(dk);
+        free(dx);
+    }
+    evlm_distill_state_free(st);
+    evlm_pool_free(pool);
+    for (int m = 0; m < 2; m++) {
+        free(dd[m]->x);
+        free(dd[m]->q);
+        free(dd[m]->k);
+        free(dd[m]->lse);
+    }
     cJSON_Delete(root);
 }
 
@@ -440,6 +579,7 @@ done:
 
 int main(void) {
     rows_vs_torch();
+    maps_vs_torch();
     parse_cases();
     const char *shared = test_shared_dir();
     if (!shared) {
