@@ -491,6 +491,50 @@ done:
     evlm_model_free(ms);
 }
 
+/* The step's result does not depend on the thread count: 1, 2, 3 threads bitwise equal. */
+static void threads_case(const char *sdir, const char *tdir) {
+    evlm_model *ms = load(sdir), *mt = load(tdir);
+    evlm_tmodel *te = mt ? tnew(mt, NTOK, true) : NULL;
+    float *ref = NULL;
+    double ref_loss = 0;
+    size_t nf = 0;
+    if (!ms || !te) goto done;
+    perturb(evlm_tmodel_params_of(te), 22, 2.5f);
+    for (int th = 1; th <= 3; th++) {
+        evlm_tmodel_params p = {th, NTOK, 0, NULL, false};
+        evlm_tmodel *tm = NULL;
+        CHECK_OK(evlm_tmodel_new(ms, &p, &tm));
+        if (!tm) break;
+        perturb(evlm_tmodel_params_of(tm), 21, 2.0f);
+        static const dcase all = {"all", "jsd:0.6", 1.5f, 0.2f, 0.5f, 3.0f};
+        evlm_distill d = desc(&all);
+        CHECK_OK(evlm_tmodel_plan_distill(tm, te, &d));
+        evlm_tparams *tp = evlm_tmodel_params_of(tm), *pp = evlm_tmodel_distill_params(tm);
+        evlm_tparams_zero_grad(tp);
+        if (pp) evlm_tparams_zero_grad(pp);
+        evlm_tresult r;
+        CHECK_OK(dstep(tm, te, true, &r));
+        if (!ref) {
+            nf = tp->n_floats + (pp ? pp->n_floats : 0);
+            ref = malloc(sizeof(float) * nf);
+            memcpy(ref, tp->g, sizeof(float) * tp->n_floats);
+            if (pp) memcpy(ref + tp->n_floats, pp->g, sizeof(float) * pp->n_floats);
+            ref_loss = r.loss;
+        } else {
+            bool same = r.loss == ref_loss && !memcmp(ref, tp->g, sizeof(float) * tp->n_floats) &&
+                        (!pp || !memcmp(ref + tp->n_floats, pp->g, sizeof(float) * pp->n_floats));
+            CHECKF(same, "%d threads: loss %.9g vs %.9g, gradients differ from 1 thread's", th,
+                   r.loss, ref_loss);
+        }
+        evlm_tmodel_free(tm);
+    }
+done:
+    free(ref);
+    evlm_tmodel_free(te);
+    evlm_model_free(mt);
+    evlm_model_free(ms);
+}
+
 /* A student of other widths trains through the projections: the gradient reaches them and the
  * student, and a few SGD steps on both lower the loss. Also the plan's errors. */
 static void train_case(const char *sdir, const char *tdir) {
@@ -605,6 +649,7 @@ int main(void) {
         self_case(tdir);
         fd_case(sdir, tdir);
         train_case(sdir, tdir);
+        threads_case(sdir, tdir);
     }
     char cmd[4500];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
