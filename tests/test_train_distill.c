@@ -399,6 +399,50 @@ done:
     evlm_model_free(m);
 }
 
+/* The distill step's kl (alpha 0) and hidden (auto map, equal shapes) are the engine's kd and
+ * hidden losses: the same loss and gradients (within float rounding). */
+static void same_as_kd_case(const char *dir) {
+    evlm_model *m = load(dir), *mt = load(dir);
+    evlm_tmodel *tm = m ? tnew(m, NTOK, false) : NULL, *te = mt ? tnew(mt, NTOK, true) : NULL;
+    if (!tm || !te) goto done;
+    perturb(evlm_tmodel_params_of(tm), 41, 1.5f);
+    perturb(evlm_tmodel_params_of(te), 42, 2.0f);
+    evlm_tparams *tp = evlm_tmodel_params_of(tm);
+    float *g0 = malloc(sizeof(float) * tp->n_floats);
+    for (int k = 0; k < 2 && g0; k++) {
+        evlm_tseq seq[2];
+        evlm_tbatch b = batch(seq);
+        evlm_tstep s = {k ? EVLM_TLOSS_HIDDEN : EVLM_TLOSS_KD, 2.0f, te, 1.0f, false};
+        evlm_tresult r0, r1;
+        evlm_tparams_zero_grad(tp);
+        CHECK_OK(evlm_tmodel_step(tm, &b, &s, &r0));
+        memcpy(g0, tp->g, sizeof(float) * tp->n_floats);
+        evlm_distill d = evlm_distill_default();
+        d.temperature = 2.0f;
+        if (k) {
+            d.logit = EVLM_DLOGIT_NONE;
+            d.hidden_weight = 1.0f;
+        }
+        CHECK_OK(evlm_tmodel_plan_distill(tm, te, &d));
+        evlm_tparams_zero_grad(tp);
+        CHECK_OK(dstep(tm, te, true, &r1));
+        double w = 0, gm = 0;
+        for (size_t j = 0; j < tp->n_floats; j++) {
+            w = fmax(w, fabs((double)tp->g[j] - (double)g0[j]));
+            gm = fmax(gm, fabs((double)g0[j]));
+        }
+        CHECKF(fabs(r1.loss - r0.loss) <= 1e-5 * r0.loss && w <= 1e-4 * gm && gm > 0,
+               "distill %s vs the %s loss: %.9g / %.9g, gradients off by %.3g (max %.3g)",
+               k ? "hidden" : "kl", k ? "hidden" : "kd", r1.loss, r0.loss, w, gm);
+    }
+    free(g0);
+done:
+    evlm_tmodel_free(te);
+    evlm_tmodel_free(tm);
+    evlm_model_free(mt);
+    evlm_model_free(m);
+}
+
 /* Central differences along a random direction of a parameter of tp against g . u. */
 static void fd_one(const char *what, evlm_tmodel *tm, evlm_tmodel *te, evlm_tparams *tp,
                    const char *pname) {
@@ -647,6 +691,7 @@ int main(void) {
     if (synth(tmp, "teacher", tj, tok, 1, tdir, sizeof tdir) &&
         synth(tmp, "student", sj, tok, 2, sdir, sizeof sdir)) {
         self_case(tdir);
+        same_as_kd_case(tdir);
         fd_case(sdir, tdir);
         train_case(sdir, tdir);
         threads_case(sdir, tdir);
