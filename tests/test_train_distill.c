@@ -579,6 +579,42 @@ done:
     evlm_model_free(ms);
 }
 
+/* Projections get their gradient even when the student's backward stops above their layer
+ * (only the final norm trainable): the same as with everything trainable. */
+static void frozen_case(const char *sdir, const char *tdir) {
+    evlm_model *ms = load(sdir), *mt = load(tdir);
+    evlm_tmodel *tm = ms ? tnew(ms, NTOK, false) : NULL, *te = mt ? tnew(mt, NTOK, true) : NULL;
+    if (!tm || !te) goto done;
+    perturb(evlm_tmodel_params_of(te), 22, 2.5f);
+    evlm_distill d = evlm_distill_default();
+    d.logit = EVLM_DLOGIT_NONE;
+    d.hidden_weight = 1.0f;
+    CHECK_OK(evlm_distill_parse_map("0:1,1:2", &d));
+    CHECK_OK(evlm_tmodel_plan_distill(tm, te, &d));
+    evlm_tparams *tp = evlm_tmodel_params_of(tm), *pp = evlm_tmodel_distill_params(tm);
+    if (!pp) goto done;
+    evlm_tresult r;
+    float *g = malloc(sizeof(float) * pp->n_floats);
+    evlm_tparams_zero_grad(pp);
+    CHECK_OK(dstep(tm, te, true, &r));
+    memcpy(g, pp->g, sizeof(float) * pp->n_floats);
+    const char *train[] = {"model.norm.weight"};
+    int nt = 0;
+    CHECK_OK(evlm_tparams_select(tp, train, 1, NULL, 0, &nt));
+    evlm_tparams_zero_grad(pp);
+    CHECK_OK(dstep(tm, te, true, &r));
+    double gm = 0;
+    for (size_t j = 0; j < pp->n_floats; j++) gm = fmax(gm, fabs((double)g[j]));
+    CHECKF(gm > 0 && !memcmp(g, pp->g, sizeof(float) * pp->n_floats),
+           "a frozen student: the projections' gradients differ from a trainable one's");
+    free(g);
+done:
+    evlm_tmodel_free(te);
+    evlm_tmodel_free(tm);
+    evlm_model_free(mt);
+    evlm_model_free(ms);
+}
+
 /* A student of other widths trains through the projections: the gradient reaches them and the
  * student, and a few SGD steps on both lower the loss. Also the plan's errors. */
 static void train_case(const char *sdir, const char *tdir) {
@@ -695,6 +731,7 @@ int main(void) {
         fd_case(sdir, tdir);
         train_case(sdir, tdir);
         threads_case(sdir, tdir);
+        frozen_case(sdir, tdir);
     }
     char cmd[4500];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -244,6 +244,7 @@ struct evlm_distill_state {
     const evlm_tdecoder *s, *t;
     evlm_distill_rows r;
     float hid_scale, attn_scale;
+    bool hid_done[EVLM_DISTILL_MAX_MAP]; /* the backward reached map entry i's stream */
 };
 
 static size_t al16(size_t n) {
@@ -443,7 +444,9 @@ void evlm_distill_hidden_hook(void *user, int layer, const float *h, float *dx) 
     const size_t cnt = (size_t)n * st->Ht;
     for (int m = 0; m < st->n_map; m++) {
         if (st->map_s[m] + 1 != layer) continue;
+        st->hid_done[m] = true;
         const float *ht = stream(st->t, st->map_t[m] + 1);
+        if (!dx && !st->proj.n) continue;
         if (!st->proj.n) {
             evlm_tloss_sq_err(dx, h, ht, cnt, st->hid_scale);
             continue;
@@ -649,4 +652,12 @@ void evlm_distill_arm(evlm_distill_state *st, const evlm_distill *d, const evlm_
     const double nm = st->n_map > 0 ? st->n_map : 1;
     st->hid_scale = (float)((double)gs * (double)d->hidden_weight / (nm * r->n * st->Ht));
     st->attn_scale = (float)((double)gs * (double)d->attn_weight / (nm * r->n));
+    memset(st->hid_done, 0, sizeof st->hid_done);
+}
+
+void evlm_distill_finish(evlm_distill_state *st, const evlm_distill *d) {
+    if (!(d->hidden_weight > 0) || !st->proj.n) return;
+    for (int m = 0; m < st->n_map; m++) /* below the backward's stop: dW alone */
+        if (!st->hid_done[m])
+            evlm_distill_hidden_hook(st, st->map_s[m] + 1, stream(st->s, st->map_s[m] + 1), NULL);
 }

@@ -114,6 +114,9 @@ void evlm_distill_arm(evlm_distill_state *st, const evlm_distill *d, const evlm_
 void evlm_distill_hidden_hook(void *user, int layer, const float *h, float *dx);
 void evlm_distill_attn_hook(void *user, int layer, float *dq, float *dk);
 /* Whether the plan has the hidden / attention term (a step may only use planned terms). */
+/* After the backward: the projections' gradients of map entries whose stream the backward did
+ * not reach (it stops below the lowest layer with something to learn). */
+void evlm_distill_finish(evlm_distill_state *st, const evlm_distill *d);
 bool evlm_distill_has_hidden(const evlm_distill_state *st);
 bool evlm_distill_has_attn(const evlm_distill_state *st);
 

@@ -451,6 +451,7 @@ static evlm_status step_distill(evlm_tmodel *tm, const evlm_tbatch *b, const evl
     evlm_tdecoder_backward_ex(
         &tm->dec, &tm->ops, &rr, d->hidden_weight > 0 ? evlm_distill_hidden_hook : NULL, tm->ds,
         d->attn_weight > 0 ? evlm_distill_attn_hook : NULL, tm->ds, tm->n_tiles ? tm->dimg : NULL);
+    evlm_distill_finish(tm->ds, d);
     if (tm->n_tiles > 0) EVLM_TRY(evlm_tvision_backward(tm->vis, &tm->ops, tm->dimg));
     return EVLM_OK;
 }
