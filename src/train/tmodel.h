@@ -49,7 +49,8 @@ typedef enum evlm_tloss {
     EVLM_TLOSS_HIDDEN,  /* MSE of every layer's residual stream against the teacher's */
     EVLM_TLOSS_QAT_CE,  /* CE through Q4_0 fake-quantized decoder matrices (straight-through) */
     EVLM_TLOSS_DISTILL, /* distillation (train/distill.h): alpha CE + (1 - alpha) kl | rkl | jsd,
-                           + hidden-state MSE + attention-map KL; needs evlm_tmodel_plan_distill */
+                           + hidden-state MSE + attention-map KL; needs evlm_tmodel_plan_distill,
+                           whose temperature it uses (evlm_tstep.temperature is ignored) */
 } evlm_tloss;
 
 struct evlm_distill;
