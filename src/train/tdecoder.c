@@ -367,6 +367,12 @@ void evlm_tdecoder_final_norm_bwd(evlm_tdecoder *d, const evlm_tops *o, const in
 
 void evlm_tdecoder_backward(evlm_tdecoder *d, const evlm_tops *o, const evlm_tdec_rows *r,
                             evlm_tdec_hidden_fn hid, void *hid_user, float *dimg) {
+    evlm_tdecoder_backward_ex(d, o, r, hid, hid_user, NULL, NULL, dimg);
+}
+
+void evlm_tdecoder_backward_ex(evlm_tdecoder *d, const evlm_tops *o, const evlm_tdec_rows *r,
+                               evlm_tdec_hidden_fn hid, void *hid_user, evlm_tdec_attn_fn attn,
+                               void *attn_user, float *dimg) {
     const int n = r->n, H = d->H, QD = d->QD, KD = d->KD, F = d->F;
     const size_t T = (size_t)d->max_tokens;
     const float eps = d->cfg.rms_norm_eps;
@@ -407,6 +413,7 @@ void evlm_tdecoder_backward(evlm_tdecoder *d, const evlm_tops *o, const evlm_tde
                             att, mw(d, l, 3), n, H, QD);
         evlm_top_attn_bwd(o, &sh, d->dq, d->dk, d->dv, d->datt, q, k, v, att,
                           d->lse + (size_t)l * d->NH * T);
+        if (attn) attn(attn_user, l, d->dq, d->dk);
         evlm_top_rope(o, d->dq, n, d->NH, d->HD, d->rope_cos, d->rope_sin, r->pos, true);
         evlm_top_rope(o, d->dk, n, d->NKV, d->HD, d->rope_cos, d->rope_sin, r->pos, true);
         evlm_top_rmsnorm(o, d->xn, d->rtmp, X, pw(d, P[EVLM_TD_ATTN_NORM]), n, H, eps);

@@ -125,4 +125,14 @@ typedef void (*evlm_tdec_hidden_fn)(void *user, int layer, const float *h, float
 void evlm_tdecoder_backward(evlm_tdecoder *d, const evlm_tops *o, const evlm_tdec_rows *r,
                             evlm_tdec_hidden_fn hid, void *hid_user, float *dimg);
 
+/* Gradients of layer's attention probabilities from a loss on them (distillation's attention
+ * term): called in the backward of each layer right after the attention's backward wrote dq,
+ * dk (n rows, after RoPE); attn(user, layer, dq, dk) adds to them. */
+typedef void (*evlm_tdec_attn_fn)(void *user, int layer, float *dq, float *dk);
+
+/* evlm_tdecoder_backward with the attention hook too (attn may be NULL). */
+void evlm_tdecoder_backward_ex(evlm_tdecoder *d, const evlm_tops *o, const evlm_tdec_rows *r,
+                               evlm_tdec_hidden_fn hid, void *hid_user, evlm_tdec_attn_fn attn,
+                               void *attn_user, float *dimg);
+
 #endif

@@ -11,6 +11,7 @@
 #include "core/sysinfo.h"
 #include "core/threadpool.h"
 #include "model/model_impl.h"
+#include "train/distill.h"
 #include "train/loss.h"
 #include "train/ops.h"
 #include "train/tdecoder.h"
@@ -46,7 +47,8 @@ struct evlm_tmodel {
     /* the head's rows */
     float *xg, *xf, *frstd, *dxf, *dxg; /* [max_tokens][H], frstd [max_tokens] */
     float *z, *zt;                      /* [LOGIT_ROWS][V] */
-    double row_loss[LOGIT_ROWS];
+    double row_loss[LOGIT_ROWS], row_loss2[LOGIT_ROWS];
+    evlm_distill_state *ds; /* NULL: no distillation planned */
 };
 
 int evlm_tloss_parse(const char *s) {
@@ -57,8 +59,8 @@ int evlm_tloss_parse(const char *s) {
 }
 
 const char *evlm_tloss_name(evlm_tloss l) {
-    static const char *const names[] = {"ce", "kd", "rkl", "hidden", "qat_ce"};
-    return (unsigned)l < 5 ? names[l] : "?";
+    static const char *const names[] = {"ce", "kd", "rkl", "hidden", "qat_ce", "distill"};
+    return (unsigned)l < 6 ? names[l] : "?";
 }
 
 evlm_tparams *evlm_tmodel_params_of(evlm_tmodel *tm) {
@@ -71,6 +73,7 @@ const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm) {
 
 void evlm_tmodel_free(evlm_tmodel *tm) {
     if (!tm) return;
+    evlm_distill_state_free(tm->ds);
     evlm_tvision_free(tm->vis);
     evlm_tdecoder_release(&tm->dec);
     evlm_tops_release(&tm->ops);
@@ -364,10 +367,100 @@ static evlm_status check_teacher(const evlm_tmodel *tm, const evlm_tmodel *te, e
     return EVLM_OK;
 }
 
+/* ---- distillation (train/distill.h) --------------------------------------------------------- */
+
+evlm_status evlm_tmodel_plan_distill(evlm_tmodel *tm, const evlm_tmodel *teacher,
+                                     const struct evlm_distill *d) {
+    if (!tm || !teacher || teacher == tm)
+        return evlm__fail(EVLM_ERR_ARG, "distillation needs a teacher other than the student");
+    evlm_distill_state *st = NULL;
+    EVLM_TRY(evlm_distill_state_new(d, &tm->dec, &teacher->dec, tm->pool, tm->ops.k, tm->max_tokens,
+                                    &st));
+    evlm_distill_state_free(tm->ds);
+    tm->ds = st;
+    return EVLM_OK;
+}
+
+evlm_tparams *evlm_tmodel_distill_params(evlm_tmodel *tm) {
+    return tm->ds ? evlm_distill_state_params(tm->ds) : NULL;
+}
+
+evlm_status evlm_tmodel_set_distill(evlm_tmodel *tm, const struct evlm_distill *d) {
+    if (!tm->ds)
+        return evlm__fail(EVLM_ERR_ARG, "no distillation planned (evlm_tmodel_plan_distill)");
+    return evlm_distill_state_set(tm->ds, d);
+}
+
+static evlm_status step_distill(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_tstep *s,
+                                evlm_tresult *r) {
+    if (!tm->ds)
+        return evlm__fail(EVLM_ERR_ARG, "the distill loss needs evlm_tmodel_plan_distill first");
+    const evlm_distill *d = evlm_distill_state_spec(tm->ds);
+    evlm_tmodel *te = s->teacher;
+    if (!te || te == tm) return evlm__fail(EVLM_ERR_ARG, "the distill loss needs another teacher");
+    if (tm->forward_only && !s->no_backward)
+        return evlm__fail(EVLM_ERR_ARG, "a forward-only model (a teacher) has no backward: set "
+                                        "no_backward");
+    const bool use_ce = d->alpha > 0, use_lg = d->logit != EVLM_DLOGIT_NONE && d->alpha < 1;
+    const bool rows = use_ce || use_lg;
+    EVLM_TRY(forward(tm, b, false, rows));
+    r->n_tokens = tm->n;
+    r->n_targets = tm->n_targets;
+    if (rows && tm->n_targets == 0)
+        return evlm__fail(EVLM_ERR_ARG, "the batch has no target positions for the distill loss");
+    EVLM_TRY(evlm_distill_state_check(tm->ds, &tm->dec, &te->dec, tm->n));
+    EVLM_TRY(forward(te, b, false, use_lg));
+    const evlm_tdecoder *dd = &tm->dec;
+    const size_t H = (size_t)dd->H, V = (size_t)dd->V;
+    const float gs = s->grad_scale;
+    const bool grad = !s->no_backward;
+    if (rows) {
+        const int nt = tm->n_targets;
+        double sce = 0, slg = 0;
+        for (int c0 = 0; c0 < nt; c0 += LOGIT_ROWS) {
+            const int nr = nt - c0 < LOGIT_ROWS ? nt - c0 : LOGIT_ROWS;
+            evlm_tdecoder_logits(dd, &tm->ops, tm->xf + (size_t)c0 * H, nr, tm->z);
+            if (use_lg)
+                evlm_tdecoder_logits(&te->dec, &te->ops, te->xf + (size_t)c0 * te->dec.H, nr,
+                                     tm->zt);
+            evlm_tloss_distill_rows(&tm->ops, tm->z, use_lg ? tm->zt : NULL, tm->tids + c0, nr,
+                                    (int)V, d, gs / (float)nt, grad, tm->row_loss, tm->row_loss2);
+            for (int i = 0; i < nr; i++) {
+                sce += tm->row_loss[i];
+                slg += tm->row_loss2[i];
+            }
+            if (grad)
+                evlm_tdecoder_logits_bwd(dd, &tm->ops, tm->z, tm->xf + (size_t)c0 * H, nr,
+                                         tm->dxf + (size_t)c0 * H);
+        }
+        r->ce = sce / nt;
+        r->logit = slg / nt;
+    }
+    const evlm_distill_rows dr = {tm->n, tm->n_seq, tm->seq_off, tm->seq_len};
+    evlm_distill_forward(tm->ds, d, dd, &te->dec, &dr, &r->hidden, &r->attn);
+    r->loss = (use_ce ? (double)d->alpha * r->ce : 0) +
+              (use_lg ? (1.0 - (double)d->alpha) * r->logit : 0) +
+              (double)d->hidden_weight * r->hidden + (double)d->attn_weight * r->attn;
+    if (!grad) return EVLM_OK;
+    evlm_tdecoder_bwd_begin(&tm->dec, tm->n);
+    if (rows)
+        evlm_tdecoder_final_norm_bwd(&tm->dec, &tm->ops, tm->trows, tm->n_targets, tm->dxf, tm->xg,
+                                     tm->frstd, tm->dxg);
+    evlm_distill_arm(tm->ds, d, dd, &te->dec, &dr, gs);
+    evlm_tdec_rows rr = rows_of(tm);
+    evlm_tdecoder_backward_ex(
+        &tm->dec, &tm->ops, &rr, d->hidden_weight > 0 ? evlm_distill_hidden_hook : NULL, tm->ds,
+        d->attn_weight > 0 ? evlm_distill_attn_hook : NULL, tm->ds, tm->n_tiles ? tm->dimg : NULL);
+    evlm_distill_finish(tm->ds, d);
+    if (tm->n_tiles > 0) EVLM_TRY(evlm_tvision_backward(tm->vis, &tm->ops, tm->dimg));
+    return EVLM_OK;
+}
+
 evlm_status evlm_tmodel_step(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_tstep *s,
                              evlm_tresult *r) {
     memset(r, 0, sizeof *r);
     const evlm_tloss l = s->loss;
+    if (l == EVLM_TLOSS_DISTILL) return step_distill(tm, b, s, r);
     if ((unsigned)l > EVLM_TLOSS_QAT_CE) return evlm__fail(EVLM_ERR_ARG, "unknown loss %d", l);
     const bool distill = l == EVLM_TLOSS_KD || l == EVLM_TLOSS_RKL || l == EVLM_TLOSS_HIDDEN;
     const bool rows_loss = l != EVLM_TLOSS_HIDDEN;
