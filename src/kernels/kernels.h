@@ -92,6 +92,9 @@ typedef struct evlm_kernels {
                        int n);
     /* dx = dy * gelu_tanh'(x) (dx may alias dy) */
     void (*gelu_tanh_bwd)(float *dx, const float *dy, const float *x, int n);
+    /* x (n) = exp(x - mx) in place, 0 where x - mx < -87.3 (x = -INFINITY: masked); returns the
+     * sum of the results (attention's softmax rows in training) */
+    float (*exp_sum)(float *x, int n, float mx);
 } evlm_kernels;
 
 /* Floats of scratch sgemm needs in any table (packed panels of A and B). */

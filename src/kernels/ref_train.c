@@ -63,3 +63,13 @@ void evlm__ref_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int n) 
             dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * k * (1.0f + 3.0f * c * v * v));
     }
 }
+
+float evlm__ref_exp_sum(float *x, int n, float mx) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - mx;
+        x[i] = d < -87.3f ? 0.0f : expf(d);
+        sum += x[i];
+    }
+    return sum;
+}

@@ -173,6 +173,18 @@ void evlm__avx2_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int n)
     if (i < n) evlm__ref_gelu_tanh_bwd(dx + i, dy + i, x + i, n - i);
 }
 
+float evlm__avx2_exp_sum(float *x, int n, float mx) {
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 s = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)); /* 0 below -87.3 */
+        s = _mm256_add_ps(s, e);
+        _mm256_storeu_ps(x + i, e);
+    }
+    return hsum8(s) + (i < n ? evlm__ref_exp_sum(x + i, n - i, mx) : 0.0f);
+}
+
 #else
 typedef int evlm__x86_avx2_train_empty; /* ISO C forbids an empty translation unit */
 #endif

@@ -166,6 +166,20 @@ void evlm__avx512_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int 
     }
 }
 
+float evlm__avx512_exp_sum(float *x, int n, float mx) {
+    const __m512 vm = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.3f);
+    __m512 s = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 mk = tail_mask(n - i);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), vm);
+        __mmask16 keep = _mm512_mask_cmp_ps_mask(mk, d, lo, _CMP_GE_OQ);
+        __m512 e = _mm512_maskz_mov_ps(keep, exp16(d));
+        s = _mm512_add_ps(s, e);
+        _mm512_mask_storeu_ps(x + i, mk, e);
+    }
+    return _mm512_reduce_add_ps(s);
+}
+
 #else
 typedef int evlm__x86_avx512_train_empty; /* ISO C forbids an empty translation unit */
 #endif
