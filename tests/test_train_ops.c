@@ -446,23 +446,33 @@ static void test_attn_refbwd(void) {
 
 /* ---- the same results bitwise for 1 and 3 threads (every element one thread's sum) ---- */
 static void test_threads(const evlm_tops *o1, const evlm_tops *o3) {
-    int m = 37, n = 23, k = 29;
-    size_t sz = (size_t)m * k + (size_t)n * k + (size_t)m * n + n;
-    float *buf = malloc(sizeof(float) * sz * 4);
-    float *x = buf, *w = x + m * k, *dy = w + n * k;
-    fill(buf, sz, 1);
-    float *r[2];
+    /* m, n > 2 x 48: C is split over the threads (by rows for y / dx / dW alike) */
+    enum { M = 130, N = 101, K = 64, NH = 4, HD = 16 };
+    size_t nin = (size_t)M * K + (size_t)N * K + (size_t)M * N + N;
+    size_t nout =
+        (size_t)M * N + (size_t)M * K + (size_t)N * K + N + M + 4 * (size_t)M * K + NH * M;
+    float *in = malloc(sizeof(float) * nin), *r[2];
+    float *x = in, *w = x + M * K, *dy = w + N * K, *b = dy + M * N;
+    fill(in, nin, 1);
+    int off[2] = {0, 70}, len[2] = {70, 60};
+    evlm_top_attn_shape sh = {2, off, len, NH, NH / 2, HD, true, NULL, 0.25f};
     const evlm_tops *ops[2] = {o1, o3};
     for (int t = 0; t < 2; t++) {
-        r[t] = buf + sz * (1 + t);
-        float *dx = r[t], *dw = dx + m * k, *db = dw + n * k, *rs = db + n;
-        memset(r[t], 0, sizeof(float) * sz);
-        evlm_top_linear_bwd(ops[t], dx, false, dw, db, dy, x, w, m, n, k);
-        evlm_top_rmsnorm(ops[t], dx, rs, x, w, m, k, 1e-6f); /* reuse: y over dx */
-        evlm_top_rmsnorm_bwd(ops[t], dx, dw, x, x, w, rs, m, k);
+        r[t] = malloc(sizeof(float) * nout);
+        memset(r[t], 0, sizeof(float) * nout);
+        float *y = r[t], *dx = y + M * N, *dw = dx + M * K, *db = dw + N * K, *rs = db + N;
+        float *ao = rs + M, *dq = ao + M * K, *dk = dq + M * K, *dv = dk + M * K / 2;
+        float *lse = dv + M * K / 2;
+        evlm_top_linear(ops[t], y, x, w, b, M, N, K);
+        evlm_top_linear_bwd(ops[t], dx, false, dw, db, dy, x, w, M, N, K);
+        evlm_top_rmsnorm(ops[t], dx, rs, x, w, M, K, 1e-6f);
+        evlm_top_rmsnorm_bwd(ops[t], dx, dw, x, x, w, rs, M, K);
+        /* attention: q = x (4 heads of 16), k / v = the first 32 columns of x's rows */
+        evlm_top_attn(ops[t], &sh, ao, lse, x, w, w + 32);
+        evlm_top_attn_bwd(ops[t], &sh, dq, dk, dv, x, x, w, w + 32, ao, lse);
     }
-    CHECK(memcmp(r[0], r[1], sizeof(float) * sz) == 0);
-    free(buf);
+    CHECK(memcmp(r[0], r[1], sizeof(float) * nout) == 0);
+    free(in), free(r[0]), free(r[1]);
 }
 
 /* ---- the training kernels of every table this CPU runs against ref ------------------------- */
