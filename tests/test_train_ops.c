@@ -390,8 +390,8 @@ static void attn_ref_bwd(const attn_ctx *c, double *dq, double *dk, double *dv) 
     free(out), free(lse);
 }
 
-/* Sequences of 150 and 70 rows (3 and 2 query blocks of 64), GQA 6 / 2, head_dim 16, with
- * padding keys: forward against attn_ref, backward against attn_ref_bwd (itself checked
+/* Sequences of 150 and 70 rows (3 and 2 query blocks of 64), GQA 6 / 2, head_dim
+ * 16, with padding keys: forward against attn_ref, backward against attn_ref_bwd (itself checked
  * against finite differences in test_attn_refbwd). Bound: as the FD checks. */
 static void test_attn_long(const evlm_tops *o, bool causal) {
     enum { M = 220, NH = 6, NKV = 2, HD = 16 };
@@ -400,7 +400,7 @@ static void test_attn_long(const evlm_tops *o, bool causal) {
     for (int i = 0; i < M; i++) valid[i] = (i * 7) % 11 != 4;
     evlm_top_attn_shape sh = {2, off, len, NH, NKV, HD, causal, valid, 1.0f / sqrtf((float)HD)};
     size_t nq = (size_t)M * NH * HD, nk = (size_t)M * NKV * HD;
-    float *f = malloc(sizeof(float) * (5 * nq + 5 * nk + NH * M));
+    float *f = calloc(5 * nq + 5 * nk + NH * M, sizeof(float)); /* untouched rows stay 0 */
     float *q = f, *out = q + nq, *dout = out + nq, *dq = dout + nq, *k = dq + nq, *v = k + nk;
     float *dk = v + nk, *dv = dk + nk, *lse = dv + nk;
     fill(q, nq, 2), fill(k, nk, 2), fill(v, nk, 1), fill(dout, nq, 1);

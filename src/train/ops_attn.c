@@ -12,8 +12,8 @@
  * group in order, each query block: P again from lse, dP = dO V^T, D_i = dO_i . out_i,
  * dS = P (dP - D) scale; dQ = dS K (written), dK += dS^T Q, dV += P^T dO (dk / dv zeroed at the
  * task's start, then summed over heads and blocks in order). Deterministic and independent of the
- * thread count. lse is (n_heads, m) with m the end of the last sequence (seq_off + seq_len);
- * rows outside every sequence are not touched. Not here: a fused flash kernel (the blocks of
+ * thread count. lse is (n_heads, m), m the end of the last sequence; rows outside every
+ * sequence are not touched. Not here: a fused flash kernel (the blocks of
  * scores live in the per-thread scratch), dropout, attention bias.
  */
 #include "train/ops.h"
@@ -29,7 +29,7 @@ typedef struct attn_job {
     const evlm_top_attn_shape *sh;
     float *out, *lse, *dq, *dk, *dv;
     const float *q, *k, *v, *dout, *cout, *clse;
-    int m; /* rows of lse: the end of the last sequence */
+    int m; /* lse's row stride (attn_rows) */
 } attn_job;
 
 static int attn_rows(const evlm_top_attn_shape *sh) {
