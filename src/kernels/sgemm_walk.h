@@ -9,6 +9,8 @@
  *                      t = sum over p < kc of ap[p * SG_MR + r] * bp[p * SG_NR + j], one FMA
  *                      chain per element from 0 in p order, then c = add ? c + t : t
  *   SG_NAME            the entry's name.
+ * and may define SG_UKR_A(kc, a, lda, bp, c, ldc, add): the same micro-kernel reading A in place
+ * (a[r * lda + p], row-major A: no transposing pack), the same operations in the same order.
  * The walk (Goto / BLIS order): for each SG_NC block of columns, each SG_KC block of k: pack B
  * (k x n panel, SG_NR columns interleaved) into scratch; for each SG_MC block of rows: pack A
  * (SG_MR rows interleaved, zero-padded), then run the micro-kernel over the tiles, partial edge
@@ -91,6 +93,11 @@ static void sg_pack_b(float *bp, const float *b, size_t ldb, bool b_t, int p0, i
 void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const float *b, size_t ldb,
              bool b_t, int m, int n, int k, bool acc, float *scratch) {
     float *bp = scratch, *ap = scratch + (size_t)SG_KC * SG_NC;
+#ifdef SG_UKR_A
+    bool direct = !a_t;
+#else
+    const bool direct = false;
+#endif
     if (k <= 0) {
         if (!acc)
             for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, sizeof(float) * (size_t)n);
@@ -104,7 +111,12 @@ void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const f
             sg_pack_b(bp, b, ldb, b_t, pc, kc, jc, nc);
             for (int ic = 0; ic < m; ic += SG_MC) {
                 int mc = m - ic < SG_MC ? m - ic : SG_MC;
-                sg_pack_a(ap, a, lda, a_t, ic, mc, pc, kc);
+                if (!direct) {
+                    sg_pack_a(ap, a, lda, a_t, ic, mc, pc, kc);
+                } else if (mc % SG_MR) { /* only the partial panel of rows is packed */
+                    int full = mc - mc % SG_MR;
+                    sg_pack_a(ap + (size_t)full * kc, a, lda, a_t, ic + full, mc - full, pc, kc);
+                }
                 for (int jr = 0; jr < nc; jr += SG_NR) {
                     const float *bpj = bp + (size_t)jr * kc;
                     int nr = nc - jr < SG_NR ? nc - jr : SG_NR;
@@ -112,12 +124,23 @@ void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const f
                         const float *api = ap + (size_t)ir * kc;
                         int mr = mc - ir < SG_MR ? mc - ir : SG_MR;
                         float *cc = c + (size_t)(ic + ir) * ldc + jc + jr;
-                        if (mr == SG_MR && nr == SG_NR) {
+                        float t[SG_MR * SG_NR];
+#ifdef SG_UKR_A
+                        if (direct && mr == SG_MR) {
+                            const float *ad = a + (size_t)(ic + ir) * lda + pc;
+                            if (nr == SG_NR) {
+                                SG_UKR_A(kc, ad, lda, bpj, cc, ldc, add);
+                                continue;
+                            }
+                            SG_UKR_A(kc, ad, lda, bpj, t, SG_NR, false);
+                        } else
+#endif
+                            if (mr == SG_MR && nr == SG_NR) {
                             SG_UKR(kc, api, bpj, cc, ldc, add);
                             continue;
+                        } else {
+                            SG_UKR(kc, api, bpj, t, SG_NR, false);
                         }
-                        float t[SG_MR * SG_NR];
-                        SG_UKR(kc, api, bpj, t, SG_NR, false);
                         for (int r = 0; r < mr; r++)
                             for (int j = 0; j < nr; j++) {
                                 float *e = cc + (size_t)r * ldc + j;

@@ -45,13 +45,42 @@ EVLM__INLINE void ukr_6x16(int kc, const float *ap, const float *bp, float *c, s
     }
 }
 
-#define SG_MR   6
-#define SG_NR   16
-#define SG_KC   256
-#define SG_MC   192
-#define SG_NC   768
-#define SG_UKR  ukr_6x16
-#define SG_NAME evlm__avx2_sgemm
+/* the same with A read in place: row r of the tile at a + r * lda (row-major A, no pack) */
+EVLM__INLINE void ukr_6x16_a(int kc, const float *a, size_t lda, const float *bp, float *c,
+                             size_t ldc, bool add) {
+    __m256 t[6][2];
+    const float *a3 = a + 3 * lda;
+    EVLM__UNROLL
+    for (int r = 0; r < 6; r++) t[r][0] = t[r][1] = _mm256_setzero_ps();
+    for (int p = 0; p < kc; p++, bp += 16) {
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+        EVLM__UNROLL
+        for (int r = 0; r < 6; r++) {
+            __m256 av = _mm256_broadcast_ss(r < 3 ? a + r * lda + p : a3 + (r - 3) * lda + p);
+            t[r][0] = _mm256_fmadd_ps(av, b0, t[r][0]);
+            t[r][1] = _mm256_fmadd_ps(av, b1, t[r][1]);
+        }
+    }
+    EVLM__UNROLL
+    for (int r = 0; r < 6; r++) {
+        float *cr = c + (size_t)r * ldc;
+        EVLM__UNROLL
+        for (int j = 0; j < 2; j++) {
+            __m256 v = t[r][j];
+            if (add) v = _mm256_add_ps(_mm256_loadu_ps(cr + 8 * j), v);
+            _mm256_storeu_ps(cr + 8 * j, v);
+        }
+    }
+}
+
+#define SG_MR    6
+#define SG_NR    16
+#define SG_KC    256
+#define SG_MC    192
+#define SG_NC    768
+#define SG_UKR   ukr_6x16
+#define SG_UKR_A ukr_6x16_a
+#define SG_NAME  evlm__avx2_sgemm
 #include "kernels/sgemm_walk.h"
 
 /* ---- element-wise backward ------------------------------------------------------------------ */

@@ -48,13 +48,44 @@ EVLM__INLINE void ukr_8x48(int kc, const float *ap, const float *bp, float *c, s
     }
 }
 
-#define SG_MR   8
-#define SG_NR   48
-#define SG_KC   256
-#define SG_MC   192
-#define SG_NC   768
-#define SG_UKR  ukr_8x48
-#define SG_NAME evlm__avx512_sgemm
+/* the same with A read in place: row r of the tile at a + r * lda (row-major A, no pack) */
+EVLM__INLINE void ukr_8x48_a(int kc, const float *a, size_t lda, const float *bp, float *c,
+                             size_t ldc, bool add) {
+    __m512 t[8][3];
+    const float *a4 = a + 4 * lda;
+    EVLM__UNROLL
+    for (int r = 0; r < 8; r++) t[r][0] = t[r][1] = t[r][2] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++, bp += 48) {
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+        __m512 b2 = _mm512_loadu_ps(bp + 32);
+        EVLM__UNROLL
+        for (int r = 0; r < 8; r++) {
+            __m512 av = _mm512_set1_ps(r < 4 ? a[r * lda + p] : a4[(r - 4) * lda + p]);
+            t[r][0] = _mm512_fmadd_ps(av, b0, t[r][0]);
+            t[r][1] = _mm512_fmadd_ps(av, b1, t[r][1]);
+            t[r][2] = _mm512_fmadd_ps(av, b2, t[r][2]);
+        }
+    }
+    EVLM__UNROLL
+    for (int r = 0; r < 8; r++) {
+        float *cr = c + (size_t)r * ldc;
+        EVLM__UNROLL
+        for (int j = 0; j < 3; j++) {
+            __m512 v = t[r][j];
+            if (add) v = _mm512_add_ps(_mm512_loadu_ps(cr + 16 * j), v);
+            _mm512_storeu_ps(cr + 16 * j, v);
+        }
+    }
+}
+
+#define SG_MR    8
+#define SG_NR    48
+#define SG_KC    256
+#define SG_MC    192
+#define SG_NC    768
+#define SG_UKR   ukr_8x48
+#define SG_UKR_A ukr_8x48_a
+#define SG_NAME  evlm__avx512_sgemm
 #include "kernels/sgemm_walk.h"
 
 /* ---- element-wise backward ------------------------------------------------------------------ */
