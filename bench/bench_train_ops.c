@@ -215,9 +215,10 @@ static void layer_step(const evlm_tops *o, layer_bufs *b) {
 
 static float *rnd(size_t n);
 
-/* seconds per layer step (best of 5) and its FLOPs: the GEMMs' 2 m n k (forward, dx, dW) and
- * the causal attention's useful half (forward 2 GEMMs, backward 5 with the recomputed scores) */
-static double layer_bench(const evlm_tops *o, double *flops) {
+/* seconds per layer step (best of 5); flops: the issue's model FLOPs, 6 x parameters x tokens
+ * (the linears' forward, dx and dW; norms' weights too), mfu_flops; hw_flops adds the causal
+ * attention's useful half (forward 2 GEMMs, backward 5 with the recomputed scores) */
+static double layer_bench(const evlm_tops *o, double *mfu_flops, double *hw_flops) {
     layer_bufs b;
     size_t TD = (size_t)L_T * L_D, TF = (size_t)L_T * L_F, TK = (size_t)L_T * L_KV * L_HD;
     float **bufs[] = {&b.x,  &b.h,   &b.q,  &b.a,  &b.x2, &b.h2, &b.y,
@@ -250,7 +251,8 @@ static double layer_bench(const evlm_tops *o, double *flops) {
     qsort(t, 5, sizeof *t, cmp_double);
     double mm = 2.0 * L_T * L_D * (2.0 * L_D + 2.0 * L_KV * L_HD + 3.0 * L_F);
     double at = 2.0 * (double)L_S * L_S * L_HD * L_H * (L_T / L_S); /* QK^T + PV, causal half */
-    *flops = 3.0 * mm + 3.5 * at;
+    *mfu_flops = 6.0 * ((double)L_D * (2 * L_D + 2 * L_KV * L_HD + 3 * L_F) + 2 * L_D) * L_T;
+    *hw_flops = 3.0 * mm + 3.5 * at;
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(*bufs[i]);
     for (size_t i = 0; i < sizeof fb / sizeof *fb; i++) free(*fb[i]);
     float *rest[] = {b.k,   b.v,   b.dk,  b.dv, b.rs1, b.rs2, b.lse, b.wq, b.wo,
@@ -330,7 +332,8 @@ int main(int argc, char **argv) {
     }
     printf("\nOne SmolLM2-135M decoder layer, forward + backward (2048 tokens = 8 x 256, "
            "causal):\n\n");
-    printf("| threads | ms | GFLOP/s | %% of FMA peak |\n|---|---|---|---|\n");
+    printf("| threads | ms | GFLOP/s (with attention) | MFU: 6 P T / time / peak |\n"
+           "|---|---|---|---|\n");
     for (int t = 1; t <= tmax; t++) {
         evlm_pool *pool = NULL;
         evlm_tops o;
@@ -339,10 +342,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_train_ops: %s\n", evlm_last_error());
             return 1;
         }
-        double fl, s = layer_bench(&o, &fl), gf = fl / s * 1e-9;
-        printf("| %d | %.1f | %.1f |", t, s * 1e3, gf);
+        double mf, hf, s = layer_bench(&o, &mf, &hf);
+        printf("| %d | %.1f | %.1f |", t, s * 1e3, hf / s * 1e-9);
         if (peak[t] > 0)
-            printf(" %.0f %% |\n", 100.0 * gf / peak[t]);
+            printf(" %.0f %% |\n", 100.0 * mf / s * 1e-9 / peak[t]);
         else
             printf(" - |\n");
         evlm_tops_release(&o);
