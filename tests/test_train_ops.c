@@ -27,7 +27,7 @@ static void fill(float *x, size_t n, float s) {
 }
 static double *to_d(const float *x, size_t n) {
     double *d = malloc(n * sizeof *d);
-    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    for (size_t i = 0; i < n; i++) d[i] = (double)x[i];
     return d;
 }
 
@@ -255,7 +255,7 @@ static void test_rope(const evlm_tops *o) {
         for (int h = 0; h < H; h++)
             for (int i = 0; i < D / 2; i++) {
                 const float *v = x0 + (r * H + h) * D;
-                double c = cs[pos[r] * D / 2 + i], s = sn[pos[r] * D / 2 + i];
+                double c = (double)cs[pos[r] * D / 2 + i], s = (double)sn[pos[r] * D / 2 + i];
                 ref[(r * H + h) * D + i] = (double)v[i] * c - (double)v[i + D / 2] * s;
                 ref[(r * H + h) * D + i + D / 2] = (double)v[i + D / 2] * c + (double)v[i] * s;
             }
