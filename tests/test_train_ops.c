@@ -614,6 +614,12 @@ int main(void) {
         test_attn_long(os[t], false);
     }
     test_attn_refbwd();
+    /* no pool: the ops run on the calling thread */
+    evlm_tops o0;
+    CHECK_OK(evlm_tops_init(&o0, NULL, NULL, 64, 150, 16));
+    test_linear(&o0);
+    test_attn_long(&o0, true);
+    evlm_tops_release(&o0);
     test_threads(&o1, &o3);
     test_tables();
     evlm_tops_release(&o1);
