@@ -41,12 +41,14 @@ evlm_status evlm_tops_init(evlm_tops *o, evlm_pool *pool, const evlm_kernels *k,
     o->pool = pool;
     o->k = k ? k : evlm_kernels_get();
     int nth = pool ? evlm_pool_size(pool) : 1;
-    size_t need = EVLM_SGEMM_SCRATCH;
-    if ((size_t)max_dim > need) need = (size_t)max_dim;
-    /* attention (ops_attn.c): a block of scores and one of their gradients beside sgemm's */
-    need += 2 * (size_t)EVLM__ATTN_QB * (size_t)max_seq;
+    /* per thread: sgemm's packed panels, then attention's (ops_attn.c) block of scores and
+     * one of their gradients (EVLM__ATTN_QB rows x max_seq keys each; head_dim does not count:
+     * out, dq, dk and dv are written in place) */
+    size_t need = EVLM_SGEMM_SCRATCH + 2 * (size_t)EVLM__ATTN_QB * (size_t)max_seq;
     (void)head_dim;
     o->scratch_stride = round_up(need);
+    /* reserved for callers' row reductions (2 max_dim floats a thread): the ops here split
+     * their reductions by output column instead and do not use it */
     o->reduce_stride = round_up(2 * (size_t)max_dim);
     o->scratch = aligned_alloc(64, o->scratch_stride * (size_t)nth * sizeof(float));
     o->reduce = aligned_alloc(64, o->reduce_stride * (size_t)nth * sizeof(float));
