@@ -10,7 +10,11 @@
  *                      chain per element from 0 in p order, then c = add ? c + t : t
  *   SG_NAME            the entry's name.
  * and may define SG_UKR_A(kc, a, lda, bp, c, ldc, add): the same micro-kernel reading A in place
- * (a[r * lda + p], row-major A: no transposing pack), the same operations in the same order.
+ * (a[r * lda + p], row-major A: no transposing pack), the same operations in the same order;
+ * or, instead of both, SG_TILE(kc, ad, lda, ap, bp, c, ldc, add, nr) (ad: A in place, or NULL:
+ * packed at ap) with SG_TILE_COLS(nr), the columns it writes for a tile of nr <= SG_NR valid
+ * ones (narrower kernels for the last columns, same operations per element), and SG_TILE_DIRECT
+ * if it takes A in place.
  * The walk (Goto / BLIS order): for each SG_NC block of columns, each SG_KC block of k: pack B
  * (k x n panel, SG_NR columns interleaved) into scratch; for each SG_MC block of rows: pack A
  * (SG_MR rows interleaved, zero-padded), then run the micro-kernel over the tiles, partial edge
@@ -18,10 +22,22 @@
  * only). Not here: threading (train/ops.c splits C), the micro-kernels themselves.
  */
 #ifndef SG_NAME
-#error "define SG_MR, SG_NR, SG_KC, SG_MC, SG_NC, SG_UKR and SG_NAME before including sgemm_walk.h"
+#error "define SG_MR, SG_NR, SG_KC, SG_MC, SG_NC, SG_UKR or SG_TILE, and SG_NAME first"
 #endif
 
 #include <string.h>
+
+#ifndef SG_TILE
+#ifdef SG_UKR_A
+#define SG_TILE(kc, ad, lda, ap, bp, c, ldc, add, nr)                                              \
+    ((ad) ? SG_UKR_A(kc, ad, lda, bp, c, ldc, add) : SG_UKR(kc, ap, bp, c, ldc, add))
+#define SG_TILE_DIRECT 1
+#else
+#define SG_TILE(kc, ad, lda, ap, bp, c, ldc, add, nr)                                              \
+    ((void)(ad), (void)(lda), SG_UKR(kc, ap, bp, c, ldc, add))
+#endif
+#define SG_TILE_COLS(nr) SG_NR
+#endif
 
 _Static_assert(SG_MC % SG_MR == 0 && SG_NC % SG_NR == 0, "sgemm blocks must hold whole tiles");
 _Static_assert((size_t)SG_KC *(SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH, "sgemm scratch too small");
@@ -93,7 +109,7 @@ static void sg_pack_b(float *bp, const float *b, size_t ldb, bool b_t, int p0, i
 void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const float *b, size_t ldb,
              bool b_t, int m, int n, int k, bool acc, float *scratch) {
     float *bp = scratch, *ap = scratch + (size_t)SG_KC * SG_NC;
-#ifdef SG_UKR_A
+#ifdef SG_TILE_DIRECT /* SG_TILE reads a row-major A in place */
     bool direct = !a_t;
 #else
     const bool direct = false;
@@ -125,22 +141,13 @@ void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const f
                         int mr = mc - ir < SG_MR ? mc - ir : SG_MR;
                         float *cc = c + (size_t)(ic + ir) * ldc + jc + jr;
                         float t[SG_MR * SG_NR];
-#ifdef SG_UKR_A
-                        if (direct && mr == SG_MR) {
-                            const float *ad = a + (size_t)(ic + ir) * lda + pc;
-                            if (nr == SG_NR) {
-                                SG_UKR_A(kc, ad, lda, bpj, cc, ldc, add);
-                                continue;
-                            }
-                            SG_UKR_A(kc, ad, lda, bpj, t, SG_NR, false);
-                        } else
-#endif
-                            if (mr == SG_MR && nr == SG_NR) {
-                            SG_UKR(kc, api, bpj, cc, ldc, add);
+                        const float *ad =
+                            direct && mr == SG_MR ? a + (size_t)(ic + ir) * lda + pc : NULL;
+                        if (mr == SG_MR && SG_TILE_COLS(nr) == nr) {
+                            SG_TILE(kc, ad, lda, api, bpj, cc, ldc, add, nr);
                             continue;
-                        } else {
-                            SG_UKR(kc, api, bpj, t, SG_NR, false);
                         }
+                        SG_TILE(kc, ad, lda, api, bpj, t, (size_t)SG_NR, false, nr);
                         for (int r = 0; r < mr; r++)
                             for (int j = 0; j < nr; j++) {
                                 float *e = cc + (size_t)r * ldc + j;

@@ -20,57 +20,33 @@
 
 /* ---- sgemm: 8 x 48 micro-kernel ----------------------------------------------------------- */
 
-EVLM__INLINE void ukr_8x48(int kc, const float *ap, const float *bp, float *c, size_t ldc,
-                           bool add) {
+/* 8 rows x nv * 16 columns (nv = 1..3, the last tiles of a row of tiles use fewer vectors):
+ * A packed (ap, 8 floats per k) or, direct, read in place (a[r * lda + p]); B packed 48 wide.
+ * Every element is one FMA chain from 0 in p order whatever nv or direct is. */
+EVLM__INLINE void ukr_8xv(int kc, const float *ap, const float *a, size_t lda, const float *bp,
+                          float *c, size_t ldc, bool add, const int nv, const bool direct) {
     __m512 t[8][3];
-    EVLM__UNROLL
-    for (int r = 0; r < 8; r++) t[r][0] = t[r][1] = t[r][2] = _mm512_setzero_ps();
-    for (int p = 0; p < kc; p++, ap += 8, bp += 48) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
-        __m512 b2 = _mm512_loadu_ps(bp + 32);
-        EVLM__UNROLL
-        for (int r = 0; r < 8; r++) {
-            __m512 a = _mm512_set1_ps(ap[r]);
-            t[r][0] = _mm512_fmadd_ps(a, b0, t[r][0]);
-            t[r][1] = _mm512_fmadd_ps(a, b1, t[r][1]);
-            t[r][2] = _mm512_fmadd_ps(a, b2, t[r][2]);
-        }
-    }
-    EVLM__UNROLL
-    for (int r = 0; r < 8; r++) {
-        float *cr = c + (size_t)r * ldc;
-        EVLM__UNROLL
-        for (int j = 0; j < 3; j++) {
-            __m512 v = t[r][j];
-            if (add) v = _mm512_add_ps(_mm512_loadu_ps(cr + 16 * j), v);
-            _mm512_storeu_ps(cr + 16 * j, v);
-        }
-    }
-}
-
-/* the same with A read in place: row r of the tile at a + r * lda (row-major A, no pack) */
-EVLM__INLINE void ukr_8x48_a(int kc, const float *a, size_t lda, const float *bp, float *c,
-                             size_t ldc, bool add) {
-    __m512 t[8][3];
-    const float *a4 = a + 4 * lda;
+    const float *a4 = direct ? a + 4 * lda : NULL;
     EVLM__UNROLL
     for (int r = 0; r < 8; r++) t[r][0] = t[r][1] = t[r][2] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++, bp += 48) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
-        __m512 b2 = _mm512_loadu_ps(bp + 32);
+        __m512 b[3];
+        EVLM__UNROLL
+        for (int j = 0; j < nv; j++) b[j] = _mm512_loadu_ps(bp + 16 * j);
         EVLM__UNROLL
         for (int r = 0; r < 8; r++) {
-            __m512 av = _mm512_set1_ps(r < 4 ? a[r * lda + p] : a4[(r - 4) * lda + p]);
-            t[r][0] = _mm512_fmadd_ps(av, b0, t[r][0]);
-            t[r][1] = _mm512_fmadd_ps(av, b1, t[r][1]);
-            t[r][2] = _mm512_fmadd_ps(av, b2, t[r][2]);
+            __m512 av =
+                _mm512_set1_ps(direct ? (r < 4 ? a[r * lda + p] : a4[(r - 4) * lda + p]) : ap[r]);
+            EVLM__UNROLL
+            for (int j = 0; j < nv; j++) t[r][j] = _mm512_fmadd_ps(av, b[j], t[r][j]);
         }
+        if (!direct) ap += 8;
     }
     EVLM__UNROLL
     for (int r = 0; r < 8; r++) {
         float *cr = c + (size_t)r * ldc;
         EVLM__UNROLL
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < nv; j++) {
             __m512 v = t[r][j];
             if (add) v = _mm512_add_ps(_mm512_loadu_ps(cr + 16 * j), v);
             _mm512_storeu_ps(cr + 16 * j, v);
@@ -78,14 +54,37 @@ EVLM__INLINE void ukr_8x48_a(int kc, const float *a, size_t lda, const float *bp
     }
 }
 
-#define SG_MR    8
-#define SG_NR    48
-#define SG_KC    256
-#define SG_MC    192
-#define SG_NC    768
-#define SG_UKR   ukr_8x48
-#define SG_UKR_A ukr_8x48_a
-#define SG_NAME  evlm__avx512_sgemm
+#define UKR_VARIANT(name, nv, direct)                                                              \
+    static void name(int kc, const float *ap, const float *a, size_t lda, const float *bp,         \
+                     float *c, size_t ldc, bool add) {                                             \
+        ukr_8xv(kc, ap, a, lda, bp, c, ldc, add, nv, direct);                                      \
+    }
+UKR_VARIANT(ukr_p1, 1, false)
+UKR_VARIANT(ukr_p2, 2, false)
+UKR_VARIANT(ukr_p3, 3, false)
+UKR_VARIANT(ukr_d1, 1, true)
+UKR_VARIANT(ukr_d2, 2, true)
+UKR_VARIANT(ukr_d3, 3, true)
+
+/* the tile of nr valid columns: ceil(nr / 16) vectors, A in place when ad is given */
+static void tile_512(int kc, const float *ad, size_t lda, const float *ap, const float *bp,
+                     float *c, size_t ldc, bool add, int nr) {
+    int nv = (nr + 15) / 16;
+    if (ad)
+        (nv == 3 ? ukr_d3 : nv == 2 ? ukr_d2 : ukr_d1)(kc, NULL, ad, lda, bp, c, ldc, add);
+    else
+        (nv == 3 ? ukr_p3 : nv == 2 ? ukr_p2 : ukr_p1)(kc, ap, NULL, 0, bp, c, ldc, add);
+}
+
+#define SG_MR            8
+#define SG_NR            48
+#define SG_KC            256
+#define SG_MC            192
+#define SG_NC            768
+#define SG_TILE          tile_512
+#define SG_TILE_DIRECT   1
+#define SG_NAME          evlm__avx512_sgemm
+#define SG_TILE_COLS(nr) (((nr) + 15) / 16 * 16) /* whole vectors */
 #include "kernels/sgemm_walk.h"
 
 /* ---- element-wise backward ------------------------------------------------------------------ */
