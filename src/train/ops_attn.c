@@ -40,16 +40,19 @@ static int attn_rows(const evlm_top_attn_shape *sh) {
 }
 
 /* Row i of a block (tend scores of its sequence's keys [0, tend)): scaled, -inf where the row
- * may not look; returns the largest. */
-static float attn_mask_row(const evlm_top_attn_shape *sh, float *row, int i, int tend, int off) {
-    int lim = sh->causal ? i + 1 : tend;
-    float mx = -INFINITY;
-    for (int t = 0; t < tend; t++) {
-        bool vis = t < lim && (!sh->key_valid || sh->key_valid[off + t]);
-        row[t] = vis ? row[t] * sh->scale : -INFINITY;
-        if (row[t] > mx) mx = row[t];
+ * may not look; returns the largest (-inf: it sees no key). Straight loops (vectorized). */
+static float attn_mask_row(const evlm_kernels *kn, const evlm_top_attn_shape *sh, float *row, int i,
+                           int tend, int off) {
+    int lim = sh->causal && i + 1 < tend ? i + 1 : tend;
+    float sc = sh->scale;
+    for (int t = 0; t < lim; t++) row[t] *= sc;
+    for (int t = lim; t < tend; t++) row[t] = -INFINITY;
+    if (sh->key_valid) {
+        const uint8_t *kv = sh->key_valid + off;
+        for (int t = 0; t < lim; t++)
+            if (!kv[t]) row[t] = -INFINITY;
     }
-    return mx;
+    return lim > 0 ? kn->max(row, lim) : -INFINITY;
 }
 
 static void attn_fwd_task(void *arg, int ith, int nth) {
@@ -78,7 +81,7 @@ static void attn_fwd_task(void *arg, int ith, int nth) {
                       false, sg);
             for (int i = i0; i < i1; i++) {
                 float *row = S + (size_t)(i - i0) * tend;
-                float mx = attn_mask_row(sh, row, i, tend, off);
+                float mx = attn_mask_row(kn, sh, row, i, tend, off);
                 if (mx == -INFINITY) {
                     memset(row, 0, sizeof(float) * (size_t)tend);
                     lse[i] = -INFINITY;
@@ -144,7 +147,7 @@ static void attn_bwd_task(void *arg, int ith, int nth) {
                         memset(dpr, 0, sizeof(float) * ld);
                         continue;
                     }
-                    attn_mask_row(sh, pr, i, tend, off);
+                    attn_mask_row(kn, sh, pr, i, tend, off);
                     kn->exp_sum(pr, tend, lse[i]);
                     const float *doi = dO + (size_t)i * ldq, *oi = O + (size_t)i * ldq;
                     float D = 0.0f;
