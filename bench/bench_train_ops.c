@@ -114,8 +114,8 @@ static double peak_once(int wide, int nth) {
 /* ---- ops --------------------------------------------------------------------------------- */
 typedef struct {
     const evlm_tops *o;
-    int kind; /* 0 fwd, 1 dx, 2 dW, 3 rmsnorm_bwd, 4 swiglu_bwd, 5 gelu_bwd */
-    float *x, *w, *y, *dy, *dx, *dw, *aux;
+    int kind; /* 0 fwd, 1 dx, 2 dW, 3 rmsnorm_bwd, 4 swiglu_bwd, 5 gelu_bwd, 6 attn, 7 attn_bwd */
+    float *x, *w, *y, *dy, *dx, *dw, *aux, *lse;
     int m, n, k;
 } op_call;
 
@@ -136,9 +136,22 @@ static void run_op(const op_call *c) {
     case 4:
         evlm_top_swiglu_bwd(c->o, c->dx, c->dw, c->dy, c->x, c->y, (size_t)c->m * c->k);
         break;
-    default:
+    case 5:
         evlm_top_gelu_tanh_bwd(c->o, c->dx, c->dy, c->x, (size_t)c->m * c->k);
         break;
+    default: {
+        /* SmolLM2-135M: 8 sequences of 256, 9 heads / 3 kv heads of 64, causal; q = x (m, 576),
+         * k / v from w (m, 192 each), out = y, dq / dk / dv into dx / dw */
+        static const int off[8] = {0, 256, 512, 768, 1024, 1280, 1536, 1792};
+        static const int len[8] = {256, 256, 256, 256, 256, 256, 256, 256};
+        evlm_top_attn_shape sh = {8, off, len, 9, 3, 64, true, NULL, 0.125f};
+        const float *k = c->w, *v = c->w + (size_t)c->m * 192;
+        if (c->kind == 6)
+            evlm_top_attn(c->o, &sh, c->y, c->lse, c->x, k, v);
+        else
+            evlm_top_attn_bwd(c->o, &sh, c->dx, c->dw, c->dw + (size_t)c->m * 192, c->dy, c->x, k,
+                              v, c->y, c->lse);
+    } break;
     }
 }
 
@@ -290,11 +303,11 @@ int main(int argc, char **argv) {
         {"y = x w^T", 0, 1536, 576},    {"y = x w^T", 0, 576, 1536}, {"y = x w^T", 0, 576, 576},
         {"dx = dy w", 1, 1536, 576},    {"dx = dy w", 1, 576, 1536}, {"dW += dy^T x", 2, 1536, 576},
         {"dW += dy^T x", 2, 576, 1536}, {"rmsnorm_bwd", 3, 0, 576},  {"swiglu_bwd", 4, 0, 1536},
-        {"gelu_tanh_bwd", 5, 0, 1536},
+        {"gelu_tanh_bwd", 5, 0, 1536},  {"attention fwd", 6, 0, 0},  {"attention bwd", 7, 0, 0},
     };
     size_t big = (size_t)M * 1536;
     float *x = rnd(big), *w = rnd((size_t)1536 * 1536), *y = rnd(big), *dy = rnd(big);
-    float *dx = rnd(big), *dw = rnd(big), *aux = rnd(M);
+    float *dx = rnd(big), *dw = rnd(big), *aux = rnd(M), *lse = rnd((size_t)9 * M);
     for (int i = 0; i < M; i++) aux[i] = 1.0f + fabsf(aux[i]);
     printf("| op | m x n x k | threads | ms | GFLOP/s | %% of FMA peak "
            "|\n|---|---|---|---|---|---|\n");
@@ -307,7 +320,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-            op_call oc = {&o, cases[c].kind, x, w, y, dy, dx, dw, aux, M, cases[c].n, cases[c].k};
+            op_call oc = {&o, cases[c].kind, x,   w, y,          dy,        dx,
+                          dw, aux,           lse, M, cases[c].n, cases[c].k};
             double s = time_op(&oc);
             if (cases[c].kind <= 2) {
                 /* m x n x k of the GEMM itself: (2048, n, k), (2048, k, n), (n, k, 2048) */
@@ -319,6 +333,15 @@ int main(int argc, char **argv) {
                        s * 1e3, gf);
                 if (peak[t] > 0)
                     printf(" %.0f %% |\n", 100.0 * gf / peak[t]);
+                else
+                    printf(" - |\n");
+            } else if (cases[c].kind >= 6) {
+                /* the causal half: QK^T and PV forward, 5 GEMMs of that size backward */
+                double f = 2.0 * 256 * 256 * 64 * 9 * 8 * (cases[c].kind == 6 ? 1.0 : 2.5);
+                printf("| %s | 8 x 256 tokens, 9 / 3 heads of 64 | %d | %.2f | %.1f |",
+                       cases[c].name, t, s * 1e3, f / s * 1e-9);
+                if (peak[t] > 0)
+                    printf(" %.0f %% |\n", 100.0 * f / s * 1e-9 / peak[t]);
                 else
                     printf(" - |\n");
             } else {
@@ -351,6 +374,6 @@ int main(int argc, char **argv) {
         evlm_tops_release(&o);
         evlm_pool_free(pool);
     }
-    free(x), free(w), free(y), free(dy), free(dx), free(dw), free(aux);
+    free(x), free(w), free(y), free(dy), free(dx), free(dw), free(aux), free(lse);
     return 0;
 }
