@@ -1,9 +1,10 @@
 /*
  * arm_train.c - the "neon" table's training kernels (kernels.h, "training"): sgemm as
  * sgemm_walk.h's packed walk with an 8 x 12 register tile (24 q-register accumulators, three B
- * vectors, A as two vectors used by lane), and 4-lane versions of rmsnorm_bwd, layernorm_bwd,
- * swiglu_bwd and gelu_tanh_bwd (a vector exp as arm_neon.c's exp4); tails of fewer than 4
- * elements in scalar code (the same formulas).
+ * vectors, A packed, as two vectors used by lane), and 4-lane versions of rmsnorm_bwd,
+ * layernorm_bwd, swiglu_bwd, gelu_tanh_bwd and exp_sum (a vector exp as arm_neon.c's exp4);
+ * tails of fewer than 4 elements in scalar code (the same formulas). Checked under qemu only:
+ * no timing on real ARM cores yet.
  *
  * NEON is part of the AArch64 base ISA: no flags; on other architectures this file is empty.
  * Not bit-exact with `ref`: sums are blocked (sgemm: k in blocks of SG_KC, FMA) or 4 lanes

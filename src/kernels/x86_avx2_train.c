@@ -1,8 +1,9 @@
 /*
  * x86_avx2_train.c - the "avx2" table's training kernels (kernels.h, "training"): sgemm as
- * sgemm_walk.h's packed walk with a 6 x 16 register tile (12 ymm accumulators, two B vectors,
- * A broadcast), and 8-lane versions of rmsnorm_bwd, layernorm_bwd (masked tails), swiglu_bwd and
- * gelu_tanh_bwd (a vector exp as x86_avx2.c's exp8; tails of fewer than 8 elements through ref).
+ * sgemm_walk.h's walk with a 6 x 16 register tile (12 ymm accumulators, two B vectors, A
+ * broadcast: packed, or read in place when A is row-major), and 8-lane versions of rmsnorm_bwd,
+ * layernorm_bwd (masked tails), swiglu_bwd, gelu_tanh_bwd and exp_sum (a vector exp as
+ * x86_avx2.c's exp8; tails of fewer than 8 elements through ref).
  *
  * Compiled with x86_avx2.c's flags (CMakeLists.txt); dispatch.c uses the table only when cpuid
  * reports them. Not bit-exact with `ref`: sums are blocked (sgemm: k in blocks of SG_KC, FMA) or

@@ -1,8 +1,9 @@
 /*
  * x86_avx512_train.c - the "avx512" table's training kernels (kernels.h, "training"): sgemm as
- * sgemm_walk.h's packed walk with an 8 x 48 register tile (24 zmm accumulators, three B
- * vectors, A broadcast from memory), and 16-lane versions of rmsnorm_bwd, layernorm_bwd,
- * swiglu_bwd and gelu_tanh_bwd (a vector exp, as x86_avx512.c's exp16).
+ * sgemm_walk.h's walk with an 8 x 48 register tile (24 zmm accumulators, three B vectors, A
+ * broadcast from memory: packed, or read in place when A is row-major), 8 x 16 / 8 x 32 tiles
+ * for the last columns; 16-lane versions of rmsnorm_bwd, layernorm_bwd, swiglu_bwd,
+ * gelu_tanh_bwd and exp_sum (a vector exp, as x86_avx512.c's exp16).
  *
  * Compiled with x86_avx512.c's flags (CMakeLists.txt); dispatch.c uses the table only when cpuid
  * reports them. Not bit-exact with `ref`: sums are blocked (sgemm: k in blocks of SG_KC, FMA) or
