@@ -1,8 +1,9 @@
 /*
  * ref_train.c - the scalar ground truth of the training kernels (kernels.h, "training"): sgemm
  * in its transposed layouts, the RMSNorm / LayerNorm input-gradient rows, SwiGLU's and GELU's
- * backward. Straight loops, each sum in index order; the SIMD tables (x86_*_train.c,
- * arm_train.c) are compared against these in test_train_ops. Not here: threading (train/ops.c).
+ * backward, exp_sum (softmax rows). Straight loops, each sum in index order; the SIMD tables
+ * (x86_*_train.c, arm_train.c) are compared against these in test_train_ops. Not here:
+ * threading (train/ops.c).
  */
 #include "kernels/ref_impl.h"
 
