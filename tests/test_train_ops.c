@@ -478,11 +478,12 @@ static void test_threads(const evlm_tops *o1, const evlm_tops *o3) {
 /* ---- the training kernels of every table this CPU runs against ref ------------------------- */
 
 /* sgemm: all four layouts, shapes around the tiles (6 / 8 x 16 / 48 / 12) and cache blocks
- * (k 256, n 768), padded leading dimensions, acc on and off. Bound per element:
+ * (k 256 / 576, n 384 / 768), padded leading dimensions, acc on and off. Bound per element:
  * |got - ref| <= 1e-5 * (sum_p |a b| + 1e-6) (float sums in another order). Also: a sub-block
  * of C computed alone is bitwise the same as inside the whole (the split of C over threads). */
 static void test_sgemm_table(const evlm_kernels *kn, float *scratch) {
-    static const int ms[] = {1, 7, 50, 97}, ns[] = {1, 17, 48, 100, 800}, ks[] = {1, 5, 300, 515};
+    static const int ms[] = {1, 7, 50, 97}, ns[] = {1, 17, 48, 100, 800},
+                     ks[] = {1, 5, 300, 515, 700};
     int bad = 0, bad_sub = 0, runs = 0;
     for (int lay = 0; lay < 4; lay++)
         for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)

@@ -4,7 +4,9 @@
  * (x86_avx2_train.c, x86_avx512_train.c, arm_train.c) after it defines:
  *   SG_MR, SG_NR       the register tile (rows of C x columns of C)
  *   SG_KC, SG_MC, SG_NC  cache blocks of k, m and n (SG_MC a multiple of SG_MR, SG_NC of SG_NR,
- *                      SG_KC * (SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH)
+ *                      SG_KC * (SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH); optionally SG_KC_AT and
+ *                      SG_NC_AT, the blocks when A is transposed (a_t: its pack reads SG_KC_AT
+ *                      rows far apart, so it may want a smaller k block)
  *   SG_UKR(kc, ap, bp, c, ldc, add)  the micro-kernel: the SG_MR x SG_NR tile
  *                      t = sum over p < kc of ap[p * SG_MR + r] * bp[p * SG_NR + j], one FMA
  *                      chain per element from 0 in p order, then c = add ? c + t : t
@@ -39,8 +41,16 @@
 #define SG_TILE_COLS(nr) SG_NR
 #endif
 
-_Static_assert(SG_MC % SG_MR == 0 && SG_NC % SG_NR == 0, "sgemm blocks must hold whole tiles");
-_Static_assert((size_t)SG_KC *(SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH, "sgemm scratch too small");
+#ifndef SG_KC_AT
+#define SG_KC_AT SG_KC
+#define SG_NC_AT SG_NC
+#endif
+
+_Static_assert(SG_MC % SG_MR == 0 && SG_NC % SG_NR == 0 && SG_NC_AT % SG_NR == 0,
+               "sgemm blocks must hold whole tiles");
+_Static_assert((size_t)SG_KC *(SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH &&
+                   (size_t)SG_KC_AT * (SG_NC_AT + SG_MC) <= EVLM_SGEMM_SCRATCH,
+               "sgemm scratch too small");
 
 /* A rows [i0, i0 + mc), columns [p0, p0 + kc) into SG_MR-row micro-panels (p-major) */
 static void sg_pack_a(float *ap, const float *a, size_t lda, bool a_t, int i0, int mc, int p0,
@@ -108,7 +118,9 @@ static void sg_pack_b(float *bp, const float *b, size_t ldb, bool b_t, int p0, i
 
 void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const float *b, size_t ldb,
              bool b_t, int m, int n, int k, bool acc, float *scratch) {
-    float *bp = scratch, *ap = scratch + (size_t)SG_KC * SG_NC;
+    /* the blocks depend on k and the layout only, so every element's operations do too */
+    const int kcb = a_t ? SG_KC_AT : SG_KC, ncb = a_t ? SG_NC_AT : SG_NC;
+    float *bp = scratch, *ap = scratch + (size_t)kcb * ncb;
 #ifdef SG_TILE_DIRECT /* SG_TILE reads a row-major A in place */
     bool direct = !a_t;
 #else
@@ -119,10 +131,10 @@ void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const f
             for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, sizeof(float) * (size_t)n);
         return;
     }
-    for (int jc = 0; jc < n; jc += SG_NC) {
-        int nc = n - jc < SG_NC ? n - jc : SG_NC;
-        for (int pc = 0; pc < k; pc += SG_KC) {
-            int kc = k - pc < SG_KC ? k - pc : SG_KC;
+    for (int jc = 0; jc < n; jc += ncb) {
+        int nc = n - jc < ncb ? n - jc : ncb;
+        for (int pc = 0; pc < k; pc += kcb) {
+            int kc = k - pc < kcb ? k - pc : kcb;
             bool add = acc || pc > 0;
             sg_pack_b(bp, b, ldb, b_t, pc, kc, jc, nc);
             for (int ic = 0; ic < m; ic += SG_MC) {

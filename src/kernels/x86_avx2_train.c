@@ -76,9 +76,11 @@ EVLM__INLINE void ukr_6x16_a(int kc, const float *a, size_t lda, const float *bp
 
 #define SG_MR    6
 #define SG_NR    16
-#define SG_KC    256
+#define SG_KC    576 /* k = 576 (hidden) in one block: C written once */
 #define SG_MC    192
-#define SG_NC    768
+#define SG_NC    384
+#define SG_KC_AT 256 /* transposed A (dW): its pack reads KC rows far apart */
+#define SG_NC_AT 768
 #define SG_UKR   ukr_6x16
 #define SG_UKR_A ukr_6x16_a
 #define SG_NAME  evlm__avx2_sgemm

@@ -79,9 +79,11 @@ static void tile_512(int kc, const float *ad, size_t lda, const float *ap, const
 
 #define SG_MR            8
 #define SG_NR            48
-#define SG_KC            256
+#define SG_KC            576 /* k = 576 (hidden) in one block: C written once */
 #define SG_MC            192
-#define SG_NC            768
+#define SG_NC            384
+#define SG_KC_AT         256 /* transposed A (dW): its pack reads KC rows far apart */
+#define SG_NC_AT         768
 #define SG_TILE          tile_512
 #define SG_TILE_DIRECT   1
 #define SG_NAME          evlm__avx512_sgemm
