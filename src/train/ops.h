@@ -83,7 +83,11 @@ void evlm_top_rope(const evlm_tops *o, float *x, int m, int n_heads, int head_di
  * key_valid byte is 0 (padding; NULL: all valid; a row that sees no key gets out = 0).
  * q, out: (m, n_heads * head_dim); k, v: (m, n_kv_heads * head_dim) (GQA: head h reads kv head
  * h / (n_heads / n_kv_heads)). lse (n_heads, m): the log-sum-exp of each row's scaled scores,
- * kept for the backward. scale: usually 1 / sqrt(head_dim). */
+ * kept for the backward. scale: usually 1 / sqrt(head_dim). A row that sees no key has
+ * lse = -INFINITY and no gradient. m (lse's row stride) is taken as the end of the last
+ * sequence (max of seq_off + seq_len): rows past it, or outside every sequence, are not touched
+ * and have no lse row. evlm_tops_init's max_seq bounds seq_len. Computed as GEMMs on blocks of
+ * query rows (ops_attn.c). */
 typedef struct evlm_top_attn_shape {
     int n_seq;
     const int *seq_off, *seq_len;
