@@ -21,6 +21,7 @@
 #include "train/tvision.h"
 #include "core/status.h"
 #include "model/model.h"
+#include "train/qat.h"
 #include "vision/siglip.h"
 
 #include <math.h>
@@ -101,14 +102,24 @@ struct evlm_tvision {
     uint8_t *key_valid;              /* (M) 1 = real patch */
     int *seq_off, *seq_len;          /* (max_tiles) */
     void *arena;
+    const evlm_tqat *qat; /* configured QAT; NULL: none */
 };
 
-static float *W(const evlm_tvision *v, const evlm_tparam *p) {
+static const float *W(const evlm_tvision *v, const evlm_tparam *p) {
+    if (v->qat) return evlm_tqat_w(v->qat, p); /* fake-quantized under QAT */
     return v->tp->w + p->off;
 }
 /* the gradient of a trainable parameter, NULL for a frozen one */
 static float *G(const evlm_tvision *v, const evlm_tparam *p) {
+    if (v->qat) {
+        float *g = evlm_tqat_g(v->qat, p); /* LSQ: the rounded matrix's gradient */
+        if (g) return g;
+    }
     return p->trainable ? v->tp->g + p->off : NULL;
+}
+
+void evlm_tvision_set_qat(evlm_tvision *v, const evlm_tqat *q) {
+    v->qat = q;
 }
 
 /* the parameter prefix + name with shape d0 (, d1 ...): n_dims dims, PyTorch order */
