@@ -367,6 +367,18 @@ static evlm_status forward(evlm_tmodel *tm, const evlm_tbatch *b, bool qat, bool
     return EVLM_OK;
 }
 
+evlm_status evlm_tmodel_logits(evlm_tmodel *tm, const evlm_tbatch *b, float *z, int *n_targets) {
+    *n_targets = 0;
+    EVLM_TRY(forward(tm, b, false, true));
+    const size_t H = (size_t)tm->dec.H, V = (size_t)tm->dec.V;
+    for (int c0 = 0; c0 < tm->n_targets; c0 += LOGIT_ROWS) {
+        const int nr = tm->n_targets - c0 < LOGIT_ROWS ? tm->n_targets - c0 : LOGIT_ROWS;
+        evlm_tdecoder_logits(&tm->dec, &tm->ops, tm->xf + (size_t)c0 * H, nr, z + (size_t)c0 * V);
+    }
+    *n_targets = tm->n_targets;
+    return EVLM_OK;
+}
+
 typedef struct {
     const evlm_tmodel *teacher;
     int n;

@@ -102,6 +102,11 @@ typedef struct evlm_tresult {
     int n_tokens;  /* rows of the batch */
 } evlm_tresult;
 
+/* The forward alone (under the QAT configuration when there is one): z [n_targets][V] = the
+ * logits of the batch's target rows in order (sequence by sequence, position by position), as
+ * the loss sees them. For checks against the runtime (a QAT export) and evaluations. */
+evlm_status evlm_tmodel_logits(evlm_tmodel *tm, const evlm_tbatch *b, float *z, int *n_targets);
+
 /* One forward and backward: the loss of the batch, and grad_scale * d(loss)/d(parameter)
  * ADDED to the gradient of every trainable parameter (frozen ones get nothing, and the work
  * for them is skipped where it can be). */
