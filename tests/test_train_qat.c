@@ -303,6 +303,16 @@ static void test_llama(const char *dir, evlm_type type, bool learn) {
     evlm_tmodel *tm = NULL;
     CHECK_OK(evlm_tmodel_new(m, &tpar, &tm));
     if (!tm) goto done;
+    if (type == EVLM_TYPE_Q4_1 && !learn) { /* refusals, with the argument named */
+        CHECK(evlm_qat_export(tm, dir, out) == EVLM_ERR_ARG);
+        CHECK(strstr(evlm_last_error(), "evlm_tmodel_set_qat") != NULL);
+        CHECK(evlm_tmodel_set_qat(tm, EVLM_TYPE_F16, type, false) == EVLM_ERR_ARG);
+        CHECK(strstr(evlm_last_error(), "F16") != NULL);
+        CHECK(evlm_tmodel_set_qat(tm, type, type, true) == EVLM_ERR_UNSUPPORTED);
+        CHECK(strstr(evlm_last_error(), "Q4_1") != NULL);
+        CHECK(evlm_tmodel_qat(tm) == NULL);
+        CHECK_OK(evlm_tmodel_set_qat(tm, EVLM_TYPE_Q8_0, EVLM_TYPE_Q8_0, true)); /* then replaced */
+    }
     CHECK_OK(evlm_tmodel_set_qat(tm, type, type, learn));
     seqs q = {0};
     llama_seqs(dir, &q);
@@ -468,6 +478,14 @@ static void test_smolvlm(const char *dir) {
     qp.n_threads = 2;
     CHECK_OK(evlm_quantize(dir, rtn, &qp, NULL));
     compare_files(out, rtn, q);
+    /* another folder's tensors are no export of this model */
+    char llama[4400], bad[700];
+    snprintf(llama, sizeof llama, "%s/../llama-tiny", dir);
+    snprintf(bad, sizeof bad, "%s/bad.gguf", g_tmp);
+    CHECK(evlm_qat_export(tm, llama, bad) == EVLM_ERR_ARG);
+    CHECK(strstr(evlm_last_error(), "not in the trained model") != NULL ||
+          strstr(evlm_last_error(), "another size") != NULL);
+    CHECK(access(bad, F_OK) != 0);
     evlm_model *rt = load(out, false);
     if (rt) {
         const int V = evlm__model_config(rt)->vocab_size, n = (int)ids.len;
