@@ -420,6 +420,15 @@ static void test_llama_lsq_fd(const char *dir) {
     }
     CHECK(tested >= 2);
     CHECK(good == tested);
+    /* frozen weights: the scales still learn, the weights get nothing */
+    for (int i = 0; i < tp->n; i++) tp->p[i].trainable = false;
+    evlm_tparams_zero_grad(tp);
+    evlm_tparams_zero_grad(sc);
+    CHECK_OK(evlm_tmodel_step(tm, &b, &st, &r));
+    double gw = 0, gsc = 0;
+    for (size_t i = 0; i < tp->n_floats; i++) gw += fabs((double)tp->g[i]);
+    for (size_t i = 0; i < sc->n_floats; i++) gsc += fabs((double)sc->g[i]);
+    CHECK(gw == 0 && gsc > 0);
 out:
     seqs_free(&q);
 done:

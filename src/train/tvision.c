@@ -435,7 +435,7 @@ evlm_status evlm_tvision_forward(evlm_tvision *v, const evlm_tops *o, const floa
 
 static bool layer_trainable(const evlm_tvision *v, int l) {
     for (int i = 0; i < LP_COUNT; i++)
-        if (v->lp[(size_t)l * LP_COUNT + (size_t)i]->trainable) return true;
+        if (G(v, v->lp[(size_t)l * LP_COUNT + (size_t)i])) return true; /* or LSQ scales */
     return false;
 }
 
@@ -459,7 +459,7 @@ evlm_status evlm_tvision_backward(evlm_tvision *v, const evlm_tops *o, const flo
     for (int l = 0; l < L && lowest < 0; l++)
         if (layer_trainable(v, l)) lowest = 1 + l;
     if (lowest < 0 && (v->ep[EP_POST_W]->trainable || v->ep[EP_POST_B]->trainable)) lowest = L + 1;
-    if (lowest < 0 && !v->ep[EP_PROJ]->trainable) return EVLM_OK; /* all frozen */
+    if (lowest < 0 && !G(v, v->ep[EP_PROJ])) return EVLM_OK; /* all frozen */
 
     evlm_top_linear_bwd(o, lowest >= 0 ? v->dshuf : NULL, false, G(v, v->ep[EP_PROJ]), NULL,
                         dfeatures, v->shuf, W(v, v->ep[EP_PROJ]), R, c->text_hidden_size, DS);
