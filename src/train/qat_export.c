@@ -24,6 +24,7 @@ typedef struct {
     evlm_tensor *views; /* [tp->n] */
     void **data;        /* [tp->n]: the quantized blocks (NULL: the float weights are used) */
     evlm_status st;
+    int matched; /* parameters found in the folder */
 } export_ctx;
 
 static evlm_type type_for(void *ctx, const char *name, const evlm_tensor *t,
@@ -40,6 +41,7 @@ static evlm_type type_for(void *ctx, const char *name, const evlm_tensor *t,
         return EVLM_TYPE_COUNT; /* left out; the export fails after the write */
     }
     const int i = (int)(p - tp->p);
+    c->matched++;
     evlm_tensor *v = &c->views[i];
     *v = *t;
     if (c->data[i]) {
@@ -63,7 +65,7 @@ evlm_status evlm_qat_export(evlm_tmodel *tm, const char *model_dir, const char *
                           "qat export: the model has no QAT configuration (evlm_tmodel_set_qat)");
     const int n = q->tp->n;
     export_ctx c = {q, calloc((size_t)n, sizeof *c.views), calloc((size_t)n, sizeof *c.data),
-                    EVLM_OK};
+                    EVLM_OK, 0};
     evlm_status st = c.views && c.data ? EVLM_OK : evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     for (int i = 0; st == EVLM_OK && i < n; i++) {
         if (!evlm_type_is_quant(q->stored[i])) continue;
@@ -76,6 +78,9 @@ evlm_status evlm_qat_export(evlm_tmodel *tm, const char *model_dir, const char *
         evlm_tqat_blocks(q, i, c.data[i]);
     }
     if (st == EVLM_OK) st = evlm_gguf_export_hf(model_dir, out_gguf, type_for, &c, NULL, NULL);
+    if (st == EVLM_OK && c.st == EVLM_OK && c.matched != n)
+        c.st = evlm__fail(EVLM_ERR_ARG, "qat export: %s holds %d of the trained model's %d tensors",
+                          model_dir, c.matched, n);
     if (st == EVLM_OK && c.st != EVLM_OK) {
         st = c.st;
         remove(out_gguf); /* a file missing tensors is no export */
