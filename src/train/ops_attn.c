@@ -9,7 +9,8 @@
  * (causal, key_valid: -inf), exponentiated from its max and normalized (P), lse = max +
  * log(sum); out = P V. A row that sees no key gets P = 0, so out = 0, and lse = -INFINITY.
  * Backward, per task (sequence, kv head) so dk / dv rows are one task's: for each head of the
- * group in order, each query block: P again from lse, dP = dO V^T, D_i = dO_i . out_i,
+ * group in order, each query block: P again from lse, dP = dO V^T, D_i = sum_t P dP / sum_t P
+ * (in double; equal to dO_i . out_i in exact arithmetic),
  * dS = P (dP - D) scale; dQ = dS K (written), dK += dS^T Q, dV += P^T dO (dk / dv zeroed at the
  * task's start, then summed over heads and blocks in order). Deterministic and independent of the
  * thread count. lse is (n_heads, m), m the end of the last sequence; rows outside every
@@ -129,7 +130,6 @@ static void attn_bwd_task(void *arg, int ith, int nth) {
         for (int h = kh * group; h < (kh + 1) * group; h++) {
             const float *Q = j->q + (size_t)off * ldq + (size_t)h * hd;
             const float *dO = j->dout + (size_t)off * ldq + (size_t)h * hd;
-            const float *O = j->cout + (size_t)off * ldq + (size_t)h * hd;
             float *dQ = j->dq ? j->dq + (size_t)off * ldq + (size_t)h * hd : NULL;
             const float *lse = j->clse + (size_t)h * j->m + off;
             for (int i0 = 0; i0 < len; i0 += EVLM__ATTN_QB) {
@@ -149,9 +149,16 @@ static void attn_bwd_task(void *arg, int ith, int nth) {
                     }
                     attn_mask_row(kn, sh, pr, i, tend, off);
                     kn->exp_sum(pr, tend, lse[i]);
-                    const float *doi = dO + (size_t)i * ldq, *oi = O + (size_t)i * ldq;
-                    float D = 0.0f;
-                    for (int d = 0; d < hd; d++) D += doi[d] * oi[d];
+                    /* D = sum p dP / sum p, in double over the recomputed row (not dO . out):
+                     * then each row of dS sums to 0 up to one rounding, so a bias added to every
+                     * key (exactly no gradient) gets float noise, not the gap between the stored
+                     * out and the recomputed P */
+                    double spd = 0.0, sp = 0.0;
+                    for (int t = 0; t < tend; t++) {
+                        spd += (double)pr[t] * (double)dpr[t];
+                        sp += (double)pr[t];
+                    }
+                    float D = sp > 0.0 ? (float)(spd / sp) : 0.0f;
                     for (int t = 0; t < tend; t++) dpr[t] = pr[t] * (dpr[t] - D) * sh->scale;
                 }
                 if (dQ)
