@@ -388,6 +388,77 @@ static void test_checkpoint(void) {
     free(c.tp.mem);
 }
 
+/* ---- the final folder --------------------------------------------------------------------- */
+
+static void test_export(const char *shared) {
+    char src[2048], out[2048], out32[2048], path[2100];
+    snprintf(src, sizeof src, "%s/fixtures/llama-tiny", shared);
+    snprintf(out, sizeof out, "%s/model", tmpdir);
+    snprintf(out32, sizeof out32, "%s/model32", tmpdir);
+    snprintf(path, sizeof path, "%s/model.safetensors", src);
+    evlm_weights *ws;
+    CHECK_OK(evlm_weights_open(path, &ws));
+    size_t n = evlm_weights_count(ws), total = 0;
+    evlm_tparam *ps = calloc(n, sizeof *ps);
+    for (size_t i = 0; i < n; i++) {
+        const evlm_tensor *t = evlm_weights_at(ws, i);
+        snprintf(ps[i].name, sizeof ps[i].name, "%s", t->name);
+        ps[i].n_dims = t->n_dims;
+        for (int d = 0; d < t->n_dims; d++) ps[i].shape[d] = t->ne[t->n_dims - 1 - d];
+        ps[i].n = (size_t)evlm_tensor_nelements(t);
+        ps[i].off = total;
+        ps[i].src_type = t->type;
+        total += ps[i].n;
+    }
+    evlm_tparams tp = {.p = ps, .n = (int)n, .n_floats = total};
+    tp.mem = tp.w = calloc(total, sizeof(float));
+    bool bf16 = true;
+    for (size_t i = 0; i < n; i++) {
+        const evlm_tensor *t = evlm_weights_at(ws, i);
+        bf16 &= t->type == EVLM_TYPE_BF16;
+        const uint16_t *h = t->data;
+        for (size_t j = 0; j < ps[i].n && t->type == EVLM_TYPE_BF16; j++)
+            tp.w[ps[i].off + j] = evlm_bf16_to_f32(h[j]);
+    }
+    CHECK(bf16);
+    CHECK_OK(evlm_ckpt_export(&tp, src, out, EVLM_CKPT_SOURCE));
+    CHECK(evlm_ckpt_export(&tp, src, out, EVLM_CKPT_SOURCE) == EVLM_ERR_ARG); /* never replaced */
+    CHECK_OK(evlm_ckpt_export(&tp, src, out32, EVLM_CKPT_F32));
+    /* source dtype: the same bytes as the file; f32: the master weights */
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    evlm_weights *w2 = NULL, *w3 = NULL;
+    CHECK_OK(evlm_weights_open(path, &w2));
+    snprintf(path, sizeof path, "%s/model.safetensors", out32);
+    CHECK_OK(evlm_weights_open(path, &w3));
+    bool same = w2 && w3 && evlm_weights_count(w2) == n && evlm_weights_count(w3) == n;
+    for (size_t i = 0; same && i < n; i++) {
+        const evlm_tensor *a = evlm_weights_at(ws, i);
+        const evlm_tensor *b = evlm_weights_find(w2, a->name);
+        const evlm_tensor *c = evlm_weights_find(w3, a->name);
+        same = b && c && b->type == a->type && c->type == EVLM_TYPE_F32 &&
+               !memcmp(a->ne, b->ne, sizeof a->ne) && !memcmp(a->ne, c->ne, sizeof a->ne) &&
+               !memcmp(a->data, b->data, evlm_tensor_nbytes(a)) &&
+               !memcmp(c->data, tp.w + ps[i].off, ps[i].n * sizeof(float));
+    }
+    CHECK(same);
+    snprintf(path, sizeof path, "%s/tokenizer.json", out);
+    CHECK(evlm_file_exists(path));
+    evlm_weights_free(w2);
+    evlm_weights_free(w3);
+    /* both load as models */
+    evlm_model_params mp = evlm_model_default_params();
+    mp.n_threads = 1;
+    evlm_model *m = NULL;
+    CHECK_OK(evlm_model_load(out, &mp, &m));
+    if (m) evlm_model_free(m);
+    m = NULL;
+    CHECK_OK(evlm_model_load(out32, &mp, &m));
+    if (m) evlm_model_free(m);
+    evlm_weights_free(ws);
+    free(tp.mem);
+    free(ps);
+}
+
 int main(void) {
     test_adamw_vs_torch();
     test_schedule_and_clip();
@@ -399,7 +470,10 @@ int main(void) {
     }
     test_checkpoint();
     const char *shared = test_shared_dir();
-    if (shared) test_data(shared);
+    if (shared) {
+        test_data(shared);
+        test_export(shared);
+    }
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

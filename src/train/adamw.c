@@ -72,5 +72,5 @@ double evlm_lr_at(const evlm_lr_schedule *s, int64_t step) {
     if (s->total <= s->warmup) return s->lr;
     double q = (double)(step - s->warmup) / (double)(s->total - s->warmup);
     if (q > 1) q = 1;
-    return s->min_lr + (s->lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * q));
+    return s->min_lr + (s->lr - s->min_lr) * 0.5 * (1.0 + cos(acos(-1.0) * q));
 }
