@@ -336,7 +336,7 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
         .lr = p->lr, .min_lr = p->min_lr, .warmup = p->warmup, .total = r->total};
     evlm_tstep ts = {.loss = EVLM_TLOSS_CE, .grad_scale = 1.0f / (float)p->accum};
     const double t0 = evlm_time_ms(), budget_ms = p->budget_minutes * 60e3;
-    double rows = 0;
+    double rows = 0, eval_ms = 0;
     const int64_t start = step;
     res->eval_accuracy = r->n_evals ? r->evals[r->n_evals - 1].accuracy : -1;
     while (step < r->total) {
@@ -365,18 +365,23 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
         evlm_adamw_step(tp, &ap, lr, step + 1);
         step++;
         double ms = evlm_time_ms() - t0;
-        step_rec rec = {step, epoch, loss, lr, norm, ms > 0 ? rows * 1e3 / ms : 0};
+        /* throughput over training time: evaluations are not counted */
+        step_rec rec = {step, epoch, loss,
+                        lr,   norm,  ms > eval_ms ? rows * 1e3 / (ms - eval_ms) : 0};
         r->steps[r->n_steps++] = rec;
         res->loss = loss;
-        double acc = -1;
-        if (p->eval && (step == r->total || (p->eval_every > 0 && step % p->eval_every == 0))) {
-            EVLM_TRY(evaluate(r, step, &acc));
-            res->eval_accuracy = acc;
-        }
         bool budget_stop =
             ((budget_ms > 0 && ms >= budget_ms) || step == p->stop_after) && step < r->total;
+        double acc = -1;
+        if (p->eval &&
+            (step == r->total || budget_stop || (p->eval_every > 0 && step % p->eval_every == 0))) {
+            double e0 = evlm_time_ms();
+            EVLM_TRY(evaluate(r, step, &acc));
+            res->eval_accuracy = acc;
+            eval_ms += evlm_time_ms() - e0;
+        }
         if (p->progress) {
-            double per = ms / (double)(step - start);
+            double per = (evlm_time_ms() - t0) / (double)(step - start);
             evlm_finetune_progress pr = {step,      r->total, epoch,
                                          loss,      lr,       norm,
                                          rec.tok_s, ms / 1e3, per * (double)(r->total - step) / 1e3,
