@@ -71,7 +71,31 @@ typedef struct evlm_kernels {
     void (*attn_tile)(float *out, size_t ldo, const float *q, size_t ldq, int n_q, const float *k,
                       const float *v, size_t ldkv, int n_kv, int head_dim, float scale, int kv0,
                       float *scratch);
+
+    /* ---- training (train/ops.c; ref_train.c, x86_*_train.c, arm_train.c) ---- */
+    /* C (m, n) = (acc ? C : 0) + op(A) (m, k) @ op(B) (k, n), C rows ldc floats apart. A's
+     * element (i, p) is a[i * lda + p], or a[p * lda + i] when a_t; B's (p, j) is b[p * ldb + j],
+     * or b[j * ldb + p] when b_t. SIMD tables pack panels of A and B into scratch
+     * (EVLM_SGEMM_SCRATCH floats) and sum each element in blocks of k: per element the float
+     * operations depend on k alone, never on m, n or where the element sits (so any split of C
+     * over threads gives the same bits). */
+    void (*sgemm)(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const float *b,
+                  size_t ldb, bool b_t, int m, int n, int k, bool acc, float *scratch);
+    /* dx (n) += rstd * (dy * w - x * rstd^2 * mean(dy * w * x)): RMSNorm's input gradient */
+    void (*rmsnorm_bwd)(float *dx, const float *dy, const float *x, const float *w, float rstd,
+                        int n);
+    /* dx (n) += rstd * (g - mean(g) - xh * mean(g * xh)), g = dy * w, xh = (x - mean) * rstd */
+    void (*layernorm_bwd)(float *dx, const float *dy, const float *x, const float *w, float mean,
+                          float rstd, int n);
+    /* dg = dh * u * s * (1 + g (1 - s)), du = dh * g * s (s = sigmoid(g)); either may be NULL */
+    void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u,
+                       int n);
+    /* dx = dy * gelu_tanh'(x) (dx may alias dy) */
+    void (*gelu_tanh_bwd)(float *dx, const float *dy, const float *x, int n);
 } evlm_kernels;
+
+/* Floats of scratch sgemm needs in any table (packed panels of A and B). */
+#define EVLM_SGEMM_SCRATCH ((size_t)1 << 18)
 
 #define EVLM_ATTN_ROWS 16 /* most rows of one attn_rows call */
 

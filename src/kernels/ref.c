@@ -180,4 +180,5 @@ const evlm_kernels evlm_kernels_ref = {
     .attn_tile = evlm__ref_attn_tile,
     .max = evlm__ref_max,
     .attn_rows = evlm__ref_attn_rows,
+    EVLM__TRAIN_ENTRIES(ref),
 };

@@ -52,6 +52,29 @@ void evlm__ref_quantize_act(const float *x, evlm_q8a *y, int k);
 void evlm__ref_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                       size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 
+/* The training kernels' ground truth (ref_train.c) and the SIMD versions (x86_avx2_train.c,
+ * x86_avx512_train.c, arm_train.c: defined only on their architecture). */
+#define EVLM__TRAIN_DECL(isa)                                                                      \
+    void evlm__##isa##_sgemm(float *c, size_t ldc, const float *a, size_t lda, bool a_t,           \
+                             const float *b, size_t ldb, bool b_t, int m, int n, int k, bool acc,  \
+                             float *scratch);                                                      \
+    void evlm__##isa##_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w,     \
+                                   float rstd, int n);                                             \
+    void evlm__##isa##_layernorm_bwd(float *dx, const float *dy, const float *x, const float *w,   \
+                                     float mean, float rstd, int n);                               \
+    void evlm__##isa##_swiglu_bwd(float *dg, float *du, const float *dh, const float *g,           \
+                                  const float *u, int n);                                          \
+    void evlm__##isa##_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int n);
+EVLM__TRAIN_DECL(ref)
+EVLM__TRAIN_DECL(avx2)
+EVLM__TRAIN_DECL(avx512)
+EVLM__TRAIN_DECL(neon)
+/* the training entries of a table, for its initializer */
+#define EVLM__TRAIN_ENTRIES(isa)                                                                   \
+    .sgemm = evlm__##isa##_sgemm, .rmsnorm_bwd = evlm__##isa##_rmsnorm_bwd,                        \
+    .layernorm_bwd = evlm__##isa##_layernorm_bwd, .swiglu_bwd = evlm__##isa##_swiglu_bwd,          \
+    .gelu_tanh_bwd = evlm__##isa##_gelu_tanh_bwd
+
 /* Only defined when built for x86-64 (x86_avx2.c / x86_avx512.c with their per-file flags). */
 extern const evlm_kernels evlm_kernels_avx2;
 extern const evlm_kernels evlm_kernels_avx512;

@@ -472,6 +472,7 @@ const evlm_kernels evlm_kernels_avx2 = {
     .attn_tile = attn_tile_simd,
     .max = max_avx2,
     .attn_rows = attn_rows_simd,
+    EVLM__TRAIN_ENTRIES(avx2),
 };
 
 #else

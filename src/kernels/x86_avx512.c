@@ -468,6 +468,7 @@ const evlm_kernels evlm_kernels_avx512 = {
     .attn_tile = attn_tile_simd,
     .max = max_avx512,
     .attn_rows = attn_rows_simd,
+    EVLM__TRAIN_ENTRIES(avx512),
 };
 
 #else
