@@ -70,6 +70,22 @@ PY
 no_leftovers "$tmp/b"
 err "batch = 2, this run has 3" "$BIN" finetune -m "$F" -o "$tmp/b" --steps 6 --resume "$tmp/b/checkpoint" --text "$tmp/t.txt" --batch 3 --ctx 16 --lr 1e-3 --warmup 2 --wd 0.01 -t 2 --no-bar
 
+# accumulation: one update of 2 batches of 1 = the mean of their losses, the mean of their
+# gradients (its norm at most the mean of theirs; without the 1 / accum scale it would be about
+# twice that); the batches' own losses from a run of single batches at a negligible lr
+acc=(--text "$tmp/t.txt" --ctx 16 --clip 0 -t 2 --no-bar)
+"$BIN" finetune -m "$F" -o "$tmp/acc2" --steps 1 --batch 1 --accum 2 "${acc[@]}" > /dev/null || bad "finetune --accum 2"
+"$BIN" finetune -m "$F" -o "$tmp/acc1" --steps 2 --batch 1 --lr 1e-12 "${acc[@]}" > /dev/null || bad "finetune --accum 1"
+python3 - "$tmp/acc2/log.json" "$tmp/acc1/log.json" <<'PY' && ok || bad "accumulation"
+import json, sys
+a, b = (json.load(open(p))["steps"] for p in sys.argv[1:3])
+assert len(a) == 1 and len(b) == 2
+mean = (b[0]["loss"] + b[1]["loss"]) / 2
+assert abs(a[0]["loss"] - mean) <= 1e-5 * mean, (a, b)
+assert a[0]["grad_norm"] <= (b[0]["grad_norm"] + b[1]["grad_norm"]) / 2 * (1 + 1e-4), (a, b)
+assert a[0]["grad_norm"] >= abs(b[0]["grad_norm"] - b[1]["grad_norm"]) / 2 * (1 - 1e-4), (a, b)
+PY
+
 # question-answer items: llama-tiny with a ChatML template, --eval scored as evlm eval does
 mkdir "$tmp/chat" && cp "$F"/* "$tmp/chat/"
 printf '%s' "{% for m in messages %}<|im_start|>{{ m['role'] }}
