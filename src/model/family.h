@@ -69,6 +69,13 @@ typedef struct evlm_family {
      * plain tokenization, no images. */
     evlm_status (*prompt)(evlm_model *m, evlm_prompt *p, const char *text, bool add_special,
                           const evlm_image_input *images, int n_images);
+    /* Training inputs of the same prompt (evlm__prompt_pixels): the ids exactly as prompt makes
+     * them, and the processed tiles of the images instead of their features: pixels
+     * [n_tiles][C][S][S], mask [n_tiles][S][S] (nonzero = real pixel), malloc'd, tiles of the
+     * images in order (n_tiles 0 and both NULL without images). NULL: the family has none. */
+    evlm_status (*prompt_pixels)(evlm_model *m, const char *text, bool add_special,
+                                 const evlm_image_input *images, int n_images, evlm_ids *ids,
+                                 float **pixels, uint8_t **mask, int *n_tiles);
     /* Lists every tensor of a model for c (evlm__synth_decoder for the decoder, then the
      * family's parts; only the decoder's, under "model.", when c->text_only, or an
      * EVLM_ERR_UNSUPPORTED naming "text_only" when the text model needs the rest). NULL: the
@@ -80,6 +87,15 @@ typedef struct evlm_family {
 const evlm_family *evlm__family_find(const char *architecture);
 /* The registry, for tests and listings: families[i] for i < count. */
 const evlm_family *const *evlm__families(int *count);
+
+/* A prompt's training inputs (the family's prompt_pixels): ids (image tokens expanded, as
+ * evlm_prompt_new makes them; the caller frees them with evlm_ids_free, and *ids must be empty),
+ * pixels / mask / n_tiles of its images (malloc'd, the caller frees; NULL / 0 without images).
+ * Text-only families tokenize; a vision family without the hook (Qwen2-VL) is an
+ * EVLM_ERR_UNSUPPORTED naming it. On error nothing is left allocated. */
+evlm_status evlm__prompt_pixels(evlm_model *m, const char *text, bool add_special,
+                                const evlm_image_input *images, int n_images, evlm_ids *ids,
+                                float **pixels, uint8_t **mask, int *n_tiles);
 
 /* Shared by the families' prompt builders. */
 evlm_status evlm__prompt_tokenize(const evlm_model *m, const char *text, size_t len,

@@ -67,18 +67,17 @@ static void matrices(evlm_model *m, evlm_matrix_fn fn, void *user) {
     fn(user, &v->siglip.proj, EVLM_ROLE_CONNECTOR, -1);
 }
 
-/* Tiles per image, markers expanded in the text before tokenization. */
-static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool add_special,
-                          const evlm_image_input *images, int n_images) {
+/* What prompt and prompt_pixels share: each image processed into px[i] (tiles), the text with
+ * its "<image>" markers expanded and tokenized into ids, checked to hold one image token per
+ * feature row; *total_tiles: the tiles of all images. The caller frees px[0 .. n_images). */
+static evlm_status prepare(evlm_model *m, const char *text, bool add_special,
+                           const evlm_image_input *images, int n_images, evlm_idefics3_pixels *px,
+                           evlm_ids *ids, int *total_tiles) {
     idefics3 *v = m->family_state;
     evlm_status st = EVLM_OK;
     evlm_str expanded = {0};
     evlm_image_grid grids[64];
-    evlm_idefics3_pixels px[64];
-    memset(px, 0, sizeof px);
-    double t0 = evlm_time_ms();
-    int total_tiles = 0;
-
+    *total_tiles = 0;
     for (int i = 0; i < n_images; i++) {
         evlm_image img = {0};
         if ((st = evlm__image_input_load(&images[i], i, &img)) != EVLM_OK) goto done;
@@ -90,15 +89,37 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
         }
         grids[i].rows = px[i].n_rows;
         grids[i].cols = px[i].n_cols;
-        total_tiles += px[i].n_tiles;
+        *total_tiles += px[i].n_tiles;
     }
     if ((st = evlm_idefics3_expand(text, grids, n_images, v->vcfg.tokens_per_tile, &expanded)) !=
         EVLM_OK)
         goto done;
-    if ((st = evlm__prompt_tokenize(m, expanded.data, expanded.len, add_special, &p->ids)) !=
-        EVLM_OK)
+    if ((st = evlm__prompt_tokenize(m, expanded.data, expanded.len, add_special, ids)) != EVLM_OK)
         goto done;
-    if (total_tiles > 0) {
+    if (*total_tiles > 0) {
+        int n_tok = 0, n_rows = *total_tiles * v->vcfg.tokens_per_tile;
+        for (size_t i = 0; i < ids->len; i++) n_tok += ids->data[i] == v->vcfg.image_token_id;
+        if (n_tok != n_rows)
+            st = evlm__fail(EVLM_ERR_FORMAT,
+                            "the expanded prompt has %d image tokens for %d image features "
+                            "(does the tokenizer know <image>?)",
+                            n_tok, n_rows);
+    }
+done:
+    evlm_str_free(&expanded);
+    return st;
+}
+
+/* Tiles per image, markers expanded in the text before tokenization. */
+static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool add_special,
+                          const evlm_image_input *images, int n_images) {
+    idefics3 *v = m->family_state;
+    evlm_idefics3_pixels px[64];
+    memset(px, 0, sizeof px);
+    double t0 = evlm_time_ms();
+    int total_tiles = 0;
+    evlm_status st = prepare(m, text, add_special, images, n_images, px, &p->ids, &total_tiles);
+    if (st == EVLM_OK && total_tiles > 0) {
         const size_t H = (size_t)m->cfg.hidden_size, per_tile = (size_t)v->vcfg.tokens_per_tile;
         p->n_feat_rows = (int)(total_tiles * per_tile);
         p->image_token = v->vcfg.image_token_id;
@@ -122,21 +143,48 @@ static evlm_status prompt(evlm_model *m, evlm_prompt *p, const char *text, bool 
         v->vstate.transform = NULL;
         v->vstate.transform_user = NULL;
         pthread_mutex_unlock(&m->vision_mu);
-        if (st != EVLM_OK) goto done;
-        int n_tok = 0;
-        for (size_t i = 0; i < p->ids.len; i++) n_tok += p->ids.data[i] == p->image_token;
-        if (n_tok != p->n_feat_rows) {
-            st = evlm__fail(EVLM_ERR_FORMAT,
-                            "the expanded prompt has %d image tokens for %d image features "
-                            "(does the tokenizer know <image>?)",
-                            n_tok, p->n_feat_rows);
-            goto done;
-        }
     }
     p->image_ms = n_images ? evlm_time_ms() - t0 : 0;
 done:
     for (int i = 0; i < n_images; i++) evlm_idefics3_pixels_free(&px[i]);
-    evlm_str_free(&expanded);
+    return st;
+}
+
+/* The ids of prompt, and the processed tiles of every image concatenated in order. */
+static evlm_status prompt_pixels(evlm_model *m, const char *text, bool add_special,
+                                 const evlm_image_input *images, int n_images, evlm_ids *ids,
+                                 float **pixels, uint8_t **mask, int *n_tiles) {
+    idefics3 *v = m->family_state;
+    evlm_idefics3_pixels px[64];
+    memset(px, 0, sizeof px);
+    int total = 0;
+    evlm_status st = prepare(m, text, add_special, images, n_images, px, ids, &total);
+    if (st == EVLM_OK && total > 0) {
+        const size_t S2 = (size_t)v->vcfg.image_size * (size_t)v->vcfg.image_size;
+        const size_t per_tile = (size_t)v->vcfg.num_channels * S2;
+        *pixels = malloc(sizeof(float) * per_tile * (size_t)total);
+        *mask = malloc(S2 * (size_t)total);
+        if (!*pixels || !*mask) {
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory for the %d tiles of a prompt", total);
+            goto done;
+        }
+        size_t at = 0;
+        for (int i = 0; i < n_images; i++) {
+            if (px[i].tile != v->vcfg.image_size) {
+                st = evlm__fail(EVLM_ERR_FORMAT,
+                                "image %d: the processor makes %d-pixel tiles, the tower takes %d",
+                                i, px[i].tile, v->vcfg.image_size);
+                goto done;
+            }
+            memcpy(*pixels + at * per_tile, px[i].pixel_values,
+                   sizeof(float) * per_tile * (size_t)px[i].n_tiles);
+            memcpy(*mask + at * S2, px[i].pixel_attention_mask, S2 * (size_t)px[i].n_tiles);
+            at += (size_t)px[i].n_tiles;
+        }
+        *n_tiles = total;
+    }
+done:
+    for (int i = 0; i < n_images; i++) evlm_idefics3_pixels_free(&px[i]);
     return st;
 }
 
@@ -201,5 +249,6 @@ const evlm_family evlm_family_idefics3 = {
     .free = release,
     .matrices = matrices,
     .prompt = prompt,
+    .prompt_pixels = prompt_pixels,
     .synth = synth,
 };

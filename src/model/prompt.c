@@ -103,6 +103,43 @@ evlm_status evlm__prompt_new_hooked(evlm_model *m, const char *text, bool add_sp
     return EVLM_OK;
 }
 
+evlm_status evlm__prompt_pixels(evlm_model *m, const char *text, bool add_special,
+                                const evlm_image_input *images, int n_images, evlm_ids *ids,
+                                float **pixels, uint8_t **mask, int *n_tiles) {
+    if (!m || !ids || !pixels || !mask || !n_tiles)
+        return evlm__fail(EVLM_ERR_ARG, "evlm__prompt_pixels: NULL argument");
+    *pixels = NULL;
+    *mask = NULL;
+    *n_tiles = 0;
+    if (!text) return evlm__fail(EVLM_ERR_ARG, "no prompt text");
+    if (n_images < 0 || n_images > 64)
+        return evlm__fail(EVLM_ERR_ARG, "bad image count %d", n_images);
+    if (n_images > 0 && !m->has_vision)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "this model (%s) has no vision tower: images cannot be used",
+                          m->cfg.architecture);
+    evlm_status st;
+    if (m->family->prompt_pixels)
+        st = m->family->prompt_pixels(m, text, add_special, images, n_images, ids, pixels, mask,
+                                      n_tiles);
+    else if (!m->family->prompt)
+        st = evlm__prompt_tokenize(m, text, strlen(text), add_special, ids);
+    else
+        st = evlm__fail(EVLM_ERR_UNSUPPORTED,
+                        "%s (family %s): prompts cannot be made into training inputs (no "
+                        "backward for its vision tower)",
+                        m->cfg.architecture, m->family->name);
+    if (st != EVLM_OK) {
+        evlm_ids_free(ids);
+        free(*pixels);
+        free(*mask);
+        *pixels = NULL;
+        *mask = NULL;
+        *n_tiles = 0;
+    }
+    return st;
+}
+
 /* the prompt's batch with logits or greedy ids (top) */
 static evlm_status decode_prompt(evlm_context *ctx, const evlm_prompt *p, float *logits,
                                  int32_t *top, bool all) {
