@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # evlm finetune through the CLI on llama-tiny: a text run and a question-answer run (llama-tiny
-# with a ChatML template added) write model/, checkpoint/, log.json (and loss.png with gnuplot);
+# with a ChatML template added) and one with images on the scene model write model/, checkpoint/,
+# log.json (and loss.png with gnuplot);
 # the model folder loads with `evlm run` and `evlm eval`; a run stopped after k updates and
 # resumed gives the same bytes as a straight run; bad data fails with one line naming file:line
 # and leaves nothing half-written; the tiny model overfits one batch (loss < 0.01 within 150
@@ -123,6 +124,25 @@ for d in e1 e2 e3 e4 e5; do
   if [ -d "$tmp/$d" ]; then [ -z "$(ls -A "$tmp/$d")" ] && ok || bad "$d not empty: $(ls -A "$tmp/$d")"; fi
 done
 no_leftovers "$tmp"
+
+# a vision model: question-answer items with images (the scene model, when ../shared has it)
+V="$S/models/scenes-vlm"; D="$S/datasets/scenes-dev"
+if [ -f "$V/config.json" ] && [ -f "$D/dev.jsonl" ]; then
+  head -4 "$D/dev.jsonl" | sed "s|\"image\": \"|\"image\": \"$D/|" > "$tmp/v.jsonl"
+  vopts=(--data "$tmp/v.jsonl" --steps 3 --batch 2 --lr 1e-5 -t 2 --no-bar)
+  "$BIN" finetune -m "$V" -o "$tmp/v" "${vopts[@]}" --eval "$tmp/v.jsonl" > /dev/null || bad "finetune the scene model"
+  "$BIN" finetune -m "$V" -o "$tmp/w" "${vopts[@]}" --stop-after 2 > /dev/null || bad "scene model, stop after 2"
+  "$BIN" finetune -m "$V" -o "$tmp/w" "${vopts[@]}" --resume "$tmp/w/checkpoint" > /dev/null || bad "scene model, resume"
+  cmp -s "$tmp/v/checkpoint/weights.safetensors" "$tmp/w/checkpoint/weights.safetensors" && ok || bad "scene model: resumed weights differ"
+  "$BIN" eval -m "$tmp/v/model" --dataset "$tmp/v.jsonl" --json | tail -1 | python3 -c '
+import json, sys; d = json.load(sys.stdin); assert d["n"] == 4' && ok || bad "eval the fine-tuned scene model"
+  python3 - "$tmp/v/log.json" <<'PY' && ok || bad "scene model log"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert len(j["steps"]) == 3 and len(j["evals"]) == 1 and all(x["grad_norm"] > 0 for x in j["steps"]), j
+PY
+  no_leftovers "$tmp/v"
+fi
 
 # overfitting one batch: the tiny model learns two short sequences by heart
 printf 'The red car stops.\n\nA bird sings.\n' > "$tmp/one.txt"

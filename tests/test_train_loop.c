@@ -298,6 +298,45 @@ static void test_data(const char *shared) {
     CHECK(d.n_targets == rows - d.n);
     evlm_tdata_free(&d);
 
+    /* items with an image: the prompt ids evlm_prompt_new makes (as evlm eval feeds them), the
+     * tiles processed once per image and shared */
+    char img[2048];
+    snprintf(img, sizeof img, "%s/datasets/scenes-dev/car_030.png", shared);
+    if (evlm_file_exists(img)) {
+        char line[8192];
+        snprintf(line, sizeof line,
+                 "{\"image\": \"%s\", \"question\": \"What color is the car?\", \"answer\": "
+                 "\"Red.\"}\n{\"image\": \"%s\", \"question\": \"What brand is the car?\", "
+                 "\"answer\": \"Audi.\"}\n{\"question\": \"Hi?\", \"answer\": \"Hello.\"}\n",
+                 img, img);
+        write_text("img.jsonl", line, path, sizeof path);
+        CHECK_OK(evlm_tdata_add_jsonl(&d, m, path, 2048));
+        CHECK(d.n == 3 && d.n_images == 1);
+        if (d.n == 3 && d.n_images == 1) {
+            CHECK(d.items[0].image == 0 && d.items[1].image == 0 && d.items[2].image == -1);
+            CHECK(d.images[0].n_tiles > 0 && d.images[0].pixels && d.images[0].mask);
+            char *prompt;
+            CHECK_OK(evlm_chat_prompt(m, "What brand is the car?", 1, &prompt));
+            evlm_image_input in = {.path = img};
+            evlm_prompt *pr = NULL;
+            CHECK_OK(evlm_prompt_new(m, prompt, false, &in, 1, &pr));
+            size_t np = 0;
+            const int32_t *pids = pr ? evlm_prompt_ids(pr, &np) : NULL;
+            const evlm_titem *it = &d.items[1];
+            CHECK(pids && (size_t)it->n > np && !memcmp(it->ids, pids, np * sizeof *pids));
+            CHECK(np > 0 && it->target[np - 1] == 1 && (np < 2 || it->target[np - 2] == 0));
+            evlm_tseq seqs[3];
+            int order[3] = {0, 1, 2}, ns = 0;
+            int64_t pos = 0;
+            CHECK_OK(evlm_tdata_batch(&d, order, &pos, 3, 100000, seqs, &ns));
+            CHECK(ns == 3 && seqs[1].pixels == d.images[0].pixels && seqs[0].n_tiles > 0 &&
+                  seqs[2].pixels == NULL && seqs[2].n_tiles == 0);
+            if (pr) evlm_prompt_free(pr);
+            free(prompt);
+        }
+        evlm_tdata_free(&d);
+    }
+
     expect_jsonl_error(m, "bad1.jsonl",
                        "{\"question\": \"q\", \"answer\": \"a\"}\nnot json at all\n", 256,
                        "bad1.jsonl:2", "JSON");

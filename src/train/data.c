@@ -7,6 +7,7 @@
 #include "core/buf.h"
 #include "core/file.h"
 #include "core/status.h"
+#include "model/family.h"
 #include "model/model_impl.h"
 
 #include <cjson/cJSON.h>
@@ -98,22 +99,58 @@ static int find_image(evlm_tdata *d, const char *img_path) {
     return -1;
 }
 
-/* The prompt's ids with the image tokens expanded, and the image's tiles cached in d.
- * >>> H-vis call site: the tiles and the expanded ids come from the family's prompt hook
- * evlm__prompt_pixels(m, text, false, &in, 1, &ids, &pixels, &mask, &n_tiles) (model/family.h),
- * which is not in this build yet: until it is, an item with an image is refused here. <<< */
+/* The prompt's ids with the image tokens expanded (the family's prompt hook, as evlm_prompt_new
+ * makes them) and the image's processed tiles, cached in d under its path: the first item that
+ * shows an image keeps its tiles for the whole run, later ones share them. */
 static evlm_status image_prompt_ids(evlm_tdata *d, evlm_model *m, const char *text,
                                     const char *img_path, const char *path, int line, int32_t **ids,
                                     size_t *n_ids, int *image) {
-    (void)m;
-    (void)text;
     *ids = NULL;
     *n_ids = 0;
-    *image = find_image(d, img_path);
-    return evlm__fail(EVLM_ERR_UNSUPPORTED,
-                      "%s:%d: items with an image (%s) need the vision prompt hook, not in this "
-                      "build yet",
-                      path, line, img_path);
+    *image = -1;
+    evlm_image_input in = {0};
+    in.path = img_path;
+    evlm_ids v = {0};
+    float *pixels = NULL;
+    uint8_t *mask = NULL;
+    int n_tiles = 0;
+    evlm_status st = evlm__prompt_pixels(m, text, false, &in, 1, &v, &pixels, &mask, &n_tiles);
+    if (st != EVLM_OK) return evlm__fail_prefix(st, "%s:%d", path, line);
+    int k = find_image(d, img_path);
+    if (k >= 0) {
+        if (d->images[k].n_tiles != n_tiles)
+            st = evlm__fail(EVLM_ERR_FORMAT, "%s:%d: image %s gave %d tiles, earlier %d", path,
+                            line, img_path, n_tiles, d->images[k].n_tiles);
+        free(pixels);
+        free(mask);
+    } else {
+        if (d->n_images == d->cap_images) {
+            int cap = d->cap_images ? 2 * d->cap_images : 16;
+            evlm_timage *nv = realloc(d->images, sizeof *nv * (size_t)cap);
+            if (!nv)
+                st = evlm__fail(EVLM_ERR_NOMEM, "%s:%d: out of memory", path, line);
+            else
+                d->images = nv, d->cap_images = cap;
+        }
+        char *name = st == EVLM_OK ? strdup(img_path) : NULL;
+        if (st == EVLM_OK && !name)
+            st = evlm__fail(EVLM_ERR_NOMEM, "%s:%d: out of memory", path, line);
+        if (st != EVLM_OK) {
+            free(pixels);
+            free(mask);
+        } else {
+            k = d->n_images++;
+            d->images[k] = (evlm_timage){name, pixels, mask, n_tiles};
+        }
+    }
+    if (st != EVLM_OK) {
+        evlm_ids_free(&v);
+        return st;
+    }
+    *image = k;
+    *ids = v.data; /* the caller frees it with free() */
+    *n_ids = v.len;
+    return EVLM_OK;
 }
 
 static char *trim(char *s) {

@@ -3,12 +3,15 @@
  * lines of {image, question, answer, ...}, image paths relative to the file) and plain text.
  *
  * A question-answer item is the exact prompt `evlm eval` builds (the chat template around the
- * question and its image, evlm_chat_prompt, tokenized without the post-processor) followed by
+ * question and its image, evlm_chat_prompt; ids and the image's processed tiles from the family's
+ * hook evlm__prompt_pixels, image tokens expanded as evlm_prompt_new does) followed by
  * the assistant turn as the template renders it: the answer and the template's end-of-turn token
  * (e.g. " Yes.<end_of_utterance>" for SmolVLM; trailing whitespace after the last token is not
  * kept). Loss targets: the answer tokens and the end of turn only. A text file is split into
  * paragraphs (blank lines), each tokenized with the post-processor (BOS) and cut into pieces of
  * at most the context; loss on every token.
+ * Images are processed when the data is loaded and their tiles kept for the whole run, shared by
+ * the items that show the same file (evlm_tdata.images).
  * Errors name the file and line: a line that is not JSON, a missing field, a missing image, an
  * item longer than the context.
  * The order: a seeded Fisher-Yates shuffle per epoch (splitmix64, its own state, never rand()),
