@@ -93,13 +93,13 @@ static void loss_png(const char *out_dir) {
     cJSON_Delete(j);
     snprintf(png, sizeof png, "%s/loss.png", out_dir);
     snprintf(tmp_png, sizeof tmp_png, "%s/loss.png.tmp", out_dir);
-    FILE *g = n ? popen("gnuplot", "w") : NULL;
+    FILE *g = n ? popen("gnuplot 2>/dev/null", "w") : NULL;
     int rc = -1;
     if (g) {
         fprintf(g,
                 "set terminal pngcairo size 800,480\nset output '%s'\nset xlabel 'update'\n"
                 "set ylabel 'training loss'\nset grid\nset key off\n"
-                "plot '%s' using 1:2 with lines lw 2\n",
+                "plot '%s' using 1:2 with linespoints lw 2 pt 7 ps 0.5\n",
                 tmp_png, dat);
         rc = pclose(g);
     }
