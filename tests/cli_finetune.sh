@@ -71,6 +71,25 @@ PY
 no_leftovers "$tmp/b"
 err "batch = 2, this run has 3" "$BIN" finetune -m "$F" -o "$tmp/b" --steps 6 --resume "$tmp/b/checkpoint" --text "$tmp/t.txt" --batch 3 --ctx 16 --lr 1e-3 --warmup 2 --wd 0.01 -t 2 --no-bar
 
+# --train / --freeze: only the chosen tensors change (the others keep their file bytes) and only
+# they have moments in the checkpoint
+"$BIN" finetune -m "$F" -o "$tmp/sel" --steps 2 --text "$tmp/t.txt" --batch 2 --ctx 16 --lr 1e-2 -t 2 --no-bar \
+  --train 'model.layers.1.*' --freeze '*norm*' > /dev/null || bad "finetune --train --freeze"
+python3 - "$F/model.safetensors" "$tmp/sel/model/model.safetensors" "$tmp/sel/checkpoint/adam_m.safetensors" <<'PY' && ok || bad "--train / --freeze"
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items()}
+src, out, m = load(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3])
+train = {k for k in src if k.startswith("model.layers.1.") and "norm" not in k}
+assert train and set(m) == train, (sorted(m), sorted(train))
+assert set(out) == set(src)
+for k in src:
+    assert (out[k] != src[k]) == (k in train), k
+PY
+
 # accumulation: one update of 2 batches of 1 = the mean of their losses, the mean of their
 # gradients (its norm at most the mean of theirs; without the 1 / accum scale it would be about
 # twice that); the batches' own losses from a run of single batches at a negligible lr
