@@ -132,7 +132,7 @@ static const char *k_usage =
     "at the end\n"
     "  --save-every N       checkpoint every N updates (and at the end)\n"
     "  --resume DIR         continue from a checkpoint (same options: bit-identical)\n"
-    "  --budget-minutes M   stop after M minutes (checkpoint and model written)\n"
+    "  --budget-minutes M   stop after M minutes of training (checkpoint and model written)\n"
     "  --stop-after N       stop likewise after update N (resume later with --resume)\n"
     "  --dtype source|bf16|f32  tensors of the result (source: as the model stored them)\n"
     "  --no-bar             no progress bar\n";
