@@ -35,7 +35,7 @@ case "$soname" in libevlm.so.[0-9]*) [ -e "$L/$soname" ] && ok || bad "$soname m
 
 # exported: the functions the public headers declare, nothing else (no internals, no data)
 sed -n 's/^EVLM_API[^(]*[ *]\([a-z_0-9]*\)(.*/\1/p' "$P/include/evlm.h" "$P/include/evlm_compress.h" \
-  "$P/include/evlm_npu.h" |
+  "$P/include/evlm_npu.h" "$P/include/evlm_train.h" |
   sort > "$tmp/declared"
 nm -D --defined-only "$L/libevlm.so" | awk '$3 != "" {print $3}' | grep -v '^_' | sort > "$tmp/exported"
 if [ -s "$tmp/declared" ] && diff "$tmp/declared" "$tmp/exported" > "$tmp/sym.diff"; then ok

@@ -27,7 +27,7 @@ static void fill(float *x, size_t n, float s) {
 }
 static double *to_d(const float *x, size_t n) {
     double *d = malloc(n * sizeof *d);
-    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    for (size_t i = 0; i < n; i++) d[i] = (double)x[i];
     return d;
 }
 
@@ -255,7 +255,7 @@ static void test_rope(const evlm_tops *o) {
         for (int h = 0; h < H; h++)
             for (int i = 0; i < D / 2; i++) {
                 const float *v = x0 + (r * H + h) * D;
-                double c = cs[pos[r] * D / 2 + i], s = sn[pos[r] * D / 2 + i];
+                double c = (double)cs[pos[r] * D / 2 + i], s = (double)sn[pos[r] * D / 2 + i];
                 ref[(r * H + h) * D + i] = (double)v[i] * c - (double)v[i + D / 2] * s;
                 ref[(r * H + h) * D + i + D / 2] = (double)v[i + D / 2] * c + (double)v[i] * s;
             }
@@ -276,7 +276,7 @@ typedef struct {
 static void attn_ref(const attn_ctx *c, double *out, double *lse) {
     const evlm_top_attn_shape *sh = c->sh;
     int hd = sh->head_dim, nh = sh->n_heads, nkv = sh->n_kv_heads, grp = nh / nkv;
-    double sc[64];
+    double sc[256]; /* keys of the longest sequence */
     memset(out, 0, sizeof(double) * c->m * nh * hd);
     for (int h = 0; h < nh; h++)
         for (int s = 0; s < sh->n_seq; s++)
@@ -353,35 +353,137 @@ static void test_attn(const evlm_tops *o, bool causal, bool masked, int nh, int 
     free(c.q), free(c.k), free(c.v), free(c.dout), free(ro), free(rl), free(g);
 }
 
+/* The analytic backward in double (P from the reference forward): dq, dk, dv (dk / dv summed
+ * over the group's heads). Checked against finite differences on the small shapes, then the
+ * reference for the long ones (several query blocks), where differences would be too slow. */
+static void attn_ref_bwd(const attn_ctx *c, double *dq, double *dk, double *dv) {
+    const evlm_top_attn_shape *sh = c->sh;
+    int hd = sh->head_dim, nh = sh->n_heads, nkv = sh->n_kv_heads, grp = nh / nkv, m = c->m;
+    double *out = malloc(sizeof(double) * m * nh * hd), *lse = malloc(sizeof(double) * nh * m);
+    attn_ref(c, out, lse);
+    memset(dq, 0, sizeof(double) * m * nh * hd);
+    memset(dk, 0, sizeof(double) * m * nkv * hd);
+    memset(dv, 0, sizeof(double) * m * nkv * hd);
+    for (int h = 0; h < nh; h++)
+        for (int s = 0; s < sh->n_seq; s++)
+            for (int r = sh->seq_off[s]; r < sh->seq_off[s] + sh->seq_len[s]; r++) {
+                if (lse[h * m + r] == -(double)INFINITY) continue;
+                const double *qr = c->q + (r * nh + h) * hd, *dor = c->dout + (r * nh + h) * hd;
+                double D = 0;
+                for (int i = 0; i < hd; i++) D += dor[i] * out[(r * nh + h) * hd + i];
+                int t1 = sh->causal ? r + 1 : sh->seq_off[s] + sh->seq_len[s];
+                for (int t = sh->seq_off[s]; t < t1; t++) {
+                    if (sh->key_valid && !sh->key_valid[t]) continue;
+                    const double *kt = c->k + (t * nkv + h / grp) * hd;
+                    const double *vt = c->v + (t * nkv + h / grp) * hd;
+                    double sc = 0, dp = 0;
+                    for (int i = 0; i < hd; i++) sc += qr[i] * kt[i], dp += dor[i] * vt[i];
+                    double p = exp(sc * (double)sh->scale - lse[h * m + r]);
+                    double ds = p * (dp - D) * (double)sh->scale;
+                    for (int i = 0; i < hd; i++) {
+                        dq[(r * nh + h) * hd + i] += ds * kt[i];
+                        dk[(t * nkv + h / grp) * hd + i] += ds * qr[i];
+                        dv[(t * nkv + h / grp) * hd + i] += p * dor[i];
+                    }
+                }
+            }
+    free(out), free(lse);
+}
+
+/* Sequences of 150 and 70 rows (3 and 2 query blocks of 64), GQA 6 / 2, head_dim
+ * 16, with padding keys: forward against attn_ref, backward against attn_ref_bwd (itself checked
+ * against finite differences in test_attn_refbwd). Bound: as the FD checks. */
+static void test_attn_long(const evlm_tops *o, bool causal) {
+    enum { M = 220, NH = 6, NKV = 2, HD = 16 };
+    int off[2] = {0, 150}, len[2] = {150, 70};
+    uint8_t *valid = malloc(M);
+    for (int i = 0; i < M; i++) valid[i] = (i * 7) % 11 != 4;
+    evlm_top_attn_shape sh = {2, off, len, NH, NKV, HD, causal, valid, 1.0f / sqrtf((float)HD)};
+    size_t nq = (size_t)M * NH * HD, nk = (size_t)M * NKV * HD;
+    float *f = calloc(5 * nq + 5 * nk + NH * M, sizeof(float)); /* untouched rows stay 0 */
+    float *q = f, *out = q + nq, *dout = out + nq, *dq = dout + nq, *k = dq + nq, *v = k + nk;
+    float *dk = v + nk, *dv = dk + nk, *lse = dv + nk;
+    fill(q, nq, 2), fill(k, nk, 2), fill(v, nk, 1), fill(dout, nq, 1);
+    attn_ctx c = {to_d(q, nq), to_d(k, nk), to_d(v, nk), to_d(dout, nq), &sh, M};
+    double *ro = malloc(sizeof(double) * nq), *rl = malloc(sizeof(double) * NH * M);
+    double *gq = malloc(sizeof(double) * nq), *gk = malloc(sizeof(double) * nk);
+    double *gv = malloc(sizeof(double) * nk);
+    attn_ref(&c, ro, rl);
+    attn_ref_bwd(&c, gq, gk, gv);
+    evlm_top_attn(o, &sh, out, lse, q, k, v);
+    CHECKF(err_rel(out, ro, nq) < 1e-5, "attn long fwd %g", err_rel(out, ro, nq));
+    evlm_top_attn_bwd(o, &sh, dq, dk, dv, dout, q, k, v, out, lse);
+    CHECKF(err_grad(dq, gq, nq) < 2e-4, "attn long dq %g", err_grad(dq, gq, nq));
+    CHECKF(err_grad(dk, gk, nk) < 2e-4, "attn long dk %g", err_grad(dk, gk, nk));
+    CHECKF(err_grad(dv, gv, nk) < 2e-4, "attn long dv %g", err_grad(dv, gv, nk));
+    free(f), free(valid), free(ro), free(rl), free(gq), free(gk), free(gv);
+    free(c.q), free(c.k), free(c.v), free(c.dout);
+}
+
+/* attn_ref_bwd against finite differences of attn_loss (small causal masked GQA shape) */
+static void test_attn_refbwd(void) {
+    enum { M = 9, NH = 4, NKV = 2, HD = 4 };
+    int off[2] = {0, 3}, len[2] = {3, 6};
+    uint8_t valid[M] = {1, 0, 1, 1, 1, 0, 1, 1, 1};
+    evlm_top_attn_shape sh = {2, off, len, NH, NKV, HD, true, valid, 0.5f};
+    size_t nq = (size_t)M * NH * HD, nk = (size_t)M * NKV * HD;
+    float *f = malloc(sizeof(float) * (2 * nq + 2 * nk));
+    fill(f, 2 * nq + 2 * nk, 1.5f);
+    attn_ctx c = {
+        to_d(f, nq), to_d(f + nq, nk), to_d(f + nq + nk, nk), to_d(f + nq + 2 * nk, nq), &sh, M};
+    double *a = malloc(sizeof(double) * (nq + 2 * nk)), *g = malloc(sizeof(double) * nq);
+    attn_ref_bwd(&c, a, a + nq, a + nq + nk);
+    double e = 0;
+    fd_grad(attn_loss, &c, c.q, nq, g);
+    for (size_t i = 0; i < nq; i++) e = fmax(e, fabs(a[i] - g[i]));
+    fd_grad(attn_loss, &c, c.k, nk, g);
+    for (size_t i = 0; i < nk; i++) e = fmax(e, fabs(a[nq + i] - g[i]));
+    fd_grad(attn_loss, &c, c.v, nk, g);
+    for (size_t i = 0; i < nk; i++) e = fmax(e, fabs(a[nq + nk + i] - g[i]));
+    CHECKF(e < 1e-6, "attn_ref_bwd vs finite differences %g", e);
+    free(f), free(a), free(g), free(c.q), free(c.k), free(c.v), free(c.dout);
+}
+
 /* ---- the same results bitwise for 1 and 3 threads (every element one thread's sum) ---- */
 static void test_threads(const evlm_tops *o1, const evlm_tops *o3) {
-    int m = 37, n = 23, k = 29;
-    size_t sz = (size_t)m * k + (size_t)n * k + (size_t)m * n + n;
-    float *buf = malloc(sizeof(float) * sz * 4);
-    float *x = buf, *w = x + m * k, *dy = w + n * k;
-    fill(buf, sz, 1);
-    float *r[2];
+    /* m, n > 2 x 48: C is split over the threads (by rows for y / dx / dW alike) */
+    enum { M = 130, N = 101, K = 64, NH = 4, HD = 16 };
+    size_t nin = (size_t)M * K + (size_t)N * K + (size_t)M * N + N;
+    size_t nout =
+        (size_t)M * N + (size_t)M * K + (size_t)N * K + N + M + 4 * (size_t)M * K + NH * M;
+    float *in = malloc(sizeof(float) * nin), *r[2];
+    float *x = in, *w = x + M * K, *dy = w + N * K, *b = dy + M * N;
+    fill(in, nin, 1);
+    int off[2] = {0, 70}, len[2] = {70, 60};
+    evlm_top_attn_shape sh = {2, off, len, NH, NH / 2, HD, true, NULL, 0.25f};
     const evlm_tops *ops[2] = {o1, o3};
     for (int t = 0; t < 2; t++) {
-        r[t] = buf + sz * (1 + t);
-        float *dx = r[t], *dw = dx + m * k, *db = dw + n * k, *rs = db + n;
-        memset(r[t], 0, sizeof(float) * sz);
-        evlm_top_linear_bwd(ops[t], dx, false, dw, db, dy, x, w, m, n, k);
-        evlm_top_rmsnorm(ops[t], dx, rs, x, w, m, k, 1e-6f); /* reuse: y over dx */
-        evlm_top_rmsnorm_bwd(ops[t], dx, dw, x, x, w, rs, m, k);
+        r[t] = malloc(sizeof(float) * nout);
+        memset(r[t], 0, sizeof(float) * nout);
+        float *y = r[t], *dx = y + M * N, *dw = dx + M * K, *db = dw + N * K, *rs = db + N;
+        float *ao = rs + M, *dq = ao + M * K, *dk = dq + M * K, *dv = dk + M * K / 2;
+        float *lse = dv + M * K / 2;
+        evlm_top_linear(ops[t], y, x, w, b, M, N, K);
+        evlm_top_linear_bwd(ops[t], dx, false, dw, db, dy, x, w, M, N, K);
+        evlm_top_rmsnorm(ops[t], dx, rs, x, w, M, K, 1e-6f);
+        evlm_top_rmsnorm_bwd(ops[t], dx, dw, x, x, w, rs, M, K);
+        /* attention: q = x (4 heads of 16), k / v = the first 32 columns of x's rows */
+        evlm_top_attn(ops[t], &sh, ao, lse, x, w, w + 32);
+        evlm_top_attn_bwd(ops[t], &sh, dq, dk, dv, x, x, w, w + 32, ao, lse);
     }
-    CHECK(memcmp(r[0], r[1], sizeof(float) * sz) == 0);
-    free(buf);
+    CHECK(memcmp(r[0], r[1], sizeof(float) * nout) == 0);
+    free(in), free(r[0]), free(r[1]);
 }
 
 /* ---- the training kernels of every table this CPU runs against ref ------------------------- */
 
 /* sgemm: all four layouts, shapes around the tiles (6 / 8 x 16 / 48 / 12) and cache blocks
- * (k 256, n 768), padded leading dimensions, acc on and off. Bound per element:
+ * (k 256 / 576, n 384 / 768), padded leading dimensions, acc on and off. Bound per element:
  * |got - ref| <= 1e-5 * (sum_p |a b| + 1e-6) (float sums in another order). Also: a sub-block
  * of C computed alone is bitwise the same as inside the whole (the split of C over threads). */
 static void test_sgemm_table(const evlm_kernels *kn, float *scratch) {
-    static const int ms[] = {1, 7, 50, 97}, ns[] = {1, 17, 48, 100, 800}, ks[] = {1, 5, 300, 515};
+    static const int ms[] = {1, 7, 50, 97}, ns[] = {1, 17, 48, 100, 800},
+                     ks[] = {1, 5, 300, 515, 700};
     int bad = 0, bad_sub = 0, runs = 0;
     for (int lay = 0; lay < 4; lay++)
         for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
@@ -432,7 +534,7 @@ static void test_sgemm_table(const evlm_kernels *kn, float *scratch) {
 static void test_ew_table(const evlm_kernels *kn) {
     static const int lens[] = {1, 7, 8, 15, 16, 17, 33, 576, 1031};
     const evlm_kernels *r = &evlm_kernels_ref;
-    int bad[4] = {0};
+    int bad[5] = {0};
     for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
         int n = lens[li];
         float *x = malloc(n * 4), *dy = malloc(n * 4), *w = malloc(n * 4), *u = malloc(n * 4);
@@ -458,12 +560,21 @@ static void test_ew_table(const evlm_kernels *kn) {
         memcpy(o2, dy, n * 4);
         kn->gelu_tanh_bwd(o2, o2, x, n); /* aliasing dx = dy */
         for (int i = 0; i < n; i++) bad[3] += !(fabsf(o1[i] - o2[i]) <= 1e-5f * (1 + fabsf(o1[i])));
+        /* exp_sum: a max of 0, entries down to -100 and masked ones (-inf): exact zeros */
+        for (int i = 0; i < n; i++) o1[i] = i % 5 == 3 ? -INFINITY : -fabsf(x[i]) * 8.0f;
+        memcpy(o2, o1, n * 4);
+        float s1 = r->exp_sum(o1, n, 0.5f), s2 = kn->exp_sum(o2, n, 0.5f);
+        bad[4] += !(fabsf(s1 - s2) <= 1e-5f * s1);
+        for (int i = 0; i < n; i++)
+            bad[4] +=
+                !(fabsf(o1[i] - o2[i]) <= 2e-6f * o1[i] + 1e-30f) || (i % 5 == 3 && o2[i] != 0);
         free(x), free(dy), free(w), free(u), free(o1), free(o2), free(p1), free(p2);
     }
     CHECKF(bad[0] == 0, "%s rmsnorm_bwd: %d off", kn->name, bad[0]);
     CHECKF(bad[1] == 0, "%s layernorm_bwd: %d off", kn->name, bad[1]);
     CHECKF(bad[2] == 0, "%s swiglu_bwd: %d off", kn->name, bad[2]);
     CHECKF(bad[3] == 0, "%s gelu_tanh_bwd: %d off", kn->name, bad[3]);
+    CHECKF(bad[4] == 0, "%s exp_sum: %d off", kn->name, bad[4]);
 }
 
 static void test_tables(void) {
@@ -487,8 +598,8 @@ int main(void) {
     CHECK_OK(evlm_pool_new(3, &p3));
     if (!p1 || !p3) return test_done();
     evlm_tops o1, o3;
-    CHECK_OK(evlm_tops_init(&o1, p1, NULL, 64, 16, 8));
-    CHECK_OK(evlm_tops_init(&o3, p3, NULL, 64, 16, 8));
+    CHECK_OK(evlm_tops_init(&o1, p1, NULL, 64, 150, 16));
+    CHECK_OK(evlm_tops_init(&o3, p3, NULL, 64, 150, 16));
     const evlm_tops *os[2] = {&o1, &o3};
     for (int t = 0; t < 2; t++) {
         test_linear(os[t]);
@@ -500,7 +611,16 @@ int main(void) {
         test_attn(os[t], true, false, 4, 2);
         test_attn(os[t], true, true, 6, 2);
         test_attn(os[t], false, true, 2, 2);
+        test_attn_long(os[t], true);
+        test_attn_long(os[t], false);
     }
+    test_attn_refbwd();
+    /* no pool: the ops run on the calling thread */
+    evlm_tops o0;
+    CHECK_OK(evlm_tops_init(&o0, NULL, NULL, 64, 150, 16));
+    test_linear(&o0);
+    test_attn_long(&o0, true);
+    evlm_tops_release(&o0);
     test_threads(&o1, &o3);
     test_tables();
     evlm_tops_release(&o1);

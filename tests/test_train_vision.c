@@ -24,75 +24,13 @@
 #include "test.h"
 #include "test_ref.h"
 
-#include <fnmatch.h>
 #include <stdint.h>
-
-/* ---- a stand-in for params.c (H-model's, not on main when this test was written): the four
- * calls the test makes, for F32 / BF16 weight files. Once params.c is in, these four become
- * evlm_tparams_from_weights / _select / _zero_grad / _release. */
-static evlm_status tp_from_weights(evlm_tparams *tp, const evlm_weights *ws) {
-    memset(tp, 0, sizeof *tp);
-    const size_t n = evlm_weights_count(ws);
-    tp->p = calloc(n ? n : 1, sizeof *tp->p);
-    if (!tp->p) return EVLM_ERR_NOMEM;
-    tp->n = (int)n;
-    for (size_t i = 0; i < n; i++) {
-        const evlm_tensor *t = evlm_weights_at(ws, i);
-        evlm_tparam *p = &tp->p[i];
-        snprintf(p->name, sizeof p->name, "%s", t->name);
-        p->n_dims = t->n_dims;
-        p->n = 1;
-        for (int d = 0; d < t->n_dims; d++) {
-            p->shape[d] = t->ne[t->n_dims - 1 - d];
-            p->n *= (size_t)t->ne[d];
-        }
-        p->off = tp->n_floats;
-        p->src_type = t->type;
-        p->trainable = true;
-        tp->n_floats += p->n;
-    }
-    tp->mem = calloc(4 * tp->n_floats, sizeof(float));
-    if (!tp->mem) return EVLM_ERR_NOMEM;
-    tp->w = tp->mem;
-    tp->g = tp->w + tp->n_floats;
-    tp->m = tp->g + tp->n_floats;
-    tp->v = tp->m + tp->n_floats;
-    for (size_t i = 0; i < n; i++) {
-        const evlm_tensor *t = evlm_weights_at(ws, i);
-        float *w = tp->w + tp->p[i].off;
-        for (size_t j = 0; j < tp->p[i].n; j++) {
-            if (t->type == EVLM_TYPE_F32) {
-                w[j] = ((const float *)t->data)[j];
-            } else if (t->type == EVLM_TYPE_BF16) {
-                uint32_t u = (uint32_t)((const uint16_t *)t->data)[j] << 16;
-                memcpy(&w[j], &u, sizeof u);
-            } else {
-                fprintf(stderr, "%s: not F32 / BF16\n", t->name);
-                return EVLM_ERR_UNSUPPORTED;
-            }
-        }
-    }
-    return EVLM_OK;
-}
-
-static void tp_release(evlm_tparams *tp) {
-    free(tp->p);
-    free(tp->mem);
-    memset(tp, 0, sizeof *tp);
-}
-
-static void tp_zero_grad(evlm_tparams *tp) {
-    memset(tp->g, 0, sizeof(float) * tp->n_floats);
-}
 
 /* only names matching glob trainable (NULL: all); the number trainable */
 static int tp_select(evlm_tparams *tp, const char *glob) {
-    int count = 0;
-    for (int i = 0; i < tp->n; i++) {
-        tp->p[i].trainable = !glob || fnmatch(glob, tp->p[i].name, 0) == 0;
-        count += tp->p[i].trainable;
-    }
-    return count;
+    int n = 0;
+    if (evlm_tparams_select(tp, &glob, glob ? 1 : 0, NULL, 0, &n) != EVLM_OK) return -1;
+    return n;
 }
 
 static evlm_pool *g_pool;
@@ -230,7 +168,7 @@ static int run_backward(evlm_tvision *v, const st_file *ref, double *loss) {
 }
 
 static void test_backward(evlm_tparams *tp, evlm_tvision *v, const st_file *ref) {
-    tp_zero_grad(tp);
+    evlm_tparams_zero_grad(tp);
     double loss = 0;
     CHECK(run_backward(v, ref, &loss));
     float *rl = st_get(ref, "loss", "F32", 1, 4);
@@ -295,7 +233,7 @@ static void test_backward(evlm_tparams *tp, evlm_tvision *v, const st_file *ref)
 
     /* only layer 1 trainable: nothing else gets a gradient, layer 1's equal the full run's */
     CHECK(tp_select(tp, "model.vision_model.encoder.layers.1.*") == 16);
-    tp_zero_grad(tp);
+    evlm_tparams_zero_grad(tp);
     CHECK(run_backward(v, ref, &loss));
     int same = 1, zero = 1;
     for (int i = 0; i < tp->n; i++) {
@@ -310,7 +248,7 @@ static void test_backward(evlm_tparams *tp, evlm_tvision *v, const st_file *ref)
 
     /* every vision parameter frozen: nothing runs, nothing changes */
     CHECK(tp_select(tp, "model.text_model.*") > 0);
-    tp_zero_grad(tp);
+    evlm_tparams_zero_grad(tp);
     CHECK(run_backward(v, ref, &loss));
     CHECK(max_abs(tp->g, tp->n_floats) == 0.0f);
     tp_select(tp, NULL);
@@ -431,7 +369,7 @@ static void test_scenes(const char *shared, const char *png) {
     CHECK_OK(
         evlm__prompt_pixels(m, "<image>Which scene?", false, &img, 1, &ids, &px, &mask, &n_tiles));
     CHECK_OK(evlm_prompt_new(m, "<image>Which scene?", false, &img, 1, &p));
-    CHECK_OK(tp_from_weights(&tp, evlm__model_weights(m)));
+    CHECK_OK(evlm_tparams_from_weights(&tp, evlm__model_weights(m)));
     CHECK_OK(evlm_tvision_new(m, &tp, n_tiles > 0 ? n_tiles : 1, &v));
     if (!p || !px || !v) goto done;
     int max_dim = 0, max_seq = 0, head_dim = 0;
@@ -455,7 +393,7 @@ static void test_scenes(const char *shared, const char *png) {
 done:
     free(ours);
     evlm_tvision_free(v);
-    tp_release(&tp);
+    evlm_tparams_release(&tp);
     evlm_prompt_free(p);
     evlm_ids_free(&ids);
     free(px);
@@ -482,7 +420,7 @@ int main(void) {
     CHECK_OK(evlm_model_load(fixture, &mp, &m));
     CHECK_OK(evlm_pool_new(2, &g_pool));
     evlm_tparams tp = {0};
-    CHECK_OK(tp_from_weights(&tp, evlm__model_weights(m)));
+    CHECK_OK(evlm_tparams_from_weights(&tp, evlm__model_weights(m)));
     evlm_tvision *v = NULL;
     CHECK_OK(evlm_tvision_new(m, &tp, 5, &v));
     if (v) {
@@ -499,7 +437,7 @@ int main(void) {
         evlm_tops_release(&g_ops);
     }
     evlm_tvision_free(v);
-    tp_release(&tp);
+    evlm_tparams_release(&tp);
     evlm_pool_free(g_pool);
     evlm_model_free(m);
     st_close(&ref);

@@ -38,6 +38,9 @@ static const struct {
      "ONNX graphs for the NPU: export-onnx -m MODEL -o DIR [--precision fp32] [--ar N] [--ctx C]"},
     {"prompt", evlm_cmd_prompt,
      "prompt ids / pixel values for outside runners: prompt -m DIR [--image F] -p TEXT ..."},
+    {"grad", evlm_cmd_grad,
+     "one gradient: grad -m DIR --batch BATCH.json --loss ce|kd|rkl|hidden|qat_ce [--teacher "
+     "DIR] -o GRADS.safetensors [--json]"},
     {"plan", evlm_cmd_plan, "NPU fit and speed: plan -m MODEL|CONFIG.json --target T [--json]"},
     {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
     {"finetune", evlm_cmd_finetune,

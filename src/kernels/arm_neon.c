@@ -691,6 +691,7 @@ const evlm_kernels evlm_kernels_neon = {
     .attn_tile = attn_tile_simd,
     .max = max_neon,
     .attn_rows = attn_rows_simd,
+    EVLM__TRAIN_ENTRIES(neon),
 };
 
 #else

@@ -77,8 +77,8 @@ typedef struct evlm_kernels {
      * element (i, p) is a[i * lda + p], or a[p * lda + i] when a_t; B's (p, j) is b[p * ldb + j],
      * or b[j * ldb + p] when b_t. SIMD tables pack panels of A and B into scratch
      * (EVLM_SGEMM_SCRATCH floats) and sum each element in blocks of k: per element the float
-     * operations depend on k alone, never on m, n or where the element sits (so any split of C
-     * over threads gives the same bits). */
+     * operations depend on k and a_t alone, never on m, n or where the element sits (so any
+     * split of C over threads gives the same bits). */
     void (*sgemm)(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const float *b,
                   size_t ldb, bool b_t, int m, int n, int k, bool acc, float *scratch);
     /* dx (n) += rstd * (dy * w - x * rstd^2 * mean(dy * w * x)): RMSNorm's input gradient */
@@ -92,10 +92,13 @@ typedef struct evlm_kernels {
                        int n);
     /* dx = dy * gelu_tanh'(x) (dx may alias dy) */
     void (*gelu_tanh_bwd)(float *dx, const float *dy, const float *x, int n);
+    /* x (n) = exp(x - mx) in place, 0 where x - mx < -87.3 (x = -INFINITY: masked); returns the
+     * sum of the results (attention's softmax rows in training) */
+    float (*exp_sum)(float *x, int n, float mx);
 } evlm_kernels;
 
 /* Floats of scratch sgemm needs in any table (packed panels of A and B). */
-#define EVLM_SGEMM_SCRATCH ((size_t)1 << 18)
+#define EVLM_SGEMM_SCRATCH ((size_t)1 << 19)
 
 #define EVLM_ATTN_ROWS 16 /* most rows of one attn_rows call */
 

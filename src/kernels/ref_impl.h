@@ -64,7 +64,8 @@ void evlm__ref_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const
                                      float mean, float rstd, int n);                               \
     void evlm__##isa##_swiglu_bwd(float *dg, float *du, const float *dh, const float *g,           \
                                   const float *u, int n);                                          \
-    void evlm__##isa##_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int n);
+    void evlm__##isa##_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int n);           \
+    float evlm__##isa##_exp_sum(float *x, int n, float mx);
 EVLM__TRAIN_DECL(ref)
 EVLM__TRAIN_DECL(avx2)
 EVLM__TRAIN_DECL(avx512)
@@ -73,7 +74,7 @@ EVLM__TRAIN_DECL(neon)
 #define EVLM__TRAIN_ENTRIES(isa)                                                                   \
     .sgemm = evlm__##isa##_sgemm, .rmsnorm_bwd = evlm__##isa##_rmsnorm_bwd,                        \
     .layernorm_bwd = evlm__##isa##_layernorm_bwd, .swiglu_bwd = evlm__##isa##_swiglu_bwd,          \
-    .gelu_tanh_bwd = evlm__##isa##_gelu_tanh_bwd
+    .gelu_tanh_bwd = evlm__##isa##_gelu_tanh_bwd, .exp_sum = evlm__##isa##_exp_sum
 
 /* Only defined when built for x86-64 (x86_avx2.c / x86_avx512.c with their per-file flags). */
 extern const evlm_kernels evlm_kernels_avx2;

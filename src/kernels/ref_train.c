@@ -1,8 +1,9 @@
 /*
  * ref_train.c - the scalar ground truth of the training kernels (kernels.h, "training"): sgemm
  * in its transposed layouts, the RMSNorm / LayerNorm input-gradient rows, SwiGLU's and GELU's
- * backward. Straight loops, each sum in index order; the SIMD tables (x86_*_train.c,
- * arm_train.c) are compared against these in test_train_ops. Not here: threading (train/ops.c).
+ * backward, exp_sum (softmax rows). Straight loops, each sum in index order; the SIMD tables
+ * (x86_*_train.c, arm_train.c) are compared against these in test_train_ops. Not here:
+ * threading (train/ops.c).
  */
 #include "kernels/ref_impl.h"
 
@@ -62,4 +63,14 @@ void evlm__ref_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int n) 
         dx[i] =
             dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * k * (1.0f + 3.0f * c * v * v));
     }
+}
+
+float evlm__ref_exp_sum(float *x, int n, float mx) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - mx;
+        x[i] = d < -87.3f ? 0.0f : expf(d);
+        sum += x[i];
+    }
+    return sum;
 }

@@ -4,11 +4,19 @@
  * (x86_avx2_train.c, x86_avx512_train.c, arm_train.c) after it defines:
  *   SG_MR, SG_NR       the register tile (rows of C x columns of C)
  *   SG_KC, SG_MC, SG_NC  cache blocks of k, m and n (SG_MC a multiple of SG_MR, SG_NC of SG_NR,
- *                      SG_KC * (SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH)
+ *                      SG_KC * (SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH); optionally SG_KC_AT and
+ *                      SG_NC_AT, the blocks when A is transposed (a_t: its pack reads SG_KC_AT
+ *                      rows far apart, so it may want a smaller k block)
  *   SG_UKR(kc, ap, bp, c, ldc, add)  the micro-kernel: the SG_MR x SG_NR tile
  *                      t = sum over p < kc of ap[p * SG_MR + r] * bp[p * SG_NR + j], one FMA
  *                      chain per element from 0 in p order, then c = add ? c + t : t
  *   SG_NAME            the entry's name.
+ * and may define SG_UKR_A(kc, a, lda, bp, c, ldc, add): the same micro-kernel reading A in place
+ * (a[r * lda + p], row-major A: no transposing pack), the same operations in the same order;
+ * or, instead of both, SG_TILE(kc, ad, lda, ap, bp, c, ldc, add, nr) (ad: A in place, or NULL:
+ * packed at ap) with SG_TILE_COLS(nr), the columns it writes for a tile of nr <= SG_NR valid
+ * ones (narrower kernels for the last columns, same operations per element), and SG_TILE_DIRECT
+ * if it takes A in place.
  * The walk (Goto / BLIS order): for each SG_NC block of columns, each SG_KC block of k: pack B
  * (k x n panel, SG_NR columns interleaved) into scratch; for each SG_MC block of rows: pack A
  * (SG_MR rows interleaved, zero-padded), then run the micro-kernel over the tiles, partial edge
@@ -16,13 +24,33 @@
  * only). Not here: threading (train/ops.c splits C), the micro-kernels themselves.
  */
 #ifndef SG_NAME
-#error "define SG_MR, SG_NR, SG_KC, SG_MC, SG_NC, SG_UKR and SG_NAME before including sgemm_walk.h"
+#error "define SG_MR, SG_NR, SG_KC, SG_MC, SG_NC, SG_UKR or SG_TILE, and SG_NAME first"
 #endif
 
 #include <string.h>
 
-_Static_assert(SG_MC % SG_MR == 0 && SG_NC % SG_NR == 0, "sgemm blocks must hold whole tiles");
-_Static_assert((size_t)SG_KC *(SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH, "sgemm scratch too small");
+#ifndef SG_TILE
+#ifdef SG_UKR_A
+#define SG_TILE(kc, ad, lda, ap, bp, c, ldc, add, nr)                                              \
+    ((ad) ? SG_UKR_A(kc, ad, lda, bp, c, ldc, add) : SG_UKR(kc, ap, bp, c, ldc, add))
+#define SG_TILE_DIRECT 1
+#else
+#define SG_TILE(kc, ad, lda, ap, bp, c, ldc, add, nr)                                              \
+    ((void)(ad), (void)(lda), SG_UKR(kc, ap, bp, c, ldc, add))
+#endif
+#define SG_TILE_COLS(nr) SG_NR
+#endif
+
+#ifndef SG_KC_AT
+#define SG_KC_AT SG_KC
+#define SG_NC_AT SG_NC
+#endif
+
+_Static_assert(SG_MC % SG_MR == 0 && SG_NC % SG_NR == 0 && SG_NC_AT % SG_NR == 0,
+               "sgemm blocks must hold whole tiles");
+_Static_assert((size_t)SG_KC *(SG_NC + SG_MC) <= EVLM_SGEMM_SCRATCH &&
+                   (size_t)SG_KC_AT * (SG_NC_AT + SG_MC) <= EVLM_SGEMM_SCRATCH,
+               "sgemm scratch too small");
 
 /* A rows [i0, i0 + mc), columns [p0, p0 + kc) into SG_MR-row micro-panels (p-major) */
 static void sg_pack_a(float *ap, const float *a, size_t lda, bool a_t, int i0, int mc, int p0,
@@ -90,21 +118,33 @@ static void sg_pack_b(float *bp, const float *b, size_t ldb, bool b_t, int p0, i
 
 void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const float *b, size_t ldb,
              bool b_t, int m, int n, int k, bool acc, float *scratch) {
-    float *bp = scratch, *ap = scratch + (size_t)SG_KC * SG_NC;
+    /* the blocks depend on k and the layout only, so every element's operations do too */
+    const int kcb = a_t ? SG_KC_AT : SG_KC, ncb = a_t ? SG_NC_AT : SG_NC;
+    float *bp = scratch, *ap = scratch + (size_t)kcb * ncb;
+#ifdef SG_TILE_DIRECT /* SG_TILE reads a row-major A in place */
+    bool direct = !a_t;
+#else
+    const bool direct = false;
+#endif
     if (k <= 0) {
         if (!acc)
             for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, sizeof(float) * (size_t)n);
         return;
     }
-    for (int jc = 0; jc < n; jc += SG_NC) {
-        int nc = n - jc < SG_NC ? n - jc : SG_NC;
-        for (int pc = 0; pc < k; pc += SG_KC) {
-            int kc = k - pc < SG_KC ? k - pc : SG_KC;
+    for (int jc = 0; jc < n; jc += ncb) {
+        int nc = n - jc < ncb ? n - jc : ncb;
+        for (int pc = 0; pc < k; pc += kcb) {
+            int kc = k - pc < kcb ? k - pc : kcb;
             bool add = acc || pc > 0;
             sg_pack_b(bp, b, ldb, b_t, pc, kc, jc, nc);
             for (int ic = 0; ic < m; ic += SG_MC) {
                 int mc = m - ic < SG_MC ? m - ic : SG_MC;
-                sg_pack_a(ap, a, lda, a_t, ic, mc, pc, kc);
+                if (!direct) {
+                    sg_pack_a(ap, a, lda, a_t, ic, mc, pc, kc);
+                } else if (mc % SG_MR) { /* only the partial panel of rows is packed */
+                    int full = mc - mc % SG_MR;
+                    sg_pack_a(ap + (size_t)full * kc, a, lda, a_t, ic + full, mc - full, pc, kc);
+                }
                 for (int jr = 0; jr < nc; jr += SG_NR) {
                     const float *bpj = bp + (size_t)jr * kc;
                     int nr = nc - jr < SG_NR ? nc - jr : SG_NR;
@@ -112,12 +152,14 @@ void SG_NAME(float *c, size_t ldc, const float *a, size_t lda, bool a_t, const f
                         const float *api = ap + (size_t)ir * kc;
                         int mr = mc - ir < SG_MR ? mc - ir : SG_MR;
                         float *cc = c + (size_t)(ic + ir) * ldc + jc + jr;
-                        if (mr == SG_MR && nr == SG_NR) {
-                            SG_UKR(kc, api, bpj, cc, ldc, add);
+                        float t[SG_MR * SG_NR];
+                        const float *ad =
+                            direct && mr == SG_MR ? a + (size_t)(ic + ir) * lda + pc : NULL;
+                        if (mr == SG_MR && SG_TILE_COLS(nr) == nr) {
+                            SG_TILE(kc, ad, lda, api, bpj, cc, ldc, add, nr);
                             continue;
                         }
-                        float t[SG_MR * SG_NR];
-                        SG_UKR(kc, api, bpj, t, SG_NR, false);
+                        SG_TILE(kc, ad, lda, api, bpj, t, (size_t)SG_NR, false, nr);
                         for (int r = 0; r < mr; r++)
                             for (int j = 0; j < nr; j++) {
                                 float *e = cc + (size_t)r * ldc + j;

@@ -1,8 +1,9 @@
 /*
  * x86_avx2_train.c - the "avx2" table's training kernels (kernels.h, "training"): sgemm as
- * sgemm_walk.h's packed walk with a 6 x 16 register tile (12 ymm accumulators, two B vectors,
- * A broadcast), and 8-lane versions of rmsnorm_bwd, layernorm_bwd (masked tails), swiglu_bwd and
- * gelu_tanh_bwd (a vector exp as x86_avx2.c's exp8; tails of fewer than 8 elements through ref).
+ * sgemm_walk.h's walk with a 6 x 16 register tile (12 ymm accumulators, two B vectors, A
+ * broadcast: packed, or read in place when A is row-major), and 8-lane versions of rmsnorm_bwd,
+ * layernorm_bwd (masked tails), swiglu_bwd, gelu_tanh_bwd and exp_sum (a vector exp as
+ * x86_avx2.c's exp8; tails of fewer than 8 elements through ref).
  *
  * Compiled with x86_avx2.c's flags (CMakeLists.txt); dispatch.c uses the table only when cpuid
  * reports them. Not bit-exact with `ref`: sums are blocked (sgemm: k in blocks of SG_KC, FMA) or
@@ -45,13 +46,44 @@ EVLM__INLINE void ukr_6x16(int kc, const float *ap, const float *bp, float *c, s
     }
 }
 
-#define SG_MR   6
-#define SG_NR   16
-#define SG_KC   256
-#define SG_MC   192
-#define SG_NC   768
-#define SG_UKR  ukr_6x16
-#define SG_NAME evlm__avx2_sgemm
+/* the same with A read in place: row r of the tile at a + r * lda (row-major A, no pack) */
+EVLM__INLINE void ukr_6x16_a(int kc, const float *a, size_t lda, const float *bp, float *c,
+                             size_t ldc, bool add) {
+    __m256 t[6][2];
+    const float *a3 = a + 3 * lda;
+    EVLM__UNROLL
+    for (int r = 0; r < 6; r++) t[r][0] = t[r][1] = _mm256_setzero_ps();
+    for (int p = 0; p < kc; p++, bp += 16) {
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+        EVLM__UNROLL
+        for (int r = 0; r < 6; r++) {
+            __m256 av = _mm256_broadcast_ss(r < 3 ? a + r * lda + p : a3 + (r - 3) * lda + p);
+            t[r][0] = _mm256_fmadd_ps(av, b0, t[r][0]);
+            t[r][1] = _mm256_fmadd_ps(av, b1, t[r][1]);
+        }
+    }
+    EVLM__UNROLL
+    for (int r = 0; r < 6; r++) {
+        float *cr = c + (size_t)r * ldc;
+        EVLM__UNROLL
+        for (int j = 0; j < 2; j++) {
+            __m256 v = t[r][j];
+            if (add) v = _mm256_add_ps(_mm256_loadu_ps(cr + 8 * j), v);
+            _mm256_storeu_ps(cr + 8 * j, v);
+        }
+    }
+}
+
+#define SG_MR    6
+#define SG_NR    16
+#define SG_KC    576 /* k = 576 (hidden) in one block: C written once */
+#define SG_MC    192
+#define SG_NC    384
+#define SG_KC_AT 256 /* transposed A (dW): its pack reads KC rows far apart */
+#define SG_NC_AT 768
+#define SG_UKR   ukr_6x16
+#define SG_UKR_A ukr_6x16_a
+#define SG_NAME  evlm__avx2_sgemm
 #include "kernels/sgemm_walk.h"
 
 /* ---- element-wise backward ------------------------------------------------------------------ */
@@ -171,6 +203,18 @@ void evlm__avx2_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int n)
         _mm256_storeu_ps(dx + i, _mm256_mul_ps(d, _mm256_loadu_ps(dy + i)));
     }
     if (i < n) evlm__ref_gelu_tanh_bwd(dx + i, dy + i, x + i, n - i);
+}
+
+float evlm__avx2_exp_sum(float *x, int n, float mx) {
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 s = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)); /* 0 below -87.3 */
+        s = _mm256_add_ps(s, e);
+        _mm256_storeu_ps(x + i, e);
+    }
+    return hsum8(s) + (i < n ? evlm__ref_exp_sum(x + i, n - i, mx) : 0.0f);
 }
 
 #else

@@ -1,8 +1,9 @@
 /*
  * x86_avx512_train.c - the "avx512" table's training kernels (kernels.h, "training"): sgemm as
- * sgemm_walk.h's packed walk with an 8 x 48 register tile (24 zmm accumulators, three B
- * vectors, A broadcast from memory), and 16-lane versions of rmsnorm_bwd, layernorm_bwd,
- * swiglu_bwd and gelu_tanh_bwd (a vector exp, as x86_avx512.c's exp16).
+ * sgemm_walk.h's walk with an 8 x 48 register tile (24 zmm accumulators, three B vectors, A
+ * broadcast from memory: packed, or read in place when A is row-major), 8 x 16 / 8 x 32 tiles
+ * for the last columns; 16-lane versions of rmsnorm_bwd, layernorm_bwd, swiglu_bwd,
+ * gelu_tanh_bwd and exp_sum (a vector exp, as x86_avx512.c's exp16).
  *
  * Compiled with x86_avx512.c's flags (CMakeLists.txt); dispatch.c uses the table only when cpuid
  * reports them. Not bit-exact with `ref`: sums are blocked (sgemm: k in blocks of SG_KC, FMA) or
@@ -20,27 +21,33 @@
 
 /* ---- sgemm: 8 x 48 micro-kernel ----------------------------------------------------------- */
 
-EVLM__INLINE void ukr_8x48(int kc, const float *ap, const float *bp, float *c, size_t ldc,
-                           bool add) {
+/* 8 rows x nv * 16 columns (nv = 1..3, the last tiles of a row of tiles use fewer vectors):
+ * A packed (ap, 8 floats per k) or, direct, read in place (a[r * lda + p]); B packed 48 wide.
+ * Every element is one FMA chain from 0 in p order whatever nv or direct is. */
+EVLM__INLINE void ukr_8xv(int kc, const float *ap, const float *a, size_t lda, const float *bp,
+                          float *c, size_t ldc, bool add, const int nv, const bool direct) {
     __m512 t[8][3];
+    const float *a4 = direct ? a + 4 * lda : NULL;
     EVLM__UNROLL
     for (int r = 0; r < 8; r++) t[r][0] = t[r][1] = t[r][2] = _mm512_setzero_ps();
-    for (int p = 0; p < kc; p++, ap += 8, bp += 48) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
-        __m512 b2 = _mm512_loadu_ps(bp + 32);
+    for (int p = 0; p < kc; p++, bp += 48) {
+        __m512 b[3];
+        EVLM__UNROLL
+        for (int j = 0; j < nv; j++) b[j] = _mm512_loadu_ps(bp + 16 * j);
         EVLM__UNROLL
         for (int r = 0; r < 8; r++) {
-            __m512 a = _mm512_set1_ps(ap[r]);
-            t[r][0] = _mm512_fmadd_ps(a, b0, t[r][0]);
-            t[r][1] = _mm512_fmadd_ps(a, b1, t[r][1]);
-            t[r][2] = _mm512_fmadd_ps(a, b2, t[r][2]);
+            __m512 av =
+                _mm512_set1_ps(direct ? (r < 4 ? a[r * lda + p] : a4[(r - 4) * lda + p]) : ap[r]);
+            EVLM__UNROLL
+            for (int j = 0; j < nv; j++) t[r][j] = _mm512_fmadd_ps(av, b[j], t[r][j]);
         }
+        if (!direct) ap += 8;
     }
     EVLM__UNROLL
     for (int r = 0; r < 8; r++) {
         float *cr = c + (size_t)r * ldc;
         EVLM__UNROLL
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < nv; j++) {
             __m512 v = t[r][j];
             if (add) v = _mm512_add_ps(_mm512_loadu_ps(cr + 16 * j), v);
             _mm512_storeu_ps(cr + 16 * j, v);
@@ -48,13 +55,39 @@ EVLM__INLINE void ukr_8x48(int kc, const float *ap, const float *bp, float *c, s
     }
 }
 
-#define SG_MR   8
-#define SG_NR   48
-#define SG_KC   256
-#define SG_MC   192
-#define SG_NC   768
-#define SG_UKR  ukr_8x48
-#define SG_NAME evlm__avx512_sgemm
+#define UKR_VARIANT(name, nv, direct)                                                              \
+    static void name(int kc, const float *ap, const float *a, size_t lda, const float *bp,         \
+                     float *c, size_t ldc, bool add) {                                             \
+        ukr_8xv(kc, ap, a, lda, bp, c, ldc, add, nv, direct);                                      \
+    }
+UKR_VARIANT(ukr_p1, 1, false)
+UKR_VARIANT(ukr_p2, 2, false)
+UKR_VARIANT(ukr_p3, 3, false)
+UKR_VARIANT(ukr_d1, 1, true)
+UKR_VARIANT(ukr_d2, 2, true)
+UKR_VARIANT(ukr_d3, 3, true)
+
+/* the tile of nr valid columns: ceil(nr / 16) vectors, A in place when ad is given */
+static void tile_512(int kc, const float *ad, size_t lda, const float *ap, const float *bp,
+                     float *c, size_t ldc, bool add, int nr) {
+    int nv = (nr + 15) / 16;
+    if (ad)
+        (nv == 3 ? ukr_d3 : nv == 2 ? ukr_d2 : ukr_d1)(kc, NULL, ad, lda, bp, c, ldc, add);
+    else
+        (nv == 3 ? ukr_p3 : nv == 2 ? ukr_p2 : ukr_p1)(kc, ap, NULL, 0, bp, c, ldc, add);
+}
+
+#define SG_MR            8
+#define SG_NR            48
+#define SG_KC            576 /* k = 576 (hidden) in one block: C written once */
+#define SG_MC            192
+#define SG_NC            384
+#define SG_KC_AT         256 /* transposed A (dW): its pack reads KC rows far apart */
+#define SG_NC_AT         768
+#define SG_TILE          tile_512
+#define SG_TILE_DIRECT   1
+#define SG_NAME          evlm__avx512_sgemm
+#define SG_TILE_COLS(nr) (((nr) + 15) / 16 * 16) /* whole vectors */
 #include "kernels/sgemm_walk.h"
 
 /* ---- element-wise backward ------------------------------------------------------------------ */
@@ -164,6 +197,20 @@ void evlm__avx512_gelu_tanh_bwd(float *dx, const float *dy, const float *x, int 
         __m512 d = _mm512_fmadd_ps(t, du, s);
         _mm512_mask_storeu_ps(dx + i, mk, _mm512_mul_ps(d, _mm512_maskz_loadu_ps(mk, dy + i)));
     }
+}
+
+float evlm__avx512_exp_sum(float *x, int n, float mx) {
+    const __m512 vm = _mm512_set1_ps(mx), lo = _mm512_set1_ps(-87.3f);
+    __m512 s = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 mk = tail_mask(n - i);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), vm);
+        __mmask16 keep = _mm512_mask_cmp_ps_mask(mk, d, lo, _CMP_GE_OQ);
+        __m512 e = _mm512_maskz_mov_ps(keep, exp16(d));
+        s = _mm512_add_ps(s, e);
+        _mm512_mask_storeu_ps(x + i, mk, e);
+    }
+    return _mm512_reduce_add_ps(s);
 }
 
 #else

@@ -1,16 +1,16 @@
 /*
- * ops.c - the float32 training ops of ops.h: forward and backward of linear, RMSNorm, LayerNorm,
- * SwiGLU, GELU (tanh), RoPE and packed-sequence attention, split over the thread pool.
+ * ops.c - the float32 training ops of ops.h but attention (ops_attn.c): linear through the
+ * table's sgemm, RMSNorm, LayerNorm, SwiGLU, GELU (tanh), RoPE, add; the scratch plan.
  *
  * Every output element is computed by one thread in a fixed order, whatever the thread count:
- * row ops split rows; parameter-gradient reductions over rows (dw / db) split the output columns
- * (each element summed over all rows in row order by one thread); attention forward splits
- * (head, row) items, its backward (sequence, kv head) tasks so dk / dv writes are disjoint.
- * Results are therefore independent of the thread count. Attention keeps the log-sum-exp of
- * each row (-INFINITY for a row that sees no key) and its backward recomputes the
- * probabilities from it. Not here: SIMD kernels (the table's training entries), the model's walk.
+ * row ops split rows; linear splits C (y, dx or dW) by rows or columns (sgemm's per-element
+ * operations depend on k only, so the split does not change a bit; dW is never split over its
+ * reduction m); the norms' dw / db split the output columns (each element summed over all rows
+ * in row order by one thread). Results are therefore independent of the thread count.
+ * Not here: the SIMD kernels (kernels/x86_*_train.c, arm_train.c), attention, the model's walk.
  */
 #include "train/ops.h"
+#include "train/ops_impl.h"
 
 #include "core/status.h"
 
@@ -24,12 +24,13 @@ static size_t round_up(size_t n) {
     return (n + EVLM_TOPS_ALIGN - 1) / EVLM_TOPS_ALIGN * EVLM_TOPS_ALIGN;
 }
 
-static void tops_run(const evlm_tops *o, evlm_task_fn fn, void *arg) {
+void evlm__tops_run(const evlm_tops *o, evlm_task_fn fn, void *arg) {
     if (o->pool)
         evlm_pool_run(o->pool, fn, arg);
     else
         fn(arg, 0, 1);
 }
+#define tops_run evlm__tops_run
 
 evlm_status evlm_tops_init(evlm_tops *o, evlm_pool *pool, const evlm_kernels *k, int max_dim,
                            int max_seq, int head_dim) {
@@ -40,11 +41,14 @@ evlm_status evlm_tops_init(evlm_tops *o, evlm_pool *pool, const evlm_kernels *k,
     o->pool = pool;
     o->k = k ? k : evlm_kernels_get();
     int nth = pool ? evlm_pool_size(pool) : 1;
-    size_t need = EVLM_SGEMM_SCRATCH;
-    if ((size_t)max_dim > need) need = (size_t)max_dim;
-    size_t att = (size_t)max_seq + 2 * (size_t)head_dim;
-    if (att > need) need = att;
+    /* per thread: sgemm's packed panels, then attention's (ops_attn.c) block of scores and
+     * one of their gradients (EVLM__ATTN_QB rows x max_seq keys each; head_dim does not count:
+     * out, dq, dk and dv are written in place) */
+    size_t need = EVLM_SGEMM_SCRATCH + 2 * (size_t)EVLM__ATTN_QB * (size_t)max_seq;
+    (void)head_dim;
     o->scratch_stride = round_up(need);
+    /* reserved for callers' row reductions (2 max_dim floats a thread): the ops here split
+     * their reductions by output column instead and do not use it */
     o->reduce_stride = round_up(2 * (size_t)max_dim);
     o->scratch = aligned_alloc(64, o->scratch_stride * (size_t)nth * sizeof(float));
     o->reduce = aligned_alloc(64, o->reduce_stride * (size_t)nth * sizeof(float));
@@ -421,156 +425,4 @@ void evlm_top_rope(const evlm_tops *o, float *x, int m, int n_heads, int head_di
                   .pos = pos,
                   .inverse = inverse};
     tops_run(o, rope_task, &j);
-}
-
-/* ---- attention ---------------------------------------------------------------------------- */
-
-typedef struct attn_job {
-    const evlm_tops *o;
-    const evlm_top_attn_shape *sh;
-    float *out, *lse, *dq, *dk, *dv;
-    const float *q, *k, *v, *dout, *cout, *clse;
-    int m; /* rows covered by the sequences */
-} attn_job;
-
-static int attn_rows(const evlm_top_attn_shape *sh) {
-    int m = 0;
-    for (int s = 0; s < sh->n_seq; s++)
-        if (sh->seq_off[s] + sh->seq_len[s] > m) m = sh->seq_off[s] + sh->seq_len[s];
-    return m;
-}
-
-/* Keys [*t0, *t1) that row r of sequence s may see (key_valid is checked per key). */
-static void attn_keys(const evlm_top_attn_shape *sh, int s, int r, int *t0, int *t1) {
-    *t0 = sh->seq_off[s];
-    *t1 = sh->causal ? r + 1 : sh->seq_off[s] + sh->seq_len[s];
-}
-
-static void attn_fwd_task(void *arg, int ith, int nth) {
-    const attn_job *j = arg;
-    const evlm_top_attn_shape *sh = j->sh;
-    int hd = sh->head_dim, nh = sh->n_heads, group = nh / sh->n_kv_heads;
-    size_t ldq = (size_t)nh * hd, ldk = (size_t)sh->n_kv_heads * hd;
-    float *sc = j->o->scratch + (size_t)ith * j->o->scratch_stride;
-    /* items: (sequence s, head h, row r) flattened; split as rows of n_heads * m */
-    int total = nh * j->m, i0, i1;
-    evlm_split_rows(total, ith, nth, &i0, &i1);
-    for (int it = i0; it < i1; it++) {
-        int h = it / j->m, r = it % j->m, s = -1;
-        for (int t = 0; t < sh->n_seq; t++)
-            if (r >= sh->seq_off[t] && r < sh->seq_off[t] + sh->seq_len[t]) s = t;
-        float *o = j->out + (size_t)r * ldq + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        j->lse[(size_t)h * j->m + r] = -INFINITY;
-        if (s < 0) continue;
-        int t0, t1;
-        attn_keys(sh, s, r, &t0, &t1);
-        const float *qr = j->q + (size_t)r * ldq + (size_t)h * hd;
-        int kh = h / group;
-        float mx = -INFINITY;
-        for (int t = t0; t < t1; t++) {
-            float d = -INFINITY;
-            if (!sh->key_valid || sh->key_valid[t]) {
-                const float *kt = j->k + (size_t)t * ldk + (size_t)kh * hd;
-                d = 0.0f;
-                for (int i = 0; i < hd; i++) d += qr[i] * kt[i];
-                d *= sh->scale;
-            }
-            sc[t - t0] = d;
-            if (d > mx) mx = d;
-        }
-        if (mx == -INFINITY) continue;
-        float sum = 0.0f;
-        for (int t = t0; t < t1; t++) {
-            float p = sc[t - t0] == -INFINITY ? 0.0f : expf(sc[t - t0] - mx);
-            sc[t - t0] = p;
-            sum += p;
-            if (p == 0.0f) continue;
-            const float *vt = j->v + (size_t)t * ldk + (size_t)kh * hd;
-            for (int i = 0; i < hd; i++) o[i] += p * vt[i];
-        }
-        float inv = 1.0f / sum;
-        for (int i = 0; i < hd; i++) o[i] *= inv;
-        j->lse[(size_t)h * j->m + r] = mx + logf(sum);
-    }
-}
-
-void evlm_top_attn(const evlm_tops *o, const evlm_top_attn_shape *sh, float *out, float *lse,
-                   const float *q, const float *k, const float *v) {
-    attn_job j = {
-        .o = o, .sh = sh, .out = out, .lse = lse, .q = q, .k = k, .v = v, .m = attn_rows(sh)};
-    tops_run(o, attn_fwd_task, &j);
-}
-
-/* Task (sequence s, kv head kh): the group's query heads over the sequence's rows; writes dq of
- * those heads and rows, dk / dv of kv head kh over the sequence's rows (disjoint per task). */
-static void attn_bwd_task(void *arg, int ith, int nth) {
-    const attn_job *j = arg;
-    const evlm_top_attn_shape *sh = j->sh;
-    int hd = sh->head_dim, nh = sh->n_heads, nkv = sh->n_kv_heads, group = nh / nkv;
-    size_t ldq = (size_t)nh * hd, ldk = (size_t)nkv * hd;
-    int i0, i1;
-    evlm_split_rows(sh->n_seq * nkv, ith, nth, &i0, &i1);
-    for (int it = i0; it < i1; it++) {
-        int s = it / nkv, kh = it % nkv, off = sh->seq_off[s], len = sh->seq_len[s];
-        for (int r = off; r < off + len; r++) {
-            if (j->dk) memset(j->dk + (size_t)r * ldk + (size_t)kh * hd, 0, hd * sizeof(float));
-            if (j->dv) memset(j->dv + (size_t)r * ldk + (size_t)kh * hd, 0, hd * sizeof(float));
-        }
-        for (int h = kh * group; h < (kh + 1) * group; h++) {
-            for (int r = off; r < off + len; r++) {
-                const float *qr = j->q + (size_t)r * ldq + (size_t)h * hd;
-                const float *dor = j->dout + (size_t)r * ldq + (size_t)h * hd;
-                const float *orow = j->cout + (size_t)r * ldq + (size_t)h * hd;
-                float *dqr = j->dq ? j->dq + (size_t)r * ldq + (size_t)h * hd : NULL;
-                if (dqr) memset(dqr, 0, (size_t)hd * sizeof(float));
-                float l = j->clse[(size_t)h * j->m + r];
-                if (l == -INFINITY) continue;
-                float D = 0.0f;
-                for (int i = 0; i < hd; i++) D += dor[i] * orow[i];
-                int t0, t1;
-                attn_keys(sh, s, r, &t0, &t1);
-                for (int t = t0; t < t1; t++) {
-                    if (sh->key_valid && !sh->key_valid[t]) continue;
-                    const float *kt = j->k + (size_t)t * ldk + (size_t)kh * hd;
-                    const float *vt = j->v + (size_t)t * ldk + (size_t)kh * hd;
-                    float d = 0.0f, dp = 0.0f;
-                    for (int i = 0; i < hd; i++) {
-                        d += qr[i] * kt[i];
-                        dp += dor[i] * vt[i];
-                    }
-                    float p = expf(d * sh->scale - l);
-                    float ds = p * (dp - D) * sh->scale;
-                    if (dqr)
-                        for (int i = 0; i < hd; i++) dqr[i] += ds * kt[i];
-                    if (j->dk) {
-                        float *dkt = j->dk + (size_t)t * ldk + (size_t)kh * hd;
-                        for (int i = 0; i < hd; i++) dkt[i] += ds * qr[i];
-                    }
-                    if (j->dv) {
-                        float *dvt = j->dv + (size_t)t * ldk + (size_t)kh * hd;
-                        for (int i = 0; i < hd; i++) dvt[i] += p * dor[i];
-                    }
-                }
-            }
-        }
-    }
-}
-
-void evlm_top_attn_bwd(const evlm_tops *o, const evlm_top_attn_shape *sh, float *dq, float *dk,
-                       float *dv, const float *dout, const float *q, const float *k, const float *v,
-                       const float *out, const float *lse) {
-    attn_job j = {.o = o,
-                  .sh = sh,
-                  .dq = dq,
-                  .dk = dk,
-                  .dv = dv,
-                  .dout = dout,
-                  .q = q,
-                  .k = k,
-                  .v = v,
-                  .cout = out,
-                  .clse = lse,
-                  .m = attn_rows(sh)};
-    tops_run(o, attn_bwd_task, &j);
 }

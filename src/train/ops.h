@@ -50,8 +50,8 @@ void evlm_top_linear_bwd(const evlm_tops *o, float *dx, bool dx_acc, float *dw, 
 void evlm_top_rmsnorm(const evlm_tops *o, float *y, float *rstd, const float *x, const float *w,
                       int m, int n, float eps);
 /* dx (m, n) accumulates; dw (n) accumulates. rstd from the forward. */
-void evlm_top_rmsnorm_bwd(const evlm_tops *o, float *dx, float *dw, const float *dy,
-                          const float *x, const float *w, const float *rstd, int m, int n);
+void evlm_top_rmsnorm_bwd(const evlm_tops *o, float *dx, float *dw, const float *dy, const float *x,
+                          const float *w, const float *rstd, int m, int n);
 
 /* ---- LayerNorm: y = (x - mean) * rstd * w + b (biased variance) ---------------------------- */
 void evlm_top_layernorm(const evlm_tops *o, float *y, float *mean, float *rstd, const float *x,
@@ -64,8 +64,8 @@ void evlm_top_layernorm_bwd(const evlm_tops *o, float *dx, float *dw, float *db,
 /* ---- SwiGLU: h (n) = silu(g) * u; GELU (tanh approximation): y = gelu(x) ------------------ */
 void evlm_top_swiglu(const evlm_tops *o, float *h, const float *g, const float *u, size_t n);
 /* dg, du (n) written from dh. */
-void evlm_top_swiglu_bwd(const evlm_tops *o, float *dg, float *du, const float *dh,
-                         const float *g, const float *u, size_t n);
+void evlm_top_swiglu_bwd(const evlm_tops *o, float *dg, float *du, const float *dh, const float *g,
+                         const float *u, size_t n);
 void evlm_top_gelu_tanh(const evlm_tops *o, float *y, const float *x, size_t n);
 /* dx (n) written (may alias dy). */
 void evlm_top_gelu_tanh_bwd(const evlm_tops *o, float *dx, const float *dy, const float *x,
@@ -74,8 +74,8 @@ void evlm_top_gelu_tanh_bwd(const evlm_tops *o, float *dx, const float *dy, cons
 /* ---- RoPE (rotate-half, as evlm_kernels.rope): x (m, n_heads * head_dim) in place ----------
  * Row r uses cos / sin row pos[r] of tables [*][head_dim / 2]. inverse: rotate by -angle (the
  * backward of the forward rotation: apply it to dx). */
-void evlm_top_rope(const evlm_tops *o, float *x, int m, int n_heads, int head_dim,
-                   const float *cos, const float *sin, const int32_t *pos, bool inverse);
+void evlm_top_rope(const evlm_tops *o, float *x, int m, int n_heads, int head_dim, const float *cos,
+                   const float *sin, const int32_t *pos, bool inverse);
 
 /* ---- attention over packed sequences ------------------------------------------------------
  * Rows [seq_off[s], seq_off[s] + seq_len[s]) form sequence s; a row sees only keys of its own
@@ -83,7 +83,11 @@ void evlm_top_rope(const evlm_tops *o, float *x, int m, int n_heads, int head_di
  * key_valid byte is 0 (padding; NULL: all valid; a row that sees no key gets out = 0).
  * q, out: (m, n_heads * head_dim); k, v: (m, n_kv_heads * head_dim) (GQA: head h reads kv head
  * h / (n_heads / n_kv_heads)). lse (n_heads, m): the log-sum-exp of each row's scaled scores,
- * kept for the backward. scale: usually 1 / sqrt(head_dim). */
+ * kept for the backward. scale: usually 1 / sqrt(head_dim). A row that sees no key has
+ * lse = -INFINITY and no gradient. m (lse's row stride) is taken as the end of the last
+ * sequence (max of seq_off + seq_len): rows past it, or outside every sequence, are not touched
+ * and have no lse row. evlm_tops_init's max_seq bounds seq_len. Computed as GEMMs on blocks of
+ * query rows (ops_attn.c). */
 typedef struct evlm_top_attn_shape {
     int n_seq;
     const int *seq_off, *seq_len;
@@ -97,8 +101,8 @@ void evlm_top_attn(const evlm_tops *o, const evlm_top_attn_shape *sh, float *out
                    const float *q, const float *k, const float *v);
 /* dq (like q), dk, dv (like k, v) written; out and lse from the forward. */
 void evlm_top_attn_bwd(const evlm_tops *o, const evlm_top_attn_shape *sh, float *dq, float *dk,
-                       float *dv, const float *dout, const float *q, const float *k,
-                       const float *v, const float *out, const float *lse);
+                       float *dv, const float *dout, const float *q, const float *k, const float *v,
+                       const float *out, const float *lse);
 
 /* ---- element-wise helpers ------------------------------------------------------------------ */
 /* y (n) += x (n) */

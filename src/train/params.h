@@ -21,8 +21,8 @@
 typedef struct evlm_tparam {
     char name[160];
     int n_dims;
-    int64_t shape[4]; /* PyTorch order, outermost first */
-    size_t off, n;    /* floats: w[off .. off + n) is this parameter (likewise g, m, v) */
+    int64_t shape[4];   /* PyTorch order, outermost first */
+    size_t off, n;      /* floats: w[off .. off + n) is this parameter (likewise g, m, v) */
     evlm_type src_type; /* the type the file stored (the output folder keeps it by default) */
     bool trainable;
 } evlm_tparam;
@@ -30,19 +30,22 @@ typedef struct evlm_tparam {
 typedef struct evlm_tparams {
     evlm_tparam *p;
     int n;
-    size_t n_floats;        /* total floats of one of w / g / m / v */
-    float *w, *g, *m, *v;   /* weights, gradients, first and second moments: n_floats each */
-    void *mem;              /* the one allocation behind w, g, m, v */
+    size_t n_floats;      /* total floats of one of w / g / m / v */
+    float *w, *g, *m, *v; /* weights, gradients, first and second moments: n_floats each */
+    void *mem;            /* the one allocation behind w, g, m, v */
 } evlm_tparams;
 
 /* Every tensor of ws as a float32 parameter (all trainable, gradients and moments zero).
  * Errors name the tensor (a type that cannot be widened). */
 evlm_status evlm_tparams_from_weights(evlm_tparams *tp, const evlm_weights *ws);
+/* The weights alone (a teacher, an evaluation): g, m, v NULL, nothing trainable, a quarter of
+ * the memory. */
+evlm_status evlm_tparams_from_weights_frozen(evlm_tparams *tp, const evlm_weights *ws);
 void evlm_tparams_release(evlm_tparams *tp);
 
 /* The parameter named name, or NULL. */
 const evlm_tparam *evlm_tparams_find(const evlm_tparams *tp, const char *name);
-/* Its weights / gradient, or NULL when absent. */
+/* Its weights / gradient, or NULL when absent (the gradient: also in a frozen set). */
 float *evlm_tparams_w(const evlm_tparams *tp, const char *name);
 float *evlm_tparams_g(const evlm_tparams *tp, const char *name);
 

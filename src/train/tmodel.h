@@ -30,9 +30,9 @@ typedef struct evlm_tmodel evlm_tmodel;
 typedef struct evlm_tseq {
     const int32_t *ids; /* [n], image tokens already expanded */
     int n;
-    const uint8_t *target; /* [n]: 1 where position t (t < n - 1) predicts ids[t + 1] in the
-                              loss; NULL: none (a sequence used only for the hidden loss) */
-    const float *pixels;      /* [n_tiles][C][S][S] processed tiles, or NULL */
+    const uint8_t *target;     /* [n]: 1 where position t (t < n - 1) predicts ids[t + 1] in the
+                                  loss; NULL: none (a sequence used only for the hidden loss) */
+    const float *pixels;       /* [n_tiles][C][S][S] processed tiles, or NULL */
     const uint8_t *pixel_mask; /* [n_tiles][S][S] nonzero = real pixel, or NULL (all real) */
     int n_tiles;
 } evlm_tseq;
@@ -43,14 +43,20 @@ typedef struct evlm_tbatch {
 } evlm_tbatch;
 
 typedef enum evlm_tloss {
-    EVLM_TLOSS_CE = 0, /* cross-entropy of the targets */
-    EVLM_TLOSS_KD,     /* tau^2 KL(teacher || student) at temperature tau */
-    EVLM_TLOSS_RKL,    /* tau^2 KL(student || teacher) */
-    EVLM_TLOSS_HIDDEN, /* MSE of every layer's residual stream against the teacher's */
-    EVLM_TLOSS_QAT_CE, /* CE through Q4_0 fake-quantized decoder matrices (straight-through) */
+    EVLM_TLOSS_CE = 0,  /* cross-entropy of the targets */
+    EVLM_TLOSS_KD,      /* tau^2 KL(teacher || student) at temperature tau */
+    EVLM_TLOSS_RKL,     /* tau^2 KL(student || teacher) */
+    EVLM_TLOSS_HIDDEN,  /* MSE of every layer's residual stream against the teacher's */
+    EVLM_TLOSS_QAT_CE,  /* CE through Q4_0 fake-quantized decoder matrices (straight-through) */
+    EVLM_TLOSS_DISTILL, /* distillation (train/distill.h): alpha CE + (1 - alpha) kl | rkl | jsd,
+                           + hidden-state MSE + attention-map KL; needs evlm_tmodel_plan_distill,
+                           whose temperature it uses (evlm_tstep.temperature is ignored) */
 } evlm_tloss;
 
-/* Parses "ce" / "kd" / "rkl" / "hidden" / "qat_ce"; -1 when unknown. */
+struct evlm_distill;
+
+/* Parses "ce" / "kd" / "rkl" / "hidden" / "qat_ce" (not "distill": it needs a plan); -1 when
+ * unknown. */
 int evlm_tloss_parse(const char *s);
 const char *evlm_tloss_name(evlm_tloss l);
 
@@ -58,6 +64,9 @@ typedef struct evlm_tmodel_params {
     int n_threads;  /* 0 = physical cores */
     int max_tokens; /* most rows of one batch (all its sequences together) */
     int max_tiles;  /* most image tiles of one batch (0 for text-only training) */
+    const struct evlm_kernels *kernels; /* the ops' kernel table; NULL: evlm_kernels_get() */
+    bool forward_only; /* a teacher / evaluation: weights only (evlm_tparams_from_weights_frozen),
+                          every step must set no_backward */
 } evlm_tmodel_params;
 
 /* The parameters of a loaded model (evlm_model_load with keep_layout) as a model to train.
@@ -71,16 +80,19 @@ const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm);
 
 typedef struct evlm_tstep {
     evlm_tloss loss;
-    float temperature;          /* kd / rkl */
-    evlm_tmodel *teacher;       /* kd / rkl / hidden: forward only, never changed */
-    float grad_scale;           /* gradients of this batch are multiplied by it (accumulation) */
-    bool no_backward;           /* forward and loss only (evaluation) */
+    float temperature;    /* kd / rkl */
+    evlm_tmodel *teacher; /* kd / rkl / hidden: forward only, never changed */
+    float grad_scale;     /* gradients of this batch are multiplied by it (accumulation) */
+    bool no_backward;     /* forward and loss only (evaluation) */
 } evlm_tstep;
 
 typedef struct evlm_tresult {
     double loss;   /* the batch's loss (mean over its targets / elements) */
     int n_targets; /* target positions in the batch */
     int n_tokens;  /* rows of the batch */
+    /* distill: the terms, unweighted (loss = alpha ce + (1 - alpha) logit + w_h hidden + w_a attn)
+     */
+    double ce, logit, hidden, attn;
 } evlm_tresult;
 
 /* One forward and backward: the loss of the batch, and grad_scale * d(loss)/d(parameter)
@@ -88,5 +100,20 @@ typedef struct evlm_tresult {
  * for them is skipped where it can be). */
 evlm_status evlm_tmodel_step(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_tstep *s,
                              evlm_tresult *r);
+
+/* Plans distillation of tm from teacher (a forward-only tmodel of the same vocabulary, planned
+ * for at least tm's max_tokens; its shape is checked at every step): the layer map, the
+ * projections of the hidden term when the widths differ ("distill.proj.<i>.weight", trainable,
+ * identity-like init) and the scratch of the hidden / attention terms, once (a step allocates
+ * nothing). Replaces an earlier plan. Then steps with loss EVLM_TLOSS_DISTILL and this teacher. */
+evlm_status evlm_tmodel_plan_distill(evlm_tmodel *tm, const evlm_tmodel *teacher,
+                                     const struct evlm_distill *d);
+/* The distillation's own trainable parameters (the projections; NULL: none): the optimizer steps
+ * them like the model's, they are not part of the student's parameters or output. */
+evlm_tparams *evlm_tmodel_distill_params(evlm_tmodel *tm);
+/* Changes the planned description's scalars for the next steps (logit loss, beta, temperature,
+ * alpha, weights: a schedule), allocating nothing; the layer map stays the plan's, and a term
+ * the plan has not (hidden / attention weight 0 at planning) cannot be switched on. */
+evlm_status evlm_tmodel_set_distill(evlm_tmodel *tm, const struct evlm_distill *d);
 
 #endif

@@ -111,20 +111,12 @@ static float *G(const evlm_tvision *v, const evlm_tparam *p) {
     return p->trainable ? v->tp->g + p->off : NULL;
 }
 
-/* the parameter named name, or NULL (the scan of evlm_tparams_find, here so that the tower
- * links without params.c's other parts) */
-static const evlm_tparam *find(const evlm_tparams *tp, const char *name) {
-    for (int i = 0; i < tp->n; i++)
-        if (strcmp(tp->p[i].name, name) == 0) return &tp->p[i];
-    return NULL;
-}
-
 /* the parameter prefix + name with shape d0 (, d1 ...): n_dims dims, PyTorch order */
 static evlm_status bind(evlm_tparams *tp, const char *prefix, const char *name, int n_dims,
                         const int64_t *shape, const evlm_tparam **out) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    const evlm_tparam *p = find(tp, full);
+    const evlm_tparam *p = evlm_tparams_find(tp, full);
     if (!p) return evlm__fail(EVLM_ERR_FORMAT, "vision training: parameter '%s' not found", full);
     bool ok = p->n_dims == n_dims;
     for (int i = 0; ok && i < n_dims; i++) ok = p->shape[i] == shape[i];
@@ -148,8 +140,8 @@ static evlm_status bind_all(evlm_tvision *v) {
     const evlm_idefics3_config *c = &v->c;
     const int64_t D = c->hidden_size, F = c->intermediate_size, P = c->patch_size;
     const int64_t S2 = (int64_t)c->scale_factor * c->scale_factor;
-    const char *prefix = find(v->tp, "model.vision_model.embeddings.patch_embedding."
-                                     "weight")
+    const char *prefix = evlm_tparams_find(v->tp, "model.vision_model.embeddings.patch_embedding."
+                                                  "weight")
                              ? "model."
                              : "";
     char pre[160];
