@@ -111,6 +111,18 @@ typedef struct evlm_finetune_result {
 EVLM_API evlm_finetune_params evlm_finetune_default_params(void);
 EVLM_API evlm_status evlm_finetune(const evlm_finetune_params *p, evlm_finetune_result *r);
 
+/* ---- quantization-aware training ------------------------------------------------------------
+ * The model side is src/train/qat.h (fake quantization, learnable block scales) configured on a
+ * model being trained (evlm_tmodel_set_qat, src/train/tmodel.h); docs/QAT.md is the account.
+ * evlm_qat_export writes the trained model as the GGUF the runtime loads, with the writer and
+ * metadata of evlm_quantize (evlm_compress.h): every quantized matrix stored as exactly the
+ * blocks the training forward used (learned scales: d = the scale rounded to fp16, the codes
+ * from it), every other tensor converted from its float32 weights to the type evlm_quantize keeps
+ * for it (the folder's dtype: BF16 norms stay BF16). model_dir is the Hugging Face folder the
+ * model was loaded from (its config, tokenizer and tensor list). Atomic. */
+typedef struct evlm_tmodel evlm_tmodel;
+EVLM_API evlm_status evlm_qat_export(evlm_tmodel *tm, const char *model_dir, const char *out_gguf);
+
 #ifdef __cplusplus
 }
 #endif

@@ -192,10 +192,15 @@ void evlm_tdecoder_release(evlm_tdecoder *d) {
 /* ---- parameter access ---------------------------------------------------------------------- */
 
 static const float *pw(const evlm_tdecoder *d, const evlm_tparam *p) {
+    if (p && d->qat) return evlm_tqat_w(d->qat, p);
     return p ? d->tp->w + p->off : NULL;
 }
 
 static float *pg(const evlm_tdecoder *d, const evlm_tparam *p) {
+    if (p && d->qat) {
+        float *g = evlm_tqat_g(d->qat, p); /* LSQ: the rounded matrix's gradient */
+        if (g) return g;
+    }
     return p && p->trainable ? d->tp->g + p->off : NULL;
 }
 

@@ -68,6 +68,8 @@ typedef struct evlm_tdecoder {
     bool fq_on; /* the forward / backward run on fq */
     void *arena;
     size_t arena_bytes;
+    const struct evlm_tqat *qat; /* configured QAT (qat.h): the weights / gradients of quantized
+                                    parameters go through it; NULL: none */
 } evlm_tdecoder;
 
 /* Binds the parameters of dec (a bound decoder of the same weights) in tp and plans the arena

@@ -14,6 +14,7 @@
 #include "train/distill.h"
 #include "train/loss.h"
 #include "train/ops.h"
+#include "train/qat.h"
 #include "train/tdecoder.h"
 #include "train/tvision.h"
 #include "tokenizer/tokenizer.h"
@@ -32,6 +33,7 @@ struct evlm_tmodel {
     evlm_tops ops;
     evlm_tdecoder dec;
     evlm_tvision *vis; /* NULL: text only */
+    evlm_tqat *qat;    /* configured QAT (evlm_tmodel_set_qat); NULL: none */
     int max_tokens, max_tiles;
     bool forward_only;   /* weights only: no backward */
     int32_t image_token; /* -1: none */
@@ -71,9 +73,36 @@ const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm) {
     return tm->model;
 }
 
+evlm_status evlm_tmodel_set_qat(evlm_tmodel *tm, evlm_type decoder_type, evlm_type vision_type,
+                                bool learn_scales) {
+    evlm_tqat *q = calloc(1, sizeof *q);
+    if (!q) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    evlm_status st = evlm_tqat_init(q, tm->model, &tm->tp, decoder_type, vision_type, learn_scales);
+    if (st != EVLM_OK) {
+        free(q);
+        return st;
+    }
+    if (tm->qat) evlm_tqat_release(tm->qat);
+    free(tm->qat);
+    tm->qat = q;
+    tm->dec.qat = q;
+    if (tm->vis) evlm_tvision_set_qat(tm->vis, q);
+    return EVLM_OK;
+}
+
+const evlm_tqat *evlm_tmodel_qat(const evlm_tmodel *tm) {
+    return tm->qat;
+}
+
+evlm_tparams *evlm_tmodel_qat_scales(evlm_tmodel *tm) {
+    return tm->qat && tm->qat->learn_scales ? &tm->qat->scales : NULL;
+}
+
 void evlm_tmodel_free(evlm_tmodel *tm) {
     if (!tm) return;
     evlm_distill_state_free(tm->ds);
+    if (tm->qat) evlm_tqat_release(tm->qat);
+    free(tm->qat);
     evlm_tvision_free(tm->vis);
     evlm_tdecoder_release(&tm->dec);
     evlm_tops_release(&tm->ops);
@@ -325,6 +354,10 @@ static evlm_tdec_rows rows_of(const evlm_tmodel *tm) {
 /* Packs b and runs the forward (vision, decoder, final norm of the target rows). */
 static evlm_status forward(evlm_tmodel *tm, const evlm_tbatch *b, bool qat, bool head) {
     EVLM_TRY(pack(tm, b));
+    if (tm->qat) { /* configured QAT replaces qat_ce's fixed path */
+        evlm_tqat_refresh(tm->qat, &tm->ops);
+        qat = false;
+    }
     if (tm->n_tiles > 0)
         EVLM_TRY(
             evlm_tvision_forward(tm->vis, &tm->ops, tm->pixels, tm->mask, tm->n_tiles, tm->img));
@@ -334,6 +367,18 @@ static evlm_status forward(evlm_tmodel *tm, const evlm_tbatch *b, bool qat, bool
     if (head && tm->n_targets > 0)
         evlm_tdecoder_final_norm(&tm->dec, &tm->ops, tm->trows, tm->n_targets, tm->xg, tm->xf,
                                  tm->frstd);
+    return EVLM_OK;
+}
+
+evlm_status evlm_tmodel_logits(evlm_tmodel *tm, const evlm_tbatch *b, float *z, int *n_targets) {
+    *n_targets = 0;
+    EVLM_TRY(forward(tm, b, false, true));
+    const size_t H = (size_t)tm->dec.H, V = (size_t)tm->dec.V;
+    for (int c0 = 0; c0 < tm->n_targets; c0 += LOGIT_ROWS) {
+        const int nr = tm->n_targets - c0 < LOGIT_ROWS ? tm->n_targets - c0 : LOGIT_ROWS;
+        evlm_tdecoder_logits(&tm->dec, &tm->ops, tm->xf + (size_t)c0 * H, nr, z + (size_t)c0 * V);
+    }
+    *n_targets = tm->n_targets;
     return EVLM_OK;
 }
 
@@ -532,5 +577,6 @@ evlm_status evlm_tmodel_step(evlm_tmodel *tm, const evlm_tbatch *b, const evlm_t
     evlm_tdecoder_backward(&tm->dec, &tm->ops, &rr, rows_loss ? NULL : hidden_grad, &hc,
                            tm->n_tiles ? tm->dimg : NULL);
     if (tm->n_tiles > 0) EVLM_TRY(evlm_tvision_backward(tm->vis, &tm->ops, tm->dimg));
+    if (tm->qat) evlm_tqat_backward(tm->qat, &tm->ops);
     return EVLM_OK;
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 typedef struct evlm_tmodel evlm_tmodel;
+struct evlm_tqat;
 
 typedef struct evlm_tseq {
     const int32_t *ids; /* [n], image tokens already expanded */
@@ -76,6 +77,21 @@ evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm
 void evlm_tmodel_free(evlm_tmodel *tm);
 
 evlm_tparams *evlm_tmodel_params_of(evlm_tmodel *tm);
+
+/* Quantization-aware training (qat.h): from now on every step's forward runs the decoder's
+ * matrices, embedding and head fake-quantized to decoder_type and the vision tower's and
+ * connector's to vision_type (Q4_0, Q4_1, Q8_0), chosen as `evlm quantize` chooses them (a
+ * matrix that cannot hold the type stays float), whatever the loss; the gradient goes straight
+ * through. learn_scales: each block's scale becomes a trainable parameter (LSQ; Q4_0 / Q8_0),
+ * kept apart from the model's (evlm_tmodel_qat_scales) and never written to a Hugging Face
+ * folder. Called again, it replaces the configuration (learned scales restart). Without it the
+ * qat_ce loss keeps its own fixed Q4_0 path. */
+evlm_status evlm_tmodel_set_qat(evlm_tmodel *tm, evlm_type decoder_type, evlm_type vision_type,
+                                bool learn_scales);
+/* The QAT state (NULL when not configured); its scales (NULL without learn_scales): a parameter
+ * set the optimizer steps beside evlm_tmodel_params_of's. */
+const struct evlm_tqat *evlm_tmodel_qat(const evlm_tmodel *tm);
+evlm_tparams *evlm_tmodel_qat_scales(evlm_tmodel *tm);
 const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm);
 
 typedef struct evlm_tstep {
@@ -94,6 +110,11 @@ typedef struct evlm_tresult {
      */
     double ce, logit, hidden, attn;
 } evlm_tresult;
+
+/* The forward alone (under the QAT configuration when there is one): z [n_targets][V] = the
+ * logits of the batch's target rows in order (sequence by sequence, position by position), as
+ * the loss sees them. For checks against the runtime (a QAT export) and evaluations. */
+evlm_status evlm_tmodel_logits(evlm_tmodel *tm, const evlm_tbatch *b, float *z, int *n_targets);
 
 /* One forward and backward: the loss of the batch, and grad_scale * d(loss)/d(parameter)
  * ADDED to the gradient of every trainable parameter (frozen ones get nothing, and the work

@@ -21,6 +21,7 @@
 #include "train/tvision.h"
 #include "core/status.h"
 #include "model/model.h"
+#include "train/qat.h"
 #include "vision/siglip.h"
 
 #include <math.h>
@@ -101,14 +102,24 @@ struct evlm_tvision {
     uint8_t *key_valid;              /* (M) 1 = real patch */
     int *seq_off, *seq_len;          /* (max_tiles) */
     void *arena;
+    const evlm_tqat *qat; /* configured QAT; NULL: none */
 };
 
-static float *W(const evlm_tvision *v, const evlm_tparam *p) {
+static const float *W(const evlm_tvision *v, const evlm_tparam *p) {
+    if (v->qat) return evlm_tqat_w(v->qat, p); /* fake-quantized under QAT */
     return v->tp->w + p->off;
 }
 /* the gradient of a trainable parameter, NULL for a frozen one */
 static float *G(const evlm_tvision *v, const evlm_tparam *p) {
+    if (v->qat) {
+        float *g = evlm_tqat_g(v->qat, p); /* LSQ: the rounded matrix's gradient */
+        if (g) return g;
+    }
     return p->trainable ? v->tp->g + p->off : NULL;
+}
+
+void evlm_tvision_set_qat(evlm_tvision *v, const evlm_tqat *q) {
+    v->qat = q;
 }
 
 /* the parameter prefix + name with shape d0 (, d1 ...): n_dims dims, PyTorch order */
@@ -424,7 +435,7 @@ evlm_status evlm_tvision_forward(evlm_tvision *v, const evlm_tops *o, const floa
 
 static bool layer_trainable(const evlm_tvision *v, int l) {
     for (int i = 0; i < LP_COUNT; i++)
-        if (v->lp[(size_t)l * LP_COUNT + (size_t)i]->trainable) return true;
+        if (G(v, v->lp[(size_t)l * LP_COUNT + (size_t)i])) return true; /* or LSQ scales */
     return false;
 }
 
@@ -448,7 +459,7 @@ evlm_status evlm_tvision_backward(evlm_tvision *v, const evlm_tops *o, const flo
     for (int l = 0; l < L && lowest < 0; l++)
         if (layer_trainable(v, l)) lowest = 1 + l;
     if (lowest < 0 && (v->ep[EP_POST_W]->trainable || v->ep[EP_POST_B]->trainable)) lowest = L + 1;
-    if (lowest < 0 && !v->ep[EP_PROJ]->trainable) return EVLM_OK; /* all frozen */
+    if (lowest < 0 && !G(v, v->ep[EP_PROJ])) return EVLM_OK; /* all frozen */
 
     evlm_top_linear_bwd(o, lowest >= 0 ? v->dshuf : NULL, false, G(v, v->ep[EP_PROJ]), NULL,
                         dfeatures, v->shuf, W(v, v->ep[EP_PROJ]), R, c->text_hidden_size, DS);

@@ -48,6 +48,11 @@ evlm_status evlm_tvision_forward(evlm_tvision *v, const evlm_tops *o, const floa
  * one; if every vision parameter is frozen, nothing runs). */
 evlm_status evlm_tvision_backward(evlm_tvision *v, const evlm_tops *o, const float *dfeatures);
 
+/* QAT (qat.h): the tower's quantized matrices run on q's fake-quantized copies (and, with
+ * learnable scales, their gradients go to q's buffers); NULL: float. q must outlive its use. */
+struct evlm_tqat;
+void evlm_tvision_set_qat(evlm_tvision *v, const struct evlm_tqat *q);
+
 void evlm_tvision_free(evlm_tvision *v);
 int evlm_tvision_tokens_per_tile(const evlm_tvision *v);
 
