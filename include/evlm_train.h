@@ -48,8 +48,68 @@ EVLM_API evlm_grad_params evlm_grad_default_params(void);
 EVLM_API evlm_status evlm_grad(const evlm_grad_params *p, evlm_grad_result *r);
 
 /* ---- fine-tuning --------------------------------------------------------------------------
- * Declared by the loop (src/train/loop.c): evlm_finetune_params, evlm_finetune_default_params,
- * the progress callback and evlm_finetune. */
+ * src/train/loop.c. Items: data (.jsonl of {image, question, answer}: the prompt `evlm eval`
+ * builds, loss on the answer turn) and / or text (a text file, loss on every token), shuffled per
+ * epoch from seed, batches of `batch` sequences, `accum` batches per update (AdamW, global-norm
+ * clipping, linear warmup then cosine decay to min_lr). out_dir receives:
+ *   model/        the final Hugging Face folder (every evlm command loads it)
+ *   checkpoint/   weights, AdamW moments, step, data order (resume continues bit-identically
+ *                 with the same options and thread count)
+ *   log.json      options, per update {step, loss, lr, grad_norm, tokens_per_s}, evals
+ * Everything is written atomically. */
+typedef struct evlm_finetune_progress {
+    int64_t step, total; /* updates done, planned */
+    int64_t epoch;       /* current epoch (0-based) */
+    double loss, lr, grad_norm;
+    double tokens_per_s; /* rows (prompt and answer tokens) per second over the run so far */
+    double elapsed_s, eta_s;
+    double eval_accuracy; /* 0..1 after an evaluation at this step, else -1 */
+} evlm_finetune_progress;
+
+typedef struct evlm_finetune_params {
+    const char *model;   /* a Hugging Face model folder */
+    const char *data;    /* .jsonl question-answer items, or NULL */
+    const char *text;    /* a text file, or NULL (data and / or text) */
+    const char *out_dir; /* created if missing */
+    int64_t steps;       /* updates; 0: epochs decides */
+    int epochs;          /* when steps is 0 (default 1) */
+    int batch, accum;    /* sequences per batch (8), batches per update (1) */
+    int ctx;             /* most tokens of one item; 0: min(the model's context, 2048) */
+    double lr, min_lr;   /* peak and final learning rate (1e-4, 0) */
+    int64_t warmup;      /* updates of linear warmup (0) */
+    double weight_decay; /* AdamW's decoupled decay (0.0) */
+    double clip;         /* global gradient norm bound (1.0; 0: none) */
+    uint64_t seed;
+    int n_threads;            /* 0 = physical cores */
+    const char *const *train; /* trainable parameter globs (none: all) */
+    int n_train;
+    const char *const *freeze; /* frozen parameter globs */
+    int n_freeze;
+    const char *eval;      /* .jsonl scored every eval_every updates and at the end, or NULL */
+    int64_t eval_every;    /* 0: only at the end */
+    int64_t save_every;    /* checkpoint every N updates (0: only at the end) */
+    const char *resume;    /* a checkpoint folder to continue from, or NULL */
+    double budget_minutes; /* stop (checkpoint and model written) after this long; 0: none */
+    int64_t stop_after;    /* stop likewise after this update (a run in pieces); 0: none */
+    const char *dtype;     /* the model folder's tensors: "source" (default), "bf16", "f32" */
+    /* called after every update (may be NULL) */
+    void (*progress)(void *user, const evlm_finetune_progress *p);
+    /* scores the model folder model_dir on dataset: accuracy 0..1, negative on failure (the
+     * command runs `evlm eval`'s scoring here); NULL: eval is an error */
+    double (*eval_fn)(void *user, const char *model_dir, const char *dataset);
+    void *user;
+} evlm_finetune_params;
+
+typedef struct evlm_finetune_result {
+    int64_t steps;        /* updates done in all (a resumed run counts the earlier ones) */
+    double loss;          /* of the last update */
+    double eval_accuracy; /* the last evaluation, -1 when none */
+    double seconds;       /* this run's time */
+    bool budget_stop;     /* stopped by budget_minutes */
+} evlm_finetune_result;
+
+EVLM_API evlm_finetune_params evlm_finetune_default_params(void);
+EVLM_API evlm_status evlm_finetune(const evlm_finetune_params *p, evlm_finetune_result *r);
 
 /* ---- quantization-aware training ------------------------------------------------------------
  * The model side is src/train/qat.h (fake quantization, learnable block scales) configured on a

@@ -32,6 +32,7 @@ int evlm_cmd_plan(int argc, char **argv);
 int evlm_cmd_prompt(int argc, char **argv);
 int evlm_cmd_lowrank(int argc, char **argv);
 int evlm_cmd_grad(int argc, char **argv);
+int evlm_cmd_finetune(int argc, char **argv);
 
 /* quantize and prune (cmd_quantize.c, cmd_prune.c): the progress bar of every offline command
  * (quantize, prune, prune --structured, lowrank; user: a bool *, on), the

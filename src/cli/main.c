@@ -43,6 +43,8 @@ static const struct {
      "DIR] -o GRADS.safetensors [--json]"},
     {"plan", evlm_cmd_plan, "NPU fit and speed: plan -m MODEL|CONFIG.json --target T [--json]"},
     {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
+    {"finetune", evlm_cmd_finetune,
+     "train: finetune -m DIR --data FILE.jsonl [--text FILE] -o OUT [--steps N] [--resume DIR]"},
 };
 
 static void usage(FILE *f) {
