@@ -112,6 +112,8 @@ static void loss_png(const char *out_dir) {
 
 static const char *k_usage =
     "usage: evlm finetune -m MODEL --data FILE.jsonl [--text FILE] -o OUT_DIR [options]\n"
+    "  -m MODEL             a model folder, or a GGUF evlm wrote (trained from its dequantized "
+    "tensors)\n"
     "  --data FILE.jsonl    {image, question, answer} items: the prompt `evlm eval` builds, loss "
     "on the answer\n"
     "  --text FILE          plain text (paragraphs cut to the context), loss on every token\n"
@@ -134,7 +136,9 @@ static const char *k_usage =
     "  --resume DIR         continue from a checkpoint (same options: bit-identical)\n"
     "  --budget-minutes M   stop after M minutes of training (checkpoint and model written)\n"
     "  --stop-after N       stop likewise after update N (resume later with --resume)\n"
-    "  --dtype source|bf16|f32  tensors of the result (source: as the model stored them)\n"
+    "  --dtype source|bf16|f32  tensors of the result (source: as the model stored them; a "
+    "quantized\n"
+    "                       tensor: the float dtype of the model's config, f32 if none)\n"
     "  --no-bar             no progress bar\n";
 
 int evlm_cmd_finetune(int argc, char **argv) {

@@ -273,23 +273,44 @@ evlm_status evlm_ckpt_load(const char *dir, evlm_tparams *tp, evlm_ckpt_state *s
 
 /* ---- the final model folder ---------------------------------------------------------------- */
 
-static evlm_type out_type(evlm_type src, evlm_ckpt_dtype d) {
+/* A quantized source (a GGUF) is written in the float dtype its embedded config names
+ * (torch_dtype: bfloat16, float16, float32), float32 when it names none. */
+static evlm_type out_type(evlm_type src, evlm_ckpt_dtype d, evlm_type quant_to) {
     if (d == EVLM_CKPT_F32) return EVLM_TYPE_F32;
     if (d == EVLM_CKPT_BF16) return EVLM_TYPE_BF16;
     if (src == EVLM_TYPE_F32 || src == EVLM_TYPE_F16 || src == EVLM_TYPE_BF16) return src;
-    return EVLM_TYPE_BF16;
+    return quant_to;
+}
+
+static evlm_type config_dtype(const char *config) {
+    cJSON *j = cJSON_Parse(config);
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text_config");
+    const char *keys[2] = {"dtype", "torch_dtype"}; /* transformers 5.x, 4.x */
+    const cJSON *t = NULL;
+    for (int k = 0; k < 4 && !cJSON_IsString(t); k++) /* the top level, then a text_config */
+        t = cJSON_GetObjectItemCaseSensitive(k < 2 ? j : text, keys[k % 2]);
+    evlm_type r = EVLM_TYPE_F32;
+    if (cJSON_IsString(t) && !strcmp(t->valuestring, "bfloat16")) r = EVLM_TYPE_BF16;
+    if (cJSON_IsString(t) && !strcmp(t->valuestring, "float16")) r = EVLM_TYPE_F16;
+    cJSON_Delete(j);
+    return r;
 }
 
 evlm_status evlm_ckpt_export(const evlm_tparams *tp, const char *src_dir, const char *out_dir,
                              evlm_ckpt_dtype dtype) {
-    char path[4096];
-    EVLM_TRY(evlm_path_join(path, sizeof path, src_dir, "config.json"));
+    evlm_dir d = evlm_dir_folder(src_dir);
+    return evlm_ckpt_export_from(tp, &d, out_dir, dtype);
+}
+
+evlm_status evlm_ckpt_export_from(const evlm_tparams *tp, const evlm_dir *src, const char *out_dir,
+                                  evlm_ckpt_dtype dtype) {
     char *config;
     size_t len;
-    EVLM_TRY(evlm_read_file(path, (size_t)1 << 24, &config, &len));
+    EVLM_TRY(evlm_dir_read(src, "config.json", (size_t)1 << 24, &config, &len));
+    const evlm_type qto = config_dtype(config);
     size_t bytes = 0;
     for (int i = 0; i < tp->n; i++)
-        bytes += tp->p[i].n * evlm_type_size(out_type(tp->p[i].src_type, dtype));
+        bytes += tp->p[i].n * evlm_type_size(out_type(tp->p[i].src_type, dtype, qto));
     evlm_tensor *views = malloc(sizeof *views * (size_t)(tp->n > 0 ? tp->n : 1));
     unsigned char *buf = malloc(bytes ? bytes : 1);
     if (!views || !buf) {
@@ -302,7 +323,7 @@ evlm_status evlm_ckpt_export(const evlm_tparams *tp, const char *src_dir, const 
     for (int i = 0; i < tp->n; i++) {
         const evlm_tparam *p = &tp->p[i];
         evlm_tensor t = view_of(p, tp->w);
-        t.type = out_type(p->src_type, dtype);
+        t.type = out_type(p->src_type, dtype, qto);
         evlm_tensor_set_contiguous(&t);
         const float *w = tp->w + p->off;
         unsigned char *o = buf + at;
@@ -317,7 +338,7 @@ evlm_status evlm_ckpt_export(const evlm_tparams *tp, const char *src_dir, const 
         views[i] = t;
         at += p->n * evlm_type_size(t.type);
     }
-    evlm_status s = evlm_hf_export(src_dir, out_dir, config, views, (size_t)tp->n);
+    evlm_status s = evlm_hf_export_from(src, out_dir, config, views, (size_t)tp->n);
     free(views);
     free(buf);
     free(config);

@@ -12,6 +12,7 @@
 #include "core/file.h"
 #include "core/status.h"
 #include "evlm_train.h"
+#include "io/gguf.h"
 #include "io/hf_export.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
@@ -60,7 +61,9 @@ typedef struct run {
     step_rec *steps; /* [total] */
     eval_rec *evals; /* [total + 1] */
     int64_t n_steps, n_evals, total;
-    char *options; /* JSON */
+    char *options;   /* JSON */
+    evlm_dir src;    /* the model's files: its folder, or the files its GGUF embeds */
+    evlm_gguf *gguf; /* a GGUF source, open for its embedded files */
     evlm_ckpt_dtype dtype;
     int max_tokens; /* rows of one batch: batch x the longest item */
 } run;
@@ -205,7 +208,7 @@ static evlm_status write_model(run *r, const char *dir) {
                               strerror(errno));
         }
     }
-    evlm_status st = evlm_ckpt_export(r->tp, r->p->model, dir, r->dtype);
+    evlm_status st = evlm_ckpt_export_from(r->tp, &r->src, dir, r->dtype);
     if (old[0]) {
         if (st == EVLM_OK)
             evlm_hf_remove_dir(old);
@@ -218,7 +221,7 @@ static evlm_status write_model(run *r, const char *dir) {
 static evlm_status evaluate(run *r, int64_t step, double *acc) {
     const evlm_finetune_params *p = r->p;
     evlm_hf_remove_dir(r->eval_dir); /* a crashed run's leftover */
-    EVLM_TRY(evlm_ckpt_export(r->tp, p->model, r->eval_dir, r->dtype));
+    EVLM_TRY(evlm_ckpt_export_from(r->tp, &r->src, r->eval_dir, r->dtype));
     *acc = p->eval_fn(p->user, r->eval_dir, p->eval);
     evlm_hf_remove_dir(r->eval_dir);
     if (*acc < 0)
@@ -229,6 +232,10 @@ static evlm_status evaluate(run *r, int64_t step, double *acc) {
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
+static evlm_status gguf_file(const void *ctx, const char *name, const char **data, size_t *len) {
+    return evlm_gguf_file_text(ctx, name, data, len);
+}
+
 static evlm_status setup(run *r) {
     const evlm_finetune_params *p = r->p;
     if (!p->model || !p->out_dir || (!p->data && !p->text))
@@ -238,10 +245,19 @@ static evlm_status setup(run *r) {
     if (p->eval && !p->eval_fn)
         return evlm__fail(EVLM_ERR_ARG, "finetune: --eval needs an evaluation hook");
     struct stat sb;
-    if (stat(p->model, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return evlm__fail(EVLM_ERR_ARG,
-                          "%s: finetune trains a Hugging Face model folder (its output is one)",
-                          p->model);
+    if (stat(p->model, &sb) != 0)
+        return evlm__fail(EVLM_ERR_ARG, "%s: %s", p->model, strerror(errno));
+    r->src = evlm_dir_folder(p->model);
+    if (!S_ISDIR(sb.st_mode)) { /* a GGUF evlm wrote: its side files are embedded */
+        EVLM_TRY(evlm_gguf_open(p->model, &r->gguf));
+        r->src.get = gguf_file;
+        r->src.ctx = r->gguf;
+        if (!evlm_dir_has(&r->src, "config.json"))
+            return evlm__fail(EVLM_ERR_ARG,
+                              "%s: this GGUF embeds no config.json (evlm.file.*): finetune "
+                              "trains a model folder or a GGUF evlm wrote",
+                              p->model);
+    }
     if (!p->dtype || !strcmp(p->dtype, "source"))
         r->dtype = EVLM_CKPT_SOURCE;
     else if (!strcmp(p->dtype, "bf16"))
@@ -303,6 +319,7 @@ static void teardown(run *r) {
     free(r->steps);
     free(r->evals);
     free(r->options);
+    if (r->gguf) evlm_gguf_close(r->gguf);
 }
 
 static evlm_status save(run *r, int64_t step, uint64_t epoch_rng, int64_t epoch, int64_t pos) {
