@@ -36,6 +36,14 @@ evlm_status evlm_ckpt_save(const char *dir, const evlm_tparams *tp, const evlm_c
  * the tensor. */
 evlm_status evlm_ckpt_load(const char *dir, evlm_tparams *tp, evlm_ckpt_state *st, char **options);
 
+/* The same with extra parameter sets trained beside tp (the distillation projections, the QAT
+ * scales: every parameter of them trainable), kept in extra.safetensors: weights under their
+ * names, moments under "<name>.adam_m" / "<name>.adam_v". Loading needs the same sets. */
+evlm_status evlm_ckpt_save_ex(const char *dir, const evlm_tparams *tp, evlm_tparams *const *extra,
+                              int n_extra, const evlm_ckpt_state *st);
+evlm_status evlm_ckpt_load_ex(const char *dir, evlm_tparams *tp, evlm_tparams *const *extra,
+                              int n_extra, evlm_ckpt_state *st, char **options);
+
 /* Test hook: when > 0, a save fails (EVLM_ERR_IO) after writing that many of its files. */
 extern int evlm__ckpt_fail_after;
 
