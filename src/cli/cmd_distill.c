@@ -66,6 +66,7 @@ int evlm_cmd_distill(int argc, char **argv) {
             t.p.dtype = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(k_usage, stdout);
+            fputs(cli_train_usage_model, stdout);
             fputs(cli_train_usage, stdout);
             return 0;
         } else

@@ -104,9 +104,11 @@ static void loss_png(const char *out_dir, const char *cmd) {
     }
 }
 
-const char *const cli_train_usage =
+const char *const cli_train_usage_model =
     "  -m MODEL             a model folder, or a GGUF evlm wrote (trained from its dequantized "
-    "tensors)\n"
+    "tensors)\n";
+
+const char *const cli_train_usage =
     "  --data FILE.jsonl    {image, question, answer} items: the prompt `evlm eval` builds, loss "
     "on the answer\n"
     "  --text FILE          plain text (paragraphs cut to the context), loss on every token\n"
@@ -236,6 +238,7 @@ int evlm_cmd_finetune(int argc, char **argv) {
             t.p.dtype = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(k_usage_head, stdout);
+            fputs(cli_train_usage_model, stdout);
             fputs(cli_train_usage, stdout);
             return 0;
         } else

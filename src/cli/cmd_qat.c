@@ -27,7 +27,9 @@ static const char *k_usage =
     "  --no-teacher         no teacher: cross-entropy on the data through the quantized forward\n"
     "  --temp T             the teacher's temperature (1)\n"
     "  --learn-scales       train each block's scale (LSQ; q4_0 and q8_0)\n"
-    "  --work-dir DIR       checkpoint/, log.json, loss.png (OUT.gguf.train)\n";
+    "  --work-dir DIR       checkpoint/, log.json, loss.png (OUT.gguf.train)\n"
+    "  (--eval scores the float master weights; a stop by --stop-after / --budget-minutes writes\n"
+    "  OUT.gguf from the current weights, a --resume run rewrites it)\n";
 
 int evlm_cmd_qat(int argc, char **argv) {
     cli_train t;

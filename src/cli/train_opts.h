@@ -20,7 +20,8 @@ typedef struct cli_train {
     int threads;
 } cli_train;
 
-/* The help lines of the shared options. */
+/* The help lines of the shared options (-m apart: qat takes a float folder only). */
+extern const char *const cli_train_usage_model;
 extern const char *const cli_train_usage;
 
 void cli_train_init(cli_train *t);
