@@ -5,7 +5,8 @@
 # not written into the student); a run stopped and resumed equals a straight one byte for byte
 # (projections and their moments included); --generate-targets trains on the teacher's greedy
 # answers (the answer `evlm eval` generates) and does not regenerate on resume; --budget-minutes
-# fits the schedule; bad options give one line.
+# fits the schedule; the scene model (with images) distilled into itself keeps the loss at 0;
+# bad options give one line.
 set -u
 S="${EVLM_SHARED:-}"
 F="$S/fixtures/llama-tiny"
@@ -113,7 +114,21 @@ assert 1 <= j["total_steps"] < 100000 and len(s) <= j["total_steps"], j["total_s
 assert len(s) < j["total_steps"] or len(s) < 3 or s[-1]["lr"] < 0.1 * 1e-3, s[-3:]
 PY
 
-# 6. bad options: one line each
+# 6. a vision model into itself on image items (the scene model, when ../shared has it): the
+# teacher's tower runs on the same tiles; soft targets and hidden states agree exactly, the
+# attention maps to float rounding
+V="$S/models/scenes-vlm"; D="$S/datasets/scenes-dev"
+if [ -f "$V/config.json" ] && [ -f "$D/dev.jsonl" ]; then
+  head -2 "$D/dev.jsonl" | sed "s|\"image\": \"|\"image\": \"$D/|" > "$tmp/v.jsonl"
+  "$BIN" distill --teacher "$V" -m "$V" -o "$tmp/vd" --data "$tmp/v.jsonl" --steps 1 --batch 2 --lr 1e-5 --hidden-loss 1 --attn-loss 1 -t 2 --no-bar > /dev/null || bad "distill the scene model into itself"
+  python3 - "$tmp/vd/log.json" <<'PY' && ok || bad "scene model into itself: loss not 0"
+import json, sys
+s = json.load(open(sys.argv[1]))["steps"]
+assert s[0]["loss"] < 1e-9 and s[0]["grad_norm"] < 1e-5, s
+PY
+fi
+
+# 7. bad options: one line each
 err "unknown.*'mse'\|'mse'" "$BIN" distill --teacher "$F" -m "$F" -o "$tmp/e1" --text "$tmp/t.txt" --loss mse --no-bar
 err "jsd" "$BIN" distill --teacher "$F" -m "$F" -o "$tmp/e2" --text "$tmp/t.txt" --loss jsd:1.5 --no-bar
 err "5:0\|layer 5\|out of range" "$BIN" distill --teacher "$F" -m "$F" -o "$tmp/e3" --text "$tmp/t.txt" --hidden-loss 1 --layer-map 5:0 --no-bar

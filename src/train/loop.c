@@ -1,11 +1,17 @@
 /*
  * loop.c - fine-tuning (evlm_finetune, include/evlm_train.h): data, the update loop (gradient
  * accumulation, clipping, AdamW, the schedule), periodic evaluation through the caller's hook,
- * checkpoints, the JSON log and the final Hugging Face folder.
+ * checkpoints, the JSON log and the final Hugging Face folder. The same loop distills (a
+ * forward-only teacher, EVLM_TLOSS_DISTILL steps, the projections stepped beside the model's
+ * parameters) and trains quantization-aware (evlm_tmodel_set_qat, the learned scales stepped
+ * likewise, the GGUF written by evlm_qat_export instead of the folder). A GGUF evlm wrote is a
+ * source too (its side files read from its embedded copies). --budget-minutes fits the schedule's
+ * length to the time after the first update.
  * Determinism: for a fixed seed, options and thread count the run is a function of its inputs;
  * a checkpoint holds everything that state depends on (weights, moments, update count, the
- * PRNG state at the start of the current epoch and the position in its order), so a resumed run
- * produces the same bytes as a straight one.
+ * PRNG state at the start of the current epoch and the position in its order, the extra sets),
+ * so a resumed run produces the same bytes as a straight one (not with a budget: the clock
+ * decides its length).
  * Not here: the model's forward / backward (tmodel), the optimizer's arithmetic (adamw.c), the
  * items (data.c), the folders' formats (checkpoint.c), printing (the command's callback).
  */
