@@ -77,7 +77,8 @@ for f in checkpoint/weights.safetensors checkpoint/adam_m.safetensors checkpoint
          checkpoint/extra.safetensors checkpoint/state.json model/model.safetensors; do
   cmp -s "$tmp/r1/$f" "$tmp/r2/$f" && ok || bad "resumed $f differs from the straight run's"
 done
-err "loss = \"kl\", this run has \"rkl\"\|saved with" "$BIN" distill "${c[@]/jsd:0.5/rkl}" -o "$tmp/r2" --resume "$tmp/r2/checkpoint"
+err "saved with distill" "$BIN" distill "${c[@]/jsd:0.5/rkl}" -o "$tmp/r2" --resume "$tmp/r2/checkpoint"
+err "saved by a distill run" "$BIN" finetune -m "$tmp/small" --text "$tmp/t.txt" --steps 6 --batch 2 --ctx 16 --lr 2e-2 -t 2 --no-bar -o "$tmp/r2" --resume "$tmp/r2/checkpoint"
 
 # 4. --generate-targets: the teacher's greedy answers (as evlm eval generates them) are the labels
 mkdir "$tmp/chat" && cp "$F"/* "$tmp/chat/"

@@ -156,6 +156,14 @@ static evlm_status check_options(const char *dir, const char *saved, const char 
             break;
         }
     }
+    /* a distillation / QAT checkpoint is not resumed as another kind of run */
+    static const char *const kinds[2] = {"distill", "qat"};
+    for (int k = 0; k < 2 && st == EVLM_OK; k++)
+        if (cJSON_HasObjectItem(a, kinds[k]) && !cJSON_HasObjectItem(b, kinds[k]))
+            st = evlm__fail(EVLM_ERR_ARG,
+                            "%s: saved by a %s run, this run is not one: a resumed run needs the "
+                            "same options",
+                            dir, kinds[k]);
     cJSON_Delete(a);
     cJSON_Delete(b);
     return st;
