@@ -66,8 +66,40 @@ typedef struct evlm_finetune_progress {
     double eval_accuracy; /* 0..1 after an evaluation at this step, else -1 */
 } evlm_finetune_progress;
 
+/* Distillation in the fine-tuning loop (`evlm distill`, docs/DISTILL-LOSSES.md): the teacher runs
+ * forward on every batch (same vocabulary as the student; refused otherwise), the loss is
+ * alpha CE + (1 - alpha) logit + hidden_weight hidden + attn_weight attn. The hidden term's
+ * projections (when the widths differ) are trained with the student (AdamW, no weight decay),
+ * kept in the checkpoint and never written to the student's model folder. */
+typedef struct evlm_finetune_distill {
+    const char *teacher;   /* model folder or GGUF; NULL (qat only): the student's own float
+                              weights as loaded */
+    const char *loss;      /* "kl" (NULL), "rkl", "jsd:BETA" */
+    double temperature;    /* 0: 1 */
+    double alpha;          /* the ground truth's CE weight in [0, 1] (0) */
+    double hidden_weight;  /* hidden-state MSE weight (0: none) */
+    const char *layer_map; /* "auto" (NULL) or "S:T,S:T,..." (0-based layers) */
+    double attn_weight;    /* attention-map KL weight (0: none) */
+    bool generate_targets; /* the teacher's greedy answers replace the data's answers (black
+                              box): generated before training into OUT_DIR/targets.jsonl,
+                              reused when there (a resume does not regenerate) */
+    int target_tokens;     /* most tokens of a generated answer (0: 64, as evlm eval) */
+} evlm_finetune_distill;
+
+/* Quantization-aware training in the fine-tuning loop (`evlm qat`, docs/QAT.md): the forward
+ * fake-quantizes as the exported GGUF stores, learned block scales (LSQ) are stepped and
+ * checkpointed with the weights; at the end the 16-bit tensors are rounded as the export stores
+ * them and out_gguf is written (evlm_qat_export) instead of model/. The model must be a folder. */
+typedef struct evlm_finetune_qat {
+    const char *type;     /* "q4_0", "q8_0", "q4_1" */
+    const char *vision;   /* the vision tower's and connector's type; NULL: type */
+    bool learn_scales;    /* LSQ block scales (q4_0, q8_0) */
+    const char *out_gguf; /* the GGUF written at the end */
+} evlm_finetune_qat;
+
 typedef struct evlm_finetune_params {
-    const char *model;   /* a Hugging Face model folder */
+    const char *model;   /* a Hugging Face model folder, or a GGUF evlm wrote (its dequantized
+                            tensors are the master weights; its embedded files the side files) */
     const char *data;    /* .jsonl question-answer items, or NULL */
     const char *text;    /* a text file, or NULL (data and / or text) */
     const char *out_dir; /* created if missing */
@@ -89,15 +121,22 @@ typedef struct evlm_finetune_params {
     int64_t eval_every;    /* 0: only at the end */
     int64_t save_every;    /* checkpoint every N updates (0: only at the end) */
     const char *resume;    /* a checkpoint folder to continue from, or NULL */
-    double budget_minutes; /* stop (checkpoint and model written) after this long; 0: none */
+    double budget_minutes; /* the time training may take (0: none): after the first update the
+                              schedule's length becomes the updates that fit (at most steps /
+                              epochs), so the decay ends with the time; a run that still
+                              overruns stops (checkpoint and model written) */
     int64_t stop_after;    /* stop likewise after this update (a run in pieces); 0: none */
-    const char *dtype;     /* the model folder's tensors: "source" (default), "bf16", "f32" */
+    const char *dtype;     /* the model folder's tensors: "source" (default: as the model stored
+                              them; a quantized tensor: its config's float dtype, else f32),
+                              "bf16", "f32" */
     /* called after every update (may be NULL) */
     void (*progress)(void *user, const evlm_finetune_progress *p);
     /* scores the model folder model_dir on dataset: accuracy 0..1, negative on failure (the
      * command runs `evlm eval`'s scoring here); NULL: eval is an error */
     double (*eval_fn)(void *user, const char *model_dir, const char *dataset);
     void *user;
+    const evlm_finetune_distill *distill; /* distillation (NULL: none) */
+    const evlm_finetune_qat *qat;         /* quantization-aware training (NULL: none) */
 } evlm_finetune_params;
 
 typedef struct evlm_finetune_result {

@@ -163,6 +163,24 @@ PY
   no_leftovers "$tmp/v"
 fi
 
+# a GGUF evlm wrote trains (its dequantized tensors are the master weights); the output folder
+# gets the embedded side files and the config's float dtype (llama-tiny: bfloat16)
+"$BIN" quantize -m "$F" -o "$tmp/q8.gguf" --type q8_0 > /dev/null 2>&1 || bad "quantize q8_0"
+"$BIN" finetune -m "$tmp/q8.gguf" -o "$tmp/g" --steps 2 "${common[@]}" > /dev/null || bad "finetune from a GGUF"
+for f in config.json tokenizer.json tokenizer_config.json model.safetensors; do
+  [ -f "$tmp/g/model/$f" ] && ok || bad "GGUF source: missing model/$f"
+done
+cmp -s "$F/tokenizer.json" "$tmp/g/model/tokenizer.json" && ok || bad "GGUF source: tokenizer.json is not the embedded one"
+python3 - "$tmp/g/model/model.safetensors" "$tmp/g/log.json" <<'PY' && ok || bad "GGUF source: dtypes / log"
+import json, struct, sys
+f = open(sys.argv[1], "rb"); h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+assert {v["dtype"] for k, v in h.items() if k != "__metadata__"} == {"BF16"}, h
+s = json.load(open(sys.argv[2]))["steps"]
+assert len(s) == 2 and all(x["loss"] > 0 and x["grad_norm"] > 0 for x in s), s
+PY
+"$BIN" run -m "$tmp/g/model" --raw -p "Once upon" -n 4 > /dev/null && ok || bad "run the GGUF-trained result"
+no_leftovers "$tmp/g"
+
 # overfitting one batch: the tiny model learns two short sequences by heart
 printf 'The red car stops.\n\nA bird sings.\n' > "$tmp/one.txt"
 "$BIN" finetune -m "$F" --text "$tmp/one.txt" -o "$tmp/o" --steps 150 --batch 2 --lr 1e-2 --clip 0 -t 2 --no-bar > /dev/null || bad "overfit run"

@@ -33,6 +33,8 @@ int evlm_cmd_prompt(int argc, char **argv);
 int evlm_cmd_lowrank(int argc, char **argv);
 int evlm_cmd_grad(int argc, char **argv);
 int evlm_cmd_finetune(int argc, char **argv);
+int evlm_cmd_distill(int argc, char **argv);
+int evlm_cmd_qat(int argc, char **argv);
 
 /* quantize and prune (cmd_quantize.c, cmd_prune.c): the progress bar of every offline command
  * (quantize, prune, prune --structured, lowrank; user: a bool *, on), the

@@ -45,6 +45,12 @@ static const struct {
     {"convert", evlm_cmd_convert, "import: convert --from llama2c MODEL.bin TOKENIZER.bin OUT_DIR"},
     {"finetune", evlm_cmd_finetune,
      "train: finetune -m DIR --data FILE.jsonl [--text FILE] -o OUT [--steps N] [--resume DIR]"},
+    {"distill", evlm_cmd_distill,
+     "distillation: distill --teacher T -m STUDENT -o OUT --data FILE.jsonl [--loss kl|rkl|jsd:B] "
+     "[--hidden-loss W]"},
+    {"qat", evlm_cmd_qat,
+     "quantization-aware training: qat -m DIR -o OUT.gguf --type q4_0|q8_0|q4_1 --data "
+     "FILE.jsonl [--learn-scales]"},
 };
 
 static void usage(FILE *f) {

@@ -62,7 +62,7 @@ static evlm_status copy_file(const char *from, const char *to) {
     return st;
 }
 
-static evlm_status fill(const char *src_dir, const char *tmp, const char *config_json,
+static evlm_status fill(const evlm_dir *src, const char *tmp, const char *config_json,
                         const evlm_tensor *tensors, size_t n) {
     char path[4096], from[4096];
     EVLM_TRY(evlm_path_join(path, sizeof path, tmp, "config.json"));
@@ -70,10 +70,20 @@ static evlm_status fill(const char *src_dir, const char *tmp, const char *config
     for (size_t i = 0; i < evlm_hf_n_side_files; i++) {
         const char *name = evlm_hf_side_files[i];
         if (!strcmp(name, "config.json")) continue;
-        EVLM_TRY(evlm_path_join(from, sizeof from, src_dir, name));
-        if (!evlm_file_exists(from)) continue;
         EVLM_TRY(evlm_path_join(path, sizeof path, tmp, name));
-        EVLM_TRY(copy_file(from, path));
+        if (!src->get) {
+            EVLM_TRY(evlm_path_join(from, sizeof from, src->path, name));
+            if (!evlm_file_exists(from)) continue;
+            EVLM_TRY(copy_file(from, path));
+            continue;
+        }
+        if (!evlm_dir_has(src, name)) continue; /* an embedded file (a GGUF evlm wrote) */
+        char *data;
+        size_t len;
+        EVLM_TRY(evlm_dir_read(src, name, (size_t)1 << 30, &data, &len));
+        evlm_status st = evlm_write_file_atomic(path, data, len);
+        free(data);
+        EVLM_TRY(st);
     }
     EVLM_TRY(evlm_path_join(path, sizeof path, tmp, "model.safetensors"));
     EVLM_TRY(evlm_safetensors_write(path, tensors, n));
@@ -82,13 +92,19 @@ static evlm_status fill(const char *src_dir, const char *tmp, const char *config
 
 evlm_status evlm_hf_export(const char *src_dir, const char *out_dir, const char *config_json,
                            const evlm_tensor *tensors, size_t n) {
+    evlm_dir d = evlm_dir_folder(src_dir);
+    return evlm_hf_export_from(&d, out_dir, config_json, tensors, n);
+}
+
+evlm_status evlm_hf_export_from(const evlm_dir *src, const char *out_dir, const char *config_json,
+                                const evlm_tensor *tensors, size_t n) {
     struct stat sb;
     if (lstat(out_dir, &sb) == 0)
         return evlm__fail(EVLM_ERR_ARG,
                           "%s already exists: remove it or choose another output folder", out_dir);
     char tmp[4096];
     EVLM_TRY(evlm_hf_temp_dir(out_dir, tmp, sizeof tmp));
-    evlm_status st = fill(src_dir, tmp, config_json, tensors, n);
+    evlm_status st = fill(src, tmp, config_json, tensors, n);
     if (st == EVLM_OK && rename(tmp, out_dir) != 0)
         st = evlm__fail(EVLM_ERR_IO, "%s: rename from %s: %s", out_dir, tmp, strerror(errno));
     if (st != EVLM_OK) {

@@ -8,6 +8,7 @@
 #ifndef EVLM_IO_HF_EXPORT_H
 #define EVLM_IO_HF_EXPORT_H
 
+#include "core/file.h"
 #include "core/tensor.h"
 #include "evlm.h"
 
@@ -20,6 +21,12 @@
  * nothing is left behind on failure. out_dir must not exist (it is never replaced). */
 evlm_status evlm_hf_export(const char *src_dir, const char *out_dir, const char *config_json,
                            const evlm_tensor *tensors, size_t n);
+
+/* The same with the side files read through src: a folder, or the files a GGUF evlm wrote
+ * embeds ("evlm.file.<name>"), so a model trained from a GGUF gets its tokenizer, processor and
+ * chat template back. */
+evlm_status evlm_hf_export_from(const evlm_dir *src, const char *out_dir, const char *config_json,
+                                const evlm_tensor *tensors, size_t n);
 
 /* A new empty folder "<base>.tmp.XXXXXX" beside base (path into out, cap bytes). */
 evlm_status evlm_hf_temp_dir(const char *base, char *out, size_t cap);

@@ -24,16 +24,32 @@ double evlm_adamw_grad_norm(const evlm_tparams *tp) {
 }
 
 double evlm_adamw_clip(evlm_tparams *tp, double max_norm) {
-    double n = evlm_adamw_grad_norm(tp);
+    return evlm_adamw_clip_sets(&tp, 1, max_norm);
+}
+
+double evlm_adamw_clip_sets(evlm_tparams *const *sets, int n_sets, double max_norm) {
+    double n = 0; /* one set: its norm as it is (sqrt(n^2) could round differently) */
+    if (n_sets == 1) {
+        n = evlm_adamw_grad_norm(sets[0]);
+    } else {
+        for (int k = 0; k < n_sets; k++) {
+            double nk = evlm_adamw_grad_norm(sets[k]);
+            n += nk * nk;
+        }
+        n = sqrt(n);
+    }
     if (max_norm <= 0) return n;
     double coef = max_norm / (n + 1e-6);
     if (coef >= 1.0) return n;
     float c = (float)coef;
-    for (int i = 0; i < tp->n; i++) {
-        const evlm_tparam *p = &tp->p[i];
-        if (!p->trainable) continue;
-        float *g = tp->g + p->off;
-        for (size_t j = 0; j < p->n; j++) g[j] *= c;
+    for (int k = 0; k < n_sets; k++) {
+        evlm_tparams *tp = sets[k];
+        for (int i = 0; i < tp->n; i++) {
+            const evlm_tparam *p = &tp->p[i];
+            if (!p->trainable) continue;
+            float *g = tp->g + p->off;
+            for (size_t j = 0; j < p->n; j++) g[j] *= c;
+        }
     }
     return n;
 }

@@ -30,6 +30,9 @@ double evlm_adamw_grad_norm(const evlm_tparams *tp);
  * multiplied by min(1, max_norm / (n + 1e-6)). Returns n (before clipping). max_norm <= 0:
  * no clipping, the norm is still returned. */
 double evlm_adamw_clip(evlm_tparams *tp, double max_norm);
+/* The same over several sets trained together (the model's, distillation projections, QAT
+ * scales): one global norm over all of them (for one set, exactly evlm_adamw_clip). */
+double evlm_adamw_clip_sets(evlm_tparams *const *sets, int n_sets, double max_norm);
 
 /* One AdamW update of every trainable parameter at learning rate lr; step is the 1-based
  * count of updates so far including this one (bias correction 1 - beta^step). */

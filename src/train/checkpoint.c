@@ -93,9 +93,43 @@ static char *state_json(const evlm_tparams *tp, const evlm_ckpt_state *st) {
     return s;
 }
 
-static evlm_status fill(const char *tmp, const evlm_tparams *tp, const evlm_ckpt_state *st) {
+/* The extra parameter sets (distillation projections, QAT scales) in one file: each parameter's
+ * weights under its name, its moments under "<name>.adam_m" / "<name>.adam_v". */
+static evlm_status write_extra(const char *tmp, evlm_tparams *const *extra, int n_extra) {
+    size_t n = 0, k = 0;
+    for (int e = 0; e < n_extra; e++) n += (size_t)extra[e]->n;
+    if (n == 0) return EVLM_OK;
+    evlm_tensor *views = malloc(sizeof *views * 3 * n);
+    char(*names)[176] = malloc(sizeof *names * 3 * n);
+    if (!views || !names) {
+        free(views);
+        free(names);
+        return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", tmp);
+    }
+    for (int e = 0; e < n_extra; e++)
+        for (int i = 0; i < extra[e]->n; i++) {
+            const evlm_tparam *p = &extra[e]->p[i];
+            float *buf[3] = {extra[e]->w, extra[e]->m, extra[e]->v};
+            const char *suffix[3] = {"", ".adam_m", ".adam_v"};
+            for (int b = 0; b < 3; b++, k++) {
+                snprintf(names[k], sizeof names[k], "%s%s", p->name, suffix[b]);
+                views[k] = view_of(p, buf[b]);
+                views[k].name = names[k];
+            }
+        }
+    char path[4096];
+    evlm_status s = evlm_path_join(path, sizeof path, tmp, "extra.safetensors");
+    if (s == EVLM_OK) s = evlm_safetensors_write(path, views, k);
+    free(views);
+    free(names);
+    return s;
+}
+
+static evlm_status fill(const char *tmp, const evlm_tparams *tp, evlm_tparams *const *extra,
+                        int n_extra, const evlm_ckpt_state *st) {
     char path[4096];
     int written = 0;
+    EVLM_TRY(write_extra(tmp, extra, n_extra));
     evlm_tensor *views = malloc(sizeof *views * (size_t)(tp->n > 0 ? tp->n : 1));
     if (!views) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", tmp);
     evlm_status s = evlm_path_join(path, sizeof path, tmp, "weights.safetensors");
@@ -123,13 +157,18 @@ static evlm_status fill(const char *tmp, const evlm_tparams *tp, const evlm_ckpt
 }
 
 evlm_status evlm_ckpt_save(const char *dir, const evlm_tparams *tp, const evlm_ckpt_state *st) {
+    return evlm_ckpt_save_ex(dir, tp, NULL, 0, st);
+}
+
+evlm_status evlm_ckpt_save_ex(const char *dir, const evlm_tparams *tp, evlm_tparams *const *extra,
+                              int n_extra, const evlm_ckpt_state *st) {
     char tmp[4096], old[4096 + 16], parent[4096];
     struct stat sb;
     bool exists = lstat(dir, &sb) == 0;
     if (exists && !S_ISDIR(sb.st_mode))
         return evlm__fail(EVLM_ERR_ARG, "%s exists and is not a checkpoint folder", dir);
     EVLM_TRY(evlm_hf_temp_dir(dir, tmp, sizeof tmp));
-    evlm_status s = fill(tmp, tp, st);
+    evlm_status s = fill(tmp, tp, extra, n_extra, st);
     if (s == EVLM_OK && exists) {
         /* an old checkpoint moves aside (rename onto an empty folder of a fresh name) */
         char base[4096 + 8];
@@ -205,7 +244,54 @@ static evlm_status read_tensors(const char *dir, const char *name, evlm_tparams 
     return s;
 }
 
+static evlm_status read_extra(const char *dir, evlm_tparams *const *extra, int n_extra) {
+    size_t want = 0;
+    for (int e = 0; e < n_extra; e++) want += 3 * (size_t)extra[e]->n;
+    if (want == 0) return EVLM_OK;
+    char path[4096];
+    EVLM_TRY(evlm_path_join(path, sizeof path, dir, "extra.safetensors"));
+    if (!evlm_file_exists(path))
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "%s missing: the checkpoint has no distillation projections / QAT "
+                          "scales, this run has",
+                          path);
+    evlm_weights *ws;
+    EVLM_TRY(evlm_weights_open(path, &ws));
+    evlm_status s = EVLM_OK;
+    for (int e = 0; e < n_extra && s == EVLM_OK; e++)
+        for (int i = 0; i < extra[e]->n && s == EVLM_OK; i++) {
+            const evlm_tparam *p = &extra[e]->p[i];
+            float *buf[3] = {extra[e]->w, extra[e]->m, extra[e]->v};
+            const char *suffix[3] = {"", ".adam_m", ".adam_v"};
+            for (int b = 0; b < 3 && s == EVLM_OK; b++) {
+                char name[176];
+                snprintf(name, sizeof name, "%s%s", p->name, suffix[b]);
+                const evlm_tensor *t = evlm_weights_find(ws, name);
+                if (!t)
+                    s = evlm__fail(EVLM_ERR_FORMAT, "%s: tensor %s missing", path, name);
+                else if (t->type != EVLM_TYPE_F32 || (size_t)evlm_tensor_nelements(t) != p->n)
+                    s = evlm__fail(EVLM_ERR_FORMAT, "%s: tensor %s is not float32 of %zu elements",
+                                   path, name, p->n);
+                else
+                    memcpy(buf[b] + p->off, t->data, p->n * sizeof(float));
+            }
+        }
+    if (s == EVLM_OK && evlm_weights_count(ws) != want)
+        s = evlm__fail(EVLM_ERR_FORMAT, "%s: %zu tensors, this run has %zu", path,
+                       evlm_weights_count(ws), want);
+    evlm_weights_free(ws);
+    if (s == EVLM_OK)
+        for (int e = 0; e < n_extra; e++)
+            memset(extra[e]->g, 0, extra[e]->n_floats * sizeof(float));
+    return s;
+}
+
 evlm_status evlm_ckpt_load(const char *dir, evlm_tparams *tp, evlm_ckpt_state *st, char **options) {
+    return evlm_ckpt_load_ex(dir, tp, NULL, 0, st, options);
+}
+
+evlm_status evlm_ckpt_load_ex(const char *dir, evlm_tparams *tp, evlm_tparams *const *extra,
+                              int n_extra, evlm_ckpt_state *st, char **options) {
     if (options) *options = NULL;
     char path[4096];
     EVLM_TRY(evlm_path_join(path, sizeof path, dir, "state.json"));
@@ -259,6 +345,7 @@ evlm_status evlm_ckpt_load(const char *dir, evlm_tparams *tp, evlm_ckpt_state *s
     if (s == EVLM_OK) s = read_tensors(dir, "weights.safetensors", tp, tp->w, false);
     if (s == EVLM_OK) s = read_tensors(dir, moment_file[0], tp, tp->m, true);
     if (s == EVLM_OK) s = read_tensors(dir, moment_file[1], tp, tp->v, true);
+    if (s == EVLM_OK) s = read_extra(dir, extra, n_extra);
     if (s != EVLM_OK) {
         if (options) {
             free(*options);
@@ -273,23 +360,44 @@ evlm_status evlm_ckpt_load(const char *dir, evlm_tparams *tp, evlm_ckpt_state *s
 
 /* ---- the final model folder ---------------------------------------------------------------- */
 
-static evlm_type out_type(evlm_type src, evlm_ckpt_dtype d) {
+/* A quantized source (a GGUF) is written in the float dtype its embedded config names
+ * (torch_dtype: bfloat16, float16, float32), float32 when it names none. */
+static evlm_type out_type(evlm_type src, evlm_ckpt_dtype d, evlm_type quant_to) {
     if (d == EVLM_CKPT_F32) return EVLM_TYPE_F32;
     if (d == EVLM_CKPT_BF16) return EVLM_TYPE_BF16;
     if (src == EVLM_TYPE_F32 || src == EVLM_TYPE_F16 || src == EVLM_TYPE_BF16) return src;
-    return EVLM_TYPE_BF16;
+    return quant_to;
+}
+
+static evlm_type config_dtype(const char *config) {
+    cJSON *j = cJSON_Parse(config);
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text_config");
+    const char *keys[2] = {"dtype", "torch_dtype"}; /* transformers 5.x, 4.x */
+    const cJSON *t = NULL;
+    for (int k = 0; k < 4 && !cJSON_IsString(t); k++) /* the top level, then a text_config */
+        t = cJSON_GetObjectItemCaseSensitive(k < 2 ? j : text, keys[k % 2]);
+    evlm_type r = EVLM_TYPE_F32;
+    if (cJSON_IsString(t) && !strcmp(t->valuestring, "bfloat16")) r = EVLM_TYPE_BF16;
+    if (cJSON_IsString(t) && !strcmp(t->valuestring, "float16")) r = EVLM_TYPE_F16;
+    cJSON_Delete(j);
+    return r;
 }
 
 evlm_status evlm_ckpt_export(const evlm_tparams *tp, const char *src_dir, const char *out_dir,
                              evlm_ckpt_dtype dtype) {
-    char path[4096];
-    EVLM_TRY(evlm_path_join(path, sizeof path, src_dir, "config.json"));
+    evlm_dir d = evlm_dir_folder(src_dir);
+    return evlm_ckpt_export_from(tp, &d, out_dir, dtype);
+}
+
+evlm_status evlm_ckpt_export_from(const evlm_tparams *tp, const evlm_dir *src, const char *out_dir,
+                                  evlm_ckpt_dtype dtype) {
     char *config;
     size_t len;
-    EVLM_TRY(evlm_read_file(path, (size_t)1 << 24, &config, &len));
+    EVLM_TRY(evlm_dir_read(src, "config.json", (size_t)1 << 24, &config, &len));
+    const evlm_type qto = config_dtype(config);
     size_t bytes = 0;
     for (int i = 0; i < tp->n; i++)
-        bytes += tp->p[i].n * evlm_type_size(out_type(tp->p[i].src_type, dtype));
+        bytes += tp->p[i].n * evlm_type_size(out_type(tp->p[i].src_type, dtype, qto));
     evlm_tensor *views = malloc(sizeof *views * (size_t)(tp->n > 0 ? tp->n : 1));
     unsigned char *buf = malloc(bytes ? bytes : 1);
     if (!views || !buf) {
@@ -302,7 +410,7 @@ evlm_status evlm_ckpt_export(const evlm_tparams *tp, const char *src_dir, const 
     for (int i = 0; i < tp->n; i++) {
         const evlm_tparam *p = &tp->p[i];
         evlm_tensor t = view_of(p, tp->w);
-        t.type = out_type(p->src_type, dtype);
+        t.type = out_type(p->src_type, dtype, qto);
         evlm_tensor_set_contiguous(&t);
         const float *w = tp->w + p->off;
         unsigned char *o = buf + at;
@@ -317,7 +425,7 @@ evlm_status evlm_ckpt_export(const evlm_tparams *tp, const char *src_dir, const 
         views[i] = t;
         at += p->n * evlm_type_size(t.type);
     }
-    evlm_status s = evlm_hf_export(src_dir, out_dir, config, views, (size_t)tp->n);
+    evlm_status s = evlm_hf_export_from(src, out_dir, config, views, (size_t)tp->n);
     free(views);
     free(buf);
     free(config);

@@ -15,6 +15,7 @@
 #ifndef EVLM_TRAIN_CHECKPOINT_H
 #define EVLM_TRAIN_CHECKPOINT_H
 
+#include "core/file.h"
 #include "evlm.h"
 #include "train/params.h"
 
@@ -35,13 +36,21 @@ evlm_status evlm_ckpt_save(const char *dir, const evlm_tparams *tp, const evlm_c
  * the tensor. */
 evlm_status evlm_ckpt_load(const char *dir, evlm_tparams *tp, evlm_ckpt_state *st, char **options);
 
+/* The same with extra parameter sets trained beside tp (the distillation projections, the QAT
+ * scales: every parameter of them trainable), kept in extra.safetensors: weights under their
+ * names, moments under "<name>.adam_m" / "<name>.adam_v". Loading needs the same sets. */
+evlm_status evlm_ckpt_save_ex(const char *dir, const evlm_tparams *tp, evlm_tparams *const *extra,
+                              int n_extra, const evlm_ckpt_state *st);
+evlm_status evlm_ckpt_load_ex(const char *dir, evlm_tparams *tp, evlm_tparams *const *extra,
+                              int n_extra, evlm_ckpt_state *st, char **options);
+
 /* Test hook: when > 0, a save fails (EVLM_ERR_IO) after writing that many of its files. */
 extern int evlm__ckpt_fail_after;
 
 /* ---- the final model folder ---------------------------------------------------------------- */
 typedef enum evlm_ckpt_dtype {
     EVLM_CKPT_SOURCE = 0, /* each tensor as the file stored it (F32 / F16 / BF16; a quantized
-                             source becomes BF16) */
+                             source (a GGUF) becomes the config's torch_dtype, F32 if none) */
     EVLM_CKPT_BF16,
     EVLM_CKPT_F32,
 } evlm_ckpt_dtype;
@@ -50,5 +59,8 @@ typedef enum evlm_ckpt_dtype {
  * model folder src_dir, model.safetensors with every parameter of tp under its name in dtype. */
 evlm_status evlm_ckpt_export(const evlm_tparams *tp, const char *src_dir, const char *out_dir,
                              evlm_ckpt_dtype dtype);
+/* The same from src: a folder, or a GGUF evlm wrote (config and side files embedded). */
+evlm_status evlm_ckpt_export_from(const evlm_tparams *tp, const evlm_dir *src, const char *out_dir,
+                                  evlm_ckpt_dtype dtype);
 
 #endif

@@ -57,6 +57,12 @@ evlm_status evlm_tdata_add_jsonl(evlm_tdata *d, evlm_model *m, const char *path,
 evlm_status evlm_tdata_add_text(evlm_tdata *d, const evlm_model *m, const char *path, int max_len);
 void evlm_tdata_free(evlm_tdata *d);
 
+/* Black-box distillation (targets.c): out_jsonl = in_jsonl with every "answer" replaced by the
+ * teacher model's greedy answer (the runtime, as `evlm eval` generates: at most n_predict tokens,
+ * 0: 64) and image paths made absolute. Atomic; errors name the file and line. */
+evlm_status evlm_tdata_generate_targets(const char *teacher, const char *in_jsonl,
+                                        const char *out_jsonl, int n_predict, int n_threads);
+
 /* ---- order ---------------------------------------------------------------------------------- */
 uint64_t evlm_splitmix64(uint64_t *state);
 

@@ -1,21 +1,30 @@
 /*
  * loop.c - fine-tuning (evlm_finetune, include/evlm_train.h): data, the update loop (gradient
  * accumulation, clipping, AdamW, the schedule), periodic evaluation through the caller's hook,
- * checkpoints, the JSON log and the final Hugging Face folder.
+ * checkpoints, the JSON log and the final Hugging Face folder. The same loop distills (a
+ * forward-only teacher, EVLM_TLOSS_DISTILL steps, the projections stepped beside the model's
+ * parameters) and trains quantization-aware (evlm_tmodel_set_qat, the learned scales stepped
+ * likewise, the GGUF written by evlm_qat_export instead of the folder). A GGUF evlm wrote is a
+ * source too (its side files read from its embedded copies). --budget-minutes fits the schedule's
+ * length to the time after the first update.
  * Determinism: for a fixed seed, options and thread count the run is a function of its inputs;
  * a checkpoint holds everything that state depends on (weights, moments, update count, the
- * PRNG state at the start of the current epoch and the position in its order), so a resumed run
- * produces the same bytes as a straight one.
+ * PRNG state at the start of the current epoch and the position in its order, the extra sets),
+ * so a resumed run produces the same bytes as a straight one (not with a budget: the clock
+ * decides its length).
  * Not here: the model's forward / backward (tmodel), the optimizer's arithmetic (adamw.c), the
  * items (data.c), the folders' formats (checkpoint.c), printing (the command's callback).
  */
 #include "core/file.h"
 #include "core/status.h"
 #include "evlm_train.h"
+#include "io/gguf.h"
 #include "io/hf_export.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/distill.h"
+#include "train/qat.h"
 #include "train/params.h"
 #include "train/tmodel.h"
 
@@ -60,7 +69,17 @@ typedef struct run {
     step_rec *steps; /* [total] */
     eval_rec *evals; /* [total + 1] */
     int64_t n_steps, n_evals, total;
-    char *options; /* JSON */
+    char *options;   /* JSON */
+    evlm_dir src;    /* the model's files: its folder, or the files its GGUF embeds */
+    evlm_gguf *gguf; /* a GGUF source, open for its embedded files */
+    /* distillation: the teacher (its own model, or NULL: the student's own loaded model) */
+    evlm_model *teacher_model;
+    evlm_tmodel *teacher;
+    evlm_distill dspec;
+    char targets[4096]; /* --generate-targets: the teacher's answers (OUT_DIR/targets.jsonl) */
+    /* the parameter sets stepped together: the model's, distillation projections, QAT scales */
+    evlm_tparams *sets[3];
+    int n_sets;
     evlm_ckpt_dtype dtype;
     int max_tokens; /* rows of one batch: batch x the longest item */
 } run;
@@ -94,6 +113,26 @@ static char *options_json(const evlm_finetune_params *p) {
     cJSON_AddNumberToObject(j, "threads", p->n_threads);
     cJSON_AddItemToObject(j, "train", globs_json(p->train, p->n_train));
     cJSON_AddItemToObject(j, "freeze", globs_json(p->freeze, p->n_freeze));
+    if (p->distill) {
+        const evlm_finetune_distill *d = p->distill;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "teacher", d->teacher ? d->teacher : "(the model itself)");
+        cJSON_AddStringToObject(o, "loss", d->loss ? d->loss : "kl");
+        cJSON_AddNumberToObject(o, "temperature", d->temperature > 0 ? d->temperature : 1);
+        cJSON_AddNumberToObject(o, "alpha", d->alpha);
+        cJSON_AddNumberToObject(o, "hidden_weight", d->hidden_weight);
+        cJSON_AddStringToObject(o, "layer_map", d->layer_map ? d->layer_map : "auto");
+        cJSON_AddNumberToObject(o, "attn_weight", d->attn_weight);
+        cJSON_AddBoolToObject(o, "generate_targets", d->generate_targets);
+        cJSON_AddItemToObject(j, "distill", o);
+    }
+    if (p->qat) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "type", p->qat->type ? p->qat->type : "");
+        cJSON_AddStringToObject(o, "vision", p->qat->vision ? p->qat->vision : "");
+        cJSON_AddBoolToObject(o, "learn_scales", p->qat->learn_scales);
+        cJSON_AddItemToObject(j, "qat", o);
+    }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -205,7 +244,7 @@ static evlm_status write_model(run *r, const char *dir) {
                               strerror(errno));
         }
     }
-    evlm_status st = evlm_ckpt_export(r->tp, r->p->model, dir, r->dtype);
+    evlm_status st = evlm_ckpt_export_from(r->tp, &r->src, dir, r->dtype);
     if (old[0]) {
         if (st == EVLM_OK)
             evlm_hf_remove_dir(old);
@@ -218,7 +257,7 @@ static evlm_status write_model(run *r, const char *dir) {
 static evlm_status evaluate(run *r, int64_t step, double *acc) {
     const evlm_finetune_params *p = r->p;
     evlm_hf_remove_dir(r->eval_dir); /* a crashed run's leftover */
-    EVLM_TRY(evlm_ckpt_export(r->tp, p->model, r->eval_dir, r->dtype));
+    EVLM_TRY(evlm_ckpt_export_from(r->tp, &r->src, r->eval_dir, r->dtype));
     *acc = p->eval_fn(p->user, r->eval_dir, p->eval);
     evlm_hf_remove_dir(r->eval_dir);
     if (*acc < 0)
@@ -229,6 +268,102 @@ static evlm_status evaluate(run *r, int64_t step, double *acc) {
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
+static evlm_status gguf_file(const void *ctx, const char *name, const char **data, size_t *len) {
+    return evlm_gguf_file_text(ctx, name, data, len);
+}
+
+/* The distillation description and the QAT types from the options (errors name the option). */
+static evlm_status parse_specs(run *r, bool from_gguf, evlm_type *qt, evlm_type *qv) {
+    const evlm_finetune_params *p = r->p;
+    const evlm_finetune_distill *d = p->distill;
+    if (d) {
+        r->dspec = evlm_distill_default();
+        if (d->loss) EVLM_TRY(evlm_distill_parse_loss(d->loss, &r->dspec));
+        r->dspec.temperature = d->temperature > 0 ? (float)d->temperature : 1.0f;
+        r->dspec.alpha = (float)d->alpha;
+        r->dspec.hidden_weight = (float)d->hidden_weight;
+        r->dspec.attn_weight = (float)d->attn_weight;
+        if (d->layer_map) {
+            if (d->hidden_weight <= 0 && d->attn_weight <= 0)
+                return evlm__fail(EVLM_ERR_ARG,
+                                  "--layer-map needs a hidden or attention term (--hidden-loss W "
+                                  "or --attn-loss W)");
+            EVLM_TRY(evlm_distill_parse_map(d->layer_map, &r->dspec));
+        }
+        EVLM_TRY(evlm_distill_check(&r->dspec));
+        if (!d->teacher && !p->qat)
+            return evlm__fail(EVLM_ERR_ARG, "distillation needs a teacher (--teacher T)");
+        if (d->generate_targets && (!d->teacher || !p->data))
+            return evlm__fail(EVLM_ERR_ARG,
+                              "--generate-targets needs a teacher and question-answer data "
+                              "(--data FILE.jsonl)");
+    }
+    if (p->qat) {
+        const evlm_finetune_qat *q = p->qat;
+        *qt = q->type ? evlm_type_parse(q->type) : EVLM_TYPE_COUNT;
+        *qv = q->vision ? evlm_type_parse(q->vision) : *qt;
+        if (*qt == EVLM_TYPE_COUNT || !evlm_tqat_type_ok(*qt))
+            return evlm__fail(EVLM_ERR_ARG, "qat: unknown type '%s' (q4_0, q8_0, q4_1)",
+                              q->type ? q->type : "");
+        if (*qv == EVLM_TYPE_COUNT || !evlm_tqat_type_ok(*qv))
+            return evlm__fail(EVLM_ERR_ARG, "qat: unknown vision type '%s' (q4_0, q8_0, q4_1)",
+                              q->vision);
+        if (!q->out_gguf) return evlm__fail(EVLM_ERR_ARG, "qat: no output GGUF given");
+        if (from_gguf)
+            return evlm__fail(EVLM_ERR_ARG,
+                              "%s: qat trains a float model folder (the export reads its "
+                              "tensors), not a GGUF",
+                              p->model);
+    }
+    return EVLM_OK;
+}
+
+/* The same probe text tokenized by both models: different tokenizers of one size are refused
+ * (the logits would be compared id by id). */
+static evlm_status same_tokenizer(const evlm_model *s, const evlm_model *t, const char *teacher) {
+    static const char probe[] = "The quick brown fox jumps over the lazy dog. 0123456789, "
+                                "Hello world! Was ist das? \u00e9t\u00e9";
+    int32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    evlm_status st = evlm_tokenize(s, probe, strlen(probe), false, false, &a, &na);
+    if (st == EVLM_OK) st = evlm_tokenize(t, probe, strlen(probe), false, false, &b, &nb);
+    if (st == EVLM_OK && (na != nb || memcmp(a, b, na * sizeof *a)))
+        st = evlm__fail(EVLM_ERR_ARG,
+                        "%s: the teacher's tokenizer is not the student's (the same text gives "
+                        "other ids): distillation needs one vocabulary",
+                        teacher);
+    free(a);
+    free(b);
+    return st;
+}
+
+/* The teacher (a forward-only model: its own file, or the student's float weights as loaded)
+ * and the distillation plan; the sets stepped beside the model's. */
+static evlm_status setup_teacher(run *r, const evlm_tmodel_params *tmp) {
+    const evlm_finetune_params *p = r->p;
+    const evlm_finetune_distill *d = p->distill;
+    evlm_tmodel_params tt = *tmp;
+    tt.forward_only = true;
+    evlm_model *tm = r->model;
+    if (d->teacher) {
+        evlm_model_params mp = evlm_model_default_params();
+        mp.n_threads = p->n_threads;
+        mp.keep_layout = true;
+        mp.keep_dense = true;
+        EVLM_TRY(evlm_model_load(d->teacher, &mp, &r->teacher_model));
+        tm = r->teacher_model;
+        EVLM_TRY(same_tokenizer(r->model, tm, d->teacher));
+    }
+    evlm_status st = evlm_tmodel_new(tm, &tt, &r->teacher);
+    if (st != EVLM_OK) return evlm__fail_prefix(st, "teacher %s", d->teacher ? d->teacher : "");
+    st = evlm_tmodel_plan_distill(r->tm, r->teacher, &r->dspec);
+    if (st != EVLM_OK)
+        return evlm__fail_prefix(st, "teacher %s", d->teacher ? d->teacher : "(the model itself)");
+    evlm_tparams *proj = evlm_tmodel_distill_params(r->tm);
+    if (proj) r->sets[r->n_sets++] = proj;
+    return EVLM_OK;
+}
+
 static evlm_status setup(run *r) {
     const evlm_finetune_params *p = r->p;
     if (!p->model || !p->out_dir || (!p->data && !p->text))
@@ -238,10 +373,19 @@ static evlm_status setup(run *r) {
     if (p->eval && !p->eval_fn)
         return evlm__fail(EVLM_ERR_ARG, "finetune: --eval needs an evaluation hook");
     struct stat sb;
-    if (stat(p->model, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return evlm__fail(EVLM_ERR_ARG,
-                          "%s: finetune trains a Hugging Face model folder (its output is one)",
-                          p->model);
+    if (stat(p->model, &sb) != 0)
+        return evlm__fail(EVLM_ERR_ARG, "%s: %s", p->model, strerror(errno));
+    r->src = evlm_dir_folder(p->model);
+    if (!S_ISDIR(sb.st_mode)) { /* a GGUF evlm wrote: its side files are embedded */
+        EVLM_TRY(evlm_gguf_open(p->model, &r->gguf));
+        r->src.get = gguf_file;
+        r->src.ctx = r->gguf;
+        if (!evlm_dir_has(&r->src, "config.json"))
+            return evlm__fail(EVLM_ERR_ARG,
+                              "%s: this GGUF embeds no config.json (evlm.file.*): finetune "
+                              "trains a model folder or a GGUF evlm wrote",
+                              p->model);
+    }
     if (!p->dtype || !strcmp(p->dtype, "source"))
         r->dtype = EVLM_CKPT_SOURCE;
     else if (!strcmp(p->dtype, "bf16"))
@@ -250,11 +394,22 @@ static evlm_status setup(run *r) {
         r->dtype = EVLM_CKPT_F32;
     else
         return evlm__fail(EVLM_ERR_ARG, "unknown dtype '%s' (source, bf16, f32)", p->dtype);
+    evlm_type qt = EVLM_TYPE_COUNT, qv = EVLM_TYPE_COUNT;
+    EVLM_TRY(parse_specs(r, r->gguf != NULL, &qt, &qv));
     EVLM_TRY(evlm_mkdir(p->out_dir));
     EVLM_TRY(evlm_path_join(r->ckpt, sizeof r->ckpt, p->out_dir, "checkpoint"));
     EVLM_TRY(evlm_path_join(r->model_dir, sizeof r->model_dir, p->out_dir, "model"));
     EVLM_TRY(evlm_path_join(r->log, sizeof r->log, p->out_dir, "log.json"));
     EVLM_TRY(evlm_path_join(r->eval_dir, sizeof r->eval_dir, p->out_dir, "eval-tmp"));
+    const char *data = p->data;
+    if (p->distill && p->distill->generate_targets) {
+        /* black box: the teacher's answers, generated once (a resume finds them) */
+        EVLM_TRY(evlm_path_join(r->targets, sizeof r->targets, p->out_dir, "targets.jsonl"));
+        if (!evlm_file_exists(r->targets))
+            EVLM_TRY(evlm_tdata_generate_targets(p->distill->teacher, p->data, r->targets,
+                                                 p->distill->target_tokens, p->n_threads));
+        data = r->targets;
+    }
 
     evlm_model_params mp = evlm_model_default_params();
     mp.n_threads = p->n_threads;
@@ -263,7 +418,7 @@ static evlm_status setup(run *r) {
     EVLM_TRY(evlm_model_load(p->model, &mp, &r->model));
     int ctx = p->ctx > 0 ? p->ctx : evlm_model_n_ctx_train(r->model);
     if (p->ctx <= 0 && ctx > 2048) ctx = 2048;
-    if (p->data) EVLM_TRY(evlm_tdata_add_jsonl(&r->data, r->model, p->data, ctx));
+    if (data) EVLM_TRY(evlm_tdata_add_jsonl(&r->data, r->model, data, ctx));
     if (p->text) EVLM_TRY(evlm_tdata_add_text(&r->data, r->model, p->text, ctx));
     int longest = 0, tiles = 0;
     for (int i = 0; i < r->data.n; i++)
@@ -277,6 +432,13 @@ static evlm_status setup(run *r) {
     r->tp = evlm_tmodel_params_of(r->tm);
     int n_tr = 0;
     EVLM_TRY(evlm_tparams_select(r->tp, p->train, p->n_train, p->freeze, p->n_freeze, &n_tr));
+    r->sets[r->n_sets++] = r->tp;
+    if (p->qat) {
+        EVLM_TRY(evlm_tmodel_set_qat(r->tm, qt, qv, p->qat->learn_scales));
+        evlm_tparams *sc = evlm_tmodel_qat_scales(r->tm);
+        if (sc) r->sets[r->n_sets++] = sc;
+    }
+    if (p->distill) EVLM_TRY(setup_teacher(r, &tmp));
 
     int64_t per_epoch =
         (r->data.n + p->batch - 1) / p->batch; /* every batch is full but the last */
@@ -296,6 +458,8 @@ static evlm_status setup(run *r) {
 
 static void teardown(run *r) {
     evlm_tmodel_free(r->tm);
+    evlm_tmodel_free(r->teacher);
+    if (r->teacher_model) evlm_model_free(r->teacher_model);
     if (r->model) evlm_model_free(r->model);
     evlm_tdata_free(&r->data);
     free(r->order);
@@ -303,11 +467,12 @@ static void teardown(run *r) {
     free(r->steps);
     free(r->evals);
     free(r->options);
+    if (r->gguf) evlm_gguf_close(r->gguf);
 }
 
 static evlm_status save(run *r, int64_t step, uint64_t epoch_rng, int64_t epoch, int64_t pos) {
     evlm_ckpt_state ck = {step, epoch_rng, epoch, pos, r->options};
-    EVLM_TRY(evlm_ckpt_save(r->ckpt, r->tp, &ck));
+    EVLM_TRY(evlm_ckpt_save_ex(r->ckpt, r->tp, r->sets + 1, r->n_sets - 1, &ck));
     return write_log(r);
 }
 
@@ -317,7 +482,7 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
     evlm_ckpt_state ck = {.rng = p->seed};
     if (p->resume) {
         char *saved = NULL;
-        EVLM_TRY(evlm_ckpt_load(p->resume, tp, &ck, &saved));
+        EVLM_TRY(evlm_ckpt_load_ex(p->resume, tp, r->sets + 1, r->n_sets - 1, &ck, &saved));
         evlm_status st = check_options(p->resume, saved, r->options);
         free(saved);
         EVLM_TRY(st);
@@ -334,13 +499,17 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
     ap.weight_decay = p->weight_decay;
     evlm_lr_schedule sched = {
         .lr = p->lr, .min_lr = p->min_lr, .warmup = p->warmup, .total = r->total};
-    evlm_tstep ts = {.loss = EVLM_TLOSS_CE, .grad_scale = 1.0f / (float)p->accum};
+    evlm_adamw_params ap_aux = ap; /* projections and scales: no decay toward zero */
+    ap_aux.weight_decay = 0;
+    evlm_tstep ts = {.loss = r->teacher ? EVLM_TLOSS_DISTILL : EVLM_TLOSS_CE,
+                     .teacher = r->teacher,
+                     .grad_scale = 1.0f / (float)p->accum};
     const double t0 = evlm_time_ms(), budget_ms = p->budget_minutes * 60e3;
     double rows = 0, eval_ms = 0;
     const int64_t start = step;
     res->eval_accuracy = r->n_evals ? r->evals[r->n_evals - 1].accuracy : -1;
     while (step < r->total) {
-        evlm_tparams_zero_grad(tp);
+        for (int k = 0; k < r->n_sets; k++) evlm_tparams_zero_grad(r->sets[k]);
         double loss = 0;
         for (int a = 0; a < p->accum; a++) {
             if (pos == r->data.n) { /* next epoch: a fresh order from the running PRNG */
@@ -360,15 +529,24 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
             loss += tr.loss / p->accum;
             rows += tr.n_tokens;
         }
-        double norm = evlm_adamw_clip(tp, p->clip);
+        double norm = evlm_adamw_clip_sets(r->sets, r->n_sets, p->clip);
         double lr = evlm_lr_at(&sched, step);
         evlm_adamw_step(tp, &ap, lr, step + 1);
+        for (int k = 1; k < r->n_sets; k++) evlm_adamw_step(r->sets[k], &ap_aux, lr, step + 1);
         step++;
         double ms = evlm_time_ms() - t0;
         /* throughput over training time: evaluations are not counted */
         step_rec rec = {step, epoch, loss,
                         lr,   norm,  ms > eval_ms ? rows * 1e3 / (ms - eval_ms) : 0};
         r->steps[r->n_steps++] = rec;
+        if (budget_ms > 0 && step == start + 1) {
+            /* the schedule fits the budget: as many updates as the first one's time allows
+             * (never more than steps / epochs ask), so the decay ends when the time does */
+            double per = ms - eval_ms;
+            int64_t fit = per > 0 ? step + (int64_t)((budget_ms - ms) / per) : r->total;
+            if (fit < step) fit = step;
+            if (fit < r->total) r->total = sched.total = fit;
+        }
         res->loss = loss;
         bool budget_stop =
             ((budget_ms > 0 && ms >= budget_ms) || step == p->stop_after) && step < r->total;
@@ -398,6 +576,10 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
     if (step == start) EVLM_TRY(save(r, step, epoch_rng, epoch, pos)); /* nothing left to do */
     res->steps = step;
     res->seconds = (evlm_time_ms() - t0) / 1e3;
+    if (p->qat) { /* the GGUF, from the weights as the export stores them */
+        evlm_tqat_round_floats(evlm_tmodel_qat(r->tm), tp);
+        return evlm_qat_export(r->tm, p->model, p->qat->out_gguf);
+    }
     return write_model(r, r->model_dir);
 }
 
