@@ -10,16 +10,7 @@ F="$S/fixtures"
 if [ ! -f "$F/llama-tiny/config.json" ] || [ ! -f "$F/smolvlm-tiny/config.json" ]; then
   echo "SKIP: $F not found"; exit 77
 fi
-BIN="$EVLM_BIN"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-err() { # pattern, command...
-  local pat=$1; shift
-  local e rc; e=$("$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] && printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
-}
+. "$EVLM_SRC/tests/cli_common.sh"
 
 # magnitude 50 %, no calibration, source dtype kept; --keep leaves the down projections dense
 "$BIN" prune -m "$F/llama-tiny" -o "$tmp/mag.gguf" --method magnitude --sparsity 0.5 \

@@ -7,16 +7,7 @@ set -u
 S="${EVLM_SHARED:-}"
 L="$S/fixtures/llama-tiny"; V="$S/fixtures/smolvlm-tiny"; C="$S/fixtures/corpus.txt"
 if [ ! -f "$L/config.json" ]; then echo "SKIP: $L not found"; exit 77; fi
-BIN="$EVLM_BIN"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-err() { # pattern, command...
-  local pat=$1; shift
-  local e rc; e=$("$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] && printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
-}
+. "$EVLM_SRC/tests/cli_common.sh"
 P=(prune --structured --calib "$C" --calib-tokens 512 -q)
 
 # nothing removed: the source's logits

@@ -9,16 +9,7 @@ set -u
 S="${EVLM_SHARED:-}"
 M="$EVLM_SRC/models/scenes-vlm"; D="$S/datasets/scenes-dev"
 if [ ! -f "$D/dev.jsonl" ]; then echo "SKIP: $D not found"; exit 77; fi
-BIN="$EVLM_BIN"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-err() { # pattern, command...
-  local pat=$1; shift
-  local e rc; e=$("$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] && printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
-}
+. "$EVLM_SRC/tests/cli_common.sh"
 step=1; [ "${EVLM_SANITIZED:-0}" = 1 ] && step=6
 python3 - "$D" "$step" "$tmp" <<'PY'
 import json, sys

@@ -1,9 +1,8 @@
 # onnx_common.sh - sourced by the cli_onnx*.sh tests (not a test itself): skips (exit 77, with the
 # reason) under the sanitizer / emulated builds, without ../shared's fixture $ONNX_FIXTURE, node,
 # onnxruntime-node (scripts/deps.sh puts it in build/npm) or the ONNX export (EVLM_ONNX=OFF);
-# otherwise sets S, F (fixtures), RUN (scripts/ort_run.mjs), BIN, tmp (removed on exit), the
-# counters pass / fail and the helpers ok, bad and err (a command that must fail with exit 1 and
-# one line matching a pattern).
+# otherwise sets S, F (fixtures), RUN (scripts/ort_run.mjs) and, through cli_common.sh, BIN, tmp
+# (removed on exit), the counters pass / fail and the helpers ok, bad and err.
 S="${EVLM_SHARED:-}"
 F="$S/fixtures"
 if [ "${EVLM_SANITIZED:-0}" = 1 ]; then echo "SKIP: sanitizer / emulated build"; exit 77; fi
@@ -14,17 +13,7 @@ if ! node -e "require(process.argv[1] + '/build/npm/node_modules/onnxruntime-nod
      "$EVLM_SRC" >/dev/null 2>&1 && ! node -e "require('onnxruntime-node')" >/dev/null 2>&1; then
   echo "SKIP: onnxruntime-node not installed (scripts/deps.sh puts it in build/npm)"; exit 77
 fi
-BIN="$EVLM_BIN"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-err() { # pattern, command...
-  local pat=$1; shift
-  local e rc; e=$("$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] &&
-     printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
-}
+. "$EVLM_SRC/tests/cli_common.sh"
 
 e=$("$BIN" export-onnx -m "$F/$ONNX_FIXTURE" -o "$tmp/probe" --ar 8 --ctx 64 2>&1 >/dev/null)
 if printf '%s' "$e" | grep -q "EVLM_ONNX=OFF"; then

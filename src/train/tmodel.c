@@ -172,12 +172,14 @@ static evlm_status vision_geometry(evlm_tmodel *tm) {
 evlm_status evlm_tmodel_new(evlm_model *model, const evlm_tmodel_params *p, evlm_tmodel **out) {
     *out = NULL;
     if (!model || !p) return evlm__fail(EVLM_ERR_ARG, "no model or parameters");
-    if (!strcmp(model->family->name, "qwen2vl") || model->cfg.mrope_section[0] ||
-        model->cfg.mrope_section[1])
+    /* what has a backward: the Llama-family decoder (no M-RoPE), and of the vision sides
+     * only Idefics3 / SmolVLM's (model.h's accessor, no family names here) */
+    if (model->cfg.mrope_section[0] || model->cfg.mrope_section[1] ||
+        (model->has_vision && !evlm__model_idefics3(model, NULL, NULL, NULL)))
         return evlm__fail(
             EVLM_ERR_UNSUPPORTED,
-            "training %s (Qwen2-VL) is not supported: its M-RoPE and window-attention "
-            "backward is not built; Llama-family decoders and Idefics3 / SmolVLM are",
+            "training %s is not supported: Llama-family decoders and Idefics3 / SmolVLM "
+            "have a backward, Qwen2-VL's M-RoPE and window attention do not",
             model->cfg.architecture);
     if (p->max_tokens < 2 || p->max_tiles < 0 || p->max_tiles > 4096)
         return evlm__fail(EVLM_ERR_ARG,
