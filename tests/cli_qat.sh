@@ -10,16 +10,7 @@ set -u
 S="${EVLM_SHARED:-}"
 F="$S/fixtures/llama-tiny"
 if [ ! -f "$F/config.json" ]; then echo "SKIP: $F not found"; exit 77; fi
-BIN="$EVLM_BIN"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-err() { # pattern, command...
-  local pat=$1; shift
-  local e rc; e=$("$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -eq 1 ] && [ "$(printf '%s\n' "$e" | wc -l)" -eq 1 ] && printf '%s' "$e" | grep -q -- "$pat"; then ok; else bad "rc=$rc '$e' (want $pat)"; fi
-}
+. "$EVLM_SRC/tests/cli_common.sh"
 cat > "$tmp/t.txt" <<'TXT'
 Once upon a time there was a little car.
 It drove to the city every morning.
