@@ -130,6 +130,18 @@ c = json.load(open(sys.argv[1])); c.update(vocab_size=700); json.dump(c, open(sy
 PY
 "$BIN" synth --config "$tmp/v.json" -o "$tmp/v700" --tokenizer "$F" > /dev/null 2>&1 || bad "synth a teacher of another vocabulary"
 err "vocabulary" "$BIN" distill --teacher "$tmp/v700" -m "$F" -o "$tmp/e4" --text "$tmp/t.txt" --no-bar
+# the same size, another tokenizer (the ids of the ordinary tokens reversed): refused too
+mkdir "$tmp/rtok" && cp "$F"/* "$tmp/rtok/"
+python3 - "$tmp/rtok/tokenizer.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1])); v = t["model"]["vocab"]
+special = {a["id"] for a in t["added_tokens"]}
+ids = sorted(i for i in v.values() if i not in special)
+flip = dict(zip(ids, reversed(ids)))
+t["model"]["vocab"] = {k: flip.get(i, i) for k, i in v.items()}
+json.dump(t, open(sys.argv[1], "w"))
+PY
+err "tokenizer is not the student's" "$BIN" distill --teacher "$tmp/rtok" -m "$F" -o "$tmp/e6" --text "$tmp/t.txt" --no-bar
 err "no teacher" "$BIN" distill -m "$F" -o "$tmp/e5" --text "$tmp/t.txt" --no-bar
 
 echo "$pass passed, $fail failed"
