@@ -160,6 +160,51 @@ def history_section(prev, commit, results):
     return out
 
 
+def training_section(w):
+    """make bench's training rows (issue 17): FMA peak, the training GEMMs, one step on two models."""
+    w("## Training\n")
+    ops = os.path.join("build/release", "bench_train_ops")
+    step = os.path.join("build/release", "bench_train_step")
+    peak = None
+    if os.path.exists(ops):
+        out = run([ops, THREADS]).stdout.strip()
+        for line in out.splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) == 3 and cells[0] == THREADS:
+                try:
+                    peak = max(float(cells[1]), float(cells[2]))
+                except ValueError:
+                    pass
+        w("`bench_train_ops %s`: the machine's FMA peak (a register-only loop of independent FMAs, 1 and %s threads "
+          "at once) and the training GEMM layouts at the SmolLM2-135M shapes (8 x 256 tokens).\n" % (THREADS, THREADS))
+        w(out + "\n")
+    if os.path.exists(step):
+        w("`bench_train_step MODEL 8 256 %s 3`: one training step (forward, cross-entropy over every position but the "
+          "last, backward; no optimizer) on batch 8 x 256 tokens, median of 3 after a warm-up. MFU = 6 x parameters x "
+          "tokens / time against the %s-thread FMA peak above%s.\n" % (THREADS, THREADS, " (%.1f GFLOP/s)" % peak if peak else ""))
+        rows = []
+        for label, model in [("scene VLM (text batch)", os.path.join(SHARED, "models/scenes-vlm")),
+                             ("SmolLM2-135M shape", os.path.join(MODELS, "smollm2-135m-bf16"))]:
+            if not os.path.exists(model):
+                rows.append("| %s | not found: %s |" % (label, model))
+                continue
+            out = run([step, model, "8", "256", THREADS, "3"]).stdout.strip().splitlines()
+            if not rows:
+                rows += [out[-3], out[-2]]
+            last = out[-1].split("|")
+            last[1] = " %s " % label
+            rows.append("|".join(last))
+        w("\n".join(rows))
+        if peak:
+            w("\nMFU (6 x all parameters x tokens / time / peak; in brackets with the parameters a text batch "
+              "multiplies: no vision tower, no input embedding beside a separate head): " +
+              ", ".join("%s %.0f %% (%.0f %%)" % (r.split("|")[1].strip(), 100.0 * float(r.split("|")[8]) / peak,
+                                                100.0 * float(r.split("|")[10]) / peak)
+                        for r in rows[2:] if len(r.split("|")) > 11) + ".\n")
+        else:
+            w("")
+
+
 def main():
     os.makedirs(MODELS, exist_ok=True)
     prev, prev_commit = previous_figures()
@@ -374,45 +419,7 @@ def main():
             w("### %s (1 thread)\n" % b)
             w(run([path]).stdout.strip() + "\n")
 
-    # ---- training (issue 17) ----
-    w("## Training\n")
-    ops = os.path.join("build/release", "bench_train_ops")
-    step = os.path.join("build/release", "bench_train_step")
-    peak = None
-    if os.path.exists(ops):
-        out = run([ops, THREADS]).stdout.strip()
-        for line in out.splitlines():
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if len(cells) == 3 and cells[0] == THREADS:
-                try:
-                    peak = max(float(cells[1]), float(cells[2]))
-                except ValueError:
-                    pass
-        w("`bench_train_ops %s`: the machine's FMA peak (a register-only loop of independent FMAs, 1 and %s threads "
-          "at once) and the training GEMM layouts at the SmolLM2-135M shapes (8 x 256 tokens).\n" % (THREADS, THREADS))
-        w(out + "\n")
-    if os.path.exists(step):
-        w("`bench_train_step MODEL 8 256 %s 3`: one training step (forward, cross-entropy over every position but the "
-          "last, backward; no optimizer) on batch 8 x 256 tokens, median of 3 after a warm-up. MFU = 6 x parameters x "
-          "tokens / time against the %s-thread FMA peak above%s.\n" % (THREADS, THREADS, " (%.1f GFLOP/s)" % peak if peak else ""))
-        rows = []
-        for label, model in [("scene VLM (text batch)", os.path.join(SHARED, "models/scenes-vlm")),
-                             ("SmolLM2-135M shape", os.path.join(MODELS, "smollm2-135m-bf16"))]:
-            if not os.path.exists(model):
-                rows.append("| %s | not found: %s |" % (label, model))
-                continue
-            out = run([step, model, "8", "256", THREADS, "3"]).stdout.strip().splitlines()
-            if not rows:
-                rows += [out[-3], out[-2]]
-            last = out[-1].split("|")
-            last[1] = " %s " % label
-            rows.append("|".join(last))
-        w("\n".join(rows))
-        if peak:
-            w("\nMFU: " + ", ".join("%s %.0f %%" % (r.split("|")[1].strip(), 100.0 * float(r.split("|")[8]) / peak)
-                                       for r in rows[2:] if len(r.split("|")) > 9) + ".\n")
-        else:
-            w("")
+    training_section(w)
 
     bw_end = membw()
     at = next(i for i, l in enumerate(doc) if l.startswith("Machine: "))
