@@ -121,10 +121,10 @@ typedef struct evlm_finetune_params {
     int64_t eval_every;    /* 0: only at the end */
     int64_t save_every;    /* checkpoint every N updates (0: only at the end) */
     const char *resume;    /* a checkpoint folder to continue from, or NULL */
-    double budget_minutes; /* the time training may take (0: none): after the first update the
-                              schedule's length becomes the updates that fit (at most steps /
-                              epochs), so the decay ends with the time; a run that still
-                              overruns stops (checkpoint and model written) */
+    double budget_minutes; /* the time training may take (0: none): after every update the
+                              schedule's length becomes the updates that fit in the time left at
+                              the mean pace so far (at most steps / epochs), so the decay ends
+                              with the time; it stops then (checkpoint and model written) */
     int64_t stop_after;    /* stop likewise after this update (a run in pieces); 0: none */
     const char *dtype;     /* the model folder's tensors: "source" (default: as the model stored
                               them; a quantized tensor: its config's float dtype, else f32),

@@ -6,7 +6,7 @@
  * parameters) and trains quantization-aware (evlm_tmodel_set_qat, the learned scales stepped
  * likewise, the GGUF written by evlm_qat_export instead of the folder). A GGUF evlm wrote is a
  * source too (its side files read from its embedded copies). --budget-minutes fits the schedule's
- * length to the time after the first update.
+ * length to the time left after every update (at the mean pace so far).
  * Determinism: for a fixed seed, options and thread count the run is a function of its inputs;
  * a checkpoint holds everything that state depends on (weights, moments, update count, the
  * PRNG state at the start of the current epoch and the position in its order, the extra sets),
@@ -514,7 +514,7 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
                      .grad_scale = 1.0f / (float)p->accum};
     const double t0 = evlm_time_ms(), budget_ms = p->budget_minutes * 60e3;
     double rows = 0, eval_ms = 0;
-    const int64_t start = step;
+    const int64_t start = step, total_req = r->total;
     res->eval_accuracy = r->n_evals ? r->evals[r->n_evals - 1].accuracy : -1;
     while (step < r->total) {
         for (int k = 0; k < r->n_sets; k++) evlm_tparams_zero_grad(r->sets[k]);
@@ -547,13 +547,16 @@ static evlm_status train(run *r, evlm_finetune_result *res) {
         step_rec rec = {step, epoch, loss,
                         lr,   norm,  ms > eval_ms ? rows * 1e3 / (ms - eval_ms) : 0};
         r->steps[r->n_steps++] = rec;
-        if (budget_ms > 0 && step == start + 1) {
-            /* the schedule fits the budget: as many updates as the first one's time allows
-             * (never more than steps / epochs ask), so the decay ends when the time does */
-            double per = ms - eval_ms;
-            int64_t fit = per > 0 ? step + (int64_t)((budget_ms - ms) / per) : r->total;
+        if (budget_ms > 0) {
+            /* the schedule fits the budget: after every update, as many updates as the time left
+             * allows at the mean pace so far (never more than steps / epochs ask), so the decay
+             * ends when the time does even if the pace changes (a slow first update, a shared
+             * machine) */
+            double per = (ms - eval_ms) / (double)(step - start);
+            int64_t fit = per > 0 ? step + (int64_t)((budget_ms - ms) / per) : total_req;
+            if (fit > total_req) fit = total_req;
             if (fit < step) fit = step;
-            if (fit < r->total) r->total = sched.total = fit;
+            r->total = sched.total = fit;
         }
         res->loss = loss;
         bool budget_stop =
