@@ -30,7 +30,7 @@ test-asan:
 # ThreadSanitizer (the tsan preset; it cannot be combined with ASan): the concurrency contract of
 # include/evlm.h (test_concurrency: several contexts of one model decoding at once) and the tests
 # that drive the thread pool hardest. Only these are built. No suppressions: any report fails.
-TSAN_TESTS ?= test_concurrency|test_llama_fixture|test_greedy_head|test_siglip|test_kv
+TSAN_TESTS ?= test_concurrency|test_llama_fixture|test_greedy_head|test_siglip|test_kv|test_train_ops
 test-tsan:
 	cmake --preset tsan -DEVLM_FATAL_WARNINGS=$(FATAL) >/dev/null
 	cmake --build --preset tsan -j $(JOBS) --target $(subst |, ,$(TSAN_TESTS))

@@ -75,14 +75,21 @@ static void loss_png(const char *out_dir, const char *cmd) {
     snprintf(dat, sizeof dat, "%s/loss.dat.tmp", out_dir);
     FILE *f = fopen(dat, "w");
     if (!f) cli_die("%s: cannot write", dat);
-    const cJSON *e;
-    int n = 0;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "steps")) {
-        fprintf(f, "%.17g %.9g\n",
-                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "step")),
-                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "loss")));
+    const cJSON *e, *steps = cJSON_GetObjectItemCaseSensitive(j, "steps");
+    /* each update's loss and the mean of the last w (a batch's loss is noisy) */
+    int n = 0, total = cJSON_GetArraySize(steps), w = total / 25 > 1 ? total / 25 : 1;
+    double *ring = calloc((size_t)w, sizeof *ring), sum = 0;
+    if (!ring) cli_die("out of memory");
+    cJSON_ArrayForEach(e, steps) {
+        double loss = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "loss"));
+        sum += loss - ring[n % w];
+        ring[n % w] = loss;
         n++;
+        fprintf(f, "%.17g %.9g %.9g\n",
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "step")), loss,
+                sum / (n < w ? n : w));
     }
+    free(ring);
     fclose(f);
     cJSON_Delete(j);
     snprintf(png, sizeof png, "%s/loss.png", out_dir);
@@ -92,9 +99,10 @@ static void loss_png(const char *out_dir, const char *cmd) {
     if (g) {
         fprintf(g,
                 "set terminal pngcairo size 800,480\nset output '%s'\nset xlabel 'update'\n"
-                "set ylabel 'training loss'\nset grid\nset key off\n"
-                "plot '%s' using 1:2 with linespoints lw 2 pt 7 ps 0.5\n",
-                tmp_png, dat);
+                "set ylabel 'training loss'\nset grid\nset key top right\n"
+                "plot '%s' using 1:2 with points pt 7 ps 0.4 lc rgb '#b0b0e0' title 'update', "
+                "'' using 1:3 with lines lw 2.5 lc rgb '#3030a0' title 'mean of %d'\n",
+                tmp_png, dat, w);
         rc = pclose(g);
     }
     unlink(dat);
