@@ -300,10 +300,17 @@ typedef struct ew_job {
     size_t n;
 } ew_job;
 
+/* Thread ith's elements: whole blocks of EW_ALIGN (the last block may be short), so a piece
+ * starts at a multiple of EW_ALIGN whatever the thread count and each element meets the same
+ * vector lane or scalar tail of the kernels (the NEON tails' scalar exp differs from exp4's
+ * bits): results do not depend on the thread count. */
+#define EW_ALIGN ((size_t)64)
 static void ew_range(size_t n, int ith, int nth, size_t *i0, size_t *i1) {
-    size_t per = n / (size_t)nth, rem = n % (size_t)nth, t = (size_t)ith;
-    *i0 = t * per + (t < rem ? t : rem);
-    *i1 = *i0 + per + (t < rem ? 1 : 0);
+    size_t nb = (n + EW_ALIGN - 1) / EW_ALIGN;
+    size_t per = nb / (size_t)nth, rem = nb % (size_t)nth, t = (size_t)ith;
+    size_t b0 = t * per + (t < rem ? t : rem), b1 = b0 + per + (t < rem ? 1 : 0);
+    *i0 = b0 * EW_ALIGN < n ? b0 * EW_ALIGN : n;
+    *i1 = b1 * EW_ALIGN < n ? b1 * EW_ALIGN : n;
 }
 
 /* pieces of at most 2^30 elements: the kernels count in int */
