@@ -1,0 +1,156 @@
+/*
+ * test_kquants_model.c - a decoder with k-quant weights (Q4_K, Q5_K, Q6_K) loads from GGUF and
+ * multiplies them right: a random-weight Llama (hidden 256, so every matrix splits into 256-wide
+ * super-blocks) is exported twice, once with its matrices in the k-quant, once as F32 holding
+ * exactly those matrices' dequantized values; both files must give the same prompt logits up to
+ * float summation order (1e-4 of the largest logit). Needs nothing from ../shared.
+ *
+ * Not here: the formats themselves (test_kquants.c), quality against the float model (only
+ * printed: random weights are a harsh case), llama.cpp reading the files (issue 15, item 4).
+ */
+#include "core/file.h"
+#include "io/gguf.h"
+#include "io/gguf_names.h"
+#include "quant/kquants.h"
+#include "quant/types.h"
+#include "test.h"
+#include "test_ref.h"
+
+#include <unistd.h>
+
+typedef struct {
+    evlm_type to;
+    bool dequantized;     /* store F32 values of dequant(quant(w)) instead of the k-quant */
+    evlm_tensor kept[32]; /* replacement tensors, valid until the write */
+    float *bufs[32];
+    int n;
+    int n_kq; /* matrices given the k-quant */
+} kq_ctx;
+
+static evlm_type pick(void *vctx, const char *name, const evlm_tensor *t, const evlm_tensor **src) {
+    kq_ctx *c = vctx;
+    if (t->n_dims != 2 || t->ne[0] % EVLM_QK_K || t->type != EVLM_TYPE_F32 ||
+        strstr(name, "embed_tokens"))
+        return t->type;
+    c->n_kq++;
+    if (!c->dequantized) return c->to;
+    if (c->n >= 32) return t->type;
+    int64_t k = t->ne[0], rows = t->ne[1];
+    size_t rb = evlm_row_bytes(c->to, k);
+    float *v = malloc(sizeof(float) * (size_t)(k * rows));
+    unsigned char *q = malloc(rb);
+    if (!v || !q) {
+        free(v);
+        free(q);
+        return t->type;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        evlm_quantize_row(c->to, (const float *)t->data + r * k, q, k);
+        evlm_dequantize_row(c->to, q, v + r * k, k);
+    }
+    free(q);
+    c->bufs[c->n] = v;
+    c->kept[c->n] = *t;
+    c->kept[c->n].data = v;
+    *src = &c->kept[c->n++];
+    return EVLM_TYPE_F32;
+}
+
+static float *logits_of(const char *model, const char *text, size_t *n_out, int *V) {
+    evlm_model *m = NULL;
+    CHECK_OK(evlm_model_load(model, NULL, &m));
+    if (!m) return NULL;
+    *V = evlm_model_n_vocab(m);
+    evlm_prompt *p = NULL;
+    CHECK_OK(evlm_prompt_new(m, text, false, NULL, 0, &p));
+    float *lg = NULL;
+    if (p) {
+        size_t n;
+        evlm_prompt_ids(p, &n);
+        evlm_context_params cp = evlm_context_default_params();
+        cp.n_ctx = (int)n + 4;
+        evlm_context *c;
+        CHECK_OK(evlm_context_new(m, &cp, &c));
+        lg = malloc(sizeof(float) * n * (size_t)*V);
+        CHECK_OK(evlm_decode_prompt(c, p, lg, true));
+        *n_out = n;
+        evlm_context_free(c);
+        evlm_prompt_free(p);
+    }
+    evlm_model_free(m);
+    return lg;
+}
+
+int main(void) {
+    char tmp[] = "/tmp/evlm_kqm_XXXXXX";
+    if (!mkdtemp(tmp)) return 1;
+    char cfg[4200], dir[4200], fq[4200], fd[4200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmp);
+    snprintf(dir, sizeof dir, "%s/model", tmp);
+    const char *cj = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+                     "\"hidden_size\": 256, \"intermediate_size\": 512, \"num_hidden_layers\": 2, "
+                     "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 64, "
+                     "\"vocab_size\": 256, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+                     "\"tie_word_embeddings\": false, \"torch_dtype\": \"float32\", "
+                     "\"max_position_embeddings\": 256}";
+    CHECK_OK(evlm_write_file_atomic(cfg, cj, strlen(cj)));
+    evlm_synth_params sp = evlm_synth_default_params();
+    sp.config = cfg;
+    sp.out_dir = dir;
+    sp.dtype = "f32";
+    CHECK_OK(evlm_model_synth(&sp, NULL, NULL));
+    static const evlm_type types[3] = {EVLM_TYPE_Q4_K, EVLM_TYPE_Q5_K, EVLM_TYPE_Q6_K};
+    static const char *prompts[2] = {"The quick brown fox jumps over the lazy dog.", "a"};
+    for (int ti = 0; ti < 3; ti++) {
+        const char *nm = evlm_type_name(types[ti]);
+        snprintf(fq, sizeof fq, "%s/%s.gguf", tmp, nm);
+        snprintf(fd, sizeof fd, "%s/%s-deq.gguf", tmp, nm);
+        kq_ctx a = {.to = types[ti]}, b = {.to = types[ti], .dequantized = true};
+        CHECK_OK(evlm_gguf_export_hf(dir, fq, pick, &a, NULL, NULL));
+        CHECK_OK(evlm_gguf_export_hf(dir, fd, pick, &b, NULL, NULL));
+        for (int i = 0; i < b.n; i++) free(b.bufs[i]);
+        /* 2 layers x 7 projections and lm_head */
+        CHECKF(a.n_kq == 15 && b.n == 15, "%s: %d / %d matrices converted", nm, a.n_kq, b.n);
+        for (int pi = 0; pi < 2; pi++) {
+            size_t n1 = 0, n2 = 0, n3 = 0;
+            int V1 = 0, V2 = 0, V3 = 0;
+            float *lq = logits_of(fq, prompts[pi], &n1, &V1);
+            float *ld = logits_of(fd, prompts[pi], &n2, &V2);
+            float *lf = logits_of(dir, prompts[pi], &n3, &V3);
+            if (lq && ld && lf && n1 == n2 && n1 == n3 && V1 == V2 && V1 == V3) {
+                size_t cnt = n1 * (size_t)V1;
+                float mx = fmaxf(1.0f, max_abs(ld, cnt)), d = max_diff(lq, ld, cnt);
+                printf("%s, %zu tokens: max |logit diff| vs its dequantized F32 copy %.3g "
+                       "(bound %.3g); vs the float model %.3g (max |logit| %.3g)\n",
+                       nm, n1, (double)d, 1e-4 * (double)mx, (double)max_diff(lq, lf, cnt),
+                       (double)max_abs(lf, cnt));
+                CHECK(d <= 1e-4f * mx);
+            } else {
+                CHECKF(0, "%s: logits missing or of different sizes", nm);
+            }
+            free(lq);
+            free(ld);
+            free(lf);
+        }
+        unlink(fq);
+        unlink(fd);
+    }
+    /* the files hold the k-quant: the GGUF reader sees its type */
+    {
+        kq_ctx a = {.to = EVLM_TYPE_Q4_K};
+        snprintf(fq, sizeof fq, "%s/q4k.gguf", tmp);
+        CHECK_OK(evlm_gguf_export_hf(dir, fq, pick, &a, NULL, NULL));
+        evlm_gguf *g = NULL;
+        CHECK_OK(evlm_gguf_open(fq, &g));
+        int n_q4k = 0;
+        for (size_t i = 0; g && i < evlm_gguf_tensor_count(g); i++)
+            n_q4k += evlm_gguf_tensor_at(g, i)->type == EVLM_TYPE_Q4_K;
+        CHECKF(n_q4k == 15, "%d Q4_K tensors in the file", n_q4k);
+        evlm_gguf_close(g);
+        unlink(fq);
+    }
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0);
+    return test_done();
+}
