@@ -5,10 +5,19 @@
  * exactly those matrices' dequantized values; both files must give the same prompt logits up to
  * float summation order (1e-4 of the largest logit). Needs nothing from ../shared.
  *
+ * evlm_quantize with type Q4_K / Q5_K / Q6_K and the Q4_K_M mix (kq_mix) on an 8-layer version:
+ * every matrix of the type the mix's rule says (llama.cpp's use_more_bits picks layers 0, 3, 6, 7
+ * of 8 for attention v and ffn down; the untied head Q6_K), the bits per weight that follow from
+ * the block sizes, the written blocks byte-equal to evlm_quantize_row of the source rows (what
+ * llama-quantize computes without an imatrix), and the file decodes like its dequantized twin.
+ *
  * Not here: the formats themselves (test_kquants.c), quality against the float model (only
  * printed: random weights are a harsh case), llama.cpp reading the files (issue 15, item 4).
  */
 #include "core/file.h"
+#include "evlm_compress.h"
+#include "io/safetensors.h"
+#include "io/weights.h"
 #include "io/gguf.h"
 #include "io/gguf_names.h"
 #include "quant/kquants.h"
@@ -81,6 +90,127 @@ static float *logits_of(const char *model, const char *text, size_t *n_out, int 
     return lg;
 }
 
+/* the type the Q4_K_M rule gives the Hugging Face tensor `name` of an 8-layer Llama */
+static evlm_type mix_want(const char *name) {
+    if (!strcmp(name, "lm_head.weight")) return EVLM_TYPE_Q6_K;
+    if (strstr(name, "embed_tokens")) return EVLM_TYPE_Q4_K; /* untied: the default type */
+    int l = -1;
+    if (sscanf(name, "model.layers.%d.", &l) != 1) return EVLM_TYPE_COUNT;
+    bool more = l == 0 || l == 3 || l == 6 || l == 7;
+    if (more && (strstr(name, "v_proj.weight") || strstr(name, "down_proj.weight")))
+        return EVLM_TYPE_Q6_K;
+    return strstr(name, "proj.weight") ? EVLM_TYPE_Q4_K : EVLM_TYPE_COUNT;
+}
+
+static void test_quantize(const char *tmp) {
+    char cfg[4200], dir[4200], out[4200];
+    snprintf(cfg, sizeof cfg, "%s/config8.json", tmp);
+    snprintf(dir, sizeof dir, "%s/model8", tmp);
+    const char *cj = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+                     "\"hidden_size\": 256, \"intermediate_size\": 512, \"num_hidden_layers\": 8, "
+                     "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 64, "
+                     "\"vocab_size\": 256, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+                     "\"tie_word_embeddings\": false, \"torch_dtype\": \"float32\", "
+                     "\"max_position_embeddings\": 256}";
+    CHECK_OK(evlm_write_file_atomic(cfg, cj, strlen(cj)));
+    evlm_synth_params sp = evlm_synth_default_params();
+    sp.config = cfg;
+    sp.out_dir = dir;
+    sp.dtype = "f32";
+    CHECK_OK(evlm_model_synth(&sp, NULL, NULL));
+    static const struct {
+        evlm_type t;
+        bool mix;
+        double bpw; /* of every matrix: 4.5, 5.5, 6.5625 bits; norms stay F32 */
+    } cases[] = {{EVLM_TYPE_Q4_K, false, 4.5},
+                 {EVLM_TYPE_Q5_K, false, 5.5},
+                 {EVLM_TYPE_Q6_K, false, 6.5625},
+                 {EVLM_TYPE_Q4_K, true, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const char *nm = cases[c].mix ? "Q4_K_M" : evlm_type_name(cases[c].t);
+        snprintf(out, sizeof out, "%s/%s.gguf", tmp, nm);
+        evlm_quantize_params p = evlm_quantize_default_params();
+        p.type = cases[c].t;
+        p.kq_mix = cases[c].mix;
+        evlm_quantize_report r;
+        CHECK_OK(evlm_quantize(dir, out, &p, &r));
+        int wrong = 0, n_mat = 0, n_q6 = 0;
+        double bits = 0, el = 0;
+        for (int i = 0; i < r.n; i++) {
+            const evlm_quant_tensor_report *t = &r.t[i];
+            evlm_type want = cases[c].mix ? mix_want(t->name)
+                             : strstr(t->name, "proj.weight") || strstr(t->name, "lm_head") ||
+                                     strstr(t->name, "embed_tokens")
+                                 ? cases[c].t
+                                 : EVLM_TYPE_COUNT;
+            if (want == EVLM_TYPE_COUNT) continue; /* norms */
+            n_mat++;
+            n_q6 += t->to == EVLM_TYPE_Q6_K;
+            bits += 8.0 * (double)t->bytes, el += (double)t->n_elements;
+            if (t->to != want && wrong++ < 5)
+                fprintf(stderr, "%s: %s is %s, want %s\n", nm, t->name, evlm_type_name(t->to),
+                        evlm_type_name(want));
+        }
+        CHECKF(wrong == 0 && n_mat == 8 * 7 + 2, "%s: %d of %d matrices of the wrong type", nm,
+               wrong, n_mat);
+        if (cases[c].mix) /* 4 layers x (v, down) + the head */
+            CHECKF(n_q6 == 9, "Q4_K_M: %d Q6_K matrices", n_q6);
+        else
+            CHECKF(fabs(bits / el - cases[c].bpw) < 1e-9, "%s: %.4f bits per matrix weight", nm,
+                   bits / el);
+        printf("%s: %.4f bits per weight over the file, %.4f over the matrices\n", nm, r.bpw,
+               bits / el);
+        evlm_quantize_report_free(&r);
+        /* a block as evlm_quantize_row writes it from the source rows (no Q/K row order) */
+        evlm_gguf *g = NULL;
+        CHECK_OK(evlm_gguf_open(out, &g));
+        const evlm_tensor *gt = g ? evlm_gguf_tensor_find(g, "blk.5.ffn_gate.weight") : NULL;
+        char st_path[4400];
+        snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
+        evlm_weights *w = NULL;
+        CHECK_OK(evlm_weights_open(st_path, &w));
+        const evlm_tensor *src =
+            w ? evlm_weights_find(w, "model.layers.5.mlp.gate_proj.weight") : NULL;
+        if (gt && src && src->type == EVLM_TYPE_F32) {
+            size_t rb = evlm_row_bytes(gt->type, src->ne[0]);
+            unsigned char *row = malloc(rb);
+            int diff = 0;
+            for (int64_t i = 0; row && i < src->ne[1]; i++) {
+                evlm_quantize_row(gt->type, (const float *)src->data + i * src->ne[0], row,
+                                  src->ne[0]);
+                diff += memcmp(row, (const char *)gt->data + (size_t)i * rb, rb) != 0;
+            }
+            CHECKF(row && diff == 0 && gt->type == (cases[c].mix ? EVLM_TYPE_Q4_K : cases[c].t),
+                   "%s: %d rows of blk.5.ffn_gate differ from evlm_quantize_row", nm, diff);
+            free(row);
+        } else {
+            CHECKF(0, "%s: blk.5.ffn_gate / its source not found", nm);
+        }
+        evlm_weights_free(w);
+        evlm_gguf_close(g);
+        /* it decodes */
+        size_t n = 0;
+        int V = 0;
+        float *lg = logits_of(out, "Hello there.", &n, &V);
+        bool finite = lg != NULL;
+        for (size_t i = 0; lg && i < n * (size_t)V; i++) finite = finite && isfinite(lg[i]);
+        CHECKF(finite && n > 0, "%s: the quantized file decodes", nm);
+        free(lg);
+        unlink(out);
+    }
+    /* refusals: methods and options that are not done for k-quants */
+    evlm_quantize_params p = evlm_quantize_default_params();
+    p.type = EVLM_TYPE_Q5_K;
+    p.kq_mix = true;
+    snprintf(out, sizeof out, "%s/bad.gguf", tmp);
+    CHECK(evlm_quantize(dir, out, &p, NULL) == EVLM_ERR_ARG);
+    p.kq_mix = false;
+    p.target_bpw = 5.0;
+    p.calib_text = cfg; /* any text */
+    CHECK(evlm_quantize(dir, out, &p, NULL) == EVLM_ERR_UNSUPPORTED);
+    CHECK(access(out, F_OK) != 0);
+}
+
 int main(void) {
     char tmp[] = "/tmp/evlm_kqm_XXXXXX";
     if (!mkdtemp(tmp)) return 1;
@@ -149,6 +279,7 @@ int main(void) {
         evlm_gguf_close(g);
         unlink(fq);
     }
+    test_quantize(tmp);
     char cmd[4400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     CHECK(system(cmd) == 0);
