@@ -8,6 +8,7 @@
  * Not here: kernels (none yet for these types), GGUF files with them (test_gguf.c).
  */
 #include "core/tensor.h"
+#include "kernels/ref_impl.h"
 #include "quant/kquants.h"
 #include "quant/types.h"
 #include "test.h"
@@ -341,10 +342,75 @@ static void test_known_answers(void) {
     }
 }
 
+/* ---- kernels: every gemm_q this CPU runs against ref's, on the same activation blocks ---- */
+
+typedef void (*gemm_q_fn)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                          size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+
+static void check_gemm_q(const char *isa, gemm_q_fn fn) {
+    enum { M = 3, R = 7, K = 4 * EVLM_QK_K };
+    static float x[M * K], w[R * K], wd[K];
+    static unsigned char q[R * K];
+    static evlm_q8a act[M * (K / EVLM_QK)];
+    for (int ti = 0; ti < 3; ti++) {
+        const evlm_type t = KT[ti];
+        const size_t rb = evlm_row_bytes(t, K);
+        for (int r = 0; r < R; r++)
+            make_block(w + r * K, kind_of(r, 0)), make_block(w + r * K + 256, 1),
+                make_block(w + r * K + 512, 5), make_block(w + r * K + 768, 8);
+        for (int r = 0; r < R; r++) evlm_quantize_row(t, w + r * K, q + (size_t)r * rb, K);
+        for (int j = 0; j < M * K; j++) x[j] = frand() * (float)(1 + j % 5);
+        for (int i = 0; i < M; i++) evlm_quantize_act_ref(x + i * K, act + i * (K / EVLM_QK), K);
+        for (int m = 1; m <= M; m += 2) {
+            float got[M * R], want[M * R];
+            for (int j = 0; j < M * R; j++) got[j] = want[j] = -1.0f;
+            evlm__ref_gemm_q(want, R, act, K / EVLM_QK, q, rb, t, m, 1, R, K);
+            fn(got, R, act, K / EVLM_QK, q, rb, t, m, 1, R, K);
+            int bad = 0;
+            for (int i = 0; i < m; i++)
+                for (int r = 0; r < R; r++) {
+                    const float g = got[i * R + r], e = want[i * R + r];
+                    if (r == 0) { /* outside [n0, n1): untouched */
+                        bad += g != -1.0f;
+                        continue;
+                    }
+                    evlm_dequantize_row(t, q + (size_t)r * rb, wd, K);
+                    double mag = 0.0;
+                    const evlm_q8a *a = act + i * (K / EVLM_QK);
+                    for (int j = 0; j < K; j++)
+                        mag += fabs((double)wd[j] * (double)a[j / 32].d * a[j / 32].qs[j % 32]);
+                    if (!(fabs((double)g - (double)e) <= 1e-5 * mag + 1e-30) && bad++ < 3)
+                        fprintf(stderr, "%s %s m %d row %d: %g vs ref %g\n", isa, evlm_type_name(t),
+                                m, r, (double)g, (double)e);
+                }
+            CHECKF(bad == 0, "%s gemm_q %s, m = %d: %d outputs off", isa, evlm_type_name(t), m,
+                   bad);
+        }
+    }
+}
+
+static void test_kernels(void) {
+    int n = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        check_gemm_q("avx2", evlm__avx2_gemm_q);
+        n++;
+    }
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) {
+        check_gemm_q("avx512vnni", evlm__avx512vnni_gemm_q);
+        n++;
+    }
+#endif
+    check_gemm_q("ref (by the type table)", evlm__ref_gemm_q);
+    printf("gemm_q checked against ref on %d SIMD table(s) of this CPU\n", n);
+}
+
 int main(void) {
     test_rows();
     test_round_trips();
     test_dots();
     test_known_answers();
+    test_kernels();
     return test_done();
 }

@@ -65,9 +65,12 @@ static evlm_type pick(void *vctx, const char *name, const evlm_tensor *t, const 
     return EVLM_TYPE_F32;
 }
 
-static float *logits_of(const char *model, const char *text, size_t *n_out, int *V) {
+static float *logits_of_act(const char *model, const char *text, size_t *n_out, int *V,
+                            bool f32_act) {
     evlm_model *m = NULL;
-    CHECK_OK(evlm_model_load(model, NULL, &m));
+    evlm_model_params mp = evlm_model_default_params();
+    mp.f32_act = f32_act;
+    CHECK_OK(evlm_model_load(model, &mp, &m));
     if (!m) return NULL;
     *V = evlm_model_n_vocab(m);
     evlm_prompt *p = NULL;
@@ -88,6 +91,11 @@ static float *logits_of(const char *model, const char *text, size_t *n_out, int 
     }
     evlm_model_free(m);
     return lg;
+}
+
+/* float activations: the k-quant rows dequantized, as the F32 twin's */
+static float *logits_of(const char *model, const char *text, size_t *n_out, int *V) {
+    return logits_of_act(model, text, n_out, V, true);
 }
 
 /* the type the Q4_K_M rule gives the Hugging Face tensor `name` of an 8-layer Llama */
@@ -245,6 +253,9 @@ int main(void) {
             size_t n1 = 0, n2 = 0, n3 = 0;
             int V1 = 0, V2 = 0, V3 = 0;
             float *lq = logits_of(fq, prompts[pi], &n1, &V1);
+            size_t n4 = 0;
+            int V4 = 0;
+            float *li = logits_of_act(fq, prompts[pi], &n4, &V4, false); /* int8 activations */
             float *ld = logits_of(fd, prompts[pi], &n2, &V2);
             float *lf = logits_of(dir, prompts[pi], &n3, &V3);
             if (lq && ld && lf && n1 == n2 && n1 == n3 && V1 == V2 && V1 == V3) {
@@ -255,10 +266,22 @@ int main(void) {
                        nm, n1, (double)d, 1e-4 * (double)mx, (double)max_diff(lq, lf, cnt),
                        (double)max_abs(lf, cnt));
                 CHECK(d <= 1e-4f * mx);
+                /* the int8 path (gemm_q): activations rounded to 8 bits per 32 values, so within
+                 * the bound test_gguf_model.c gives Q8_0 of the float model, 0.15 max(1, |logit|)
+                 */
+                if (li && n4 == n1 && V4 == V1) {
+                    float di = max_diff(li, ld, cnt);
+                    printf("  int8 activations: max |logit diff| vs the dequantized copy %.3g\n",
+                           (double)di);
+                    CHECK(di <= 0.15f * mx && di > 0.0f); /* > 0: the int8 path did run */
+                } else {
+                    CHECKF(0, "%s: int8-activation logits missing", nm);
+                }
             } else {
                 CHECKF(0, "%s: logits missing or of different sizes", nm);
             }
             free(lq);
+            free(li);
             free(ld);
             free(lf);
         }
