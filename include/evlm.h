@@ -74,8 +74,10 @@ EVLM_API const char *evlm_status_str(evlm_status st);
 
 /* Element types of weight tensors: what files store (safetensors dtypes, GGUF types) and what
  * quantization writes. Q8_0, Q4_0 and Q4_1 are ggml's block formats (32 weights per block with
- * a scale; Q4_1 also a minimum). The *_R16 types are layouts the loader builds in memory (16 rows
- * interleaved for the kernels): no file holds them and no call here reports them; so are the
+ * a scale; Q4_1 also a minimum); Q4_K, Q5_K and Q6_K are ggml's k-quants (256 weights per
+ * super-block, a scale per 32 or 16 of them). The *_R16 types are layouts the loader builds in
+ * memory (16 rows interleaved for the kernels): no file holds them and no call here reports them;
+ * so are the
  * *_S24 types (a 2:4-sparse matrix: the kept half of the values and their positions). */
 typedef enum evlm_type {
     EVLM_TYPE_F32 = 0,
@@ -98,6 +100,9 @@ typedef enum evlm_type {
     EVLM_TYPE_F32_S24,
     EVLM_TYPE_F16_S24,
     EVLM_TYPE_BF16_S24,
+    EVLM_TYPE_Q4_K,
+    EVLM_TYPE_Q5_K,
+    EVLM_TYPE_Q6_K,
     EVLM_TYPE_COUNT
 } evlm_type;
 

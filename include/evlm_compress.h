@@ -115,7 +115,9 @@ typedef struct evlm_prune_params {
 } evlm_prune_params;
 
 typedef struct evlm_quantize_params {
-    evlm_type type;   /* language-model matrices: Q8_0, Q4_0 or Q4_1 */
+    evlm_type type;   /* language-model matrices: Q8_0, Q4_0, Q4_1, or the k-quants Q4_K, Q5_K,
+                         Q6_K (method rtn only: ggml's own scale search; matrices whose width is
+                         not a multiple of 256 take Q8_0) */
     evlm_type vision; /* vision tower + connector matrices: Q8_0 (default), Q4_0, Q4_1 or F16 */
     evlm_qmethod method;
     const char *calib_text;  /* a text file, nullable */
@@ -141,6 +143,10 @@ typedef struct evlm_quantize_params {
     int lowrank_comp;
     double lowrank_bpw;
     evlm_type lowrank_type; /* F16 (default) or Q8_0 (ranks a multiple of 32), also BF16, F32 */
+    /* With type Q4_K: llama.cpp's Q4_K_M mix (llama-quant.cpp): attention v and ffn down at Q6_K
+     * in the layers its use_more_bits picks (the first and last eighth, every third between),
+     * the output head (or a tied embedding) at Q6_K, the rest Q4_K. */
+    bool kq_mix;
 } evlm_quantize_params;
 
 EVLM_API evlm_quantize_params evlm_quantize_default_params(void);

@@ -25,6 +25,7 @@
 #include "io/gguf.h"
 #include "kernels/ref_impl.h"
 #include "io/safetensors.h"
+#include "quant/kquants.h"
 #include "quant/quants.h"
 #include "quant/repack.h"
 #include "quant/sparse24.h"
@@ -63,16 +64,20 @@ static void test_rows(void) {
             CHECKF(a->head > 0 && a->head % 2 == 0 && (a->size - (size_t)a->head) % 4 == 0 &&
                        (size_t)a->head < a->size,
                    "%s: header %d of a %zu-byte block", nm, a->head, a->size);
+        } else if (a->kq) { /* k-quants: 256-element super-blocks (kquants.h) */
+            CHECKF(a->block == EVLM_QK_K && a->head == 0 && !a->is_float && !a->memory_only &&
+                       a->r16 == EVLM_TYPE_COUNT,
+                   "%s: a k-quant with block %d, head %d", nm, a->block, a->head);
         } else {
             CHECKF(a->block == (a->s24 ? 8 : 1) && a->head == 0, "%s: block %d, head %d", nm,
                    a->block, a->head);
         }
         /* kinds: exactly the types that convert from float, and back, are float or quantized */
         const evlm_type_ops *o = evlm_type_ops_of((evlm_type)t);
-        bool values = (a->is_float || a->is_quant) && !a->memory_only;
+        bool values = (a->is_float || a->is_quant || a->kq) && !a->memory_only;
         CHECKF(!o->from_float || values, "%s converts from float", nm);
         CHECKF(!!o->to_float == values, "%s: to_float %s", nm, o->to_float ? "set" : "missing");
-        CHECKF(!!o->dot_q8a == (a->is_quant && !a->memory_only), "%s: dot_q8a", nm);
+        CHECKF(!!o->dot_q8a == ((a->is_quant || a->kq) && !a->memory_only), "%s: dot_q8a", nm);
     }
     /* any value outside the enum reads the last row */
     const evlm_type bad[] = {EVLM_TYPE_COUNT, (evlm_type)(EVLM_TYPE_COUNT + 7), (evlm_type)-1};
@@ -145,8 +150,8 @@ static void test_file_names(void) {
     static const struct {
         const char *name;
         int id;
-    } ggml[] = {{"f32", 0}, {"f16", 1},  {"q4_0", 2}, {"q4_1", 3}, {"q8_0", 8},
-                {"i8", 24}, {"i32", 26}, {"i64", 27}, {"bf16", 30}};
+    } ggml[] = {{"f32", 0},   {"f16", 1},   {"q4_0", 2}, {"q4_1", 3}, {"q8_0", 8}, {"q4_K", 12},
+                {"q5_K", 13}, {"q6_K", 14}, {"i8", 24},  {"i32", 26}, {"i64", 27}, {"bf16", 30}};
     for (size_t i = 0; i < sizeof ggml / sizeof *ggml; i++) {
         evlm_type t = evlm_type_from_gguf_name(ggml[i].name);
         CHECKF(t != EVLM_TYPE_COUNT && tr(t)->gguf_id == ggml[i].id, "%s is GGML type %d",
@@ -241,7 +246,7 @@ static void test_round_trips(void) {
     for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
         const evlm_type_ops *o = evlm_type_ops_of((evlm_type)t);
         const char *nm = tr(t)->name;
-        if (!o->from_float) continue;
+        if (!o->from_float || K % tr(t)->block) continue; /* k-quants: test_kquants.c */
         double rel, blk, abs_;
         if (!bound_of((evlm_type)t, &rel, &blk, &abs_)) {
             CHECKF(0, "%s converts from float but has no round-trip bound in test_types.c", nm);
@@ -301,7 +306,7 @@ static void test_r16_rows(void) {
     /* the reference dot of each block type */
     for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
         const evlm_type_ops *o = evlm_type_ops_of((evlm_type)t);
-        if (!o->dot_q8a) continue;
+        if (!o->dot_q8a || K % tr(t)->block) continue; /* k-quants: test_kquants.c */
         evlm_q8a act[K / 32];
         for (int j = 0; j < K; j++) x[j] = frand(), x[K + j] = frand() * 3.0f;
         o->from_float(x, w, K);

@@ -1,5 +1,6 @@
 /*
- * cmd_quantize.c - `evlm quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [--calib FILE ...]
+ * cmd_quantize.c - `evlm quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1|q4_k|q5_k|q6_k|q4_k_m
+ * [--calib FILE ...]
  * [--method rtn|awq|gptq] [--keep PATTERN[=TYPE] ...] [--target-bpw X | --max-size MB]
  * [--vision q8_0|q4_0|q4_1|f16] [--calib-tokens N] [--calib-items N] [--json]
  * [--prune magnitude|wanda|sparsegpt --sparsity S | --pattern N:M ...]`: one GGUF file
@@ -14,8 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* a type evlm_quantize_row can write, by its ggml name (q4_0, bf16, ...) */
+/* a type evlm_quantize_row can write, by its ggml name (q4_0, bf16, ...; the k-quants also in
+ * lower case: q4_k as ggml's q4_K) */
 static bool parse_type(const char *s, evlm_type *t) {
+    static const struct {
+        const char *name;
+        evlm_type t;
+    } kq[] = {{"q4_k", EVLM_TYPE_Q4_K}, {"q5_k", EVLM_TYPE_Q5_K}, {"q6_k", EVLM_TYPE_Q6_K}};
+    for (size_t i = 0; i < sizeof kq / sizeof *kq; i++)
+        if (!strcmp(s, kq[i].name)) {
+            *t = kq[i].t;
+            return true;
+        }
     evlm_type f = evlm_type_parse(s);
     if (f == EVLM_TYPE_COUNT) return false;
     *t = f;
@@ -34,6 +45,10 @@ void cli_quant_bar(void *user, const char *stage, int done, int total) {
 
 static const char *tname(evlm_type t) {
     return evlm_type_name(t);
+}
+
+static bool is_kquant(evlm_type t) {
+    return t == EVLM_TYPE_Q4_K || t == EVLM_TYPE_Q5_K || t == EVLM_TYPE_Q6_K;
 }
 
 static bool is_quant(evlm_type t) {
@@ -116,8 +131,11 @@ int evlm_cmd_quantize(int argc, char **argv) {
             out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--type")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!parse_type(v, &p.type) || !is_quant(p.type))
-                cli_die("--type takes q8_0, q4_0 or q4_1, not '%s'", v);
+            p.kq_mix = !strcmp(v, "q4_k_m"); /* llama.cpp's Q4_K_M mix */
+            if (p.kq_mix)
+                p.type = EVLM_TYPE_Q4_K;
+            else if (!parse_type(v, &p.type) || !(is_quant(p.type) || is_kquant(p.type)))
+                cli_die("--type takes q8_0, q4_0, q4_1, q4_k, q5_k, q6_k or q4_k_m, not '%s'", v);
             type_given = true;
         } else if (!strcmp(a, "--vision")) {
             const char *v = cli_value(argc, argv, &i);
@@ -177,6 +195,10 @@ int evlm_cmd_quantize(int argc, char **argv) {
             show = false;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: evlm quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [options]\n"
+                   "  --type q4_k|q5_k|q6_k ggml's k-quants (method rtn: ggml's scale search); "
+                   "q4_k_m: llama.cpp's\n"
+                   "                        Q4_K_M mix (attn v / ffn down of some layers and the "
+                   "head at q6_k)\n"
                    "  --calib FILE          calibration text, or a .jsonl of {image, question, "
                    "answer} (repeatable)\n"
                    "  --method rtn|awq|gptq round-to-nearest (default), activation-aware scaling, "
@@ -204,7 +226,7 @@ int evlm_cmd_quantize(int argc, char **argv) {
     }
     if (!in) cli_die("no model given (-m DIR)");
     if (!out) cli_die("no output file given (-o OUT.gguf)");
-    if (!type_given) cli_die("no --type given (q8_0, q4_0 or q4_1)");
+    if (!type_given) cli_die("no --type given (q8_0, q4_0, q4_1, q4_k, q5_k, q6_k or q4_k_m)");
     if (p.target_bpw > 0 && p.max_size_mb > 0) cli_die("give --target-bpw or --max-size, not both");
     if (p.lowrank_comp > 0 && p.lowrank_bpw > 0)
         cli_die("give --lowrank-comp or --lowrank-bpw, not both");

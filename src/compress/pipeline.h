@@ -26,6 +26,7 @@ typedef struct qt {
     const char *group; /* LM: its calibration group */
     evlm_type to;
     bool pinned;
+    bool head;    /* the output head (a tied embedding too) */
     void *qdata;  /* quantized rows of type `to` (owned), or NULL: the export converts src */
     float *fdata; /* replacement float rows (AWQ folds), F32, owned */
     evlm_tensor view;

@@ -54,7 +54,8 @@ static double type_bits(evlm_type t) {
 static bool can_hold(const evlm_tensor *t, evlm_type to) {
     if (to == t->type) return true;
     if (!evlm_type_is_file_float(t->type)) return false;
-    if (evlm_type_is_quant(to)) return t->n_dims == 2 && t->ne[0] % evlm_type_block(to) == 0;
+    if (evlm_type_is_quant(to) || evlm_type_traits_of(to)->kq)
+        return t->n_dims == 2 && t->ne[0] % evlm_type_block(to) == 0;
     return evlm_type_is_file_float(to);
 }
 
@@ -116,6 +117,7 @@ static void classify_one(void *user, const evlm_tensor **slot, evlm_matrix_role 
     } else if (role == EVLM_ROLE_HEAD) {
         mark(q, *slot, K_EMBED);
         qt *h = find(q, *slot);
+        if (h) h->head = true;
         if (h && h == c->embed)
             h->slot2 = slot; /* tied */
         else if (h)
@@ -123,6 +125,25 @@ static void classify_one(void *user, const evlm_tensor **slot, evlm_matrix_role 
     } else {
         mark(q, *slot, K_VISION);
     }
+}
+
+/* llama.cpp's use_more_bits (llama-quant.cpp): the first and last eighth of n layers and every
+ * third layer between */
+static bool more_bits(int i, int n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* The Q4_K_M mix of llama.cpp for one matrix given Q4_K: attention v and ffn down of the layers
+ * more_bits picks, and the output head (a tied embedding is the head), at Q6_K. */
+static evlm_type kq_mix_type(const qctx *q, const qt *x) {
+    const int n_layers = evlm__model_config(q->m)->n_layers;
+    if (x->head) return EVLM_TYPE_Q6_K;
+    if (x->kind != K_LM || x->layer < 0 || x->layer >= n_layers) return x->to;
+    qt *const *row = q->lm + x->layer * 7;
+    if ((row[EVLM_ROLE_ATTN_V] == x || row[EVLM_ROLE_MLP_DOWN] == x) &&
+        more_bits(x->layer, n_layers))
+        return EVLM_TYPE_Q6_K;
+    return x->to;
 }
 
 static evlm_status classify(qctx *q) {
@@ -149,6 +170,13 @@ static evlm_status classify(qctx *q) {
         default:
             x->to = x->src->type;
             break;
+        }
+        if (x->kind != K_OTHER && !p->keep_dtype && evlm_type_traits_of(x->to)->kq) {
+            if (p->kq_mix && x->to == EVLM_TYPE_Q4_K) x->to = kq_mix_type(q, x);
+            /* widths that do not split into 256s: Q8_0 (llama.cpp takes Q5_0 / Q5_1 / Q8_0,
+             * which evlm does not all have) */
+            if (!can_hold(x->src, x->to) && can_hold(x->src, EVLM_TYPE_Q8_0))
+                x->to = EVLM_TYPE_Q8_0;
         }
         if (x->kind != K_OTHER && (p->keep_dtype || !can_hold(x->src, x->to)))
             x->to = x->src->type; /* keep_dtype: evlm prune without a type */
@@ -516,8 +544,13 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     evlm_quantize_params p = params ? *params : evlm_quantize_default_params();
     bool float_type =
         p.type == EVLM_TYPE_F32 || p.type == EVLM_TYPE_F16 || p.type == EVLM_TYPE_BF16;
-    if (!p.keep_dtype && !evlm_type_is_file_quant(p.type) && !float_type)
-        return evlm__fail(EVLM_ERR_ARG, "type must be Q8_0, Q4_0, Q4_1, F16, BF16 or F32");
+    const bool kq = evlm_type_traits_of(p.type)->kq;
+    if (!p.keep_dtype && !evlm_type_is_file_quant(p.type) && !float_type && !kq)
+        return evlm__fail(EVLM_ERR_ARG,
+                          "type must be Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, F16, BF16 or F32");
+    if (p.kq_mix && (p.type != EVLM_TYPE_Q4_K || p.keep_dtype))
+        return evlm__fail(EVLM_ERR_ARG, "the Q4_K_M mix needs type Q4_K, not %s",
+                          evlm_type_name(p.type));
     if (!p.keep_dtype && !evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16)
         return evlm__fail(EVLM_ERR_ARG, "vision must be Q8_0, Q4_0, Q4_1 or F16");
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
@@ -531,6 +564,14 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if ((meth->calibration || mixed) && !have_calib)
         return evlm__fail(EVLM_ERR_ARG, "%s needs calibration data (calib_text or calib_jsonl)",
                           meth->calibration ? meth->title : "mixed precision");
+    if (kq && !p.keep_dtype &&
+        (p.method != EVLM_QMETHOD_RTN || mixed || p.prune.method != EVLM_PRUNE_NONE ||
+         p.lowrank_comp > 0 || p.lowrank_bpw > 0))
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "%s is written with ggml's own scale search (method rtn) only: awq, "
+                          "gptq, mixed precision, pruning and low-rank compensation with k-quants "
+                          "are not done",
+                          evlm_type_name(p.type));
     EVLM_TRY(evlm__prune_validate(&p, meth));
     const bool lowrank = p.lowrank_comp > 0 || p.lowrank_bpw > 0;
     if (p.lowrank_comp < 0 || p.lowrank_bpw < 0 || (p.lowrank_comp > 0 && p.lowrank_bpw > 0))
@@ -596,7 +637,9 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
         for (int i = 0; i < q.n && st == EVLM_OK; i++) {
             qt *x = &q.t[i];
             bool prune = evlm__prune_applies(&q, x);
-            if (x->kind != K_LM || x->pinned || !(evlm_type_is_quant(x->to) || prune)) continue;
+            bool kq_to = evlm_type_traits_of(x->to)->kq;
+            if (x->kind != K_LM || x->pinned || !(evlm_type_is_quant(x->to) || kq_to || prune))
+                continue;
             evlm__q_progress(&q, "quantize", done++, total);
             float *w = evlm__q_widen(x->src);
             st = !w      ? evlm__fail(EVLM_ERR_NOMEM, "out of memory")

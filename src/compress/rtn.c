@@ -8,15 +8,16 @@
 #include <stdlib.h>
 
 evlm_status evlm_compress_check_shape(const char *what, evlm_type t, int64_t n, int64_t k) {
-    if (!evlm_type_is_file_quant(t))
-        return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: type %s is not Q8_0, Q4_0 or Q4_1", what,
+    if (!evlm_type_is_file_quant(t) && !evlm_type_traits_of(t)->kq)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "%s: type %s is not Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K", what,
                           evlm_type_name(t));
     if (n <= 0 || k <= 0 || n > INT32_MAX || k > ((int64_t)1 << 20))
         return evlm__fail(EVLM_ERR_ARG, "%s: bad shape %lld x %lld", what, (long long)n,
                           (long long)k);
-    if (k % EVLM_QK)
+    if (k % evlm_type_block(t))
         return evlm__fail(EVLM_ERR_ARG, "%s: %lld input columns is not a multiple of %d", what,
-                          (long long)k, EVLM_QK);
+                          (long long)k, evlm_type_block(t));
     return EVLM_OK;
 }
 

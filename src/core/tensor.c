@@ -8,7 +8,7 @@
 /* The only list of types: a new one is a row here (and in quant/types.c). Columns: name,
  * elements per block, bytes per block, fp16 header bytes of a block, float?, quantized?, in
  * memory only?, R16 form, the type an R16 form is built from, GGML_TYPE_* id, ggml name,
- * safetensors dtype, KV cache element (0: never), 2:4-sparse form? */
+ * safetensors dtype, KV cache element (0: never), 2:4-sparse form?, k-quant? */
 const evlm_type_traits evlm__type_traits[EVLM_TYPE_COUNT + 1] = {
     [T(F32)] = {"F32", 1, 4, 0, 1, 0, 0, T(F32_R16), NONE, 0, "f32", "F32", EVLM_TYPE_KV_VALUES, 0},
     [T(F16)] = {"F16", 1, 2, 0, 1, 0, 0, T(F16_R16), NONE, 1, "f16", "F16", EVLM_TYPE_KV_VALUES, 0},
@@ -30,6 +30,9 @@ const evlm_type_traits evlm__type_traits[EVLM_TYPE_COUNT + 1] = {
     [T(F32_S24)] = {"F32_S24", 8, 17, 0, 1, 0, 1, NONE, T(F32), -1, NULL, NULL, 0, 1},
     [T(F16_S24)] = {"F16_S24", 8, 9, 0, 1, 0, 1, NONE, T(F16), -1, NULL, NULL, 0, 1},
     [T(BF16_S24)] = {"BF16_S24", 8, 9, 0, 1, 0, 1, NONE, T(BF16), -1, NULL, NULL, 0, 1},
+    [T(Q4_K)] = {"Q4_K", 256, 144, 0, 0, 0, 0, NONE, NONE, 12, "q4_K", NULL, 0, 0, 1},
+    [T(Q5_K)] = {"Q5_K", 256, 176, 0, 0, 0, 0, NONE, NONE, 13, "q5_K", NULL, 0, 0, 1},
+    [T(Q6_K)] = {"Q6_K", 256, 210, 0, 0, 0, 0, NONE, NONE, 14, "q6_K", NULL, 0, 0, 1},
     [NONE] = {"?", 1, 0, 0, 0, 0, 0, NONE, NONE, -1, NULL, NULL, 0, 0},
 };
 

@@ -59,6 +59,8 @@ typedef struct evlm_type_traits {
                             * EVLM_TYPE_KV_SCALED (kernels/attn_kv.h reads both) */
     bool s24; /* a 2:4-sparse form (quant/sparse24.h): 16 rows interleaved like an R16 form
                * (r16_base is its file type) but only 2 of every 4 values stored */
+    bool kq;  /* a k-quant (quant/kquants.h): 256-element super-blocks; not is_quant, whose
+               * 32-element layout the int8 kernels and R16 forms assume */
 } evlm_type_traits;
 
 /* evlm_type_traits.kv: rows hold the values (F32, F16), or int8 with a float scale per row */
@@ -66,7 +68,7 @@ typedef struct evlm_type_traits {
 #define EVLM_TYPE_KV_SCALED 2
 
 /* Largest block of any type (bytes): buffers that hold one block of whatever type. */
-#define EVLM_TYPE_MAX_BLOCK_BYTES 64
+#define EVLM_TYPE_MAX_BLOCK_BYTES 256
 
 /* The table, one row per type and a last row ([EVLM_TYPE_COUNT]) for every invalid value. */
 extern const evlm_type_traits evlm__type_traits[EVLM_TYPE_COUNT + 1];

@@ -717,8 +717,8 @@ static evlm_status unpermute(const evlm_gguf *g, const evlm_tensor *t, int n_hea
                              void **out) {
     int64_t rows = t->n_dims == 1 ? t->ne[0] : t->ne[1];
     size_t row_bytes = t->n_dims == 1 ? evlm_type_size(t->type) : t->nb[1];
-    if ((t->n_dims == 1 && evlm_type_is_quant(t->type)) || t->n_dims > 2 || n_head <= 0 ||
-        rows % (2 * n_head))
+    if ((t->n_dims == 1 && (evlm_type_is_quant(t->type) || evlm_type_traits_of(t->type)->kq)) ||
+        t->n_dims > 2 || n_head <= 0 || rows % (2 * n_head))
         return evlm__fail(EVLM_ERR_FORMAT,
                           "%s: tensor '%s': %lld rows cannot be split into %d RoPE heads", g->path,
                           t->name, (long long)rows, n_head);

@@ -453,7 +453,8 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
             continue;
         }
         if ((!evlm_type_is_file_float(t->type) && t->type != to) || evlm_gguf_ggml_type(to) < 0 ||
-            (!evlm_type_is_file_float(to) && !evlm_type_is_quant(to)))
+            (!evlm_type_is_file_float(to) && !evlm_type_is_quant(to) &&
+             !evlm_type_traits_of(to)->kq))
             return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s to %s", dir,
                               t->name, evlm_type_name(t->type), evlm_type_name(to));
         if (ne[0] % evlm_type_block(to))

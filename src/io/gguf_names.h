@@ -58,7 +58,8 @@ evlm_status evlm_gguf_put_hf_files(evlm_gguf_writer *w, const char *dir, int *n_
 
 /* Type to store a tensor in: called once per tensor with its Hugging Face name and view (in the
  * file's dtype). Return the type (for float tensors any float or block-quantized file type with
- * a GGUF id, core/tensor.h; integer tensors must keep their own type), or EVLM_TYPE_COUNT to
+ * a GGUF id, k-quants included, core/tensor.h; integer tensors must keep their own type), or
+ * EVLM_TYPE_COUNT to
  * leave the tensor out (llama.cpp refuses a text model file with extra tensors, so a
  * llama.cpp-loadable file leaves out the vision tower).
  * *src (preset to t) may be pointed at replacement data of the same shape, valid until the write:

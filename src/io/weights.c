@@ -389,7 +389,7 @@ evlm_status evlm_weights_get_matrix(const evlm_weights *w, const char *name, int
     EVLM_TRY(evlm_weights_get(w, name, 2, ne, out));
     evlm_weights_note_matrix(w, *out);
     evlm_type t = (*out)->type;
-    if (evlm_type_is_quant(t)) {
+    if (evlm_type_is_quant(t) || evlm_type_traits_of(t)->kq) { /* k-quants: the float gemm path */
         if (cols % evlm_type_block(t) != 0) {
             *out = NULL;
             return evlm__fail(

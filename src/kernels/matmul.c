@@ -47,7 +47,7 @@ static void gemm_fn(void *arg, int ith, int nth) {
             n0 = u0 * EVLM_R16;
             n1 = u1 * EVLM_R16 < n ? u1 * EVLM_R16 : n;
         }
-        if (t->xq && evlm_type_is_quant(w->type))
+        if (t->xq && (evlm_type_is_quant(w->type) || evlm_type_traits_of(w->type)->kq))
             t->kn->gemm_q(out->y, out->ldy, t->xq, (size_t)t->k / EVLM_QK, w->data, w->nb[1],
                           w->type, t->m, n0, n1, t->k);
         else
@@ -113,7 +113,8 @@ void evlm_matmul_n(const evlm_matmul_env *env, const float *x, size_t ldx, int m
     bool quant = false;
     double macs = 0;
     for (int o = 0; o < n_outs; o++) {
-        quant = quant || evlm_type_is_quant(outs[o].w->type);
+        quant = quant || evlm_type_is_quant(outs[o].w->type) ||
+                evlm_type_traits_of(outs[o].w->type)->kq;
         macs += (double)m * (double)outs[o].w->ne[1] * (double)k;
     }
     size_t kb = (size_t)k / EVLM_QK;

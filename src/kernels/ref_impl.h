@@ -96,6 +96,11 @@ void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx
 void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch);
+/* gemm_q for the k-quants Q4_K / Q5_K / Q6_K (x86_kquant_body.h): AVX2, and VNNI */
+void evlm__avx2_gemm_q_kq(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                          size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx512vnni_gemm_q_kq(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 
 /* The int8 gemm_q (Q8_0 / Q4_0 / Q4_1 and their *_R16 forms): the per-ISA files supply register
  * tiles and a shape, q8_walk.c walks the activation rows and [n0, n1) with them.

@@ -1,6 +1,7 @@
 /* types.c - the row functions table (see types.h) and the conversions by type that read it. Not
  * here: the block formats' own code (quants.c). */
 #include "quant/types.h"
+#include "quant/kquants.h"
 
 #include <string.h>
 
@@ -56,6 +57,16 @@ static void q4_1_from_float(const float *x, void *y, int64_t n) {
     evlm_quantize_row_q4_1(x, y, n);
 }
 
+static void q4_K_from_float(const float *x, void *y, int64_t n) {
+    evlm_quantize_row_q4_K(x, y, n);
+}
+static void q5_K_from_float(const float *x, void *y, int64_t n) {
+    evlm_quantize_row_q5_K(x, y, n);
+}
+static void q6_K_from_float(const float *x, void *y, int64_t n) {
+    evlm_quantize_row_q6_K(x, y, n);
+}
+
 /* ---- the table: a row per type of core/tensor.c; rows left out are all NULL --------------- */
 
 const evlm_type_ops evlm__type_ops[EVLM_TYPE_COUNT + 1] = {
@@ -65,6 +76,9 @@ const evlm_type_ops evlm__type_ops[EVLM_TYPE_COUNT + 1] = {
     [EVLM_TYPE_Q8_0] = {evlm_dequantize_row_q8_0, q8_0_from_float, evlm_vec_dot_q8_0_ref},
     [EVLM_TYPE_Q4_0] = {evlm_dequantize_row_q4_0, q4_0_from_float, evlm_vec_dot_q4_0_ref},
     [EVLM_TYPE_Q4_1] = {evlm_dequantize_row_q4_1, q4_1_from_float, evlm_vec_dot_q4_1_ref},
+    [EVLM_TYPE_Q4_K] = {evlm_dequantize_row_q4_K, q4_K_from_float, evlm_vec_dot_q4_K_ref},
+    [EVLM_TYPE_Q5_K] = {evlm_dequantize_row_q5_K, q5_K_from_float, evlm_vec_dot_q5_K_ref},
+    [EVLM_TYPE_Q6_K] = {evlm_dequantize_row_q6_K, q6_K_from_float, evlm_vec_dot_q6_K_ref},
 };
 
 void evlm_quantize_row(evlm_type t, const float *x, void *y, int64_t n) {

@@ -26,8 +26,8 @@ typedef struct evlm_type_ops {
     /* n floats to the type (ggml's rounding for the block types); any alignment of y. NULL: the
      * type is never a conversion target. */
     void (*from_float)(const float *x, void *y, int64_t n);
-    /* block types: dot(row of n elements, n / 32 activation blocks) in block order, the scalar
-     * reference of the int8 kernels; NULL otherwise. */
+    /* block types and k-quants: dot(row of n elements, n / 32 activation blocks) in block order,
+     * the scalar reference of the int8 kernels; NULL otherwise. */
     float (*dot_q8a)(const void *w, const evlm_q8a *x, int64_t n);
 } evlm_type_ops;
 
