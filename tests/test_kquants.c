@@ -13,6 +13,12 @@
 #include "quant/types.h"
 #include "test.h"
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#endif
 #include <float.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -401,6 +407,16 @@ static void test_kernels(void) {
         check_gemm_q("avx512vnni", evlm__avx512vnni_gemm_q);
         n++;
     }
+#endif
+#if defined(__aarch64__)
+    check_gemm_q("neon", evlm_kernels_neon.gemm_q);
+    n++;
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) {
+        check_gemm_q("dotprod", evlm__neon_dotprod_gemm_q);
+        n++;
+    }
+#endif
 #endif
     check_gemm_q("ref (by the type table)", evlm__ref_gemm_q);
     printf("gemm_q checked against ref on %d SIMD table(s) of this CPU\n", n);

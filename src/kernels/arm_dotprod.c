@@ -171,6 +171,10 @@ void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t l
         evlm__dotprod_gemm_q_s24(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
+    if (evlm_type_traits_of(wt)->kq) { /* arm_neon_kquant.c (base NEON, no SDOT yet) */
+        evlm__neon_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        return;
+    }
     if (!evlm__q8_gemm(evlm__dotprod_q8, &k_qshape, &k_r16_shape, NULL, y, ldy, x, ldx, w, ldw, wt,
                        m, n0, n1, k))
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);

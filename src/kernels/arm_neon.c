@@ -672,6 +672,10 @@ const evlm__q8_kern evlm__neon_q8[EVLM_TYPE_COUNT] = {
  * types without an entry go to ref. */
 static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                         size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
+    if (evlm_type_traits_of(wt)->kq) { /* arm_neon_kquant.c */
+        evlm__neon_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        return;
+    }
     if (!evlm__q8_gemm(evlm__neon_q8, &k_qshape, &k_r16_shape, NULL, y, ldy, x, ldx, w, ldw, wt, m,
                        n0, n1, k))
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);

@@ -96,7 +96,10 @@ void evlm__avx512vnni_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx
 void evlm__avx512vnni_gemm_deq(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k,
                                float *scratch);
-/* gemm_q for the k-quants Q4_K / Q5_K / Q6_K (x86_kquant_body.h): AVX2, and VNNI */
+/* gemm_q for the k-quants Q4_K / Q5_K / Q6_K: AVX2 and VNNI (x86_kquant_body.h), NEON
+ * (arm_neon_kquant.c) */
+void evlm__neon_gemm_q_kq(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                          size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 void evlm__avx2_gemm_q_kq(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                           size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 void evlm__avx512vnni_gemm_q_kq(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
