@@ -41,7 +41,7 @@ test-tsan:
 # (dotprod), plus test_kernels_baseline on a Cortex-A53 (plain NEON); tools from scripts/deps.sh.
 # qemu runs float code ~70x slower than native: ARM_SKIP names the tests left to the native
 # builds (each over 3 minutes under qemu); `make test-arm ARM_SKIP=` runs everything.
-ARM_SKIP ?= test_lookahead|test_quantize|cli_quantize|test_train_vision
+ARM_SKIP ?= test_lookahead|test_quantize|cli_quantize|test_train_vision|test_kquants_model
 test-arm:
 	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64-static >/dev/null || \
 	  { echo "test-arm: needs gcc-aarch64-linux-gnu and qemu-user-static: run scripts/deps.sh --arm"; exit 1; }
