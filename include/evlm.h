@@ -263,6 +263,12 @@ EVLM_API evlm_status evlm_detokenize(const evlm_model *model, const int32_t *ids
  * n_images: how many images the turn carries (each becomes the template's image marker). */
 EVLM_API evlm_status evlm_chat_prompt(const evlm_model *model, const char *user_text, int n_images,
                                       char **prompt);
+/* The assistant turn that follows that prompt when the assistant answers `answer`, as the
+ * template renders the two-message conversation (answer and end of turn, trailing whitespace
+ * removed; malloc'd): the tokens a model trained on the template emits, which training scores
+ * and `evlm quality --dataset` compares. */
+EVLM_API evlm_status evlm_chat_answer(const evlm_model *model, const char *user_text, int n_images,
+                                      const char *answer, char **turn);
 
 /* ---- prompts with images ---------------------------------------------------------------- */
 

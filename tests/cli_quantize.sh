@@ -2,7 +2,7 @@
 # evlm quantize / quality / GGUF through the CLI on the bundled scene VLM: a q8_0 file (int8
 # activations) answers the scenes-dev questions as accurately as bf16 and reports a tiny KL;
 # q4_0 with GPTQ and a mixed budget write valid files within their size; run / info / bench /
-# eval take -m FILE.gguf; quality of a model against itself is exactly 0; bad arguments,
+# eval take -m FILE.gguf; quality of a model against itself is exactly 0 (text and dev answers); bad arguments,
 # truncated GGUF files and an unwritable output fail with one clear line and leave no file.
 # Under sanitizers every 6th dev item is used.
 set -u
@@ -44,6 +44,15 @@ import json, sys; d = json.load(sys.stdin); assert "license plate" in d["text"],
 import json, sys; d = json.load(sys.stdin); assert d["decode_tok_s"] > 0 and d["model_bytes"] > 0' && ok || bad "bench gguf"
 "$BIN" quality -m "$tmp/q8.gguf" -q "$tmp/q8.gguf" --text "$S/fixtures/corpus.txt" --max-tokens 300 --json 2>/dev/null | python3 -c '
 import json, sys; d = json.load(sys.stdin); assert d["kl_mean"] == 0 and d["top1_agreement"] == 1 and d["ppl_ref"] == d["ppl_quant"]' && ok || bad "quality self"
+# KL over the dev answers as the models see them: 0 against itself, small but not 0 for q8_0
+head -n 6 "$tmp/dev.jsonl" > "$tmp/dev6.jsonl"
+"$BIN" quality -m "$tmp/q8.gguf" -q "$tmp/q8.gguf" --dataset "$tmp/dev6.jsonl" --json 2>/dev/null | python3 -c '
+import json, sys; d = json.load(sys.stdin)
+assert d["answer_kl_mean"] == 0 and d["answer_top1_agreement"] == 1 and d["n_items"] == 6
+assert d["answer_n_tokens"] >= 2 * 6, d  # each answer turn: at least one token and the end of turn' && ok || bad "quality answers self"
+"$BIN" quality -m "$M" -q "$tmp/q8.gguf" --dataset "$tmp/dev6.jsonl" --json 2>/dev/null | python3 -c '
+import json, sys; d = json.load(sys.stdin); print("q8_0 answer KL %.6f" % d["answer_kl_mean"])
+assert 0 < d["answer_kl_mean"] < 0.002 and d["answer_top1_agreement"] >= 0.95' && ok || bad "quality answers q8_0"
 
 # q4_0 GPTQ within 0.32x of bf16; a mixed budget
 if [ "${EVLM_SANITIZED:-0}" != 1 ]; then

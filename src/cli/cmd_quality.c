@@ -7,7 +7,10 @@
  * tokens (default 256) evaluated in a fresh context by both models; every position but each
  * chunk's first predicts the next token. Reported: the perplexity of both models, the mean and
  * 99th percentile of KL(P_ref || P_quant) over positions, and how often both pick the same top-1
- * token. Dataset: the accuracy of both models (greedy answers, exact match, as `evlm eval`).
+ * token. Dataset: the same KL, perplexity and top-1 figures over the answers as the models see
+ * them in use (image and question through the chat template, then the reference answer's turn
+ * teacher-forced: every position that predicts one of its tokens, the end of turn included), and
+ * the accuracy of both models (greedy answers, exact match, as `evlm eval`).
  * The two models must share a vocabulary. `--sim DIR` (an ONNX export, evlm_npu_sim): QUANT
  * computes with that export's numerics; -q may then be left out (QUANT = REF), so the report is
  * the float model against its simulated NPU numerics.
@@ -38,8 +41,32 @@ static void log_softmax(const float *x, int n, double *out) {
 
 typedef struct {
     double nll_ref, nll_q, *kl;
-    long n, same_top1;
+    long n, cap, same_top1;
 } text_stats;
+
+/* One predicted position: reference logits a, compared logits b [V], the token that follows;
+ * pr / pq [V] are scratch. */
+static void add_position(text_stats *ts, const float *a, const float *b, int V, int32_t next,
+                         double *pr, double *pq) {
+    log_softmax(a, V, pr);
+    log_softmax(b, V, pq);
+    ts->nll_ref -= pr[next];
+    ts->nll_q -= pq[next];
+    double kl = 0;
+    int ta = 0, tb = 0;
+    for (int v = 0; v < V; v++) {
+        kl += exp(pr[v]) * (pr[v] - pq[v]);
+        if (a[v] > a[ta]) ta = v;
+        if (b[v] > b[tb]) tb = v;
+    }
+    if (ts->n == ts->cap) {
+        ts->cap = ts->cap ? 2 * ts->cap : 1024;
+        ts->kl = realloc(ts->kl, sizeof(double) * (size_t)ts->cap);
+        if (!ts->kl) cli_die("out of memory");
+    }
+    ts->kl[ts->n++] = kl > 0 ? kl : 0;
+    ts->same_top1 += ta == tb;
+}
 
 static void eval_text(evlm_model *ref, evlm_model *q, const char *path, const cli_model_opts *o,
                       int chunk, int max_tokens, bool progress, text_stats *ts) {
@@ -60,8 +87,7 @@ static void eval_text(evlm_model *ref, evlm_model *q, const char *path, const cl
     float *lr = malloc(sizeof(float) * (size_t)V * (size_t)chunk);
     float *lq = malloc(sizeof(float) * (size_t)V * (size_t)chunk);
     double *pr = malloc(sizeof(double) * (size_t)V), *pq = malloc(sizeof(double) * (size_t)V);
-    ts->kl = malloc(sizeof(double) * n_ids);
-    if (!lr || !lq || !pr || !pq || !ts->kl) cli_die("out of memory");
+    if (!lr || !lq || !pr || !pq) cli_die("out of memory");
     for (size_t at = 0; at + 1 < n_ids; at += (size_t)chunk) {
         int n = (int)(n_ids - at < (size_t)chunk ? n_ids - at : (size_t)chunk);
         if (n < 2) break;
@@ -69,29 +95,123 @@ static void eval_text(evlm_model *ref, evlm_model *q, const char *path, const cl
         cli_check(evlm_context_truncate(cq, 0));
         cli_check(evlm_decode(cr, ids + at, n, lr, true));
         cli_check(evlm_decode(cq, ids + at, n, lq, true));
-        for (int i = 0; i + 1 < n; i++) {
-            const float *a = lr + (size_t)i * V, *b = lq + (size_t)i * V;
-            log_softmax(a, V, pr);
-            log_softmax(b, V, pq);
-            int32_t next = ids[at + (size_t)i + 1];
-            ts->nll_ref -= pr[next];
-            ts->nll_q -= pq[next];
-            double kl = 0;
-            int ta = 0, tb = 0;
-            for (int v = 0; v < V; v++) {
-                kl += exp(pr[v]) * (pr[v] - pq[v]);
-                if (a[v] > a[ta]) ta = v;
-                if (b[v] > b[tb]) tb = v;
-            }
-            ts->kl[ts->n++] = kl > 0 ? kl : 0;
-            ts->same_top1 += ta == tb;
-        }
+        for (int i = 0; i + 1 < n; i++)
+            add_position(ts, lr + (size_t)i * V, lq + (size_t)i * V, V, ids[at + (size_t)i + 1], pr,
+                         pq);
         if (progress) fprintf(stderr, "\rtext: %zu / %zu tokens", at + (size_t)n, n_ids);
     }
     if (progress) fputc('\n', stderr);
     free(lr), free(lq), free(pr), free(pq), free(ids);
     evlm_context_free(cr);
     evlm_context_free(cq);
+}
+
+typedef struct {
+    evlm_model *ref, *q;
+    evlm_context *cr, *cq;
+    const char *sim;
+    int V, n_items;
+    float *lr, *lq;
+    size_t cap_rows;
+    double *pr, *pq;
+    bool progress;
+    text_stats ts;
+} answer_kl;
+
+/* Logits [n_ans, V] of one model at the positions that predict the answer turn's tokens: the
+ * prompt's last position, then every answer token but the last. */
+static void answer_logits(evlm_context *ctx, const evlm_prompt *p, const int32_t *ans, size_t n_ans,
+                          float *logits, int V) {
+    cli_check(evlm_context_truncate(ctx, 0));
+    cli_check(evlm_decode_prompt(ctx, p, logits, false));
+    if (n_ans > 1) cli_check(evlm_decode(ctx, ans, (int)n_ans - 1, logits + V, true));
+}
+
+static void answer_kl_item(void *arg, const cli_dataset_item *it) {
+    answer_kl *k = arg;
+    evlm_image_input in = {.path = it->image};
+    int n_img = it->image ? 1 : 0;
+    char *text, *turn;
+    cli_check(evlm_chat_prompt(k->ref, it->question, n_img, &text));
+    cli_check(evlm_chat_answer(k->ref, it->question, n_img, it->answer, &turn));
+    int32_t *ans;
+    size_t n_ans;
+    cli_check(evlm_tokenize(k->ref, turn, strlen(turn), true, false, &ans, &n_ans));
+    if (n_ans == 0) cli_die("line %d: empty answer", it->line);
+    if (n_ans > k->cap_rows) {
+        k->cap_rows = n_ans;
+        k->lr = realloc(k->lr, sizeof(float) * (size_t)k->V * n_ans);
+        k->lq = realloc(k->lq, sizeof(float) * (size_t)k->V * n_ans);
+        if (!k->lr || !k->lq) cli_die("out of memory");
+    }
+    evlm_prompt *pr, *pq;
+    cli_check(cli_prompt_new(k->ref, k->cr, text, false, &in, n_img, &pr));
+    cli_set_sim(k->sim); /* the compared side sees the images through the export, if any */
+    cli_check(cli_prompt_new(k->q, k->cq, text, false, &in, n_img, &pq));
+    cli_set_sim(NULL);
+    answer_logits(k->cr, pr, ans, n_ans, k->lr, k->V);
+    answer_logits(k->cq, pq, ans, n_ans, k->lq, k->V);
+    for (size_t i = 0; i < n_ans; i++)
+        add_position(&k->ts, k->lr + i * (size_t)k->V, k->lq + i * (size_t)k->V, k->V, ans[i],
+                     k->pr, k->pq);
+    if (k->progress) fprintf(stderr, "\ranswers: %d items, %ld tokens", ++k->n_items, k->ts.n);
+    evlm_prompt_free(pr);
+    evlm_prompt_free(pq);
+    free(ans);
+    free(turn);
+    free(text);
+}
+
+/* KL over the answers of a question-answer set as the models see them in use: image, chat
+ * template, then the reference answer's turn (answer and end of turn) teacher-forced. */
+static void eval_answers(evlm_model *ref, evlm_model *q, const char *dataset,
+                         const cli_model_opts *o, bool progress, text_stats *ts) {
+    answer_kl k = {.ref = ref, .q = q, .sim = o->sim, .progress = progress};
+    k.V = evlm_model_n_vocab(ref);
+    evlm_context_params cp = cli_context_params(o, 0);
+    cli_check(evlm_context_new(ref, &cp, &k.cr));
+    cli_check(evlm_context_new(q, &cp, &k.cq));
+    if (o->sim) cli_check(evlm_npu_sim(k.cq, o->sim));
+    k.pr = malloc(sizeof(double) * (size_t)k.V);
+    k.pq = malloc(sizeof(double) * (size_t)k.V);
+    if (!k.pr || !k.pq) cli_die("out of memory");
+    cli_dataset_each(dataset, answer_kl_item, &k);
+    if (progress) fputc('\n', stderr);
+    *ts = k.ts;
+    free(k.lr), free(k.lq), free(k.pr), free(k.pq);
+    evlm_context_free(k.cr);
+    evlm_context_free(k.cq);
+}
+
+/* Appends the rows of a KL measurement (kl sorted in place) to table and its numbers to j under
+ * keys with prefix (text: "", answers: "answer_"). */
+static int report_kl(text_stats *ts, const char *what, const char *prefix, char *table, size_t cap,
+                     cJSON *j) {
+    qsort(ts->kl, (size_t)ts->n, sizeof(double), cmp_double);
+    double mean = 0;
+    for (long i = 0; i < ts->n; i++) mean += ts->kl[i];
+    mean /= (double)ts->n;
+    double p99 = ts->kl[(long)(0.99 * (double)(ts->n - 1))];
+    double ppl_r = exp(ts->nll_ref / (double)ts->n), ppl_q = exp(ts->nll_q / (double)ts->n);
+    double top1 = (double)ts->same_top1 / (double)ts->n;
+    int tl = snprintf(table, cap,
+                      "| %s perplexity (%ld tokens) | %.4f | %.4f |\n| %s KL divergence mean | | "
+                      "%.6f |\n| %s KL divergence p99 | | %.6f |\n| %s top-1 agreement | | %.2f "
+                      "%% |\n",
+                      what, ts->n, ppl_r, ppl_q, what, mean, what, p99, what, 100 * top1);
+    char key[64];
+#define PUT(name, v)                                                                               \
+    snprintf(key, sizeof key, "%s%s", prefix, name);                                               \
+    cJSON_AddNumberToObject(j, key, v)
+    PUT("n_tokens", (double)ts->n);
+    PUT("ppl_ref", ppl_r);
+    PUT("ppl_quant", ppl_q);
+    PUT("kl_mean", mean);
+    PUT("kl_p99", p99);
+    PUT("top1_agreement", top1);
+#undef PUT
+    free(ts->kl);
+    return tl;
 }
 
 int evlm_cmd_quality(int argc, char **argv) {
@@ -146,31 +266,16 @@ int evlm_cmd_quality(int argc, char **argv) {
     if (text) {
         text_stats ts = {0};
         eval_text(ref, q, text, &o, chunk, max_tokens, !json, &ts);
-        qsort(ts.kl, (size_t)ts.n, sizeof(double), cmp_double);
-        double mean = 0;
-        for (long i = 0; i < ts.n; i++) mean += ts.kl[i];
-        mean /= (double)ts.n;
-        double p99 = ts.kl[(long)(0.99 * (double)(ts.n - 1))];
-        double ppl_r = exp(ts.nll_ref / (double)ts.n), ppl_q = exp(ts.nll_q / (double)ts.n);
-        double top1 = (double)ts.same_top1 / (double)ts.n;
-        tl +=
-            snprintf(table + tl, sizeof table - (size_t)tl,
-                     "| perplexity (%ld tokens) | %.4f | %.4f |\n| KL divergence mean | | %.6f |\n"
-                     "| KL divergence p99 | | %.6f |\n| top-1 agreement | | %.2f %% |\n",
-                     ts.n, ppl_r, ppl_q, mean, p99, 100 * top1);
-        cJSON_AddNumberToObject(j, "n_tokens", (double)ts.n);
-        cJSON_AddNumberToObject(j, "ppl_ref", ppl_r);
-        cJSON_AddNumberToObject(j, "ppl_quant", ppl_q);
-        cJSON_AddNumberToObject(j, "kl_mean", mean);
-        cJSON_AddNumberToObject(j, "kl_p99", p99);
-        cJSON_AddNumberToObject(j, "top1_agreement", top1);
-        free(ts.kl);
+        tl += report_kl(&ts, "text", "", table + tl, sizeof table - (size_t)tl, j);
     }
     if (dataset) {
         evlm_gen_params gp = evlm_gen_default_params();
         gp.n_predict = n_predict;
         cli_eval_result rr, rq;
         evlm_context_params cp = cli_context_params(&o, 0);
+        text_stats ts = {0};
+        eval_answers(ref, q, dataset, &o, !json, &ts);
+        tl += report_kl(&ts, "answers", "answer_", table + tl, sizeof table - (size_t)tl, j);
         cli_eval_dataset(ref, dataset, &gp, &cp, false, !json, &rr);
         cli_set_sim(o.sim);
         cli_eval_dataset(q, dataset, &gp, &cp, false, !json, &rq);

@@ -29,6 +29,18 @@ typedef struct cli_eval_result {
     double accepted_per_step; /* generated tokens per decode pass */
 } cli_eval_result;
 
+/* One item of a set: image is the resolved path (relative paths are taken from the set's folder)
+ * or NULL, image_field the path as the line gives it; scenario may be NULL. Valid during the
+ * callback only. */
+typedef struct {
+    const char *question, *answer, *scenario, *image, *image_field;
+    int line;
+} cli_dataset_item;
+typedef void (*cli_dataset_fn)(void *ctx, const cli_dataset_item *item);
+/* Calls fn for every item of the set, in file order; returns how many. Dies with a message
+ * naming the line on a bad one, and on a set with no items. */
+int cli_dataset_each(const char *dataset, cli_dataset_fn fn, void *ctx);
+
 /* Answers every item with m (one context made with cp). verbose: one line per item
  * on stderr; progress: a running count on stderr. Dies with a message naming the line on bad input.
  */

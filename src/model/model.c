@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -386,4 +387,38 @@ evlm_status evlm_chat_prompt(const evlm_model *m, const char *user_text, int n_i
     }
     *prompt = s.data;
     return EVLM_OK;
+}
+
+evlm_status evlm_chat_answer(const evlm_model *m, const char *user_text, int n_images,
+                             const char *answer, char **turn) {
+    *turn = NULL;
+    char *prompt;
+    evlm_status st = evlm_chat_prompt(m, user_text, n_images, &prompt);
+    if (st != EVLM_OK) return st;
+    evlm_chat_part parts[65];
+    for (int i = 0; i < n_images; i++) parts[i] = (evlm_chat_part){EVLM_PART_IMAGE, NULL};
+    parts[n_images] = (evlm_chat_part){EVLM_PART_TEXT, user_text};
+    evlm_chat_part ans = {EVLM_PART_TEXT, answer};
+    evlm_chat_msg msgs[2] = {{"user", parts, n_images + 1}, {"assistant", &ans, 1}};
+    evlm_str s = {0};
+    st = evlm_chat_template_apply(m->tmpl, msgs, 2, false, &s);
+    size_t np_len = strlen(prompt);
+    if (st == EVLM_OK && (!s.data || strncmp(s.data, prompt, np_len) != 0))
+        st = evlm__fail(EVLM_ERR_UNSUPPORTED,
+                        "the chat template's assistant turn does not follow its generation "
+                        "prompt: cannot tell the answer tokens");
+    if (st == EVLM_OK) {
+        /* the turn less trailing whitespace: what a model trained on the template emits */
+        size_t n = strlen(s.data + np_len);
+        while (n && isspace((unsigned char)s.data[np_len + n - 1])) n--;
+        *turn = malloc(n + 1);
+        if (*turn) {
+            memcpy(*turn, s.data + np_len, n);
+            (*turn)[n] = 0;
+        } else
+            st = evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    }
+    evlm_str_free(&s);
+    free(prompt);
+    return st;
 }

@@ -54,45 +54,6 @@ void evlm_tdata_free(evlm_tdata *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* The assistant turn after the generation prompt as the template renders it: the full
- * conversation [user, assistant] must begin with the prompt; what follows, less trailing
- * whitespace, is the turn (answer and end of turn). *out is malloc'd. */
-static evlm_status assistant_turn(const evlm_model *m, const char *question, int n_images,
-                                  const char *prompt, const char *answer, const char *path,
-                                  int line, char **out) {
-    *out = NULL;
-    if (!m->tmpl) return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s:%d: %s", path, line, m->tmpl_error);
-    evlm_chat_part parts[2];
-    int np = 0;
-    if (n_images) parts[np++] = (evlm_chat_part){EVLM_PART_IMAGE, NULL};
-    parts[np++] = (evlm_chat_part){EVLM_PART_TEXT, question};
-    evlm_chat_part ans = {EVLM_PART_TEXT, answer};
-    evlm_chat_msg msgs[2] = {{"user", parts, np}, {"assistant", &ans, 1}};
-    evlm_str s = {0};
-    evlm_status st = evlm_chat_template_apply(m->tmpl, msgs, 2, false, &s);
-    if (st != EVLM_OK) {
-        evlm_str_free(&s);
-        return evlm__fail_prefix(st, "%s:%d", path, line);
-    }
-    size_t np_len = strlen(prompt);
-    if (!s.data || strncmp(s.data, prompt, np_len) != 0) {
-        evlm_str_free(&s);
-        return evlm__fail(EVLM_ERR_UNSUPPORTED,
-                          "%s:%d: the chat template's assistant turn does not follow its "
-                          "generation prompt: cannot tell the answer tokens",
-                          path, line);
-    }
-    size_t n = strlen(s.data + np_len);
-    while (n && isspace((unsigned char)s.data[np_len + n - 1])) n--;
-    *out = malloc(n + 1);
-    if (*out) {
-        memcpy(*out, s.data + np_len, n);
-        (*out)[n] = 0;
-    }
-    evlm_str_free(&s);
-    return *out ? EVLM_OK : evlm__fail(EVLM_ERR_NOMEM, "%s:%d: out of memory", path, line);
-}
-
 static int find_image(evlm_tdata *d, const char *img_path) {
     for (int i = 0; i < d->n_images; i++)
         if (!strcmp(d->images[i].path, img_path)) return i;
@@ -195,8 +156,10 @@ static evlm_status add_qa(evlm_tdata *d, evlm_model *m, const char *path, const 
     size_t np = 0, na = 0;
     int image = -1;
     if (st == EVLM_OK) st = evlm_chat_prompt(m, q->valuestring, has_img, &prompt);
-    if (st == EVLM_OK)
-        st = assistant_turn(m, q->valuestring, has_img, prompt, a->valuestring, path, line, &turn);
+    if (st == EVLM_OK) {
+        st = evlm_chat_answer(m, q->valuestring, has_img, a->valuestring, &turn);
+        if (st != EVLM_OK) st = evlm__fail_prefix(st, "%s:%d", path, line);
+    }
     if (st == EVLM_OK) {
         if (has_img)
             st = image_prompt_ids(d, m, prompt, img_path, path, line, &pids, &np, &image);
