@@ -15,8 +15,10 @@
  * 4. The vision tower and connector matrices take their own type (`vision`); after writing, the
  *    encoder output of the quantized file is compared with float (cosine similarity) on the
  *    calibration images, and the written model's mean KL on the calibration set is measured.
- * Bits per weight count every tensor of the file. The token embedding and output head stay Q8_0
- * when the matrices go to 4 bits (unless a keep pattern says otherwise), as llama.cpp's mixes do.
+ * Bits per weight count every tensor of the file. The token embedding and output head take `type`
+ * like the decoder's matrices (the k-quant mix excepted: its head goes to Q6_K); a keep pattern
+ * pins them to another type (e.g. "*embed_tokens*=q8_0"), which is where most of a 4-bit file's
+ * KL lies on the scene model (docs/COMPRESSION.md).
  * Errors name the parameter at fault by its field name here.
  *
  * Not here: the runtime (evlm.h). GPTQ needs LAPACKE, a dependency of libevlm for this reason.
