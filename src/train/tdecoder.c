@@ -46,6 +46,35 @@ static evlm_status bind(evlm_tdecoder *d, const char *name, size_t n, bool optio
     return EVLM_OK;
 }
 
+/* Binds matrix j's factors "<pre><stem>.lowrank_a" A [r, cols] and ".lowrank_b" B [rows, r]
+ * of layer l when present (the runtime checked them too: these are the parameters' own shapes). */
+static evlm_status bind_factors(evlm_tdecoder *d, const char *pre, int l, int j, int rows,
+                                int cols) {
+    char na[256], nb[256];
+    snprintf(na, sizeof na, "%slayers.%d.%s.lowrank_a", pre, l, evlm_decoder_matrix_stem(j));
+    snprintf(nb, sizeof nb, "%slayers.%d.%s.lowrank_b", pre, l, evlm_decoder_matrix_stem(j));
+    const evlm_tparam *a = evlm_tparams_find(d->tp, na), *b = evlm_tparams_find(d->tp, nb);
+    if (!a && !b) return EVLM_OK;
+    if (!a || !b)
+        return evlm__fail(EVLM_ERR_FORMAT, "parameter '%s' comes without '%s'", a ? na : nb,
+                          a ? nb : na);
+    const int64_t r = a->shape[0], max_r = rows < cols ? rows : cols;
+    if (a->n_dims != 2 || a->shape[1] != cols || r < 1 || r > max_r)
+        return evlm__fail(EVLM_ERR_FORMAT,
+                          "parameter '%s' is not [r, %d] with r in [1, %lld] (a low-rank factor A)",
+                          na, cols, (long long)max_r);
+    if (b->n_dims != 2 || b->shape[0] != rows || b->shape[1] != r)
+        return evlm__fail(
+            EVLM_ERR_FORMAT,
+            "parameter '%s' is not [%d, %lld] (the factor B of rank %lld beside '%s')", nb, rows,
+            (long long)r, (long long)r, na);
+    d->lr[l][j][0] = a;
+    d->lr[l][j][1] = b;
+    d->n_factored++;
+    if (r > d->lr_max_rank) d->lr_max_rank = (int)r;
+    return EVLM_OK;
+}
+
 static size_t al(size_t n) {
     return (n + 15) & ~(size_t)15;
 }
@@ -54,9 +83,6 @@ evlm_status evlm_tdecoder_init(evlm_tdecoder *d, const evlm_decoder *dec, evlm_t
                                int max_tokens) {
     memset(d, 0, sizeof *d);
     const evlm_decoder_config *c = &dec->cfg;
-    if (dec->lr_max_rank > 0 || dec->lr_no_dense > 0)
-        return evlm__fail(EVLM_ERR_UNSUPPORTED,
-                          "training a decoder with low-rank factored matrices is not supported");
     if (c->mrope_section[0] || c->mrope_section[1] || c->mrope_section[2])
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "the M-RoPE backward is not built");
     if (max_tokens < 1 || max_tokens > (1 << 20))
@@ -77,7 +103,11 @@ evlm_status evlm_tdecoder_init(evlm_tdecoder *d, const evlm_decoder *dec, evlm_t
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "head_dim %d with %d / %d heads cannot be trained",
                           d->HD, d->NH, d->NKV);
     d->lp = calloc((size_t)d->L, sizeof *d->lp);
-    if (!d->lp) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    d->lr = calloc((size_t)d->L, sizeof *d->lr);
+    if (!d->lp || !d->lr) {
+        evlm_tdecoder_release(d);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    }
     char name[256];
     const size_t H = (size_t)d->H;
     evlm_status st = EVLM_OK;
@@ -90,12 +120,16 @@ evlm_status evlm_tdecoder_init(evlm_tdecoder *d, const evlm_decoder *dec, evlm_t
             else if (i < EVLM_TD_BQ) {
                 mat_shape(d, i - EVLM_TD_Q, &rows, &cols);
                 n = (size_t)rows * cols;
+                st = bind_factors(d, dec->prefix, l, i - EVLM_TD_Q, rows, cols);
+                if (st != EVLM_OK) break;
             } else {
                 mat_shape(d, i - EVLM_TD_BQ, &rows, &cols);
                 n = (size_t)rows;
             }
             snprintf(name, sizeof name, "%slayers.%d.%s", dec->prefix, l, k_names[i]);
-            st = bind(d, name, n, i >= EVLM_TD_BQ, &d->lp[l][i]);
+            /* a factored matrix may go without its dense weight */
+            const bool factored = i >= EVLM_TD_Q && i < EVLM_TD_BQ && d->lr[l][i - EVLM_TD_Q][0];
+            st = bind(d, name, n, i >= EVLM_TD_BQ || factored, &d->lp[l][i]);
         }
     }
     if (st == EVLM_OK) {
@@ -166,6 +200,17 @@ evlm_status evlm_tdecoder_init(evlm_tdecoder *d, const evlm_decoder *dec, evlm_t
                           d->arena_bytes >> 20, max_tokens);
     }
     memset(d->arena, 0, d->arena_bytes);
+    if (d->n_factored > 0) { /* the low-rank paths' work, beside the arena */
+        const size_t nt = al(T * (size_t)d->lr_max_rank), ny = al(T * maxw);
+        d->lr_t = aligned_alloc(64, (2 * nt + ny) * sizeof(float));
+        if (!d->lr_t) {
+            evlm_tdecoder_release(d);
+            return evlm__fail(EVLM_ERR_NOMEM, "cannot allocate the low-rank work for %d tokens",
+                              max_tokens);
+        }
+        d->lr_dt = d->lr_t + nt;
+        d->lr_y = d->lr_dt + nt;
+    }
     float *p = d->arena;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         *dst[i] = p;
@@ -184,6 +229,8 @@ evlm_status evlm_tdecoder_init(evlm_tdecoder *d, const evlm_decoder *dec, evlm_t
 
 void evlm_tdecoder_release(evlm_tdecoder *d) {
     free(d->lp);
+    free(d->lr);
+    free(d->lr_t);
     free(d->arena);
     free(d->fq);
     memset(d, 0, sizeof *d);
@@ -233,6 +280,11 @@ static const float *mw(const evlm_tdecoder *d, int l, int i) {
 evlm_status evlm_tdecoder_set_qat(evlm_tdecoder *d, const evlm_tops *o, bool on) {
     d->fq_on = false;
     if (!on) return EVLM_OK;
+    if (d->n_factored > 0)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "fake quantization of a decoder with low-rank factored matrices (%d) is "
+                          "not built: quantization-aware training needs a dense model",
+                          d->n_factored);
     if (!d->fq) {
         size_t n = 0;
         for (int j = 0; j < 7; j++) {
@@ -257,6 +309,66 @@ evlm_status evlm_tdecoder_set_qat(evlm_tdecoder *d, const evlm_tops *o, bool on)
         }
     d->fq_on = true;
     return EVLM_OK;
+}
+
+/* ---- the linears, dense or factored ---------------------------------------------------------- */
+
+/* y (n, rows) = x (n, cols) @ W^T + b for layer l's matrix i; factored: B (A x) + b, or
+ * W x + b + B (A x) beside a dense W (the runtime's order of the sums, model/decoder.c). */
+static void mlinear(const evlm_tdecoder *d, const evlm_tops *o, int l, int i, float *y,
+                    const float *x, const evlm_tparam *bias, int n) {
+    int rows, cols;
+    mat_shape(d, i, &rows, &cols);
+    const evlm_tparam *A = d->lr[l][i][0], *B = d->lr[l][i][1];
+    const float *w = mw(d, l, i);
+    if (!A) {
+        evlm_top_linear(o, y, x, w, pw(d, bias), n, rows, cols);
+        return;
+    }
+    const int r = (int)A->shape[0];
+    evlm_top_linear(o, d->lr_t, x, pw(d, A), NULL, n, r, cols); /* t (n, r) = x A^T */
+    if (!w) {
+        evlm_top_linear(o, y, d->lr_t, pw(d, B), pw(d, bias), n, rows, r);
+        return;
+    }
+    evlm_top_linear(o, y, x, w, pw(d, bias), n, rows, cols);
+    evlm_top_linear(o, d->lr_y, d->lr_t, pw(d, B), NULL, n, rows, r);
+    evlm_top_add(o, y, d->lr_y, (size_t)n * rows);
+}
+
+/* The backward of mlinear from dy (n, rows) and its input x: dx (n, cols) written (accumulated
+ * when dx_acc); the gradients of W, b, A, B accumulated where trainable:
+ * dW += dy^T x, db += sums of dy, dB += dy^T t, dt = dy B, dA += dt^T x, dx += dy W + dt A
+ * with t = A x recomputed (when B learns). */
+static void mlinear_bwd(const evlm_tdecoder *d, const evlm_tops *o, int l, int i, float *dx,
+                        bool dx_acc, const evlm_tparam *bias, const float *dy, const float *x,
+                        int n) {
+    int rows, cols;
+    mat_shape(d, i, &rows, &cols);
+    const evlm_tparam *A = d->lr[l][i][0], *B = d->lr[l][i][1];
+    const float *w = mw(d, l, i);
+    float *db = pg(d, bias);
+    if (w) {
+        evlm_top_linear_bwd(o, dx, dx_acc, pg(d, d->lp[l][EVLM_TD_Q + i]), db, dy, x, w, n, rows,
+                            cols);
+        if (!A) return;
+        dx_acc = true;
+        db = NULL;
+    }
+    const int r = (int)A->shape[0];
+    float *dB = pg(d, B);
+    if (dB) evlm_top_linear(o, d->lr_t, x, pw(d, A), NULL, n, r, cols);
+    evlm_top_linear_bwd(o, d->lr_dt, false, dB, db, dy, d->lr_t, pw(d, B), n, rows, r);
+    evlm_top_linear_bwd(o, dx, dx_acc, pg(d, A), NULL, d->lr_dt, x, pw(d, A), n, r, cols);
+}
+
+/* Whether layer l has a trainable parameter (factors included). */
+static bool layer_learns(const evlm_tdecoder *d, int l) {
+    for (int i = 0; i < EVLM_TD_COUNT; i++)
+        if (pg(d, d->lp[l][i])) return true;
+    for (int i = 0; i < 7; i++)
+        if (pg(d, d->lr[l][i][0]) || pg(d, d->lr[l][i][1])) return true;
+    return false;
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
@@ -309,21 +421,21 @@ evlm_status evlm_tdecoder_forward(evlm_tdecoder *d, const evlm_tops *o, const ev
         float *g = d->gate + (size_t)l * T * F, *u = d->up + (size_t)l * T * F;
         evlm_top_rmsnorm(o, d->xn, d->rstd1 + (size_t)l * T, X, pw(d, P[EVLM_TD_ATTN_NORM]), n, H,
                          eps);
-        evlm_top_linear(o, q, d->xn, mw(d, l, 0), pw(d, P[EVLM_TD_BQ]), n, QD, H);
-        evlm_top_linear(o, k, d->xn, mw(d, l, 1), pw(d, P[EVLM_TD_BK]), n, KD, H);
-        evlm_top_linear(o, v, d->xn, mw(d, l, 2), pw(d, P[EVLM_TD_BV]), n, KD, H);
+        mlinear(d, o, l, 0, q, d->xn, P[EVLM_TD_BQ], n);
+        mlinear(d, o, l, 1, k, d->xn, P[EVLM_TD_BK], n);
+        mlinear(d, o, l, 2, v, d->xn, P[EVLM_TD_BV], n);
         evlm_top_rope(o, q, n, d->NH, d->HD, d->rope_cos, d->rope_sin, r->pos, false);
         evlm_top_rope(o, k, n, d->NKV, d->HD, d->rope_cos, d->rope_sin, r->pos, false);
         evlm_top_attn(o, &sh, att, d->lse + (size_t)l * d->NH * T, q, k, v);
-        evlm_top_linear(o, d->tmp, att, mw(d, l, 3), pw(d, P[EVLM_TD_BO]), n, H, QD);
+        mlinear(d, o, l, 3, d->tmp, att, P[EVLM_TD_BO], n);
         memcpy(xm, X, sizeof(float) * (size_t)n * H);
         evlm_top_add(o, xm, d->tmp, (size_t)n * H);
         evlm_top_rmsnorm(o, d->xn, d->rstd2 + (size_t)l * T, xm, pw(d, P[EVLM_TD_FFN_NORM]), n, H,
                          eps);
-        evlm_top_linear(o, g, d->xn, mw(d, l, 4), pw(d, P[EVLM_TD_BGATE]), n, F, H);
-        evlm_top_linear(o, u, d->xn, mw(d, l, 5), pw(d, P[EVLM_TD_BUP]), n, F, H);
+        mlinear(d, o, l, 4, g, d->xn, P[EVLM_TD_BGATE], n);
+        mlinear(d, o, l, 5, u, d->xn, P[EVLM_TD_BUP], n);
         evlm_top_swiglu(o, d->hb, g, u, (size_t)n * F);
-        evlm_top_linear(o, d->tmp, d->hb, mw(d, l, 6), pw(d, P[EVLM_TD_BDOWN]), n, H, F);
+        mlinear(d, o, l, 6, d->tmp, d->hb, P[EVLM_TD_BDOWN], n);
         memcpy(Xn, xm, sizeof(float) * (size_t)n * H);
         evlm_top_add(o, Xn, d->tmp, (size_t)n * H);
     }
@@ -389,11 +501,7 @@ void evlm_tdecoder_backward_ex(evlm_tdecoder *d, const evlm_tops *o, const evlm_
     if (!pg(d, d->embed) && !(dimg && r->img)) {
         stop = d->L;
         for (int l = 0; l < d->L && stop == d->L; l++)
-            for (int i = 0; i < EVLM_TD_COUNT; i++)
-                if (pg(d, d->lp[l][i])) {
-                    stop = l;
-                    break;
-                }
+            if (layer_learns(d, l)) stop = l;
     }
     for (int l = d->L - 1; l >= stop; l--) {
         const evlm_tparam *const *P = d->lp[l];
@@ -403,31 +511,24 @@ void evlm_tdecoder_backward_ex(evlm_tdecoder *d, const evlm_tops *o, const evlm_
         const float *g = d->gate + (size_t)l * T * F, *u = d->up + (size_t)l * T * F;
         /* MLP */
         evlm_top_swiglu(o, d->hb, g, u, (size_t)n * F);
-        evlm_top_linear_bwd(o, d->dh, false, pg(d, P[EVLM_TD_DOWN]), pg(d, P[EVLM_TD_BDOWN]), d->dx,
-                            d->hb, mw(d, l, 6), n, H, F);
+        mlinear_bwd(d, o, l, 6, d->dh, false, P[EVLM_TD_BDOWN], d->dx, d->hb, n);
         evlm_top_swiglu_bwd(o, d->dg, d->du, d->dh, g, u, (size_t)n * F);
         evlm_top_rmsnorm(o, d->xn, d->rtmp, xm, pw(d, P[EVLM_TD_FFN_NORM]), n, H, eps);
-        evlm_top_linear_bwd(o, d->dxn, false, pg(d, P[EVLM_TD_GATE]), pg(d, P[EVLM_TD_BGATE]),
-                            d->dg, d->xn, mw(d, l, 4), n, F, H);
-        evlm_top_linear_bwd(o, d->dxn, true, pg(d, P[EVLM_TD_UP]), pg(d, P[EVLM_TD_BUP]), d->du,
-                            d->xn, mw(d, l, 5), n, F, H);
+        mlinear_bwd(d, o, l, 4, d->dxn, false, P[EVLM_TD_BGATE], d->dg, d->xn, n);
+        mlinear_bwd(d, o, l, 5, d->dxn, true, P[EVLM_TD_BUP], d->du, d->xn, n);
         evlm_top_rmsnorm_bwd(o, d->dx, pg(d, P[EVLM_TD_FFN_NORM]), d->dxn, xm,
                              pw(d, P[EVLM_TD_FFN_NORM]), d->rstd2 + (size_t)l * T, n, H);
         /* attention */
-        evlm_top_linear_bwd(o, d->datt, false, pg(d, P[EVLM_TD_O]), pg(d, P[EVLM_TD_BO]), d->dx,
-                            att, mw(d, l, 3), n, H, QD);
+        mlinear_bwd(d, o, l, 3, d->datt, false, P[EVLM_TD_BO], d->dx, att, n);
         evlm_top_attn_bwd(o, &sh, d->dq, d->dk, d->dv, d->datt, q, k, v, att,
                           d->lse + (size_t)l * d->NH * T);
         if (attn) attn(attn_user, l, d->dq, d->dk);
         evlm_top_rope(o, d->dq, n, d->NH, d->HD, d->rope_cos, d->rope_sin, r->pos, true);
         evlm_top_rope(o, d->dk, n, d->NKV, d->HD, d->rope_cos, d->rope_sin, r->pos, true);
         evlm_top_rmsnorm(o, d->xn, d->rtmp, X, pw(d, P[EVLM_TD_ATTN_NORM]), n, H, eps);
-        evlm_top_linear_bwd(o, d->dxn, false, pg(d, P[EVLM_TD_Q]), pg(d, P[EVLM_TD_BQ]), d->dq,
-                            d->xn, mw(d, l, 0), n, QD, H);
-        evlm_top_linear_bwd(o, d->dxn, true, pg(d, P[EVLM_TD_K]), pg(d, P[EVLM_TD_BK]), d->dk,
-                            d->xn, mw(d, l, 1), n, KD, H);
-        evlm_top_linear_bwd(o, d->dxn, true, pg(d, P[EVLM_TD_V]), pg(d, P[EVLM_TD_BV]), d->dv,
-                            d->xn, mw(d, l, 2), n, KD, H);
+        mlinear_bwd(d, o, l, 0, d->dxn, false, P[EVLM_TD_BQ], d->dq, d->xn, n);
+        mlinear_bwd(d, o, l, 1, d->dxn, true, P[EVLM_TD_BK], d->dk, d->xn, n);
+        mlinear_bwd(d, o, l, 2, d->dxn, true, P[EVLM_TD_BV], d->dv, d->xn, n);
         evlm_top_rmsnorm_bwd(o, d->dx, pg(d, P[EVLM_TD_ATTN_NORM]), d->dxn, X,
                              pw(d, P[EVLM_TD_ATTN_NORM]), d->rstd1 + (size_t)l * T, n, H);
         if (hid && l >= 1) hid(hid_user, l, X, d->dx);

@@ -11,6 +11,10 @@
  * q and k after RoPE, v, the attention output and its log-sum-exp, the gate and up products.
  * Recomputed in the backward: the norm outputs and the SwiGLU product (cheap, H or F floats a
  * row). Everything lives in one arena planned at creation for max_tokens rows.
+ * Low-rank factored matrices ("<proj>.lowrank_a" A [r, in], "<proj>.lowrank_b" B [out, r], as
+ * evlm lowrank writes them) run as two linears, y = B (A x) + bias, or y = W x + bias + B (A x)
+ * when the dense weight sits beside them (quantize's compensation form), as model/decoder.c
+ * runs them; A, B (and W) are parameters like any other. A x is recomputed in the backward.
  * Not here: the losses (loss.c), the vision tower (tvision.c), the batch walk (tmodel.c).
  */
 #ifndef EVLM_TRAIN_TDECODER_H
@@ -53,7 +57,11 @@ typedef struct evlm_tdecoder {
     evlm_tparams *tp;
     const evlm_tparam *(*lp)[EVLM_TD_COUNT]; /* [L]: the layers' parameters (NULL: absent) */
     const evlm_tparam *embed, *head, *norm;  /* head == embed when tied */
-    float *rope_cos, *rope_sin;              /* [max_tokens][HD / 2] */
+    const evlm_tparam *(*lr)[7][2];          /* [L]: matrix i's factors A, B (NULL: not factored) */
+    int n_factored, lr_max_rank;             /* factored matrices, their largest rank */
+    float *lr_t, *lr_dt, *lr_y; /* low-rank work: A x and its gradient [T][max rank], B (A x) of
+                                   the compensation form [T][widest output] */
+    float *rope_cos, *rope_sin; /* [max_tokens][HD / 2] */
     /* kept activations: [L + 1] / [L] slabs of max_tokens rows */
     float *x;               /* [L + 1][T][H]: the stream entering each layer; [L]: after the last */
     float *xmid;            /* [L][T][H]: after the attention's residual add */
@@ -73,8 +81,8 @@ typedef struct evlm_tdecoder {
 } evlm_tdecoder;
 
 /* Binds the parameters of dec (a bound decoder of the same weights) in tp and plans the arena
- * for max_tokens rows. Errors name the missing or mis-shaped parameter; low-rank factored
- * decoders are EVLM_ERR_UNSUPPORTED. */
+ * for max_tokens rows. Errors name the missing or mis-shaped parameter (a factor without the
+ * other, a rank outside [1, min(in, out)]). */
 evlm_status evlm_tdecoder_init(evlm_tdecoder *d, const struct evlm_decoder *dec, evlm_tparams *tp,
                                int max_tokens);
 void evlm_tdecoder_release(evlm_tdecoder *d);
@@ -92,7 +100,8 @@ typedef struct evlm_tdec_rows {
 } evlm_tdec_rows;
 
 /* Sets whether the matrices run fake-quantized (Q4_0 round trip of the current weights, made
- * here; the first call allocates their buffer once). */
+ * here; the first call allocates their buffer once). A decoder with low-rank factored matrices
+ * is EVLM_ERR_UNSUPPORTED when on. */
 evlm_status evlm_tdecoder_set_qat(evlm_tdecoder *d, const evlm_tops *o, bool on);
 
 /* The forward pass over r's rows (ids checked against the vocabulary). */

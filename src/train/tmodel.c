@@ -75,6 +75,12 @@ const evlm_model *evlm_tmodel_model(const evlm_tmodel *tm) {
 
 evlm_status evlm_tmodel_set_qat(evlm_tmodel *tm, evlm_type decoder_type, evlm_type vision_type,
                                 bool learn_scales) {
+    if (tm->dec.n_factored > 0)
+        return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                          "quantization-aware training of a decoder with low-rank factored "
+                          "matrices (%d) is not built: train the factored model in float, then "
+                          "quantize it",
+                          tm->dec.n_factored);
     evlm_tqat *q = calloc(1, sizeof *q);
     if (!q) return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
     evlm_status st = evlm_tqat_init(q, tm->model, &tm->tp, decoder_type, vision_type, learn_scales);
