@@ -670,7 +670,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
         evlm_quant_tensor_report *r = &rep->t[rep->n++];
         snprintf(r->name, sizeof r->name, "%s", x->src->name);
         r->from = x->src->type;
-        r->to = x->to;
+        r->to = x->kind == K_OTHER ? x->to : evlm_gguf_store_type(x->src->n_dims, x->to);
         r->n_elements = evlm_tensor_nelements(x->src);
         r->bytes = (size_t)(r->n_elements / evlm_type_block(x->to)) * evlm_type_size(x->to);
         r->method = x->kind == K_OTHER ? (x->fdata ? "awq-fold" : "float") : x->method;
