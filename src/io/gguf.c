@@ -483,6 +483,12 @@ const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i) {
     return g && i < g->n_kv ? g->kv[i].key : NULL;
 }
 
+evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem) {
+    if (!g || i >= g->n_kv) return EVLM_GGUF_VTYPE_COUNT;
+    if (elem) *elem = (evlm_gguf_vtype)g->kv[i].elem;
+    return (evlm_gguf_vtype)g->kv[i].type;
+}
+
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key) {
     if (!g || !key || !g->kv_hash.cap) return -1;
     uint32_t s = g->kv_hash.slots[hash_slot(&g->kv_hash, key, kv_name, g)];

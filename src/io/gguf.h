@@ -78,6 +78,9 @@ size_t evlm_gguf_data_offset(const evlm_gguf *g);
 size_t evlm_gguf_kv_count(const evlm_gguf *g);
 const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i);
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key);
+/* The value type of pair i (EVLM_GGUF_ARRAY: its element type into *elem, else the same type;
+ * elem may be NULL); EVLM_GGUF_VTYPE_COUNT when out of range. */
+evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem);
 
 /* Typed getters by key. A missing key or a value of another kind is an error naming the file
  * and key. Integer getters take any integer type whose value fits; f32 takes F32 or F64.
