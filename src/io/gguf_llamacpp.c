@@ -627,6 +627,10 @@ evlm_gguf *evlm_llamacpp_mmproj(const evlm_llamacpp *l) {
     return l->mm;
 }
 
+bool evlm_llamacpp_no_vision(const evlm_llamacpp *l) {
+    return !l->mm && !has_vision_tensors(l->g);
+}
+
 evlm_status evlm_llamacpp_file(const void *ctx, const char *name, const char **data, size_t *len) {
     evlm_llamacpp *l = (evlm_llamacpp *)(uintptr_t)ctx; /* files are made on first use */
     if (!l->synth) return evlm_gguf_file_text(l->g, name, data, len);
