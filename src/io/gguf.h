@@ -12,7 +12,9 @@
  * arrays are refused; n_dims is 1..4, every ne > 0 with an overflow-checked byte size; block
  * types need ne[0] a multiple of 32; offsets must be aligned and the data inside the file;
  * duplicate keys / names are refused; general.alignment is a u32 power of two <= 1 MiB.
- * Errors name the file and the key or tensor. Tensor views point into the map (no copy).
+ * Errors name the file and the key or tensor. Tensor views point into the map (no copy), except
+ * ggml Q5_0 tensors (llama-quantize's fallback for Q4_K rows that do not split into 256), read
+ * as Q8_0 blocks (the same scale and integers: exact) in memory the handle owns.
  * Writer: collects kv pairs and tensors (data pointers or row producers), then writes
  * "PATH.tmp.XXXXXX" and renames it (core/file.h), tensor by tensor, 32-byte aligned; the
  * tensor data is never gathered in memory.
