@@ -13,7 +13,8 @@
  * BF16 -> F32 for 1-D tensors is exact; the folder seen without its config's "dtype", which
  * llama.cpp's metadata does not carry: see dtype_free_view), and on the scene model the same
  * greedy answers (ids) on three scenes-dev items.
- * Not here: running llama.cpp itself (make interop).
+ * Also: a hand-built ggml Q5_0 tensor (llama-quantize's Q4_K_M fallback) reads as the exact Q8_0
+ * blocks. Not here: running llama.cpp itself (make interop).
  */
 #include "core/json.h"
 #include "core/status.h"
@@ -411,7 +412,66 @@ static void remove_view(const char *view) {
     rmdir(view);
 }
 
+/* ---- ggml Q5_0 read as Q8_0 ----------------------------------------------------------------- */
+
+static void put_u32(uint8_t **p, uint32_t v) {
+    memcpy(*p, &v, 4);
+    *p += 4;
+}
+static void put_u64(uint8_t **p, uint64_t v) {
+    memcpy(*p, &v, 8);
+    *p += 8;
+}
+
+/* A GGUF image with one ggml Q5_0 tensor "w" of 2 rows x 64 columns built by hand from chosen
+ * 5-bit values q and scales; the reader must give Q8_0 blocks holding q - 16 and the same
+ * scale (x = d * (q - 16) in both). */
+static void check_q5_0(void) {
+    uint8_t img[1024] = {0}, *p = img;
+    memcpy(p, "GGUF", 4);
+    p += 4;
+    put_u32(&p, 3);
+    put_u64(&p, 1); /* tensors */
+    put_u64(&p, 0); /* keys */
+    put_u64(&p, 1);
+    *p++ = 'w';
+    put_u32(&p, 2);
+    put_u64(&p, 64);
+    put_u64(&p, 2);
+    put_u32(&p, 6); /* GGML_TYPE_Q5_0 */
+    put_u64(&p, 0);
+    p = img + ((size_t)(p - img) + 31) / 32 * 32;
+    int q[4][32];
+    const uint16_t d[4] = {0x3c00, 0x3800, 0xb400, 0x2e66}; /* 1, 0.5, -0.25, ~0.1 */
+    for (int b = 0; b < 4; b++) {
+        uint32_t qh = 0;
+        memcpy(p, &d[b], 2);
+        for (int j = 0; j < 32; j++) q[b][j] = (j * 7 + b * 5) % 32;
+        for (int j = 0; j < 16; j++) {
+            p[6 + j] = (uint8_t)((q[b][j] & 15) | (q[b][j + 16] & 15) << 4);
+            qh |= (uint32_t)(q[b][j] >> 4) << j | (uint32_t)(q[b][j + 16] >> 4) << (j + 16);
+        }
+        memcpy(p + 2, &qh, 4);
+        p += 22;
+    }
+    evlm_gguf *g = NULL;
+    CHECK_OK(evlm_gguf_from_memory("q5_0.gguf", img, (size_t)(p - img), &g));
+    const evlm_tensor *t = g ? evlm_gguf_tensor_find(g, "w") : NULL;
+    CHECK(t && t->type == EVLM_TYPE_Q8_0 && t->ne[0] == 64 && t->ne[1] == 2);
+    int bad = 0;
+    for (int b = 0; t && b < 4; b++) {
+        const uint8_t *y = (const uint8_t *)t->data + b * 34;
+        uint16_t dd;
+        memcpy(&dd, y, 2);
+        bad += dd != d[b];
+        for (int j = 0; j < 32; j++) bad += (int8_t)y[2 + j] != q[b][j] - 16;
+    }
+    CHECKF(t && !bad, "Q5_0 read as Q8_0: %d values differ", bad);
+    evlm_gguf_close(g);
+}
+
 int main(void) {
+    check_q5_0();
     const char *shared = test_shared_dir(), *src = getenv("EVLM_SRC");
     if (!shared) return 77;
     char path[4096];
