@@ -611,6 +611,19 @@ evlm_status evlm_llamacpp_open(const char *path, const char *mmproj_path, evlm_l
     return EVLM_OK;
 }
 
+evlm_status evlm_llamacpp_wrap(evlm_gguf *g, evlm_gguf *mm, evlm_llamacpp **out) {
+    *out = calloc(1, sizeof **out);
+    if (!*out) {
+        evlm_gguf_close(g);
+        evlm_gguf_close(mm);
+        return evlm__fail(EVLM_ERR_NOMEM, "out of memory");
+    }
+    (*out)->g = g;
+    (*out)->mm = mm;
+    (*out)->synth = !has(g, "evlm.file.config.json");
+    return EVLM_OK;
+}
+
 void evlm_llamacpp_free(evlm_llamacpp *l) {
     if (!l) return;
     evlm_gguf_close(l->g);

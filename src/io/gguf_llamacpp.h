@@ -27,6 +27,8 @@ typedef struct evlm_llamacpp evlm_llamacpp;
 /* Opens model file path and its mmproj: mmproj_path, or (NULL) "mmproj-<file name>" beside it
  * when that exists and path holds no vision tensor. */
 evlm_status evlm_llamacpp_open(const char *path, const char *mmproj_path, evlm_llamacpp **out);
+/* The same over handles already open (mm may be NULL); takes them over, also on failure. */
+evlm_status evlm_llamacpp_wrap(evlm_gguf *g, evlm_gguf *mm, evlm_llamacpp **out);
 void evlm_llamacpp_free(evlm_llamacpp *l);
 evlm_gguf *evlm_llamacpp_gguf(const evlm_llamacpp *l);
 /* The mmproj file, or NULL. */
