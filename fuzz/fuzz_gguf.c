@@ -2,10 +2,12 @@
  * fuzz_gguf.c - libFuzzer harness for the GGUF reader: parses the input from memory, reads
  * every metadata value through the typed getters, touches the first and last byte of every
  * tensor (a view outside the input is caught by ASan), then builds the weight set (names
- * mapped, llama Q/K rows copied back) and looks every tensor up. Seed corpus:
+ * mapped, llama Q/K rows copied back) and looks every tensor up; then reads it as a llama.cpp
+ * model with itself as mmproj (gguf_llamacpp.h: the rebuilt Hugging Face files). Seed corpus:
  * fuzz/corpus/fuzz_gguf/ (written by tests/test_gguf.c with EVLM_GGUF_CORPUS=dir).
  */
 #include "io/gguf.h"
+#include "io/gguf_llamacpp.h"
 #include "io/safetensors.h"
 
 #include <stddef.h>
@@ -65,6 +67,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     evlm_gguf_close(g); /* the set keeps the data alive */
     evlm_weights_free(w);
+    /* the input as a llama.cpp model and as its own mmproj: the Hugging Face files rebuilt from
+     * its metadata, the weight set of the pair */
+    evlm_gguf *lm = NULL, *mm = NULL;
+    evlm_llamacpp *l = NULL;
+    bool opened = evlm_gguf_from_memory("fuzz.gguf", data, size, &lm) == EVLM_OK &&
+                  evlm_gguf_from_memory("mmproj-fuzz.gguf", data, size, &mm) == EVLM_OK;
+    evlm_status st = opened ? evlm_llamacpp_wrap(lm, mm, &l) : EVLM_ERR_ARG;
+    if (opened) lm = mm = NULL; /* wrap took them over, also on failure */
+    if (st == EVLM_OK) {
+        static const char *const files[] = {"config.json", "tokenizer.json",
+                                            "tokenizer_config.json", "chat_template.jinja",
+                                            "processor_config.json"};
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+            const char *text;
+            size_t n;
+            if (evlm_llamacpp_file(l, files[i], &text, &n) == EVLM_OK && n)
+                sink ^= (uint8_t)text[n - 1];
+        }
+        w = NULL;
+        if (evlm_llamacpp_weights(l, &w) == EVLM_OK)
+            for (size_t i = 0; i < evlm_weights_count(w); i++) touch(evlm_weights_at(w, i), &sink);
+        evlm_llamacpp_free(l);
+        evlm_weights_free(w);
+    }
+    evlm_gguf_close(lm);
+    evlm_gguf_close(mm);
     (void)sink;
     return 0;
 }

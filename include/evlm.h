@@ -139,6 +139,9 @@ typedef struct evlm_model_params {
     bool keep_dense;  /* no 2:4-sparse forms: by default a matrix whose every aligned group of 4
                          inputs holds 2 zeros is stored in memory as its kept half and their
                          positions (fewer bytes per token; EVLM_SPARSE=0 does the same) */
+    /* a GGUF model's vision projector file (llama.cpp's mmproj); NULL: "mmproj-<file name>"
+     * beside the model file when it exists */
+    const char *mmproj;
 } evlm_model_params;
 
 typedef enum evlm_kv_type {

@@ -216,7 +216,7 @@ static int report_kl(text_stats *ts, const char *what, const char *prefix, char 
 
 int evlm_cmd_quality(int argc, char **argv) {
     cli_model_opts o = {0};
-    const char *quant = NULL, *text = NULL, *dataset = NULL;
+    const char *quant = NULL, *text = NULL, *dataset = NULL, *quant_mmproj = NULL;
     int chunk = 256, max_tokens = 16384, n_predict = 64;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -224,6 +224,8 @@ int evlm_cmd_quality(int argc, char **argv) {
         if (cli_model_opt(&o, argc, argv, &i)) continue;
         if (!strcmp(a, "-q") || !strcmp(a, "--quant"))
             quant = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--quant-mmproj"))
+            quant_mmproj = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--text"))
             text = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--dataset"))
@@ -237,10 +239,11 @@ int evlm_cmd_quality(int argc, char **argv) {
         else if (!strcmp(a, "--json"))
             json = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(
-                "usage: evlm quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
-                "[--chunk N]\n"
-                "                    [--max-tokens N] [-n N] [-t THREADS] [--json] [--sim DIR]\n");
+            printf("usage: evlm quality -m REF -q QUANT [--text FILE] [--dataset FILE.jsonl] "
+                   "[--chunk N]\n"
+                   "                    [--max-tokens N] [-n N] [-t THREADS] [--json] [--sim DIR]\n"
+                   "  --mmproj F / --quant-mmproj F: the vision projector of a llama.cpp GGUF -m / "
+                   "-q\n");
             return 0;
         } else
             cli_die("unknown option '%s'", a);
@@ -255,6 +258,7 @@ int evlm_cmd_quality(int argc, char **argv) {
     evlm_model *ref = cli_load_model(&o);
     cli_model_opts oq = o;
     oq.model = quant;
+    oq.mmproj = quant_mmproj;
     evlm_model *q = cli_load_model(&oq);
     if (evlm_model_n_vocab(ref) != evlm_model_n_vocab(q))
         cli_die("the models' vocabularies differ (%d vs %d tokens)", evlm_model_n_vocab(ref),

@@ -18,6 +18,7 @@
 #include "core/buf.h"
 #include "core/file.h"
 #include "core/status.h"
+#include "io/gguf_mmproj.h"
 #include "io/gguf_names.h"
 
 #include <stdio.h>
@@ -96,6 +97,8 @@ struct evlm_gguf {
     size_t n_kv;
     evlm_tensor *tensors; /* names owned */
     size_t n_tensors;
+    uint8_t *q5_0;  /* per tensor: stored as ggml Q5_0, read as Q8_0 (widened[] holds it) */
+    void **widened; /* per tensor: owned data, or NULL (a view into the map) */
     gg_hash kv_hash, t_hash;
 };
 
@@ -135,6 +138,9 @@ static void gguf_free(evlm_gguf *g) {
         free(g->kv[i].strs);
     }
     for (size_t i = 0; i < g->n_tensors; i++) free((void *)(uintptr_t)g->tensors[i].name);
+    for (size_t i = 0; g->widened && i < g->n_tensors; i++) free(g->widened[i]);
+    free(g->widened);
+    free(g->q5_0);
     free(g->kv);
     free(g->tensors);
     free(g->kv_hash.slots);
@@ -304,6 +310,37 @@ static evlm_status parse_kvs(cur *c, evlm_gguf *g, uint64_t n_kv) {
     return EVLM_OK;
 }
 
+/* ggml's Q5_0 (llama-quantize's fallback for Q4_K rows that do not split into 256 columns):
+ * blocks of 32 as {f16 d; u8 qh[4]; u8 qs[16]}, x = d * (q - 16) with 5-bit q. Read as Q8_0
+ * {f16 d; i8 q[32]} with the same d and q - 16 in [-16, 15]: exact. */
+#define GGML_Q5_0  6
+#define Q5_0_BYTES 22
+#define Q8_0_BYTES 34
+static evlm_status widen_q5_0(evlm_gguf *g, size_t i) {
+    evlm_tensor *t = &g->tensors[i];
+    size_t nb = evlm_tensor_nbytes(t), blocks = nb / Q8_0_BYTES;
+    uint8_t *dst = malloc(nb ? nb : 1);
+    if (!dst) return evlm__fail(EVLM_ERR_NOMEM, "%s: tensor '%s': out of memory", g->path, t->name);
+    const uint8_t *src = t->data;
+    for (size_t b = 0; b < blocks; b++) {
+        const uint8_t *x = src + b * Q5_0_BYTES;
+        uint8_t *y = dst + b * Q8_0_BYTES;
+        uint32_t qh =
+            (uint32_t)x[2] | (uint32_t)x[3] << 8 | (uint32_t)x[4] << 16 | (uint32_t)x[5] << 24;
+        y[0] = x[0];
+        y[1] = x[1];
+        for (int j = 0; j < 16; j++) {
+            int lo = (x[6 + j] & 0x0F) | (int)(((qh >> j) << 4) & 0x10);
+            int hi = (x[6 + j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+            y[2 + j] = (uint8_t)(int8_t)(lo - 16);
+            y[2 + j + 16] = (uint8_t)(int8_t)(hi - 16);
+        }
+    }
+    g->widened[i] = dst;
+    t->data = dst;
+    return EVLM_OK;
+}
+
 static evlm_status parse_tensor_info(cur *c, evlm_gguf *g, evlm_tensor *t, uint64_t *offset) {
     char *name;
     EVLM_TRY(rd_name(c, &name, "tensor name"));
@@ -335,6 +372,10 @@ static evlm_status parse_tensor_info(cur *c, evlm_gguf *g, evlm_tensor *t, uint6
         t->ne[d] = (int64_t)v;
     }
     EVLM_TRY(rd_u32(c, &gt, field));
+    if (gt == GGML_Q5_0) { /* read as Q8_0: the same blocks of 32, bytes checked as Q5_0 */
+        g->q5_0[g->n_tensors - 1] = 1;
+        gt = (uint32_t)evlm_gguf_ggml_type(EVLM_TYPE_Q8_0);
+    }
     if (!evlm_gguf_from_ggml_type(gt, &t->type))
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %u is not supported",
                           g->path, name, gt);
@@ -379,8 +420,10 @@ static evlm_status parse(evlm_gguf *g) {
     EVLM_TRY(parse_kvs(&c, g, n_kv));
 
     g->tensors = calloc((size_t)(n_t ? n_t : 1), sizeof *g->tensors);
+    g->q5_0 = calloc((size_t)(n_t ? n_t : 1), 1);
+    g->widened = calloc((size_t)(n_t ? n_t : 1), sizeof *g->widened);
     uint64_t *offsets = malloc((size_t)(n_t ? n_t : 1) * sizeof *offsets);
-    if (!g->tensors || !offsets || !hash_init(&g->t_hash, (size_t)n_t)) {
+    if (!g->tensors || !g->q5_0 || !g->widened || !offsets || !hash_init(&g->t_hash, (size_t)n_t)) {
         free(offsets);
         return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", g->path);
     }
@@ -399,6 +442,7 @@ static evlm_status parse(evlm_gguf *g) {
     for (size_t i = 0; i < g->n_tensors && st == EVLM_OK; i++) {
         evlm_tensor *t = &g->tensors[i];
         uint64_t nb = evlm_tensor_nbytes(t);
+        if (g->q5_0[i]) nb = nb / Q8_0_BYTES * Q5_0_BYTES;
         if (offsets[i] > data_size || nb > data_size - offsets[i])
             st = evlm__fail(
                 EVLM_ERR_FORMAT,
@@ -408,6 +452,7 @@ static evlm_status parse(evlm_gguf *g) {
         else
             t->data =
                 (void *)(uintptr_t)(g->base + g->data_off + offsets[i]); /* read-only in practice */
+        if (st == EVLM_OK && g->q5_0[i]) st = widen_q5_0(g, i);
     }
     free(offsets);
     return st;
@@ -480,6 +525,12 @@ size_t evlm_gguf_kv_count(const evlm_gguf *g) {
 }
 const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i) {
     return g && i < g->n_kv ? g->kv[i].key : NULL;
+}
+
+evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem) {
+    if (!g || i >= g->n_kv) return EVLM_GGUF_VTYPE_COUNT;
+    if (elem) *elem = (evlm_gguf_vtype)g->kv[i].elem;
+    return (evlm_gguf_vtype)g->kv[i].type;
 }
 
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key) {
@@ -699,7 +750,7 @@ evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char
 /* ---- weight sets ------------------------------------------------------------------------ */
 
 typedef struct gg_owner {
-    evlm_gguf *g;
+    evlm_gguf *g, *mm;
     void **bufs;
     size_t n_bufs;
 } gg_owner;
@@ -709,6 +760,7 @@ static void owner_free(void *p) {
     for (size_t i = 0; i < o->n_bufs; i++) free(o->bufs[i]);
     free(o->bufs);
     evlm_gguf_close(o->g);
+    evlm_gguf_close(o->mm);
     free(o);
 }
 
@@ -737,8 +789,19 @@ static evlm_status unpermute(const evlm_gguf *g, const evlm_tensor *t, int n_hea
 }
 
 evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out) {
+    return evlm_gguf_weights_pair(g, NULL, out);
+}
+
+evlm_status evlm_gguf_weights_pair(evlm_gguf *g, evlm_gguf *mm, evlm_weights **out) {
     *out = NULL;
     char prefix[128] = "model.";
+    if (mm && evlm_gguf_find_key(mm, "clip.projector_type") >= 0) {
+        const char *pt;
+        size_t pn;
+        EVLM_TRY(evlm_gguf_get_str(mm, "clip.projector_type", &pt, &pn));
+        if (evlm_mmproj_kind_from_name(pt, pn) == EVLM_MMPROJ_IDEFICS3)
+            snprintf(prefix, sizeof prefix, "model.text_model.");
+    }
     const char *s;
     size_t n;
     if (evlm_gguf_find_key(g, "evlm.text_prefix") >= 0) {
@@ -754,10 +817,11 @@ evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out) {
         EVLM_TRY(evlm_gguf_get_str(g, "general.architecture", &s, &n));
         llama = n == 5 && memcmp(s, "llama", 5) == 0;
     }
+    size_t n_mm = mm ? mm->n_tensors : 0, cap = g->n_tensors + n_mm;
     gg_owner *o = calloc(1, sizeof *o);
-    evlm_tensor *views = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *views);
+    evlm_tensor *views = calloc(cap + 1, sizeof *views);
     evlm_status st = EVLM_OK;
-    if (o) o->bufs = calloc(g->n_tensors + 1, sizeof *o->bufs);
+    if (o) o->bufs = calloc(cap + 1, sizeof *o->bufs);
     if (!o || !o->bufs || !views) st = evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", g->path);
     char hf[EVLM_GGUF_MAX_NAME + 160];
     for (size_t i = 0; i < g->n_tensors && st == EVLM_OK; i++) {
@@ -790,18 +854,22 @@ evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out) {
         }
         st = unpermute(g, t, qk == 1 ? n_head : n_head_kv, o, &views[i].data);
     }
+    size_t nv = g->n_tensors;
+    if (st == EVLM_OK && mm) st = evlm_mmproj_views(mm, NULL, views, &nv, cap, o->bufs, &o->n_bufs);
     if (st == EVLM_OK) {
         o->g = g;
-        st = evlm_weights_from_views(g->path, views, g->n_tensors, o, owner_free, out);
+        o->mm = mm;
+        st = evlm_weights_from_views(g->path, views, nv, o, owner_free, out);
         if (st == EVLM_OK) g->refs++;
+        if (st == EVLM_OK && mm) mm->refs++;
     }
     if (st != EVLM_OK && o) {
-        o->g = NULL;
+        o->g = o->mm = NULL;
         for (size_t i = 0; i < o->n_bufs; i++) free(o->bufs[i]);
         free(o->bufs);
         free(o);
     }
-    for (size_t i = 0; views && i < g->n_tensors; i++) free((void *)(uintptr_t)views[i].name);
+    for (size_t i = 0; views && i < cap; i++) free((void *)(uintptr_t)views[i].name);
     free(views);
     return st;
 }

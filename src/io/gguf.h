@@ -12,7 +12,9 @@
  * arrays are refused; n_dims is 1..4, every ne > 0 with an overflow-checked byte size; block
  * types need ne[0] a multiple of 32; offsets must be aligned and the data inside the file;
  * duplicate keys / names are refused; general.alignment is a u32 power of two <= 1 MiB.
- * Errors name the file and the key or tensor. Tensor views point into the map (no copy).
+ * Errors name the file and the key or tensor. Tensor views point into the map (no copy), except
+ * ggml Q5_0 tensors (llama-quantize's fallback for Q4_K rows that do not split into 256), read
+ * as Q8_0 blocks (the same scale and integers: exact) in memory the handle owns.
  * Writer: collects kv pairs and tensors (data pointers or row producers), then writes
  * "PATH.tmp.XXXXXX" and renames it (core/file.h), tensor by tensor, 32-byte aligned; the
  * tensor data is never gathered in memory.
@@ -78,6 +80,9 @@ size_t evlm_gguf_data_offset(const evlm_gguf *g);
 size_t evlm_gguf_kv_count(const evlm_gguf *g);
 const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i);
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key);
+/* The value type of pair i (EVLM_GGUF_ARRAY: its element type into *elem, else the same type;
+ * elem may be NULL); EVLM_GGUF_VTYPE_COUNT when out of range. */
+evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem);
 
 /* Typed getters by key. A missing key or a value of another kind is an error naming the file
  * and key. Integer getters take any integer type whose value fits; f32 takes F32 or F64.
@@ -115,6 +120,11 @@ evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char
  * order; they are put back into Hugging Face order in owned memory (every other tensor stays a
  * view). The set holds a reference to g: close g whenever convenient. */
 evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out);
+/* The same with the vision tower and connector of llama.cpp's mmproj file mm (NULL: none) under
+ * their Hugging Face names (gguf_mmproj.h); without "evlm.text_prefix" the text prefix follows
+ * the projector ("model.text_model." for idefics3, else "model."). The set holds a reference to
+ * both. */
+evlm_status evlm_gguf_weights_pair(evlm_gguf *g, evlm_gguf *mm, evlm_weights **out);
 
 /* ---- writer ----------------------------------------------------------------------------- */
 

@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "core/json.h"
 #include "io/gguf.h"
+#include "io/gguf_llamacpp.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
@@ -40,10 +41,6 @@ static evlm_status find_family(const char *dir, const evlm_decoder_config *cfg,
     if (*out) return EVLM_OK;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s/config.json: architecture \"%s\" is not supported",
                       dir, cfg->architecture);
-}
-
-static evlm_status gguf_file(const void *ctx, const char *name, const char **data, size_t *len) {
-    return evlm_gguf_file_text(ctx, name, data, len);
 }
 
 /* A GGUF file (by its magic), as opposed to a model folder. */
@@ -91,12 +88,14 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     *out = NULL;
     if (!path || !*path) return evlm__fail(EVLM_ERR_ARG, "no model path given");
     evlm_model_params p = params ? *params : evlm_model_default_params();
-    evlm_gguf *g = NULL;
+    evlm_llamacpp *g = NULL;
     evlm_dir d = evlm_dir_folder(path);
     if (is_gguf(path)) {
-        EVLM_TRY(evlm_gguf_open(path, &g));
-        d.get = gguf_file;
+        EVLM_TRY(evlm_llamacpp_open(path, p.mmproj, &g));
+        d.get = evlm_llamacpp_file;
         d.ctx = g;
+    } else if (p.mmproj) {
+        return evlm__fail(EVLM_ERR_ARG, "%s: an mmproj file goes with a GGUF model file", path);
     } else if (!evlm_dir_has(&d, "config.json")) {
         return evlm__fail(EVLM_ERR_IO, "%s: not a model folder (no config.json) nor a GGUF file",
                           path);
@@ -114,7 +113,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     pthread_mutex_init(&m->vision_mu, NULL);
     if ((st = evlm_decoder_config_load_dir(&d, &m->cfg)) != EVLM_OK) goto fail;
     if ((st = find_family(path, &m->cfg, &m->family)) != EVLM_OK) goto fail;
-    st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
+    st = g ? evlm_llamacpp_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
     if (st != EVLM_OK) goto fail;
     m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
     if ((st = evlm_decoder_init(&m->decoder, &m->cfg, m->weights)) != EVLM_OK) goto fail;
@@ -137,7 +136,14 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     memcpy(m->eos, m->cfg.eos_token_ids, sizeof m->eos);
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
-    if (m->family->load && (st = m->family->load(m, &d, &p)) != EVLM_OK) goto fail;
+    if (m->family->load && (st = m->family->load(m, &d, &p)) != EVLM_OK) {
+        if (g && evlm_llamacpp_no_vision(g))
+            evlm__fail_prefix(st,
+                              "%s: a language model file without its vision projector (give "
+                              "--mmproj FILE, or put mmproj-<file name> beside it)",
+                              path);
+        goto fail;
+    }
     /* the matrices the layers bound, interleaved for the kernels (quantized ones only for int8
      * activations: the f32 path dequantizes rows) */
     if (!p.keep_layout && want_repack() &&
@@ -146,14 +152,14 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
         goto fail;
     if (!p.float_head && (st = build_greedy_head(m)) != EVLM_OK) goto fail;
     free(tok_json);
-    evlm_gguf_close(g); /* the weight set keeps the map */
+    evlm_llamacpp_free(g); /* the weight set keeps the maps */
     evlm__clear_error();
     *out = m;
     return EVLM_OK;
 fail:
     free(tok_json);
     evlm_model_free(m);
-    evlm_gguf_close(g);
+    evlm_llamacpp_free(g);
     return st;
 }
 
