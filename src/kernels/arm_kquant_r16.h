@@ -47,13 +47,21 @@ EVLM__INLINE kr_i kr_mul32(kr_i a, kr_i b) {
 }
 #define kr_srl16(v, n) vreinterpretq_s32_u16(vshrq_n_u16(vreinterpretq_u16_s32(v), (n)))
 #define kr_sll16(v, n) vreinterpretq_s32_u16(vshlq_n_u16(vreinterpretq_u16_s32(v), (n)))
-#define kr_srl32(v, n) vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(v), (n)))
-#define kr_sll32(v, n) vshlq_n_s32((v), (n))
-EVLM__INLINE kr_i kr_u8(const uint8_t *p) { /* 4 bytes to 32-bit lanes */
+typedef uint8x8_t kr_b; /* the low 4 bytes: one per row */
+EVLM__INLINE kr_b kr_bload(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
-    uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(v)));
-    return vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(h)));
+    return vreinterpret_u8_u32(vdup_n_u32(v));
+}
+EVLM__INLINE kr_b kr_band(kr_b a, int m) {
+    return vand_u8(a, vdup_n_u8((uint8_t)m));
+}
+EVLM__INLINE kr_b kr_bor(kr_b a, kr_b b) {
+    return vorr_u8(a, b);
+}
+#define kr_bsrl16(v, n) vreinterpret_u8_u16(vshr_n_u16(vreinterpret_u16_u8(v), (n)))
+EVLM__INLINE kr_i kr_bwiden(kr_b b) { /* to 32-bit lanes */
+    return vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(b))));
 }
 EVLM__INLINE kr_i kr_s8(const int8_t *p) {
     int32_t v;

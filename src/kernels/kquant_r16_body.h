@@ -8,7 +8,8 @@
  *   arm_neon_kquant_r16.c    KR_ROWS 4: four 4-row quarters, vmull_s8 + pairwise adds;
  *   arm_dotprod_kquant_r16.c KR_ROWS 4 with SDOT.
  * Each defines KR_NAME (the entry), KR_ROWS, the vector types kr_i (32-bit lanes, also read as
- * bytes) / kr_f and the kr_* helpers before including it.
+ * bytes), kr_f (float lanes) and kr_b (KR_ROWS bytes, one per row) and the kr_* helpers before
+ * including it.
  *
  * One tile is one activation row against the 16 rows of a group over all super-blocks; the walk
  * is q8_walk.c's R16 walk (shape: one row per tile, all blocks in one pass). Per super-block and
@@ -56,16 +57,21 @@ EVLM__INLINE void kr_sums16(const evlm_q8a *a, int32_t s[16]) {
 
 /* ---- Q4_K_R16 ------------------------------------------------------------------------------- */
 
-/* the scale and minimum of sub-block j for the row lanes, from the 12 scale bytes S (widened to
- * 32-bit lanes): evlm_kq_scale_min, lane by lane */
-EVLM__INLINE void kr_scale_min(const kr_i S[12], int j, kr_i *sc, kr_i *m) {
-    const kr_i m6 = kr_set32(63), m4 = kr_set32(15);
-    if (j < 4) {
-        *sc = kr_and(S[j], m6);
-        *m = kr_and(S[j + 4], m6);
-    } else {
-        *sc = kr_or(kr_and(S[j + 4], m4), kr_sll32(kr_srl32(S[j - 4], 6), 4));
-        *m = kr_or(kr_srl32(S[j + 4], 4), kr_sll32(kr_srl32(S[j], 6), 4));
+/* the 8 scales (32-bit lanes) and minimums (float) of the row lanes from o of a super-block
+ * column's 12 scale bytes: evlm_kq_scale_min lane by lane, worked out on the bytes (kr_b) and
+ * widened once */
+EVLM__INLINE void kr_scales_mins(const char *c, int o, kr_i sc[8], kr_f mn[8]) {
+    kr_b S[12];
+    EVLM__UNROLL
+    for (int j = 0; j < 12; j++) S[j] = kr_bload((const uint8_t *)c + EVLM_Q4K_R16_SC + 16 * j + o);
+    EVLM__UNROLL
+    for (int j = 0; j < 4; j++) {
+        sc[j] = kr_bwiden(kr_band(S[j], 63));
+        mn[j] = kr_cvt(kr_bwiden(kr_band(S[j + 4], 63)));
+        /* 4..7: the low (high) nibble of byte j + 8, the top 2 bits of byte j (j + 4) above it */
+        sc[j + 4] = kr_bwiden(kr_bor(kr_band(S[j + 8], 0x0f), kr_band(kr_bsrl16(S[j], 2), 0x30)));
+        mn[j + 4] = kr_cvt(kr_bwiden(
+            kr_bor(kr_band(kr_bsrl16(S[j + 8], 4), 0x0f), kr_band(kr_bsrl16(S[j + 4], 2), 0x30))));
     }
 }
 
@@ -73,11 +79,12 @@ EVLM__INLINE void kr_scale_min(const kr_i S[12], int j, kr_i *sc, kr_i *m) {
 EVLM__INLINE kr_f kr_q4k_block(const char *c, const evlm_q8a *a, int h, kr_f acc) {
     const int o = KR_ROWS * h; /* the first row lane of this half */
     const kr_i m4 = kr_set8(0x0f);
-    kr_i S[12];
-    EVLM__UNROLL
-    for (int j = 0; j < 12; j++) S[j] = kr_u8((const uint8_t *)c + EVLM_Q4K_R16_SC + 16 * j + o);
+    kr_i sc[8];
+    kr_f mn[8];
+    kr_scales_mins(c, o, sc, mn);
     kr_f sum = kr_fzero(), mins = kr_fzero();
     const char *qs = c + EVLM_Q4K_R16_QS + 4 * o;
+    EVLM__UNROLL
     for (int p = 0; p < 4; p++) { /* sub-blocks 2p (low nibbles) and 2p + 1 (high ones) */
         const evlm_q8a *a0 = a + 2 * p, *a1 = a0 + 1;
         kr_i i0 = kr_zero(), i1 = kr_zero(), j0 = kr_zero(), j1 = kr_zero();
@@ -89,13 +96,10 @@ EVLM__INLINE kr_f kr_q4k_block(const char *c, const evlm_q8a *a, int h, kr_f acc
             j0 = kr_dot(j0, kr_and(r, m4), kr_b4(a0->qs + 4 * i + 4));
             j1 = kr_dot(j1, kr_and(kr_srl16(r, 4), m4), kr_b4(a1->qs + 4 * i + 4));
         }
-        kr_i sc0, m0, sc1, m1;
-        kr_scale_min(S, 2 * p, &sc0, &m0);
-        kr_scale_min(S, 2 * p + 1, &sc1, &m1);
-        sum = kr_fma(kr_cvt(kr_mul32(kr_add(i0, j0), sc0)), kr_fset(a0->d), sum);
-        sum = kr_fma(kr_cvt(kr_mul32(kr_add(i1, j1), sc1)), kr_fset(a1->d), sum);
-        mins = kr_fma(kr_cvt(m0), kr_fset(a0->s), mins);
-        mins = kr_fma(kr_cvt(m1), kr_fset(a1->s), mins);
+        sum = kr_fma(kr_cvt(kr_mul32(kr_add(i0, j0), sc[2 * p])), kr_fset(a0->d), sum);
+        sum = kr_fma(kr_cvt(kr_mul32(kr_add(i1, j1), sc[2 * p + 1])), kr_fset(a1->d), sum);
+        mins = kr_fma(mn[2 * p], kr_fset(a0->s), mins);
+        mins = kr_fma(mn[2 * p + 1], kr_fset(a1->s), mins);
     }
     acc = kr_fma(sum, kr_h2f(c + EVLM_Q4K_R16_D + 2 * o), acc);
     return kr_fnma(mins, kr_h2f(c + EVLM_Q4K_R16_DMIN + 2 * o), acc);

@@ -54,10 +54,19 @@ EVLM__INLINE kr_i kr_mul32(kr_i a, kr_i b) {
 }
 #define kr_srl16(v, n) _mm256_srli_epi16((v), (n))
 #define kr_sll16(v, n) _mm256_slli_epi16((v), (n))
-#define kr_srl32(v, n) _mm256_srli_epi32((v), (n))
-#define kr_sll32(v, n) _mm256_slli_epi32((v), (n))
-EVLM__INLINE kr_i kr_u8(const uint8_t *p) { /* 8 bytes to 32-bit lanes */
-    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+typedef __m128i kr_b; /* the low 8 bytes: one per row */
+EVLM__INLINE kr_b kr_bload(const uint8_t *p) {
+    return _mm_loadl_epi64((const __m128i *)(const void *)p);
+}
+EVLM__INLINE kr_b kr_band(kr_b a, int m) {
+    return _mm_and_si128(a, _mm_set1_epi8((char)m));
+}
+EVLM__INLINE kr_b kr_bor(kr_b a, kr_b b) {
+    return _mm_or_si128(a, b);
+}
+#define kr_bsrl16(v, n) _mm_srli_epi16((v), (n))
+EVLM__INLINE kr_i kr_bwiden(kr_b b) { /* to 32-bit lanes */
+    return _mm256_cvtepu8_epi32(b);
 }
 EVLM__INLINE kr_i kr_s8(const int8_t *p) {
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
