@@ -6,8 +6,9 @@
  * source, float32 rounding emulated op by op) computes for the rows of kat_row().
  *
  * The kernels: every gemm_q this CPU runs against ref's, on the row-major matrices and on their
- * 16-row interleaved forms Q4_K_R16 / Q6_K_R16 (quant/kquant_repack.h: rows back byte for byte,
- * ref's dot bit for bit, each table's R16 kernel against ref and against its own row-major one).
+ * 16-row interleaved forms Q4_K_R16 / Q5_K_R16 / Q6_K_R16 (quant/kquant_repack.h: rows back byte
+ * for byte, ref's dot bit for bit, each table's R16 kernel against ref and against its own
+ * row-major one).
  *
  * Not here: GGUF files with them (test_gguf.c), the decoder on them (test_kquants_model.c).
  */
@@ -403,7 +404,8 @@ static void check_gemm_q(const char *isa, gemm_q_fn fn) {
 
 /* ---- interleaved forms ---- */
 
-static const evlm_type KR[2] = {EVLM_TYPE_Q4_K, EVLM_TYPE_Q6_K}; /* the bases with an R16 form */
+static const evlm_type KR[3] = {EVLM_TYPE_Q4_K, EVLM_TYPE_Q5_K,
+                                EVLM_TYPE_Q6_K}; /* with R16 forms */
 
 /* rows of a 37-row matrix (a partial last group) back byte for byte and as the same floats,
  * padding rows zero, and ref's dot of the R16 form bitwise the row's own */
@@ -412,7 +414,7 @@ static void test_r16_rows(void) {
     static float x[R * K], f[K], g[K];
     static unsigned char q[R * K], r16[48 * K], row[K];
     static evlm_q8a act[K / EVLM_QK];
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 3; ti++) {
         const evlm_type t = KR[ti], rt = evlm_type_r16(t);
         CHECKF(rt != EVLM_TYPE_COUNT && evlm_type_r16_base(rt) == t && evlm_type_traits_of(rt)->kq,
                "%s has no R16 form", evlm_type_name(t));
@@ -447,6 +449,10 @@ static void test_r16_rows(void) {
             CHECK(memcmp(r16 + EVLM_Q4K_R16_D + 2 * 5, b0, 2) == 0);
             CHECK(r16[EVLM_Q4K_R16_QS + 64 * 3 + 4 * 5 + 1] == b0[16 + 4 * 3 + 1]);
             CHECK(r16[EVLM_Q4K_R16_SC + 16 * 7 + 5] == b0[4 + 7]);
+        } else if (t == EVLM_TYPE_Q5_K) {
+            CHECK(memcmp(r16 + EVLM_Q5K_R16_DMIN + 2 * 5, b0 + 2, 2) == 0);
+            CHECK(r16[EVLM_Q5K_R16_QH + 64 * 3 + 4 * 5 + 1] == b0[16 + 4 * 3 + 1]);
+            CHECK(r16[EVLM_Q5K_R16_QS + 64 * 3 + 4 * 5 + 1] == b0[48 + 4 * 3 + 1]);
         } else {
             CHECK(memcmp(r16 + EVLM_Q6K_R16_D + 2 * 5, b0 + 208, 2) == 0);
             CHECK(r16[EVLM_Q6K_R16_QL + 64 * 3 + 4 * 5 + 1] == b0[4 * 3 + 1]);
@@ -466,7 +472,7 @@ static void check_gemm_q_r16(const char *isa, gemm_q_fn fn) {
     static unsigned char q[R * K], r16[48 * K];
     static evlm_q8a act[M * (K / EVLM_QK)];
     static float got[M * R], want[M * R], rowm[M * R];
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 3; ti++) {
         const evlm_type t = KR[ti], rt = evlm_type_r16(t);
         const size_t rb = evlm_row_bytes(t, K);
         for (int r = 0; r < R; r++)

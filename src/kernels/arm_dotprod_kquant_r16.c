@@ -1,6 +1,6 @@
 /*
- * arm_dotprod_kquant_r16.c - SDOT int8 gemm_q for the interleaved k-quants Q4_K_R16 / Q6_K_R16
- * (kquant_r16_body.h with arm_kquant_r16.h's 4-row vectors), compiled with
+ * arm_dotprod_kquant_r16.c - SDOT int8 gemm_q for the interleaved k-quants Q4_K_R16 / Q5_K_R16 /
+ * Q6_K_R16 (kquant_r16_body.h with arm_kquant_r16.h's 4-row vectors), compiled with
  * -march=armv8.2-a+dotprod and reached from arm_dotprod.c's gemm_q. Not here: the plain NEON
  * version (arm_neon_kquant_r16.c).
  */

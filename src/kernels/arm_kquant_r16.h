@@ -63,6 +63,10 @@ EVLM__INLINE kr_b kr_bor(kr_b a, kr_b b) {
 EVLM__INLINE kr_i kr_bwiden(kr_b b) { /* to 32-bit lanes */
     return vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(b))));
 }
+/* 16-bit lanes shifted left by n (right by -n when n < 0), logical */
+EVLM__INLINE kr_i kr_shl16v(kr_i v, int n) {
+    return vreinterpretq_s32_u16(vshlq_u16(vreinterpretq_u16_s32(v), vdupq_n_s16((int16_t)n)));
+}
 EVLM__INLINE kr_i kr_s8(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);

@@ -1,8 +1,8 @@
 /*
  * arm_neon_kquant_r16.c - base-NEON int8 gemm_q for the interleaved k-quants Q4_K_R16 /
- * Q6_K_R16 (kquant_r16_body.h with arm_kquant_r16.h's 4-row vectors; the 4-byte dot by vmull_s8
- * and pairwise adds, no dotprod needed), reached from the neon table's gemm_q. Not here: the SDOT
- * version (arm_dotprod_kquant_r16.c), the row-major k-quants (arm_neon_kquant.c).
+ * Q5_K_R16 / Q6_K_R16 (kquant_r16_body.h with arm_kquant_r16.h's 4-row vectors; the 4-byte dot by
+ * vmull_s8 and pairwise adds, no dotprod needed), reached from the neon table's gemm_q. Not here:
+ * the SDOT version (arm_dotprod_kquant_r16.c), the row-major k-quants (arm_neon_kquant.c).
  */
 #include "kernels/ref_impl.h"
 

@@ -1,28 +1,25 @@
 /*
  * kquant_r16_body.h - the int8 gemm_q tiles for the k-quants' 16-row interleaved forms
- * Q4_K_R16 / Q6_K_R16 (quant/kquant_repack.h) against evlm_q8a activations, written once for
- * every ISA in terms of a few vector helpers, and included by:
- *   x86_avx512_kquant_r16.c  KR_ROWS 16: one 512-bit lane per row, vpdpbusd (VNNI);
- *   x86_avx2_kquant_r16.c    KR_ROWS 8: each group as two 8-row halves, vpmaddubsw + vpmaddwd
- *                            (the avx2 and plain avx512 tables);
- *   arm_neon_kquant_r16.c    KR_ROWS 4: four 4-row quarters, vmull_s8 + pairwise adds;
- *   arm_dotprod_kquant_r16.c KR_ROWS 4 with SDOT.
- * Each defines KR_NAME (the entry), KR_ROWS, the vector types kr_i (32-bit lanes, also read as
- * bytes), kr_f (float lanes) and kr_b (KR_ROWS bytes, one per row) and the kr_* helpers before
+ * Q4_K_R16 / Q5_K_R16 / Q6_K_R16 (quant/kquant_repack.h) against evlm_q8a activations, written once
+ * for every ISA in terms of a few vector helpers, and included by: x86_avx512_kquant_r16.c  KR_ROWS
+ * 16: one 512-bit lane per row, vpdpbusd (VNNI); x86_avx2_kquant_r16.c    KR_ROWS 8: each group as
+ * two 8-row halves, vpmaddubsw + vpmaddwd (the avx2 and plain avx512 tables); arm_neon_kquant_r16.c
+ * KR_ROWS 4: four 4-row quarters, vmull_s8 + pairwise adds; arm_dotprod_kquant_r16.c KR_ROWS 4 with
+ * SDOT. Each defines KR_NAME (the entry), KR_ROWS, the vector types kr_i (32-bit lanes, also read
+ * as bytes), kr_f (float lanes) and kr_b (KR_ROWS bytes, one per row) and the kr_* helpers before
  * including it.
  *
  * One tile is one activation row against the 16 rows of a group over all super-blocks; the walk
  * is q8_walk.c's R16 walk (shape: one row per tile, all blocks in one pass). Per super-block and
  * row lane: the int32 sum of each 32 (Q6_K: 16) weights with their activation block, exact (the
- * weights are unsigned codes 0..15 / 0..63, so an unsigned-by-signed or a signed dot takes them
- * as they are); times the sub-block scale in int32 (Q6_K: with its -32 taken off through the
+ * weights are unsigned codes 0..15 / 0..31 / 0..63, so an unsigned-by-signed or a signed dot takes
+ * them as they are); times the sub-block scale in int32 (Q6_K: with its -32 taken off through the
  * activation's sums of 16), then in float times the activation block's d, summed over the
- * super-block and times d at its end; Q4_K's minimums through the activation blocks' x.s, times
- * dmin. The same products as ref (evlm_r16_dot_ref), another summation order: tests/test_kquants.c
- * bounds the difference. Each output's float operations depend on its row and k alone, never on
- * m, n0 or n1.
- * Not here: the row-major k-quant kernels (x86_kquant_body.h, arm_neon_kquant.c), the 32-element
- * R16 types.
+ * super-block and times d at its end; Q4_K's and Q5_K's minimums through the activation blocks'
+ * x.s, times dmin. The same products as ref (evlm_r16_dot_ref), another summation order:
+ * tests/test_kquants.c bounds the difference. Each output's float operations depend on its row and
+ * k alone, never on m, n0 or n1. Not here: the row-major k-quant kernels (x86_kquant_body.h,
+ * arm_neon_kquant.c), the 32-element R16 types.
  */
 #include "kernels/ref_impl.h"
 #include "quant/kquant_repack.h"
@@ -75,15 +72,22 @@ EVLM__INLINE void kr_scales_mins(const char *c, int o, kr_i sc[8], kr_f mn[8]) {
     }
 }
 
-/* acc + the dot of one super-block column c (row lanes of half h) with its 8 activation blocks */
-EVLM__INLINE kr_f kr_q4k_block(const char *c, const evlm_q8a *a, int h, kr_f acc) {
+/* the fifth bits of Q5_K: bit b of each byte of H moved to bit 4 (b a constant after unrolling) */
+EVLM__INLINE kr_i kr_bit4(kr_i H, int b, kr_i m10) {
+    return kr_and(kr_shl16v(H, 4 - b), m10);
+}
+
+/* acc + the dot of one super-block column c (row lanes of half h) with its 8 activation blocks:
+ * Q4_K_R16, or Q5_K_R16 (q5: the fifth bits from qh; the two share every offset but qs') */
+EVLM__INLINE kr_f kr_q45k_block(const char *c, const evlm_q8a *a, int h, kr_f acc, bool q5) {
     const int o = KR_ROWS * h; /* the first row lane of this half */
-    const kr_i m4 = kr_set8(0x0f);
+    const kr_i m4 = kr_set8(0x0f), m10 = kr_set8(0x10);
     kr_i sc[8];
     kr_f mn[8];
     kr_scales_mins(c, o, sc, mn);
     kr_f sum = kr_fzero(), mins = kr_fzero();
-    const char *qs = c + EVLM_Q4K_R16_QS + 4 * o;
+    const char *qs = c + (q5 ? EVLM_Q5K_R16_QS : EVLM_Q4K_R16_QS) + 4 * o;
+    const char *qh = c + EVLM_Q5K_R16_QH + 4 * o;
     EVLM__UNROLL
     for (int p = 0; p < 4; p++) { /* sub-blocks 2p (low nibbles) and 2p + 1 (high ones) */
         const evlm_q8a *a0 = a + 2 * p, *a1 = a0 + 1;
@@ -91,10 +95,19 @@ EVLM__INLINE kr_f kr_q4k_block(const char *c, const evlm_q8a *a, int h, kr_f acc
         EVLM__UNROLL
         for (int i = 0; i < 8; i += 2) { /* two chains per sub-block */
             kr_i q = kr_load(qs + 64 * (8 * p + i)), r = kr_load(qs + 64 * (8 * p + i + 1));
-            i0 = kr_dot(i0, kr_and(q, m4), kr_b4(a0->qs + 4 * i));
-            i1 = kr_dot(i1, kr_and(kr_srl16(q, 4), m4), kr_b4(a1->qs + 4 * i));
-            j0 = kr_dot(j0, kr_and(r, m4), kr_b4(a0->qs + 4 * i + 4));
-            j1 = kr_dot(j1, kr_and(kr_srl16(r, 4), m4), kr_b4(a1->qs + 4 * i + 4));
+            kr_i ql = kr_and(q, m4), qh4 = kr_and(kr_srl16(q, 4), m4);
+            kr_i rl = kr_and(r, m4), rh4 = kr_and(kr_srl16(r, 4), m4);
+            if (q5) {
+                const kr_i H = kr_load(qh + 64 * i), G = kr_load(qh + 64 * (i + 1));
+                ql = kr_or(ql, kr_bit4(H, 2 * p, m10));
+                qh4 = kr_or(qh4, kr_bit4(H, 2 * p + 1, m10));
+                rl = kr_or(rl, kr_bit4(G, 2 * p, m10));
+                rh4 = kr_or(rh4, kr_bit4(G, 2 * p + 1, m10));
+            }
+            i0 = kr_dot(i0, ql, kr_b4(a0->qs + 4 * i));
+            i1 = kr_dot(i1, qh4, kr_b4(a1->qs + 4 * i));
+            j0 = kr_dot(j0, rl, kr_b4(a0->qs + 4 * i + 4));
+            j1 = kr_dot(j1, rh4, kr_b4(a1->qs + 4 * i + 4));
         }
         sum = kr_fma(kr_cvt(kr_mul32(kr_add(i0, j0), sc[2 * p])), kr_fset(a0->d), sum);
         sum = kr_fma(kr_cvt(kr_mul32(kr_add(i1, j1), sc[2 * p + 1])), kr_fset(a1->d), sum);
@@ -155,7 +168,11 @@ EVLM__INLINE kr_f kr_q6k_block(const char *c, const evlm_q8a *a, const int32_t s
 /* one super-block column c against its 8 activation blocks a, for both halves of a group */
 EVLM__INLINE void kr_block_Q4_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HALVES]) {
     EVLM__UNROLL
-    for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_q4k_block(c, a, h, acc[h]);
+    for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_q45k_block(c, a, h, acc[h], false);
+}
+EVLM__INLINE void kr_block_Q5_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HALVES]) {
+    EVLM__UNROLL
+    for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_q45k_block(c, a, h, acc[h], true);
 }
 EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HALVES]) {
     int32_t s16[16];
@@ -182,17 +199,20 @@ EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HA
     }                                                                                              \
     static const evlm__q8r16_tile kr_tiles_##T[1][2] = {{kr_tile_##T, NULL}};
 KR_TILE(Q4_K)
+KR_TILE(Q5_K)
 KR_TILE(Q6_K)
 
 /* one activation row per tile, activation rows in chunks that stay in L2, no split of k */
 static const evlm__q8r16_shape kr_shape = {0, 1, false};
 
-/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1) of a Q4_K_R16 / Q6_K_R16 matrix (n0 a multiple
- * of 16; w the matrix base, ldw its base's row bytes): q8_walk.c's R16 walk with these tiles */
+/* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1) of a Q4_K_R16 / Q5_K_R16 / Q6_K_R16 matrix (n0 a
+ * multiple of 16; w the matrix base, ldw its base's row bytes): q8_walk.c's R16 walk with these
+ * tiles */
 void KR_NAME(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
              evlm_type wt, int m, int n0, int n1, int k) {
     const evlm_type base = evlm_type_r16_base(wt);
     const evlm__q8r16_tile(*tiles)[2] = base == EVLM_TYPE_Q4_K   ? kr_tiles_Q4_K
+                                        : base == EVLM_TYPE_Q5_K ? kr_tiles_Q5_K
                                         : base == EVLM_TYPE_Q6_K ? kr_tiles_Q6_K
                                                                  : NULL;
     if (!tiles || k % EVLM_QK_K) {

@@ -1,6 +1,6 @@
 /*
- * x86_avx2_kquant_r16.c - AVX2 int8 gemm_q for the interleaved k-quants Q4_K_R16 / Q6_K_R16
- * (kquant_r16_body.h with each group as two 8-row halves, vpmaddubsw + vpmaddwd), reached
+ * x86_avx2_kquant_r16.c - AVX2 int8 gemm_q for the interleaved k-quants Q4_K_R16 / Q5_K_R16 /
+ * Q6_K_R16 (kquant_r16_body.h with each group as two 8-row halves, vpmaddubsw + vpmaddwd), reached
  * from evlm__avx2_gemm_q (the avx2 and plain avx512 tables). Not here: the row-major k-quants
  * (x86_avx2_kquant.c), the VNNI version (x86_avx512_kquant_r16.c).
  */
@@ -67,6 +67,11 @@ EVLM__INLINE kr_b kr_bor(kr_b a, kr_b b) {
 #define kr_bsrl16(v, n) _mm_srli_epi16((v), (n))
 EVLM__INLINE kr_i kr_bwiden(kr_b b) { /* to 32-bit lanes */
     return _mm256_cvtepu8_epi32(b);
+}
+/* 16-bit lanes shifted left by n (right by -n when n < 0), logical */
+EVLM__INLINE kr_i kr_shl16v(kr_i v, int n) {
+    return n >= 0 ? _mm256_sll_epi16(v, _mm_cvtsi32_si128(n))
+                  : _mm256_srl_epi16(v, _mm_cvtsi32_si128(-n));
 }
 EVLM__INLINE kr_i kr_s8(const int8_t *p) {
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));

@@ -1,8 +1,8 @@
 /*
  * x86_avx512_kquant_r16.c - AVX-512 VNNI int8 gemm_q for the interleaved k-quants Q4_K_R16 /
- * Q6_K_R16 (kquant_r16_body.h with 16 rows in the 16 lanes of a 512-bit register, vpdpbusd),
- * reached from evlm__avx512vnni_gemm_q. Not here: the row-major k-quants (x86_avx512_kquant.c),
- * the AVX2 version (x86_avx2_kquant_r16.c, also the plain avx512 table's).
+ * Q5_K_R16 / Q6_K_R16 (kquant_r16_body.h with 16 rows in the 16 lanes of a 512-bit register,
+ * vpdpbusd), reached from evlm__avx512vnni_gemm_q. Not here: the row-major k-quants
+ * (x86_avx512_kquant.c), the AVX2 version (x86_avx2_kquant_r16.c, also the plain avx512 table's).
  */
 #include "kernels/ref_impl.h"
 
@@ -66,6 +66,11 @@ EVLM__INLINE kr_b kr_bor(kr_b a, kr_b b) {
 #define kr_bsrl16(v, n) _mm_srli_epi16((v), (n))
 EVLM__INLINE kr_i kr_bwiden(kr_b b) { /* to 32-bit lanes */
     return _mm512_cvtepu8_epi32(b);
+}
+/* 16-bit lanes shifted left by n (right by -n when n < 0), logical */
+EVLM__INLINE kr_i kr_shl16v(kr_i v, int n) {
+    return n >= 0 ? _mm512_sll_epi16(v, _mm_cvtsi32_si128(n))
+                  : _mm512_srl_epi16(v, _mm_cvtsi32_si128(-n));
 }
 EVLM__INLINE kr_i kr_s8(const int8_t *p) {
     return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));

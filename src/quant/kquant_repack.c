@@ -15,11 +15,16 @@ typedef struct {
 /* the fields in their order in a super-block column (their start there: 16 * the lengths
  * before them) */
 static const kq_field q4k_fields[] = {{0, 2, 2}, {2, 2, 2}, {4, 12, 1}, {16, 128, 4}, {0, 0, 0}};
+static const kq_field q5k_fields[] = {{0, 2, 2},   {2, 2, 2},    {4, 12, 1},
+                                      {16, 32, 4}, {48, 128, 4}, {0, 0, 0}};
 static const kq_field q6k_fields[] = {
     {208, 2, 2}, {192, 16, 1}, {0, 128, 4}, {128, 64, 4}, {0, 0, 0}};
 
 static const kq_field *fields_of(evlm_type base) {
-    return base == EVLM_TYPE_Q4_K ? q4k_fields : base == EVLM_TYPE_Q6_K ? q6k_fields : NULL;
+    return base == EVLM_TYPE_Q4_K   ? q4k_fields
+           : base == EVLM_TYPE_Q5_K ? q5k_fields
+           : base == EVLM_TYPE_Q6_K ? q6k_fields
+                                    : NULL;
 }
 
 /* one block between ggml's bytes and lane r of a super-block column: from -> to, to_col says
