@@ -182,8 +182,11 @@ EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HA
 }
 
 /* evlm__q8r16_tile of one activation row: nb activation blocks (nb / 8 super-blocks) from the
- * group at gw; all blocks in one pass (first is always true) */
-#define KR_TILE(T)                                                                                 \
+ * group at gw; all blocks in one pass (first is always true). PF: ask for the super-block column
+ * two ahead while computing one (Q6_K: its tile reads three streams of a column at once, ql's
+ * two halves and qh, which the hardware prefetchers follow poorly; Q4_K reads one and goes as
+ * fast without) */
+#define KR_TILE(T, PF)                                                                             \
     static void kr_tile_##T(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,                   \
                             const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,     \
                             bool first) {                                                          \
@@ -191,16 +194,21 @@ EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HA
         const size_t col = EVLM_R16 * evlm_type_traits_of(EVLM_TYPE_##T)->size;                    \
         kr_f acc[KR_HALVES];                                                                       \
         for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_fzero();                                   \
-        for (int b = 0; b < nb / 8; b++) kr_block_##T(gw + (size_t)b * col, x + 8 * b, acc);       \
+        for (int b = 0; b < nb / 8; b++) {                                                         \
+            const char *c = gw + (size_t)b * col;                                                  \
+            if (PF)                                                                                \
+                for (size_t off = 2 * col; off < 3 * col; off += 64) __builtin_prefetch(c + off);  \
+            kr_block_##T(c, x + 8 * b, acc);                                                       \
+        }                                                                                          \
         for (int h = 0; h < KR_HALVES; h++) {                                                      \
             int n = rows - KR_ROWS * h;                                                            \
             if (n > 0) kr_store(y + KR_ROWS * h, acc[h], n < KR_ROWS ? n : KR_ROWS);               \
         }                                                                                          \
     }                                                                                              \
     static const evlm__q8r16_tile kr_tiles_##T[1][2] = {{kr_tile_##T, NULL}};
-KR_TILE(Q4_K)
-KR_TILE(Q5_K)
-KR_TILE(Q6_K)
+KR_TILE(Q4_K, 0)
+KR_TILE(Q5_K, 0)
+KR_TILE(Q6_K, 1)
 
 /* one activation row per tile, activation rows in chunks that stay in L2, no split of k */
 static const evlm__q8r16_shape kr_shape = {0, 1, false};
