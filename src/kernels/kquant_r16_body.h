@@ -166,39 +166,46 @@ EVLM__INLINE kr_f kr_q6k_block(const char *c, const evlm_q8a *a, const int32_t s
 /* ---- tiles and the entry -------------------------------------------------------------------- */
 
 /* one super-block column c against its 8 activation blocks a, for both halves of a group */
-EVLM__INLINE void kr_block_Q4_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HALVES]) {
+EVLM__INLINE void kr_block_Q4_K(const char *c, const evlm_q8a *a, const int32_t *pre,
+                                kr_f acc[KR_HALVES]) {
+    (void)pre;
     EVLM__UNROLL
     for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_q45k_block(c, a, h, acc[h], false);
 }
-EVLM__INLINE void kr_block_Q5_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HALVES]) {
+EVLM__INLINE void kr_block_Q5_K(const char *c, const evlm_q8a *a, const int32_t *pre,
+                                kr_f acc[KR_HALVES]) {
+    (void)pre;
     EVLM__UNROLL
     for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_q45k_block(c, a, h, acc[h], true);
 }
-EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, kr_f acc[KR_HALVES]) {
+/* pre: the 16 activation sums of 16 of this super-block (kr_sums16), or NULL: work them out */
+EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, const int32_t *pre,
+                                kr_f acc[KR_HALVES]) {
     int32_t s16[16];
-    kr_sums16(a, s16);
+    if (!pre) kr_sums16(a, s16);
     EVLM__UNROLL
-    for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_q6k_block(c, a, s16, h, acc[h]);
+    for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_q6k_block(c, a, pre ? pre : s16, h, acc[h]);
 }
 
 /* evlm__q8r16_tile of one activation row: nb activation blocks (nb / 8 super-blocks) from the
- * group at gw; all blocks in one pass (first is always true). PF: ask for the super-block column
- * two ahead while computing one (Q6_K: its tile reads three streams of a column at once, ql's
- * two halves and qh, which the hardware prefetchers follow poorly; Q4_K reads one and goes as
- * fast without) */
+ * group at gw; all blocks in one pass (first is always true). corr: NULL (the walk's calls), or
+ * for Q6_K this row's activation sums of 16 (nb * 2 of them: kr_gemm_q6k). PF: ask for the
+ * super-block column four ahead while computing one (Q6_K: its tile reads three streams of a column
+ * at once, ql's two halves and qh, which the hardware prefetchers follow poorly; Q4_K reads one and
+ * goes as fast without) */
 #define KR_TILE(T, PF)                                                                             \
     static void kr_tile_##T(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,                   \
                             const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,     \
                             bool first) {                                                          \
-        (void)ldy, (void)ldx, (void)corr, (void)ldc, (void)first;                                  \
+        (void)ldy, (void)ldx, (void)ldc, (void)first;                                              \
         const size_t col = EVLM_R16 * evlm_type_traits_of(EVLM_TYPE_##T)->size;                    \
         kr_f acc[KR_HALVES];                                                                       \
         for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_fzero();                                   \
         for (int b = 0; b < nb / 8; b++) {                                                         \
             const char *c = gw + (size_t)b * col;                                                  \
             if (PF)                                                                                \
-                for (size_t off = 2 * col; off < 3 * col; off += 64) __builtin_prefetch(c + off);  \
-            kr_block_##T(c, x + 8 * b, acc);                                                       \
+                for (size_t off = 4 * col; off < 5 * col; off += 64) __builtin_prefetch(c + off);  \
+            kr_block_##T(c, x + 8 * b, corr ? corr + 16 * b : NULL, acc);                          \
         }                                                                                          \
         for (int h = 0; h < KR_HALVES; h++) {                                                      \
             int n = rows - KR_ROWS * h;                                                            \
@@ -213,9 +220,36 @@ KR_TILE(Q6_K, 1)
 /* one activation row per tile, activation rows in chunks that stay in L2, no split of k */
 static const evlm__q8r16_shape kr_shape = {0, 1, false};
 
+/* Q6_K: the walk of q8_walk.c, but with each chunk's activation sums of 16 worked out once for
+ * all groups (KR_SUMS int32 on the stack: chunks of KR_SUMS / (k / 16) rows); an activation row
+ * too long for that takes the walk, whose tiles work them out per group. The same float
+ * operations per output either way. */
+#define KR_SUMS 8192
+static bool kr_gemm_q6k(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const char *w,
+                        size_t ldw, int m, int n0, int n1, int k) {
+    const int ns = k / 16, kb = k / EVLM_QK;
+    if (ns > KR_SUMS || ns < 1) return false;
+    int32_t sums[KR_SUMS];
+    const int mc = KR_SUMS / ns;
+    for (int i0 = 0; i0 < m; i0 += mc) {
+        const int i1 = m - i0 < mc ? m : i0 + mc;
+        for (int i = i0; i < i1; i++)
+            for (int b = 0; b < k / EVLM_QK_K; b++)
+                kr_sums16(x + (size_t)i * ldx + 8 * b, sums + (size_t)(i - i0) * ns + 16 * b);
+        for (int g = n0 / EVLM_R16; g * EVLM_R16 < n1; g++) {
+            const char *gw = w + (size_t)g * EVLM_R16 * ldw;
+            for (int i = i0; i < i1; i++)
+                kr_tiles_Q6_K[0][0](y + (size_t)i * ldy + (size_t)g * EVLM_R16, ldy,
+                                    x + (size_t)i * ldx, ldx, sums + (size_t)(i - i0) * ns,
+                                    (size_t)ns, gw, kb, n1 - g * EVLM_R16, true);
+        }
+    }
+    return true;
+}
+
 /* Y (m, n) = Xq (m, k) @ W^T for W rows [n0, n1) of a Q4_K_R16 / Q5_K_R16 / Q6_K_R16 matrix (n0 a
  * multiple of 16; w the matrix base, ldw its base's row bytes): q8_walk.c's R16 walk with these
- * tiles */
+ * tiles (Q6_K: kr_gemm_q6k) */
 void KR_NAME(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
              evlm_type wt, int m, int n0, int n1, int k) {
     const evlm_type base = evlm_type_r16_base(wt);
@@ -227,5 +261,6 @@ void KR_NAME(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
         evlm__ref_gemm_q(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
+    if (base == EVLM_TYPE_Q6_K && kr_gemm_q6k(y, ldy, x, ldx, w, ldw, m, n0, n1, k)) return;
     evlm__q8r16_walk(&kr_shape, tiles, NULL, 0, y, ldy, x, ldx, w, ldw, base, m, n0, n1, k);
 }
