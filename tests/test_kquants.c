@@ -455,8 +455,10 @@ static void test_r16_rows(void) {
             CHECK(r16[EVLM_Q5K_R16_QS + 64 * 3 + 4 * 5 + 1] == b0[48 + 4 * 3 + 1]);
         } else {
             CHECK(memcmp(r16 + EVLM_Q6K_R16_D + 2 * 5, b0 + 208, 2) == 0);
-            CHECK(r16[EVLM_Q6K_R16_QL + 64 * 3 + 4 * 5 + 1] == b0[4 * 3 + 1]);
-            CHECK(r16[EVLM_Q6K_R16_QH + 64 * 3 + 4 * 5 + 1] == b0[128 + 4 * 3 + 1]);
+            /* half 1, i = 3: ql[64 + 12 ..], ql[64 + 32 + 12 ..], qh[32 + 12 ..] */
+            const unsigned char *q6 = r16 + EVLM_Q6K_R16_Q + 1536 + 192 * 3 + 4 * 5 + 1;
+            CHECK(q6[0] == b0[64 + 12 + 1] && q6[64] == b0[96 + 12 + 1] &&
+                  q6[128] == b0[128 + 32 + 12 + 1]);
             CHECK(r16[EVLM_Q6K_R16_SC + 16 * 9 + 5] == b0[192 + 9]);
         }
     }

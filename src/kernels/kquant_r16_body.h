@@ -128,16 +128,15 @@ EVLM__INLINE kr_f kr_q6k_block(const char *c, const evlm_q8a *a, const int32_t s
     const kr_i m4 = kr_set8(0x0f), m30 = kr_set8(0x30);
     kr_f sum = kr_fzero();
     for (int hh = 0; hh < 2; hh++) { /* 128-element halves: activation blocks 4hh .. 4hh + 3 */
-        const char *ql = c + EVLM_Q6K_R16_QL + 64 * 16 * hh + 4 * o;
-        const char *qh = c + EVLM_Q6K_R16_QH + 64 * 8 * hh + 4 * o;
+        const char *q = c + EVLM_Q6K_R16_Q + 1536 * hh + 4 * o;
         const evlm_q8a *ab = a + 4 * hh;
         kr_i acc_i[4][2]; /* [activation block][16-element half] */
         EVLM__UNROLL
         for (int b = 0; b < 4; b++) acc_i[b][0] = acc_i[b][1] = kr_zero();
         EVLM__UNROLL
         for (int i = 0; i < 8; i++) {
-            const kr_i A = kr_load(ql + 64 * i), B = kr_load(ql + 64 * (8 + i)),
-                       H = kr_load(qh + 64 * i);
+            const kr_i A = kr_load(q + 192 * i), B = kr_load(q + 192 * i + 64),
+                       H = kr_load(q + 192 * i + 128);
             const int s = i >> 2; /* elements 4i .. 4i+3: the first or second 16 of a block */
             const kr_i q0 = kr_or(kr_and(A, m4), kr_and(kr_sll16(H, 4), m30));
             const kr_i q1 = kr_or(kr_and(B, m4), kr_and(kr_sll16(H, 2), m30));
@@ -189,11 +188,8 @@ EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, const int32_t 
 
 /* evlm__q8r16_tile of one activation row: nb activation blocks (nb / 8 super-blocks) from the
  * group at gw; all blocks in one pass (first is always true). corr: NULL (the walk's calls), or
- * for Q6_K this row's activation sums of 16 (nb * 2 of them: kr_gemm_q6k). PF: ask for the
- * super-block column four ahead while computing one (Q6_K: its tile reads three streams of a column
- * at once, ql's two halves and qh, which the hardware prefetchers follow poorly; Q4_K reads one and
- * goes as fast without) */
-#define KR_TILE(T, PF)                                                                             \
+ * for Q6_K this row's activation sums of 16 (nb * 2 of them: kr_gemm_q6k). */
+#define KR_TILE(T)                                                                                 \
     static void kr_tile_##T(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,                   \
                             const int32_t *corr, size_t ldc, const char *gw, int nb, int rows,     \
                             bool first) {                                                          \
@@ -203,8 +199,6 @@ EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, const int32_t 
         for (int h = 0; h < KR_HALVES; h++) acc[h] = kr_fzero();                                   \
         for (int b = 0; b < nb / 8; b++) {                                                         \
             const char *c = gw + (size_t)b * col;                                                  \
-            if (PF)                                                                                \
-                for (size_t off = 4 * col; off < 5 * col; off += 64) __builtin_prefetch(c + off);  \
             kr_block_##T(c, x + 8 * b, corr ? corr + 16 * b : NULL, acc);                          \
         }                                                                                          \
         for (int h = 0; h < KR_HALVES; h++) {                                                      \
@@ -213,9 +207,9 @@ EVLM__INLINE void kr_block_Q6_K(const char *c, const evlm_q8a *a, const int32_t 
         }                                                                                          \
     }                                                                                              \
     static const evlm__q8r16_tile kr_tiles_##T[1][2] = {{kr_tile_##T, NULL}};
-KR_TILE(Q4_K, 0)
-KR_TILE(Q5_K, 0)
-KR_TILE(Q6_K, 1)
+KR_TILE(Q4_K)
+KR_TILE(Q5_K)
+KR_TILE(Q6_K)
 
 /* one activation row per tile, activation rows in chunks that stay in L2, no split of k */
 static const evlm__q8r16_shape kr_shape = {0, 1, false};

@@ -17,8 +17,17 @@ typedef struct {
 static const kq_field q4k_fields[] = {{0, 2, 2}, {2, 2, 2}, {4, 12, 1}, {16, 128, 4}, {0, 0, 0}};
 static const kq_field q5k_fields[] = {{0, 2, 2},   {2, 2, 2},    {4, 12, 1},
                                       {16, 32, 4}, {48, 128, 4}, {0, 0, 0}};
-static const kq_field q6k_fields[] = {
-    {208, 2, 2}, {192, 16, 1}, {0, 128, 4}, {128, 64, 4}, {0, 0, 0}};
+/* Q6_K: per 128-element half h and i = 0..7, the 4-byte units ql[64h + 4i], ql[64h + 32 + 4i]
+ * and qh[32h + 4i] side by side, so the kernel reads a column in one sequential stream */
+#define Q6_I(h, i)                                                                                 \
+    {64 * (h) + 4 * (i), 4, 4}, {64 * (h) + 32 + 4 * (i), 4, 4}, {                                 \
+        128 + 32 * (h) + 4 * (i), 4, 4                                                             \
+    }
+#define Q6_H(h)                                                                                    \
+    Q6_I(h, 0), Q6_I(h, 1), Q6_I(h, 2), Q6_I(h, 3), Q6_I(h, 4), Q6_I(h, 5), Q6_I(h, 6), Q6_I(h, 7)
+static const kq_field q6k_fields[] = {{208, 2, 2}, {192, 16, 1}, Q6_H(0), Q6_H(1), {0, 0, 0}};
+#undef Q6_H
+#undef Q6_I
 
 static const kq_field *fields_of(evlm_type base) {
     return base == EVLM_TYPE_Q4_K   ? q4k_fields

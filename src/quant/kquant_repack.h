@@ -21,13 +21,14 @@
  *                           bit 2p / 2p + 1 of byte 4i + l is the fifth bit of element 4i + l of
  *                           sub-block 2p / 2p + 1), then qs at 768 as Q4_K_R16's.
  *   Q6_K_R16 (3360 bytes):  d[16] (fp16, 32 bytes), the 16 int8 scales in units of 1 (256: scale
- *                           s of the 16 rows at 32 + 16 s), ql in units of 4 (2048: 32 chunks of
- *                           64 bytes at 288 + 64 c), qh in units of 4 (1024: 16 chunks at
- *                           2336 + 64 c). For the 128-element half h and i = 0..7, ql chunk 16h + i
- *                           holds the low nibbles of elements 4i .. 4i+3 (low) and 64 + 4i ..
- *                           (high) of the half, chunk 16h + 8 + i those of 32 + 4i .. and
- *                           96 + 4i .., qh chunk 8h + i their top 2 bits (bits 0, 2, 4, 6:
- *                           elements 4i, 32 + 4i, 64 + 4i, 96 + 4i and the next three).
+ *                           s of the 16 rows at 32 + 16 s), then the quants in units of 4: for the
+ *                           128-element half h and i = 0..7, three chunks of 64 bytes at
+ *                           288 + 1536 h + 192 i: row r's ql[64h + 4i ..] (the low nibbles of
+ *                           elements 4i .. 4i+3 of the half, low, and of 64 + 4i .., high), its
+ *                           ql[64h + 32 + 4i ..] (elements 32 + 4i .. and 96 + 4i ..), and its
+ *                           qh[32h + 4i ..] (their top 2 bits: bits 0, 2, 4, 6 for elements 4i,
+ *                           32 + 4i, 64 + 4i, 96 + 4i and the next three), each at + 4r: the
+ *                           kernels read a column as one sequential stream.
  *
  * So a 512-bit load of a qs / ql / qh chunk holds one 32-bit lane per row (AVX2 reads 8-row
  * halves, NEON 4-row quarters): one vpdpbusd / SDOT against 4 broadcast activation bytes gives
@@ -55,8 +56,7 @@
 #define EVLM_Q5K_R16_QS   768
 #define EVLM_Q6K_R16_D    0
 #define EVLM_Q6K_R16_SC   32
-#define EVLM_Q6K_R16_QL   288
-#define EVLM_Q6K_R16_QH   2336
+#define EVLM_Q6K_R16_Q    288 /* + 1536 h + 192 i: ql, ql + 32, qh chunks */
 
 /* Interleaves rows [0, n) of a Q4_K / Q5_K / Q6_K matrix (row stride ldw bytes, k a multiple of
  * 256) into dst (evlm_r16_bytes of its R16 form); padding rows are zero. */
