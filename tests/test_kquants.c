@@ -443,6 +443,14 @@ static void test_r16_rows(void) {
                    evlm_vec_dot_q_ref(t, q + (size_t)i * rb, act, K);
         }
         CHECKF(bad == 0, "%s: %d rows differ after interleaving", evlm_type_name(rt), bad);
+        /* the float-activation gemm (--act f32) on the R16 form: the rows dequantized as the
+         * file layout's, so the same bits (every table sends k-quants to ref's) */
+        static float yr[R], yi[R], scratch[K];
+        const evlm_kernels *kn = evlm_kernels_get();
+        kn->gemm(yr, R, x, K, q, rb, t, 1, 0, R, K, scratch);
+        kn->gemm(yi, R, x, K, r16, rb, rt, 1, 0, R, K, scratch);
+        CHECKF(memcmp(yr, yi, sizeof yr) == 0, "%s: the f32-activation gemm differs",
+               evlm_type_name(rt));
         /* the documented places of row 5's d and of its qs / ql byte 4 * 3 + 1 in group 0 */
         const unsigned char *b0 = q + 5 * rb;
         if (t == EVLM_TYPE_Q4_K) {
