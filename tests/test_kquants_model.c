@@ -282,9 +282,11 @@ int main(void) {
                            (double)di);
                     CHECK(di <= 0.15f * mx && di > 0.0f); /* > 0: the int8 path did run */
                     /* the interleaved kernels against the row-major ones (the file's layout
-                     * kept): the same products summed in another order, so apart from an
-                     * activation that rounds to the other int8 value in a later layer the
-                     * logits agree to float rounding */
+                     * kept): the same products summed in another order, so the logits agree to
+                     * float rounding (~1e-6 here), unless an output's last bit moves an activation
+                     * of a later layer to the neighbouring int8 value: one step of one block, up
+                     * to ~1 % of the largest logit (seen once: Q5_K under avx2, 0.7 %). A wrong
+                     * layout or kernel moves them by the logits' own size. */
                     size_t n5 = 0;
                     int V5 = 0;
                     float *lr = logits_of_layout(fq, prompts[pi], &n5, &V5, false, true);
@@ -292,7 +294,7 @@ int main(void) {
                         float dr = max_diff(li, lr, cnt);
                         printf("  int8, interleaved vs file layout: max |logit diff| %.3g\n",
                                (double)dr);
-                        CHECK(dr <= 1e-3f * mx);
+                        CHECK(dr <= 0.02f * mx);
                     } else {
                         CHECKF(0, "%s: file-layout logits missing", nm);
                     }
