@@ -1,11 +1,11 @@
 /*
  * bench_quant.c - throughput of the quantized-weight kernels of every available table: gemm_q
- * (int8 activations) for Q8_0 / Q4_0 / Q4_1 at decode (m = 1: weight GB/s, the memory-bound
- * number) and prefill (m = 64: GOPS, 2 m n k per call) shapes, and the dequantizing `gemm`
- * (act f32) at m = 1 for comparison, each also on the 16-row interleaved copy of the weights
- * (the *_R16 types models use after load; SIMD tables only). Single thread. Each kernel is
- * checked against `ref` before it is timed (same bound as tests/test_kernels.c, loosely). Prints
- * a Markdown table.
+ * (int8 activations) for Q8_0 / Q4_0 / Q4_1 and the k-quants Q4_K / Q6_K at decode (m = 1: weight
+ * GB/s, the memory-bound number) and prefill (m = 64: GOPS, 2 m n k per call) shapes, and the
+ * dequantizing `gemm` (act f32) at m = 1 for comparison, each also on the 16-row interleaved copy
+ * of the weights (the *_R16 types models use after load; SIMD tables only). Single thread. Each
+ * kernel is checked against `ref` before it is timed (same bound as tests/test_kernels.c, loosely).
+ * Prints a Markdown table.
  */
 #include "core/sysinfo.h"
 #include "core/tensor.h"
@@ -109,8 +109,10 @@ static int bench_r16(call *c, void *wr, const float *yr, size_t wbytes) {
 int main(void) {
     static const struct {
         int m, n, k;
-    } shapes[] = {{1, 576, 576}, {1, 1536, 1536}, {64, 576, 576}, {64, 1536, 1536}};
-    static const evlm_type types[] = {EVLM_TYPE_Q8_0, EVLM_TYPE_Q4_0, EVLM_TYPE_Q4_1};
+    } shapes[] = {{1, 576, 576},   {1, 1536, 1536}, {1, 8960, 1536},
+                  {1, 1536, 8960}, {64, 576, 576},  {64, 1536, 1536}};
+    static const evlm_type types[] = {EVLM_TYPE_Q8_0, EVLM_TYPE_Q4_0, EVLM_TYPE_Q4_1,
+                                      EVLM_TYPE_Q4_K, EVLM_TYPE_Q6_K};
     static const char *tables[] = {"ref", "avx2", "avx512", "avx512vnni", "neon"};
     printf("| m x n x k | weights | kernel | path | ms/call | weight GB/s | GOPS |\n");
     printf("|---|---|---|---|---:|---:|---:|\n");
@@ -131,6 +133,7 @@ int main(void) {
             evlm_quantize_act_ref(x + (size_t)i * k, xq + (size_t)i * (k / 32), k);
         for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
             evlm_type t = types[ti];
+            if (k % evlm_type_block(t)) continue; /* k-quants: whole super-blocks */
             size_t ldw = evlm_row_bytes(t, k), wbytes = ldw * (size_t)n;
             for (int r = 0; r < n; r++)
                 evlm_quantize_row(t, wf + (size_t)r * k, (char *)w + (size_t)r * ldw, k);

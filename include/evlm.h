@@ -103,6 +103,9 @@ typedef enum evlm_type {
     EVLM_TYPE_Q4_K,
     EVLM_TYPE_Q5_K,
     EVLM_TYPE_Q6_K,
+    EVLM_TYPE_Q4_K_R16,
+    EVLM_TYPE_Q6_K_R16,
+    EVLM_TYPE_Q5_K_R16,
     EVLM_TYPE_COUNT
 } evlm_type;
 

@@ -5,11 +5,18 @@
  * tests/kquants_ref.py (a Python transcription of ggml's quantize_row_*_K_ref written from its
  * source, float32 rounding emulated op by op) computes for the rows of kat_row().
  *
- * Not here: kernels (none yet for these types), GGUF files with them (test_gguf.c).
+ * The kernels: every gemm_q this CPU runs against ref's, on the row-major matrices and on their
+ * 16-row interleaved forms Q4_K_R16 / Q5_K_R16 / Q6_K_R16 (quant/kquant_repack.h: rows back byte
+ * for byte, ref's dot bit for bit, each table's R16 kernel against ref and against its own
+ * row-major one).
+ *
+ * Not here: GGUF files with them (test_gguf.c), the decoder on them (test_kquants_model.c).
  */
 #include "core/tensor.h"
 #include "kernels/ref_impl.h"
+#include "quant/kquant_repack.h"
 #include "quant/kquants.h"
+#include "quant/repack.h"
 #include "quant/types.h"
 #include "test.h"
 
@@ -395,30 +402,158 @@ static void check_gemm_q(const char *isa, gemm_q_fn fn) {
     }
 }
 
+/* ---- interleaved forms ---- */
+
+static const evlm_type KR[3] = {EVLM_TYPE_Q4_K, EVLM_TYPE_Q5_K,
+                                EVLM_TYPE_Q6_K}; /* with R16 forms */
+
+/* rows of a 37-row matrix (a partial last group) back byte for byte and as the same floats,
+ * padding rows zero, and ref's dot of the R16 form bitwise the row's own */
+static void test_r16_rows(void) {
+    enum { R = 37, K = 3 * EVLM_QK_K };
+    static float x[R * K], f[K], g[K];
+    static unsigned char q[R * K], r16[48 * K], row[K];
+    static evlm_q8a act[K / EVLM_QK];
+    for (int ti = 0; ti < 3; ti++) {
+        const evlm_type t = KR[ti], rt = evlm_type_r16(t);
+        CHECKF(rt != EVLM_TYPE_COUNT && evlm_type_r16_base(rt) == t && evlm_type_traits_of(rt)->kq,
+               "%s has no R16 form", evlm_type_name(t));
+        const size_t rb = evlm_row_bytes(t, K);
+        for (int i = 0; i < R; i++)
+            for (int b = 0; b < K / EVLM_QK_K; b++)
+                make_block(x + i * K + b * EVLM_QK_K, kind_of(i, b));
+        for (int i = 0; i < R; i++) evlm_quantize_row(t, x + i * K, q + (size_t)i * rb, K);
+        CHECK(evlm_r16_bytes(rt, R, K) == 48 * rb && 48 * rb <= sizeof r16);
+        memset(r16, 0xa5, sizeof r16);
+        evlm_repack_r16(t, q, rb, R, K, r16);
+        for (int j = 0; j < K; j++) x[j] = frand() * (float)(1 + j % 3);
+        evlm_quantize_act_ref(x, act, K);
+        int bad = 0;
+        for (int i = 0; i < 48; i++) {
+            evlm_r16_get_row(rt, r16, K, i, row);
+            if (i >= R) { /* padding */
+                for (size_t j = 0; j < rb; j++) bad += row[j] != 0;
+                continue;
+            }
+            bad += memcmp(row, q + (size_t)i * rb, rb) != 0;
+            evlm_dequantize_row(t, q + (size_t)i * rb, f, K);
+            evlm_r16_dequantize_row(rt, r16, K, i, g);
+            bad += memcmp(f, g, sizeof f) != 0;
+            bad += evlm_r16_dot_ref(rt, r16, K, i, act) !=
+                   evlm_vec_dot_q_ref(t, q + (size_t)i * rb, act, K);
+        }
+        CHECKF(bad == 0, "%s: %d rows differ after interleaving", evlm_type_name(rt), bad);
+        /* the float-activation gemm (--act f32) on the R16 form: the rows dequantized as the
+         * file layout's, so the same bits (every table sends k-quants to ref's) */
+        static float yr[R], yi[R], scratch[K];
+        const evlm_kernels *kn = evlm_kernels_get();
+        kn->gemm(yr, R, x, K, q, rb, t, 1, 0, R, K, scratch);
+        kn->gemm(yi, R, x, K, r16, rb, rt, 1, 0, R, K, scratch);
+        CHECKF(memcmp(yr, yi, sizeof yr) == 0, "%s: the f32-activation gemm differs",
+               evlm_type_name(rt));
+        /* the documented places of row 5's d and of its qs / ql byte 4 * 3 + 1 in group 0 */
+        const unsigned char *b0 = q + 5 * rb;
+        if (t == EVLM_TYPE_Q4_K) {
+            CHECK(memcmp(r16 + EVLM_Q4K_R16_D + 2 * 5, b0, 2) == 0);
+            CHECK(r16[EVLM_Q4K_R16_QS + 64 * 3 + 4 * 5 + 1] == b0[16 + 4 * 3 + 1]);
+            CHECK(r16[EVLM_Q4K_R16_SC + 16 * 7 + 5] == b0[4 + 7]);
+        } else if (t == EVLM_TYPE_Q5_K) {
+            CHECK(memcmp(r16 + EVLM_Q5K_R16_DMIN + 2 * 5, b0 + 2, 2) == 0);
+            CHECK(r16[EVLM_Q5K_R16_QH + 64 * 3 + 4 * 5 + 1] == b0[16 + 4 * 3 + 1]);
+            CHECK(r16[EVLM_Q5K_R16_QS + 64 * 3 + 4 * 5 + 1] == b0[48 + 4 * 3 + 1]);
+        } else {
+            CHECK(memcmp(r16 + EVLM_Q6K_R16_D + 2 * 5, b0 + 208, 2) == 0);
+            /* half 1, i = 3: ql[64 + 12 ..], ql[64 + 32 + 12 ..], qh[32 + 12 ..] */
+            const unsigned char *q6 = r16 + EVLM_Q6K_R16_Q + 1536 + 192 * 3 + 4 * 5 + 1;
+            CHECK(q6[0] == b0[64 + 12 + 1] && q6[64] == b0[96 + 12 + 1] &&
+                  q6[128] == b0[128 + 32 + 12 + 1]);
+            CHECK(r16[EVLM_Q6K_R16_SC + 16 * 9 + 5] == b0[192 + 9]);
+        }
+    }
+}
+
+/* fn on the R16 form of a 45-row matrix (3 groups, the last partial) against ref on the
+ * row-major rows (the 1e-5 bound of check_gemm_q) and against fn on the row-major rows (the same
+ * bound: two summation orders of the same products), for n0 = 0 and n0 = 16 (rows outside
+ * [n0, n1) untouched) and 1..3 activation rows */
+static void check_gemm_q_r16(const char *isa, gemm_q_fn fn) {
+    enum { M = 3, R = 45, K = 5 * EVLM_QK_K };
+    static float x[M * K], w[R * K], wd[K];
+    static unsigned char q[R * K], r16[48 * K];
+    static evlm_q8a act[M * (K / EVLM_QK)];
+    static float got[M * R], want[M * R], rowm[M * R];
+    for (int ti = 0; ti < 3; ti++) {
+        const evlm_type t = KR[ti], rt = evlm_type_r16(t);
+        const size_t rb = evlm_row_bytes(t, K);
+        for (int r = 0; r < R; r++)
+            for (int b = 0; b < K / EVLM_QK_K; b++)
+                make_block(w + r * K + b * EVLM_QK_K, kind_of(r + 1, b));
+        for (int r = 0; r < R; r++) evlm_quantize_row(t, w + r * K, q + (size_t)r * rb, K);
+        evlm_repack_r16(t, q, rb, R, K, r16);
+        for (int j = 0; j < M * K; j++) x[j] = frand() * (float)(1 + j % 5);
+        x[17] = 40.0f; /* an outlier activation */
+        for (int i = 0; i < M; i++) evlm_quantize_act_ref(x + i * K, act + i * (K / EVLM_QK), K);
+        for (int n0 = 0; n0 <= 16; n0 += 16)
+            for (int m = 1; m <= M; m++) {
+                for (int j = 0; j < M * R; j++) got[j] = want[j] = rowm[j] = -1.0f;
+                evlm__ref_gemm_q(want, R, act, K / EVLM_QK, q, rb, t, m, n0, R, K);
+                fn(rowm, R, act, K / EVLM_QK, q, rb, t, m, n0, R, K);
+                fn(got, R, act, K / EVLM_QK, r16, rb, rt, m, n0, R, K);
+                int bad = 0;
+                for (int i = 0; i < m; i++)
+                    for (int r = 0; r < R; r++) {
+                        const float gv = got[i * R + r], e = want[i * R + r], o = rowm[i * R + r];
+                        if (r < n0) {
+                            bad += gv != -1.0f;
+                            continue;
+                        }
+                        evlm_dequantize_row(t, q + (size_t)r * rb, wd, K);
+                        double mag = 0.0;
+                        const evlm_q8a *a = act + i * (K / EVLM_QK);
+                        for (int j = 0; j < K; j++)
+                            mag += fabs((double)wd[j] * (double)a[j / 32].d * a[j / 32].qs[j % 32]);
+                        bool ok = fabs((double)gv - (double)e) <= 1e-5 * mag + 1e-30 &&
+                                  fabs((double)gv - (double)o) <= 1e-5 * mag + 1e-30;
+                        if (!ok && bad++ < 3)
+                            fprintf(stderr, "%s %s m %d row %d: %g vs ref %g, row-major %g\n", isa,
+                                    evlm_type_name(rt), m, r, (double)gv, (double)e, (double)o);
+                    }
+                for (int j = m * R; j < M * R; j++) bad += got[j] != -1.0f; /* rows past m */
+                CHECKF(bad == 0, "%s gemm_q %s, m = %d, n0 = %d: %d outputs off", isa,
+                       evlm_type_name(rt), m, n0, bad);
+            }
+    }
+}
+
 static void test_kernels(void) {
     int n = 0;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         check_gemm_q("avx2", evlm__avx2_gemm_q);
+        check_gemm_q_r16("avx2", evlm__avx2_gemm_q);
         n++;
     }
     if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) {
         check_gemm_q("avx512vnni", evlm__avx512vnni_gemm_q);
+        check_gemm_q_r16("avx512vnni", evlm__avx512vnni_gemm_q);
         n++;
     }
 #endif
 #if defined(__aarch64__)
     check_gemm_q("neon", evlm_kernels_neon.gemm_q);
+    check_gemm_q_r16("neon", evlm_kernels_neon.gemm_q);
     n++;
 #if defined(__linux__)
     if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) {
         check_gemm_q("dotprod", evlm__neon_dotprod_gemm_q);
+        check_gemm_q_r16("dotprod", evlm__neon_dotprod_gemm_q);
         n++;
     }
 #endif
 #endif
     check_gemm_q("ref (by the type table)", evlm__ref_gemm_q);
+    check_gemm_q_r16("ref (by the type table)", evlm__ref_gemm_q);
     printf("gemm_q checked against ref on %d SIMD table(s) of this CPU\n", n);
 }
 
@@ -427,6 +562,7 @@ int main(void) {
     test_round_trips();
     test_dots();
     test_known_answers();
+    test_r16_rows();
     test_kernels();
     return test_done();
 }

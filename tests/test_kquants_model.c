@@ -65,11 +65,12 @@ static evlm_type pick(void *vctx, const char *name, const evlm_tensor *t, const 
     return EVLM_TYPE_F32;
 }
 
-static float *logits_of_act(const char *model, const char *text, size_t *n_out, int *V,
-                            bool f32_act) {
+static float *logits_of_layout(const char *model, const char *text, size_t *n_out, int *V,
+                               bool f32_act, bool keep_layout) {
     evlm_model *m = NULL;
     evlm_model_params mp = evlm_model_default_params();
     mp.f32_act = f32_act;
+    mp.keep_layout = keep_layout;
     CHECK_OK(evlm_model_load(model, &mp, &m));
     if (!m) return NULL;
     *V = evlm_model_n_vocab(m);
@@ -91,6 +92,12 @@ static float *logits_of_act(const char *model, const char *text, size_t *n_out, 
     }
     evlm_model_free(m);
     return lg;
+}
+
+/* the weights interleaved at load (Q4_K_R16 / Q6_K_R16 for those bases: quant/kquant_repack.h) */
+static float *logits_of_act(const char *model, const char *text, size_t *n_out, int *V,
+                            bool f32_act) {
+    return logits_of_layout(model, text, n_out, V, f32_act, false);
 }
 
 /* float activations: the k-quant rows dequantized, as the F32 twin's */
@@ -274,6 +281,24 @@ int main(void) {
                     printf("  int8 activations: max |logit diff| vs the dequantized copy %.3g\n",
                            (double)di);
                     CHECK(di <= 0.15f * mx && di > 0.0f); /* > 0: the int8 path did run */
+                    /* the interleaved kernels against the row-major ones (the file's layout
+                     * kept): the same products summed in another order, so the logits agree to
+                     * float rounding (~1e-6 here), unless an output's last bit moves an activation
+                     * of a later layer to the neighbouring int8 value: one step of one block, up
+                     * to ~1 % of the largest logit (seen once: Q5_K under avx2, 0.7 %). A wrong
+                     * layout or kernel moves them by the logits' own size. */
+                    size_t n5 = 0;
+                    int V5 = 0;
+                    float *lr = logits_of_layout(fq, prompts[pi], &n5, &V5, false, true);
+                    if (lr && n5 == n1 && V5 == V1) {
+                        float dr = max_diff(li, lr, cnt);
+                        printf("  int8, interleaved vs file layout: max |logit diff| %.3g\n",
+                               (double)dr);
+                        CHECK(dr <= 0.02f * mx);
+                    } else {
+                        CHECKF(0, "%s: file-layout logits missing", nm);
+                    }
+                    free(lr);
                 } else {
                     CHECKF(0, "%s: int8-activation logits missing", nm);
                 }

@@ -64,9 +64,10 @@ static void test_rows(void) {
             CHECKF(a->head > 0 && a->head % 2 == 0 && (a->size - (size_t)a->head) % 4 == 0 &&
                        (size_t)a->head < a->size,
                    "%s: header %d of a %zu-byte block", nm, a->head, a->size);
-        } else if (a->kq) { /* k-quants: 256-element super-blocks (kquants.h) */
-            CHECKF(a->block == EVLM_QK_K && a->head == 0 && !a->is_float && !a->memory_only &&
-                       a->r16 == EVLM_TYPE_COUNT,
+        } else if (a->kq) { /* k-quants: 256-element super-blocks (kquants.h); in memory only:
+                             * their interleaved forms (kquant_repack.h) */
+            CHECKF(a->block == EVLM_QK_K && a->head == 0 && !a->is_float &&
+                       a->memory_only == (a->r16_base != EVLM_TYPE_COUNT),
                    "%s: a k-quant with block %d, head %d", nm, a->block, a->head);
         } else {
             CHECKF(a->block == (a->s24 ? 8 : 1) && a->head == 0, "%s: block %d, head %d", nm,
@@ -285,7 +286,8 @@ static void test_r16_rows(void) {
     for (int t = 0; t < EVLM_TYPE_COUNT; t++) {
         const evlm_type_traits *a = tr(t);
         const evlm_type_ops *o = evlm_type_ops_of((evlm_type)t);
-        if (a->r16 == EVLM_TYPE_COUNT || !o->from_float) continue;
+        if (a->r16 == EVLM_TYPE_COUNT || !o->from_float || K % a->block)
+            continue; /* k-quants: test_kquants.c */
         size_t rb = evlm_row_bytes((evlm_type)t, K);
         for (int i = 0; i < N * K; i++) x[i] = frand() * (float)(1 + i % 5);
         for (int i = 0; i < N; i++) o->from_float(x + i * K, w + (size_t)i * rb, K);

@@ -30,9 +30,12 @@ const evlm_type_traits evlm__type_traits[EVLM_TYPE_COUNT + 1] = {
     [T(F32_S24)] = {"F32_S24", 8, 17, 0, 1, 0, 1, NONE, T(F32), -1, NULL, NULL, 0, 1},
     [T(F16_S24)] = {"F16_S24", 8, 9, 0, 1, 0, 1, NONE, T(F16), -1, NULL, NULL, 0, 1},
     [T(BF16_S24)] = {"BF16_S24", 8, 9, 0, 1, 0, 1, NONE, T(BF16), -1, NULL, NULL, 0, 1},
-    [T(Q4_K)] = {"Q4_K", 256, 144, 0, 0, 0, 0, NONE, NONE, 12, "q4_K", NULL, 0, 0, 1},
-    [T(Q5_K)] = {"Q5_K", 256, 176, 0, 0, 0, 0, NONE, NONE, 13, "q5_K", NULL, 0, 0, 1},
-    [T(Q6_K)] = {"Q6_K", 256, 210, 0, 0, 0, 0, NONE, NONE, 14, "q6_K", NULL, 0, 0, 1},
+    [T(Q4_K)] = {"Q4_K", 256, 144, 0, 0, 0, 0, T(Q4_K_R16), NONE, 12, "q4_K", NULL, 0, 0, 1},
+    [T(Q5_K)] = {"Q5_K", 256, 176, 0, 0, 0, 0, T(Q5_K_R16), NONE, 13, "q5_K", NULL, 0, 0, 1},
+    [T(Q6_K)] = {"Q6_K", 256, 210, 0, 0, 0, 0, T(Q6_K_R16), NONE, 14, "q6_K", NULL, 0, 0, 1},
+    [T(Q4_K_R16)] = {"Q4_K_R16", 256, 144, 0, 0, 0, 1, NONE, T(Q4_K), -1, NULL, NULL, 0, 0, 1},
+    [T(Q6_K_R16)] = {"Q6_K_R16", 256, 210, 0, 0, 0, 1, NONE, T(Q6_K), -1, NULL, NULL, 0, 0, 1},
+    [T(Q5_K_R16)] = {"Q5_K_R16", 256, 176, 0, 0, 0, 1, NONE, T(Q5_K), -1, NULL, NULL, 0, 0, 1},
     [NONE] = {"?", 1, 0, 0, 0, 0, 0, NONE, NONE, -1, NULL, NULL, 0, 0},
 };
 

@@ -255,6 +255,8 @@ static bool repackable(const evlm_weights *w, size_t i, bool quant, bool floats)
     if (evlm_type_r16(t->type) == EVLM_TYPE_COUNT || !w->matrix[i] || t->n_dims != 2 ||
         t->ne[1] < EVLM_R16 || t->nb[1] != evlm_row_bytes(t->type, t->ne[0]))
         return false;
+    if (evlm_type_traits_of(t->type)->kq) /* k-quants: whole super-blocks (kquant_repack.h) */
+        return quant && t->ne[0] % evlm_type_block(t->type) == 0;
     return evlm_type_is_quant(t->type) ? quant && t->ne[0] % EVLM_QK == 0 : floats;
 }
 

@@ -171,8 +171,11 @@ void evlm__neon_dotprod_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t l
         evlm__dotprod_gemm_q_s24(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
-    if (evlm_type_traits_of(wt)->kq) { /* arm_neon_kquant.c (base NEON, no SDOT yet) */
-        evlm__neon_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+    if (evlm_type_traits_of(wt)->kq) { /* arm_dotprod_kquant_r16.c; row-major: arm_neon_kquant.c */
+        if (evlm_type_is_r16(wt))
+            evlm__dotprod_gemm_q_kqr16(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        else
+            evlm__neon_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
     if (!evlm__q8_gemm(evlm__dotprod_q8, &k_qshape, &k_r16_shape, NULL, y, ldy, x, ldx, w, ldw, wt,

@@ -672,8 +672,11 @@ const evlm__q8_kern evlm__neon_q8[EVLM_TYPE_COUNT] = {
  * types without an entry go to ref. */
 static void gemm_q_neon(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                         size_t ldw, evlm_type wt, int m, int n0, int n1, int k) {
-    if (evlm_type_traits_of(wt)->kq) { /* arm_neon_kquant.c */
-        evlm__neon_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+    if (evlm_type_traits_of(wt)->kq) { /* arm_neon_kquant.c, arm_neon_kquant_r16.c */
+        if (evlm_type_is_r16(wt))
+            evlm__neon_gemm_q_kqr16(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        else
+            evlm__neon_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
     if (!evlm__q8_gemm(evlm__neon_q8, &k_qshape, &k_r16_shape, NULL, y, ldy, x, ldx, w, ldw, wt, m,

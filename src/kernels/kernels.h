@@ -43,10 +43,11 @@ typedef struct evlm_kernels {
     /* Dynamic activation quantization: x (k floats, k a multiple of 32) -> k / 32 blocks. */
     void (*quantize_act)(const float *x, evlm_q8a *y, int k);
     /* Y (m, n) = Xq (m rows of k / 32 blocks, row stride ldx blocks) @ W^T for W rows [n0, n1)
-     * of quantized type wt (Q8_0 / Q4_0 / Q4_1), row stride ldw bytes; int8 dot products.
-     * The *_R16 types (quant/repack.h): w is the matrix base, ldw its base row bytes, n0 a
-     * multiple of 16 (n1 need not be: only rows below n1 are written). Every output element is
-     * the same float operations whatever m, n0, n1 (token trees rely on it). */
+     * of quantized type wt (Q8_0 / Q4_0 / Q4_1, the k-quants), row stride ldw bytes; int8 dot
+     * products.
+     * The *_R16 types (quant/repack.h, quant/kquant_repack.h): w is the matrix base, ldw its base
+     * row bytes, n0 a multiple of 16 (n1 need not be: only rows below n1 are written). Every output
+     * element is the same float operations whatever m, n0, n1 (token trees rely on it). */
     void (*gemm_q)(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w, size_t ldw,
                    evlm_type wt, int m, int n0, int n1, int k);
     /* attn_row for n_q <= EVLM_ATTN_ROWS query rows that share one key / value head (the heads of

@@ -104,6 +104,17 @@ void evlm__avx2_gemm_q_kq(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, c
                           size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 void evlm__avx512vnni_gemm_q_kq(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
                                 size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+/* ... and for their interleaved forms Q4_K_R16 / Q5_K_R16 / Q6_K_R16 (quant/kquant_repack.h): AVX2
+ * and VNNI (kquant_r16_body.h), NEON plain and SDOT (arm_neon_kquant_r16.c) */
+void evlm__avx2_gemm_q_kqr16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                             size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__avx512vnni_gemm_q_kqr16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx,
+                                   const void *w, size_t ldw, evlm_type wt, int m, int n0, int n1,
+                                   int k);
+void evlm__neon_gemm_q_kqr16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                             size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
+void evlm__dotprod_gemm_q_kqr16(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, const void *w,
+                                size_t ldw, evlm_type wt, int m, int n0, int n1, int k);
 
 /* The int8 gemm_q (Q8_0 / Q4_0 / Q4_1 and their *_R16 forms): the per-ISA files supply register
  * tiles and a shape, q8_walk.c walks the activation rows and [n0, n1) with them.

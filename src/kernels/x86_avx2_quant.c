@@ -327,8 +327,11 @@ void evlm__avx2_gemm_q(float *y, size_t ldy, const evlm_q8a *x, size_t ldx, cons
         evlm__avx2_gemm_q_s24(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
-    if (evlm_type_traits_of(wt)->kq) { /* x86_avx2_kquant.c */
-        evlm__avx2_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+    if (evlm_type_traits_of(wt)->kq) { /* x86_avx2_kquant.c, x86_avx2_kquant_r16.c */
+        if (evlm_type_is_r16(wt))      /* Q4_K_R16 / Q6_K_R16 */
+            evlm__avx2_gemm_q_kqr16(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
+        else
+            evlm__avx2_gemm_q_kq(y, ldy, x, ldx, w, ldw, wt, m, n0, n1, k);
         return;
     }
     if (!evlm__q8_gemm(evlm__avx2_q8, &k_shape, &k_r16_shape, evlm__avx2_q8_corr, y, ldy, x, ldx, w,

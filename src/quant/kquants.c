@@ -339,55 +339,79 @@ void evlm_dequantize_row_q6_K(const void *x, float *y, int64_t n) {
 
 /* ---- dots ---------------------------------------------------------------------------------- */
 
+/* One super-block's terms added to acc one sub-block at a time: the row dots below are these
+ * chained from acc = 0, so evlm_kq_dot_block continues a row's sum bit for bit. */
+static float dot_block_q4_K(const evlm_block_q4_K *b, const evlm_q8a *x, float acc) {
+    const float d = h2f(b->d), dmin = h2f(b->dmin);
+    for (int j = 0; j < 8; j++) {
+        const evlm_q8a *a = x + j;
+        int s, m, isum = 0;
+        evlm_kq_scale_min(b->scales, j, &s, &m);
+        for (int l = 0; l < 32; l++) isum += q4k_code(b->qs, 32 * j + l) * a->qs[l];
+        acc += d * (float)s * a->d * (float)isum - dmin * (float)m * a->s;
+    }
+    return acc;
+}
+
+static float dot_block_q5_K(const evlm_block_q5_K *b, const evlm_q8a *x, float acc) {
+    const float d = h2f(b->d), dmin = h2f(b->dmin);
+    for (int j = 0; j < 8; j++) {
+        const evlm_q8a *a = x + j;
+        int s, m, isum = 0;
+        evlm_kq_scale_min(b->scales, j, &s, &m);
+        for (int l = 0; l < 32; l++) isum += q5k_code(b->qs, b->qh, 32 * j + l) * a->qs[l];
+        acc += d * (float)s * a->d * (float)isum - dmin * (float)m * a->s;
+    }
+    return acc;
+}
+
+static float dot_block_q6_K(const evlm_block_q6_K *b, const evlm_q8a *x, float acc) {
+    const float d = h2f(b->d);
+    for (int j = 0; j < 8; j++) { /* activation block j: the 16-sub-blocks 2j and 2j + 1 */
+        const evlm_q8a *a = x + j;
+        int isum = 0;
+        for (int h = 0; h < 2; h++) {
+            int part = 0;
+            for (int l = 0; l < 16; l++)
+                part += q6k_value(b, 32 * j + 16 * h + l) * a->qs[16 * h + l];
+            isum += b->scales[2 * j + h] * part;
+        }
+        acc += d * a->d * (float)isum;
+    }
+    return acc;
+}
+
+float evlm_kq_dot_block(evlm_type t, const void *blk, const evlm_q8a *x, float acc) {
+    switch (t) {
+    case EVLM_TYPE_Q4_K:
+        return dot_block_q4_K(blk, x, acc);
+    case EVLM_TYPE_Q5_K:
+        return dot_block_q5_K(blk, x, acc);
+    case EVLM_TYPE_Q6_K:
+        return dot_block_q6_K(blk, x, acc);
+    default:
+        return acc;
+    }
+}
+
 float evlm_vec_dot_q4_K_ref(const void *w, const evlm_q8a *x, int64_t n) {
     float acc = 0.0f;
-    for (int64_t i = 0; i < n / EVLM_QK_K; i++) {
-        const evlm_block_q4_K *b = (const evlm_block_q4_K *)w + i;
-        const float d = h2f(b->d), dmin = h2f(b->dmin);
-        for (int j = 0; j < 8; j++) {
-            const evlm_q8a *a = x + i * 8 + j;
-            int s, m, isum = 0;
-            evlm_kq_scale_min(b->scales, j, &s, &m);
-            for (int l = 0; l < 32; l++) isum += q4k_code(b->qs, 32 * j + l) * a->qs[l];
-            acc += d * (float)s * a->d * (float)isum - dmin * (float)m * a->s;
-        }
-    }
+    for (int64_t i = 0; i < n / EVLM_QK_K; i++)
+        acc = dot_block_q4_K((const evlm_block_q4_K *)w + i, x + i * 8, acc);
     return acc;
 }
 
 float evlm_vec_dot_q5_K_ref(const void *w, const evlm_q8a *x, int64_t n) {
     float acc = 0.0f;
-    for (int64_t i = 0; i < n / EVLM_QK_K; i++) {
-        const evlm_block_q5_K *b = (const evlm_block_q5_K *)w + i;
-        const float d = h2f(b->d), dmin = h2f(b->dmin);
-        for (int j = 0; j < 8; j++) {
-            const evlm_q8a *a = x + i * 8 + j;
-            int s, m, isum = 0;
-            evlm_kq_scale_min(b->scales, j, &s, &m);
-            for (int l = 0; l < 32; l++) isum += q5k_code(b->qs, b->qh, 32 * j + l) * a->qs[l];
-            acc += d * (float)s * a->d * (float)isum - dmin * (float)m * a->s;
-        }
-    }
+    for (int64_t i = 0; i < n / EVLM_QK_K; i++)
+        acc = dot_block_q5_K((const evlm_block_q5_K *)w + i, x + i * 8, acc);
     return acc;
 }
 
 float evlm_vec_dot_q6_K_ref(const void *w, const evlm_q8a *x, int64_t n) {
     float acc = 0.0f;
-    for (int64_t i = 0; i < n / EVLM_QK_K; i++) {
-        const evlm_block_q6_K *b = (const evlm_block_q6_K *)w + i;
-        const float d = h2f(b->d);
-        for (int j = 0; j < 8; j++) { /* activation block j: the 16-sub-blocks 2j and 2j + 1 */
-            const evlm_q8a *a = x + i * 8 + j;
-            int isum = 0;
-            for (int h = 0; h < 2; h++) {
-                int part = 0;
-                for (int l = 0; l < 16; l++)
-                    part += q6k_value(b, 32 * j + 16 * h + l) * a->qs[16 * h + l];
-                isum += b->scales[2 * j + h] * part;
-            }
-            acc += d * a->d * (float)isum;
-        }
-    }
+    for (int64_t i = 0; i < n / EVLM_QK_K; i++)
+        acc = dot_block_q6_K((const evlm_block_q6_K *)w + i, x + i * 8, acc);
     return acc;
 }
 

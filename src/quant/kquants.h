@@ -87,6 +87,10 @@ void evlm_dequantize_row_q6_K(const void *x, float *y, int64_t n);
 float evlm_vec_dot_q4_K_ref(const void *w, const evlm_q8a *x, int64_t n);
 float evlm_vec_dot_q5_K_ref(const void *w, const evlm_q8a *x, int64_t n);
 float evlm_vec_dot_q6_K_ref(const void *w, const evlm_q8a *x, int64_t n);
+/* acc plus the terms of one super-block blk of type t (Q4_K / Q5_K / Q6_K) against its 8
+ * activation blocks, in the order of the row dots above (which chain it from acc = 0): so a row
+ * gathered block by block (an R16 form, quant/kquant_repack.h) gives the row dot's bits. */
+float evlm_kq_dot_block(evlm_type t, const void *blk, const evlm_q8a *x, float acc);
 /* dot(row of n elements, n / 256 ggml activation blocks): ggml's vec_dot_*_K_q8_K pairing. */
 float evlm_vec_dot_q4_K_q8_K(const void *w, const evlm_block_q8_K *x, int64_t n);
 float evlm_vec_dot_q5_K_q8_K(const void *w, const evlm_block_q8_K *x, int64_t n);

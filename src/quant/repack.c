@@ -1,5 +1,7 @@
 /* repack.c - 16-row interleaved quantized matrices (see repack.h). */
 #include "quant/repack.h"
+#include "quant/kquant_repack.h"
+#include "quant/kquants.h"
 #include "quant/quants.h"
 #include "quant/sparse24.h"
 
@@ -55,6 +57,10 @@ static void repack_float(evlm_type base, const void *src, size_t ldw, int64_t n,
 
 void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k, void *dst) {
     evlm_type rt = evlm_type_r16(base);
+    if (evlm_type_traits_of(base)->kq) { /* kquant_repack.h */
+        evlm__kq_repack_r16(base, src, ldw, n, k, dst);
+        return;
+    }
     if (evlm_type_is_r16_float(rt)) { /* only a partial last group needs zeros first */
         size_t gb = EVLM_R16 * evlm_row_bytes(base, k);
         if (n % EVLM_R16) memset((char *)dst + (size_t)(n / EVLM_R16) * gb, 0, gb);
@@ -87,6 +93,10 @@ void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, in
         evlm_s24_get_block(rt, data, k, r, b, out);
         return;
     }
+    if (evlm_type_traits_of(rt)->kq) {
+        evlm__kq_r16_get_block(rt, data, k, r, b, out);
+        return;
+    }
     evlm_type base = evlm_type_r16_base(rt);
     int64_t kb = k / EVLM_QK;
     char *blk = out;
@@ -100,7 +110,7 @@ void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, in
 
 void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void *blocks) {
     size_t bs = evlm_type_size(evlm_type_r16_base(rt));
-    for (int64_t b = 0; b < k / EVLM_QK; b++)
+    for (int64_t b = 0; b < k / evlm_type_block(rt); b++)
         evlm_r16_get_block(rt, data, k, r, b, (char *)blocks + (size_t)b * bs);
 }
 
@@ -136,9 +146,10 @@ void evlm_r16_dequantize_row(evlm_type rt, const void *data, int64_t k, int64_t 
         return;
     }
     char blk[EVLM_TYPE_MAX_BLOCK_BYTES]; /* one block at a time: no row-sized buffer */
-    for (int64_t b = 0; b < k / EVLM_QK; b++) {
+    const int bl = evlm_type_block(rt);
+    for (int64_t b = 0; b < k / bl; b++) {
         evlm_r16_get_block(rt, data, k, r, b, blk);
-        evlm_dequantize_row(base, blk, y + b * EVLM_QK, EVLM_QK);
+        evlm_dequantize_row(base, blk, y + b * bl, bl);
     }
 }
 
@@ -146,6 +157,13 @@ float evlm_r16_dot_ref(evlm_type rt, const void *data, int64_t k, int64_t r, con
     evlm_type base = evlm_type_r16_base(rt);
     char blk[EVLM_TYPE_MAX_BLOCK_BYTES];
     float acc = 0.0f; /* ((0 + t0) + t1) + ...: the float operations of the row's own dot */
+    if (evlm_type_traits_of(rt)->kq) { /* super-blocks continue the chain (kquants.h) */
+        for (int64_t b = 0; b < k / EVLM_QK_K; b++) {
+            evlm_r16_get_block(rt, data, k, r, b, blk);
+            acc = evlm_kq_dot_block(base, blk, x + b * (EVLM_QK_K / EVLM_QK), acc);
+        }
+        return acc;
+    }
     for (int64_t b = 0; b < k / EVLM_QK; b++) {
         evlm_r16_get_block(rt, data, k, r, b, blk);
         acc += evlm_vec_dot_q_ref(base, blk, x + b, EVLM_QK);

@@ -32,6 +32,9 @@
  * evlm_r16_dot_f32_ref (bitwise). An R16 matrix keeps ne = {k, n} and nb[1] = the row bytes of
  * its base type; groups are 16 * nb[1] bytes apart.
  *
+ * The k-quants' forms Q4_K_R16 / Q6_K_R16 (256-element super-blocks) are laid out in
+ * kquant_repack.h; the functions here take them too (blocks are then super-blocks).
+ *
  * Not here: the kernels (src/kernels), when to repack (src/model: at load, EVLM_REPACK=0 off).
  */
 #ifndef EVLM_QUANT_REPACK_H
@@ -69,9 +72,10 @@ size_t evlm_r16_bytes(evlm_type rt, int64_t n, int64_t k);
  * are zero. */
 void evlm_repack_r16(evlm_type base, const void *src, size_t ldw, int64_t n, int64_t k, void *dst);
 /* Block b of row r of an R16 matrix (k columns) back as one block of the base type (out: its
- * 34 / 18 / 20 bytes). */
+ * 34 / 18 / 20 bytes; a k-quant's super-block: 144 / 210). */
 void evlm_r16_get_block(evlm_type rt, const void *data, int64_t k, int64_t r, int64_t b, void *out);
-/* Row r of an R16 matrix (k columns) back as k / 32 blocks of the base type. */
+/* Row r of an R16 matrix (k columns) back as k / 32 blocks of the base type (k / 256 for a
+ * k-quant). */
 void evlm_r16_get_row(evlm_type rt, const void *data, int64_t k, int64_t r, void *blocks);
 /* dot(row r, activation row of k / 32 blocks): bitwise evlm_vec_dot_q_ref of the base row. */
 float evlm_r16_dot_ref(evlm_type rt, const void *data, int64_t k, int64_t r, const evlm_q8a *x);
