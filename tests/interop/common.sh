@@ -1,0 +1,43 @@
+# common.sh - sourced by the make interop scripts (tests/interop/*.sh): paths, the llama.cpp
+# binaries, and the evlm commands that write llama.cpp's files.
+#
+#   EVLM_BIN       evlm (default build/release/evlm); interop_logits sits beside it
+#   EVLM_SHARED    the shared data folder (default ../shared)
+#   LLAMACPP_BIN   llama.cpp binaries to use instead of building them (scripts/llamacpp.sh)
+#   INTEROP_DIR    work folder (default build/interop): models, files, logs, the tables
+#   INTEROP_THREADS  threads for every run, evlm and llama.cpp alike (default 1: a shared machine)
+set -u
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+EVLM="${EVLM_BIN:-$ROOT/build/release/evlm}"
+LOGITS="$(dirname "$EVLM")/interop_logits"
+SHARED="${EVLM_SHARED:-$ROOT/../shared}"
+W="${INTEROP_DIR:-$ROOT/build/interop}"
+T="${INTEROP_THREADS:-1}"
+mkdir -p "$W"
+
+for b in "$EVLM" "$LOGITS"; do
+  [ -x "$b" ] || { echo "interop: $b is missing (make build)" >&2; exit 1; }
+done
+LL="$("$ROOT/scripts/llamacpp.sh")" || { echo "interop: no llama.cpp binaries" >&2; exit 1; }
+
+# evlm_pair MODEL_DIR TYPE OUT.gguf: the language model OUT.gguf and its projector
+# mmproj-OUT.gguf (vision models) as llama.cpp loads them, written by evlm; float types through
+# the plain export, the others through quantize (args after TYPE go to quantize)
+evlm_pair() {
+  local m="$1" t="$2" out="$3"
+  shift 3
+  case "$t" in
+    f16 | bf16 | f32) "$EVLM" export-gguf -m "$m" -o "$out" --type "$t" "$@" ;;
+    *) "$EVLM" quantize -m "$m" -o "$out" --type "$t" -t "$T" "$@" ;;
+  esac
+}
+
+# mmproj_of OUT.gguf: the projector file written beside it
+mmproj_of() { echo "$(dirname "$1")/mmproj-$(basename "$1")"; }
+
+# a line of the machine for the reports
+machine() {
+  local cpu
+  cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+  echo "$cpu, $(nproc) cores visible, $T thread(s) per run; llama.cpp $(git -C "$LL/../../src" describe --tags --always 2>/dev/null || echo '?') (node-llama-cpp 3.21.1 bundle)"
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# vlm.sh - issue 15, 4a and 4c: the scene model as a llama.cpp pair (language model + mmproj)
+# answering the 90 scenes-dev questions in llama-mtmd-cli and in evlm, on the same files
+# (make interop). Then the quality target: `evlm quality` against bf16 of evlm's own Q4_K_M
+# and of llama-quantize's Q4_K_M of the same F16 export.
+#
+# 4a: pairs written by evlm (INTEROP_VLM_TYPES, default q8_0 q4_0 q4_k).
+# 4c: pairs written by llama.cpp: llama-quantize turns evlm's F16 export into Q4_K_M and Q8_0
+#     (the projector stays the F16 export's mmproj), read back by evlm with --mmproj.
+# For each pair: greedy answers (64 tokens at most) of `evlm eval -v` and of llama-mtmd-cli
+# --temp 0; PASS when >= 95 % of the items are equal. Every differing item is listed.
+# Writes $W/vlm.md and $W/vlm_items.md (the differing items). Exit 1 on any FAIL.
+source "$(dirname "$0")/common.sh"
+S="$SHARED/models/scenes-vlm"
+DS="$SHARED/datasets/scenes-dev/dev.jsonl"
+CORPUS="$SHARED/fixtures/corpus.txt"
+TYPES="${INTEROP_VLM_TYPES:-q8_0 q4_0 q4_k}"
+LQTYPES="${INTEROP_LQ_TYPES:-Q4_K_M Q8_0}"
+N_ITEMS="${INTEROP_ITEMS:-0}" # 0 = every item
+out="$W/vlm.md"
+items="$W/vlm_items.md"
+mkdir -p "$W/log"
+if [ ! -f "$S/config.json" ] || [ ! -f "$DS" ]; then
+  echo "vlm.sh: SKIP: $S or $DS not found" | tee "$out"
+  exit 0
+fi
+ds="$W/dev.jsonl"
+if [ "$N_ITEMS" -gt 0 ]; then head -n "$N_ITEMS" "$DS" >"$ds"; else cp "$DS" "$ds"; fi
+dsdir="$(dirname "$DS")"
+fail=0
+rows=()
+: >"$items"
+
+# evlm_answers LM MMPROJ OUT.tsv: image<TAB>question<TAB>answer per item, from evlm eval -v
+evlm_answers() {
+  local mm=()
+  "$EVLM" eval --help 2>/dev/null | grep -q -- --mmproj && mm=(--mmproj "$2")
+  "$EVLM" eval -m "$1" "${mm[@]}" --dataset "$ds" -v -n 64 -t "$T" --json >"$W/log/eval.json" 2>"$W/log/eval.err" ||
+    { echo "evlm eval failed: $(tail -1 "$W/log/eval.err")" >&2; return 1; }
+  python3 - "$W/log/eval.err" "$3" <<'EOF'
+import re, sys
+rows = []
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r'^(ok  |FAIL) (\S+) \| (.*) \| got "(.*)" want "(.*)"$', line.rstrip("\n"))
+    if m: rows.append("%s\t%s\t%s" % (m.group(2), m.group(3), m.group(4)))
+open(sys.argv[2], "w").write("".join(r + "\n" for r in rows))
+EOF
+}
+
+# llama_answers LM MMPROJ OUT.tsv: the same from llama-mtmd-cli, one run per item
+llama_answers() {
+  python3 - "$ds" >"$W/log/items.tsv" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.strip():
+        d = json.loads(line)
+        print("%s\t%s" % (d["image"], d["question"]))
+EOF
+  : >"$3"
+  local img q a
+  while IFS=$'\t' read -r img q; do
+    a="$("$LL/llama-mtmd-cli" -m "$1" --mmproj "$2" --image "$dsdir/$img" -p "$q" -n 64 --temp 0 \
+         --top-k 1 -t "$T" --no-warmup 2>"$W/log/mtmd.err" </dev/null)" ||
+      { echo "llama-mtmd-cli failed on $img: $(grep -m1 -i 'error\|fail' "$W/log/mtmd.err")" >&2; return 1; }
+    a="$(printf '%s' "$a" | python3 -c 'import sys; print(sys.stdin.read().strip().replace("\n", " "))')"
+    printf '%s\t%s\t%s\n' "$img" "$q" "$a" >>"$3"
+  done <"$W/log/items.tsv"
+}
+
+# compare NAME WRITER LM MMPROJ
+compare() {
+  local name="$1" writer="$2" lm="$3" mm="$4" te tl
+  local ev="$W/log/$name.evlm.tsv" lc="$W/log/$name.llama.tsv"
+  te=$(date +%s)
+  evlm_answers "$lm" "$mm" "$ev" || { rows+=("| $name | $writer | | | | | | | FAIL (evlm) |"); fail=1; return; }
+  te=$(($(date +%s) - te))
+  tl=$(date +%s)
+  llama_answers "$lm" "$mm" "$lc" || { rows+=("| $name | $writer | | | | | | | FAIL (llama.cpp) |"); fail=1; return; }
+  tl=$(($(date +%s) - tl))
+  local r
+  r="$(python3 - "$ev" "$lc" "$ds" "$name" "$items" <<'EOF'
+import json, sys
+ev = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+lc = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
+want = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+n = len(want)
+if len(ev) != n or len(lc) != n:
+    print("error\t%d evlm answers, %d llama.cpp answers, %d items" % (len(ev), len(lc), n)); sys.exit()
+same = acc_e = acc_l = 0
+diff = []
+for e, l, w in zip(ev, lc, want):
+    a_e, a_l, gt = e[2].strip(), l[2].strip(), w["answer"].strip()
+    acc_e += a_e == gt; acc_l += a_l == gt
+    if a_e == a_l: same += 1
+    else: diff.append("| %s | %s | %s | %s | %s |" % (w["image"], w["question"], a_e, a_l, gt))
+with open(sys.argv[5], "a") as f:
+    f.write("\n#### %s: %d differing item(s)\n\n" % (sys.argv[4], len(diff)))
+    if diff:
+        f.write("| image | question | evlm | llama.cpp | reference answer |\n|---|---|---|---|---|\n")
+        f.write("\n".join(diff) + "\n")
+print("%d\t%d\t%.1f\t%.1f\t%.1f" % (same, n, 100.0 * same / n, 100.0 * acc_e / n, 100.0 * acc_l / n))
+EOF
+)"
+  local same n pct ae al res
+  IFS=$'\t' read -r same n pct ae al <<<"$r"
+  if [ "$same" = error ]; then rows+=("| $name | $writer | | | | | | | FAIL ($n) |"); fail=1; return; fi
+  res=PASS
+  python3 -c "import sys; sys.exit(0 if $same >= 0.95 * $n else 1)" || { res=FAIL; fail=1; }
+  rows+=("| $name | $writer | $same / $n | $pct | $ae | $al | $te | $tl | $res |")
+  echo "${rows[-1]}" >&2
+}
+
+t0=$(date +%s)
+# 4a: pairs written by evlm
+for t in $TYPES; do
+  f="$W/scenes-$t.gguf"
+  [ -f "$f" ] && [ -f "$(mmproj_of "$f")" ] || evlm_pair "$S" "$t" "$f" >"$W/log/scenes-$t.write" 2>&1 ||
+    { rows+=("| scenes-$t | evlm | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-$t.write")) |"); fail=1; continue; }
+  compare "scenes-$t" "evlm quantize --type $t" "$f" "$(mmproj_of "$f")"
+done
+
+# 4c: llama-quantize on evlm's F16 export; the projector stays the F16 export's
+f16="$W/scenes-f16.gguf"
+[ -f "$f16" ] && [ -f "$(mmproj_of "$f16")" ] || evlm_pair "$S" f16 "$f16" >"$W/log/scenes-f16.write" 2>&1 ||
+  { rows+=("| scenes-f16 | evlm export-gguf | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-f16.write")) |"); fail=1; }
+if [ -f "$f16" ]; then
+  for t in $LQTYPES; do
+    f="$W/lq-$t.gguf"
+    [ -f "$f" ] || "$LL/llama-quantize" "$f16" "$f" "$t" "$T" >"$W/log/lq-$t.log" 2>&1 ||
+      { rows+=("| lq-$t | llama-quantize | | | | | | | FAIL (llama-quantize: $(grep -m1 -i 'error\|fail' "$W/log/lq-$t.log")) |"); fail=1; continue; }
+    compare "lq-$t" "llama-quantize F16 -> $t" "$f" "$(mmproj_of "$f16")"
+  done
+fi
+
+# the quality target: evlm's Q4_K_M and llama-quantize's, both against bf16 (the model folder)
+qrows=()
+quality() { # NAME LM MMPROJ
+  local mm=()
+  "$EVLM" quality --help 2>/dev/null | grep -q -- --mmproj && mm=(--mmproj "$3")
+  "$EVLM" quality -m "$S" -q "$2" "${mm[@]}" --text "$CORPUS" --max-tokens "${INTEROP_KL_TOKENS:-8192}" \
+    --dataset "$ds" -t "$T" --json \
+    >"$W/log/quality-$1.json" 2>"$W/log/quality-$1.err" ||
+    { qrows+=("| $1 | failed: $(tail -1 "$W/log/quality-$1.err") | | | | |"); return 1; }
+  qrows+=("$(python3 - "$W/log/quality-$1.json" "$1" "$2" <<'EOF'
+import json, os, sys
+j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+def g(*ks):
+    for k in ks:
+        if k in j: return j[k]
+    return float("nan")
+print("| %s | %.1f | %.6f | %.5f | %.2f | %.1f (bf16 %.1f) |" % (sys.argv[2], os.path.getsize(sys.argv[3]) / 1e6,
+      g("kl_mean"), g("kl_p99"), 100 * g("top1_agreement"), 100 * g("accuracy_quant"), 100 * g("accuracy_ref")))
+EOF
+)")
+}
+eq="$W/scenes-q4_k_m.gguf"
+[ -f "$eq" ] || evlm_pair "$S" q4_k_m "$eq" >"$W/log/scenes-q4_k_m.write" 2>&1 || qrows+=("| evlm q4_k_m | write failed: $(tail -1 "$W/log/scenes-q4_k_m.write") | | | | |")
+[ -f "$eq" ] && quality "evlm quantize --type q4_k_m" "$eq" "$(mmproj_of "$eq")"
+[ -f "$W/lq-Q4_K_M.gguf" ] && quality "llama-quantize Q4_K_M" "$W/lq-Q4_K_M.gguf" "$(mmproj_of "$f16")"
+
+{
+  echo "### 4a, 4c: the scene model's pair in llama-mtmd-cli and in evlm ($(wc -l <"$ds") scenes-dev items)"
+  echo
+  echo "| pair | written by | equal answers | equal % | evlm accuracy % | llama.cpp accuracy % | evlm wall s | llama.cpp wall s | result (>= 95 %) |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "evlm: \`evlm eval -m LM.gguf [--mmproj mmproj-LM.gguf] --dataset dev.jsonl -v -n 64 -t $T\` (one process for all items)."
+  echo "llama.cpp: \`llama-mtmd-cli -m LM.gguf --mmproj mmproj-LM.gguf --image IMG -p QUESTION -n 64 --temp 0 -t $T\`, one process per item (its wall time includes 90 model loads)."
+  echo
+  echo "### Differing items"
+  cat "$items"
+  echo
+  echo "### Quality target: Q4_K_M against bf16 (\`evlm quality -m scenes-vlm -q FILE --text corpus.txt --dataset dev.jsonl\`)"
+  echo
+  echo "| Q4_K_M written by | file MB | mean KL | KL p99 | same top-1 % | accuracy % |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${qrows[@]}"
+  echo
+  echo "Wall time $(($(date +%s) - t0)) s."
+} >"$out"
+cat "$out"
+exit $fail
