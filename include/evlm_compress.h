@@ -118,7 +118,8 @@ typedef struct evlm_quantize_params {
     evlm_type type;   /* language-model matrices: Q8_0, Q4_0, Q4_1, or the k-quants Q4_K, Q5_K,
                          Q6_K (method rtn only: ggml's own scale search; matrices whose width is
                          not a multiple of 256 take Q8_0) */
-    evlm_type vision; /* vision tower + connector matrices: Q8_0 (default), Q4_0, Q4_1 or F16 */
+    evlm_type vision; /* vision tower + connector matrices: Q8_0 (default), Q4_0, Q4_1, F16 (also
+                         BF16 / F32 with a float type) */
     evlm_qmethod method;
     const char *calib_text;  /* a text file, nullable */
     const char *calib_jsonl; /* {image, question, answer} lines (paths relative to it), nullable */
@@ -147,6 +148,11 @@ typedef struct evlm_quantize_params {
      * in the layers its use_more_bits picks (the first and last eighth, every third between),
      * the output head (or a tied embedding) at Q6_K, the rest Q4_K. */
     bool kq_mix;
+    /* llama.cpp's layout (NULL: evlm's single file): the output file holds the language model
+     * as convert_hf_to_gguf.py writes it, and a VLM's vision tower + connector go to this mmproj
+     * file (llama-mtmd-cli -m OUT --mmproj MMPROJ). Added tensors (low-rank factors) are
+     * refused there. */
+    const char *mmproj;
 } evlm_quantize_params;
 
 EVLM_API evlm_quantize_params evlm_quantize_default_params(void);

@@ -167,6 +167,8 @@ bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
         g_sim_dir = o->sim = cli_value(argc, argv, i);
     else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
         o->model = cli_value(argc, argv, i);
+    else if (!strcmp(a, "--mmproj"))
+        o->mmproj = cli_value(argc, argv, i);
     else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
         o->prompt = cli_value(argc, argv, i);
     else if (!strcmp(a, "--raw"))
@@ -272,6 +274,7 @@ evlm_model *cli_load_model(const cli_model_opts *o) {
     mp.f32_act = o->f32_act;
     mp.float_head = o->float_head;
     mp.image_splitting = o->split;
+    mp.mmproj = o->mmproj;
     evlm_model *m;
     cli_check(evlm_model_load(o->model, &mp, &m));
     return m;

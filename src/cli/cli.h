@@ -26,6 +26,7 @@ int evlm_cmd_bench(int argc, char **argv);
 int evlm_cmd_synth(int argc, char **argv);
 int evlm_cmd_quality(int argc, char **argv);
 int evlm_cmd_quantize(int argc, char **argv);
+int evlm_cmd_export_gguf(int argc, char **argv);
 int evlm_cmd_prune(int argc, char **argv);
 int evlm_cmd_export_onnx(int argc, char **argv);
 int evlm_cmd_plan(int argc, char **argv);
@@ -75,6 +76,11 @@ char *cli_read_file(const char *path, size_t max_size, size_t *len);
 /* Writes data to path atomically: a temporary file in the same folder, fsync, rename. */
 void cli_write_file_atomic(const char *path, const void *data, size_t n);
 
+/* "mmproj-<file name>" beside out, in buf (cap bytes); dies when it does not fit. */
+const char *cli_mmproj_default(const char *out, char *buf, size_t cap);
+/* Consumes --format llamacpp|evlm and --mmproj PATH at argv[*i]; true if used. */
+bool cli_format_opt(const char **format, const char **mmproj, int argc, char **argv, int *i);
+
 /* Options shared by the commands that run a model. */
 typedef struct cli_model_opts {
     const char *model;
@@ -89,6 +95,7 @@ typedef struct cli_model_opts {
     bool float_head;            /* --head float */
     evlm_image_splitting split; /* --image-splitting on|off */
     const char *sim;            /* --sim DIR: an ONNX export's numerics (evlm_npu_sim) */
+    const char *mmproj;         /* --mmproj FILE: llama.cpp's vision projector of a GGUF model */
 } cli_model_opts;
 
 /* Attaches the --sim export's simulation to ctx (nothing without --sim); dies on failure. */
@@ -100,8 +107,8 @@ void cli_set_sim(const char *dir);
 evlm_status cli_prompt_new(evlm_model *m, evlm_context *ctx, const char *text, bool add_special,
                            const evlm_image_input *images, int n_images, evlm_prompt **out);
 
-/* Consumes -m/--model, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv, --act, --head,
- * --image-splitting at argv[*i];
+/* Consumes -m/--model, --mmproj, -p/--prompt, --raw, --image, -t/--threads, -c/--ctx, --kv,
+ * --act, --head, --image-splitting at argv[*i];
  * true if used. */
 bool cli_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
 /* The prompt: --raw tokenizes the text as written (special tokens parsed, the tokenizer's

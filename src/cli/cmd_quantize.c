@@ -3,7 +3,8 @@
  * [--calib FILE ...]
  * [--method rtn|awq|gptq] [--keep PATTERN[=TYPE] ...] [--target-bpw X | --max-size MB]
  * [--vision q8_0|q4_0|q4_1|f16] [--calib-tokens N] [--calib-items N] [--json]
- * [--prune magnitude|wanda|sparsegpt --sparsity S | --pattern N:M ...]`: one GGUF file
+ * [--prune magnitude|wanda|sparsegpt --sparsity S | --pattern N:M ...] [--format llamacpp
+ * [--mmproj PATH]]`: one GGUF file (or llama.cpp's pair: the language model + mmproj-OUT.gguf)
  * with a per-tensor report (type, method, output error on calibration rows, sensitivity) and a
  * progress bar on stderr. --calib takes a text file or a .jsonl dataset (repeatable).
  */
@@ -115,8 +116,29 @@ void cli_quant_report(const char *out, const evlm_quantize_report *r, bool json)
     }
 }
 
+const char *cli_mmproj_default(const char *out, char *buf, size_t cap) {
+    const char *slash = strrchr(out, '/');
+    size_t dn = slash ? (size_t)(slash - out + 1) : 0;
+    int n = snprintf(buf, cap, "%.*smmproj-%s", (int)dn, out, out + dn);
+    if (n < 0 || (size_t)n >= cap) cli_die("output path too long");
+    return buf;
+}
+
+bool cli_format_opt(const char **format, const char **mmproj, int argc, char **argv, int *i) {
+    if (!strcmp(argv[*i], "--mmproj")) {
+        *mmproj = cli_value(argc, argv, i);
+        return true;
+    }
+    if (strcmp(argv[*i], "--format")) return false;
+    *format = cli_value(argc, argv, i);
+    if (strcmp(*format, "llamacpp") && strcmp(*format, "evlm"))
+        cli_die("--format takes llamacpp or evlm, not '%s'", *format);
+    return true;
+}
+
 int evlm_cmd_quantize(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *format = "evlm", *mmproj = NULL;
+    char mmproj_buf[4096];
     evlm_quantize_params p = evlm_quantize_default_params();
     evlm_quant_keep keep[32];
     char *keep_pat[32];
@@ -189,7 +211,9 @@ int evlm_cmd_quantize(int argc, char **argv) {
         else if (!strcmp(a, "--prune-keep")) {
             if (n_prune_keep == 32) cli_die("at most 32 --prune-keep patterns");
             prune_keep[n_prune_keep++] = cli_value(argc, argv, &i);
-        } else if (!strcmp(a, "--json"))
+        } else if (cli_format_opt(&format, &mmproj, argc, argv, &i))
+            ;
+        else if (!strcmp(a, "--json"))
             json = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
             show = false;
@@ -219,6 +243,11 @@ int evlm_cmd_quantize(int argc, char **argv) {
                    "  --lowrank-type T      the correction's factors: f16 (default) or q8_0\n"
                    "  --calib-tokens N      text tokens used (2048); --calib-items N: dataset "
                    "items used (16)\n"
+                   "  --format llamacpp     the files llama.cpp runs: OUT.gguf (language model) "
+                   "and, for a VLM,\n"
+                   "                        mmproj-OUT.gguf (vision projector; --mmproj PATH "
+                   "names it); default evlm:\n"
+                   "                        one file that also keeps the Hugging Face files\n"
                    "  -t THREADS, --json, -q (no progress bar)\n");
             return 0;
         } else
@@ -241,6 +270,9 @@ int evlm_cmd_quantize(int argc, char **argv) {
                                                 : "mixed precision");
     p.keep = keep;
     p.n_keep = n_keep;
+    if (mmproj && strcmp(format, "llamacpp")) cli_die("--mmproj goes with --format llamacpp");
+    if (!strcmp(format, "llamacpp"))
+        p.mmproj = mmproj ? mmproj : cli_mmproj_default(out, mmproj_buf, sizeof mmproj_buf);
     if ((p.prune.method == EVLM_PRUNE_WANDA || p.prune.method == EVLM_PRUNE_SPARSEGPT) &&
         !p.calib_text && !p.calib_jsonl)
         cli_die("--prune %s needs calibration data (--calib FILE)",

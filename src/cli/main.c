@@ -20,6 +20,9 @@ static const struct {
     {"quantize", evlm_cmd_quantize,
      "compress: quantize -m DIR -o OUT.gguf --type q8_0|q4_0|q4_1 [--calib FILE] [--method "
      "rtn|awq|gptq] ..."},
+    {"export-gguf", evlm_cmd_export_gguf,
+     "float GGUF for llama.cpp: export-gguf -m DIR -o OUT.gguf [--type f16|bf16|f32] (+ "
+     "mmproj-OUT.gguf)"},
     {"prune", evlm_cmd_prune,
      "sparsify: prune -m DIR -o OUT.gguf --method magnitude|wanda|sparsegpt --sparsity S | "
      "--pattern 2:4 ..."},

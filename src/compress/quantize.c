@@ -551,7 +551,8 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (p.kq_mix && (p.type != EVLM_TYPE_Q4_K || p.keep_dtype))
         return evlm__fail(EVLM_ERR_ARG, "the Q4_K_M mix needs type Q4_K, not %s",
                           evlm_type_name(p.type));
-    if (!p.keep_dtype && !evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16)
+    if (!p.keep_dtype && !evlm_type_is_file_quant(p.vision) && p.vision != EVLM_TYPE_F16 &&
+        !(float_type && evlm_type_is_file_float(p.vision)))
         return evlm__fail(EVLM_ERR_ARG, "vision must be Q8_0, Q4_0, Q4_1 or F16");
     bool mixed = p.target_bpw > 0 || p.max_size_mb > 0;
     bool have_calib = p.calib_text || p.calib_jsonl;
@@ -655,10 +656,14 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     int64_t el = 0;
     double bits = st == EVLM_OK ? file_bits(&q, &el) : 0;
     evlm__lrcomp comp = {0};
+    bool wrote_mmproj = false;
     if (st == EVLM_OK && lowrank) st = evlm__q_lowrank_comp(&q, el, &comp);
     if (st == EVLM_OK)
-        st = evlm_gguf_export_hf_extra(in_dir, out_gguf, type_for, &q, comp.t, (size_t)comp.n,
-                                       write_progress, &q);
+        st = p.mmproj
+                 ? evlm_gguf_export_llamacpp(in_dir, out_gguf, p.mmproj, &wrote_mmproj, type_for,
+                                             &q, comp.t, (size_t)comp.n, write_progress, &q)
+                 : evlm_gguf_export_hf_extra(in_dir, out_gguf, type_for, &q, comp.t, (size_t)comp.n,
+                                             write_progress, &q);
     /* what was written */
     if (st == EVLM_OK) {
         rep->t = calloc((size_t)(q.n + comp.n), sizeof *rep->t);
@@ -670,7 +675,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
         evlm_quant_tensor_report *r = &rep->t[rep->n++];
         snprintf(r->name, sizeof r->name, "%s", x->src->name);
         r->from = x->src->type;
-        r->to = x->to;
+        r->to = x->kind == K_OTHER ? x->to : evlm_gguf_store_type(x->src->n_dims, x->to);
         r->n_elements = evlm_tensor_nelements(x->src);
         r->bytes = (size_t)(r->n_elements / evlm_type_block(x->to)) * evlm_type_size(x->to);
         r->method = x->kind == K_OTHER ? (x->fdata ? "awq-fold" : "float") : x->method;
@@ -698,6 +703,7 @@ evlm_status evlm_quantize(const char *in_dir, const char *out_gguf,
     if (st == EVLM_OK && have_calib) {
         evlm__q_progress(&q, "evaluate", 0, 1);
         mp.keep_layout = false; /* the written model as users will run it */
+        mp.mmproj = wrote_mmproj ? p.mmproj : NULL;
         st = evlm_model_load(out_gguf, &mp, &qm);
         if (st == EVLM_OK) st = mean_kl(&q, qm, &rep->kl_mean);
         if (st == EVLM_OK) st = vision_cosine(&q, qm, &rep->vision_cos);

@@ -18,6 +18,7 @@
 #include "core/buf.h"
 #include "core/file.h"
 #include "core/status.h"
+#include "io/gguf_mmproj.h"
 #include "io/gguf_names.h"
 
 #include <stdio.h>
@@ -699,7 +700,7 @@ evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char
 /* ---- weight sets ------------------------------------------------------------------------ */
 
 typedef struct gg_owner {
-    evlm_gguf *g;
+    evlm_gguf *g, *mm;
     void **bufs;
     size_t n_bufs;
 } gg_owner;
@@ -709,6 +710,7 @@ static void owner_free(void *p) {
     for (size_t i = 0; i < o->n_bufs; i++) free(o->bufs[i]);
     free(o->bufs);
     evlm_gguf_close(o->g);
+    evlm_gguf_close(o->mm);
     free(o);
 }
 
@@ -737,8 +739,19 @@ static evlm_status unpermute(const evlm_gguf *g, const evlm_tensor *t, int n_hea
 }
 
 evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out) {
+    return evlm_gguf_weights_pair(g, NULL, out);
+}
+
+evlm_status evlm_gguf_weights_pair(evlm_gguf *g, evlm_gguf *mm, evlm_weights **out) {
     *out = NULL;
     char prefix[128] = "model.";
+    if (mm && evlm_gguf_find_key(mm, "clip.projector_type") >= 0) {
+        const char *pt;
+        size_t pn;
+        EVLM_TRY(evlm_gguf_get_str(mm, "clip.projector_type", &pt, &pn));
+        if (evlm_mmproj_kind_from_name(pt, pn) == EVLM_MMPROJ_IDEFICS3)
+            snprintf(prefix, sizeof prefix, "model.text_model.");
+    }
     const char *s;
     size_t n;
     if (evlm_gguf_find_key(g, "evlm.text_prefix") >= 0) {
@@ -754,10 +767,11 @@ evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out) {
         EVLM_TRY(evlm_gguf_get_str(g, "general.architecture", &s, &n));
         llama = n == 5 && memcmp(s, "llama", 5) == 0;
     }
+    size_t n_mm = mm ? mm->n_tensors : 0, cap = g->n_tensors + n_mm;
     gg_owner *o = calloc(1, sizeof *o);
-    evlm_tensor *views = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *views);
+    evlm_tensor *views = calloc(cap + 1, sizeof *views);
     evlm_status st = EVLM_OK;
-    if (o) o->bufs = calloc(g->n_tensors + 1, sizeof *o->bufs);
+    if (o) o->bufs = calloc(cap + 1, sizeof *o->bufs);
     if (!o || !o->bufs || !views) st = evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", g->path);
     char hf[EVLM_GGUF_MAX_NAME + 160];
     for (size_t i = 0; i < g->n_tensors && st == EVLM_OK; i++) {
@@ -790,18 +804,22 @@ evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out) {
         }
         st = unpermute(g, t, qk == 1 ? n_head : n_head_kv, o, &views[i].data);
     }
+    size_t nv = g->n_tensors;
+    if (st == EVLM_OK && mm) st = evlm_mmproj_views(mm, NULL, views, &nv, cap, o->bufs, &o->n_bufs);
     if (st == EVLM_OK) {
         o->g = g;
-        st = evlm_weights_from_views(g->path, views, g->n_tensors, o, owner_free, out);
+        o->mm = mm;
+        st = evlm_weights_from_views(g->path, views, nv, o, owner_free, out);
         if (st == EVLM_OK) g->refs++;
+        if (st == EVLM_OK && mm) mm->refs++;
     }
     if (st != EVLM_OK && o) {
-        o->g = NULL;
+        o->g = o->mm = NULL;
         for (size_t i = 0; i < o->n_bufs; i++) free(o->bufs[i]);
         free(o->bufs);
         free(o);
     }
-    for (size_t i = 0; views && i < g->n_tensors; i++) free((void *)(uintptr_t)views[i].name);
+    for (size_t i = 0; views && i < cap; i++) free((void *)(uintptr_t)views[i].name);
     free(views);
     return st;
 }

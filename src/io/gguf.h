@@ -115,6 +115,11 @@ evlm_status evlm_gguf_file_text(const evlm_gguf *g, const char *name, const char
  * order; they are put back into Hugging Face order in owned memory (every other tensor stays a
  * view). The set holds a reference to g: close g whenever convenient. */
 evlm_status evlm_gguf_weights(evlm_gguf *g, evlm_weights **out);
+/* The same with the vision tower and connector of llama.cpp's mmproj file mm (NULL: none) under
+ * their Hugging Face names (gguf_mmproj.h); without "evlm.text_prefix" the text prefix follows
+ * the projector ("model.text_model." for idefics3, else "model."). The set holds a reference to
+ * both. */
+evlm_status evlm_gguf_weights_pair(evlm_gguf *g, evlm_gguf *mm, evlm_weights **out);
 
 /* ---- writer ----------------------------------------------------------------------------- */
 

@@ -9,9 +9,10 @@
  * the pre-tokenizer's shape ("smollm", "qwen2", "gpt-2" or "default").
  *
  * Not here: llama3 rope scaling for llama.cpp (it wants a rope_freqs tensor; evlm itself reads
- * the verbatim config.json), the mmproj vision file of llama.cpp.
+ * the verbatim config.json), the mmproj vision file of llama.cpp (gguf_mmproj.c).
  */
 #include "io/gguf_names.h"
+#include "io/gguf_mmproj.h"
 #include "core/buf.h"
 #include "core/file.h"
 #include "core/json.h"
@@ -124,6 +125,13 @@ const char *evlm_gguf_hf_text_prefix(const evlm_weights *w) {
         if (evlm_weights_find(w, name)) return prefixes[i];
     }
     return NULL;
+}
+
+evlm_type evlm_gguf_store_type(int n_dims, evlm_type want) {
+    const evlm_type_traits *tt = evlm_type_traits_of(want);
+    if (n_dims <= 1 && (evlm_type_is_file_float(want) || evlm_type_is_file_quant(want) || tt->kq))
+        return EVLM_TYPE_F32;
+    return want;
 }
 
 const char *evlm_gguf_arch_for(const evlm_decoder_config *cfg) {
@@ -421,9 +429,13 @@ static evlm_status find_chat_template(const char *dir, char **out) {
     return EVLM_OK;
 }
 
+/* text_only (llama.cpp's layout): tensors with no llama.cpp name are left to the mmproj file
+ * (vision tower, connector) or refused (llama.cpp refuses a file with tensors it does not
+ * load). */
 static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm_weights *w,
                                const evlm_decoder_config *cfg, const char *prefix,
-                               evlm_gguf_type_fn type_for, void *ctx, conv *convs, float *scratch) {
+                               evlm_gguf_type_fn type_for, void *ctx, conv *convs, float *scratch,
+                               bool text_only, const char *vision_prefix) {
     bool llama = strcmp(evlm_gguf_arch_for(cfg), "llama") == 0;
     char gname[EVLM_GGUF_MAX_NAME + 160], back[EVLM_GGUF_MAX_NAME + 160];
     for (size_t i = 0; i < evlm_weights_count(w); i++) {
@@ -433,9 +445,19 @@ static evlm_status add_weights(evlm_gguf_writer *gw, const char *dir, const evlm
             strcmp(back, t->name) != 0)
             return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s' has no reversible GGUF name",
                               dir, t->name);
+        if (text_only && evlm_gguf_name_to_llama(t->name, prefix, gname, sizeof gname) == 0) {
+            if ((vision_prefix && !strncmp(t->name, vision_prefix, strlen(vision_prefix))) ||
+                !strncmp(t->name, "model.connector.", 16))
+                continue; /* the mmproj file's */
+            return evlm__fail(EVLM_ERR_UNSUPPORTED,
+                              "%s: tensor '%s' has no llama.cpp name: llama.cpp refuses a file "
+                              "with it (write evlm's own GGUF instead)",
+                              dir, t->name);
+        }
         const evlm_tensor *src = t;
         evlm_type to = type_for ? type_for(ctx, t->name, t, &src) : t->type;
         if (to == EVLM_TYPE_COUNT) continue; /* left out */
+        to = evlm_gguf_store_type(t->n_dims, to);
         if (!src || src->n_dims != t->n_dims || memcmp(src->ne, t->ne, sizeof t->ne))
             return evlm__fail(EVLM_ERR_ARG, "%s: tensor '%s': replacement data of another shape",
                               dir, t->name);
@@ -501,11 +523,14 @@ static evlm_status add_extra(evlm_gguf_writer *gw, const char *dir, const char *
     return EVLM_OK;
 }
 
-evlm_status evlm_gguf_export_hf_extra(const char *hf_dir, const char *out_path,
-                                      evlm_gguf_type_fn type_for, void *ctx,
-                                      const evlm_tensor *extra, size_t n_extra,
-                                      evlm_gguf_progress_fn progress, void *progress_ctx) {
+/* mmproj: NULL (evlm's file: every tensor, under llama.cpp names where it has them) or the
+ * projector file of llama.cpp's layout (see evlm_gguf_export_llamacpp). */
+static evlm_status export_impl(const char *hf_dir, const char *out_path, const char *mmproj,
+                               bool *wrote_mmproj, evlm_gguf_type_fn type_for, void *ctx,
+                               const evlm_tensor *extra, size_t n_extra,
+                               evlm_gguf_progress_fn progress, void *progress_ctx) {
     if (!hf_dir || !out_path) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_export_hf: NULL path");
+    if (wrote_mmproj) *wrote_mmproj = false;
     evlm_decoder_config cfg;
     EVLM_TRY(evlm_decoder_config_load(hf_dir, &cfg));
     evlm_weights *w = NULL;
@@ -537,9 +562,24 @@ evlm_status evlm_gguf_export_hf_extra(const char *hf_dir, const char *out_path,
         scratch = malloc((size_t)max_row * sizeof *scratch);
         if (!convs || !scratch) st = evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", hf_dir);
     }
-    if (st == EVLM_OK) st = add_weights(gw, hf_dir, w, &cfg, prefix, type_for, ctx, convs, scratch);
+    const char *vprefix = NULL;
+    evlm_mmproj_kind vk = st == EVLM_OK ? evlm_mmproj_kind_of(w, &vprefix) : EVLM_MMPROJ_NONE;
+    bool llamacpp = mmproj != NULL;
+    if (st == EVLM_OK && llamacpp && n_extra)
+        st = evlm__fail(EVLM_ERR_UNSUPPORTED,
+                        "%s: %zu added tensors (e.g. '%s') have no llama.cpp name: write evlm's "
+                        "own GGUF for them",
+                        hf_dir, n_extra, extra[0].name);
+    if (st == EVLM_OK)
+        st = add_weights(gw, hf_dir, w, &cfg, prefix, type_for, ctx, convs, scratch, llamacpp,
+                         vprefix);
     if (st == EVLM_OK) st = add_extra(gw, hf_dir, prefix, extra, n_extra);
     if (st == EVLM_OK) st = evlm_gguf_writer_write(gw, out_path, progress, progress_ctx);
+    if (st == EVLM_OK && llamacpp && vk != EVLM_MMPROJ_NONE) {
+        st = evlm_mmproj_write(hf_dir, w, &cfg, mmproj, type_for, ctx, progress, progress_ctx);
+        if (st == EVLM_OK && wrote_mmproj) *wrote_mmproj = true;
+        if (st != EVLM_OK) remove(out_path); /* the pair or nothing */
+    }
     evlm_gguf_writer_free(gw);
     evlm_weights_free(w);
     free(tok);
@@ -547,4 +587,22 @@ evlm_status evlm_gguf_export_hf_extra(const char *hf_dir, const char *out_path,
     free(convs);
     free(scratch);
     return st;
+}
+
+evlm_status evlm_gguf_export_hf_extra(const char *hf_dir, const char *out_path,
+                                      evlm_gguf_type_fn type_for, void *ctx,
+                                      const evlm_tensor *extra, size_t n_extra,
+                                      evlm_gguf_progress_fn progress, void *progress_ctx) {
+    return export_impl(hf_dir, out_path, NULL, NULL, type_for, ctx, extra, n_extra, progress,
+                       progress_ctx);
+}
+
+evlm_status evlm_gguf_export_llamacpp(const char *hf_dir, const char *out_path,
+                                      const char *mmproj_path, bool *wrote_mmproj,
+                                      evlm_gguf_type_fn type_for, void *ctx,
+                                      const evlm_tensor *extra, size_t n_extra,
+                                      evlm_gguf_progress_fn progress, void *progress_ctx) {
+    if (!mmproj_path) return evlm__fail(EVLM_ERR_ARG, "evlm_gguf_export_llamacpp: no mmproj path");
+    return export_impl(hf_dir, out_path, mmproj_path, wrote_mmproj, type_for, ctx, extra, n_extra,
+                       progress, progress_ctx);
 }

@@ -9,8 +9,10 @@
  * "evlm.text_prefix" so that the reader gives back the exact original names. Tensors llama.cpp
  * has no name for (vision tower, connector) keep their Hugging Face name.
  *
- * Not here: the container itself (gguf.h), the vision projector file llama.cpp's mtmd expects
- * (mmproj): the vision tensors stay in the same file under their Hugging Face names.
+ * Two layouts: evlm's own file (the vision tensors in the same file under their Hugging Face
+ * names: one file, but llama.cpp refuses it for a VLM) and llama.cpp's (the language model file
+ * plus the mmproj file, evlm_gguf_export_llamacpp).
+ * Not here: the container itself (gguf.h), the mmproj file's names and keys (gguf_mmproj.h).
  */
 #ifndef EVLM_IO_GGUF_NAMES_H
 #define EVLM_IO_GGUF_NAMES_H
@@ -39,6 +41,11 @@ int64_t evlm_gguf_qk_src_row(int64_t row, int64_t head_dim, bool to_llama);
 /* The text prefix of a Hugging Face weight set (the one with "<prefix>embed_tokens.weight"),
  * or NULL. */
 const char *evlm_gguf_hf_text_prefix(const evlm_weights *w);
+/* The type a tensor of n_dims dimensions is stored in when `want` was asked for: 1-D tensors
+ * (norm weights, biases, a scalar) are F32, as llama.cpp's converter writes them (its CPU ops
+ * take F32 there: a BF16 norm weight aborts them); everything else as asked. Exact: every float
+ * type widens to F32 without rounding. */
+evlm_type evlm_gguf_store_type(int n_dims, evlm_type want);
 /* "llama", "qwen2" or "qwen2vl" (M-RoPE) for a config. */
 const char *evlm_gguf_arch_for(const evlm_decoder_config *cfg);
 
@@ -79,6 +86,18 @@ evlm_status evlm_gguf_export_hf(const char *hf_dir, const char *out_path,
  * (type, shape, contiguous data valid until the write), with no llama.cpp name and no Q / K row
  * permutation. */
 evlm_status evlm_gguf_export_hf_extra(const char *hf_dir, const char *out_path,
+                                      evlm_gguf_type_fn type_for, void *ctx,
+                                      const evlm_tensor *extra, size_t n_extra,
+                                      evlm_gguf_progress_fn progress, void *progress_ctx);
+
+/* llama.cpp's layout (what convert_hf_to_gguf.py writes): out_path holds the language model
+ * only (llama.cpp names, metadata, 1-D tensors F32; evlm's keys ride along: llama.cpp ignores
+ * them), and for a VLM mmproj_path the vision tower + connector as llama.cpp's mmproj file
+ * (gguf_mmproj.h); *wrote_mmproj (may be NULL) says whether it was written. Tensors llama.cpp
+ * has no name for (added tensors, unknown ones) are an error. Both files atomic; when the
+ * mmproj fails the language model file is removed. */
+evlm_status evlm_gguf_export_llamacpp(const char *hf_dir, const char *out_path,
+                                      const char *mmproj_path, bool *wrote_mmproj,
                                       evlm_gguf_type_fn type_for, void *ctx,
                                       const evlm_tensor *extra, size_t n_extra,
                                       evlm_gguf_progress_fn progress, void *progress_ctx);

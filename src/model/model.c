@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "core/json.h"
 #include "io/gguf.h"
+#include "io/gguf_llamacpp.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
@@ -39,10 +40,6 @@ static evlm_status find_family(const char *dir, const evlm_decoder_config *cfg,
     if (*out) return EVLM_OK;
     return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s/config.json: architecture \"%s\" is not supported",
                       dir, cfg->architecture);
-}
-
-static evlm_status gguf_file(const void *ctx, const char *name, const char **data, size_t *len) {
-    return evlm_gguf_file_text(ctx, name, data, len);
 }
 
 /* A GGUF file (by its magic), as opposed to a model folder. */
@@ -90,12 +87,14 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     *out = NULL;
     if (!path || !*path) return evlm__fail(EVLM_ERR_ARG, "no model path given");
     evlm_model_params p = params ? *params : evlm_model_default_params();
-    evlm_gguf *g = NULL;
+    evlm_llamacpp *g = NULL;
     evlm_dir d = evlm_dir_folder(path);
     if (is_gguf(path)) {
-        EVLM_TRY(evlm_gguf_open(path, &g));
-        d.get = gguf_file;
+        EVLM_TRY(evlm_llamacpp_open(path, p.mmproj, &g));
+        d.get = evlm_llamacpp_file;
         d.ctx = g;
+    } else if (p.mmproj) {
+        return evlm__fail(EVLM_ERR_ARG, "%s: an mmproj file goes with a GGUF model file", path);
     } else if (!evlm_dir_has(&d, "config.json")) {
         return evlm__fail(EVLM_ERR_IO, "%s: not a model folder (no config.json) nor a GGUF file",
                           path);
@@ -113,7 +112,7 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     pthread_mutex_init(&m->vision_mu, NULL);
     if ((st = evlm_decoder_config_load_dir(&d, &m->cfg)) != EVLM_OK) goto fail;
     if ((st = find_family(path, &m->cfg, &m->family)) != EVLM_OK) goto fail;
-    st = g ? evlm_gguf_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
+    st = g ? evlm_llamacpp_weights(g, &m->weights) : evlm_weights_open(path, &m->weights);
     if (st != EVLM_OK) goto fail;
     m->act = p.f32_act ? EVLM_ACT_F32 : EVLM_ACT_INT8;
     if ((st = evlm_decoder_init(&m->decoder, &m->cfg, m->weights)) != EVLM_OK) goto fail;
@@ -145,14 +144,14 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
         goto fail;
     if (!p.float_head && (st = build_greedy_head(m)) != EVLM_OK) goto fail;
     free(tok_json);
-    evlm_gguf_close(g); /* the weight set keeps the map */
+    evlm_llamacpp_free(g); /* the weight set keeps the maps */
     evlm__clear_error();
     *out = m;
     return EVLM_OK;
 fail:
     free(tok_json);
     evlm_model_free(m);
-    evlm_gguf_close(g);
+    evlm_llamacpp_free(g);
     return st;
 }
 
