@@ -68,7 +68,6 @@ npu-report: build
 # (scripts/llamacpp.sh; LLAMACPP_BIN=DIR uses a build elsewhere), runs tests/interop/ and writes
 # docs/INTEROP.md. Not part of make test (the llama.cpp build alone takes ~15 minutes).
 interop: build
-	@scripts/llamacpp.sh >/dev/null
 	@tests/interop/run.sh
 
 fuzz:

@@ -18,7 +18,8 @@ mkdir -p "$W"
 for b in "$EVLM" "$LOGITS"; do
   [ -x "$b" ] || { echo "interop: $b is missing (make build)" >&2; exit 1; }
 done
-LL="$("$ROOT/scripts/llamacpp.sh")" || { echo "interop: no llama.cpp binaries" >&2; exit 1; }
+# the binaries only (run.sh and make interop build them first: scripts/llamacpp.sh)
+LL="$("$ROOT/scripts/llamacpp.sh" --print)" || exit 1
 
 # evlm_pair MODEL_DIR TYPE OUT.gguf: the language model OUT.gguf and its projector
 # mmproj-OUT.gguf (vision models) as llama.cpp loads them, written by evlm; float types through
@@ -27,8 +28,8 @@ evlm_pair() {
   local m="$1" t="$2" out="$3"
   shift 3
   case "$t" in
-    f16 | bf16 | f32) "$EVLM" export-gguf -m "$m" -o "$out" --type "$t" "$@" ;;
-    *) "$EVLM" quantize -m "$m" -o "$out" --type "$t" -t "$T" "$@" ;;
+    f16 | bf16 | f32) "$EVLM" export-gguf -m "$m" -o "$out" --type "$t" --format llamacpp -q -t "$T" "$@" ;;
+    *) "$EVLM" quantize -m "$m" -o "$out" --type "$t" --format llamacpp -q -t "$T" "$@" ;;
   esac
 }
 

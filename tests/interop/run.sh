@@ -6,6 +6,7 @@
 # docs/INTEROP.md (INTEROP_DOC=FILE to write elsewhere). Exit 1 when any step fails.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
+"$here/../../scripts/llamacpp.sh" >/dev/null || exit 1 # built once (or LLAMACPP_BIN)
 source "$here/common.sh"
 doc="${INTEROP_DOC:-$ROOT/docs/INTEROP.md}"
 t0=$(date +%s)

@@ -33,9 +33,7 @@ rows=()
 
 # evlm_answers LM MMPROJ OUT.tsv: image<TAB>question<TAB>answer per item, from evlm eval -v
 evlm_answers() {
-  local mm=()
-  "$EVLM" eval --help 2>/dev/null | grep -q -- --mmproj && mm=(--mmproj "$2")
-  "$EVLM" eval -m "$1" "${mm[@]}" --dataset "$ds" -v -n 64 -t "$T" --json >"$W/log/eval.json" 2>"$W/log/eval.err" ||
+  "$EVLM" eval -m "$1" --mmproj "$2" --dataset "$ds" -v -n 64 -t "$T" --json >"$W/log/eval.json" 2>"$W/log/eval.err" ||
     { echo "evlm eval failed: $(tail -1 "$W/log/eval.err")" >&2; return 1; }
   python3 - "$W/log/eval.err" "$3" <<'EOF'
 import re, sys
@@ -134,13 +132,13 @@ fi
 
 # the quality target: evlm's Q4_K_M and llama-quantize's, both against bf16 (the model folder)
 qrows=()
-quality() { # NAME LM MMPROJ
-  local mm=()
-  "$EVLM" quality --help 2>/dev/null | grep -q -- --mmproj && mm=(--mmproj "$3")
-  "$EVLM" quality -m "$S" -q "$2" "${mm[@]}" --text "$CORPUS" --max-tokens "${INTEROP_KL_TOKENS:-8192}" \
+qvals=()
+quality() { # NAME LM (its mmproj beside it: --mmproj would also apply to -m)
+  "$EVLM" quality -m "$S" -q "$2" --text "$CORPUS" --max-tokens "${INTEROP_KL_TOKENS:-8192}" \
     --dataset "$ds" -t "$T" --json \
     >"$W/log/quality-$1.json" 2>"$W/log/quality-$1.err" ||
     { qrows+=("| $1 | failed: $(tail -1 "$W/log/quality-$1.err") | | | | |"); return 1; }
+  qvals+=("$(python3 -c 'import json,sys; j=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(j["kl_mean"], j["accuracy_quant"])' "$W/log/quality-$1.json")")
   qrows+=("$(python3 - "$W/log/quality-$1.json" "$1" "$2" <<'EOF'
 import json, os, sys
 j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
@@ -154,10 +152,24 @@ EOF
 )")
 }
 eq="$W/scenes-q4_k_m.gguf"
-[ -f "$eq" ] || evlm_pair "$S" q4_k_m "$eq" >"$W/log/scenes-q4_k_m.write" 2>&1 || qrows+=("| evlm q4_k_m | write failed: $(tail -1 "$W/log/scenes-q4_k_m.write") | | | | |")
-[ -f "$eq" ] && quality "evlm quantize --type q4_k_m" "$eq" "$(mmproj_of "$eq")"
-[ -f "$W/lq-Q4_K_M.gguf" ] && quality "llama-quantize Q4_K_M" "$W/lq-Q4_K_M.gguf" "$(mmproj_of "$f16")"
+# the projector at f16 as in the F16 export that llama-quantize starts from (it keeps the mmproj)
+[ -f "$eq" ] || evlm_pair "$S" q4_k_m "$eq" --vision f16 >"$W/log/scenes-q4_k_m.write" 2>&1 || qrows+=("| evlm q4_k_m | write failed: $(tail -1 "$W/log/scenes-q4_k_m.write") | | | | |")
+[ -f "$eq" ] && quality "evlm quantize --type q4_k_m" "$eq"
+if [ -f "$W/lq-Q4_K_M.gguf" ]; then
+  ln -sf "$(basename "$(mmproj_of "$f16")")" "$(mmproj_of "$W/lq-Q4_K_M.gguf")"
+  quality "llama-quantize Q4_K_M" "$W/lq-Q4_K_M.gguf"
+fi
 
+qres="FAIL (not measured)"
+if [ ${#qvals[@]} = 2 ]; then
+  qres="$(python3 -c '
+import sys
+ke, ae = map(float, sys.argv[1].split()); kl, al = map(float, sys.argv[2].split())
+ok = ke <= kl and ae >= al
+print("%s: evlm mean KL %.6f vs llama.cpp %.6f (%s), accuracy %.1f %% vs %.1f %%" % ("PASS" if ok else "FAIL", ke, kl,
+      "%.0f %% lower" % (100 * (1 - ke / kl)) if kl > 0 and ke <= kl else "higher", 100 * ae, 100 * al))' "${qvals[0]}" "${qvals[1]}")"
+fi
+case "$qres" in PASS*) ;; *) fail=1 ;; esac
 {
   echo "### 4a, 4c: the scene model's pair in llama-mtmd-cli and in evlm ($(wc -l <"$ds") scenes-dev items)"
   echo
@@ -165,7 +177,7 @@ eq="$W/scenes-q4_k_m.gguf"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "evlm: \`evlm eval -m LM.gguf [--mmproj mmproj-LM.gguf] --dataset dev.jsonl -v -n 64 -t $T\` (one process for all items)."
+  echo "evlm: \`evlm eval -m LM.gguf --mmproj mmproj-LM.gguf --dataset dev.jsonl -v -n 64 -t $T\` (one process for all items)."
   echo "llama.cpp: \`llama-mtmd-cli -m LM.gguf --mmproj mmproj-LM.gguf --image IMG -p QUESTION -n 64 --temp 0 -t $T\`, one process per item (its wall time includes 90 model loads)."
   echo
   echo "### Differing items"
@@ -176,6 +188,9 @@ eq="$W/scenes-q4_k_m.gguf"
   echo "| Q4_K_M written by | file MB | mean KL | KL p99 | same top-1 % | accuracy % |"
   echo "|---|---:|---:|---:|---:|---:|"
   printf '%s\n' "${qrows[@]}"
+  echo
+  echo "Target (evlm's Q4_K_M at least as good as llama.cpp's: mean KL no higher, accuracy no lower): $qres."
+  echo "KL over ${INTEROP_KL_TOKENS:-8192} tokens of corpus.txt (chunks of 256, KL(bf16 || Q4_K_M)); accuracy: greedy exact match on the scenes-dev items; both Q4_K_M files with the same F16 projector type."
   echo
   echo "Wall time $(($(date +%s) - t0)) s."
 } >"$out"
