@@ -76,7 +76,8 @@ compare() {
   llama_answers "$lm" "$mm" "$lc" || { rows+=("| $name | $writer | | | | | | | FAIL (llama.cpp) |"); fail=1; return; }
   tl=$(($(date +%s) - tl))
   local r
-  r="$(python3 - "$ev" "$lc" "$ds" "$name" "$items" <<'EOF'
+  local dif="$W/log/$name.diff.tsv"
+  r="$(python3 - "$ev" "$lc" "$ds" "$name" "$dif" <<'EOF'
 import json, sys
 ev = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 lc = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
@@ -90,18 +91,32 @@ for e, l, w in zip(ev, lc, want):
     a_e, a_l, gt = e[2].strip(), l[2].strip(), w["answer"].strip()
     acc_e += a_e == gt; acc_l += a_l == gt
     if a_e == a_l: same += 1
-    else: diff.append("| %s | %s | %s | %s | %s |" % (w["image"], w["question"], a_e, a_l, gt))
-with open(sys.argv[5], "a") as f:
-    f.write("\n#### %s: %d differing item(s)\n\n" % (sys.argv[4], len(diff)))
-    if diff:
-        f.write("| image | question | evlm | llama.cpp | reference answer |\n|---|---|---|---|---|\n")
-        f.write("\n".join(diff) + "\n")
+    else: diff.append("\t".join((w["image"], w["question"], a_e, a_l, gt)))
+open(sys.argv[5], "w").write("".join(d + "\n" for d in diff))
 print("%d\t%d\t%.1f\t%.1f\t%.1f" % (same, n, 100.0 * same / n, 100.0 * acc_e / n, 100.0 * acc_l / n))
 EOF
 )"
   local same n pct ae al res
   IFS=$'\t' read -r same n pct ae al <<<"$r"
   if [ "$same" = error ]; then rows+=("| $name | $writer | | | | | | | FAIL ($n) |"); fail=1; return; fi
+  # every differing item, with how close evlm's own choice was where the answers part
+  {
+    echo
+    echo "#### $name: $((n - same)) differing item(s)"
+    if [ "$same" != "$n" ]; then
+      echo
+      echo "| image | question | evlm | llama.cpp | reference | where they part (evlm's view) |"
+      echo "|---|---|---|---|---|---|"
+      local k=0 why
+      while IFS=$'\t' read -r img q a_e a_l gt; do
+        k=$((k + 1))
+        if [ $k -le "${INTEROP_WHY_MAX:-30}" ]; then
+          why="$(python3 "$ROOT/tests/interop/why.py" "$EVLM" "$lm" "$mm" "$dsdir/$img" "$q" "$a_l" "$T" 2>&1 </dev/null | tail -1)"
+        else why="(not analysed)"; fi
+        echo "| $img | $q | $a_e | $a_l | $gt | $why |"
+      done <"$dif"
+    fi
+  } >>"$items"
   res=PASS
   python3 -c "import sys; sys.exit(0 if $same >= 0.95 * $n else 1)" || { res=FAIL; fail=1; }
   rows+=("| $name | $writer | $same / $n | $pct | $ae | $al | $te | $tl | $res |")
