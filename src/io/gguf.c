@@ -97,6 +97,8 @@ struct evlm_gguf {
     size_t n_kv;
     evlm_tensor *tensors; /* names owned */
     size_t n_tensors;
+    uint8_t *q5_0;  /* per tensor: stored as ggml Q5_0, read as Q8_0 (widened[] holds it) */
+    void **widened; /* per tensor: owned data, or NULL (a view into the map) */
     gg_hash kv_hash, t_hash;
 };
 
@@ -136,6 +138,9 @@ static void gguf_free(evlm_gguf *g) {
         free(g->kv[i].strs);
     }
     for (size_t i = 0; i < g->n_tensors; i++) free((void *)(uintptr_t)g->tensors[i].name);
+    for (size_t i = 0; g->widened && i < g->n_tensors; i++) free(g->widened[i]);
+    free(g->widened);
+    free(g->q5_0);
     free(g->kv);
     free(g->tensors);
     free(g->kv_hash.slots);
@@ -305,6 +310,37 @@ static evlm_status parse_kvs(cur *c, evlm_gguf *g, uint64_t n_kv) {
     return EVLM_OK;
 }
 
+/* ggml's Q5_0 (llama-quantize's fallback for Q4_K rows that do not split into 256 columns):
+ * blocks of 32 as {f16 d; u8 qh[4]; u8 qs[16]}, x = d * (q - 16) with 5-bit q. Read as Q8_0
+ * {f16 d; i8 q[32]} with the same d and q - 16 in [-16, 15]: exact. */
+#define GGML_Q5_0  6
+#define Q5_0_BYTES 22
+#define Q8_0_BYTES 34
+static evlm_status widen_q5_0(evlm_gguf *g, size_t i) {
+    evlm_tensor *t = &g->tensors[i];
+    size_t nb = evlm_tensor_nbytes(t), blocks = nb / Q8_0_BYTES;
+    uint8_t *dst = malloc(nb ? nb : 1);
+    if (!dst) return evlm__fail(EVLM_ERR_NOMEM, "%s: tensor '%s': out of memory", g->path, t->name);
+    const uint8_t *src = t->data;
+    for (size_t b = 0; b < blocks; b++) {
+        const uint8_t *x = src + b * Q5_0_BYTES;
+        uint8_t *y = dst + b * Q8_0_BYTES;
+        uint32_t qh =
+            (uint32_t)x[2] | (uint32_t)x[3] << 8 | (uint32_t)x[4] << 16 | (uint32_t)x[5] << 24;
+        y[0] = x[0];
+        y[1] = x[1];
+        for (int j = 0; j < 16; j++) {
+            int lo = (x[6 + j] & 0x0F) | (int)(((qh >> j) << 4) & 0x10);
+            int hi = (x[6 + j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+            y[2 + j] = (uint8_t)(int8_t)(lo - 16);
+            y[2 + j + 16] = (uint8_t)(int8_t)(hi - 16);
+        }
+    }
+    g->widened[i] = dst;
+    t->data = dst;
+    return EVLM_OK;
+}
+
 static evlm_status parse_tensor_info(cur *c, evlm_gguf *g, evlm_tensor *t, uint64_t *offset) {
     char *name;
     EVLM_TRY(rd_name(c, &name, "tensor name"));
@@ -336,6 +372,10 @@ static evlm_status parse_tensor_info(cur *c, evlm_gguf *g, evlm_tensor *t, uint6
         t->ne[d] = (int64_t)v;
     }
     EVLM_TRY(rd_u32(c, &gt, field));
+    if (gt == GGML_Q5_0) { /* read as Q8_0: the same blocks of 32, bytes checked as Q5_0 */
+        g->q5_0[g->n_tensors - 1] = 1;
+        gt = (uint32_t)evlm_gguf_ggml_type(EVLM_TYPE_Q8_0);
+    }
     if (!evlm_gguf_from_ggml_type(gt, &t->type))
         return evlm__fail(EVLM_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %u is not supported",
                           g->path, name, gt);
@@ -380,8 +420,10 @@ static evlm_status parse(evlm_gguf *g) {
     EVLM_TRY(parse_kvs(&c, g, n_kv));
 
     g->tensors = calloc((size_t)(n_t ? n_t : 1), sizeof *g->tensors);
+    g->q5_0 = calloc((size_t)(n_t ? n_t : 1), 1);
+    g->widened = calloc((size_t)(n_t ? n_t : 1), sizeof *g->widened);
     uint64_t *offsets = malloc((size_t)(n_t ? n_t : 1) * sizeof *offsets);
-    if (!g->tensors || !offsets || !hash_init(&g->t_hash, (size_t)n_t)) {
+    if (!g->tensors || !g->q5_0 || !g->widened || !offsets || !hash_init(&g->t_hash, (size_t)n_t)) {
         free(offsets);
         return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", g->path);
     }
@@ -400,6 +442,7 @@ static evlm_status parse(evlm_gguf *g) {
     for (size_t i = 0; i < g->n_tensors && st == EVLM_OK; i++) {
         evlm_tensor *t = &g->tensors[i];
         uint64_t nb = evlm_tensor_nbytes(t);
+        if (g->q5_0[i]) nb = nb / Q8_0_BYTES * Q5_0_BYTES;
         if (offsets[i] > data_size || nb > data_size - offsets[i])
             st = evlm__fail(
                 EVLM_ERR_FORMAT,
@@ -409,6 +452,7 @@ static evlm_status parse(evlm_gguf *g) {
         else
             t->data =
                 (void *)(uintptr_t)(g->base + g->data_off + offsets[i]); /* read-only in practice */
+        if (st == EVLM_OK && g->q5_0[i]) st = widen_q5_0(g, i);
     }
     free(offsets);
     return st;
@@ -481,6 +525,12 @@ size_t evlm_gguf_kv_count(const evlm_gguf *g) {
 }
 const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i) {
     return g && i < g->n_kv ? g->kv[i].key : NULL;
+}
+
+evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem) {
+    if (!g || i >= g->n_kv) return EVLM_GGUF_VTYPE_COUNT;
+    if (elem) *elem = (evlm_gguf_vtype)g->kv[i].elem;
+    return (evlm_gguf_vtype)g->kv[i].type;
 }
 
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key) {

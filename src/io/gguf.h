@@ -12,7 +12,9 @@
  * arrays are refused; n_dims is 1..4, every ne > 0 with an overflow-checked byte size; block
  * types need ne[0] a multiple of 32; offsets must be aligned and the data inside the file;
  * duplicate keys / names are refused; general.alignment is a u32 power of two <= 1 MiB.
- * Errors name the file and the key or tensor. Tensor views point into the map (no copy).
+ * Errors name the file and the key or tensor. Tensor views point into the map (no copy), except
+ * ggml Q5_0 tensors (llama-quantize's fallback for Q4_K rows that do not split into 256), read
+ * as Q8_0 blocks (the same scale and integers: exact) in memory the handle owns.
  * Writer: collects kv pairs and tensors (data pointers or row producers), then writes
  * "PATH.tmp.XXXXXX" and renames it (core/file.h), tensor by tensor, 32-byte aligned; the
  * tensor data is never gathered in memory.
@@ -78,6 +80,9 @@ size_t evlm_gguf_data_offset(const evlm_gguf *g);
 size_t evlm_gguf_kv_count(const evlm_gguf *g);
 const char *evlm_gguf_kv_key(const evlm_gguf *g, size_t i);
 long evlm_gguf_find_key(const evlm_gguf *g, const char *key);
+/* The value type of pair i (EVLM_GGUF_ARRAY: its element type into *elem, else the same type;
+ * elem may be NULL); EVLM_GGUF_VTYPE_COUNT when out of range. */
+evlm_gguf_vtype evlm_gguf_kv_type(const evlm_gguf *g, size_t i, evlm_gguf_vtype *elem);
 
 /* Typed getters by key. A missing key or a value of another kind is an error naming the file
  * and key. Integer getters take any integer type whose value fits; f32 takes F32 or F64.

@@ -108,6 +108,9 @@ static evlm_status text_config(const evlm_gguf *g, const char *arch, cJSON *o) {
     EVLM_TRY(opt_u32(g, KEY("vocab_size"), (uint32_t)n_tok, &vocab));
     const evlm_tensor *emb = evlm_gguf_tensor_find(g, "token_embd.weight");
     if (emb && emb->n_dims == 2 && emb->ne[1] > (int64_t)vocab) vocab = (uint32_t)emb->ne[1];
+    /* no "dtype": llama.cpp's metadata does not say in which precision the model was trained,
+     * so RoPE is computed in f32 as llama.cpp does (a Hugging Face folder saved as bf16 gets
+     * transformers' bf16 RoPE tables: the logits then differ by float rounding) */
     bool qwen = !strncmp(arch, "qwen2", 5);
     cJSON_AddStringToObject(o, "model_type",
                             qwen ? (strcmp(arch, "qwen2vl") ? "qwen2" : "qwen2_vl_text") : "llama");
@@ -622,6 +625,10 @@ evlm_gguf *evlm_llamacpp_gguf(const evlm_llamacpp *l) {
 
 evlm_gguf *evlm_llamacpp_mmproj(const evlm_llamacpp *l) {
     return l->mm;
+}
+
+bool evlm_llamacpp_no_vision(const evlm_llamacpp *l) {
+    return !l->mm && !has_vision_tensors(l->g);
 }
 
 evlm_status evlm_llamacpp_file(const void *ctx, const char *name, const char **data, size_t *len) {

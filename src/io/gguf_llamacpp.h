@@ -20,6 +20,8 @@
 #include "io/gguf.h"
 #include "io/weights.h"
 
+#include <stdbool.h>
+
 typedef struct evlm_llamacpp evlm_llamacpp;
 
 /* Opens model file path and its mmproj: mmproj_path, or (NULL) "mmproj-<file name>" beside it
@@ -29,6 +31,9 @@ void evlm_llamacpp_free(evlm_llamacpp *l);
 evlm_gguf *evlm_llamacpp_gguf(const evlm_llamacpp *l);
 /* The mmproj file, or NULL. */
 evlm_gguf *evlm_llamacpp_mmproj(const evlm_llamacpp *l);
+/* True when neither the file nor an mmproj holds vision tensors (a VLM's language model file
+ * alone). */
+bool evlm_llamacpp_no_vision(const evlm_llamacpp *l);
 /* An evlm_dir getter (ctx: the evlm_llamacpp): the file's "evlm.file.<name>", else the file
  * rebuilt from llama.cpp's metadata (when the model carries no config.json); text valid while
  * l lives. */

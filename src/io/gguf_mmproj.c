@@ -286,7 +286,16 @@ static evlm_status put_meta(evlm_gguf_writer *gw, const char *dir, const project
     TRY(put_arr3(gw, pfile, pp, "image_mean", "clip.vision.image_mean"));
     TRY(put_arr3(gw, pfile, pp, "image_std", "clip.vision.image_std"));
     if (qwen) {
+        /* the processor's pixel limits: llama.cpp's qwen2vl projector keeps its own (8 to 4096
+         * tokens) but reads these keys for others; evlm reads them back */
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(pp, "size");
+        int64_t lo = jint(size, "shortest_edge", jint(pp, "min_pixels", 56 * 56));
+        int64_t hi = jint(size, "longest_edge", jint(pp, "max_pixels", 28 * 28 * 1280));
+        if (st == EVLM_OK && (lo <= 0 || hi < lo || hi > UINT32_MAX))
+            st = evlm__fail(EVLM_ERR_FORMAT, "%s: min / max pixels invalid", pfile);
         TRY(evlm_gguf_writer_set_f32(gw, "clip.vision.attention.layer_norm_epsilon", 1e-6f));
+        TRY(evlm_gguf_writer_set_u32(gw, "clip.vision.image_min_pixels", (uint32_t)lo));
+        TRY(evlm_gguf_writer_set_u32(gw, "clip.vision.image_max_pixels", (uint32_t)hi));
     } else {
         const cJSON *eps = cJSON_GetObjectItemCaseSensitive(vc, "layer_norm_eps");
         float e = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-5f;

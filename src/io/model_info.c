@@ -7,6 +7,7 @@
 #include "core/file.h"
 #include "core/status.h"
 #include "io/gguf.h"
+#include "io/gguf_llamacpp.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
@@ -62,20 +63,20 @@ static evlm_status open_info(const char *path, evlm_model_info *info) {
     bool gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
     if (f) fclose(f);
     if (!gguf) return evlm_weights_open(path, &info->w);
-    evlm_gguf *g;
-    EVLM_TRY(evlm_gguf_open(path, &g));
+    evlm_llamacpp *g; /* evlm's file, or llama.cpp's (with mmproj-<name> beside it) */
+    EVLM_TRY(evlm_llamacpp_open(path, NULL, &g));
     const char *text;
     size_t len;
     evlm_status s = EVLM_OK;
-    if (evlm_gguf_file_text(g, "config.json", &text, &len) == EVLM_OK) {
+    if (evlm_llamacpp_file(g, "config.json", &text, &len) == EVLM_OK) {
         s = evlm_decoder_config_parse(path, text, len, NULL, 0, &cfg);
         if (s == EVLM_OK) {
             text_config(&cfg, &info->cfg);
             info->have_cfg = true;
         }
     }
-    if (s == EVLM_OK) s = evlm_gguf_weights(g, &info->w);
-    evlm_gguf_close(g); /* the weight set keeps the map */
+    if (s == EVLM_OK) s = evlm_llamacpp_weights(g, &info->w);
+    evlm_llamacpp_free(g); /* the weight set keeps the maps */
     return s;
 }
 

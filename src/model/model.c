@@ -135,7 +135,14 @@ evlm_status evlm_model_load(const char *path, const evlm_model_params *params, e
     memcpy(m->eos, m->cfg.eos_token_ids, sizeof m->eos);
     m->n_threads = p.n_threads > 0 ? p.n_threads : evlm_physical_cores();
     if ((st = evlm_pool_new(m->n_threads, &m->pool)) != EVLM_OK) goto fail;
-    if (m->family->load && (st = m->family->load(m, &d, &p)) != EVLM_OK) goto fail;
+    if (m->family->load && (st = m->family->load(m, &d, &p)) != EVLM_OK) {
+        if (g && evlm_llamacpp_no_vision(g))
+            evlm__fail_prefix(st,
+                              "%s: a language model file without its vision projector (give "
+                              "--mmproj FILE, or put mmproj-<file name> beside it)",
+                              path);
+        goto fail;
+    }
     /* the matrices the layers bound, interleaved for the kernels (quantized ones only for int8
      * activations: the f32 path dequantizes rows) */
     if (!p.keep_layout && want_repack() &&
