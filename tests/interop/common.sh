@@ -6,6 +6,7 @@
 #   LLAMACPP_BIN   llama.cpp binaries to use instead of building them (scripts/llamacpp.sh)
 #   INTEROP_DIR    work folder (default build/interop): models, files, logs, the tables
 #   INTEROP_THREADS  threads for every run, evlm and llama.cpp alike (default 1: a shared machine)
+#   INTEROP_REUSE  1: keep the GGUF files of an earlier run (default: every file is written again)
 set -u
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 EVLM="${EVLM_BIN:-$ROOT/build/release/evlm}"
@@ -31,6 +32,14 @@ evlm_pair() {
     f16 | bf16 | f32) "$EVLM" export-gguf -m "$m" -o "$out" --type "$t" --format llamacpp -q -t "$T" "$@" ;;
     *) "$EVLM" quantize -m "$m" -o "$out" --type "$t" --format llamacpp -q -t "$T" "$@" ;;
   esac
+}
+
+# fresh FILE: true when FILE (and its mmproj) may be reused (INTEROP_REUSE=1 and present);
+# otherwise removes them so that they are written again by the code under test
+fresh() {
+  if [ "${INTEROP_REUSE:-0}" = 1 ] && [ -f "$1" ]; then return 0; fi
+  rm -f "$1" "$(mmproj_of "$1")"
+  return 1
 }
 
 # mmproj_of OUT.gguf: the projector file written beside it

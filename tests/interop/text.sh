@@ -94,7 +94,7 @@ if [ -f "$R/aidreams260K.bin" ]; then
   [ -f "$W/aid/config.json" ] || "$EVLM" convert --from llama2c "$R/aidreams260K.bin" "$R/tok512.bin" "$W/aid" >/dev/null
   for t in $AIDTYPES; do
     f="$W/aid-$t.gguf"
-    [ -f "$f" ] || evlm_pair "$W/aid" "$t" "$f" >"$W/log/aid-$t.write" 2>&1 ||
+    fresh "$f" || evlm_pair "$W/aid" "$t" "$f" >"$W/log/aid-$t.write" 2>&1 ||
       { rows+=("| aidreams260K | aid-$t.gguf | | | | | FAIL | evlm could not write it: $(tail -1 "$W/log/aid-$t.write") |"); fail=1; continue; }
     check aidreams260K "$f" 128 5 "I dreamed" "The machine" "Once upon a time"
   done
@@ -108,7 +108,7 @@ if [ -f "$cfg" ]; then
   [ -f "$W/m135/config.json" ] || "$EVLM" synth --config "$cfg" -o "$W/m135" --dtype bf16 --text-only >/dev/null
   for t in $M135TYPES; do
     f="$W/m135-$t.gguf"
-    [ -f "$f" ] || evlm_pair "$W/m135" "$t" "$f" >"$W/log/m135-$t.write" 2>&1 ||
+    fresh "$f" || evlm_pair "$W/m135" "$t" "$f" >"$W/log/m135-$t.write" 2>&1 ||
       { rows+=("| SmolLM2-135M shape | m135-$t.gguf | | | | | FAIL | evlm could not write it: $(tail -1 "$W/log/m135-$t.write") |"); fail=1; continue; }
     check "SmolLM2-135M shape (random)" "$f" 512 1 "The car" "A driver"
   done
@@ -119,7 +119,7 @@ S="$SHARED/models/scenes-vlm"
 if [ -f "$S/config.json" ]; then
   for t in $SCENETYPES; do
     f="$W/scenes-$t.gguf"
-    [ -f "$f" ] || evlm_pair "$S" "$t" "$f" >"$W/log/scenes-$t.write" 2>&1 ||
+    fresh "$f" || evlm_pair "$S" "$t" "$f" >"$W/log/scenes-$t.write" 2>&1 ||
       { rows+=("| scene model LM | scenes-$t.gguf | | | | | FAIL | evlm could not write it: $(tail -1 "$W/log/scenes-$t.write") |"); fail=1; continue; }
     check "scene model LM" "$f" 512 1 "The driver" "A red car"
   done

@@ -127,19 +127,19 @@ t0=$(date +%s)
 # 4a: pairs written by evlm
 for t in $TYPES; do
   f="$W/scenes-$t.gguf"
-  [ -f "$f" ] && [ -f "$(mmproj_of "$f")" ] || evlm_pair "$S" "$t" "$f" >"$W/log/scenes-$t.write" 2>&1 ||
+  fresh "$f" || evlm_pair "$S" "$t" "$f" >"$W/log/scenes-$t.write" 2>&1 ||
     { rows+=("| scenes-$t | evlm | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-$t.write")) |"); fail=1; continue; }
   compare "scenes-$t" "evlm quantize --type $t" "$f" "$(mmproj_of "$f")"
 done
 
 # 4c: llama-quantize on evlm's F16 export; the projector stays the F16 export's
 f16="$W/scenes-f16.gguf"
-[ -f "$f16" ] && [ -f "$(mmproj_of "$f16")" ] || evlm_pair "$S" f16 "$f16" >"$W/log/scenes-f16.write" 2>&1 ||
+fresh "$f16" || evlm_pair "$S" f16 "$f16" >"$W/log/scenes-f16.write" 2>&1 ||
   { rows+=("| scenes-f16 | evlm export-gguf | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-f16.write")) |"); fail=1; }
 if [ -f "$f16" ]; then
   for t in $LQTYPES; do
     f="$W/lq-$t.gguf"
-    [ -f "$f" ] || "$LL/llama-quantize" "$f16" "$f" "$t" "$T" >"$W/log/lq-$t.log" 2>&1 ||
+    fresh "$f" || "$LL/llama-quantize" "$f16" "$f" "$t" "$T" >"$W/log/lq-$t.log" 2>&1 ||
       { rows+=("| lq-$t | llama-quantize | | | | | | | FAIL (llama-quantize: $(grep -m1 -i 'error\|fail' "$W/log/lq-$t.log")) |"); fail=1; continue; }
     compare "lq-$t" "llama-quantize F16 -> $t" "$f" "$(mmproj_of "$f16")"
   done
@@ -168,7 +168,7 @@ EOF
 }
 eq="$W/scenes-q4_k_m.gguf"
 # the projector at f16 as in the F16 export that llama-quantize starts from (it keeps the mmproj)
-[ -f "$eq" ] || evlm_pair "$S" q4_k_m "$eq" --vision f16 >"$W/log/scenes-q4_k_m.write" 2>&1 || qrows+=("| evlm q4_k_m | write failed: $(tail -1 "$W/log/scenes-q4_k_m.write") | | | | |")
+fresh "$eq" || evlm_pair "$S" q4_k_m "$eq" --vision f16 >"$W/log/scenes-q4_k_m.write" 2>&1 || qrows+=("| evlm q4_k_m | write failed: $(tail -1 "$W/log/scenes-q4_k_m.write") | | | | |")
 [ -f "$eq" ] && quality "evlm quantize --type q4_k_m" "$eq"
 if [ -f "$W/lq-Q4_K_M.gguf" ]; then
   ln -sf "$(basename "$(mmproj_of "$f16")")" "$(mmproj_of "$W/lq-Q4_K_M.gguf")"
