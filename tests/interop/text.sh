@@ -30,9 +30,9 @@ greedy() {
   lt="$("$LL/llama-completion" -m "$f" -p "$p" -n 32 --temp 0 --top-k 1 -no-cnv --no-display-prompt \
         --no-warmup -s 1 -t "$T" -c 256 2>"$W/log/llama_completion.err")" ||
     { echo -e "error\t\tllama-completion failed: $(grep -m1 -i 'error\|failed' "$W/log/llama_completion.err")\t$ng"; return; }
-  lt="${lt%$'\n'}"
-  lt="${lt% \[end of text\]}"
-  lt="${lt%\[end of text\]}"
+  # llama-completion ends an answer stopped at EOS with " [end of text]"; both sides rstripped
+  lt="$(python3 -c 'import sys; t = sys.argv[1].rstrip(); t = t[:-13] if t.endswith("[end of text]") else t; print(t.rstrip(), end="")' "$lt")"
+  et="$(python3 -c 'import sys; print(sys.argv[1].rstrip(), end="")' "$et")"
   if [ "$et" = "$lt" ]; then echo -e "equal\t$et\t$lt\t$ng"; else echo -e "differs\t$et\t$lt\t$ng"; fi
 }
 
