@@ -48,11 +48,12 @@ import re, sys
 s = open(sys.argv[1], errors="replace").read()
 top = re.search(r"Same top p:\s*([0-9.]+)", s)
 kld = re.search(r"Mean\s+KLD:\s*(-?[0-9.]+)", s)
+mx = re.search(r"Maximum KLD:\s*(-?[0-9.]+)", s)
 c, n = int(sys.argv[2]), int(sys.argv[3])
 if not top or not kld:
     print("error\tno KL summary in llama-perplexity's output\t0")
 else:
-    print("%s\t%s\t%d" % (top.group(1), kld.group(1), n * (c - 1 - c // 2)))
+    print("%s\t%s (max %s)\t%d" % (top.group(1), kld.group(1), mx.group(1) if mx else "?", n * (c - 1 - c // 2)))
 EOF
 }
 
@@ -128,7 +129,7 @@ fi
 {
   echo "### 4b: text models, greedy continuation and top-1 / KL (llama-completion, llama-perplexity)"
   echo
-  echo "| model | file | greedy 32 tokens equal (prompts) | top-1 agreement % | mean KL | positions | result | notes |"
+  echo "| model | file | greedy 32 tokens equal (prompts) | top-1 agreement % | mean KL (max) | positions | result | notes |"
   echo "|---|---|---:|---:|---:|---:|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
