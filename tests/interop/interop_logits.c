@@ -4,9 +4,10 @@
  * own logits on a GGUF file against evlm's on the same file, position by position (make interop).
  *
  *   interop_logits -m MODEL -f TEXT.txt -o BASE.bin [-c N_CTX] [--chunks N] [-t THREADS]
+ *                  [--act int8|f32]   (evlm's activations for quantized weights; int8 default)
  *
  * The text is tokenized by evlm (no special tokens) into chunks of N_CTX tokens; when evlm's
- * prompt of "" with special tokens is a BOS, every chunk starts with it (llama-perplexity puts
+ * tokens of "" with special tokens are a BOS, every chunk starts with it (llama-perplexity puts
  * its BOS there too when the vocabulary adds one, and uses the tokens of this file otherwise, so
  * both runtimes see the same ids whatever their tokenizers do). Each chunk is evaluated from an
  * empty cache; positions N_CTX/2 .. N_CTX-2 are written as llama-perplexity writes them
@@ -87,12 +88,13 @@ static void log_probs_u16(int n_vocab, const float *logits, uint16_t *out) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL, *out_path = NULL;
     int n_ctx = 512, n_chunk = 1, n_threads = 0;
+    bool f32_act = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: interop_logits -m MODEL -f TEXT.txt -o BASE.bin [-c N_CTX] [--chunks "
-                   "N] [-t THREADS]\n");
+                   "N] [-t THREADS] [--act int8|f32]\n");
             return 0;
         }
         if (!v) die("option '%s' needs a value", a);
@@ -108,6 +110,8 @@ int main(int argc, char **argv) {
             n_chunk = atoi(v);
         else if (!strcmp(a, "-t"))
             n_threads = atoi(v);
+        else if (!strcmp(a, "--act"))
+            f32_act = !strcmp(v, "f32");
         else
             die("unknown option '%s'", a);
         i++;
@@ -118,23 +122,23 @@ int main(int argc, char **argv) {
 
     evlm_model_params mp = evlm_model_default_params();
     mp.n_threads = n_threads;
+    mp.f32_act = f32_act; /* --act f32: quantized weights meet float activations */
     evlm_model *m;
     check(evlm_model_load(model_path, &mp, &m), model_path);
     const int V = evlm_model_n_vocab(m);
 
     /* the BOS evlm puts before a prompt, if any */
-    evlm_prompt *pr;
+    int32_t *bos_ids;
     size_t n_bos;
-    check(evlm_prompt_new(m, "", true, NULL, 0, &pr), "tokenize \"\"");
-    const int32_t *bos_ids = evlm_prompt_ids(pr, &n_bos);
+    check(evlm_tokenize(m, "", 0, false, true, &bos_ids, &n_bos), "tokenize \"\"");
     const int has_bos = n_bos == 1;
     const int32_t bos = has_bos ? bos_ids[0] : -1;
-    evlm_prompt_free(pr);
+    free(bos_ids);
 
     char *text = read_text(text_path);
+    int32_t *ids;
     size_t n_text;
-    check(evlm_prompt_new(m, text, false, NULL, 0, &pr), text_path);
-    const int32_t *ids = evlm_prompt_ids(pr, &n_text);
+    check(evlm_tokenize(m, text, strlen(text), false, false, &ids, &n_text), text_path);
     const size_t per_chunk = (size_t)(n_ctx - has_bos);
     if (n_text < per_chunk * (size_t)n_chunk) {
         fprintf(stderr, "interop_logits: %s has %zu tokens, fewer than %d chunks of %zu\n",
@@ -147,7 +151,7 @@ int main(int argc, char **argv) {
         if (has_bos) t[0] = bos;
         memcpy(t + has_bos, ids + (size_t)c * per_chunk, sizeof(int32_t) * per_chunk);
     }
-    evlm_prompt_free(pr);
+    free(ids);
     free(text);
 
     char tmp[4096];

@@ -25,8 +25,16 @@ if [ ! -f "$S/config.json" ] || [ ! -f "$DS" ]; then
   exit 0
 fi
 ds="$W/dev.jsonl"
-if [ "$N_ITEMS" -gt 0 ]; then head -n "$N_ITEMS" "$DS" >"$ds"; else cp "$DS" "$ds"; fi
-dsdir="$(dirname "$DS")"
+dsdir="$(cd "$(dirname "$DS")" && pwd)"
+# the items (INTEROP_ITEMS of them, 0 = all) with absolute image paths: the copy lives in $W
+python3 - "$DS" "$N_ITEMS" "$dsdir" >"$ds" <<'EOF'
+import json, os, sys
+n = int(sys.argv[2])
+items = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for d in items[:n] if n > 0 else items:
+    d["image"] = os.path.join(sys.argv[3], d["image"])
+    print(json.dumps(d))
+EOF
 fail=0
 rows=()
 : >"$items"
@@ -57,7 +65,7 @@ EOF
   : >"$3"
   local img q a
   while IFS=$'\t' read -r img q; do
-    a="$("$LL/llama-mtmd-cli" -m "$1" --mmproj "$2" --image "$dsdir/$img" -p "$q" -n 64 --temp 0 \
+    a="$("$LL/llama-mtmd-cli" -m "$1" --mmproj "$2" --image "$img" -p "$q" -n 64 --temp 0 \
          --top-k 1 -t "$T" --no-warmup 2>"$W/log/mtmd.err" </dev/null)" ||
       { echo "llama-mtmd-cli failed on $img: $(grep -m1 -i 'error\|fail' "$W/log/mtmd.err")" >&2; return 1; }
     a="$(printf '%s' "$a" | python3 -c 'import sys; print(sys.stdin.read().strip().replace("\n", " "))')"
@@ -111,9 +119,9 @@ EOF
       while IFS=$'\t' read -r img q a_e a_l gt; do
         k=$((k + 1))
         if [ $k -le "${INTEROP_WHY_MAX:-30}" ]; then
-          why="$(python3 "$ROOT/tests/interop/why.py" "$EVLM" "$lm" "$mm" "$dsdir/$img" "$q" "$a_l" "$T" 2>&1 </dev/null | tail -1)"
+          why="$(python3 "$ROOT/tests/interop/why.py" "$EVLM" "$lm" "$mm" "$img" "$q" "$a_l" "$T" 2>&1 </dev/null | tail -1)"
         else why="(not analysed)"; fi
-        echo "| $img | $q | $a_e | $a_l | $gt | $why |"
+        echo "| $(basename "$img") | $q | $a_e | $a_l | $gt | $why |"
       done <"$dif"
     fi
   } >>"$items"
