@@ -129,18 +129,19 @@ typedef enum evlm_image_splitting {
 typedef struct evlm_model_params {
     int n_threads; /* 0 = physical cores */
     evlm_image_splitting image_splitting;
-    bool f32_act;       /* quantized weights: float activations (dequantized weight rows) instead of
-                           the default int8 activations with per-block scales (int8 dot products) */
-    bool float_head;    /* no int8 copy of a float lm_head for greedy ids (evlm_decode_greedy): half
-                           the head's bytes less memory, slower greedy decoding */
-    bool keep_layout;   /* weight tensors stay as in the file (tools that read them back, such as
-                           quantize); by default matrices are interleaved 16 rows at a time for the
-                           kernels (EVLM_REPACK=0 does the same for every load) */
-    bool keep_dense;    /* no 2:4-sparse forms: by default a matrix whose every aligned group of 4
-                           inputs holds 2 zeros is stored in memory as its kept half and their
-                           positions (fewer bytes per token; EVLM_SPARSE=0 does the same) */
-    const char *mmproj; /* a GGUF model's vision projector file (llama.cpp's mmproj); NULL:
-                           "mmproj-<file name>" beside the model file when it exists */
+    bool f32_act;     /* quantized weights: float activations (dequantized weight rows) instead of
+                         the default int8 activations with per-block scales (int8 dot products) */
+    bool float_head;  /* no int8 copy of a float lm_head for greedy ids (evlm_decode_greedy): half
+                         the head's bytes less memory, slower greedy decoding */
+    bool keep_layout; /* weight tensors stay as in the file (tools that read them back, such as
+                         quantize); by default matrices are interleaved 16 rows at a time for the
+                         kernels (EVLM_REPACK=0 does the same for every load) */
+    bool keep_dense;  /* no 2:4-sparse forms: by default a matrix whose every aligned group of 4
+                         inputs holds 2 zeros is stored in memory as its kept half and their
+                         positions (fewer bytes per token; EVLM_SPARSE=0 does the same) */
+    /* a GGUF model's vision projector file (llama.cpp's mmproj); NULL: "mmproj-<file name>"
+     * beside the model file when it exists */
+    const char *mmproj;
 } evlm_model_params;
 
 typedef enum evlm_kv_type {

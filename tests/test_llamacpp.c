@@ -92,7 +92,7 @@ static void check_tensors(const evlm_gguf *g, const cJSON *list, int n_blocks, c
         bool per_block = strstr(pat, "{i}") != NULL;
         bool req = !cJSON_IsFalse(cJSON_GetObjectItem(e, "required"));
         bool f32 = cJSON_IsTrue(cJSON_GetObjectItem(e, "f32"));
-        bool flt = cJSON_IsTrue(cJSON_GetObjectItem(e, "float"));
+        bool conv = cJSON_IsTrue(cJSON_GetObjectItem(e, "conv"));
         const cJSON *shape = cJSON_GetObjectItem(e, "shape");
         for (int b = 0; b < (per_block ? n_blocks : 1); b++) {
             char name[256];
@@ -118,9 +118,8 @@ static void check_tensors(const evlm_gguf *g, const cJSON *list, int n_blocks, c
                    (long long)t->ne[3], t->n_dims);
             CHECKF(!f32 || t->type == EVLM_TYPE_F32, "%s: tensor %s is %s, not F32", what, name,
                    evlm_type_name(t->type));
-            CHECKF(!flt || t->type == EVLM_TYPE_F32 || t->type == EVLM_TYPE_F16 ||
-                       t->type == EVLM_TYPE_BF16,
-                   "%s: tensor %s is %s, not a float type", what, name, evlm_type_name(t->type));
+            CHECKF(!conv || t->type == EVLM_TYPE_F32 || t->type == EVLM_TYPE_F16,
+                   "%s: tensor %s is %s, not F32 / F16", what, name, evlm_type_name(t->type));
             CHECKF(t->n_dims > 1 || t->type == EVLM_TYPE_F32, "%s: 1-D tensor %s is %s", what, name,
                    evlm_type_name(t->type));
         }
@@ -480,19 +479,24 @@ int main(void) {
     CHECK_OK(evlm_json_load(path, &req));
     if (!req) return test_done();
     /* The folder is compared through its dtype-free view (dtype_free_view): bit-identical
-     * logits. */
+     * logits (exact), except Qwen2-VL: its BF16 Conv3d kernel is stored F32 in the mmproj
+     * (llama.cpp's convolution takes F16 / F32 only; the widening is exact) and evlm's patch
+     * matmul then runs its F32 kernel instead of the BF16 one (another summation order):
+     * 1e-3 * max |logit| there. */
     static const struct {
         const char *dir, *prompt;
-        bool image, vision;
+        bool image, vision, exact;
     } cases[] = {
-        {"fixtures/llama-tiny", "<|im_start|>user\nWhat is a license?<|im_end|>\n", false, false},
+        {"fixtures/llama-tiny", "<|im_start|>user\nWhat is a license?<|im_end|>\n", false, false,
+         true},
         {"fixtures/smolvlm-tiny",
-         "<|im_start|>User:<image>Describe the image.<end_of_utterance>\nAssistant:", true, true},
+         "<|im_start|>User:<image>Describe the image.<end_of_utterance>\nAssistant:", true, true,
+         true},
         {"fixtures/qwen2vl-tiny",
          "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe.<|im_end|>\n", true,
-         true},
+         true, false},
         {"scene", "<|im_start|>User:<image>Describe the image.<end_of_utterance>\nAssistant:", true,
-         true},
+         true, true},
     };
     char tmp[] = "/tmp/evlm_llamacpp_XXXXXX";
     if (!mkdtemp(tmp)) return 1;
@@ -543,12 +547,13 @@ int main(void) {
                 d = fmaxf(d, fabsf(la[i] - lb[i]));
                 mx = fmaxf(mx, fabsf(la[i]));
             }
-            CHECKF(same && d == 0,
+            CHECKF(same && (cases[c].exact ? d == 0 : d <= 1e-3f * mx),
                    "%s: logits from llama.cpp's metadata differ from the folder's by %g", dir,
                    (double)d);
             printf("%s: %zu prompt ids equal; logits from metadata only: max |diff| %.3g "
-                   "(largest |logit| %.3g)\n",
-                   cases[c].dir, na, (double)d, (double)mx);
+                   "(largest |logit| %.3g; %s)\n",
+                   cases[c].dir, na, (double)d, (double)mx,
+                   cases[c].exact ? "must be 0" : "bound 1e-3 * largest");
             free(la);
             free(lb);
             free(ia);

@@ -320,8 +320,9 @@ static evlm_type clip_type(const projector *p, const vname *v, const evlm_tensor
                            evlm_type want) {
     bool embd = !strncmp(v->clip, "v.patch_embd", 12) || !strncmp(v->clip, "v.position_embd", 15);
     if (embd && p->kind == EVLM_MMPROJ_IDEFICS3) return EVLM_TYPE_F32;
-    if (v->split == SPLIT_TIME && !evlm_type_is_file_float(want))
-        return evlm_type_is_file_float(t->type) ? EVLM_TYPE_F16 : EVLM_TYPE_F32;
+    if (v->split == SPLIT_TIME) /* ggml's CPU convolution (im2col) takes F16 / F32 kernels:
+                                   an F16 source stays F16, others widen exactly to F32 */
+        return t->type == EVLM_TYPE_F16 && want != EVLM_TYPE_F32 ? EVLM_TYPE_F16 : EVLM_TYPE_F32;
     return evlm_gguf_store_type(t->n_dims, want);
 }
 

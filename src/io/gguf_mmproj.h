@@ -10,8 +10,8 @@
  * "v.patch_embd.weight" / ".weight.1", its fused qkv three tensors attn_q / attn_k / attn_v, as
  * convert_hf_to_gguf.py splits them; reading joins them again in owned memory).
  * Types follow convert_hf_to_gguf.py: 1-D tensors F32, SigLIP's patch and position embeddings
- * F32 (Idefics3), Qwen2-VL's patch kernels a float type (F16 when a quantized type was asked:
- * llama.cpp's convolution takes float kernels only); matrices as the caller asks.
+ * F32 (Idefics3), Qwen2-VL's patch kernels F32 (F16 from an F16 source: llama.cpp's CPU
+ * convolution aborts on BF16 or quantized kernels); matrices as the caller asks.
  *
  * Not here: the language model file (gguf_names.h), llama.cpp's image preprocessing.
  */

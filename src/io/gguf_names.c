@@ -202,8 +202,147 @@ static const char *pre_name(const cJSON *root, const char *arch) {
     return digits == 1 && bytelevel == 1 && !other ? "smollm" : "default";
 }
 
-enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER = 4, TOK_UNUSED = 5 };
+enum {
+    TOK_NORMAL = 1,
+    TOK_UNKNOWN = 2,
+    TOK_CONTROL = 3,
+    TOK_USER = 4,
+    TOK_UNUSED = 5,
+    TOK_BYTE = 6
+};
+
+/* Whether the normalizer puts "▁" before the text (sentencepiece's add_dummy_prefix): a
+ * Prepend "▁" normalizer, alone or in a Sequence. */
+static bool prepends_space(const cJSON *root) {
+    const cJSON *nz = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(nz, "normalizers");
+    const cJSON *e = cJSON_IsArray(list) ? list->child : nz;
+    for (; e; e = cJSON_IsArray(list) ? e->next : NULL) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "type");
+        const cJSON *pp = cJSON_GetObjectItemCaseSensitive(e, "prepend");
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, "Prepend") && cJSON_IsString(pp) &&
+            !strcmp(pp->valuestring, "\u2581"))
+            return true;
+    }
+    return false;
+}
 #define MAX_VOCAB (16 << 20)
+
+/* merges: "a b" strings, or ["a", "b"] pairs (tokenizers >= 0.20) joined with a space */
+static evlm_status put_merges(evlm_gguf_writer *w, const char *what, const cJSON *merges) {
+    evlm_status st = EVLM_OK;
+    const cJSON *e;
+    int nm = cJSON_GetArraySize(merges);
+    char **ms = calloc((size_t)nm + 1, sizeof *ms);
+    if (!ms) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", what);
+    int k = 0;
+    cJSON_ArrayForEach(e, merges) {
+        const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+        if (cJSON_IsString(e)) {
+            ms[k] = strdup(e->valuestring);
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(a) &&
+                   cJSON_IsString(b)) {
+            size_t la = strlen(a->valuestring), lb = strlen(b->valuestring);
+            if ((ms[k] = malloc(la + lb + 2))) {
+                memcpy(ms[k], a->valuestring, la);
+                ms[k][la] = ' ';
+                memcpy(ms[k] + la + 1, b->valuestring, lb + 1);
+            }
+        } else {
+            st = evlm__fail(EVLM_ERR_FORMAT,
+                            "%s: tokenizer.json: merge %d is neither \"a b\" nor [a, b]", what, k);
+            break;
+        }
+        if (!ms[k++]) {
+            st = evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", what);
+            break;
+        }
+    }
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL,
+                                          (size_t)k);
+    for (int i = 0; i < k; i++) free(ms[i]);
+    free(ms);
+    return st;
+}
+
+/* bos / eos ids and whether BOS is added */
+static evlm_status put_specials(evlm_gguf_writer *w, const evlm_decoder_config *cfg,
+                                const cJSON *root) {
+    if (cfg->bos_token_id >= 0)
+        EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id",
+                                          (uint32_t)cfg->bos_token_id));
+    if (cfg->n_eos > 0)
+        EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id",
+                                          (uint32_t)cfg->eos_token_ids[0]));
+    /* BOS is added when the post-processor's single template starts with a special token */
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "single");
+    bool add_bos =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, 0), "SpecialToken") != NULL;
+    return evlm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
+}
+
+/* llama.cpp's "llama" (sentencepiece) vocabulary of a byte-fallback BPE: the tokens, a score
+ * per token (the merge that makes it: earlier merges score higher, as sentencepiece's scores order
+ * them; tokens no merge makes score lowest), byte tokens "<0xHH>" of type BYTE, the unknown
+ * token, and the leading "▁" llama.cpp adds when the normalizer prepends one. */
+static evlm_status put_spm(evlm_gguf_writer *w, const char *what, const cJSON *root,
+                           const char **tok, int32_t *tt, int64_t n) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    float *score = malloc((size_t)n * sizeof *score);
+    if (!score) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", what);
+    for (int64_t i = 0; i < n; i++) score[i] = -1e9f;
+    int k = 0;
+    const cJSON *e;
+    char buf[1024];
+    cJSON_ArrayForEach(e, merges) {
+        const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+        int len = -1;
+        if (cJSON_IsString(e)) { /* "a b": the pair without its space */
+            const char *sp = strchr(e->valuestring, ' ');
+            if (sp)
+                len = snprintf(buf, sizeof buf, "%.*s%s", (int)(sp - e->valuestring),
+                               e->valuestring, sp + 1);
+        } else if (cJSON_IsString(a) && cJSON_IsString(b)) {
+            len = snprintf(buf, sizeof buf, "%s%s", a->valuestring, b->valuestring);
+        }
+        k++;
+        if (len < 0 || (size_t)len >= sizeof buf) continue;
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(vocab, buf);
+        if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < (double)n &&
+            score[(int64_t)id->valuedouble] == -1e9f)
+            score[(int64_t)id->valuedouble] = -(float)k;
+    }
+    int64_t unk_id = -1;
+    for (int64_t i = 0; i < n; i++) {
+        unsigned hx;
+        char tail;
+        if (tt[i] == TOK_NORMAL && strlen(tok[i]) == 6 &&
+            sscanf(tok[i], "<0x%2X>%c", &hx, &tail) == 1)
+            tt[i] = TOK_BYTE;
+        if (cJSON_IsString(unk) && !strcmp(tok[i], unk->valuestring)) {
+            tt[i] = TOK_UNKNOWN;
+            unk_id = i;
+        }
+    }
+    evlm_status st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, (size_t)n);
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", score, (size_t)n);
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", tt, (size_t)n);
+    if (st == EVLM_OK && unk_id >= 0)
+        st = evlm_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)unk_id);
+    if (st == EVLM_OK)
+        st = evlm_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", prepends_space(root));
+    free(score);
+    return st;
+}
 
 static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what,
                                  const evlm_decoder_config *cfg, const cJSON *root) {
@@ -261,65 +400,27 @@ static evlm_status put_tokenizer(evlm_gguf_writer *w, const char *what,
         tok[i] = pads + i * 32;
         tt[i] = TOK_UNUSED;
     }
-    if (st == EVLM_OK) st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
-    if (st == EVLM_OK)
-        st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.pre",
-                                      pre_name(root, evlm_gguf_arch_for(cfg)));
-    if (st == EVLM_OK)
-        st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, (size_t)n);
-    if (st == EVLM_OK)
-        st = evlm_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", tt, (size_t)n);
+    /* a byte-fallback BPE over "▁"-joined words (sentencepiece's, e.g. llama2.c's) is
+     * llama.cpp's "llama" vocabulary: tokens with scores, no byte-level mapping */
+    bool spm = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
+    if (st == EVLM_OK && spm) {
+        st = put_spm(w, what, root, tok, tt, n);
+    } else {
+        if (st == EVLM_OK) st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+        if (st == EVLM_OK)
+            st = evlm_gguf_writer_set_str(w, "tokenizer.ggml.pre",
+                                          pre_name(root, evlm_gguf_arch_for(cfg)));
+        if (st == EVLM_OK)
+            st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", tok, NULL, (size_t)n);
+        if (st == EVLM_OK)
+            st = evlm_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", tt, (size_t)n);
+    }
     free(tok);
     free(tt);
     free(pads);
     if (st != EVLM_OK) return st;
-
-    /* merges: "a b" strings, or ["a", "b"] pairs (tokenizers >= 0.20) joined with a space */
-    int nm = cJSON_GetArraySize(merges);
-    char **ms = calloc((size_t)nm + 1, sizeof *ms);
-    if (!ms) return evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", what);
-    int k = 0;
-    cJSON_ArrayForEach(e, merges) {
-        const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
-        if (cJSON_IsString(e)) {
-            ms[k] = strdup(e->valuestring);
-        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(a) &&
-                   cJSON_IsString(b)) {
-            size_t la = strlen(a->valuestring), lb = strlen(b->valuestring);
-            if ((ms[k] = malloc(la + lb + 2))) {
-                memcpy(ms[k], a->valuestring, la);
-                ms[k][la] = ' ';
-                memcpy(ms[k] + la + 1, b->valuestring, lb + 1);
-            }
-        } else {
-            st = evlm__fail(EVLM_ERR_FORMAT,
-                            "%s: tokenizer.json: merge %d is neither \"a b\" nor [a, b]", what, k);
-            break;
-        }
-        if (!ms[k++]) {
-            st = evlm__fail(EVLM_ERR_NOMEM, "%s: out of memory", what);
-            break;
-        }
-    }
-    if (st == EVLM_OK)
-        st = evlm_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL,
-                                          (size_t)k);
-    for (int i = 0; i < k; i++) free(ms[i]);
-    free(ms);
-    if (st != EVLM_OK) return st;
-
-    if (cfg->bos_token_id >= 0)
-        EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id",
-                                          (uint32_t)cfg->bos_token_id));
-    if (cfg->n_eos > 0)
-        EVLM_TRY(evlm_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id",
-                                          (uint32_t)cfg->eos_token_ids[0]));
-    /* BOS is added when the post-processor's single template starts with a special token */
-    const cJSON *single = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "single");
-    bool add_bos =
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, 0), "SpecialToken") != NULL;
-    return evlm_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
+    if (!spm) EVLM_TRY(put_merges(w, what, merges));
+    return put_specials(w, cfg, root);
 }
 
 evlm_status evlm_gguf_put_llama_meta(evlm_gguf_writer *w, const char *what,

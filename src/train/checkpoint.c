@@ -369,6 +369,15 @@ static evlm_type out_type(evlm_type src, evlm_ckpt_dtype d, evlm_type quant_to) 
     return quant_to;
 }
 
+/* A GGUF source (embedded side files) stores 1-D tensors F32 for llama.cpp (gguf_names.h): they
+ * go back to the config's dtype like its quantized tensors (their values came from it). */
+static evlm_type param_type(const evlm_tparam *p, const evlm_dir *src, evlm_ckpt_dtype d,
+                            evlm_type quant_to) {
+    if (src->get && d == EVLM_CKPT_SOURCE && p->n_dims <= 1 && p->src_type == EVLM_TYPE_F32)
+        return quant_to;
+    return out_type(p->src_type, d, quant_to);
+}
+
 static evlm_type config_dtype(const char *config) {
     cJSON *j = cJSON_Parse(config);
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text_config");
@@ -397,7 +406,7 @@ evlm_status evlm_ckpt_export_from(const evlm_tparams *tp, const evlm_dir *src, c
     const evlm_type qto = config_dtype(config);
     size_t bytes = 0;
     for (int i = 0; i < tp->n; i++)
-        bytes += tp->p[i].n * evlm_type_size(out_type(tp->p[i].src_type, dtype, qto));
+        bytes += tp->p[i].n * evlm_type_size(param_type(&tp->p[i], src, dtype, qto));
     evlm_tensor *views = malloc(sizeof *views * (size_t)(tp->n > 0 ? tp->n : 1));
     unsigned char *buf = malloc(bytes ? bytes : 1);
     if (!views || !buf) {
@@ -410,7 +419,7 @@ evlm_status evlm_ckpt_export_from(const evlm_tparams *tp, const evlm_dir *src, c
     for (int i = 0; i < tp->n; i++) {
         const evlm_tparam *p = &tp->p[i];
         evlm_tensor t = view_of(p, tp->w);
-        t.type = out_type(p->src_type, dtype, qto);
+        t.type = param_type(p, src, dtype, qto);
         evlm_tensor_set_contiguous(&t);
         const float *w = tp->w + p->off;
         unsigned char *o = buf + at;

@@ -50,7 +50,8 @@ extern int evlm__ckpt_fail_after;
 /* ---- the final model folder ---------------------------------------------------------------- */
 typedef enum evlm_ckpt_dtype {
     EVLM_CKPT_SOURCE = 0, /* each tensor as the file stored it (F32 / F16 / BF16; a quantized
-                             source (a GGUF) becomes the config's torch_dtype, F32 if none) */
+                             source (a GGUF) and a GGUF's 1-D tensors, stored F32 for llama.cpp,
+                             become the config's torch_dtype, F32 if none) */
     EVLM_CKPT_BF16,
     EVLM_CKPT_F32,
 } evlm_ckpt_dtype;
