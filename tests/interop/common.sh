@@ -42,6 +42,22 @@ fresh() {
   return 1
 }
 
+# ll_run OUT ERR CMD...: a llama.cpp tool whose stdout should end in its closing blank line
+# ("\n\n"); on this machine a run now and then exits non-zero or loses its stdout (the async
+# log worker of common/log.cpp at exit), so a run that does is tried again, up to 3 times, and
+# counted in $W/log/retries
+ll_run() {
+  local o="$1" e="$2" k
+  shift 2
+  for k in 1 2 3; do
+    if "$@" >"$o" 2>"$e" </dev/null && [ "$(tail -c 2 "$o" | od -An -c | tr -d ' ')" = '\n\n' ]; then
+      return 0
+    fi
+    echo "retry $k: $*" >>"$W/log/retries"
+  done
+  return 1
+}
+
 # mmproj_of OUT.gguf: the projector file written beside it
 mmproj_of() { echo "$(dirname "$1")/mmproj-$(basename "$1")"; }
 

@@ -11,6 +11,8 @@ source "$here/common.sh"
 doc="${INTEROP_DOC:-$ROOT/docs/INTEROP.md}"
 t0=$(date +%s)
 rc=0
+mkdir -p "$W/log"
+: >"$W/log/retries"
 "$here/text.sh" || rc=1
 "$here/vlm.sh" || rc=1
 {
@@ -27,7 +29,8 @@ Run on $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - t0)) s in all. Overall
 How to run: \`make interop\` (builds llama.cpp from node-llama-cpp 3.21.1's bundle once into
 build/llamacpp, about 15 minutes on 2 cores; \`LLAMACPP_BIN=DIR make interop\` uses binaries
 built elsewhere). Work files, logs and every answer go to build/interop/ (INTEROP_DIR).
-INTEROP_THREADS (default 1) sets the threads of every run.
+INTEROP_THREADS (default 1) sets the threads of every run. llama.cpp runs that exited non-zero
+or lost their stdout and were tried again (tests/interop/common.sh, ll_run): $(wc -l <"$W/log/retries").
 
 EOF
   cat "$W/text.md"

@@ -27,9 +27,10 @@ greedy() {
     { echo -e "error\tevlm run failed: $(tail -1 "$W/log/evlm_run.err")\t\t0"; return; }
   et="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["text"], end="")' "$ej")"
   ng="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["n_gen"])' "$ej")"
-  lt="$("$LL/llama-completion" -m "$f" -p "$p" -n 32 --temp 0 --top-k 1 -no-cnv --no-display-prompt \
-        --no-warmup -s 1 -t "$T" -c 256 2>"$W/log/llama_completion.err")" ||
+  ll_run "$W/log/llama_completion.out" "$W/log/llama_completion.err" "$LL/llama-completion" -m "$f" -p "$p" \
+    -n 32 --temp 0 --top-k 1 -no-cnv --no-display-prompt --no-warmup -s 1 -t "$T" -c 256 ||
     { echo -e "error\t\tllama-completion failed: $(grep -m1 -i 'error\|failed' "$W/log/llama_completion.err")\t$ng"; return; }
+  lt="$(cat "$W/log/llama_completion.out")"
   # llama-completion ends an answer stopped at EOS with " [end of text]"; both sides rstripped
   lt="$(python3 -c 'import sys; t = sys.argv[1].rstrip(); t = t[:-13] if t.endswith("[end of text]") else t; print(t.rstrip(), end="")' "$lt")"
   et="$(python3 -c 'import sys; print(sys.argv[1].rstrip(), end="")' "$et")"

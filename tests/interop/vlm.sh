@@ -65,10 +65,10 @@ EOF
   : >"$3"
   local img q a
   while IFS=$'\t' read -r img q; do
-    a="$("$LL/llama-mtmd-cli" -m "$1" --mmproj "$2" --image "$img" -p "$q" -n 64 --temp 0 \
-         --top-k 1 -t "$T" --no-warmup 2>"$W/log/mtmd.err" </dev/null)" ||
+    ll_run "$W/log/mtmd.out" "$W/log/mtmd.err" "$LL/llama-mtmd-cli" -m "$1" --mmproj "$2" --image "$img" \
+      -p "$q" -n 64 --temp 0 --top-k 1 -t "$T" --no-warmup ||
       { echo "llama-mtmd-cli failed on $img: $(grep -m1 -i 'error\|fail' "$W/log/mtmd.err")" >&2; return 1; }
-    a="$(printf '%s' "$a" | python3 -c 'import sys; print(sys.stdin.read().strip().replace("\n", " "))')"
+    a="$(python3 -c 'import sys; print(open(sys.argv[1]).read().strip().replace("\n", " "))' "$W/log/mtmd.out")"
     printf '%s\t%s\t%s\n' "$img" "$q" "$a" >>"$3"
   done <"$W/log/items.tsv"
 }
