@@ -43,16 +43,29 @@ fresh() {
 }
 
 # ll_run OUT ERR CMD...: a llama.cpp tool whose stdout should end in its closing blank line
-# ("\n\n"); on this machine a run now and then exits non-zero or loses its stdout (the async
-# log worker of common/log.cpp at exit), so a run that does is tried again, up to 3 times, and
-# counted in $W/log/retries
+# ("\n\n"); on a loaded machine a run now and then exits non-zero or prints nothing at all on
+# stdout (llama.cpp's tools print through the asynchronous log worker of common/log.cpp; seen
+# here with llama-completion about once in six runs under load), so a run that does is tried
+# again, up to 6 times, each retry counted in $W/log/retries
 ll_run() {
   local o="$1" e="$2" k
   shift 2
-  for k in 1 2 3; do
+  for k in 1 2 3 4 5 6; do
     if "$@" >"$o" 2>"$e" </dev/null && [ "$(tail -c 2 "$o" | od -An -c | tr -d ' ')" = '\n\n' ]; then
       return 0
     fi
+    echo "retry $k: $*" >>"$W/log/retries"
+  done
+  return 1
+}
+
+# ll_run_grep OUT PATTERN CMD...: the same for a tool whose report (stdout and stderr in OUT)
+# must hold PATTERN (llama-perplexity's summary)
+ll_run_grep() {
+  local o="$1" pat="$2" k
+  shift 2
+  for k in 1 2 3 4 5 6; do
+    if "$@" >"$o" 2>&1 </dev/null && grep -q "$pat" "$o"; then return 0; fi
     echo "retry $k: $*" >>"$W/log/retries"
   done
   return 1

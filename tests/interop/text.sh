@@ -24,12 +24,12 @@ rows=()
 greedy() {
   local f="$1" p="$2" ej lt et ng
   ej="$("$EVLM" run -m "$f" --raw -p "$p" -n 32 -t "$T" --json 2>"$W/log/evlm_run.err")" ||
-    { echo -e "error\tevlm run failed: $(tail -1 "$W/log/evlm_run.err")\t\t0"; return; }
+    { echo -e "error\tevlm run failed: $(tail -1 "$W/log/evlm_run.err")\t-\t0"; return; }
   et="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["text"], end="")' "$ej")"
   ng="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["n_gen"])' "$ej")"
   ll_run "$W/log/llama_completion.out" "$W/log/llama_completion.err" "$LL/llama-completion" -m "$f" -p "$p" \
     -n 32 --temp 0 --top-k 1 -no-cnv --no-display-prompt --no-warmup -s 1 -t "$T" -c 256 ||
-    { echo -e "error\t\tllama-completion failed: $(grep -m1 -i 'error\|failed' "$W/log/llama_completion.err")\t$ng"; return; }
+    { echo -e "error\t-\tllama-completion failed $(grep -m1 -i 'error\|failed' "$W/log/llama_completion.err")\t$ng"; return; }
   lt="$(cat "$W/log/llama_completion.out")"
   # llama-completion ends an answer stopped at EOS with " [end of text]"; both sides rstripped
   lt="$(python3 -c 'import sys; t = sys.argv[1].rstrip(); t = t[:-13] if t.endswith("[end of text]") else t; print(t.rstrip(), end="")' "$lt")"
@@ -42,9 +42,13 @@ kl() {
   local f="$1" c="$2" n="$3" base="$W/$(basename "$1").base"
   "$LOGITS" -m "$f" -f "$CORPUS" -o "$base" -c "$c" --chunks "$n" -t "$T" >"$W/log/$(basename "$f").top1" \
     2>"$W/log/interop_logits.err" || { echo -e "error\tinterop_logits: $(tail -1 "$W/log/interop_logits.err")\t0"; return; }
-  "$LL/llama-perplexity" -m "$f" --kl-divergence --kl-divergence-base "$base" -c "$c" -b "$c" -t "$T" \
-    >"$W/log/$(basename "$f").kld" 2>&1 || { echo -e "error\tllama-perplexity failed (log/$(basename "$f").kld)\t0"; return; }
-  python3 - "$W/log/$(basename "$f").kld" "$c" "$n" <<'EOF'
+  ll_run_grep "$W/log/$(basename "$f").kld" "Same top p" "$LL/llama-perplexity" -m "$f" --kl-divergence \
+    --kl-divergence-base "$base" -c "$c" -b "$c" -t "$T" ||
+    { echo -e "error\tllama-perplexity failed (log/$(basename "$f").kld)\t0"; return; }
+  # the noise floor: evlm against itself on the same file, int8 against float activations
+  "$LOGITS" -m "$f" -f "$CORPUS" -o "$base.f32act" -c "$c" --chunks "$n" -t "$T" --act f32 \
+    >"$W/log/$(basename "$f").top1.f32act" 2>/dev/null || : >"$W/log/$(basename "$f").top1.f32act"
+  python3 - "$W/log/$(basename "$f").kld" "$c" "$n" "$W/log/$(basename "$f").top1" "$W/log/$(basename "$f").top1.f32act" <<'EOF'
 import re, sys
 s = open(sys.argv[1], errors="replace").read()
 top = re.search(r"Same top p:\s*([0-9.]+)", s)
@@ -54,7 +58,10 @@ c, n = int(sys.argv[2]), int(sys.argv[3])
 if not top or not kld:
     print("error\tno KL summary in llama-perplexity's output\t0")
 else:
-    print("%s\t%s (max %s)\t%d" % (top.group(1), kld.group(1), mx.group(1) if mx else "?", n * (c - 1 - c // 2)))
+    a = [l.split()[2] for l in open(sys.argv[4]) if l.strip()]
+    b = [l.split()[2] for l in open(sys.argv[5]) if l.strip()]
+    floor = "%.3f" % (100.0 * sum(x == y for x, y in zip(a, b)) / len(a)) if a and len(a) == len(b) else "-"
+    print("%s\t%s (max %s)\t%d\t%s" % (top.group(1), kld.group(1), mx.group(1) if mx else "?", n * (c - 1 - c // 2), floor))
 EOF
 }
 
@@ -73,9 +80,9 @@ check() {
       notes+="prompt '$p': evlm '$et' / llama.cpp '$lt'; "
     fi
   done
-  local k top kld npos res
+  local k top kld npos floor res
   k="$(kl "$f" "$c" "$n")"
-  IFS=$'\t' read -r top kld npos <<<"$k"
+  IFS=$'\t' read -r top kld npos floor <<<"$k"
   res=FAIL
   if [ "$eq" = "$tot" ]; then res=PASS; fi
   if [ "$top" != error ] && python3 -c "import sys; sys.exit(0 if float('$top') >= 99.0 else 1)"; then
@@ -83,7 +90,7 @@ check() {
   fi
   [ "$top" = error ] && notes+="KL: $kld; "
   [ "$res" = PASS ] || fail=1
-  rows+=("| $name | $(basename "$f") | $eq / $tot | $top | $kld | $npos | $res | ${notes%; } |")
+  rows+=("| $name | $(basename "$f") | $eq / $tot | $top | $floor | $kld | $npos | $res | ${notes%; } |")
   echo "${rows[-1]}" >&2
 }
 
@@ -106,7 +113,7 @@ fi
 
 # the SmolLM2-135M shape (random weights from evlm synth; the real SmolVLM tokenizer)
 cfg="$SHARED/reference/smolvlm-256m-instruct/config.json"
-if [ -f "$cfg" ]; then
+if [ -f "$cfg" ] && [ -n "$M135TYPES" ]; then
   [ -f "$W/m135/config.json" ] || "$EVLM" synth --config "$cfg" -o "$W/m135" --dtype bf16 --text-only >/dev/null
   for t in $M135TYPES; do
     f="$W/m135-$t.gguf"
@@ -130,11 +137,11 @@ fi
 {
   echo "### 4b: text models, greedy continuation and top-1 / KL (llama-completion, llama-perplexity)"
   echo
-  echo "| model | file | greedy 32 tokens equal (prompts) | top-1 agreement % | mean KL (max) | positions | result | notes |"
-  echo "|---|---|---:|---:|---:|---:|---|---|"
+  echo "| model | file | greedy 32 tokens equal (prompts) | top-1 agreement % | evlm int8 vs float act. top-1 % | mean KL (max) | positions | result | notes |"
+  echo "|---|---|---:|---:|---:|---:|---:|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "Wall time $(($(date +%s) - t0)) s. Greedy: \`evlm run -m FILE --raw -p P -n 32 --json\` vs \`llama-completion -m FILE -p P -n 32 --temp 0 -no-cnv\`. KL: \`interop_logits -m FILE -f corpus.txt -c C --chunks K -o BASE\` (evlm's logits as llama-perplexity's base file), then \`llama-perplexity -m FILE --kl-divergence --kl-divergence-base BASE -c C -b C\`: llama.cpp's logits on the same ids against evlm's (KL(evlm || llama.cpp), base quantized to 16 bits by the file format)."
+  echo "Wall time $(($(date +%s) - t0)) s. Greedy: \`evlm run -m FILE --raw -p P -n 32 --json\` vs \`llama-completion -m FILE -p P -n 32 --temp 0 -no-cnv\`. KL: \`interop_logits -m FILE -f corpus.txt -c C --chunks K -o BASE\` (evlm's logits as llama-perplexity's base file), then \`llama-perplexity -m FILE --kl-divergence --kl-divergence-base BASE -c C -b C\`: llama.cpp's logits on the same ids against evlm's (KL(evlm || llama.cpp), base quantized to 16 bits by the file format). The noise-floor column: evlm against itself on the same file and positions, its default int8 activations against float activations (\`interop_logits --act f32\`): how often rounding alone moves the top-1 on this model (for an F32 file both are the same computation)."
 } >"$out"
 cat "$out"
 exit $fail

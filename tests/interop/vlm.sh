@@ -4,7 +4,7 @@
 # (make interop). Then the quality target: `evlm quality` against bf16 of evlm's own Q4_K_M
 # and of llama-quantize's Q4_K_M of the same F16 export.
 #
-# 4a: pairs written by evlm (INTEROP_VLM_TYPES, default q8_0 q4_0 q4_k).
+# 4a: pairs written by evlm (INTEROP_VLM_TYPES, default q8_0 q4_k).
 # 4c: pairs written by llama.cpp: llama-quantize turns evlm's F16 export into Q4_K_M and Q8_0
 #     (the projector stays the F16 export's mmproj), read back by evlm with --mmproj.
 # For each pair: greedy answers (64 tokens at most) of `evlm eval -v` and of llama-mtmd-cli
@@ -14,8 +14,8 @@ source "$(dirname "$0")/common.sh"
 S="$SHARED/models/scenes-vlm"
 DS="$SHARED/datasets/scenes-dev/dev.jsonl"
 CORPUS="$SHARED/fixtures/corpus.txt"
-TYPES="${INTEROP_VLM_TYPES:-q8_0 q4_0 q4_k}"
-LQTYPES="${INTEROP_LQ_TYPES:-Q4_K_M Q8_0}"
+TYPES="${INTEROP_VLM_TYPES-q8_0 q4_k}"
+LQTYPES="${INTEROP_LQ_TYPES-Q4_K_M Q8_0}"
 N_ITEMS="${INTEROP_ITEMS:-0}" # 0 = every item
 out="$W/vlm.md"
 items="$W/vlm_items.md"
@@ -66,11 +66,31 @@ EOF
   local img q a
   while IFS=$'\t' read -r img q; do
     ll_run "$W/log/mtmd.out" "$W/log/mtmd.err" "$LL/llama-mtmd-cli" -m "$1" --mmproj "$2" --image "$img" \
-      -p "$q" -n 64 --temp 0 --top-k 1 -t "$T" --no-warmup ||
+      -p "$q" -n 64 --temp 0 --top-k 1 -t "$T" --no-warmup -v ||
       { echo "llama-mtmd-cli failed on $img: $(grep -m1 -i 'error\|fail' "$W/log/mtmd.err")" >&2; return 1; }
-    a="$(python3 -c 'import sys; print(open(sys.argv[1]).read().strip().replace("\n", " "))' "$W/log/mtmd.out")"
-    printf '%s\t%s\t%s\n' "$img" "$q" "$a" >>"$3"
+    # its answer, and the prompt its chat layer rendered (-v logs it), image marker as evlm's
+    python3 - "$W/log/mtmd.out" "$W/log/mtmd.err" "$img" "$q" >>"$3" <<'EOF2'
+import json, re, sys
+a = open(sys.argv[1]).read().strip().replace("\n", " ")
+m = re.search(r"formatted_chat\.prompt: (.*?)\n(?=\d+\.\d+\.\d+ )", open(sys.argv[2], errors="replace").read(), re.S)
+p = m.group(1).replace("<__media__>", "<image>") if m else ""
+print("%s\t%s\t%s\t%s" % (sys.argv[3], sys.argv[4], a, json.dumps(p)))
+EOF2
   done <"$W/log/items.tsv"
+}
+
+# evlm_same_prompt LM MMPROJ LLAMA.tsv OUT.tsv: evlm's greedy answers on the prompt llama.cpp
+# rendered for each item (column 4 of LLAMA.tsv), through `evlm run --raw`
+evlm_same_prompt() {
+  : >"$4"
+  local img q a p t
+  while IFS=$'\t' read -r img q a p; do
+    t="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]), end="")' "$p")"
+    [ -n "$t" ] || { echo "no rendered prompt from llama.cpp for $img" >&2; return 1; }
+    a="$("$EVLM" run -m "$1" --mmproj "$2" --image "$img" --raw -p "$t" -n 64 -t "$T" --json </dev/null |
+         python3 -c 'import json,sys; print(json.load(sys.stdin)["text"].strip().replace("\n", " "))')" || return 1
+    printf '%s\t%s\t%s\n' "$img" "$q" "$a" >>"$4"
+  done <"$3"
 }
 
 # compare NAME WRITER LM MMPROJ
@@ -78,14 +98,26 @@ compare() {
   local name="$1" writer="$2" lm="$3" mm="$4" te tl
   local ev="$W/log/$name.evlm.tsv" lc="$W/log/$name.llama.tsv"
   te=$(date +%s)
-  evlm_answers "$lm" "$mm" "$ev" || { rows+=("| $name | $writer | | | | | | | FAIL (evlm) |"); fail=1; return; }
+  evlm_answers "$lm" "$mm" "$ev" || { rows+=("| $name | $writer | | | | | | | | | FAIL (evlm) |"); fail=1; return; }
   te=$(($(date +%s) - te))
   tl=$(date +%s)
-  llama_answers "$lm" "$mm" "$lc" || { rows+=("| $name | $writer | | | | | | | FAIL (llama.cpp) |"); fail=1; return; }
+  llama_answers "$lm" "$mm" "$lc" || { rows+=("| $name | $writer | | | | | | | | | FAIL (llama.cpp) |"); fail=1; return; }
   tl=$(($(date +%s) - tl))
+  local es="$W/log/$name.evlm_same.tsv" ts
+  ts=$(date +%s)
+  evlm_same_prompt "$lm" "$mm" "$lc" "$es" || { rows+=("| $name | $writer | | | | | | | | | | | FAIL (evlm run) |"); fail=1; return; }
+  ts=$(($(date +%s) - ts))
+  local own
+  own="$(python3 - "$ev" "$lc" <<'EOF'
+import sys
+ev = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+lc = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
+print("%d / %d" % (sum(e[2].strip() == l[2].strip() for e, l in zip(ev, lc)), len(lc)))
+EOF
+)"
   local r
   local dif="$W/log/$name.diff.tsv"
-  r="$(python3 - "$ev" "$lc" "$ds" "$name" "$dif" <<'EOF'
+  r="$(python3 - "$es" "$lc" "$ds" "$name" "$dif" <<'EOF'
 import json, sys
 ev = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 lc = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
@@ -106,7 +138,7 @@ EOF
 )"
   local same n pct ae al res
   IFS=$'\t' read -r same n pct ae al <<<"$r"
-  if [ "$same" = error ]; then rows+=("| $name | $writer | | | | | | | FAIL ($n) |"); fail=1; return; fi
+  if [ "$same" = error ]; then rows+=("| $name | $writer | | | | | | | | | FAIL ($n) |"); fail=1; return; fi
   # every differing item, with how close evlm's own choice was where the answers part
   {
     echo
@@ -127,7 +159,7 @@ EOF
   } >>"$items"
   res=PASS
   python3 -c "import sys; sys.exit(0 if $same >= 0.95 * $n else 1)" || { res=FAIL; fail=1; }
-  rows+=("| $name | $writer | $same / $n | $pct | $ae | $al | $te | $tl | $res |")
+  rows+=("| $name | $writer | $same / $n | $pct | $own | $ae | $al | $ts | $te | $tl | $res |")
   echo "${rows[-1]}" >&2
 }
 
@@ -136,19 +168,19 @@ t0=$(date +%s)
 for t in $TYPES; do
   f="$W/scenes-$t.gguf"
   fresh "$f" || evlm_pair "$S" "$t" "$f" >"$W/log/scenes-$t.write" 2>&1 ||
-    { rows+=("| scenes-$t | evlm | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-$t.write")) |"); fail=1; continue; }
+    { rows+=("| scenes-$t | evlm | | | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-$t.write")) |"); fail=1; continue; }
   compare "scenes-$t" "evlm quantize --type $t" "$f" "$(mmproj_of "$f")"
 done
 
 # 4c: llama-quantize on evlm's F16 export; the projector stays the F16 export's
 f16="$W/scenes-f16.gguf"
 fresh "$f16" || evlm_pair "$S" f16 "$f16" >"$W/log/scenes-f16.write" 2>&1 ||
-  { rows+=("| scenes-f16 | evlm export-gguf | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-f16.write")) |"); fail=1; }
+  { rows+=("| scenes-f16 | evlm export-gguf | | | | | | | | | FAIL (write: $(tail -1 "$W/log/scenes-f16.write")) |"); fail=1; }
 if [ -f "$f16" ]; then
   for t in $LQTYPES; do
     f="$W/lq-$t.gguf"
     fresh "$f" || "$LL/llama-quantize" "$f16" "$f" "$t" "$T" >"$W/log/lq-$t.log" 2>&1 ||
-      { rows+=("| lq-$t | llama-quantize | | | | | | | FAIL (llama-quantize: $(grep -m1 -i 'error\|fail' "$W/log/lq-$t.log")) |"); fail=1; continue; }
+      { rows+=("| lq-$t | llama-quantize | | | | | | | | | FAIL (llama-quantize: $(grep -m1 -i 'error\|fail' "$W/log/lq-$t.log")) |"); fail=1; continue; }
     compare "lq-$t" "llama-quantize F16 -> $t" "$f" "$(mmproj_of "$f16")"
   done
 fi
@@ -196,12 +228,13 @@ case "$qres" in PASS*) ;; *) fail=1 ;; esac
 {
   echo "### 4a, 4c: the scene model's pair in llama-mtmd-cli and in evlm ($(wc -l <"$ds") scenes-dev items)"
   echo
-  echo "| pair | written by | equal answers | equal % | evlm accuracy % | llama.cpp accuracy % | evlm wall s | llama.cpp wall s | result (>= 95 %) |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+  echo "| pair | written by | equal answers (same prompt) | equal % | equal with each one's own chat rendering | evlm accuracy % (same prompt) | llama.cpp accuracy % | evlm run wall s | evlm eval wall s | llama.cpp wall s | result (>= 95 %) |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "evlm: \`evlm eval -m LM.gguf --mmproj mmproj-LM.gguf --dataset dev.jsonl -v -n 64 -t $T\` (one process for all items)."
-  echo "llama.cpp: \`llama-mtmd-cli -m LM.gguf --mmproj mmproj-LM.gguf --image IMG -p QUESTION -n 64 --temp 0 -t $T\`, one process per item (its wall time includes 90 model loads)."
+  echo "Same prompt: for each item \`evlm run -m LM.gguf --mmproj mmproj-LM.gguf --image IMG --raw -p PROMPT -n 64\`, PROMPT being the text llama-mtmd-cli's chat layer rendered for that item (its -v log; <__media__> written <image>): both runtimes see the same text, so this compares the files (weights, tokenizer, projector, image preprocessing). llama.cpp renders the SmolVLM template from a plain-text user message as \`<|im_start|>User: <image>QUESTION<end_of_utterance>\\nAssistant:\`, a space after \`User:\`; transformers and evlm render the image-first typed message as \`User:<image>...\`, no space. That one token moves plate readings: the column 'own chat rendering' compares \`evlm eval\` (evlm's rendering) with llama.cpp's answers."
+  echo "evlm eval: \`evlm eval -m LM.gguf --mmproj mmproj-LM.gguf --dataset dev.jsonl -v -n 64 -t $T\` (one process for all items)."
+  echo "llama.cpp: \`llama-mtmd-cli -m LM.gguf --mmproj mmproj-LM.gguf --image IMG -p QUESTION -n 64 --temp 0 -t $T -v\`, one process per item (its wall time includes 90 model loads)."
   echo
   echo "### Differing items"
   cat "$items"
