@@ -36,6 +36,8 @@ EOF
   cat "$W/text.md"
   echo
   cat "$W/vlm.md"
+  echo
+  cat "$here/findings.md"
 } >"$doc.tmp" && mv "$doc.tmp" "$doc"
 echo "interop: $([ $rc = 0 ] && echo PASS || echo FAIL); report in $doc"
 exit $rc
