@@ -4,6 +4,7 @@
 # or LLAMACPP_BIN=DIR), runs tests/interop/text.sh (4b) and vlm.sh (4a, 4c and the Q4_K_M
 # quality target), prints their tables and writes them with the commands and the machine to
 # docs/INTEROP.md (INTEROP_DOC=FILE to write elsewhere). Exit 1 when any step fails.
+# INTEROP_PARTS (default "text vlm") names the parts to run again.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 "$here/../../scripts/llamacpp.sh" >/dev/null || exit 1 # built once (or LLAMACPP_BIN)
@@ -13,8 +14,13 @@ t0=$(date +%s)
 rc=0
 mkdir -p "$W/log"
 : >"$W/log/retries"
-"$here/text.sh" || rc=1
-"$here/vlm.sh" || rc=1
+# INTEROP_PARTS="vlm" reruns a part only; the report then takes the other's last tables
+for part in ${INTEROP_PARTS:-text vlm}; do
+  "$here/$part.sh" || rc=1
+done
+for part in text vlm; do
+  grep -q "| FAIL\|FAIL (" "$W/$part.md" 2>/dev/null && rc=1
+done
 {
   cat <<EOF
 # llama.cpp interop, measured (make interop)

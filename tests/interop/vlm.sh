@@ -72,7 +72,7 @@ EOF
     python3 - "$W/log/mtmd.out" "$W/log/mtmd.err" "$img" "$q" >>"$3" <<'EOF2'
 import json, re, sys
 a = open(sys.argv[1]).read().strip().replace("\n", " ")
-m = re.search(r"formatted_chat\.prompt: (.*?)\n(?=\d+\.\d+\.\d+ )", open(sys.argv[2], errors="replace").read(), re.S)
+m = re.search(r"formatted_chat\.prompt: (.*?)\n(?=[0-9.]+ [A-Z] )", open(sys.argv[2], errors="replace").read(), re.S)
 p = m.group(1).replace("<__media__>", "<image>") if m else ""
 print("%s\t%s\t%s\t%s" % (sys.argv[3], sys.argv[4], a, json.dumps(p)))
 EOF2
