@@ -145,7 +145,7 @@ EOF
     echo "#### $name: $((n - same)) differing item(s)"
     if [ "$same" != "$n" ]; then
       echo
-      echo "| image | question | evlm | llama.cpp | reference | where they part (evlm's view) |"
+      echo "| image | question | evlm | llama.cpp | reference | where they part (evlm on its own chat rendering) |"
       echo "|---|---|---|---|---|---|"
       local k=0 why
       while IFS=$'\t' read -r img q a_e a_l gt; do
