@@ -462,7 +462,9 @@ static evlm_status step_distill(evlm_tmodel *tm, const evlm_tbatch *b, const evl
     if (rows && tm->n_targets == 0)
         return evlm__fail(EVLM_ERR_ARG, "the batch has no target positions for the distill loss");
     EVLM_TRY(evlm_distill_state_check(tm->ds, &tm->dec, &te->dec, tm->n));
-    EVLM_TRY(forward(te, b, false, use_lg));
+    /* the teacher only runs when a term reads it (--alpha 1 alone is cross-entropy) */
+    if (use_lg || d->hidden_weight > 0 || d->attn_weight > 0)
+        EVLM_TRY(forward(te, b, false, use_lg));
     const evlm_tdecoder *dd = &tm->dec;
     const size_t H = (size_t)dd->H, V = (size_t)dd->V;
     const float gs = s->grad_scale;
